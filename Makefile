@@ -1,0 +1,37 @@
+# cleanroom build. DuckDB's Arrow API needs the duckdb_arrow build tag: it is set here, once,
+# for build, test, vet and bench alike.
+export GOFLAGS := -tags=duckdb_arrow
+export CGO_ENABLED := 1
+
+GO  ?= go
+BIN := bin/cleanroom
+# System packages the build and tests need (Debian names); installed only when missing.
+DEB_PACKAGES := gcc g++ make
+
+.PHONY: build demo test deps bench fmt vet lint
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cleanroom
+
+demo: build
+	./$(BIN) demo
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update && apt-get install -y $$missing; fi
+
+test: deps
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./engine/
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...

@@ -1,0 +1,270 @@
+// Package catalog defines the dataset catalog spec a provider registers: grade, privacy unit,
+// source, per-column tags, public bounds and domains, and the provider's lifetime budget cap.
+//
+// The spec is metadata only. It is read from YAML (files beside the testdata) or JSON (the API),
+// unknown keys are rejected, and Validate is the single place that decides whether a spec is
+// usable, so every entry point refuses the same specs with the same codes.
+package catalog
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Grade is the data classification grade (分级). L4 (不予开放) is never operable.
+type Grade string
+
+// Grades in increasing restriction.
+const (
+	GradeL1 Grade = "L1"
+	GradeL2 Grade = "L2"
+	GradeL3 Grade = "L3"
+	GradeL4 Grade = "L4"
+)
+
+// Tag classifies a column for lineage and egress decisions.
+type Tag string
+
+// Column tags.
+const (
+	TagIdentifier      Tag = "identifier"
+	TagQuasiIdentifier Tag = "quasi_identifier"
+	TagSensitive       Tag = "sensitive"
+	TagAttribute       Tag = "attribute"
+)
+
+// SourceKind names a connector.
+type SourceKind string
+
+// Supported source kinds.
+const (
+	SourceCSV     SourceKind = "csv"
+	SourceParquet SourceKind = "parquet"
+	SourceArrow   SourceKind = "arrow"
+)
+
+// DefaultDomain is the operating platform's data domain, where datasets may be joined.
+const DefaultDomain = "platform"
+
+// Spec is one dataset's catalog entry.
+type Spec struct {
+	Name        string            `json:"name" yaml:"name"`
+	Provider    string            `json:"provider" yaml:"provider"`
+	Grade       Grade             `json:"grade" yaml:"grade"`
+	Domain      string            `json:"domain,omitempty" yaml:"domain,omitempty"`
+	PrivacyUnit string            `json:"privacy_unit" yaml:"privacy_unit"`
+	Source      Source            `json:"source" yaml:"source"`
+	Budget      Budget            `json:"budget" yaml:"budget"`
+	Columns     map[string]Column `json:"columns" yaml:"columns"`
+}
+
+// Source says where the provider's raw data is read from.
+type Source struct {
+	Kind SourceKind `json:"kind" yaml:"kind"`
+	Path string     `json:"path" yaml:"path"`
+}
+
+// Budget is an (epsilon, delta) privacy budget.
+type Budget struct {
+	Epsilon float64 `json:"epsilon" yaml:"epsilon"`
+	Delta   float64 `json:"delta" yaml:"delta"`
+}
+
+// Column is the provider's declaration about one column.
+type Column struct {
+	Tags []Tag `json:"tags" yaml:"tags"`
+	// Bounds are public clamping bounds [lower, upper] for a numeric column.
+	Bounds []float64 `json:"bounds,omitempty" yaml:"bounds,omitempty"`
+	// Domain is the public set of values of a categorical key; grouping by it needs no
+	// partition selection.
+	Domain []string `json:"domain,omitempty" yaml:"domain,omitempty"`
+}
+
+// Has reports whether the column carries tag t.
+func (c Column) Has(t Tag) bool {
+	for _, x := range c.Tags {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Lower and Upper return the declared bounds; valid only when HasBounds.
+func (c Column) Lower() float64 { return c.Bounds[0] }
+
+// Upper returns the declared upper bound; valid only when HasBounds.
+func (c Column) Upper() float64 { return c.Bounds[1] }
+
+// HasBounds reports whether public clamping bounds were declared.
+func (c Column) HasBounds() bool { return len(c.Bounds) == 2 }
+
+// Error is a spec validation error with a stable code. Its message names only spec fields.
+type Error struct {
+	Code    string // e.g. "invalid_spec"
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Field == "" {
+		return fmt.Sprintf("%s: %s", e.Code, e.Message)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
+}
+
+// CodeInvalidSpec is the code of every spec validation error.
+const CodeInvalidSpec = "invalid_spec"
+
+func invalid(field, format string, args ...any) error {
+	return &Error{Code: CodeInvalidSpec, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// Validate checks the spec and fills defaults (Domain).
+func (s *Spec) Validate() error {
+	if !nameRE.MatchString(s.Name) {
+		return invalid("name", "must match %s", nameRE)
+	}
+	if s.Provider == "" {
+		return invalid("provider", "is required")
+	}
+	switch s.Grade {
+	case GradeL1, GradeL2, GradeL3, GradeL4:
+	default:
+		return invalid("grade", "must be one of L1, L2, L3, L4")
+	}
+	if s.Domain == "" {
+		s.Domain = DefaultDomain
+	}
+	if !nameRE.MatchString(s.Domain) {
+		return invalid("domain", "must match %s", nameRE)
+	}
+	switch s.Source.Kind {
+	case SourceCSV, SourceParquet, SourceArrow:
+	default:
+		return invalid("source.kind", "must be one of csv, parquet, arrow")
+	}
+	if s.Source.Path == "" {
+		return invalid("source.path", "is required")
+	}
+	if !(s.Budget.Epsilon > 0) || math.IsInf(s.Budget.Epsilon, 0) {
+		return invalid("budget.epsilon", "must be a positive finite number")
+	}
+	if !(s.Budget.Delta >= 0 && s.Budget.Delta < 1) {
+		return invalid("budget.delta", "must be in [0, 1)")
+	}
+	if len(s.Columns) == 0 {
+		return invalid("columns", "at least one column must be declared")
+	}
+	for _, name := range s.ColumnNames() {
+		c := s.Columns[name]
+		f := "columns." + name
+		if !nameRE.MatchString(name) {
+			return invalid(f, "column names must match %s", nameRE)
+		}
+		if len(c.Tags) == 0 {
+			return invalid(f+".tags", "at least one tag is required")
+		}
+		for _, t := range c.Tags {
+			switch t {
+			case TagIdentifier, TagQuasiIdentifier, TagSensitive, TagAttribute:
+			default:
+				return invalid(f+".tags", "unknown tag (allowed: identifier, quasi_identifier, sensitive, attribute)")
+			}
+		}
+		if c.Bounds != nil {
+			if len(c.Bounds) != 2 || !(c.Bounds[0] <= c.Bounds[1]) ||
+				math.IsInf(c.Bounds[0], 0) || math.IsInf(c.Bounds[1], 0) {
+				return invalid(f+".bounds", "must be [lower, upper] with finite lower <= upper")
+			}
+		}
+		if c.Has(TagIdentifier) && len(c.Domain) > 0 {
+			return invalid(f+".domain", "an identifier column cannot declare a public domain")
+		}
+	}
+	unit, ok := s.Columns[s.PrivacyUnit]
+	if !ok {
+		return invalid("privacy_unit", "must name a declared column")
+	}
+	if !unit.Has(TagIdentifier) {
+		return invalid("privacy_unit", "the privacy unit column must be tagged identifier")
+	}
+	return nil
+}
+
+// Operable reports whether jobs may run on the dataset at all (L4 never).
+func (s *Spec) Operable() bool { return s.Grade != GradeL4 }
+
+// ColumnNames returns the declared column names in sorted order.
+func (s *Spec) ColumnNames() []string {
+	names := make([]string, 0, len(s.Columns))
+	for n := range s.Columns {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ParseYAML decodes a spec from YAML, rejecting unknown keys, and validates it.
+func ParseYAML(data []byte) (*Spec, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		return nil, &Error{Code: CodeInvalidSpec, Message: "cannot decode YAML spec: " + err.Error()}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// ParseJSON decodes a spec from JSON, rejecting unknown keys, and validates it.
+func ParseJSON(data []byte) (*Spec, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		return nil, &Error{Code: CodeInvalidSpec, Message: "cannot decode JSON spec: " + err.Error()}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// LoadFile reads a YAML or JSON spec and resolves a relative source path against the spec's
+// directory.
+func LoadFile(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: read spec: %w", err)
+	}
+	var s *Spec
+	if filepath.Ext(path) == ".json" {
+		s, err = ParseJSON(data)
+	} else {
+		s, err = ParseYAML(data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(s.Source.Path) {
+		s.Source.Path = filepath.Join(filepath.Dir(path), s.Source.Path)
+	}
+	return s, nil
+}
+
+// ErrNotFound is returned when a dataset is not in the catalog.
+var ErrNotFound = errors.New("dataset not found")

@@ -1,0 +1,288 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+// Config opens an engine over a data directory.
+type Config struct {
+	DataDir string
+	// WorkerCommand starts sandbox workers (default: this executable; it must call
+	// sandbox.MaybeRunWorker first).
+	WorkerCommand []string
+	// PolicyDir loads an operator's bundle instead of the embedded default.
+	PolicyDir string
+	// WorkerDB sets the workers' DuckDB limits.
+	WorkerDB sandbox.DBLimits
+	// Stderr receives worker logs.
+	Stderr io.Writer
+}
+
+// Engine is the platform's job pipeline over one data directory. Safe for concurrent use.
+type Engine struct {
+	dataDir  string
+	parser   *sandbox.Parser
+	policy   *policy.Engine
+	ledger   *ledger.Ledger
+	log      *provenance.Log
+	logPath  string
+	auditKey provenance.AuditKey
+	workers  map[string]*sandbox.Client // by data domain
+	isol     map[string]*sandbox.Isolation
+	cfg      Config
+
+	mu       sync.RWMutex
+	datasets map[string]*Dataset
+}
+
+// Dataset is a registered dataset: its spec and snapshot.
+type Dataset struct {
+	Spec     *catalog.Spec
+	Snapshot sandbox.Snapshot
+}
+
+// Open prepares the data directory: provenance log and audit key, control-plane ledger,
+// policy bundle (its digest is recorded), and the SQL parser. Workers start on first use.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("engine: data directory is required")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "keys"), 0o700); err != nil {
+		return nil, err
+	}
+	e := &Engine{dataDir: cfg.DataDir, cfg: cfg, workers: map[string]*sandbox.Client{},
+		isol: map[string]*sandbox.Isolation{}, datasets: map[string]*Dataset{},
+		logPath: filepath.Join(cfg.DataDir, "provenance.log")}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	var err error
+	if e.auditKey, err = provenance.LoadOrCreateAuditKey(filepath.Join(cfg.DataDir, "keys", "audit.key")); err != nil {
+		return nil, err
+	}
+	if e.log, err = provenance.Open(e.logPath); err != nil {
+		return nil, err
+	}
+	if e.ledger, err = ledger.Open(ctx, filepath.Join(cfg.DataDir, "control.db")); err != nil {
+		return nil, err
+	}
+	var popts []policy.Option
+	if cfg.PolicyDir != "" {
+		popts = append(popts, policy.WithBundleDir(cfg.PolicyDir))
+	}
+	if e.policy, err = policy.New(ctx, popts...); err != nil {
+		return nil, err
+	}
+	if _, err := e.record(ctx, "policy_loaded", "", map[string]any{"bundle_digest": e.policy.Digest(), "source": policySource(cfg.PolicyDir)}); err != nil {
+		return nil, err
+	}
+	if e.parser, err = sandbox.NewParser(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return e, nil
+}
+
+func policySource(dir string) string {
+	if dir == "" {
+		return "embedded default bundle"
+	}
+	return dir
+}
+
+// Close stops workers and closes the stores.
+func (e *Engine) Close() error {
+	var errs []error
+	for _, w := range e.workers {
+		errs = append(errs, w.Close())
+	}
+	if e.parser != nil {
+		errs = append(errs, e.parser.Close())
+	}
+	if e.ledger != nil {
+		errs = append(errs, e.ledger.Close())
+	}
+	if e.log != nil {
+		errs = append(errs, e.log.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// LogPath is the provenance log's file.
+func (e *Engine) LogPath() string { return e.logPath }
+
+// PolicyDigest names the policy bundle in force.
+func (e *Engine) PolicyDigest() string { return e.policy.Digest() }
+
+// record appends a provenance record; every stage calls it before handing on.
+func (e *Engine) record(ctx context.Context, typ, job string, data any) (provenance.Entry, error) {
+	ent, err := e.log.Append(ctx, provenance.Record{Type: typ, Job: job, Data: data})
+	if err != nil {
+		return ent, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log cannot be written; nothing is released")
+	}
+	return ent, nil
+}
+
+// worker returns the domain's sandbox worker, starting it on first use.
+func (e *Engine) worker(ctx context.Context, domain string) (*sandbox.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if w := e.workers[domain]; w != nil {
+		return w, nil
+	}
+	w, iso, err := sandbox.Start(ctx, sandbox.Config{
+		Command: e.cfg.WorkerCommand,
+		Worker:  sandbox.WorkerConfig{Dir: filepath.Join(e.dataDir, "domains", domain), Domain: domain, DB: e.cfg.WorkerDB},
+		Stderr:  e.cfg.Stderr,
+	})
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker for domain %q could not start", domain)
+	}
+	if _, err := e.record(ctx, "worker_started", "", map[string]any{"domain": domain, "isolation": iso}); err != nil {
+		w.Close()
+		return nil, err
+	}
+	e.workers[domain] = w
+	e.isol[domain] = iso
+	return w, nil
+}
+
+// Isolation reports the isolation in force for a domain's worker, starting it if needed.
+func (e *Engine) Isolation(ctx context.Context, domain string) (*sandbox.Isolation, error) {
+	if _, err := e.worker(ctx, domain); err != nil {
+		return nil, err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.isol[domain], nil
+}
+
+// Lookup implements gate.Catalog over registered datasets.
+func (e *Engine) Lookup(name string) (*catalog.Spec, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	d, ok := e.datasets[name]
+	if !ok {
+		return nil, false
+	}
+	return d.Spec, true
+}
+
+// Datasets lists registered datasets by name.
+func (e *Engine) Datasets() []*Dataset {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]*Dataset, 0, len(e.datasets))
+	for _, d := range e.datasets {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.Name < out[j].Spec.Name })
+	return out
+}
+
+// DatasetAccount and GrantAccount name ledger accounts.
+func DatasetAccount(name string) string { return "dataset:" + name }
+
+// GrantAccount names a grant's ledger account.
+func GrantAccount(id string) string { return "grant:" + id }
+
+// RegisterDataset validates a spec, has the domain's worker build its snapshot from the
+// provider's source, opens the dataset's lifetime budget account, and records the snapshot
+// digest. A failure registers nothing.
+func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Dataset, error) {
+	if err := spec.Validate(); err != nil {
+		var ce *catalog.Error
+		if errors.As(err, &ce) {
+			return nil, errcode.Wrap(errcode.InvalidSpec, err, "%s", ce.Error())
+		}
+		return nil, err
+	}
+	if _, ok := e.Lookup(spec.Name); ok {
+		return nil, errcode.New(errcode.InvalidSpec, "a dataset named %q is already registered", spec.Name)
+	}
+	w, err := e.worker(ctx, spec.Domain)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := w.Register(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.ledger.EnsureAccount(ctx, DatasetAccount(spec.Name), ledger.Budget{Epsilon: spec.Budget.Epsilon, Delta: spec.Budget.Delta}); err != nil {
+		return nil, err
+	}
+	if _, err := e.record(ctx, "dataset_registered", "", map[string]any{
+		"name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "domain": spec.Domain,
+		"privacy_unit": spec.PrivacyUnit, "snapshot": snap.Digest, "rows": snap.Rows, "spec": spec,
+	}); err != nil {
+		return nil, err
+	}
+	d := &Dataset{Spec: spec, Snapshot: *snap}
+	e.mu.Lock()
+	e.datasets[spec.Name] = d
+	e.mu.Unlock()
+	return d, nil
+}
+
+// OpenGrant opens (or confirms) a grant's budget account. Governance of grants — purpose,
+// scope, period, approval — is layered on top of this account.
+func (e *Engine) OpenGrant(ctx context.Context, id string, b ledger.Budget) error {
+	if err := e.ledger.EnsureAccount(ctx, GrantAccount(id), b); err != nil {
+		return err
+	}
+	_, err := e.record(ctx, "grant_opened", "", map[string]any{"grant": id, "epsilon": b.Epsilon, "delta": b.Delta})
+	return err
+}
+
+// Balance returns a ledger account's balance.
+func (e *Engine) Balance(ctx context.Context, account string) (ledger.Balance, error) {
+	return e.ledger.Balance(ctx, account)
+}
+
+// VerifyLog checks the provenance log's hash chain.
+func (e *Engine) VerifyLog() (provenance.VerifyReport, error) { return provenance.Verify(e.logPath) }
+
+func newJobID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "job-" + hex.EncodeToString(b[:])
+}
+
+func randomKey() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+var _ gate.Catalog = (*Engine)(nil)
+
+func tags(c catalog.Column) []string {
+	out := make([]string, len(c.Tags))
+	for i, t := range c.Tags {
+		out[i] = string(t)
+	}
+	return out
+}
+
+func describe(d *Dataset) string { return fmt.Sprintf("%s@%s", d.Spec.Name, d.Snapshot.Digest) }

@@ -1,0 +1,104 @@
+// Package errcode defines the stable error codes of cleanroom and the one typed error every
+// pipeline stage returns.
+//
+// Two kinds of error exist (STYLE.md): inside, an *Error wraps its cause for operators' logs;
+// at the boundary, Public turns any error into a code and a message built only from the code,
+// positions, catalog names and fixed hints — never from a DuckDB message or a data value. An
+// error that is not an *Error becomes "internal" with a fixed message.
+package errcode
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Stable codes. Tests assert codes, never message text.
+const (
+	SyntaxError        = "syntax_error"
+	UnsupportedSQL     = "unsupported_sql"
+	IdentifierInOutput = "identifier_in_output"
+	UnknownDataset     = "unknown_dataset"
+	UnknownColumn      = "unknown_column"
+	MissingBounds      = "missing_bounds"
+	InvalidOptions     = "invalid_options"
+	InvalidSpec        = "invalid_spec"
+	NotOperable        = "dataset_not_operable"
+	PolicyDenied       = "policy_denied"
+	EgressDenied       = "egress_denied"
+	HeldForReview      = "held_for_review"
+	BudgetExhausted    = "budget_exhausted"
+	SandboxTimeout     = "sandbox_timeout"
+	SandboxFailed      = "sandbox_failed"
+	Canceled           = "canceled"
+	MalformedInput     = "malformed_input"
+	ProvenanceFailed   = "provenance_unavailable"
+	Internal           = "internal"
+)
+
+// Error is a stage's failure with a stable code. Message must be safe to show to the applicant:
+// callers build it only from fixed text, catalog names and positions. Cause is kept for the
+// platform's own logs and is never shown.
+type Error struct {
+	Code     string
+	Message  string
+	Position int // byte offset into the submitted SQL, or -1
+	Cause    error
+}
+
+// New returns an *Error without position.
+func New(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Position: -1}
+}
+
+// At returns an *Error at a SQL position.
+func At(code string, pos int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Position: pos}
+}
+
+// Wrap returns an *Error that keeps cause for logs.
+func Wrap(code string, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Position: -1, Cause: cause}
+}
+
+func (e *Error) Error() string {
+	if e.Position >= 0 {
+		return fmt.Sprintf("%s: %s (at position %d)", e.Code, e.Message, e.Position)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Code returns err's stable code, "internal" for untyped errors, "" for nil.
+func Code(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+// PublicError is what crosses the boundary to an applicant.
+type PublicError struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Position *int   `json:"position,omitempty"`
+}
+
+// Public converts any error into its safe public form: the code, and for *Error its vetted
+// message; everything else becomes a fixed internal message so no cause text can leak.
+func Public(err error) PublicError {
+	var e *Error
+	if !errors.As(err, &e) {
+		return PublicError{Code: Internal, Message: "internal error; the operator can find details in the platform log"}
+	}
+	p := PublicError{Code: e.Code, Message: e.Message}
+	if e.Position >= 0 {
+		pos := e.Position
+		p.Position = &pos
+	}
+	return p
+}

@@ -1,0 +1,210 @@
+package gate_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite the golden file testdata/admitted.golden")
+
+type specs map[string]*catalog.Spec
+
+func (s specs) Lookup(name string) (*catalog.Spec, bool) { sp, ok := s[name]; return sp, ok }
+
+func testCatalog() specs {
+	id := catalog.Column{Tags: []catalog.Tag{catalog.TagIdentifier}}
+	return specs{"medical_visits": {
+		Name: "medical_visits", Provider: "health-commission", Grade: catalog.GradeL2, PrivacyUnit: "person_id",
+		Columns: map[string]catalog.Column{
+			"person_id":  id,
+			"visit_id":   id,
+			"district":   {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"530102", "530103"}},
+			"age_band":   {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"0-17", "18-34"}},
+			"cost":       {Tags: []catalog.Tag{catalog.TagSensitive}, Bounds: []float64{0, 50000}},
+			"diagnosis":  {Tags: []catalog.Tag{catalog.TagSensitive}},
+			"inpatient":  {Tags: []catalog.Tag{catalog.TagSensitive}},
+			"visit_date": {Tags: []catalog.Tag{catalog.TagAttribute}},
+		}}}
+}
+
+// cases is the gate's corpus: unit tests, fuzz seeds and the golden file all use it.
+var cases = []struct {
+	name string
+	sql  string
+	code string // "" = admitted
+}{
+	{"count by district", "SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district", ""},
+	{"sum and distinct units", "SELECT district, age_band, SUM(cost), COUNT(DISTINCT person_id) FROM medical_visits GROUP BY district, age_band", ""},
+	{"global aggregate", "SELECT COUNT(*) FROM medical_visits", ""},
+	{"filters", "SELECT district, COUNT(*) FROM medical_visits WHERE inpatient AND cost > 10.5 AND district IN ('530102', '530103') AND visit_date BETWEEN DATE '2024-01-01' AND DATE '2024-12-31' AND diagnosis LIKE 'J%' AND diagnosis IS NOT NULL AND NOT (cost + 1 >= 2e3 OR cost <> 3) GROUP BY district", ""},
+	{"alias qualified", "SELECT v.district, COUNT(*) FROM medical_visits AS v WHERE v.cost < 100 GROUP BY v.district", ""},
+	{"quote in literal", "SELECT COUNT(*) FROM medical_visits WHERE diagnosis = 'it''s'", ""},
+	{"syntax error", "SELEC district FROM medical_visits", errcode.SyntaxError},
+	{"copy", "COPY medical_visits TO '/tmp/x.csv'", errcode.UnsupportedSQL},
+	{"attach", "ATTACH '/tmp/x.db' AS x", errcode.UnsupportedSQL},
+	{"install", "INSTALL httpfs", errcode.UnsupportedSQL},
+	{"load", "LOAD httpfs", errcode.UnsupportedSQL},
+	{"pragma", "PRAGMA database_list", errcode.UnsupportedSQL},
+	{"set", "SET enable_external_access = true", errcode.UnsupportedSQL},
+	{"delete", "DELETE FROM medical_visits", errcode.UnsupportedSQL},
+	{"several statements", "SELECT COUNT(*) FROM medical_visits; SELECT COUNT(*) FROM medical_visits", errcode.UnsupportedSQL},
+	{"read_csv", "SELECT COUNT(*) FROM read_csv('/etc/passwd')", errcode.UnsupportedSQL},
+	{"read_parquet in filter", "SELECT COUNT(*) FROM medical_visits WHERE cost > (SELECT count(*) FROM read_parquet('x'))", errcode.UnsupportedSQL},
+	{"getenv", "SELECT COUNT(*) FROM medical_visits WHERE getenv('HOME') = 'x'", errcode.UnsupportedSQL},
+	{"query function", "SELECT COUNT(*) FROM query('SELECT 1')", errcode.UnsupportedSQL},
+	{"select identifier", "SELECT person_id, cost FROM medical_visits", errcode.IdentifierInOutput},
+	{"select star", "SELECT * FROM medical_visits", errcode.IdentifierInOutput},
+	{"group by identifier", "SELECT person_id, COUNT(*) FROM medical_visits GROUP BY person_id", errcode.IdentifierInOutput},
+	{"raw column", "SELECT cost FROM medical_visits", "raw_column_in_output"},
+	{"sum identifier", "SELECT SUM(visit_id) FROM medical_visits", errcode.IdentifierInOutput},
+	{"unbounded sum", "SELECT SUM(diagnosis) FROM medical_visits", errcode.MissingBounds},
+	{"unknown dataset", "SELECT COUNT(*) FROM secret_table", errcode.UnknownDataset},
+	{"unknown column", "SELECT COUNT(*) FROM medical_visits WHERE salary > 1", errcode.UnknownColumn},
+	{"count distinct non-unit", "SELECT COUNT(DISTINCT district) FROM medical_visits", errcode.UnsupportedSQL},
+	{"join", "SELECT COUNT(*) FROM medical_visits a JOIN medical_visits b ON a.person_id = b.person_id", errcode.UnsupportedSQL},
+	{"union", "SELECT COUNT(*) FROM medical_visits UNION SELECT COUNT(*) FROM medical_visits", errcode.UnsupportedSQL},
+	{"having", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district HAVING COUNT(*) > 5", errcode.UnsupportedSQL},
+	{"window", "SELECT COUNT(*) OVER () FROM medical_visits", errcode.UnsupportedSQL},
+	{"cte", "WITH x AS (SELECT * FROM medical_visits) SELECT COUNT(*) FROM x", errcode.UnsupportedSQL},
+	{"order by", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district ORDER BY 2", errcode.UnsupportedSQL},
+	{"limit", "SELECT COUNT(*) FROM medical_visits LIMIT 1", errcode.UnsupportedSQL},
+	{"min", "SELECT MIN(cost) FROM medical_visits", errcode.UnsupportedSQL},
+	{"no aggregate", "SELECT district FROM medical_visits GROUP BY district", errcode.UnsupportedSQL},
+	{"rollup", "SELECT district, COUNT(*) FROM medical_visits GROUP BY ROLLUP (district)", errcode.UnsupportedSQL},
+	{"group by all", "SELECT district, COUNT(*) FROM medical_visits GROUP BY ALL", errcode.UnsupportedSQL},
+	{"distinct", "SELECT DISTINCT district FROM medical_visits", errcode.UnsupportedSQL},
+	{"sample", "SELECT COUNT(*) FROM medical_visits USING SAMPLE 10", errcode.UnsupportedSQL},
+	{"scalar function in filter", "SELECT COUNT(*) FROM medical_visits WHERE length(diagnosis) > 3", errcode.UnsupportedSQL},
+	{"subquery in from", "SELECT COUNT(*) FROM (SELECT * FROM medical_visits)", errcode.UnsupportedSQL},
+	{"no from", "SELECT 1", errcode.UnsupportedSQL},
+	{"filter on aggregate", "SELECT COUNT(*) FILTER (WHERE cost > 1) FROM medical_visits", errcode.UnsupportedSQL},
+}
+
+func newParser(t testing.TB) *sandbox.Parser {
+	p, err := sandbox.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func render(q *gate.Query) string {
+	var b strings.Builder
+	for _, k := range q.Keys {
+		fmt.Fprintf(&b, "key %s = %s\n", k.Name, k.SQL)
+	}
+	for _, a := range q.Aggregates {
+		fmt.Fprintf(&b, "agg %s = %s(%s)\n", a.Name, a.Kind, a.Column)
+	}
+	if q.Filter != "" {
+		fmt.Fprintf(&b, "filter %s\n", q.Filter)
+	}
+	return b.String()
+}
+
+func TestAdmitCorpus(t *testing.T) {
+	p := newParser(t)
+	cat := testCatalog()
+	var golden strings.Builder
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q, err := gate.Admit(context.Background(), p, cat, c.sql)
+			if c.code == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				fmt.Fprintf(&golden, "# %s\n%s\n----\n%s\n", c.name, c.sql, render(q))
+				return
+			}
+			if got := errcode.Code(err); got != c.code {
+				t.Fatalf("code = %q (%v), want %q", got, err, c.code)
+			}
+			pub := errcode.Public(err)
+			if pub.Message == "" || strings.Contains(pub.Message, "duckdb") {
+				t.Fatalf("public message %q should teach what is allowed", pub.Message)
+			}
+		})
+	}
+	path := filepath.Join("testdata", "admitted.golden")
+	if *rewrite {
+		if err := os.WriteFile(path, []byte(golden.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestAdmitCorpus -rewrite)", err)
+	}
+	if golden.String() != string(want) {
+		t.Fatalf("rendered queries differ from %s (review, then -rewrite):\n%s", path, golden.String())
+	}
+}
+
+func TestRefusalCarriesSQLPosition(t *testing.T) {
+	q := "SELECT district, COUNT(*) FROM medical_visits WHERE length(diagnosis) > 3 GROUP BY district"
+	_, err := gate.Admit(context.Background(), newParser(t), testCatalog(), q)
+	pub := errcode.Public(err)
+	if pub.Position == nil || !strings.HasPrefix(q[*pub.Position:], "length") {
+		t.Fatalf("position = %v, want the offset of length(...)", pub.Position)
+	}
+}
+
+// The rendered filter must survive a DuckDB round trip: re-parsing it gives the same admitted
+// query, so nothing the applicant wrote changes meaning on the way to the worker.
+func TestRenderedFilterRoundTrips(t *testing.T) {
+	p := newParser(t)
+	for _, c := range cases {
+		if c.code != "" {
+			continue
+		}
+		q, err := gate.Admit(context.Background(), p, testCatalog(), c.sql)
+		if err != nil || q.Filter == "" {
+			continue
+		}
+		again := "SELECT COUNT(*) FROM medical_visits WHERE " + q.Filter
+		q2, err := gate.Admit(context.Background(), p, testCatalog(), again)
+		if err != nil {
+			t.Fatalf("%s: rendered filter refused: %v", c.name, err)
+		}
+		if q2.Filter != q.Filter {
+			t.Fatalf("%s: filter not stable:\n%s\n%s", c.name, q.Filter, q2.Filter)
+		}
+	}
+}
+
+func FuzzAdmit(f *testing.F) {
+	for _, c := range cases {
+		f.Add(c.sql)
+	}
+	p := newParser(f)
+	cat := testCatalog()
+	f.Fuzz(func(t *testing.T, sql string) {
+		q, err := gate.Admit(context.Background(), p, cat, sql)
+		if err != nil {
+			if errcode.Code(err) == errcode.Internal {
+				t.Fatalf("internal error for %q: %v", sql, err)
+			}
+			return
+		}
+		// Whatever is admitted reads one catalog dataset and never outputs an identifier.
+		for _, k := range q.Keys {
+			if q.Dataset.Columns[k.Column].Has(catalog.TagIdentifier) {
+				t.Fatalf("identifier key admitted: %q", sql)
+			}
+		}
+		if len(q.Aggregates) == 0 {
+			t.Fatalf("query without aggregates admitted: %q", sql)
+		}
+	})
+}

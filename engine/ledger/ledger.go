@@ -1,0 +1,454 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Entry states.
+const (
+	StateReserved = "reserved"
+	StateDebited  = "debited"
+	StateRefunded = "refunded"
+)
+
+// Balance is an account's standing. Spent counts debits and standing reservations; Reserved is
+// the part of Spent still reserved.
+type Balance struct {
+	Account   string `json:"account"`
+	Total     Budget `json:"total"`
+	Spent     Budget `json:"spent"`
+	Remaining Budget `json:"remaining"` // Total − Spent, never negative
+	Reserved  Budget `json:"reserved"`
+}
+
+// Entry is one job's charge to one account.
+type Entry struct {
+	Job       string          `json:"job"`
+	Account   string          `json:"account"`
+	Cost      Budget          `json:"cost"`
+	State     string          `json:"state"` // StateReserved, StateDebited or StateRefunded
+	Mechanism json.RawMessage `json:"mechanism,omitempty"`
+	Reason    string          `json:"reason,omitempty"` // the refund reason
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Ledger is an open budget ledger. Its methods are safe for concurrent use, and several
+// processes may share the database file.
+type Ledger struct {
+	db  *sql.DB
+	sem chan struct{} // one writer at a time in this process
+	now func() time.Time
+}
+
+// schemaVersion is the version of the tables below, recorded in schema_version under "ledger".
+const schemaVersion = 1
+
+// schema creates the ledger's tables if missing. Names are prefixed because the database is the
+// shared control-plane store. Triggers make the state machine and costs tamper-resistant even to
+// code that bypasses this package.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS schema_version (
+		component TEXT PRIMARY KEY,
+		version   INTEGER NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS ledger_accounts (
+		account            TEXT PRIMARY KEY,
+		total_epsilon_pico INTEGER NOT NULL CHECK (total_epsilon_pico >= 0),
+		total_delta_atto   INTEGER NOT NULL CHECK (total_delta_atto >= 0),
+		created_at         TEXT NOT NULL,
+		updated_at         TEXT NOT NULL
+	) STRICT`,
+	`CREATE TABLE IF NOT EXISTS ledger_jobs (
+		job          TEXT PRIMARY KEY,
+		state        TEXT NOT NULL CHECK (state IN ('reserved', 'debited', 'refunded')),
+		epsilon_pico INTEGER NOT NULL CHECK (epsilon_pico >= 0),
+		delta_atto   INTEGER NOT NULL CHECK (delta_atto >= 0),
+		mechanism    TEXT,
+		reason       TEXT NOT NULL DEFAULT '',
+		created_at   TEXT NOT NULL,
+		updated_at   TEXT NOT NULL
+	) STRICT`,
+	`CREATE TABLE IF NOT EXISTS ledger_entries (
+		seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+		job     TEXT NOT NULL REFERENCES ledger_jobs (job),
+		account TEXT NOT NULL REFERENCES ledger_accounts (account),
+		UNIQUE (job, account)
+	) STRICT`,
+	`CREATE INDEX IF NOT EXISTS ledger_entries_by_account ON ledger_entries (account, seq)`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_jobs_state_machine
+		BEFORE UPDATE OF state ON ledger_jobs
+		WHEN OLD.state <> 'reserved' OR NEW.state NOT IN ('debited', 'refunded')
+		BEGIN SELECT RAISE(ABORT, 'ledger: illegal job state transition'); END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_jobs_cost_immutable
+		BEFORE UPDATE OF job, epsilon_pico, delta_atto, mechanism, created_at ON ledger_jobs
+		BEGIN SELECT RAISE(ABORT, 'ledger: a job''s cost is immutable'); END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_jobs_no_delete
+		BEFORE DELETE ON ledger_jobs
+		BEGIN SELECT RAISE(ABORT, 'ledger: jobs are never deleted'); END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_entries_append_only_update
+		BEFORE UPDATE ON ledger_entries
+		BEGIN SELECT RAISE(ABORT, 'ledger: entries are append-only'); END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_entries_append_only_delete
+		BEFORE DELETE ON ledger_entries
+		BEGIN SELECT RAISE(ABORT, 'ledger: entries are append-only'); END`,
+}
+
+// dsnParams: BEGIN IMMEDIATE for every read-write transaction, WAL, a busy timeout for writers
+// in other processes, full fsync on commit, and enforced foreign keys.
+const dsnParams = "_txlock=immediate&_busy_timeout=10000&_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1"
+
+// Open opens (creating if needed) the ledger in the SQLite database at path and creates its
+// schema if missing. It refuses a database whose ledger schema is newer than this code.
+func Open(ctx context.Context, path string) (*Ledger, error) {
+	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("ledger: database path %q must be a plain file path", path)
+	}
+	db, err := sql.Open("sqlite", path+"?"+dsnParams)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open: %w", err)
+	}
+	db.SetMaxOpenConns(8)
+	l := &Ledger{db: db, sem: make(chan struct{}, 1), now: time.Now}
+	if err := l.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Ledger) migrate(ctx context.Context) error {
+	return l.write(ctx, func(tx *sql.Tx) error {
+		for _, stmt := range schema {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("ledger: create schema: %w", err)
+			}
+		}
+		var v int
+		err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version WHERE component = 'ledger'`).Scan(&v)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_version (component, version) VALUES ('ledger', ?)`, schemaVersion)
+			if err != nil {
+				return fmt.Errorf("ledger: record schema version: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("ledger: read schema version: %w", err)
+		case v > schemaVersion:
+			return fmt.Errorf("ledger: database schema version %d is newer than this build's %d", v, schemaVersion)
+		}
+		return nil
+	})
+}
+
+// Close closes the database.
+func (l *Ledger) Close() error { return l.db.Close() }
+
+// write runs fn in a read-write (BEGIN IMMEDIATE) transaction, one at a time in this process,
+// and commits if fn returns nil.
+func (l *Ledger) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	select {
+	case l.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("ledger: %w", ctx.Err())
+	}
+	defer func() { <-l.sem }()
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ledger: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("ledger: commit: %w", err)
+	}
+	return nil
+}
+
+// read runs fn in a read-only transaction, so it sees one consistent snapshot.
+func (l *Ledger) read(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := l.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("ledger: begin: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+func (l *Ledger) stamp() string { return l.now().UTC().Format(timeFormat) }
+
+// EnsureAccount creates account with the given total, or checks that it already has exactly that
+// total (in ledger units). A different existing total is ErrAccountMismatch; use SetTotal to
+// change a total deliberately.
+func (l *Ledger) EnsureAccount(ctx context.Context, account string, total Budget) error {
+	if account == "" {
+		return fmt.Errorf("ledger: empty account name: %w", ErrInvalidReservation)
+	}
+	want, err := totalUnits(total)
+	if err != nil {
+		return err
+	}
+	return l.write(ctx, func(tx *sql.Tx) error {
+		have, err := accountTotal(ctx, tx, account)
+		if errors.Is(err, ErrUnknownAccount) {
+			now := l.stamp()
+			_, err = tx.ExecContext(ctx, `INSERT INTO ledger_accounts
+				(account, total_epsilon_pico, total_delta_atto, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+				account, want.eps, want.delta, now, now)
+			if err != nil {
+				return fmt.Errorf("ledger: create account %q: %w", account, err)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if have != want {
+			return fmt.Errorf("ledger: account %q has total epsilon=%g delta=%g, not epsilon=%g delta=%g: %w",
+				account, have.budget().Epsilon, have.budget().Delta, total.Epsilon, total.Delta, ErrAccountMismatch)
+		}
+		return nil
+	})
+}
+
+// SetTotal changes an existing account's total. Lowering it below what is already spent is
+// allowed: the account then refuses every further cost.
+func (l *Ledger) SetTotal(ctx context.Context, account string, total Budget) error {
+	want, err := totalUnits(total)
+	if err != nil {
+		return err
+	}
+	return l.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE ledger_accounts SET total_epsilon_pico = ?, total_delta_atto = ?, updated_at = ?
+			WHERE account = ?`, want.eps, want.delta, l.stamp(), account)
+		if err != nil {
+			return fmt.Errorf("ledger: set total of %q: %w", account, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("ledger: set total of %q: %w", account, err)
+		}
+		if n != 1 {
+			return fmt.Errorf("ledger: account %q: %w", account, ErrUnknownAccount)
+		}
+		return nil
+	})
+}
+
+// Reserve charges cost to every one of accounts for job, all or nothing, in one transaction. If
+// any account would go over its total it returns an *ExhaustedError naming the first such account
+// and writes nothing. An account that does not exist is ErrUnknownAccount; a job that already
+// has an entry (in any state) is ErrDuplicateJob. mechanism, if not empty, must be JSON; it is
+// kept with the entry for auditors.
+func (l *Ledger) Reserve(ctx context.Context, job string, accounts []string, cost Budget, mechanism json.RawMessage) error {
+	if job == "" || len(accounts) == 0 {
+		return fmt.Errorf("ledger: reservation needs a job and at least one account: %w", ErrInvalidReservation)
+	}
+	if slices.Contains(accounts, "") {
+		return fmt.Errorf("ledger: empty account name: %w", ErrInvalidReservation)
+	}
+	sorted := slices.Sorted(slices.Values(accounts))
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return fmt.Errorf("ledger: account %q listed twice: %w", sorted[i], ErrInvalidReservation)
+		}
+	}
+	c, err := costUnits(cost)
+	if err != nil {
+		return err
+	}
+	var mech any // NULL when absent
+	if len(bytes.TrimSpace(mechanism)) > 0 {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, mechanism); err != nil {
+			return fmt.Errorf("ledger: mechanism is not JSON: %w", ErrInvalidReservation)
+		}
+		mech = buf.String()
+	}
+	return l.write(ctx, func(tx *sql.Tx) error {
+		var exists int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM ledger_jobs WHERE job = ?`, job).Scan(&exists)
+		if err == nil {
+			return fmt.Errorf("ledger: job %q: %w", job, ErrDuplicateJob)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("ledger: look up job: %w", err)
+		}
+		for _, a := range accounts {
+			total, err := accountTotal(ctx, tx, a)
+			if err != nil {
+				return err
+			}
+			spent, _, err := accountSpent(ctx, tx, a)
+			if err != nil {
+				return err
+			}
+			if spent.add(c).exceeds(total) {
+				return &ExhaustedError{Account: a, Remaining: total.sub(spent).nonNegative().budget(), Requested: cost}
+			}
+		}
+		now := l.stamp()
+		_, err = tx.ExecContext(ctx, `INSERT INTO ledger_jobs
+			(job, state, epsilon_pico, delta_atto, mechanism, created_at, updated_at) VALUES (?, 'reserved', ?, ?, ?, ?, ?)`,
+			job, c.eps, c.delta, mech, now, now)
+		if err != nil {
+			return fmt.Errorf("ledger: reserve %q: %w", job, err)
+		}
+		for _, a := range accounts {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_entries (job, account) VALUES (?, ?)`, job, a); err != nil {
+				return fmt.Errorf("ledger: reserve %q on %q: %w", job, a, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Commit turns job's reservation into a debit: its result may now be released. A job that is not
+// reserved (unknown, already debited or refunded) is ErrNotReserved.
+func (l *Ledger) Commit(ctx context.Context, job string) error {
+	return l.settle(ctx, job, StateDebited, "")
+}
+
+// Refund releases job's reservation because the job failed without releasing a result. reason is
+// a code or fixed text for auditors, never a data value. A job that is not reserved — in
+// particular one already debited — is ErrNotReserved.
+func (l *Ledger) Refund(ctx context.Context, job string, reason string) error {
+	return l.settle(ctx, job, StateRefunded, reason)
+}
+
+func (l *Ledger) settle(ctx context.Context, job, to, reason string) error {
+	return l.write(ctx, func(tx *sql.Tx) error {
+		var state string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM ledger_jobs WHERE job = ?`, job).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("ledger: job %q has no reservation: %w", job, ErrNotReserved)
+		}
+		if err != nil {
+			return fmt.Errorf("ledger: look up job: %w", err)
+		}
+		if state != StateReserved {
+			return fmt.Errorf("ledger: job %q is %s: %w", job, state, ErrNotReserved)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE ledger_jobs SET state = ?, reason = ?, updated_at = ? WHERE job = ?`,
+			to, reason, l.stamp(), job)
+		if err != nil {
+			return fmt.Errorf("ledger: mark job %q %s: %w", job, to, err)
+		}
+		return nil
+	})
+}
+
+// Balance returns account's total, spent (debited plus reserved), remaining and reserved budget.
+func (l *Ledger) Balance(ctx context.Context, account string) (Balance, error) {
+	var b Balance
+	err := l.read(ctx, func(tx *sql.Tx) error {
+		total, err := accountTotal(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		spent, reserved, err := accountSpent(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		b = Balance{
+			Account:   account,
+			Total:     total.budget(),
+			Spent:     spent.budget(),
+			Remaining: total.sub(spent).nonNegative().budget(),
+			Reserved:  reserved.budget(),
+		}
+		return nil
+	})
+	return b, err
+}
+
+// History returns every entry of account, oldest reservation first.
+func (l *Ledger) History(ctx context.Context, account string) ([]Entry, error) {
+	var out []Entry
+	err := l.read(ctx, func(tx *sql.Tx) error {
+		if _, err := accountTotal(ctx, tx, account); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT j.job, j.epsilon_pico, j.delta_atto, j.state, j.mechanism, j.reason,
+				j.created_at, j.updated_at
+			FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
+			WHERE e.account = ? ORDER BY e.seq`, account)
+		if err != nil {
+			return fmt.Errorf("ledger: history: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				e                Entry
+				c                units
+				mech             sql.NullString
+				created, updated string
+			)
+			if err := rows.Scan(&e.Job, &c.eps, &c.delta, &e.State, &mech, &e.Reason, &created, &updated); err != nil {
+				return fmt.Errorf("ledger: history: %w", err)
+			}
+			e.Account = account
+			e.Cost = c.budget()
+			if mech.Valid {
+				e.Mechanism = json.RawMessage(mech.String)
+			}
+			if e.CreatedAt, err = time.Parse(time.RFC3339Nano, created); err != nil {
+				return fmt.Errorf("ledger: history: %w", err)
+			}
+			if e.UpdatedAt, err = time.Parse(time.RFC3339Nano, updated); err != nil {
+				return fmt.Errorf("ledger: history: %w", err)
+			}
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// querier is what both *sql.Tx and *sql.DB offer.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func accountTotal(ctx context.Context, q querier, account string) (units, error) {
+	var u units
+	err := q.QueryRowContext(ctx, `SELECT total_epsilon_pico, total_delta_atto FROM ledger_accounts WHERE account = ?`,
+		account).Scan(&u.eps, &u.delta)
+	if errors.Is(err, sql.ErrNoRows) {
+		return units{}, fmt.Errorf("ledger: account %q: %w", account, ErrUnknownAccount)
+	}
+	if err != nil {
+		return units{}, fmt.Errorf("ledger: read account %q: %w", account, err)
+	}
+	return u, nil
+}
+
+// accountSpent sums the costs of account's jobs that are not refunded (sequential composition),
+// and separately those still reserved.
+func accountSpent(ctx context.Context, q querier, account string) (spent, reserved units, err error) {
+	err = q.QueryRowContext(ctx, `SELECT
+			COALESCE(SUM(j.epsilon_pico) FILTER (WHERE j.state <> 'refunded'), 0),
+			COALESCE(SUM(j.delta_atto)   FILTER (WHERE j.state <> 'refunded'), 0),
+			COALESCE(SUM(j.epsilon_pico) FILTER (WHERE j.state = 'reserved'), 0),
+			COALESCE(SUM(j.delta_atto)   FILTER (WHERE j.state = 'reserved'), 0)
+		FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
+		WHERE e.account = ?`, account).Scan(&spent.eps, &spent.delta, &reserved.eps, &reserved.delta)
+	if err != nil {
+		return units{}, units{}, fmt.Errorf("ledger: sum account %q: %w", account, err)
+	}
+	return spent, reserved, nil
+}

@@ -1,0 +1,164 @@
+// Package plan rewrites an admitted query into the bounded plan a sandbox worker runs: it
+// fixes the contribution bounds, decides between public partitions (the catalog's declared
+// domain, no selection budget) and DP partition selection, splits the job's budget across the
+// aggregates, and states what the job costs before anything runs.
+package plan
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+// Options are the applicant's privacy parameters for one job.
+type Options struct {
+	Epsilon                  float64 `json:"epsilon"`
+	Delta                    float64 `json:"delta"`
+	MaxGroupsContributed     int64   `json:"max_groups_contributed"`
+	MaxContributionsPerGroup int64   `json:"max_contributions_per_group"`
+	TimeoutMS                int64   `json:"timeout_ms,omitempty"`
+}
+
+// Defaults fills unset options: epsilon 1, delta 1e-6 (spent only when partitions are
+// selected), one group per unit, five rows per unit and group, a 60 s deadline.
+func (o Options) Defaults() Options {
+	if o.Epsilon == 0 {
+		o.Epsilon = 1
+	}
+	if o.Delta == 0 {
+		o.Delta = 1e-6
+	}
+	if o.MaxGroupsContributed == 0 {
+		o.MaxGroupsContributed = 1
+	}
+	if o.MaxContributionsPerGroup == 0 {
+		o.MaxContributionsPerGroup = 5
+	}
+	if o.TimeoutMS == 0 {
+		o.TimeoutMS = 60_000
+	}
+	return o
+}
+
+// Validate checks ranges the mechanisms need; the operator's policy narrows them further.
+func (o Options) Validate() error {
+	switch {
+	case !(o.Epsilon > 0) || math.IsInf(o.Epsilon, 0):
+		return errcode.New(errcode.InvalidOptions, "epsilon must be a positive finite number")
+	case !(o.Delta >= 0 && o.Delta < 1):
+		return errcode.New(errcode.InvalidOptions, "delta must be in [0, 1)")
+	case o.MaxGroupsContributed < 1 || o.MaxGroupsContributed > 1000:
+		return errcode.New(errcode.InvalidOptions, "max_groups_contributed must be between 1 and 1000")
+	case o.MaxContributionsPerGroup < 1 || o.MaxContributionsPerGroup > 10000:
+		return errcode.New(errcode.InvalidOptions, "max_contributions_per_group must be between 1 and 10000")
+	case o.TimeoutMS < 0:
+		return errcode.New(errcode.InvalidOptions, "timeout_ms must not be negative")
+	}
+	return nil
+}
+
+// Cost is an (epsilon, delta) amount of budget.
+type Cost struct {
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+}
+
+// Planned is a query ready to run.
+type Planned struct {
+	Query  *gate.Query
+	Worker sandbox.Plan
+	// Public is true when every partition comes from the catalog's declared domains (or there
+	// are no group keys): all of them are released, empty ones with noise, and no selection
+	// budget is spent.
+	Public bool
+	// Domains lists each key's public values when Public.
+	Domains [][]string
+	Cost    Cost
+	// Split says in words how the budget was divided, for the result.
+	Split string
+}
+
+// Build makes the bounded plan. snapshot is the dataset snapshot digest; samplingKey keys the
+// choice of kept rows for over-contributing units.
+func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Planned, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Planned{Query: q, Public: true}
+	for _, k := range q.Keys {
+		d := q.Dataset.Columns[k.Column].Domain
+		if len(d) == 0 {
+			p.Public = false
+			break
+		}
+		p.Domains = append(p.Domains, d)
+	}
+	if !p.Public {
+		p.Domains = nil
+	}
+	n := float64(len(q.Aggregates))
+	w := sandbox.Plan{
+		Snapshot:    snapshot,
+		Filter:      q.Filter,
+		Bounds:      sandbox.Bounds{MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup},
+		SamplingKey: samplingKey,
+		TimeoutMS:   o.TimeoutMS,
+	}
+	aggEps := o.Epsilon / n
+	if p.Public {
+		// Keys outside the declared domain never reach a partition, so a unit's L0 choice is
+		// made among public partitions only.
+		var restrict []string
+		for i, k := range q.Keys {
+			vals := make([]string, len(p.Domains[i]))
+			for j, v := range p.Domains[i] {
+				vals[j] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+			}
+			restrict = append(restrict, fmt.Sprintf("CAST(%s AS VARCHAR) IN (%s)", k.SQL, strings.Join(vals, ", ")))
+		}
+		if len(restrict) > 0 {
+			if w.Filter != "" {
+				restrict = append([]string{w.Filter}, restrict...)
+			}
+			w.Filter = "(" + strings.Join(restrict, " AND ") + ")"
+		}
+		p.Cost = Cost{Epsilon: o.Epsilon}
+		p.Split = fmt.Sprintf("public partitions; epsilon %.4g split equally over %d aggregate(s); no delta spent", o.Epsilon, len(q.Aggregates))
+	} else {
+		if o.Delta == 0 {
+			return nil, errcode.New(errcode.InvalidOptions, "grouping by a column without a public domain needs DP partition selection, which needs delta > 0")
+		}
+		aggEps = o.Epsilon / (n + 1)
+		w.Selection = &dp.Selection{Epsilon: aggEps, Delta: o.Delta, MaxPartitions: o.MaxGroupsContributed}
+		p.Cost = Cost{Epsilon: o.Epsilon, Delta: o.Delta}
+		p.Split = fmt.Sprintf("DP partition selection; epsilon %.4g split equally over selection and %d aggregate(s); delta %.3g spent on selection", o.Epsilon, len(q.Aggregates), o.Delta)
+	}
+	for _, k := range q.Keys {
+		w.Keys = append(w.Keys, k.SQL)
+	}
+	for _, a := range q.Aggregates {
+		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup}
+		if a.Kind == dp.Sum {
+			c := q.Dataset.Columns[a.Column]
+			s.Lower, s.Upper = c.Lower(), c.Upper()
+			s.Value = len(w.Values)
+			w.Values = append(w.Values, a.SQL)
+		}
+		if err := s.Validate(); err != nil {
+			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism for %s accepts", a.Name)
+		}
+		w.Aggregates = append(w.Aggregates, s)
+	}
+	if w.Selection != nil {
+		if err := w.Selection.Validate(); err != nil {
+			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what partition selection accepts")
+		}
+	}
+	p.Worker = w
+	return p, nil
+}

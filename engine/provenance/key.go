@@ -1,0 +1,119 @@
+package provenance
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// AuditKeySize is the length in bytes of an audit key.
+const AuditKeySize = 32
+
+// DigestPrefix starts every keyed digest, naming its algorithm.
+const DigestPrefix = "hmac-sha256:"
+
+// AuditKey is the platform's secret HMAC key for keyed digests in the provenance log. A digest
+// reveals nothing about its input to anyone without the key, yet a replay holding the key can
+// recompute and compare it. The key itself is never logged: String and GoString redact it.
+type AuditKey []byte
+
+// LoadOrCreateAuditKey reads the audit key at path, or creates it (32 bytes from crypto/rand,
+// mode 0600) if the file does not exist. An existing file of the wrong length, or one readable
+// by group or others, is refused rather than used.
+func LoadOrCreateAuditKey(path string) (AuditKey, error) {
+	k, err := loadAuditKey(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return k, err
+	}
+	key := make([]byte, AuditKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if err := createExclusive(path, key); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Another process created it first; use theirs.
+			return loadAuditKey(path)
+		}
+		return nil, err
+	}
+	return AuditKey(key), nil
+}
+
+func loadAuditKey(path string) (AuditKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if runtime.GOOS != "windows" && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("provenance: audit key %s has mode %v, want 0600: %w", path, st.Mode().Perm(), ErrBadAuditKey)
+	}
+	buf, err := io.ReadAll(io.LimitReader(f, AuditKeySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if len(buf) != AuditKeySize {
+		return nil, fmt.Errorf("provenance: audit key %s is not %d bytes: %w", path, AuditKeySize, ErrBadAuditKey)
+	}
+	return AuditKey(buf), nil
+}
+
+// createExclusive writes data to a temporary file, syncs it, and links it into place only if
+// path does not exist yet, so a crash never leaves a partial key and a concurrent creator is
+// never overwritten.
+func createExclusive(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".audit-key-*")
+	if err != nil {
+		return fmt.Errorf("provenance: audit key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("provenance: audit key: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return err // fs.ErrExist is handled by the caller
+	}
+	return syncDir(dir)
+}
+
+// Digest returns the keyed digest of data: "hmac-sha256:" followed by the hex HMAC-SHA256 of data
+// under k. It panics on an empty key, which would make digests of small values guessable.
+func (k AuditKey) Digest(data []byte) string {
+	if len(k) == 0 {
+		panic("provenance: Digest with an empty AuditKey")
+	}
+	m := hmac.New(sha256.New, k)
+	m.Write(data)
+	return DigestPrefix + hex.EncodeToString(m.Sum(nil))
+}
+
+// String redacts the key.
+func (k AuditKey) String() string { return "AuditKey(redacted)" }
+
+// GoString redacts the key.
+func (k AuditKey) GoString() string { return "provenance.AuditKey(redacted)" }

@@ -1,0 +1,127 @@
+# Package cleanroom.access decides whether a principal may run a job. The engine queries
+# data.cleanroom.access.decision before anything touches data; a job runs only on "allow".
+#
+# Input: {principal, action, datasets, columns, job}; see the Go type policy.AccessInput.
+package cleanroom.access
+
+import data.cleanroom.lib
+
+decision := lib.decide(deny, review)
+
+params := lib.params
+
+deny contains reason if {
+	some reason in lib.invalid_params
+}
+
+# --- who may do what ---
+
+actions := {"submit_job"}
+
+deny contains sprintf("action_unknown: action %s is not one the policy knows", [action]) if {
+	action := object.get(input, "action", "")
+	not action in actions
+}
+
+deny contains sprintf("role_not_permitted: role %s may not submit jobs (applicant only)", [role]) if {
+	input.action == "submit_job"
+	role := object.get(input, ["principal", "role"], "")
+	role != "applicant"
+}
+
+# --- which data ---
+
+deny contains "datasets_missing: the job declares no dataset" if {
+	count(object.get(input, "datasets", [])) == 0
+}
+
+deny contains reason if {
+	some reason in lib.grade_denials
+}
+
+# Joins are allowed inside one data domain (on the privacy unit key); never across domains.
+domains := {object.get(d, "domain", "") | some d in input.datasets}
+
+deny contains sprintf("cross_domain_join: datasets span %d data domains (%s)", [count(domains), concat(", ", sort(domains))]) if {
+	count(domains) > 1
+}
+
+# --- how columns are used ---
+
+usages := {"group_key", "filter", "aggregate", "count_distinct_unit", "output"}
+
+dataset_names := {d.name | some d in input.datasets}
+
+deny contains sprintf("column_dataset_unknown: column %s.%s is from a dataset the job does not declare", [c.dataset, c.column]) if {
+	some c in input.columns
+	not c.dataset in dataset_names
+}
+
+deny contains sprintf("usage_unknown: column %s.%s has usage %s", [c.dataset, c.column, c.usage]) if {
+	some c in input.columns
+	not c.usage in usages
+}
+
+# An identifier may be counted (as its dataset's privacy unit, usage count_distinct_unit)
+# but never grouped by, aggregated or output.
+deny contains sprintf("identifier_in_%s: column %s.%s is tagged identifier", [c.usage, c.dataset, c.column]) if {
+	some c in input.columns
+	c.usage in {"group_key", "aggregate", "output"}
+	lib.is_identifier(c)
+}
+
+# Filtering on an identifier (WHERE id = '...') singles out a person. It will come later
+# behind an explicit operator grant; until then it is refused.
+deny contains sprintf("identifier_in_filter: column %s.%s is tagged identifier; filters on identifiers need an operator grant", [c.dataset, c.column]) if {
+	some c in input.columns
+	c.usage == "filter"
+	lib.is_identifier(c)
+}
+
+deny contains sprintf("unit_mismatch: column %s.%s is counted as the privacy unit but is not its dataset's privacy unit", [c.dataset, c.column]) if {
+	some c in input.columns
+	c.usage == "count_distinct_unit"
+	not lib.is_privacy_unit(c, input.datasets)
+}
+
+# --- the job's privacy parameters ---
+
+deny contains sprintf("job_kind_unsupported: job kind %s is not allowed", [kind]) if {
+	kind := object.get(input, ["job", "kind"], "")
+	not kind in {k | some k in params.allowed_job_kinds}
+}
+
+deny contains sprintf("epsilon_out_of_range: epsilon %v must be in (0, %v]", [input.job.epsilon, params.max_epsilon_per_job]) if {
+	not epsilon_ok
+}
+
+epsilon_ok if {
+	is_number(input.job.epsilon)
+	input.job.epsilon > 0
+	input.job.epsilon <= params.max_epsilon_per_job
+}
+
+deny contains sprintf("delta_out_of_range: delta %v must be in [0, %v)", [input.job.delta, params.max_delta_per_job]) if {
+	not delta_ok
+}
+
+delta_ok if {
+	is_number(input.job.delta)
+	input.job.delta >= 0
+	input.job.delta < params.max_delta_per_job
+}
+
+deny contains sprintf("max_groups_contributed_out_of_range: %v must be a whole number in 1..%v", [input.job.max_groups_contributed, params.max_groups_contributed]) if {
+	not lib.is_whole_in_range(input.job.max_groups_contributed, 1, params.max_groups_contributed)
+}
+
+deny contains sprintf("max_contributions_per_group_out_of_range: %v must be a whole number in 1..%v", [input.job.max_contributions_per_group, params.max_contributions_per_group]) if {
+	not lib.is_whole_in_range(input.job.max_contributions_per_group, 1, params.max_contributions_per_group)
+}
+
+# A job that spends more than review_epsilon_per_job in one go is held for a person on the
+# operator side. The default threshold equals max_epsilon_per_job, so by default nothing is
+# held; an operator lowers it in data.json.
+review contains sprintf("epsilon_review: epsilon %v exceeds the review threshold %v", [input.job.epsilon, params.review_epsilon_per_job]) if {
+	input.job.epsilon > params.review_epsilon_per_job
+}

@@ -1,0 +1,281 @@
+package cleanroom.access_test
+
+import data.cleanroom.access
+
+# good is an admissible job: an applicant counts insured persons by district.
+good := {
+	"principal": {"name": "alice", "role": "applicant", "org": "insurer_a"},
+	"action": "submit_job",
+	"datasets": [{
+		"name": "visits",
+		"provider": "medical_insurance_bureau",
+		"grade": "L2",
+		"domain": "platform",
+		"privacy_unit": "person_id",
+	}],
+	"columns": [
+		{"dataset": "visits", "column": "district", "tags": ["quasi_identifier"], "usage": "group_key", "privacy_unit": false},
+		{"dataset": "visits", "column": "person_id", "tags": ["identifier"], "usage": "count_distinct_unit", "privacy_unit": true},
+		{"dataset": "visits", "column": "claim_amount", "tags": ["sensitive"], "usage": "aggregate", "privacy_unit": false},
+	],
+	"job": {
+		"kind": "sql",
+		"epsilon": 1,
+		"delta": 1e-6,
+		"max_groups_contributed": 1,
+		"max_contributions_per_group": 5,
+		"public_partitions": true,
+	},
+}
+
+# patched returns good with one JSON-patch operation applied.
+patched(op, path, value) := json.patch(good, [{"op": op, "path": path, "value": value}])
+
+# codes are the reason codes (text before the first colon) of a set of reasons.
+codes(reasons) := {substring(r, 0, indexof(r, ":")) | some r in reasons}
+
+deny_codes(inp) := codes(reasons) if {
+	reasons := access.deny with input as inp
+}
+
+review_codes(inp) := codes(reasons) if {
+	reasons := access.review with input as inp
+}
+
+test_good_job_is_allowed if {
+	access.decision == {"result": "allow", "reasons": []} with input as good
+}
+
+test_deny_wins_over_review if {
+	inp := patched("replace", "/principal/role", "operator")
+	d := access.decision with input as inp with data.cleanroom.params.review_epsilon_per_job as 0.5
+	d.result == "deny"
+	d.reasons == ["role_not_permitted: role operator may not submit jobs (applicant only)"]
+}
+
+# --- action and role ---
+
+test_unknown_action_denied if {
+	"action_unknown" in deny_codes(patched("replace", "/action", "drop_table"))
+}
+
+test_missing_action_denied if {
+	"action_unknown" in deny_codes(json.remove(good, ["action"]))
+}
+
+test_known_action_not_denied_as_unknown if {
+	not "action_unknown" in deny_codes(good)
+}
+
+test_non_applicant_denied if {
+	"role_not_permitted" in deny_codes(patched("replace", "/principal/role", "reviewer"))
+}
+
+test_missing_role_denied if {
+	"role_not_permitted" in deny_codes(json.remove(good, ["principal/role"]))
+}
+
+test_applicant_permitted if {
+	not "role_not_permitted" in deny_codes(good)
+}
+
+# --- datasets ---
+
+test_no_dataset_denied if {
+	inp := json.patch(good, [{"op": "replace", "path": "/datasets", "value": []}, {"op": "replace", "path": "/columns", "value": []}])
+	"datasets_missing" in deny_codes(inp)
+}
+
+test_declared_dataset_not_missing if {
+	not "datasets_missing" in deny_codes(good)
+}
+
+test_l4_dataset_denied if {
+	"grade_not_operable" in deny_codes(patched("replace", "/datasets/0/grade", "L4"))
+}
+
+test_l3_dataset_operable if {
+	cs := deny_codes(patched("replace", "/datasets/0/grade", "L3"))
+	not "grade_not_operable" in cs
+	not "grade_unknown" in cs
+}
+
+test_unknown_grade_denied if {
+	"grade_unknown" in deny_codes(patched("replace", "/datasets/0/grade", "l4"))
+}
+
+test_cross_domain_join_denied if {
+	inp := patched("add", "/datasets/-", {"name": "health_records", "provider": "health_commission", "grade": "L2", "domain": "health", "privacy_unit": "person_id"})
+	"cross_domain_join" in deny_codes(inp)
+}
+
+test_same_domain_join_allowed if {
+	inp := patched("add", "/datasets/-", {"name": "claims", "provider": "medical_insurance_bureau", "grade": "L2", "domain": "platform", "privacy_unit": "person_id"})
+	access.decision.result == "allow" with input as inp
+}
+
+test_missing_domain_counts_as_a_domain if {
+	inp := patched("add", "/datasets/-", {"name": "claims", "provider": "medical_insurance_bureau", "grade": "L2", "privacy_unit": "person_id"})
+	"cross_domain_join" in deny_codes(inp)
+}
+
+# --- columns ---
+
+test_column_of_undeclared_dataset_denied if {
+	"column_dataset_unknown" in deny_codes(patched("replace", "/columns/0/dataset", "claims"))
+}
+
+test_column_of_declared_dataset_accepted if {
+	not "column_dataset_unknown" in deny_codes(good)
+}
+
+test_unknown_usage_denied if {
+	"usage_unknown" in deny_codes(patched("replace", "/columns/0/usage", "join_key"))
+}
+
+test_known_usages_accepted if {
+	not "usage_unknown" in deny_codes(good)
+}
+
+identifier_col(usage) := {"dataset": "visits", "column": "phone", "tags": ["identifier"], "usage": usage, "privacy_unit": false}
+
+test_identifier_group_key_denied if {
+	"identifier_in_group_key" in deny_codes(patched("add", "/columns/-", identifier_col("group_key")))
+}
+
+test_identifier_aggregate_denied if {
+	"identifier_in_aggregate" in deny_codes(patched("add", "/columns/-", identifier_col("aggregate")))
+}
+
+test_identifier_output_denied if {
+	"identifier_in_output" in deny_codes(patched("add", "/columns/-", identifier_col("output")))
+}
+
+test_privacy_unit_group_key_denied if {
+	inp := patched("replace", "/columns/1/usage", "group_key")
+	"identifier_in_group_key" in deny_codes(inp)
+}
+
+test_identifier_filter_denied if {
+	"identifier_in_filter" in deny_codes(patched("add", "/columns/-", identifier_col("filter")))
+}
+
+test_non_identifier_uses_allowed if {
+	col := {"dataset": "visits", "column": "age_band", "tags": ["quasi_identifier"], "usage": "filter", "privacy_unit": false}
+	inp := json.patch(good, [
+		{"op": "add", "path": "/columns/-", "value": col},
+		{"op": "add", "path": "/columns/-", "value": json.patch(col, [{"op": "replace", "path": "/usage", "value": "output"}])},
+	])
+	access.decision.result == "allow" with input as inp
+}
+
+test_privacy_unit_counted_allowed if {
+	cs := deny_codes(good)
+	not "identifier_in_aggregate" in cs
+	not "unit_mismatch" in cs
+}
+
+test_counting_non_unit_identifier_denied if {
+	"unit_mismatch" in deny_codes(patched("add", "/columns/-", identifier_col("count_distinct_unit")))
+}
+
+test_counting_unit_the_dataset_does_not_declare_denied if {
+	inp := patched("replace", "/datasets/0/privacy_unit", "org_code")
+	"unit_mismatch" in deny_codes(inp)
+}
+
+test_counting_unit_not_marked_by_engine_denied if {
+	"unit_mismatch" in deny_codes(patched("replace", "/columns/1/privacy_unit", false))
+}
+
+# --- job parameters ---
+
+test_unsupported_job_kind_denied if {
+	"job_kind_unsupported" in deny_codes(patched("replace", "/job/kind", "model"))
+}
+
+test_sql_job_kind_accepted if {
+	not "job_kind_unsupported" in deny_codes(good)
+}
+
+test_epsilon_out_of_range_denied if {
+	every eps in [0, -1, 2.0001, 100, "1"] {
+		"epsilon_out_of_range" in deny_codes(patched("replace", "/job/epsilon", eps))
+	}
+}
+
+test_epsilon_in_range_accepted if {
+	every eps in [1e-9, 0.5, 2] {
+		not "epsilon_out_of_range" in deny_codes(patched("replace", "/job/epsilon", eps))
+	}
+}
+
+test_epsilon_limit_comes_from_params if {
+	cs := deny_codes(good) with data.cleanroom.params.max_epsilon_per_job as 0.5
+	"epsilon_out_of_range" in cs
+}
+
+test_delta_out_of_range_denied if {
+	every delta in [1e-5, 0.5, -1e-9, null] {
+		"delta_out_of_range" in deny_codes(patched("replace", "/job/delta", delta))
+	}
+}
+
+test_delta_in_range_accepted if {
+	every delta in [0, 1e-7, 9.99e-6] {
+		not "delta_out_of_range" in deny_codes(patched("replace", "/job/delta", delta))
+	}
+}
+
+test_max_groups_contributed_out_of_range_denied if {
+	every n in [0, 11, -1, 1.5] {
+		"max_groups_contributed_out_of_range" in deny_codes(patched("replace", "/job/max_groups_contributed", n))
+	}
+}
+
+test_max_groups_contributed_in_range_accepted if {
+	every n in [1, 10] {
+		not "max_groups_contributed_out_of_range" in deny_codes(patched("replace", "/job/max_groups_contributed", n))
+	}
+}
+
+test_max_contributions_per_group_out_of_range_denied if {
+	every n in [0, 101, -5] {
+		"max_contributions_per_group_out_of_range" in deny_codes(patched("replace", "/job/max_contributions_per_group", n))
+	}
+}
+
+test_max_contributions_per_group_in_range_accepted if {
+	every n in [1, 100] {
+		not "max_contributions_per_group_out_of_range" in deny_codes(patched("replace", "/job/max_contributions_per_group", n))
+	}
+}
+
+# --- review ---
+
+test_large_epsilon_held_for_review if {
+	d := access.decision with input as good with data.cleanroom.params.review_epsilon_per_job as 0.5
+	d.result == "review"
+	codes(d.reasons) == {"epsilon_review"}
+}
+
+test_default_threshold_holds_nothing if {
+	review_codes(patched("replace", "/job/epsilon", 2)) == set()
+}
+
+# --- params ---
+
+test_missing_params_denied if {
+	d := access.decision with input as good with data.cleanroom.params as {}
+	d.result == "deny"
+	"params_invalid" in codes(d.reasons)
+}
+
+test_mistyped_param_denied if {
+	cs := deny_codes(good) with data.cleanroom.params.max_epsilon_per_job as "2"
+	"params_invalid" in cs
+}
+
+test_shipped_params_valid if {
+	not "params_invalid" in deny_codes(good)
+}

@@ -1,0 +1,90 @@
+# Package cleanroom.egress decides whether a computed result may leave (出域). The engine
+# queries data.cleanroom.egress.decision after the DP/HE result and the reviewer's checks;
+# "allow" releases, "review" holds the result for a reviewer, "deny" drops it.
+#
+# Input: {principal, datasets, job, output, findings}; see the Go type policy.EgressInput.
+package cleanroom.egress
+
+import data.cleanroom.lib
+
+decision := lib.decide(deny, review)
+
+params := lib.params
+
+deny contains reason if {
+	some reason in lib.invalid_params
+}
+
+deny contains reason if {
+	some reason in lib.grade_denials
+}
+
+# --- lineage ---
+
+kinds := {"group_key", "aggregate"}
+
+deny contains sprintf("output_kind_unknown: output column %s has kind %s", [col.name, col.kind]) if {
+	some col in input.output.columns
+	not col.kind in kinds
+}
+
+# No output column may derive from an identifier, except a count of distinct privacy units.
+deny contains sprintf("identifier_in_output: output column %s derives from %s.%s, tagged identifier", [col.name, src.dataset, src.column]) if {
+	some col in input.output.columns
+	some src in col.derived_from
+	lib.is_identifier(src)
+	not counts_units(col, src)
+}
+
+counts_units(col, src) if {
+	col.kind == "aggregate"
+	col.aggregate == "count_distinct"
+	lib.is_privacy_unit(src, input.datasets)
+}
+
+# --- the reviewer's findings ---
+
+severities := {"low", "medium", "high"}
+
+deny contains sprintf("finding_high: reviewer finding %s is high severity", [f.code]) if {
+	some f in input.findings
+	f.severity == "high"
+}
+
+deny contains sprintf("finding_severity_unknown: reviewer finding %s has severity %s", [f.code, f.severity]) if {
+	some f in input.findings
+	not f.severity in severities
+}
+
+review contains sprintf("finding_medium: reviewer finding %s needs a reviewer", [f.code]) if {
+	some f in input.findings
+	f.severity == "medium"
+}
+
+# --- size ---
+
+deny contains sprintf("rows_over_limit: %v rows exceed the limit of %v", [input.output.rows, params.max_rows]) if {
+	input.output.rows > params.max_rows
+}
+
+deny contains sprintf("cells_over_limit: %v cells exceed the limit of %v", [input.output.cells, params.max_cells]) if {
+	input.output.cells > params.max_cells
+}
+
+deny contains "output_size_invalid: rows and cells must be non-negative whole numbers" if {
+	some n in [input.output.rows, input.output.cells]
+	not lib.is_whole_in_range(n, 0, n)
+}
+
+# --- mechanisms ---
+
+allowed_mechanisms := {m | some m in params.allowed_mechanisms}
+
+deny contains "mechanism_missing: the result names no DP mechanism" if {
+	count(object.get(input, ["output", "mechanisms"], [])) == 0
+}
+
+deny contains sprintf("mechanism_not_allowed: mechanism %s is not allowed", [m]) if {
+	some m in input.output.mechanisms
+	not m in allowed_mechanisms
+}

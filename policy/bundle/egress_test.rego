@@ -1,0 +1,217 @@
+package cleanroom.egress_test
+
+import data.cleanroom.egress
+
+# good is a releasable result: DP counts of insured persons and sums of claims by district.
+good := {
+	"principal": {"name": "alice", "role": "applicant", "org": "insurer_a"},
+	"datasets": [{
+		"name": "visits",
+		"provider": "medical_insurance_bureau",
+		"grade": "L2",
+		"domain": "platform",
+		"privacy_unit": "person_id",
+	}],
+	"job": {
+		"kind": "sql",
+		"epsilon": 1,
+		"delta": 1e-6,
+		"max_groups_contributed": 1,
+		"max_contributions_per_group": 5,
+		"public_partitions": true,
+	},
+	"output": {
+		"columns": [
+			{"name": "district", "kind": "group_key", "aggregate": "", "derived_from": [district]},
+			{"name": "persons", "kind": "aggregate", "aggregate": "count_distinct", "derived_from": [person_id]},
+			{"name": "claims", "kind": "aggregate", "aggregate": "sum", "derived_from": [claim_amount]},
+		],
+		"rows": 16,
+		"cells": 48,
+		"mechanisms": ["laplace", "preagg_select_partition"],
+	},
+	"findings": [{"code": "small_group_suppressed", "severity": "low", "message": "2 groups suppressed"}],
+}
+
+district := {"dataset": "visits", "column": "district", "tags": ["quasi_identifier"], "usage": "group_key", "privacy_unit": false}
+
+person_id := {"dataset": "visits", "column": "person_id", "tags": ["identifier"], "usage": "count_distinct_unit", "privacy_unit": true}
+
+claim_amount := {"dataset": "visits", "column": "claim_amount", "tags": ["sensitive"], "usage": "aggregate", "privacy_unit": false}
+
+phone := {"dataset": "visits", "column": "phone", "tags": ["identifier"], "usage": "group_key", "privacy_unit": false}
+
+patched(op, path, value) := json.patch(good, [{"op": op, "path": path, "value": value}])
+
+codes(reasons) := {substring(r, 0, indexof(r, ":")) | some r in reasons}
+
+deny_codes(inp) := codes(reasons) if {
+	reasons := egress.deny with input as inp
+}
+
+review_codes(inp) := codes(reasons) if {
+	reasons := egress.review with input as inp
+}
+
+test_good_result_is_allowed if {
+	egress.decision == {"result": "allow", "reasons": []} with input as good
+}
+
+# --- lineage ---
+
+test_identifier_group_key_denied if {
+	inp := patched("replace", "/output/columns/0/derived_from", [phone])
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_identifier_among_sources_denied if {
+	inp := patched("replace", "/output/columns/2/derived_from", [claim_amount, phone])
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_identifier_sum_denied if {
+	inp := patched("replace", "/output/columns/1/aggregate", "sum")
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_privacy_unit_as_group_key_denied if {
+	inp := patched("replace", "/output/columns/0/derived_from", [person_id])
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_count_distinct_of_non_unit_identifier_denied if {
+	inp := patched("replace", "/output/columns/1/derived_from", [phone])
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_count_distinct_of_undeclared_unit_denied if {
+	inp := patched("replace", "/datasets/0/privacy_unit", "org_code")
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_count_distinct_of_unit_not_marked_by_engine_denied if {
+	inp := patched("replace", "/output/columns/1/derived_from/0/privacy_unit", false)
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_count_distinct_of_privacy_unit_allowed if {
+	not "identifier_in_output" in deny_codes(good)
+}
+
+test_unknown_output_kind_denied if {
+	"output_kind_unknown" in deny_codes(patched("replace", "/output/columns/2/kind", "row"))
+}
+
+test_known_output_kinds_accepted if {
+	not "output_kind_unknown" in deny_codes(good)
+}
+
+# --- datasets ---
+
+test_l4_dataset_denied if {
+	"grade_not_operable" in deny_codes(patched("replace", "/datasets/0/grade", "L4"))
+}
+
+test_unknown_grade_denied if {
+	"grade_unknown" in deny_codes(patched("replace", "/datasets/0/grade", ""))
+}
+
+test_operable_grade_accepted if {
+	cs := deny_codes(good)
+	not "grade_not_operable" in cs
+	not "grade_unknown" in cs
+}
+
+# --- findings ---
+
+test_high_finding_denied if {
+	"finding_high" in deny_codes(patched("add", "/findings/-", {"code": "identifier_in_string", "severity": "high", "message": "an ID number pattern"}))
+}
+
+test_medium_finding_held_for_review if {
+	inp := patched("add", "/findings/-", {"code": "repeat_query", "severity": "medium", "message": "close to an earlier query"})
+	d := egress.decision with input as inp
+	d.result == "review"
+	codes(d.reasons) == {"finding_medium"}
+}
+
+test_high_finding_wins_over_medium if {
+	inp := json.patch(good, [
+		{"op": "add", "path": "/findings/-", "value": {"code": "repeat_query", "severity": "medium", "message": ""}},
+		{"op": "add", "path": "/findings/-", "value": {"code": "identifier_in_string", "severity": "high", "message": ""}},
+	])
+	d := egress.decision with input as inp
+	d.result == "deny"
+	codes(d.reasons) == {"finding_high"}
+}
+
+test_low_finding_neither_denies_nor_holds if {
+	deny_codes(good) == set()
+	review_codes(good) == set()
+}
+
+test_unknown_severity_denied if {
+	"finding_severity_unknown" in deny_codes(patched("replace", "/findings/0/severity", "critical"))
+}
+
+# --- size ---
+
+test_too_many_rows_denied if {
+	"rows_over_limit" in deny_codes(patched("replace", "/output/rows", 10001))
+}
+
+test_rows_at_limit_accepted if {
+	not "rows_over_limit" in deny_codes(patched("replace", "/output/rows", 10000))
+}
+
+test_too_many_cells_denied if {
+	"cells_over_limit" in deny_codes(patched("replace", "/output/cells", 100001))
+}
+
+test_cells_at_limit_accepted if {
+	not "cells_over_limit" in deny_codes(patched("replace", "/output/cells", 100000))
+}
+
+test_size_limits_come_from_params if {
+	cs := deny_codes(good) with data.cleanroom.params.max_rows as 10
+	"rows_over_limit" in cs
+}
+
+test_negative_size_denied if {
+	"output_size_invalid" in deny_codes(patched("replace", "/output/cells", -1))
+}
+
+test_sizes_valid if {
+	not "output_size_invalid" in deny_codes(good)
+}
+
+# --- mechanisms ---
+
+test_no_mechanism_denied if {
+	"mechanism_missing" in deny_codes(patched("replace", "/output/mechanisms", []))
+}
+
+test_mechanism_named if {
+	not "mechanism_missing" in deny_codes(good)
+}
+
+test_unknown_mechanism_denied if {
+	"mechanism_not_allowed" in deny_codes(patched("add", "/output/mechanisms/-", "none"))
+}
+
+test_allowed_mechanisms_accepted if {
+	inp := patched("replace", "/output/mechanisms", ["laplace", "gaussian", "preagg_select_partition"])
+	not "mechanism_not_allowed" in deny_codes(inp)
+}
+
+# --- params ---
+
+test_missing_params_denied if {
+	d := egress.decision with input as good with data.cleanroom.params as "none"
+	d.result == "deny"
+	"params_invalid" in codes(d.reasons)
+}
+
+test_mistyped_mechanism_list_denied if {
+	"params_invalid" in deny_codes(good) with data.cleanroom.params.allowed_mechanisms as "laplace"
+}

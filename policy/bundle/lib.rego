@@ -1,0 +1,91 @@
+# Package cleanroom.lib holds what the access and egress policies share: the operator's
+# tunables, the check that they are well formed, the column predicates, and the rule that
+# turns deny and review reasons into a decision.
+package cleanroom.lib
+
+# params are the operator's tunables, data.cleanroom.params (data.json in this bundle).
+# There are deliberately no defaults in Rego: data.json is the one place a limit is set,
+# and a missing or mistyped tunable is itself a deny reason (params_invalid), so a bundle
+# that lost its data fails closed instead of silently skipping a limit.
+default params := {}
+
+params := p if {
+	p := data.cleanroom.params
+	is_object(p)
+}
+
+number_params := {
+	"max_epsilon_per_job",
+	"review_epsilon_per_job",
+	"max_delta_per_job",
+	"max_groups_contributed",
+	"max_contributions_per_group",
+	"max_rows",
+	"max_cells",
+}
+
+string_list_params := {"allowed_job_kinds", "allowed_mechanisms"}
+
+invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be a number", [key]) if {
+	some key in number_params
+	not is_number(object.get(params, key, null))
+}
+
+invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be a list of strings", [key]) if {
+	some key in string_list_params
+	not is_string_list(object.get(params, key, null))
+}
+
+is_string_list(x) if {
+	is_array(x)
+	every v in x {
+		is_string(v)
+	}
+}
+
+# decide builds the decision document the engine reads: deny if any deny reason, else
+# review if any review reason, else allow. Reasons are sorted, so equal inputs give equal
+# decisions.
+decide(deny_reasons, review_reasons) := {"result": "deny", "reasons": sort(deny_reasons)} if {
+	count(deny_reasons) > 0
+} else := {"result": "review", "reasons": sort(review_reasons)} if {
+	count(review_reasons) > 0
+} else := {"result": "allow", "reasons": []}
+
+# grades are the classification grades (分级) a dataset may carry; L4 (不予开放) is never
+# operated.
+grades := {"L1", "L2", "L3", "L4"}
+
+not_operable_grade := "L4"
+
+# is_identifier holds for a column tagged identifier.
+is_identifier(col) if "identifier" in col.tags
+
+# is_privacy_unit holds when col is its dataset's declared privacy unit: the engine marked
+# it so and the dataset the job declares names that column.
+is_privacy_unit(col, datasets) if {
+	col.privacy_unit == true
+	some d in datasets
+	d.name == col.dataset
+	d.privacy_unit == col.column
+}
+
+# is_whole_in_range holds for a whole number x with lo <= x <= hi.
+is_whole_in_range(x, lo, hi) if {
+	is_number(x)
+	floor(x) == x
+	x >= lo
+	x <= hi
+}
+
+# grade_denials are the reasons input.datasets may not be operated at all; both access and
+# egress deny on them, so a result never leaves for a dataset that should not have run.
+grade_denials contains sprintf("grade_not_operable: dataset %s is graded L4 (不予开放)", [d.name]) if {
+	some d in input.datasets
+	d.grade == not_operable_grade
+}
+
+grade_denials contains sprintf("grade_unknown: dataset %s has no known grade (L1..L4)", [d.name]) if {
+	some d in input.datasets
+	not d.grade in grades
+}

@@ -1,0 +1,67 @@
+package policy
+
+import (
+	"context"
+	"testing"
+)
+
+// FuzzEgress feeds fuzzer strings and numbers into EgressInput and checks that the engine
+// neither panics nor answers anything but allow, review or deny (with the bundle's digest),
+// and that an answer other than allow always says why. Seeds come from egressCases.
+func FuzzEgress(f *testing.F) {
+	for _, c := range egressCases {
+		in := c.input()
+		col := in.Output.Columns[0]
+		src := ColumnUse{}
+		if len(col.DerivedFrom) > 0 {
+			src = col.DerivedFrom[0]
+		}
+		tag := ""
+		if len(src.Tags) > 0 {
+			tag = src.Tags[0]
+		}
+		mech := ""
+		if len(in.Output.Mechanisms) > 0 {
+			mech = in.Output.Mechanisms[0]
+		}
+		fd := Finding{}
+		if len(in.Findings) > 0 {
+			fd = in.Findings[len(in.Findings)-1]
+		}
+		f.Add(in.Datasets[0].Grade, in.Datasets[0].PrivacyUnit, col.Kind, col.Aggregate, src.Column, tag, src.PrivacyUnit,
+			mech, fd.Code, fd.Severity, in.Output.Rows, in.Output.Cells, in.Job.Epsilon, in.Job.Delta)
+	}
+	e := engine(f)
+	f.Fuzz(func(t *testing.T, grade, unit, kind, aggregate, column, tag string, isUnit bool,
+		mechanism, findingCode, severity string, rows, cells int, epsilon, delta float64) {
+		in := goodEgress()
+		in.Datasets = []DatasetRef{{Name: "visits", Provider: "p", Grade: grade, Domain: "platform", PrivacyUnit: unit}}
+		in.Job.Epsilon, in.Job.Delta = epsilon, delta
+		in.Output.Columns = append(in.Output.Columns, OutputColumn{
+			Name: column, Kind: kind, Aggregate: aggregate,
+			DerivedFrom: []ColumnUse{{Dataset: "visits", Column: column, Tags: []string{tag}, Usage: UsageAggregate, PrivacyUnit: isUnit}},
+		})
+		in.Output.Rows, in.Output.Cells = rows, cells
+		in.Output.Mechanisms = append(in.Output.Mechanisms, mechanism)
+		in.Findings = append(in.Findings, Finding{Code: findingCode, Severity: severity, Message: column})
+
+		d, err := e.Egress(context.Background(), in)
+		if err != nil {
+			// Errors are allowed only with a deny.
+			if d.Result != ResultDeny {
+				t.Fatalf("error %v with result %q", err, d.Result)
+			}
+		}
+		switch d.Result {
+		case ResultAllow, ResultReview, ResultDeny:
+		default:
+			t.Fatalf("result %q", d.Result)
+		}
+		if d.BundleDigest != e.Digest() {
+			t.Fatalf("digest %q", d.BundleDigest)
+		}
+		if d.Result != ResultAllow && len(d.Reasons) == 0 {
+			t.Fatalf("%s without a reason", d.Result)
+		}
+	})
+}

@@ -1,0 +1,164 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+)
+
+// Principal is who asks: a user of an organisation acting in a role
+// (provider, operator, applicant, reviewer, auditor).
+type Principal struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	Org  string `json:"org"`
+}
+
+// DatasetRef is the catalog's view of a dataset a job reads.
+type DatasetRef struct {
+	Name        string `json:"name"`
+	Provider    string `json:"provider"`
+	Grade       string `json:"grade"` // L1..L4
+	Domain      string `json:"domain"`
+	PrivacyUnit string `json:"privacy_unit"` // the column naming the protected entity
+}
+
+// Column usages in a job.
+const (
+	UsageGroupKey          = "group_key"
+	UsageFilter            = "filter"
+	UsageAggregate         = "aggregate"
+	UsageCountDistinctUnit = "count_distinct_unit"
+	UsageOutput            = "output"
+)
+
+// ColumnUse is one use of a catalog column by a job.
+type ColumnUse struct {
+	Dataset     string   `json:"dataset"`
+	Column      string   `json:"column"`
+	Tags        []string `json:"tags"`  // catalog tags: identifier, quasi_identifier, sensitive, attribute
+	Usage       string   `json:"usage"` // one of the Usage… constants
+	PrivacyUnit bool     `json:"privacy_unit"`
+}
+
+// JobParams are a job's privacy parameters.
+type JobParams struct {
+	Kind                     string  `json:"kind"` // "sql"
+	Epsilon                  float64 `json:"epsilon"`
+	Delta                    float64 `json:"delta"`
+	MaxGroupsContributed     int     `json:"max_groups_contributed"`
+	MaxContributionsPerGroup int     `json:"max_contributions_per_group"`
+	PublicPartitions         bool    `json:"public_partitions"`
+}
+
+// ActionSubmitJob is the action of an applicant submitting a job.
+const ActionSubmitJob = "submit_job"
+
+// AccessInput is the input document of data.cleanroom.access.decision.
+type AccessInput struct {
+	Principal Principal    `json:"principal"`
+	Action    string       `json:"action"`
+	Datasets  []DatasetRef `json:"datasets"`
+	Columns   []ColumnUse  `json:"columns"`
+	Job       JobParams    `json:"job"`
+}
+
+// Output column kinds and aggregates.
+const (
+	KindGroupKey  = "group_key"
+	KindAggregate = "aggregate"
+
+	AggregateCount         = "count"
+	AggregateCountDistinct = "count_distinct"
+	AggregateSum           = "sum"
+)
+
+// OutputColumn is one column of a computed result with its lineage.
+type OutputColumn struct {
+	Name        string      `json:"name"`
+	Kind        string      `json:"kind"`      // KindGroupKey or KindAggregate
+	Aggregate   string      `json:"aggregate"` // for aggregates: count, count_distinct, sum
+	DerivedFrom []ColumnUse `json:"derived_from"`
+}
+
+// Output summarises a computed result: its columns, size and the DP mechanisms that made it.
+// It never holds values.
+type Output struct {
+	Columns    []OutputColumn `json:"columns"`
+	Rows       int            `json:"rows"`
+	Cells      int            `json:"cells"`
+	Mechanisms []string       `json:"mechanisms"` // laplace, gaussian, preagg_select_partition, ...
+}
+
+// Finding severities.
+const (
+	SeverityLow    = "low"
+	SeverityMedium = "medium"
+	SeverityHigh   = "high"
+)
+
+// Finding is one result of the egress reviewer's checks. Message must not contain data
+// values; the default policy quotes only Code.
+type Finding struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+}
+
+// EgressInput is the input document of data.cleanroom.egress.decision.
+type EgressInput struct {
+	Principal Principal    `json:"principal"`
+	Datasets  []DatasetRef `json:"datasets"`
+	Job       JobParams    `json:"job"`
+	Output    Output       `json:"output"`
+	Findings  []Finding    `json:"findings"`
+}
+
+// normalized returns a copy with nil slices made empty, so that the policy sees [] rather
+// than null (count(null) is an error, and an error is a deny).
+func (in AccessInput) normalized() AccessInput {
+	in.Datasets = nonNil(in.Datasets)
+	in.Columns = normColumns(in.Columns)
+	return in
+}
+
+func (in EgressInput) normalized() EgressInput {
+	in.Datasets = nonNil(in.Datasets)
+	in.Findings = nonNil(in.Findings)
+	in.Output.Mechanisms = nonNil(in.Output.Mechanisms)
+	cols := make([]OutputColumn, len(in.Output.Columns))
+	for i, c := range in.Output.Columns {
+		c.DerivedFrom = normColumns(c.DerivedFrom)
+		cols[i] = c
+	}
+	in.Output.Columns = cols
+	return in
+}
+
+func normColumns(cs []ColumnUse) []ColumnUse {
+	out := make([]ColumnUse, len(cs))
+	for i, c := range cs {
+		c.Tags = nonNil(c.Tags)
+		out[i] = c
+	}
+	return out
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// checkJob reports a job parameter that JSON cannot carry (NaN, ±Inf).
+func checkJob(j JobParams) error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"epsilon", j.Epsilon}, {"delta", j.Delta}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("job.%s is not a finite number", f.name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// Decision results.
+const (
+	ResultAllow  = "allow"
+	ResultReview = "review"
+	ResultDeny   = "deny"
+)
+
+// Reason codes the engine itself gives when the policy cannot decide. The default bundle's
+// own codes are listed in its Rego.
+const (
+	ReasonDecisionUndefined = "decision_undefined"
+	ReasonDecisionMalformed = "decision_malformed"
+	ReasonEvalFailed        = "policy_eval_failed"
+	ReasonInputInvalid      = "input_invalid"
+)
+
+// Queries the engine prepares.
+const (
+	AccessQuery = "data.cleanroom.access.decision"
+	EgressQuery = "data.cleanroom.egress.decision"
+)
+
+// Decision is a policy's answer with its reasons and the digest of the bundle that gave it.
+type Decision struct {
+	Result       string   `json:"result"` // ResultAllow, ResultReview or ResultDeny
+	Reasons      []string `json:"reasons"`
+	BundleDigest string   `json:"bundle_digest"`
+}
+
+// Allowed reports whether the decision lets the job run or the result leave without a
+// person's review. Review is not allowed.
+func (d Decision) Allowed() bool { return d.Result == ResultAllow }
+
+// ReasonCode returns the stable code of a reason: the text before the first colon.
+func ReasonCode(reason string) string {
+	code, _, _ := strings.Cut(reason, ":")
+	return code
+}
+
+// Codes returns the codes of d's reasons, in order.
+func (d Decision) Codes() []string {
+	codes := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		codes[i] = ReasonCode(r)
+	}
+	return codes
+}
+
+// Engine evaluates a policy bundle's access and egress decisions. It never allows what
+// the policy did not positively allow: undefined, malformed and failed decisions are denies.
+// An Engine is immutable after New and safe for concurrent use.
+type Engine struct {
+	snap   *snapshot
+	caps   *ast.Capabilities
+	access rego.PreparedEvalQuery
+	egress rego.PreparedEvalQuery
+}
+
+type config struct {
+	bundleDir string
+}
+
+// Option configures New.
+type Option func(*config)
+
+// WithBundleDir loads an operator's bundle from dir instead of the embedded default. Every
+// regular file under dir belongs to the bundle and to its digest.
+func WithBundleDir(dir string) Option {
+	return func(c *config) { c.bundleDir = dir }
+}
+
+// New reads the bundle, computes its digest and prepares the access and egress queries.
+func New(ctx context.Context, opts ...Option) (*Engine, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	fsys, err := cfg.bundleFS()
+	if err != nil {
+		return nil, &Error{Code: CodeBundleInvalid, Op: "open bundle", Err: err}
+	}
+	snap, err := readSnapshot(fsys)
+	if err != nil {
+		return nil, &Error{Code: CodeBundleInvalid, Op: "read bundle", Err: err}
+	}
+	e := &Engine{snap: snap, caps: capabilities()}
+	if e.access, err = e.prepare(ctx, AccessQuery); err != nil {
+		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare access", Err: err}
+	}
+	if e.egress, err = e.prepare(ctx, EgressQuery); err != nil {
+		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare egress", Err: err}
+	}
+	return e, nil
+}
+
+func (c *config) bundleFS() (fs.FS, error) {
+	if c.bundleDir == "" {
+		return fs.Sub(defaultBundle, "bundle")
+	}
+	fi, err := os.Stat(c.bundleDir)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", c.bundleDir)
+	}
+	return os.DirFS(c.bundleDir), nil
+}
+
+func (e *Engine) prepare(ctx context.Context, query string) (rego.PreparedEvalQuery, error) {
+	b, err := e.snap.bundle(e.caps)
+	if err != nil {
+		return rego.PreparedEvalQuery{}, err
+	}
+	return rego.New(
+		rego.Query(query),
+		rego.ParsedBundle(bundleName, b),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Capabilities(e.caps),
+		rego.Strict(true),
+		// A built-in error inside a deny rule would otherwise just make that rule
+		// undefined, i.e. silently drop a deny reason. Strict errors fail the evaluation,
+		// which is a deny.
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+}
+
+// Digest is "sha256:" + hex over the bundle's files (sorted by slash path; path, NUL,
+// content, NUL for each). It depends only on the files, so it is stable across runs and
+// machines, and a directory copy of the embedded bundle has the embedded bundle's digest.
+func (e *Engine) Digest() string { return e.snap.digest }
+
+// Access decides whether in.Principal may do in.Action on in.Datasets. A non-nil error
+// (an *Error with CodeEvalFailed) comes with a deny Decision.
+func (e *Engine) Access(ctx context.Context, in AccessInput) (Decision, error) {
+	if err := checkJob(in.Job); err != nil {
+		return e.deny(ReasonInputInvalid + ": " + err.Error()), nil
+	}
+	return e.eval(ctx, "evaluate access", e.access, in.normalized())
+}
+
+// Egress decides whether a computed result may leave: allow, review (hold for a reviewer)
+// or deny. A non-nil error (an *Error with CodeEvalFailed) comes with a deny Decision.
+func (e *Engine) Egress(ctx context.Context, in EgressInput) (Decision, error) {
+	if err := checkJob(in.Job); err != nil {
+		return e.deny(ReasonInputInvalid + ": " + err.Error()), nil
+	}
+	return e.eval(ctx, "evaluate egress", e.egress, in.normalized())
+}
+
+func (e *Engine) eval(ctx context.Context, op string, pq rego.PreparedEvalQuery, input any) (Decision, error) {
+	rs, err := pq.Eval(ctx, rego.EvalInput(input))
+	if err != nil {
+		return e.deny(ReasonEvalFailed + ": the policy could not be evaluated"),
+			&Error{Code: CodeEvalFailed, Op: op, Err: err}
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return e.deny(ReasonDecisionUndefined + ": the policy gave no decision"), nil
+	}
+	d, err := decode(rs[0].Expressions[0].Value)
+	if err != nil {
+		return e.deny(ReasonDecisionMalformed + ": " + err.Error()), nil
+	}
+	d.BundleDigest = e.snap.digest
+	return d, nil
+}
+
+func (e *Engine) deny(reason string) Decision {
+	return Decision{Result: ResultDeny, Reasons: []string{reason}, BundleDigest: e.snap.digest}
+}
+
+// decode reads a decision document {"result": "allow"|"review"|"deny", "reasons": [string]}.
+// reasons may be absent; anything else is malformed.
+func decode(v any) (Decision, error) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Decision{}, errors.New("decision is not an object")
+	}
+	var d Decision
+	switch r, _ := obj["result"].(string); r {
+	case ResultAllow, ResultReview, ResultDeny:
+		d.Result = r
+	default:
+		return Decision{}, errors.New("result is not allow, review or deny")
+	}
+	d.Reasons = []string{}
+	if raw, present := obj["reasons"]; present {
+		list, ok := raw.([]any)
+		if !ok {
+			return Decision{}, errors.New("reasons is not a list")
+		}
+		for _, x := range list {
+			s, ok := x.(string)
+			if !ok {
+				return Decision{}, errors.New("reasons holds a non-string")
+			}
+			d.Reasons = append(d.Reasons, s)
+		}
+	}
+	return d, nil
+}

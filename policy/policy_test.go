@@ -1,0 +1,460 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func nan() float64 { return math.NaN() }
+func inf() float64 { return math.Inf(1) }
+
+// defaultEngine is the engine over the embedded bundle, built once for the package's tests.
+var defaultEngine = sync.OnceValues(func() (*Engine, error) {
+	return New(context.Background())
+})
+
+func engine(tb testing.TB) *Engine {
+	tb.Helper()
+	e, err := defaultEngine()
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	return e
+}
+
+func TestDefaultBundleRegoTestsPass(t *testing.T) {
+	results, err := engine(t).RunTests(context.Background())
+	if err != nil {
+		t.Fatalf("RunTests: %v", err)
+	}
+	if len(results) < 40 {
+		t.Errorf("got %d Rego tests, want the default bundle's (at least 40)", len(results))
+	}
+	for _, r := range results {
+		if !r.Pass {
+			t.Errorf("%s: %s", r.Name, r.Fail)
+		}
+	}
+}
+
+func TestRunTestsReportsFailingRegoTest(t *testing.T) {
+	dir := copyDefaultBundle(t)
+	writeFile(t, dir, "broken_test.rego", `package cleanroom.broken_test
+
+import data.cleanroom.access
+
+test_l4_allowed if {
+	access.decision.result == "allow" with input as {"datasets": [{"name": "x", "grade": "L4"}]}
+}
+`)
+	e, err := New(context.Background(), WithBundleDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := e.RunTests(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(results, func(r TestResult) bool {
+		return r.Name == "data.cleanroom.broken_test.test_l4_allowed"
+	})
+	if i < 0 {
+		t.Fatalf("broken test not among %d results", len(results))
+	}
+	if r := results[i]; r.Pass || !strings.HasPrefix(r.Fail, "fail") {
+		t.Errorf("got %+v, want a failure", r)
+	}
+}
+
+func TestAccessDecisions(t *testing.T) {
+	e := engine(t)
+	for _, c := range accessCases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := e.Access(context.Background(), c.input())
+			if err != nil {
+				t.Fatalf("Access: %v", err)
+			}
+			checkDecision(t, e, d, c.result, c.codes)
+		})
+	}
+}
+
+func TestEgressDecisions(t *testing.T) {
+	e := engine(t)
+	for _, c := range egressCases {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := e.Egress(context.Background(), c.input())
+			if err != nil {
+				t.Fatalf("Egress: %v", err)
+			}
+			checkDecision(t, e, d, c.result, c.codes)
+		})
+	}
+}
+
+func checkDecision(t *testing.T, e *Engine, d Decision, result string, codes []string) {
+	t.Helper()
+	if d.Result != result {
+		t.Errorf("result %q, want %q (reasons %q)", d.Result, result, d.Reasons)
+	}
+	if got := d.Codes(); !slices.Equal(got, codes) && !(len(got) == 0 && len(codes) == 0) {
+		t.Errorf("codes %q, want %q (reasons %q)", got, codes, d.Reasons)
+	}
+	if d.Reasons == nil {
+		t.Error("Reasons is nil; want [] so that JSON shows an empty list")
+	}
+	if d.BundleDigest != e.Digest() {
+		t.Errorf("BundleDigest %q, want %q", d.BundleDigest, e.Digest())
+	}
+	if d.Allowed() != (result == ResultAllow) {
+		t.Errorf("Allowed() = %v for %q", d.Allowed(), d.Result)
+	}
+	for _, r := range d.Reasons {
+		if code := ReasonCode(r); code == r || code != strings.ToLower(code) || strings.ContainsAny(code, " -") {
+			t.Errorf("reason %q does not start with a snake_case code and a colon", r)
+		}
+	}
+}
+
+func TestUndefinedDecisionDenies(t *testing.T) {
+	tests := map[string]map[string]string{
+		"no_policy_at_all": {"README": "no Rego here\n"},
+		"decision_never_defined": {"access.rego": `package cleanroom.access
+
+decision := {"result": "allow", "reasons": []} if input.action == "never"
+`, "egress.rego": `package cleanroom.egress
+
+deny contains "x" if false
+`},
+	}
+	for name, files := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for p, s := range files {
+				writeFile(t, dir, p, s)
+			}
+			e, err := New(context.Background(), WithBundleDir(dir))
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			d, err := e.Access(context.Background(), goodAccess())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, e, d, ResultDeny, []string{ReasonDecisionUndefined})
+			d, err = e.Egress(context.Background(), goodEgress())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, e, d, ResultDeny, []string{ReasonDecisionUndefined})
+		})
+	}
+}
+
+func TestMalformedDecisionDenies(t *testing.T) {
+	for name, decision := range map[string]string{
+		"unknown_result":      `{"result": "maybe", "reasons": []}`,
+		"result_not_string":   `{"result": true}`,
+		"reasons_not_list":    `{"result": "allow", "reasons": "fine"}`,
+		"reason_not_string":   `{"result": "allow", "reasons": [1]}`,
+		"decision_not_object": `"allow"`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, "access.rego", "package cleanroom.access\n\ndecision := "+decision+"\n")
+			e, err := New(context.Background(), WithBundleDir(dir))
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			d, err := e.Access(context.Background(), goodAccess())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, e, d, ResultDeny, []string{ReasonDecisionMalformed})
+		})
+	}
+}
+
+func TestOperatorDecisionWithoutReasonsAccepted(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "access.rego", "package cleanroom.access\n\ndecision := {\"result\": \"review\"}\n")
+	e, err := New(context.Background(), WithBundleDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Access(context.Background(), goodAccess())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDecision(t, e, d, ResultReview, nil)
+}
+
+func TestEvalErrorDenies(t *testing.T) {
+	// A built-in error inside a deny rule must not silently drop the rule.
+	dir := t.TempDir()
+	writeFile(t, dir, "access.rego", `package cleanroom.access
+
+deny contains "bad_number: not a number" if to_number(input.principal.name) > 0
+
+decision := {"result": "deny", "reasons": sort(deny)} if count(deny) > 0
+else := {"result": "allow", "reasons": []}
+`)
+	e, err := New(context.Background(), WithBundleDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Access(context.Background(), goodAccess()) // name "alice" is not a number
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeEvalFailed {
+		t.Fatalf("err = %v, want an *Error with code %s", err, CodeEvalFailed)
+	}
+	checkDecision(t, e, d, ResultDeny, []string{ReasonEvalFailed})
+}
+
+func TestNondeterministicBuiltinsRefused(t *testing.T) {
+	for name, body := range map[string]string{
+		"http_send": `decision := {"result": "allow", "reasons": []} if http.send({"method": "get", "url": "http://127.0.0.1/"}).status_code == 200`,
+		"time_now":  `decision := {"result": "allow", "reasons": []} if time.now_ns() > 0`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, "access.rego", "package cleanroom.access\n\n"+body+"\n")
+			_, err := New(context.Background(), WithBundleDir(dir))
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
+				t.Fatalf("New = %v, want an *Error with code %s", err, CodeBundleInvalid)
+			}
+		})
+	}
+}
+
+func TestNewRefusesBadBundles(t *testing.T) {
+	tests := map[string]func(t *testing.T) string{
+		"missing_dir": func(t *testing.T) string { return filepath.Join(t.TempDir(), "nope") },
+		"empty_dir":   func(t *testing.T) string { return t.TempDir() },
+		"syntax_error": func(t *testing.T) string {
+			dir := t.TempDir()
+			writeFile(t, dir, "access.rego", "package cleanroom.access\n\ndecision := {\n")
+			return dir
+		},
+		"strict_unused_variable": func(t *testing.T) string {
+			dir := t.TempDir()
+			writeFile(t, dir, "access.rego", "package cleanroom.access\n\ndecision := {\"result\": \"allow\"} if {\n\tx := 1\n}\n")
+			return dir
+		},
+		"wasm_module": func(t *testing.T) string {
+			dir := copyDefaultBundle(t)
+			writeFile(t, dir, "policy.wasm", "\x00asm")
+			return dir
+		},
+		"symlink": func(t *testing.T) string {
+			dir := copyDefaultBundle(t)
+			if err := os.Symlink("/etc/hostname", filepath.Join(dir, "link.json")); err != nil {
+				t.Skip(err)
+			}
+			return dir
+		},
+		"file_not_dir": func(t *testing.T) string {
+			dir := t.TempDir()
+			writeFile(t, dir, "f", "x")
+			return filepath.Join(dir, "f")
+		},
+	}
+	for name, mk := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(context.Background(), WithBundleDir(mk(t)))
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
+				t.Fatalf("New = %v, want an *Error with code %s", err, CodeBundleInvalid)
+			}
+		})
+	}
+}
+
+func TestMissingParamsFailClosed(t *testing.T) {
+	dir := copyDefaultBundle(t)
+	if err := os.Remove(filepath.Join(dir, "data.json")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(context.Background(), WithBundleDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Access(context.Background(), goodAccess())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Result != ResultDeny || !slices.Contains(d.Codes(), "params_invalid") {
+		t.Errorf("got %+v, want a deny with params_invalid", d)
+	}
+}
+
+func TestDigestStableAcrossEngines(t *testing.T) {
+	a, b := engine(t), mustNew(t)
+	if a.Digest() != b.Digest() {
+		t.Errorf("digests differ: %s vs %s", a.Digest(), b.Digest())
+	}
+	if !strings.HasPrefix(a.Digest(), "sha256:") || len(a.Digest()) != len("sha256:")+64 {
+		t.Errorf("digest %q is not sha256:<64 hex>", a.Digest())
+	}
+}
+
+func TestDigestOfDirectoryCopyEqualsEmbedded(t *testing.T) {
+	e := mustNew(t, WithBundleDir(copyDefaultBundle(t)))
+	if e.Digest() != engine(t).Digest() {
+		t.Errorf("copy %s, embedded %s", e.Digest(), engine(t).Digest())
+	}
+}
+
+func TestDigestChangesWithBundle(t *testing.T) {
+	dir := copyDefaultBundle(t)
+	data := readFile(t, dir, "data.json")
+	writeFile(t, dir, "data.json", strings.Replace(data, `"max_rows": 10000`, `"max_rows": 500`, 1))
+	e := mustNew(t, WithBundleDir(dir))
+	if e.Digest() == engine(t).Digest() {
+		t.Fatal("changed bundle has the default bundle's digest")
+	}
+	in := goodEgress()
+	in.Output.Rows = 501
+	d, err := e.Egress(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDecision(t, e, d, ResultDeny, []string{"rows_over_limit"})
+
+	// Renaming a file changes the digest too: paths are hashed, not only contents.
+	dir2 := copyDefaultBundle(t)
+	if err := os.Rename(filepath.Join(dir2, "lib.rego"), filepath.Join(dir2, "common.rego")); err != nil {
+		t.Fatal(err)
+	}
+	if mustNew(t, WithBundleDir(dir2)).Digest() == engine(t).Digest() {
+		t.Error("renamed file left the digest unchanged")
+	}
+}
+
+func TestDigestFormat(t *testing.T) {
+	// sha256 of "a\x00x\x00b\x00\x00" (printf 'a\0x\0b\0\0' | sha256sum) pins the
+	// documented layout: for each file in path order, path, NUL, content, NUL.
+	const want = "sha256:8ec54942a19c1649603c347e2673ca591bdc9afdf0b36e9e70c4f2c932145aba"
+	if got := digestFiles([]file{{"a", []byte("x")}, {"b", nil}}); got != want {
+		t.Errorf("digest %s, want %s", got, want)
+	}
+}
+
+func TestConcurrentEvaluation(t *testing.T) {
+	e := engine(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				ac := accessCases[(g+i)%len(accessCases)]
+				d, err := e.Access(ctx, ac.input())
+				if err != nil || d.Result != ac.result {
+					t.Errorf("access %s: %+v, %v", ac.name, d, err)
+				}
+				ec := egressCases[(g+i)%len(egressCases)]
+				d, err = e.Egress(ctx, ec.input())
+				if err != nil || d.Result != ec.result {
+					t.Errorf("egress %s: %+v, %v", ec.name, d, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestCanceledContextDenies(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err := engine(t).Access(ctx, goodAccess())
+	if err == nil {
+		t.Fatal("no error for a canceled context")
+	}
+	if d.Result != ResultDeny {
+		t.Errorf("result %q, want deny", d.Result)
+	}
+}
+
+func TestEmbeddedBundleHasManifest(t *testing.T) {
+	if _, err := fs.Stat(defaultBundle, "bundle/.manifest"); err != nil {
+		t.Fatalf(".manifest not embedded: %v", err)
+	}
+}
+
+func BenchmarkAccess(b *testing.B) {
+	e := engine(b)
+	ctx := context.Background()
+	inputs := make([]AccessInput, len(accessCases))
+	for i, c := range accessCases {
+		inputs[i] = c.input()
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := e.Access(ctx, inputs[i%len(inputs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEgress(b *testing.B) {
+	e := engine(b)
+	ctx := context.Background()
+	inputs := make([]EgressInput, len(egressCases))
+	for i, c := range egressCases {
+		inputs[i] = c.input()
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, err := e.Egress(ctx, inputs[i%len(inputs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustNew(t *testing.T, opts ...Option) *Engine {
+	t.Helper()
+	e, err := New(context.Background(), opts...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return e
+}
+
+// copyDefaultBundle writes the embedded bundle to a temporary directory.
+func copyDefaultBundle(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	sub, err := fs.Sub(defaultBundle, "bundle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dir, sub); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func writeFile(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

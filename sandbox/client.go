@@ -1,0 +1,300 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+)
+
+const (
+	workerEnv = "CLEANROOM_SANDBOX_WORKER"
+	configEnv = "CLEANROOM_SANDBOX_CONFIG"
+)
+
+// MaybeRunWorker turns this process into a sandbox worker when it was started as one by
+// Start, and never returns in that case. Call it first thing in main (and in TestMain of
+// packages whose tests start workers).
+func MaybeRunWorker() {
+	if os.Getenv(workerEnv) != "1" {
+		return
+	}
+	os.Exit(workerMain())
+}
+
+func workerMain() int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "sandbox-worker")
+	var cfg WorkerConfig
+	if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &cfg); err != nil {
+		log.Error("bad worker configuration", "err", err)
+		return 2
+	}
+	log = log.With("domain", cfg.Domain)
+	// The pipe to the engine is private: move it off fd 1 so nothing a library prints can
+	// corrupt the protocol.
+	protoFD, err := syscall.Dup(1)
+	if err != nil {
+		log.Error("dup stdout", "err", err)
+		return 2
+	}
+	if err := syscall.Dup2(2, 1); err != nil {
+		log.Error("redirect stdout", "err", err)
+		return 2
+	}
+	out := os.NewFile(uintptr(protoFD), "engine-pipe")
+	iso := applyIsolation(cfg, log)
+	if err := serve(context.Background(), cfg, iso, os.Stdin, out, log); err != nil {
+		log.Error("worker stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// Config starts a worker for one data domain.
+type Config struct {
+	// Command is the executable and arguments to run; it must call MaybeRunWorker first.
+	// Default: this executable with no arguments.
+	Command []string
+	Worker  WorkerConfig
+	// Stderr receives the worker's logs (which never contain data values). Default os.Stderr.
+	Stderr io.Writer
+	// NoNetworkNamespace skips the namespace (for platforms without it); a warning results.
+	NoNetworkNamespace bool
+
+	tap io.Writer // tests: a copy of every byte the worker sends
+}
+
+// Client is the engine's handle on one worker. Safe for concurrent use.
+type Client struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+
+	wmu sync.Mutex
+	mu  sync.Mutex
+	ids uint64
+	// pending calls by request id
+	pending map[uint64]chan result
+	dead    error
+	done    chan struct{}
+}
+
+type result struct {
+	resp    response
+	payload []byte
+}
+
+// Start launches a worker process and returns once it answered its isolation report.
+func Start(ctx context.Context, cfg Config) (*Client, *Isolation, error) {
+	if len(cfg.Command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Command = []string{exe}
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	if cfg.Worker.Dir == "" {
+		return nil, nil, errors.New("sandbox: worker directory is required")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Worker.Dir, "tmp"), 0o700); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Worker.DB.TempDir == "" {
+		cfg.Worker.DB.TempDir = filepath.Join(cfg.Worker.Dir, "tmp")
+	}
+	c, err := start(cfg, !cfg.NoNetworkNamespace)
+	if err != nil && !cfg.NoNetworkNamespace && errors.Is(err, syscall.EPERM) {
+		c, err = start(cfg, false)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("sandbox: start worker: %w", err)
+	}
+	iso, err := c.Isolation(ctx)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, iso, nil
+}
+
+func start(cfg Config, netns bool) (*Client, error) {
+	wc := cfg.Worker
+	wc.NetworkNamespace = netns
+	js, err := json.Marshal(wc)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
+	// A minimal environment: the worker inherits none of the server's secrets.
+	cmd.Env = []string{workerEnv + "=1", configEnv + "=" + string(js), "HOME=" + wc.Dir, "TMPDIR=" + wc.DB.TempDir}
+	cmd.Dir = wc.Dir
+	cmd.Stderr = cfg.Stderr
+	cmd.SysProcAttr = newNetNSAttr(netns)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &Client{cmd: cmd, stdin: stdin, pending: map[uint64]chan result{}, done: make(chan struct{})}
+	var r io.Reader = stdout
+	if cfg.tap != nil {
+		r = io.TeeReader(stdout, cfg.tap)
+	}
+	go c.readLoop(r)
+	return c, nil
+}
+
+func (c *Client) readLoop(r io.Reader) {
+	err := func() error {
+		for {
+			hdr, err := readFrame(r)
+			if err != nil {
+				return err
+			}
+			var resp response
+			if err := json.Unmarshal(hdr, &resp); err != nil {
+				return err
+			}
+			var payload []byte
+			if resp.Arrow {
+				if payload, err = readFrame(r); err != nil {
+					return err
+				}
+			}
+			c.mu.Lock()
+			ch := c.pending[resp.ID]
+			delete(c.pending, resp.ID)
+			c.mu.Unlock()
+			if ch != nil {
+				ch <- result{resp: resp, payload: payload}
+			}
+		}
+	}()
+	c.mu.Lock()
+	c.dead = err
+	for id, ch := range c.pending {
+		close(ch)
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+func (c *Client) call(ctx context.Context, req request) (result, error) {
+	c.mu.Lock()
+	if c.dead != nil {
+		c.mu.Unlock()
+		return result{}, errcode.Wrap(errcode.SandboxFailed, c.dead, "the sandbox worker is not running")
+	}
+	c.ids++
+	req.ID = c.ids
+	ch := make(chan result, 1)
+	c.pending[req.ID] = ch
+	c.mu.Unlock()
+	if err := c.send(req); err != nil {
+		return result{}, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker cannot be reached")
+	}
+	select {
+	case res, ok := <-ch:
+		if !ok {
+			return result{}, errcode.New(errcode.SandboxFailed, "the sandbox worker exited during the request")
+		}
+		if e := res.resp.Error; e != nil {
+			return result{}, &errcode.Error{Code: e.Code, Message: e.Message, Position: -1}
+		}
+		return res, nil
+	case <-ctx.Done():
+		_ = c.send(request{Op: "cancel", Cancel: req.ID})
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return result{}, errcode.Wrap(errcode.SandboxTimeout, ctx.Err(), "the request exceeded its deadline and was interrupted")
+		}
+		return result{}, errcode.Wrap(errcode.Canceled, ctx.Err(), "the request was canceled")
+	}
+}
+
+func (c *Client) send(req request) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return writeFrame(c.stdin, b)
+}
+
+// Register builds the dataset's snapshot inside the worker from the provider's source.
+func (c *Client) Register(ctx context.Context, spec *catalog.Spec) (*Snapshot, error) {
+	args := &registerArgs{Kind: string(spec.Source.Kind), Path: spec.Source.Path, PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()}
+	for _, name := range args.Columns {
+		if spec.Columns[name].HasBounds() {
+			args.Numeric = append(args.Numeric, name)
+		}
+	}
+	res, err := c.call(ctx, request{Op: "register", Register: args})
+	if err != nil {
+		return nil, err
+	}
+	return res.resp.Snapshot, nil
+}
+
+// Load makes an existing snapshot (by digest) queryable, verifying the file's digest.
+func (c *Client) Load(ctx context.Context, digest string) (*Snapshot, error) {
+	res, err := c.call(ctx, request{Op: "load", Digest: digest})
+	if err != nil {
+		return nil, err
+	}
+	return res.resp.Snapshot, nil
+}
+
+// Execute runs a bounded plan and returns the per-partition pre-noise states.
+func (c *Client) Execute(ctx context.Context, p *Plan) ([]Partition, error) {
+	res, err := c.call(ctx, request{Op: "execute", Plan: p})
+	if err != nil {
+		return nil, err
+	}
+	parts, err := decodePartitions(res.payload, len(p.Keys), len(p.Aggregates))
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker returned a malformed result")
+	}
+	return parts, nil
+}
+
+// Isolation returns the worker's report of the isolation in force.
+func (c *Client) Isolation(ctx context.Context) (*Isolation, error) {
+	res, err := c.call(ctx, request{Op: "isolation"})
+	if err != nil {
+		return nil, err
+	}
+	return res.resp.Isolation, nil
+}
+
+// Probe asks the worker to dial a loopback address: nil means the worker reached it.
+func (c *Client) Probe(ctx context.Context, target string) error {
+	_, err := c.call(ctx, request{Op: "probe", Target: target})
+	return err
+}
+
+// Close ends the worker: its stdin closes, it finishes in-flight requests and exits.
+func (c *Client) Close() error {
+	c.stdin.Close()
+	<-c.done
+	return c.cmd.Wait()
+}

@@ -1,0 +1,105 @@
+package sandbox
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/duckdb/duckdb-go/v2"
+)
+
+// DBLimits are the DuckDB resource limits inside a worker.
+type DBLimits struct {
+	MemoryLimit  string `json:"memory_limit"`   // e.g. "4GB"
+	Threads      int    `json:"threads"`        // DuckDB worker threads
+	TempDir      string `json:"temp_dir"`       // spill directory
+	MaxTempBytes string `json:"max_temp_bytes"` // e.g. "20GB"
+}
+
+func (l DBLimits) withDefaults() DBLimits {
+	if l.MemoryLimit == "" {
+		l.MemoryLimit = "4GB"
+	}
+	if l.Threads <= 0 {
+		l.Threads = 2
+	}
+	if l.MaxTempBytes == "" {
+		l.MaxTempBytes = "20GB"
+	}
+	return l
+}
+
+// openLockedDB opens an in-memory DuckDB that cannot read or write files, install or load
+// extensions, or change its own configuration. These settings are defence in depth: the
+// engine only ever sends SQL it rendered itself from a gated AST.
+func openLockedDB(l DBLimits) (*sql.DB, error) {
+	l = l.withDefaults()
+	q := url.Values{}
+	q.Set("autoinstall_known_extensions", "false")
+	q.Set("autoload_known_extensions", "false")
+	q.Set("allow_community_extensions", "false")
+	q.Set("memory_limit", l.MemoryLimit)
+	q.Set("threads", strconv.Itoa(l.Threads))
+	q.Set("max_temp_directory_size", l.MaxTempBytes)
+	// temp_directory cannot be given in the DSN, and once external access is off it cannot be
+	// set at all: so the first connection sets it, then turns external access off and locks
+	// the configuration. If that fails, every connection fails (fail closed).
+	var once sync.Once
+	var initErr error
+	lockdown := []string{"SET enable_external_access = false", "SET lock_configuration = true"}
+	if l.TempDir != "" {
+		lockdown = append([]string{"SET temp_directory = '" + strings.ReplaceAll(l.TempDir, "'", "''") + "'"}, lockdown...)
+	}
+	connector, err := duckdb.NewConnector("?"+q.Encode(), func(c driver.ExecerContext) error {
+		once.Do(func() {
+			for _, stmt := range lockdown {
+				if _, initErr = c.ExecContext(context.Background(), stmt, nil); initErr != nil {
+					initErr = fmt.Errorf("sandbox: duckdb lockdown %q: %w", stmt, initErr)
+					return
+				}
+			}
+		})
+		return initErr
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: open duckdb: %w", err)
+	}
+	return sql.OpenDB(connector), nil
+}
+
+// withArrow runs f with DuckDB's Arrow interface on one dedicated connection.
+func withArrow(ctx context.Context, db *sql.DB, f func(*duckdb.Arrow) error) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		ar, err := duckdb.NewArrowFromConn(dc.(driver.Conn))
+		if err != nil {
+			return err
+		}
+		return f(ar)
+	})
+}
+
+// duckErrorClass names the class of a DuckDB error without its text, which may quote data.
+func duckErrorClass(err error) string {
+	var de *duckdb.Error
+	if errors.As(err, &de) {
+		return fmt.Sprintf("duckdb error type %d", de.Type)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "deadline exceeded"
+	}
+	if errors.Is(err, context.Canceled) {
+		return "canceled"
+	}
+	return "non-duckdb error"
+}

@@ -1,0 +1,74 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Frames on the pipe: a 4-byte big-endian length and a JSON header; a response whose header
+// has Arrow set is followed by one more length-prefixed frame holding an Arrow IPC stream.
+const maxFrame = 1 << 30
+
+type request struct {
+	ID       uint64          `json:"id"`
+	Op       string          `json:"op"` // register, load, execute, isolation, probe, cancel
+	Register *registerArgs   `json:"register,omitempty"`
+	Digest   string          `json:"digest,omitempty"`
+	Plan     *Plan           `json:"plan,omitempty"`
+	Target   string          `json:"target,omitempty"` // probe: loopback address to dial
+	Cancel   uint64          `json:"cancel,omitempty"`
+	Extra    json.RawMessage `json:"extra,omitempty"`
+}
+
+type registerArgs struct {
+	Kind        string   `json:"kind"`
+	Path        string   `json:"path"`
+	PrivacyUnit string   `json:"privacy_unit"`
+	Columns     []string `json:"columns"` // declared columns, all of which must exist
+	Numeric     []string `json:"numeric"` // columns with declared bounds, which must be numeric
+}
+
+type response struct {
+	ID        uint64     `json:"id"`
+	Error     *wireError `json:"error,omitempty"`
+	Snapshot  *Snapshot  `json:"snapshot,omitempty"`
+	Isolation *Isolation `json:"isolation,omitempty"`
+	Arrow     bool       `json:"arrow,omitempty"`
+}
+
+type wireError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeFrame(w io.Writer, b []byte) error {
+	var hdr [4]byte
+	if len(b) > maxFrame {
+		return fmt.Errorf("sandbox: frame of %d bytes exceeds the limit", len(b))
+	}
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(b)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+func readFrame(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > maxFrame {
+		return nil, errors.New("sandbox: oversized frame")
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}

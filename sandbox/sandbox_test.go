@@ -1,0 +1,312 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+)
+
+func TestMain(m *testing.M) {
+	MaybeRunWorker()
+	os.Exit(m.Run())
+}
+
+// lockedBuffer collects the worker's output bytes for inspection.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
+
+func startWorker(t *testing.T, tap *lockedBuffer) *Client {
+	t.Helper()
+	cfg := Config{Worker: WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}}}
+	if tap != nil {
+		cfg.tap = tap
+	}
+	c, _, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// visitsCSV writes a small visits table: person 0 ("heavy") has 1000 visits in district A;
+// persons 1..200 have one visit each, alternating districts A and B. Raw values are
+// distinctive so tests can look for them on the pipe.
+func visitsCSV(t *testing.T, dir string, reverse bool) (string, []string) {
+	t.Helper()
+	var lines []string
+	var ids []string
+	id := func(i int) string { return fmt.Sprintf("53010219800101%04d", 1000+i) }
+	for v := 0; v < 1000; v++ {
+		lines = append(lines, fmt.Sprintf("%s,A,%0.3f", id(0), 777.125+float64(v)))
+	}
+	ids = append(ids, id(0))
+	for i := 1; i <= 200; i++ {
+		d := "A"
+		if i%2 == 0 {
+			d = "B"
+		}
+		lines = append(lines, fmt.Sprintf("%s,%s,%0.3f", id(i), d, 1234.5+float64(i)))
+		ids = append(ids, id(i))
+	}
+	if reverse {
+		for i, j := 0, len(lines)-1; i < j; i, j = i+1, j-1 {
+			lines[i], lines[j] = lines[j], lines[i]
+		}
+	}
+	path := filepath.Join(dir, fmt.Sprintf("visits-%v.csv", reverse))
+	if err := os.WriteFile(path, []byte("person_id,district,cost\n"+strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, ids
+}
+
+func visitsSpec(path string) *catalog.Spec {
+	return &catalog.Spec{Name: "visits", Provider: "p", Grade: catalog.GradeL2, PrivacyUnit: "person_id",
+		Source: catalog.Source{Kind: catalog.SourceCSV, Path: path}, Budget: catalog.Budget{Epsilon: 10},
+		Columns: map[string]catalog.Column{
+			"person_id": {Tags: []catalog.Tag{catalog.TagIdentifier}},
+			"district":  {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"A", "B"}},
+			"cost":      {Tags: []catalog.Tag{catalog.TagSensitive}, Bounds: []float64{0, 5000}},
+		}}
+}
+
+func countPlan(snap string, eps float64, linf int64) *Plan {
+	return &Plan{Snapshot: snap, Keys: []string{`"district"`}, Values: []string{`"cost"`},
+		Aggregates: []dp.Spec{
+			{Kind: dp.Count, Value: -1, Epsilon: eps, MaxPartitions: 1, MaxPerPartition: linf},
+			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 5000, Epsilon: eps, MaxPartitions: 1, MaxPerPartition: linf},
+		},
+		Bounds: Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: linf}, SamplingKey: 42, TimeoutMS: 30_000}
+}
+
+func TestWorkerBoundsAHeavyContributor(t *testing.T) {
+	ctx := context.Background()
+	c := startWorker(t, nil)
+	path, _ := visitsCSV(t, t.TempDir(), false)
+	snap, err := c.Register(ctx, visitsSpec(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Rows != 1200 || snap.Units != 201 {
+		t.Fatalf("snapshot rows=%d units=%d, want 1200 and 201", snap.Rows, snap.Units)
+	}
+	// Epsilon 50 makes Laplace noise tiny (scale 3/50 for the count), so the released count
+	// must sit within ±5 of the bounded truth: 100 one-visit persons plus 3 for the heavy one.
+	// Without bounding it would be 1100. The tolerance is over 80 noise scales: it never flakes.
+	parts, err := c.Execute(ctx, countPlan(snap.Digest, 50, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, p := range parts {
+		rel, err := countPlan(snap.Digest, 50, 3).Aggregates[0].Release(p.States[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[*p.Key[0]] = rel.Value
+	}
+	if math.Abs(got["A"]-103) > 5 || math.Abs(got["B"]-100) > 5 {
+		t.Fatalf("bounded counts = %v, want A≈103 and B≈100", got)
+	}
+}
+
+func TestParentReceivesNoRawRows(t *testing.T) {
+	ctx := context.Background()
+	tap := &lockedBuffer{}
+	c := startWorker(t, tap)
+	path, ids := visitsCSV(t, t.TempDir(), false)
+	snap, err := c.Register(ctx, visitsSpec(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Execute(ctx, countPlan(snap.Digest, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	wire := tap.Bytes()
+	if len(wire) == 0 {
+		t.Fatal("tap saw nothing")
+	}
+	for _, id := range ids {
+		if bytes.Contains(wire, []byte(id)) {
+			t.Fatalf("a raw person_id crossed the pipe")
+		}
+	}
+	for _, v := range []float64{777.125, 1235.5, 1434.5} {
+		var le [8]byte
+		binary.LittleEndian.PutUint64(le[:], math.Float64bits(v))
+		if bytes.Contains(wire, le[:]) || bytes.Contains(wire, []byte(fmt.Sprint(v))) {
+			t.Fatalf("raw cost %v crossed the pipe", v)
+		}
+	}
+}
+
+func TestWorkerHasNoNetwork(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	// The same dial from the test process succeeds, so a failure inside is the namespace.
+	if c, err := net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatalf("control dial failed: %v", err)
+	} else {
+		c.Close()
+	}
+	c := startWorker(t, nil)
+	iso, err := c.Isolation(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !iso.NetworkNamespace || !iso.NoNewPrivs {
+		t.Fatalf("isolation = %+v, want a network namespace and no_new_privs", iso)
+	}
+	err = c.Probe(context.Background(), ln.Addr().String())
+	if errcode.Code(err) != "network_unreachable" {
+		t.Fatalf("probe from inside the worker: %v, want network_unreachable", err)
+	}
+}
+
+func TestSnapshotDigestIgnoresSourceRowOrder(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, _ := visitsCSV(t, dir, false)
+	b, _ := visitsCSV(t, dir, true)
+	s1, err := startWorker(t, nil).Register(ctx, visitsSpec(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := startWorker(t, nil).Register(ctx, visitsSpec(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.Digest != s2.Digest {
+		t.Fatalf("same rows in another order gave digests %s and %s", s1.Digest, s2.Digest)
+	}
+}
+
+func TestMalformedSourceRegistersNothing(t *testing.T) {
+	ctx := context.Background()
+	cfgDir := t.TempDir()
+	c, _, err := Start(ctx, Config{Worker: WorkerConfig{Dir: cfgDir, Domain: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	cases := map[string]string{
+		"ragged":       "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A\n",
+		"bad number":   "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A,SECRET-VALUE\n",
+		"undeclared":   "person_id,district,cost,extra\n530102198001011001,A,1,x\n",
+		"missing":      "person_id,cost\n530102198001011001,1\n",
+		"empty header": "",
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".csv")
+			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.Register(ctx, visitsSpec(path))
+			if err == nil {
+				t.Fatal("malformed source was registered")
+			}
+			if code := errcode.Code(err); code != "malformed_input" && code != errcode.InvalidSpec && code != "empty_source" {
+				t.Fatalf("code %q (%v)", code, err)
+			}
+			if strings.Contains(err.Error(), "SECRET-VALUE") {
+				t.Fatalf("error quotes a raw value: %v", err)
+			}
+		})
+	}
+	files, _ := filepath.Glob(filepath.Join(cfgDir, "snapshots", "*.arrow"))
+	if len(files) != 0 {
+		t.Fatalf("snapshots left behind: %v", files)
+	}
+}
+
+func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
+	ctx := context.Background()
+	c := startWorker(t, nil)
+	path, _ := visitsCSV(t, t.TempDir(), false)
+	snap, err := c.Register(ctx, visitsSpec(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := countPlan(snap.Digest, 1, 3)
+	p.Filter = "(SELECT count(*) FROM range(10000000000) r, range(10) s WHERE r.range % 7 = s.range) > 0"
+	p.TimeoutMS = 200
+	start := time.Now()
+	_, err = c.Execute(ctx, p)
+	if errcode.Code(err) != errcode.SandboxTimeout {
+		t.Fatalf("err = %v, want sandbox_timeout", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("interrupt took %v", d)
+	}
+	// The worker is still healthy afterwards.
+	if _, err := c.Execute(ctx, countPlan(snap.Digest, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
+	ctx := context.Background()
+	c := startWorker(t, nil)
+	path, _ := visitsCSV(t, t.TempDir(), false)
+	snap, err := c.Register(ctx, visitsSpec(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range []string{
+		"(SELECT count(*) FROM read_csv('/etc/passwd')) > 0",
+		"(SELECT count(*) FROM read_text('" + path + "')) > 0",
+		"getenv('HOME') IS NOT NULL",
+	} {
+		p := countPlan(snap.Digest, 1, 3)
+		p.Filter = filter
+		_, err := c.Execute(ctx, p)
+		if err == nil {
+			t.Fatalf("filter %q ran with external access", filter)
+		}
+		if strings.Contains(err.Error(), "root:") || strings.Contains(err.Error(), "5301021980") {
+			t.Fatalf("error leaks file content: %v", err)
+		}
+	}
+}

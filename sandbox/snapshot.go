@@ -1,0 +1,375 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/c1b99f93/cleanroom/connectors"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+)
+
+// unitColumn is the dense integer privacy-unit key the worker adds to every snapshot: rows are
+// sorted by the unit, so a unit's run of rows shares one value and runs ascend.
+const unitColumn = "__cr_unit"
+
+// snapshotBatchRows fixes the IPC batch size so the same data always encodes to the same bytes.
+const snapshotBatchRows = 65536
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func tableName(digest string) string { return "snap_" + strings.TrimPrefix(digest, "sha256:")[:24] }
+
+func (w *worker) snapshotPath(digest string) string {
+	return filepath.Join(w.dir, "snapshots", strings.TrimPrefix(digest, "sha256:")+".arrow")
+}
+
+// errRecorder remembers a connector's own (safe, typed) error, which DuckDB would otherwise
+// replace with its scan error.
+type errRecorder struct {
+	array.RecordReader
+	err error
+}
+
+func (r *errRecorder) Next() bool {
+	if r.RecordReader.Next() {
+		return true
+	}
+	r.err = r.RecordReader.Err()
+	return false
+}
+
+// register reads a provider's source through a connector, checks it against the declared
+// columns, sorts it by privacy unit into the canonical snapshot, and loads it. Nothing is kept
+// when any step fails: the snapshot file appears only by an atomic rename at the end.
+func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, error) {
+	src, err := connectors.Open(ctx, a.Kind, a.Path, connectors.Options{})
+	if err != nil {
+		return nil, connectorError(err)
+	}
+	defer src.Release()
+	if err := checkColumns(src.Schema(), a); err != nil {
+		return nil, err
+	}
+	rec := &errRecorder{RecordReader: src}
+	staging := fmt.Sprintf("staging_%d", w.nextID())
+	var digest string
+	err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		release, err := ar.RegisterView(rec, staging+"_view")
+		if err != nil {
+			return err
+		}
+		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE %s AS SELECT * FROM %s",
+			staging, quoteIdent(staging+"_view")))
+		_, dropErr := w.db.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS "+quoteIdent(staging+"_view"))
+		release()
+		if rec.err != nil {
+			return connectorError(rec.err)
+		}
+		if err != nil {
+			return err
+		}
+		if dropErr != nil {
+			return dropErr
+		}
+		defer w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+staging)
+		order := []string{quoteIdent(a.PrivacyUnit)}
+		for _, f := range src.Schema().Fields() {
+			if f.Name != a.PrivacyUnit {
+				order = append(order, quoteIdent(f.Name))
+			}
+		}
+		sorted, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT * FROM %s ORDER BY %s NULLS LAST",
+			staging, strings.Join(order, ", ")))
+		if err != nil {
+			return err
+		}
+		defer sorted.Release()
+		digest, _, err = w.writeSnapshot(sorted, a.PrivacyUnit)
+		return err
+	})
+	if err != nil {
+		var ce *errcode.Error
+		if errors.As(err, &ce) {
+			return nil, ce
+		}
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "registration failed while building the snapshot (%s)", duckErrorClass(err))
+	}
+	return w.load(ctx, digest)
+}
+
+func connectorError(err error) error {
+	var ce *connectors.Error
+	if errors.As(err, &ce) {
+		return errcode.Wrap(ce.Code, err, "%s", ce.Error())
+	}
+	return errcode.Wrap(errcode.MalformedInput, err, "the source could not be read")
+}
+
+func checkColumns(s *arrow.Schema, a *registerArgs) error {
+	present := map[string]bool{}
+	for _, f := range s.Fields() {
+		if f.Name == unitColumn {
+			return errcode.New(errcode.InvalidSpec, "the source has a column named %s, which is reserved", unitColumn)
+		}
+		present[f.Name] = true
+	}
+	declared := map[string]bool{}
+	for _, c := range a.Columns {
+		declared[c] = true
+		if !present[c] {
+			return errcode.New(errcode.InvalidSpec, "declared column %q is missing from the source", c)
+		}
+	}
+	for _, f := range s.Fields() {
+		if !declared[f.Name] {
+			return errcode.New(errcode.InvalidSpec, "source column %q is not declared in the spec", f.Name)
+		}
+	}
+	for _, c := range a.Numeric {
+		f, _ := s.FieldsByName(c)
+		if len(f) != 1 || !isNumeric(f[0].Type) {
+			return errcode.New(errcode.InvalidSpec, "column %q declares numeric bounds but its values are not all numbers", c)
+		}
+	}
+	if !present[a.PrivacyUnit] {
+		return errcode.New(errcode.InvalidSpec, "privacy unit column %q is missing from the source", a.PrivacyUnit)
+	}
+	return nil
+}
+
+// writeSnapshot writes the sorted rows, with the dense unit key prepended, as an Arrow IPC
+// stream in fixed-size batches, and names the file by the SHA-256 of those bytes.
+func (w *worker) writeSnapshot(sorted array.RecordReader, unit string) (string, int64, error) {
+	dir := filepath.Join(w.dir, "snapshots")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", 0, err
+	}
+	tmp, err := os.CreateTemp(dir, "incoming-*.arrow")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer tmp.Close()
+	h := sha256.New()
+	fields := append([]arrow.Field{{Name: unitColumn, Type: arrow.PrimitiveTypes.Int64}}, sorted.Schema().Fields()...)
+	schema := arrow.NewSchema(fields, nil)
+	iw := ipc.NewWriter(io.MultiWriter(tmp, h), ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
+	unitIdx := sorted.Schema().FieldIndices(unit)[0]
+	rb := &rebatcher{schema: schema, out: iw}
+	var key int64 = -1
+	var prev string
+	var rows int64
+	for sorted.Next() {
+		b := sorted.RecordBatch()
+		ua := b.Column(unitIdx)
+		kb := array.NewInt64Builder(memory.DefaultAllocator)
+		for i := 0; i < int(b.NumRows()); i++ {
+			if ua.IsNull(i) {
+				kb.Release()
+				return "", 0, errcode.New(errcode.InvalidSpec, "the privacy unit column has empty values at data row %d of the sorted snapshot", rows+int64(i)+1)
+			}
+			if v := ua.ValueStr(i); key < 0 || v != prev {
+				key++
+				prev = v
+			}
+			kb.Append(key)
+		}
+		keys := kb.NewArray()
+		kb.Release()
+		cols := append([]arrow.Array{keys}, b.Columns()...)
+		withKey := array.NewRecordBatch(schema, cols, b.NumRows())
+		keys.Release()
+		rows += b.NumRows()
+		err := rb.add(withKey)
+		withKey.Release()
+		if err != nil {
+			return "", 0, err
+		}
+	}
+	if err := sorted.Err(); err != nil {
+		return "", 0, err
+	}
+	if err := rb.flush(); err != nil {
+		return "", 0, err
+	}
+	if err := iw.Close(); err != nil {
+		return "", 0, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", 0, err
+	}
+	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if err := os.Rename(tmp.Name(), w.snapshotPath(digest)); err != nil {
+		return "", 0, err
+	}
+	return digest, rows, nil
+}
+
+// rebatcher re-cuts a stream of batches into batches of exactly snapshotBatchRows rows (the
+// last may be shorter), so the encoding does not depend on DuckDB's chunking.
+type rebatcher struct {
+	schema  *arrow.Schema
+	out     *ipc.Writer
+	pending []arrow.RecordBatch
+	rows    int64
+}
+
+func (r *rebatcher) add(b arrow.RecordBatch) error {
+	b.Retain()
+	r.pending = append(r.pending, b)
+	r.rows += b.NumRows()
+	for r.rows >= snapshotBatchRows {
+		if err := r.emit(snapshotBatchRows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *rebatcher) flush() error {
+	if r.rows == 0 {
+		return nil
+	}
+	return r.emit(r.rows)
+}
+
+// emit writes the first n pending rows as one batch.
+func (r *rebatcher) emit(n int64) error {
+	var parts []arrow.RecordBatch
+	var taken int64
+	for taken < n {
+		b := r.pending[0]
+		need := n - taken
+		if b.NumRows() <= need {
+			parts = append(parts, b)
+			r.pending = r.pending[1:]
+			taken += b.NumRows()
+			continue
+		}
+		parts = append(parts, b.NewSlice(0, need))
+		r.pending[0] = b.NewSlice(need, b.NumRows())
+		b.Release()
+		taken += need
+	}
+	r.rows -= n
+	defer func() {
+		for _, p := range parts {
+			p.Release()
+		}
+	}()
+	cols := make([]arrow.Array, r.schema.NumFields())
+	for c := range cols {
+		arrs := make([]arrow.Array, len(parts))
+		for i, p := range parts {
+			arrs[i] = p.Column(c)
+		}
+		joined, err := array.Concatenate(arrs, memory.DefaultAllocator)
+		if err != nil {
+			return err
+		}
+		defer joined.Release()
+		cols[c] = joined
+	}
+	out := array.NewRecordBatch(r.schema, cols, n)
+	defer out.Release()
+	return r.out.Write(out)
+}
+
+// load verifies a snapshot file against its digest and materializes it as a DuckDB table
+// (Arrow views can be scanned only once).
+func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
+	w.mu.Lock()
+	if s, ok := w.tables[digest]; ok {
+		w.mu.Unlock()
+		return s, nil
+	}
+	w.mu.Unlock()
+	path := w.snapshotPath(digest)
+	if err := verifyDigest(path, digest); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s cannot be opened", digest)
+	}
+	defer f.Close()
+	rdr, err := ipc.NewReader(f)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s is not a readable Arrow stream", digest)
+	}
+	defer rdr.Release()
+	schema := rdr.Schema()
+	table := tableName(digest)
+	view := table + "_load"
+	err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		release, err := ar.RegisterView(rdr, view)
+		if err != nil {
+			return err
+		}
+		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM %s", table, view))
+		_, dropErr := w.db.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS "+view)
+		release()
+		return errors.Join(err, dropErr)
+	})
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be loaded (%s)", digest, duckErrorClass(err))
+	}
+	s := &Snapshot{Digest: digest}
+	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
+	if err := row.Scan(&s.Rows, &s.Units); err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be counted", digest)
+	}
+	for _, f := range schema.Fields() {
+		if f.Name != unitColumn {
+			s.Columns = append(s.Columns, Column{Name: f.Name, Type: f.Type.String()})
+		}
+	}
+	slices.SortFunc(s.Columns, func(a, b Column) int { return strings.Compare(a.Name, b.Name) })
+	w.mu.Lock()
+	w.tables[digest] = s
+	w.mu.Unlock()
+	return s, nil
+}
+
+func verifyDigest(path, digest string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return errcode.New(errcode.SandboxFailed, "snapshot %s is not present in this domain", digest)
+		}
+		return errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s cannot be opened", digest)
+	}
+	defer f.Close()
+	var h hash.Hash = sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s cannot be read", digest)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+		return errcode.New(errcode.SandboxFailed, "snapshot %s does not match its digest: the data changed on disk", digest)
+	}
+	return nil
+}
+
+func isNumeric(t arrow.DataType) bool {
+	switch t.ID() {
+	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16, arrow.UINT32,
+		arrow.UINT64, arrow.FLOAT16, arrow.FLOAT32, arrow.FLOAT64, arrow.DECIMAL128, arrow.DECIMAL256:
+		return true
+	}
+	return false
+}

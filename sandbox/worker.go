@@ -1,0 +1,386 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+)
+
+// WorkerConfig configures a worker process. The parent passes it through the environment.
+type WorkerConfig struct {
+	Dir    string   `json:"dir"` // the domain's directory: snapshots/ and tmp/
+	Domain string   `json:"domain"`
+	DB     DBLimits `json:"db"`
+	// AddressSpace and CPUSeconds are rlimits the worker applies to itself (0 = default).
+	AddressSpace uint64 `json:"address_space"`
+	CPUSeconds   uint64 `json:"cpu_seconds"`
+	// NetworkNamespace is set by the parent when it started the worker in a new one.
+	NetworkNamespace bool `json:"network_namespace"`
+}
+
+type worker struct {
+	dir    string
+	db     *sql.DB
+	log    *slog.Logger
+	iso    Isolation
+	shards int
+	ids    atomic.Uint64
+
+	mu      sync.Mutex
+	tables  map[string]*Snapshot
+	cancels map[uint64]context.CancelFunc
+
+	wmu sync.Mutex
+	out io.Writer
+}
+
+func (w *worker) nextID() uint64 { return w.ids.Add(1) }
+
+// serve answers requests from in until it is closed. Requests run concurrently; a cancel
+// request interrupts the named one (DuckDB stops promptly on context cancellation).
+func serve(ctx context.Context, cfg WorkerConfig, iso Isolation, in io.Reader, out io.Writer, log *slog.Logger) error {
+	db, err := openLockedDB(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	w := &worker{dir: cfg.Dir, db: db, log: log, iso: iso, out: out, shards: cfg.DB.withDefaults().Threads,
+		tables: map[string]*Snapshot{}, cancels: map[uint64]context.CancelFunc{}}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		frame, err := readFrame(in)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		var req request
+		if err := json.Unmarshal(frame, &req); err != nil {
+			return fmt.Errorf("sandbox: malformed request: %w", err)
+		}
+		if req.Op == "cancel" {
+			w.mu.Lock()
+			if c := w.cancels[req.Cancel]; c != nil {
+				c()
+			}
+			w.mu.Unlock()
+			continue
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		w.mu.Lock()
+		w.cancels[req.ID] = cancel
+		w.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				w.mu.Lock()
+				delete(w.cancels, req.ID)
+				w.mu.Unlock()
+				cancel()
+			}()
+			w.handle(rctx, &req)
+		}()
+	}
+}
+
+func (w *worker) handle(ctx context.Context, req *request) {
+	resp := response{ID: req.ID}
+	var payload []byte
+	var err error
+	switch req.Op {
+	case "register":
+		if req.Register == nil {
+			err = errcode.New(errcode.Internal, "register without arguments")
+			break
+		}
+		resp.Snapshot, err = w.register(ctx, req.Register)
+	case "load":
+		resp.Snapshot, err = w.load(ctx, req.Digest)
+	case "execute":
+		if req.Plan == nil {
+			err = errcode.New(errcode.Internal, "execute without a plan")
+			break
+		}
+		payload, err = w.execute(ctx, req.Plan)
+		resp.Arrow = err == nil
+	case "isolation":
+		iso := w.iso
+		resp.Isolation = &iso
+	case "probe":
+		err = probe(ctx, req.Target)
+	default:
+		err = errcode.New(errcode.Internal, "unknown worker operation")
+	}
+	if err != nil {
+		var ce *errcode.Error
+		if !errors.As(err, &ce) {
+			ce = errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker failed (%s)", duckErrorClass(err))
+		}
+		// The cause may quote data: log only its class.
+		w.log.Warn("request failed", "op", req.Op, "code", ce.Code, "class", duckErrorClass(err))
+		resp.Error = &wireError{Code: ce.Code, Message: ce.Message}
+	}
+	hdr, _ := json.Marshal(resp)
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := writeFrame(w.out, hdr); err != nil {
+		w.log.Error("write response", "err", err)
+		return
+	}
+	if resp.Arrow {
+		if err := writeFrame(w.out, payload); err != nil {
+			w.log.Error("write response payload", "err", err)
+		}
+	}
+}
+
+// probe dials a loopback address; isolation tests expect it to fail inside the namespace.
+func probe(ctx context.Context, target string) error {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil || !net.ParseIP(host).IsLoopback() {
+		return errcode.New(errcode.InvalidOptions, "probe targets must be loopback addresses")
+	}
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", target)
+	if err != nil {
+		return errcode.Wrap("network_unreachable", err, "the worker cannot reach the network")
+	}
+	c.Close()
+	return nil
+}
+
+// execute runs the plan's filter and projection in DuckDB over disjoint unit ranges in
+// parallel, bounds each unit's run in a streaming pass, merges the shards, and encodes only the
+// per-partition DP states.
+func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
+	if p.TimeoutMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMS)*time.Millisecond)
+		defer cancel()
+	}
+	if p.Bounds.MaxGroupsContributed < 1 || p.Bounds.MaxContributionsPerGroup < 1 {
+		return nil, errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
+	}
+	w.mu.Lock()
+	snap := w.tables[p.Snapshot]
+	w.mu.Unlock()
+	if snap == nil {
+		var err error
+		if snap, err = w.load(ctx, p.Snapshot); err != nil {
+			return nil, err
+		}
+	}
+	shards := max(1, min(w.shards, int(snap.Units)))
+	passes := make([]*boundPass, shards)
+	errs := make([]error, shards)
+	var wg sync.WaitGroup
+	for s := range shards {
+		lo := snap.Units * int64(s) / int64(shards)
+		hi := snap.Units * int64(s+1) / int64(shards)
+		passes[s] = newBoundPass(p)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[s] = w.scan(ctx, p, snap, lo, hi, passes[s])
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, classifyExecError(ctx, err)
+		}
+	}
+	for _, o := range passes[1:] {
+		if err := passes[0].merge(o); err != nil {
+			return nil, err
+		}
+	}
+	return encodePartitions(passes[0])
+}
+
+func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, pass *boundPass) error {
+	cols := []string{unitColumn}
+	if len(p.Keys) > 0 {
+		cols = append(cols, "hash("+strings.Join(p.Keys, ", ")+")")
+		for _, k := range p.Keys {
+			cols = append(cols, "CAST(("+k+") AS VARCHAR)")
+		}
+	}
+	for _, v := range p.Values {
+		cols = append(cols, "CAST(("+v+") AS DOUBLE)")
+	}
+	where := fmt.Sprintf("%s >= %d AND %s < %d", unitColumn, lo, unitColumn, hi)
+	if p.Filter != "" {
+		where += " AND (" + p.Filter + ")"
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tableName(snap.Digest), where)
+	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		rdr, err := ar.QueryContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer rdr.Release()
+		for rdr.Next() {
+			if err := pass.add(rdr.RecordBatch()); err != nil {
+				return err
+			}
+		}
+		if err := rdr.Err(); err != nil {
+			return err
+		}
+		return pass.finish()
+	})
+}
+
+func classifyExecError(ctx context.Context, err error) error {
+	var ce *errcode.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return errcode.Wrap(errcode.SandboxTimeout, err, "the query exceeded its time limit and was interrupted")
+	}
+	if errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled) {
+		return errcode.Wrap(errcode.Canceled, err, "the query was canceled")
+	}
+	if errors.Is(err, errUnitOrder) {
+		return errcode.Wrap(errcode.Internal, err, "contribution bounding could not be guaranteed; nothing was computed")
+	}
+	var de *duckdb.Error
+	if errors.As(err, &de) {
+		switch de.Type {
+		case duckdb.ErrorTypeConversion, duckdb.ErrorTypeOutOfRange, duckdb.ErrorTypeDivideByZero,
+			duckdb.ErrorTypeInvalidInput, duckdb.ErrorTypeDecimal:
+			return errcode.Wrap("query_failed", err, "evaluating the query over the data failed (a conversion, overflow or division error); check casts and constants")
+		case duckdb.ErrorTypeBinder, duckdb.ErrorTypeCatalog, duckdb.ErrorTypeMismatchType:
+			return errcode.Wrap("query_failed", err, "the query does not type-check against the dataset's columns")
+		case duckdb.ErrorTypeOutOfMemory:
+			return errcode.Wrap("resource_limit", err, "the query exceeded the sandbox memory limit")
+		case duckdb.ErrorTypeInterrupt:
+			return errcode.Wrap(errcode.Canceled, err, "the query was interrupted")
+		}
+	}
+	return errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker failed while executing the plan (%s)", duckErrorClass(err))
+}
+
+// encodePartitions writes the partitions as one Arrow IPC stream: key_i (utf8), state_j
+// (binary) and selection (binary). The plain bounded totals stay behind.
+func encodePartitions(b *boundPass) ([]byte, error) {
+	var fields []arrow.Field
+	for i := 0; i < b.nKeys; i++ {
+		fields = append(fields, arrow.Field{Name: fmt.Sprintf("key_%d", i), Type: arrow.BinaryTypes.String, Nullable: true})
+	}
+	for j := range b.plan.Aggregates {
+		fields = append(fields, arrow.Field{Name: fmt.Sprintf("state_%d", j), Type: arrow.BinaryTypes.Binary})
+	}
+	fields = append(fields, arrow.Field{Name: "selection", Type: arrow.BinaryTypes.Binary, Nullable: true})
+	schema := arrow.NewSchema(fields, nil)
+	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer rb.Release()
+	for _, ps := range b.parts {
+		for i, k := range ps.key {
+			sb := rb.Field(i).(*array.StringBuilder)
+			if k == nil {
+				sb.AppendNull()
+			} else {
+				sb.Append(*k)
+			}
+		}
+		for j, acc := range ps.accs {
+			enc, err := acc.Encode()
+			if err != nil {
+				return nil, err
+			}
+			rb.Field(b.nKeys + j).(*array.BinaryBuilder).Append(enc)
+		}
+		selB := rb.Field(len(fields) - 1).(*array.BinaryBuilder)
+		if ps.sel == nil {
+			selB.AppendNull()
+		} else {
+			enc, err := ps.sel.Encode()
+			if err != nil {
+				return nil, err
+			}
+			selB.Append(enc)
+		}
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	var buf bytes.Buffer
+	iw := ipc.NewWriter(&buf, ipc.WithSchema(schema))
+	if err := iw.Write(rec); err != nil {
+		return nil, err
+	}
+	if err := iw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// decodePartitions is the parent's side of encodePartitions.
+func decodePartitions(payload []byte, nKeys, nAggs int) ([]Partition, error) {
+	rdr, err := ipc.NewReader(bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	defer rdr.Release()
+	if got := rdr.Schema().NumFields(); got != nKeys+nAggs+1 {
+		return nil, fmt.Errorf("sandbox: worker returned %d columns, plan expects %d", got, nKeys+nAggs+1)
+	}
+	var out []Partition
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		for i := 0; i < int(rec.NumRows()); i++ {
+			var p Partition
+			for k := 0; k < nKeys; k++ {
+				col, ok := rec.Column(k).(*array.String)
+				if !ok {
+					return nil, fmt.Errorf("sandbox: key column %d has type %s", k, rec.Column(k).DataType())
+				}
+				if col.IsNull(i) {
+					p.Key = append(p.Key, nil)
+				} else {
+					s := strings.Clone(col.Value(i))
+					p.Key = append(p.Key, &s)
+				}
+			}
+			for j := 0; j < nAggs; j++ {
+				col, ok := rec.Column(nKeys + j).(*array.Binary)
+				if !ok {
+					return nil, fmt.Errorf("sandbox: state column %d has type %s", j, rec.Column(nKeys+j).DataType())
+				}
+				p.States = append(p.States, bytes.Clone(col.Value(i)))
+			}
+			sel, ok := rec.Column(nKeys + nAggs).(*array.Binary)
+			if !ok {
+				return nil, errors.New("sandbox: selection column has the wrong type")
+			}
+			if !sel.IsNull(i) {
+				p.Selection = bytes.Clone(sel.Value(i))
+			}
+			out = append(out, p)
+		}
+	}
+	return out, rdr.Err()
+}
