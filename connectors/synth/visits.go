@@ -42,7 +42,7 @@ const (
 	idDigits     = 10 // visit_id "V" + 10 digits, claim_id "C" + 10 digits
 
 	visitBase     = 4.25 // mean visits in the two-year window before age factors (non-heavy users)
-	visitSigma    = 1.0 // lognormal spread of personal propensity
+	visitSigma    = 1.0  // lognormal spread of personal propensity
 	heavyMinVisit = 60.0
 	heavyMaxVisit = 350.0
 	chronicShare  = 0.85 // share of a heavy user's visits for their chronic condition
@@ -297,7 +297,7 @@ func (pop *population) visits(ctx context.Context, opt Options, emitVisits, emit
 			dx := &diagnoses[dxi]
 			pIn := dx.pIn
 			if dxi == chronicDx {
-				pIn *= 0.15 // dialysis and chemotherapy sessions are mostly outpatient
+				pIn *= 0.1 // dialysis and chemotherapy sessions are mostly outpatient
 			}
 			inpatient := r.Float64() < pIn
 			var cost float64

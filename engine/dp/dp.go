@@ -184,6 +184,11 @@ func (s Spec) Release(encoded []byte) (Released, error) {
 	if err != nil {
 		return Released{}, err
 	}
+	if lo, _ := s.unitBounds(); lo >= 0 {
+		// Counts and sums of non-negative values cannot be negative; clamping the noisy value
+		// is post-processing and costs no budget (the library clamps the interval likewise).
+		v = math.Max(v, 0)
+	}
 	return Released{Value: v, CILow: ci.LowerBound, CIHigh: ci.UpperBound,
 		Mechanism: s.Mechanism(), Epsilon: s.Epsilon, Delta: s.Delta}, nil
 }

@@ -1,0 +1,368 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeRunWorker()
+	os.Exit(m.Run())
+}
+
+var applicant = policy.Principal{Name: "insurer-1", Role: "applicant", Org: "acme-insurance"}
+
+// testPolicy copies the default bundle with a per-job epsilon cap of 1000, so statistical
+// tests can make noise small; every other rule is the default's.
+func testPolicy(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join("..", "policy", "bundle")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range entries {
+		data, err := os.ReadFile(filepath.Join(src, ent.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ent.Name() == "data.json" {
+			data = []byte(strings.Replace(string(data), `"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`, 1))
+			data = []byte(strings.Replace(string(data), `"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`, 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, ent.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func openEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	e, err := engine.Open(context.Background(), engine.Config{DataDir: t.TempDir(), PolicyDir: testPolicy(t), WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// visits writes a CSV: persons 1..n with one visit each in district A or B (alternating), and
+// when heavy is set, person 0 with 1000 visits in district A. Returns the spec.
+func visits(t testing.TB, name string, n int, heavy bool) *catalog.Spec {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("person_id,district,cost,diagnosis\n")
+	id := func(i int) string { return fmt.Sprintf("53010219800101%04d", i) }
+	if heavy {
+		for v := 0; v < 1000; v++ {
+			fmt.Fprintf(&b, "%s,A,%d,J18.9\n", id(0), 100+v)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		d := "A"
+		if i%2 == 0 {
+			d = "B"
+		}
+		fmt.Fprintf(&b, "%s,%s,%d,I10\n", id(i), d, 100+i%50)
+	}
+	path := filepath.Join(t.TempDir(), name+".csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &catalog.Spec{Name: name, Provider: "health-commission", Grade: catalog.GradeL2, PrivacyUnit: "person_id",
+		Source: catalog.Source{Kind: catalog.SourceCSV, Path: path}, Budget: catalog.Budget{Epsilon: 1000, Delta: 1e-3},
+		Columns: map[string]catalog.Column{
+			"person_id": {Tags: []catalog.Tag{catalog.TagIdentifier}},
+			"district":  {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"A", "B", "C"}},
+			"cost":      {Tags: []catalog.Tag{catalog.TagSensitive}, Bounds: []float64{0, 1000}},
+			"diagnosis": {Tags: []catalog.Tag{catalog.TagSensitive}},
+		}}
+}
+
+func register(t testing.TB, e *engine.Engine, s *catalog.Spec) {
+	t.Helper()
+	if _, err := e.RegisterDataset(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func grant(t testing.TB, e *engine.Engine, id string, eps float64) {
+	t.Helper()
+	if err := e.OpenGrant(context.Background(), id, ledger.Budget{Epsilon: eps, Delta: 1e-4}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func submit(e *engine.Engine, g, sql string, o plan.Options) (*engine.Result, error) {
+	return e.Submit(context.Background(), engine.Job{Principal: applicant, Grant: g, SQL: sql, Options: o})
+}
+
+func byKey(t *testing.T, r *engine.Result, col int) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, row := range r.Rows {
+		out[*row[0].Key] = row[col].DP.Value
+	}
+	return out
+}
+
+func records(t *testing.T, e *engine.Engine) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(e.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ent struct {
+			Record map[string]any `json:"record"`
+		}
+		if err := json.Unmarshal([]byte(line), &ent); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ent.Record)
+	}
+	return out
+}
+
+func TestReleaseCarriesMechanismBudgetAndInterval(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 10)
+	r, err := submit(e, "g", "SELECT district, COUNT(*) AS n, SUM(cost) AS total FROM visits GROUP BY district", plan.Options{Epsilon: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Rows) != 3 { // every public partition appears, even the empty C
+		t.Fatalf("rows = %d, want 3 (A, B and the empty C)", len(r.Rows))
+	}
+	for _, row := range r.Rows {
+		for _, c := range row[1:] {
+			if c.DP == nil || c.DP.Mechanism != "laplace" || c.DP.Epsilon != 0.5 || !(c.DP.CILow <= c.DP.CIHigh) || c.DP.Value < 0 {
+				t.Fatalf("cell %+v lacks mechanism, budget share or interval", c.DP)
+			}
+		}
+	}
+	if r.Spent.Epsilon != 1 || r.Spent.Delta != 0 {
+		t.Fatalf("spent = %+v, want epsilon 1 and no delta (public partitions)", r.Spent)
+	}
+	b, err := e.Balance(context.Background(), engine.GrantAccount("g"))
+	if err != nil || b.Spent.Epsilon != 1 {
+		t.Fatalf("grant spent = %+v (%v), want 1", b.Spent, err)
+	}
+	if rep, err := e.VerifyLog(); err != nil || !rep.OK() {
+		t.Fatalf("log does not verify: %v %+v", err, rep)
+	}
+}
+
+// A person with 1,000 visits moves the released count by at most the contribution bound.
+// Epsilon 100 makes the Laplace scale 3/50 per count; the ±4 tolerance is over 60 scales wide,
+// so the test never flakes.
+func TestHeavyContributorMovesCountByAtMostTheBound(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "with_heavy", 200, true))
+	register(t, e, visits(t, "without_heavy", 200, false))
+	grant(t, e, "g", 1000)
+	o := plan.Options{Epsilon: 100, MaxGroupsContributed: 1, MaxContributionsPerGroup: 3}
+	with, err := submit(e, "g", "SELECT district, COUNT(*) FROM with_heavy GROUP BY district", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := submit(e, "g", "SELECT district, COUNT(*) FROM without_heavy GROUP BY district", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := byKey(t, with, 1)["A"] - byKey(t, without, 1)["A"]
+	if d < 3-4 || d > 3+4 {
+		t.Fatalf("heavy person moved the count by %.1f, want about 3 (the bound), never ~1000", d)
+	}
+}
+
+// Statistical tier: at epsilon 1 the library's 95% intervals must cover the true bounded
+// count in the large majority of 40 repetitions. We require 32 of 40; with true coverage 0.95
+// the chance of fewer is about 1e-5.
+func TestIntervalsCoverTheTruthAtFixedEpsilon(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 100)
+	covered := 0
+	const reps = 40
+	for i := 0; i < reps; i++ {
+		r, err := submit(e, "g", fmt.Sprintf("SELECT district, COUNT(*) FROM visits WHERE cost >= %d GROUP BY district", -i), plan.Options{Epsilon: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range r.Rows {
+			if *row[0].Key == "A" && row[1].DP.CILow <= 100 && 100 <= row[1].DP.CIHigh {
+				covered++
+			}
+		}
+	}
+	if covered < 32 {
+		t.Fatalf("95%% intervals covered the true count in %d of %d runs", covered, reps)
+	}
+}
+
+func TestRefusalsHaveCodesAndRecordsAndCostNothing(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 50, false))
+	l4 := visits(t, "sealed", 10, false)
+	l4.Grade = catalog.GradeL4
+	register(t, e, l4)
+	grant(t, e, "g", 5)
+	cases := []struct{ sql, code string }{
+		{"SELECT person_id FROM visits", errcode.IdentifierInOutput},
+		{"SELECT * FROM visits", errcode.IdentifierInOutput},
+		{"COPY visits TO '/tmp/x.csv'", errcode.UnsupportedSQL},
+		{"ATTACH '/tmp/x.db'", errcode.UnsupportedSQL},
+		{"INSTALL httpfs", errcode.UnsupportedSQL},
+		{"LOAD httpfs", errcode.UnsupportedSQL},
+		{"PRAGMA version", errcode.UnsupportedSQL},
+		{"SET threads = 8", errcode.UnsupportedSQL},
+		{"SELECT COUNT(*) FROM read_csv('/etc/passwd')", errcode.UnsupportedSQL},
+		{"SELECT COUNT(*) FROM visits WHERE getenv('HOME') = ''", errcode.UnsupportedSQL},
+		{"SELECT COUNT(*) FROM visits; SELECT 1", errcode.UnsupportedSQL},
+		{"SELEC 1", errcode.SyntaxError},
+		{"SELECT COUNT(*) FROM sealed", errcode.PolicyDenied},
+		{"SELECT COUNT(*) FROM visits WHERE person_id = '530102198001010001'", errcode.PolicyDenied},
+	}
+	for _, c := range cases {
+		_, err := submit(e, "g", c.sql, plan.Options{Epsilon: 1})
+		if got := errcode.Code(err); got != c.code {
+			t.Errorf("%s: code %q (%v), want %q", c.sql, got, err, c.code)
+		}
+	}
+	var refused []string
+	for _, r := range records(t, e) {
+		if r["type"] == "job_refused" {
+			refused = append(refused, r["data"].(map[string]any)["code"].(string))
+		}
+		if r["type"] == "execution" {
+			t.Fatalf("a refused job reached the worker")
+		}
+	}
+	if len(refused) != len(cases) {
+		t.Fatalf("job_refused records = %v, want one per case", refused)
+	}
+	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
+	if b.Spent.Epsilon != 0 {
+		t.Fatalf("refused jobs cost %v", b.Spent.Epsilon)
+	}
+}
+
+func TestBudgetExhaustionIsRefusedBeforeExecution(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 50, false))
+	grant(t, e, "g", 1)
+	q := "SELECT district, COUNT(*) FROM visits GROUP BY district"
+	if _, err := submit(e, "g", q, plan.Options{Epsilon: 0.6}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := submit(e, "g", q+" ", plan.Options{Epsilon: 0.6})
+	if errcode.Code(err) != errcode.BudgetExhausted {
+		t.Fatalf("err = %v, want budget_exhausted", err)
+	}
+	executions := 0
+	for _, r := range records(t, e) {
+		if r["type"] == "execution" {
+			executions++
+		}
+	}
+	if executions != 1 {
+		t.Fatalf("executions = %d, want 1: the refused job must not run", executions)
+	}
+	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
+	if math.Abs(b.Spent.Epsilon-0.6) > 1e-12 {
+		t.Fatalf("spent = %v, want 0.6", b.Spent.Epsilon)
+	}
+}
+
+func TestFailedJobIsNotCharged(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 50, false))
+	grant(t, e, "g", 5)
+	// The cast fails on the data inside the worker, after the reservation.
+	_, err := submit(e, "g", "SELECT COUNT(*) FROM visits WHERE CAST(diagnosis AS INTEGER) > 1", plan.Options{Epsilon: 1})
+	if code := errcode.Code(err); code != "query_failed" {
+		t.Fatalf("err = %v, want query_failed", err)
+	}
+	if strings.Contains(err.Error(), "I10") {
+		t.Fatalf("error quotes a raw value: %v", err)
+	}
+	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
+	if b.Spent.Epsilon != 0 {
+		t.Fatalf("failed job cost %v", b.Spent.Epsilon)
+	}
+	var types []string
+	for _, r := range records(t, e) {
+		types = append(types, r["type"].(string))
+	}
+	if !strings.Contains(strings.Join(types, ","), "budget_reserved,budget_refunded,job_failed") {
+		t.Fatalf("log types %v lack reserve → refund → failed", types)
+	}
+	for _, r := range records(t, e) {
+		if r["type"] == "release" {
+			t.Fatal("a failed job released")
+		}
+	}
+}
+
+func TestPartitionSelectionHidesSingleUnitGroups(t *testing.T) {
+	e := openEngine(t)
+	s := visits(t, "visits", 400, true) // diagnosis "J18.9" belongs to the heavy person alone
+	register(t, e, s)
+	grant(t, e, "g", 1000)
+	for i := 0; i < 20; i++ {
+		r, err := submit(e, "g", fmt.Sprintf("SELECT diagnosis, COUNT(*) FROM visits WHERE cost > %d GROUP BY diagnosis", -1-i),
+			plan.Options{Epsilon: 1, Delta: 1e-6, MaxContributionsPerGroup: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range r.Rows {
+			if *row[0].Key == "J18.9" {
+				t.Fatalf("a group supported by one person was released")
+			}
+		}
+		if len(r.Rows) != 1 {
+			t.Fatalf("rows = %d, want only I10 (400 persons)", len(r.Rows))
+		}
+	}
+}
+
+func TestProvenanceHoldsNoRawValues(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 30, true))
+	grant(t, e, "g", 10)
+	if _, err := submit(e, "g", "SELECT district, SUM(cost), COUNT(DISTINCT person_id) FROM visits GROUP BY district", plan.Options{Epsilon: 1}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(e.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i <= 30; i++ {
+		if id := fmt.Sprintf("53010219800101%04d", i); strings.Contains(string(data), id) {
+			t.Fatalf("person_id %s appears in the provenance log", id)
+		}
+	}
+	if rep, err := provenance.Verify(e.LogPath()); err != nil || !rep.OK() {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+}
