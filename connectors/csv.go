@@ -268,17 +268,25 @@ func inferColumn(rows [][]string, col int) arrow.DataType {
 			continue
 		}
 		seen = true
-		if _, ok := parseInt64(v); !ok {
-			fits &^= fitsInt64
+		if fits&fitsInt64 != 0 {
+			if _, ok := parseInt64(v); !ok {
+				fits &^= fitsInt64
+			}
 		}
-		if _, ok := parseFloat64(v); !ok {
-			fits &^= fitsFloat64
+		if fits&fitsFloat64 != 0 {
+			if _, ok := parseFloat64(v); !ok {
+				fits &^= fitsFloat64
+			}
 		}
-		if _, ok := parseBool(v); !ok {
-			fits &^= fitsBool
+		if fits&fitsBool != 0 {
+			if _, ok := parseBool(v); !ok {
+				fits &^= fitsBool
+			}
 		}
-		if _, ok := parseDate32(v); !ok {
-			fits &^= fitsDate32
+		if fits&fitsDate32 != 0 {
+			if _, ok := parseDate32(v); !ok {
+				fits &^= fitsDate32
+			}
 		}
 		if fits == 0 {
 			break
@@ -305,7 +313,10 @@ func inferColumn(rows [][]string, col int) arrow.DataType {
 // range and are never summed. Judging by form rather than by the inference rows matters: an ID
 // column whose first 10k values happen to lack the X must not turn int64.
 func looksLikeIdentifier(v string) bool {
-	d := strings.TrimLeft(v, "+-")
+	d := v
+	if len(d) > 0 && (d[0] == '+' || d[0] == '-') {
+		d = d[1:]
+	}
 	if len(d) > 1 && d[0] == '0' && d[1] >= '0' && d[1] <= '9' {
 		return true
 	}
@@ -327,7 +338,12 @@ func parseInt64(v string) (int64, bool) {
 // parseFloat64 accepts plain decimal notation only: strconv also takes "NaN", "Inf", hex floats
 // and underscores, which in a CSV are words or codes, not numbers.
 func parseFloat64(v string) (float64, bool) {
-	if looksLikeIdentifier(v) || strings.Trim(v, "0123456789+-.eE") != "" {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < '0' || c > '9') && c != '+' && c != '-' && c != '.' && c != 'e' && c != 'E' {
+			return 0, false
+		}
+	}
+	if looksLikeIdentifier(v) {
 		return 0, false
 	}
 	x, err := strconv.ParseFloat(v, 64)

@@ -51,7 +51,7 @@ func (o Options) withDefaults() Options {
 // must treat everything it has seen as void. Cancelling ctx stops the reader before the next
 // batch and Err then returns ctx's error unchanged.
 //
-// Every error from Open is an *Error.
+// Every error from Open is an *Error, except ctx's own error when ctx is already done.
 func Open(ctx context.Context, kind string, path string, opt Options) (array.RecordReader, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -128,6 +128,10 @@ func (r *reader) Next() bool {
 	if r.err != nil || rec == nil {
 		if rec != nil {
 			rec.Release()
+		}
+		if r.err != nil && r.ctx.Err() != nil {
+			// Cancelled while reading: report that, not whatever the interrupted read said.
+			r.err = r.ctx.Err()
 		}
 		r.done = true
 		return false

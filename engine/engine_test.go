@@ -366,3 +366,5 @@ func TestProvenanceHoldsNoRawValues(t *testing.T) {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}
 }
+
+func ledgerBudget(eps float64) ledger.Budget { return ledger.Budget{Epsilon: eps, Delta: 1e-3} }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -313,6 +314,8 @@ func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result
 				rows = append(rows, row{key: pt.Key, states: pt.States})
 			}
 		}
+		// The worker's partition order follows the data; release in key order instead.
+		sort.Slice(rows, func(i, j int) bool { return keyString(rows[i].key) < keyString(rows[j].key) })
 	}
 	for _, r := range rows {
 		cells := make([]Cell, len(q.Outputs))

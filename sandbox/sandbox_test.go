@@ -224,26 +224,31 @@ func TestSnapshotDigestIgnoresSourceRowOrder(t *testing.T) {
 func TestMalformedSourceRegistersNothing(t *testing.T) {
 	ctx := context.Background()
 	cfgDir := t.TempDir()
-	c, _, err := Start(ctx, Config{Worker: WorkerConfig{Dir: cfgDir, Domain: "t"}})
+	c2, _, err := Start(ctx, Config{Worker: WorkerConfig{Dir: cfgDir, Domain: "t"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer c2.Close()
 	dir := t.TempDir()
-	cases := map[string]string{
-		"ragged":       "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A\n",
-		"bad number":   "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A,SECRET-VALUE\n",
-		"undeclared":   "person_id,district,cost,extra\n530102198001011001,A,1,x\n",
-		"missing":      "person_id,cost\n530102198001011001,1\n",
-		"empty header": "",
+	cases := map[string]struct{ kind, body string }{
+		"ragged":            {"csv", "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A\n"},
+		"text in numeric":   {"csv", "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A,SECRET-VALUE\n"},
+		"undeclared":        {"csv", "person_id,district,cost,extra\n530102198001011001,A,1,x\n"},
+		"missing":           {"csv", "person_id,cost\n530102198001011001,1\n"},
+		"empty":             {"csv", ""},
+		"parquet garbage":   {"parquet", "PAR1 this is not a parquet file SECRET-VALUE PAR1"},
+		"parquet truncated": {"parquet", "PAR1\x15\x04\x15"},
+		"arrow garbage":     {"arrow", "ARROW1\x00\x00 SECRET-VALUE"},
 	}
-	for name, body := range cases {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".csv")
-			if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			path := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+"."+c.kind)
+			if err := os.WriteFile(path, []byte(c.body), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := c.Register(ctx, visitsSpec(path))
+			spec := visitsSpec(path)
+			spec.Source.Kind = catalog.SourceKind(c.kind)
+			_, err := c2.Register(ctx, spec)
 			if err == nil {
 				t.Fatal("malformed source was registered")
 			}

@@ -234,7 +234,11 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 	if p.Filter != "" {
 		where += " AND (" + p.Filter + ")"
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tableName(snap.Digest), where)
+	// DuckDB does not keep insertion order through every filtered parallel scan (a range scan
+	// can emit its first rows last), so the order the bounding pass relies on is asked for
+	// explicitly; rowid (insertion order) makes each unit's row order, and so the keyed row
+	// choice, deterministic for replay.
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s, rowid", strings.Join(cols, ", "), tableName(snap.Digest), where, unitColumn)
 	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		rdr, err := ar.QueryContext(ctx, q)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -618,6 +619,32 @@ func TestPermutation(t *testing.T) {
 				t.Fatalf("n=%d: apply(%d) = %d repeated or out of range", n, i, x)
 			}
 			seen[x] = true
+		}
+	}
+}
+
+func TestCancelledMidRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Generate(ctx, Options{Persons: 300000, Seed: 1, OutDir: dir, BatchRows: 4096})
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Generate finished despite cancellation")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Generate did not return after cancellation")
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("cancelled run left %s", e.Name())
 		}
 	}
 }

@@ -245,7 +245,7 @@ func ParseJSON(data []byte) (*Spec, error) {
 }
 
 // LoadFile reads a YAML or JSON spec and resolves a relative source path against the spec's
-// directory.
+// directory, to an absolute path.
 func LoadFile(path string) (*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -261,7 +261,10 @@ func LoadFile(path string) (*Spec, error) {
 		return nil, err
 	}
 	if !filepath.IsAbs(s.Source.Path) {
-		s.Source.Path = filepath.Join(filepath.Dir(path), s.Source.Path)
+		// Absolute, because the sandbox worker that reads it runs in its own directory.
+		if s.Source.Path, err = filepath.Abs(filepath.Join(filepath.Dir(path), s.Source.Path)); err != nil {
+			return nil, fmt.Errorf("catalog: resolve source path: %w", err)
+		}
 	}
 	return s, nil
 }

@@ -1,0 +1,121 @@
+package engine_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/c1b99f93/cleanroom/connectors/synth"
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+// benchData generates medical_visits of about rows rows (5 visits per person) once per size,
+// under testdata/generated (git-ignored), and returns its catalog spec.
+func benchData(b *testing.B, rows int) *catalog.Spec {
+	b.Helper()
+	persons := rows / 5
+	dir, err := filepath.Abs(filepath.Join("..", "testdata", "generated", "persons-"+strconv.Itoa(persons)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(dir, "medical_visits.parquet")
+	if _, err := os.Stat(path); err != nil {
+		start := time.Now()
+		if _, err := synth.Generate(context.Background(), synth.Options{Persons: persons, Seed: 1, OutDir: dir}); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("generated %d persons in %v", persons, time.Since(start).Round(time.Millisecond))
+	}
+	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "medical_visits.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Source.Path = path
+	return spec
+}
+
+// rawDuckDB loads the same Parquet into an in-memory table in this process (2 threads, as the
+// worker) and returns a function running the query raw.
+func rawDuckDB(b *testing.B, path, query string) func() {
+	b.Helper()
+	conn, err := duckdb.NewConnector("?threads=2", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	b.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(fmt.Sprintf("CREATE TABLE medical_visits AS SELECT * FROM read_parquet('%s')", path)); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		rows, err := db.Query(query)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for rows.Next() {
+		}
+		if err := rows.Err(); err != nil {
+			b.Fatal(err)
+		}
+		rows.Close()
+	}
+}
+
+// BenchmarkDPCountSumByDistrict measures a DP COUNT and SUM grouped by district end to end
+// (gate, plan, policy, budget, worker bounding pass, noise, egress, provenance, release)
+// against the same SQL run raw in DuckDB in this process, and reports the ratio.
+func BenchmarkDPCountSumByDistrict(b *testing.B) {
+	const query = "SELECT district, COUNT(*) AS visits, SUM(cost) AS total_cost FROM medical_visits GROUP BY district"
+	for _, rows := range []int{1_000_000, 10_000_000} {
+		b.Run(fmt.Sprintf("rows=%dM", rows/1_000_000), func(b *testing.B) {
+			spec := benchData(b, rows)
+			e, err := engine.Open(context.Background(), engine.Config{DataDir: b.TempDir(), WorkerDB: sandbox.DBLimits{MemoryLimit: "8GB", Threads: 2}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			start := time.Now()
+			d, err := e.RegisterDataset(context.Background(), spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("registered %d rows (%d units) in %v", d.Snapshot.Rows, d.Snapshot.Units, time.Since(start).Round(time.Millisecond))
+			if err := e.OpenGrant(context.Background(), "bench", ledgerBudget(1e6)); err != nil {
+				b.Fatal(err)
+			}
+			raw := rawDuckDB(b, spec.Source.Path, query)
+			raw() // warm
+			const rawReps = 10
+			t0 := time.Now()
+			for i := 0; i < rawReps; i++ {
+				raw()
+			}
+			rawPer := time.Since(t0) / rawReps
+
+			if _, err := submit(e, "bench", query, plan.Options{Epsilon: 1}); err != nil { // warm
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := submit(e, "bench", query, plan.Options{Epsilon: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			dpPer := b.Elapsed() / time.Duration(b.N)
+			b.ReportMetric(float64(rawPer.Microseconds())/1000, "raw-ms")
+			b.ReportMetric(float64(dpPer.Microseconds())/1000, "dp-ms")
+			b.ReportMetric(float64(dpPer)/float64(rawPer), "x-raw")
+		})
+	}
+}
