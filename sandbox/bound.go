@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -13,15 +12,22 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/dp"
 )
 
-// errUnitOrder means the scan did not deliver each unit's rows as one run; bounding would then
-// be unsound, so the job fails instead.
-var errUnitOrder = errors.New("sandbox: snapshot rows arrived out of privacy-unit order")
+// errUnitSplit means the scan did not deliver some unit's rows as one run; bounding that pass
+// would be unsound, so its result is discarded (the worker then rescans in unit order).
+var errUnitSplit = errors.New("sandbox: a privacy unit's rows arrived in more than one run")
 
-// boundPass bounds contributions as each privacy unit's run of rows streams by (DESIGN §5):
-// the snapshot is clustered by unit, so a unit's rows are contiguous and the pass keeps only
-// one unit's rows at a time. Per unit it keeps at most L0 partitions and L∞ rows per partition,
-// chosen by a keyed hash of the unit's own rows, clamps values and adds one contribution per
-// partition to the DP accumulators.
+// boundPass bounds contributions as each privacy unit's run of rows streams by (DESIGN §5).
+// The snapshot is clustered by unit, so each unit's rows hold consecutive rowids. The scan
+// keeps every row of the shard (the filter arrives as a keep flag), so a unit whose run has a
+// row of another unit right before and right after it, by rowid, is complete and is bounded
+// at once; only runs at the edge of a stretch of consecutive rowids may continue elsewhere
+// (DuckDB's parallel scan interleaves and sometimes concatenates stretches) and wait, in a
+// small open set, until the scan ends. Per unit the pass keeps at most
+// L0 partitions and L∞ rows per partition, chosen by a keyed hash of the unit and the row's
+// snapshot rowid (so the choice does not depend on arrival order), clamps values and adds one
+// contribution per partition to the DP accumulators. A bitset over the shard's units proves no
+// unit contributes twice: a unit seen again after it was bounded fails the pass (the worker
+// then rescans in unit order) instead of contributing twice.
 type boundPass struct {
 	plan   *Plan
 	l0     int
@@ -30,21 +36,35 @@ type boundPass struct {
 	nVals  int
 	lookup map[uint64]int32
 	parts  []*partState
+	lo     int64    // first unit of the shard
+	done   []uint64 // bitset of closed units, relative to lo
 
-	// the current unit's rows
-	unit     int64
-	started  bool
+	// units at batch edges, waiting for the rest of their rows
+	open map[int64]*openUnit
+	// scratch for the unit being bounded
 	rows     []unitRow
 	vals     []float64 // nVals per row; NaN marks SQL NULL
 	groups   []group
 	pick     []int
+	ranked   []rankedRow
 	lastG    uint64
 	lastPart int32
 }
 
+type openUnit struct {
+	rows []unitRow
+	vals []float64
+}
+
 type unitRow struct {
-	part int32
-	ord  int32
+	part  int32
+	ord   int32 // index into vals
+	rowid int64
+}
+
+type rankedRow struct {
+	rank uint64
+	idx  int
 }
 
 type group struct {
@@ -55,6 +75,7 @@ type group struct {
 
 type partState struct {
 	g    uint64
+	row  int64 // rowid of one row of the partition, to fetch its key values afterwards
 	key  []*string
 	accs []dp.Accumulator
 	sel  *dp.Selector
@@ -64,7 +85,8 @@ type partState struct {
 	sums        []float64
 }
 
-func newBoundPass(p *Plan) *boundPass {
+// newBoundPass bounds the units [lo, hi) of a snapshot.
+func newBoundPass(p *Plan, lo, hi int64) *boundPass {
 	return &boundPass{
 		plan:     p,
 		l0:       int(p.Bounds.MaxGroupsContributed),
@@ -72,26 +94,32 @@ func newBoundPass(p *Plan) *boundPass {
 		nKeys:    len(p.Keys),
 		nVals:    len(p.Values),
 		lookup:   make(map[uint64]int32),
+		open:     make(map[int64]*openUnit),
 		lastPart: -1,
+		lo:       lo,
+		done:     make([]uint64, (hi-lo+63)/64),
 	}
 }
 
-// batch columns: 0 unit (int64), then if keys: 1 group hash (uint64) and nKeys key strings,
-// then nVals float64 values.
+// batch columns: 0 unit (int64), 1 rowid (int64), then if keys: the group hash (uint64), then
+// nVals float64 values, then if the plan filters: the keep flag (bool; false drops the row).
+// Key values are fetched per partition afterwards (fetchKeys).
 func (b *boundPass) add(rec arrow.RecordBatch) error {
 	units, ok := rec.Column(0).(*array.Int64)
 	if !ok {
 		return fmt.Errorf("sandbox: unit column has type %s", rec.Column(0).DataType())
 	}
-	col := 1
+	rowids, ok := rec.Column(1).(*array.Int64)
+	if !ok {
+		return fmt.Errorf("sandbox: rowid column has type %s", rec.Column(1).DataType())
+	}
+	col := 2
 	var hashes *array.Uint64
-	var keys []arrow.Array
 	if b.nKeys > 0 {
-		if hashes, ok = rec.Column(1).(*array.Uint64); !ok {
-			return fmt.Errorf("sandbox: group hash column has type %s", rec.Column(1).DataType())
+		if hashes, ok = rec.Column(2).(*array.Uint64); !ok {
+			return fmt.Errorf("sandbox: group hash column has type %s", rec.Column(2).DataType())
 		}
-		keys = rec.Columns()[2 : 2+b.nKeys]
-		col = 2 + b.nKeys
+		col = 3
 	}
 	vals := make([]*array.Float64, b.nVals)
 	for j := range vals {
@@ -99,52 +127,85 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 			return fmt.Errorf("sandbox: value column %d has type %s", j, rec.Column(col+j).DataType())
 		}
 	}
+	var keep *array.Boolean
+	if b.plan.Filter != "" {
+		if keep, ok = rec.Column(col + b.nVals).(*array.Boolean); !ok {
+			return fmt.Errorf("sandbox: keep column has type %s", rec.Column(col+b.nVals).DataType())
+		}
+	}
 	n := int(rec.NumRows())
-	unitVals := units.Int64Values()
-	for i := 0; i < n; i++ {
+	unitVals, rowidVals := units.Int64Values(), rowids.Int64Values()
+	for i := 0; i < n; {
 		u := unitVals[i]
-		if !b.started || u != b.unit {
-			if b.started && u < b.unit {
-				return errUnitOrder
+		j := i + 1
+		for j < n && unitVals[j] == u && rowidVals[j] == rowidVals[j-1]+1 {
+			j++
+		}
+		if b.bounded(u) {
+			return errUnitSplit
+		}
+		// The run [i, j) is complete when the rows adjacent to it by rowid are in this batch.
+		complete := i > 0 && rowidVals[i-1]+1 == rowidVals[i] && j < n && rowidVals[j] == rowidVals[j-1]+1
+		ou := b.open[u]
+		if ou == nil && !complete {
+			ou = &openUnit{}
+			b.open[u] = ou
+		}
+		rows, vs := b.rows[:0], b.vals[:0]
+		if ou != nil {
+			rows, vs = ou.rows, ou.vals
+		}
+		for r := i; r < j; r++ {
+			if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
+				continue
 			}
-			if err := b.flush(); err != nil {
+			var g uint64
+			if hashes != nil {
+				g = hashes.Value(r)
+			}
+			part, err := b.partition(g, rowidVals[r])
+			if err != nil {
 				return err
 			}
-			b.unit, b.started = u, true
-		}
-		var g uint64
-		if hashes != nil {
-			g = hashes.Value(i)
-		}
-		part, err := b.partition(g, keys, i)
-		if err != nil {
-			return err
-		}
-		b.rows = append(b.rows, unitRow{part: part, ord: int32(len(b.rows))})
-		for _, v := range vals {
-			if v.IsNull(i) {
-				b.vals = append(b.vals, math.NaN())
-			} else {
-				b.vals = append(b.vals, v.Value(i))
+			rows = append(rows, unitRow{part: part, ord: int32(len(rows)), rowid: rowidVals[r]})
+			for _, v := range vals {
+				if v.IsNull(r) {
+					vs = append(vs, math.NaN())
+				} else {
+					vs = append(vs, v.Value(r))
+				}
 			}
 		}
+		if ou != nil {
+			ou.rows, ou.vals = rows, vs
+		} else {
+			b.rows, b.vals = rows, vs
+			if err := b.flush(u); err != nil {
+				return err
+			}
+		}
+		i = j
 	}
 	return nil
 }
 
-func (b *boundPass) partition(g uint64, keys []arrow.Array, i int) (int32, error) {
+// bounded reports whether unit u already contributed; a unit outside the shard is an error
+// of the same kind.
+func (b *boundPass) bounded(u int64) bool {
+	i := u - b.lo
+	if i < 0 || int(i/64) >= len(b.done) {
+		return true
+	}
+	return b.done[i/64]&(1<<(i%64)) != 0
+}
+
+func (b *boundPass) partition(g uint64, rowid int64) (int32, error) {
 	if b.lastPart >= 0 && g == b.lastG {
 		return b.lastPart, nil
 	}
 	p, ok := b.lookup[g]
 	if !ok {
-		ps := &partState{g: g, key: make([]*string, len(keys)), sums: make([]float64, len(b.plan.Aggregates))}
-		for k, a := range keys {
-			if !a.IsNull(i) {
-				s := strings.Clone(a.ValueStr(i)) // the batch buffer is reused
-				ps.key[k] = &s
-			}
-		}
+		ps := &partState{g: g, row: rowid, sums: make([]float64, len(b.plan.Aggregates))}
 		for _, spec := range b.plan.Aggregates {
 			acc, err := spec.NewAccumulator()
 			if err != nil {
@@ -177,22 +238,18 @@ func mix(key, a, b uint64) uint64 {
 	return z ^ (z >> 31)
 }
 
-// flush bounds and emits the current unit's contributions.
-func (b *boundPass) flush() error {
+// flush bounds unit u, whose rows are in b.rows and b.vals, and adds its contributions.
+func (b *boundPass) flush(u int64) error {
+	i := u - b.lo
+	b.done[i/64] |= 1 << (i % 64)
 	if len(b.rows) == 0 {
 		return nil
 	}
-	defer func() { b.rows, b.vals = b.rows[:0], b.vals[:0] }()
 	b.groups = b.groups[:0]
 	if samePart(b.rows) {
 		b.groups = append(b.groups, group{part: b.rows[0].part, start: 0, end: len(b.rows)})
 	} else {
-		slices.SortFunc(b.rows, func(x, y unitRow) int {
-			if x.part != y.part {
-				return int(x.part - y.part)
-			}
-			return int(x.ord - y.ord)
-		})
+		sortByPart(b.rows)
 		start := 0
 		for i := 1; i <= len(b.rows); i++ {
 			if i == len(b.rows) || b.rows[i].part != b.rows[start].part {
@@ -201,7 +258,7 @@ func (b *boundPass) flush() error {
 			}
 		}
 	}
-	unit := uint64(b.unit)
+	unit := uint64(u)
 	if len(b.groups) > b.l0 {
 		for i := range b.groups {
 			b.groups[i].rank = mix(b.plan.SamplingKey, unit, b.parts[b.groups[i].part].g)
@@ -210,16 +267,22 @@ func (b *boundPass) flush() error {
 		b.groups = b.groups[:b.l0]
 	}
 	for _, gr := range b.groups {
+		// Rows are in rowid order within a group, so the kept rows are summed in rowid order
+		// and the float result does not depend on arrival order.
 		b.pick = b.pick[:0]
-		for r := gr.start; r < gr.end; r++ {
-			b.pick = append(b.pick, r)
-		}
-		if len(b.pick) > b.lInf {
-			slices.SortFunc(b.pick, func(x, y int) int {
-				return cmpU64(mix(^b.plan.SamplingKey, unit, uint64(b.rows[x].ord)),
-					mix(^b.plan.SamplingKey, unit, uint64(b.rows[y].ord)))
-			})
-			b.pick = b.pick[:b.lInf]
+		if gr.end-gr.start <= b.lInf {
+			for r := gr.start; r < gr.end; r++ {
+				b.pick = append(b.pick, r)
+			}
+		} else {
+			b.ranked = b.ranked[:0]
+			for r := gr.start; r < gr.end; r++ {
+				b.ranked = append(b.ranked, rankedRow{rank: mix(^b.plan.SamplingKey, unit, uint64(b.rows[r].rowid)), idx: r})
+			}
+			for _, rr := range smallestRanks(b.ranked, b.lInf) {
+				b.pick = append(b.pick, rr.idx)
+			}
+			slices.Sort(b.pick)
 		}
 		if err := b.contribute(b.parts[gr.part], b.pick); err != nil {
 			return err
@@ -254,6 +317,46 @@ func (b *boundPass) contribute(ps *partState, picked []int) error {
 	return nil
 }
 
+// smallestRanks moves the k lowest-ranked rows to the front of rs and returns them. k is
+// small (the per-group row bound), so an insertion-based selection avoids a full sort.
+func smallestRanks(rs []rankedRow, k int) []rankedRow {
+	if k > 64 {
+		slices.SortFunc(rs, func(x, y rankedRow) int { return cmpU64(x.rank, y.rank) })
+		return rs[:k]
+	}
+	for i := 1; i < len(rs); i++ {
+		r := rs[i]
+		if i >= k && r.rank >= rs[k-1].rank {
+			continue
+		}
+		j := min(i, k-1)
+		for j > 0 && rs[j-1].rank > r.rank {
+			rs[j] = rs[j-1]
+			j--
+		}
+		rs[j] = r
+	}
+	return rs[:k]
+}
+
+// sortByPart orders a unit's rows by partition, keeping rowid order within each. Units have
+// few rows, so an insertion sort without a comparator call beats the generic sort here.
+func sortByPart(rows []unitRow) {
+	if len(rows) > 32 {
+		slices.SortStableFunc(rows, func(x, y unitRow) int { return int(x.part - y.part) })
+		return
+	}
+	for i := 1; i < len(rows); i++ {
+		r := rows[i]
+		j := i
+		for j > 0 && rows[j-1].part > r.part {
+			rows[j] = rows[j-1]
+			j--
+		}
+		rows[j] = r
+	}
+}
+
 func samePart(rows []unitRow) bool {
 	for _, r := range rows[1:] {
 		if r.part != rows[0].part {
@@ -273,8 +376,35 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
-// finish flushes the last unit.
-func (b *boundPass) finish() error { return b.flush() }
+func cmpI64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// finish bounds the units that waited at batch edges, in unit order.
+func (b *boundPass) finish() error {
+	units := make([]int64, 0, len(b.open))
+	for u := range b.open {
+		units = append(units, u)
+	}
+	slices.Sort(units)
+	for _, u := range units {
+		ou := b.open[u]
+		// Stitched from several batches: restore rowid order, which flush relies on.
+		slices.SortFunc(ou.rows, func(x, y unitRow) int { return cmpI64(x.rowid, y.rowid) })
+		b.rows, b.vals = ou.rows, ou.vals
+		if err := b.flush(u); err != nil {
+			return err
+		}
+	}
+	b.open = nil
+	return nil
+}
 
 // merge folds another shard's pass (over a disjoint unit range) into b.
 func (b *boundPass) merge(o *boundPass) error {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -18,23 +19,29 @@ type row struct {
 	val  float64
 }
 
-// batch builds the worker's scan layout: unit, group hash, key, value.
-func batch(t *testing.T, rows []row) arrow.RecordBatch {
+func keyHash(k string) uint64 {
+	var h uint64
+	for _, c := range k {
+		h = h*131 + uint64(c)
+	}
+	return h
+}
+
+// batch builds the worker's scan layout: unit, rowid, group hash, value. Rowids continue from
+// *next, as in one snapshot.
+func batch(t *testing.T, rows []row, next *int64) arrow.RecordBatch {
 	t.Helper()
 	schema := arrow.NewSchema([]arrow.Field{
-		{Name: "u", Type: arrow.PrimitiveTypes.Int64}, {Name: "g", Type: arrow.PrimitiveTypes.Uint64},
-		{Name: "k", Type: arrow.BinaryTypes.String}, {Name: "v", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "u", Type: arrow.PrimitiveTypes.Int64}, {Name: "rowid", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "g", Type: arrow.PrimitiveTypes.Uint64}, {Name: "v", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
 	}, nil)
 	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer b.Release()
 	for _, r := range rows {
 		b.Field(0).(*array.Int64Builder).Append(r.unit)
-		var h uint64
-		for _, c := range r.key {
-			h = h*131 + uint64(c)
-		}
-		b.Field(1).(*array.Uint64Builder).Append(h)
-		b.Field(2).(*array.StringBuilder).Append(r.key)
+		b.Field(1).(*array.Int64Builder).Append(*next)
+		*next++
+		b.Field(2).(*array.Uint64Builder).Append(keyHash(r.key))
 		b.Field(3).(*array.Float64Builder).Append(r.val)
 	}
 	return b.NewRecordBatch()
@@ -53,9 +60,10 @@ func testPlan(l0, linf int64) *Plan {
 
 func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 	t.Helper()
-	b := newBoundPass(p)
+	b := newBoundPass(p, 0, 1000)
+	var next int64
 	for _, rows := range batches {
-		rec := batch(t, rows)
+		rec := batch(t, rows, &next)
 		err := b.add(rec)
 		rec.Release()
 		if err != nil {
@@ -68,10 +76,19 @@ func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 	return b
 }
 
+func keyName(g uint64) string {
+	for _, k := range []string{"A", "B", "a", "b", "c", "d", "e", "f"} {
+		if keyHash(k) == g {
+			return k
+		}
+	}
+	return "?"
+}
+
 func totals(b *boundPass) map[string][3]float64 {
 	out := map[string][3]float64{}
 	for _, p := range b.parts {
-		out[*p.key[0]] = [3]float64{float64(p.units), float64(p.rows), p.sums[1]}
+		out[keyName(p.g)] = [3]float64{float64(p.units), float64(p.rows), p.sums[1]}
 	}
 	return out
 }
@@ -108,21 +125,27 @@ func TestBoundPassKeepsAtMostL0GroupsPerUnit(t *testing.T) {
 	// The keyed hash spreads the kept groups: no partition receives every unit.
 	for _, p := range b.parts {
 		if p.units == 50 {
-			t.Fatalf("partition %s kept every unit: selection is not keyed per unit", *p.key[0])
+			t.Fatalf("partition %s kept every unit: selection is not keyed per unit", keyName(p.g))
 		}
 	}
 }
 
 func TestBoundPassSelectionDependsOnlyOnTheUnitsOwnRows(t *testing.T) {
-	// Adding another unit must not change which rows unit 0 contributes.
+	// Adding another unit must not change which rows unit 0 contributes: unit 1's values are
+	// multiples of 1000 (clamped to 100), unit 0's are below 10, so the sums separate them.
 	base := []row{{0, "a", 1}, {0, "b", 2}, {0, "c", 3}, {0, "a", 4}, {0, "a", 5}}
-	one := runPass(t, testPlan(1, 1), base)
-	two := runPass(t, testPlan(1, 1), base, []row{{1, "a", 90}, {1, "b", 80}})
-	for _, p := range one.parts {
-		for _, q := range two.parts {
-			if *p.key[0] == *q.key[0] && q.sums[1]-p.sums[1] != 0 && q.sums[1]-p.sums[1] != 90 && q.sums[1]-p.sums[1] != 80 {
-				t.Fatalf("unit 0's contribution to %s changed when unit 1 was added", *p.key[0])
-			}
+	own := func(b *boundPass) map[string]float64 {
+		out := map[string]float64{}
+		for _, p := range b.parts {
+			out[keyName(p.g)] = float64(int(p.sums[1]) % 100)
+		}
+		return out
+	}
+	one := own(runPass(t, testPlan(1, 1), base))
+	two := own(runPass(t, testPlan(1, 1), base, []row{{1, "a", 1000}, {1, "b", 1000}}))
+	for k, v := range one {
+		if two[k] != v {
+			t.Fatalf("unit 0's contribution to %s changed from %v to %v when unit 1 was added", k, v, two[k])
 		}
 	}
 }
@@ -134,11 +157,48 @@ func TestBoundPassUnitRunsSpanBatches(t *testing.T) {
 	}
 }
 
-func TestBoundPassRefusesOutOfOrderUnits(t *testing.T) {
-	b := newBoundPass(testPlan(1, 1))
-	rec := batch(t, []row{{2, "A", 1}, {1, "A", 1}})
-	defer rec.Release()
-	if err := b.add(rec); !errors.Is(err, errUnitOrder) {
-		t.Fatalf("err = %v, want errUnitOrder", err)
+// Batches may arrive in any order; a unit at a batch edge continues in another batch.
+func TestBoundPassStitchesUnitsAcrossInterleavedBatches(t *testing.T) {
+	got := totals(runPass(t, testPlan(1, 10),
+		[]row{{5, "A", 1}, {6, "A", 1}, {7, "A", 1}},
+		[]row{{2, "A", 1}, {3, "B", 1}, {4, "A", 1}},
+		[]row{{7, "A", 1}, {8, "B", 1}},
+		[]row{{4, "A", 1}, {4, "A", 1}}))
+	if got["A"] != [3]float64{5, 8, 8} || got["B"] != [3]float64{2, 2, 2} {
+		t.Fatalf("totals = %v, want A: 5 units/8 rows, B: 2 units/2 rows", got)
+	}
+}
+
+func TestBoundPassRefusesAUnitSplitIntoTwoRuns(t *testing.T) {
+	// Unit 2 lies inside the first batch, so it is bounded there; meeting it again means the
+	// batches were not contiguous stretches, and the pass must fail rather than count it twice.
+	b := newBoundPass(testPlan(1, 1), 0, 10)
+	var next int64
+	first := batch(t, []row{{1, "A", 1}, {2, "A", 1}, {3, "A", 1}}, &next)
+	defer first.Release()
+	if err := b.add(first); err != nil {
+		t.Fatal(err)
+	}
+	again := batch(t, []row{{2, "A", 1}}, &next)
+	defer again.Release()
+	if err := b.add(again); !errors.Is(err, errUnitSplit) {
+		t.Fatalf("err = %v, want errUnitSplit", err)
+	}
+}
+
+func TestSmallestRanksMatchesSorting(t *testing.T) {
+	for n := 1; n < 40; n++ {
+		for k := 1; k <= n; k++ {
+			var rs []rankedRow
+			for i := 0; i < n; i++ {
+				rs = append(rs, rankedRow{rank: mix(uint64(n), uint64(k), uint64(i)), idx: i})
+			}
+			want := append([]rankedRow(nil), rs...)
+			slices.SortFunc(want, func(x, y rankedRow) int { return cmpU64(x.rank, y.rank) })
+			got := smallestRanks(rs, k)
+			if fmt.Sprint(got) != fmt.Sprint(want[:k]) {
+				t.Fatalf("n=%d k=%d: %v, want %v", n, k, got, want[:k])
+			}
+		}
 	}
 }

@@ -315,3 +315,71 @@ func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
 		}
 	}
 }
+
+// Units whose runs cross DuckDB's and Arrow's batch boundaries still get exactly one dense key
+// each: 5,000 persons with 3 rows each, in shuffled order, are 5,000 units.
+func TestSnapshotUnitKeysAcrossBatches(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("person_id,district,cost\n")
+	for r := 0; r < 3; r++ {
+		for i := 0; i < 5000; i++ {
+			fmt.Fprintf(&b, "5301021980%08d,%s,%d\n", (i*7919)%5000, []string{"A", "B"}[i%2], r)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "many.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Rows != 15000 || snap.Units != 5000 {
+		t.Fatalf("rows=%d units=%d, want 15000 and 5000", snap.Rows, snap.Units)
+	}
+}
+
+// The fast unordered scan and the ORDER BY fallback must bound identically: the kept rows are
+// chosen by rowid, never by arrival order.
+func TestOrderedAndUnorderedScansAgree(t *testing.T) {
+	ctx := context.Background()
+	db, err := openLockedDB(DBLimits{MemoryLimit: "1GB", Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	w := &worker{dir: t.TempDir(), db: db, tables: map[string]*Snapshot{}, shards: 2}
+	var b strings.Builder
+	b.WriteString("person_id,district,cost\n")
+	for r := 0; r < 7; r++ {
+		for i := 0; i < 3000; i++ {
+			fmt.Fprintf(&b, "5301021980%08d,%s,%d\n", (i*7919)%3000, []string{"A", "B"}[(i+r)%2], r*100+i%97)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "v.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := visitsSpec(path)
+	snap, err := w.register(ctx, &registerArgs{Kind: "csv", Path: path, PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := countPlan(snap.Digest, 1, 2)
+	p.Filter = `"cost" % 3 <> 0`
+	totals := func(ordered bool) map[uint64][3]float64 {
+		pass := newBoundPass(p, 0, snap.Units)
+		if err := w.scan(ctx, p, snap, 0, snap.Units, ordered, pass); err != nil {
+			t.Fatal(err)
+		}
+		out := map[uint64][3]float64{}
+		for _, ps := range pass.parts {
+			out[ps.g] = [3]float64{float64(ps.units), float64(ps.rows), ps.sums[1]}
+		}
+		return out
+	}
+	a, o := totals(false), totals(true)
+	if fmt.Sprint(a) != fmt.Sprint(o) || len(a) != 2 {
+		t.Fatalf("unordered %v != ordered %v", a, o)
+	}
+}

@@ -185,7 +185,7 @@ func (w *worker) writeSnapshot(sorted array.RecordReader, unit string) (string, 
 			}
 			if v := ua.ValueStr(i); key < 0 || v != prev {
 				key++
-				prev = v
+				prev = strings.Clone(v) // v points into a batch that the next Next() frees
 			}
 			kb.Append(key)
 		}

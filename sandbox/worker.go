@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,11 +199,10 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 	for s := range shards {
 		lo := snap.Units * int64(s) / int64(shards)
 		hi := snap.Units * int64(s+1) / int64(shards)
-		passes[s] = newBoundPass(p)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[s] = w.scan(ctx, p, snap, lo, hi, passes[s])
+			passes[s], errs[s] = w.scanShard(ctx, p, snap, lo, hi)
 		}()
 	}
 	wg.Wait()
@@ -216,29 +216,45 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if err := w.fetchKeys(ctx, p, snap, passes[0]); err != nil {
+		return nil, classifyExecError(ctx, err)
+	}
 	return encodePartitions(passes[0])
 }
 
-func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, pass *boundPass) error {
-	cols := []string{unitColumn}
+// scanShard bounds the units [lo, hi). DuckDB usually delivers a filtered scan in insertion
+// (unit) order but does not promise it — a parallel range scan can emit its first rows last —
+// so the fast unordered scan is checked run by run and, if any unit's rows came in two runs,
+// discarded and repeated with an explicit ORDER BY.
+func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64) (*boundPass, error) {
+	pass := newBoundPass(p, lo, hi)
+	err := w.scan(ctx, p, snap, lo, hi, false, pass)
+	if errors.Is(err, errUnitSplit) {
+		w.log.Info("unordered scan split a unit's rows; rescanning in unit order", "job", p.Job)
+		pass = newBoundPass(p, lo, hi)
+		err = w.scan(ctx, p, snap, lo, hi, true, pass)
+	}
+	return pass, err
+}
+
+func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, ordered bool, pass *boundPass) error {
+	cols := []string{unitColumn, "rowid"}
 	if len(p.Keys) > 0 {
 		cols = append(cols, "hash("+strings.Join(p.Keys, ", ")+")")
-		for _, k := range p.Keys {
-			cols = append(cols, "CAST(("+k+") AS VARCHAR)")
-		}
 	}
 	for _, v := range p.Values {
 		cols = append(cols, "CAST(("+v+") AS DOUBLE)")
 	}
-	where := fmt.Sprintf("%s >= %d AND %s < %d", unitColumn, lo, unitColumn, hi)
 	if p.Filter != "" {
-		where += " AND (" + p.Filter + ")"
+		// A flag, not a WHERE: with every row present the pass can see where each unit's run
+		// ends (see boundPass).
+		cols = append(cols, "coalesce(("+p.Filter+"), false)")
 	}
-	// DuckDB does not keep insertion order through every filtered parallel scan (a range scan
-	// can emit its first rows last), so the order the bounding pass relies on is asked for
-	// explicitly; rowid (insertion order) makes each unit's row order, and so the keyed row
-	// choice, deterministic for replay.
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s, rowid", strings.Join(cols, ", "), tableName(snap.Digest), where, unitColumn)
+	where := fmt.Sprintf("%s >= %d AND %s < %d", unitColumn, lo, unitColumn, hi)
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tableName(snap.Digest), where)
+	if ordered {
+		q += " ORDER BY " + unitColumn + ", rowid"
+	}
 	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		rdr, err := ar.QueryContext(ctx, q)
 		if err != nil {
@@ -257,6 +273,63 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 	})
 }
 
+// fetchKeys reads each partition's group key values from one of its rows (by rowid), so the
+// scan itself carries only a 64-bit group hash per row. The hash is checked again here: a
+// collision between two groups fails the job rather than merging them silently.
+func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boundPass) error {
+	if len(p.Keys) == 0 || len(b.parts) == 0 {
+		return nil
+	}
+	byRow := make(map[int64]*partState, len(b.parts))
+	ids := make([]string, 0, len(b.parts))
+	for _, ps := range b.parts {
+		byRow[ps.row] = ps
+		ids = append(ids, strconv.FormatInt(ps.row, 10))
+	}
+	cols := []string{"rowid", "hash(" + strings.Join(p.Keys, ", ") + ")"}
+	for _, k := range p.Keys {
+		cols = append(cols, "CAST(("+k+") AS VARCHAR)")
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE rowid IN (%s)", strings.Join(cols, ", "), tableName(snap.Digest), strings.Join(ids, ","))
+	rows, err := w.db.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	found := 0
+	for rows.Next() {
+		var rowid int64
+		var g uint64
+		keys := make([]sql.NullString, len(p.Keys))
+		dest := []any{&rowid, &g}
+		for i := range keys {
+			dest = append(dest, &keys[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		ps := byRow[rowid]
+		if ps == nil || ps.g != g {
+			return errcode.New(errcode.Internal, "group keys could not be matched to their partitions; nothing was computed")
+		}
+		ps.key = make([]*string, len(keys))
+		for i, k := range keys {
+			if k.Valid {
+				s := k.String
+				ps.key[i] = &s
+			}
+		}
+		found++
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if found != len(b.parts) {
+		return errcode.New(errcode.Internal, "group keys could not be matched to their partitions; nothing was computed")
+	}
+	return nil
+}
+
 func classifyExecError(ctx context.Context, err error) error {
 	var ce *errcode.Error
 	if errors.As(err, &ce) {
@@ -268,7 +341,7 @@ func classifyExecError(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, context.Canceled) {
 		return errcode.Wrap(errcode.Canceled, err, "the query was canceled")
 	}
-	if errors.Is(err, errUnitOrder) {
+	if errors.Is(err, errUnitSplit) {
 		return errcode.Wrap(errcode.Internal, err, "contribution bounding could not be guaranteed; nothing was computed")
 	}
 	var de *duckdb.Error
