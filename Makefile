@@ -24,7 +24,7 @@ test: deps
 	$(GO) test -count=1 -timeout 20m ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./engine/
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./engine/ ./sandbox/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -284,5 +283,3 @@ func tags(c catalog.Column) []string {
 	}
 	return out
 }
-
-func describe(d *Dataset) string { return fmt.Sprintf("%s@%s", d.Spec.Name, d.Snapshot.Digest) }

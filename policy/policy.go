@@ -163,6 +163,11 @@ func (e *Engine) Egress(ctx context.Context, in EgressInput) (Decision, error) {
 }
 
 func (e *Engine) eval(ctx context.Context, op string, pq rego.PreparedEvalQuery, input any) (Decision, error) {
+	// OPA notices cancellation only at its own checkpoints, which a short evaluation may never
+	// reach; a canceled caller gets a deny every time.
+	if err := ctx.Err(); err != nil {
+		return e.deny(ReasonEvalFailed + ": the policy could not be evaluated"), &Error{Code: CodeEvalFailed, Op: op, Err: err}
+	}
 	rs, err := pq.Eval(ctx, rego.EvalInput(input))
 	if err != nil {
 		return e.deny(ReasonEvalFailed + ": the policy could not be evaluated"),

@@ -6,20 +6,22 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/connectors/synth"
 	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/dp"
 )
 
 // BenchmarkWorkerExecute runs the worker's execute step in-process (no pipe), so a CPU profile
-// shows the scan and bounding pass alone. It needs generated data:
-// cleanroom testdata gen --scale 200000 --seed 1 --out testdata/generated/persons-200000
-// (make bench's engine benchmark generates it).
+// shows the scan and bounding pass alone, over about 1M generated medical_visits rows.
 func BenchmarkWorkerExecute(b *testing.B) {
-	path, _ := filepath.Abs("../testdata/generated/persons-200000/medical_visits.parquet")
-	if _, err := os.Stat(path); err != nil {
-		b.Skip("generated data missing; run the engine benchmark first")
-	}
 	ctx := context.Background()
+	dir, _ := filepath.Abs("../testdata/generated/persons-200000")
+	path := filepath.Join(dir, "medical_visits.parquet")
+	if _, err := os.Stat(path); err != nil {
+		if _, err := synth.Generate(ctx, synth.Options{Persons: 200_000, Seed: 1, OutDir: dir}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	db, err := openLockedDB(DBLimits{MemoryLimit: "4GB", Threads: 2})
 	if err != nil {
 		b.Fatal(err)

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,14 +12,13 @@ import (
 const maxFrame = 1 << 30
 
 type request struct {
-	ID       uint64          `json:"id"`
-	Op       string          `json:"op"` // register, load, execute, isolation, probe, cancel
-	Register *registerArgs   `json:"register,omitempty"`
-	Digest   string          `json:"digest,omitempty"`
-	Plan     *Plan           `json:"plan,omitempty"`
-	Target   string          `json:"target,omitempty"` // probe: loopback address to dial
-	Cancel   uint64          `json:"cancel,omitempty"`
-	Extra    json.RawMessage `json:"extra,omitempty"`
+	ID       uint64        `json:"id"`
+	Op       string        `json:"op"` // register, load, execute, isolation, probe, cancel
+	Register *registerArgs `json:"register,omitempty"`
+	Digest   string        `json:"digest,omitempty"`
+	Plan     *Plan         `json:"plan,omitempty"`
+	Target   string        `json:"target,omitempty"` // probe: loopback address to dial
+	Cancel   uint64        `json:"cancel,omitempty"`
 }
 
 type registerArgs struct {

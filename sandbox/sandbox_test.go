@@ -224,11 +224,11 @@ func TestSnapshotDigestIgnoresSourceRowOrder(t *testing.T) {
 func TestMalformedSourceRegistersNothing(t *testing.T) {
 	ctx := context.Background()
 	cfgDir := t.TempDir()
-	c2, _, err := Start(ctx, Config{Worker: WorkerConfig{Dir: cfgDir, Domain: "t"}})
+	client, _, err := Start(ctx, Config{Worker: WorkerConfig{Dir: cfgDir, Domain: "t"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Close()
+	defer client.Close()
 	dir := t.TempDir()
 	cases := map[string]struct{ kind, body string }{
 		"ragged":            {"csv", "person_id,district,cost\n530102198001011001,A,1\n530102198001011002,A\n"},
@@ -248,7 +248,7 @@ func TestMalformedSourceRegistersNothing(t *testing.T) {
 			}
 			spec := visitsSpec(path)
 			spec.Source.Kind = catalog.SourceKind(c.kind)
-			_, err := c2.Register(ctx, spec)
+			_, err := client.Register(ctx, spec)
 			if err == nil {
 				t.Fatal("malformed source was registered")
 			}

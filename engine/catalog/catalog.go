@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -184,9 +185,9 @@ func (s *Spec) Validate() error {
 			}
 		}
 		if c.Bounds != nil {
-			if len(c.Bounds) != 2 || !(c.Bounds[0] <= c.Bounds[1]) ||
+			if len(c.Bounds) != 2 || !(c.Bounds[0] < c.Bounds[1]) ||
 				math.IsInf(c.Bounds[0], 0) || math.IsInf(c.Bounds[1], 0) {
-				return invalid(f+".bounds", "must be [lower, upper] with finite lower <= upper")
+				return invalid(f+".bounds", "must be [lower, upper] with finite lower < upper")
 			}
 		}
 		if c.Has(TagIdentifier) && len(c.Domain) > 0 {
@@ -224,6 +225,10 @@ func ParseYAML(data []byte) (*Spec, error) {
 	if err := dec.Decode(&s); err != nil {
 		return nil, &Error{Code: CodeInvalidSpec, Message: "cannot decode YAML spec: " + err.Error()}
 	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Error{Code: CodeInvalidSpec, Message: "a spec file holds exactly one YAML document"}
+	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -237,6 +242,12 @@ func ParseJSON(data []byte) (*Spec, error) {
 	var s Spec
 	if err := dec.Decode(&s); err != nil {
 		return nil, &Error{Code: CodeInvalidSpec, Message: "cannot decode JSON spec: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &Error{Code: CodeInvalidSpec, Message: "unexpected content after the JSON spec"}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &Error{Code: CodeInvalidSpec, Message: "unexpected content after the JSON spec"}
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err

@@ -112,6 +112,8 @@ var refused = []specCase{
 	}, "columns.cost.tags", false},
 
 	{"bounds lower above upper", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{10.0, 0.0} }, "columns.cost.bounds", false},
+	// Equal bounds give the DP library a zero sensitivity it cannot calibrate noise for.
+	{"bounds of equal ends", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{7.0, 7.0} }, "columns.cost.bounds", false},
 	{"bounds with one element", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{10.0} }, "columns.cost.bounds", false},
 	{"bounds with three elements", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{0.0, 1.0, 2.0} }, "columns.cost.bounds", false},
 	{"bounds empty", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{} }, "columns.cost.bounds", false},
@@ -140,7 +142,6 @@ var accepted = []specCase{
 	{"name of 63 characters", func(m map[string]any) { m["name"] = "v" + strings.Repeat("x", 62) }, "", false},
 	{"explicit domain", func(m map[string]any) { m["domain"] = "health" }, "", false},
 	{"delta zero", func(m map[string]any) { sub(m, "budget")["delta"] = 0.0 }, "", false},
-	{"bounds of equal ends", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{7.0, 7.0} }, "", false},
 	{"negative bounds", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{-100.0, -1.0} }, "", false},
 	{"grade L4", func(m map[string]any) { m["grade"] = "L4" }, "", false},
 	{"unit with several tags", func(m map[string]any) {
@@ -378,5 +379,28 @@ func TestColumnNamesAreSorted(t *testing.T) {
 	got := strings.Join(s.ColumnNames(), ",")
 	if want := "cost,district,person_id"; got != want {
 		t.Errorf("ColumnNames() = %s, want %s", got, want)
+	}
+}
+
+func TestParseRefusesTrailingDocuments(t *testing.T) {
+	valid, err := os.ReadFile(filepath.Join("..", "..", "testdata", "datasets", "medical_visits.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.ParseYAML(append(append([]byte{}, valid...), []byte("\n---\nname: other\n")...)); err == nil {
+		t.Fatal("a second YAML document was accepted")
+	}
+	spec, err := catalog.ParseYAML(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(spec)
+	for _, tail := range []string{`{"unknown": 1}`, `garbage`} {
+		if _, err := catalog.ParseJSON(append(append([]byte{}, js...), tail...)); err == nil {
+			t.Fatalf("JSON followed by %q was accepted", tail)
+		}
+	}
+	if _, err := catalog.ParseJSON(js); err != nil {
+		t.Fatalf("the spec itself: %v", err)
 	}
 }

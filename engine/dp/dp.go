@@ -94,8 +94,15 @@ func (s Spec) NoiseScale() float64 {
 	return noise.SigmaForGaussian(l0, lInf, s.Epsilon, s.Delta)
 }
 
+// MaxEpsilon caps any single mechanism's epsilon. Beyond about 709 the library's Gaussian
+// calibration underflows (its sampler would never return), and no useful release needs more.
+const MaxEpsilon = 100
+
 // Validate reports whether the library accepts the spec's parameters.
 func (s Spec) Validate() error {
+	if !(s.Epsilon > 0 && s.Epsilon <= MaxEpsilon) {
+		return fmt.Errorf("dp: epsilon must be in (0, %d]", MaxEpsilon)
+	}
 	_, err := s.newAgg()
 	return err
 }
@@ -135,9 +142,8 @@ func (s Spec) newAgg() (agg, error) {
 		return &distinctAcc{c}, nil
 	case Sum:
 		lo, hi := s.unitBounds()
-		if lo == 0 && hi == 0 {
-			// The library refuses [0, 0]; a column bounded to zero sums to zero anyway.
-			hi = math.SmallestNonzeroFloat64
+		if !(s.Lower < s.Upper) {
+			return nil, fmt.Errorf("dp: sum bounds must satisfy lower < upper")
 		}
 		bs, err := dpagg.NewBoundedSumFloat64(&dpagg.BoundedSumFloat64Options{
 			Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: s.MaxPartitions,
@@ -276,7 +282,13 @@ func (s Selection) new() (*dpagg.PreAggSelectPartition, error) {
 }
 
 // Validate reports whether the library accepts the selection's parameters.
-func (s Selection) Validate() error { _, err := s.new(); return err }
+func (s Selection) Validate() error {
+	if !(s.Epsilon > 0 && s.Epsilon <= MaxEpsilon) {
+		return fmt.Errorf("dp: epsilon must be in (0, %d]", MaxEpsilon)
+	}
+	_, err := s.new()
+	return err
+}
 
 // Selector counts a partition's distinct units inside the worker.
 type Selector struct{ p *dpagg.PreAggSelectPartition }

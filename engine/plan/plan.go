@@ -6,7 +6,6 @@ package plan
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/dp"
@@ -48,8 +47,8 @@ func (o Options) Defaults() Options {
 // Validate checks ranges the mechanisms need; the operator's policy narrows them further.
 func (o Options) Validate() error {
 	switch {
-	case !(o.Epsilon > 0) || math.IsInf(o.Epsilon, 0):
-		return errcode.New(errcode.InvalidOptions, "epsilon must be a positive finite number")
+	case !(o.Epsilon > 0 && o.Epsilon <= dp.MaxEpsilon):
+		return errcode.New(errcode.InvalidOptions, "epsilon must be in (0, %d]", dp.MaxEpsilon)
 	case !(o.Delta >= 0 && o.Delta < 1):
 		return errcode.New(errcode.InvalidOptions, "delta must be in [0, 1)")
 	case o.MaxGroupsContributed < 1 || o.MaxGroupsContributed > 1000:
@@ -145,6 +144,9 @@ func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Plan
 		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup}
 		if a.Kind == dp.Sum {
 			c := q.Dataset.Columns[a.Column]
+			if !c.HasBounds() {
+				return nil, errcode.New(errcode.MissingBounds, "column %q has no public bounds in the catalog, so its sum cannot be bounded", a.Column)
+			}
 			s.Lower, s.Upper = c.Lower(), c.Upper()
 			s.Value = len(w.Values)
 			w.Values = append(w.Values, a.SQL)
