@@ -38,6 +38,8 @@ type boundPass struct {
 	parts  []*partState
 	lo     int64    // first unit of the shard
 	done   []uint64 // bitset of closed units, relative to lo
+	// public maps the hash of each public key tuple to its values; nil without public domains.
+	public map[uint64][]string
 
 	// units at batch edges, waiting for the rest of their rows
 	open map[int64]*openUnit
@@ -74,19 +76,21 @@ type group struct {
 }
 
 type partState struct {
-	g    uint64
-	row  int64 // rowid of one row of the partition, to fetch its key values afterwards
-	key  []*string
-	accs []dp.Accumulator
-	sel  *dp.Selector
+	g        uint64
+	excluded bool  // key tuple outside the public domains: its rows are dropped
+	row      int64 // rowid of one row of the partition, to fetch its key values afterwards
+	key      []*string
+	accs     []dp.Accumulator
+	sel      *dp.Selector
 	// Plain bounded totals, kept for in-package tests of the bounding itself; they never
 	// leave the worker.
 	units, rows int64
 	sums        []float64
 }
 
-// newBoundPass bounds the units [lo, hi) of a snapshot.
-func newBoundPass(p *Plan, lo, hi int64) *boundPass {
+// newBoundPass bounds the units [lo, hi) of a snapshot; public is nil or the public key
+// tuples by hash.
+func newBoundPass(p *Plan, lo, hi int64, public map[uint64][]string) *boundPass {
 	return &boundPass{
 		plan:     p,
 		l0:       int(p.Bounds.MaxGroupsContributed),
@@ -98,6 +102,7 @@ func newBoundPass(p *Plan, lo, hi int64) *boundPass {
 		lastPart: -1,
 		lo:       lo,
 		done:     make([]uint64, (hi-lo+63)/64),
+		public:   public,
 	}
 }
 
@@ -167,6 +172,9 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 			if err != nil {
 				return err
 			}
+			if b.parts[part].excluded {
+				continue
+			}
 			rows = append(rows, unitRow{part: part, ord: int32(len(rows)), rowid: rowidVals[r]})
 			for _, v := range vals {
 				if v.IsNull(r) {
@@ -206,6 +214,13 @@ func (b *boundPass) partition(g uint64, rowid int64) (int32, error) {
 	p, ok := b.lookup[g]
 	if !ok {
 		ps := &partState{g: g, row: rowid, sums: make([]float64, len(b.plan.Aggregates))}
+		if b.public != nil {
+			vals, ok := b.public[g]
+			ps.excluded = !ok
+			for _, v := range vals {
+				ps.key = append(ps.key, &v)
+			}
+		}
 		for _, spec := range b.plan.Aggregates {
 			acc, err := spec.NewAccumulator()
 			if err != nil {
@@ -409,6 +424,9 @@ func (b *boundPass) finish() error {
 // merge folds another shard's pass (over a disjoint unit range) into b.
 func (b *boundPass) merge(o *boundPass) error {
 	for _, op := range o.parts {
+		if op.excluded {
+			continue
+		}
 		p, ok := b.lookup[op.g]
 		if !ok {
 			b.lookup[op.g] = int32(len(b.parts))

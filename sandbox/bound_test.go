@@ -60,7 +60,7 @@ func testPlan(l0, linf int64) *Plan {
 
 func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 	t.Helper()
-	b := newBoundPass(p, 0, 1000)
+	b := newBoundPass(p, 0, 1000, nil)
 	var next int64
 	for _, rows := range batches {
 		rec := batch(t, rows, &next)
@@ -172,7 +172,7 @@ func TestBoundPassStitchesUnitsAcrossInterleavedBatches(t *testing.T) {
 func TestBoundPassRefusesAUnitSplitIntoTwoRuns(t *testing.T) {
 	// Unit 2 lies inside the first batch, so it is bounded there; meeting it again means the
 	// batches were not contiguous stretches, and the pass must fail rather than count it twice.
-	b := newBoundPass(testPlan(1, 1), 0, 10)
+	b := newBoundPass(testPlan(1, 1), 0, 10, nil)
 	var next int64
 	first := batch(t, []row{{1, "A", 1}, {2, "A", 1}, {3, "A", 1}}, &next)
 	defer first.Release()

@@ -17,7 +17,10 @@ type Plan struct {
 	Values     []string      `json:"values,omitempty"`
 	Aggregates []dp.Spec     `json:"aggregates"`
 	Selection  *dp.Selection `json:"selection,omitempty"` // nil: public partitions
-	Bounds     Bounds        `json:"bounds"`
+	// Domains holds each key's public values when the partitions are public: rows whose key
+	// tuple is not in their product are dropped before bounding.
+	Domains [][]string `json:"domains,omitempty"`
+	Bounds  Bounds     `json:"bounds"`
 	// SamplingKey keys the hash that chooses which groups and rows of an over-contributing
 	// unit are kept; it depends only on the unit's own rows, so sensitivity holds.
 	SamplingKey uint64 `json:"sampling_key"`

@@ -368,7 +368,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 	p := countPlan(snap.Digest, 1, 2)
 	p.Filter = `"cost" % 3 <> 0`
 	totals := func(ordered bool) map[uint64][3]float64 {
-		pass := newBoundPass(p, 0, snap.Units)
+		pass := newBoundPass(p, 0, snap.Units, nil)
 		if err := w.scan(ctx, p, snap, 0, snap.Units, ordered, pass); err != nil {
 			t.Fatal(err)
 		}
@@ -381,5 +381,55 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 	a, o := totals(false), totals(true)
 	if fmt.Sprint(a) != fmt.Sprint(o) || len(a) != 2 {
 		t.Fatalf("unordered %v != ordered %v", a, o)
+	}
+}
+
+// Public domains: rows whose key is outside the declared values never reach a partition (so
+// they cannot use up a unit's L0 choice), domain values match typed keys after a cast, and a
+// declared value with no rows comes back as no partition (the engine releases it empty).
+func TestPublicDomainsDropOutsideRowsByKeyHash(t *testing.T) {
+	ctx := context.Background()
+	c := startWorker(t, nil)
+	var b strings.Builder
+	b.WriteString("person_id,district,cost,year\n")
+	for i := 0; i < 300; i++ {
+		d := []string{"A", "B", "Z"}[i%3] // Z is not public
+		fmt.Fprintf(&b, "5301021980%08d,%s,%d,%d\n", i, d, 10, 2020+i%2)
+	}
+	path := filepath.Join(t.TempDir(), "d.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := visitsSpec(path)
+	spec.Columns["year"] = catalog.Column{Tags: []catalog.Tag{catalog.TagAttribute}}
+	snap, err := c.Register(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := countPlan(snap.Digest, 50, 1)
+	p.Keys = []string{`"district"`, `"year"`}
+	p.Domains = [][]string{{"A", "B", "C", "O'Brien"}, {"2020", "2021", "not-a-year"}}
+	parts, err := c.Execute(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, pt := range parts {
+		rel, err := p.Aggregates[0].Release(pt.States[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[*pt.Key[0]+"/"+*pt.Key[1]] = math.Round(rel.Value)
+	}
+	want := map[string]float64{"A/2020": 50, "B/2021": 50, "A/2021": 50, "B/2020": 50}
+	for k, v := range want {
+		if math.Abs(got[k]-v) > 3 {
+			t.Errorf("%s = %v, want about %v", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if strings.HasPrefix(k, "Z") || strings.HasPrefix(k, "C") || strings.Contains(k, "not-a-year") {
+			t.Errorf("partition %s should not exist", k)
+		}
 	}
 }

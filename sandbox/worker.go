@@ -192,6 +192,13 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 			return nil, err
 		}
 	}
+	var public map[uint64][]string
+	if len(p.Domains) > 0 {
+		var err error
+		if public, err = w.publicKeys(ctx, p, snap); err != nil {
+			return nil, classifyExecError(ctx, err)
+		}
+	}
 	shards := max(1, min(w.shards, int(snap.Units)))
 	passes := make([]*boundPass, shards)
 	errs := make([]error, shards)
@@ -202,7 +209,7 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			passes[s], errs[s] = w.scanShard(ctx, p, snap, lo, hi)
+			passes[s], errs[s] = w.scanShard(ctx, p, snap, lo, hi, public)
 		}()
 	}
 	wg.Wait()
@@ -226,12 +233,12 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 // (unit) order but does not promise it — a parallel range scan can emit its first rows last —
 // so the fast unordered scan is checked run by run and, if any unit's rows came in two runs,
 // discarded and repeated with an explicit ORDER BY.
-func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64) (*boundPass, error) {
-	pass := newBoundPass(p, lo, hi)
+func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, public map[uint64][]string) (*boundPass, error) {
+	pass := newBoundPass(p, lo, hi, public)
 	err := w.scan(ctx, p, snap, lo, hi, false, pass)
 	if errors.Is(err, errUnitSplit) {
 		w.log.Info("unordered scan split a unit's rows; rescanning in unit order", "job", p.Job)
-		pass = newBoundPass(p, lo, hi)
+		pass = newBoundPass(p, lo, hi, public)
 		err = w.scan(ctx, p, snap, lo, hi, true, pass)
 	}
 	return pass, err
@@ -273,12 +280,87 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 	})
 }
 
+// maxPublicTuples bounds the product of the public domains a plan may enumerate.
+const maxPublicTuples = 1_000_000
+
+// publicKeys hashes every tuple of the plan's public domains exactly as the scan hashes the
+// key expressions: each value is cast to the key expression's type, so '1' matches 1 in an
+// integer column. Values that do not cast are left out (no row can have them).
+func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[uint64][]string, error) {
+	if len(p.Domains) != len(p.Keys) {
+		return nil, errcode.New(errcode.Internal, "the plan's public domains do not match its keys")
+	}
+	total := 1
+	for _, d := range p.Domains {
+		total *= len(d)
+		if total > maxPublicTuples {
+			return nil, errcode.New(errcode.InvalidOptions, "the public domains of the group keys have more than %d combinations", maxPublicTuples)
+		}
+	}
+	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", strings.Join(p.Keys, ", "), tableName(snap.Digest)))
+	if err != nil {
+		return nil, err
+	}
+	var types []string
+	for rows.Next() {
+		var name, typ string
+		var rest [4]sql.NullString
+		if err := rows.Scan(&name, &typ, &rest[0], &rest[1], &rest[2], &rest[3]); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		types = append(types, typ)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(types) != len(p.Keys) {
+		return nil, errcode.New(errcode.Internal, "the key expressions' types could not be read")
+	}
+	var from, cast, notNull, vals []string
+	for i, d := range p.Domains {
+		lits := make([]string, len(d))
+		for j, v := range d {
+			lits[j] = "('" + strings.ReplaceAll(v, "'", "''") + "')"
+		}
+		from = append(from, fmt.Sprintf("(VALUES %s) d%d(v)", strings.Join(lits, ", "), i))
+		c := fmt.Sprintf("TRY_CAST(d%d.v AS %s)", i, types[i])
+		cast = append(cast, c)
+		notNull = append(notNull, c+" IS NOT NULL")
+		vals = append(vals, fmt.Sprintf("d%d.v", i))
+	}
+	q := fmt.Sprintf("SELECT hash(%s), %s FROM %s WHERE %s", strings.Join(cast, ", "), strings.Join(vals, ", "),
+		strings.Join(from, ", "), strings.Join(notNull, " AND "))
+	res, err := w.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	out := map[uint64][]string{}
+	for res.Next() {
+		var g uint64
+		tuple := make([]string, len(p.Keys))
+		dest := []any{&g}
+		for i := range tuple {
+			dest = append(dest, &tuple[i])
+		}
+		if err := res.Scan(dest...); err != nil {
+			return nil, err
+		}
+		if _, dup := out[g]; !dup {
+			out[g] = tuple
+		}
+	}
+	return out, res.Err()
+}
+
 // fetchKeys reads each partition's group key values from one of its rows (by rowid), so the
 // scan itself carries only a 64-bit group hash per row. The hash is checked again here: a
 // collision between two groups fails the job rather than merging them silently.
 func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boundPass) error {
-	if len(p.Keys) == 0 || len(b.parts) == 0 {
-		return nil
+	if len(p.Keys) == 0 || len(b.parts) == 0 || b.public != nil {
+		return nil // public partitions carry their catalog key values already
 	}
 	byRow := make(map[int64]*partState, len(b.parts))
 	ids := make([]string, 0, len(b.parts))
@@ -376,6 +458,9 @@ func encodePartitions(b *boundPass) ([]byte, error) {
 	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
 	defer rb.Release()
 	for _, ps := range b.parts {
+		if ps.excluded {
+			continue
+		}
 		for i, k := range ps.key {
 			sb := rb.Field(i).(*array.StringBuilder)
 			if k == nil {

@@ -6,7 +6,6 @@ package plan
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
@@ -110,22 +109,9 @@ func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Plan
 	}
 	aggEps := o.Epsilon / n
 	if p.Public {
-		// Keys outside the declared domain never reach a partition, so a unit's L0 choice is
-		// made among public partitions only.
-		var restrict []string
-		for i, k := range q.Keys {
-			vals := make([]string, len(p.Domains[i]))
-			for j, v := range p.Domains[i] {
-				vals[j] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
-			}
-			restrict = append(restrict, fmt.Sprintf("CAST(%s AS VARCHAR) IN (%s)", k.SQL, strings.Join(vals, ", ")))
-		}
-		if len(restrict) > 0 {
-			if w.Filter != "" {
-				restrict = append([]string{w.Filter}, restrict...)
-			}
-			w.Filter = "(" + strings.Join(restrict, " AND ") + ")"
-		}
+		// Rows whose keys are outside the declared domains never reach a partition, so a unit's
+		// L0 choice is made among public partitions only (the worker drops them by key hash).
+		w.Domains = p.Domains
 		p.Cost = Cost{Epsilon: o.Epsilon}
 		p.Split = fmt.Sprintf("public partitions; epsilon %.4g split equally over %d aggregate(s); no delta spent", o.Epsilon, len(q.Aggregates))
 	} else {
