@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,7 +28,7 @@ func BenchmarkWorkerExecute(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	w := &worker{dir: b.TempDir(), db: db, tables: map[string]*Snapshot{}, shards: 2}
+	w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*Snapshot{}, shards: 2}
 	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
 	if err != nil {
 		b.Fatal(err)

@@ -321,7 +321,15 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 		if err != nil {
 			return err
 		}
-		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM %s", table, view))
+		// Rows must sit in rowid order by unit for the bounding pass's fast path; the file is
+		// in that order, and ORDER BY keeps it so however DuckDB parallelizes the load.
+		order := []string{unitColumn}
+		for _, f := range schema.Fields() {
+			if f.Name != unitColumn {
+				order = append(order, quoteIdent(f.Name))
+			}
+		}
+		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM %s ORDER BY %s", table, view, strings.Join(order, ", ")))
 		_, dropErr := w.db.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS "+view)
 		release()
 		return errors.Join(err, dropErr)
