@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -289,18 +288,6 @@ func TestOpenDirectoryIsUnreadable(t *testing.T) {
 		res := readAll(t, kind, t.TempDir(), Options{})
 		wantError(t, res.err, CodeSourceUnreadable, 0, "")
 	}
-}
-
-func TestOpenUnreadableFile(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root reads any file")
-	}
-	path := writeFile(t, "locked.csv", []byte("a\n1\n"))
-	if err := os.Chmod(path, 0); err != nil {
-		t.Fatal(err)
-	}
-	res := readAll(t, KindCSV, path, Options{})
-	wantError(t, res.err, CodeSourceUnreadable, 0, "")
 }
 
 func TestReaderStopsWhenContextIsCancelled(t *testing.T) {
