@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -278,7 +279,7 @@ func (b *boundPass) flush(u int64) error {
 		for i := range b.groups {
 			b.groups[i].rank = mix(b.plan.SamplingKey, unit, b.parts[b.groups[i].part].g)
 		}
-		slices.SortFunc(b.groups, func(x, y group) int { return cmpU64(x.rank, y.rank) })
+		slices.SortFunc(b.groups, func(x, y group) int { return cmp.Compare(x.rank, y.rank) })
 		b.groups = b.groups[:b.l0]
 	}
 	for _, gr := range b.groups {
@@ -336,7 +337,7 @@ func (b *boundPass) contribute(ps *partState, picked []int) error {
 // small (the per-group row bound), so an insertion-based selection avoids a full sort.
 func smallestRanks(rs []rankedRow, k int) []rankedRow {
 	if k > 64 {
-		slices.SortFunc(rs, func(x, y rankedRow) int { return cmpU64(x.rank, y.rank) })
+		slices.SortFunc(rs, func(x, y rankedRow) int { return cmp.Compare(x.rank, y.rank) })
 		return rs[:k]
 	}
 	for i := 1; i < len(rs); i++ {
@@ -381,26 +382,6 @@ func samePart(rows []unitRow) bool {
 	return true
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpI64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // finish bounds the units that waited at batch edges, in unit order.
 func (b *boundPass) finish() error {
 	units := make([]int64, 0, len(b.open))
@@ -411,7 +392,7 @@ func (b *boundPass) finish() error {
 	for _, u := range units {
 		ou := b.open[u]
 		// Stitched from several batches: restore rowid order, which flush relies on.
-		slices.SortFunc(ou.rows, func(x, y unitRow) int { return cmpI64(x.rowid, y.rowid) })
+		slices.SortFunc(ou.rows, func(x, y unitRow) int { return cmp.Compare(x.rowid, y.rowid) })
 		b.rows, b.vals = ou.rows, ou.vals
 		if err := b.flush(u); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -194,7 +195,7 @@ func TestSmallestRanksMatchesSorting(t *testing.T) {
 				rs = append(rs, rankedRow{rank: mix(uint64(n), uint64(k), uint64(i)), idx: i})
 			}
 			want := append([]rankedRow(nil), rs...)
-			slices.SortFunc(want, func(x, y rankedRow) int { return cmpU64(x.rank, y.rank) })
+			slices.SortFunc(want, func(x, y rankedRow) int { return cmp.Compare(x.rank, y.rank) })
 			got := smallestRanks(rs, k)
 			if fmt.Sprint(got) != fmt.Sprint(want[:k]) {
 				t.Fatalf("n=%d k=%d: %v, want %v", n, k, got, want[:k])
