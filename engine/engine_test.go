@@ -68,11 +68,11 @@ func openEngine(t testing.TB) *engine.Engine {
 func visits(t testing.TB, name string, n int, heavy bool) *catalog.Spec {
 	t.Helper()
 	var b strings.Builder
-	b.WriteString("person_id,district,cost,diagnosis\n")
+	b.WriteString("person_id,district,cost,diagnosis,visit_date\n")
 	id := func(i int) string { return fmt.Sprintf("53010219800101%04d", i) }
 	if heavy {
 		for v := 0; v < 1000; v++ {
-			fmt.Fprintf(&b, "%s,A,%d,J18.9\n", id(0), 100+v)
+			fmt.Fprintf(&b, "%s,A,%d,J18.9,2024-01-01\n", id(0), 100+v)
 		}
 	}
 	for i := 1; i <= n; i++ {
@@ -80,7 +80,7 @@ func visits(t testing.TB, name string, n int, heavy bool) *catalog.Spec {
 		if i%2 == 0 {
 			d = "B"
 		}
-		fmt.Fprintf(&b, "%s,%s,%d,I10\n", id(i), d, 100+i%50)
+		fmt.Fprintf(&b, "%s,%s,%d,I10,2024-01-02\n", id(i), d, 100+i%50)
 	}
 	path := filepath.Join(t.TempDir(), name+".csv")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -89,10 +89,11 @@ func visits(t testing.TB, name string, n int, heavy bool) *catalog.Spec {
 	return &catalog.Spec{Name: name, Provider: "health-commission", Grade: catalog.GradeL2, PrivacyUnit: "person_id",
 		Source: catalog.Source{Kind: catalog.SourceCSV, Path: path}, Budget: catalog.Budget{Epsilon: 1000, Delta: 1e-3},
 		Columns: map[string]catalog.Column{
-			"person_id": {Tags: []catalog.Tag{catalog.TagIdentifier}},
-			"district":  {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"A", "B", "C"}},
-			"cost":      {Tags: []catalog.Tag{catalog.TagSensitive}, Bounds: []float64{0, 1000}},
-			"diagnosis": {Tags: []catalog.Tag{catalog.TagSensitive}},
+			"person_id":  {Tags: []catalog.Tag{catalog.TagIdentifier}},
+			"district":   {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"A", "B", "C"}},
+			"cost":       {Tags: []catalog.Tag{catalog.TagSensitive}, Bounds: []float64{0, 1000}},
+			"diagnosis":  {Tags: []catalog.Tag{catalog.TagSensitive}},
+			"visit_date": {Tags: []catalog.Tag{catalog.TagAttribute}},
 		}}
 }
 
@@ -294,17 +295,14 @@ func TestBudgetExhaustionIsRefusedBeforeExecution(t *testing.T) {
 	}
 }
 
-func TestFailedJobIsNotCharged(t *testing.T) {
+// A query that does not type-check fails before any row is read: it costs nothing.
+func TestJobThatFailsBeforeReadingDataIsNotCharged(t *testing.T) {
 	e := openEngine(t)
 	register(t, e, visits(t, "visits", 50, false))
 	grant(t, e, "g", 5)
-	// The cast fails on the data inside the worker, after the reservation.
-	_, err := submit(e, "g", "SELECT COUNT(*) FROM visits WHERE CAST(diagnosis AS INTEGER) > 1", plan.Options{Epsilon: 1})
-	if code := errcode.Code(err); code != "query_failed" {
-		t.Fatalf("err = %v, want query_failed", err)
-	}
-	if strings.Contains(err.Error(), "I10") {
-		t.Fatalf("error quotes a raw value: %v", err)
+	_, err := submit(e, "g", "SELECT COUNT(*) FROM visits WHERE visit_date * 2 > 1", plan.Options{Epsilon: 1})
+	if code := errcode.Code(err); code != errcode.QueryInvalid {
+		t.Fatalf("err = %v, want query_invalid", err)
 	}
 	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
 	if b.Spent.Epsilon != 0 {
@@ -321,6 +319,41 @@ func TestFailedJobIsNotCharged(t *testing.T) {
 		if r["type"] == "release" {
 			t.Fatal("a failed job released")
 		}
+	}
+}
+
+// An expression that errors only on some rows must not answer a question about the data: the
+// worker evaluates filters under try(), so both probes below succeed alike — whether or not a
+// row has cost above the threshold — and both are charged.
+func TestDataDependentEvaluationErrorsRevealNothing(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 50, false))
+	grant(t, e, "g", 5)
+	for _, threshold := range []int{0, 1000} { // every cost is above 0; none is above 1000
+		q := fmt.Sprintf("SELECT COUNT(*) FROM visits WHERE CAST(CAST(cost > %d AS INTEGER) * 1e12 AS INTEGER) > 0", threshold)
+		if _, err := submit(e, "g", q, plan.Options{Epsilon: 1}); err != nil {
+			t.Fatalf("threshold %d: %v — an error here is a noise-free answer about the data", threshold, err)
+		}
+	}
+	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
+	if b.Spent.Epsilon != 2 {
+		t.Fatalf("spent %v, want 2", b.Spent.Epsilon)
+	}
+}
+
+// A job that fails while reading rows (here its deadline) stays charged: such failures can
+// depend on the data.
+func TestJobThatFailsWhileReadingDataStaysCharged(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 20000, true))
+	grant(t, e, "g", 5)
+	_, err := submit(e, "g", "SELECT district, COUNT(*) FROM visits WHERE diagnosis LIKE '%1%' GROUP BY district", plan.Options{Epsilon: 1, TimeoutMS: 1})
+	if errcode.Code(err) != errcode.SandboxTimeout {
+		t.Fatalf("err = %v, want sandbox_timeout", err)
+	}
+	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
+	if b.Spent.Epsilon != 1 {
+		t.Fatalf("spent %v, want 1", b.Spent.Epsilon)
 	}
 }
 

@@ -152,7 +152,20 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	return res, stageAfterReserve, nil
 }
 
-// refund returns a reservation after a failure that released nothing.
+// charge makes a reservation final after a failure that may depend on the data; nothing was
+// released.
+func (e *Engine) charge(ctx context.Context, id string, cause error) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := e.ledger.Commit(ctx, id); err != nil {
+		return errors.Join(cause, err)
+	}
+	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"reason": errcode.Code(cause), "released": false}); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// refund returns a reservation after a failure that released nothing and read no data.
 func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	ctx = context.WithoutCancel(ctx)
 	if err := e.ledger.Refund(ctx, id, errcode.Code(cause)); err != nil {
@@ -172,24 +185,40 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 	start := time.Now()
 	parts, err := w.Execute(ctx, &p.Worker)
 	if err != nil {
-		return nil, e.refund(ctx, id, err)
+		switch errcode.Code(err) {
+		case errcode.QueryInvalid, errcode.Canceled:
+			// Known before any row was read, or stopped by the applicant: nothing about the
+			// data was learned, so the reservation is returned.
+			return nil, e.refund(ctx, id, err)
+		}
+		// A failure while rows were being read (a deadline, a resource limit, a crash) can
+		// depend on the data: it stays charged, so probing with failures is never free.
+		return nil, e.charge(ctx, id, err)
 	}
 	if _, err := e.record(ctx, "execution", id, map[string]any{
 		"domain": ds.Spec.Domain, "snapshot": ds.Snapshot.Digest, "duration_ms": time.Since(start).Milliseconds(),
 		"pre_noise_digest": e.auditKey.Digest(stateBytes(parts)),
 	}); err != nil {
-		return nil, e.refund(ctx, id, err)
+		return nil, e.charge(ctx, id, err)
+	}
+	// The debit is final before any noise is drawn: whatever happens after this point, the
+	// job has been charged for what it computed.
+	if err := e.ledger.Commit(ctx, id); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
+	}
+	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"cost": p.Cost}); err != nil {
+		return nil, err
 	}
 
 	res, err := release(q, p, parts)
 	if err != nil {
-		return nil, e.refund(ctx, id, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released"))
+		return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
 	}
 	res.Job, res.Dataset = id, ds.Spec.Name
 	res.Bounds = fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s) per group; values clamped to catalog bounds",
 		ds.Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup)
 	if _, err := e.record(ctx, "mechanism", id, map[string]any{"aggregates": mechanisms(p), "rows_released": len(res.Rows)}); err != nil {
-		return nil, e.refund(ctx, id, err)
+		return nil, err
 	}
 
 	egress, err := e.policy.Egress(ctx, policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: e.outputSummary(ds.Spec, q, p, res), Findings: []policy.Finding{}})
@@ -197,26 +226,16 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
 	if _, err := e.record(ctx, "policy_egress", id, egress); err != nil {
-		return nil, e.refund(ctx, id, err)
+		return nil, err
 	}
 	if !egress.Allowed() {
-		// The decision is a function of the noisy output, which was computed: the budget stays
-		// spent, so a denial cannot be used to probe for free.
-		if err := e.ledger.Commit(context.WithoutCancel(ctx), id); err != nil {
-			return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
-		}
+		// Already charged: the decision is a function of the noisy output, so a denial cannot be
+		// used to probe for free.
 		code := errcode.EgressDenied
 		if egress.Result == "review" {
 			code = errcode.HeldForReview
 		}
-		_, _ = e.record(context.WithoutCancel(ctx), "budget_debited", id, map[string]any{"cost": p.Cost, "released": false})
 		return nil, errcode.New(code, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
-	}
-	if err := e.ledger.Commit(ctx, id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
-	}
-	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"cost": p.Cost, "released": true}); err != nil {
-		return nil, err
 	}
 	res.Spent = p.Cost
 	res.Split = p.Split

@@ -269,13 +269,22 @@ func TestMalformedSourceRegistersNothing(t *testing.T) {
 func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 	ctx := context.Background()
 	c := startWorker(t, nil)
-	path, _ := visitsCSV(t, t.TempDir(), false)
+	var b strings.Builder
+	b.WriteString("person_id,district,cost\n")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "5301021980%08d,A,%d\n", i, i%100)
+	}
+	path := filepath.Join(t.TempDir(), "big.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	snap, err := c.Register(ctx, visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := countPlan(snap.Digest, 1, 3)
-	p.Filter = "(SELECT count(*) FROM range(10000000000) r, range(10) s WHERE r.range % 7 = s.range) > 0"
+	// Costly per row (a 200 kB string each), seconds in all: the deadline must cut it short.
+	p.Filter = `hash(repeat("district", 200000)) <> 0`
 	p.TimeoutMS = 200
 	start := time.Now()
 	_, err = c.Execute(ctx, p)
@@ -431,5 +440,38 @@ func TestPublicDomainsDropOutsideRowsByKeyHash(t *testing.T) {
 		if strings.HasPrefix(k, "Z") || strings.HasPrefix(k, "C") || strings.Contains(k, "not-a-year") {
 			t.Errorf("partition %s should not exist", k)
 		}
+	}
+}
+
+// One person written as "…x" in one row and " …X" in another is one privacy unit: the unit is
+// normalised (trimmed, upper-case) before the dense key is assigned, so the bounds apply to the
+// person, not to each spelling.
+func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
+	rows := "person_id,district,cost\n" +
+		"11010519491231002X,A,1\n" +
+		"11010519491231002x,B,2\n" +
+		" 11010519491231002X ,A,3\n" +
+		"110105194912310011,A,4\n"
+	path := filepath.Join(t.TempDir(), "spellings.csv")
+	if err := os.WriteFile(path, []byte(rows), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Units != 2 {
+		t.Fatalf("units = %d, want 2 (three spellings of one person, and another person)", snap.Units)
+	}
+}
+
+func TestFloatPrivacyUnitIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "floats.csv")
+	if err := os.WriteFile(path, []byte("person_id,district,cost\n1.5,A,1\n-0.0,A,1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
+	if errcode.Code(err) != errcode.InvalidSpec {
+		t.Fatalf("err = %v, want invalid_spec", err)
 	}
 }

@@ -27,6 +27,9 @@ import (
 // sorted by the unit, so a unit's run of rows shares one value and runs ascend.
 const unitColumn = "__cr_unit"
 
+// normColumn carries the normalised privacy unit from the registration sort to the key pass.
+const normColumn = "__cr_norm"
+
 // snapshotBatchRows fixes the IPC batch size so the same data always encodes to the same bytes.
 const snapshotBatchRows = 65536
 
@@ -87,19 +90,22 @@ func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, erro
 			return dropErr
 		}
 		defer w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+staging)
-		order := []string{quoteIdent(a.PrivacyUnit)}
+		// Rows sort by the normalised unit (trimmed, upper-case text: "…x" and "…X " are one
+		// person), then by every column, so a unit's rows are adjacent and the order — hence
+		// the digest — depends only on the data. The last column, the normalised unit, gives
+		// the dense unit key and is not stored.
+		var cols []string
 		for _, f := range src.Schema().Fields() {
-			if f.Name != a.PrivacyUnit {
-				order = append(order, quoteIdent(f.Name))
-			}
+			cols = append(cols, quoteIdent(f.Name))
 		}
-		sorted, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT * FROM %s ORDER BY %s NULLS LAST",
-			staging, strings.Join(order, ", ")))
+		norm := fmt.Sprintf("upper(trim(CAST(%s AS VARCHAR)))", quoteIdent(a.PrivacyUnit))
+		sorted, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT *, %s AS %s FROM %s ORDER BY %s, %s",
+			norm, normColumn, staging, normColumn, strings.Join(cols, ", ")))
 		if err != nil {
 			return err
 		}
 		defer sorted.Release()
-		digest, _, err = w.writeSnapshot(sorted, a.PrivacyUnit)
+		digest, _, err = w.writeSnapshot(sorted)
 		return err
 	})
 	if err != nil {
@@ -123,8 +129,8 @@ func connectorError(err error) error {
 func checkColumns(s *arrow.Schema, a *registerArgs) error {
 	present := map[string]bool{}
 	for _, f := range s.Fields() {
-		if f.Name == unitColumn {
-			return errcode.New(errcode.InvalidSpec, "the source has a column named %s, which is reserved", unitColumn)
+		if f.Name == unitColumn || f.Name == normColumn {
+			return errcode.New(errcode.InvalidSpec, "the source has a column named %s, which is reserved", f.Name)
 		}
 		present[f.Name] = true
 	}
@@ -149,12 +155,21 @@ func checkColumns(s *arrow.Schema, a *registerArgs) error {
 	if !present[a.PrivacyUnit] {
 		return errcode.New(errcode.InvalidSpec, "privacy unit column %q is missing from the source", a.PrivacyUnit)
 	}
+	// Text or integers only: a float unit (where -0 and 0, or rounding, blur identity) could
+	// split one person into several units.
+	f, _ := s.FieldsByName(a.PrivacyUnit)
+	switch f[0].Type.ID() {
+	case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW, arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64,
+		arrow.UINT8, arrow.UINT16, arrow.UINT32, arrow.UINT64:
+	default:
+		return errcode.New(errcode.InvalidSpec, "privacy unit column %q must hold text or integers", a.PrivacyUnit)
+	}
 	return nil
 }
 
 // writeSnapshot writes the sorted rows, with the dense unit key prepended, as an Arrow IPC
 // stream in fixed-size batches, and names the file by the SHA-256 of those bytes.
-func (w *worker) writeSnapshot(sorted array.RecordReader, unit string) (string, int64, error) {
+func (w *worker) writeSnapshot(sorted array.RecordReader) (string, int64, error) {
 	dir := filepath.Join(w.dir, "snapshots")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", 0, err
@@ -166,10 +181,12 @@ func (w *worker) writeSnapshot(sorted array.RecordReader, unit string) (string, 
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	defer tmp.Close()
 	h := sha256.New()
-	fields := append([]arrow.Field{{Name: unitColumn, Type: arrow.PrimitiveTypes.Int64}}, sorted.Schema().Fields()...)
+	in := sorted.Schema().Fields()
+	normIdx := len(in) - 1
+	fields := append([]arrow.Field{{Name: unitColumn, Type: arrow.PrimitiveTypes.Int64}}, in[:normIdx]...)
 	schema := arrow.NewSchema(fields, nil)
 	iw := ipc.NewWriter(io.MultiWriter(tmp, h), ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
-	unitIdx := sorted.Schema().FieldIndices(unit)[0]
+	unitIdx := normIdx
 	rb := &rebatcher{schema: schema, out: iw}
 	var key int64 = -1
 	var prev string
@@ -191,7 +208,7 @@ func (w *worker) writeSnapshot(sorted array.RecordReader, unit string) (string, 
 		}
 		keys := kb.NewArray()
 		kb.Release()
-		cols := append([]arrow.Array{keys}, b.Columns()...)
+		cols := append([]arrow.Array{keys}, b.Columns()[:normIdx]...)
 		withKey := array.NewRecordBatch(schema, cols, b.NumRows())
 		keys.Release()
 		rows += b.NumRows()

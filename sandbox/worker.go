@@ -254,8 +254,10 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 	}
 	if p.Filter != "" {
 		// A flag, not a WHERE: with every row present the pass can see where each unit's run
-		// ends (see boundPass).
-		cols = append(cols, "coalesce(("+p.Filter+"), false)")
+		// ends (see boundPass). try() turns any evaluation error into "row not kept": an error
+		// that depends on row values would otherwise answer a yes/no question about the data,
+		// without noise.
+		cols = append(cols, "coalesce(try("+p.Filter+"), false)")
 	}
 	where := fmt.Sprintf("%s >= %d AND %s < %d", unitColumn, lo, unitColumn, hi)
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tableName(snap.Digest), where)
@@ -356,8 +358,10 @@ func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[u
 }
 
 // fetchKeys reads each partition's group key values from one of its rows (by rowid), so the
-// scan itself carries only a 64-bit group hash per row. The hash is checked again here: a
-// collision between two groups fails the job rather than merging them silently.
+// scan itself carries only a 64-bit group hash per row. Two different key tuples with the same
+// 64-bit hash would share a partition; with DuckDB's hash that is about as likely as a random
+// 64-bit collision among the query's groups, and it would merge their counts, never split a
+// unit's contribution.
 func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boundPass) error {
 	if len(p.Keys) == 0 || len(b.parts) == 0 || b.public != nil {
 		return nil // public partitions carry their catalog key values already
@@ -431,9 +435,9 @@ func classifyExecError(ctx context.Context, err error) error {
 		switch de.Type {
 		case duckdb.ErrorTypeConversion, duckdb.ErrorTypeOutOfRange, duckdb.ErrorTypeDivideByZero,
 			duckdb.ErrorTypeInvalidInput, duckdb.ErrorTypeDecimal:
-			return errcode.Wrap("query_failed", err, "evaluating the query over the data failed (a conversion, overflow or division error); check casts and constants")
+			return errcode.Wrap(errcode.QueryFailed, err, "evaluating the query over the data failed")
 		case duckdb.ErrorTypeBinder, duckdb.ErrorTypeCatalog, duckdb.ErrorTypeMismatchType:
-			return errcode.Wrap("query_failed", err, "the query does not type-check against the dataset's columns")
+			return errcode.Wrap(errcode.QueryInvalid, err, "the query does not type-check against the dataset's columns; check the column types and casts")
 		case duckdb.ErrorTypeOutOfMemory:
 			return errcode.Wrap("resource_limit", err, "the query exceeded the sandbox memory limit")
 		case duckdb.ErrorTypeInterrupt:

@@ -190,6 +190,14 @@ func (s *Spec) Validate() error {
 				return invalid(f+".bounds", "must be [lower, upper] with finite lower < upper")
 			}
 		}
+		seen := map[string]bool{}
+		for _, v := range c.Domain {
+			if seen[v] {
+				// A repeated value would be released twice, each time with fresh noise.
+				return invalid(f+".domain", "values must be distinct")
+			}
+			seen[v] = true
+		}
 		if c.Has(TagIdentifier) && len(c.Domain) > 0 {
 			return invalid(f+".domain", "an identifier column cannot declare a public domain")
 		}

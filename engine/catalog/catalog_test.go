@@ -112,6 +112,9 @@ var refused = []specCase{
 	}, "columns.cost.tags", false},
 
 	{"bounds lower above upper", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{10.0, 0.0} }, "columns.cost.bounds", false},
+	{"repeated domain value", func(m map[string]any) {
+		sub(m, "columns", "district")["domain"] = []any{"530102", "530102"}
+	}, "columns.district.domain", false},
 	// Equal bounds give the DP library a zero sensitivity it cannot calibrate noise for.
 	{"bounds of equal ends", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{7.0, 7.0} }, "columns.cost.bounds", false},
 	{"bounds with one element", func(m map[string]any) { sub(m, "columns", "cost")["bounds"] = []any{10.0} }, "columns.cost.bounds", false},

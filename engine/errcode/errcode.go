@@ -31,6 +31,8 @@ const (
 	SandboxFailed      = "sandbox_failed"
 	Canceled           = "canceled"
 	MalformedInput     = "malformed_input"
+	QueryInvalid       = "query_invalid" // does not type-check: known before any row is read
+	QueryFailed        = "query_failed"  // failed while reading rows
 	ProvenanceFailed   = "provenance_unavailable"
 	Internal           = "internal"
 )

@@ -545,7 +545,8 @@ func (g *gater) expr(n map[string]any) (string, error) {
 			return "(" + k[0] + op + strings.Join(k[1:], ", ") + "))", nil
 		}
 	case "CAST":
-		if err := only(n, with("child", "cast_type")...); err != nil {
+		// CAST and TRY_CAST both render as TRY_CAST.
+		if err := only(n, with("child", "cast_type", "try_cast")...); err != nil {
 			return "", err
 		}
 		ct := str(obj(n, "cast_type"), "id")
@@ -556,7 +557,8 @@ func (g *gater) expr(n map[string]any) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return "CAST(" + c + " AS " + ct + ")", nil
+		// TRY_CAST: a cast that fails on some row must not surface as an error (see sandbox).
+		return "TRY_CAST(" + c + " AS " + ct + ")", nil
 	case "FUNCTION":
 		if err := only(n, with("function_name", "children", "order_bys", "is_operator")...); err != nil {
 			return "", err
