@@ -30,15 +30,16 @@ var errUnitSplit = errors.New("sandbox: a privacy unit's rows arrived in more th
 // unit contributes twice: a unit seen again after it was bounded fails the pass (the worker
 // then rescans in unit order) instead of contributing twice.
 type boundPass struct {
-	plan   *Plan
-	l0     int
-	lInf   int
-	nKeys  int
-	nVals  int
-	lookup map[uint64]int32
-	parts  []*partState
-	lo     int64    // first unit of the shard
-	done   []uint64 // bitset of closed units, relative to lo
+	plan     *Plan
+	l0       int
+	lInf     int
+	nKeys    int
+	nVals    int
+	lookup   map[uint64]int32
+	parts    []*partState
+	lo       int64    // first unit of the shard
+	done     []uint64 // bitset of closed units, relative to lo
+	openBits []uint64 // bitset of the units in open
 	// public maps the hash of each public key tuple to its values; nil without public domains.
 	public map[uint64][]string
 
@@ -103,6 +104,7 @@ func newBoundPass(p *Plan, lo, hi int64, public map[uint64][]string) *boundPass 
 		lastPart: -1,
 		lo:       lo,
 		done:     make([]uint64, (hi-lo+63)/64),
+		openBits: make([]uint64, (hi-lo+63)/64),
 		public:   public,
 	}
 }
@@ -128,10 +130,12 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 		col = 3
 	}
 	vals := make([]*array.Float64, b.nVals)
+	valsNull := make([]bool, b.nVals) // whether the column has nulls in this batch at all
 	for j := range vals {
 		if vals[j], ok = rec.Column(col + j).(*array.Float64); !ok {
 			return fmt.Errorf("sandbox: value column %d has type %s", j, rec.Column(col+j).DataType())
 		}
+		valsNull[j] = vals[j].NullN() > 0
 	}
 	var keep *array.Boolean
 	if b.plan.Filter != "" {
@@ -152,10 +156,13 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 		}
 		// The run [i, j) is complete when the rows adjacent to it by rowid are in this batch.
 		complete := i > 0 && rowidVals[i-1]+1 == rowidVals[i] && j < n && rowidVals[j] == rowidVals[j-1]+1
-		ou := b.open[u]
-		if ou == nil && !complete {
+		var ou *openUnit
+		if b.isOpen(u) {
+			ou = b.open[u]
+		} else if !complete {
 			ou = &openUnit{}
 			b.open[u] = ou
+			b.markOpen(u)
 		}
 		rows, vs := b.rows[:0], b.vals[:0]
 		if ou != nil {
@@ -177,8 +184,8 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 				continue
 			}
 			rows = append(rows, unitRow{part: part, ord: int32(len(rows)), rowid: rowidVals[r]})
-			for _, v := range vals {
-				if v.IsNull(r) {
+			for k, v := range vals {
+				if valsNull[k] && v.IsNull(r) {
 					vs = append(vs, math.NaN())
 				} else {
 					vs = append(vs, v.Value(r))
@@ -196,6 +203,18 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 		i = j
 	}
 	return nil
+}
+
+// isOpen and markOpen track units waiting in b.open with a bitset, so the common case — a
+// complete run — costs a bit test instead of a map lookup.
+func (b *boundPass) isOpen(u int64) bool {
+	i := u - b.lo
+	return b.openBits[i/64]&(1<<(i%64)) != 0
+}
+
+func (b *boundPass) markOpen(u int64) {
+	i := u - b.lo
+	b.openBits[i/64] |= 1 << (i % 64)
 }
 
 // bounded reports whether unit u already contributed; a unit outside the shard is an error
