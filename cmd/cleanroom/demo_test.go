@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 	var out bytes.Buffer
 	dataDir := t.TempDir()
-	if err := runDemo(context.Background(), &out, filepath.Join("..", "..", "testdata", "datasets"), dataDir); err != nil {
+	if err := runDemo(context.Background(), &out, filepath.Join("..", "..", "testdata", "datasets"), dataDir, "table"); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
 	text := out.String()
@@ -49,7 +50,7 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 func TestAuditVerifyDetectsTampering(t *testing.T) {
 	var out bytes.Buffer
 	dataDir := t.TempDir()
-	if err := runDemo(context.Background(), &out, filepath.Join("..", "..", "testdata", "datasets"), dataDir); err != nil {
+	if err := runDemo(context.Background(), &out, filepath.Join("..", "..", "testdata", "datasets"), dataDir, "table"); err != nil {
 		t.Fatal(err)
 	}
 	verify := func() error {
@@ -72,5 +73,28 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}
 	if err := verify(); err == nil {
 		t.Fatal("tampered log verified")
+	}
+}
+
+func TestDemoJSONOutputIsAReport(t *testing.T) {
+	var out bytes.Buffer
+	if err := runDemo(context.Background(), &out, filepath.Join("..", "..", "testdata", "datasets"), t.TempDir(), "json"); err != nil {
+		t.Fatal(err)
+	}
+	var r demoReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("output is not JSON: %v", err)
+	}
+	released, refused := 0, 0
+	for _, j := range r.Jobs {
+		switch {
+		case j.Result != nil && len(j.Result.Rows) > 0:
+			released++
+		case j.Error != nil && j.Error.Code != "":
+			refused++
+		}
+	}
+	if released != 3 || refused != 3 || !r.Provenance.OK() || len(r.Budget) == 0 {
+		t.Fatalf("report: %d released, %d refused, provenance %+v, %d budget lines", released, refused, r.Provenance, len(r.Budget))
 	}
 }
