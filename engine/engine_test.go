@@ -345,8 +345,9 @@ func TestDataDependentEvaluationErrorsRevealNothing(t *testing.T) {
 // depend on the data.
 func TestJobThatFailsWhileReadingDataStaysCharged(t *testing.T) {
 	e := openEngine(t)
-	register(t, e, visits(t, "visits", 20000, true))
+	register(t, e, visits(t, "visits", 100000, true))
 	grant(t, e, "g", 5)
+	// 1 ms cannot cover a scan of 100,000 rows with a LIKE on each.
 	_, err := submit(e, "g", "SELECT district, COUNT(*) FROM visits WHERE diagnosis LIKE '%1%' GROUP BY district", plan.Options{Epsilon: 1, TimeoutMS: 1})
 	if errcode.Code(err) != errcode.SandboxTimeout {
 		t.Fatalf("err = %v, want sandbox_timeout", err)
