@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"os"
@@ -357,7 +359,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	w := &worker{dir: t.TempDir(), db: db, tables: map[string]*Snapshot{}, shards: 2}
+	w := &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*Snapshot{}, shards: 2}
 	var b strings.Builder
 	b.WriteString("person_id,district,cost\n")
 	for r := 0; r < 7; r++ {
