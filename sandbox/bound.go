@@ -40,6 +40,8 @@ type boundPass struct {
 	lo       int64    // first unit of the shard
 	done     []uint64 // bitset of closed units, relative to lo
 	openBits []uint64 // bitset of the units in open
+	// grids[j] is the power of two every unit contribution to aggregate j is a multiple of.
+	grids []float64
 	// public maps the hash of each public key tuple to its values; nil without public domains.
 	public map[uint64][]string
 
@@ -90,10 +92,15 @@ type partState struct {
 	sums        []float64
 }
 
-// newBoundPass bounds the units [lo, hi) of a snapshot; public is nil or the public key
-// tuples by hash.
-func newBoundPass(p *Plan, lo, hi int64, public map[uint64][]string) *boundPass {
+// newBoundPass bounds the units [lo, hi) of a snapshot of units units in all; public is nil
+// or the public key tuples by hash.
+func newBoundPass(p *Plan, lo, hi, units int64, public map[uint64][]string) *boundPass {
+	grids := make([]float64, len(p.Aggregates))
+	for i, s := range p.Aggregates {
+		grids[i] = sumGrid(s, units)
+	}
 	return &boundPass{
+		grids:    grids,
 		plan:     p,
 		l0:       int(p.Bounds.MaxGroupsContributed),
 		lInf:     int(p.Bounds.MaxContributionsPerGroup),
@@ -326,6 +333,22 @@ func (b *boundPass) flush(u int64) error {
 	return nil
 }
 
+// sumGrid returns the power of two to which a Sum's unit contributions are truncated: fine
+// enough to change nothing a noisy release could show, coarse enough that every partial sum of
+// up to units contributions is a multiple of it below 2^53 of it. Float addition of such
+// numbers is exact, so the pre-noise totals do not depend on the order in which units arrive
+// (the worker's scan order varies) and a replay reproduces them bit for bit.
+func sumGrid(s dp.Spec, units int64) float64 {
+	if s.Kind != dp.Sum {
+		return 0
+	}
+	total := float64(s.MaxPerPartition) * math.Max(math.Abs(s.Lower), math.Abs(s.Upper)) * float64(max(units, 1))
+	if total == 0 || math.IsInf(total, 0) {
+		return 0
+	}
+	return math.Ldexp(1, math.Ilogb(total)-51)
+}
+
 func (b *boundPass) contribute(ps *partState, picked []int) error {
 	n := int64(len(picked))
 	ps.units++
@@ -339,6 +362,10 @@ func (b *boundPass) contribute(ps *partState, picked []int) error {
 					continue // SUM ignores NULL
 				}
 				sum += min(max(v, spec.Lower), spec.Upper)
+			}
+			if g := b.grids[j]; g > 0 {
+				// Toward zero, so the value never leaves the clamp range [n·lo, n·hi] ∋ 0.
+				sum = math.Trunc(sum/g) * g
 			}
 			ps.sums[j] += sum
 		}

@@ -234,11 +234,11 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 // so the fast unordered scan is checked run by run and, if any unit's rows came in two runs,
 // discarded and repeated with an explicit ORDER BY.
 func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, public map[uint64][]string) (*boundPass, error) {
-	pass := newBoundPass(p, lo, hi, public)
+	pass := newBoundPass(p, lo, hi, snap.Units, public)
 	err := w.scan(ctx, p, snap, lo, hi, false, pass)
 	if errors.Is(err, errUnitSplit) {
 		w.log.Info("unordered scan split a unit's rows; rescanning in unit order", "job", p.Job)
-		pass = newBoundPass(p, lo, hi, public)
+		pass = newBoundPass(p, lo, hi, snap.Units, public)
 		err = w.scan(ctx, p, snap, lo, hi, true, pass)
 	}
 	return pass, err
