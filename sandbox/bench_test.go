@@ -42,6 +42,8 @@ func BenchmarkWorkerExecute(b *testing.B) {
 			{Kind: dp.Count, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 50000, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
 		},
+		Domains: [][]string{{"530102", "530103", "530111", "530112", "530113", "530114", "530115",
+			"530124", "530125", "530126", "530127", "530128", "530129", "530181"}},
 		Bounds: Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}, SamplingKey: 1}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -30,13 +30,15 @@ var errUnitSplit = errors.New("sandbox: a privacy unit's rows arrived in more th
 // unit contributes twice: a unit seen again after it was bounded fails the pass (the worker
 // then rescans in unit order) instead of contributing twice.
 type boundPass struct {
-	plan     *Plan
-	l0       int
-	lInf     int
-	nKeys    int
-	nVals    int
-	lookup   map[uint64]int32
-	parts    []*partState
+	plan   *Plan
+	l0     int
+	lInf   int
+	nKeys  int
+	nVals  int
+	lookup map[uint64]int32
+	parts  []*partState
+	// excluded[i] mirrors parts[i].excluded, read on every row without a pointer chase.
+	excluded []bool
 	lo       int64    // first unit of the shard
 	done     []uint64 // bitset of closed units, relative to lo
 	openBits []uint64 // bitset of the units in open
@@ -53,6 +55,7 @@ type boundPass struct {
 	groups   []group
 	pick     []int
 	ranked   []rankedRow
+	sums     []float64
 	lastG    uint64
 	lastPart int32
 }
@@ -171,6 +174,16 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 			b.open[u] = ou
 			b.markOpen(u)
 		}
+		if ou == nil && j-i <= b.lInf {
+			fast, err := b.fastUnit(u, i, j, rowidVals, hashes, vals, valsNull, keep)
+			if err != nil {
+				return err
+			}
+			if fast {
+				i = j
+				continue
+			}
+		}
 		rows, vs := b.rows[:0], b.vals[:0]
 		if ou != nil {
 			rows, vs = ou.rows, ou.vals
@@ -187,7 +200,7 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 			if err != nil {
 				return err
 			}
-			if b.parts[part].excluded {
+			if b.excluded[part] {
 				continue
 			}
 			rows = append(rows, unitRow{part: part, ord: int32(len(rows)), rowid: rowidVals[r]})
@@ -210,6 +223,65 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 		i = j
 	}
 	return nil
+}
+
+// fastUnit bounds a complete run [i, j) that needs no choosing — at most L∞ rows, all kept
+// rows in one partition — straight from the batch, without buffering it; the result is the
+// same as flush's (rows summed in rowid order). It reports false, having changed nothing, when
+// the run needs the general path.
+func (b *boundPass) fastUnit(u int64, i, j int, rowids []int64, hashes *array.Uint64, vals []*array.Float64, valsNull []bool, keep *array.Boolean) (bool, error) {
+	part := int32(-1)
+	var n int64
+	for r := i; r < j; r++ {
+		if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
+			continue
+		}
+		var g uint64
+		if hashes != nil {
+			g = hashes.Value(r)
+		}
+		p, err := b.partition(g, rowids[r])
+		if err != nil {
+			return false, err
+		}
+		if b.excluded[p] {
+			continue
+		}
+		if part >= 0 && p != part {
+			return false, nil
+		}
+		part = p
+		n++
+	}
+	k := u - b.lo
+	b.done[k/64] |= 1 << (k % 64)
+	if part < 0 {
+		return true, nil // no kept row: the unit contributes nothing
+	}
+	g := b.parts[part].g
+	sums := b.sums[:0]
+	for a, spec := range b.plan.Aggregates {
+		var sum float64
+		if spec.Kind == dp.Sum {
+			v := vals[spec.Value]
+			for r := i; r < j; r++ {
+				if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
+					continue
+				}
+				if hashes != nil && hashes.Value(r) != g {
+					continue // an excluded partition's row
+				}
+				if valsNull[spec.Value] && v.IsNull(r) {
+					continue
+				}
+				sum += min(max(v.Value(r), spec.Lower), spec.Upper)
+			}
+			sum = b.onGrid(a, sum)
+		}
+		sums = append(sums, sum)
+	}
+	b.sums = sums
+	return true, b.add1(b.parts[part], n, sums)
 }
 
 // isOpen and markOpen track units waiting in b.open with a bitset, so the common case — a
@@ -264,6 +336,7 @@ func (b *boundPass) partition(g uint64, rowid int64) (int32, error) {
 		}
 		p = int32(len(b.parts))
 		b.parts = append(b.parts, ps)
+		b.excluded = append(b.excluded, ps.excluded)
 		b.lookup[g] = p
 	}
 	b.lastG, b.lastPart = g, p
@@ -350,9 +423,7 @@ func sumGrid(s dp.Spec, units int64) float64 {
 }
 
 func (b *boundPass) contribute(ps *partState, picked []int) error {
-	n := int64(len(picked))
-	ps.units++
-	ps.rows += n
+	sums := b.sums[:0]
 	for j, spec := range b.plan.Aggregates {
 		var sum float64
 		if spec.Kind == dp.Sum {
@@ -363,13 +434,31 @@ func (b *boundPass) contribute(ps *partState, picked []int) error {
 				}
 				sum += min(max(v, spec.Lower), spec.Upper)
 			}
-			if g := b.grids[j]; g > 0 {
-				// Toward zero, so the value never leaves the clamp range [n·lo, n·hi] ∋ 0.
-				sum = math.Trunc(sum/g) * g
-			}
-			ps.sums[j] += sum
+			sum = b.onGrid(j, sum)
 		}
-		if err := ps.accs[j].AddUnit(n, sum); err != nil {
+		sums = append(sums, sum)
+	}
+	b.sums = sums
+	return b.add1(ps, int64(len(picked)), sums)
+}
+
+// onGrid truncates a unit's sum for aggregate j to its grid (see sumGrid); toward zero, so the
+// value never leaves the clamp range [n·lo, n·hi], which contains 0.
+func (b *boundPass) onGrid(j int, sum float64) float64 {
+	if g := b.grids[j]; g > 0 {
+		return math.Trunc(sum/g) * g
+	}
+	return sum
+}
+
+// add1 adds one unit's bounded contribution — n rows, and per aggregate the sum of its clamped
+// values — to a partition.
+func (b *boundPass) add1(ps *partState, n int64, sums []float64) error {
+	ps.units++
+	ps.rows += n
+	for j := range b.plan.Aggregates {
+		ps.sums[j] += sums[j]
+		if err := ps.accs[j].AddUnit(n, sums[j]); err != nil {
 			return err
 		}
 	}
@@ -458,6 +547,7 @@ func (b *boundPass) merge(o *boundPass) error {
 		if !ok {
 			b.lookup[op.g] = int32(len(b.parts))
 			b.parts = append(b.parts, op)
+			b.excluded = append(b.excluded, false)
 			continue
 		}
 		ps := b.parts[p]

@@ -48,6 +48,8 @@ type Snapshot struct {
 	Rows    int64    `json:"rows"`
 	Units   int64    `json:"units"`
 	Columns []Column `json:"columns"`
+
+	twins map[string]bool // worker-side: text columns with a hidden ENUM twin
 }
 
 // Column is a snapshot column's name and Arrow type.

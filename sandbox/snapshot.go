@@ -354,7 +354,11 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be loaded (%s)", digest, duckErrorClass(err))
 	}
-	s := &Snapshot{Digest: digest}
+	twins, err := w.addEnumTwins(ctx, table, schema)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be prepared (%s)", digest, duckErrorClass(err))
+	}
+	s := &Snapshot{Digest: digest, twins: twins}
 	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
 	if err := row.Scan(&s.Rows, &s.Units); err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be counted", digest)
@@ -369,6 +373,97 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	w.tables[digest] = s
 	w.mu.Unlock()
 	return s, nil
+}
+
+// enumTwinLimit is the most distinct values a text column may have to get an ENUM twin.
+const enumTwinLimit = 4096
+
+// twinPrefix names the hidden ENUM twin of a text column; catalog names cannot start with "_".
+const twinPrefix = "__cr_e_"
+
+// addEnumTwins gives each low-cardinality text column of a loaded snapshot a hidden ENUM copy.
+// Hashing a group key is most of the worker's scan cost when the key is text, and hashing an
+// ENUM (a small integer) is nearly free; filters and released values keep using the text
+// column, so no query changes meaning. Returns the columns that got a twin.
+func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.Schema) (map[string]bool, error) {
+	var text, estimates []string
+	for _, f := range schema.Fields() {
+		switch f.Type.ID() {
+		case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW:
+			text = append(text, f.Name)
+			estimates = append(estimates, "approx_count_distinct("+quoteIdent(f.Name)+")")
+		}
+	}
+	if len(text) == 0 {
+		return nil, nil
+	}
+	est := make([]int64, len(text))
+	dest := make([]any, len(text))
+	for i := range est {
+		dest[i] = &est[i]
+	}
+	if err := w.db.QueryRowContext(ctx, "SELECT "+strings.Join(estimates, ", ")+" FROM "+table).Scan(dest...); err != nil {
+		return nil, err
+	}
+	twins := map[string]bool{}
+	var casts []string
+	for i, c := range text {
+		if est[i] > 2*enumTwinLimit { // the estimate is approximate; the exact check follows
+			continue
+		}
+		rows, err := w.db.QueryContext(ctx, fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE %s IS NOT NULL ORDER BY 1 LIMIT %d",
+			quoteIdent(c), table, quoteIdent(c), enumTwinLimit+1))
+		if err != nil {
+			return nil, err
+		}
+		var lits []string
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			lits = append(lits, "'"+strings.ReplaceAll(v, "'", "''")+"'")
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		if len(lits) == 0 || len(lits) > enumTwinLimit {
+			continue
+		}
+		casts = append(casts, fmt.Sprintf("CAST(%s AS ENUM(%s)) AS %s", quoteIdent(c), strings.Join(lits, ", "), quoteIdent(twinPrefix+c)))
+		twins[c] = true
+	}
+	if len(casts) == 0 {
+		return nil, nil
+	}
+	tmp := table + "_twins"
+	for _, stmt := range []string{
+		fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT *, %s FROM %s ORDER BY rowid", tmp, strings.Join(casts, ", "), table),
+		"DROP TABLE " + table,
+		fmt.Sprintf("ALTER TABLE %s RENAME TO %s", tmp, table),
+	} {
+		if _, err := w.db.ExecContext(ctx, stmt); err != nil {
+			return nil, err
+		}
+	}
+	return twins, nil
+}
+
+// hashKeys is the SQL hash of the plan's group keys, reading a key's ENUM twin when it has
+// one. The scan, the public-key hashes and the key lookup must all use this one expression.
+func hashKeys(p *Plan, snap *Snapshot) string {
+	keys := make([]string, len(p.Keys))
+	for i, k := range p.Keys {
+		keys[i] = k
+		for c := range snap.twins {
+			if k == quoteIdent(c) {
+				keys[i] = quoteIdent(twinPrefix + c)
+			}
+		}
+	}
+	return "hash(" + strings.Join(keys, ", ") + ")"
 }
 
 func verifyDigest(path, digest string) error {

@@ -247,7 +247,7 @@ func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi 
 func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, ordered bool, pass *boundPass) error {
 	cols := []string{unitColumn, "rowid"}
 	if len(p.Keys) > 0 {
-		cols = append(cols, "hash("+strings.Join(p.Keys, ", ")+")")
+		cols = append(cols, hashKeys(p, snap))
 	}
 	for _, v := range p.Values {
 		cols = append(cols, "CAST(("+v+") AS DOUBLE)")
@@ -299,7 +299,9 @@ func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[u
 			return nil, errcode.New(errcode.InvalidOptions, "the public domains of the group keys have more than %d combinations", maxPublicTuples)
 		}
 	}
-	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", strings.Join(p.Keys, ", "), tableName(snap.Digest)))
+	// The domain values are cast to the types hashKeys hashes (an ENUM twin's, or the key's).
+	hashed := strings.TrimSuffix(strings.TrimPrefix(hashKeys(p, snap), "hash("), ")")
+	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", hashed, tableName(snap.Digest)))
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +374,7 @@ func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boun
 		byRow[ps.row] = ps
 		ids = append(ids, strconv.FormatInt(ps.row, 10))
 	}
-	cols := []string{"rowid", "hash(" + strings.Join(p.Keys, ", ") + ")"}
+	cols := []string{"rowid", hashKeys(p, snap)}
 	for _, k := range p.Keys {
 		cols = append(cols, "CAST(("+k+") AS VARCHAR)")
 	}
