@@ -284,3 +284,42 @@ func TestBoundPassStatesDoNotDependOnBatchOrder(t *testing.T) {
 		t.Fatal("the pre-noise states depend on the order batches arrive in")
 	}
 }
+
+// A unit bounded on the fast path (inside a batch, nothing to choose) and the same unit bounded
+// on the general path (at a batch edge, finished at the end) contribute identically.
+func TestFastAndGeneralPathsAgree(t *testing.T) {
+	p := testPlan(2, 4)
+	var all []row
+	for u := int64(0); u < 300; u++ {
+		for r := int64(0); r < 1+u%3; r++ { // 1 to 3 rows: never more than L∞
+			all = append(all, row{unit: u, key: []string{"a", "b"}[u%2], val: float64(mix(5, uint64(u), uint64(r))%5000) / 3.1})
+		}
+	}
+	states := func(b *boundPass) map[uint64]string {
+		out := map[uint64]string{}
+		for _, ps := range b.parts {
+			for _, acc := range ps.accs {
+				enc, err := acc.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[ps.g] += string(enc)
+			}
+		}
+		return out
+	}
+	fast := states(runPass(t, p, all)) // one batch: every unit but the two edge ones is interior
+	var perUnit [][]row                 // one batch per unit: every unit is an edge unit
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].unit == all[i].unit {
+			j++
+		}
+		perUnit = append(perUnit, all[i:j])
+		i = j
+	}
+	general := states(runPass(t, p, perUnit...))
+	if fmt.Sprint(fast) != fmt.Sprint(general) {
+		t.Fatal("fast and general paths bound the same units differently")
+	}
+}
