@@ -232,6 +232,10 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 func (b *boundPass) fastUnit(u int64, i, j int, rowids []int64, hashes *array.Uint64, vals []*array.Float64, valsNull []bool, keep *array.Boolean) (bool, error) {
 	part := int32(-1)
 	var n int64
+	sums := b.sums[:0]
+	for range b.plan.Aggregates {
+		sums = append(sums, 0)
+	}
 	for r := i; r < j; r++ {
 		if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
 			continue
@@ -252,35 +256,21 @@ func (b *boundPass) fastUnit(u int64, i, j int, rowids []int64, hashes *array.Ui
 		}
 		part = p
 		n++
+		for a, spec := range b.plan.Aggregates {
+			if spec.Kind == dp.Sum && !(valsNull[spec.Value] && vals[spec.Value].IsNull(r)) {
+				sums[a] += min(max(vals[spec.Value].Value(r), spec.Lower), spec.Upper)
+			}
+		}
 	}
+	b.sums = sums
 	k := u - b.lo
 	b.done[k/64] |= 1 << (k % 64)
 	if part < 0 {
 		return true, nil // no kept row: the unit contributes nothing
 	}
-	g := b.parts[part].g
-	sums := b.sums[:0]
-	for a, spec := range b.plan.Aggregates {
-		var sum float64
-		if spec.Kind == dp.Sum {
-			v := vals[spec.Value]
-			for r := i; r < j; r++ {
-				if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
-					continue
-				}
-				if hashes != nil && hashes.Value(r) != g {
-					continue // an excluded partition's row
-				}
-				if valsNull[spec.Value] && v.IsNull(r) {
-					continue
-				}
-				sum += min(max(v.Value(r), spec.Lower), spec.Upper)
-			}
-			sum = b.onGrid(a, sum)
-		}
-		sums = append(sums, sum)
+	for a := range sums {
+		sums[a] = b.onGrid(a, sums[a])
 	}
-	b.sums = sums
 	return true, b.add1(b.parts[part], n, sums)
 }
 

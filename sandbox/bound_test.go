@@ -309,7 +309,7 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 		return out
 	}
 	fast := states(runPass(t, p, all)) // one batch: every unit but the two edge ones is interior
-	var perUnit [][]row                 // one batch per unit: every unit is an edge unit
+	var perUnit [][]row                // one batch per unit: every unit is an edge unit
 	for i := 0; i < len(all); {
 		j := i
 		for j < len(all) && all[j].unit == all[i].unit {
