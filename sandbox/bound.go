@@ -127,17 +127,23 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 	if !ok {
 		return fmt.Errorf("sandbox: unit column has type %s", rec.Column(0).DataType())
 	}
-	rowids, ok := rec.Column(1).(*array.Int64)
+	return b.addUnits(units.Int64Values(), rec, 1)
+}
+
+// addUnits is add for a batch without the unit column: units[i] is row i's unit and the
+// batch's columns start at first with the rowid.
+func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int) error {
+	rowids, ok := rec.Column(first).(*array.Int64)
 	if !ok {
-		return fmt.Errorf("sandbox: rowid column has type %s", rec.Column(1).DataType())
+		return fmt.Errorf("sandbox: rowid column has type %s", rec.Column(first).DataType())
 	}
-	col := 2
+	col := first + 1
 	var hashes *array.Uint64
 	if b.nKeys > 0 {
-		if hashes, ok = rec.Column(2).(*array.Uint64); !ok {
-			return fmt.Errorf("sandbox: group hash column has type %s", rec.Column(2).DataType())
+		if hashes, ok = rec.Column(col).(*array.Uint64); !ok {
+			return fmt.Errorf("sandbox: group hash column has type %s", rec.Column(col).DataType())
 		}
-		col = 3
+		col++
 	}
 	vals := make([]*array.Float64, b.nVals)
 	valsNull := make([]bool, b.nVals) // whether the column has nulls in this batch at all
@@ -154,7 +160,7 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 		}
 	}
 	n := int(rec.NumRows())
-	unitVals, rowidVals := units.Int64Values(), rowids.Int64Values()
+	rowidVals := rowids.Int64Values()
 	for i := 0; i < n; {
 		u := unitVals[i]
 		j := i + 1

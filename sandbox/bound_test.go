@@ -323,3 +323,12 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 		t.Fatal("fast and general paths bound the same units differently")
 	}
 }
+
+func TestUnitsOfRowids(t *testing.T) {
+	s := &Snapshot{starts: []int64{0, 3, 4, 9, 10}} // units 0..3 over 10 rows
+	got := s.unitsOf([]int64{0, 1, 2, 3, 4, 8, 9, 2, 9, 5, 10}, nil)
+	want := []int64{0, 0, 0, 1, 2, 2, 3, 0, 3, 2, 4} // rowid 10 is past the end: no unit owns 4
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("unitsOf = %v, want %v", got, want)
+	}
+}

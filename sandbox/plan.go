@@ -49,7 +49,8 @@ type Snapshot struct {
 	Units   int64    `json:"units"`
 	Columns []Column `json:"columns"`
 
-	twins map[string]bool // worker-side: text columns with a hidden ENUM twin
+	twins  map[string]bool // worker-side: text columns with a hidden ENUM twin
+	starts []int64         // worker-side: first rowid of each unit, then the row count
 }
 
 // Column is a snapshot column's name and Arrow type.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -363,6 +364,9 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	if err := row.Scan(&s.Rows, &s.Units); err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be counted", digest)
 	}
+	if s.starts, err = w.unitStarts(ctx, table, s.Units, s.Rows); err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be indexed (%s)", digest, duckErrorClass(err))
+	}
 	for _, f := range schema.Fields() {
 		if f.Name != unitColumn {
 			s.Columns = append(s.Columns, Column{Name: f.Name, Type: f.Type.String()})
@@ -373,6 +377,58 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	w.tables[digest] = s
 	w.mu.Unlock()
 	return s, nil
+}
+
+// unitStarts returns each unit's first rowid, then the row count: units occupy consecutive
+// rowids (the table is loaded in unit order), so unit u's rows are [starts[u], starts[u+1]).
+// It checks that the runs really are consecutive and dense.
+func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64) ([]int64, error) {
+	res, err := w.db.QueryContext(ctx, fmt.Sprintf(
+		"SELECT %s, min(rowid), max(rowid), count(*) FROM %s GROUP BY 1 ORDER BY 1", unitColumn, table))
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	starts := make([]int64, 0, units+1)
+	var next int64
+	for res.Next() {
+		var u, first, last, n int64
+		if err := res.Scan(&u, &first, &last, &n); err != nil {
+			return nil, err
+		}
+		if u != int64(len(starts)) || first != next || last-first+1 != n {
+			return nil, errors.New("sandbox: snapshot rows are not in unit order")
+		}
+		starts = append(starts, first)
+		next = last + 1
+	}
+	if err := res.Err(); err != nil {
+		return nil, err
+	}
+	if int64(len(starts)) != units || next != rows {
+		return nil, errors.New("sandbox: snapshot units do not cover its rows")
+	}
+	return append(starts, rows), nil
+}
+
+// unitsOf appends to out the unit of each rowid (rows mostly arrive in order, so a cursor
+// steps forward; a jump falls back to binary search).
+func (s *Snapshot) unitsOf(rowids []int64, out []int64) []int64 {
+	u := 0
+	for _, x := range rowids {
+		if u+1 >= len(s.starts) || x < s.starts[u] || x >= s.starts[u+1] {
+			if u+2 < len(s.starts) && x >= s.starts[u+1] && x < s.starts[u+2] {
+				// the next unit: the common step
+				u++
+			} else {
+				// past the last unit this yields len(starts)-1, a unit no shard owns: the pass
+				// then fails closed
+				u = sort.Search(len(s.starts)-1, func(k int) bool { return s.starts[k+1] > x })
+			}
+		}
+		out = append(out, int64(u))
+	}
+	return out
 }
 
 // enumTwinLimit is the most distinct values a text column may have to get an ENUM twin.

@@ -245,7 +245,7 @@ func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi 
 }
 
 func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, ordered bool, pass *boundPass) error {
-	cols := []string{unitColumn, "rowid"}
+	cols := []string{"rowid"}
 	if len(p.Keys) > 0 {
 		cols = append(cols, hashKeys(p, snap))
 	}
@@ -259,10 +259,12 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 		// without noise.
 		cols = append(cols, "coalesce(try("+p.Filter+"), false)")
 	}
-	where := fmt.Sprintf("%s >= %d AND %s < %d", unitColumn, lo, unitColumn, hi)
+	// Units occupy consecutive rowids, so a unit range is a rowid range, and the unit of each
+	// row is looked up from its rowid rather than scanned (one column fewer to materialise).
+	where := fmt.Sprintf("rowid >= %d AND rowid < %d", snap.starts[lo], snap.starts[hi])
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tableName(snap.Digest), where)
 	if ordered {
-		q += " ORDER BY " + unitColumn + ", rowid"
+		q += " ORDER BY rowid"
 	}
 	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		rdr, err := ar.QueryContext(ctx, q)
@@ -270,8 +272,15 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 			return err
 		}
 		defer rdr.Release()
+		var units []int64
 		for rdr.Next() {
-			if err := pass.add(rdr.RecordBatch()); err != nil {
+			rec := rdr.RecordBatch()
+			rowids, ok := rec.Column(0).(*array.Int64)
+			if !ok {
+				return fmt.Errorf("sandbox: rowid column has type %s", rec.Column(0).DataType())
+			}
+			units = snap.unitsOf(rowids.Int64Values(), units[:0])
+			if err := pass.addUnits(units, rec, 0); err != nil {
 				return err
 			}
 		}
