@@ -161,6 +161,7 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 	}
 	n := int(rec.NumRows())
 	rowidVals := rowids.Int64Values()
+	sb := &scanBatch{rowids: rowidVals, hashes: hashes, vals: vals, valsNull: valsNull, keep: keep}
 	for i := 0; i < n; {
 		u := unitVals[i]
 		j := i + 1
@@ -181,7 +182,7 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 			b.markOpen(u)
 		}
 		if ou == nil && j-i <= b.lInf {
-			fast, err := b.fastUnit(u, i, j, rowidVals, hashes, vals, valsNull, keep)
+			fast, err := b.fastUnit(u, i, j, sb)
 			if err != nil {
 				return err
 			}
@@ -195,18 +196,11 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 			rows, vs = ou.rows, ou.vals
 		}
 		for r := i; r < j; r++ {
-			if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
-				continue
-			}
-			var g uint64
-			if hashes != nil {
-				g = hashes.Value(r)
-			}
-			part, err := b.partition(g, rowidVals[r])
+			part, err := b.rowPartition(sb, r)
 			if err != nil {
 				return err
 			}
-			if b.excluded[part] {
+			if part < 0 {
 				continue
 			}
 			rows = append(rows, unitRow{part: part, ord: int32(len(rows)), rowid: rowidVals[r]})
@@ -231,30 +225,50 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 	return nil
 }
 
+// scanBatch is one scan batch's columns, as the pass reads them row by row.
+type scanBatch struct {
+	rowids   []int64
+	hashes   *array.Uint64 // nil without group keys
+	vals     []*array.Float64
+	valsNull []bool         // whether each value column has any null in this batch
+	keep     *array.Boolean // nil without a filter
+}
+
+// rowPartition returns row r's partition, or -1 when the row is dropped: the filter did not
+// keep it, or its key is outside the public domains.
+func (b *boundPass) rowPartition(sb *scanBatch, r int) (int32, error) {
+	if sb.keep != nil && (sb.keep.IsNull(r) || !sb.keep.Value(r)) {
+		return -1, nil
+	}
+	var g uint64
+	if sb.hashes != nil {
+		g = sb.hashes.Value(r)
+	}
+	p, err := b.partition(g, sb.rowids[r])
+	if err != nil || b.excluded[p] {
+		return -1, err
+	}
+	return p, nil
+}
+
 // fastUnit bounds a complete run [i, j) that needs no choosing — at most L∞ rows, all kept
 // rows in one partition — straight from the batch, without buffering it; the result is the
 // same as flush's (rows summed in rowid order). It reports false, having changed nothing, when
 // the run needs the general path.
-func (b *boundPass) fastUnit(u int64, i, j int, rowids []int64, hashes *array.Uint64, vals []*array.Float64, valsNull []bool, keep *array.Boolean) (bool, error) {
+func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 	part := int32(-1)
 	var n int64
 	sums := b.sums[:0]
 	for range b.plan.Aggregates {
 		sums = append(sums, 0)
 	}
+	vals, valsNull := sb.vals, sb.valsNull
 	for r := i; r < j; r++ {
-		if keep != nil && (keep.IsNull(r) || !keep.Value(r)) {
-			continue
-		}
-		var g uint64
-		if hashes != nil {
-			g = hashes.Value(r)
-		}
-		p, err := b.partition(g, rowids[r])
+		p, err := b.rowPartition(sb, r)
 		if err != nil {
 			return false, err
 		}
-		if b.excluded[p] {
+		if p < 0 {
 			continue
 		}
 		if part >= 0 && p != part {
