@@ -164,9 +164,8 @@ func TestReleaseCarriesMechanismBudgetAndInterval(t *testing.T) {
 	if r.Spent.Epsilon != 1 || r.Spent.Delta != 0 {
 		t.Fatalf("spent = %+v, want epsilon 1 and no delta (public partitions)", r.Spent)
 	}
-	b, err := e.Balance(context.Background(), engine.GrantAccount("g"))
-	if err != nil || b.Spent.Epsilon != 1 {
-		t.Fatalf("grant spent = %+v (%v), want 1", b.Spent, err)
+	if got := spent(t, e, "g"); got != 1 {
+		t.Fatalf("grant spent %v, want 1", got)
 	}
 	if rep, err := e.VerifyLog(); err != nil || !rep.OK() {
 		t.Fatalf("log does not verify: %v %+v", err, rep)
@@ -262,9 +261,8 @@ func TestRefusalsHaveCodesAndRecordsAndCostNothing(t *testing.T) {
 	if len(refused) != len(cases) {
 		t.Fatalf("job_refused records = %v, want one per case", refused)
 	}
-	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
-	if b.Spent.Epsilon != 0 {
-		t.Fatalf("refused jobs cost %v", b.Spent.Epsilon)
+	if got := spent(t, e, "g"); got != 0 {
+		t.Fatalf("refused jobs cost %v", got)
 	}
 }
 
@@ -289,9 +287,8 @@ func TestBudgetExhaustionIsRefusedBeforeExecution(t *testing.T) {
 	if executions != 1 {
 		t.Fatalf("executions = %d, want 1: the refused job must not run", executions)
 	}
-	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
-	if math.Abs(b.Spent.Epsilon-0.6) > 1e-12 {
-		t.Fatalf("spent = %v, want 0.6", b.Spent.Epsilon)
+	if got := spent(t, e, "g"); math.Abs(got-0.6) > 1e-12 {
+		t.Fatalf("spent = %v, want 0.6", got)
 	}
 }
 
@@ -304,9 +301,8 @@ func TestJobThatFailsBeforeReadingDataIsNotCharged(t *testing.T) {
 	if code := errcode.Code(err); code != errcode.QueryInvalid {
 		t.Fatalf("err = %v, want query_invalid", err)
 	}
-	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
-	if b.Spent.Epsilon != 0 {
-		t.Fatalf("failed job cost %v", b.Spent.Epsilon)
+	if got := spent(t, e, "g"); got != 0 {
+		t.Fatalf("failed job cost %v", got)
 	}
 	var types []string
 	for _, r := range records(t, e) {
@@ -335,9 +331,8 @@ func TestDataDependentEvaluationErrorsRevealNothing(t *testing.T) {
 			t.Fatalf("threshold %d: %v — an error here is a noise-free answer about the data", threshold, err)
 		}
 	}
-	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
-	if b.Spent.Epsilon != 2 {
-		t.Fatalf("spent %v, want 2", b.Spent.Epsilon)
+	if got := spent(t, e, "g"); got != 2 {
+		t.Fatalf("spent %v, want 2", got)
 	}
 }
 
@@ -352,9 +347,8 @@ func TestJobThatFailsWhileReadingDataStaysCharged(t *testing.T) {
 	if errcode.Code(err) != errcode.SandboxTimeout {
 		t.Fatalf("err = %v, want sandbox_timeout", err)
 	}
-	b, _ := e.Balance(context.Background(), engine.GrantAccount("g"))
-	if b.Spent.Epsilon != 1 {
-		t.Fatalf("spent %v, want 1", b.Spent.Epsilon)
+	if got := spent(t, e, "g"); got != 1 {
+		t.Fatalf("spent %v, want 1", got)
 	}
 }
 
@@ -399,6 +393,16 @@ func TestProvenanceHoldsNoRawValues(t *testing.T) {
 	if rep, err := provenance.Verify(e.LogPath()); err != nil || !rep.OK() {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}
+}
+
+// spent is the epsilon spent on a grant.
+func spent(t *testing.T, e *engine.Engine, grant string) float64 {
+	t.Helper()
+	b, err := e.Balance(context.Background(), engine.GrantAccount(grant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Spent.Epsilon
 }
 
 func ledgerBudget(eps float64) ledger.Budget { return ledger.Budget{Epsilon: eps, Delta: 1e-3} }

@@ -258,7 +258,7 @@ func TestNewRefusesBadBundles(t *testing.T) {
 		"symlink": func(t *testing.T) string {
 			dir := copyDefaultBundle(t)
 			if err := os.Symlink("/etc/hostname", filepath.Join(dir, "link.json")); err != nil {
-				t.Skip(err)
+				t.Fatal(err)
 			}
 			return dir
 		},

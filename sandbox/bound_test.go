@@ -62,10 +62,26 @@ func testPlan(l0, linf int64) *Plan {
 
 func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 	t.Helper()
-	b := newBoundPass(p, 0, 1000, 1000, nil)
-	var next int64
-	for _, rows := range batches {
-		rec := batch(t, rows, &next)
+	order := make([]int, len(batches))
+	for i := range order {
+		order[i] = i
+	}
+	return runPassInOrder(t, p, batches, order)
+}
+
+// runPassInOrder feeds batches in the given order; rowids follow the batches' listed order,
+// as their position in the snapshot.
+func runPassInOrder(t *testing.T, p *Plan, batches [][]row, order []int) *boundPass {
+	t.Helper()
+	b := newBoundPass(p, 0, 2000, 2000, nil)
+	next := make([]int64, len(batches))
+	var id int64
+	for i := range batches {
+		next[i] = id
+		id += int64(len(batches[i]))
+	}
+	for _, i := range order {
+		rec := batch(t, batches[i], &next[i])
 		err := b.add(rec)
 		rec.Release()
 		if err != nil {
@@ -76,6 +92,22 @@ func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// encodedStates is each partition's DP pre-noise states, encoded, by group hash.
+func encodedStates(t *testing.T, b *boundPass) map[uint64]string {
+	t.Helper()
+	out := map[uint64]string{}
+	for _, ps := range b.parts {
+		for _, acc := range ps.accs {
+			enc, err := acc.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[ps.g] += string(enc)
+		}
+	}
+	return out
 }
 
 func keyName(g uint64) string {
@@ -244,43 +276,12 @@ func TestBoundPassStatesDoNotDependOnBatchOrder(t *testing.T) {
 		}
 		batches = append(batches, rows)
 	}
-	encode := func(order []int) string {
-		b := newBoundPass(p, 0, 2000, 2000, nil)
-		next := make([]int64, len(batches))
-		var id int64
-		for i := range batches {
-			next[i] = id
-			id += int64(len(batches[i]))
-		}
-		for _, i := range order {
-			rec := batch(t, batches[i], &next[i])
-			err := b.add(rec)
-			rec.Release()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := b.finish(); err != nil {
-			t.Fatal(err)
-		}
-		var out string
-		for _, ps := range b.parts {
-			for _, acc := range ps.accs {
-				enc, err := acc.Encode()
-				if err != nil {
-					t.Fatal(err)
-				}
-				out += string(enc)
-			}
-		}
-		return out
-	}
 	var fwd, rev []int
 	for i := range batches {
 		fwd = append(fwd, i)
 		rev = append(rev, len(batches)-1-i)
 	}
-	if encode(fwd) != encode(rev) {
+	if fmt.Sprint(encodedStates(t, runPassInOrder(t, p, batches, fwd))) != fmt.Sprint(encodedStates(t, runPassInOrder(t, p, batches, rev))) {
 		t.Fatal("the pre-noise states depend on the order batches arrive in")
 	}
 }
@@ -295,21 +296,8 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 			all = append(all, row{unit: u, key: []string{"a", "b"}[u%2], val: float64(mix(5, uint64(u), uint64(r))%5000) / 3.1})
 		}
 	}
-	states := func(b *boundPass) map[uint64]string {
-		out := map[uint64]string{}
-		for _, ps := range b.parts {
-			for _, acc := range ps.accs {
-				enc, err := acc.Encode()
-				if err != nil {
-					t.Fatal(err)
-				}
-				out[ps.g] += string(enc)
-			}
-		}
-		return out
-	}
-	fast := states(runPass(t, p, all)) // one batch: every unit but the two edge ones is interior
-	var perUnit [][]row                // one batch per unit: every unit is an edge unit
+	fast := encodedStates(t, runPass(t, p, all)) // one batch: every unit but the two edge ones is interior
+	var perUnit [][]row                          // one batch per unit: every unit is an edge unit
 	for i := 0; i < len(all); {
 		j := i
 		for j < len(all) && all[j].unit == all[i].unit {
@@ -318,7 +306,7 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 		perUnit = append(perUnit, all[i:j])
 		i = j
 	}
-	general := states(runPass(t, p, perUnit...))
+	general := encodedStates(t, runPass(t, p, perUnit...))
 	if fmt.Sprint(fast) != fmt.Sprint(general) {
 		t.Fatal("fast and general paths bound the same units differently")
 	}

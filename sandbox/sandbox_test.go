@@ -90,6 +90,16 @@ func visitsCSV(t *testing.T, dir string, reverse bool) (string, []string) {
 	return path, ids
 }
 
+// writeCSV writes body to a file named name in a fresh temporary directory.
+func writeCSV(t *testing.T, name, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func visitsSpec(path string) *catalog.Spec {
 	return &catalog.Spec{Name: "visits", Provider: "p", Grade: catalog.GradeL2, PrivacyUnit: "person_id",
 		Source: catalog.Source{Kind: catalog.SourceCSV, Path: path}, Budget: catalog.Budget{Epsilon: 10},
@@ -276,10 +286,7 @@ func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 	for i := 0; i < 20000; i++ {
 		fmt.Fprintf(&b, "5301021980%08d,A,%d\n", i, i%100)
 	}
-	path := filepath.Join(t.TempDir(), "big.csv")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCSV(t, "big.csv", b.String())
 	snap, err := c.Register(ctx, visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
@@ -337,10 +344,7 @@ func TestSnapshotUnitKeysAcrossBatches(t *testing.T) {
 			fmt.Fprintf(&b, "5301021980%08d,%s,%d\n", (i*7919)%5000, []string{"A", "B"}[i%2], r)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "many.csv")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCSV(t, "many.csv", b.String())
 	snap, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
@@ -367,10 +371,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 			fmt.Fprintf(&b, "5301021980%08d,%s,%d.%03d\n", (i*7919)%3000, []string{"A", "B"}[(i+r)%2], r*100+i%97, (i*37)%1000)
 		}
 	}
-	path := filepath.Join(t.TempDir(), "v.csv")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCSV(t, "v.csv", b.String())
 	spec := visitsSpec(path)
 	snap, err := w.register(ctx, &registerArgs{Kind: "csv", Path: path, PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
 	if err != nil {
@@ -385,17 +386,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 		if err := w.scan(ctx, p, snap, 0, snap.Units, ordered, pass); err != nil {
 			t.Fatal(err)
 		}
-		out := map[uint64]string{}
-		for _, ps := range pass.parts {
-			for _, acc := range ps.accs {
-				enc, err := acc.Encode()
-				if err != nil {
-					t.Fatal(err)
-				}
-				out[ps.g] += string(enc)
-			}
-		}
-		return out
+		return encodedStates(t, pass)
 	}
 	a, o := states(false), states(true)
 	if len(a) != 2 || len(o) != 2 {
@@ -420,10 +411,7 @@ func TestPublicDomainsDropOutsideRowsByKeyHash(t *testing.T) {
 		d := []string{"A", "B", "O'Neil"}[i%3] // O'Neil is not public (and needs quoting)
 		fmt.Fprintf(&b, "5301021980%08d,%s,%d,%d\n", i, d, 10, 2020+i%2)
 	}
-	path := filepath.Join(t.TempDir(), "d.csv")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCSV(t, "d.csv", b.String())
 	spec := visitsSpec(path)
 	spec.Columns["year"] = catalog.Column{Tags: []catalog.Tag{catalog.TagAttribute}}
 	snap, err := c.Register(ctx, spec)
@@ -467,10 +455,7 @@ func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
 		"11010519491231002x,B,2\n" +
 		" 11010519491231002X ,A,3\n" +
 		"110105194912310011,A,4\n"
-	path := filepath.Join(t.TempDir(), "spellings.csv")
-	if err := os.WriteFile(path, []byte(rows), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCSV(t, "spellings.csv", rows)
 	snap, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
@@ -481,10 +466,7 @@ func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
 }
 
 func TestFloatPrivacyUnitIsRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "floats.csv")
-	if err := os.WriteFile(path, []byte("person_id,district,cost\n1.5,A,1\n-0.0,A,1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeCSV(t, "floats.csv", "person_id,district,cost\n1.5,A,1\n-0.0,A,1\n")
 	_, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
 	if errcode.Code(err) != errcode.InvalidSpec {
 		t.Fatalf("err = %v, want invalid_spec", err)
