@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -195,9 +197,13 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 		// depend on the data: it stays charged, so probing with failures is never free.
 		return nil, e.charge(ctx, id, err)
 	}
+	pre, err := preNoiseBytes(p, parts)
+	if err != nil {
+		return nil, e.charge(ctx, id, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned states that do not match the plan; nothing was released"))
+	}
 	if _, err := e.record(ctx, "execution", id, map[string]any{
 		"domain": ds.Spec.Domain, "snapshot": ds.Snapshot.Digest, "duration_ms": time.Since(start).Milliseconds(),
-		"pre_noise_digest": e.auditKey.Digest(stateBytes(parts)),
+		"pre_noise_digest": e.auditKey.Digest(pre),
 	}); err != nil {
 		return nil, e.charge(ctx, id, err)
 	}
@@ -214,6 +220,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
 	}
+	postProcess(q, res)
 	res.Job, res.Dataset = id, ds.Spec.Name
 	res.Bounds = fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s) per group; values clamped to catalog bounds",
 		ds.Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup)
@@ -252,10 +259,13 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 	return res, nil
 }
 
-func stateBytes(parts []sandbox.Partition) []byte {
+// preNoiseBytes is what the execution record's keyed digest covers: every partition's key and
+// the canonical form of its pre-noise states (dp.Spec.Canonical), so the digest names the
+// computed aggregates, not one process's gob encoding of them.
+func preNoiseBytes(p *plan.Planned, parts []sandbox.Partition) ([]byte, error) {
 	var b []byte
-	for _, p := range parts {
-		for _, k := range p.Key {
+	for _, pt := range parts {
+		for _, k := range pt.Key {
 			if k == nil {
 				b = append(b, 0)
 			} else {
@@ -264,37 +274,97 @@ func stateBytes(parts []sandbox.Partition) []byte {
 			}
 			b = append(b, 0xff)
 		}
-		for _, s := range p.States {
-			b = append(b, s...)
+		if len(pt.States) != len(p.Worker.Aggregates) {
+			return nil, fmt.Errorf("engine: the worker returned %d states for %d aggregates", len(pt.States), len(p.Worker.Aggregates))
+		}
+		for j, st := range pt.States {
+			c, err := p.Worker.Aggregates[j].Canonical(st)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, c...)
 			b = append(b, 0xfe)
 		}
-		b = append(b, p.Selection...)
+		if sel := p.Worker.Selection; sel != nil {
+			c, err := sel.Canonical(pt.Selection)
+			if err != nil {
+				return nil, err
+			}
+			b = append(b, c...)
+		}
 		b = append(b, 0xfd)
 	}
-	return b
+	return b, nil
 }
 
+// postProcess applies ORDER BY, OFFSET and LIMIT to released rows: it reads only noisy values
+// and public keys, so it costs no budget.
+func postProcess(q *gate.Query, res *Result) {
+	if len(q.Order) > 0 {
+		sort.SliceStable(res.Rows, func(i, j int) bool {
+			for _, o := range q.Order {
+				c := compareCells(res.Rows[i][o.Output], res.Rows[j][o.Output])
+				if c == 0 {
+					continue
+				}
+				if o.Descending {
+					return c > 0
+				}
+				return c < 0
+			}
+			return false
+		})
+	}
+	if q.Offset > 0 {
+		res.Rows = res.Rows[min(int64(len(res.Rows)), q.Offset):]
+	}
+	if q.Limit >= 0 && int64(len(res.Rows)) > q.Limit {
+		res.Rows = res.Rows[:q.Limit]
+	}
+}
+
+// compareCells orders NULL keys first, keys as numbers when both parse as numbers, else as text.
+func compareCells(a, b Cell) int {
+	if a.DP != nil && b.DP != nil {
+		return cmp.Compare(a.DP.Value, b.DP.Value)
+	}
+	switch {
+	case a.Key == nil && b.Key == nil:
+		return 0
+	case a.Key == nil:
+		return -1
+	case b.Key == nil:
+		return 1
+	}
+	x, errX := strconv.ParseFloat(*a.Key, 64)
+	y, errY := strconv.ParseFloat(*b.Key, 64)
+	if errX == nil && errY == nil {
+		return cmp.Compare(x, y)
+	}
+	return strings.Compare(*a.Key, *b.Key)
+}
+
+// mechanismRecord is one aggregate's mechanism as recorded in provenance and with the budget
+// debit: its elementary noise additions are what a tighter accountant composes.
 type mechanismRecord struct {
-	Aggregate  string  `json:"aggregate"`
-	Kind       dp.Kind `json:"kind"`
-	Mechanism  string  `json:"mechanism"`
-	Epsilon    float64 `json:"epsilon"`
-	Delta      float64 `json:"delta"`
-	L0         int64   `json:"l0_sensitivity"`
-	LInf       float64 `json:"linf_sensitivity"`
-	NoiseScale float64 `json:"noise_stddev"`
+	Aggregate  string         `json:"aggregate"`
+	Kind       dp.Kind        `json:"kind,omitempty"`
+	Mechanism  string         `json:"mechanism"`
+	Epsilon    float64        `json:"epsilon"`
+	Delta      float64        `json:"delta"`
+	Components []dp.Component `json:"components"`
 }
 
 func mechanisms(p *plan.Planned) []mechanismRecord {
 	var out []mechanismRecord
 	for i, s := range p.Worker.Aggregates {
-		l0, lInf := s.Sensitivity()
 		out = append(out, mechanismRecord{Aggregate: p.Query.Aggregates[i].Name, Kind: s.Kind, Mechanism: s.Mechanism(),
-			Epsilon: s.Epsilon, Delta: s.Delta, L0: l0, LInf: lInf, NoiseScale: s.NoiseScale()})
+			Epsilon: s.Epsilon, Delta: s.Delta, Components: s.Components()})
 	}
 	if sel := p.Worker.Selection; sel != nil {
 		out = append(out, mechanismRecord{Aggregate: "partition_selection", Mechanism: "preagg_select_partition",
-			Epsilon: sel.Epsilon, Delta: sel.Delta, L0: sel.MaxPartitions, LInf: 1})
+			Epsilon: sel.Epsilon, Delta: sel.Delta, Components: []dp.Component{{Name: "selection", Mechanism: "preagg_select_partition",
+				Epsilon: sel.Epsilon, Delta: sel.Delta, L0: sel.MaxPartitions, LInf: 1}}})
 	}
 	return out
 }
@@ -337,20 +407,26 @@ func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result
 		sort.Slice(rows, func(i, j int) bool { return keyString(rows[i].key) < keyString(rows[j].key) })
 	}
 	for _, r := range rows {
+		// Each aggregate is released once per row; its outputs (several quantiles) share it.
+		released := make([][]dp.Released, len(p.Worker.Aggregates))
+		for j, spec := range p.Worker.Aggregates {
+			var st []byte
+			if r.states != nil {
+				st = r.states[j]
+			}
+			rel, err := spec.Release(st)
+			if err != nil {
+				return nil, err
+			}
+			released[j] = rel
+		}
 		cells := make([]Cell, len(q.Outputs))
 		for i, o := range q.Outputs {
 			if o.Key >= 0 {
 				cells[i] = Cell{Key: r.key[o.Key]}
 				continue
 			}
-			var st []byte
-			if r.states != nil {
-				st = r.states[o.Aggregate]
-			}
-			rel, err := p.Worker.Aggregates[o.Aggregate].Release(st)
-			if err != nil {
-				return nil, err
-			}
+			rel := released[o.Aggregate][o.Rank]
 			cells[i] = Cell{DP: &rel}
 		}
 		res.Rows = append(res.Rows, cells)
@@ -386,6 +462,16 @@ func crossProduct(domains [][]string) [][]*string {
 	return out
 }
 
+// usageOf returns want when the query records that use of column, else other.
+func usageOf(q *gate.Query, column string, want, other gate.Usage) gate.Usage {
+	for _, u := range q.Uses {
+		if u.Column == column && u.Usage == want {
+			return want
+		}
+	}
+	return other
+}
+
 func (e *Engine) columnUse(spec *catalog.Spec, col, usage string) policy.ColumnUse {
 	return policy.ColumnUse{Dataset: spec.Name, Column: col, Tags: tags(spec.Columns[col]), Usage: usage, PrivacyUnit: col == spec.PrivacyUnit}
 }
@@ -396,17 +482,22 @@ func (e *Engine) outputSummary(spec *catalog.Spec, q *gate.Query, p *plan.Planne
 	out := policy.Output{Rows: len(res.Rows), Cells: len(res.Rows) * len(q.Outputs)}
 	for _, o := range q.Outputs {
 		if o.Key >= 0 {
-			out.Columns = append(out.Columns, policy.OutputColumn{Name: o.Name, Kind: policy.KindGroupKey,
-				DerivedFrom: []policy.ColumnUse{e.columnUse(spec, q.Keys[o.Key].Column, policy.UsageGroupKey)}})
+			oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindGroupKey}
+			for _, c := range q.Keys[o.Key].Columns {
+				oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, c, policy.UsageGroupKey))
+			}
+			out.Columns = append(out.Columns, oc)
 			continue
 		}
 		a := q.Aggregates[o.Aggregate]
 		oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindAggregate, Aggregate: string(a.Kind), DerivedFrom: []policy.ColumnUse{}}
-		switch a.Kind {
-		case dp.Sum:
-			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, policy.UsageAggregate))
-		case dp.CountDistinct:
+		switch {
+		case a.Kind == dp.CountDistinct:
 			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, policy.UsageCountDistinctUnit))
+		case a.Kind == dp.Count && a.Column != "":
+			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, string(usageOf(q, a.Column, gate.UseCountRows, gate.UseAggregate))))
+		case a.Column != "":
+			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, policy.UsageAggregate))
 		}
 		out.Columns = append(out.Columns, oc)
 	}

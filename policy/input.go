@@ -28,6 +28,7 @@ const (
 	UsageFilter            = "filter"
 	UsageAggregate         = "aggregate"
 	UsageCountDistinctUnit = "count_distinct_unit"
+	UsageCountRows         = "count_rows" // COUNT(col): rows where the column is not NULL
 	UsageOutput            = "output"
 )
 

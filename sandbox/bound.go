@@ -42,8 +42,7 @@ type boundPass struct {
 	lo       int64    // first unit of the shard
 	done     []uint64 // bitset of closed units, relative to lo
 	openBits []uint64 // bitset of the units in open
-	// grids[j] is the power of two every unit contribution to aggregate j is a multiple of.
-	grids []float64
+	units    int64    // privacy units in the snapshot (sizes the accumulators' exactness grids)
 	// public maps the hash of each public key tuple to its values; nil without public domains.
 	public map[uint64][]string
 
@@ -55,7 +54,7 @@ type boundPass struct {
 	groups   []group
 	pick     []int
 	ranked   []rankedRow
-	sums     []float64
+	colVals  [][]float64 // per value column, the kept rows' values of the unit being bounded
 	lastG    uint64
 	lastPart int32
 }
@@ -98,12 +97,8 @@ type partState struct {
 // newBoundPass bounds the units [lo, hi) of a snapshot of units units in all; public is nil
 // or the public key tuples by hash.
 func newBoundPass(p *Plan, lo, hi, units int64, public map[uint64][]string) *boundPass {
-	grids := make([]float64, len(p.Aggregates))
-	for i, s := range p.Aggregates {
-		grids[i] = sumGrid(s, units)
-	}
 	return &boundPass{
-		grids:    grids,
+		units:    units,
 		plan:     p,
 		l0:       int(p.Bounds.MaxGroupsContributed),
 		lInf:     int(p.Bounds.MaxContributionsPerGroup),
@@ -258,10 +253,7 @@ func (b *boundPass) rowPartition(sb *scanBatch, r int) (int32, error) {
 func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 	part := int32(-1)
 	var n int64
-	sums := b.sums[:0]
-	for range b.plan.Aggregates {
-		sums = append(sums, 0)
-	}
+	cols := b.resetColVals()
 	vals, valsNull := sb.vals, sb.valsNull
 	for r := i; r < j; r++ {
 		p, err := b.rowPartition(sb, r)
@@ -276,22 +268,31 @@ func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 		}
 		part = p
 		n++
-		for a, spec := range b.plan.Aggregates {
-			if spec.Kind == dp.Sum && !(valsNull[spec.Value] && vals[spec.Value].IsNull(r)) {
-				sums[a] += min(max(vals[spec.Value].Value(r), spec.Lower), spec.Upper)
+		for c, col := range vals {
+			if valsNull[c] && col.IsNull(r) {
+				cols[c] = append(cols[c], math.NaN())
+			} else {
+				cols[c] = append(cols[c], col.Value(r))
 			}
 		}
 	}
-	b.sums = sums
 	k := u - b.lo
 	b.done[k/64] |= 1 << (k % 64)
 	if part < 0 {
 		return true, nil // no kept row: the unit contributes nothing
 	}
-	for a := range sums {
-		sums[a] = b.onGrid(a, sums[a])
+	return true, b.add1(b.parts[part], n, cols)
+}
+
+// resetColVals empties the per-column scratch of the unit being bounded.
+func (b *boundPass) resetColVals() [][]float64 {
+	if b.colVals == nil {
+		b.colVals = make([][]float64, b.nVals)
 	}
-	return true, b.add1(b.parts[part], n, sums)
+	for c := range b.colVals {
+		b.colVals[c] = b.colVals[c][:0]
+	}
+	return b.colVals
 }
 
 // isOpen and markOpen track units waiting in b.open with a bitset, so the common case — a
@@ -331,7 +332,7 @@ func (b *boundPass) partition(g uint64, rowid int64) (int32, error) {
 			}
 		}
 		for _, spec := range b.plan.Aggregates {
-			acc, err := spec.NewAccumulator()
+			acc, err := spec.NewAccumulator(b.units)
 			if err != nil {
 				return 0, err
 			}
@@ -416,59 +417,35 @@ func (b *boundPass) flush(u int64) error {
 	return nil
 }
 
-// sumGrid returns the power of two to which a Sum's unit contributions are truncated: fine
-// enough to change nothing a noisy release could show, coarse enough that every partial sum of
-// up to units contributions is a multiple of it below 2^53 of it. Float addition of such
-// numbers is exact, so the pre-noise totals do not depend on the order in which units arrive
-// (the worker's scan order varies) and a replay reproduces them bit for bit.
-func sumGrid(s dp.Spec, units int64) float64 {
-	if s.Kind != dp.Sum {
-		return 0
-	}
-	total := float64(s.MaxPerPartition) * math.Max(math.Abs(s.Lower), math.Abs(s.Upper)) * float64(max(units, 1))
-	if total == 0 || math.IsInf(total, 0) {
-		return 0
-	}
-	return math.Ldexp(1, math.Ilogb(total)-51)
-}
-
 func (b *boundPass) contribute(ps *partState, picked []int) error {
-	sums := b.sums[:0]
-	for j, spec := range b.plan.Aggregates {
-		var sum float64
-		if spec.Kind == dp.Sum {
-			for _, r := range picked {
-				v := b.vals[int(b.rows[r].ord)*b.nVals+spec.Value]
-				if math.IsNaN(v) {
-					continue // SUM ignores NULL
-				}
-				sum += min(max(v, spec.Lower), spec.Upper)
-			}
-			sum = b.onGrid(j, sum)
+	cols := b.resetColVals()
+	for _, r := range picked {
+		row := b.vals[int(b.rows[r].ord)*b.nVals:]
+		for c := range cols {
+			cols[c] = append(cols[c], row[c])
 		}
-		sums = append(sums, sum)
 	}
-	b.sums = sums
-	return b.add1(ps, int64(len(picked)), sums)
+	return b.add1(ps, int64(len(picked)), cols)
 }
 
-// onGrid truncates a unit's sum for aggregate j to its grid (see sumGrid); toward zero, so the
-// value never leaves the clamp range [n·lo, n·hi], which contains 0.
-func (b *boundPass) onGrid(j int, sum float64) float64 {
-	if g := b.grids[j]; g > 0 {
-		return math.Trunc(sum/g) * g
-	}
-	return sum
-}
-
-// add1 adds one unit's bounded contribution — n rows, and per aggregate the sum of its clamped
+// add1 adds one unit's bounded contribution — n kept rows and, per value column, those rows'
 // values — to a partition.
-func (b *boundPass) add1(ps *partState, n int64, sums []float64) error {
+func (b *boundPass) add1(ps *partState, n int64, cols [][]float64) error {
 	ps.units++
 	ps.rows += n
-	for j := range b.plan.Aggregates {
-		ps.sums[j] += sums[j]
-		if err := ps.accs[j].AddUnit(n, sums[j]); err != nil {
+	for j, spec := range b.plan.Aggregates {
+		var vals []float64
+		if spec.ReadsValues() {
+			vals = cols[spec.Value]
+		}
+		if spec.Kind == dp.Sum {
+			for _, v := range vals {
+				if !math.IsNaN(v) {
+					ps.sums[j] += min(max(v, spec.Lower), spec.Upper)
+				}
+			}
+		}
+		if err := ps.accs[j].AddUnit(n, vals); err != nil {
 			return err
 		}
 	}

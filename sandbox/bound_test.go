@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"testing"
 
@@ -237,35 +236,6 @@ func TestSmallestRanksMatchesSorting(t *testing.T) {
 	}
 }
 
-// Contributions on the grid add exactly: any order of the same contributions gives the same
-// float, and a contribution never leaves its clamp range.
-func TestSumGridMakesAdditionOrderIndependent(t *testing.T) {
-	spec := dp.Spec{Kind: dp.Sum, Lower: -0.3, Upper: 50000.7, MaxPerPartition: 5}
-	const units = 100000
-	g := sumGrid(spec, units)
-	if g <= 0 || g > 1e-3 {
-		t.Fatalf("grid %v", g)
-	}
-	vals := make([]float64, units)
-	for i := range vals {
-		v := float64(mix(1, uint64(i), 2)%250003)/1.7 - 1.4
-		vals[i] = math.Trunc(v/g) * g
-	}
-	var fwd, back float64
-	for i := range vals {
-		fwd += vals[i]
-		back += vals[len(vals)-1-i]
-	}
-	if fwd != back {
-		t.Fatalf("sums differ with order: %v vs %v", fwd, back)
-	}
-	if top := math.Trunc(5*50000.7/g) * g; top > 5*50000.7 {
-		t.Fatalf("truncation left the clamp range: %v", top)
-	}
-}
-
-// Feeding the same batches in another order (as DuckDB's parallel scan may) yields the same
-// pre-noise states, byte for byte — the premise of an exact replay.
 func TestBoundPassStatesDoNotDependOnBatchOrder(t *testing.T) {
 	p := testPlan(1, 3)
 	var batches [][]row

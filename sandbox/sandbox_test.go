@@ -143,7 +143,7 @@ func TestWorkerBoundsAHeavyContributor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got[*p.Key[0]] = rel.Value
+		got[*p.Key[0]] = rel[0].Value
 	}
 	if math.Abs(got["A"]-103) > 5 || math.Abs(got["B"]-100) > 5 {
 		t.Fatalf("bounded counts = %v, want A≈103 and B≈100", got)
@@ -431,7 +431,7 @@ func TestPublicDomainsDropOutsideRowsByKeyHash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got[*pt.Key[0]+"/"+*pt.Key[1]] = math.Round(rel.Value)
+		got[*pt.Key[0]+"/"+*pt.Key[1]] = math.Round(rel[0].Value)
 	}
 	want := map[string]float64{"A/2020": 50, "B/2021": 50, "A/2021": 50, "B/2020": 50}
 	for k, v := range want {

@@ -2,15 +2,20 @@
 // differential-privacy library (dpagg); nothing here draws noise of its own.
 //
 //	sandbox worker                              engine (parent)
-//	per unit, bounded ──▶ Accumulator.AddUnit    Spec.Release(encoded) ──▶ noisy value + 95% CI
+//	per unit, bounded ──▶ Accumulator.AddUnit    Spec.Release(encoded) ──▶ noisy values + 95% CIs
 //	                      Accumulator.Encode ──(gob over the pipe)──▶ Merge into a fresh,
 //	                                                                 expected-parameter object
 //
-// The worker feeds one contribution per privacy unit per partition (the library requires the
-// caller to bound contributions) and ships the library's own serialized pre-noise state; the
-// engine decodes it, merges it into an aggregation it constructed from the plan — dpagg's Merge
-// refuses a state whose epsilon, delta, sensitivity, bounds or noise differ, so a worker cannot
-// weaken the mechanism — and draws the noise once, at release.
+// The worker feeds each privacy unit's already-bounded rows once per partition (the library
+// requires the caller to bound contributions) and ships the library's own serialized pre-noise
+// state; the engine decodes it, merges it into an aggregation it constructed from the plan —
+// dpagg's Merge refuses a state whose epsilon, delta, sensitivity, bounds or noise differ, so a
+// worker cannot weaken the mechanism — and draws the noise once, at release.
+//
+// Float totals are made exact: every value a unit adds to a library sum is truncated to a
+// power-of-two grid fine enough to change nothing a release could show (see grid), so the
+// pre-noise state does not depend on the order in which units arrive and a replay reproduces it
+// bit for bit.
 package dp
 
 import (
@@ -26,28 +31,61 @@ type Kind string
 
 // Supported aggregate kinds.
 const (
-	Count         Kind = "count"          // COUNT(*): bounded rows per unit per partition
-	CountDistinct Kind = "count_distinct" // COUNT(DISTINCT privacy unit)
-	Sum           Kind = "sum"            // SUM(col): per-row clamp, per-unit pre-aggregation
+	// Count is COUNT(*) (Value −1) or COUNT(col) (rows whose value is not NULL): bounded rows
+	// per unit and partition, through BoundedSumInt64 over [0, L∞].
+	Count Kind = "count"
+	// CountDistinct is COUNT(DISTINCT privacy unit): one per unit, through Count.
+	CountDistinct Kind = "count_distinct"
+	// Sum is SUM(col): per-row clamp, per-unit pre-aggregation, through BoundedSumFloat64.
+	Sum Kind = "sum"
+	// Mean is AVG(col), through BoundedMean.
+	Mean Kind = "mean"
+	// Variance is VAR_POP/VAR_SAMP(col), through BoundedVariance.
+	Variance Kind = "variance"
+	// StdDev is STDDEV_POP/STDDEV_SAMP(col): the square root of BoundedVariance (post-processing).
+	StdDev Kind = "stddev"
+	// Quantiles is one or more QUANTILE_CONT/MEDIAN/MIN/MAX of one column sharing one
+	// BoundedQuantiles tree, plus a small noisy row count that sizes the intervals.
+	Quantiles Kind = "quantiles"
 )
 
 // Confidence is the level of every released interval.
 const Confidence = 0.95
 
+// quantileCountShare is the share of a Quantiles aggregate's budget spent on its row count,
+// which only serves to size the confidence intervals.
+const quantileCountShare = 0.1
+
 // Spec describes one aggregate's mechanism. Worker and engine build it from the same plan.
 type Spec struct {
 	Kind Kind `json:"kind"`
-	// Value is the index of the value expression this aggregate reads; -1 for counts.
+	// Value is the index of the value expression this aggregate reads; -1 for COUNT(*) and
+	// COUNT(DISTINCT unit).
 	Value int `json:"value"`
-	// Lower and Upper are the catalog's per-row clamping bounds (Sum only).
+	// Lower and Upper are the catalog's per-row clamping bounds (every kind that reads values
+	// except Count).
 	Lower float64 `json:"lower,omitempty"`
 	Upper float64 `json:"upper,omitempty"`
+	// Ranks are the quantile ranks in [0, 1] (Quantiles only).
+	Ranks []float64 `json:"ranks,omitempty"`
 	// Epsilon and Delta are this aggregate's share of the job's budget.
 	Epsilon float64 `json:"epsilon"`
 	Delta   float64 `json:"delta"`
 	// MaxPartitions (L0) and MaxPerPartition (L∞) are the enforced contribution bounds.
 	MaxPartitions   int64 `json:"max_partitions"`
 	MaxPerPartition int64 `json:"max_per_partition"`
+}
+
+// ReadsValues reports whether the aggregate reads a value column's per-row values.
+func (s Spec) ReadsValues() bool { return s.Value >= 0 }
+
+// bounded reports whether the kind clamps values to [Lower, Upper].
+func (s Spec) bounded() bool {
+	switch s.Kind {
+	case Sum, Mean, Variance, StdDev, Quantiles:
+		return true
+	}
+	return false
 }
 
 // Mechanism names the noise the spec uses (Laplace for delta 0, Gaussian otherwise).
@@ -65,33 +103,96 @@ func (s Spec) noise() noise.Noise {
 	return noise.Gaussian()
 }
 
-// unitBounds returns the range of one unit's pre-aggregated contribution to a partition.
+// unitBounds returns the range of one unit's pre-aggregated contribution to a Sum partition.
 func (s Spec) unitBounds() (lo, hi float64) {
 	n := float64(s.MaxPerPartition)
 	return math.Min(0, n*s.Lower), math.Max(0, n*s.Upper)
 }
 
-// Sensitivity returns the L0 and L∞ sensitivities the mechanism is calibrated to.
-func (s Spec) Sensitivity() (l0 int64, lInf float64) {
-	switch s.Kind {
-	case CountDistinct:
-		return s.MaxPartitions, 1
-	case Count:
-		return s.MaxPartitions, float64(s.MaxPerPartition)
-	default:
-		lo, hi := s.unitBounds()
-		return s.MaxPartitions, math.Max(math.Abs(lo), math.Abs(hi))
-	}
+// midpoint is the library's normalisation centre for means and variances (same expression).
+func (s Spec) midpoint() float64 { return s.Lower + (s.Upper-s.Lower)/2 }
+
+// Component is one elementary noise addition of a mechanism: what the privacy accountant
+// composes and what a dry run explains.
+type Component struct {
+	Name       string  `json:"name"`
+	Mechanism  string  `json:"mechanism"`
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
+	L0         int64   `json:"l0_sensitivity"`
+	LInf       float64 `json:"linf_sensitivity"`
+	NoiseScale float64 `json:"noise_stddev"`
 }
 
-// NoiseScale is the standard deviation of the noise the mechanism adds, for explanations and
-// provenance (the library's own formulas: Laplace b·√2 with b = L0·L∞/ε; Gaussian σ).
-func (s Spec) NoiseScale() float64 {
-	l0, lInf := s.Sensitivity()
-	if s.Delta == 0 {
-		return math.Sqrt2 * float64(l0) * lInf / s.Epsilon
+func (s Spec) component(name string, eps, delta float64, l0 int64, lInf float64) Component {
+	c := Component{Name: name, Mechanism: s.Mechanism(), Epsilon: eps, Delta: delta, L0: l0, LInf: lInf}
+	if delta == 0 {
+		c.NoiseScale = math.Sqrt2 * float64(l0) * lInf / eps
+	} else {
+		c.NoiseScale = noise.SigmaForGaussian(l0, lInf, eps, delta)
 	}
-	return noise.SigmaForGaussian(l0, lInf, s.Epsilon, s.Delta)
+	return c
+}
+
+// Components lists the spec's elementary noise additions with the budget shares and
+// sensitivities the library uses for them (its own splits: BoundedMean halves the budget
+// between count and sum, BoundedVariance thirds it; Quantiles noise every tree node with L0
+// multiplied by the tree height).
+func (s Spec) Components() []Component {
+	l0, lInf := s.MaxPartitions, float64(s.MaxPerPartition)
+	dist := s.Upper - s.midpoint()
+	switch s.Kind {
+	case CountDistinct:
+		return []Component{s.component("count", s.Epsilon, s.Delta, l0, 1)}
+	case Count:
+		return []Component{s.component("count", s.Epsilon, s.Delta, l0, lInf)}
+	case Sum:
+		lo, hi := s.unitBounds()
+		return []Component{s.component("sum", s.Epsilon, s.Delta, l0, math.Max(math.Abs(lo), math.Abs(hi)))}
+	case Mean:
+		e, d := s.Epsilon/2, s.Delta/2
+		return []Component{s.component("count", e, d, l0, lInf), s.component("normalized_sum", e, d, l0, lInf*dist)}
+	case Variance, StdDev:
+		e, d := s.Epsilon/3, s.Delta/3
+		return []Component{s.component("count", e, d, l0, lInf), s.component("normalized_sum", e, d, l0, lInf*dist),
+			s.component("normalized_sum_of_squares", s.Epsilon-2*e, s.Delta-2*d, l0, lInf*dist*dist)}
+	case Quantiles:
+		te, td, ce, cd := s.quantileSplit()
+		return []Component{s.component("quantile_tree_node", te, td, l0*dpagg.DefaultTreeHeight, lInf),
+			s.component("count", ce, cd, l0, lInf)}
+	}
+	return nil
+}
+
+func (s Spec) quantileSplit() (treeEps, treeDelta, countEps, countDelta float64) {
+	countEps, countDelta = s.Epsilon*quantileCountShare, s.Delta*quantileCountShare
+	return s.Epsilon - countEps, s.Delta - countDelta, countEps, countDelta
+}
+
+// Sensitivity returns the L0 and L∞ sensitivities of the spec's main noise addition.
+func (s Spec) Sensitivity() (l0 int64, lInf float64) {
+	c := s.Components()
+	if len(c) == 0 {
+		return s.MaxPartitions, 0
+	}
+	main := c[len(c)-1]
+	if s.Kind == Quantiles {
+		main = c[0]
+	}
+	return main.L0, main.LInf
+}
+
+// NoiseScale is the standard deviation of the spec's main noise addition (the library's own
+// formulas: Laplace b·√2 with b = L0·L∞/ε; Gaussian σ), for explanations and provenance.
+func (s Spec) NoiseScale() float64 {
+	c := s.Components()
+	if len(c) == 0 {
+		return 0
+	}
+	if s.Kind == Quantiles {
+		return c[0].NoiseScale
+	}
+	return c[len(c)-1].NoiseScale
 }
 
 // MaxEpsilon caps any single mechanism's epsilon. Beyond about 709 the library's Gaussian
@@ -103,58 +204,32 @@ func (s Spec) Validate() error {
 	if !(s.Epsilon > 0 && s.Epsilon <= MaxEpsilon) {
 		return fmt.Errorf("dp: epsilon must be in (0, %d]", MaxEpsilon)
 	}
-	_, err := s.newAgg()
+	if s.bounded() && !(s.Lower < s.Upper) {
+		return fmt.Errorf("dp: bounds must satisfy lower < upper")
+	}
+	if s.bounded() != s.ReadsValues() && s.Kind != Count {
+		return fmt.Errorf("dp: %s aggregates must read exactly one value column", s.Kind)
+	}
+	if s.Kind == Quantiles {
+		if len(s.Ranks) == 0 {
+			return fmt.Errorf("dp: a quantile aggregate needs at least one rank")
+		}
+		for _, r := range s.Ranks {
+			if !(r >= 0 && r <= 1) {
+				return fmt.Errorf("dp: quantile ranks must be in [0, 1]")
+			}
+		}
+	}
+	_, err := s.newAgg(0)
 	return err
 }
 
-// Accumulator is one partition's pre-noise aggregation inside the worker.
-type Accumulator interface {
-	// AddUnit adds one privacy unit's already-bounded contribution: its row count (≤ L∞)
-	// and the sum of its clamped values (Sum only).
-	AddUnit(rows int64, sum float64) error
-	// Merge folds another accumulator of the same spec into this one.
-	Merge(other Accumulator) error
-	// Encode serializes the library's pre-noise state for the engine.
-	Encode() ([]byte, error)
-}
-
-// NewAccumulator returns an empty accumulator for the spec.
-func (s Spec) NewAccumulator() (Accumulator, error) { return s.newAgg() }
-
-func (s Spec) newAgg() (agg, error) {
-	switch s.Kind {
-	case Count:
-		bs, err := dpagg.NewBoundedSumInt64(&dpagg.BoundedSumInt64Options{
-			Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: s.MaxPartitions,
-			Lower: 0, Upper: s.MaxPerPartition, Noise: s.noise(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &countAcc{bs}, nil
-	case CountDistinct:
-		c, err := dpagg.NewCount(&dpagg.CountOptions{
-			Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: s.MaxPartitions, Noise: s.noise(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &distinctAcc{c}, nil
-	case Sum:
-		lo, hi := s.unitBounds()
-		if !(s.Lower < s.Upper) {
-			return nil, fmt.Errorf("dp: sum bounds must satisfy lower < upper")
-		}
-		bs, err := dpagg.NewBoundedSumFloat64(&dpagg.BoundedSumFloat64Options{
-			Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: s.MaxPartitions,
-			Lower: lo, Upper: hi, Noise: s.noise(),
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &sumAcc{bs}, nil
+// Outputs is how many released values the spec yields per partition.
+func (s Spec) Outputs() int {
+	if s.Kind == Quantiles {
+		return len(s.Ranks)
 	}
-	return nil, fmt.Errorf("dp: unknown aggregate kind %q", s.Kind)
+	return 1
 }
 
 // Released is one noisy cell with what it cost.
@@ -168,165 +243,73 @@ type Released struct {
 }
 
 // Release decodes the worker's state (nil for a partition no unit reached), checks it was
-// built with exactly this spec, adds noise once and computes the confidence interval.
-func (s Spec) Release(encoded []byte) (Released, error) {
-	want, err := s.newAgg()
-	if err != nil {
-		return Released{}, err
-	}
-	if encoded != nil {
-		got, err := s.newAgg()
-		if err != nil {
-			return Released{}, err
-		}
-		if err := got.decode(encoded); err != nil {
-			return Released{}, fmt.Errorf("dp: decode worker state: %w", err)
-		}
-		if err := want.Merge(got); err != nil {
-			return Released{}, fmt.Errorf("dp: worker state does not match the plan: %w", err)
-		}
-	}
-	v, ci, err := want.result(1 - Confidence)
-	if err != nil {
-		return Released{}, err
-	}
-	if lo, _ := s.unitBounds(); lo >= 0 {
-		// Counts and sums of non-negative values cannot be negative; clamping the noisy value
-		// is post-processing and costs no budget (the library clamps the interval likewise).
-		v = math.Max(v, 0)
-	}
-	return Released{Value: v, CILow: ci.LowerBound, CIHigh: ci.UpperBound,
-		Mechanism: s.Mechanism(), Epsilon: s.Epsilon, Delta: s.Delta}, nil
-}
-
-type agg interface {
-	Accumulator
-	decode([]byte) error
-	result(alpha float64) (float64, noise.ConfidenceInterval, error)
-}
-
-type countAcc struct{ bs *dpagg.BoundedSumInt64 }
-
-func (a *countAcc) AddUnit(rows int64, _ float64) error { return a.bs.Add(rows) }
-func (a *countAcc) Encode() ([]byte, error)             { return a.bs.GobEncode() }
-func (a *countAcc) decode(b []byte) error               { return a.bs.GobDecode(b) }
-func (a *countAcc) Merge(o Accumulator) error {
-	b, ok := o.(*countAcc)
-	if !ok {
-		return fmt.Errorf("dp: merge of different kinds")
-	}
-	return a.bs.Merge(b.bs)
-}
-func (a *countAcc) result(alpha float64) (float64, noise.ConfidenceInterval, error) {
-	v, err := a.bs.Result()
-	if err != nil {
-		return 0, noise.ConfidenceInterval{}, err
-	}
-	ci, err := a.bs.ComputeConfidenceInterval(alpha)
-	return float64(v), ci, err
-}
-
-type distinctAcc struct{ c *dpagg.Count }
-
-func (a *distinctAcc) AddUnit(int64, float64) error { return a.c.Increment() }
-func (a *distinctAcc) Encode() ([]byte, error)      { return a.c.GobEncode() }
-func (a *distinctAcc) decode(b []byte) error        { return a.c.GobDecode(b) }
-func (a *distinctAcc) Merge(o Accumulator) error {
-	b, ok := o.(*distinctAcc)
-	if !ok {
-		return fmt.Errorf("dp: merge of different kinds")
-	}
-	return a.c.Merge(b.c)
-}
-func (a *distinctAcc) result(alpha float64) (float64, noise.ConfidenceInterval, error) {
-	v, err := a.c.Result()
-	if err != nil {
-		return 0, noise.ConfidenceInterval{}, err
-	}
-	ci, err := a.c.ComputeConfidenceInterval(alpha)
-	return float64(v), ci, err
-}
-
-type sumAcc struct{ bs *dpagg.BoundedSumFloat64 }
-
-func (a *sumAcc) AddUnit(_ int64, sum float64) error { return a.bs.Add(sum) }
-func (a *sumAcc) Encode() ([]byte, error)            { return a.bs.GobEncode() }
-func (a *sumAcc) decode(b []byte) error              { return a.bs.GobDecode(b) }
-func (a *sumAcc) Merge(o Accumulator) error {
-	b, ok := o.(*sumAcc)
-	if !ok {
-		return fmt.Errorf("dp: merge of different kinds")
-	}
-	return a.bs.Merge(b.bs)
-}
-func (a *sumAcc) result(alpha float64) (float64, noise.ConfidenceInterval, error) {
-	v, err := a.bs.Result()
-	if err != nil {
-		return 0, noise.ConfidenceInterval{}, err
-	}
-	ci, err := a.bs.ComputeConfidenceInterval(alpha)
-	return v, ci, err
-}
-
-// Selection describes DP partition selection (PreAggSelectPartition) for non-public keys.
-type Selection struct {
-	Epsilon       float64 `json:"epsilon"`
-	Delta         float64 `json:"delta"`
-	MaxPartitions int64   `json:"max_partitions"`
-}
-
-func (s Selection) new() (*dpagg.PreAggSelectPartition, error) {
-	return dpagg.NewPreAggSelectPartition(&dpagg.PreAggSelectPartitionOptions{
-		Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: s.MaxPartitions,
-	})
-}
-
-// Validate reports whether the library accepts the selection's parameters.
-func (s Selection) Validate() error {
-	if !(s.Epsilon > 0 && s.Epsilon <= MaxEpsilon) {
-		return fmt.Errorf("dp: epsilon must be in (0, %d]", MaxEpsilon)
-	}
-	_, err := s.new()
-	return err
-}
-
-// Selector counts a partition's distinct units inside the worker.
-type Selector struct{ p *dpagg.PreAggSelectPartition }
-
-// NewSelector returns an empty selector.
-func (s Selection) NewSelector() (*Selector, error) {
-	p, err := s.new()
+// built with exactly this spec, adds noise once and computes the confidence intervals: one
+// Released per output (Outputs), each stating the whole aggregate's epsilon and delta.
+func (s Spec) Release(encoded []byte) ([]Released, error) {
+	want, err := s.newAgg(0)
 	if err != nil {
 		return nil, err
 	}
-	return &Selector{p}, nil
+	if encoded != nil {
+		got, err := s.newAgg(0)
+		if err != nil {
+			return nil, err
+		}
+		if err := got.decode(encoded); err != nil {
+			return nil, fmt.Errorf("dp: decode worker state: %w", err)
+		}
+		if err := want.Merge(got); err != nil {
+			return nil, fmt.Errorf("dp: worker state does not match the plan: %w", err)
+		}
+	}
+	vals, err := want.results(1 - Confidence)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Released, len(vals))
+	for i, v := range vals {
+		if s.nonNegative() {
+			// Counts and sums of non-negative values cannot be negative; clamping the noisy value
+			// is post-processing and costs no budget (the library clamps the interval likewise).
+			v.value = math.Max(v.value, 0)
+			v.lo, v.hi = math.Max(v.lo, 0), math.Max(v.hi, 0)
+		}
+		out[i] = Released{Value: v.value, CILow: math.Min(v.lo, v.value), CIHigh: math.Max(v.hi, v.value),
+			Mechanism: s.Mechanism(), Epsilon: s.Epsilon, Delta: s.Delta}
+	}
+	return out, nil
 }
 
-// AddUnit counts one more unit in the partition.
-func (s *Selector) AddUnit() error { return s.p.Increment() }
+func (s Spec) nonNegative() bool {
+	switch s.Kind {
+	case Count, CountDistinct, Variance, StdDev:
+		return true
+	case Sum:
+		lo, _ := s.unitBounds()
+		return lo >= 0
+	}
+	return false
+}
 
-// Merge folds another selector of the same selection into this one.
-func (s *Selector) Merge(o *Selector) error { return s.p.Merge(o.p) }
+// grid returns the power of two to which contributions to a library float sum are truncated:
+// fine enough to change nothing a noisy release could show, coarse enough that every partial
+// sum of at most n contributions of magnitude at most m is a multiple of it below 2^53 of it.
+// Float addition of such numbers is exact, so the pre-noise totals do not depend on the order
+// in which units arrive (the worker's scan order varies) and a replay reproduces them bit for
+// bit. It returns 0 (no truncation) when n is unknown (the engine's side never adds values).
+func grid(m float64, n int64) float64 {
+	total := m * float64(n)
+	if n <= 0 || total == 0 || math.IsInf(total, 0) || math.IsNaN(total) {
+		return 0
+	}
+	return math.Ldexp(1, math.Ilogb(total)-51)
+}
 
-// Encode serializes the pre-selection state.
-func (s *Selector) Encode() ([]byte, error) { return s.p.GobEncode() }
-
-// Keep decodes a worker's state, checks its parameters and decides, with the library's
-// randomness, whether the partition may appear at all.
-func (s Selection) Keep(encoded []byte) (bool, error) {
-	want, err := s.new()
-	if err != nil {
-		return false, err
+// onGrid truncates v toward zero to a multiple of g, so it never leaves a clamp range that
+// contains 0.
+func onGrid(v, g float64) float64 {
+	if g > 0 {
+		return math.Trunc(v/g) * g
 	}
-	got, err := s.new()
-	if err != nil {
-		return false, err
-	}
-	if err := got.GobDecode(encoded); err != nil {
-		return false, fmt.Errorf("dp: decode worker selection state: %w", err)
-	}
-	if err := want.Merge(got); err != nil {
-		return false, fmt.Errorf("dp: worker selection state does not match the plan: %w", err)
-	}
-	return want.ShouldKeepPartition()
+	return v
 }

@@ -2,7 +2,9 @@ package dp_test
 
 import (
 	"bytes"
+	"fmt"
 	"math"
+	"reflect"
 	"testing"
 
 	"github.com/google/differential-privacy/go/v3/noise"
@@ -62,14 +64,34 @@ func truth(s dp.Spec, us []unit) float64 {
 	return t
 }
 
+// values spreads the unit's sum evenly over its rows (the accumulators take per-row values).
+func (u unit) values() []float64 {
+	vs := make([]float64, u.rows)
+	for i := range vs {
+		vs[i] = u.sum / float64(u.rows)
+	}
+	return vs
+}
+
+// one returns the single released value of a scalar aggregate.
+func one(rs []dp.Released, err error) (dp.Released, error) {
+	if err != nil {
+		return dp.Released{}, err
+	}
+	if len(rs) != 1 {
+		return dp.Released{}, fmt.Errorf("released %d values, want 1", len(rs))
+	}
+	return rs[0], nil
+}
+
 func encode(t *testing.T, s dp.Spec, us []unit) []byte {
 	t.Helper()
-	acc, err := s.NewAccumulator()
+	acc, err := s.NewAccumulator(1000)
 	if err != nil {
 		t.Fatalf("NewAccumulator(%+v): %v", s, err)
 	}
 	for _, u := range us {
-		if err := acc.AddUnit(u.rows, u.sum); err != nil {
+		if err := acc.AddUnit(u.rows, u.values()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,7 +118,7 @@ func TestReleaseOfWorkerStateIsTrueTotalAtLargeEpsilon(t *testing.T) {
 			t.Run(name(s), func(t *testing.T) {
 				us := units(1000, s)
 				want := truth(s, us)
-				r, err := s.Release(encode(t, s, us))
+				r, err := one(s.Release(encode(t, s, us)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -117,7 +139,7 @@ func TestReleaseOfWorkerStateIsTrueTotalAtLargeEpsilon(t *testing.T) {
 func TestReleaseOfNegativeSumIsNotClampedToZero(t *testing.T) {
 	s := dp.Spec{Kind: dp.Sum, Lower: -50, Upper: 100, Epsilon: bigEpsilon, MaxPartitions: 1, MaxPerPartition: 2}
 	us := []unit{{2, -100}, {1, -50}, {1, 20}} // true total −130, within the unit range [−100, 200]
-	r, err := s.Release(encode(t, s, us))
+	r, err := one(s.Release(encode(t, s, us)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +155,7 @@ func TestReleaseOfEmptyPartitionWorksAndCountsAreNonNegative(t *testing.T) {
 		for _, s := range specs(1, delta) {
 			t.Run(name(s), func(t *testing.T) {
 				for i := 0; i < 200; i++ {
-					r, err := s.Release(nil)
+					r, err := one(s.Release(nil))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -152,7 +174,7 @@ func TestReleaseOfEmptyPartitionWorksAndCountsAreNonNegative(t *testing.T) {
 func TestReleaseAtLargeEpsilonOfEmptyPartitionIsZero(t *testing.T) {
 	for _, s := range specs(bigEpsilon, 0) {
 		t.Run(name(s), func(t *testing.T) {
-			r, err := s.Release(nil)
+			r, err := one(s.Release(nil))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +227,7 @@ func TestReleaseRefusesStateOfAnotherSpec(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := encode(t, tc.worker, []unit{{1, 1}, {2, 3}})
-			r, err := tc.plan.Release(state)
+			r, err := one(tc.plan.Release(state))
 			if tc.ok && err != nil {
 				t.Fatalf("refused a state built under a matching spec: %v", err)
 			}
@@ -219,7 +241,7 @@ func TestReleaseRefusesStateOfAnotherSpec(t *testing.T) {
 func TestReleaseRefusesUndecodableState(t *testing.T) {
 	for _, s := range specs(1, 0) {
 		for _, state := range [][]byte{{}, []byte("not a gob"), {0xff, 0x00, 0x13}} {
-			if r, err := s.Release(state); err == nil {
+			if r, err := one(s.Release(state)); err == nil {
 				t.Errorf("%s: released %+v from %q", s.Kind, r, state)
 			}
 		}
@@ -288,7 +310,7 @@ func TestNoiseScaleIsTheStandardDeviationOfReleasedNoise(t *testing.T) {
 		t.Run(s.Mechanism(), func(t *testing.T) {
 			var sum, sq float64
 			for i := 0; i < n; i++ {
-				r, err := s.Release(nil)
+				r, err := one(s.Release(nil))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -316,7 +338,7 @@ func TestReleaseAddsNoise(t *testing.T) {
 	want := truth(s, us)
 	state := encode(t, s, us)
 	for i := 0; i < 20; i++ {
-		r, err := s.Release(state)
+		r, err := one(s.Release(state))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,7 +365,7 @@ func TestAccumulatorClampsUnitContribution(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.spec
 			s.Epsilon, s.MaxPartitions = bigEpsilon, 1
-			r, err := s.Release(encode(t, s, []unit{tc.unit}))
+			r, err := one(s.Release(encode(t, s, []unit{tc.unit})))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,18 +381,18 @@ func TestMergeEqualsOneAccumulatorFedBoth(t *testing.T) {
 	for _, s := range specs(1, 1e-5) {
 		t.Run(string(s.Kind), func(t *testing.T) {
 			us := units(301, s)
-			a, _ := s.NewAccumulator()
-			b, _ := s.NewAccumulator()
-			both, _ := s.NewAccumulator()
+			a, _ := s.NewAccumulator(1000)
+			b, _ := s.NewAccumulator(1000)
+			both, _ := s.NewAccumulator(1000)
 			for i, u := range us {
 				half := a
 				if i%3 == 0 {
 					half = b
 				}
-				if err := half.AddUnit(u.rows, u.sum); err != nil {
+				if err := half.AddUnit(u.rows, u.values()); err != nil {
 					t.Fatal(err)
 				}
-				if err := both.AddUnit(u.rows, u.sum); err != nil {
+				if err := both.AddUnit(u.rows, u.values()); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -396,11 +418,11 @@ func TestMergeRefusesAccumulatorOfAnotherKindOrSpec(t *testing.T) {
 	all := specs(1, 0)
 	for _, s := range all {
 		for _, o := range append(all, dp.Spec{Kind: s.Kind, Lower: s.Lower, Upper: s.Upper, Epsilon: 2, MaxPartitions: s.MaxPartitions, MaxPerPartition: s.MaxPerPartition}) {
-			if o == s {
+			if reflect.DeepEqual(o, s) {
 				continue
 			}
-			a, _ := s.NewAccumulator()
-			b, _ := o.NewAccumulator()
+			a, _ := s.NewAccumulator(1000)
+			b, _ := o.NewAccumulator(1000)
 			if err := a.Merge(b); err == nil {
 				t.Errorf("merged a %s (ε=%v) accumulator into a %s (ε=%v) one", o.Kind, o.Epsilon, s.Kind, s.Epsilon)
 			}

@@ -13,18 +13,18 @@ func ExampleSpec_Release() {
 	spec := dp.Spec{Kind: dp.Count, Value: -1, Epsilon: 1e4, MaxPartitions: 1, MaxPerPartition: 5}
 
 	// Worker side: three units with 2, 5 and 9 rows; the last is clamped to L∞ = 5.
-	acc, _ := spec.NewAccumulator()
+	acc, _ := spec.NewAccumulator(1000)
 	for _, rows := range []int64{2, 5, 9} {
-		_ = acc.AddUnit(rows, 0)
+		_ = acc.AddUnit(rows, nil)
 	}
 	state, _ := acc.Encode()
 
 	// Engine side.
-	r, err := spec.Release(state)
+	rs, err := spec.Release(state)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(r.Mechanism, math.Round(r.Value))
+	fmt.Println(rs[0].Mechanism, math.Round(rs[0].Value))
 	// Output: laplace 12
 }

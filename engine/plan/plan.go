@@ -89,12 +89,11 @@ func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Plan
 	}
 	p := &Planned{Query: q, Public: true}
 	for _, k := range q.Keys {
-		d := q.Dataset.Columns[k.Column].Domain
-		if len(d) == 0 {
+		if len(k.Domain) == 0 {
 			p.Public = false
 			break
 		}
-		p.Domains = append(p.Domains, d)
+		p.Domains = append(p.Domains, k.Domain)
 	}
 	if !p.Public {
 		p.Domains = nil
@@ -127,15 +126,18 @@ func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Plan
 		w.Keys = append(w.Keys, k.SQL)
 	}
 	for _, a := range q.Aggregates {
-		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup}
-		if a.Kind == dp.Sum {
-			c := q.Dataset.Columns[a.Column]
-			if !c.HasBounds() {
-				return nil, errcode.New(errcode.MissingBounds, "column %q has no public bounds in the catalog, so its sum cannot be bounded", a.Column)
-			}
-			s.Lower, s.Upper = c.Lower(), c.Upper()
+		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup,
+			Ranks: a.Ranks}
+		if a.SQL != "" {
 			s.Value = len(w.Values)
 			w.Values = append(w.Values, a.SQL)
+		}
+		if a.Kind != dp.Count && a.Kind != dp.CountDistinct {
+			c := q.Dataset.Columns[a.Column]
+			if !c.HasBounds() {
+				return nil, errcode.New(errcode.MissingBounds, "%s has no declared bounds, so %s cannot be bounded; the provider must declare them in the catalog", a.Column, a.Name)
+			}
+			s.Lower, s.Upper = c.Lower(), c.Upper()
 		}
 		if err := s.Validate(); err != nil {
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism for %s accepts", a.Name)

@@ -34,8 +34,8 @@ var visits = &catalog.Spec{
 
 // The SQL renderings follow what gate.Admit produces (engine/gate/testdata/admitted.golden).
 var (
-	keyDistrict  = gate.Key{Name: "district", Column: "district", SQL: `"district"`}
-	keyHospital  = gate.Key{Name: "hospital", Column: "hospital", SQL: `"hospital"`}
+	keyDistrict  = gate.Key{Name: "district", Column: "district", SQL: `"district"`, Domain: visits.Columns["district"].Domain}
+	keyHospital  = gate.Key{Name: "hospital", Column: "hospital", SQL: `"hospital"`, Domain: visits.Columns["hospital"].Domain}
 	keyDiagnosis = gate.Key{Name: "diagnosis", Column: "diagnosis", SQL: `"diagnosis"`}
 	aggCount     = gate.Aggregate{Name: "count", Kind: dp.Count}
 	aggUnits     = gate.Aggregate{Name: "units", Kind: dp.CountDistinct, Column: "person_id"}

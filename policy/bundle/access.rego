@@ -48,7 +48,7 @@ deny contains sprintf("cross_domain_join: datasets span %d data domains (%s)", [
 
 # --- how columns are used ---
 
-usages := {"group_key", "filter", "aggregate", "count_distinct_unit", "output"}
+usages := {"group_key", "filter", "aggregate", "count_distinct_unit", "count_rows", "output"}
 
 dataset_names := {d.name | some d in input.datasets}
 
@@ -62,8 +62,9 @@ deny contains sprintf("usage_unknown: column %s.%s has usage %s", [c.dataset, c.
 	not c.usage in usages
 }
 
-# An identifier may be counted (as its dataset's privacy unit, usage count_distinct_unit)
-# but never grouped by, aggregated or output.
+# An identifier may be counted — as its dataset's privacy unit (usage count_distinct_unit), or
+# as rows where it is present (usage count_rows, COUNT(col)) — but never grouped by, aggregated
+# or output.
 deny contains sprintf("identifier_in_%s: column %s.%s is tagged identifier", [c.usage, c.dataset, c.column]) if {
 	some c in input.columns
 	c.usage in {"group_key", "aggregate", "output"}

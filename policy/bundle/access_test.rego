@@ -279,3 +279,9 @@ test_mistyped_param_denied if {
 test_shipped_params_valid if {
 	not "params_invalid" in deny_codes(good)
 }
+
+test_counting_rows_of_identifier_allowed if {
+	cs := deny_codes(patched("add", "/columns/-", identifier_col("count_rows")))
+	not "identifier_in_count_rows" in cs
+	not "usage_unknown" in cs
+}

@@ -28,7 +28,8 @@ deny contains sprintf("output_kind_unknown: output column %s has kind %s", [col.
 	not col.kind in kinds
 }
 
-# No output column may derive from an identifier, except a count of distinct privacy units.
+# No output column may derive from an identifier, except a count of distinct privacy units or a
+# count of rows where the identifier is present.
 deny contains sprintf("identifier_in_output: output column %s derives from %s.%s, tagged identifier", [col.name, src.dataset, src.column]) if {
 	some col in input.output.columns
 	some src in col.derived_from
@@ -40,6 +41,12 @@ counts_units(col, src) if {
 	col.kind == "aggregate"
 	col.aggregate == "count_distinct"
 	lib.is_privacy_unit(src, input.datasets)
+}
+
+counts_units(col, src) if {
+	col.kind == "aggregate"
+	col.aggregate == "count"
+	src.usage == "count_rows"
 }
 
 # --- the reviewer's findings ---

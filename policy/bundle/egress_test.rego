@@ -215,3 +215,21 @@ test_missing_params_denied if {
 test_mistyped_mechanism_list_denied if {
 	"params_invalid" in deny_codes(good) with data.cleanroom.params.allowed_mechanisms as "laplace"
 }
+
+phone_rows := {"dataset": "visits", "column": "phone", "tags": ["identifier"], "usage": "count_rows", "privacy_unit": false}
+
+test_count_of_rows_with_identifier_allowed if {
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/output/columns/1/aggregate", "value": "count"},
+		{"op": "replace", "path": "/output/columns/1/derived_from", "value": [phone_rows]},
+	])
+	not "identifier_in_output" in deny_codes(inp)
+}
+
+test_sum_marked_count_rows_denied if {
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/output/columns/1/aggregate", "value": "sum"},
+		{"op": "replace", "path": "/output/columns/1/derived_from", "value": [phone_rows]},
+	])
+	"identifier_in_output" in deny_codes(inp)
+}
