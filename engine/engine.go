@@ -50,6 +50,14 @@ type Engine struct {
 
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
+
+	fpMu    sync.Mutex
+	fpLocks map[string]*fpLock // jobs in flight by grant and query fingerprint
+}
+
+type fpLock struct {
+	mu      sync.Mutex
+	waiters int
 }
 
 // Dataset is a registered dataset: its spec and snapshot.
@@ -68,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{dataDir: cfg.DataDir, cfg: cfg, workers: map[string]*sandbox.Client{},
-		isol: map[string]*sandbox.Isolation{}, datasets: map[string]*Dataset{},
+		isol: map[string]*sandbox.Isolation{}, datasets: map[string]*Dataset{}, fpLocks: map[string]*fpLock{},
 		logPath: filepath.Join(cfg.DataDir, "provenance.log")}
 	ok := false
 	defer func() {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,14 +109,9 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		return nil, stageBeforeReserve, err
 	}
 
-	dref := []policy.DatasetRef{{Name: ds.Spec.Name, Provider: ds.Spec.Provider, Grade: string(ds.Spec.Grade), Domain: ds.Spec.Domain, PrivacyUnit: ds.Spec.PrivacyUnit}}
-	params := policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
-		MaxGroupsContributed: int(opts.MaxGroupsContributed), MaxContributionsPerGroup: int(opts.MaxContributionsPerGroup), PublicPartitions: p.Public}
-	var uses []policy.ColumnUse
-	for _, u := range q.Uses {
-		uses = append(uses, e.columnUse(ds.Spec, u.Column, string(u.Usage)))
-	}
-	access, err := e.policy.Access(ctx, policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: dref, Columns: uses, Job: params})
+	in := e.accessInput(j, ds, q, p, opts)
+	dref, params := in.Datasets, in.Job
+	access, err := e.policy.Access(ctx, in)
 	if err != nil {
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.PolicyDenied, err, "the access policy could not be evaluated; denied")
 	}
@@ -127,6 +123,21 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	}
 	if !ds.Spec.Operable() { // the policy already denies L4; this holds even under a lax bundle
 		return nil, stageBeforeReserve, errcode.New(errcode.NotOperable, "dataset %q is graded L4 (不予开放) and is never operated", ds.Spec.Name)
+	}
+
+	// An identical query on this grant is answered from its first release, at no cost; one at a
+	// time per fingerprint, so two identical jobs in flight cannot both draw fresh noise.
+	fingerprint, err := queryFingerprint(j.Grant, q, p)
+	if err != nil {
+		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
+	}
+	unlock := e.lockFingerprint(j.Grant + "/" + fingerprint)
+	defer unlock()
+	if prior, ok, err := e.ledger.Recall(ctx, j.Grant, fingerprint); err != nil {
+		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
+	} else if ok {
+		res, err := e.answerFromRelease(ctx, id, j, ds, q, p, dref, params, prior)
+		return res, stageBeforeReserve, err
 	}
 
 	mech, _ := json.Marshal(mechanisms(p))
@@ -147,7 +158,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		return nil, stageAfterReserve, e.refund(ctx, id, err)
 	}
 
-	res, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params)
+	res, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint)
 	if err != nil {
 		return nil, stageAfterReserve, err
 	}
@@ -179,7 +190,7 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	return cause
 }
 
-func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams) (*Result, error) {
+func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint string) (*Result, error) {
 	w, err := e.worker(ctx, ds.Spec.Domain)
 	if err != nil {
 		return nil, e.refund(ctx, id, err)
@@ -220,43 +231,60 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
 	}
+	all := slices.Clone(res.Rows)
 	postProcess(q, res)
 	res.Job, res.Dataset = id, ds.Spec.Name
-	res.Bounds = fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s) per group; values clamped to catalog bounds",
-		ds.Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup)
+	res.Bounds = boundsText(ds, p)
+	res.Spent = p.Cost
+	res.Split = p.Split
 	if _, err := e.record(ctx, "mechanism", id, map[string]any{"aggregates": mechanisms(p), "rows_released": len(res.Rows)}); err != nil {
 		return nil, err
 	}
 
+	if err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, nil); err != nil {
+		return nil, err
+	}
+	if err := e.remember(ctx, id, j.Grant, fingerprint, all, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// egressAndRelease asks the egress policy about a result and, when allowed, records the
+// release (with its output digest) and stamps the result with the record's log index.
+func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned,
+	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) error {
 	egress, err := e.policy.Egress(ctx, policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: e.outputSummary(ds.Spec, q, p, res), Findings: []policy.Finding{}})
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
 	if _, err := e.record(ctx, "policy_egress", id, egress); err != nil {
-		return nil, err
+		return err
 	}
 	if !egress.Allowed() {
-		// Already charged: the decision is a function of the noisy output, so a denial cannot be
-		// used to probe for free.
+		// A fresh job stays charged: the decision is a function of the noisy output, so a
+		// denial cannot be used to probe for free.
 		code := errcode.EgressDenied
 		if egress.Result == "review" {
 			code = errcode.HeldForReview
 		}
-		return nil, errcode.New(code, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
+		return errcode.New(code, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
 	}
-	res.Spent = p.Cost
-	res.Split = p.Split
 	out, err := provenance.Canonical(res)
 	if err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the result could not be encoded; nothing was released")
+		return errcode.Wrap(errcode.Internal, err, "the result could not be encoded; nothing was released")
 	}
 	sum := sha256.Sum256(out)
-	ent, err := e.record(ctx, "release", id, map[string]any{"output_digest": "sha256:" + hex.EncodeToString(sum[:]), "rows": len(res.Rows)})
+	data := map[string]any{"output_digest": "sha256:" + hex.EncodeToString(sum[:]), "rows": len(res.Rows)}
+	for k, v := range extra {
+		data[k] = v
+	}
+	ent, err := e.record(ctx, "release", id, data)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	res.LogIndex = ent.Index
-	return res, nil
+	return nil
 }
 
 // preNoiseBytes is what the execution record's keyed digest covers: every partition's key and

@@ -102,6 +102,15 @@ var schema = []string{
 	`CREATE TRIGGER IF NOT EXISTS ledger_entries_append_only_delete
 		BEFORE DELETE ON ledger_entries
 		BEGIN SELECT RAISE(ABORT, 'ledger: entries are append-only'); END`,
+	// Released answers by (grant, fingerprint), so an identical query is answered from here.
+	`CREATE TABLE IF NOT EXISTS released_results (
+		grant_id    TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		job         TEXT NOT NULL,
+		result      BLOB NOT NULL,
+		created_at  TEXT NOT NULL,
+		PRIMARY KEY (grant_id, fingerprint)
+	)`,
 }
 
 // dsnParams: BEGIN IMMEDIATE for every read-write transaction, WAL, a busy timeout for writers

@@ -473,3 +473,30 @@ func TestOpenRefusesDSNInPath(t *testing.T) {
 		}
 	}
 }
+
+func TestRememberedAnswerIsRecalledPerGrantAndSurvivesReopen(t *testing.T) {
+	l, path := openTemp(t)
+	if _, ok, err := l.Recall(ctx, "g1", "fp"); ok || err != nil {
+		t.Fatalf("recall before remember: ok=%v err=%v", ok, err)
+	}
+	if err := l.Remember(ctx, "g1", "fp", "job-1", []byte(`{"rows":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The first answer stays: a raced second release does not replace it.
+	if err := l.Remember(ctx, "g1", "fp", "job-2", []byte(`{"rows":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.Recall(ctx, "g2", "fp"); ok {
+		t.Fatal("an answer released on one grant was recalled on another")
+	}
+	l.Close()
+	l2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	r, ok, err := l2.Recall(ctx, "g1", "fp")
+	if err != nil || !ok || r.Job != "job-1" || string(r.Result) != `{"rows":1}` {
+		t.Fatalf("recall after reopen = %+v ok=%v err=%v, want job-1's answer", r, ok, err)
+	}
+}

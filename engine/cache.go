@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy"
+)
+
+// queryFingerprint names what a release's noise depends on: the grant and the bounded plan —
+// rendered keys, filter and values (so whitespace, case and aliases do not matter), the
+// mechanisms with their budget shares, the contribution bounds, the partitions and the
+// snapshot digest — and the shape of the outputs. It leaves out the job id, the per-job
+// sampling key and the deadline, and the ORDER BY/LIMIT applied after release, which the
+// stored answer is re-post-processed with.
+func queryFingerprint(grant string, q *gate.Query, p *plan.Planned) (string, error) {
+	w := p.Worker
+	w.Job, w.SamplingKey, w.TimeoutMS = "", 0, 0
+	type shape struct{ Key, Aggregate, Rank int }
+	outs := make([]shape, len(q.Outputs))
+	for i, o := range q.Outputs {
+		outs[i] = shape{o.Key, o.Aggregate, o.Rank}
+	}
+	b, err := provenance.Canonical(map[string]any{"grant": grant, "plan": w, "public": p.Public, "outputs": outs})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// storedAnswer is what the control-plane store keeps of a release: every released row before
+// ORDER BY/LIMIT, and how it was computed.
+type storedAnswer struct {
+	Rows   [][]Cell  `json:"rows"`
+	Spent  plan.Cost `json:"spent"`
+	Split  string    `json:"budget_split"`
+	Bounds string    `json:"bounds"`
+}
+
+// remember stores a fresh release for identical queries. The release is already recorded, so
+// a failure here does not withdraw it; it is recorded, and the next identical query will be
+// computed (and charged) again.
+func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, all [][]Cell, res *Result) error {
+	b, err := json.Marshal(storedAnswer{Rows: all, Spent: res.Spent, Split: res.Split, Bounds: res.Bounds})
+	if err == nil {
+		err = e.ledger.Remember(ctx, grant, fingerprint, id, b)
+	}
+	if err != nil {
+		if _, rerr := e.record(context.WithoutCancel(ctx), "release_not_stored", id, map[string]any{"reason": "the answer could not be stored for repeated queries"}); rerr != nil {
+			return rerr
+		}
+	}
+	return nil
+}
+
+// answerFromRelease answers a job whose fingerprint was released before on the same grant:
+// the same noisy rows, re-post-processed for this query, through the egress policy again, and
+// nothing is charged.
+func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned,
+	dref []policy.DatasetRef, params policy.JobParams, prior ledger.Released) (*Result, error) {
+	var st storedAnswer
+	if err := json.Unmarshal(prior.Result, &st); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the stored answer could not be read")
+	}
+	for _, row := range st.Rows {
+		if len(row) != len(q.Outputs) {
+			return nil, errcode.New(errcode.Internal, "the stored answer does not match the query's outputs")
+		}
+	}
+	if _, err := e.record(ctx, "answered_from_release", id, map[string]any{"released_job": prior.Job}); err != nil {
+		return nil, err
+	}
+	res := &Result{Job: id, Dataset: ds.Spec.Name, Rows: st.Rows, Bounds: st.Bounds,
+		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
+			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}
+	for _, o := range q.Outputs {
+		kind := "aggregate"
+		if o.Key >= 0 {
+			kind = "group_key"
+		}
+		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
+	}
+	postProcess(q, res)
+	if err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false}); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// lockFingerprint serialises jobs with one fingerprint; it returns the unlock function.
+func (e *Engine) lockFingerprint(key string) (unlock func()) {
+	e.fpMu.Lock()
+	l := e.fpLocks[key]
+	if l == nil {
+		l = &fpLock{}
+		e.fpLocks[key] = l
+	}
+	l.waiters++
+	e.fpMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		e.fpMu.Lock()
+		if l.waiters--; l.waiters == 0 {
+			delete(e.fpLocks, key)
+		}
+		e.fpMu.Unlock()
+	}
+}

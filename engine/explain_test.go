@@ -1,0 +1,88 @@
+package engine_test
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+)
+
+// A dry run shows the plan, mechanisms and cost without reading data or touching the budget,
+// and its cost is what the job then pays.
+func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 100, false))
+	grant(t, e, "g", 10)
+	job := engine.Job{Principal: applicant, Grant: "g", SQL: "SELECT district, COUNT(*), AVG(cost), MEDIAN(cost) FROM visits GROUP BY district",
+		Options: plan.Options{Epsilon: 1.5}}
+	before := len(records(t, e))
+	x, err := e.Explain(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(records(t, e)); n != before {
+		t.Fatalf("explain appended %d provenance records", n-before)
+	}
+	if got := spent(t, e, "g"); got != 0 {
+		t.Fatalf("explain spent %v", got)
+	}
+	if !x.Policy.Allowed() || !x.PublicPartitions || x.Cost.Epsilon != 1.5 || len(x.Aggregates) != 3 {
+		t.Fatalf("explanation = %+v", x)
+	}
+	count := x.Aggregates[0]
+	if count.Kind != dp.Count || count.ExpectedError == nil || len(count.Components) != 1 {
+		t.Fatalf("count explained as %+v", count)
+	}
+	// Laplace, ε = 0.5 per aggregate, L0 = 1, L∞ = 5: b = 10, 95% half-width b·ln 20.
+	if want := 10 * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
+		t.Fatalf("expected error %v, want %v", *count.ExpectedError, want)
+	}
+	if mean := x.Aggregates[1]; mean.Lower == nil || *mean.Upper != 1000 || len(mean.Components) != 2 || mean.Note == "" {
+		t.Fatalf("mean explained as %+v", mean)
+	}
+	r, err := e.Submit(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Spent != x.Cost {
+		t.Fatalf("job spent %+v, dry run said %+v", r.Spent, x.Cost)
+	}
+	again, err := e.Explain(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.AnsweredFromRelease != r.Job || again.Cost.Epsilon != 0 {
+		t.Fatalf("after release, explain says answered from %q at %+v", again.AnsweredFromRelease, again.Cost)
+	}
+}
+
+// The budget report shows the enforced basic composition and, beside it, a tighter bound over
+// the same debits.
+func TestBudgetReportsBasicAndTighterComposition(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 100)
+	for i := range 5 {
+		// No public domain for diagnosis: Gaussian aggregates and partition selection (delta).
+		sql := "SELECT diagnosis, COUNT(*) FROM visits WHERE cost >= " + string(rune('0'+i)) + " GROUP BY diagnosis"
+		if _, err := submit(e, "g", sql, plan.Options{Epsilon: 1, Delta: 1e-6}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := e.Budget(context.Background(), engine.GrantAccount("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.History) != 5 || math.Abs(rep.Balance.Spent.Epsilon-5) > 1e-9 {
+		t.Fatalf("history %d entries, spent %+v", len(rep.History), rep.Balance.Spent)
+	}
+	if math.Abs(rep.Tighter.Basic.Epsilon-rep.Balance.Spent.Epsilon) > 1e-9 {
+		t.Fatalf("accountant's basic total %v differs from the ledger's %v", rep.Tighter.Basic.Epsilon, rep.Balance.Spent.Epsilon)
+	}
+	if rep.Tighter.Tighter.Epsilon > rep.Tighter.Basic.Epsilon || rep.Tighter.Method == "" {
+		t.Fatalf("tighter bound %+v", rep.Tighter)
+	}
+}
