@@ -279,13 +279,7 @@ func TestBudgetExhaustionIsRefusedBeforeExecution(t *testing.T) {
 	if errcode.Code(err) != errcode.BudgetExhausted {
 		t.Fatalf("err = %v, want budget_exhausted", err)
 	}
-	executions := 0
-	for _, r := range records(t, e) {
-		if r["type"] == "execution" {
-			executions++
-		}
-	}
-	if executions != 1 {
+	if executions := countRecords(t, e, "execution"); executions != 1 {
 		t.Fatalf("executions = %d, want 1: the refused job must not run", executions)
 	}
 	if got := spent(t, e, "g"); math.Abs(got-0.6) > 1e-12 {

@@ -2,11 +2,9 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 
-	"github.com/c1b99f93/cleanroom/engine/accountant"
 	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
@@ -74,7 +72,6 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	}
 	x := &Explanation{Dataset: ds.Spec.Name, Snapshot: ds.Snapshot.Digest, Plan: p.Worker, PublicPartitions: p.Public,
 		Cost: p.Cost, Split: p.Split, Bounds: boundsText(ds, p), Policy: access}
-	x.Plan.SamplingKey = 0
 	for i, s := range p.Worker.Aggregates {
 		a := ExplainedAggregate{Name: q.Aggregates[i].Name, Kind: s.Kind, Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
 			Delta: s.Delta, Components: s.Components()}
@@ -125,61 +122,4 @@ func expectedError(s dp.Spec) (*float64, string) {
 func boundsText(ds *Dataset, p *plan.Planned) string {
 	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s) per group; values clamped to catalog bounds",
 		ds.Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup)
-}
-
-// BudgetReport is an account's balance, its per-job history and, beside the basic
-// composition the ledger enforces, a tighter bound over the same debits (for information).
-type BudgetReport struct {
-	Balance ledger.Balance    `json:"balance"`
-	History []ledger.Entry    `json:"history"`
-	Tighter accountant.Report `json:"accounting"`
-}
-
-// Budget reports an account (GrantAccount or DatasetAccount). Reserved and debited jobs are
-// composed (a reservation left by a crash counts as spent); refunded ones are not.
-func (e *Engine) Budget(ctx context.Context, account string) (*BudgetReport, error) {
-	bal, err := e.ledger.Balance(ctx, account)
-	if err != nil {
-		return nil, err
-	}
-	hist, err := e.ledger.History(ctx, account)
-	if err != nil {
-		return nil, err
-	}
-	var events []accountant.Event
-	for _, h := range hist {
-		if h.State == ledger.StateRefunded || len(h.Mechanism) == 0 {
-			continue
-		}
-		var recs []mechanismRecord
-		if err := json.Unmarshal(h.Mechanism, &recs); err != nil {
-			return nil, fmt.Errorf("engine: job %s has an unreadable mechanism record: %w", h.Job, err)
-		}
-		for _, r := range recs {
-			for _, c := range r.Components {
-				events = append(events, accountant.Event{Mechanism: c.Mechanism, Epsilon: c.Epsilon, Delta: c.Delta,
-					L0: c.L0, LInf: c.LInf, NoiseStddev: c.NoiseScale})
-			}
-		}
-	}
-	rep, err := accountant.Compose(events)
-	if err != nil {
-		return nil, err
-	}
-	return &BudgetReport{Balance: bal, History: hist, Tighter: rep}, nil
-}
-
-// accessInput is the access policy's input for a job.
-func (e *Engine) accessInput(j Job, ds *Dataset, q *gate.Query, p *plan.Planned, opts plan.Options) policy.AccessInput {
-	dref := []policy.DatasetRef{{Name: ds.Spec.Name, Provider: ds.Spec.Provider, Grade: string(ds.Spec.Grade), Domain: ds.Spec.Domain, PrivacyUnit: ds.Spec.PrivacyUnit}}
-	var uses []policy.ColumnUse
-	for _, u := range q.Uses {
-		uses = append(uses, e.columnUse(ds.Spec, u.Column, string(u.Usage)))
-	}
-	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: dref, Columns: uses, Job: jobParams(opts, p)}
-}
-
-func jobParams(opts plan.Options, p *plan.Planned) policy.JobParams {
-	return policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
-		MaxGroupsContributed: int(opts.MaxGroupsContributed), MaxContributionsPerGroup: int(opts.MaxContributionsPerGroup), PublicPartitions: p.Public}
 }

@@ -541,3 +541,14 @@ func (e *Engine) outputSummary(spec *catalog.Spec, q *gate.Query, p *plan.Planne
 	}
 	return out
 }
+
+// accessInput is the access policy's input for a job.
+func (e *Engine) accessInput(j Job, ds *Dataset, q *gate.Query, p *plan.Planned, opts plan.Options) policy.AccessInput {
+	dref := []policy.DatasetRef{{Name: ds.Spec.Name, Provider: ds.Spec.Provider, Grade: string(ds.Spec.Grade), Domain: ds.Spec.Domain, PrivacyUnit: ds.Spec.PrivacyUnit}}
+	var uses []policy.ColumnUse
+	for _, u := range q.Uses {
+		uses = append(uses, e.columnUse(ds.Spec, u.Column, string(u.Usage)))
+	}
+	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: dref, Columns: uses, Job: policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
+		MaxGroupsContributed: int(opts.MaxGroupsContributed), MaxContributionsPerGroup: int(opts.MaxContributionsPerGroup), PublicPartitions: p.Public}}
+}

@@ -169,31 +169,28 @@ func (s Spec) quantileSplit() (treeEps, treeDelta, countEps, countDelta float64)
 	return s.Epsilon - countEps, s.Delta - countDelta, countEps, countDelta
 }
 
+// main is the spec's main noise addition: the quantile tree's nodes, or the last (value)
+// component of the others.
+func (s Spec) main() Component {
+	c := s.Components()
+	switch {
+	case len(c) == 0:
+		return Component{L0: s.MaxPartitions}
+	case s.Kind == Quantiles:
+		return c[0]
+	}
+	return c[len(c)-1]
+}
+
 // Sensitivity returns the L0 and L∞ sensitivities of the spec's main noise addition.
 func (s Spec) Sensitivity() (l0 int64, lInf float64) {
-	c := s.Components()
-	if len(c) == 0 {
-		return s.MaxPartitions, 0
-	}
-	main := c[len(c)-1]
-	if s.Kind == Quantiles {
-		main = c[0]
-	}
-	return main.L0, main.LInf
+	m := s.main()
+	return m.L0, m.LInf
 }
 
 // NoiseScale is the standard deviation of the spec's main noise addition (the library's own
 // formulas: Laplace b·√2 with b = L0·L∞/ε; Gaussian σ), for explanations and provenance.
-func (s Spec) NoiseScale() float64 {
-	c := s.Components()
-	if len(c) == 0 {
-		return 0
-	}
-	if s.Kind == Quantiles {
-		return c[0].NoiseScale
-	}
-	return c[len(c)-1].NoiseScale
-}
+func (s Spec) NoiseScale() float64 { return s.main().NoiseScale }
 
 // MaxEpsilon caps any single mechanism's epsilon. Beyond about 709 the library's Gaussian
 // calibration underflows (its sampler would never return), and no useful release needs more.
