@@ -111,7 +111,7 @@ func TestReleasedIntervalsCoverTheTruthOnTestdata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := plan.Build(q, ds.Snapshot.Digest, plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}.Defaults(), 7)
+			p, err := plan.Build(q, map[string]string{spec.Name: ds.Snapshot.Digest}, plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}.Defaults(), 7)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -65,7 +65,7 @@ func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, al
 // answerFromRelease answers a job whose fingerprint was released before on the same grant:
 // the same noisy rows, re-post-processed for this query, through the egress policy again, and
 // nothing is charged.
-func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned,
+func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, prior ledger.Released) (*Result, error) {
 	var st storedAnswer
 	if err := json.Unmarshal(prior.Result, &st); err != nil {
@@ -79,7 +79,7 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds *Da
 	if _, err := e.record(ctx, "answered_from_release", id, map[string]any{"released_job": prior.Job}); err != nil {
 		return nil, err
 	}
-	res := &Result{Job: id, Dataset: ds.Spec.Name, Rows: st.Rows, Bounds: st.Bounds,
+	res := &Result{Job: id, Dataset: ds.name(), Rows: st.Rows, Bounds: st.Bounds,
 		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
 			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}
 	for _, o := range q.Outputs {

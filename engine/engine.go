@@ -215,8 +215,8 @@ func DatasetAccount(name string) string { return "dataset:" + name }
 func GrantAccount(id string) string { return "grant:" + id }
 
 // RegisterDataset validates a spec, has the domain's worker build its snapshot from the
-// provider's source, opens the dataset's lifetime budget account, and records the snapshot
-// digest. A failure registers nothing.
+// provider's source, opens the dataset's lifetime budget account (a public lookup table has
+// none), and records the snapshot digest. A failure registers nothing.
 func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Dataset, error) {
 	if err := spec.Validate(); err != nil {
 		var ce *catalog.Error
@@ -236,8 +236,10 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Data
 	if err != nil {
 		return nil, err
 	}
-	if err := e.ledger.EnsureAccount(ctx, DatasetAccount(spec.Name), ledger.Budget{Epsilon: spec.Budget.Epsilon, Delta: spec.Budget.Delta}); err != nil {
-		return nil, err
+	if !spec.Public { // a public lookup table has no privacy to spend
+		if err := e.ledger.EnsureAccount(ctx, DatasetAccount(spec.Name), ledger.Budget{Epsilon: spec.Budget.Epsilon, Delta: spec.Budget.Delta}); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := e.record(ctx, "dataset_registered", "", map[string]any{
 		"name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "domain": spec.Domain,

@@ -17,9 +17,9 @@ import (
 // mechanism and expected error, and what the job would cost — computed without reading data or
 // touching the budget.
 type Explanation struct {
-	Dataset  string       `json:"dataset"`
-	Snapshot string       `json:"snapshot"`
-	Plan     sandbox.Plan `json:"plan"`
+	Dataset   string            `json:"dataset"`
+	Snapshots map[string]string `json:"snapshots"`
+	Plan      sandbox.Plan      `json:"plan"`
 	// PublicPartitions says whether every declared key value is released (no selection).
 	PublicPartitions bool                 `json:"public_partitions"`
 	Aggregates       []ExplainedAggregate `json:"aggregates"`
@@ -59,18 +59,19 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.mu.RLock()
-	ds := e.datasets[q.Dataset.Name]
-	e.mu.RUnlock()
-	p, err := plan.Build(q, ds.Snapshot.Digest, opts, 0)
+	ds, err := e.sourcesOf(q)
 	if err != nil {
 		return nil, err
 	}
-	access, err := e.policy.Access(ctx, e.accessInput(j, ds, q, p, opts))
+	p, err := plan.Build(q, ds.snapshots(), opts, 0)
 	if err != nil {
 		return nil, err
 	}
-	x := &Explanation{Dataset: ds.Spec.Name, Snapshot: ds.Snapshot.Digest, Plan: p.Worker, PublicPartitions: p.Public,
+	access, err := e.policy.Access(ctx, accessInput(j, ds, q, p, opts))
+	if err != nil {
+		return nil, err
+	}
+	x := &Explanation{Dataset: ds.name(), Snapshots: ds.snapshots(), Plan: p.Worker, PublicPartitions: p.Public,
 		Cost: p.Cost, Split: p.Split, Bounds: boundsText(ds, p), Policy: access}
 	for i, s := range p.Worker.Aggregates {
 		a := ExplainedAggregate{Name: q.Aggregates[i].Name, Kind: s.Kind, Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
@@ -88,7 +89,7 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 			x.Cost = plan.Cost{}
 		}
 	}
-	for _, acct := range []string{GrantAccount(j.Grant), DatasetAccount(ds.Spec.Name)} {
+	for _, acct := range ds.accounts(j.Grant) {
 		if b, err := e.ledger.Balance(ctx, acct); err == nil {
 			x.Budget = append(x.Budget, b)
 		}
@@ -119,7 +120,13 @@ func expectedError(s dp.Spec) (*float64, string) {
 	return nil, ""
 }
 
-func boundsText(ds *Dataset, p *plan.Planned) string {
-	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s) per group; values clamped to catalog bounds",
-		ds.Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup)
+func boundsText(ds sources, p *plan.Planned) string {
+	after := ""
+	if r := p.Worker.Relation; r != nil && r.PerUnit {
+		after = " of the per-unit subquery"
+	} else if r != nil {
+		after = " of the join"
+	}
+	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s)%s per group; values clamped to their bounds",
+		ds.primary().Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup, after)
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
@@ -94,13 +93,14 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if err != nil {
 		return nil, stageBeforeReserve, err
 	}
-	e.mu.RLock()
-	ds := e.datasets[q.Dataset.Name]
-	e.mu.RUnlock()
-	if _, err := e.record(ctx, "gate", id, map[string]any{"admitted": true, "dataset": q.Dataset.Name, "snapshot": ds.Snapshot.Digest}); err != nil {
+	ds, err := e.sourcesOf(q)
+	if err != nil {
 		return nil, stageBeforeReserve, err
 	}
-	p, err := plan.Build(q, ds.Snapshot.Digest, opts, randomKey())
+	if _, err := e.record(ctx, "gate", id, map[string]any{"admitted": true, "dataset": ds.primary().Spec.Name, "snapshots": ds.snapshots()}); err != nil {
+		return nil, stageBeforeReserve, err
+	}
+	p, err := plan.Build(q, ds.snapshots(), opts, randomKey())
 	if err != nil {
 		return nil, stageBeforeReserve, err
 	}
@@ -109,7 +109,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		return nil, stageBeforeReserve, err
 	}
 
-	in := e.accessInput(j, ds, q, p, opts)
+	in := accessInput(j, ds, q, p, opts)
 	dref, params := in.Datasets, in.Job
 	access, err := e.policy.Access(ctx, in)
 	if err != nil {
@@ -121,8 +121,8 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if !access.Allowed() {
 		return nil, stageBeforeReserve, errcode.New(errcode.PolicyDenied, "the access policy denied this job: %s", strings.Join(access.Reasons, "; "))
 	}
-	if !ds.Spec.Operable() { // the policy already denies L4; this holds even under a lax bundle
-		return nil, stageBeforeReserve, errcode.New(errcode.NotOperable, "dataset %q is graded L4 (不予开放) and is never operated", ds.Spec.Name)
+	if err := ds.operable(); err != nil {
+		return nil, stageBeforeReserve, err
 	}
 
 	// An identical query on this grant is answered from its first release, at no cost; one at a
@@ -141,7 +141,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	}
 
 	mech, _ := json.Marshal(mechanisms(p))
-	accounts := []string{GrantAccount(j.Grant), DatasetAccount(ds.Spec.Name)}
+	accounts := ds.accounts(j.Grant)
 	if err := e.ledger.Reserve(ctx, id, accounts, ledger.Budget{Epsilon: p.Cost.Epsilon, Delta: p.Cost.Delta}, mech); err != nil {
 		var ex *ledger.ExhaustedError
 		if errors.As(err, &ex) {
@@ -190,8 +190,8 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	return cause
 }
 
-func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint string) (*Result, error) {
-	w, err := e.worker(ctx, ds.Spec.Domain)
+func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint string) (*Result, error) {
+	w, err := e.worker(ctx, ds.domain())
 	if err != nil {
 		return nil, e.refund(ctx, id, err)
 	}
@@ -213,7 +213,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 		return nil, e.charge(ctx, id, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned states that do not match the plan; nothing was released"))
 	}
 	if _, err := e.record(ctx, "execution", id, map[string]any{
-		"domain": ds.Spec.Domain, "snapshot": ds.Snapshot.Digest, "duration_ms": time.Since(start).Milliseconds(),
+		"domain": ds.domain(), "snapshots": ds.snapshots(), "duration_ms": time.Since(start).Milliseconds(),
 		"pre_noise_digest": e.auditKey.Digest(pre),
 	}); err != nil {
 		return nil, e.charge(ctx, id, err)
@@ -233,7 +233,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 	}
 	all := slices.Clone(res.Rows)
 	postProcess(q, res)
-	res.Job, res.Dataset = id, ds.Spec.Name
+	res.Job, res.Dataset = id, ds.name()
 	res.Bounds = boundsText(ds, p)
 	res.Spent = p.Cost
 	res.Split = p.Split
@@ -252,9 +252,9 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds *Da
 
 // egressAndRelease asks the egress policy about a result and, when allowed, records the
 // release (with its output digest) and stamps the result with the record's log index.
-func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds *Dataset, q *gate.Query, p *plan.Planned,
+func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) error {
-	egress, err := e.policy.Egress(ctx, policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: e.outputSummary(ds.Spec, q, p, res), Findings: []policy.Finding{}})
+	egress, err := e.policy.Egress(ctx, policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}})
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
@@ -490,42 +490,47 @@ func crossProduct(domains [][]string) [][]*string {
 	return out
 }
 
-// usageOf returns want when the query records that use of column, else other.
-func usageOf(q *gate.Query, column string, want, other gate.Usage) gate.Usage {
+// usageOf returns want when the query records that use of the column, else other.
+func usageOf(q *gate.Query, c gate.ColumnRef, want, other gate.Usage) gate.Usage {
 	for _, u := range q.Uses {
-		if u.Column == column && u.Usage == want {
+		if u.Dataset == c.Dataset && u.Column == c.Column && u.Usage == want {
 			return want
 		}
 	}
 	return other
 }
 
-func (e *Engine) columnUse(spec *catalog.Spec, col, usage string) policy.ColumnUse {
-	return policy.ColumnUse{Dataset: spec.Name, Column: col, Tags: tags(spec.Columns[col]), Usage: usage, PrivacyUnit: col == spec.PrivacyUnit}
+// columnUse is a catalog column's use as the policies see it.
+func (s sources) columnUse(c gate.ColumnRef, usage string) policy.ColumnUse {
+	spec := s.spec(c.Dataset)
+	return policy.ColumnUse{Dataset: c.Dataset, Column: c.Column, Tags: tags(spec.Columns[c.Column]), Usage: usage,
+		PrivacyUnit: !spec.Public && c.Column == spec.PrivacyUnit}
 }
 
 // outputSummary describes the result's lineage for the egress policy, from the plan (not from
 // column names).
-func (e *Engine) outputSummary(spec *catalog.Spec, q *gate.Query, p *plan.Planned, res *Result) policy.Output {
+func outputSummary(ds sources, q *gate.Query, p *plan.Planned, res *Result) policy.Output {
 	out := policy.Output{Rows: len(res.Rows), Cells: len(res.Rows) * len(q.Outputs)}
 	for _, o := range q.Outputs {
 		if o.Key >= 0 {
-			oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindGroupKey}
+			oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindGroupKey, DerivedFrom: []policy.ColumnUse{}}
 			for _, c := range q.Keys[o.Key].Columns {
-				oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, c, policy.UsageGroupKey))
+				oc.DerivedFrom = append(oc.DerivedFrom, ds.columnUse(c, policy.UsageGroupKey))
 			}
 			out.Columns = append(out.Columns, oc)
 			continue
 		}
 		a := q.Aggregates[o.Aggregate]
 		oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindAggregate, Aggregate: string(a.Kind), DerivedFrom: []policy.ColumnUse{}}
-		switch {
-		case a.Kind == dp.CountDistinct:
-			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, policy.UsageCountDistinctUnit))
-		case a.Kind == dp.Count && a.Column != "":
-			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, string(usageOf(q, a.Column, gate.UseCountRows, gate.UseAggregate))))
-		case a.Column != "":
-			oc.DerivedFrom = append(oc.DerivedFrom, e.columnUse(spec, a.Column, policy.UsageAggregate))
+		for _, c := range a.From {
+			usage := policy.UsageAggregate
+			switch {
+			case a.Kind == dp.CountDistinct:
+				usage = policy.UsageCountDistinctUnit
+			case a.Kind == dp.Count:
+				usage = string(usageOf(q, c, gate.UseCountRows, gate.UseAggregate))
+			}
+			oc.DerivedFrom = append(oc.DerivedFrom, ds.columnUse(c, usage))
 		}
 		out.Columns = append(out.Columns, oc)
 	}
@@ -543,12 +548,11 @@ func (e *Engine) outputSummary(spec *catalog.Spec, q *gate.Query, p *plan.Planne
 }
 
 // accessInput is the access policy's input for a job.
-func (e *Engine) accessInput(j Job, ds *Dataset, q *gate.Query, p *plan.Planned, opts plan.Options) policy.AccessInput {
-	dref := []policy.DatasetRef{{Name: ds.Spec.Name, Provider: ds.Spec.Provider, Grade: string(ds.Spec.Grade), Domain: ds.Spec.Domain, PrivacyUnit: ds.Spec.PrivacyUnit}}
+func accessInput(j Job, ds sources, q *gate.Query, p *plan.Planned, opts plan.Options) policy.AccessInput {
 	var uses []policy.ColumnUse
 	for _, u := range q.Uses {
-		uses = append(uses, e.columnUse(ds.Spec, u.Column, string(u.Usage)))
+		uses = append(uses, ds.columnUse(gate.ColumnRef{Dataset: u.Dataset, Column: u.Column}, string(u.Usage)))
 	}
-	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: dref, Columns: uses, Job: policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
+	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: ds.refs(), Columns: uses, Job: policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
 		MaxGroupsContributed: int(opts.MaxGroupsContributed), MaxContributionsPerGroup: int(opts.MaxContributionsPerGroup), PublicPartitions: p.Public}}
 }

@@ -17,6 +17,19 @@ var (
 	colPhone    = ColumnUse{Dataset: "visits", Column: "phone", Tags: []string{"identifier"}, Usage: UsageGroupKey}
 )
 
+// claims is a second private dataset of visits' domain, protected per person too; districts
+// is a public lookup table of district codes and names.
+var (
+	claims    = DatasetRef{Name: "claims", Provider: "medical_insurance_bureau", Grade: "L3", Domain: "platform", PrivacyUnit: "person_id"}
+	districts = DatasetRef{Name: "districts", Provider: "civil_affairs_bureau", Grade: "L1", Domain: "platform", Public: true}
+)
+
+// withUsage returns c with usage u.
+func withUsage(c ColumnUse, u string) ColumnUse {
+	c.Usage = u
+	return c
+}
+
 var goodJob = JobParams{
 	Kind: "sql", Epsilon: 1, Delta: 1e-6, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5,
 	PublicPartitions: true,
@@ -62,7 +75,20 @@ type accessCase struct {
 var accessCases = []accessCase{
 	{"allow_count_by_district", func(*AccessInput) {}, ResultAllow, nil},
 	{"allow_same_domain_join", func(in *AccessInput) {
-		in.Datasets = append(in.Datasets, DatasetRef{Name: "claims", Provider: "medical_insurance_bureau", Grade: "L3", Domain: "platform", PrivacyUnit: "person_id"})
+		in.Datasets = append(in.Datasets, claims)
+	}, ResultAllow, nil},
+	{"allow_join_on_privacy_units", func(in *AccessInput) {
+		in.Datasets = append(in.Datasets, claims)
+		other := withUsage(colPerson, UsageJoinUnit)
+		other.Dataset = "claims"
+		in.Columns = append(in.Columns, withUsage(colPerson, UsageJoinUnit), other)
+	}, ResultAllow, nil},
+	{"allow_lookup_join", func(in *AccessInput) {
+		in.Datasets = append(in.Datasets, districts)
+		in.Columns = append(in.Columns,
+			ColumnUse{Dataset: "visits", Column: "district_code", Tags: []string{"quasi_identifier"}, Usage: UsageJoinKey},
+			ColumnUse{Dataset: "districts", Column: "code", Tags: []string{"attribute"}, Usage: UsageJoinKey},
+			ColumnUse{Dataset: "districts", Column: "name", Tags: []string{"attribute"}, Usage: UsageGroupKey})
 	}, ResultAllow, nil},
 	{"allow_epsilon_at_limit", func(in *AccessInput) { in.Job.Epsilon = 2 }, ResultAllow, nil},
 	{"deny_l4_dataset", func(in *AccessInput) { in.Datasets[0].Grade = "L4" }, ResultDeny, []string{"grade_not_operable"}},
@@ -87,12 +113,27 @@ var accessCases = []accessCase{
 		c.Usage = UsageFilter
 		in.Columns = append(in.Columns, c)
 	}, ResultDeny, []string{"identifier_in_filter"}},
+	{"deny_equality_filter_on_identifier", func(in *AccessInput) {
+		in.Columns = append(in.Columns, withUsage(colPhone, UsageFilterEquality))
+	}, ResultDeny, []string{"identifier_in_filter"}},
+	{"deny_join_not_on_unit", func(in *AccessInput) {
+		in.Datasets = append(in.Datasets, claims)
+		in.Columns = append(in.Columns, withUsage(colPhone, UsageJoinUnit))
+	}, ResultDeny, []string{"join_not_on_unit"}},
+	{"deny_identifier_join_key", func(in *AccessInput) {
+		in.Datasets = append(in.Datasets, districts)
+		in.Columns = append(in.Columns, withUsage(colPhone, UsageJoinKey))
+	}, ResultDeny, []string{"identifier_in_join_key"}},
+	{"deny_lookup_only", func(in *AccessInput) {
+		in.Datasets = []DatasetRef{districts}
+		in.Columns = []ColumnUse{{Dataset: "districts", Column: "name", Tags: []string{"attribute"}, Usage: UsageGroupKey}}
+	}, ResultDeny, []string{"lookup_only"}},
 	{"deny_counting_non_unit", func(in *AccessInput) {
 		c := colPhone
 		c.Usage = UsageCountDistinctUnit
 		in.Columns = append(in.Columns, c)
 	}, ResultDeny, []string{"unit_mismatch"}},
-	{"deny_unknown_usage", func(in *AccessInput) { in.Columns[0].Usage = "join_key" }, ResultDeny, []string{"usage_unknown"}},
+	{"deny_unknown_usage", func(in *AccessInput) { in.Columns[0].Usage = "window_partition" }, ResultDeny, []string{"usage_unknown"}},
 	{"deny_undeclared_dataset_column", func(in *AccessInput) { in.Columns[0].Dataset = "claims" }, ResultDeny, []string{"column_dataset_unknown"}},
 	{"deny_cross_domain_join", func(in *AccessInput) {
 		in.Datasets = append(in.Datasets, DatasetRef{Name: "records", Provider: "health_commission", Grade: "L2", Domain: "health", PrivacyUnit: "person_id"})
@@ -143,6 +184,9 @@ var egressCases = []egressCase{
 	{"deny_sum_of_privacy_unit", func(in *EgressInput) { in.Output.Columns[1].Aggregate = AggregateSum }, ResultDeny, []string{"identifier_in_output"}},
 	{"deny_count_distinct_of_non_unit", func(in *EgressInput) {
 		in.Output.Columns[1].DerivedFrom = []ColumnUse{colPhone}
+	}, ResultDeny, []string{"identifier_in_output"}},
+	{"deny_count_distinct_of_join_unit", func(in *EgressInput) {
+		in.Output.Columns[1].DerivedFrom = []ColumnUse{withUsage(colPerson, UsageJoinUnit)}
 	}, ResultDeny, []string{"identifier_in_output"}},
 	{"deny_unknown_output_kind", func(in *EgressInput) { in.Output.Columns[2].Kind = "row" }, ResultDeny, []string{"output_kind_unknown"}},
 	{"deny_too_many_rows", func(in *EgressInput) { in.Output.Rows = 10001 }, ResultDeny, []string{"rows_over_limit"}},

@@ -20,6 +20,9 @@ type DatasetRef struct {
 	Grade       string `json:"grade"` // L1..L4
 	Domain      string `json:"domain"`
 	PrivacyUnit string `json:"privacy_unit"` // the column naming the protected entity
+	// Public marks a lookup table (district names, code lists): no privacy unit, no budget.
+	// A job must also read a dataset that is not public.
+	Public bool `json:"public"`
 }
 
 // Column usages in a job.
@@ -30,6 +33,15 @@ const (
 	UsageCountDistinctUnit = "count_distinct_unit"
 	UsageCountRows         = "count_rows" // COUNT(col): rows where the column is not NULL
 	UsageOutput            = "output"
+	// UsageJoinUnit: a privacy unit equated with another private dataset's privacy unit in
+	// a join's ON.
+	UsageJoinUnit = "join_unit"
+	// UsageJoinKey: a private dataset's column equated with a public lookup table's column
+	// in a join's ON.
+	UsageJoinKey = "join_key"
+	// UsageFilterEquality: an identifier compared with constants by = or IN in WHERE; any
+	// other filter on an identifier is UsageFilter.
+	UsageFilterEquality = "filter_equality"
 )
 
 // ColumnUse is one use of a catalog column by a job.

@@ -297,6 +297,38 @@ func TestMissingParamsFailClosed(t *testing.T) {
 	}
 }
 
+// TestIdentifierEqualityFilterTunable pins the operator's switch end to end through
+// data.json: refused by default, allowed when true, params_invalid when not a boolean.
+func TestIdentifierEqualityFilterTunable(t *testing.T) {
+	const shipped = `"allow_identifier_equality_filters": false`
+	in := goodAccess()
+	in.Columns = append(in.Columns, withUsage(colPhone, UsageFilterEquality))
+	for _, tc := range []struct {
+		value  string
+		result string
+		codes  []string
+	}{
+		{"false", ResultDeny, []string{"identifier_in_filter"}},
+		{"true", ResultAllow, nil},
+		{`"true"`, ResultDeny, []string{"identifier_in_filter", "params_invalid"}},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			dir := copyDefaultBundle(t)
+			data := readFile(t, dir, "data.json")
+			if !strings.Contains(data, shipped) {
+				t.Fatalf("data.json does not ship %s", shipped)
+			}
+			writeFile(t, dir, "data.json", strings.Replace(data, shipped, `"allow_identifier_equality_filters": `+tc.value, 1))
+			e := mustNew(t, WithBundleDir(dir))
+			d, err := e.Access(context.Background(), in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, e, d, tc.result, tc.codes)
+		})
+	}
+}
+
 func TestDigestStableAcrossEngines(t *testing.T) {
 	a, b := engine(t), mustNew(t)
 	if a.Digest() != b.Digest() {

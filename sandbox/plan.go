@@ -8,7 +8,10 @@ import (
 // rendered by the engine from a gated AST; applicant text never reaches the worker verbatim.
 type Plan struct {
 	Job      string `json:"job"`
-	Snapshot string `json:"snapshot"` // digest of the dataset snapshot to scan
+	Snapshot string `json:"snapshot,omitempty"` // digest of the dataset snapshot to scan
+	// Relation, when set instead of Snapshot, is materialized from several snapshots (a join,
+	// a per-unit subquery) and scanned in its place.
+	Relation *Relation `json:"relation,omitempty"`
 	// Filter is a SQL boolean expression over the snapshot's columns, or "".
 	Filter string `json:"filter,omitempty"`
 	// Keys are SQL expressions of the group keys, in output order.
@@ -49,6 +52,7 @@ type Snapshot struct {
 	Units   int64    `json:"units"`
 	Columns []Column `json:"columns"`
 
+	table  string          // worker-side: the DuckDB table holding the rows
 	twins  map[string]bool // worker-side: text columns with a hidden ENUM twin
 	starts []int64         // worker-side: first rowid of each unit, then the row count
 }

@@ -100,6 +100,9 @@ func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, erro
 			cols = append(cols, quoteIdent(f.Name))
 		}
 		norm := fmt.Sprintf("upper(trim(CAST(%s AS VARCHAR)))", quoteIdent(a.PrivacyUnit))
+		if a.PrivacyUnit == "" {
+			norm = "''" // a public lookup table: one unit holds every row
+		}
 		sorted, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT *, %s AS %s FROM %s ORDER BY %s, %s",
 			norm, normColumn, staging, normColumn, strings.Join(cols, ", ")))
 		if err != nil {
@@ -152,6 +155,9 @@ func checkColumns(s *arrow.Schema, a *registerArgs) error {
 		if len(f) != 1 || !isNumeric(f[0].Type) {
 			return errcode.New(errcode.InvalidSpec, "column %q declares numeric bounds but its values are not all numbers", c)
 		}
+	}
+	if a.PrivacyUnit == "" {
+		return nil
 	}
 	if !present[a.PrivacyUnit] {
 		return errcode.New(errcode.InvalidSpec, "privacy unit column %q is missing from the source", a.PrivacyUnit)
@@ -359,7 +365,7 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be prepared (%s)", digest, duckErrorClass(err))
 	}
-	s := &Snapshot{Digest: digest, twins: twins}
+	s := &Snapshot{Digest: digest, table: table, twins: twins}
 	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
 	if err := row.Scan(&s.Rows, &s.Units); err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be counted", digest)

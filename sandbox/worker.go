@@ -183,12 +183,17 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 	if p.Bounds.MaxGroupsContributed < 1 || p.Bounds.MaxContributionsPerGroup < 1 {
 		return nil, errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
 	}
-	w.mu.Lock()
-	snap := w.tables[p.Snapshot]
-	w.mu.Unlock()
-	if snap == nil {
+	var snap *Snapshot
+	if p.Relation != nil {
+		rel, drop, err := w.materialize(ctx, p.Relation)
+		if err != nil {
+			return nil, classifyExecError(ctx, err)
+		}
+		defer drop()
+		snap = rel
+	} else {
 		var err error
-		if snap, err = w.load(ctx, p.Snapshot); err != nil {
+		if snap, err = w.loaded(ctx, p.Snapshot); err != nil {
 			return nil, err
 		}
 	}
@@ -262,7 +267,7 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 	// Units occupy consecutive rowids, so a unit range is a rowid range, and the unit of each
 	// row is looked up from its rowid rather than scanned (one column fewer to materialise).
 	where := fmt.Sprintf("rowid >= %d AND rowid < %d", snap.starts[lo], snap.starts[hi])
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tableName(snap.Digest), where)
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), snap.table, where)
 	if ordered {
 		q += " ORDER BY rowid"
 	}
@@ -310,7 +315,7 @@ func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[u
 	}
 	// The domain values are cast to the types hashKeys hashes (an ENUM twin's, or the key's).
 	hashed := strings.TrimSuffix(strings.TrimPrefix(hashKeys(p, snap), "hash("), ")")
-	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", hashed, tableName(snap.Digest)))
+	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", hashed, snap.table))
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +392,7 @@ func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boun
 	for _, k := range p.Keys {
 		cols = append(cols, "CAST(("+k+") AS VARCHAR)")
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE rowid IN (%s)", strings.Join(cols, ", "), tableName(snap.Digest), strings.Join(ids, ","))
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE rowid IN (%s)", strings.Join(cols, ", "), snap.table, strings.Join(ids, ","))
 	rows, err := w.db.QueryContext(ctx, q)
 	if err != nil {
 		return err

@@ -62,9 +62,13 @@ type Spec struct {
 	Provider    string            `json:"provider" yaml:"provider"`
 	Grade       Grade             `json:"grade" yaml:"grade"`
 	Domain      string            `json:"domain,omitempty" yaml:"domain,omitempty"`
-	PrivacyUnit string            `json:"privacy_unit" yaml:"privacy_unit"`
+	PrivacyUnit string            `json:"privacy_unit,omitempty" yaml:"privacy_unit,omitempty"`
+	// Public marks a public lookup table (administrative division names, ICD-10 chapters):
+	// no privacy unit, no budget, no identifiers. Queries join it to a dataset; it is never
+	// queried alone.
+	Public bool   `json:"public,omitempty" yaml:"public,omitempty"`
 	Source      Source            `json:"source" yaml:"source"`
-	Budget      Budget            `json:"budget" yaml:"budget"`
+	Budget      Budget            `json:"budget,omitempty" yaml:"budget,omitempty"`
 	Columns     map[string]Column `json:"columns" yaml:"columns"`
 }
 
@@ -159,11 +163,20 @@ func (s *Spec) Validate() error {
 	if s.Source.Path == "" {
 		return invalid("source.path", "is required")
 	}
-	if !(s.Budget.Epsilon > 0) || math.IsInf(s.Budget.Epsilon, 0) {
-		return invalid("budget.epsilon", "must be a positive finite number")
-	}
-	if !(s.Budget.Delta >= 0 && s.Budget.Delta < 1) {
-		return invalid("budget.delta", "must be in [0, 1)")
+	if s.Public {
+		if s.PrivacyUnit != "" {
+			return invalid("privacy_unit", "a public lookup table has no privacy unit")
+		}
+		if s.Budget != (Budget{}) {
+			return invalid("budget", "a public lookup table has no budget")
+		}
+	} else {
+		if !(s.Budget.Epsilon > 0) || math.IsInf(s.Budget.Epsilon, 0) {
+			return invalid("budget.epsilon", "must be a positive finite number")
+		}
+		if !(s.Budget.Delta >= 0 && s.Budget.Delta < 1) {
+			return invalid("budget.delta", "must be in [0, 1)")
+		}
 	}
 	if len(s.Columns) == 0 {
 		return invalid("columns", "at least one column must be declared")
@@ -201,6 +214,12 @@ func (s *Spec) Validate() error {
 		if c.Has(TagIdentifier) && len(c.Domain) > 0 {
 			return invalid(f+".domain", "an identifier column cannot declare a public domain")
 		}
+		if s.Public && c.Has(TagIdentifier) {
+			return invalid(f+".tags", "a public lookup table cannot hold identifiers")
+		}
+	}
+	if s.Public {
+		return nil
 	}
 	unit, ok := s.Columns[s.PrivacyUnit]
 	if !ok {

@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,19 +41,32 @@ const (
 	UseAggregate     Usage = "aggregate"
 	UseDistinctUnits Usage = "count_distinct_unit"
 	UseCountRows     Usage = "count_rows"
+	// UseFilterEquality is an identifier compared by = or IN with constants in WHERE; any
+	// other use of an identifier in a filter is UseFilter.
+	UseFilterEquality Usage = "filter_equality"
+	// UseJoinUnit is a privacy unit equated with another dataset's privacy unit in a join.
+	UseJoinUnit Usage = "join_unit"
+	// UseJoinKey is a column matched with a public lookup table's column in a join.
+	UseJoinKey Usage = "join_key"
 )
+
+// ColumnRef names a catalog column.
+type ColumnRef struct {
+	Dataset string `json:"dataset"`
+	Column  string `json:"column"`
+}
 
 // ColumnUse records one use of a catalog column.
 type ColumnUse struct {
-	Column string
-	Usage  Usage
+	Dataset string
+	Column  string
+	Usage   Usage
 }
 
-// Key is a group key: a catalog column or a derived bin of non-identifier columns, rendered.
+// Key is a group key: a column or a derived bin of non-identifier columns, rendered.
 type Key struct {
-	Name    string   // output column name
-	Column  string   // the catalog column when the key is a plain column, else ""
-	Columns []string // the catalog columns the key derives from
+	Name    string      // output column name
+	Columns []ColumnRef // the catalog columns the key derives from
 	SQL     string
 	// Domain holds the key's public values when they are known without reading data: a
 	// column's catalog domain, the literal results of a CASE with an ELSE, the buckets of a
@@ -67,8 +79,10 @@ type Key struct {
 type Aggregate struct {
 	Name   string // output column name (of the first output, for quantiles)
 	Kind   dp.Kind
-	Column string // the aggregated column, or the privacy unit (CountDistinct), or "" (COUNT(*))
-	SQL    string // rendered value expression, when the aggregate reads values
+	Column string      // the aggregated column as the query names it, or "" (COUNT(*))
+	From   []ColumnRef // the catalog columns the aggregated value derives from
+	SQL    string      // rendered value expression, when the aggregate reads values
+	Bounds []float64   // clamping bounds [lower, upper], for kinds that read values
 	Ranks  []float64
 }
 
@@ -86,21 +100,64 @@ type Order struct {
 	Descending bool
 }
 
-// Query is an admitted query: one dataset, group keys, a filter, DP aggregates and the
+// Source is one dataset a query reads, in FROM order.
+type Source struct {
+	Alias   string // the name the query qualifies its columns with
+	Dataset *catalog.Spec
+	Join    string // "" for the first source, else "inner" or "left"
+	// On is a lookup-table join's rendered condition over "alias"."column" names; empty when
+	// two datasets join on their privacy units, a condition the worker renders itself.
+	On string
+}
+
+// Relation is what the worker materializes, clustered by privacy unit, before bounding, when
+// a query reads a join or a per-unit subquery. Its SQL reads the sources as "alias"."column".
+type Relation struct {
+	// Columns are the relation's columns, which keys, values and the filter of the query read.
+	Columns []RelationColumn
+	// PerUnit groups the rows by the privacy unit and GroupBy (a per-unit subquery): Columns
+	// are then its group keys and exact per-unit aggregates, and Filter its WHERE.
+	PerUnit bool
+	GroupBy []string
+	Filter  string
+}
+
+// RelationColumn is one column of a Relation: its name and its SQL over the sources.
+type RelationColumn struct {
+	Name string `json:"name"`
+	SQL  string `json:"sql"`
+}
+
+// Query is an admitted query: its sources, group keys, a filter, DP aggregates and the
 // post-processing of the released rows (ORDER BY, LIMIT, OFFSET).
 type Query struct {
-	Dataset    *catalog.Spec
+	// Dataset is the first source: the contributions of its privacy units are bounded.
+	Dataset *catalog.Spec
+	Sources []Source
+	// Relation is nil for a query on one dataset, which the worker scans directly.
+	Relation   *Relation
 	Keys       []Key
 	Aggregates []Aggregate
 	Outputs    []Output
-	Filter     string // rendered boolean expression, or ""
+	Filter     string // rendered boolean expression over the scanned columns, or ""
 	Uses       []ColumnUse
 	Order      []Order
 	Limit      int64 // -1: no limit
 	Offset     int64
 }
 
-const allowedHint = "admitted: SELECT <group keys>, <aggregates> FROM <dataset> [WHERE <condition>] [GROUP BY <keys>] [ORDER BY <outputs>] [LIMIT n], where aggregates are COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM, AVG, VAR_POP/VAR_SAMP, STDDEV_POP/STDDEV_SAMP, MEDIAN, QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), MIN, MAX of bounded columns, and keys are columns or bins (floor, width_bucket, date_trunc, CASE, substr) of non-identifier columns"
+// Datasets returns the distinct datasets the query reads, in FROM order.
+func (q *Query) Datasets() []*catalog.Spec {
+	var out []*catalog.Spec
+	for _, s := range q.Sources {
+		if !slices.Contains(out, s.Dataset) {
+			out = append(out, s.Dataset)
+		}
+	}
+	return out
+}
+
+const allowedHint = "admitted: SELECT <group keys>, <aggregates> FROM <dataset> [JOIN <dataset or lookup table> ON ...] [WHERE <condition>] [GROUP BY <keys>] [ORDER BY <outputs>] [LIMIT n], where aggregates are COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM, AVG, VAR_POP/VAR_SAMP, STDDEV_POP/STDDEV_SAMP, MEDIAN, QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), MIN, MAX of bounded columns, and keys are columns or bins (floor, width_bucket, date_trunc, CASE, substr) of non-identifier columns; FROM may also be a per-unit subquery (SELECT <unit>, <keys>, <per-unit aggregates> ... GROUP BY <unit>, ...)"
 
 // Admit parses and checks sql against the catalog.
 func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, error) {
@@ -154,9 +211,15 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 }
 
 type gater struct {
-	cat   Catalog
-	q     Query
-	alias string
+	cat  Catalog
+	q    Query
+	cols []*entry // the columns the query can name
+	ctes map[string]map[string]any
+	// joins holds the join nodes until their conditions are admitted.
+	joins []joinSpec
+	// touched collects the columns an expression read, for the identifier checks.
+	touched []*entry
+	inner   string // the per-unit subquery being admitted, for messages
 }
 
 // item is a select-list entry before GROUP BY is matched against it.
@@ -236,7 +299,10 @@ func (g *gater) selectNode(n map[string]any) (*Query, error) {
 	if str(n, "type") != "SELECT_NODE" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "set operations (UNION, INTERSECT, EXCEPT) are not admitted; %s", allowedHint)
 	}
-	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling", "modifiers"); err != nil {
+	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling", "modifiers", "cte_map"); err != nil {
+		return nil, err
+	}
+	if err := g.withClause(obj(n, "cte_map")); err != nil {
 		return nil, err
 	}
 	if h := str(n, "aggregate_handling"); h != "STANDARD_HANDLING" {
@@ -415,60 +481,59 @@ func nonNegativeInt(e map[string]any, what string) (int64, error) {
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(e), "%s must be a non-negative integer constant", what)
 }
 
+// from admits the outer FROM clause: datasets (joined), or a per-unit subquery, written in
+// place or named by WITH.
 func (g *gater) from(t map[string]any) error {
-	if t == nil {
-		return errcode.New(errcode.UnsupportedSQL, "a FROM clause naming one dataset is required")
-	}
 	switch str(t, "type") {
-	case "BASE_TABLE":
-	case "TABLE_FUNCTION":
-		return errcode.At(errcode.UnsupportedSQL, pos(t), "table functions (file readers such as read_csv, query(), getenv and the like) are not admitted; name a registered dataset")
-	case "JOIN":
-		return errcode.At(errcode.UnsupportedSQL, pos(t), "joins are not admitted yet; query one dataset")
 	case "SUBQUERY":
-		return errcode.At(errcode.UnsupportedSQL, pos(t), "subqueries are not admitted yet; query one dataset")
-	case "EMPTY":
-		return errcode.New(errcode.UnsupportedSQL, "a FROM clause naming one dataset is required")
-	default:
-		return errcode.At(errcode.UnsupportedSQL, pos(t), "this FROM clause is not admitted; name one registered dataset")
+		if err := only(t, "type", "alias", "query_location", "subquery", "column_name_alias"); err != nil {
+			return err
+		}
+		sub := obj(t, "subquery")
+		if err := only(sub, "node", "named_param_map"); err != nil {
+			return err
+		}
+		return g.subquery(obj(sub, "node"), or(str(t, "alias"), "subquery"), pos(t))
+	case "BASE_TABLE":
+		if node, ok := g.ctes[str(t, "table_name")]; ok {
+			if err := only(t, "type", "alias", "query_location", "table_name"); err != nil {
+				return err
+			}
+			return g.subquery(node, or(str(t, "alias"), str(t, "table_name")), pos(t))
+		}
 	}
-	if err := only(t, "type", "alias", "query_location", "table_name"); err != nil {
-		return err
+	if len(g.ctes) > 0 {
+		return errcode.At(errcode.UnsupportedSQL, pos(t), "a WITH query must be the FROM clause of the outer query")
 	}
-	name := str(t, "table_name")
-	spec, ok := g.cat.Lookup(name)
-	if !ok {
-		return errcode.At(errcode.UnknownDataset, pos(t), "no dataset named %q is registered", name)
-	}
-	g.q.Dataset = spec
-	g.alias = str(t, "alias")
-	return nil
+	return g.sources(t, false)
 }
 
-// column resolves a COLUMN_REF to a declared catalog column.
-func (g *gater) column(n map[string]any) (string, catalog.Column, error) {
-	if err := only(n, with("column_names")...); err != nil {
-		return "", catalog.Column{}, err
+// withClause reads WITH: one per-unit subquery, which the outer FROM names.
+func (g *gater) withClause(m map[string]any) error {
+	entries := list(m, "map")
+	if len(entries) == 0 {
+		return nil
 	}
-	parts := list(n, "column_names")
-	var name string
-	switch len(parts) {
-	case 1:
-		name, _ = parts[0].(string)
-	case 2:
-		q, _ := parts[0].(string)
-		if q != g.q.Dataset.Name && (g.alias == "" || q != g.alias) {
-			return "", catalog.Column{}, errcode.At(errcode.UnknownColumn, pos(n), "column qualifier %q does not name the queried dataset", q)
-		}
-		name, _ = parts[1].(string)
-	default:
-		return "", catalog.Column{}, errcode.At(errcode.UnsupportedSQL, pos(n), "qualified names beyond dataset.column are not admitted")
+	if err := only(m, "map"); err != nil {
+		return err
 	}
-	c, ok := g.q.Dataset.Columns[name]
-	if !ok {
-		return "", catalog.Column{}, errcode.At(errcode.UnknownColumn, pos(n), "dataset %q has no column %q", g.q.Dataset.Name, name)
+	if len(entries) > 1 {
+		return errcode.New(errcode.UnsupportedSQL, "one WITH query is admitted: the per-unit subquery the outer query reads")
 	}
-	return name, c, nil
+	e, _ := entries[0].(map[string]any)
+	v := obj(e, "value")
+	if err := only(v, "query", "aliases", "materialized", "key_targets"); err != nil {
+		return err
+	}
+	if !empty(v["aliases"]) || !empty(v["key_targets"]) {
+		return errcode.New(errcode.UnsupportedSQL, "WITH column lists are not admitted; name the columns in the subquery's select list")
+	}
+	q := obj(v, "query")
+	if err := only(q, "node", "named_param_map"); err != nil {
+		return err
+	}
+	g.ctes = map[string]map[string]any{str(e, "key"): obj(q, "node")}
+	return nil
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
@@ -476,36 +541,16 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // groupKey admits one GROUP BY term: a select-list position, a select alias, a column, or a
 // derived bin, and records it as a key.
 func (g *gater) groupKey(e map[string]any, items []item) error {
-	if e == nil {
+	target := groupTarget(e, items, g.hasColumn)
+	if target == nil {
 		return errcode.New(errcode.UnsupportedSQL, "malformed GROUP BY")
 	}
-	target := e
-	switch str(e, "class") {
-	case "CONSTANT":
-		v, err := nonNegativeInt(e, "GROUP BY position")
-		if err != nil {
-			return err
-		}
-		if v < 1 || v > int64(len(items)) || items[v-1].agg {
-			return errcode.At(errcode.UnsupportedSQL, pos(e), "GROUP BY position %d is not a non-aggregate select item", v)
-		}
-		target = items[v-1].node
-	case "COLUMN_REF":
-		parts := list(e, "column_names")
-		if len(parts) == 1 {
-			name, _ := parts[0].(string)
-			if _, isCol := g.q.Dataset.Columns[name]; !isCol {
-				for _, it := range items {
-					if it.alias == name && !it.agg {
-						target = it.node
-					}
-				}
-			}
-		}
-	}
-	before := len(g.q.Uses)
+	g.touched = nil
 	sql, err := g.expr(target, UseGroupKey)
 	if err != nil {
+		return err
+	}
+	if err := g.noIdentifier(pos(e), "be a group key"); err != nil {
 		return err
 	}
 	for _, k := range g.q.Keys {
@@ -514,22 +559,25 @@ func (g *gater) groupKey(e map[string]any, items []item) error {
 		}
 	}
 	k := Key{SQL: sql}
-	for _, u := range g.q.Uses[before:] {
-		if g.q.Dataset.Columns[u.Column].Has(catalog.TagIdentifier) {
-			return errcode.At(errcode.IdentifierInOutput, pos(e), "%s is an identifier and cannot be a group key, even through a function; count units with COUNT(DISTINCT %s)", u.Column, g.q.Dataset.PrivacyUnit)
-		}
-		if !slices.Contains(k.Columns, u.Column) {
-			k.Columns = append(k.Columns, u.Column)
+	for _, t := range g.touched {
+		for _, r := range t.from {
+			if !slices.Contains(k.Columns, r) {
+				k.Columns = append(k.Columns, r)
+			}
 		}
 	}
 	if str(target, "class") == "COLUMN_REF" {
-		k.Column = k.Columns[0]
-		k.Domain = g.q.Dataset.Columns[k.Column].Domain
+		k.Domain = g.touched[0].meta.Domain
 	} else {
 		k.Domain = staticDomain(target)
 	}
 	g.q.Keys = append(g.q.Keys, k)
 	return nil
+}
+
+// hasColumn reports whether a bare name is a column of the query's scope.
+func (g *gater) hasColumn(name string) bool {
+	return slices.ContainsFunc(g.cols, func(e *entry) bool { return e.name == name })
 }
 
 func (g *gater) selectItem(it item) (Output, error) {
@@ -543,19 +591,19 @@ func (g *gater) selectItem(it item) (Output, error) {
 		}
 	}
 	if str(e, "class") == "COLUMN_REF" {
-		name, c, err := g.column(e)
+		c, err := g.resolve(e)
 		if err != nil {
 			return Output{}, err
 		}
-		if c.Has(catalog.TagIdentifier) {
-			return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "%s is an identifier and can never be selected or grouped; use COUNT(DISTINCT %s) to count units", name, g.q.Dataset.PrivacyUnit)
+		if c.meta.Has(catalog.TagIdentifier) {
+			return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "%s is an identifier and can never be selected or grouped; use COUNT(DISTINCT %s) to count units", c.name, g.unitName())
 		}
 		for i, k := range g.q.Keys {
-			if k.Column == name {
-				return Output{Name: or(alias, name), Key: i, Aggregate: -1}, nil
+			if k.SQL == c.sql {
+				return Output{Name: or(alias, c.name), Key: i, Aggregate: -1}, nil
 			}
 		}
-		return Output{}, errcode.At("raw_column_in_output", pos(e), "column %q would release row-level values; group by it or aggregate it", name)
+		return Output{}, errcode.At("raw_column_in_output", pos(e), "column %q would release row-level values; group by it or aggregate it", c.name)
 	}
 	// A derived key: it must be one of the GROUP BY terms, rendered the same way.
 	before := len(g.q.Uses)
@@ -644,32 +692,36 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "ordered aggregates are admitted only as PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)")
 	}
 	if distinct && fn != "count" {
-		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "DISTINCT is admitted only in COUNT(DISTINCT %s)", g.q.Dataset.PrivacyUnit)
+		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "DISTINCT is admitted only in COUNT(DISTINCT %s)", g.unitName())
 	}
 	add := func(a Aggregate) Output {
 		g.q.Aggregates = append(g.q.Aggregates, a)
 		return Output{Name: or(alias, a.Name), Key: -1, Aggregate: len(g.q.Aggregates) - 1}
 	}
-	colArg := func(a map[string]any) (string, catalog.Column, error) {
+	colArg := func(a map[string]any) (*entry, error) {
 		if str(a, "class") != "COLUMN_REF" {
-			return "", catalog.Column{}, errcode.At(errcode.UnsupportedSQL, pos(a), "aggregate arguments must be dataset columns; derive bins in GROUP BY instead")
+			return nil, errcode.At(errcode.UnsupportedSQL, pos(a), "aggregate arguments must be columns; derive bins in GROUP BY, or per-unit values in a subquery")
 		}
-		return g.column(a)
+		return g.resolve(a)
 	}
 	// bounded resolves the single column argument of a value aggregate.
-	bounded := func(a map[string]any) (string, error) {
-		name, c, err := colArg(a)
+	bounded := func(a map[string]any) (*entry, error) {
+		c, err := colArg(a)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		if c.Has(catalog.TagIdentifier) {
-			return "", errcode.At(errcode.IdentifierInOutput, pos(a), "%s is an identifier and cannot be aggregated; use COUNT(DISTINCT %s) to count units", name, g.q.Dataset.PrivacyUnit)
+		if c.meta.Has(catalog.TagIdentifier) {
+			return nil, errcode.At(errcode.IdentifierInOutput, pos(a), "%s is an identifier and cannot be aggregated; use COUNT(DISTINCT %s) to count units", c.name, g.unitName())
 		}
-		if !c.HasBounds() {
-			return "", errcode.At(errcode.MissingBounds, pos(a), "%s has no declared bounds, so %s(%s) cannot be bounded; the provider must declare them in the catalog", name, strings.ToUpper(fn), name)
+		if !c.meta.HasBounds() {
+			if c.perUnit != "" {
+				return nil, errcode.At(errcode.MissingBounds, pos(a), "%s = %s per unit has no bounds, so %s(%s) cannot be bounded; clamp it in the subquery, e.g. LEAST(GREATEST(%s, 0), 1000) AS %s",
+					c.name, c.perUnit, strings.ToUpper(fn), c.name, c.perUnit, c.name)
+			}
+			return nil, errcode.At(errcode.MissingBounds, pos(a), "%s has no declared bounds, so %s(%s) cannot be bounded; the provider must declare them in the catalog", c.name, strings.ToUpper(fn), c.name)
 		}
-		g.q.Uses = append(g.q.Uses, ColumnUse{Column: name, Usage: UseAggregate})
-		return name, nil
+		g.use(c, UseAggregate)
+		return c, nil
 	}
 	one := func() (map[string]any, error) {
 		if len(args) != 1 {
@@ -679,17 +731,17 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		return a, nil
 	}
 	quantile := func(col map[string]any, rank float64, label string) (Output, error) {
-		name, err := bounded(col)
+		c, err := bounded(col)
 		if err != nil {
 			return Output{}, err
 		}
 		for i, a := range g.q.Aggregates {
-			if a.Kind == dp.Quantiles && a.Column == name {
+			if a.Kind == dp.Quantiles && a.SQL == c.sql {
 				g.q.Aggregates[i].Ranks = append(a.Ranks, rank)
-				return Output{Name: or(alias, label+"_"+name), Key: -1, Aggregate: i, Rank: len(a.Ranks)}, nil
+				return Output{Name: or(alias, label+"_"+c.name), Key: -1, Aggregate: i, Rank: len(a.Ranks)}, nil
 			}
 		}
-		out := add(Aggregate{Name: label + "_" + name, Kind: dp.Quantiles, Column: name, SQL: quoteIdent(name), Ranks: []float64{rank}})
+		out := add(Aggregate{Name: label + "_" + c.name, Kind: dp.Quantiles, Column: c.name, From: c.from, SQL: c.sql, Bounds: c.meta.Bounds, Ranks: []float64{rank}})
 		return out, nil
 	}
 	switch fn {
@@ -701,40 +753,43 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 			return Output{}, err
 		}
 		if distinct {
-			name, _, err := colArg(a)
+			c, err := colArg(a)
 			if err != nil {
 				return Output{}, err
 			}
-			if name != g.q.Dataset.PrivacyUnit {
-				return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows)", g.q.Dataset.PrivacyUnit)
+			if !c.unit {
+				return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows)", g.unitName())
 			}
-			g.q.Uses = append(g.q.Uses, ColumnUse{Column: name, Usage: UseDistinctUnits})
-			return add(Aggregate{Name: "units", Kind: dp.CountDistinct, Column: name}), nil
+			g.use(c, UseDistinctUnits)
+			return add(Aggregate{Name: "units", Kind: dp.CountDistinct, Column: c.name, From: c.from}), nil
 		}
-		name, c, err := colArg(a)
+		c, err := colArg(a)
 		if err != nil {
 			return Output{}, err
 		}
 		usage := UseAggregate
-		if c.Has(catalog.TagIdentifier) {
+		if c.meta.Has(catalog.TagIdentifier) {
 			// Counting rows where an identifier is present releases no identifier value.
 			usage = UseCountRows
 		}
-		g.q.Uses = append(g.q.Uses, ColumnUse{Column: name, Usage: usage})
-		return add(Aggregate{Name: "count_" + name, Kind: dp.Count, Column: name, SQL: "CASE WHEN " + quoteIdent(name) + " IS NOT NULL THEN 1 END"}), nil
+		g.use(c, usage)
+		if c.sql == "" { // a per-unit subquery's unit: present on every row
+			return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from}), nil
+		}
+		return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from, SQL: "CASE WHEN " + c.sql + " IS NOT NULL THEN 1 END"}), nil
 	case "sum", "avg", "mean", "var_samp", "var_pop", "variance", "stddev_samp", "stddev_pop", "stddev":
 		a, err := one()
 		if err != nil {
 			return Output{}, err
 		}
-		name, err := bounded(a)
+		c, err := bounded(a)
 		if err != nil {
 			return Output{}, err
 		}
 		kind := map[string]dp.Kind{"sum": dp.Sum, "avg": dp.Mean, "mean": dp.Mean, "var_samp": dp.Variance, "var_pop": dp.Variance,
 			"variance": dp.Variance, "stddev_samp": dp.StdDev, "stddev_pop": dp.StdDev, "stddev": dp.StdDev}[fn]
 		label := map[dp.Kind]string{dp.Sum: "sum", dp.Mean: "avg", dp.Variance: "var", dp.StdDev: "stddev"}[kind]
-		return add(Aggregate{Name: label + "_" + name, Kind: kind, Column: name, SQL: quoteIdent(name)}), nil
+		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, SQL: c.sql, Bounds: c.meta.Bounds}), nil
 	case "median":
 		a, err := one()
 		if err != nil {
@@ -780,315 +835,3 @@ func rankConstant(n map[string]any) (float64, error) {
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a quantile rank must be a constant in [0, 1], e.g. QUANTILE_CONT(cost, 0.9)")
 }
 
-var comparisons = map[string]string{
-	"COMPARE_EQUAL": "=", "COMPARE_NOTEQUAL": "<>", "COMPARE_LESSTHAN": "<", "COMPARE_GREATERTHAN": ">",
-	"COMPARE_LESSTHANOREQUALTO": "<=", "COMPARE_GREATERTHANOREQUALTO": ">=",
-}
-
-var operators = map[string]string{"~~": "LIKE", "!~~": "NOT LIKE", "~~*": "ILIKE", "!~~*": "NOT ILIKE",
-	"+": "+", "-": "-", "*": "*", "/": "/"}
-
-var castTypes = map[string]bool{"DATE": true, "TIMESTAMP": true, "INTEGER": true, "BIGINT": true,
-	"DOUBLE": true, "VARCHAR": true, "BOOLEAN": true, "INTERVAL": true}
-
-// scalarFunctions are the deterministic scalar functions admitted in filters and group keys,
-// with their argument counts (max −1: any). None reads files, the environment or the clock.
-var scalarFunctions = map[string][2]int{
-	"floor": {1, 1}, "ceil": {1, 1}, "ceiling": {1, 1}, "round": {1, 2}, "trunc": {1, 1}, "abs": {1, 1},
-	"date_trunc": {2, 2}, "date_part": {2, 2}, "year": {1, 1}, "month": {1, 1}, "day": {1, 1},
-	"quarter": {1, 1}, "dayofweek": {1, 1}, "isodow": {1, 1}, "hour": {1, 1},
-	"to_days": {1, 1}, "to_months": {1, 1}, "to_years": {1, 1}, "to_hours": {1, 1},
-	"substr": {2, 3}, "substring": {2, 3}, "left": {2, 2}, "right": {2, 2}, "lower": {1, 1}, "upper": {1, 1},
-	"length": {1, 1}, "trim": {1, 1}, "coalesce": {2, -1}, "least": {2, -1}, "greatest": {2, -1},
-}
-
-// maxBuckets bounds width_bucket's bucket count (its public domain is enumerated).
-const maxBuckets = 1000
-
-// expr admits and renders an expression of a filter (usage UseFilter) or a group key
-// (UseGroupKey), recording every column it reads with that usage.
-func (g *gater) expr(n map[string]any, usage Usage) (string, error) {
-	if n == nil {
-		return "", errcode.New(errcode.UnsupportedSQL, "malformed expression")
-	}
-	render := func(l []any, min, max int) ([]string, error) {
-		if len(l) < min || (max >= 0 && len(l) > max) {
-			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "malformed expression")
-		}
-		var out []string
-		for _, c := range l {
-			m, _ := c.(map[string]any)
-			s, err := g.expr(m, usage)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	}
-	kids := func(min, max int) ([]string, error) { return render(list(n, "children"), min, max) }
-	t := str(n, "type")
-	switch str(n, "class") {
-	case "COLUMN_REF":
-		name, _, err := g.column(n)
-		if err != nil {
-			return "", err
-		}
-		g.q.Uses = append(g.q.Uses, ColumnUse{Column: name, Usage: usage})
-		return quoteIdent(name), nil
-	case "CONSTANT":
-		if err := only(n, with("value")...); err != nil {
-			return "", err
-		}
-		return constant(n)
-	case "CONJUNCTION":
-		if err := only(n, with("children")...); err != nil {
-			return "", err
-		}
-		op := map[string]string{"CONJUNCTION_AND": " AND ", "CONJUNCTION_OR": " OR "}[t]
-		if op == "" {
-			break
-		}
-		k, err := kids(2, -1)
-		if err != nil {
-			return "", err
-		}
-		return "(" + strings.Join(k, op) + ")", nil
-	case "COMPARISON":
-		if err := only(n, with("left", "right")...); err != nil {
-			return "", err
-		}
-		op, ok := comparisons[t]
-		if !ok {
-			break
-		}
-		k, err := render([]any{obj(n, "left"), obj(n, "right")}, 2, 2)
-		if err != nil {
-			return "", err
-		}
-		return "(" + k[0] + " " + op + " " + k[1] + ")", nil
-	case "BETWEEN":
-		if err := only(n, with("input", "lower", "upper")...); err != nil {
-			return "", err
-		}
-		k, err := render([]any{obj(n, "input"), obj(n, "lower"), obj(n, "upper")}, 3, 3)
-		if err != nil {
-			return "", err
-		}
-		return "(" + k[0] + " BETWEEN " + k[1] + " AND " + k[2] + ")", nil
-	case "OPERATOR":
-		if err := only(n, with("children")...); err != nil {
-			return "", err
-		}
-		switch t {
-		case "OPERATOR_NOT":
-			k, err := kids(1, 1)
-			if err != nil {
-				return "", err
-			}
-			return "(NOT " + k[0] + ")", nil
-		case "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL":
-			k, err := kids(1, 1)
-			if err != nil {
-				return "", err
-			}
-			return "(" + k[0] + map[string]string{"OPERATOR_IS_NULL": " IS NULL)", "OPERATOR_IS_NOT_NULL": " IS NOT NULL)"}[t], nil
-		case "COMPARE_IN", "COMPARE_NOT_IN":
-			k, err := kids(2, 1000)
-			if err != nil {
-				return "", err
-			}
-			op := map[string]string{"COMPARE_IN": " IN (", "COMPARE_NOT_IN": " NOT IN ("}[t]
-			return "(" + k[0] + op + strings.Join(k[1:], ", ") + "))", nil
-		}
-	case "CAST":
-		// CAST and TRY_CAST both render as TRY_CAST.
-		if err := only(n, with("child", "cast_type", "try_cast")...); err != nil {
-			return "", err
-		}
-		ct := str(obj(n, "cast_type"), "id")
-		if !castTypes[ct] || !empty(obj(n, "cast_type")["type_info"]) {
-			return "", errcode.At(errcode.UnsupportedSQL, pos(n), "casts are admitted only to DATE, TIMESTAMP, INTEGER, BIGINT, DOUBLE, VARCHAR, BOOLEAN and INTERVAL")
-		}
-		c, err := g.expr(obj(n, "child"), usage)
-		if err != nil {
-			return "", err
-		}
-		// TRY_CAST: a cast that fails on some row must not surface as an error (see sandbox).
-		return "TRY_CAST(" + c + " AS " + ct + ")", nil
-	case "CASE":
-		if err := only(n, with("case_checks", "else_expr")...); err != nil {
-			return "", err
-		}
-		var b strings.Builder
-		b.WriteString("(CASE")
-		for _, c := range list(n, "case_checks") {
-			cc, _ := c.(map[string]any)
-			k, err := render([]any{obj(cc, "when_expr"), obj(cc, "then_expr")}, 2, 2)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(" WHEN " + k[0] + " THEN " + k[1])
-		}
-		if el := obj(n, "else_expr"); el != nil {
-			k, err := g.expr(el, usage)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(" ELSE " + k)
-		}
-		b.WriteString(" END)")
-		return b.String(), nil
-	case "FUNCTION":
-		if err := only(n, with("function_name", "children", "order_bys", "is_operator", "schema")...); err != nil {
-			return "", err
-		}
-		if sc := str(n, "schema"); sc != "" && sc != "main" {
-			break
-		}
-		fn := strings.ToLower(str(n, "function_name"))
-		if b, _ := n["is_operator"].(bool); b {
-			op, ok := operators[fn]
-			if !ok {
-				break
-			}
-			if fn == "-" && len(list(n, "children")) == 1 {
-				k, err := kids(1, 1)
-				if err != nil {
-					return "", err
-				}
-				return "(-" + k[0] + ")", nil
-			}
-			k, err := kids(2, 2)
-			if err != nil {
-				return "", err
-			}
-			return "(" + k[0] + " " + op + " " + k[1] + ")", nil
-		}
-		if fn == "width_bucket" {
-			return g.widthBucket(n, usage)
-		}
-		arity, ok := scalarFunctions[fn]
-		if !ok {
-			break
-		}
-		k, err := kids(arity[0], arity[1])
-		if err != nil {
-			return "", err
-		}
-		return fn + "(" + strings.Join(k, ", ") + ")", nil
-	}
-	return "", errcode.At(errcode.UnsupportedSQL, pos(n), "this expression is not admitted; filters and group keys use comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, arithmetic, CASE, casts, AND/OR/NOT and the functions %s over dataset columns and constants", functionList())
-}
-
-func functionList() string {
-	names := []string{"width_bucket"}
-	for f := range scalarFunctions {
-		names = append(names, f)
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
-}
-
-// widthBucket renders width_bucket(x, lo, hi, n) — buckets 1..n of equal width over [lo, hi),
-// 0 below and n+1 at or above hi, as in PostgreSQL — in plain SQL (DuckDB has no such
-// function); its domain, 0..n+1, is public (staticDomain).
-func (g *gater) widthBucket(n map[string]any, usage Usage) (string, error) {
-	args := list(n, "children")
-	count, ok := bucketCount(args)
-	if !ok {
-		return "", errcode.At(errcode.UnsupportedSQL, pos(n), "width_bucket(x, low, high, n) needs constant low < high and a constant n in 1..%d", maxBuckets)
-	}
-	x, err := g.expr(args[0].(map[string]any), usage)
-	if err != nil {
-		return "", err
-	}
-	lo, _ := constant(args[1].(map[string]any))
-	hi, _ := constant(args[2].(map[string]any))
-	return fmt.Sprintf("(CASE WHEN %[1]s IS NULL THEN NULL WHEN %[1]s < %[2]s THEN 0 WHEN %[1]s >= %[3]s THEN %[4]d ELSE CAST(floor((%[1]s - %[2]s) * %[5]d / (%[3]s - %[2]s)) AS BIGINT) + 1 END)",
-		x, lo, hi, count+1, count), nil
-}
-
-// bucketCount checks width_bucket's constant arguments and returns its bucket count.
-func bucketCount(args []any) (int64, bool) {
-	if len(args) != 4 {
-		return 0, false
-	}
-	num := func(a any) (float64, bool) {
-		m, _ := a.(map[string]any)
-		if str(m, "class") != "CONSTANT" {
-			return 0, false
-		}
-		text, err := constant(m)
-		if err != nil {
-			return 0, false
-		}
-		v, err := strconv.ParseFloat(text, 64)
-		return v, err == nil && !math.IsInf(v, 0) && !math.IsNaN(v)
-	}
-	lo, ok1 := num(args[1])
-	hi, ok2 := num(args[2])
-	n, ok3 := num(args[3])
-	if !ok1 || !ok2 || !ok3 || !(lo < hi) || n != math.Trunc(n) || n < 1 || n > maxBuckets {
-		return 0, false
-	}
-	return int64(n), true
-}
-
-// constant renders a literal; only plain scalar types are admitted.
-func constant(n map[string]any) (string, error) {
-	v := obj(n, "value")
-	if isNull, _ := v["is_null"].(bool); isNull {
-		return "NULL", nil
-	}
-	typ := obj(v, "type")
-	switch str(typ, "id") {
-	case "VARCHAR":
-		s, ok := v["value"].(string)
-		if !ok {
-			break
-		}
-		return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
-	case "INTEGER", "BIGINT", "HUGEINT", "DOUBLE", "FLOAT", "UBIGINT":
-		num, ok := v["value"].(json.Number)
-		if !ok {
-			break
-		}
-		if _, err := num.Float64(); err != nil {
-			break
-		}
-		return num.String(), nil
-	case "DECIMAL":
-		num, ok := v["value"].(json.Number)
-		info := obj(typ, "type_info")
-		scale, err := json.Number(fmt.Sprint(info["scale"])).Int64()
-		if !ok || err != nil || scale < 0 || scale > 38 {
-			break
-		}
-		if _, err := num.Int64(); err != nil {
-			break
-		}
-		return decimalText(num.String(), int(scale)), nil
-	case "BOOLEAN":
-		if b, ok := v["value"].(bool); ok {
-			return strings.ToUpper(fmt.Sprint(b)), nil
-		}
-	}
-	return "", errcode.At(errcode.UnsupportedSQL, pos(n), "this literal type is not admitted; use numbers, strings, booleans or typed DATE '...' literals")
-}
-
-func decimalText(digits string, scale int) string {
-	neg := strings.HasPrefix(digits, "-")
-	digits = strings.TrimPrefix(digits, "-")
-	for len(digits) <= scale {
-		digits = "0" + digits
-	}
-	s := digits
-	if scale > 0 {
-		s = digits[:len(digits)-scale] + "." + digits[len(digits)-scale:]
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
-}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/sandbox"
@@ -34,7 +35,29 @@ func testCatalog() specs {
 			"diagnosis":  {Tags: []catalog.Tag{catalog.TagSensitive}},
 			"inpatient":  {Tags: []catalog.Tag{catalog.TagSensitive}},
 			"visit_date": {Tags: []catalog.Tag{catalog.TagAttribute}},
-		}}}
+		}},
+		"residents": {
+			Name: "residents", Provider: "public-security-bureau", Grade: catalog.GradeL3, PrivacyUnit: "person_id",
+			Columns: map[string]catalog.Column{
+				"person_id": id,
+				"mobile":    id,
+				"gender":    {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"M", "F"}},
+				"age_band":  {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"0-17", "18-34"}},
+				"district":  {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: []string{"530102", "530103"}},
+			}},
+		"enterprises": {
+			Name: "enterprises", Provider: "market-regulation", Grade: catalog.GradeL2, PrivacyUnit: "uscc",
+			Columns: map[string]catalog.Column{
+				"uscc":     id,
+				"district": {Tags: []catalog.Tag{catalog.TagAttribute}},
+			}},
+		"districts": {
+			Name: "districts", Provider: "civil-affairs", Grade: catalog.GradeL1, Public: true,
+			Columns: map[string]catalog.Column{
+				"code": {Tags: []catalog.Tag{catalog.TagAttribute}},
+				"name": {Tags: []catalog.Tag{catalog.TagAttribute}, Domain: []string{"Wuhua", "Panlong"}},
+			}},
+	}
 }
 
 // cases is the gate's corpus: unit tests, fuzz seeds and the golden file all use it.
@@ -71,11 +94,39 @@ var cases = []struct {
 	{"unknown dataset", "SELECT COUNT(*) FROM secret_table", errcode.UnknownDataset},
 	{"unknown column", "SELECT COUNT(*) FROM medical_visits WHERE salary > 1", errcode.UnknownColumn},
 	{"count distinct non-unit", "SELECT COUNT(DISTINCT district) FROM medical_visits", errcode.UnsupportedSQL},
-	{"join", "SELECT COUNT(*) FROM medical_visits a JOIN medical_visits b ON a.person_id = b.person_id", errcode.UnsupportedSQL},
+	{"join on the unit", "SELECT r.age_band, COUNT(*), SUM(v.cost), COUNT(DISTINCT v.person_id) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id WHERE r.gender = 'F' AND v.cost > 10 GROUP BY r.age_band", ""},
+	{"left join on the unit with using", "SELECT age_band, COUNT(*) FROM residents LEFT JOIN medical_visits USING (person_id) GROUP BY age_band", errcode.UnknownColumn},
+	{"left join qualified keys", "SELECT r.age_band, COUNT(v.visit_id) FROM residents r LEFT JOIN medical_visits v USING (person_id) GROUP BY r.age_band", ""},
+	{"self join on the unit", "SELECT COUNT(*) FROM medical_visits a JOIN medical_visits b ON a.person_id = b.person_id", ""},
+	{"lookup join", "SELECT d.name, COUNT(*) FROM medical_visits v LEFT JOIN districts d ON v.district = d.code GROUP BY d.name", ""},
+	{"three-way join", "SELECT d.name, AVG(v.cost) FROM medical_visits v JOIN residents r ON r.person_id = v.person_id JOIN districts d ON r.district = d.code GROUP BY d.name", ""},
+	{"join not on the unit", "SELECT COUNT(*) FROM medical_visits v JOIN residents r ON v.district = r.district", errcode.UnsupportedSQL},
+	{"join on unit and another column", "SELECT COUNT(*) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id AND v.district = r.district", errcode.UnsupportedSQL},
+	{"lookup join on identifier", "SELECT COUNT(*) FROM medical_visits v JOIN districts d ON v.person_id = d.code", errcode.IdentifierInOutput},
+	{"lookup first", "SELECT COUNT(*) FROM districts d JOIN medical_visits v ON v.district = d.code", errcode.UnsupportedSQL},
+	{"right join", "SELECT COUNT(*) FROM medical_visits v RIGHT JOIN residents r ON v.person_id = r.person_id", errcode.UnsupportedSQL},
+	{"full join", "SELECT COUNT(*) FROM medical_visits v FULL JOIN residents r ON v.person_id = r.person_id", errcode.UnsupportedSQL},
+	{"cross join", "SELECT COUNT(*) FROM medical_visits v, residents r", errcode.UnsupportedSQL},
+	{"ambiguous column", "SELECT district, COUNT(*) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id GROUP BY district", errcode.UnknownColumn},
+	{"distinct units of a left-joined dataset", "SELECT COUNT(DISTINCT v.person_id) FROM residents r LEFT JOIN medical_visits v ON r.person_id = v.person_id", errcode.UnsupportedSQL},
+	{"select joined identifier", "SELECT r.mobile, COUNT(*) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id GROUP BY r.mobile", errcode.IdentifierInOutput},
+	{"identifier equality filter", "SELECT COUNT(*) FROM medical_visits WHERE person_id = '530102199001011234' AND visit_id IN ('a', 'b')", ""},
+	{"identifier range filter", "SELECT COUNT(*) FROM medical_visits WHERE person_id LIKE '5301%'", ""},
+	{"per-unit subquery", "SELECT AVG(total), COUNT(*) FROM (SELECT person_id, LEAST(GREATEST(SUM(cost), 0), 200000) AS total FROM medical_visits GROUP BY person_id) t", ""},
+	{"per-unit subquery with keys and join", "SELECT age_band, n, COUNT(DISTINCT person_id) FROM (SELECT v.person_id, r.age_band, LEAST(COUNT(*), 20) AS n FROM medical_visits v JOIN residents r ON v.person_id = r.person_id WHERE v.inpatient GROUP BY v.person_id, r.age_band) GROUP BY age_band, n", ""},
+	{"per-unit CTE", "WITH per_person AS (SELECT person_id, district, AVG(cost) AS mean_cost, MAX(cost) AS top FROM medical_visits GROUP BY person_id, district) SELECT district, MEDIAN(mean_cost), SUM(top) FROM per_person WHERE top > 100 GROUP BY district", ""},
+	{"per-unit sum without clamp", "SELECT AVG(total) FROM (SELECT person_id, SUM(cost) AS total FROM medical_visits GROUP BY person_id) t", errcode.MissingBounds},
+	{"subquery not per unit", "SELECT COUNT(*) FROM (SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district) t", errcode.UnsupportedSQL},
+	{"subquery select star", "SELECT COUNT(*) FROM (SELECT * FROM medical_visits)", errcode.UnsupportedSQL},
+	{"subquery outputs unit", "SELECT person_id, COUNT(*) FROM (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id) GROUP BY person_id", errcode.IdentifierInOutput},
+	{"subquery max of identifier", "SELECT COUNT(*) FROM (SELECT person_id, MAX(visit_id) AS v FROM medical_visits GROUP BY person_id)", errcode.IdentifierInOutput},
+	{"subquery unnamed aggregate", "SELECT COUNT(*) FROM (SELECT person_id, SUM(cost) FROM medical_visits GROUP BY person_id)", errcode.UnsupportedSQL},
+	{"subquery with limit", "SELECT COUNT(*) FROM (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id LIMIT 5)", errcode.UnsupportedSQL},
+	{"cte not per unit", "WITH x AS (SELECT * FROM medical_visits) SELECT COUNT(*) FROM x", errcode.UnsupportedSQL},
+	{"two ctes", "WITH a AS (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id), b AS (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id) SELECT COUNT(*) FROM a", errcode.UnsupportedSQL},
 	{"union", "SELECT COUNT(*) FROM medical_visits UNION SELECT COUNT(*) FROM medical_visits", errcode.UnsupportedSQL},
 	{"having", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district HAVING COUNT(*) > 5", errcode.UnsupportedSQL},
 	{"window", "SELECT COUNT(*) OVER () FROM medical_visits", errcode.UnsupportedSQL},
-	{"cte", "WITH x AS (SELECT * FROM medical_visits) SELECT COUNT(*) FROM x", errcode.UnsupportedSQL},
 	{"order by position", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district ORDER BY 2", ""},
 	{"order by name desc with limit and offset", "SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district ORDER BY n DESC, district LIMIT 5 OFFSET 1", ""},
 	{"limit", "SELECT COUNT(*) FROM medical_visits LIMIT 1", ""},
@@ -106,7 +157,6 @@ var cases = []struct {
 	{"sample", "SELECT COUNT(*) FROM medical_visits USING SAMPLE 10", errcode.UnsupportedSQL},
 	{"scalar function in filter", "SELECT COUNT(*) FROM medical_visits WHERE length(diagnosis) > 3", ""},
 	{"unknown function in filter", "SELECT COUNT(*) FROM medical_visits WHERE md5(diagnosis) = 'x'", errcode.UnsupportedSQL},
-	{"subquery in from", "SELECT COUNT(*) FROM (SELECT * FROM medical_visits)", errcode.UnsupportedSQL},
 	{"no from", "SELECT 1", errcode.UnsupportedSQL},
 	{"filter on aggregate", "SELECT COUNT(*) FILTER (WHERE cost > 1) FROM medical_visits", errcode.UnsupportedSQL},
 }
@@ -129,8 +179,19 @@ func render(q *gate.Query) string {
 		}
 		b.WriteString("\n")
 	}
+	for _, s := range q.Sources {
+		fmt.Fprintf(&b, "source %s = %s join=%q on=%q\n", s.Alias, s.Dataset.Name, s.Join, s.On)
+	}
+	if r := q.Relation; r != nil {
+		for _, c := range r.Columns {
+			fmt.Fprintf(&b, "relation column %s = %s\n", c.Name, c.SQL)
+		}
+		if r.PerUnit {
+			fmt.Fprintf(&b, "relation per unit, group by %q, filter %q\n", r.GroupBy, r.Filter)
+		}
+	}
 	for _, a := range q.Aggregates {
-		fmt.Fprintf(&b, "agg %s = %s(%s)", a.Name, a.Kind, a.Column)
+		fmt.Fprintf(&b, "agg %s = %s(%s) sql=%s bounds=%v", a.Name, a.Kind, a.Column, a.SQL, a.Bounds)
 		if a.Ranks != nil {
 			fmt.Fprintf(&b, " ranks %v", a.Ranks)
 		}
@@ -141,6 +202,9 @@ func render(q *gate.Query) string {
 	}
 	if q.Filter != "" {
 		fmt.Fprintf(&b, "filter %s\n", q.Filter)
+	}
+	for _, u := range q.Uses {
+		fmt.Fprintf(&b, "use %s.%s %s\n", u.Dataset, u.Column, u.Usage)
 	}
 	for _, o := range q.Order {
 		fmt.Fprintf(&b, "order %d desc=%v\n", o.Output, o.Descending)
@@ -207,8 +271,8 @@ func TestRenderedFilterRoundTrips(t *testing.T) {
 			continue
 		}
 		q, err := gate.Admit(context.Background(), p, testCatalog(), c.sql)
-		if err != nil || q.Filter == "" {
-			continue
+		if err != nil || q.Filter == "" || q.Relation != nil {
+			continue // a relation's filter reads the worker's materialized columns
 		}
 		again := "SELECT COUNT(*) FROM medical_visits WHERE " + q.Filter
 		q2, err := gate.Admit(context.Background(), p, testCatalog(), again)
@@ -235,12 +299,22 @@ func FuzzAdmit(f *testing.F) {
 			}
 			return
 		}
-		// Whatever is admitted reads one catalog dataset and never outputs an identifier.
+		// Whatever is admitted bounds the first dataset's privacy unit and never outputs an
+		// identifier.
+		if q.Dataset == nil || q.Dataset.Public || q.Sources[0].Dataset != q.Dataset {
+			t.Fatalf("admitted without a dataset whose unit is bounded: %q", sql)
+		}
 		for _, k := range q.Keys {
 			for _, c := range k.Columns {
-				if q.Dataset.Columns[c].Has(catalog.TagIdentifier) {
+				spec, _ := cat.Lookup(c.Dataset)
+				if spec.Columns[c.Column].Has(catalog.TagIdentifier) {
 					t.Fatalf("key derived from an identifier admitted: %q", sql)
 				}
+			}
+		}
+		for _, a := range q.Aggregates {
+			if a.Kind != dp.Count && a.Kind != dp.CountDistinct && len(a.Bounds) != 2 {
+				t.Fatalf("value aggregate without bounds admitted: %q", sql)
 			}
 		}
 		if len(q.Aggregates) == 0 {

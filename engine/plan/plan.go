@@ -81,11 +81,16 @@ type Planned struct {
 	Split string
 }
 
-// Build makes the bounded plan. snapshot is the dataset snapshot digest; samplingKey keys the
-// choice of kept rows for over-contributing units.
-func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Planned, error) {
+// Build makes the bounded plan. snapshots maps each dataset the query reads to its snapshot
+// digest; samplingKey keys the choice of kept rows for over-contributing units.
+func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey uint64) (*Planned, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	for _, d := range q.Datasets() {
+		if snapshots[d.Name] == "" {
+			return nil, errcode.New(errcode.Internal, "dataset %q has no snapshot", d.Name)
+		}
 	}
 	p := &Planned{Query: q, Public: true}
 	for _, k := range q.Keys {
@@ -100,11 +105,22 @@ func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Plan
 	}
 	n := float64(len(q.Aggregates))
 	w := sandbox.Plan{
-		Snapshot:    snapshot,
 		Filter:      q.Filter,
 		Bounds:      sandbox.Bounds{MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup},
 		SamplingKey: samplingKey,
 		TimeoutMS:   o.TimeoutMS,
+	}
+	if r := q.Relation; r != nil {
+		w.Relation = &sandbox.Relation{PerUnit: r.PerUnit, GroupBy: r.GroupBy, Filter: r.Filter}
+		for _, s := range q.Sources {
+			w.Relation.Sources = append(w.Relation.Sources, sandbox.RelationSource{Snapshot: snapshots[s.Dataset.Name], Alias: s.Alias,
+				Unit: s.Dataset.PrivacyUnit, Join: s.Join, On: s.On})
+		}
+		for _, c := range r.Columns {
+			w.Relation.Columns = append(w.Relation.Columns, sandbox.RelationColumn{Name: c.Name, SQL: c.SQL})
+		}
+	} else {
+		w.Snapshot = snapshots[q.Dataset.Name]
 	}
 	aggEps := o.Epsilon / n
 	if p.Public {
@@ -133,11 +149,10 @@ func Build(q *gate.Query, snapshot string, o Options, samplingKey uint64) (*Plan
 			w.Values = append(w.Values, a.SQL)
 		}
 		if a.Kind != dp.Count && a.Kind != dp.CountDistinct {
-			c := q.Dataset.Columns[a.Column]
-			if !c.HasBounds() {
-				return nil, errcode.New(errcode.MissingBounds, "%s has no declared bounds, so %s cannot be bounded; the provider must declare them in the catalog", a.Column, a.Name)
+			if len(a.Bounds) != 2 {
+				return nil, errcode.New(errcode.MissingBounds, "%s has no bounds, so %s cannot be bounded", a.Column, a.Name)
 			}
-			s.Lower, s.Upper = c.Lower(), c.Upper()
+			s.Lower, s.Upper = a.Bounds[0], a.Bounds[1]
 		}
 		if err := s.Validate(); err != nil {
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism for %s accepts", a.Name)

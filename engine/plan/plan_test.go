@@ -34,30 +34,32 @@ var visits = &catalog.Spec{
 
 // The SQL renderings follow what gate.Admit produces (engine/gate/testdata/admitted.golden).
 var (
-	keyDistrict  = gate.Key{Name: "district", Column: "district", SQL: `"district"`, Domain: visits.Columns["district"].Domain}
-	keyHospital  = gate.Key{Name: "hospital", Column: "hospital", SQL: `"hospital"`, Domain: visits.Columns["hospital"].Domain}
-	keyDiagnosis = gate.Key{Name: "diagnosis", Column: "diagnosis", SQL: `"diagnosis"`}
+	keyDistrict  = gate.Key{Name: "district", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "district"}}, SQL: `"district"`, Domain: visits.Columns["district"].Domain}
+	keyHospital  = gate.Key{Name: "hospital", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "hospital"}}, SQL: `"hospital"`, Domain: visits.Columns["hospital"].Domain}
+	keyDiagnosis = gate.Key{Name: "diagnosis", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "diagnosis"}}, SQL: `"diagnosis"`}
 	aggCount     = gate.Aggregate{Name: "count", Kind: dp.Count}
 	aggUnits     = gate.Aggregate{Name: "units", Kind: dp.CountDistinct, Column: "person_id"}
-	aggSumCost   = gate.Aggregate{Name: "sum_cost", Kind: dp.Sum, Column: "cost", SQL: `"cost"`}
-	aggSumCost2  = gate.Aggregate{Name: "sum_cost_2", Kind: dp.Sum, Column: "cost", SQL: `"cost"`}
-	aggSumDays   = gate.Aggregate{Name: "sum_days", Kind: dp.Sum, Column: "days", SQL: `"days"`}
+	aggSumCost   = gate.Aggregate{Name: "sum_cost", Kind: dp.Sum, Column: "cost", SQL: `"cost"`, Bounds: visits.Columns["cost"].Bounds}
+	aggSumCost2  = gate.Aggregate{Name: "sum_cost_2", Kind: dp.Sum, Column: "cost", SQL: `"cost"`, Bounds: visits.Columns["cost"].Bounds}
+	aggSumDays   = gate.Aggregate{Name: "sum_days", Kind: dp.Sum, Column: "days", SQL: `"days"`, Bounds: visits.Columns["days"].Bounds}
 )
 
 func query(filter string, keys []gate.Key, aggs ...gate.Aggregate) *gate.Query {
-	return &gate.Query{Dataset: visits, Keys: keys, Aggregates: aggs, Filter: filter}
+	return &gate.Query{Dataset: visits, Sources: []gate.Source{{Alias: "visits", Dataset: visits}}, Keys: keys, Aggregates: aggs, Filter: filter}
 }
 
 var opts = plan.Options{Epsilon: 3, Delta: 1e-6, MaxGroupsContributed: 2, MaxContributionsPerGroup: 4, TimeoutMS: 5000}
 
 func build(t *testing.T, q *gate.Query, o plan.Options) *plan.Planned {
 	t.Helper()
-	p, err := plan.Build(q, "sha256:snap", o, 42)
+	p, err := plan.Build(q, snaps("sha256:snap"), o, 42)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
 	return p
 }
+
+func snaps(digest string) map[string]string { return map[string]string{"visits": digest} }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(b)) }
 
@@ -170,7 +172,7 @@ func TestBuildWithNonPublicKeyUsesSelectionAndSplitsEpsilonOverNPlusOne(t *testi
 func TestBuildRefusesNonPublicKeyWithoutDelta(t *testing.T) {
 	o := opts
 	o.Delta = 0
-	_, err := plan.Build(query("", []gate.Key{keyDiagnosis}, aggCount), "s", o, 1)
+	_, err := plan.Build(query("", []gate.Key{keyDiagnosis}, aggCount), snaps("s"), o, 1)
 	if got := errcode.Code(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}
@@ -233,7 +235,7 @@ func TestBuildCopiesJobParametersIntoWorkerPlan(t *testing.T) {
 func TestBuildRefusesInvalidOptions(t *testing.T) {
 	o := opts
 	o.Epsilon = -1
-	_, err := plan.Build(query("", nil, aggCount), "s", o, 1)
+	_, err := plan.Build(query("", nil, aggCount), snaps("s"), o, 1)
 	if got := errcode.Code(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}

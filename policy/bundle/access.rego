@@ -39,7 +39,17 @@ deny contains reason if {
 	some reason in lib.grade_denials
 }
 
+# A public lookup table has no privacy unit and no budget, so a job over lookup tables alone
+# would spend nothing and protect no one: it must read a private dataset too.
+deny contains "lookup_only: the job reads only public lookup tables; it must read a private dataset" if {
+	count(object.get(input, "datasets", [])) > 0
+	every d in input.datasets {
+		lib.is_public(d)
+	}
+}
+
 # Joins are allowed inside one data domain (on the privacy unit key); never across domains.
+# A public lookup table has a domain too and joins only within it.
 domains := {object.get(d, "domain", "") | some d in input.datasets}
 
 deny contains sprintf("cross_domain_join: datasets span %d data domains (%s)", [count(domains), concat(", ", sort(domains))]) if {
@@ -48,7 +58,10 @@ deny contains sprintf("cross_domain_join: datasets span %d data domains (%s)", [
 
 # --- how columns are used ---
 
-usages := {"group_key", "filter", "aggregate", "count_distinct_unit", "count_rows", "output"}
+usages := {
+	"group_key", "filter", "filter_equality", "aggregate", "count_distinct_unit", "count_rows",
+	"output", "join_unit", "join_key",
+}
 
 dataset_names := {d.name | some d in input.datasets}
 
@@ -57,26 +70,50 @@ deny contains sprintf("column_dataset_unknown: column %s.%s is from a dataset th
 	not c.dataset in dataset_names
 }
 
-deny contains sprintf("usage_unknown: column %s.%s has usage %s", [c.dataset, c.column, c.usage]) if {
+# object.get: "not c.usage in usages" is not true when usage is absent, and every rule below
+# keys on the usage.
+deny contains sprintf("usage_unknown: column %s.%s has usage %s", [c.dataset, c.column, usage]) if {
 	some c in input.columns
-	not c.usage in usages
+	usage := object.get(c, "usage", "")
+	not usage in usages
 }
 
 # An identifier may be counted — as its dataset's privacy unit (usage count_distinct_unit), or
 # as rows where it is present (usage count_rows, COUNT(col)) — but never grouped by, aggregated
-# or output.
+# or output. Nor may it key a join with a lookup table (join_key): a table keyed by
+# identifiers selects or labels persons, a filter on identifiers in disguise.
 deny contains sprintf("identifier_in_%s: column %s.%s is tagged identifier", [c.usage, c.dataset, c.column]) if {
 	some c in input.columns
-	c.usage in {"group_key", "aggregate", "output"}
+	c.usage in {"group_key", "aggregate", "output", "join_key"}
 	lib.is_identifier(c)
 }
 
-# Filtering on an identifier (WHERE id = '...') singles out a person. It will come later
-# behind an explicit operator grant; until then it is refused.
-deny contains sprintf("identifier_in_filter: column %s.%s is tagged identifier; filters on identifiers need an operator grant", [c.dataset, c.column]) if {
+# Filtering on an identifier singles out a person. A filter other than = or IN with constants
+# (ranges, LIKE, functions) can probe values, so it is always refused.
+deny contains sprintf("identifier_in_filter: column %s.%s is tagged identifier; only = or IN with constants may filter on it", [c.dataset, c.column]) if {
 	some c in input.columns
 	c.usage == "filter"
 	lib.is_identifier(c)
+}
+
+# An equality filter (WHERE id = '...' or IN (...)) names the persons in the result, so it is
+# the operator's call: refused unless data.json sets allow_identifier_equality_filters.
+deny contains sprintf("identifier_in_filter: column %s.%s is tagged identifier; equality filters on identifiers need the operator to set allow_identifier_equality_filters", [c.dataset, c.column]) if {
+	some c in input.columns
+	c.usage == "filter_equality"
+	lib.is_identifier(c)
+	not identifier_equality_filters_allowed
+}
+
+# Written as a positive test so that a missing tunable leaves it undefined, i.e. refused.
+identifier_equality_filters_allowed if params.allow_identifier_equality_filters == true
+
+# Private datasets join only on their privacy units, so each row still belongs to one person
+# and the per-person contribution bounds still hold.
+deny contains sprintf("join_not_on_unit: column %s.%s is joined as the privacy unit but is not its dataset's privacy unit", [c.dataset, c.column]) if {
+	some c in input.columns
+	c.usage == "join_unit"
+	not lib.is_privacy_unit(c, input.datasets)
 }
 
 deny contains sprintf("unit_mismatch: column %s.%s is counted as the privacy unit but is not its dataset's privacy unit", [c.dataset, c.column]) if {

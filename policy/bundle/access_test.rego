@@ -104,6 +104,10 @@ test_unknown_grade_denied if {
 	"grade_unknown" in deny_codes(patched("replace", "/datasets/0/grade", "l4"))
 }
 
+test_missing_grade_denied if {
+	"grade_unknown" in deny_codes(json.remove(good, ["datasets/0/grade"]))
+}
+
 test_cross_domain_join_denied if {
 	inp := patched("add", "/datasets/-", {"name": "health_records", "provider": "health_commission", "grade": "L2", "domain": "health", "privacy_unit": "person_id"})
 	"cross_domain_join" in deny_codes(inp)
@@ -130,7 +134,11 @@ test_column_of_declared_dataset_accepted if {
 }
 
 test_unknown_usage_denied if {
-	"usage_unknown" in deny_codes(patched("replace", "/columns/0/usage", "join_key"))
+	"usage_unknown" in deny_codes(patched("replace", "/columns/0/usage", "window_partition"))
+}
+
+test_missing_usage_denied if {
+	"usage_unknown" in deny_codes(json.remove(good, ["columns/0/usage"]))
 }
 
 test_known_usages_accepted if {
@@ -284,4 +292,175 @@ test_counting_rows_of_identifier_allowed if {
 	cs := deny_codes(patched("add", "/columns/-", identifier_col("count_rows")))
 	not "identifier_in_count_rows" in cs
 	not "usage_unknown" in cs
+}
+
+# --- joins ---
+
+# claims is a second private dataset of the same domain, protected per person too.
+claims := {"name": "claims", "provider": "medical_insurance_bureau", "grade": "L2", "domain": "platform", "privacy_unit": "person_id"}
+
+# districts is a public lookup table: district codes and names, no privacy unit.
+districts := {"name": "districts", "provider": "civil_affairs_bureau", "grade": "L1", "domain": "platform", "privacy_unit": "", "public": true}
+
+unit_col(dataset, usage) := {"dataset": dataset, "column": "person_id", "tags": ["identifier"], "usage": usage, "privacy_unit": true}
+
+district_code := {"dataset": "visits", "column": "district_code", "tags": ["quasi_identifier"], "usage": "join_key", "privacy_unit": false}
+
+lookup_code := {"dataset": "districts", "column": "code", "tags": ["attribute"], "usage": "join_key", "privacy_unit": false}
+
+lookup_name := {"dataset": "districts", "column": "name", "tags": ["attribute"], "usage": "group_key", "privacy_unit": false}
+
+# unit_join is good joined with claims on person_id.
+unit_join := json.patch(good, [
+	{"op": "add", "path": "/datasets/-", "value": claims},
+	{"op": "add", "path": "/columns/-", "value": unit_col("visits", "join_unit")},
+	{"op": "add", "path": "/columns/-", "value": unit_col("claims", "join_unit")},
+])
+
+# lookup_join is good joined with districts on the district code, grouped by district name.
+lookup_join := json.patch(good, [
+	{"op": "add", "path": "/datasets/-", "value": districts},
+	{"op": "add", "path": "/columns/-", "value": district_code},
+	{"op": "add", "path": "/columns/-", "value": lookup_code},
+	{"op": "add", "path": "/columns/-", "value": lookup_name},
+])
+
+test_join_usages_known if {
+	every usage in ["join_unit", "join_key", "filter_equality"] {
+		not "usage_unknown" in deny_codes(patched("add", "/columns/-", identifier_col(usage)))
+	}
+}
+
+test_join_on_privacy_units_allowed if {
+	access.decision == {"result": "allow", "reasons": []} with input as unit_join
+}
+
+test_join_on_non_unit_identifier_denied if {
+	"join_not_on_unit" in deny_codes(patched("add", "/columns/-", identifier_col("join_unit")))
+}
+
+test_join_on_non_identifier_as_unit_denied if {
+	"join_not_on_unit" in deny_codes(patched("replace", "/columns/0/usage", "join_unit"))
+}
+
+test_join_unit_not_marked_by_engine_denied if {
+	inp := json.patch(unit_join, [{"op": "replace", "path": "/columns/4/privacy_unit", "value": false}])
+	"join_not_on_unit" in deny_codes(inp)
+}
+
+test_join_unit_the_dataset_does_not_declare_denied if {
+	inp := json.patch(unit_join, [{"op": "replace", "path": "/datasets/1/privacy_unit", "value": "claim_id"}])
+	"join_not_on_unit" in deny_codes(inp)
+}
+
+test_join_unit_of_public_table_denied if {
+	# A public table has no privacy unit, even if it declares one.
+	inp := json.patch(unit_join, [{"op": "add", "path": "/datasets/1/public", "value": true}])
+	"join_not_on_unit" in deny_codes(inp)
+}
+
+test_lookup_join_allowed if {
+	access.decision == {"result": "allow", "reasons": []} with input as lookup_join
+}
+
+test_identifier_join_key_denied if {
+	"identifier_in_join_key" in deny_codes(patched("add", "/columns/-", identifier_col("join_key")))
+}
+
+test_privacy_unit_join_key_denied if {
+	inp := json.patch(lookup_join, [{"op": "add", "path": "/columns/-", "value": unit_col("visits", "join_key")}])
+	"identifier_in_join_key" in deny_codes(inp)
+}
+
+test_non_identifier_join_key_not_denied if {
+	not "identifier_in_join_key" in deny_codes(lookup_join)
+}
+
+# --- public lookup tables ---
+
+test_lookup_only_denied if {
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/datasets", "value": [districts]},
+		{"op": "replace", "path": "/columns", "value": [lookup_name]},
+	])
+	"lookup_only" in deny_codes(inp)
+}
+
+test_private_dataset_not_lookup_only if {
+	not "lookup_only" in deny_codes(good)
+	not "lookup_only" in deny_codes(patched("add", "/datasets/0/public", false))
+	not "lookup_only" in deny_codes(lookup_join)
+}
+
+test_mistyped_public_flag_counts_as_public if {
+	"lookup_only" in deny_codes(patched("add", "/datasets/0/public", "false"))
+}
+
+test_no_dataset_not_lookup_only if {
+	inp := json.patch(good, [{"op": "replace", "path": "/datasets", "value": []}, {"op": "replace", "path": "/columns", "value": []}])
+	not "lookup_only" in deny_codes(inp)
+}
+
+test_l4_lookup_table_denied if {
+	inp := json.patch(lookup_join, [{"op": "replace", "path": "/datasets/1/grade", "value": "L4"}])
+	"grade_not_operable" in deny_codes(inp)
+}
+
+test_lookup_table_without_grade_denied if {
+	inp := json.patch(lookup_join, [{"op": "remove", "path": "/datasets/1/grade"}])
+	"grade_unknown" in deny_codes(inp)
+}
+
+test_lookup_table_of_another_domain_denied if {
+	inp := json.patch(lookup_join, [{"op": "replace", "path": "/datasets/1/domain", "value": "civil_affairs"}])
+	"cross_domain_join" in deny_codes(inp)
+}
+
+test_counting_declared_unit_of_public_table_denied if {
+	# With the flag dropped this very input is allowed, so the flag alone denies it.
+	inp := patched("add", "/datasets/0/public", true)
+	"unit_mismatch" in deny_codes(inp)
+}
+
+# --- equality filters on identifiers ---
+
+test_identifier_equality_filter_denied_by_default if {
+	reasons := access.deny with input as patched("add", "/columns/-", identifier_col("filter_equality"))
+	some r in reasons
+	startswith(r, "identifier_in_filter:")
+	contains(r, "allow_identifier_equality_filters")
+}
+
+test_identifier_equality_filter_allowed_when_operator_sets_it if {
+	inp := patched("add", "/columns/-", identifier_col("filter_equality"))
+	d := access.decision with input as inp with data.cleanroom.params.allow_identifier_equality_filters as true
+	d == {"result": "allow", "reasons": []}
+}
+
+test_identifier_other_filter_denied_even_when_equality_allowed if {
+	inp := patched("add", "/columns/-", identifier_col("filter"))
+	cs := deny_codes(inp) with data.cleanroom.params.allow_identifier_equality_filters as true
+	"identifier_in_filter" in cs
+}
+
+test_non_identifier_equality_filter_allowed if {
+	col := {"dataset": "visits", "column": "age_band", "tags": ["quasi_identifier"], "usage": "filter_equality", "privacy_unit": false}
+	access.decision.result == "allow" with input as patched("add", "/columns/-", col)
+}
+
+test_equality_filter_tunable_missing_denied if {
+	shipped := data.cleanroom.params
+	inp := patched("add", "/columns/-", identifier_col("filter_equality"))
+	cs := deny_codes(inp) with data.cleanroom.params as object.remove(shipped, {"allow_identifier_equality_filters"})
+	"params_invalid" in cs
+	"identifier_in_filter" in cs
+}
+
+test_equality_filter_tunable_not_boolean_denied if {
+	inp := patched("add", "/columns/-", identifier_col("filter_equality"))
+	every v in ["true", 1, null, {}] {
+		cs := deny_codes(inp) with data.cleanroom.params.allow_identifier_equality_filters as v
+		"params_invalid" in cs
+		"identifier_in_filter" in cs
+	}
 }

@@ -29,7 +29,8 @@ deny contains sprintf("output_kind_unknown: output column %s has kind %s", [col.
 }
 
 # No output column may derive from an identifier, except a count of distinct privacy units or a
-# count of rows where the identifier is present.
+# count of rows where the identifier is present. Both are allow-listed by usage, so an
+# identifier used otherwise (to join or filter) never counts as released lineage.
 deny contains sprintf("identifier_in_output: output column %s derives from %s.%s, tagged identifier", [col.name, src.dataset, src.column]) if {
 	some col in input.output.columns
 	some src in col.derived_from
@@ -40,6 +41,7 @@ deny contains sprintf("identifier_in_output: output column %s derives from %s.%s
 counts_units(col, src) if {
 	col.kind == "aggregate"
 	col.aggregate == "count_distinct"
+	src.usage == "count_distinct_unit"
 	lib.is_privacy_unit(src, input.datasets)
 }
 

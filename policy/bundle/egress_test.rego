@@ -233,3 +233,32 @@ test_sum_marked_count_rows_denied if {
 	])
 	"identifier_in_output" in deny_codes(inp)
 }
+
+# --- identifiers used to join or filter never count as released lineage ---
+
+test_group_key_from_join_unit_denied if {
+	unit := json.patch(person_id, [{"op": "replace", "path": "/usage", "value": "join_unit"}])
+	inp := patched("replace", "/output/columns/0/derived_from", [unit])
+	"identifier_in_output" in deny_codes(inp)
+}
+
+test_count_distinct_of_unit_used_otherwise_denied if {
+	every usage in ["join_unit", "join_key", "filter_equality", "aggregate"] {
+		"identifier_in_output" in deny_codes(patched("replace", "/output/columns/1/derived_from/0/usage", usage))
+	}
+}
+
+test_count_of_identifier_used_otherwise_denied if {
+	every usage in ["join_unit", "join_key", "filter_equality"] {
+		src := json.patch(phone_rows, [{"op": "replace", "path": "/usage", "value": usage}])
+		inp := json.patch(good, [
+			{"op": "replace", "path": "/output/columns/1/aggregate", "value": "count"},
+			{"op": "replace", "path": "/output/columns/1/derived_from", "value": [src]},
+		])
+		"identifier_in_output" in deny_codes(inp)
+	}
+}
+
+test_count_distinct_of_public_table_unit_denied if {
+	"identifier_in_output" in deny_codes(patched("add", "/datasets/0/public", true))
+}

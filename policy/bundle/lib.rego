@@ -26,6 +26,8 @@ number_params := {
 
 string_list_params := {"allowed_job_kinds", "allowed_mechanisms"}
 
+boolean_params := {"allow_identifier_equality_filters"}
+
 invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be a number", [key]) if {
 	some key in number_params
 	not is_number(object.get(params, key, null))
@@ -34,6 +36,11 @@ invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must b
 invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be a list of strings", [key]) if {
 	some key in string_list_params
 	not is_string_list(object.get(params, key, null))
+}
+
+invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be true or false", [key]) if {
+	some key in boolean_params
+	not is_boolean(object.get(params, key, null))
 }
 
 is_string_list(x) if {
@@ -61,13 +68,19 @@ not_operable_grade := "L4"
 # is_identifier holds for a column tagged identifier.
 is_identifier(col) if "identifier" in col.tags
 
+# is_public holds for a public lookup table. "public" may be absent (false); any value but
+# false counts as public, so a mistyped flag fails closed (no privacy unit, not private).
+is_public(d) if object.get(d, "public", false) != false
+
 # is_privacy_unit holds when col is its dataset's declared privacy unit: the engine marked
-# it so and the dataset the job declares names that column.
+# it so and the dataset the job declares names that column. A public table has no privacy
+# unit, whatever it declares.
 is_privacy_unit(col, datasets) if {
 	col.privacy_unit == true
 	some d in datasets
 	d.name == col.dataset
 	d.privacy_unit == col.column
+	not is_public(d)
 }
 
 # is_whole_in_range holds for a whole number x with lo <= x <= hi.
@@ -87,5 +100,6 @@ grade_denials contains sprintf("grade_not_operable: dataset %s is graded L4 (不
 
 grade_denials contains sprintf("grade_unknown: dataset %s has no known grade (L1..L4)", [d.name]) if {
 	some d in input.datasets
-	not d.grade in grades
+	# object.get: "not d.grade in grades" is not true when grade is absent.
+	not object.get(d, "grade", "") in grades
 }

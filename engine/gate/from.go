@@ -1,0 +1,668 @@
+package gate
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+)
+
+// entry is a column the query can name: a dataset column, or a column of a per-unit subquery.
+type entry struct {
+	quals []string // qualifiers that name it: the source alias (and the dataset name)
+	name  string
+	sql   string         // its rendering where the query reads it
+	meta  catalog.Column // tags, bounds and domain (derived for per-unit aggregates)
+	from  []ColumnRef    // the catalog columns it derives from
+	// unit marks the bounded privacy unit, or a column equal to it on every row (the unit of
+	// an inner-joined dataset).
+	unit bool
+	// perUnit says how a per-unit aggregate was computed ("SUM(cost)"), for messages.
+	perUnit string
+	// proj is the relation column a join query must materialize to read this column.
+	proj *RelationColumn
+}
+
+// relationColumns are reserved names of the worker's materialized relations.
+const reservedPrefix = "__cr"
+
+// joinKinds maps DuckDB's join types to the admitted ones.
+var joinKinds = map[string]string{"INNER": "inner", "LEFT": "left"}
+
+// sources admits a FROM clause of datasets — one, or several joined — and fills g.q.Sources
+// and g.cols. qualified renders columns as "alias"."column" (inside a per-unit subquery, which
+// the worker evaluates over the aliased sources); otherwise a single dataset's columns render
+// bare and a join's as the relation columns the worker materializes.
+func (g *gater) sources(t map[string]any, qualified bool) error {
+	if err := g.fromItem(t); err != nil {
+		return err
+	}
+	srcs := g.q.Sources
+	if srcs[0].Dataset.Public {
+		return errcode.At(errcode.UnsupportedSQL, pos(t), "%s is a public lookup table; put the dataset with a privacy unit first and join the lookup table to it", srcs[0].Dataset.Name)
+	}
+	join := len(srcs) > 1
+	g.cols = nil
+	for i, s := range srcs {
+		quals := []string{s.Alias}
+		if s.Alias != s.Dataset.Name && !join {
+			quals = append(quals, s.Dataset.Name)
+		}
+		for _, name := range s.Dataset.ColumnNames() {
+			c := s.Dataset.Columns[name]
+			e := &entry{quals: quals, name: name, meta: c, from: []ColumnRef{{Dataset: s.Dataset.Name, Column: name}},
+				unit: name == s.Dataset.PrivacyUnit && (i == 0 || s.Join == "inner")}
+			switch {
+			case qualified:
+				e.sql = quoteIdent(s.Alias) + "." + quoteIdent(name)
+			case join:
+				rel := s.Alias + "." + name
+				e.sql = quoteIdent(rel)
+				e.proj = &RelationColumn{Name: rel, SQL: quoteIdent(s.Alias) + "." + quoteIdent(name)}
+			default:
+				e.sql = quoteIdent(name)
+			}
+			g.cols = append(g.cols, e)
+		}
+	}
+	// Join conditions are admitted once every source's columns can be named.
+	for i := 1; i < len(srcs); i++ {
+		if err := g.joinCondition(i); err != nil {
+			return err
+		}
+	}
+	if join && !qualified {
+		g.q.Relation = &Relation{}
+	}
+	return nil
+}
+
+// fromItem collects the sources of a FROM item in order: a dataset, or a left-deep join.
+func (g *gater) fromItem(t map[string]any) error {
+	if t == nil {
+		return errcode.New(errcode.UnsupportedSQL, "a FROM clause naming a dataset is required")
+	}
+	switch str(t, "type") {
+	case "BASE_TABLE":
+		if err := only(t, "type", "alias", "query_location", "table_name"); err != nil {
+			return err
+		}
+		name := str(t, "table_name")
+		if _, isCTE := g.ctes[name]; isCTE {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "a per-unit subquery cannot be joined; do the join inside it")
+		}
+		spec, ok := g.cat.Lookup(name)
+		if !ok {
+			return errcode.At(errcode.UnknownDataset, pos(t), "no dataset named %q is registered", name)
+		}
+		alias := or(str(t, "alias"), name)
+		for _, s := range g.q.Sources {
+			if s.Alias == alias {
+				return errcode.At(errcode.UnsupportedSQL, pos(t), "the name %q is used for two sources; give each its own alias", alias)
+			}
+		}
+		if strings.HasPrefix(alias, reservedPrefix) {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "names starting with %s are reserved", reservedPrefix)
+		}
+		g.q.Sources = append(g.q.Sources, Source{Alias: alias, Dataset: spec})
+		if len(g.q.Sources) == 1 {
+			g.q.Dataset = spec
+		}
+		return nil
+	case "JOIN":
+		if err := only(t, "type", "alias", "query_location", "left", "right", "condition", "join_type", "ref_type", "using_columns"); err != nil {
+			return err
+		}
+		kind, ok := joinKinds[str(t, "join_type")]
+		if !ok || str(t, "ref_type") != "REGULAR" {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "only INNER JOIN and LEFT JOIN are admitted (no RIGHT, FULL, CROSS, SEMI, ANTI, ASOF or NATURAL joins)")
+		}
+		if err := g.fromItem(obj(t, "left")); err != nil {
+			return err
+		}
+		right := obj(t, "right")
+		if str(right, "type") != "BASE_TABLE" {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "the right side of a join must be a dataset; joins nest to the left (a JOIN b JOIN c)")
+		}
+		if err := g.fromItem(right); err != nil {
+			return err
+		}
+		i := len(g.q.Sources) - 1
+		g.q.Sources[i].Join = kind
+		g.joins = append(g.joins, joinSpec{source: i, node: t})
+		return nil
+	case "TABLE_FUNCTION":
+		return errcode.At(errcode.UnsupportedSQL, pos(t), "table functions (file readers such as read_csv, query(), getenv and the like) are not admitted; name a registered dataset")
+	case "SUBQUERY":
+		return errcode.At(errcode.UnsupportedSQL, pos(t), "a subquery is admitted only as the whole FROM clause of the outer query (a per-unit subquery)")
+	case "EMPTY":
+		return errcode.New(errcode.UnsupportedSQL, "a FROM clause naming a dataset is required")
+	}
+	return errcode.At(errcode.UnsupportedSQL, pos(t), "this FROM clause is not admitted; name registered datasets, joined on their privacy unit")
+}
+
+// joinSpec remembers a join's AST until its condition is admitted.
+type joinSpec struct {
+	source int // index of the joined (right) source
+	node   map[string]any
+}
+
+// joinCondition admits the condition of the join that brings in source i. Two datasets with
+// privacy units join on them (so each joined row belongs to one unit, and bounding after the
+// join caps what that unit contributes however many rows the join made); a public lookup table
+// joins on equality of one of its columns with a column of the datasets joined before it.
+func (g *gater) joinCondition(i int) error {
+	var js joinSpec
+	for _, j := range g.joins {
+		if j.source == i {
+			js = j
+		}
+	}
+	t := js.node
+	right := g.q.Sources[i]
+	var leftCol, rightCol *entry
+	if using := list(t, "using_columns"); len(using) > 0 {
+		name, _ := using[0].(string)
+		if len(using) != 1 {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "a join condition equates one pair of columns")
+		}
+		for _, e := range g.cols {
+			if e.name == name && slices.Contains(e.quals, right.Alias) {
+				rightCol = e
+			}
+		}
+		for k := i - 1; k >= 0 && leftCol == nil; k-- {
+			for _, e := range g.cols {
+				if e.name == name && slices.Contains(e.quals, g.q.Sources[k].Alias) {
+					leftCol = e
+				}
+			}
+		}
+		if leftCol == nil || rightCol == nil {
+			return errcode.At(errcode.UnknownColumn, pos(t), "USING (%s) names a column missing on one side of the join", name)
+		}
+	} else {
+		c := obj(t, "condition")
+		if str(c, "class") != "COMPARISON" || str(c, "type") != "COMPARE_EQUAL" ||
+			str(obj(c, "left"), "class") != "COLUMN_REF" || str(obj(c, "right"), "class") != "COLUMN_REF" {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "a join condition must equate two columns, e.g. ON v.person_id = r.person_id (filters go in WHERE)")
+		}
+		if err := only(c, with("left", "right")...); err != nil {
+			return err
+		}
+		a, err := g.resolve(obj(c, "left"))
+		if err != nil {
+			return err
+		}
+		b, err := g.resolve(obj(c, "right"))
+		if err != nil {
+			return err
+		}
+		if g.sourceOf(b) != i {
+			a, b = b, a
+		}
+		if g.sourceOf(b) != i || g.sourceOf(a) >= i {
+			return errcode.At(errcode.UnsupportedSQL, pos(c), "the condition of a join must equate a column of the joined dataset %q with a column of a dataset before it", right.Alias)
+		}
+		leftCol, rightCol = a, b
+	}
+	left := g.q.Sources[g.sourceOf(leftCol)]
+	switch {
+	case !right.Dataset.Public && !left.Dataset.Public:
+		if leftCol.name != left.Dataset.PrivacyUnit || rightCol.name != right.Dataset.PrivacyUnit {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "datasets join only on their privacy units: ON %s.%s = %s.%s",
+				left.Alias, left.Dataset.PrivacyUnit, right.Alias, right.Dataset.PrivacyUnit)
+		}
+		if g.sourceOf(leftCol) != 0 && !leftCol.unit {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "join %q on the privacy unit of the first dataset or of an inner-joined one", right.Alias)
+		}
+		g.use(leftCol, UseJoinUnit)
+		g.use(rightCol, UseJoinUnit)
+	case right.Dataset.Public && !left.Dataset.Public:
+		if leftCol.meta.Has(catalog.TagIdentifier) {
+			return errcode.At(errcode.IdentifierInOutput, pos(t), "%s is an identifier and cannot be matched against a lookup table", leftCol.name)
+		}
+		g.use(leftCol, UseJoinKey)
+		g.use(rightCol, UseJoinKey)
+		// Compared as text: a code column read from CSV is a number on one side and text on the
+		// other, and "530102" should match 530102.
+		g.q.Sources[i].On = fmt.Sprintf("(CAST(%s.%s AS VARCHAR) = CAST(%s.%s AS VARCHAR))", quoteIdent(left.Alias), quoteIdent(leftCol.name), quoteIdent(right.Alias), quoteIdent(rightCol.name))
+	default:
+		return errcode.At(errcode.UnsupportedSQL, pos(t), "a dataset with a privacy unit cannot be joined to a lookup table's rows; put the dataset first")
+	}
+	return nil
+}
+
+// sourceOf returns the index of the source a column comes from.
+func (g *gater) sourceOf(e *entry) int {
+	for i, s := range g.q.Sources {
+		if slices.Contains(e.quals, s.Alias) {
+			return i
+		}
+	}
+	return -1
+}
+
+// resolve finds the column a COLUMN_REF names: qualified by a source alias, or unqualified
+// and unambiguous.
+func (g *gater) resolve(n map[string]any) (*entry, error) {
+	if err := only(n, with("column_names")...); err != nil {
+		return nil, err
+	}
+	parts := list(n, "column_names")
+	var qual, name string
+	switch len(parts) {
+	case 1:
+		name, _ = parts[0].(string)
+	case 2:
+		qual, _ = parts[0].(string)
+		name, _ = parts[1].(string)
+	default:
+		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "qualified names beyond source.column are not admitted")
+	}
+	var found *entry
+	known := false
+	for _, e := range g.cols {
+		if qual != "" && !slices.Contains(e.quals, qual) {
+			continue
+		}
+		known = true
+		if e.name != name {
+			continue
+		}
+		if found != nil {
+			return nil, errcode.At(errcode.UnknownColumn, pos(n), "column %q is ambiguous; qualify it with its source's alias", name)
+		}
+		found = e
+	}
+	if found == nil {
+		if qual != "" && !known {
+			return nil, errcode.At(errcode.UnknownColumn, pos(n), "%q names no source of this query", qual)
+		}
+		return nil, errcode.At(errcode.UnknownColumn, pos(n), "%s has no column %q", g.scopeName(), name)
+	}
+	// Join conditions are resolved before the relation exists: the worker renders them.
+	if found.proj != nil && g.q.Relation != nil && !slices.ContainsFunc(g.q.Relation.Columns, func(c RelationColumn) bool { return c.Name == found.proj.Name }) {
+		g.q.Relation.Columns = append(g.q.Relation.Columns, *found.proj)
+	}
+	g.touched = append(g.touched, found)
+	return found, nil
+}
+
+func (g *gater) scopeName() string {
+	var names []string
+	for _, s := range g.q.Sources {
+		names = append(names, fmt.Sprintf("%q", s.Dataset.Name))
+	}
+	if g.inner != "" {
+		return fmt.Sprintf("subquery %q", g.inner)
+	}
+	return "dataset " + strings.Join(names, " or ")
+}
+
+// use records how the query uses the catalog columns an entry derives from.
+func (g *gater) use(e *entry, u Usage) {
+	for _, r := range e.from {
+		g.q.Uses = append(g.q.Uses, ColumnUse{Dataset: r.Dataset, Column: r.Column, Usage: u})
+	}
+}
+
+// unitName is the privacy unit as the query can name it, for messages.
+func (g *gater) unitName() string {
+	for _, e := range g.cols {
+		if e.unit {
+			return e.name
+		}
+	}
+	return g.q.Dataset.PrivacyUnit
+}
+
+// perUnitAggregates are the exact aggregates a per-unit subquery may compute over one unit's
+// rows; they never leave the worker, only the outer DP aggregates over them do.
+var perUnitAggregates = map[string]bool{"count_star": true, "count": true, "sum": true, "avg": true, "mean": true, "min": true, "max": true}
+
+// subquery admits a per-unit subquery — the FROM clause of the outer query, directly or
+// through WITH. It reads datasets (joined as above), groups by the privacy unit and perhaps
+// more keys, and selects keys and exact per-unit aggregates; those become the columns the
+// outer DP query reads, one row per unit and inner group.
+func (g *gater) subquery(n map[string]any, alias string, at int) error {
+	if str(n, "type") != "SELECT_NODE" {
+		return errcode.At(errcode.UnsupportedSQL, at, "a subquery must be one SELECT (no UNION, INTERSECT or EXCEPT)")
+	}
+	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling"); err != nil {
+		return err
+	}
+	if str(n, "aggregate_handling") != "STANDARD_HANDLING" {
+		return errcode.At(errcode.UnsupportedSQL, at, "GROUP BY ALL and SELECT DISTINCT are not admitted; name the group keys")
+	}
+	if err := g.sources(obj(n, "from_table"), true); err != nil {
+		return err
+	}
+	g.inner = alias
+	rel := &Relation{PerUnit: true}
+	g.q.Relation = rel
+	if w := obj(n, "where_clause"); w != nil {
+		f, err := g.expr(w, UseFilter)
+		if err != nil {
+			return err
+		}
+		rel.Filter = f
+	}
+	sel := list(n, "select_list")
+	items := make([]item, len(sel))
+	for i, it := range sel {
+		e, _ := it.(map[string]any)
+		if e == nil {
+			return errcode.New(errcode.UnsupportedSQL, "malformed select list")
+		}
+		items[i] = item{node: e, alias: str(e, "alias"), agg: containsAggregate(e)}
+	}
+	groups := list(n, "group_expressions")
+	if sets := list(n, "group_sets"); len(groups) > 0 && (len(sets) != 1 || len(asList(sets[0])) != len(groups)) {
+		return errcode.At(errcode.UnsupportedSQL, at, "GROUPING SETS, ROLLUP and CUBE are not admitted")
+	}
+	unitGrouped := false
+	for _, ge := range groups {
+		e, _ := ge.(map[string]any)
+		target := groupTarget(e, items, g.hasColumn)
+		if target == nil {
+			return errcode.At(errcode.UnsupportedSQL, pos(e), "malformed GROUP BY")
+		}
+		if str(target, "class") == "COLUMN_REF" {
+			c, err := g.resolve(target)
+			if err != nil {
+				return err
+			}
+			if c.unit {
+				unitGrouped = true
+				continue
+			}
+		}
+		g.touched = nil
+		sql, err := g.expr(target, UseGroupKey)
+		if err != nil {
+			return err
+		}
+		if err := g.noIdentifier(pos(e), "be a group key of a subquery (it groups by the privacy unit already)"); err != nil {
+			return err
+		}
+		rel.GroupBy = append(rel.GroupBy, sql)
+	}
+	if !unitGrouped {
+		return errcode.At(errcode.UnsupportedSQL, at, "a subquery must group by the privacy unit (GROUP BY %s, ...): it computes per-unit values for the outer DP aggregates", g.unitName())
+	}
+	var outer []*entry
+	for _, it := range items {
+		e, err := g.innerItem(it, rel)
+		if err != nil {
+			return err
+		}
+		for _, o := range outer {
+			if o.name == e.name {
+				return errcode.At(errcode.UnsupportedSQL, pos(it.node), "the subquery has two columns named %q; give them distinct aliases", e.name)
+			}
+		}
+		if strings.HasPrefix(e.name, reservedPrefix) {
+			return errcode.At(errcode.UnsupportedSQL, pos(it.node), "names starting with %s are reserved", reservedPrefix)
+		}
+		e.quals = []string{alias}
+		outer = append(outer, e)
+	}
+	g.cols, g.inner = outer, ""
+	return nil
+}
+
+// innerItem admits one select item of a per-unit subquery and returns the column the outer
+// query sees.
+func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
+	n := it.node
+	if str(n, "class") == "STAR" {
+		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "SELECT * is not admitted in a subquery; select the unit, group keys and per-unit aggregates")
+	}
+	if str(n, "class") == "COLUMN_REF" {
+		c, err := g.resolve(n)
+		if err != nil {
+			return nil, err
+		}
+		if c.unit {
+			// The outer query may count units by it; its values never leave the worker.
+			return &entry{name: or(it.alias, c.name), meta: c.meta, from: c.from, unit: true}, nil
+		}
+	}
+	if it.agg {
+		e, err := g.perUnitValue(n)
+		if err != nil {
+			return nil, err
+		}
+		name := it.alias
+		if name == "" {
+			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "name the per-unit aggregate, e.g. %s AS total", e.perUnit)
+		}
+		e.name = name
+		e.sql = quoteIdent(name)
+		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.sql0})
+		return &e.entry, nil
+	}
+	g.touched = nil
+	sql, err := g.expr(n, UseGroupKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.noIdentifier(pos(n), "be selected"); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(rel.GroupBy, sql) {
+		return nil, errcode.At("raw_column_in_output", pos(n), "a subquery's select item is the privacy unit, a GROUP BY key or a per-unit aggregate")
+	}
+	e := &entry{name: it.alias}
+	for _, t := range g.touched {
+		e.from = append(e.from, t.from...)
+	}
+	if str(n, "class") == "COLUMN_REF" {
+		c := g.touched[0]
+		e.name, e.meta = or(it.alias, c.name), c.meta
+	} else {
+		e.meta = catalog.Column{Tags: []catalog.Tag{catalog.TagAttribute}, Domain: staticDomain(n)}
+		if e.name == "" {
+			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "name the derived key of the subquery with AS")
+		}
+	}
+	e.sql = quoteIdent(e.name)
+	rel.Columns = append(rel.Columns, RelationColumn{Name: e.name, SQL: sql})
+	return e, nil
+}
+
+// noIdentifier refuses when an expression just rendered read an identifier.
+func (g *gater) noIdentifier(at int, what string) error {
+	for _, t := range g.touched {
+		if t.meta.Has(catalog.TagIdentifier) {
+			return errcode.At(errcode.IdentifierInOutput, at, "%s is an identifier and cannot %s, even through a function; count units with COUNT(DISTINCT %s)", t.name, what, g.unitName())
+		}
+	}
+	return nil
+}
+
+// perUnitEntry is a per-unit aggregate: its outer column and its SQL inside the subquery.
+type perUnitEntry struct {
+	entry
+	sql0   string
+	lo, hi *float64 // derived bounds while they are built
+}
+
+// perUnitValue admits a per-unit aggregate, optionally clamped with LEAST/GREATEST and
+// constants, and derives its bounds: an average, minimum or maximum stays within the column's
+// catalog bounds; a count is at least 0; a clamp caps either side. A sum or count that is not
+// clamped has no upper bound, so the outer query cannot aggregate its values (only count or
+// group by them).
+func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
+	if str(n, "class") != "FUNCTION" {
+		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "a per-unit value is COUNT, SUM, AVG, MIN or MAX of a column, optionally clamped with LEAST/GREATEST and constants")
+	}
+	if err := only(n, with("function_name", "children", "order_bys", "distinct", "is_operator", "schema")...); err != nil {
+		return nil, err
+	}
+	fn := strings.ToLower(str(n, "function_name"))
+	args := list(n, "children")
+	if d, _ := n["distinct"].(bool); d || len(list(obj(n, "order_bys"), "orders")) > 0 {
+		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "DISTINCT and ordered aggregates are not admitted in a subquery")
+	}
+	if fn == "least" || fn == "greatest" {
+		if len(args) != 2 {
+			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "clamp with LEAST(value, constant) or GREATEST(value, constant)")
+		}
+		a, _ := args[0].(map[string]any)
+		b, _ := args[1].(map[string]any)
+		if str(a, "class") == "CONSTANT" {
+			a, b = b, a
+		}
+		v, err := numberConstant(b)
+		if err != nil {
+			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "clamp with LEAST(value, constant) or GREATEST(value, constant)")
+		}
+		inner, err := g.perUnitValue(a)
+		if err != nil {
+			return nil, err
+		}
+		lit, _ := constant(b)
+		if fn == "least" {
+			inner.hi = ptr(min(v, deref(inner.hi, v)))
+		} else {
+			inner.lo = ptr(max(v, deref(inner.lo, v)))
+		}
+		inner.sql0 = fmt.Sprintf("%s(%s, %s)", fn, inner.sql0, lit)
+		inner.perUnit = fmt.Sprintf("%s(%s, %s)", strings.ToUpper(fn), inner.perUnit, lit)
+		inner.setBounds()
+		return inner, nil
+	}
+	if !perUnitAggregates[fn] {
+		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted in a subquery; per-unit values are COUNT, SUM, AVG, MIN and MAX, clamped with LEAST/GREATEST", fn)
+	}
+	e := &perUnitEntry{}
+	e.meta.Tags = []catalog.Tag{catalog.TagSensitive}
+	if fn == "count_star" {
+		e.lo, e.sql0, e.perUnit = ptr(0), "count(*)", "COUNT(*)"
+		e.setBounds()
+		return e, nil
+	}
+	if len(args) != 1 || str(args[0].(map[string]any), "class") != "COLUMN_REF" {
+		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "%s in a subquery takes one column", strings.ToUpper(fn))
+	}
+	c, err := g.resolve(args[0].(map[string]any))
+	if err != nil {
+		return nil, err
+	}
+	e.from = c.from
+	e.perUnit = fmt.Sprintf("%s(%s)", strings.ToUpper(fn), c.name)
+	if fn == "count" {
+		usage := UseAggregate
+		if c.meta.Has(catalog.TagIdentifier) {
+			usage = UseCountRows
+		}
+		g.use(c, usage)
+		e.lo, e.sql0 = ptr(0), "count("+c.sql+")"
+		e.setBounds()
+		return e, nil
+	}
+	if c.meta.Has(catalog.TagIdentifier) {
+		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "%s is an identifier and cannot be aggregated; count units with COUNT(DISTINCT %s) in the outer query", c.name, g.unitName())
+	}
+	g.use(c, UseAggregate)
+	e.sql0 = fn + "(" + c.sql + ")"
+	if c.meta.HasBounds() {
+		lo, hi := c.meta.Lower(), c.meta.Upper()
+		switch fn {
+		case "sum":
+			// A sum of many values is unbounded, but keeps the sign of the bounds.
+			if lo >= 0 {
+				e.lo = ptr(0)
+			}
+			if hi <= 0 {
+				e.hi = ptr(0)
+			}
+		default:
+			e.lo, e.hi = &lo, &hi
+		}
+	}
+	e.setBounds()
+	return e, nil
+}
+
+// setBounds turns the derived bounds into clamping bounds once both sides are known.
+func (e *perUnitEntry) setBounds() {
+	e.meta.Bounds = nil
+	if e.lo != nil && e.hi != nil && *e.lo < *e.hi {
+		e.meta.Bounds = []float64{*e.lo, *e.hi}
+	}
+}
+
+func ptr(v float64) *float64 { return &v }
+
+func deref(p *float64, def float64) float64 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// groupTarget resolves a GROUP BY term to the expression it names: a select-list position, a
+// select alias (when no column has that name), or the term itself.
+func groupTarget(e map[string]any, items []item, colExists func(string) bool) map[string]any {
+	if e == nil {
+		return nil
+	}
+	switch str(e, "class") {
+	case "CONSTANT":
+		v, err := nonNegativeInt(e, "GROUP BY position")
+		if err != nil || v < 1 || v > int64(len(items)) || items[v-1].agg {
+			return e // refused by the caller's expression check with its position
+		}
+		return items[v-1].node
+	case "COLUMN_REF":
+		parts := list(e, "column_names")
+		if len(parts) == 1 {
+			name, _ := parts[0].(string)
+			if !colExists(name) {
+				for _, it := range items {
+					if it.alias == name && !it.agg {
+						return it.node
+					}
+				}
+			}
+		}
+	}
+	return e
+}
+
+// containsAggregate reports whether a select item computes an aggregate, perhaps inside a
+// clamp (LEAST/GREATEST) in a per-unit subquery.
+func containsAggregate(e map[string]any) bool {
+	if isAggregate(e) {
+		return true
+	}
+	if str(e, "class") == "FUNCTION" {
+		if fn := strings.ToLower(str(e, "function_name")); fn == "least" || fn == "greatest" {
+			for _, c := range list(e, "children") {
+				if m, _ := c.(map[string]any); containsAggregate(m) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// numberConstant reads a numeric constant.
+func numberConstant(n map[string]any) (float64, error) {
+	if str(n, "class") == "CONSTANT" {
+		if text, err := constant(n); err == nil {
+			if v, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(v, 0) && !math.IsNaN(v) {
+				return v, nil
+			}
+		}
+	}
+	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a numeric constant is expected here")
+}
