@@ -176,7 +176,9 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (*demoReport, er
 	}
 	accounts := []string{engine.GrantAccount(r.Grant)}
 	for _, d := range eng.Datasets() {
-		accounts = append(accounts, engine.DatasetAccount(d.Spec.Name))
+		if !d.Spec.Public {
+			accounts = append(accounts, engine.DatasetAccount(d.Spec.Name))
+		}
 	}
 	for _, a := range accounts {
 		b, err := eng.Balance(ctx, a)

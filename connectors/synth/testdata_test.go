@@ -2,6 +2,7 @@ package synth
 
 import (
 	"bytes"
+	"encoding/csv"
 	"context"
 	"os"
 	"path/filepath"
@@ -42,6 +43,10 @@ func TestCommittedSpecsMatchData(t *testing.T) {
 		spec, err := catalog.LoadFile(path)
 		if err != nil {
 			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		if spec.Public {
+			checkLookupTable(t, spec)
 			continue
 		}
 		seen[spec.Name] = true
@@ -133,5 +138,51 @@ func TestCommittedDataReproducible(t *testing.T) {
 			t.Errorf("testdata/datasets/%s.parquet differs from the generator's output; regenerate with "+
 				"`cleanroom testdata gen --scale %d --seed %d --out testdata/datasets`", name, committedPersons, committedSeed)
 		}
+	}
+}
+
+// checkLookupTable checks a committed public lookup table against the generator's public lists,
+// so joins against it match the generated data: every district code with its name, and every
+// diagnosis letter the generator uses.
+func checkLookupTable(t *testing.T, spec *catalog.Spec) {
+	t.Helper()
+	f, err := os.Open(spec.Source.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("%s: %v", spec.Source.Path, err)
+	}
+	col := func(name string) []string {
+		i := slices.Index(rows[0], name)
+		if i < 0 {
+			t.Fatalf("%s has no column %s", spec.Source.Path, name)
+		}
+		var out []string
+		for _, r := range rows[1:] {
+			out = append(out, r[i])
+		}
+		return out
+	}
+	switch spec.Name {
+	case "districts":
+		if !slices.Equal(col("code"), Districts) || !slices.Equal(col("name"), DistrictNames) {
+			t.Errorf("%s does not list synth.Districts with their names", spec.Source.Path)
+		}
+	case "icd10_chapters":
+		var letters []string
+		for _, d := range diagnoses {
+			if l := d.code[:1]; !slices.Contains(letters, l) {
+				letters = append(letters, l)
+			}
+		}
+		slices.Sort(letters)
+		if !slices.Equal(col("letter"), letters) {
+			t.Errorf("%s letters %v, the generator uses %v", spec.Source.Path, col("letter"), letters)
+		}
+	default:
+		t.Errorf("unexpected lookup table %q", spec.Name)
 	}
 }

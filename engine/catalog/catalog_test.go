@@ -62,6 +62,20 @@ type specCase struct {
 }
 
 var refused = []specCase{
+	{"public table with a privacy unit", func(m map[string]any) {
+		m["public"] = true
+		delete(m, "budget")
+	}, "privacy_unit", false},
+	{"public table with a budget", func(m map[string]any) {
+		m["public"] = true
+		delete(m, "privacy_unit")
+		delete(sub(m, "columns"), "person_id")
+	}, "budget", false},
+	{"public table with an identifier", func(m map[string]any) {
+		m["public"] = true
+		delete(m, "privacy_unit")
+		delete(m, "budget")
+	}, "columns.person_id.tags", false},
 	{"unknown top-level key", func(m map[string]any) { m["owner"] = "someone" }, "", false},
 	{"unknown source key", func(m map[string]any) { sub(m, "source")["format"] = "x" }, "", false},
 	{"unknown budget key", func(m map[string]any) { sub(m, "budget")["rho"] = 1.0 }, "", false},
@@ -152,6 +166,12 @@ var accepted = []specCase{
 	}, "", false},
 	{"csv source", func(m map[string]any) { sub(m, "source")["kind"] = "csv" }, "", false},
 	{"arrow source", func(m map[string]any) { sub(m, "source")["kind"] = "arrow" }, "", false},
+	{"public lookup table", func(m map[string]any) {
+		m["public"] = true
+		delete(m, "privacy_unit")
+		delete(m, "budget")
+		delete(sub(m, "columns"), "person_id")
+	}, "", false},
 }
 
 func (c specCase) doc() map[string]any {
@@ -220,7 +240,8 @@ func TestParseAcceptsValidSpecAndFillsDefaults(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := c.doc()
-				if s.Name != want["name"] || s.PrivacyUnit != want["privacy_unit"] || string(s.Grade) != want["grade"] {
+				wantUnit, _ := want["privacy_unit"].(string)
+				if s.Name != want["name"] || s.PrivacyUnit != wantUnit || string(s.Grade) != want["grade"] {
 					t.Errorf("decoded name %q unit %q grade %q, want %v %v %v", s.Name, s.PrivacyUnit, s.Grade, want["name"], want["privacy_unit"], want["grade"])
 				}
 				wantDomain, ok := want["domain"].(string)
@@ -280,7 +301,7 @@ func TestLoadFileAcceptsCommittedSpecsAndMakesSourceAbsolute(t *testing.T) {
 			if s.Domain != catalog.DefaultDomain {
 				t.Errorf("domain %q, want the default %q", s.Domain, catalog.DefaultDomain)
 			}
-			if !s.Columns[s.PrivacyUnit].Has(catalog.TagIdentifier) {
+			if !s.Public && !s.Columns[s.PrivacyUnit].Has(catalog.TagIdentifier) {
 				t.Errorf("privacy unit %q is not tagged identifier", s.PrivacyUnit)
 			}
 			if wantOp := s.Grade != catalog.GradeL4; s.Operable() != wantOp {

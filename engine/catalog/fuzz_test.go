@@ -29,8 +29,17 @@ func checkAccepted(t *testing.T, s *catalog.Spec, err error, other func([]byte) 
 	if err := s.Validate(); err != nil {
 		t.Fatalf("accepted spec fails Validate again: %v", err)
 	}
-	unit, ok := s.Columns[s.PrivacyUnit]
-	if !ok || !unit.Has(catalog.TagIdentifier) {
+	if s.Public {
+		// A lookup table: no unit, no budget, nothing that identifies anyone.
+		if s.PrivacyUnit != "" || s.Budget != (catalog.Budget{}) {
+			t.Fatalf("accepted public table with a privacy unit or a budget")
+		}
+		for name, c := range s.Columns {
+			if c.Has(catalog.TagIdentifier) {
+				t.Fatalf("accepted public table with identifier column %q", name)
+			}
+		}
+	} else if unit, ok := s.Columns[s.PrivacyUnit]; !ok || !unit.Has(catalog.TagIdentifier) {
 		t.Fatalf("accepted spec's privacy unit %q is not a declared identifier column", s.PrivacyUnit)
 	}
 	b, err := marshal(s)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/dp"
@@ -161,6 +162,9 @@ const allowedHint = "admitted: SELECT <group keys>, <aggregates> FROM <dataset> 
 
 // Admit parses and checks sql against the catalog.
 func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, error) {
+	if !utf8.ValidString(sql) {
+		return nil, errcode.New(errcode.SyntaxError, "the SQL is not valid UTF-8 text")
+	}
 	raw, err := p.Serialize(ctx, sql)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the SQL parser is unavailable")

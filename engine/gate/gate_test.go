@@ -13,6 +13,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
@@ -316,6 +317,29 @@ func FuzzAdmit(f *testing.F) {
 			if a.Kind != dp.Count && a.Kind != dp.CountDistinct && len(a.Bounds) != 2 {
 				t.Fatalf("value aggregate without bounds admitted: %q", sql)
 			}
+		}
+		// The rewriter: the bounded plan always scans one dataset, or a relation whose first
+		// source carries the privacy unit the worker groups and bounds by.
+		snaps := map[string]string{}
+		for _, d := range q.Datasets() {
+			snaps[d.Name] = "sha256:" + d.Name
+		}
+		p, err := plan.Build(q, snaps, plan.Options{}.Defaults(), 1)
+		if err != nil {
+			if errcode.Code(err) == errcode.Internal {
+				t.Fatalf("internal error planning %q: %v", sql, err)
+			}
+			return
+		}
+		w := p.Worker
+		switch r := w.Relation; {
+		case r == nil && (w.Snapshot == "" || len(q.Sources) != 1):
+			t.Fatalf("plan of %q scans no single snapshot", sql)
+		case r != nil && (w.Snapshot != "" || r.Sources[0].Unit == "" || r.Sources[0].Join != ""):
+			t.Fatalf("relation of %q does not start with a dataset's privacy unit", sql)
+		}
+		if w.Bounds.MaxGroupsContributed < 1 || w.Bounds.MaxContributionsPerGroup < 1 || len(w.Aggregates) != len(q.Aggregates) {
+			t.Fatalf("plan of %q is not bounded", sql)
 		}
 		if len(q.Aggregates) == 0 {
 			t.Fatalf("query without aggregates admitted: %q", sql)
