@@ -2,8 +2,8 @@ package synth
 
 import (
 	"bytes"
-	"encoding/csv"
 	"context"
+	"encoding/csv"
 	"os"
 	"path/filepath"
 	"slices"

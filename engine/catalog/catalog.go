@@ -58,18 +58,18 @@ const DefaultDomain = "platform"
 
 // Spec is one dataset's catalog entry.
 type Spec struct {
-	Name        string            `json:"name" yaml:"name"`
-	Provider    string            `json:"provider" yaml:"provider"`
-	Grade       Grade             `json:"grade" yaml:"grade"`
-	Domain      string            `json:"domain,omitempty" yaml:"domain,omitempty"`
-	PrivacyUnit string            `json:"privacy_unit,omitempty" yaml:"privacy_unit,omitempty"`
+	Name        string `json:"name" yaml:"name"`
+	Provider    string `json:"provider" yaml:"provider"`
+	Grade       Grade  `json:"grade" yaml:"grade"`
+	Domain      string `json:"domain,omitempty" yaml:"domain,omitempty"`
+	PrivacyUnit string `json:"privacy_unit,omitempty" yaml:"privacy_unit,omitempty"`
 	// Public marks a public lookup table (administrative division names, ICD-10 chapters):
 	// no privacy unit, no budget, no identifiers. Queries join it to a dataset; it is never
 	// queried alone.
-	Public bool   `json:"public,omitempty" yaml:"public,omitempty"`
-	Source      Source            `json:"source" yaml:"source"`
-	Budget      Budget            `json:"budget,omitempty" yaml:"budget,omitempty"`
-	Columns     map[string]Column `json:"columns" yaml:"columns"`
+	Public  bool              `json:"public,omitempty" yaml:"public,omitempty"`
+	Source  Source            `json:"source" yaml:"source"`
+	Budget  Budget            `json:"budget,omitempty" yaml:"budget,omitempty"`
+	Columns map[string]Column `json:"columns" yaml:"columns"`
 }
 
 // Source says where the provider's raw data is read from.

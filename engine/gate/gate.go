@@ -838,4 +838,3 @@ func rankConstant(n map[string]any) (float64, error) {
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a quantile rank must be a constant in [0, 1], e.g. QUANTILE_CONT(cost, 0.9)")
 }
-
