@@ -39,8 +39,8 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	if got := strings.Count(text, "released job"); got != 5 {
-		t.Errorf("released %d jobs, want 5\n%s", got, text)
+	if got := strings.Count(text, "released job"); got != 7 {
+		t.Errorf("released %d jobs, want 7\n%s", got, text)
 	}
 	if t.Failed() {
 		t.Log(text)
@@ -94,7 +94,7 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 			refused++
 		}
 	}
-	if released != 5 || refused != 3 || !r.Provenance.OK() || len(r.Budget) == 0 {
+	if released != 7 || refused != 3 || !r.Provenance.OK() || len(r.Budget) == 0 {
 		t.Fatalf("report: %d released, %d refused, provenance %+v, %d budget lines", released, refused, r.Provenance, len(r.Budget))
 	}
 }
