@@ -489,8 +489,9 @@ func (g *gater) noIdentifier(at int, what string) error {
 // perUnitEntry is a per-unit aggregate: its outer column and its SQL inside the subquery.
 type perUnitEntry struct {
 	entry
-	sql0   string
-	lo, hi *float64 // derived bounds while they are built
+	sql0     string
+	lo, hi   *float64 // derived bounds while they are built
+	integral bool     // a count, clamped only by whole numbers: its values are integers
 }
 
 // perUnitValue admits a per-unit aggregate, optionally clamped with LEAST/GREATEST and
@@ -528,6 +529,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 			return nil, err
 		}
 		lit, _ := constant(b)
+		inner.integral = inner.integral && v == math.Trunc(v)
 		if fn == "least" {
 			inner.hi = ptr(min(v, deref(inner.hi, v)))
 		} else {
@@ -544,7 +546,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 	e := &perUnitEntry{}
 	e.meta.Tags = []catalog.Tag{catalog.TagSensitive}
 	if fn == "count_star" {
-		e.lo, e.sql0, e.perUnit = ptr(0), "count(*)", "COUNT(*)"
+		e.lo, e.sql0, e.perUnit, e.integral = ptr(0), "count(*)", "COUNT(*)", true
 		e.setBounds()
 		return e, nil
 	}
@@ -563,7 +565,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		e.lo, e.sql0 = ptr(0), "count("+c.sql+")"
+		e.lo, e.sql0, e.integral = ptr(0), "count("+c.sql+")", true
 		e.setBounds()
 		return e, nil
 	}
@@ -591,11 +593,19 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 	return e, nil
 }
 
-// setBounds turns the derived bounds into clamping bounds once both sides are known.
+// setBounds turns the derived bounds into clamping bounds once both sides are known. A clamped
+// count also gets a public domain, its whole numbers, so a histogram of per-unit counts
+// releases every bin without partition selection.
 func (e *perUnitEntry) setBounds() {
-	e.meta.Bounds = nil
-	if e.lo != nil && e.hi != nil && *e.lo < *e.hi {
-		e.meta.Bounds = []float64{*e.lo, *e.hi}
+	e.meta.Bounds, e.meta.Domain = nil, nil
+	if e.lo == nil || e.hi == nil || !(*e.lo < *e.hi) {
+		return
+	}
+	e.meta.Bounds = []float64{*e.lo, *e.hi}
+	if e.integral && *e.hi-*e.lo <= maxBuckets {
+		for v := math.Ceil(*e.lo); v <= *e.hi; v++ {
+			e.meta.Domain = append(e.meta.Domain, strconv.FormatFloat(v, 'f', -1, 64))
+		}
 	}
 }
 
