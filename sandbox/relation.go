@@ -71,10 +71,15 @@ func relationSQL(r *Relation, tables []string) (string, error) {
 		fmt.Fprintf(&from, " %s %s AS %s ON %s", kind, tables[i+1], quoteIdent(s.Alias), on)
 	}
 	cols := []string{unit + " AS " + normColumn}
+	seen := map[string]bool{}
 	for _, c := range r.Columns {
-		if c.Name == "" || strings.HasPrefix(c.Name, "__cr") {
-			return "", errcode.New(errcode.Internal, "the relation has a reserved or empty column name")
+		// DuckDB matches names case-insensitively: "__CR_NORM" would shadow the unit, and "x"
+		// beside "X" would read one column twice.
+		l := strings.ToLower(c.Name)
+		if l == "" || strings.HasPrefix(l, "__cr") || l == "rowid" || seen[l] {
+			return "", errcode.New(errcode.Internal, "the relation has a reserved, empty or repeated column name")
 		}
+		seen[l] = true
 		cols = append(cols, "("+c.SQL+") AS "+quoteIdent(c.Name))
 	}
 	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + from.String()

@@ -27,8 +27,12 @@ type entry struct {
 	proj *RelationColumn
 }
 
-// relationColumns are reserved names of the worker's materialized relations.
-const reservedPrefix = "__cr"
+// reserved reports names the worker's materialized relations use themselves: its __cr…
+// columns and DuckDB's rowid, in any case (SQL names are case-insensitive).
+func reserved(name string) bool {
+	l := strings.ToLower(name)
+	return strings.HasPrefix(l, "__cr") || l == "rowid"
+}
 
 // joinKinds maps DuckDB's join types to the admitted ones.
 var joinKinds = map[string]string{"INNER": "inner", "LEFT": "left"}
@@ -101,12 +105,12 @@ func (g *gater) fromItem(t map[string]any) error {
 		}
 		alias := or(str(t, "alias"), name)
 		for _, s := range g.q.Sources {
-			if s.Alias == alias {
+			if strings.EqualFold(s.Alias, alias) { // SQL names are case-insensitive
 				return errcode.At(errcode.UnsupportedSQL, pos(t), "the name %q is used for two sources; give each its own alias", alias)
 			}
 		}
-		if strings.HasPrefix(alias, reservedPrefix) {
-			return errcode.At(errcode.UnsupportedSQL, pos(t), "names starting with %s are reserved", reservedPrefix)
+		if reserved(alias) {
+			return errcode.At(errcode.UnsupportedSQL, pos(t), "the name %q is reserved", alias)
 		}
 		g.q.Sources = append(g.q.Sources, Source{Alias: alias, Dataset: spec})
 		if len(g.q.Sources) == 1 {
@@ -402,12 +406,12 @@ func (g *gater) subquery(n map[string]any, alias string, at int) error {
 			return err
 		}
 		for _, o := range outer {
-			if o.name == e.name {
+			if strings.EqualFold(o.name, e.name) { // SQL names are case-insensitive
 				return errcode.At(errcode.UnsupportedSQL, pos(it.node), "the subquery has two columns named %q; give them distinct aliases", e.name)
 			}
 		}
-		if strings.HasPrefix(e.name, reservedPrefix) {
-			return errcode.At(errcode.UnsupportedSQL, pos(it.node), "names starting with %s are reserved", reservedPrefix)
+		if reserved(e.name) {
+			return errcode.At(errcode.UnsupportedSQL, pos(it.node), "the name %q is reserved", e.name)
 		}
 		e.quals = []string{alias}
 		outer = append(outer, e)
