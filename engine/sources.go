@@ -24,19 +24,12 @@ func (e *Engine) sourcesOf(q *gate.Query) (sources, error) {
 		if !ok {
 			return nil, errcode.New(errcode.UnknownDataset, "no dataset named %q is registered", spec.Name)
 		}
-		if d.Spec.Domain != out.primaryOr(d).Spec.Domain {
+		if len(out) > 0 && d.Spec.Domain != out.domain() {
 			return nil, errcode.New(errcode.PolicyDenied, "datasets of different data domains (%s, %s) cannot be joined; data never leaves its domain", out[0].Spec.Domain, d.Spec.Domain)
 		}
 		out = append(out, d)
 	}
 	return out, nil
-}
-
-func (s sources) primaryOr(d *Dataset) *Dataset {
-	if len(s) == 0 {
-		return d
-	}
-	return s[0]
 }
 
 // primary is the dataset whose privacy units are bounded.

@@ -41,11 +41,14 @@ type RelationColumn struct {
 	SQL  string `json:"sql"`
 }
 
-// normUnit is the unit normalisation of registration: "…x" and "…X " are one person, in every
-// dataset, so a join on it matches what bounding treats as one unit.
-func normUnit(alias, col string) string {
-	return fmt.Sprintf("upper(trim(CAST(%s.%s AS VARCHAR)))", quoteIdent(alias), quoteIdent(col))
+// normUnit is the privacy-unit normalisation of registration and of joins: "…x" and "…X " are
+// one person in every dataset, so a join on it matches what bounding treats as one unit. col is
+// a rendered column reference.
+func normUnit(col string) string {
+	return fmt.Sprintf("upper(trim(CAST(%s AS VARCHAR)))", col)
 }
+
+func qualified(alias, col string) string { return quoteIdent(alias) + "." + quoteIdent(col) }
 
 // relationSQL renders the SELECT that computes a relation over the loaded snapshots: the
 // normalised unit of the first source as normColumn, then the relation's columns.
@@ -54,7 +57,7 @@ func relationSQL(r *Relation, tables []string) (string, error) {
 		return "", errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
 	}
 	first := r.Sources[0]
-	unit := normUnit(first.Alias, first.Unit)
+	unit := normUnit(qualified(first.Alias, first.Unit))
 	var from strings.Builder
 	fmt.Fprintf(&from, "%s AS %s", tables[0], quoteIdent(first.Alias))
 	for i, s := range r.Sources[1:] {
@@ -64,7 +67,7 @@ func relationSQL(r *Relation, tables []string) (string, error) {
 		}
 		on := s.On
 		if s.Unit != "" {
-			on = unit + " = " + normUnit(s.Alias, s.Unit)
+			on = unit + " = " + normUnit(qualified(s.Alias, s.Unit))
 		} else if on == "" {
 			return "", errcode.New(errcode.Internal, "a lookup join has no condition")
 		}

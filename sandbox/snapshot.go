@@ -99,7 +99,7 @@ func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, erro
 		for _, f := range src.Schema().Fields() {
 			cols = append(cols, quoteIdent(f.Name))
 		}
-		norm := fmt.Sprintf("upper(trim(CAST(%s AS VARCHAR)))", quoteIdent(a.PrivacyUnit))
+		norm := normUnit(quoteIdent(a.PrivacyUnit))
 		if a.PrivacyUnit == "" {
 			norm = "''" // a public lookup table: one unit holds every row
 		}

@@ -448,7 +448,7 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 		}
 		e.name = name
 		e.sql = quoteIdent(name)
-		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.sql0})
+		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.innerSQL})
 		return &e.entry, nil
 	}
 	g.touched = nil
@@ -493,7 +493,7 @@ func (g *gater) noIdentifier(at int, what string) error {
 // perUnitEntry is a per-unit aggregate: its outer column and its SQL inside the subquery.
 type perUnitEntry struct {
 	entry
-	sql0     string
+	innerSQL string   // its SQL inside the subquery
 	lo, hi   *float64 // derived bounds while they are built
 	integral bool     // a count, clamped only by whole numbers: its values are integers
 }
@@ -539,7 +539,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		} else {
 			inner.lo = ptr(max(v, deref(inner.lo, v)))
 		}
-		inner.sql0 = fmt.Sprintf("%s(%s, %s)", fn, inner.sql0, lit)
+		inner.innerSQL = fmt.Sprintf("%s(%s, %s)", fn, inner.innerSQL, lit)
 		inner.perUnit = fmt.Sprintf("%s(%s, %s)", strings.ToUpper(fn), inner.perUnit, lit)
 		inner.setBounds()
 		return inner, nil
@@ -550,7 +550,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 	e := &perUnitEntry{}
 	e.meta.Tags = []catalog.Tag{catalog.TagSensitive}
 	if fn == "count_star" {
-		e.lo, e.sql0, e.perUnit, e.integral = ptr(0), "count(*)", "COUNT(*)", true
+		e.lo, e.innerSQL, e.perUnit, e.integral = ptr(0), "count(*)", "COUNT(*)", true
 		e.setBounds()
 		return e, nil
 	}
@@ -569,7 +569,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		e.lo, e.sql0, e.integral = ptr(0), "count("+c.sql+")", true
+		e.lo, e.innerSQL, e.integral = ptr(0), "count("+c.sql+")", true
 		e.setBounds()
 		return e, nil
 	}
@@ -577,7 +577,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "%s is an identifier and cannot be aggregated; count units with COUNT(DISTINCT %s) in the outer query", c.name, g.unitName())
 	}
 	g.use(c, UseAggregate)
-	e.sql0 = fn + "(" + c.sql + ")"
+	e.innerSQL = fn + "(" + c.sql + ")"
 	if c.meta.HasBounds() {
 		lo, hi := c.meta.Lower(), c.meta.Upper()
 		switch fn {
