@@ -62,11 +62,11 @@ func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, al
 	return nil
 }
 
-// answerFromRelease answers a job whose fingerprint was released before on the same grant:
-// the same noisy rows, re-post-processed for this query, through the egress policy again, and
-// nothing is charged.
+// answerFromRelease answers a job whose fingerprint was computed before on the same grant
+// (released, or held for review): the same noisy rows, re-post-processed for this query,
+// through the egress policy again, and nothing is charged.
 func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, prior ledger.Released) (*Result, error) {
+	dref []policy.DatasetRef, params policy.JobParams, prior ledger.Released) (*Outcome, error) {
 	var st storedAnswer
 	if err := json.Unmarshal(prior.Result, &st); err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the stored answer could not be read")
@@ -90,10 +90,11 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
 	}
 	postProcess(q, res)
-	if err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false}); err != nil {
+	held, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false})
+	if err != nil {
 		return nil, err
 	}
-	return res, nil
+	return &Outcome{Result: res, Held: held, Datasets: ds.names()}, nil
 }
 
 // lockFingerprint serialises jobs with one fingerprint; it returns the unlock function.

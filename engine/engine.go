@@ -50,6 +50,7 @@ type Engine struct {
 
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
+	regMu    sync.Mutex // one registration at a time, so a name is checked and taken at once
 
 	fpMu    sync.Mutex
 	fpLocks map[string]*fpLock // jobs in flight by grant and query fingerprint
@@ -67,7 +68,8 @@ type Dataset struct {
 }
 
 // Open prepares the data directory: provenance log and audit key, control-plane ledger,
-// policy bundle (its digest is recorded), and the SQL parser. Workers start on first use.
+// policy bundle (its digest is recorded), the catalog of datasets registered before, and the
+// SQL parser. Workers start on first use.
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("engine: data directory is required")
@@ -102,6 +104,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if _, err := e.record(ctx, "policy_loaded", "", map[string]any{"bundle_digest": e.policy.Digest(), "source": policySource(cfg.PolicyDir)}); err != nil {
+		return nil, err
+	}
+	if err := e.loadRegistry(); err != nil {
 		return nil, err
 	}
 	if e.parser, err = sandbox.NewParser(); err != nil {
@@ -196,6 +201,17 @@ func (e *Engine) Lookup(name string) (*catalog.Spec, bool) {
 	return d.Spec, true
 }
 
+// Dataset returns a registered dataset.
+func (e *Engine) Dataset(name string) (*Dataset, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	d, ok := e.datasets[name]
+	return d, ok
+}
+
+// Policy is the policy bundle in force (immutable, safe for concurrent use).
+func (e *Engine) Policy() *policy.Engine { return e.policy }
+
 // Datasets lists registered datasets by name.
 func (e *Engine) Datasets() []*Dataset {
 	e.mu.RLock()
@@ -216,8 +232,11 @@ func GrantAccount(id string) string { return "grant:" + id }
 
 // RegisterDataset validates a spec, has the domain's worker build its snapshot from the
 // provider's source, opens the dataset's lifetime budget account (a public lookup table has
-// none), and records the snapshot digest. A failure registers nothing.
+// none), records the snapshot digest and keeps the entry for restarts. A failure registers
+// nothing.
 func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Dataset, error) {
+	e.regMu.Lock()
+	defer e.regMu.Unlock()
 	if err := spec.Validate(); err != nil {
 		var ce *catalog.Error
 		if errors.As(err, &ce) {
@@ -248,6 +267,9 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Data
 		return nil, err
 	}
 	d := &Dataset{Spec: spec, Snapshot: *snap}
+	if err := e.saveDataset(d); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the catalog entry of %q could not be written; the dataset is not registered", spec.Name)
+	}
 	e.mu.Lock()
 	e.datasets[spec.Name] = d
 	e.mu.Unlock()

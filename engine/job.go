@@ -26,10 +26,31 @@ import (
 
 // Job is an applicant's SQL job within a grant.
 type Job struct {
+	// ID names the job in provenance and the ledger; empty means a fresh random one.
+	ID        string
 	Principal policy.Principal
 	Grant     string
-	SQL       string
-	Options   plan.Options
+	// Scope, when not nil, lists the datasets the grant covers: a job reading any other
+	// dataset (public lookup tables aside) is refused with forbidden before it runs.
+	Scope   []string
+	SQL     string
+	Options plan.Options
+}
+
+// Outcome is what a job that ran came to: a released result, or a computed result held for
+// reviewers (Held not nil), which must not be shown to the applicant until ReleaseHeld.
+type Outcome struct {
+	Result *Result
+	Held   *Hold
+	// Datasets are the datasets the job read.
+	Datasets []string
+}
+
+// Hold says why a computed result waits for reviewers and how many must approve it.
+type Hold struct {
+	Reviewers    int      `json:"reviewers"`
+	Reasons      []string `json:"reasons"`
+	OutputDigest string   `json:"output_digest"`
 }
 
 // Result is a released result: noisy cells with their mechanism, budget and 95% interval.
@@ -57,16 +78,33 @@ type Cell struct {
 }
 
 // Submit runs a job through the pipeline and returns its released result, or an *errcode.Error
-// whose message is safe to show to the applicant.
+// whose message is safe to show to the applicant. A result the egress policy holds for review
+// is not returned: the error is held_for_review (Run returns it for the governance layer).
 func (e *Engine) Submit(ctx context.Context, j Job) (*Result, error) {
-	id := newJobID()
+	out, err := e.Run(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	if out.Held != nil {
+		return nil, errcode.New(errcode.HeldForReview, "the output was withheld by egress review: %s", strings.Join(out.Held.Reasons, "; "))
+	}
+	return out.Result, nil
+}
+
+// Run runs a job through the pipeline. It returns the released result, or the computed result
+// held for review, or an *errcode.Error whose message is safe to show to the applicant.
+func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
+	id := j.ID
+	if id == "" {
+		id = newJobID()
+	}
 	opts := j.Options.Defaults()
 	if _, err := e.record(ctx, "job_submitted", id, map[string]any{
 		"principal": j.Principal, "grant": j.Grant, "sql": j.SQL, "options": opts,
 	}); err != nil {
 		return nil, err
 	}
-	res, stage, err := e.run(ctx, id, j, opts)
+	out, stage, err := e.run(ctx, id, j, opts)
 	if err != nil {
 		typ := "job_refused"
 		if stage == stageAfterReserve {
@@ -78,7 +116,7 @@ func (e *Engine) Submit(ctx context.Context, j Job) (*Result, error) {
 		}
 		return nil, err
 	}
-	return res, nil
+	return out, nil
 }
 
 type stage int
@@ -88,13 +126,16 @@ const (
 	stageAfterReserve
 )
 
-func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (*Result, stage, error) {
+func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (*Outcome, stage, error) {
 	q, err := gate.Admit(ctx, e.parser, e, j.SQL)
 	if err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	ds, err := e.sourcesOf(q)
 	if err != nil {
+		return nil, stageBeforeReserve, err
+	}
+	if err := ds.within(j.Grant, j.Scope); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	if _, err := e.record(ctx, "gate", id, map[string]any{"admitted": true, "dataset": ds.primary().Spec.Name, "snapshots": ds.snapshots()}); err != nil {
@@ -115,7 +156,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if err != nil {
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.PolicyDenied, err, "the access policy could not be evaluated; denied")
 	}
-	if _, err := e.record(ctx, "policy_access", id, access); err != nil {
+	if _, err := e.record(ctx, "policy_access", id, decisionRecord{Decision: access, Input: in}); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	if !access.Allowed() {
@@ -136,8 +177,8 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if prior, ok, err := e.ledger.Recall(ctx, j.Grant, fingerprint); err != nil {
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
 	} else if ok {
-		res, err := e.answerFromRelease(ctx, id, j, ds, q, p, dref, params, prior)
-		return res, stageBeforeReserve, err
+		out, err := e.answerFromRelease(ctx, id, j, ds, q, p, dref, params, prior)
+		return out, stageBeforeReserve, err
 	}
 
 	mech, _ := json.Marshal(mechanisms(p))
@@ -158,11 +199,11 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		return nil, stageAfterReserve, e.refund(ctx, id, err)
 	}
 
-	res, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint)
+	out, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint)
 	if err != nil {
 		return nil, stageAfterReserve, err
 	}
-	return res, stageAfterReserve, nil
+	return out, stageAfterReserve, nil
 }
 
 // charge makes a reservation final after a failure that may depend on the data; nothing was
@@ -190,7 +231,7 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	return cause
 }
 
-func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint string) (*Result, error) {
+func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint string) (*Outcome, error) {
 	w, err := e.worker(ctx, ds.domain())
 	if err != nil {
 		return nil, e.refund(ctx, id, err)
@@ -241,44 +282,75 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 		return nil, err
 	}
 
-	if err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, nil); err != nil {
+	// The noisy rows are remembered whether released or held: a repeat of a held query gets
+	// the same rows (and the same review), never fresh noise.
+	held, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := e.remember(ctx, id, j.Grant, fingerprint, all, res); err != nil {
 		return nil, err
 	}
-	return res, nil
+	return &Outcome{Result: res, Held: held, Datasets: ds.names()}, nil
 }
 
-// egressAndRelease asks the egress policy about a result and, when allowed, records the
-// release (with its output digest) and stamps the result with the record's log index.
+// egressAndRelease asks the egress policy about a result. On allow it records the release
+// (with its output digest) and stamps the result with the record's log index; on review it
+// records the hold and returns it, and the result stays unreleased.
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) error {
-	egress, err := e.policy.Egress(ctx, policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}})
+	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, error) {
+	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}}
+	egress, err := e.policy.Egress(ctx, in)
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
-	if _, err := e.record(ctx, "policy_egress", id, egress); err != nil {
-		return err
+	if _, err := e.record(ctx, "policy_egress", id, decisionRecord{Decision: egress, Input: in}); err != nil {
+		return nil, err
 	}
-	if !egress.Allowed() {
-		// A fresh job stays charged: the decision is a function of the noisy output, so a
-		// denial cannot be used to probe for free.
-		code := errcode.EgressDenied
-		if egress.Result == "review" {
-			code = errcode.HeldForReview
-		}
-		return errcode.New(code, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
-	}
-	out, err := provenance.Canonical(res)
+	digest, err := outputDigest(res)
 	if err != nil {
-		return errcode.Wrap(errcode.Internal, err, "the result could not be encoded; nothing was released")
+		return nil, err
 	}
-	sum := sha256.Sum256(out)
-	data := map[string]any{"output_digest": "sha256:" + hex.EncodeToString(sum[:]), "rows": len(res.Rows)}
+	switch egress.Result {
+	case policy.ResultAllow:
+	case policy.ResultReview:
+		// A fresh job stays charged: the decision is a function of the noisy output.
+		hold := &Hold{Reviewers: max(egress.Reviewers, 1), Reasons: egress.Reasons, OutputDigest: digest}
+		if _, err := e.record(ctx, "held", id, hold); err != nil {
+			return nil, err
+		}
+		return hold, nil
+	default:
+		// A fresh job stays charged: a denial cannot be used to probe for free.
+		return nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
+	}
+	data := map[string]any{"output_digest": digest, "rows": len(res.Rows)}
 	for k, v := range extra {
 		data[k] = v
 	}
+	return nil, e.recordRelease(ctx, id, res, data)
+}
+
+// decisionRecord is a policy decision with the input it was made on, so that a candidate
+// bundle can be evaluated against past jobs (policy what-if). Inputs hold names and
+// parameters, never data values.
+type decisionRecord struct {
+	policy.Decision
+	Input any `json:"input"`
+}
+
+// outputDigest names a result's exact content: the digest in the release record and receipt.
+func outputDigest(res *Result) (string, error) {
+	out, err := provenance.Canonical(res)
+	if err != nil {
+		return "", errcode.Wrap(errcode.Internal, err, "the result could not be encoded; nothing is released")
+	}
+	sum := sha256.Sum256(out)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// recordRelease writes the release record and stamps the result with its log index.
+func (e *Engine) recordRelease(ctx context.Context, id string, res *Result, data map[string]any) error {
 	ent, err := e.record(ctx, "release", id, data)
 	if err != nil {
 		return err

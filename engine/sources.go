@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/catalog"
@@ -37,14 +38,31 @@ func (s sources) primary() *Dataset { return s[0] }
 
 func (s sources) domain() string { return s[0].Spec.Domain }
 
-// name describes the sources in results: the dataset, or the joined datasets.
-func (s sources) name() string {
+// names are the datasets read, in FROM order.
+func (s sources) names() []string {
 	names := make([]string, len(s))
 	for i, d := range s {
 		names[i] = d.Spec.Name
 	}
-	return strings.Join(names, "+")
+	return names
 }
+
+// within refuses a job that reads a dataset outside its grant's scope. Public lookup tables
+// hold no personal data and need not be listed. A nil scope is unrestricted.
+func (s sources) within(grant string, scope []string) error {
+	if scope == nil {
+		return nil
+	}
+	for _, d := range s {
+		if !d.Spec.Public && !slices.Contains(scope, d.Spec.Name) {
+			return errcode.New(errcode.Forbidden, "dataset %q is outside grant %s", d.Spec.Name, grant)
+		}
+	}
+	return nil
+}
+
+// name describes the sources in results: the dataset, or the joined datasets.
+func (s sources) name() string { return strings.Join(s.names(), "+") }
 
 func (s sources) snapshots() map[string]string {
 	out := make(map[string]string, len(s))

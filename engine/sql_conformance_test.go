@@ -87,7 +87,8 @@ func loadDataset(t *testing.T, name string) *catalog.Spec {
 
 // TestSQLConformanceTableRunsEndToEnd runs every example of docs/sql.md through the engine —
 // gate, plan, policy, budget, worker, mechanism, egress — and checks the documented outcome:
-// "released" means a result with aggregate columns whose every cell carries a mechanism, an
+// "released" means (after the reviews the egress policy asks for, if it holds the output) a
+// result with aggregate columns whose every cell carries a mechanism, an
 // epsilon and a 95% interval around its value; a code means the job is refused with that code.
 func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 	rows := conformanceRows(t, sqlDoc)
@@ -103,7 +104,7 @@ func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 
 	for _, row := range rows {
 		t.Run(row.construct, func(t *testing.T) {
-			r, err := submit(e, "g", row.sql, opts)
+			r, err := submitReviewed(e, "g", row.sql, opts)
 			if row.want != "released" {
 				if got := errcode.Code(err); got != row.want {
 					t.Fatalf("sql.md:%d: %s\ncode %q (%v), documented %q", row.line, row.sql, got, err, row.want)

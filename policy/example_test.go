@@ -41,3 +41,33 @@ func ExampleEngine_Access() {
 	// allow true
 	// deny [identifier_in_group_key: column visits.person_id is tagged identifier]
 }
+
+func ExampleEngine_Authorize() {
+	ctx := context.Background()
+	e, err := policy.New(ctx)
+	if err != nil {
+		panic(err)
+	}
+	alice := policy.Principal{Name: "alice", Role: "applicant", Org: "insurer_a"}
+	grant := policy.Resource{Kind: policy.ResourceGrant, ID: "g1", Org: "insurer_a"}
+	d, err := e.Authorize(ctx, policy.RequestInput{Principal: alice, Action: policy.ActionGrantBudget, Resource: grant})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(d.Result)
+
+	// Another org's grant is not hers to read.
+	grant.Org = "insurer_b"
+	d, _ = e.Authorize(ctx, policy.RequestInput{Principal: alice, Action: policy.ActionGrantBudget, Resource: grant})
+	fmt.Println(d.Result, d.Reasons)
+
+	// A reviewer may not decide on a job of their own org.
+	rita := policy.Principal{Name: "rita", Role: "reviewer", Org: "insurer_b"}
+	held := policy.Resource{Kind: policy.ResourceReview, ID: "j2", Org: "insurer_b", Submitter: "bob"}
+	d, _ = e.Authorize(ctx, policy.RequestInput{Principal: rita, Action: policy.ActionReviewDecide, Resource: held})
+	fmt.Println(d.Result, d.Codes())
+	// Output:
+	// allow
+	// deny [other_org: role applicant may do grant.budget only on its own org's grant]
+	// deny [separation_of_duties]
+}

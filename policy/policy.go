@@ -2,9 +2,11 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"strings"
 
@@ -32,13 +34,20 @@ const (
 const (
 	AccessQuery = "data.cleanroom.access.decision"
 	EgressQuery = "data.cleanroom.egress.decision"
+	APIQuery    = "data.cleanroom.api.decision"
 )
+
+// MaxReviewers is the most independent reviewers a review decision may ask for.
+const MaxReviewers = 3
 
 // Decision is a policy's answer with its reasons and the digest of the bundle that gave it.
 type Decision struct {
-	Result       string   `json:"result"` // ResultAllow, ResultReview or ResultDeny
-	Reasons      []string `json:"reasons"`
-	BundleDigest string   `json:"bundle_digest"`
+	Result  string   `json:"result"` // ResultAllow, ResultReview or ResultDeny
+	Reasons []string `json:"reasons"`
+	// Reviewers is how many independent reviewers must approve a held result: 1..MaxReviewers
+	// for ResultReview, 0 otherwise.
+	Reviewers    int    `json:"reviewers,omitempty"`
+	BundleDigest string `json:"bundle_digest"`
 }
 
 // Allowed reports whether the decision lets the job run or the result leave without a
@@ -60,14 +69,15 @@ func (d Decision) Codes() []string {
 	return codes
 }
 
-// Engine evaluates a policy bundle's access and egress decisions. It never allows what
-// the policy did not positively allow: undefined, malformed and failed decisions are denies.
-// An Engine is immutable after New and safe for concurrent use.
+// Engine evaluates a policy bundle's access, egress and request decisions. It never allows
+// what the policy did not positively allow: undefined, malformed and failed decisions are
+// denies. An Engine is immutable after New and safe for concurrent use.
 type Engine struct {
 	snap   *snapshot
 	caps   *ast.Capabilities
 	access rego.PreparedEvalQuery
 	egress rego.PreparedEvalQuery
+	api    rego.PreparedEvalQuery
 }
 
 type config struct {
@@ -83,7 +93,8 @@ func WithBundleDir(dir string) Option {
 	return func(c *config) { c.bundleDir = dir }
 }
 
-// New reads the bundle, computes its digest and prepares the access and egress queries.
+// New reads the bundle, computes its digest and prepares the access, egress and request
+// queries. A bundle need not define all three: a query it leaves undefined is a deny.
 func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	var cfg config
 	for _, o := range opts {
@@ -103,6 +114,9 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	}
 	if e.egress, err = e.prepare(ctx, EgressQuery); err != nil {
 		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare egress", Err: err}
+	}
+	if e.api, err = e.prepare(ctx, APIQuery); err != nil {
+		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare api", Err: err}
 	}
 	return e, nil
 }
@@ -153,8 +167,9 @@ func (e *Engine) Access(ctx context.Context, in AccessInput) (Decision, error) {
 	return e.eval(ctx, "evaluate access", e.access, in.normalized())
 }
 
-// Egress decides whether a computed result may leave: allow, review (hold for a reviewer)
-// or deny. A non-nil error (an *Error with CodeEvalFailed) comes with a deny Decision.
+// Egress decides whether a computed result may leave: allow, review (hold for
+// Decision.Reviewers independent reviewers) or deny. A non-nil error (an *Error with
+// CodeEvalFailed) comes with a deny Decision.
 func (e *Engine) Egress(ctx context.Context, in EgressInput) (Decision, error) {
 	if err := checkJob(in.Job); err != nil {
 		return e.deny(ReasonInputInvalid + ": " + err.Error()), nil
@@ -188,8 +203,11 @@ func (e *Engine) deny(reason string) Decision {
 	return Decision{Result: ResultDeny, Reasons: []string{reason}, BundleDigest: e.snap.digest}
 }
 
-// decode reads a decision document {"result": "allow"|"review"|"deny", "reasons": [string]}.
-// reasons may be absent; anything else is malformed.
+// decode reads a decision document
+// {"result": "allow"|"review"|"deny", "reasons": [string], "reviewers": n}. reasons may be
+// absent; reviewers may be absent, and when present must be a whole number in
+// 1..MaxReviewers. A review needs one reviewer unless the decision asks for more; allow and
+// deny need none. Anything else is malformed.
 func decode(v any) (Decision, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -216,5 +234,39 @@ func decode(v any) (Decision, error) {
 			d.Reasons = append(d.Reasons, s)
 		}
 	}
+	n := 1
+	if raw, present := obj["reviewers"]; present {
+		var ok bool
+		if n, ok = reviewerCount(raw); !ok {
+			return Decision{}, fmt.Errorf("reviewers is not a whole number in 1..%d", MaxReviewers)
+		}
+	}
+	if d.Result == ResultReview {
+		d.Reviewers = n
+	}
 	return d, nil
+}
+
+// reviewerCount reads a whole number in 1..MaxReviewers from a decoded JSON value.
+func reviewerCount(v any) (int, bool) {
+	var f float64
+	switch x := v.(type) {
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return 0, false
+		}
+	case float64:
+		f = x
+	case int:
+		f = float64(x)
+	case int64:
+		f = float64(x)
+	default:
+		return 0, false
+	}
+	if f != math.Trunc(f) || f < 1 || f > MaxReviewers {
+		return 0, false
+	}
+	return int(f), true
 }

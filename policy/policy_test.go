@@ -96,6 +96,9 @@ func TestEgressDecisions(t *testing.T) {
 				t.Fatalf("Egress: %v", err)
 			}
 			checkDecision(t, e, d, c.result, c.codes)
+			if d.Reviewers != c.reviewers {
+				t.Errorf("reviewers %d, want %d", d.Reviewers, c.reviewers)
+			}
 		})
 	}
 }
@@ -116,6 +119,10 @@ func checkDecision(t *testing.T, e *Engine, d Decision, result string, codes []s
 	}
 	if d.Allowed() != (result == ResultAllow) {
 		t.Errorf("Allowed() = %v for %q", d.Allowed(), d.Result)
+	}
+	if d.Result == ResultReview && (d.Reviewers < 1 || d.Reviewers > MaxReviewers) ||
+		d.Result != ResultReview && d.Reviewers != 0 {
+		t.Errorf("%s needs %d reviewers", d.Result, d.Reviewers)
 	}
 	for _, r := range d.Reasons {
 		if code := ReasonCode(r); code == r || code != strings.ToLower(code) || strings.ContainsAny(code, " -") {
@@ -166,6 +173,15 @@ func TestMalformedDecisionDenies(t *testing.T) {
 		"reasons_not_list":    `{"result": "allow", "reasons": "fine"}`,
 		"reason_not_string":   `{"result": "allow", "reasons": [1]}`,
 		"decision_not_object": `"allow"`,
+		"reviewers_zero":      `{"result": "review", "reasons": [], "reviewers": 0}`,
+		"reviewers_four":      `{"result": "review", "reasons": [], "reviewers": 4}`,
+		"reviewers_negative":  `{"result": "review", "reasons": [], "reviewers": -1}`,
+		"reviewers_fraction":  `{"result": "review", "reasons": [], "reviewers": 1.5}`,
+		"reviewers_string":    `{"result": "review", "reasons": [], "reviewers": "2"}`,
+		"reviewers_null":      `{"result": "review", "reasons": [], "reviewers": null}`,
+		"reviewers_huge":      `{"result": "review", "reasons": [], "reviewers": 1e300}`,
+		// A reviewer count is checked wherever it appears, so a typo cannot hide in an allow.
+		"reviewers_on_allow_invalid": `{"result": "allow", "reasons": [], "reviewers": 9}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -195,6 +211,37 @@ func TestOperatorDecisionWithoutReasonsAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDecision(t, e, d, ResultReview, nil)
+	if d.Reviewers != 1 {
+		t.Errorf("reviewers %d, want 1 when the decision names none", d.Reviewers)
+	}
+}
+
+func TestDecisionReviewersDecoded(t *testing.T) {
+	for _, tc := range []struct {
+		decision  string
+		result    string
+		reviewers int
+	}{
+		{`{"result": "review", "reasons": ["x: y"], "reviewers": 1}`, ResultReview, 1},
+		{`{"result": "review", "reasons": ["x: y"], "reviewers": 2}`, ResultReview, 2},
+		{`{"result": "review", "reasons": ["x: y"], "reviewers": 3}`, ResultReview, 3},
+		{`{"result": "review", "reasons": ["x: y"], "reviewers": 2.0}`, ResultReview, 2},
+		{`{"result": "allow", "reasons": [], "reviewers": 2}`, ResultAllow, 0},
+		{`{"result": "deny", "reasons": ["x: y"], "reviewers": 3}`, ResultDeny, 0},
+	} {
+		t.Run(tc.decision, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, "egress.rego", "package cleanroom.egress\n\ndecision := "+tc.decision+"\n")
+			e := mustNew(t, WithBundleDir(dir))
+			d, err := e.Egress(context.Background(), goodEgress())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Result != tc.result || d.Reviewers != tc.reviewers {
+				t.Errorf("got %s with %d reviewers, want %s with %d", d.Result, d.Reviewers, tc.result, tc.reviewers)
+			}
+		})
+	}
 }
 
 func TestEvalErrorDenies(t *testing.T) {
@@ -326,6 +373,74 @@ func TestIdentifierEqualityFilterTunable(t *testing.T) {
 			}
 			checkDecision(t, e, d, tc.result, tc.codes)
 		})
+	}
+}
+
+// TestDoubleReviewGradesTunable pins double review end to end through data.json: L3 outputs
+// are held for two reviewers by default, the operator chooses the grades, and a list that is
+// not one of known grades is params_invalid.
+func TestDoubleReviewGradesTunable(t *testing.T) {
+	const shipped = `"double_review_grades": ["L3"]`
+	l2, l3 := goodEgress(), goodEgress()
+	l3.Datasets[0].Grade = "L3"
+	for _, tc := range []struct {
+		name      string
+		value     string
+		in        EgressInput
+		result    string
+		codes     []string
+		reviewers int
+	}{
+		{"shipped_l3_held_for_two", `["L3"]`, l3, ResultReview, []string{"double_review"}, 2},
+		{"shipped_l2_allowed", `["L3"]`, l2, ResultAllow, nil, 0},
+		{"none_l3_allowed", `[]`, l3, ResultAllow, nil, 0},
+		{"l2_held_for_two", `["L2", "L3"]`, l2, ResultReview, []string{"double_review"}, 2},
+		{"not_a_list", `"L3"`, l3, ResultDeny, []string{"params_invalid"}, 0},
+		{"unknown_grade", `["l3"]`, l2, ResultDeny, []string{"params_invalid"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDefaultBundle(t)
+			data := readFile(t, dir, "data.json")
+			if !strings.Contains(data, shipped) {
+				t.Fatalf("data.json does not ship %s", shipped)
+			}
+			writeFile(t, dir, "data.json", strings.Replace(data, shipped, `"double_review_grades": `+tc.value, 1))
+			e := mustNew(t, WithBundleDir(dir))
+			d, err := e.Egress(context.Background(), tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkDecision(t, e, d, tc.result, tc.codes)
+			if d.Reviewers != tc.reviewers {
+				t.Errorf("reviewers %d, want %d", d.Reviewers, tc.reviewers)
+			}
+		})
+	}
+}
+
+// TestReviewEpsilonThresholdHoldsAtEgress pins where review_epsilon_per_job acts: a job over
+// the threshold runs (access allows it) and its result is held for one reviewer.
+func TestReviewEpsilonThresholdHoldsAtEgress(t *testing.T) {
+	const shipped = `"review_epsilon_per_job": 2.0`
+	dir := copyDefaultBundle(t)
+	data := readFile(t, dir, "data.json")
+	if !strings.Contains(data, shipped) {
+		t.Fatalf("data.json does not ship %s", shipped)
+	}
+	writeFile(t, dir, "data.json", strings.Replace(data, shipped, `"review_epsilon_per_job": 0.5`, 1))
+	e := mustNew(t, WithBundleDir(dir))
+	d, err := e.Access(context.Background(), goodAccess()) // epsilon 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDecision(t, e, d, ResultAllow, nil)
+	d, err = e.Egress(context.Background(), goodEgress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDecision(t, e, d, ResultReview, []string{"epsilon_review"})
+	if d.Reviewers != 1 {
+		t.Errorf("reviewers %d, want 1", d.Reviewers)
 	}
 }
 

@@ -1,5 +1,6 @@
-// Command cleanroom is the single binary of the platform: demo, test-data generator, audit
-// tools, and — when started by the engine — the sandbox worker.
+// Command cleanroom is the single binary of the platform: server, client commands, demo,
+// test-data generator, audit and policy tools, and — when started by the engine — the
+// sandbox worker.
 package main
 
 import (
@@ -27,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newTestdataCmd(), newAuditCmd())
+	root.AddCommand(newDemoCmd(), newTestdataCmd(), newAuditCmd(), newServeCmd(), newTokenCmd(), newPolicyCmd())
+	addClientCommands(root)
 	return root
 }

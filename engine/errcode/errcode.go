@@ -35,6 +35,20 @@ const (
 	QueryFailed        = "query_failed"  // failed while reading rows
 	ProvenanceFailed   = "provenance_unavailable"
 	Internal           = "internal"
+
+	// Governance and the API.
+	Unauthenticated    = "unauthenticated"      // no or unknown bearer token
+	Forbidden          = "forbidden"            // the principal, or the grant's scope, does not allow it
+	NotFound           = "not_found"            // no such resource, or not visible to the principal
+	InvalidRequest     = "invalid_request"      // a malformed body, parameter or value
+	Conflict           = "conflict"             // the resource is not in a state that allows it
+	GrantExpired       = "grant_expired"        // outside the grant's period
+	GrantSuspended     = "grant_suspended"      // the operator suspended the grant
+	GrantRevoked       = "grant_revoked"        // the operator ended the grant
+	SeparationOfDuties = "separation_of_duties" // a reviewer may not review this job
+	ReviewRejected     = "review_rejected"      // a reviewer rejected a held output
+	UnsupportedJobKind = "unsupported_job_kind" // a job kind this platform does not run yet
+	Unavailable        = "unavailable"          // the server is shutting down
 )
 
 // Error is a stage's failure with a stable code. Message must be safe to show to the applicant:

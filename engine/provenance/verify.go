@@ -58,6 +58,12 @@ func Verify(path string) (VerifyReport, error) {
 // is verified on the way; damage before the end is an error wrapping ErrCorrupt. A torn final line
 // (an append in flight, or a crash not yet recovered by Open) is not an entry and is skipped.
 func ReadJob(path, job string) ([]Entry, error) {
+	return Read(path, func(_, j string) bool { return j == job })
+}
+
+// Read returns every entry whose record's type and job keep accepts, in log order, verifying
+// the chain as ReadJob does.
+func Read(path string, keep func(typ, job string) bool) ([]Entry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("provenance: read: %w", err)
@@ -66,12 +72,13 @@ func ReadJob(path, job string) ([]Entry, error) {
 	var out []Entry
 	st, err := scan(f, func(e Entry) error {
 		var r struct {
-			Job string `json:"job"`
+			Type string `json:"type"`
+			Job  string `json:"job"`
 		}
 		if err := json.Unmarshal(e.Record, &r); err != nil {
 			return err
 		}
-		if r.Job == job {
+		if keep(r.Type, r.Job) {
 			out = append(out, e)
 		}
 		return nil

@@ -1,12 +1,14 @@
 # Package cleanroom.access decides whether a principal may run a job. The engine queries
 # data.cleanroom.access.decision before anything touches data; a job runs only on "allow".
+# Access only allows or denies: what a person must look at (epsilon_review, double_review)
+# is held at egress, where the result exists to be looked at.
 #
 # Input: {principal, action, datasets, columns, job}; see the Go type policy.AccessInput.
 package cleanroom.access
 
 import data.cleanroom.lib
 
-decision := lib.decide(deny, review)
+decision := lib.decide(deny, set())
 
 params := lib.params
 
@@ -155,11 +157,4 @@ deny contains sprintf("max_groups_contributed_out_of_range: %v must be a whole n
 
 deny contains sprintf("max_contributions_per_group_out_of_range: %v must be a whole number in 1..%v", [input.job.max_contributions_per_group, params.max_contributions_per_group]) if {
 	not lib.is_whole_in_range(input.job.max_contributions_per_group, 1, params.max_contributions_per_group)
-}
-
-# A job that spends more than review_epsilon_per_job in one go is held for a person on the
-# operator side. The default threshold equals max_epsilon_per_job, so by default nothing is
-# held; an operator lowers it in data.json.
-review contains sprintf("epsilon_review: epsilon %v exceeds the review threshold %v", [input.job.epsilon, params.review_epsilon_per_job]) if {
-	input.job.epsilon > params.review_epsilon_per_job
 }

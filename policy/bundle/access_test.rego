@@ -38,17 +38,13 @@ deny_codes(inp) := codes(reasons) if {
 	reasons := access.deny with input as inp
 }
 
-review_codes(inp) := codes(reasons) if {
-	reasons := access.review with input as inp
-}
-
 test_good_job_is_allowed if {
 	access.decision == {"result": "allow", "reasons": []} with input as good
 }
 
-test_deny_wins_over_review if {
+test_denial_lists_its_reasons if {
 	inp := patched("replace", "/principal/role", "operator")
-	d := access.decision with input as inp with data.cleanroom.params.review_epsilon_per_job as 0.5
+	d := access.decision with input as inp
 	d.result == "deny"
 	d.reasons == ["role_not_permitted: role operator may not submit jobs (applicant only)"]
 }
@@ -259,16 +255,21 @@ test_max_contributions_per_group_in_range_accepted if {
 	}
 }
 
-# --- review ---
+# --- access only allows or denies; review happens at egress ---
 
-test_large_epsilon_held_for_review if {
+test_large_epsilon_not_held_at_access if {
 	d := access.decision with input as good with data.cleanroom.params.review_epsilon_per_job as 0.5
-	d.result == "review"
-	codes(d.reasons) == {"epsilon_review"}
+	d == {"result": "allow", "reasons": []}
 }
 
-test_default_threshold_holds_nothing if {
-	review_codes(patched("replace", "/job/epsilon", 2)) == set()
+test_l3_dataset_not_held_at_access if {
+	d := access.decision with input as patched("replace", "/datasets/0/grade", "L3")
+	d == {"result": "allow", "reasons": []}
+}
+
+test_mistyped_review_threshold_still_denied if {
+	# lib checks every tunable for both policies, so a broken bundle fails at access too.
+	"params_invalid" in deny_codes(good) with data.cleanroom.params.review_epsilon_per_job as "0.5"
 }
 
 # --- params ---

@@ -1,13 +1,14 @@
 # Package cleanroom.egress decides whether a computed result may leave (出域). The engine
 # queries data.cleanroom.egress.decision after the DP/HE result and the reviewer's checks;
-# "allow" releases, "review" holds the result for a reviewer, "deny" drops it.
+# "allow" releases, "review" holds the result for reviewers, "deny" drops it. A review
+# decision also carries "reviewers": how many independent reviewers must approve the result.
 #
 # Input: {principal, datasets, job, output, findings}; see the Go type policy.EgressInput.
 package cleanroom.egress
 
 import data.cleanroom.lib
 
-decision := lib.decide(deny, review)
+decision := lib.decide_reviewed(deny, review, reviewers)
 
 params := lib.params
 
@@ -97,3 +98,31 @@ deny contains sprintf("mechanism_not_allowed: mechanism %s is not allowed", [m])
 	some m in input.output.mechanisms
 	not m in allowed_mechanisms
 }
+
+# --- review ---
+
+# A job that spends more than review_epsilon_per_job in one go is held for a person on the
+# operator side. The default threshold equals max_epsilon_per_job, so by default nothing is
+# held; an operator lowers it in data.json.
+review contains sprintf("epsilon_review: epsilon %v exceeds the review threshold %v", [input.job.epsilon, params.review_epsilon_per_job]) if {
+	input.job.epsilon > params.review_epsilon_per_job
+}
+
+# Results over datasets of a grade in double_review_grades (by default L3) are held
+# for two independent reviewers. A public lookup table protects no one, whatever its grade.
+double_review_grades := {g | some g in params.double_review_grades}
+
+double_review_datasets contains d if {
+	some d in input.datasets
+	not lib.is_public(d)
+	d.grade in double_review_grades
+}
+
+review contains sprintf("double_review: dataset %s is graded %s; its output needs two independent reviewers", [d.name, d.grade]) if {
+	some d in double_review_datasets
+}
+
+# reviewers is how many independent reviewers a held result needs.
+reviewers := 2 if {
+	count(double_review_datasets) > 0
+} else := 1

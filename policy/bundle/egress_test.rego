@@ -262,3 +262,111 @@ test_count_of_identifier_used_otherwise_denied if {
 test_count_distinct_of_public_table_unit_denied if {
 	"identifier_in_output" in deny_codes(patched("add", "/datasets/0/public", true))
 }
+
+# --- review: thresholds and reviewers ---
+
+test_large_epsilon_held_for_review if {
+	d := egress.decision with input as good with data.cleanroom.params.review_epsilon_per_job as 0.5
+	d == {
+		"result": "review",
+		"reasons": ["epsilon_review: epsilon 1 exceeds the review threshold 0.5"],
+		"reviewers": 1,
+	}
+}
+
+test_default_epsilon_threshold_holds_nothing if {
+	review_codes(patched("replace", "/job/epsilon", 2)) == set()
+}
+
+test_deny_wins_over_review if {
+	inp := patched("add", "/findings/-", {"code": "identifier_in_string", "severity": "high", "message": ""})
+	d := egress.decision with input as inp with data.cleanroom.params.review_epsilon_per_job as 0.5
+	d.result == "deny"
+	codes(d.reasons) == {"finding_high"}
+	not "reviewers" in object.keys(d)
+}
+
+test_allow_carries_no_reviewers if {
+	d := egress.decision with input as good
+	not "reviewers" in object.keys(d)
+}
+
+test_medium_finding_needs_one_reviewer if {
+	inp := patched("add", "/findings/-", {"code": "repeat_query", "severity": "medium", "message": ""})
+	d := egress.decision with input as inp
+	d.reviewers == 1
+}
+
+test_l3_output_held_for_two_reviewers if {
+	d := egress.decision with input as patched("replace", "/datasets/0/grade", "L3")
+	d == {
+		"result": "review",
+		"reasons": ["double_review: dataset visits is graded L3; its output needs two independent reviewers"],
+		"reviewers": 2,
+	}
+}
+
+test_l3_with_medium_finding_needs_two_reviewers if {
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/datasets/0/grade", "value": "L3"},
+		{"op": "add", "path": "/findings/-", "value": {"code": "repeat_query", "severity": "medium", "message": ""}},
+	])
+	d := egress.decision with input as inp
+	d.result == "review"
+	codes(d.reasons) == {"double_review", "finding_medium"}
+	d.reviewers == 2
+}
+
+test_each_l3_dataset_named if {
+	claims := {"name": "claims", "provider": "medical_insurance_bureau", "grade": "L3", "domain": "platform", "privacy_unit": "person_id"}
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/datasets/0/grade", "value": "L3"},
+		{"op": "add", "path": "/datasets/-", "value": claims},
+	])
+	d := egress.decision with input as inp
+	count(d.reasons) == 2
+	d.reviewers == 2
+}
+
+test_l3_denied_output_not_held if {
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/datasets/0/grade", "value": "L3"},
+		{"op": "replace", "path": "/output/rows", "value": 10001},
+	])
+	d := egress.decision with input as inp
+	d.result == "deny"
+	not "reviewers" in object.keys(d)
+}
+
+test_public_l3_lookup_table_not_double_reviewed if {
+	districts := {"name": "districts", "provider": "civil_affairs_bureau", "grade": "L3", "domain": "platform", "privacy_unit": "", "public": true}
+	d := egress.decision with input as patched("add", "/datasets/-", districts)
+	d == {"result": "allow", "reasons": []}
+}
+
+test_other_grades_not_double_reviewed if {
+	every grade in ["L1", "L2"] {
+		not "double_review" in review_codes(patched("replace", "/datasets/0/grade", grade))
+	}
+}
+
+test_double_review_grades_come_from_params if {
+	d := egress.decision with input as good with data.cleanroom.params.double_review_grades as ["L2", "L3"]
+	d.result == "review"
+	d.reviewers == 2
+	codes(d.reasons) == {"double_review"}
+	e := egress.decision with input as patched("replace", "/datasets/0/grade", "L3") with data.cleanroom.params.double_review_grades as []
+	e == {"result": "allow", "reasons": []}
+}
+
+test_double_review_grades_invalid_denied if {
+	every v in ["L3", ["l3"], [3], null, {"grade": "L3"}] {
+		"params_invalid" in deny_codes(good) with data.cleanroom.params.double_review_grades as v
+	}
+}
+
+test_double_review_grades_missing_denied if {
+	shipped := data.cleanroom.params
+	cs := deny_codes(good) with data.cleanroom.params as object.remove(shipped, {"double_review_grades"})
+	"params_invalid" in cs
+}

@@ -1,6 +1,6 @@
-# Package cleanroom.lib holds what the access and egress policies share: the operator's
-# tunables, the check that they are well formed, the column predicates, and the rule that
-# turns deny and review reasons into a decision.
+# Package cleanroom.lib holds what the access, egress and api policies share: the operator's
+# tunables, the check that they are well formed, the column predicates, and the rules that
+# turn deny and review reasons into a decision.
 package cleanroom.lib
 
 # params are the operator's tunables, data.cleanroom.params (data.json in this bundle).
@@ -24,7 +24,7 @@ number_params := {
 	"max_cells",
 }
 
-string_list_params := {"allowed_job_kinds", "allowed_mechanisms"}
+string_list_params := {"allowed_job_kinds", "allowed_mechanisms", "double_review_grades"}
 
 boolean_params := {"allow_identifier_equality_filters"}
 
@@ -43,6 +43,12 @@ invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must b
 	not is_boolean(object.get(params, key, null))
 }
 
+# A grade the operator mistyped ("l3") would silently release what it meant to hold twice.
+invalid_params contains "params_invalid: data.cleanroom.params.double_review_grades must list grades among L1..L4" if {
+	some g in object.get(params, "double_review_grades", [])
+	not g in grades
+}
+
 is_string_list(x) if {
 	is_array(x)
 	every v in x {
@@ -58,6 +64,13 @@ decide(deny_reasons, review_reasons) := {"result": "deny", "reasons": sort(deny_
 } else := {"result": "review", "reasons": sort(review_reasons)} if {
 	count(review_reasons) > 0
 } else := {"result": "allow", "reasons": []}
+
+# decide_reviewed is decide, and a review decision also says how many independent reviewers
+# (1..3) must approve the held result.
+decide_reviewed(deny_reasons, review_reasons, reviewers) := object.union(d, {"reviewers": reviewers}) if {
+	d := decide(deny_reasons, review_reasons)
+	d.result == "review"
+} else := decide(deny_reasons, review_reasons)
 
 # grades are the classification grades (分级) a dataset may carry; L4 (不予开放) is never
 # operated.
@@ -100,6 +113,7 @@ grade_denials contains sprintf("grade_not_operable: dataset %s is graded L4 (不
 
 grade_denials contains sprintf("grade_unknown: dataset %s has no known grade (L1..L4)", [d.name]) if {
 	some d in input.datasets
+
 	# object.get: "not d.grade in grades" is not true when grade is absent.
 	not object.get(d, "grade", "") in grades
 }

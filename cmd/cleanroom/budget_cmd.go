@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/server/client"
+)
+
+func newBudgetCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "budget", Short: "Show a grant's or a dataset's privacy budget"}
+	f := addClientFlags(cmd)
+
+	var grant, dataset string
+	show := &cobra.Command{
+		Use:   "show (--grant GRANT | --dataset DATASET)",
+		Short: "Show an account's balance, per-job history and accounting",
+		Long: `show prints a budget account: its total, what its jobs spent (reservations of running jobs
+count as spent), what remains, each job's charge, and beside the basic composition the ledger
+enforces, a tighter bound over the same charges (for information).`,
+		Example: "  cleanroom budget show --grant g-1a2b\n  cleanroom budget show --dataset medical_visits --json",
+		Args:    cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			if (grant == "") == (dataset == "") {
+				return errors.New("give exactly one of --grant and --dataset")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kind, name := client.BudgetGrant, grant
+			if dataset != "" {
+				kind, name = client.BudgetDataset, dataset
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			rep, err := c.Budget(cmd.Context(), kind, name)
+			if err != nil {
+				return err
+			}
+			if f.asJSON() {
+				return writeJSON(cmd.OutOrStdout(), rep)
+			}
+			return writeBudget(cmd.OutOrStdout(), rep)
+		},
+	}
+	show.Flags().StringVar(&grant, "grant", "", "the grant's budget")
+	show.Flags().StringVar(&dataset, "dataset", "", "the dataset's lifetime budget (providers, operators)")
+	cmd.AddCommand(show)
+	return cmd
+}
+
+func fmtBudget(b ledger.Budget) string {
+	return fmt.Sprintf("epsilon %.6g, delta %.6g", b.Epsilon, b.Delta)
+}
+
+func writeBudget(w io.Writer, rep *engine.BudgetReport) error {
+	b, a := rep.Balance, rep.Tighter
+	accounting := fmt.Sprintf("basic epsilon %.6g; tighter epsilon %.6g at delta %.6g (%s, %d events)",
+		a.Basic.Epsilon, a.Tighter.Epsilon, a.Tighter.Delta, orDash(a.Method), a.Events)
+	if err := writeFields(w, []field{
+		{"account", b.Account},
+		{"total", fmtBudget(b.Total)},
+		{"spent", fmtBudget(b.Spent)},
+		{"reserved", fmtBudget(b.Reserved)},
+		{"remaining", fmtBudget(b.Remaining)},
+		{"accounting", accounting},
+	}); err != nil {
+		return err
+	}
+	if len(rep.History) == 0 {
+		_, err := fmt.Fprintln(w, "\nno jobs charged")
+		return err
+	}
+	fmt.Fprintln(w)
+	tw := newTabWriter(w)
+	fmt.Fprintln(tw, "JOB\tSTATE\tEPSILON\tDELTA\tCREATED\tREASON")
+	for _, e := range rep.History {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Job, e.State, fmtFloat(e.Cost.Epsilon), fmtFloat(e.Cost.Delta),
+			fmtTime(e.CreatedAt), orDash(e.Reason))
+	}
+	return tw.Flush()
+}

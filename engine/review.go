@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/policy"
+)
+
+// Review is a reviewer's decision on a held result. Reason must not quote data values; it is
+// shown to the applicant and kept in provenance.
+type Review struct {
+	Reviewer policy.Principal `json:"reviewer"`
+	Approve  bool             `json:"approve"`
+	Reason   string           `json:"reason,omitempty"`
+}
+
+// RecordReview appends a reviewer's decision on a held job to provenance. Who may review, and
+// how many approvals a hold needs, is the governance layer's business; this only records.
+func (e *Engine) RecordReview(ctx context.Context, job string, r Review) error {
+	_, err := e.record(ctx, "review", job, r)
+	return err
+}
+
+// ReleaseHeld releases a held result after its approving reviews: the result must be the one
+// held (its digest is checked against the hold's), the release is recorded with the reviewers,
+// and the result is stamped with the release's log index.
+func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *Result, reviewers []string) error {
+	res.LogIndex = 0 // the digest covers the result as held, before it had a release index
+	digest, err := outputDigest(res)
+	if err != nil {
+		return err
+	}
+	if digest != hold.OutputDigest {
+		return errcode.New(errcode.Internal, "the stored result of job %s does not match the held output; nothing is released", job)
+	}
+	return e.recordRelease(ctx, job, res, map[string]any{"output_digest": digest, "rows": len(res.Rows), "reviewers": reviewers})
+}
+
+// Withhold records that a held result will never be released (a reviewer rejected it, or the
+// grant was revoked while it waited).
+func (e *Engine) Withhold(ctx context.Context, job, code string) error {
+	_, err := e.record(ctx, "withheld", job, map[string]any{"code": code})
+	return err
+}
+
+// Record appends a governance event (application, grant state, ...) to provenance before the
+// caller acts on it. Data must hold names and parameters, never data values.
+func (e *Engine) Record(ctx context.Context, typ, job string, data any) error {
+	_, err := e.record(ctx, typ, job, data)
+	return err
+}

@@ -1,0 +1,264 @@
+// Package api defines the JSON documents of cleanroom's HTTP API (/v1), shared by the server
+// and its clients (the CLI). Field names are the wire contract; /v1/openapi.json describes them.
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+)
+
+// Error is the body of every failed request: {"error": {"code", "message", "position"?}}.
+type Error struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Position *int   `json:"position,omitempty"`
+}
+
+// ErrorBody wraps an Error.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// Principal is the caller as the server knows it.
+type Principal struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	Org  string `json:"org"`
+}
+
+// Health is GET /healthz.
+type Health struct {
+	Status       string `json:"status"`
+	PolicyDigest string `json:"policy_digest"`
+}
+
+// Dataset is a registered dataset's metadata (GET /v1/datasets). It never holds rows, and not
+// the provider's source location.
+type Dataset struct {
+	Name        string                    `json:"name"`
+	Provider    string                    `json:"provider"`
+	Grade       string                    `json:"grade"`
+	Domain      string                    `json:"domain"`
+	PrivacyUnit string                    `json:"privacy_unit,omitempty"`
+	Public      bool                      `json:"public"`
+	Digest      string                    `json:"digest"`
+	Rows        int64                     `json:"rows"`
+	Budget      *Budget                   `json:"budget,omitempty"` // the provider's lifetime cap
+	Columns     map[string]catalog.Column `json:"columns"`
+}
+
+// Budget is an (epsilon, delta) pair.
+type Budget struct {
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+}
+
+// Datasets is GET /v1/datasets.
+type Datasets struct {
+	Datasets []Dataset `json:"datasets"`
+}
+
+// Registered is POST /v1/datasets's answer.
+type Registered struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Rows   int64  `json:"rows"`
+}
+
+// Job kinds a grant may allow. Only sql runs on this version of the platform.
+const (
+	KindSQL    = "sql"
+	KindVerify = "verify"
+	KindModel  = "model"
+)
+
+// ApplicationRequest is POST /v1/applications. Start and End are RFC 3339 times or dates
+// (YYYY-MM-DD); a date as End means the end of that day (UTC).
+type ApplicationRequest struct {
+	Purpose  string   `json:"purpose"`
+	Scenario string   `json:"scenario"`
+	Datasets []string `json:"datasets"`
+	Start    string   `json:"start"`
+	End      string   `json:"end"`
+	Epsilon  float64  `json:"epsilon"`
+	Delta    float64  `json:"delta"`
+	JobKinds []string `json:"job_kinds"`
+}
+
+// Application states.
+const (
+	ApplicationPending  = "pending"
+	ApplicationApproved = "approved"
+	ApplicationRejected = "rejected"
+)
+
+// Application is an applicant unit's request for a grant.
+type Application struct {
+	ID        string     `json:"id"`
+	State     string     `json:"state"`
+	Org       string     `json:"org"`
+	Applicant string     `json:"applicant"`
+	Purpose   string     `json:"purpose"`
+	Scenario  string     `json:"scenario"`
+	Datasets  []string   `json:"datasets"`
+	Start     time.Time  `json:"start"`
+	End       time.Time  `json:"end"`
+	Epsilon   float64    `json:"epsilon"`
+	Delta     float64    `json:"delta"`
+	JobKinds  []string   `json:"job_kinds"`
+	CreatedAt time.Time  `json:"created_at"`
+	DecidedBy string     `json:"decided_by,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+	Reason    string     `json:"reason,omitempty"` // why it was rejected
+	Grant     string     `json:"grant,omitempty"`  // the grant it became
+}
+
+// Applications is GET /v1/applications.
+type Applications struct {
+	Applications []Application `json:"applications"`
+}
+
+// ApproveRequest is POST /v1/applications/{id}/approve: the operator may lower the budget or
+// end the period earlier, never widen them.
+type ApproveRequest struct {
+	Epsilon *float64 `json:"epsilon,omitempty"`
+	Delta   *float64 `json:"delta,omitempty"`
+	End     string   `json:"end,omitempty"`
+}
+
+// Approved is the answer to an approval.
+type Approved struct {
+	GrantID string `json:"grant_id"`
+}
+
+// ReasonRequest is the body of a rejection or review: why.
+type ReasonRequest struct {
+	Reason string `json:"reason"`
+}
+
+// Grant states as stored; GET also reports "expired" for an active grant past its end.
+const (
+	GrantActive    = "active"
+	GrantSuspended = "suspended"
+	GrantRevoked   = "revoked"
+	GrantExpired   = "expired"
+)
+
+// Grant is an approved application: who may run which jobs on which datasets, when, and
+// with how much privacy budget.
+type Grant struct {
+	ID          string      `json:"id"`
+	State       string      `json:"state"`
+	Org         string      `json:"org"`
+	Application string      `json:"application"`
+	Purpose     string      `json:"purpose"`
+	Scenario    string      `json:"scenario"`
+	Datasets    []string    `json:"datasets"`
+	JobKinds    []string    `json:"job_kinds"`
+	Start       time.Time   `json:"start"`
+	End         time.Time   `json:"end"`
+	Budget      GrantBudget `json:"budget"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+}
+
+// GrantBudget is a grant's budget and what its jobs have spent (reservations of running jobs
+// count as spent).
+type GrantBudget struct {
+	EpsilonTotal float64 `json:"epsilon_total"`
+	EpsilonSpent float64 `json:"epsilon_spent"`
+	DeltaTotal   float64 `json:"delta_total"`
+	DeltaSpent   float64 `json:"delta_spent"`
+}
+
+// Grants is GET /v1/grants.
+type Grants struct {
+	Grants []Grant `json:"grants"`
+}
+
+// JobRequest is POST /v1/jobs.
+type JobRequest struct {
+	Grant   string     `json:"grant"`
+	Kind    string     `json:"kind"`
+	SQL     string     `json:"sql"`
+	Options JobOptions `json:"options"`
+}
+
+// JobOptions are a job's privacy parameters; zero means the platform default.
+type JobOptions struct {
+	Epsilon                  float64 `json:"epsilon,omitempty"`
+	Delta                    float64 `json:"delta,omitempty"`
+	MaxGroupsContributed     int64   `json:"max_groups_contributed,omitempty"`
+	MaxContributionsPerGroup int64   `json:"max_contributions_per_group,omitempty"`
+}
+
+// Job states: queued → running → in_review? → released | denied | failed.
+const (
+	JobQueued   = "queued"
+	JobRunning  = "running"
+	JobInReview = "in_review"
+	JobReleased = "released"
+	JobDenied   = "denied"
+	JobFailed   = "failed"
+)
+
+// Job is a submitted job. Result is present only when State is released (and to principals
+// who may read results); a reviewer sees a held result in the review queue instead.
+type Job struct {
+	ID          string          `json:"id"`
+	State       string          `json:"state"`
+	Grant       string          `json:"grant"`
+	Org         string          `json:"org"`
+	SubmittedBy string          `json:"submitted_by"`
+	Kind        string          `json:"kind"`
+	SQL         string          `json:"sql"`
+	Options     JobOptions      `json:"options"`
+	Datasets    []string        `json:"datasets,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	Error       *Error          `json:"error,omitempty"`
+	Review      *JobReview      `json:"review,omitempty"`
+	Result      json.RawMessage `json:"result,omitempty"`
+}
+
+// JobReview is a held job's review: how many approvals it needs, why it was held, and the
+// reviews so far.
+type JobReview struct {
+	Required int      `json:"required"`
+	Reasons  []string `json:"reasons"`
+	Reviews  []Review `json:"reviews"`
+}
+
+// Review is one reviewer's decision.
+type Review struct {
+	Reviewer string    `json:"reviewer"`
+	Org      string    `json:"org"`
+	Decision string    `json:"decision"` // approve or reject
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// Jobs is GET /v1/jobs.
+type Jobs struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// ReviewItem is a held job in the review queue with the result that waits for release.
+type ReviewItem struct {
+	Job    Job             `json:"job"`
+	Result json.RawMessage `json:"result"`
+}
+
+// Reviews is GET /v1/reviews.
+type Reviews struct {
+	Reviews []ReviewItem `json:"reviews"`
+}
+
+// AuditJob is GET /v1/audit/jobs/{id}: every provenance record of a job, in log order.
+type AuditJob struct {
+	Job     string             `json:"job"`
+	Records []provenance.Entry `json:"records"`
+}

@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
+)
+
+// maxBody bounds request bodies (a catalog spec with its public domains is the largest).
+const maxBody = 4 << 20
+
+// handler is an authenticated route: it gets the caller and returns the response document
+// (nil for none) or an error.
+type handler func(w http.ResponseWriter, r *http.Request, who policy.Principal) (status int, body any, err error)
+
+// authed authenticates the bearer token and runs h, writing its document or its error.
+func (s *Server) authed(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		who, found := s.principals.Authenticate(strings.TrimSpace(token))
+		if !ok || !found {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cleanroom"`)
+			s.writeError(w, r, errcode.New(errcode.Unauthenticated, "a valid bearer token is required"))
+			return
+		}
+		status, body, err := h(w, r, who)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, status, body)
+	}
+}
+
+// authorize asks the policy whether who may do action on res. A deny is recorded in
+// provenance (who tried what) and returned as forbidden, or separation_of_duties when that is
+// the policy's reason.
+func (s *Server) authorize(ctx context.Context, who policy.Principal, action string, res policy.Resource) error {
+	d, err := s.eng.Policy().Authorize(ctx, policy.RequestInput{Principal: who, Action: action, Resource: res})
+	if err == nil && d.Allowed() {
+		return nil
+	}
+	if rerr := s.eng.Record(context.WithoutCancel(ctx), "request_denied", "", map[string]any{
+		"principal": who, "action": action, "resource": res, "reasons": d.Reasons, "bundle_digest": d.BundleDigest,
+	}); rerr != nil {
+		return rerr
+	}
+	code := errcode.Forbidden
+	if slices.Contains(d.Codes(), "separation_of_duties") {
+		code = errcode.SeparationOfDuties
+	}
+	return errcode.Wrap(code, err, "%s may not %s: %s", who.Name, action, strings.Join(d.Reasons, "; "))
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are invalid_request.
+// An empty body decodes as the zero document when allowEmpty.
+func decode(r *http.Request, v any, allowEmpty bool) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) && allowEmpty {
+			return nil
+		}
+		return errcode.Wrap(errcode.InvalidRequest, err, "the request body is not a valid JSON document of the expected shape: %s", jsonProblem(err))
+	}
+	if dec.More() {
+		return errcode.New(errcode.InvalidRequest, "the request body holds more than one JSON document")
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without quoting the body.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body is empty or cut short"
+	}
+	return "malformed"
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if body != nil {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(body)
+	}
+}
+
+// writeError maps any error to its public form and status. Causes are logged for the
+// operator, never sent.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, governance.ErrNotFound):
+		err = errcode.Wrap(errcode.NotFound, err, "no such %s", resourceKind(r.URL.Path))
+	case errors.Is(err, governance.ErrDuplicateReview):
+		err = errcode.Wrap(errcode.SeparationOfDuties, err, "this reviewer has already reviewed the job; another reviewer must")
+	case errors.Is(err, governance.ErrConflict):
+		err = errcode.Wrap(errcode.Conflict, err, "the %s is not in a state that allows this", resourceKind(r.URL.Path))
+	}
+	pub := errcode.Public(err)
+	status := statusOf(pub.Code)
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", pub.Code, "err", err)
+	}
+	writeJSON(w, status, api.ErrorBody{Error: api.Error{Code: pub.Code, Message: pub.Message, Position: pub.Position}})
+}
+
+func resourceKind(path string) string {
+	parts := strings.Split(strings.TrimPrefix(path, "/v1/"), "/")
+	switch parts[0] {
+	case "applications":
+		return "application"
+	case "grants":
+		return "grant"
+	case "jobs", "reviews", "audit":
+		return "job"
+	case "datasets":
+		return "dataset"
+	}
+	return "resource"
+}
+
+// statusOf is the HTTP status of an error code.
+func statusOf(code string) int {
+	switch code {
+	case errcode.Unauthenticated:
+		return http.StatusUnauthorized
+	case errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties, errcode.GrantExpired,
+		errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted, errcode.NotOperable:
+		return http.StatusForbidden
+	case errcode.NotFound, errcode.UnknownDataset:
+		return http.StatusNotFound
+	case errcode.Conflict:
+		return http.StatusConflict
+	case errcode.UnsupportedJobKind:
+		return http.StatusNotImplemented
+	case errcode.Unavailable:
+		return http.StatusServiceUnavailable
+	case errcode.Internal, errcode.ProvenanceFailed, errcode.SandboxFailed:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadRequest
+}

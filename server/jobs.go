@@ -1,0 +1,250 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
+)
+
+// runJobs claims queued jobs one at a time until the server stops.
+func (s *Server) runJobs() {
+	defer s.runners.Done()
+	for {
+		select {
+		case <-s.stopping:
+			return
+		default:
+		}
+		j, ok, err := s.store.ClaimNextJob(s.jobsCtx, s.now())
+		if err != nil {
+			s.log.Error("claiming a queued job failed", "err", err)
+		}
+		if err != nil || !ok {
+			select {
+			case <-s.wake:
+			case <-s.stopping:
+				return
+			case <-time.After(5 * time.Second): // a job queued by another process, or a store hiccup
+			}
+			continue
+		}
+		s.kick() // more may be queued: let another runner look
+		s.notify()
+		s.execute(j)
+		s.notify()
+	}
+}
+
+// execute runs a claimed job: the grant's state, period, job kinds and dataset scope are
+// checked again now (a suspension or revocation takes effect on the next job), then the
+// engine runs it and the outcome is stored.
+func (s *Server) execute(j governance.Job) {
+	ctx := s.jobsCtx
+	g, err := s.store.Grant(ctx, j.Grant)
+	if err == nil {
+		err = s.jobAllowed(g, j.Kind)
+	}
+	var out *engine.Outcome
+	if err == nil {
+		out, err = s.eng.Run(ctx, engine.Job{
+			ID:        j.ID,
+			Principal: policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org},
+			Grant:     j.Grant,
+			Scope:     g.Datasets,
+			SQL:       j.SQL,
+			Options: plan.Options{Epsilon: j.Options.Epsilon, Delta: j.Options.Delta,
+				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
+		})
+	}
+	// The outcome is stored even when the server is stopping: the engine has recorded it.
+	sctx := context.WithoutCancel(ctx)
+	_, serr := s.store.UpdateJob(sctx, j.ID, []string{api.JobRunning}, func(sj *governance.Job) error {
+		sj.UpdatedAt = s.now().UTC()
+		if err != nil {
+			pub := errcode.Public(err)
+			sj.State = finalState(pub.Code)
+			sj.Error = &api.Error{Code: pub.Code, Message: pub.Message, Position: pub.Position}
+			return nil
+		}
+		sj.Datasets = out.Datasets
+		res, merr := json.Marshal(out.Result)
+		if merr != nil {
+			return merr
+		}
+		sj.Output = res
+		if out.Held == nil {
+			sj.State = api.JobReleased
+			return nil
+		}
+		hold, merr := json.Marshal(out.Held)
+		if merr != nil {
+			return merr
+		}
+		sj.State, sj.Hold = api.JobInReview, hold
+		sj.Review = &api.JobReview{Required: out.Held.Reviewers, Reasons: out.Held.Reasons, Reviews: []api.Review{}}
+		return nil
+	})
+	if serr != nil {
+		s.log.Error("storing a job's outcome failed", "job", j.ID, "err", serr)
+	}
+}
+
+// finalState is the state a job ends in for an error code: refused by the platform's rules
+// (denied) or stopped by a failure (failed).
+func finalState(code string) string {
+	switch code {
+	case errcode.SandboxTimeout, errcode.SandboxFailed, errcode.QueryFailed, errcode.Internal,
+		errcode.ProvenanceFailed, errcode.Canceled, errcode.Unavailable:
+		return api.JobFailed
+	}
+	return api.JobDenied
+}
+
+// jobAllowed enforces the grant: active, within its period, and for a job kind it covers.
+func (s *Server) jobAllowed(g api.Grant, kind string) error {
+	if err := s.grantUsable(g); err != nil {
+		return err
+	}
+	if !slices.Contains(g.JobKinds, kind) {
+		return errcode.New(errcode.Forbidden, "grant %s does not cover %s jobs", g.ID, kind)
+	}
+	if kind != api.KindSQL {
+		return errcode.New(errcode.UnsupportedJobKind, "%s jobs are not available on this platform yet", kind)
+	}
+	return nil
+}
+
+// grantUsable refuses a revoked, suspended or out-of-period grant.
+func (s *Server) grantUsable(g api.Grant) error {
+	now := s.now()
+	switch {
+	case g.State == api.GrantRevoked:
+		return errcode.New(errcode.GrantRevoked, "grant %s has been revoked", g.ID)
+	case g.State == api.GrantSuspended:
+		return errcode.New(errcode.GrantSuspended, "grant %s is suspended", g.ID)
+	case now.Before(g.Start):
+		return errcode.New(errcode.GrantExpired, "grant %s is valid from %s", g.ID, g.Start.Format(time.RFC3339))
+	case !now.Before(g.End):
+		return errcode.New(errcode.GrantExpired, "grant %s ended at %s", g.ID, g.End.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// waitJob returns a job once it is no longer queued or running, or when wait has passed.
+func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (governance.Job, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		ch := s.changes()
+		j, err := s.store.Job(ctx, id)
+		if err != nil || (j.State != api.JobQueued && j.State != api.JobRunning) {
+			return j, err
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return j, nil
+		case <-ctx.Done():
+			return j, nil
+		case <-s.stopping:
+			return j, nil
+		}
+	}
+}
+
+// review records a reviewer's decision on a held job. Separation of duties is enforced here
+// whatever the policy says: a reviewer is never the submitter, never of the applicant's org,
+// and never reviews a job twice. Enough approvals release the result (recorded first); one
+// rejection, or a revoked grant, withholds it for good.
+func (s *Server) review(ctx context.Context, who policy.Principal, id string, approve bool, reason string) (governance.Job, error) {
+	j, err := s.store.Job(ctx, id)
+	if err != nil {
+		return j, err
+	}
+	if err := separationOfDuties(who, j); err != nil {
+		return j, err
+	}
+	g, err := s.store.Grant(ctx, j.Grant)
+	if err != nil {
+		return j, err
+	}
+	if approve && g.State == api.GrantSuspended {
+		return j, errcode.New(errcode.GrantSuspended, "grant %s is suspended; its held outputs wait until it is resumed", g.ID)
+	}
+	decision := "reject"
+	if approve {
+		decision = "approve"
+	}
+	r := api.Review{Reviewer: who.Name, Org: who.Org, Decision: decision, Reason: reason, At: s.now().UTC()}
+	j, err = s.store.AddReview(ctx, id, r, func(sj *governance.Job) error {
+		if err := s.eng.RecordReview(ctx, id, engine.Review{Reviewer: who, Approve: approve, Reason: reason}); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		switch {
+		case g.State == api.GrantRevoked:
+			sj.State, sj.UpdatedAt = api.JobDenied, now
+			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: "the grant was revoked while the output waited for review; it is never released"}
+			return s.eng.Withhold(ctx, id, errcode.GrantRevoked)
+		case !approve:
+			sj.State, sj.UpdatedAt = api.JobDenied, now
+			sj.Error = &api.Error{Code: errcode.ReviewRejected, Message: "a reviewer rejected the output"}
+			return s.eng.Withhold(ctx, id, errcode.ReviewRejected)
+		}
+		var approvers []string
+		for _, rv := range sj.Review.Reviews {
+			if rv.Decision == "approve" {
+				approvers = append(approvers, rv.Reviewer)
+			}
+		}
+		if len(approvers) < sj.Review.Required {
+			sj.UpdatedAt = now
+			return nil
+		}
+		var hold engine.Hold
+		var res engine.Result
+		if err := errors.Join(json.Unmarshal(sj.Hold, &hold), json.Unmarshal(sj.Output, &res)); err != nil {
+			return err
+		}
+		if err := s.eng.ReleaseHeld(ctx, id, &hold, &res, approvers); err != nil {
+			return err
+		}
+		out, err := json.Marshal(&res)
+		if err != nil {
+			return err
+		}
+		sj.Output, sj.State, sj.UpdatedAt = out, api.JobReleased, now
+		return nil
+	})
+	if err == nil {
+		s.notify()
+	}
+	return j, err
+}
+
+// separationOfDuties: the four-eyes rule (and 双人复核: a second reviewer differs from the first).
+func separationOfDuties(who policy.Principal, j governance.Job) error {
+	switch {
+	case who.Name == j.SubmittedBy:
+		return errcode.New(errcode.SeparationOfDuties, "a job is never reviewed by its submitter")
+	case who.Org == j.Org:
+		return errcode.New(errcode.SeparationOfDuties, "a job is never reviewed by the applicant's own organisation (%s)", j.Org)
+	}
+	if j.Review != nil {
+		for _, r := range j.Review.Reviews {
+			if r.Reviewer == who.Name {
+				return errcode.New(errcode.SeparationOfDuties, "%s has already reviewed this job; another reviewer must", who.Name)
+			}
+		}
+	}
+	return nil
+}

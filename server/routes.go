@@ -1,0 +1,674 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"math"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
+)
+
+// maxWait bounds a job long-poll.
+const maxWait = 60 * time.Second
+
+// Handler is the HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.health)
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.authed(rt.h))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errcode.New(errcode.NotFound, "no such route: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type route struct {
+	pattern string
+	h       handler
+}
+
+// routes are the authenticated routes; the OpenAPI test checks this list against the document.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /v1/whoami", s.whoami},
+		{"POST /v1/datasets", s.registerDataset},
+		{"GET /v1/datasets", s.listDatasets},
+		{"GET /v1/datasets/{name}/budget", s.datasetBudget},
+		{"POST /v1/applications", s.createApplication},
+		{"GET /v1/applications", s.listApplications},
+		{"GET /v1/applications/{id}", s.getApplication},
+		{"POST /v1/applications/{id}/approve", s.approveApplication},
+		{"POST /v1/applications/{id}/reject", s.rejectApplication},
+		{"GET /v1/grants", s.listGrants},
+		{"GET /v1/grants/{id}", s.getGrant},
+		{"GET /v1/grants/{id}/budget", s.grantBudget},
+		{"POST /v1/grants/{id}/suspend", s.grantTransition(policy.ActionGrantSuspend, []string{api.GrantActive}, api.GrantSuspended)},
+		{"POST /v1/grants/{id}/resume", s.grantTransition(policy.ActionGrantResume, []string{api.GrantSuspended}, api.GrantActive)},
+		{"POST /v1/grants/{id}/revoke", s.grantTransition(policy.ActionGrantRevoke, []string{api.GrantActive, api.GrantSuspended}, api.GrantRevoked)},
+		{"POST /v1/jobs", s.submitJob},
+		{"GET /v1/jobs", s.listJobs},
+		{"GET /v1/jobs/{id}", s.getJob},
+		{"GET /v1/reviews", s.listReviews},
+		{"POST /v1/reviews/{job}/approve", s.decideReview(true)},
+		{"POST /v1/reviews/{job}/reject", s.decideReview(false)},
+		{"GET /v1/audit/verify", s.auditVerify},
+		{"GET /v1/audit/jobs/{id}", s.auditJob},
+	}
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", PolicyDigest: s.eng.PolicyDigest()})
+}
+
+func (s *Server) whoami(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionWhoami, policy.Resource{Kind: "self"}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, api.Principal{Name: who.Name, Role: who.Role, Org: who.Org}, nil
+}
+
+// --- datasets ---
+
+func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil || len(body) > maxBody {
+		return 0, nil, errcode.New(errcode.InvalidRequest, "the catalog spec must be a JSON document of at most %d bytes", maxBody)
+	}
+	spec, err := catalog.ParseJSON(body)
+	if err != nil {
+		return 0, nil, errcode.Wrap(errcode.InvalidSpec, err, "%s", err.Error())
+	}
+	if err := s.authorize(r.Context(), who, policy.ActionDatasetRegister, policy.Resource{Kind: "dataset", ID: spec.Name, Provider: spec.Provider}); err != nil {
+		return 0, nil, err
+	}
+	if spec.Source.Path, err = s.importPath(spec.Source.Path); err != nil {
+		return 0, nil, err
+	}
+	d, err := s.eng.RegisterDataset(r.Context(), spec)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, api.Registered{Name: d.Spec.Name, Digest: d.Snapshot.Digest, Rows: d.Snapshot.Rows}, nil
+}
+
+// importPath resolves a dataset source path against the import root and refuses one outside
+// it (after symbolic links), so a provider reads only what the operator placed for import.
+func (s *Server) importPath(p string) (string, error) {
+	if p == "" {
+		return "", errcode.New(errcode.InvalidSpec, "source.path is required")
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(s.importRoot, p)
+	}
+	real, err := filepath.EvalSymlinks(filepath.Clean(p))
+	if err != nil {
+		return "", errcode.New(errcode.InvalidSpec, "source.path %q cannot be read under the import root", filepath.Base(p))
+	}
+	rel, err := filepath.Rel(s.importRoot, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", errcode.New(errcode.InvalidSpec, "source.path %q is outside the server's import root", filepath.Base(p))
+	}
+	return real, nil
+}
+
+func datasetDoc(d *engine.Dataset) api.Dataset {
+	out := api.Dataset{Name: d.Spec.Name, Provider: d.Spec.Provider, Grade: string(d.Spec.Grade), Domain: d.Spec.Domain,
+		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Rows: d.Snapshot.Rows, Columns: d.Spec.Columns}
+	if !d.Spec.Public {
+		out.Budget = &api.Budget{Epsilon: d.Spec.Budget.Epsilon, Delta: d.Spec.Budget.Delta}
+	}
+	return out
+}
+
+func (s *Server) listDatasets(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionDatasetList, policy.Resource{Kind: "dataset"}); err != nil {
+		return 0, nil, err
+	}
+	out := api.Datasets{Datasets: []api.Dataset{}}
+	for _, d := range s.eng.Datasets() {
+		out.Datasets = append(out.Datasets, datasetDoc(d))
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) datasetBudget(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	name := r.PathValue("name")
+	d, ok := s.eng.Dataset(name)
+	if !ok {
+		return 0, nil, errcode.New(errcode.NotFound, "no dataset named %q is registered", name)
+	}
+	if err := s.authorize(r.Context(), who, policy.ActionDatasetUsage, policy.Resource{Kind: "dataset", ID: name, Provider: d.Spec.Provider}); err != nil {
+		return 0, nil, err
+	}
+	if d.Spec.Public {
+		return 0, nil, errcode.New(errcode.NotFound, "dataset %q is a public lookup table and has no budget", name)
+	}
+	rep, err := s.eng.Budget(r.Context(), engine.DatasetAccount(name))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, rep, nil
+}
+
+// --- applications ---
+
+func newID(prefix string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// parseTime reads an RFC 3339 time or a date; a date as an end means the end of that day.
+func parseTime(field, v string, end bool) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		if end {
+			t = t.AddDate(0, 0, 1)
+		}
+		return t, nil
+	}
+	return time.Time{}, errcode.New(errcode.InvalidRequest, "%s must be an RFC 3339 time or a date (YYYY-MM-DD)", field)
+}
+
+var jobKinds = []string{api.KindSQL, api.KindVerify, api.KindModel}
+
+func (s *Server) createApplication(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	var req api.ApplicationRequest
+	if err := decode(r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(r.Context(), who, policy.ActionApplicationCreate, policy.Resource{Kind: "application", Org: who.Org}); err != nil {
+		return 0, nil, err
+	}
+	a, err := s.validApplication(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	a.ID, a.State, a.Org, a.Applicant, a.CreatedAt = newID("app-"), api.ApplicationPending, who.Org, who.Name, s.now().UTC()
+	if err := s.eng.Record(r.Context(), "application_submitted", "", a); err != nil {
+		return 0, nil, err
+	}
+	if err := s.store.CreateApplication(r.Context(), a); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, a, nil
+}
+
+func (s *Server) validApplication(req api.ApplicationRequest) (api.Application, error) {
+	a := api.Application{Purpose: strings.TrimSpace(req.Purpose), Scenario: strings.TrimSpace(req.Scenario),
+		Epsilon: req.Epsilon, Delta: req.Delta}
+	switch {
+	case a.Purpose == "" || a.Scenario == "":
+		return a, errcode.New(errcode.InvalidRequest, "an application states its purpose and scenario")
+	case len(a.Purpose) > 4000 || len(a.Scenario) > 4000:
+		return a, errcode.New(errcode.InvalidRequest, "purpose and scenario are at most 4000 bytes each")
+	case !(req.Epsilon > 0) || math.IsInf(req.Epsilon, 0):
+		return a, errcode.New(errcode.InvalidRequest, "epsilon must be a positive number")
+	case !(req.Delta >= 0 && req.Delta < 1):
+		return a, errcode.New(errcode.InvalidRequest, "delta must be in [0, 1)")
+	case len(req.Datasets) == 0:
+		return a, errcode.New(errcode.InvalidRequest, "an application names the datasets it needs")
+	case len(req.JobKinds) == 0:
+		return a, errcode.New(errcode.InvalidRequest, "an application names the job kinds it needs (%s)", strings.Join(jobKinds, ", "))
+	}
+	for _, name := range req.Datasets {
+		d, ok := s.eng.Dataset(name)
+		if !ok {
+			return a, errcode.New(errcode.UnknownDataset, "no dataset named %q is registered", name)
+		}
+		if !d.Spec.Operable() {
+			return a, errcode.New(errcode.NotOperable, "dataset %q is graded L4 (不予开放) and is never operated", name)
+		}
+		if slices.Contains(a.Datasets, name) {
+			return a, errcode.New(errcode.InvalidRequest, "dataset %q is listed twice", name)
+		}
+		a.Datasets = append(a.Datasets, name)
+	}
+	for _, k := range req.JobKinds {
+		if !slices.Contains(jobKinds, k) {
+			return a, errcode.New(errcode.InvalidRequest, "job kind %q is not one of %s", k, strings.Join(jobKinds, ", "))
+		}
+		if !slices.Contains(a.JobKinds, k) {
+			a.JobKinds = append(a.JobKinds, k)
+		}
+	}
+	var err error
+	if a.Start, err = parseTime("start", req.Start, false); err != nil {
+		return a, err
+	}
+	if a.End, err = parseTime("end", req.End, true); err != nil {
+		return a, err
+	}
+	if !a.End.After(a.Start) {
+		return a, errcode.New(errcode.InvalidRequest, "end must be after start")
+	}
+	if !a.End.After(s.now()) {
+		return a, errcode.New(errcode.InvalidRequest, "end is in the past")
+	}
+	return a, nil
+}
+
+func applicationResource(a api.Application) policy.Resource {
+	return policy.Resource{Kind: "application", ID: a.ID, Org: a.Org}
+}
+
+func (s *Server) listApplications(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionApplicationList, policy.Resource{Kind: "application"}); err != nil {
+		return 0, nil, err
+	}
+	all, err := s.store.Applications(r.Context(), "")
+	if err != nil {
+		return 0, nil, err
+	}
+	out := api.Applications{Applications: []api.Application{}}
+	for _, a := range all {
+		if s.allowed(r.Context(), who, policy.ActionApplicationRead, applicationResource(a)) {
+			out.Applications = append(out.Applications, a)
+		}
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) getApplication(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	a, err := s.store.Application(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(r.Context(), who, policy.ActionApplicationRead, applicationResource(a)); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, a, nil
+}
+
+func (s *Server) approveApplication(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	var req api.ApproveRequest
+	if err := decode(r, &req, true); err != nil {
+		return 0, nil, err
+	}
+	ctx := r.Context()
+	a, err := s.store.Application(ctx, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(ctx, who, policy.ActionApplicationApprove, applicationResource(a)); err != nil {
+		return 0, nil, err
+	}
+	if a.State != api.ApplicationPending {
+		return 0, nil, errcode.New(errcode.Conflict, "application %s is already %s", a.ID, a.State)
+	}
+	eps, delta, end := a.Epsilon, a.Delta, a.End
+	if req.Epsilon != nil {
+		if !(*req.Epsilon > 0 && *req.Epsilon <= a.Epsilon) {
+			return 0, nil, errcode.New(errcode.InvalidRequest, "an approval may lower epsilon (to a positive value at most %g), never raise it", a.Epsilon)
+		}
+		eps = *req.Epsilon
+	}
+	if req.Delta != nil {
+		if !(*req.Delta >= 0 && *req.Delta <= a.Delta) {
+			return 0, nil, errcode.New(errcode.InvalidRequest, "an approval may lower delta (to a value in [0, %g]), never raise it", a.Delta)
+		}
+		delta = *req.Delta
+	}
+	if req.End != "" {
+		if end, err = parseTime("end", req.End, true); err != nil {
+			return 0, nil, err
+		}
+		if !end.After(a.Start) || end.After(a.End) {
+			return 0, nil, errcode.New(errcode.InvalidRequest, "an approval may end the period earlier (after its start), never later")
+		}
+	}
+	now := s.now().UTC()
+	g := api.Grant{ID: newID("grant-"), State: api.GrantActive, Org: a.Org, Application: a.ID, Purpose: a.Purpose,
+		Scenario: a.Scenario, Datasets: a.Datasets, JobKinds: a.JobKinds, Start: a.Start, End: end,
+		Budget: api.GrantBudget{EpsilonTotal: eps, DeltaTotal: delta}, CreatedAt: now, UpdatedAt: now}
+	// The budget account exists before the grant can be used; the approval is recorded before
+	// it takes effect.
+	if err := s.eng.OpenGrant(ctx, g.ID, ledger.Budget{Epsilon: eps, Delta: delta}); err != nil {
+		return 0, nil, err
+	}
+	if err := s.eng.Record(ctx, "application_approved", "", map[string]any{"application": a.ID, "grant": g, "by": who}); err != nil {
+		return 0, nil, err
+	}
+	err = s.store.DecideApplication(ctx, a.ID, func(a *api.Application) {
+		a.State, a.Grant, a.DecidedBy, a.DecidedAt = api.ApplicationApproved, g.ID, who.Name, &now
+	}, &g)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, api.Approved{GrantID: g.ID}, nil
+}
+
+func (s *Server) rejectApplication(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	var req api.ReasonRequest
+	if err := decode(r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	ctx := r.Context()
+	a, err := s.store.Application(ctx, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(ctx, who, policy.ActionApplicationReject, applicationResource(a)); err != nil {
+		return 0, nil, err
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return 0, nil, errcode.New(errcode.InvalidRequest, "a rejection gives its reason")
+	}
+	if a.State != api.ApplicationPending {
+		return 0, nil, errcode.New(errcode.Conflict, "application %s is already %s", a.ID, a.State)
+	}
+	if err := s.eng.Record(ctx, "application_rejected", "", map[string]any{"application": a.ID, "by": who, "reason": req.Reason}); err != nil {
+		return 0, nil, err
+	}
+	now := s.now().UTC()
+	err = s.store.DecideApplication(ctx, a.ID, func(a *api.Application) {
+		a.State, a.Reason, a.DecidedBy, a.DecidedAt = api.ApplicationRejected, req.Reason, who.Name, &now
+	}, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	a, err = s.store.Application(ctx, a.ID)
+	return http.StatusOK, a, err
+}
+
+// --- grants ---
+
+func grantResource(g api.Grant) policy.Resource {
+	return policy.Resource{Kind: "grant", ID: g.ID, Org: g.Org}
+}
+
+// grantDoc fills in what the store does not keep: the spent budget from the ledger, and
+// "expired" for an active grant past its end.
+func (s *Server) grantDoc(ctx context.Context, g api.Grant) (api.Grant, error) {
+	bal, err := s.eng.Balance(ctx, engine.GrantAccount(g.ID))
+	if err != nil {
+		return g, err
+	}
+	g.Budget = api.GrantBudget{EpsilonTotal: bal.Total.Epsilon, EpsilonSpent: bal.Spent.Epsilon,
+		DeltaTotal: bal.Total.Delta, DeltaSpent: bal.Spent.Delta}
+	if g.State == api.GrantActive && !s.now().Before(g.End) {
+		g.State = api.GrantExpired
+	}
+	return g, nil
+}
+
+func (s *Server) listGrants(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionGrantList, policy.Resource{Kind: "grant"}); err != nil {
+		return 0, nil, err
+	}
+	all, err := s.store.Grants(r.Context(), "")
+	if err != nil {
+		return 0, nil, err
+	}
+	out := api.Grants{Grants: []api.Grant{}}
+	for _, g := range all {
+		if !s.allowed(r.Context(), who, policy.ActionGrantRead, grantResource(g)) {
+			continue
+		}
+		if g, err = s.grantDoc(r.Context(), g); err != nil {
+			return 0, nil, err
+		}
+		out.Grants = append(out.Grants, g)
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) getGrant(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	g, err := s.store.Grant(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(r.Context(), who, policy.ActionGrantRead, grantResource(g)); err != nil {
+		return 0, nil, err
+	}
+	g, err = s.grantDoc(r.Context(), g)
+	return http.StatusOK, g, err
+}
+
+func (s *Server) grantBudget(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	g, err := s.store.Grant(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(r.Context(), who, policy.ActionGrantBudget, grantResource(g)); err != nil {
+		return 0, nil, err
+	}
+	rep, err := s.eng.Budget(r.Context(), engine.GrantAccount(g.ID))
+	return http.StatusOK, rep, err
+}
+
+// grantTransition suspends, resumes or revokes a grant. It is recorded before it takes effect,
+// and it applies to the next job the grant's runners claim.
+func (s *Server) grantTransition(action string, from []string, to string) handler {
+	return func(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+		var req api.ReasonRequest
+		if err := decode(r, &req, true); err != nil {
+			return 0, nil, err
+		}
+		ctx := r.Context()
+		g, err := s.store.Grant(ctx, r.PathValue("id"))
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := s.authorize(ctx, who, action, grantResource(g)); err != nil {
+			return 0, nil, err
+		}
+		if !slices.Contains(from, g.State) {
+			return 0, nil, errcode.New(errcode.Conflict, "grant %s is %s", g.ID, g.State)
+		}
+		if err := s.eng.Record(ctx, "grant_state", "", map[string]any{"grant": g.ID, "from": g.State, "to": to, "by": who, "reason": req.Reason}); err != nil {
+			return 0, nil, err
+		}
+		if g, err = s.store.SetGrantState(ctx, g.ID, from, to, s.now()); err != nil {
+			return 0, nil, err
+		}
+		g, err = s.grantDoc(ctx, g)
+		return http.StatusOK, g, err
+	}
+}
+
+// --- jobs ---
+
+func jobResource(j api.Job) policy.Resource {
+	res := policy.Resource{Kind: "job", ID: j.ID, Org: j.Org, Submitter: j.SubmittedBy}
+	if j.Review != nil {
+		for _, r := range j.Review.Reviews {
+			res.Reviewers = append(res.Reviewers, r.Reviewer)
+		}
+	}
+	return res
+}
+
+// allowed asks the policy without recording a denial: for filtering lists and for deciding
+// whether a document includes a result.
+func (s *Server) allowed(ctx context.Context, who policy.Principal, action string, res policy.Resource) bool {
+	d, err := s.eng.Policy().Authorize(ctx, policy.RequestInput{Principal: who, Action: action, Resource: res})
+	return err == nil && d.Allowed()
+}
+
+func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	var req api.JobRequest
+	if err := decode(r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.Kind == "" {
+		req.Kind = api.KindSQL
+	}
+	o := req.Options
+	switch {
+	case req.Grant == "":
+		return 0, nil, errcode.New(errcode.InvalidRequest, "a job names its grant")
+	case strings.TrimSpace(req.SQL) == "":
+		return 0, nil, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
+	case len(req.SQL) > 64<<10:
+		return 0, nil, errcode.New(errcode.InvalidRequest, "the SQL is longer than 64 KiB")
+	case o.Epsilon < 0 || o.Delta < 0 || o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0 ||
+		math.IsInf(o.Epsilon, 0) || math.IsInf(o.Delta, 0):
+		return 0, nil, errcode.New(errcode.InvalidOptions, "job options must be non-negative finite numbers (zero means the default)")
+	}
+	ctx := r.Context()
+	g, err := s.store.Grant(ctx, req.Grant)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(ctx, who, policy.ActionJobSubmit, grantResource(g)); err != nil {
+		return 0, nil, err
+	}
+	if err := s.jobAllowed(g, req.Kind); err != nil {
+		return 0, nil, err
+	}
+	select {
+	case <-s.stopping:
+		return 0, nil, errcode.New(errcode.Unavailable, "the server is shutting down; submit the job again later")
+	default:
+	}
+	now := s.now().UTC()
+	j := api.Job{ID: newID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
+		SQL: req.SQL, Options: req.Options, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreateJob(ctx, j); err != nil {
+		return 0, nil, err
+	}
+	s.kick()
+	return http.StatusAccepted, j, nil
+}
+
+// jobDoc is a job as who may see it: the result only when released and when the policy lets
+// who read results.
+func (s *Server) jobDoc(ctx context.Context, who policy.Principal, j governance.Job) api.Job {
+	doc := j.Job
+	if j.State == api.JobReleased && s.allowed(ctx, who, policy.ActionJobResult, jobResource(j.Job)) {
+		doc.Result = j.Output
+	}
+	return doc
+}
+
+func (s *Server) listJobs(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionJobList, policy.Resource{Kind: "job"}); err != nil {
+		return 0, nil, err
+	}
+	all, err := s.store.Jobs(r.Context(), governance.JobFilter{Grant: r.URL.Query().Get("grant"), State: r.URL.Query().Get("state")})
+	if err != nil {
+		return 0, nil, err
+	}
+	out := api.Jobs{Jobs: []api.Job{}}
+	for _, j := range all {
+		if s.allowed(r.Context(), who, policy.ActionJobRead, jobResource(j.Job)) {
+			out.Jobs = append(out.Jobs, j.Job) // lists carry no results
+		}
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) getJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	ctx := r.Context()
+	j, err := s.store.Job(ctx, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(ctx, who, policy.ActionJobRead, jobResource(j.Job)); err != nil {
+		return 0, nil, err
+	}
+	if w := r.URL.Query().Get("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < 0 {
+			return 0, nil, errcode.New(errcode.InvalidRequest, "wait must be a duration such as 30s")
+		}
+		if j, err = s.waitJob(ctx, j.ID, min(d, maxWait)); err != nil {
+			return 0, nil, err
+		}
+	}
+	return http.StatusOK, s.jobDoc(ctx, who, j), nil
+}
+
+// --- reviews ---
+
+func (s *Server) listReviews(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionReviewList, policy.Resource{Kind: "review"}); err != nil {
+		return 0, nil, err
+	}
+	held, err := s.store.Jobs(r.Context(), governance.JobFilter{State: api.JobInReview})
+	if err != nil {
+		return 0, nil, err
+	}
+	out := api.Reviews{Reviews: []api.ReviewItem{}}
+	for _, j := range held {
+		// A reviewer who may not decide a job does not see its held result either: an
+		// unreleased output never reaches the applicant's org through the queue.
+		if separationOfDuties(who, j) != nil {
+			continue
+		}
+		out.Reviews = append(out.Reviews, api.ReviewItem{Job: j.Job, Result: j.Output})
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) decideReview(approve bool) handler {
+	return func(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+		var req api.ReasonRequest
+		if err := decode(r, &req, approve); err != nil {
+			return 0, nil, err
+		}
+		if !approve && strings.TrimSpace(req.Reason) == "" {
+			return 0, nil, errcode.New(errcode.InvalidRequest, "a rejection gives its reason")
+		}
+		ctx := r.Context()
+		j, err := s.store.Job(ctx, r.PathValue("job"))
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := s.authorize(ctx, who, policy.ActionReviewDecide, jobResource(j.Job)); err != nil {
+			return 0, nil, err
+		}
+		if j.State != api.JobInReview {
+			return 0, nil, errcode.New(errcode.Conflict, "job %s is %s, not in review", j.ID, j.State)
+		}
+		if j, err = s.review(ctx, who, j.ID, approve, req.Reason); err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, j.Job, nil
+	}
+}
+
+// --- audit ---
+
+func (s *Server) auditVerify(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionAuditVerify, policy.Resource{Kind: "audit"}); err != nil {
+		return 0, nil, err
+	}
+	rep, _ := s.eng.VerifyLog() // the report says what is wrong; a read error shows as its problem
+	return http.StatusOK, rep, nil
+}
+
+func (s *Server) auditJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	id := r.PathValue("id")
+	if err := s.authorize(r.Context(), who, policy.ActionAuditJob, policy.Resource{Kind: "job", ID: id}); err != nil {
+		return 0, nil, err
+	}
+	ents, err := provenance.ReadJob(s.eng.LogPath(), id)
+	if err != nil {
+		return 0, nil, errcode.Wrap(errcode.Internal, err, "the provenance log could not be read")
+	}
+	if len(ents) == 0 {
+		return 0, nil, errcode.New(errcode.NotFound, "the provenance log has no record of job %s", id)
+	}
+	return http.StatusOK, api.AuditJob{Job: id, Records: ents}, nil
+}

@@ -1,0 +1,245 @@
+// Package server is cleanroom's platform server: the HTTP API through which providers
+// register datasets, applicants apply for grants and run jobs within them, operators decide
+// applications and grant states, reviewers release held outputs, and auditors read provenance.
+//
+//	request ─▶ authenticate (bearer token → principal) ─▶ authorize (OPA data.cleanroom.api)
+//	        ─▶ governance rules (grant state, period, scope, separation of duties)
+//	        ─▶ governance store (SQLite) ─▶ job runner ─▶ engine (gate, policy, budget, worker,
+//	           DP, egress, provenance)
+//
+// Every request passes the policy's per-request decision; an undefined decision is a deny. The
+// rules the regulations make absolute (no job outside an active grant's period and scope; a
+// reviewer is never the submitter nor of the applicant's org) are enforced here in Go as well,
+// so a lax operator bundle cannot lift them.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
+)
+
+// Config configures a server over one data directory.
+type Config struct {
+	DataDir    string
+	Principals *Principals
+	// PolicyDir loads an operator's bundle instead of the embedded default; its Rego tests
+	// must pass or the server refuses to start.
+	PolicyDir string
+	// ImportRoot is where dataset sources may be read from; relative source paths resolve
+	// against it (default: the working directory).
+	ImportRoot    string
+	WorkerCommand []string
+	WorkerDB      sandbox.DBLimits
+	Stderr        io.Writer
+	Logger        *slog.Logger
+	// Now is the clock grant periods are checked against (default time.Now).
+	Now func() time.Time
+	// Runners is how many jobs run at once (default 2).
+	Runners int
+	// ShutdownGrace is how long Serve lets running jobs finish after its context ends before
+	// canceling them (default 30s).
+	ShutdownGrace time.Duration
+}
+
+// Server is a running platform. Create with New, serve with Serve, and Close when done.
+type Server struct {
+	cfg        Config
+	eng        *engine.Engine
+	store      *governance.Store
+	principals *Principals
+	importRoot string
+	log        *slog.Logger
+	now        func() time.Time
+
+	jobsCtx    context.Context // canceled when running jobs must stop
+	cancelJobs context.CancelFunc
+	wake       chan struct{} // a job was queued
+	stopping   chan struct{} // no new jobs are claimed
+	stopOnce   sync.Once
+	runners    sync.WaitGroup
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced whenever a job changes state
+}
+
+// New checks the policy bundle (it must compile and its tests must pass), opens the engine and
+// the governance store, fails jobs a previous process left running, and starts the job runners.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: a data directory is required")
+	}
+	if cfg.Principals == nil {
+		return nil, errors.New("server: a principals file is required")
+	}
+	if err := checkPolicy(ctx, cfg.PolicyDir); err != nil {
+		return nil, err
+	}
+	root := cfg.ImportRoot
+	if root == "" {
+		var err error
+		if root, err = os.Getwd(); err != nil {
+			return nil, err
+		}
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		return nil, fmt.Errorf("server: import root: %w", err)
+	}
+	s := &Server{cfg: cfg, principals: cfg.Principals, importRoot: root, log: cfg.Logger, now: cfg.Now,
+		wake: make(chan struct{}, 1), stopping: make(chan struct{}), changed: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if s.eng, err = engine.Open(ctx, engine.Config{DataDir: cfg.DataDir, WorkerCommand: cfg.WorkerCommand,
+		PolicyDir: cfg.PolicyDir, WorkerDB: cfg.WorkerDB, Stderr: cfg.Stderr}); err != nil {
+		return nil, err
+	}
+	if s.store, err = governance.Open(ctx, filepath.Join(cfg.DataDir, "control.db")); err != nil {
+		s.eng.Close()
+		return nil, err
+	}
+	failed, err := s.store.FailInterrupted(ctx, &api.Error{Code: errcode.Internal,
+		Message: "the server stopped while this job ran; nothing of it was released, and what it reserved stays charged"}, s.now())
+	if err == nil {
+		for _, id := range failed {
+			if err = s.eng.Record(ctx, "job_interrupted", id, map[string]any{"released": false}); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		s.store.Close()
+		s.eng.Close()
+		return nil, err
+	}
+	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
+	runners := cfg.Runners
+	if runners <= 0 {
+		runners = 2
+	}
+	for range runners {
+		s.runners.Add(1)
+		go s.runJobs()
+	}
+	s.kick()
+	return s, nil
+}
+
+// checkPolicy refuses a bundle that does not compile or whose Rego tests fail, quoting OPA.
+func checkPolicy(ctx context.Context, dir string) error {
+	var opts []policy.Option
+	if dir != "" {
+		opts = append(opts, policy.WithBundleDir(dir))
+	}
+	p, err := policy.New(ctx, opts...)
+	if err != nil {
+		return fmt.Errorf("server: policy bundle refused: %w", err)
+	}
+	results, err := p.RunTests(ctx)
+	if err != nil {
+		return fmt.Errorf("server: policy bundle refused: %w", err)
+	}
+	var failed []string
+	for _, r := range results {
+		if !r.Pass {
+			failed = append(failed, r.Name+": "+r.Fail)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("server: policy bundle refused: %d of its tests fail:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+// Engine is the server's job pipeline (for the demo and tests that look behind the API).
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
+// Serve answers HTTP on ln until ctx ends, then shuts down gracefully: it stops accepting
+// requests and claiming jobs, lets in-flight requests and running jobs finish within the grace
+// period, then cancels what still runs (those jobs fail cleanly; nothing is half-released).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	grace := s.cfg.ShutdownGrace
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	s.stopRunners()
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { s.runners.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.cancelJobs()
+		<-done
+	}
+	return err
+}
+
+// Close stops the job runners (canceling running jobs) and closes the stores and workers.
+func (s *Server) Close() error {
+	s.stopRunners()
+	s.cancelJobs()
+	s.runners.Wait()
+	return errors.Join(s.store.Close(), s.eng.Close())
+}
+
+func (s *Server) stopRunners() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// kick wakes a runner to look for queued jobs.
+func (s *Server) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// notify wakes every request waiting on a job's state.
+func (s *Server) notify() {
+	s.changedMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.changedMu.Unlock()
+}
+
+func (s *Server) changes() <-chan struct{} {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	return s.changed
+}
