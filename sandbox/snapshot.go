@@ -317,6 +317,8 @@ func (r *rebatcher) emit(n int64) error {
 // load verifies a snapshot file against its digest and materializes it as a DuckDB table
 // (Arrow views can be scanned only once).
 func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
+	w.loadMu.Lock()
+	defer w.loadMu.Unlock()
 	w.mu.Lock()
 	if s, ok := w.tables[digest]; ok {
 		w.mu.Unlock()

@@ -48,6 +48,9 @@ type worker struct {
 	mu      sync.Mutex
 	tables  map[string]*Snapshot
 	cancels map[uint64]context.CancelFunc
+	// loadMu makes loads one at a time: two jobs reaching an unloaded snapshot together
+	// (after a restart) would otherwise both build its table.
+	loadMu sync.Mutex
 
 	wmu sync.Mutex
 	out io.Writer

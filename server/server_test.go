@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -485,6 +486,34 @@ func TestPrincipalsFileIsChecked(t *testing.T) {
 	for _, bad := range []string{"", secret + "x", secret[:len(secret)-1], tok[:len(tok)-1]} {
 		if _, ok := ps.Authenticate(bad); ok {
 			t.Fatalf("token %q authenticated", bad)
+		}
+	}
+}
+
+// TestShutdownLeavesNothingHalfDone: jobs in flight when the server is told to stop finish
+// (or stay queued, untouched); none is left running, the log verifies, and a restarted server
+// runs the queued ones.
+func TestShutdownLeavesNothingHalfDone(t *testing.T) {
+	dataDir := t.TempDir()
+	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	p := start(t, dataDir, clk)
+	grant := setupGrant(t, p, 8)
+	var ids []string
+	for i := range 6 {
+		sql := fmt.Sprintf("SELECT district, COUNT(*) AS n FROM medical_visits WHERE cost > %d GROUP BY district", i)
+		ids = append(ids, p.submit("insurer-1", grant, sql).ID)
+	}
+	p.stop()
+
+	p2 := start(t, dataDir, clk)
+	var rep struct{ Problem string }
+	p2.must("aud-1", "GET", "/v1/audit/verify", nil, &rep)
+	if rep.Problem != "" {
+		t.Fatalf("after shutdown the log has a problem: %s", rep.Problem)
+	}
+	for _, id := range ids {
+		if j := p2.waitJob("insurer-1", id); j.State != api.JobReleased {
+			t.Fatalf("job %s is %s (%+v) after a graceful shutdown and restart", id, j.State, j.Error)
 		}
 	}
 }

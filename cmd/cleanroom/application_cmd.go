@@ -34,7 +34,7 @@ func newApplicationNewCmd(f *clientFlags) *cobra.Command {
 (YYYY-MM-DD); a date as end means the end of that day (UTC). Start defaults to now.`,
 		Example: `  cleanroom application new --purpose "claims analysis by district" --scenario insurance \
     --datasets medical_visits,residents --end 2026-12-31 --epsilon 5 --delta 1e-6
-  cleanroom application new --purpose "..." --datasets medical_visits --start 2026-01-01 \
+  cleanroom application new --purpose "..." --scenario research --datasets medical_visits --start 2026-01-01 \
     --end 2026-06-30 --epsilon 1 --kinds sql --json`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,14 +79,14 @@ func newApplicationNewCmd(f *clientFlags) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&req.Purpose, "purpose", "", "what the results are for (required)")
-	fl.StringVar(&req.Scenario, "scenario", "", "the application scenario")
+	fl.StringVar(&req.Scenario, "scenario", "", "the application scenario (required)")
 	fl.StringSliceVar(&req.Datasets, "datasets", nil, "datasets the grant covers, comma-separated (required)")
 	fl.StringVar(&req.Start, "start", "", "start of the period: RFC 3339 time or YYYY-MM-DD (default now)")
 	fl.StringVar(&req.End, "end", "", "end of the period: RFC 3339 time or YYYY-MM-DD, inclusive (required)")
 	fl.Float64Var(&req.Epsilon, "epsilon", 0, "privacy budget epsilon for the whole grant (required)")
 	fl.Float64Var(&req.Delta, "delta", 0, "privacy budget delta for the whole grant")
 	fl.StringSliceVar(&req.JobKinds, "kinds", []string{api.KindSQL}, "job kinds the grant allows: sql, verify, model")
-	for _, name := range []string{"purpose", "datasets", "end", "epsilon"} {
+	for _, name := range []string{"purpose", "scenario", "datasets", "end", "epsilon"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/c1b99f93/cleanroom/engine/provenance"
-	"github.com/c1b99f93/cleanroom/server/client"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 func newAuditCmd() *cobra.Command {
@@ -92,7 +92,7 @@ index, time, record type and a short summary of the record's data (--json for th
 }
 
 // writeAuditTimeline prints one line per record: index, time, type, summary.
-func writeAuditTimeline(w io.Writer, aj *client.AuditJob) error {
+func writeAuditTimeline(w io.Writer, aj *api.AuditJob) error {
 	if len(aj.Records) == 0 {
 		_, err := fmt.Fprintf(w, "no provenance records for job %s\n", aj.Job)
 		return err

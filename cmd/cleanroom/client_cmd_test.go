@@ -266,11 +266,11 @@ func TestCmdApplicationNewValidatesBeforeSending(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--datasets", "visits", "--end", "2026-06-30", "--epsilon", "1"}, `"purpose"`},
-		{[]string{"--purpose", "p", "--datasets", "visits", "--end", "30/06/2026", "--epsilon", "1"}, "--end"},
-		{[]string{"--purpose", "p", "--datasets", "visits", "--end", "2026-06-30", "--epsilon", "0"}, "--epsilon"},
-		{[]string{"--purpose", "p", "--datasets", "visits", "--end", "2026-06-30", "--epsilon", "1", "--delta", "1"}, "--delta"},
-		{[]string{"--purpose", "p", "--datasets", "visits", "--end", "2026-06-30", "--epsilon", "1", "--kinds", "shell"}, "--kinds"},
+		{[]string{"--datasets", "visits", "--end", "2026-06-30", "--epsilon", "1"}, `"purpose", "scenario"`},
+		{[]string{"--purpose", "p", "--scenario", "s", "--datasets", "visits", "--end", "30/06/2026", "--epsilon", "1"}, "--end"},
+		{[]string{"--purpose", "p", "--scenario", "s", "--datasets", "visits", "--end", "2026-06-30", "--epsilon", "0"}, "--epsilon"},
+		{[]string{"--purpose", "p", "--scenario", "s", "--datasets", "visits", "--end", "2026-06-30", "--epsilon", "1", "--delta", "1"}, "--delta"},
+		{[]string{"--purpose", "p", "--scenario", "s", "--datasets", "visits", "--end", "2026-06-30", "--epsilon", "1", "--kinds", "shell"}, "--kinds"},
 	} {
 		_, _, err := runClientCmd(t, fs.url, append([]string{"application", "new"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -374,7 +374,7 @@ func TestCmdQueryPrintsTheReleasedResultAsATable(t *testing.T) {
 	if f := strings.Fields(lines[2]); !reflect.DeepEqual(f, []string{"south", "7.25", "±2.50"}) {
 		t.Errorf("second row %q", lines[2])
 	}
-	wantContains(t, out, "2 row(s) released by job j-1", "mechanism: laplace (visits)",
+	wantContains(t, out, "2 row(s) released, job j-1", "mechanism: laplace (visits)",
 		"spent: epsilon 1, delta 0", "budget split: visits: epsilon 1 (count)")
 	wantContains(t, errOut, "submitted job j-1")
 }
@@ -515,7 +515,7 @@ func TestCmdReviewDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantContains(t, out, "j-3", "1/2", "north", "±8")
+	wantContains(t, out, "j-3", "1/2", "north", "±8", "2 row(s) held for review, job j-1")
 
 	if _, _, err := runClientCmd(t, fs.url, "review", "approve", "j-3"); err != nil {
 		t.Fatal(err)
@@ -597,7 +597,7 @@ func TestCmdAuditShowPrintsATimeline(t *testing.T) {
 	rec := func(typ string, data string) json.RawMessage {
 		return json.RawMessage(`{"type":"` + typ + `","job":"j-1","time":"2026-03-01T10:00:00.5Z","data":` + data + `}`)
 	}
-	doc := client.AuditJob{Job: "j-1", Records: []provenance.Entry{
+	doc := api.AuditJob{Job: "j-1", Records: []provenance.Entry{
 		{Index: 7, Record: rec("job_submitted", `{"grant":"g-1","principal":{"name":"ana","role":"applicant","org":"acme"},"sql":"SELECT 1","options":{"epsilon":1}}`)},
 		{Index: 9, Record: rec("policy_access", `{"result":"allow","reasons":[],"bundle_digest":"sha256:1","input":{"huge":true}}`)},
 		{Index: 12, Record: rec("release", `{"output_digest":"sha256:beef","rows":2}`)},

@@ -139,5 +139,5 @@ func writeJob(w io.Writer, j *api.Job) error {
 		return fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	fmt.Fprintln(w)
-	return writeResultTable(w, res)
+	return writeResultTable(w, res, "released")
 }

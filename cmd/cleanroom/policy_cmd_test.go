@@ -34,12 +34,13 @@ func copyBundle(t *testing.T, edit func(string) string) string {
 	return dir
 }
 
+// run runs the CLI and returns what it printed on stdout; progress on stderr is dropped.
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := newRootCmd()
 	cmd.SetOut(&out)
-	cmd.SetErr(&out)
+	cmd.SetErr(&bytes.Buffer{})
 	cmd.SetArgs(args)
 	err := cmd.Execute()
 	return out.String(), err

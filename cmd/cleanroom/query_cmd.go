@@ -115,7 +115,7 @@ func writeJobOutcome(w io.Writer, f *clientFlags, j *api.Job) error {
 			return fmt.Errorf("job %s: %w", j.ID, err)
 		}
 		if f.output == outputTable {
-			return writeResultTable(w, res)
+			return writeResultTable(w, res, "released")
 		}
 		return res.Write(w, f.output)
 	}
@@ -175,9 +175,10 @@ func decodeResult(raw json.RawMessage) (*engine.Result, error) {
 	return &r, nil
 }
 
-// writeResultTable prints a released result for people: group keys, then each aggregate's
-// value and ± half its 95% interval width; then the mechanisms, the budget spent and its split.
-func writeResultTable(w io.Writer, r *engine.Result) error {
+// writeResultTable prints a result for people: group keys, then each aggregate's value and ±
+// half its 95% interval width; then the mechanisms, the budget spent and its split. status is
+// what became of the rows ("released", or "held for review" in the review queue).
+func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 	tw := newTabWriter(w)
 	var hdr []string
 	for _, c := range r.Columns {
@@ -213,7 +214,7 @@ func writeResultTable(w io.Writer, r *engine.Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n%d row(s) released by job %s", len(r.Rows), r.Job)
+	fmt.Fprintf(w, "\n%d row(s) %s, job %s", len(r.Rows), status, r.Job)
 	if r.LogIndex > 0 {
 		fmt.Fprintf(w, " (provenance record %d)", r.LogIndex)
 	}

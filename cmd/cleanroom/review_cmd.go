@@ -125,7 +125,7 @@ func writeReviews(w io.Writer, items []api.ReviewItem) error {
 		if err != nil {
 			return fmt.Errorf("job %s: %w", it.Job.ID, err)
 		}
-		if err := writeResultTable(w, res); err != nil {
+		if err := writeResultTable(w, res, "held for review"); err != nil {
 			return err
 		}
 	}

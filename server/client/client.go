@@ -64,12 +64,6 @@ const DefaultPollWait = 30 * time.Second
 // maxBody bounds any answer the client reads; a result is a bounded aggregate, far below it.
 const maxBody = 256 << 20
 
-// AuditJob is GET /v1/audit/jobs/{id}: a job's provenance records in log order.
-type AuditJob struct {
-	Job     string             `json:"job"`
-	Records []provenance.Entry `json:"records"`
-}
-
 // Client speaks to one cleanroom server as one principal. It is safe for concurrent use.
 type Client struct {
 	base      *url.URL
@@ -204,8 +198,12 @@ func (c *Client) do(ctx context.Context, method, p string, query url.Values, aut
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// *url.Error names the URL (credentials stripped; we refuse them anyway), never headers.
-		return fmt.Errorf("client: %s %s: %w", method, p, err)
+		// The transport's error names the URL and the cause, never a header. The URL is said once.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("client: %s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -471,9 +469,9 @@ func (c *Client) VerifyAudit(ctx context.Context) (*provenance.VerifyReport, err
 }
 
 // AuditJob is GET /v1/audit/jobs/{id}: the job's provenance records.
-func (c *Client) AuditJob(ctx context.Context, id string) (*AuditJob, error) {
+func (c *Client) AuditJob(ctx context.Context, id string) (*api.AuditJob, error) {
 	if err := requireID("job id", id); err != nil {
 		return nil, err
 	}
-	return get[AuditJob](ctx, c, path("v1", "audit", "jobs", id), nil)
+	return get[api.AuditJob](ctx, c, path("v1", "audit", "jobs", id), nil)
 }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/server"
+)
+
+// serveForCLI starts a real server on a loopback port for the CLI to talk to.
+func serveForCLI(t *testing.T) string {
+	t.Helper()
+	ps, err := server.ParsePrincipals([]byte(`principals:
+  - {name: hospital-a, role: provider,  org: health-commission, token: "hospital-a-token-0123456789"}
+  - {name: op-1,       role: operator,  org: platform,          token: "op-1-token-0123456789"}
+  - {name: insurer-1,  role: applicant, org: acme-insurance,    token: "insurer-1-token-0123456789"}
+  - {name: aud-1,      role: auditor,   org: audit-office,      token: "aud-1-token-0123456789"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), server.Config{DataDir: t.TempDir(), Principals: ps, ImportRoot: root,
+		WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestCLIAgainstARealServer drives the governance path with the client commands against a
+// real server: a provider adds a dataset from its spec file, an applicant applies, the
+// operator approves, the applicant queries and reads its budget, an auditor verifies the log.
+func TestCLIAgainstARealServer(t *testing.T) {
+	url := serveForCLI(t)
+	as := func(who string, args ...string) string {
+		t.Helper()
+		t.Setenv("CLEANROOM_SERVER", url)
+		t.Setenv("CLEANROOM_TOKEN", who+"-token-0123456789")
+		out, err := run(t, args...)
+		if err != nil {
+			t.Fatalf("cleanroom %s as %s: %v\n%s", strings.Join(args, " "), who, err, out)
+		}
+		return out
+	}
+	// The spec's relative source path resolves against the spec file's folder.
+	as("hospital-a", "dataset", "add", filepath.Join("..", "..", "testdata", "datasets", "medical_visits.yaml"))
+	var app struct{ ID string }
+	if err := json.Unmarshal([]byte(as("insurer-1", "application", "new", "--purpose", "price cover", "--scenario", "visits by district",
+		"--datasets", "medical_visits", "--start", "2026-01-01", "--end", "2099-12-31", "--epsilon", "3", "--delta", "1e-6", "--json")), &app); err != nil || app.ID == "" {
+		t.Fatalf("application new --json: %v", err)
+	}
+	var approved struct {
+		GrantID string `json:"grant_id"`
+	}
+	if err := json.Unmarshal([]byte(as("op-1", "application", "approve", app.ID, "--epsilon", "2", "--json")), &approved); err != nil || approved.GrantID == "" {
+		t.Fatalf("application approve --json: %v", err)
+	}
+	table := as("insurer-1", "query", "--grant", approved.GrantID, "--epsilon", "1",
+		"SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district")
+	if !strings.Contains(table, "visits") || !strings.Contains(table, "530102") {
+		t.Fatalf("query printed no table of visits by district:\n%s", table)
+	}
+	csv := as("insurer-1", "query", "--grant", approved.GrantID, "--csv",
+		"SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district")
+	if !strings.HasPrefix(csv, "district,") {
+		t.Fatalf("query --csv:\n%s", csv)
+	}
+	if budget := as("insurer-1", "budget", "show", "--grant", approved.GrantID); !strings.Contains(budget, "2") {
+		t.Fatalf("budget show:\n%s", budget)
+	}
+	if out := as("aud-1", "audit", "verify"); !strings.Contains(out, "ok") {
+		t.Fatalf("audit verify against the server:\n%s", out)
+	}
+	// An identifier in the output is refused with its code, and the command fails.
+	t.Setenv("CLEANROOM_TOKEN", "insurer-1-token-0123456789")
+	out, err := run(t, "query", "--grant", approved.GrantID, "SELECT person_id, COUNT(*) FROM medical_visits GROUP BY person_id")
+	if err == nil || !strings.Contains(out+err.Error(), "identifier_in_output") {
+		t.Fatalf("a refused query: err=%v\n%s", err, out)
+	}
+}
