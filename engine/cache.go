@@ -71,6 +71,9 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 	if err := json.Unmarshal(prior.Result, &st); err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the stored answer could not be read")
 	}
+	if st.Rows == nil {
+		st.Rows = [][]Cell{}
+	}
 	for _, row := range st.Rows {
 		if len(row) != len(q.Outputs) {
 			return nil, errcode.New(errcode.Internal, "the stored answer does not match the query's outputs")

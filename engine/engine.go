@@ -245,7 +245,7 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Data
 		return nil, err
 	}
 	if _, ok := e.Lookup(spec.Name); ok {
-		return nil, errcode.New(errcode.InvalidSpec, "a dataset named %q is already registered", spec.Name)
+		return nil, errcode.New(errcode.Conflict, "a dataset named %q is already registered", spec.Name)
 	}
 	w, err := e.worker(ctx, spec.Domain)
 	if err != nil {

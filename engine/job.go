@@ -471,7 +471,7 @@ func mechanisms(p *plan.Planned) []mechanismRecord {
 
 // release applies the mechanisms: partition selection (or the public domain), then noise.
 func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result, error) {
-	res := &Result{}
+	res := &Result{Rows: [][]Cell{}}
 	for _, o := range q.Outputs {
 		kind := "aggregate"
 		if o.Key >= 0 {

@@ -654,7 +654,10 @@ func (s *Server) auditVerify(_ http.ResponseWriter, r *http.Request, who policy.
 	if err := s.authorize(r.Context(), who, policy.ActionAuditVerify, policy.Resource{Kind: "audit"}); err != nil {
 		return 0, nil, err
 	}
-	rep, _ := s.eng.VerifyLog() // the report says what is wrong; a read error shows as its problem
+	rep, err := s.eng.VerifyLog()
+	if err != nil && rep.OK() { // the log could not be read at all: that is not a verified log
+		return 0, nil, errcode.Wrap(errcode.Internal, err, "the provenance log could not be read")
+	}
 	return http.StatusOK, rep, nil
 }
 

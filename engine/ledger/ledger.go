@@ -387,7 +387,7 @@ func (l *Ledger) Balance(ctx context.Context, account string) (Balance, error) {
 
 // History returns every entry of account, oldest reservation first.
 func (l *Ledger) History(ctx context.Context, account string) ([]Entry, error) {
-	var out []Entry
+	out := []Entry{}
 	err := l.read(ctx, func(tx *sql.Tx) error {
 		if _, err := accountTotal(ctx, tx, account); err != nil {
 			return err
