@@ -248,3 +248,29 @@ func separationOfDuties(who policy.Principal, j governance.Job) error {
 	}
 	return nil
 }
+
+// withholdHeld ends every held job of a revoked grant: cooperation ended, so its outputs are
+// never released (recorded first, then the job is denied).
+func (s *Server) withholdHeld(ctx context.Context, grant string) error {
+	held, err := s.store.Jobs(ctx, governance.JobFilter{Grant: grant, State: api.JobInReview})
+	if err != nil {
+		return err
+	}
+	for _, j := range held {
+		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked); err != nil {
+			return err
+		}
+		_, err := s.store.UpdateJob(ctx, j.ID, []string{api.JobInReview}, func(sj *governance.Job) error {
+			sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
+			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: "the grant was revoked while the output waited for review; it is never released"}
+			return nil
+		})
+		if err != nil && !errors.Is(err, governance.ErrConflict) { // a reviewer settled it meanwhile
+			return err
+		}
+	}
+	if len(held) > 0 {
+		s.notify()
+	}
+	return nil
+}

@@ -481,6 +481,11 @@ func (s *Server) grantTransition(action string, from []string, to string) handle
 		if g, err = s.store.SetGrantState(ctx, g.ID, from, to, s.now()); err != nil {
 			return 0, nil, err
 		}
+		if to == api.GrantRevoked {
+			if err := s.withholdHeld(ctx, g.ID); err != nil {
+				return 0, nil, err
+			}
+		}
 		g, err = s.grantDoc(ctx, g)
 		return http.StatusOK, g, err
 	}

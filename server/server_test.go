@@ -404,7 +404,16 @@ func TestGrantStatesTakeEffectOnTheNextJob(t *testing.T) {
 		t.Fatalf("a grant past its end reads as %s", g.State)
 	}
 	clk.Set(time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC))
+	held := p.waitJob("insurer-1", p.submit("insurer-1", grant, byIncome).ID)
+	if held.State != api.JobInReview {
+		t.Fatalf("an L3 output is %s, want in_review", held.State)
+	}
 	p.must("op-1", "POST", "/v1/grants/"+grant+"/revoke", nil, nil)
+	// Revocation ends the held output too: it is never released.
+	if j := p.waitJob("insurer-1", held.ID); j.State != api.JobDenied || j.Error == nil || j.Error.Code != "grant_revoked" || j.Result != nil {
+		t.Fatalf("a held job of a revoked grant is %+v", j)
+	}
+	p.refused("rev-1", "POST", "/v1/reviews/"+held.ID+"/approve", nil, 409, "conflict")
 	p.refused("insurer-1", "POST", "/v1/jobs", job, 403, "grant_revoked")
 	p.refused("op-1", "POST", "/v1/grants/"+grant+"/resume", nil, 409, "conflict")
 }
