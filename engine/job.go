@@ -30,9 +30,9 @@ type Job struct {
 	ID        string
 	Principal policy.Principal
 	Grant     string
-	// Scope, when not nil, lists the datasets the grant covers: a job reading any other
-	// dataset (public lookup tables aside) is refused with forbidden before it runs.
-	Scope   []string
+	// Terms, when not nil, are the grant's: a job reading a dataset it does not list (public
+	// lookup tables aside) is refused with forbidden before it runs, and the policies see them.
+	Terms   *policy.Grant
 	SQL     string
 	Options plan.Options
 }
@@ -135,7 +135,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if err != nil {
 		return nil, stageBeforeReserve, err
 	}
-	if err := ds.within(j.Grant, j.Scope); err != nil {
+	if err := ds.within(j.Grant, j.Terms); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	if _, err := e.record(ctx, "gate", id, map[string]any{"admitted": true, "dataset": ds.primary().Spec.Name, "snapshots": ds.snapshots()}); err != nil {
@@ -299,7 +299,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 // records the hold and returns it, and the result stays unreleased.
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, error) {
-	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}}
+	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}, Grant: j.Terms}
 	egress, err := e.policy.Egress(ctx, in)
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
@@ -625,6 +625,6 @@ func accessInput(j Job, ds sources, q *gate.Query, p *plan.Planned, opts plan.Op
 	for _, u := range q.Uses {
 		uses = append(uses, ds.columnUse(gate.ColumnRef{Dataset: u.Dataset, Column: u.Column}, string(u.Usage)))
 	}
-	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: ds.refs(), Columns: uses, Job: policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
+	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: ds.refs(), Columns: uses, Grant: j.Terms, Job: policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
 		MaxGroupsContributed: int(opts.MaxGroupsContributed), MaxContributionsPerGroup: int(opts.MaxContributionsPerGroup), PublicPartitions: p.Public}}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/policy"
 )
 
 // TestHeldOutputIsReleasedOnlyAsHeld: an L3 dataset's output is held for two reviewers, not
@@ -71,7 +72,8 @@ func TestJobOutsideItsScopeIsForbidden(t *testing.T) {
 	register(t, e, loadDataset(t, "districts"))
 	grant(t, e, "g", 10)
 	run := func(scope []string, sql string) error {
-		_, err := e.Submit(ctx, engine.Job{Principal: applicant, Grant: "g", Scope: scope, SQL: sql, Options: plan.Options{Epsilon: 0.5}})
+		terms := &policy.Grant{ID: "g", Org: applicant.Org, Purpose: "test", Datasets: scope, JobKinds: []string{"sql"}}
+		_, err := e.Submit(ctx, engine.Job{Principal: applicant, Grant: "g", Terms: terms, SQL: sql, Options: plan.Options{Epsilon: 0.5}})
 		return err
 	}
 	if err := run([]string{"residents"}, "SELECT COUNT(*) FROM medical_visits"); errcode.Code(err) != errcode.Forbidden {

@@ -47,14 +47,14 @@ func (s sources) names() []string {
 	return names
 }
 
-// within refuses a job that reads a dataset outside its grant's scope. Public lookup tables
-// hold no personal data and need not be listed. A nil scope is unrestricted.
-func (s sources) within(grant string, scope []string) error {
-	if scope == nil {
+// within refuses a job that reads a dataset outside its grant's terms. Public lookup tables
+// hold no personal data and need not be listed. Nil terms are unrestricted.
+func (s sources) within(grant string, terms *policy.Grant) error {
+	if terms == nil {
 		return nil
 	}
 	for _, d := range s {
-		if !d.Spec.Public && !slices.Contains(scope, d.Spec.Name) {
+		if !d.Spec.Public && !slices.Contains(terms.Datasets, d.Spec.Name) {
 			return errcode.New(errcode.Forbidden, "dataset %q is outside grant %s", d.Spec.Name, grant)
 		}
 	}

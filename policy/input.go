@@ -66,6 +66,18 @@ type JobParams struct {
 // ActionSubmitJob is the action of an applicant submitting a job.
 const ActionSubmitJob = "submit_job"
 
+// Grant is the agreement a job runs under: the applicant org, the declared purpose and
+// scenario, and the datasets and job kinds it covers. Policies may decide on them (a purpose
+// that does not fit a dataset, say).
+type Grant struct {
+	ID       string   `json:"id"`
+	Org      string   `json:"org"`
+	Purpose  string   `json:"purpose"`
+	Scenario string   `json:"scenario"`
+	Datasets []string `json:"datasets"`
+	JobKinds []string `json:"job_kinds"`
+}
+
 // AccessInput is the input document of data.cleanroom.access.decision.
 type AccessInput struct {
 	Principal Principal    `json:"principal"`
@@ -73,6 +85,7 @@ type AccessInput struct {
 	Datasets  []DatasetRef `json:"datasets"`
 	Columns   []ColumnUse  `json:"columns"`
 	Job       JobParams    `json:"job"`
+	Grant     *Grant       `json:"grant,omitempty"` // absent for jobs run without governance
 }
 
 // Output column kinds and aggregates.
@@ -124,6 +137,7 @@ type EgressInput struct {
 	Job       JobParams    `json:"job"`
 	Output    Output       `json:"output"`
 	Findings  []Finding    `json:"findings"`
+	Grant     *Grant       `json:"grant,omitempty"`
 }
 
 // normalized returns a copy with nil slices made empty, so that the policy sees [] rather

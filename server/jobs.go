@@ -59,8 +59,9 @@ func (s *Server) execute(j governance.Job) {
 			ID:        j.ID,
 			Principal: policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org},
 			Grant:     j.Grant,
-			Scope:     g.Datasets,
-			SQL:       j.SQL,
+			Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario,
+				Datasets: g.Datasets, JobKinds: g.JobKinds},
+			SQL: j.SQL,
 			Options: plan.Options{Epsilon: j.Options.Epsilon, Delta: j.Options.Delta,
 				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
 		})

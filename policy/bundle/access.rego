@@ -158,3 +158,24 @@ deny contains sprintf("max_groups_contributed_out_of_range: %v must be a whole n
 deny contains sprintf("max_contributions_per_group_out_of_range: %v must be a whole number in 1..%v", [input.job.max_contributions_per_group, params.max_contributions_per_group]) if {
 	not lib.is_whole_in_range(input.job.max_contributions_per_group, 1, params.max_contributions_per_group)
 }
+
+# --- the grant ---
+
+# A job under a grant reads only the datasets the grant covers (public lookup tables aside),
+# runs only a job kind it covers, and only for the grant's own organisation. The server
+# enforces the same; the rules here make the agreement part of every recorded decision.
+deny contains sprintf("dataset_outside_grant: dataset %s is not covered by grant %s", [d.name, input.grant.id]) if {
+	some d in input.datasets
+	not lib.is_public(d)
+	not d.name in {n | some n in input.grant.datasets}
+}
+
+deny contains sprintf("job_kind_outside_grant: grant %s does not cover %s jobs", [input.grant.id, input.job.kind]) if {
+	input.grant
+	not input.job.kind in {k | some k in input.grant.job_kinds}
+}
+
+deny contains sprintf("grant_other_org: grant %s belongs to %s", [input.grant.id, input.grant.org]) if {
+	input.grant
+	input.grant.org != input.principal.org
+}

@@ -465,3 +465,35 @@ test_equality_filter_tunable_not_boolean_denied if {
 		"identifier_in_filter" in cs
 	}
 }
+
+# under_grant is good, run under a grant covering visits for sql jobs of insurer_a.
+under_grant := object.union(good, {"grant": {
+	"id": "g-1", "org": "insurer_a", "purpose": "pricing", "scenario": "claims by district",
+	"datasets": ["visits"], "job_kinds": ["sql"],
+}})
+
+test_job_within_grant_allowed if {
+	access.decision.result == "allow" with input as under_grant
+}
+
+test_dataset_outside_grant_denied if {
+	inp := json.patch(under_grant, [{"op": "replace", "path": "/grant/datasets", "value": ["claims"]}])
+	"dataset_outside_grant" in deny_codes(inp)
+}
+
+test_job_kind_outside_grant_denied if {
+	inp := json.patch(under_grant, [{"op": "replace", "path": "/grant/job_kinds", "value": ["model"]}])
+	"job_kind_outside_grant" in deny_codes(inp)
+}
+
+test_grant_of_other_org_denied if {
+	inp := json.patch(under_grant, [{"op": "replace", "path": "/grant/org", "value": "insurer_b"}])
+	"grant_other_org" in deny_codes(inp)
+}
+
+test_public_lookup_table_need_not_be_in_grant if {
+	inp := json.patch(under_grant, [{"op": "add", "path": "/datasets/-", "value": {
+		"name": "districts", "provider": "civil_affairs_bureau", "grade": "L1", "domain": "platform", "public": true,
+	}}])
+	access.decision.result == "allow" with input as inp
+}
