@@ -3,23 +3,31 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
-	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/server"
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/client"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -27,11 +35,16 @@ func newDemoCmd() *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the flagship scenario end to end on the committed test data",
-		Long: `demo starts a temporary platform (engine and a sandboxed worker), registers the
-committed synthetic datasets, and runs the medical-insurance scenario: DP statistics by district,
-age band and hospital, refused attempts to read identifiers, export a file and query an L4
-dataset, the remaining budget, and a check of the provenance log.`,
+		Short: "Run the flagship scenario end to end on the committed test data, through a real server",
+		Long: `demo starts a temporary platform — the server on a loopback port (127.0.0.1, a free port)
+with its sandboxed worker, over a temporary data directory — and plays the medical-insurance
+scenario through the HTTP API as the platform's users would, each with a fresh random token
+held only in memory: the providers register their datasets; an insurer applies for a grant
+(an application naming an L4 dataset is refused) and the operator approves it; the insurer's
+DP statistics run as jobs, an output of L3 data is held until two independent reviewers approve
+it, and attempts to read identifiers, export a file or query an L4 dataset are refused with
+their codes; then the remaining budget, and an auditor's check of the provenance log. The
+server is shut down at the end.`,
 		Example: "  cleanroom demo\n  cleanroom demo --output json\n  cleanroom demo --datasets testdata/datasets --keep",
 		PreRunE: func(*cobra.Command, []string) error { return checkOutput(output) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -45,11 +58,14 @@ dataset, the remaining budget, and a check of the provenance log.`,
 					defer os.RemoveAll(d)
 				}
 			}
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), datasets, dataDir, output)
+			// Ctrl-C shuts the temporary server down cleanly (and removes its data directory).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, cmd.OutOrStdout(), datasets, dataDir, output)
 		},
 	}
 	cmd.Flags().StringVar(&datasets, "datasets", "testdata/datasets", "directory of catalog specs (*.yaml) and their data")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "platform data directory (default: a temporary one)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "platform data directory, kept afterwards (default: a temporary one)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temporary data directory for inspection")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
@@ -64,32 +80,56 @@ func checkOutput(format string) error {
 
 // demoReport is everything the demo shows, rendered as a table or as JSON.
 type demoReport struct {
-	DataDir      string                  `json:"data_dir"`
-	PolicyBundle string                  `json:"policy_bundle"`
-	Isolation    *sandbox.Isolation      `json:"isolation"`
-	Datasets     []demoDataset           `json:"datasets"`
-	Grant        string                  `json:"grant"`
-	Applicant    policy.Principal        `json:"applicant"`
-	Jobs         []demoJob               `json:"jobs"`
-	Budget       []ledger.Balance        `json:"budget"`
-	Provenance   provenance.VerifyReport `json:"provenance"`
+	DataDir      string             `json:"data_dir"`
+	Server       string             `json:"server"` // the temporary server's loopback URL
+	PolicyBundle string             `json:"policy_bundle"`
+	Isolation    *sandbox.Isolation `json:"isolation"`
+	// Principals are the demo's users (their tokens are never printed).
+	Principals []api.Principal `json:"principals"`
+	Datasets   []demoDataset   `json:"datasets"`
+	// RefusedApplication is the applicant's first attempt, which names the L4 dataset.
+	RefusedApplication *demoRefusal     `json:"refused_application"`
+	Application        *api.Application `json:"application"`
+	ApprovedBy         string           `json:"approved_by"`
+	// Grant is the grant as it stands after the jobs (its budget shows what they spent).
+	Grant      *api.Grant              `json:"grant"`
+	Jobs       []demoJob               `json:"jobs"`
+	Budget     []ledger.Balance        `json:"budget"`
+	Provenance provenance.VerifyReport `json:"provenance"`
+	AuditedBy  string                  `json:"audited_by"`
 }
 
 type demoDataset struct {
-	Name     string        `json:"name"`
-	Provider string        `json:"provider"`
-	Grade    catalog.Grade `json:"grade"`
-	Snapshot string        `json:"snapshot"`
+	Name         string        `json:"name"`
+	Provider     string        `json:"provider"`
+	RegisteredBy string        `json:"registered_by"`
+	Grade        catalog.Grade `json:"grade"`
+	Public       bool          `json:"public"`
+	Rows         int64         `json:"rows"`
+	Snapshot     string        `json:"snapshot"`
+}
+
+// demoRefusal is a request the server refused: who asked for what, and the API's answer.
+type demoRefusal struct {
+	Who     string `json:"who"`
+	Action  string `json:"action"`
+	Status  int    `json:"status"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 type demoJob struct {
-	Title  string               `json:"title"`
-	SQL    string               `json:"sql"`
-	Result *engine.Result       `json:"result,omitempty"`
-	Error  *errcode.PublicError `json:"error,omitempty"`
-	// Held and ReviewedBy: the egress policy held the output, and these reviewers approved it.
-	Held       *engine.Hold `json:"held,omitempty"`
-	ReviewedBy []string     `json:"reviewed_by,omitempty"`
+	Title  string         `json:"title"`
+	SQL    string         `json:"sql"`
+	ID     string         `json:"id,omitempty"`
+	State  string         `json:"state"`
+	Result *engine.Result `json:"result,omitempty"`
+	Error  *api.Error     `json:"error,omitempty"`
+	// Held: the egress policy held the output for review (how many approvals, why);
+	// ReviewedBy approved it, and Refusals are the review attempts separation of duties refused.
+	Held       *api.JobReview `json:"held,omitempty"`
+	ReviewedBy []string       `json:"reviewed_by,omitempty"`
+	Refusals   []demoRefusal  `json:"refusals,omitempty"`
 }
 
 var demoSteps = []struct {
@@ -109,7 +149,7 @@ var demoSteps = []struct {
 	{title: "Average, median and 90th percentile of cost per visit, by age band",
 		sql:  "SELECT age_band, AVG(cost) AS mean_cost, MEDIAN(cost) AS median_cost, QUANTILE_CONT(cost, 0.9) AS p90_cost FROM medical_visits GROUP BY age_band ORDER BY age_band",
 		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}},
-	{title: "Visits and mean cost by income band (medical_visits joined with residents on person_id, bounded after the join)",
+	{title: "Visits and mean cost by income band (medical_visits joined with residents on person_id, bounded after the join; residents is L3: two-person review)",
 		sql:  "SELECT r.income_band, COUNT(*) AS visits, AVG(v.cost) AS mean_cost FROM medical_visits v JOIN residents r ON v.person_id = r.person_id GROUP BY r.income_band",
 		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}},
 	{title: "Persons by number of visits (a per-unit subquery counts each person's visits, clamped to 1..10; the histogram is DP)",
@@ -122,9 +162,27 @@ var demoSteps = []struct {
 		sql: "SELECT person_id, cost FROM medical_visits WHERE cost > 40000"},
 	{title: "Attempt to export a file (must be refused)",
 		sql: "COPY medical_visits TO '/tmp/out.csv'"},
-	{title: "Query on an L4 (不予开放) dataset (must be refused)",
+	{title: "Query on criminal_records, an L4 (不予开放) dataset no grant can include (must be refused)",
 		sql: "SELECT COUNT(*) FROM criminal_records"},
 }
+
+// The demo's application: what insurer-1 asks for.
+const (
+	demoPurpose  = "Price a new outpatient cover product"
+	demoScenario = "Actuarial pricing of outpatient cover: visit frequency, cost per visit and its spread by district, " +
+		"age band, hospital and income band, from DP aggregates only; no individual record leaves the sandbox."
+	demoEpsilon = 10
+	demoDelta   = 1e-5
+	// demoL4 is the L4 dataset the applicant first asks for by mistake.
+	demoL4 = "criminal_records"
+)
+
+// demoApplicationDatasets are the non-L4 private datasets the scenario needs.
+var demoApplicationDatasets = []string{"medical_visits", "residents", "insurance_claims"}
+
+// demoReviewers are the operator-side reviewers: independent of the applicant and of each
+// other, as a two-person review (双人复核) requires.
+var demoReviewers = []string{"rev-1", "rev-2"}
 
 func runDemo(ctx context.Context, out io.Writer, datasetDir, dataDir, format string) error {
 	r, err := buildDemo(ctx, datasetDir, dataDir)
@@ -140,99 +198,300 @@ func runDemo(ctx context.Context, out io.Writer, datasetDir, dataDir, format str
 	return nil
 }
 
-func buildDemo(ctx context.Context, datasetDir, dataDir string) (*demoReport, error) {
-	if ctx == nil {
-		ctx = context.Background()
+// demoPlatform is the temporary server and a client per principal.
+type demoPlatform struct {
+	srv     *server.Server
+	url     string
+	clients map[string]*client.Client
+	stop    func() error
+}
+
+// as is the client of a principal.
+func (p *demoPlatform) as(name string) *client.Client { return p.clients[name] }
+
+// startDemoPlatform generates the principals with fresh random tokens (kept in memory, never
+// printed), and starts a server over dataDir on a free loopback port.
+func startDemoPlatform(ctx context.Context, dataDir, importRoot string, principals []api.Principal) (*demoPlatform, error) {
+	type entry struct {
+		Name        string `yaml:"name"`
+		Role        string `yaml:"role"`
+		Org         string `yaml:"org"`
+		TokenSHA256 string `yaml:"token_sha256"`
 	}
-	specs, err := filepath.Glob(filepath.Join(datasetDir, "*.yaml"))
-	if err != nil || len(specs) == 0 {
-		return nil, fmt.Errorf("no catalog specs in %s (run from the repository root or pass --datasets)", datasetDir)
+	var file struct {
+		Principals []entry `yaml:"principals"`
 	}
-	eng, err := engine.Open(ctx, engine.Config{DataDir: dataDir})
+	tokens := map[string]string{}
+	for _, p := range principals {
+		tok, digest, err := server.NewToken()
+		if err != nil {
+			return nil, err
+		}
+		tokens[p.Name] = tok
+		file.Principals = append(file.Principals, entry{Name: p.Name, Role: p.Role, Org: p.Org, TokenSHA256: digest})
+	}
+	b, err := yaml.Marshal(&file)
 	if err != nil {
 		return nil, err
 	}
-	defer eng.Close()
-	r := &demoReport{DataDir: dataDir, PolicyBundle: eng.PolicyDigest(), Grant: "demo-insurer",
-		Applicant: policy.Principal{Name: "insurer-1", Role: "applicant", Org: "acme-insurance"}}
-	if r.Isolation, err = eng.Isolation(ctx, catalog.DefaultDomain); err != nil {
+	ps, err := server.ParsePrincipals(b)
+	if err != nil {
 		return nil, err
 	}
-	for _, path := range specs {
+	srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, ImportRoot: importRoot})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, ln) }()
+	p := &demoPlatform{srv: srv, url: "http://" + ln.Addr().String(), clients: map[string]*client.Client{}}
+	// stop shuts down gracefully: no new requests or jobs, running ones finish; then the stores
+	// and the worker are closed, so the data directory holds a complete log.
+	p.stop = func() error {
+		cancel()
+		serr := <-done
+		return errors.Join(serr, srv.Close())
+	}
+	for name, tok := range tokens {
+		c, err := client.New(p.url, tok, client.WithUserAgent("cleanroom-demo"))
+		if err != nil {
+			_ = p.stop()
+			return nil, err
+		}
+		p.clients[name] = c
+	}
+	return p, nil
+}
+
+// refused turns the error of a request that must be refused into what the server answered.
+func refused(who, action string, err error) (*demoRefusal, error) {
+	if err == nil {
+		return nil, fmt.Errorf("demo: %s: %s was not refused", who, action)
+	}
+	var ae *client.Error
+	if !errors.As(err, &ae) {
+		return nil, err
+	}
+	return &demoRefusal{Who: who, Action: action, Status: ae.Status, Code: ae.Code, Message: ae.Message}, nil
+}
+
+func providerName(org string) string { return "provider-" + org }
+
+func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, err error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	paths, err := filepath.Glob(filepath.Join(datasetDir, "*.yaml"))
+	if err != nil || len(paths) == 0 {
+		return nil, fmt.Errorf("no catalog specs in %s (run from the repository root or pass --datasets)", datasetDir)
+	}
+	importRoot, err := filepath.Abs(datasetDir)
+	if err != nil {
+		return nil, err
+	}
+	var specs []*catalog.Spec
+	var principals []api.Principal
+	for _, path := range paths {
+		// LoadFile makes a relative source path absolute (against the spec's folder, which is
+		// the server's import root).
 		spec, err := catalog.LoadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		d, err := eng.RegisterDataset(ctx, spec)
-		if err != nil {
-			return nil, fmt.Errorf("register %s: %w", spec.Name, err)
+		specs = append(specs, spec)
+		p := api.Principal{Name: providerName(spec.Provider), Role: "provider", Org: spec.Provider}
+		if !slices.Contains(principals, p) {
+			principals = append(principals, p)
 		}
-		r.Datasets = append(r.Datasets, demoDataset{Name: spec.Name, Provider: spec.Provider, Grade: spec.Grade, Snapshot: d.Snapshot.Digest})
 	}
-	if err := eng.OpenGrant(ctx, r.Grant, ledger.Budget{Epsilon: 10, Delta: 1e-5}); err != nil {
+	slices.SortFunc(principals, func(a, b api.Principal) int { return strings.Compare(a.Name, b.Name) })
+	principals = append(principals,
+		api.Principal{Name: "op-1", Role: "operator", Org: "platform"},
+		api.Principal{Name: "insurer-1", Role: "applicant", Org: "acme-insurance"},
+		api.Principal{Name: "rev-1", Role: "reviewer", Org: "platform"},
+		api.Principal{Name: "rev-2", Role: "reviewer", Org: "platform"},
+		api.Principal{Name: "aud-1", Role: "auditor", Org: "audit-office"},
+	)
+
+	p, err := startDemoPlatform(ctx, dataDir, importRoot, principals)
+	if err != nil {
 		return nil, err
 	}
-	for _, s := range demoSteps {
-		job := demoJob{Title: s.title, SQL: s.sql}
-		out, err := eng.Run(ctx, engine.Job{Principal: r.Applicant, Grant: r.Grant, SQL: s.sql, Options: s.opts})
-		if err == nil && out.Held != nil {
-			job.Held = out.Held
-			job.ReviewedBy, err = demoReview(ctx, eng, out)
+	defer func() {
+		if serr := p.stop(); serr != nil && err == nil {
+			r, err = nil, fmt.Errorf("demo: shutting the server down: %w", serr)
 		}
+	}()
+	r = &demoReport{DataDir: dataDir, Server: p.url, Principals: principals}
+	h, err := p.as("insurer-1").Health(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.PolicyBundle = h.PolicyDigest
+
+	// Each provider registers its own datasets.
+	for _, spec := range specs {
+		who := providerName(spec.Provider)
+		reg, err := p.as(who).RegisterDataset(ctx, spec)
 		if err != nil {
-			pub := errcode.Public(err)
-			job.Error = &pub
-		} else {
-			job.Result = out.Result
+			return nil, fmt.Errorf("%s registering %s: %w", who, spec.Name, err)
 		}
-		r.Jobs = append(r.Jobs, job)
+		r.Datasets = append(r.Datasets, demoDataset{Name: reg.Name, Provider: spec.Provider, RegisteredBy: who,
+			Grade: spec.Grade, Public: spec.Public, Rows: reg.Rows, Snapshot: reg.Digest})
 	}
-	accounts := []string{engine.GrantAccount(r.Grant)}
-	for _, d := range eng.Datasets() {
-		if !d.Spec.Public {
-			accounts = append(accounts, engine.DatasetAccount(d.Spec.Name))
-		}
+	if r.Isolation, err = p.srv.Engine().Isolation(ctx, catalog.DefaultDomain); err != nil {
+		return nil, err
 	}
-	for _, a := range accounts {
-		b, err := eng.Balance(ctx, a)
+
+	// insurer-1 applies; an application naming the L4 dataset is refused outright.
+	insurer := p.as("insurer-1")
+	now := time.Now().UTC()
+	req := api.ApplicationRequest{Purpose: demoPurpose, Scenario: demoScenario, Datasets: demoApplicationDatasets,
+		Start: now.Format(time.DateOnly), End: now.AddDate(1, 0, 0).Format(time.DateOnly),
+		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL}}
+	withL4 := req
+	withL4.Datasets = append(slices.Clone(req.Datasets), demoL4)
+	_, aerr := insurer.CreateApplication(ctx, withL4)
+	if r.RefusedApplication, err = refused("insurer-1", "apply for "+strings.Join(withL4.Datasets, ", "), aerr); err != nil {
+		return nil, err
+	}
+	if r.Application, err = insurer.CreateApplication(ctx, req); err != nil {
+		return nil, fmt.Errorf("insurer-1 applying: %w", err)
+	}
+	approved, err := p.as("op-1").ApproveApplication(ctx, r.Application.ID, api.ApproveRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("op-1 approving %s: %w", r.Application.ID, err)
+	}
+	r.ApprovedBy = "op-1"
+	if r.Application, err = insurer.Application(ctx, r.Application.ID); err != nil {
+		return nil, err
+	}
+
+	for _, s := range demoSteps {
+		job, err := runDemoJob(ctx, p, approved.GrantID, s.title, s.sql, s.opts)
 		if err != nil {
 			return nil, err
 		}
-		r.Budget = append(r.Budget, b)
+		r.Jobs = append(r.Jobs, *job)
 	}
-	rep, err := eng.VerifyLog()
-	if err != nil || !rep.OK() {
-		return nil, fmt.Errorf("provenance log does not verify: %v (%s at %d)", err, rep.Problem, rep.FirstBad)
+
+	// The budget: the grant's as the applicant reads it, each private dataset's lifetime
+	// budget as the operator reads it.
+	if r.Grant, err = insurer.Grant(ctx, approved.GrantID); err != nil {
+		return nil, err
 	}
-	r.Provenance = rep
+	gb := r.Grant.Budget
+	r.Budget = append(r.Budget, ledger.Balance{Account: engine.GrantAccount(r.Grant.ID),
+		Total:     ledger.Budget{Epsilon: gb.EpsilonTotal, Delta: gb.DeltaTotal},
+		Spent:     ledger.Budget{Epsilon: gb.EpsilonSpent, Delta: gb.DeltaSpent},
+		Remaining: ledger.Budget{Epsilon: max(0, gb.EpsilonTotal-gb.EpsilonSpent), Delta: max(0, gb.DeltaTotal-gb.DeltaSpent)}})
+	for _, d := range r.Datasets {
+		if d.Public {
+			continue
+		}
+		rep, err := p.as("op-1").Budget(ctx, client.BudgetDataset, d.Name)
+		if err != nil {
+			return nil, fmt.Errorf("op-1 reading the budget of %s: %w", d.Name, err)
+		}
+		r.Budget = append(r.Budget, rep.Balance)
+	}
+
+	// The auditor checks the provenance log's hash chain.
+	rep, err := p.as("aud-1").VerifyAudit(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aud-1 verifying the audit log: %w", err)
+	}
+	if !rep.OK() {
+		return nil, fmt.Errorf("provenance log does not verify: %s at line %d", rep.Problem, rep.FirstBad)
+	}
+	r.Provenance, r.AuditedBy = *rep, "aud-1"
 	return r, nil
 }
 
-// demoReviewers are the operator-side reviewers of the demo: independent of the applicant
-// and of each other, as a two-person review (双人复核) requires.
-var demoReviewers = []policy.Principal{
-	{Name: "rev-1", Role: "reviewer", Org: "platform"},
-	{Name: "rev-2", Role: "reviewer", Org: "platform"},
-}
-
-// demoReview has as many demo reviewers as the hold asks for approve a held output, and
-// releases it.
-func demoReview(ctx context.Context, eng *engine.Engine, out *engine.Outcome) ([]string, error) {
-	if out.Held.Reviewers > len(demoReviewers) {
-		return nil, fmt.Errorf("the output needs %d reviewers; the demo has %d", out.Held.Reviewers, len(demoReviewers))
-	}
-	var names []string
-	for _, rv := range demoReviewers[:out.Held.Reviewers] {
-		if err := eng.RecordReview(ctx, out.Result.Job, engine.Review{Reviewer: rv, Approve: true, Reason: "aggregate bands only"}); err != nil {
+// runDemoJob submits one job as insurer-1 and waits for it. A held output is reviewed: the
+// applicant's own attempt to approve it is refused, the first reviewer approves (and may not
+// approve twice), and as many reviewers as it needs approve it before its result is read.
+func runDemoJob(ctx context.Context, p *demoPlatform, grant, title, sql string, opts plan.Options) (*demoJob, error) {
+	insurer := p.as("insurer-1")
+	job := &demoJob{Title: title, SQL: sql}
+	j, err := insurer.SubmitJob(ctx, api.JobRequest{Grant: grant, Kind: api.KindSQL, SQL: sql, Options: api.JobOptions{
+		Epsilon: opts.Epsilon, Delta: opts.Delta,
+		MaxGroupsContributed: opts.MaxGroupsContributed, MaxContributionsPerGroup: opts.MaxContributionsPerGroup}})
+	if err != nil {
+		var ae *client.Error
+		if !errors.As(err, &ae) {
 			return nil, err
 		}
-		names = append(names, rv.Name)
+		job.State, job.Error = api.JobDenied, &ae.APIError
+		return job, nil
 	}
-	return names, eng.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, names)
+	if j, err = insurer.WaitJob(ctx, j.ID); err != nil {
+		return nil, err
+	}
+	job.ID = j.ID
+	if j.State == api.JobInReview {
+		job.Held = j.Review
+		if j.Review == nil || j.Review.Required > len(demoReviewers) {
+			return nil, fmt.Errorf("job %s is held for more reviewers than the demo has", j.ID)
+		}
+		_, aerr := insurer.ApproveReview(ctx, j.ID, "approving my own output")
+		rf, err := refused("insurer-1", "approve its own held job", aerr)
+		if err != nil {
+			return nil, err
+		}
+		job.Refusals = append(job.Refusals, *rf)
+		for i, name := range demoReviewers[:j.Review.Required] {
+			rv := p.as(name)
+			queue, err := rv.Reviews(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.ContainsFunc(queue.Reviews, func(it api.ReviewItem) bool { return it.Job.ID == j.ID }) {
+				return nil, fmt.Errorf("job %s is not in %s's review queue", j.ID, name)
+			}
+			if _, err := rv.ApproveReview(ctx, j.ID, "coarse income bands, no small cells"); err != nil {
+				return nil, fmt.Errorf("%s approving %s: %w", name, j.ID, err)
+			}
+			job.ReviewedBy = append(job.ReviewedBy, name)
+			if i == 0 && j.Review.Required > 1 {
+				_, aerr := rv.ApproveReview(ctx, j.ID, "approving again")
+				rf, err := refused(name, "approve the same job a second time", aerr)
+				if err != nil {
+					return nil, err
+				}
+				job.Refusals = append(job.Refusals, *rf)
+			}
+		}
+		if j, err = insurer.Job(ctx, j.ID, 0); err != nil {
+			return nil, err
+		}
+		if j.State != api.JobReleased {
+			return nil, fmt.Errorf("job %s is %s after its reviews, not released", j.ID, j.State)
+		}
+	}
+	job.State = j.State
+	switch j.State {
+	case api.JobReleased:
+		if job.Result, err = decodeResult(j.Result); err != nil {
+			return nil, fmt.Errorf("job %s: %w", j.ID, err)
+		}
+	default:
+		job.Error = j.Error
+		if job.Error == nil {
+			job.Error = &api.Error{Code: j.State, Message: "the job ended " + j.State + " without an error"}
+		}
+	}
+	return job, nil
 }
 
 func (r *demoReport) writeTable(out io.Writer) {
-	fmt.Fprintf(out, "cleanroom demo — data dir %s\n\n", r.DataDir)
+	fmt.Fprintf(out, "cleanroom demo — a temporary platform: server %s, data dir %s\n\n", r.Server, r.DataDir)
 	fmt.Fprintf(out, "policy bundle %s (embedded default)\n", r.PolicyBundle)
 	iso := r.Isolation
 	fmt.Fprintf(out, "sandbox worker: network namespace=%v (interfaces %s), no_new_privs=%v, rlimit AS=%d GiB, CPU=%ds\n",
@@ -240,33 +499,69 @@ func (r *demoReport) writeTable(out io.Writer) {
 	for _, w := range iso.Warnings {
 		fmt.Fprintf(out, "  warning: %s\n", w)
 	}
-	fmt.Fprintln(out, "\nregistered datasets (raw rows stay in the sandbox worker):")
+
+	fmt.Fprintln(out, "\nprincipals (each with a fresh random bearer token, held in memory and never printed):")
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  name\tprovider\tgrade\tsnapshot")
-	for _, d := range r.Datasets {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", d.Name, d.Provider, d.Grade, d.Snapshot[:23]+"…")
+	fmt.Fprintln(tw, "  name\trole\torg")
+	for _, p := range r.Principals {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", p.Name, p.Role, p.Org)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\ngrant %s for %s (%s): epsilon 10, delta 1e-5\n", r.Grant, r.Applicant.Org, r.Applicant.Name)
+
+	fmt.Fprintln(out, "\ndatasets, each registered by its provider over the API (raw rows stay in the sandbox worker):")
+	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  name\tregistered by\tgrade\trows\tsnapshot")
+	for _, d := range r.Datasets {
+		grade := string(d.Grade)
+		if d.Public {
+			grade += " (public)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", d.Name, d.RegisteredBy, grade, d.Rows, shorten(d.Snapshot, 24))
+	}
+	tw.Flush()
+
+	a, g := r.Application, r.Grant
+	fmt.Fprintf(out, "\napplication and approval:\n")
+	if rf := r.RefusedApplication; rf != nil {
+		fmt.Fprintf(out, "   %s first tries to %s\n   refused: %s (HTTP %d) — %s\n", rf.Who, rf.Action, rf.Code, rf.Status, rf.Message)
+	}
+	fmt.Fprintf(out, "   %s (%s) applies for %s: application %s\n", a.Applicant, a.Org, strings.Join(a.Datasets, ", "), a.ID)
+	fmt.Fprintf(out, "     purpose:  %s\n     scenario: %s\n     asks for: %s jobs, epsilon %s, delta %s, from %s to %s\n",
+		a.Purpose, a.Scenario, strings.Join(a.JobKinds, ", "), fmtFloat(a.Epsilon), fmtFloat(a.Delta),
+		a.Start.Format(time.DateOnly), a.End.Add(-time.Nanosecond).Format(time.DateOnly))
+	fmt.Fprintf(out, "   %s approves it: grant %s (%s)\n     period %s, budget epsilon %s, delta %s\n",
+		r.ApprovedBy, g.ID, g.State, fmtPeriod(g.Start, g.End), fmtFloat(g.Budget.EpsilonTotal), fmtFloat(g.Budget.DeltaTotal))
+
+	fmt.Fprintf(out, "\njobs submitted by %s on grant %s:\n", a.Applicant, g.ID)
 	for _, j := range r.Jobs {
 		fmt.Fprintf(out, "\n== %s\n   %s\n", j.Title, j.SQL)
 		if j.Error != nil {
-			fmt.Fprintf(out, "   refused: %s — %s\n", j.Error.Code, j.Error.Message)
+			id := ""
+			if j.ID != "" {
+				id = "job " + j.ID + " "
+			}
+			fmt.Fprintf(out, "   %srefused: %s — %s\n", id, j.Error.Code, j.Error.Message)
 			continue
 		}
 		if j.Held != nil {
-			fmt.Fprintf(out, "   held by egress review (%s); released after approval by %s\n", strings.Join(j.Held.Reasons, "; "), strings.Join(j.ReviewedBy, " and "))
+			fmt.Fprintf(out, "   job %s held in review: %d approvals needed (%s)\n", j.ID, j.Held.Required, strings.Join(j.Held.Reasons, "; "))
+			for _, rf := range j.Refusals {
+				fmt.Fprintf(out, "   %s tries to %s: refused %s (HTTP %d) — %s\n", rf.Who, rf.Action, rf.Code, rf.Status, rf.Message)
+			}
+			fmt.Fprintf(out, "   approved by %s: released\n", strings.Join(j.ReviewedBy, " and "))
 		}
 		printResult(out, j.Result)
 	}
-	fmt.Fprintln(out, "\nbudget:")
+
+	fmt.Fprintln(out, "\nbudget (the grant's as insurer-1 reads it; each private dataset's lifetime budget as op-1 reads it):")
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  account\tepsilon total\tspent\tremaining\tdelta spent")
 	for _, b := range r.Budget {
 		fmt.Fprintf(tw, "  %s\t%.3g\t%.3g\t%.3g\t%.3g\n", b.Account, b.Total.Epsilon, b.Spent.Epsilon, b.Remaining.Epsilon, b.Spent.Delta)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "\nprovenance: %d records, hash chain verified, head %s\n", r.Provenance.Records, r.Provenance.Head)
+	fmt.Fprintf(out, "\naudit by %s: provenance log of %d records, hash chain verified, head %s\n", r.AuditedBy, r.Provenance.Records, r.Provenance.Head)
+	fmt.Fprintln(out, "server shut down")
 }
 
 func printResult(out io.Writer, r *engine.Result) {

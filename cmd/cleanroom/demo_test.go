@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 func TestMain(m *testing.M) {
@@ -17,8 +19,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// The demo is the README's main job: it must release DP tables, refuse the attacks with their
-// codes, show the budget and verify the log.
+// The demo is the README's main job: through a real server on a loopback port it must register
+// the datasets, refuse an application naming an L4 dataset, grant the scenario's application,
+// release DP tables (one after a two-person review), refuse the attacks with their codes, show
+// the budget and have the auditor verify the log — and never print a token.
 func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 	var out bytes.Buffer
 	dataDir := t.TempDir()
@@ -27,20 +31,34 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 	}
 	text := out.String()
 	for _, want := range []string{
+		"server http://127.0.0.1:",
 		"network namespace=true",
+		"provider-health-commission", "op-1", "insurer-1", "rev-1", "rev-2", "aud-1",
+		"refused: dataset_not_operable (HTTP 403)",
+		"op-1 approves it: grant grant-",
 		"visits", "total_cost", "persons", "95% CI",
+		"held in review: 2 approvals needed (double_review",
+		"insurer-1 tries to approve its own held job: refused forbidden (HTTP 403)",
+		"rev-1 tries to approve the same job a second time: refused separation_of_duties (HTTP 403)",
+		"approved by rev-1 and rev-2: released",
 		"refused: identifier_in_output",
 		"refused: unsupported_sql",
-		"refused: policy_denied",
-		"grant:demo-insurer",
+		`refused: forbidden — dataset "criminal_records" is outside grant grant-`,
+		"  grant:grant-",
+		"  dataset:medical_visits", "  dataset:residents", "  dataset:insurance_claims",
+		"audit by aud-1: provenance log of",
 		"hash chain verified",
+		"server shut down",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
 	if got := strings.Count(text, "released job"); got != 7 {
-		t.Errorf("released %d jobs, want 7\n%s", got, text)
+		t.Errorf("released %d jobs, want 7", got)
+	}
+	if strings.Contains(text, "crt_") {
+		t.Error("the demo printed a bearer token")
 	}
 	if t.Failed() {
 		t.Log(text)
@@ -85,16 +103,52 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("output is not JSON: %v", err)
 	}
-	released, refused := 0, 0
-	for _, j := range r.Jobs {
+	released, refused, spent := 0, map[string]int{}, 0.0
+	var held *demoJob
+	for i, j := range r.Jobs {
 		switch {
-		case j.Result != nil && len(j.Result.Rows) > 0:
+		case j.State == api.JobReleased && j.Result != nil && len(j.Result.Rows) > 0:
 			released++
-		case j.Error != nil && j.Error.Code != "":
-			refused++
+			spent += j.Result.Spent.Epsilon
+		case j.State == api.JobDenied && j.Error != nil && j.Error.Code != "":
+			refused[j.Error.Code]++
+		default:
+			t.Errorf("job %q: state %s, error %+v", j.Title, j.State, j.Error)
+		}
+		if j.Held != nil {
+			held = &r.Jobs[i]
 		}
 	}
-	if released != 7 || refused != 3 || !r.Provenance.OK() || len(r.Budget) == 0 {
-		t.Fatalf("report: %d released, %d refused, provenance %+v, %d budget lines", released, refused, r.Provenance, len(r.Budget))
+	if released != 7 || len(refused) != 3 || refused["identifier_in_output"] != 1 || refused["unsupported_sql"] != 1 || refused["forbidden"] != 1 {
+		t.Errorf("%d jobs released (want 7), refused %v", released, refused)
+	}
+	if held == nil || held.Held.Required != 2 || strings.Join(held.ReviewedBy, ",") != "rev-1,rev-2" || held.Result == nil {
+		t.Errorf("the held job was not released after a two-person review: %+v", held)
+	} else {
+		var codes []string
+		for _, rf := range held.Refusals {
+			codes = append(codes, rf.Who+":"+rf.Code)
+		}
+		if strings.Join(codes, ",") != "insurer-1:forbidden,rev-1:separation_of_duties" {
+			t.Errorf("review refusals: %v", codes)
+		}
+	}
+	if rf := r.RefusedApplication; rf == nil || rf.Code != "dataset_not_operable" || rf.Status != 403 {
+		t.Errorf("the application naming the L4 dataset: %+v", rf)
+	}
+	if r.Application == nil || r.Application.State != api.ApplicationApproved || r.Grant == nil || r.Application.Grant != r.Grant.ID {
+		t.Errorf("application %+v, grant %+v", r.Application, r.Grant)
+	} else if g := r.Grant.Budget; g.EpsilonTotal != 10 || g.DeltaTotal != 1e-5 || math.Abs(g.EpsilonSpent-spent) > 1e-9 {
+		t.Errorf("grant budget %+v; the released jobs spent epsilon %g", g, spent)
+	}
+	// The grant, then the five private datasets (public lookup tables have no budget).
+	if len(r.Budget) != 6 || r.Budget[0].Account != "grant:"+r.Grant.ID {
+		t.Errorf("budget lines: %+v", r.Budget)
+	}
+	if !r.Provenance.OK() || r.Provenance.Records == 0 || r.AuditedBy != "aud-1" {
+		t.Errorf("provenance %+v verified by %q", r.Provenance, r.AuditedBy)
+	}
+	if strings.Contains(out.String(), "crt_") {
+		t.Error("the report holds a bearer token")
 	}
 }
