@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/c1b99f93/cleanroom/engine/catalog"
@@ -103,6 +104,12 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.policy, err = policy.New(ctx, popts...); err != nil {
 		return nil, err
 	}
+	// Every bundle that ever decided is kept by digest, so replay and what-if can load it again.
+	if dir := e.bundleDir(e.policy.Digest()); !exists(dir) {
+		if err := e.policy.SaveBundle(dir); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := e.record(ctx, "policy_loaded", "", map[string]any{"bundle_digest": e.policy.Digest(), "source": policySource(cfg.PolicyDir)}); err != nil {
 		return nil, err
 	}
@@ -114,6 +121,16 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	ok = true
 	return e, nil
+}
+
+// bundleDir is where a policy bundle is kept by its digest.
+func (e *Engine) bundleDir(digest string) string {
+	return filepath.Join(e.dataDir, "bundles", strings.TrimPrefix(digest, "sha256:"))
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func policySource(dir string) string {

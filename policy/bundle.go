@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -154,4 +156,29 @@ func capabilities() *ast.Capabilities {
 	caps.Builtins = slices.DeleteFunc(caps.Builtins, func(b *ast.Builtin) bool { return b.Nondeterministic })
 	caps.AllowNet = []string{}
 	return caps
+}
+
+// SaveBundle writes the bundle's files under dir (which must not exist yet), so the exact
+// policy that made past decisions can be loaded again by digest (replay, what-if). The files
+// are written to a temporary sibling and renamed into place, so dir is whole or absent.
+func (e *Engine) SaveBundle(dir string) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, ".bundle-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for _, f := range e.snap.files {
+		p := filepath.Join(tmp, filepath.FromSlash(f.path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, dir)
 }

@@ -56,6 +56,10 @@ const (
 	ActionReviewDecide       = "review.decide"       // review or job (Org, Submitter, Reviewers required)
 	ActionAuditVerify        = "audit.verify"        // audit
 	ActionAuditJob           = "audit.job"           // audit or job
+	ActionAuditReplay        = "audit.replay"        // audit or job
+	ActionAuditCheckpoint    = "audit.checkpoint"    // audit
+	ActionAuditProof         = "audit.proof"         // audit
+	ActionAuditPubkey        = "audit.pubkey"        // audit
 )
 
 // Actions returns every API action, in a fixed order.
@@ -67,7 +71,7 @@ func Actions() []string {
 		ActionGrantList, ActionGrantRead, ActionGrantBudget, ActionGrantSuspend, ActionGrantResume, ActionGrantRevoke,
 		ActionJobSubmit, ActionJobList, ActionJobRead, ActionJobResult,
 		ActionReviewList, ActionReviewDecide,
-		ActionAuditVerify, ActionAuditJob,
+		ActionAuditVerify, ActionAuditJob, ActionAuditReplay, ActionAuditCheckpoint, ActionAuditProof, ActionAuditPubkey,
 	}
 }
 

@@ -48,6 +48,10 @@ var actionKinds = map[string]string{
 	ActionReviewDecide:       ResourceReview,
 	ActionAuditVerify:        ResourceAudit,
 	ActionAuditJob:           ResourceAudit,
+	ActionAuditReplay:        ResourceAudit,
+	ActionAuditCheckpoint:    ResourceAudit,
+	ActionAuditProof:         ResourceAudit,
+	ActionAuditPubkey:        ResourceAudit,
 }
 
 // TestAuthorizeEveryActionEveryRole sends every action by every role on its own org's and on

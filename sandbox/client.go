@@ -264,6 +264,13 @@ func (c *Client) Load(ctx context.Context, digest string) (*Snapshot, error) {
 	return res.resp.Snapshot, nil
 }
 
+// Verify re-reads a snapshot's file and checks it still has its digest (whether or not it is
+// loaded): an auditor's replay fails clearly when the data at rest changed.
+func (c *Client) Verify(ctx context.Context, digest string) error {
+	_, err := c.call(ctx, request{Op: "verify", Digest: digest})
+	return err
+}
+
 // Execute runs a bounded plan and returns the per-partition pre-noise states.
 func (c *Client) Execute(ctx context.Context, p *Plan) ([]Partition, error) {
 	res, err := c.call(ctx, request{Op: "execute", Plan: p})

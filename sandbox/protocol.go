@@ -13,7 +13,7 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, execute, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, execute, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
 	Plan     *Plan         `json:"plan,omitempty"`

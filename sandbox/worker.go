@@ -121,6 +121,8 @@ func (w *worker) handle(ctx context.Context, req *request) {
 		resp.Snapshot, err = w.register(ctx, req.Register)
 	case "load":
 		resp.Snapshot, err = w.load(ctx, req.Digest)
+	case "verify":
+		err = verifyDigest(w.snapshotPath(req.Digest), req.Digest)
 	case "execute":
 		if req.Plan == nil {
 			err = errcode.New(errcode.Internal, "execute without a plan")

@@ -155,6 +155,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}},
 		{"audit.verify", []string{"aud-1"}, func(bool) request { return request{"GET", "/v1/audit/verify", nil} }},
 		{"audit.job", []string{"aud-1"}, func(bool) request { return request{"GET", "/v1/audit/jobs/" + f.job, nil} }},
+		{"audit.replay", []string{"aud-1"}, func(bool) request { return request{"POST", "/v1/audit/jobs/" + f.job + "/replay", nil} }},
 	}
 	for _, c := range cases {
 		for _, who := range all {

@@ -71,6 +71,7 @@ var oaOperations = map[string]oaOperation{
 	"POST /v1/reviews/{job}/reject":      {status: 200, response: "Job", body: "ReasonRequest", bodyReq: true},
 	"GET /v1/audit/verify":               {status: 200, response: "VerifyReport"},
 	"GET /v1/audit/jobs/{id}":            {status: 200, response: "AuditJob"},
+	"POST /v1/audit/jobs/{id}/replay":    {status: 200, response: "ReplayReport"},
 }
 
 // oaSchemaTypes maps each Go type on the wire to its components schema. Several Go types with the
@@ -123,6 +124,8 @@ var oaSchemaTypes = []struct {
 	{"Cell", reflect.TypeFor[engine.Cell](), false},
 	{"Released", reflect.TypeFor[dp.Released](), false},
 	{"BudgetReport", reflect.TypeFor[engine.BudgetReport](), false},
+	{"ReplayReport", reflect.TypeFor[engine.ReplayReport](), false},
+	{"ReplayStage", reflect.TypeFor[engine.ReplayStage](), false},
 	{"LedgerBalance", reflect.TypeFor[ledger.Balance](), false},
 	{"LedgerEntry", reflect.TypeFor[ledger.Entry](), false},
 	{"AccountingReport", reflect.TypeFor[accountant.Report](), false},

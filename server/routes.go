@@ -70,6 +70,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/reviews/{job}/reject", s.decideReview(false)},
 		{"GET /v1/audit/verify", s.auditVerify},
 		{"GET /v1/audit/jobs/{id}", s.auditJob},
+		{"POST /v1/audit/jobs/{id}/replay", s.auditReplay},
 	}
 }
 
@@ -679,4 +680,16 @@ func (s *Server) auditJob(_ http.ResponseWriter, r *http.Request, who policy.Pri
 		return 0, nil, errcode.New(errcode.NotFound, "the provenance log has no record of job %s", id)
 	}
 	return http.StatusOK, api.AuditJob{Job: id, Records: ents}, nil
+}
+
+func (s *Server) auditReplay(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	id := r.PathValue("id")
+	if err := s.authorize(r.Context(), who, policy.ActionAuditReplay, policy.Resource{Kind: "job", ID: id}); err != nil {
+		return 0, nil, err
+	}
+	rep, err := s.eng.Replay(r.Context(), id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, rep, nil
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
@@ -335,6 +336,12 @@ func TestLifecycleOverHTTP(t *testing.T) {
 		}
 	}
 	p.refused("insurer-1", "GET", "/v1/audit/verify", nil, 403, "forbidden")
+	// The auditor replays the held-then-released job: every stage matches.
+	var replay engine.ReplayReport
+	p.must("aud-1", "POST", "/v1/audit/jobs/"+held.ID+"/replay", nil, &replay)
+	if !replay.Match || len(replay.Stages) < 5 {
+		t.Fatalf("replay = %+v", replay)
+	}
 
 	// Restart on the same data directory: datasets, grants, budgets, jobs and reviews are intact,
 	// and new jobs run.

@@ -87,7 +87,45 @@ index, time, record type and a short summary of the record's data (--json for th
 			return writeAuditTimeline(cmd.OutOrStdout(), aj)
 		},
 	}
-	cmd.AddCommand(verify, show)
+	replay := &cobra.Command{
+		Use:   "replay JOB",
+		Short: "Replay a job from its provenance and report each stage as match or mismatch",
+		Long: `replay asks the server to re-run a job from its records: the snapshots it read must still be
+registered with their digests, the policy bundle that decided is loaded by digest and the recorded
+inputs re-evaluated, the recorded worker plan is re-run and the keyed digest of its pre-noise
+aggregates compared. DP noise is never drawn again. A mismatch makes the command fail.`,
+		Example: "  cleanroom audit replay job-1a2b\n  cleanroom audit replay job-1a2b --json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			rep, err := c.Replay(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if f.asJSON() {
+				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
+			} else {
+				tw := newTabWriter(cmd.OutOrStdout())
+				fmt.Fprintln(tw, "STAGE\tRESULT\tDETAIL")
+				for _, s := range rep.Stages {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Stage, s.Result, s.Detail)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if !rep.Match {
+				return fmt.Errorf("replay of %s does not match its provenance", rep.Job)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(verify, show, replay)
 	return cmd
 }
 

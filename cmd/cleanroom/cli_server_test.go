@@ -92,6 +92,16 @@ func TestCLIAgainstARealServer(t *testing.T) {
 	if out := as("aud-1", "audit", "verify"); !strings.Contains(out, "ok") {
 		t.Fatalf("audit verify against the server:\n%s", out)
 	}
+	var jobs struct {
+		Jobs []struct{ ID, State string }
+	}
+	if err := json.Unmarshal([]byte(as("insurer-1", "job", "list", "--json")), &jobs); err != nil || len(jobs.Jobs) == 0 {
+		t.Fatalf("job list --json: %v", err)
+	}
+	replay := as("aud-1", "audit", "replay", jobs.Jobs[len(jobs.Jobs)-1].ID) // the first job: it ran
+	if !strings.Contains(replay, "execution") || !strings.Contains(replay, "match") || strings.Contains(replay, "mismatch") {
+		t.Fatalf("audit replay:\n%s", replay)
+	}
 	// An identifier in the output is refused with its code, and the command fails.
 	t.Setenv("CLEANROOM_TOKEN", "insurer-1-token-0123456789")
 	out, err := run(t, "query", "--grant", approved.GrantID, "SELECT person_id, COUNT(*) FROM medical_visits GROUP BY person_id")

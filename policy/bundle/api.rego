@@ -45,6 +45,11 @@ permissions := {
 	"review.decide": {"reviewer": "any"},
 	"audit.verify": {"auditor": "any"},
 	"audit.job": {"auditor": "any"},
+	"audit.replay": {"auditor": "any"},
+	"audit.checkpoint": {"auditor": "any"},
+	"audit.proof": {"auditor": "any"},
+	# The platform's public verifier key: anyone who holds a release receipt may check it.
+	"audit.pubkey": {"provider": "any", "operator": "any", "applicant": "any", "reviewer": "any", "auditor": "any"},
 }
 
 # resource_kinds are the kinds of resource each action acts on. A request naming another
@@ -74,6 +79,10 @@ resource_kinds := {
 	"review.decide": {"review", "job"},
 	"audit.verify": {"audit"},
 	"audit.job": {"audit", "job"},
+	"audit.replay": {"audit", "job"},
+	"audit.checkpoint": {"audit"},
+	"audit.proof": {"audit"},
+	"audit.pubkey": {"audit"},
 }
 
 actions := object.keys(permissions)

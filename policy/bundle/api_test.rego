@@ -30,6 +30,10 @@ matrix := {
 	"review.decide": {"reviewer": "other"},
 	"audit.verify": {"auditor": "any"},
 	"audit.job": {"auditor": "any"},
+	"audit.replay": {"auditor": "any"},
+	"audit.checkpoint": {"auditor": "any"},
+	"audit.proof": {"auditor": "any"},
+	"audit.pubkey": {"provider": "any", "operator": "any", "applicant": "any", "reviewer": "any", "auditor": "any"},
 }
 
 # kinds is the kind of resource the tests send with each action.
@@ -57,6 +61,10 @@ kinds := {
 	"review.decide": "review",
 	"audit.verify": "audit",
 	"audit.job": "audit",
+	"audit.replay": "audit",
+	"audit.checkpoint": "audit",
+	"audit.proof": "audit",
+	"audit.pubkey": "audit",
 }
 
 roles := ["provider", "operator", "applicant", "reviewer", "auditor"]
@@ -181,6 +189,14 @@ test_matrix_review_decide if check("review.decide")
 test_matrix_audit_verify if check("audit.verify")
 
 test_matrix_audit_job if check("audit.job")
+
+test_matrix_audit_replay if check("audit.replay")
+
+test_matrix_audit_checkpoint if check("audit.checkpoint")
+
+test_matrix_audit_proof if check("audit.proof")
+
+test_matrix_audit_pubkey if check("audit.pubkey")
 
 test_never_review if {
 	every action, _ in matrix {

@@ -475,3 +475,11 @@ func (c *Client) AuditJob(ctx context.Context, id string) (*api.AuditJob, error)
 	}
 	return get[api.AuditJob](ctx, c, path("v1", "audit", "jobs", id), nil)
 }
+
+// Replay asks the server to replay a job from its provenance (POST /v1/audit/jobs/{id}/replay).
+func (c *Client) Replay(ctx context.Context, id string) (*engine.ReplayReport, error) {
+	if err := requireID("job id", id); err != nil {
+		return nil, err
+	}
+	return post[engine.ReplayReport](ctx, c, path("v1", "audit", "jobs", id, "replay"), nil)
+}

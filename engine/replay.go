@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+// Replay stage results.
+const (
+	ReplayMatch       = "match"
+	ReplayMismatch    = "mismatch"
+	ReplayNotRun      = "not_run"      // the job never reached this stage
+	ReplayNotReplayed = "not_replayed" // by design (DP noise is never drawn again)
+)
+
+// ReplayStage is one stage of a job as replayed: whether recomputing it gave what was
+// recorded, and if not, what differed.
+type ReplayStage struct {
+	Stage  string `json:"stage"`
+	Result string `json:"result"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// ReplayReport is an auditor's replay of one job from its provenance records.
+type ReplayReport struct {
+	Job    string        `json:"job"`
+	Stages []ReplayStage `json:"stages"`
+	// Match is true when no stage mismatched.
+	Match bool `json:"match"`
+}
+
+// jobRecords are the records of one job that replay reads, decoded.
+type jobRecords struct {
+	snapshots map[string]string // gate: dataset → snapshot digest
+	plan      *sandbox.Plan
+	access    *recordedDecision
+	egress    *recordedDecision
+	preNoise  string // execution: keyed digest of the pre-noise states
+	release   map[string]any
+	refusal   map[string]any // job_refused / job_failed
+}
+
+type recordedDecision struct {
+	policy.Decision
+	Input json.RawMessage `json:"input"`
+}
+
+func readJobRecords(path, job string) (*jobRecords, error) {
+	ents, err := provenance.ReadJob(path, job)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the provenance log could not be read")
+	}
+	if len(ents) == 0 {
+		return nil, errcode.New(errcode.NotFound, "the provenance log has no record of job %s", job)
+	}
+	r := &jobRecords{}
+	for _, e := range ents {
+		var rec struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal(e.Record, &rec); err != nil {
+			return nil, errcode.Wrap(errcode.Internal, err, "provenance record %d cannot be read", e.Index)
+		}
+		var derr error
+		switch rec.Type {
+		case provenance.TypeGate:
+			var d struct {
+				Snapshots map[string]string `json:"snapshots"`
+			}
+			derr = json.Unmarshal(rec.Data, &d)
+			r.snapshots = d.Snapshots
+		case provenance.TypePlan:
+			var d struct {
+				Plan *sandbox.Plan `json:"worker_plan"`
+			}
+			derr = json.Unmarshal(rec.Data, &d)
+			r.plan = d.Plan
+		case provenance.TypePolicyAccess:
+			r.access = &recordedDecision{}
+			derr = json.Unmarshal(rec.Data, r.access)
+		case provenance.TypePolicyEgress:
+			r.egress = &recordedDecision{}
+			derr = json.Unmarshal(rec.Data, r.egress)
+		case provenance.TypeExecution:
+			var d struct {
+				PreNoise string `json:"pre_noise_digest"`
+			}
+			derr = json.Unmarshal(rec.Data, &d)
+			r.preNoise = d.PreNoise
+		case provenance.TypeRelease:
+			derr = json.Unmarshal(rec.Data, &r.release)
+		case provenance.TypeJobRefused, provenance.TypeJobFailed:
+			derr = json.Unmarshal(rec.Data, &r.refusal)
+		}
+		if derr != nil {
+			return nil, errcode.Wrap(errcode.Internal, derr, "provenance record %d (%s) cannot be read", e.Index, rec.Type)
+		}
+	}
+	return r, nil
+}
+
+// Replay re-runs a job from its provenance records: it checks the recorded snapshots are the
+// registered ones and still have their digests (the data did not change), loads the policy
+// bundle that decided (by digest) and re-evaluates the recorded access and egress inputs,
+// re-runs the recorded worker plan (with its recorded sampling key) and compares the keyed
+// digest of the pre-noise aggregates. Noise is never drawn again. The report is recorded.
+func (e *Engine) Replay(ctx context.Context, job string) (*ReplayReport, error) {
+	r, err := readJobRecords(e.logPath, job)
+	if err != nil {
+		return nil, err
+	}
+	rep := &ReplayReport{Job: job}
+	add := func(stage, result, detail string, args ...any) {
+		rep.Stages = append(rep.Stages, ReplayStage{Stage: stage, Result: result, Detail: fmt.Sprintf(detail, args...)})
+	}
+
+	dataOK := e.replaySnapshots(ctx, r, add)
+
+	var bundle *policy.Engine
+	if r.access != nil {
+		bundle = e.replayBundle(ctx, r.access.BundleDigest, add)
+	} else {
+		add("policy_bundle", ReplayNotRun, "the job was refused before the access policy")
+	}
+	replayDecision(ctx, "access_decision", policy.AccessQuery, job, bundle, r.access, add)
+
+	switch {
+	case r.plan == nil || r.preNoise == "":
+		add("execution", ReplayNotRun, "the job did not reach execution%s", refusalText(r.refusal))
+	case !dataOK:
+		add("execution", ReplayNotRun, "not re-run: the data it read is not the data recorded")
+	default:
+		e.replayExecution(ctx, job, r, add)
+	}
+
+	if r.egress != nil && r.egress.BundleDigest != "" && (r.access == nil || r.egress.BundleDigest != r.access.BundleDigest) {
+		bundle = e.replayBundle(ctx, r.egress.BundleDigest, add)
+	}
+	replayDecision(ctx, "egress_decision", policy.EgressQuery, job, bundle, r.egress, add)
+
+	if r.release != nil {
+		add("release", ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", r.release["output_digest"])
+	} else {
+		add("release", ReplayNotRun, "nothing was released")
+	}
+
+	rep.Match = true
+	for _, s := range rep.Stages {
+		if s.Result == ReplayMismatch {
+			rep.Match = false
+		}
+	}
+	if _, err := e.record(ctx, "replay", job, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func refusalText(refusal map[string]any) string {
+	if refusal == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (it ended %v)", refusal["code"])
+}
+
+// replaySnapshots checks each recorded snapshot is the dataset's registered one and that its
+// file still has its digest.
+func (e *Engine) replaySnapshots(ctx context.Context, r *jobRecords, add func(stage, result, detail string, args ...any)) bool {
+	if len(r.snapshots) == 0 {
+		add("snapshots", ReplayNotRun, "the job was refused before it named its data")
+		return false
+	}
+	names := make([]string, 0, len(r.snapshots))
+	for n := range r.snapshots {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var problems []string
+	for _, name := range names {
+		digest := r.snapshots[name]
+		d, ok := e.Dataset(name)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("dataset %s is no longer registered", name))
+			continue
+		}
+		if d.Snapshot.Digest != digest {
+			problems = append(problems, fmt.Sprintf("dataset %s: recorded snapshot %s, registered %s", name, digest, d.Snapshot.Digest))
+			continue
+		}
+		w, err := e.worker(ctx, d.Spec.Domain)
+		if err == nil {
+			err = w.Verify(ctx, digest)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("dataset %s: %s", name, errcode.Public(err).Message))
+		}
+	}
+	if len(problems) > 0 {
+		add("snapshots", ReplayMismatch, "%s", strings.Join(problems, "; "))
+		return false
+	}
+	add("snapshots", ReplayMatch, "%d snapshot(s) present with their recorded digests", len(names))
+	return true
+}
+
+// replayBundle loads the bundle that made a decision, by digest: the one in force, or the copy
+// kept under the data directory when it was loaded.
+func (e *Engine) replayBundle(ctx context.Context, digest string, add func(stage, result, detail string, args ...any)) *policy.Engine {
+	if digest == e.policy.Digest() {
+		add("policy_bundle", ReplayMatch, "bundle %s (in force)", digest)
+		return e.policy
+	}
+	dir := e.bundleDir(digest)
+	if !exists(dir) {
+		add("policy_bundle", ReplayMismatch, "bundle %s is gone: it is neither in force nor kept under the data directory", digest)
+		return nil
+	}
+	p, err := policy.New(ctx, policy.WithBundleDir(dir))
+	if err != nil {
+		add("policy_bundle", ReplayMismatch, "bundle %s no longer loads: %v", digest, err)
+		return nil
+	}
+	if p.Digest() != digest {
+		add("policy_bundle", ReplayMismatch, "the bundle kept for %s now has digest %s: it was altered", digest, p.Digest())
+		return nil
+	}
+	add("policy_bundle", ReplayMatch, "bundle %s (kept copy)", digest)
+	return p
+}
+
+// replayDecision re-evaluates a recorded decision's input under the bundle that made it.
+func replayDecision(ctx context.Context, stage, query, job string, bundle *policy.Engine, rec *recordedDecision, add func(stage, result, detail string, args ...any)) {
+	switch {
+	case rec == nil:
+		add(stage, ReplayNotRun, "no decision was recorded")
+		return
+	case len(rec.Input) == 0 || string(rec.Input) == "null":
+		add(stage, ReplayNotRun, "the decision was recorded without its input")
+		return
+	case bundle == nil:
+		add(stage, ReplayNotRun, "the bundle that decided is not available")
+		return
+	}
+	changes, err := policy.WhatIf(ctx, bundle, []policy.Recorded{{Job: job, Query: query, Input: rec.Input, Result: rec.Result, Reasons: rec.Reasons}})
+	switch {
+	case err != nil:
+		add(stage, ReplayMismatch, "the recorded input cannot be evaluated: %v", err)
+	case len(changes) > 0:
+		add(stage, ReplayMismatch, "recorded %s, re-evaluated %s (%s)", changes[0].From, changes[0].To, strings.Join(changes[0].ToReasons, "; "))
+	default:
+		add(stage, ReplayMatch, "%s again", rec.Result)
+	}
+}
+
+// replayExecution re-runs the recorded worker plan and compares the keyed digest of its
+// pre-noise states with the recorded one.
+func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords, add func(stage, result, detail string, args ...any)) {
+	var domain string
+	for name := range r.snapshots {
+		if d, ok := e.Dataset(name); ok {
+			domain = d.Spec.Domain
+			break
+		}
+	}
+	w, err := e.worker(ctx, domain)
+	if err != nil {
+		add("execution", ReplayMismatch, "the worker could not start: %s", errcode.Public(err).Message)
+		return
+	}
+	wp := *r.plan
+	wp.Job = "replay-" + job
+	parts, err := w.Execute(ctx, &wp)
+	if err != nil {
+		add("execution", ReplayMismatch, "re-running the plan failed: %s", errcode.Public(err).Message)
+		return
+	}
+	pre, err := preNoiseBytes(&plan.Planned{Worker: wp}, parts)
+	if err != nil {
+		add("execution", ReplayMismatch, "the re-run returned states that do not match the plan")
+		return
+	}
+	if got := e.auditKey.Digest(pre); got != r.preNoise {
+		add("execution", ReplayMismatch, "the pre-noise aggregates differ from the recorded ones (keyed digest %s, recorded %s)", got, r.preNoise)
+		return
+	}
+	add("execution", ReplayMatch, "%d partition(s); the keyed digest of the pre-noise aggregates is the recorded one", len(parts))
+}

@@ -1,0 +1,142 @@
+package engine_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/sandbox"
+)
+
+func stage(rep *engine.ReplayReport, name string) engine.ReplayStage {
+	for _, s := range rep.Stages {
+		if s.Stage == name {
+			return s
+		}
+	}
+	return engine.ReplayStage{}
+}
+
+// TestReplayMatchesEveryJobKind: released jobs with public partitions, partition selection, a
+// join held for review and released, a per-unit subquery, a repeat answered from its release
+// and a refusal all replay without a mismatch; the ones that ran recompute the recorded
+// pre-noise digest.
+func TestReplayMatchesEveryJobKind(t *testing.T) {
+	ctx := context.Background()
+	e := openEngine(t)
+	for _, name := range []string{"medical_visits", "residents"} {
+		register(t, e, loadDataset(t, name))
+	}
+	grant(t, e, "g", 100)
+	o := plan.Options{Epsilon: 1}
+	run := func(sql string) string {
+		t.Helper()
+		out, err := e.Run(ctx, engine.Job{Principal: applicant, Grant: "g", SQL: sql, Options: o})
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if out.Held != nil {
+			if err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out.Result.Job
+	}
+	executed := []string{
+		run("SELECT district, COUNT(*) AS n, SUM(cost) AS s FROM medical_visits GROUP BY district"),
+		run("SELECT hospital_id, COUNT(*) AS n FROM medical_visits GROUP BY hospital_id"),
+		run("SELECT r.income_band, AVG(v.cost) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id GROUP BY r.income_band"),
+		run("SELECT n, COUNT(*) FROM (SELECT person_id, GREATEST(LEAST(COUNT(*), 10), 1) AS n FROM medical_visits GROUP BY person_id) AS t GROUP BY n"),
+	}
+	repeat := run("select district, count(*) as n, sum(cost) as s from medical_visits group by 1")
+	for _, job := range executed {
+		rep, err := e.Replay(ctx, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.Match || stage(rep, "execution").Result != engine.ReplayMatch || stage(rep, "snapshots").Result != engine.ReplayMatch ||
+			stage(rep, "access_decision").Result != engine.ReplayMatch || stage(rep, "egress_decision").Result != engine.ReplayMatch {
+			t.Fatalf("replay of %s: %+v", job, rep)
+		}
+	}
+	rep, err := e.Replay(ctx, repeat)
+	if err != nil || !rep.Match || stage(rep, "execution").Result != engine.ReplayNotRun {
+		t.Fatalf("replay of a repeat answered from its release: %+v, %v", rep, err)
+	}
+	_, err = e.Submit(ctx, engine.Job{Principal: applicant, Grant: "g", SQL: "SELECT person_id FROM medical_visits", Options: o})
+	if errcode.Code(err) != errcode.IdentifierInOutput {
+		t.Fatalf("refusal: %v", err)
+	}
+	if _, err := e.Replay(ctx, "job-does-not-exist"); errcode.Code(err) != errcode.NotFound {
+		t.Fatalf("replay of an unknown job: %v", err)
+	}
+}
+
+// TestReplayReportsChangedDataAndAGoneBundle: after one byte of a snapshot changes on disk the
+// replay reports the data mismatch and does not re-run; when the bundle that decided is gone,
+// it says so.
+func TestReplayReportsChangedDataAndAGoneBundle(t *testing.T) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	policyDir := testPolicy(t)
+	e, err := engine.Open(ctx, engine.Config{DataDir: dataDir, PolicyDir: policyDir, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	register(t, e, loadDataset(t, "medical_visits"))
+	grant(t, e, "g", 10)
+	res, err := submit(e, "g", "SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district", plan.Options{Epsilon: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.Dataset("medical_visits")
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator switches to the embedded default bundle and the kept copy of the old one is
+	// deleted: the decisions can no longer be re-evaluated.
+	matches, _ := filepath.Glob(filepath.Join(dataDir, "bundles", "*"))
+	for _, m := range matches {
+		if !strings.HasPrefix(filepath.Base(m), ".") {
+			os.RemoveAll(m)
+		}
+	}
+	e2, err := engine.Open(ctx, engine.Config{DataDir: dataDir, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	rep, err := e2.Replay(ctx, res.Job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Match || stage(rep, "policy_bundle").Result != engine.ReplayMismatch || !strings.Contains(stage(rep, "policy_bundle").Detail, "gone") ||
+		stage(rep, "execution").Result != engine.ReplayMatch {
+		t.Fatalf("replay with the bundle gone: %+v", rep)
+	}
+
+	// Change one byte of the snapshot at rest.
+	snap := filepath.Join(dataDir, "domains", "platform", "snapshots", strings.TrimPrefix(d.Snapshot.Digest, "sha256:")+".arrow")
+	b, err := os.ReadFile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(snap, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = e2.Replay(ctx, res.Job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := stage(rep, "snapshots"); rep.Match || s.Result != engine.ReplayMismatch || !strings.Contains(s.Detail, "data changed") ||
+		stage(rep, "execution").Result != engine.ReplayNotRun {
+		t.Fatalf("replay after the data changed: %+v", rep)
+	}
+}
