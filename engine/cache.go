@@ -93,11 +93,11 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
 	}
 	postProcess(q, res)
-	held, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false})
+	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false})
 	if err != nil {
 		return nil, err
 	}
-	return &Outcome{Result: res, Held: held, Datasets: ds.names()}, nil
+	return &Outcome{Result: res, Receipt: receipt, Held: held, Datasets: ds.names()}, nil
 }
 
 // lockFingerprint serialises jobs with one fingerprint; it returns the unlock function.

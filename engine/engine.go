@@ -45,9 +45,11 @@ type Engine struct {
 	log      *provenance.Log
 	logPath  string
 	auditKey provenance.AuditKey
-	workers  map[string]*sandbox.Client // by data domain
-	isol     map[string]*sandbox.Isolation
-	cfg      Config
+	// platformKey signs checkpoints and release receipts; its verifier key is public.
+	platformKey *provenance.PlatformKey
+	workers     map[string]*sandbox.Client // by data domain
+	isol        map[string]*sandbox.Isolation
+	cfg         Config
 
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
@@ -91,7 +93,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.auditKey, err = provenance.LoadOrCreateAuditKey(filepath.Join(cfg.DataDir, "keys", "audit.key")); err != nil {
 		return nil, err
 	}
-	if e.log, err = provenance.Open(e.logPath); err != nil {
+	if e.platformKey, err = provenance.LoadOrCreatePlatformKey(filepath.Join(cfg.DataDir, "keys", "platform.key")); err != nil {
+		return nil, err
+	}
+	if e.log, err = provenance.Open(e.logPath, provenance.WithSigner(e.platformKey)); err != nil {
 		return nil, err
 	}
 	if e.ledger, err = ledger.Open(ctx, filepath.Join(cfg.DataDir, "control.db")); err != nil {
@@ -160,6 +165,13 @@ func (e *Engine) Close() error {
 
 // LogPath is the provenance log's file.
 func (e *Engine) LogPath() string { return e.logPath }
+
+// PublicKey is the platform's verifier key (C2SP note form): it checks checkpoints and
+// release receipts offline. Auditors keep it out of band.
+func (e *Engine) PublicKey() string { return e.platformKey.Verifier() }
+
+// Log is the provenance log (proofs, checkpoints and lines for the audit API).
+func (e *Engine) Log() *provenance.Log { return e.log }
 
 // PolicyDigest names the policy bundle in force.
 func (e *Engine) PolicyDigest() string { return e.policy.Digest() }
@@ -308,8 +320,10 @@ func (e *Engine) Balance(ctx context.Context, account string) (ledger.Balance, e
 	return e.ledger.Balance(ctx, account)
 }
 
-// VerifyLog checks the provenance log's hash chain.
-func (e *Engine) VerifyLog() (provenance.VerifyReport, error) { return provenance.Verify(e.logPath) }
+// VerifyLog checks the provenance log: its hash chain, its Merkle tree and every signed checkpoint.
+func (e *Engine) VerifyLog() (provenance.VerifyReport, error) {
+	return provenance.VerifyAll(e.logPath, e.PublicKey())
+}
 
 func newJobID() string {
 	var b [8]byte

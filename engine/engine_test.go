@@ -135,7 +135,7 @@ func submitReviewed(e *engine.Engine, g, sql string, o plan.Options) (*engine.Re
 		}
 		reviewers = append(reviewers, r.Name)
 	}
-	if err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, reviewers); err != nil {
+	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, reviewers); err != nil {
 		return nil, err
 	}
 	return out.Result, nil

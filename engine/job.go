@@ -41,13 +41,16 @@ type Job struct {
 // reviewers (Held not nil), which must not be shown to the applicant until ReleaseHeld.
 type Outcome struct {
 	Result *Result
-	Held   *Hold
+	// Receipt is the signed release receipt (see ReceiptBody); nil when held.
+	Receipt []byte
+	Held    *Hold
 	// Datasets are the datasets the job read.
 	Datasets []string
 }
 
 // Hold says why a computed result waits for reviewers and how many must approve it.
 type Hold struct {
+	Grant        string   `json:"grant"`
 	Reviewers    int      `json:"reviewers"`
 	Reasons      []string `json:"reasons"`
 	OutputDigest string   `json:"output_digest"`
@@ -284,51 +287,53 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 
 	// The noisy rows are remembered whether released or held: a repeat of a held query gets
 	// the same rows (and the same review), never fresh noise.
-	held, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, nil)
+	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, nil)
 	if err != nil {
 		return nil, err
 	}
 	if err := e.remember(ctx, id, j.Grant, fingerprint, all, res); err != nil {
 		return nil, err
 	}
-	return &Outcome{Result: res, Held: held, Datasets: ds.names()}, nil
+	return &Outcome{Result: res, Receipt: receipt, Held: held, Datasets: ds.names()}, nil
 }
 
 // egressAndRelease asks the egress policy about a result. On allow it records the release
-// (with its output digest) and stamps the result with the record's log index; on review it
-// records the hold and returns it, and the result stays unreleased.
+// (with its output digest), stamps the result with the record's log index and returns the
+// signed receipt; on review it records the hold and returns it, and the result stays
+// unreleased.
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, error) {
+	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, []byte, error) {
 	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}, Grant: j.Terms}
 	egress, err := e.policy.Egress(ctx, in)
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
 	if _, err := e.record(ctx, "policy_egress", id, decisionRecord{Decision: egress, Input: in}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	digest, err := outputDigest(res)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch egress.Result {
 	case policy.ResultAllow:
 	case policy.ResultReview:
 		// A fresh job stays charged: the decision is a function of the noisy output.
-		hold := &Hold{Reviewers: max(egress.Reviewers, 1), Reasons: egress.Reasons, OutputDigest: digest}
+		hold := &Hold{Grant: j.Grant, Reviewers: max(egress.Reviewers, 1), Reasons: egress.Reasons, OutputDigest: digest}
 		if _, err := e.record(ctx, "held", id, hold); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return hold, nil
+		return hold, nil, nil
 	default:
 		// A fresh job stays charged: a denial cannot be used to probe for free.
-		return nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
+		return nil, nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
 	}
 	data := map[string]any{"output_digest": digest, "rows": len(res.Rows)}
 	for k, v := range extra {
 		data[k] = v
 	}
-	return nil, e.recordRelease(ctx, id, res, data)
+	receipt, err := e.recordRelease(ctx, id, j.Grant, res, data, nil)
+	return nil, receipt, err
 }
 
 // decisionRecord is a policy decision with the input it was made on, so that a candidate
@@ -349,14 +354,15 @@ func outputDigest(res *Result) (string, error) {
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
-// recordRelease writes the release record and stamps the result with its log index.
-func (e *Engine) recordRelease(ctx context.Context, id string, res *Result, data map[string]any) error {
+// recordRelease writes the release record, stamps the result with its log index, and returns
+// the signed receipt of the release.
+func (e *Engine) recordRelease(ctx context.Context, id, grant string, res *Result, data map[string]any, reviewers []string) ([]byte, error) {
 	ent, err := e.record(ctx, "release", id, data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.LogIndex = ent.Index
-	return nil
+	return e.receipt(ctx, grant, res, reviewers)
 }
 
 // preNoiseBytes is what the execution record's keyed digest covers: every partition's key and

@@ -41,7 +41,7 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 		if out.Held != nil {
-			if err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); err != nil {
+			if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -35,10 +35,10 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 
 	tampered := *out.Result
 	tampered.Rows = [][]engine.Cell{out.Result.Rows[0]}
-	if err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, &tampered, []string{"rev-1", "rev-2"}); err == nil {
+	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, &tampered, []string{"rev-1", "rev-2"}); err == nil {
 		t.Fatal("a result different from the held one was released")
 	}
-	if err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); err != nil {
+	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); err != nil {
 		t.Fatal(err)
 	}
 	if out.Result.LogIndex == 0 {

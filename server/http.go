@@ -19,8 +19,8 @@ import (
 // maxBody bounds request bodies (a catalog spec with its public domains is the largest).
 const maxBody = 4 << 20
 
-// handler is an authenticated route: it gets the caller and returns the response document
-// (nil for none) or an error.
+// handler is an authenticated route: it gets the caller and returns the status and response
+// document (nil for none) or an error; status 0 means it wrote the answer itself (plain text).
 type handler func(w http.ResponseWriter, r *http.Request, who policy.Principal) (status int, body any, err error)
 
 // authed authenticates the bearer token and runs h, writing its document or its error.
@@ -34,11 +34,12 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 			return
 		}
 		status, body, err := h(w, r, who)
-		if err != nil {
+		switch {
+		case err != nil:
 			s.writeError(w, r, err)
-			return
+		case status != 0: // 0: the handler wrote a non-JSON answer itself
+			writeJSON(w, status, body)
 		}
-		writeJSON(w, status, body)
 	}
 }
 

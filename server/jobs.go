@@ -83,7 +83,7 @@ func (s *Server) execute(j governance.Job) {
 		}
 		sj.Output = res
 		if out.Held == nil {
-			sj.State = api.JobReleased
+			sj.State, sj.Receipt = api.JobReleased, string(out.Receipt)
 			return nil
 		}
 		hold, merr := json.Marshal(out.Held)
@@ -216,14 +216,15 @@ func (s *Server) review(ctx context.Context, who policy.Principal, id string, ap
 		if err := errors.Join(json.Unmarshal(sj.Hold, &hold), json.Unmarshal(sj.Output, &res)); err != nil {
 			return err
 		}
-		if err := s.eng.ReleaseHeld(ctx, id, &hold, &res, approvers); err != nil {
+		receipt, err := s.eng.ReleaseHeld(ctx, id, &hold, &res, approvers)
+		if err != nil {
 			return err
 		}
 		out, err := json.Marshal(&res)
 		if err != nil {
 			return err
 		}
-		sj.Output, sj.State, sj.UpdatedAt = out, api.JobReleased, now
+		sj.Output, sj.State, sj.UpdatedAt, sj.Receipt = out, api.JobReleased, now, string(receipt)
 		return nil
 	})
 	if err == nil {

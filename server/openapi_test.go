@@ -40,6 +40,8 @@ var oaUnauthenticated = []string{"GET /healthz", "GET /v1/openapi.json"}
 type oaOperation struct {
 	status   int
 	response string
+	text     bool     // the success answer is text/plain
+	required []string // query parameters that are required whole numbers (the rest are optional strings)
 	body     string
 	bodyReq  bool
 	query    []string
@@ -72,6 +74,10 @@ var oaOperations = map[string]oaOperation{
 	"GET /v1/audit/verify":               {status: 200, response: "VerifyReport"},
 	"GET /v1/audit/jobs/{id}":            {status: 200, response: "AuditJob"},
 	"POST /v1/audit/jobs/{id}/replay":    {status: 200, response: "ReplayReport"},
+	"GET /v1/audit/pubkey":               {status: 200, text: true},
+	"GET /v1/audit/checkpoint":           {status: 200, text: true},
+	"GET /v1/audit/proof/inclusion":      {status: 200, response: "InclusionProof", query: []string{"index", "size"}, required: []string{"index", "size"}},
+	"GET /v1/audit/proof/consistency":    {status: 200, response: "ConsistencyProof", query: []string{"old", "new"}, required: []string{"old", "new"}},
 }
 
 // oaSchemaTypes maps each Go type on the wire to its components schema. Several Go types with the
@@ -126,6 +132,8 @@ var oaSchemaTypes = []struct {
 	{"BudgetReport", reflect.TypeFor[engine.BudgetReport](), false},
 	{"ReplayReport", reflect.TypeFor[engine.ReplayReport](), false},
 	{"ReplayStage", reflect.TypeFor[engine.ReplayStage](), false},
+	{"InclusionProof", reflect.TypeFor[api.InclusionProof](), false},
+	{"ConsistencyProof", reflect.TypeFor[api.ConsistencyProof](), false},
 	{"LedgerBalance", reflect.TypeFor[ledger.Balance](), false},
 	{"LedgerEntry", reflect.TypeFor[ledger.Entry](), false},
 	{"AccountingReport", reflect.TypeFor[accountant.Report](), false},
@@ -165,7 +173,11 @@ var oaEnums = map[string][]string{
 	"LedgerEntry.state":              {ledger.StateReserved, ledger.StateDebited, ledger.StateRefunded},
 	"AccountingReport.method":        {accountant.MethodBasic, accountant.MethodGDP, accountant.MethodZCDP},
 	"VerifyReport.problem": {provenance.ProblemMalformedLine, provenance.ProblemBadIndex, provenance.ProblemBrokenLink,
-		provenance.ProblemBadHash, provenance.ProblemTruncated},
+		provenance.ProblemBadHash, provenance.ProblemTruncated, provenance.ProblemCheckpointMalformed,
+		provenance.ProblemCheckpointBadSignature, provenance.ProblemCheckpointOutOfOrder, provenance.ProblemCheckpointBeyondLog,
+		provenance.ProblemCheckpointRootMismatch},
+	"VerifyReport.tree_file": {provenance.TreeFileOK, provenance.TreeFileMissing, provenance.TreeFileShort,
+		provenance.TreeFileLong, provenance.TreeFileMismatch},
 	"CatalogSpec.grade":    {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
 	"Dataset.grade":        {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
 	"CatalogSource.kind":   {string(catalog.SourceCSV), string(catalog.SourceParquet), string(catalog.SourceArrow)},
@@ -398,7 +410,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	// The query parameters the handlers read are the ones documented.
 	var read, documented []string
 	files, _ := filepath.Glob("*.go")
-	queryGet := regexp.MustCompile(`URL\.Query\(\)\.Get\("([^"]+)"\)`)
+	queryGet := regexp.MustCompile(`(?:URL\.Query\(\)\.Get|uintParam)\((?:r, )?"([^"]+)"\)`)
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
 			continue
@@ -441,8 +453,14 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			case "query":
 				queryParams = append(queryParams, name)
 				documented = append(documented, name)
-				if p["required"] == true {
-					t.Errorf("%s: query parameter %s should be optional", key, name)
+				if req := slices.Contains(want.required, name); p["required"] != req && (req || p["required"] != nil) {
+					t.Errorf("%s: query parameter %s: required is %v, want %v", key, name, p["required"], req)
+				}
+				if slices.Contains(want.required, name) {
+					if oaGet(p, "schema", "type") != "integer" {
+						t.Errorf("%s: parameter %s is not an integer", key, name)
+					}
+					continue
 				}
 			default:
 				t.Errorf("%s: parameter %s is in %v", key, name, p["in"])
@@ -486,6 +504,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			status, err := strconv.Atoi(code)
 			if err != nil {
 				t.Errorf("%s: response %q is not a status code", key, code)
+				continue
+			}
+			if status < 300 && want.text {
+				if oaGet(oaDeref(t, doc, r), "content", "text/plain", "schema") == nil {
+					t.Errorf("%s: response %s has no text/plain schema", key, code)
+				}
+				success = append(success, code)
 				continue
 			}
 			schema := oaGet(oaDeref(t, doc, r), "content", "application/json", "schema")

@@ -3,14 +3,19 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/catalog"
@@ -71,6 +76,10 @@ func (s *Server) routes() []route {
 		{"GET /v1/audit/verify", s.auditVerify},
 		{"GET /v1/audit/jobs/{id}", s.auditJob},
 		{"POST /v1/audit/jobs/{id}/replay", s.auditReplay},
+		{"GET /v1/audit/pubkey", s.auditPubkey},
+		{"GET /v1/audit/checkpoint", s.auditCheckpoint},
+		{"GET /v1/audit/proof/inclusion", s.auditInclusion},
+		{"GET /v1/audit/proof/consistency", s.auditConsistency},
 	}
 }
 
@@ -561,8 +570,9 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 // who read results.
 func (s *Server) jobDoc(ctx context.Context, who policy.Principal, j governance.Job) api.Job {
 	doc := j.Job
+	doc.Receipt = ""
 	if j.State == api.JobReleased && s.allowed(ctx, who, policy.ActionJobResult, jobResource(j.Job)) {
-		doc.Result = j.Output
+		doc.Result, doc.Receipt = j.Output, j.Receipt
 	}
 	return doc
 }
@@ -578,7 +588,8 @@ func (s *Server) listJobs(_ http.ResponseWriter, r *http.Request, who policy.Pri
 	out := api.Jobs{Jobs: []api.Job{}}
 	for _, j := range all {
 		if s.allowed(r.Context(), who, policy.ActionJobRead, jobResource(j.Job)) {
-			out.Jobs = append(out.Jobs, j.Job) // lists carry no results
+			j.Receipt = ""
+			out.Jobs = append(out.Jobs, j.Job) // lists carry no results or receipts
 		}
 	}
 	return http.StatusOK, out, nil
@@ -622,6 +633,7 @@ func (s *Server) listReviews(_ http.ResponseWriter, r *http.Request, who policy.
 		if separationOfDuties(who, j) != nil {
 			continue
 		}
+		j.Receipt = ""
 		out.Reviews = append(out.Reviews, api.ReviewItem{Job: j.Job, Result: j.Output})
 	}
 	return http.StatusOK, out, nil
@@ -650,6 +662,7 @@ func (s *Server) decideReview(approve bool) handler {
 		if j, err = s.review(ctx, who, j.ID, approve, req.Reason); err != nil {
 			return 0, nil, err
 		}
+		j.Receipt = "" // the reviewer releases the result to the applicant, not to itself
 		return http.StatusOK, j.Job, nil
 	}
 }
@@ -679,7 +692,140 @@ func (s *Server) auditJob(_ http.ResponseWriter, r *http.Request, who policy.Pri
 	if len(ents) == 0 {
 		return 0, nil, errcode.New(errcode.NotFound, "the provenance log has no record of job %s", id)
 	}
-	return http.StatusOK, api.AuditJob{Job: id, Records: ents}, nil
+	out := api.AuditJob{Job: id, Records: ents}
+	if cp, ok := s.eng.Log().LatestCheckpoint(); ok {
+		out.Checkpoint, out.Size = string(cp.Note), cp.Size
+		for _, e := range ents {
+			var hashes []string
+			line := ""
+			if e.Index < cp.Size {
+				proof, err := s.eng.Log().InclusionProof(e.Index, cp.Size)
+				if err != nil {
+					return 0, nil, errcode.Wrap(errcode.Internal, err, "an inclusion proof could not be made")
+				}
+				hashes = b64Hashes(proof)
+				b, err := s.eng.Log().Line(e.Index)
+				if err != nil {
+					return 0, nil, errcode.Wrap(errcode.Internal, err, "the provenance log could not be read")
+				}
+				line = string(b)
+			}
+			out.Lines = append(out.Lines, line)
+			out.Inclusion = append(out.Inclusion, hashes)
+		}
+	}
+	return http.StatusOK, out, nil
+}
+
+func b64Hashes(hs []tlog.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	return out
+}
+
+// auditPubkey serves the platform's verifier key as text; auditors keep it out of band and
+// check checkpoints, archives and receipts with it.
+func (s *Server) auditPubkey(w http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionAuditPubkey, policy.Resource{Kind: "audit"}); err != nil {
+		return 0, nil, err
+	}
+	writeText(w, s.eng.PublicKey()+"\n")
+	return 0, nil, nil
+}
+
+// auditCheckpoint serves the latest signed checkpoint (a C2SP signed note), making one first
+// if the log grew since the last.
+func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionAuditCheckpoint, policy.Resource{Kind: "audit"}); err != nil {
+		return 0, nil, err
+	}
+	cp, err := s.eng.Log().Checkpoint(r.Context())
+	if err != nil {
+		return 0, nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the log could not be checkpointed")
+	}
+	writeText(w, string(cp.Note))
+	return 0, nil, nil
+}
+
+func writeText(w http.ResponseWriter, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, text)
+}
+
+func uintParam(r *http.Request, name string) (uint64, error) {
+	v, err := strconv.ParseUint(r.URL.Query().Get(name), 10, 64)
+	if err != nil {
+		return 0, errcode.New(errcode.InvalidRequest, "query parameter %s must be a whole number", name)
+	}
+	return v, nil
+}
+
+func (s *Server) auditInclusion(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionAuditProof, policy.Resource{Kind: "audit"}); err != nil {
+		return 0, nil, err
+	}
+	index, err := uintParam(r, "index")
+	if err != nil {
+		return 0, nil, err
+	}
+	size, err := uintParam(r, "size")
+	if err != nil {
+		return 0, nil, err
+	}
+	proof, err := s.eng.Log().InclusionProof(index, size)
+	if err != nil {
+		return 0, nil, proofError(err)
+	}
+	root, err := s.eng.Log().TreeHead(size)
+	if err != nil {
+		return 0, nil, proofError(err)
+	}
+	line, err := s.eng.Log().Line(index)
+	if err != nil {
+		return 0, nil, proofError(err)
+	}
+	return http.StatusOK, api.InclusionProof{Index: index, Size: size, Root: base64.StdEncoding.EncodeToString(root[:]),
+		Line: string(line), Hashes: b64Hashes(proof)}, nil
+}
+
+func (s *Server) auditConsistency(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionAuditProof, policy.Resource{Kind: "audit"}); err != nil {
+		return 0, nil, err
+	}
+	oldSize, err := uintParam(r, "old")
+	if err != nil {
+		return 0, nil, err
+	}
+	newSize, err := uintParam(r, "new")
+	if err != nil {
+		return 0, nil, err
+	}
+	proof, err := s.eng.Log().ConsistencyProof(oldSize, newSize)
+	if err != nil {
+		return 0, nil, proofError(err)
+	}
+	oldRoot, err := s.eng.Log().TreeHead(oldSize)
+	if err != nil {
+		return 0, nil, proofError(err)
+	}
+	newRoot, err := s.eng.Log().TreeHead(newSize)
+	if err != nil {
+		return 0, nil, proofError(err)
+	}
+	return http.StatusOK, api.ConsistencyProof{Old: oldSize, New: newSize, OldRoot: base64.StdEncoding.EncodeToString(oldRoot[:]),
+		NewRoot: base64.StdEncoding.EncodeToString(newRoot[:]), Hashes: b64Hashes(proof)}, nil
+}
+
+// proofError: an index or size beyond the log is the caller's mistake.
+func proofError(err error) error {
+	if errors.Is(err, provenance.ErrOutOfRange) {
+		return errcode.Wrap(errcode.InvalidRequest, err, "index or size is beyond the log (or out of order)")
+	}
+	return errcode.Wrap(errcode.Internal, err, "the proof could not be made")
 }
 
 func (s *Server) auditReplay(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {

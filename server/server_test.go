@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -530,6 +534,94 @@ func TestShutdownLeavesNothingHalfDone(t *testing.T) {
 	for _, id := range ids {
 		if j := p2.waitJob("insurer-1", id); j.State != api.JobReleased {
 			t.Fatalf("job %s is %s (%+v) after a graceful shutdown and restart", id, j.State, j.Error)
+		}
+	}
+}
+
+// text GETs a plain-text audit route as who.
+func (p *platform) text(who, path string) string {
+	p.t.Helper()
+	req, _ := http.NewRequest("GET", p.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token(who))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		p.t.Fatalf("GET %s as %s: %d %s", path, who, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func unb64(t *testing.T, hs []string) []tlog.Hash {
+	t.Helper()
+	out := make([]tlog.Hash, len(hs))
+	for i, h := range hs {
+		b, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || len(b) != 32 {
+			t.Fatalf("hash %q", h)
+		}
+		copy(out[i][:], b)
+	}
+	return out
+}
+
+// TestAuditProofsAndReceiptsOverHTTP: the public key, a signed checkpoint, inclusion and
+// consistency proofs and a job's records with proofs all check out with public tools, and a
+// released job's receipt verifies offline against the result with the public key alone.
+func TestAuditProofsAndReceiptsOverHTTP(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	p := start(t, t.TempDir(), clk)
+	grant := setupGrant(t, p, 3)
+	j := p.waitJob("insurer-1", p.submit("insurer-1", grant, byDistrict).ID)
+	if j.State != api.JobReleased || j.Receipt == "" {
+		t.Fatalf("a released job came without a receipt: %+v", j)
+	}
+	pub := strings.TrimSpace(p.text("insurer-1", "/v1/audit/pubkey")) // any role may fetch the key
+	body, err := engine.VerifyReceipt([]byte(j.Receipt), j.Result, pub)
+	if err != nil || body.Job != j.ID || body.Grant != grant {
+		t.Fatalf("the receipt does not verify: %+v, %v", body, err)
+	}
+	var other api.Job
+	p.must("op-1", "GET", "/v1/jobs/"+j.ID, nil, &other)
+	if other.Receipt != "" {
+		t.Fatal("the operator was shown the receipt (it carries the output digest of a result it may not read)")
+	}
+
+	cp1, err := provenance.ParseCheckpoint([]byte(p.text("aud-1", "/v1/audit/checkpoint")), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inc api.InclusionProof
+	p.must("aud-1", "GET", fmt.Sprintf("/v1/audit/proof/inclusion?index=%d&size=%d", body.LogIndex, cp1.Size), nil, &inc)
+	if err := provenance.CheckInclusion(unb64(t, inc.Hashes), cp1.Size, cp1.Root, inc.Index, []byte(inc.Line)); err != nil {
+		t.Fatalf("inclusion proof: %v", err)
+	}
+	p.refused("aud-1", "GET", fmt.Sprintf("/v1/audit/proof/inclusion?index=%d&size=%d", cp1.Size, cp1.Size), nil, 400, "invalid_request")
+	p.refused("insurer-1", "GET", "/v1/audit/checkpoint", nil, 403, "forbidden")
+
+	p.waitJob("insurer-1", p.submit("insurer-1", grant, "SELECT COUNT(*) AS n FROM medical_visits").ID)
+	cp2, err := provenance.ParseCheckpoint([]byte(p.text("aud-1", "/v1/audit/checkpoint")), pub)
+	if err != nil || cp2.Size <= cp1.Size {
+		t.Fatalf("second checkpoint %+v, %v", cp2, err)
+	}
+	var cons api.ConsistencyProof
+	p.must("aud-1", "GET", fmt.Sprintf("/v1/audit/proof/consistency?old=%d&new=%d", cp1.Size, cp2.Size), nil, &cons)
+	if err := provenance.CheckConsistency(unb64(t, cons.Hashes), cp1.Size, cp1.Root, cp2.Size, cp2.Root); err != nil {
+		t.Fatalf("consistency proof: %v", err)
+	}
+
+	var aj api.AuditJob
+	p.must("aud-1", "GET", "/v1/audit/jobs/"+j.ID, nil, &aj)
+	cp, err := provenance.ParseCheckpoint([]byte(aj.Checkpoint), pub)
+	if err != nil || len(aj.Inclusion) != len(aj.Records) {
+		t.Fatalf("audit job: %v, %d proofs for %d records", err, len(aj.Inclusion), len(aj.Records))
+	}
+	for i, e := range aj.Records {
+		if err := provenance.CheckInclusion(unb64(t, aj.Inclusion[i]), cp.Size, cp.Root, e.Index, []byte(aj.Lines[i])); err != nil {
+			t.Fatalf("record %d of the job: %v", e.Index, err)
 		}
 	}
 }

@@ -72,28 +72,28 @@ func loadAuditKey(path string) (AuditKey, error) {
 
 // createExclusive writes data to a temporary file, syncs it, and links it into place only if
 // path does not exist yet, so a crash never leaves a partial key and a concurrent creator is
-// never overwritten.
+// never overwritten. It is used for the audit key and the platform key.
 func createExclusive(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".audit-key-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("provenance: audit key: %w", err)
+		return fmt.Errorf("provenance: create key: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return fmt.Errorf("provenance: audit key: %w", err)
+		return fmt.Errorf("provenance: create key: %w", err)
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("provenance: audit key: %w", err)
+		return fmt.Errorf("provenance: create key: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("provenance: audit key: %w", err)
+		return fmt.Errorf("provenance: create key: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("provenance: audit key: %w", err)
+		return fmt.Errorf("provenance: create key: %w", err)
 	}
 	if err := os.Link(tmp.Name(), path); err != nil {
 		return err // fs.ErrExist is handled by the caller

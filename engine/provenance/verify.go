@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Problems Verify reports, naming the first thing wrong with a log.
@@ -19,14 +22,36 @@ const (
 	ProblemBrokenLink    = "broken_link"    // prev differs from the previous entry's hash
 	ProblemBadHash       = "bad_hash"       // hash differs from the hash of the line's contents
 	ProblemTruncated     = "truncated"      // the final line has no newline: a torn write
+
+	// Checkpoint problems (VerifyAll; Open refuses all but a bad signature, which it does not check).
+	ProblemCheckpointMalformed    = "checkpoint_malformed"     // a checkpoints file line or its note does not parse
+	ProblemCheckpointBadSignature = "checkpoint_bad_signature" // not validly signed by the verifier key
+	ProblemCheckpointOutOfOrder   = "checkpoint_out_of_order"  // a smaller size after a larger one
+	ProblemCheckpointBeyondLog    = "checkpoint_beyond_log"    // signed for more entries than the log holds
+	ProblemCheckpointRootMismatch = "checkpoint_root_mismatch" // the log's tree head at that size differs
 )
 
-// VerifyReport is the outcome of checking a log file.
+// VerifyReport is the outcome of checking a log file. Verify fills the first four fields;
+// VerifyAll all of them.
+//
+// Problem and FirstBad name the first problem in log order. For a problem with a line, FirstBad is
+// that line's number (= its expected index). For a checkpoint problem it is, when the checkpoint
+// claims more entries than the log holds, the log's entry count (the first missing entry), and
+// otherwise the largest size vouched for by the checkpoints that verified before the bad one (0 if
+// none): the first entry that no good checkpoint confirms. A line problem and a checkpoint problem
+// at the same index are reported as the line problem, except a torn final line (truncated), which
+// Open would recover were the entries not covered by a checkpoint.
 type VerifyReport struct {
-	Records  uint64 `json:"records"`           // entries verified before the first problem (all, if none)
+	Records  uint64 `json:"records"`           // entries whose chain verified before the first line problem (all, if none)
 	Head     string `json:"head"`              // hash of the last verified entry; GenesisHash if none
-	FirstBad int64  `json:"first_bad"`         // line number (= expected index) of the first bad line; -1 if ok
+	FirstBad int64  `json:"first_bad"`         // index of the first bad entry (see above); -1 if ok
 	Problem  string `json:"problem,omitempty"` // one of the Problem… constants; empty if ok
+
+	TreeSize       uint64 `json:"tree_size,omitempty"`       // entries the Merkle tree was computed over (= Records)
+	Root           string `json:"root,omitempty"`            // RFC 6962 root of those entries, base64 as in a checkpoint
+	Checkpoints    int    `json:"checkpoints,omitempty"`     // checkpoints verified before the first checkpoint problem
+	CheckpointLine int    `json:"checkpoint_line,omitempty"` // 1-based line of the bad checkpoint in <log>.checkpoints
+	TreeFile       string `json:"tree_file,omitempty"`       // TreeFile… state of <log>.tree; anything but "ok" is a warning
 }
 
 // OK reports whether the whole log verified.
@@ -54,6 +79,132 @@ func Verify(path string) (VerifyReport, error) {
 	return st.report, nil
 }
 
+// VerifyAll checks the log at logPath as Verify does and then what an auditor relies on beyond
+// the chain: it recomputes the RFC 6962 Merkle tree over the entries, compares the derived tree
+// file (<log>.tree) with it — a tree file that disagrees is reported in TreeFile as a warning,
+// since Open rebuilds it, never as corruption — and checks every checkpoint in <log>.checkpoints:
+// a valid signature by verifierKey and the exact checkpoint format (ParseCheckpoint), sizes that
+// never decrease, no size beyond the log, and a root equal to the tree head at that size. A
+// missing checkpoints file means no checkpoints. A torn final line of the checkpoints file (a
+// crash mid-write; Open cuts it away) is ignored.
+//
+// As with Verify, the error is non-nil (wrapping ErrCorrupt) when there is a Problem, and wraps
+// ErrBadVerifierKey when verifierKey does not parse; the report is always filled in.
+func VerifyAll(logPath, verifierKey string) (VerifyReport, error) {
+	rep := VerifyReport{FirstBad: -1, Head: GenesisHash}
+	if _, err := CheckpointOrigin(verifierKey); err != nil {
+		return rep, err
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return rep, fmt.Errorf("provenance: verify: %w", err)
+	}
+	defer f.Close()
+	cpf, err := openOptional(logPath + checkpointsSuffix)
+	if err != nil {
+		return rep, fmt.Errorf("provenance: verify: %w", err)
+	}
+	if cpf != nil {
+		defer cpf.Close()
+	}
+	cps, err := readCheckpoints(readerOrNil(cpf), verifierKey)
+	if err != nil {
+		return rep, err
+	}
+	tf, err := openOptional(logPath + treeSuffix)
+	if err != nil {
+		return rep, fmt.Errorf("provenance: verify: %w", err)
+	}
+	if tf != nil {
+		defer tf.Close()
+	}
+	ts := newTreeScan(cps.cps, tf)
+	st, err := scan(f, ts.visit)
+	if err != nil {
+		return st.report, fmt.Errorf("provenance: verify %s: %w", logPath, err)
+	}
+	rep = st.report
+	root, err := ts.front.root()
+	if err != nil {
+		return rep, fmt.Errorf("provenance: verify %s: %w", logPath, err)
+	}
+	rep.TreeSize, rep.Root = rep.Records, root.String()
+	if rep.OK() || rep.Problem == ProblemTruncated {
+		rep.TreeFile = ts.check.finish()
+	}
+	verified, cp := checkCheckpoints(cps.cps, rep.Records, ts.roots)
+	rep.Checkpoints = verified
+	if cp != nil && (rep.OK() || cp.firstBad < rep.FirstBad || cp.firstBad == rep.FirstBad && rep.Problem == ProblemTruncated) {
+		rep.Problem, rep.FirstBad, rep.CheckpointLine = cp.problem, cp.firstBad, cp.line
+	}
+	if !rep.OK() {
+		return rep, corruptError(logPath, rep)
+	}
+	return rep, nil
+}
+
+// treeScan is a scan visitor that computes the Merkle tree over the entries: the tree head at
+// each size in want, and optionally a comparison with the stored tree file.
+type treeScan struct {
+	front frontier
+	check *treeCheck
+	want  map[uint64]bool
+	roots map[uint64]tlog.Hash
+
+	sparse  []int64 // byte offset of every lineIndexStride-th line, when keepIdx
+	keepIdx bool
+}
+
+// newTreeScan prepares a scan that computes the roots the checkpoints need and compares the tree
+// file tf (nil if missing).
+func newTreeScan(cps []cpInfo, tf *os.File) *treeScan {
+	ts := &treeScan{check: newTreeCheck(tf), want: map[uint64]bool{}, roots: map[uint64]tlog.Hash{}}
+	for _, c := range cps {
+		if c.problem == "" {
+			ts.want[c.size] = true
+		}
+	}
+	if ts.want[0] {
+		ts.roots[0], _ = tlog.TreeHash(0, nil) // the empty tree's hash, which reads nothing
+	}
+	return ts
+}
+
+func (ts *treeScan) visit(e Entry, line []byte, off int64) error {
+	if ts.keepIdx && e.Index%lineIndexStride == 0 {
+		ts.sparse = append(ts.sparse, off)
+	}
+	hs, err := ts.front.next(tlog.RecordHash(line))
+	if err != nil {
+		return err
+	}
+	ts.check.record(&ts.front, off, hs)
+	ts.front.apply(hs)
+	if n := uint64(ts.front.n); ts.want[n] {
+		if ts.roots[n], err = ts.front.root(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openOptional opens a file for reading; a missing file is (nil, nil).
+func openOptional(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return f, err
+}
+
+// readerOrNil avoids a non-nil io.Reader holding a nil *os.File.
+func readerOrNil(f *os.File) io.Reader {
+	if f == nil {
+		return nil
+	}
+	return f
+}
+
 // ReadJob returns every entry whose record belongs to job, in log order, for auditors. The chain
 // is verified on the way; damage before the end is an error wrapping ErrCorrupt. A torn final line
 // (an append in flight, or a crash not yet recovered by Open) is not an entry and is skipped.
@@ -70,7 +221,7 @@ func Read(path string, keep func(typ, job string) bool) ([]Entry, error) {
 	}
 	defer f.Close()
 	var out []Entry
-	st, err := scan(f, func(e Entry) error {
+	st, err := scan(f, func(e Entry, _ []byte, _ int64) error {
 		var r struct {
 			Type string `json:"type"`
 			Job  string `json:"job"`
@@ -105,9 +256,10 @@ type scanState struct {
 }
 
 // scan reads a log from r, checking each line against the chain, and stops at the first
-// problem, which it records in the report. visit, if not nil, sees each good entry. The error is
-// only for reading r or from visit.
-func scan(r io.Reader, visit func(Entry) error) (scanState, error) {
+// problem, which it records in the report. visit, if not nil, sees each good entry with its line
+// (without the newline: the entry's leaf data) and the line's byte offset. The error is only for
+// reading r or from visit.
+func scan(r io.Reader, visit func(e Entry, line []byte, off int64) error) (scanState, error) {
 	st := scanState{report: VerifyReport{FirstBad: -1}}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
@@ -125,7 +277,7 @@ func scan(r io.Reader, visit func(Entry) error) (scanState, error) {
 				break
 			}
 			if visit != nil {
-				if err := visit(e); err != nil {
+				if err := visit(e, line[:len(line)-1], st.good); err != nil {
 					return st, err
 				}
 			}

@@ -222,6 +222,9 @@ type Job struct {
 	Error       *Error          `json:"error,omitempty"`
 	Review      *JobReview      `json:"review,omitempty"`
 	Result      json.RawMessage `json:"result,omitempty"`
+	// Receipt is the platform-signed release receipt (a C2SP signed note), present with Result.
+	// `cleanroom audit receipt verify` checks it offline with the platform's public key.
+	Receipt string `json:"receipt,omitempty"`
 }
 
 // JobReview is a held job's review: how many approvals it needs, why it was held, and the
@@ -257,8 +260,35 @@ type Reviews struct {
 	Reviews []ReviewItem `json:"reviews"`
 }
 
-// AuditJob is GET /v1/audit/jobs/{id}: every provenance record of a job, in log order.
+// AuditJob is GET /v1/audit/jobs/{id}: every provenance record of a job, in log order, each
+// with its RFC 6962 inclusion proof in the tree of Checkpoint (when one covers it).
 type AuditJob struct {
-	Job     string             `json:"job"`
-	Records []provenance.Entry `json:"records"`
+	Job        string             `json:"job"`
+	Records    []provenance.Entry `json:"records"`
+	Checkpoint string             `json:"checkpoint,omitempty"` // the signed checkpoint note
+	Size       uint64             `json:"size,omitempty"`       // its tree size
+	// Lines are the records' exact log lines (the leaves) and Inclusion their proofs, by the
+	// position of the record in Records.
+	Lines     []string   `json:"lines,omitempty"`
+	Inclusion [][]string `json:"inclusion,omitempty"`
+}
+
+// InclusionProof is GET /v1/audit/proof/inclusion: entry Index (its exact Line) is in the
+// tree of the first Size entries, whose root is Root; Hashes are base64 SHA-256.
+type InclusionProof struct {
+	Index  uint64   `json:"index"`
+	Size   uint64   `json:"size"`
+	Root   string   `json:"root"`
+	Line   string   `json:"line"`
+	Hashes []string `json:"hashes"`
+}
+
+// ConsistencyProof is GET /v1/audit/proof/consistency: the tree of the first Old entries
+// (root OldRoot) is a prefix of the tree of the first New (root NewRoot).
+type ConsistencyProof struct {
+	Old     uint64   `json:"old"`
+	New     uint64   `json:"new"`
+	OldRoot string   `json:"old_root"`
+	NewRoot string   `json:"new_root"`
+	Hashes  []string `json:"hashes"`
 }

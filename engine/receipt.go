@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+)
+
+// receiptHeader is the first line of a receipt's signed text; the second is the canonical
+// JSON of the ReceiptBody.
+const receiptHeader = "cleanroom release receipt v1"
+
+// ReceiptBody is what a release receipt states, signed by the platform key: this job's output
+// with this digest was released under this grant at this cost, and the release record at
+// LogIndex is in the log whose signed checkpoint is Checkpoint (Inclusion proves it). A third
+// party checks it offline with the platform's public key (VerifyReceipt).
+type ReceiptBody struct {
+	Job          string             `json:"job"`
+	Grant        string             `json:"grant"`
+	OutputDigest string             `json:"output_digest"`
+	Spent        plan.Cost          `json:"spent"`
+	Mechanisms   []ReceiptMechanism `json:"mechanisms"`
+	LogIndex     uint64             `json:"log_index"`
+	Record       string             `json:"release_record"` // the release entry's exact line
+	Checkpoint   string             `json:"checkpoint"`     // the signed checkpoint note
+	Inclusion    []string           `json:"inclusion"`      // base64 RFC 6962 proof hashes
+	Reviewers    []string           `json:"reviewers,omitempty"`
+}
+
+// ReceiptMechanism is how one output column was noised.
+type ReceiptMechanism struct {
+	Column    string  `json:"column"`
+	Mechanism string  `json:"mechanism"`
+	Epsilon   float64 `json:"epsilon"`
+	Delta     float64 `json:"delta"`
+}
+
+// receipt checkpoints the log so the release record is covered, proves its inclusion, and
+// signs the receipt.
+func (e *Engine) receipt(ctx context.Context, grant string, res *Result, reviewers []string) ([]byte, error) {
+	cp, err := e.log.Checkpoint(ctx)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log could not be checkpointed")
+	}
+	proof, err := e.log.InclusionProof(res.LogIndex, cp.Size)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the release record's inclusion could not be proved")
+	}
+	line, err := e.log.Line(res.LogIndex)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the release record could not be read back")
+	}
+	held := *res
+	held.LogIndex = 0
+	digest, err := outputDigest(&held)
+	if err != nil {
+		return nil, err
+	}
+	body := ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: res.Spent, Mechanisms: receiptMechanisms(res),
+		LogIndex: res.LogIndex, Record: string(line), Checkpoint: string(cp.Note), Reviewers: reviewers}
+	for _, h := range proof {
+		body.Inclusion = append(body.Inclusion, base64.StdEncoding.EncodeToString(h[:]))
+	}
+	b, err := provenance.Canonical(body)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the receipt could not be encoded")
+	}
+	signed, err := e.platformKey.SignNote([]byte(receiptHeader + "\n" + string(b) + "\n"))
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the receipt could not be signed")
+	}
+	return signed, nil
+}
+
+func receiptMechanisms(res *Result) []ReceiptMechanism {
+	out := []ReceiptMechanism{}
+	if len(res.Rows) == 0 {
+		return out
+	}
+	for i, c := range res.Rows[0] {
+		if c.DP != nil && i < len(res.Columns) {
+			out = append(out, ReceiptMechanism{Column: res.Columns[i].Name, Mechanism: c.DP.Mechanism, Epsilon: c.DP.Epsilon, Delta: c.DP.Delta})
+		}
+	}
+	return out
+}
+
+// VerifyReceipt checks a release receipt offline with the platform's public verifier key only:
+// the receipt's signature; the checkpoint's signature and format; that the release record is
+// in the checkpointed tree at its index (RFC 6962 inclusion); that the record is the release of
+// this job with this output digest; and, when result is not nil, that result (the released
+// Result as JSON) is exactly that output. It returns the verified statement.
+func VerifyReceipt(receipt, result []byte, verifierKey string) (*ReceiptBody, error) {
+	text, err := provenance.VerifyNote(receipt, verifierKey)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: %w", err)
+	}
+	header, rest, _ := bytes.Cut(text, []byte("\n"))
+	if string(header) != receiptHeader {
+		return nil, errors.New("receipt: not a cleanroom release receipt")
+	}
+	var body ReceiptBody
+	dec := json.NewDecoder(bytes.NewReader(rest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return nil, fmt.Errorf("receipt: body: %w", err)
+	}
+	cp, err := provenance.ParseCheckpoint([]byte(body.Checkpoint), verifierKey)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: checkpoint: %w", err)
+	}
+	proof := make(tlog.RecordProof, len(body.Inclusion))
+	for i, s := range body.Inclusion {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b) != len(tlog.Hash{}) {
+			return nil, errors.New("receipt: inclusion proof: a hash is not base64 of 32 bytes")
+		}
+		copy(proof[i][:], b)
+	}
+	if err := provenance.CheckInclusion(proof, cp.Size, cp.Root, body.LogIndex, []byte(body.Record)); err != nil {
+		return nil, fmt.Errorf("receipt: the release record is not in the checkpointed log: %w", err)
+	}
+	var ent struct {
+		Index  uint64 `json:"index"`
+		Record struct {
+			Type string `json:"type"`
+			Job  string `json:"job"`
+			Data struct {
+				OutputDigest string `json:"output_digest"`
+			} `json:"data"`
+		} `json:"record"`
+	}
+	if err := json.Unmarshal([]byte(body.Record), &ent); err != nil {
+		return nil, fmt.Errorf("receipt: release record: %w", err)
+	}
+	if ent.Index != body.LogIndex || ent.Record.Type != "release" || ent.Record.Job != body.Job || ent.Record.Data.OutputDigest != body.OutputDigest {
+		return nil, errors.New("receipt: the logged record is not the release of this job with this output digest")
+	}
+	if result != nil {
+		var res Result
+		if err := json.Unmarshal(result, &res); err != nil {
+			return nil, fmt.Errorf("receipt: result: %w", err)
+		}
+		if res.Job != body.Job || res.LogIndex != body.LogIndex {
+			return nil, errors.New("receipt: the result is another job's or another release's")
+		}
+		res.LogIndex = 0 // the digest covers the result as released, before it carried its index
+		digest, err := outputDigest(&res)
+		if err != nil {
+			return nil, err
+		}
+		if digest != body.OutputDigest {
+			return nil, errors.New("receipt: the result is not the released output (its digest differs)")
+		}
+	}
+	return &body, nil
+}
