@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -21,20 +23,54 @@ func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Verify and inspect the provenance log"}
 	f := addClientFlags(cmd)
 	var dataDir string
+	var pubkey, archive string
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Check the provenance log's hash chain",
-		Long: `verify checks the provenance log's hash chain: offline on the log file under --data-dir,
-or, without --data-dir, by asking the server (GET /v1/audit/verify). A broken chain is an error.`,
-		Example: "  cleanroom audit verify --data-dir /var/lib/cleanroom\n" +
-			"  cleanroom audit verify --server https://cleanroom.example:8443\n" +
-			"  cleanroom audit verify --json",
+		Short: "Check the provenance log: hash chain, Merkle tree and every signed checkpoint",
+		Long: `verify checks the provenance log. Offline on the files under --data-dir: the hash chain,
+and with --pubkey (the platform's verifier key, kept out of band; a file or the key text) the
+RFC 6962 tree and every signed checkpoint. Offline on an exported archive with --archive and
+--pubkey: no server, no data. Without either, by asking the server (GET /v1/audit/verify).
+Any problem is an error naming the first bad index.`,
+		Example: "  cleanroom audit verify --data-dir /var/lib/cleanroom --pubkey platform.pub\n" +
+			"  cleanroom audit verify --archive audit-2026.tar --pubkey platform.pub\n" +
+			"  cleanroom audit verify --server https://cleanroom.example:8443 --json",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, err := readKey(pubkey)
+			if err != nil {
+				return err
+			}
+			if archive != "" {
+				if key == "" {
+					return fmt.Errorf("--archive needs --pubkey: an archive is checked only against a key you hold")
+				}
+				rep, err := provenance.VerifyArchive(archive, key)
+				if f.asJSON() {
+					if werr := writeJSON(cmd.OutOrStdout(), rep); werr != nil {
+						return werr
+					}
+				}
+				if rep.Problem != "" {
+					return fmt.Errorf("archive does not verify: %s at index %d", rep.Problem, rep.FirstBad)
+				}
+				if err != nil {
+					return err
+				}
+				if !f.asJSON() {
+					fmt.Fprintf(cmd.OutOrStdout(), "archive ok: entries [%d, %d) are in the signed checkpoint of size %d (root %s)\n",
+						rep.From, rep.To, rep.CheckpointSize, rep.Root)
+				}
+				return nil
+			}
 			var rep provenance.VerifyReport
 			if dataDir != "" {
-				var err error
-				rep, err = provenance.Verify(filepath.Join(dataDir, "provenance.log"))
+				logPath := filepath.Join(dataDir, "provenance.log")
+				if key != "" {
+					rep, err = provenance.VerifyAll(logPath, key)
+				} else {
+					rep, err = provenance.Verify(logPath)
+				}
 				if err != nil && rep.OK() {
 					return err
 				}
@@ -59,11 +95,19 @@ or, without --data-dir, by asking the server (GET /v1/audit/verify). A broken ch
 			}
 			if !f.asJSON() {
 				fmt.Fprintf(cmd.OutOrStdout(), "provenance log ok: %d records, head %s\n", rep.Records, rep.Head)
+				switch {
+				case rep.Root != "":
+					fmt.Fprintf(cmd.OutOrStdout(), "merkle tree root %s; %d signed checkpoint(s) verified\n", rep.Root, rep.Checkpoints)
+				case dataDir != "":
+					fmt.Fprintln(cmd.OutOrStdout(), "hash chain only: give --pubkey to verify the tree and the signed checkpoints")
+				}
 			}
 			return nil
 		},
 	}
 	verify.Flags().StringVar(&dataDir, "data-dir", "", "the platform's data directory (offline check; default: ask the server)")
+	verify.Flags().StringVar(&pubkey, "pubkey", "", "the platform's verifier key: a file holding it, or the key text")
+	verify.Flags().StringVar(&archive, "archive", "", "verify an exported archive offline (needs --pubkey)")
 
 	show := &cobra.Command{
 		Use:   "show JOB",
@@ -125,7 +169,134 @@ aggregates compared. DP noise is never drawn again. A mismatch makes the command
 			return nil
 		},
 	}
-	cmd.AddCommand(verify, show, replay)
+	pub := &cobra.Command{
+		Use:     "pubkey",
+		Short:   "Print the platform's public verifier key (keep it out of band)",
+		Example: "  cleanroom audit pubkey > platform.pub",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.PublicKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), k)
+			return nil
+		},
+	}
+	checkpoint := &cobra.Command{
+		Use:     "checkpoint",
+		Short:   "Print the latest signed checkpoint of the log (a C2SP signed note)",
+		Example: "  cleanroom audit checkpoint > checkpoint.txt",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			note, err := c.Checkpoint(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(note)
+			return err
+		},
+	}
+	var from, to uint64
+	export := &cobra.Command{
+		Use:   "export OUT",
+		Short: "Export log entries [from, to) as a self-verifying archive (offline, from the data directory)",
+		Long: `export writes entries [--from, --to) of the provenance log under --data-dir, with a signed
+checkpoint that covers them, their inclusion proofs and the verifier key, into one archive file
+for long retention. Check it anywhere with: cleanroom audit verify --archive OUT --pubkey KEY.`,
+		Example: "  cleanroom audit export --data-dir /var/lib/cleanroom --from 0 --to 5000 audit-2026.tar",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dataDir == "" {
+				return fmt.Errorf("export reads the log files: give --data-dir")
+			}
+			if err := provenance.Export(filepath.Join(dataDir, "provenance.log"), from, to, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "exported entries [%d, %d) to %s\n", from, to, args[0])
+			return nil
+		},
+	}
+	export.Flags().StringVar(&dataDir, "data-dir", "", "the platform's data directory")
+	export.Flags().Uint64Var(&from, "from", 0, "first entry index")
+	export.Flags().Uint64Var(&to, "to", 0, "one past the last entry index")
+	cmd.AddCommand(verify, show, replay, pub, checkpoint, export, newReceiptCmd())
+	return cmd
+}
+
+// readKey reads a verifier key given as a file or as the key text ("" stays "").
+func readKey(arg string) (string, error) {
+	if arg == "" {
+		return "", nil
+	}
+	if _, err := os.Stat(arg); err != nil {
+		return strings.TrimSpace(arg), nil // not a file: the key itself
+	}
+	b, err := os.ReadFile(arg)
+	if err != nil {
+		return "", fmt.Errorf("--pubkey: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func newReceiptCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "receipt", Short: "Release receipts"}
+	var result, pubkey string
+	verify := &cobra.Command{
+		Use:   "verify RECEIPT",
+		Short: "Check a release receipt offline with the platform's public key",
+		Long: `verify checks, with the public key only (no server, no data), that the receipt is signed by
+the platform, that its release record is in the log under a signed checkpoint, and with --result
+that the result file (the released result as JSON) is exactly the output released.`,
+		Example: "  cleanroom audit receipt verify job-1a2b.receipt --result job-1a2b.json --pubkey platform.pub",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := readKey(pubkey)
+			if err != nil {
+				return err
+			}
+			if key == "" {
+				return fmt.Errorf("--pubkey is required")
+			}
+			receipt, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var res []byte
+			if result != "" {
+				if res, err = os.ReadFile(result); err != nil {
+					return err
+				}
+			}
+			body, err := engine.VerifyReceipt(receipt, res, key)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "receipt ok: job %s on grant %s was released with output digest %s\n", body.Job, body.Grant, body.OutputDigest)
+			fmt.Fprintf(w, "  spent epsilon %g, delta %g; release record %d is in the signed log\n", body.Spent.Epsilon, body.Spent.Delta, body.LogIndex)
+			if len(body.Reviewers) > 0 {
+				fmt.Fprintf(w, "  approved by %s\n", strings.Join(body.Reviewers, ", "))
+			}
+			if result != "" {
+				fmt.Fprintln(w, "  the result file is exactly the released output")
+			} else {
+				fmt.Fprintln(w, "  (no --result given: the output itself was not compared)")
+			}
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&result, "result", "", "the released result (JSON) to compare with the receipt")
+	verify.Flags().StringVar(&pubkey, "pubkey", "", "the platform's verifier key: a file holding it, or the key text")
+	cmd.AddCommand(verify)
 	return cmd
 }
 

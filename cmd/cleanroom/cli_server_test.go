@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,8 +14,9 @@ import (
 	"github.com/c1b99f93/cleanroom/server"
 )
 
-// serveForCLI starts a real server on a loopback port for the CLI to talk to.
-func serveForCLI(t *testing.T) string {
+// serveForCLI starts a real server on a loopback port for the CLI to talk to; it returns the
+// URL and the data directory.
+func serveForCLI(t *testing.T) (string, string) {
 	t.Helper()
 	ps, err := server.ParsePrincipals([]byte(`principals:
   - {name: hospital-a, role: provider,  org: health-commission, token: "hospital-a-token-0123456789"}
@@ -28,7 +31,8 @@ func serveForCLI(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(context.Background(), server.Config{DataDir: t.TempDir(), Principals: ps, ImportRoot: root,
+	dataDir := t.TempDir()
+	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoot: root,
 		WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)
@@ -45,14 +49,14 @@ func serveForCLI(t *testing.T) string {
 		<-done
 		srv.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), dataDir
 }
 
 // TestCLIAgainstARealServer drives the governance path with the client commands against a
 // real server: a provider adds a dataset from its spec file, an applicant applies, the
 // operator approves, the applicant queries and reads its budget, an auditor verifies the log.
 func TestCLIAgainstARealServer(t *testing.T) {
-	url := serveForCLI(t)
+	url, dataDir := serveForCLI(t)
 	as := func(who string, args ...string) string {
 		t.Helper()
 		t.Setenv("CLEANROOM_SERVER", url)
@@ -85,6 +89,37 @@ func TestCLIAgainstARealServer(t *testing.T) {
 		"SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district")
 	if !strings.HasPrefix(csv, "district,") {
 		t.Fatalf("query --csv:\n%s", csv)
+	}
+	// The applicant saves the result with its receipt; anyone with the public key checks them
+	// offline, and a changed result fails.
+	dir := t.TempDir()
+	as("insurer-1", "query", "--grant", approved.GrantID, "--save", filepath.Join(dir, "visits"),
+		"SELECT age_band, COUNT(*) AS visits FROM medical_visits GROUP BY age_band")
+	key := filepath.Join(dir, "platform.pub")
+	if err := os.WriteFile(key, []byte(as("insurer-1", "audit", "pubkey")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "audit", "receipt", "verify", filepath.Join(dir, "visits.receipt"), "--result", filepath.Join(dir, "visits.json"), "--pubkey", key); err != nil || !strings.Contains(out, "receipt ok") {
+		t.Fatalf("receipt verify: %v\n%s", err, out)
+	}
+	res, _ := os.ReadFile(filepath.Join(dir, "visits.json"))
+	if err := os.WriteFile(filepath.Join(dir, "forged.json"), bytes.Replace(res, []byte(`"value":`), []byte(`"value":1`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "audit", "receipt", "verify", filepath.Join(dir, "visits.receipt"), "--result", filepath.Join(dir, "forged.json"), "--pubkey", key); err == nil {
+		t.Fatal("a changed result verified against its receipt")
+	}
+	// The auditor checkpoints the log, verifies the data directory offline with the key, exports
+	// the checkpointed entries and verifies the archive with nothing but the key.
+	cp := as("aud-1", "audit", "checkpoint")
+	size := strings.Split(cp, "\n")[1]
+	if out := as("aud-1", "audit", "verify", "--data-dir", dataDir, "--pubkey", key); !strings.Contains(out, "signed checkpoint(s) verified") {
+		t.Fatalf("offline verify:\n%s", out)
+	}
+	archive := filepath.Join(t.TempDir(), "audit.tar")
+	as("aud-1", "audit", "export", "--data-dir", dataDir, "--from", "0", "--to", size, archive)
+	if out := as("aud-1", "audit", "verify", "--archive", archive, "--pubkey", key); !strings.Contains(out, "archive ok") {
+		t.Fatalf("archive verify:\n%s", out)
 	}
 	if budget := as("insurer-1", "budget", "show", "--grant", approved.GrantID); !strings.Contains(budget, "2") {
 		t.Fatalf("budget show:\n%s", budget)

@@ -19,6 +19,7 @@ import (
 
 func newQueryCmd() *cobra.Command {
 	var req api.JobRequest
+	var saveTo string
 	cmd := &cobra.Command{
 		Use:   "query --grant GRANT SQL",
 		Short: "Run a DP SQL query under a grant and print the released result",
@@ -66,10 +67,11 @@ names the job; a held job's result is released once reviewers approve it (see "j
 			return errors.New("the query is empty")
 		}
 		req.Kind, req.SQL = api.KindSQL, sql
-		return runQuery(cmd, f, req)
+		return runQuery(cmd, f, req, saveTo)
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&req.Grant, "grant", "", "the grant the job runs under (required)")
+	fl.StringVar(&saveTo, "save", "", "also write the released result to PREFIX.json and its signed receipt to PREFIX.receipt (check with: cleanroom audit receipt verify)")
 	fl.Float64Var(&req.Options.Epsilon, "epsilon", 0, "epsilon this job spends (default: the platform's)")
 	fl.Float64Var(&req.Options.Delta, "delta", 0, "delta this job spends (default: the platform's)")
 	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: the platform's)")
@@ -78,7 +80,7 @@ names the job; a held job's result is released once reviewers approve it (see "j
 	return cmd
 }
 
-func runQuery(cmd *cobra.Command, f *clientFlags, req api.JobRequest) error {
+func runQuery(cmd *cobra.Command, f *clientFlags, req api.JobRequest, saveTo string) error {
 	c, err := f.client()
 	if err != nil {
 		return err
@@ -99,6 +101,15 @@ func runQuery(cmd *cobra.Command, f *clientFlags, req api.JobRequest) error {
 			}
 			return err
 		}
+	}
+	if saveTo != "" && j.State == api.JobReleased {
+		if err := os.WriteFile(saveTo+".json", j.Result, 0o600); err != nil {
+			return err
+		}
+		if err := os.WriteFile(saveTo+".receipt", []byte(j.Receipt), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "saved %s.json and %s.receipt\n", saveTo, saveTo)
 	}
 	return writeJobOutcome(cmd.OutOrStdout(), f, j)
 }

@@ -483,3 +483,47 @@ func (c *Client) Replay(ctx context.Context, id string) (*engine.ReplayReport, e
 	}
 	return post[engine.ReplayReport](ctx, c, path("v1", "audit", "jobs", id, "replay"), nil)
 }
+
+// PublicKey is GET /v1/audit/pubkey: the platform's verifier key (C2SP note form). Auditors
+// keep it out of band; receipts, checkpoints and archives are checked with it.
+func (c *Client) PublicKey(ctx context.Context) (string, error) {
+	b, err := c.text(ctx, "/v1/audit/pubkey")
+	return strings.TrimSpace(string(b)), err
+}
+
+// Checkpoint is GET /v1/audit/checkpoint: the latest signed checkpoint note.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.text(ctx, "/v1/audit/checkpoint")
+}
+
+// text GETs a plain-text route.
+func (c *Client) text(ctx context.Context, p string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: %w", p, err)
+	}
+	req.Header.Set("Accept", "text/plain")
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("client: GET %s: %w", p, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, decodeError(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: %w", p, err)
+	}
+	return b, nil
+}
