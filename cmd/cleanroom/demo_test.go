@@ -48,6 +48,9 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 		"  dataset:medical_visits", "  dataset:residents", "  dataset:insurance_claims",
 		"audit by aud-1: provenance log of",
 		"hash chain verified",
+		"signed checkpoint(s) verified",
+		"10 job(s) replayed from their records: every stage matches",
+		"7 release receipt(s) verified offline",
 		"server shut down",
 	} {
 		if !strings.Contains(text, want) {
