@@ -701,7 +701,7 @@ func TestAppendSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The kill lands anywhere among a record's line, tree and checkpoint writes. Linux rarely
+	// The kill lands anywhere among a record's line, tree and checkpoint writes. Linux seldom
 	// leaves a torn line on SIGKILL (the page-cache write is short beside the fsyncs), so in the
 	// "tear" rounds the harness also cuts the last line in half, as a kill mid-write would leave
 	// it — when no checkpoint covers it yet, as none can cover a line whose write never finished.
@@ -727,11 +727,12 @@ func TestAppendSurvivesSIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd.Wait()
-		killedAt := countLines(t, path)
-		torn := tear && tearLastLine(t, path)
-		if torn {
-			killedAt--
+		if tear {
+			tearLastLine(t, path)
 		}
+		killedAt := countLines(t, path) // complete lines
+		raw, _ := os.ReadFile(path)
+		torn := len(raw) > 0 && raw[len(raw)-1] != '\n' // by the kill itself, now and then
 
 		// As the child left it: every complete line verifies, a torn last line at most, the tree
 		// file a correct prefix at worst, and every checkpoint valid.
@@ -744,7 +745,7 @@ func TestAppendSurvivesSIGKILL(t *testing.T) {
 		}
 		t.Logf("round %d: killed at %d lines: problem %q, tree file %s, %d checkpoints", round, killedAt, rep.Problem, rep.TreeFile, rep.Checkpoints)
 		// (Long only when the harness tore a line whose tree hashes the child had written.)
-		if rep.TreeFile != TreeFileOK && rep.TreeFile != TreeFileShort && !(torn && rep.TreeFile == TreeFileLong) {
+		if rep.TreeFile != TreeFileOK && rep.TreeFile != TreeFileShort && !(tear && rep.TreeFile == TreeFileLong) {
 			t.Errorf("round %d: tree file %q after SIGKILL, want ok or short", round, rep.TreeFile)
 		}
 
@@ -766,20 +767,25 @@ func TestAppendSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
-// tearLastLine cuts the log's last line in half unless a checkpoint covers it, and reports
-// whether it did.
-func tearLastLine(t *testing.T, path string) bool {
+// tearLastLine cuts the log's last line in half, unless the kill already tore it or a
+// checkpoint covers it.
+func tearLastLine(t *testing.T, path string) {
 	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) == 0 || b[len(b)-1] != '\n' {
+		return
+	}
 	lines := fileLines(t, path)
-	if n := uint64(len(lines)); len(fileLines(t, path+checkpointsSuffix)) > 0 && lastCheckpointSize(t, path) >= n {
-		return false
+	if len(fileLines(t, path+checkpointsSuffix)) > 0 && lastCheckpointSize(t, path) >= uint64(len(lines)) {
+		return
 	}
 	last := lines[len(lines)-1]
-	b := bytes.Join(lines, nil)
 	if err := os.WriteFile(path, b[:len(b)-len(last)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return true
 }
 
 func countLines(t *testing.T, path string) int {
