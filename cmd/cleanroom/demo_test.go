@@ -16,6 +16,7 @@ import (
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeRunWorker()
+	maybeRunMain()
 	os.Exit(m.Run())
 }
 
