@@ -76,6 +76,14 @@ type Grant struct {
 	Scenario string   `json:"scenario"`
 	Datasets []string `json:"datasets"`
 	JobKinds []string `json:"job_kinds"`
+	// Usage is how many jobs the grant ran recently (before this one), for rate limits.
+	Usage *GrantUsage `json:"usage,omitempty"`
+}
+
+// GrantUsage counts a grant's jobs submitted in the last hour and day, this one excluded.
+type GrantUsage struct {
+	JobsLastHour int `json:"jobs_last_hour"`
+	JobsLastDay  int `json:"jobs_last_day"`
 }
 
 // AccessInput is the input document of data.cleanroom.access.decision.

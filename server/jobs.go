@@ -53,6 +53,10 @@ func (s *Server) execute(j governance.Job) {
 	if err == nil {
 		err = s.jobAllowed(g, j.Kind)
 	}
+	var usage *policy.GrantUsage
+	if err == nil {
+		usage, err = s.usage(ctx, j.Grant, j.ID)
+	}
 	var out *engine.Outcome
 	if err == nil {
 		out, err = s.eng.Run(ctx, engine.Job{
@@ -60,7 +64,7 @@ func (s *Server) execute(j governance.Job) {
 			Principal: policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org},
 			Grant:     j.Grant,
 			Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario,
-				Datasets: g.Datasets, JobKinds: g.JobKinds},
+				Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage},
 			SQL: j.SQL,
 			Options: plan.Options{Epsilon: j.Options.Epsilon, Delta: j.Options.Delta,
 				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
@@ -275,4 +279,18 @@ func (s *Server) withholdHeld(ctx context.Context, grant string) error {
 		s.notify()
 	}
 	return nil
+}
+
+// usage counts the grant's other jobs of the last hour and day, for the policy's rate limits.
+func (s *Server) usage(ctx context.Context, grant, job string) (*policy.GrantUsage, error) {
+	now := s.now()
+	hour, err := s.store.CountJobs(ctx, grant, now.Add(-time.Hour), job)
+	if err != nil {
+		return nil, err
+	}
+	day, err := s.store.CountJobs(ctx, grant, now.Add(-24*time.Hour), job)
+	if err != nil {
+		return nil, err
+	}
+	return &policy.GrantUsage{JobsLastHour: hour, JobsLastDay: day}, nil
 }

@@ -625,3 +625,71 @@ func TestAuditProofsAndReceiptsOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// bundleWith copies the default policy bundle with its data.json edited.
+func bundleWith(t *testing.T, edit func([]byte) []byte) string {
+	t.Helper()
+	src := filepath.Join("..", "policy", "bundle")
+	dir := t.TempDir()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "data.json" {
+			b = edit(b)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestRateLimitPerGrant: the operator's limit of jobs per grant and hour refuses the job over
+// it (free: nothing ran), and lapses an hour later.
+func TestRateLimitPerGrant(t *testing.T) {
+	bundle := bundleWith(t, func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"max_jobs_per_grant_per_hour": 120`), []byte(`"max_jobs_per_grant_per_hour": 2`), 1)
+	})
+	ps, err := server.ParsePrincipals([]byte(principalsYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	dataDir := t.TempDir()
+	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, PolicyDir: bundle,
+		ImportRoot: datasetsDir(t), Now: clk.Now, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := serveOn(t, srv, dataDir)
+	grant := setupGrant(t, p, 8)
+	run := func(i int) api.Job {
+		return p.waitJob("insurer-1", p.submit("insurer-1", grant, fmt.Sprintf("SELECT COUNT(*) AS n FROM medical_visits WHERE cost > %d", i)).ID)
+	}
+	for i := range 2 {
+		if j := run(i); j.State != api.JobReleased {
+			t.Fatalf("job %d within the limit is %s (%+v)", i, j.State, j.Error)
+		}
+	}
+	var before api.Grant
+	p.must("insurer-1", "GET", "/v1/grants/"+grant, nil, &before)
+	j := run(2)
+	if j.State != api.JobDenied || j.Error == nil || !strings.Contains(j.Error.Message, "rate_limited") {
+		t.Fatalf("the job over the hourly limit is %s (%+v)", j.State, j.Error)
+	}
+	var after api.Grant
+	p.must("insurer-1", "GET", "/v1/grants/"+grant, nil, &after)
+	if after.Budget != before.Budget {
+		t.Fatalf("a rate-limited job spent budget: %+v → %+v", before.Budget, after.Budget)
+	}
+	clk.Set(clk.Now().Add(2 * time.Hour))
+	if j := run(3); j.State != api.JobReleased {
+		t.Fatalf("an hour later a job is %s (%+v)", j.State, j.Error)
+	}
+}

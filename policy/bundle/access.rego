@@ -179,3 +179,16 @@ deny contains sprintf("grant_other_org: grant %s belongs to %s", [input.grant.id
 	input.grant
 	input.grant.org != input.principal.org
 }
+
+# A grant runs at most so many jobs an hour and a day: many small queries are how averaging and
+# reconstruction attacks spend a budget, and a burst is worth a person's look. The server counts
+# the grant's earlier jobs into input.grant.usage.
+deny contains sprintf("rate_limited: grant %s ran %v jobs in the last hour (limit %v)", [input.grant.id, n, params.max_jobs_per_grant_per_hour]) if {
+	n := input.grant.usage.jobs_last_hour
+	n >= params.max_jobs_per_grant_per_hour
+}
+
+deny contains sprintf("rate_limited: grant %s ran %v jobs in the last day (limit %v)", [input.grant.id, n, params.max_jobs_per_grant_per_day]) if {
+	n := input.grant.usage.jobs_last_day
+	n >= params.max_jobs_per_grant_per_day
+}

@@ -497,3 +497,14 @@ test_public_lookup_table_need_not_be_in_grant if {
 	}}])
 	access.decision.result == "allow" with input as inp
 }
+
+test_rate_limits if {
+	hour := access.params.max_jobs_per_grant_per_hour
+	day := access.params.max_jobs_per_grant_per_day
+	busy := json.patch(under_grant, [{"op": "add", "path": "/grant/usage", "value": {"jobs_last_hour": hour, "jobs_last_day": 0}}])
+	"rate_limited" in deny_codes(busy)
+	daily := json.patch(under_grant, [{"op": "add", "path": "/grant/usage", "value": {"jobs_last_hour": 0, "jobs_last_day": day}}])
+	"rate_limited" in deny_codes(daily)
+	quiet := json.patch(under_grant, [{"op": "add", "path": "/grant/usage", "value": {"jobs_last_hour": hour - 1, "jobs_last_day": day - 1}}])
+	access.decision.result == "allow" with input as quiet
+}

@@ -22,6 +22,8 @@ number_params := {
 	"max_contributions_per_group",
 	"max_rows",
 	"max_cells",
+	"max_jobs_per_grant_per_hour",
+	"max_jobs_per_grant_per_day",
 }
 
 string_list_params := {"allowed_job_kinds", "allowed_mechanisms", "double_review_grades"}

@@ -129,7 +129,8 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-const timeFormat = time.RFC3339Nano
+// timeFormat has a fixed width, so stored times sort as text in time order.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 func stamp(t time.Time) string { return t.UTC().Format(timeFormat) }
 
@@ -455,4 +456,13 @@ func (s *Store) FailInterrupted(ctx context.Context, e *api.Error, at time.Time)
 		ids = append(ids, j.ID)
 	}
 	return ids, nil
+}
+
+// CountJobs counts a grant's jobs created at or after since, leaving out one job (the one being
+// run): the usage a rate limit is checked against.
+func (s *Store) CountJobs(ctx context.Context, grant string, since time.Time, exclude string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM gov_jobs WHERE grant_id = ? AND created_at >= ? AND id <> ?`,
+		grant, stamp(since), exclude).Scan(&n)
+	return n, err
 }
