@@ -303,7 +303,13 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 // unreleased.
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, []byte, error) {
-	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: []policy.Finding{}, Grant: j.Terms}
+	// The reviewer looks at the concrete output; its findings go to the egress policy and into
+	// provenance (they name columns and codes, never values).
+	rv := e.reviewer.Review(ctx, newResultOutput(ds, q, p, res))
+	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings}); err != nil {
+		return nil, nil, err
+	}
+	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: rv.Findings, Grant: j.Terms}
 	egress, err := e.policy.Egress(ctx, in)
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}

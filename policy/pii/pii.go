@@ -1,7 +1,7 @@
 // Package pii recognises and builds Chinese personal and organisational identifier formats:
 // the resident identity number (公民身份号码, GB 11643-1999), the unified social credit code
 // (统一社会信用代码, GB 32100-2015) with its embedded organisation code (GB 11714-1997),
-// bank card numbers (Luhn) and mainland mobile numbers.
+// bank card numbers (Luhn), mainland mobile numbers and e-mail addresses.
 //
 // Every function is pure and allocation-free on the hot path. The synthetic data generator uses
 // the check-character functions to build valid identifiers; the egress reviewer uses the
@@ -250,4 +250,87 @@ func ValidMobile(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidEmail reports whether s is an e-mail address in the conservative form the egress
+// reviewer recognises: local@domain, at most 254 bytes, where
+//
+//   - the local part is 1-64 characters of A-Z a-z 0-9 . _ % + -, neither starting nor ending
+//     with '.' and without "..";
+//   - the domain has at least two dot-separated labels of 1-63 characters of A-Z a-z 0-9 -,
+//     none starting or ending with '-', and the last label (the top-level domain) is 2-63
+//     letters.
+//
+// Quoted local parts, IP-literal domains, internationalised addresses and single-label domains
+// ("root@localhost") are not recognised: the form is chosen so that version strings
+// ("pkg@1.2.3"), handles ("@name") and similar text are not mistaken for addresses.
+func ValidEmail(s string) bool {
+	if len(s) < 6 || len(s) > 254 { // a@b.cd is the shortest
+		return false
+	}
+	at := -1
+	for i := 0; i < len(s); i++ {
+		if s[i] == '@' {
+			if at >= 0 {
+				return false
+			}
+			at = i
+		}
+	}
+	if at < 1 || at > 64 {
+		return false
+	}
+	return validLocal(s[:at]) && validDomain(s[at+1:])
+}
+
+func validLocal(l string) bool {
+	if l[0] == '.' || l[len(l)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		switch {
+		case isAlnum(c), c == '_', c == '%', c == '+', c == '-':
+		case c == '.':
+			if l[i-1] == '.' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validDomain(d string) bool {
+	labels, start := 0, 0
+	for i := 0; i <= len(d); i++ {
+		if i < len(d) && d[i] != '.' {
+			if c := d[i]; !isAlnum(c) && c != '-' {
+				return false
+			}
+			continue
+		}
+		l := d[start:i]
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		labels++
+		start = i + 1
+		if i == len(d) { // the top-level domain: letters only, at least two
+			if len(l) < 2 {
+				return false
+			}
+			for j := 0; j < len(l); j++ {
+				if c := l[j]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+					return false
+				}
+			}
+		}
+	}
+	return labels >= 2
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
 }

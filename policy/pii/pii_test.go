@@ -289,3 +289,66 @@ func FuzzValidUSCC(f *testing.F) {
 		}
 	})
 }
+
+func TestValidEmail(t *testing.T) {
+	cases := []struct {
+		s    string
+		want bool
+		why  string
+	}{
+		{"zhang.san@example.com", true, "plain"},
+		{"a@b.cd", true, "shortest"},
+		{"Zhang_San+tag%x-1@mail.example.com.cn", true, "every local punctuation, four labels"},
+		{"ZHANG@EXAMPLE.COM", true, "upper case"},
+		{"user@sub-domain.example.org", true, "hyphen inside a label"},
+		{"user@localhost", false, "single-label domain"},
+		{"pkg@1.2.3", false, "numeric top-level domain (a version string)"},
+		{"user@example.c", false, "one-letter top-level domain"},
+		{"user@example.c0m", false, "digit in the top-level domain"},
+		{"@example.com", false, "empty local part"},
+		{"user@", false, "empty domain"},
+		{"user@@example.com", false, "two @"},
+		{"us@er@example.com", false, "two @ apart"},
+		{".user@example.com", false, "local part starts with a dot"},
+		{"user.@example.com", false, "local part ends with a dot"},
+		{"us..er@example.com", false, "double dot in the local part"},
+		{"user@example..com", false, "empty label"},
+		{"user@.example.com", false, "domain starts with a dot"},
+		{"user@example.com.", false, "domain ends with a dot"},
+		{"user@-example.com", false, "label starts with a hyphen"},
+		{"user@example-.com", false, "label ends with a hyphen"},
+		{"us er@example.com", false, "space"},
+		{"\"user\"@example.com", false, "quoted local part"},
+		{"user@[10.0.0.1]", false, "IP literal"},
+		{"用户@example.com", false, "non-ASCII local part"},
+		{strings.Repeat("a", 65) + "@example.com", false, "local part over 64"},
+		{strings.Repeat("a", 64) + "@example.com", true, "local part of 64"},
+		{"user@" + strings.Repeat("a", 64) + ".com", false, "label over 63"},
+		{"user@" + strings.Repeat("a.", 124) + "com", false, "over 254 bytes"},
+		{"", false, "empty"},
+	}
+	for _, c := range cases {
+		if got := ValidEmail(c.s); got != c.want {
+			t.Errorf("ValidEmail(%q) = %v, want %v (%s)", c.s, got, c.want, c.why)
+		}
+	}
+}
+
+func FuzzValidEmail(f *testing.F) {
+	for _, s := range []string{"zhang.san@example.com", "a@b.cd", "pkg@1.2.3", "user@localhost", "", "@", "a@b..cd"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !ValidEmail(s) {
+			return
+		}
+		at := strings.IndexByte(s, '@')
+		if at < 1 || strings.Count(s, "@") != 1 || len(s) > 254 {
+			t.Fatalf("accepted %q: bad @ or length", s)
+		}
+		dom := s[at+1:]
+		if !strings.Contains(dom, ".") || strings.Contains(s, "..") {
+			t.Fatalf("accepted %q: bad domain", s)
+		}
+	})
+}

@@ -1,0 +1,62 @@
+package engine
+
+import (
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy/reviewer"
+)
+
+// resultOutput shows a SQL result to the egress reviewer: every value that would leave — group
+// keys, released values and both ends of their intervals (as columns of their own, with the
+// aggregate's lineage) — and its size as released.
+type resultOutput struct {
+	res   *Result
+	cols  []reviewer.Column
+	src   []int // result column behind each reviewer column
+	part  []int // 0 value or key, 1 interval low, 2 interval high
+	bytes int
+}
+
+var _ reviewer.Output = (*resultOutput)(nil)
+
+func newResultOutput(ds sources, q *gate.Query, p *plan.Planned, res *Result) *resultOutput {
+	o := &resultOutput{res: res}
+	summary := outputSummary(ds, q, p, res)
+	for i, c := range summary.Columns {
+		o.cols = append(o.cols, reviewer.Column{Name: c.Name, Kind: c.Kind, DerivedFrom: c.DerivedFrom})
+		o.src, o.part = append(o.src, i), append(o.part, 0)
+		if c.Kind == reviewer.KindAggregate {
+			o.cols = append(o.cols, reviewer.Column{Name: c.Name + "_ci_low", Kind: c.Kind, DerivedFrom: c.DerivedFrom},
+				reviewer.Column{Name: c.Name + "_ci_high", Kind: c.Kind, DerivedFrom: c.DerivedFrom})
+			o.src, o.part = append(o.src, i, i), append(o.part, 1, 2)
+		}
+	}
+	if b, err := provenance.Canonical(res); err == nil {
+		o.bytes = len(b)
+	} else {
+		o.bytes = -1 // the reviewer refuses an output whose size it cannot know
+	}
+	return o
+}
+
+func (o *resultOutput) Columns() []reviewer.Column { return o.cols }
+func (o *resultOutput) Rows() int                  { return len(o.res.Rows) }
+func (o *resultOutput) Bytes() int                 { return o.bytes }
+func (o *resultOutput) UnitCounts() []float64      { return nil }
+func (o *resultOutput) Errors() []string           { return nil }
+
+func (o *resultOutput) Cell(row, col int) reviewer.Value {
+	c := o.res.Rows[row][o.src[col]]
+	switch {
+	case c.Key != nil:
+		return reviewer.Str(*c.Key)
+	case c.DP == nil:
+		return reviewer.Value{}
+	case o.part[col] == 1:
+		return reviewer.Float(c.DP.CILow)
+	case o.part[col] == 2:
+		return reviewer.Float(c.DP.CIHigh)
+	}
+	return reviewer.Float(c.DP.Value)
+}

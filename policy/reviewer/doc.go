@@ -1,0 +1,117 @@
+// Package reviewer is the egress reviewer: the second independent line after differential
+// privacy, which looks at each concrete output a job wants to release and reports anything
+// from which raw data could be reconstructed.
+//
+// Every job kind (SQL results, HE verification answers, model parameters) presents what it
+// wants to release through one interface, Output; the engine adapts its result to it. The
+// reviewer returns policy.Finding values (a stable code, a severity and a message that names
+// positions, never data values), which the engine passes into the egress policy's input, and
+// the rows to suppress:
+//
+//	job result ──► adapter (Output) ──► Reviewer.Review ──► Review{Findings, Suppressed}
+//	                                          │                    │
+//	                    RawSet (keyed hashes of identifier         ▼
+//	                    and sensitive values, from the      policy.EgressInput.Findings
+//	                    worker) and Limits (from params)    ──► data.cleanroom.egress.decision
+//
+// The default egress policy denies on any high finding and holds the result for a reviewer
+// on any medium one; low findings are informational.
+//
+// # Checks
+//
+//	check          code                     severity  when
+//	names          (identifier and raw-value codes below, reported as "the name of column N")
+//	lineage        identifier_lineage       high      a column derives from an identifier-tagged
+//	                                                  column other than by counting units or rows
+//	               sensitive_group_key      low       a group key derives from a sensitive column
+//	                                                  (its values leave as keys, chosen by a public
+//	                                                  domain or DP partition selection; a policy
+//	                                                  may hold such outputs for a person)
+//	               column_kind_unknown      high      a column kind the reviewer does not know
+//	identifiers    resident_id_in_output    high      GB 11643 resident ID number (check digit)
+//	               uscc_in_output           high      GB 32100 unified social credit code
+//	               mobile_in_output         high      mainland mobile number
+//	               bank_card_in_output      high      16-19 digits, card-issuer prefix, Luhn
+//	               email_in_output          high      e-mail address (pii.ValidEmail)
+//	raw_values     raw_value_in_output      high      a keyed hash of an output value is in the
+//	                                                  RawSet
+//	small_groups   small_groups_suppressed  low       rows with fewer noisy privacy units than
+//	                                                  Limits.MinUnitsPerGroup (listed in
+//	                                                  Review.Suppressed)
+//	               unit_count_unavailable   low       a minimum is set but the output has no
+//	                                                  per-row unit counts
+//	limits         rows_over_limit          high      more rows than Limits.MaxRows
+//	               cells_over_limit         high      more cells than Limits.MaxCells
+//	               bytes_over_limit         high      more bytes than Limits.MaxBytes
+//	(any)          reviewer_failed          high      a check panicked, could not run, or the
+//	                                                  review was cancelled: fail closed
+//
+// Findings are aggregated: one per code and place (a column's cells, a column's name, the
+// error messages), counting the rows and naming the first, so their number is bounded by the
+// output's width, not its length.
+//
+// # What is scanned
+//
+// Every string cell, every column name and every error message (Output.Errors) is scanned for
+// identifiers and raw values. Text is normalised first: full-width forms (０-９, Ａ-Ｚ, ＠, the
+// ideographic space) fold to ASCII, letters are upper-cased, and a second pass removes up to
+// three spaces or hyphens between digits, so "138 1234 5678" and "138-1234-5678" are seen as
+// "13812345678"; both passes are scanned, so two numbers separated by a space are still seen
+// one by one. Resident ID numbers and unified social credit codes are looked for in every
+// 18-character window (an identifier glued to other characters is still found); mobile and
+// card numbers must be whole digit runs (a mobile number inside a longer run is not one).
+//
+// Numbers are scanned when integral. A float64 carries about 15.9 significant digits and
+// represents every integer below 2^53 (≈ 9.007e15, 16 digits) exactly, so 11-digit mobile
+// numbers and 16-digit card numbers below 2^53 survive in a float64 and are checked like
+// text. An 18-digit resident ID cannot survive: its last digits (the check digit among them)
+// are rounded away. What does survive is its leading region code and birth date, so an
+// integral float64 of 17 or 18 digits whose first 17 digits, completed with their own check
+// digit, form a valid resident ID is reported as one. Int values are exact and scanned as
+// text (an 18-digit ID in an int64 is checked with its check digit); a 17-digit Int is also
+// checked as an ID without its check digit.
+//
+// # False-positive rules
+//
+//   - Bank cards: only runs of 16-19 digits whose issuer prefix is plausible (4, 5, 35, 60,
+//     62, 65, 95, 2221-2720) and whose Luhn digit is right. A 13-15 digit run passes Luhn one
+//     time in ten by chance; requiring the length and prefix keeps ordinary long numbers
+//     (order numbers, timestamps) from being reported, at the price of missing 15-digit Amex
+//     numbers, which the platform's data do not hold.
+//   - Unified social credit codes: an all-digit window inside a longer run of digits is not
+//     a candidate (any 18 digits pass the mod-31 check one time in 31); a code on its own or
+//     glued to letters is.
+//   - Mobile numbers: an 11-digit run starting 13-19, or 13/15 digits starting 86/0086; a run
+//     of 10 or 12 digits is not one.
+//   - Raw values: strings and tokens shorter than MinRawLength bytes are neither put into a
+//     HashSet nor looked up (short values such as "M" or "北京" collide by chance, not by
+//     leaking). String cells of a group-key column whose lineage names a sensitive column are
+//     not looked up: they are that column's values by construction, and the lineage check
+//     reports sensitive_group_key so the policy can decide. Numbers are looked up only when the
+//     column derives from an identifier other than by counting, or when they are integral
+//     with at least 11 digits (a size that could encode an identifier): a DP aggregate such as
+//     a noisy mean of cost equals some row's cost by chance, and reporting that would deny
+//     every such result while protecting no one.
+//   - Unit counts: when MinUnitsPerGroup is set and the output carries no per-row unit counts
+//     (HE answers, model parameters), unit_count_unavailable is low: such outputs have no
+//     groups to suppress, and SQL groups are already protected by DP partition selection.
+//
+// Suppressed rows are still scanned: the reviewer reports what the output holds, and a
+// suppression is only applied once the policy has decided.
+//
+// # Raw values
+//
+// The worker builds a HashSet from the identifier and sensitive columns it read: each value's
+// canonical form (CanonicalString, and CanonicalNumber for values that parse as numbers)
+// hashed with HMAC-SHA256 under a key of at least 32 bytes, truncated to 64 bits. The set
+// holds no values, only keyed hashes, so it can be persisted (HashSet.WriteTo) and handed to
+// the reviewer without moving raw data. With a 1M-entry set and 10^5 lookups per review the
+// chance of any 64-bit collision is about 5e-9.
+//
+// # Limitations
+//
+// The scans recognise formats, not meaning: an identifier that has been transformed
+// (reversed, re-encoded, split across cells) is not found, and a name inside a longer run of
+// Chinese text is not a separate token. These are the first line's job (lineage and DP); the
+// reviewer catches the plain leaks a bug or a bypass would let through.
+package reviewer
