@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -595,6 +596,11 @@ func (s sources) columnUse(c gate.ColumnRef, usage string) policy.ColumnUse {
 // column names).
 func outputSummary(ds sources, q *gate.Query, p *plan.Planned, res *Result) policy.Output {
 	out := policy.Output{Rows: len(res.Rows), Cells: len(res.Rows) * len(q.Outputs)}
+	if b, err := provenance.Canonical(res); err == nil {
+		out.Bytes = len(b)
+	} else {
+		out.Bytes = math.MaxInt // an output whose size cannot be known is over any limit
+	}
 	for _, o := range q.Outputs {
 		if o.Key >= 0 {
 			oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindGroupKey, DerivedFrom: []policy.ColumnUse{}}

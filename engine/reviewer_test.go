@@ -91,4 +91,23 @@ func TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 	if !strings.Contains(strings.Join(codes, ","), "resident_id_in_output") {
 		t.Fatalf("reviewer findings %v lack resident_id_in_output", codes)
 	}
+
+	// The egress policy sees the output's size as released, for its byte limit.
+	egress, err := provenance.Read(e.LogPath(), func(typ, job string) bool { return typ == "policy_egress" && job == ok.Job })
+	if err != nil || len(egress) != 1 {
+		t.Fatalf("%d egress records, %v", len(egress), err)
+	}
+	var rec struct {
+		Data struct {
+			Input struct {
+				Output struct{ Bytes int } `json:"output"`
+			} `json:"input"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(egress[0].Record, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.Data.Input.Output.Bytes; got < 100 || got > 10000 {
+		t.Fatalf("the egress input says the one-row output is %d bytes", got)
+	}
 }

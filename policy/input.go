@@ -120,6 +120,7 @@ type Output struct {
 	Columns    []OutputColumn `json:"columns"`
 	Rows       int            `json:"rows"`
 	Cells      int            `json:"cells"`
+	Bytes      int            `json:"bytes"`      // the output's size as released (canonical JSON)
 	Mechanisms []string       `json:"mechanisms"` // laplace, gaussian, preagg_select_partition, ...
 }
 

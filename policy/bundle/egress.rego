@@ -81,6 +81,10 @@ deny contains sprintf("cells_over_limit: %v cells exceed the limit of %v", [inpu
 	input.output.cells > params.max_cells
 }
 
+deny contains sprintf("bytes_over_limit: %v bytes exceed the limit of %v", [input.output.bytes, params.max_bytes]) if {
+	input.output.bytes > params.max_bytes
+}
+
 deny contains "output_size_invalid: rows and cells must be non-negative whole numbers" if {
 	some n in [input.output.rows, input.output.cells]
 	not lib.is_whole_in_range(n, 0, n)

@@ -370,3 +370,9 @@ test_double_review_grades_missing_denied if {
 	cs := deny_codes(good) with data.cleanroom.params as object.remove(shipped, {"double_review_grades"})
 	"params_invalid" in cs
 }
+
+test_bytes_limit_from_params if {
+	limit := egress.params.max_bytes
+	"bytes_over_limit" in deny_codes(patched("add", "/output/bytes", limit + 1))
+	not "bytes_over_limit" in deny_codes(patched("add", "/output/bytes", limit))
+}

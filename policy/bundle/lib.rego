@@ -22,6 +22,7 @@ number_params := {
 	"max_contributions_per_group",
 	"max_rows",
 	"max_cells",
+	"max_bytes",
 	"max_jobs_per_grant_per_hour",
 	"max_jobs_per_grant_per_day",
 }
