@@ -111,3 +111,21 @@ func TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 		t.Fatalf("the egress input says the one-row output is %d bytes", got)
 	}
 }
+
+// TestLowFindingsAreRecordedAndReleased: grouping by a sensitive column without a public
+// domain is ordinary DP SQL (partition selection decides the keys); the reviewer notes it as a
+// low finding, which the default policy lets through, and the finding is in provenance.
+func TestLowFindingsAreRecordedAndReleased(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, loadDataset(t, "medical_visits"))
+	grant(t, e, "g", 10)
+	res, err := submit(e, "g", "SELECT diagnosis, COUNT(*) AS n FROM medical_visits GROUP BY diagnosis", plan.Options{Epsilon: 1})
+	if err != nil {
+		t.Fatalf("a low finding stopped the release: %v", err)
+	}
+	ents, err := provenance.Read(e.LogPath(), func(typ, job string) bool { return typ == "reviewer" && job == res.Job })
+	if err != nil || len(ents) != 1 || !strings.Contains(string(ents[0].Record), `"code":"sensitive_group_key"`) ||
+		!strings.Contains(string(ents[0].Record), `"severity":"low"`) {
+		t.Fatalf("reviewer record %v, %v", ents, err)
+	}
+}
