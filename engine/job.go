@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -304,22 +303,26 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 // unreleased.
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, []byte, error) {
+	// One encoding of the output gives its size (for the limits) and its digest (for the hold,
+	// the release record and the receipt).
+	size, digest, err := outputDigest(res)
+	if err != nil {
+		return nil, nil, err
+	}
+	summary := outputSummary(ds, q, p, res)
+	summary.Bytes = size
 	// The reviewer looks at the concrete output; its findings go to the egress policy and into
 	// provenance (they name columns and codes, never values).
-	rv := e.reviewer.Review(ctx, newResultOutput(ds, q, p, res))
+	rv := e.reviewer.Review(ctx, newResultOutput(summary, res))
 	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings}); err != nil {
 		return nil, nil, err
 	}
-	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: outputSummary(ds, q, p, res), Findings: rv.Findings, Grant: j.Terms}
+	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: summary, Findings: rv.Findings, Grant: j.Terms}
 	egress, err := e.policy.Egress(ctx, in)
 	if err != nil {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
 	if _, err := e.record(ctx, "policy_egress", id, decisionRecord{Decision: egress, Input: in}); err != nil {
-		return nil, nil, err
-	}
-	digest, err := outputDigest(res)
-	if err != nil {
 		return nil, nil, err
 	}
 	switch egress.Result {
@@ -339,7 +342,7 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	for k, v := range extra {
 		data[k] = v
 	}
-	receipt, err := e.recordRelease(ctx, id, j.Grant, res, data, nil)
+	receipt, err := e.recordRelease(ctx, id, j.Grant, res, digest, data, nil)
 	return nil, receipt, err
 }
 
@@ -351,25 +354,26 @@ type decisionRecord struct {
 	Input any `json:"input"`
 }
 
-// outputDigest names a result's exact content: the digest in the release record and receipt.
-func outputDigest(res *Result) (string, error) {
+// outputDigest names a result's exact content — the digest in the hold, the release record
+// and the receipt — and gives its size in bytes as released.
+func outputDigest(res *Result) (size int, digest string, err error) {
 	out, err := provenance.Canonical(res)
 	if err != nil {
-		return "", errcode.Wrap(errcode.Internal, err, "the result could not be encoded; nothing is released")
+		return 0, "", errcode.Wrap(errcode.Internal, err, "the result could not be encoded; nothing is released")
 	}
 	sum := sha256.Sum256(out)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	return len(out), "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // recordRelease writes the release record, stamps the result with its log index, and returns
 // the signed receipt of the release.
-func (e *Engine) recordRelease(ctx context.Context, id, grant string, res *Result, data map[string]any, reviewers []string) ([]byte, error) {
+func (e *Engine) recordRelease(ctx context.Context, id, grant string, res *Result, digest string, data map[string]any, reviewers []string) ([]byte, error) {
 	ent, err := e.record(ctx, "release", id, data)
 	if err != nil {
 		return nil, err
 	}
 	res.LogIndex = ent.Index
-	return e.receipt(ctx, grant, res, reviewers)
+	return e.receipt(ctx, grant, res, digest, reviewers)
 }
 
 // preNoiseBytes is what the execution record's keyed digest covers: every partition's key and
@@ -593,14 +597,9 @@ func (s sources) columnUse(c gate.ColumnRef, usage string) policy.ColumnUse {
 }
 
 // outputSummary describes the result's lineage for the egress policy, from the plan (not from
-// column names).
+// column names). The caller fills in Bytes.
 func outputSummary(ds sources, q *gate.Query, p *plan.Planned, res *Result) policy.Output {
 	out := policy.Output{Rows: len(res.Rows), Cells: len(res.Rows) * len(q.Outputs)}
-	if b, err := provenance.Canonical(res); err == nil {
-		out.Bytes = len(b)
-	} else {
-		out.Bytes = math.MaxInt // an output whose size cannot be known is over any limit
-	}
 	for _, o := range q.Outputs {
 		if o.Key >= 0 {
 			oc := policy.OutputColumn{Name: o.Name, Kind: policy.KindGroupKey, DerivedFrom: []policy.ColumnUse{}}

@@ -46,7 +46,7 @@ type ReceiptMechanism struct {
 
 // receipt checkpoints the log so the release record is covered, proves its inclusion, and
 // signs the receipt.
-func (e *Engine) receipt(ctx context.Context, grant string, res *Result, reviewers []string) ([]byte, error) {
+func (e *Engine) receipt(ctx context.Context, grant string, res *Result, digest string, reviewers []string) ([]byte, error) {
 	cp, err := e.log.Checkpoint(ctx)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log could not be checkpointed")
@@ -58,12 +58,6 @@ func (e *Engine) receipt(ctx context.Context, grant string, res *Result, reviewe
 	line, err := e.log.Line(res.LogIndex)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the release record could not be read back")
-	}
-	held := *res
-	held.LogIndex = 0
-	digest, err := outputDigest(&held)
-	if err != nil {
-		return nil, err
 	}
 	body := ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: res.Spent, Mechanisms: receiptMechanisms(res),
 		LogIndex: res.LogIndex, Record: string(line), Checkpoint: string(cp.Note), Reviewers: reviewers}
@@ -154,7 +148,7 @@ func VerifyReceipt(receipt, result []byte, verifierKey string) (*ReceiptBody, er
 			return nil, errors.New("receipt: the result is another job's or another release's")
 		}
 		res.LogIndex = 0 // the digest covers the result as released, before it carried its index
-		digest, err := outputDigest(&res)
+		_, digest, err := outputDigest(&res)
 		if err != nil {
 			return nil, err
 		}

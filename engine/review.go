@@ -27,14 +27,14 @@ func (e *Engine) RecordReview(ctx context.Context, job string, r Review) error {
 // the result is stamped with the release's log index, and the signed receipt is returned.
 func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *Result, reviewers []string) ([]byte, error) {
 	res.LogIndex = 0 // the digest covers the result as held, before it had a release index
-	digest, err := outputDigest(res)
+	_, digest, err := outputDigest(res)
 	if err != nil {
 		return nil, err
 	}
 	if digest != hold.OutputDigest {
 		return nil, errcode.New(errcode.Internal, "the stored result of job %s does not match the held output; nothing is released", job)
 	}
-	return e.recordRelease(ctx, job, hold.Grant, res, map[string]any{"output_digest": digest, "rows": len(res.Rows), "reviewers": reviewers}, reviewers)
+	return e.recordRelease(ctx, job, hold.Grant, res, digest, map[string]any{"output_digest": digest, "rows": len(res.Rows), "reviewers": reviewers}, reviewers)
 }
 
 // Withhold records that a held result will never be released (a reviewer rejected it, or the

@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 )
 
@@ -20,9 +18,9 @@ type resultOutput struct {
 
 var _ reviewer.Output = (*resultOutput)(nil)
 
-func newResultOutput(ds sources, q *gate.Query, p *plan.Planned, res *Result) *resultOutput {
-	o := &resultOutput{res: res}
-	summary := outputSummary(ds, q, p, res)
+// newResultOutput takes the lineage and size from the egress summary of res.
+func newResultOutput(summary policy.Output, res *Result) *resultOutput {
+	o := &resultOutput{res: res, bytes: summary.Bytes}
 	for i, c := range summary.Columns {
 		o.cols = append(o.cols, reviewer.Column{Name: c.Name, Kind: c.Kind, DerivedFrom: c.DerivedFrom})
 		o.src, o.part = append(o.src, i), append(o.part, 0)
@@ -31,11 +29,6 @@ func newResultOutput(ds sources, q *gate.Query, p *plan.Planned, res *Result) *r
 				reviewer.Column{Name: c.Name + "_ci_high", Kind: c.Kind, DerivedFrom: c.DerivedFrom})
 			o.src, o.part = append(o.src, i, i), append(o.part, 1, 2)
 		}
-	}
-	if b, err := provenance.Canonical(res); err == nil {
-		o.bytes = len(b)
-	} else {
-		o.bytes = -1 // the reviewer refuses an output whose size it cannot know
 	}
 	return o
 }

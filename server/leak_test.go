@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,28 +171,3 @@ func TestErrorsNeverLeakRawValues(t *testing.T) {
 		t.Fatal("every attack was released: the test is not provoking errors")
 	}
 }
-
-// serveOn serves an already created server on a loopback port until the test ends.
-func serveOn(t *testing.T, srv *server.Server, dataDir string) *platform {
-	t.Helper()
-	ln, err := netListen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	p := &platform{t: t, base: "http://" + ln.Addr().String(), srv: srv, dataDir: dataDir}
-	var once sync.Once
-	p.stop = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			srv.Close()
-		})
-	}
-	t.Cleanup(p.stop)
-	return p
-}
-
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

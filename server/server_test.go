@@ -85,6 +85,12 @@ func start(t *testing.T, dataDir string, clk *clock) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, srv, dataDir)
+}
+
+// serveOn serves a created server on a loopback port until the test ends (or stop is called).
+func serveOn(t *testing.T, srv *server.Server, dataDir string) *platform {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -432,24 +438,9 @@ func TestGrantStatesTakeEffectOnTheNextJob(t *testing.T) {
 // TestServerRefusesABundleWhoseTestsFail: an operator's bundle is loaded only if it compiles
 // and its Rego tests pass; the error names the failing test.
 func TestServerRefusesABundleWhoseTestsFail(t *testing.T) {
-	src := filepath.Join("..", "policy", "bundle")
-	dir := t.TempDir()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "data.json" {
-			b = bytes.Replace(b, []byte(`"max_rows": 10000`), []byte(`"max_rows": 1`), 1)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := bundleWith(t, func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"max_rows": 10000`), []byte(`"max_rows": 1`), 1)
+	})
 	ps, err := server.ParsePrincipals([]byte(principalsYAML))
 	if err != nil {
 		t.Fatal(err)

@@ -153,15 +153,7 @@ func newApplicationRejectCmd(f *clientFlags) *cobra.Command {
 		Short:   "Reject an application (operators)",
 		Example: `  cleanroom application reject app-1a2b --reason "purpose does not justify L3 data"`,
 		Args:    cobra.ExactArgs(1),
-		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cmd.ValidateRequiredFlags(); err != nil {
-				return err
-			}
-			if strings.TrimSpace(reason) == "" {
-				return errors.New("--reason must not be empty")
-			}
-			return nil
-		},
+		PreRunE: requireReason(&reason),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {

@@ -196,3 +196,17 @@ func shorten(s string, n int) string {
 	}
 	return string(r[:n-1]) + "…"
 }
+
+// requireReason is the PreRunE of a command that must say why (a rejection): --reason is
+// required and may not be blank.
+func requireReason(reason *string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := cmd.ValidateRequiredFlags(); err != nil {
+			return err
+		}
+		if strings.TrimSpace(*reason) == "" {
+			return errors.New("--reason must not be empty")
+		}
+		return nil
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -64,15 +63,7 @@ func newReviewCmd() *cobra.Command {
 		Short:   "Reject a held result; it is never released",
 		Example: `  cleanroom review reject j-1a2b --reason "a district group is too small to publish"`,
 		Args:    cobra.ExactArgs(1),
-		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cmd.ValidateRequiredFlags(); err != nil {
-				return err
-			}
-			if strings.TrimSpace(rejectReason) == "" {
-				return errors.New("--reason must not be empty")
-			}
-			return nil
-		},
+		PreRunE: requireReason(&rejectReason),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
 			if err != nil {
