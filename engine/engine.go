@@ -19,7 +19,6 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
@@ -42,7 +41,6 @@ type Engine struct {
 	dataDir  string
 	parser   *sandbox.Parser
 	policy   *policy.Engine
-	reviewer *reviewer.Reviewer // the egress reviewer's checks on every output
 	ledger   *ledger.Ledger
 	log      *provenance.Log
 	logPath  string
@@ -118,9 +116,6 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	if _, err := e.record(ctx, "policy_loaded", "", map[string]any{"bundle_digest": e.policy.Digest(), "source": policySource(cfg.PolicyDir)}); err != nil {
-		return nil, err
-	}
-	if e.reviewer, err = reviewer.New(); err != nil {
 		return nil, err
 	}
 	if err := e.loadRegistry(); err != nil {

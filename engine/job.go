@@ -313,7 +313,11 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	summary.Bytes = size
 	// The reviewer looks at the concrete output; its findings go to the egress policy and into
 	// provenance (they name columns and codes, never values).
-	rv := e.reviewer.Review(ctx, newResultOutput(summary, res))
+	rev, err := e.jobReviewer(ctx, ds)
+	if err != nil {
+		return nil, nil, err
+	}
+	rv := rev.Review(ctx, newResultOutput(summary, res))
 	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings}); err != nil {
 		return nil, nil, err
 	}
