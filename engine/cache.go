@@ -13,6 +13,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/policy/reviewer"
 )
 
 // queryFingerprint names what a release's noise depends on: the grant and the bounded plan —
@@ -44,13 +45,29 @@ type storedAnswer struct {
 	Spent  plan.Cost `json:"spent"`
 	Split  string    `json:"budget_split"`
 	Bounds string    `json:"bounds"`
+	// Units are the rows' noisy unit counts, so a repeat withholds the same rows.
+	Units []float64 `json:"units,omitempty"`
+	// Probes are the differencing checks' noisy counts, so a repeat is reviewed alike.
+	Probes []reviewer.DifferenceProbe `json:"differencing_checks,omitempty"`
+}
+
+// fingerprintOf is queryFingerprint of the query's plan without differencing checks: which
+// checks a query gets depends on what was asked before it, and a repeat must find the first
+// answer whatever was asked in between.
+func fingerprintOf(grant string, q *gate.Query, ds sources, opts plan.Options) (string, error) {
+	p, err := plan.Build(q, ds.snapshots(), opts, 0)
+	if err != nil {
+		return "", err
+	}
+	return queryFingerprint(grant, q, p)
 }
 
 // remember stores a fresh release for identical queries. The release is already recorded, so
 // a failure here does not withdraw it; it is recorded, and the next identical query will be
 // computed (and charged) again.
-func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, all [][]Cell, res *Result) error {
-	b, err := json.Marshal(storedAnswer{Rows: all, Spent: res.Spent, Split: res.Split, Bounds: res.Bounds})
+func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, st storedAnswer, res *Result) error {
+	st.Spent, st.Split, st.Bounds = res.Spent, res.Split, res.Bounds
+	b, err := json.Marshal(st)
 	if err == nil {
 		err = e.ledger.Remember(ctx, grant, fingerprint, id, b)
 	}
@@ -79,10 +96,13 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 			return nil, errcode.New(errcode.Internal, "the stored answer does not match the query's outputs")
 		}
 	}
+	if (p.UnitCount >= 0) != (st.Units != nil) || (st.Units != nil && len(st.Units) != len(st.Rows)) {
+		return nil, errcode.New(errcode.Internal, "the stored answer's unit counts do not match the plan")
+	}
 	if _, err := e.record(ctx, "answered_from_release", id, map[string]any{"released_job": prior.Job}); err != nil {
 		return nil, err
 	}
-	res := &Result{Job: id, Dataset: ds.name(), Rows: st.Rows, Bounds: st.Bounds,
+	res := &Result{Job: id, Dataset: ds.name(), Rows: st.Rows, units: st.Units, probes: st.Probes, Bounds: st.Bounds,
 		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
 			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}
 	for _, o := range q.Outputs {
@@ -92,7 +112,6 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 		}
 		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
 	}
-	postProcess(q, res)
 	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,6 +58,9 @@ type Engine struct {
 
 	fpMu    sync.Mutex
 	fpLocks map[string]*fpLock // jobs in flight by grant and query fingerprint
+
+	// raw is the raw-value key and the loaded raw-value sets (rawvalues.go).
+	raw *rawValues
 }
 
 type fpLock struct {
@@ -77,6 +81,13 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("engine: data directory is required")
 	}
+	// Workers run with their own directory as the working directory, so every path handed to
+	// them must be absolute.
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("engine: data directory: %w", err)
+	}
+	cfg.DataDir = dir
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "keys"), 0o700); err != nil {
 		return nil, err
 	}
@@ -89,11 +100,13 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 			e.Close()
 		}
 	}()
-	var err error
 	if e.auditKey, err = provenance.LoadOrCreateAuditKey(filepath.Join(cfg.DataDir, "keys", "audit.key")); err != nil {
 		return nil, err
 	}
 	if e.platformKey, err = provenance.LoadOrCreatePlatformKey(filepath.Join(cfg.DataDir, "keys", "platform.key")); err != nil {
+		return nil, err
+	}
+	if e.raw, err = openRawValues(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if e.log, err = provenance.Open(e.logPath, provenance.WithSigner(e.platformKey)); err != nil {
@@ -196,6 +209,8 @@ func (e *Engine) worker(ctx context.Context, domain string) (*sandbox.Client, er
 		Command: e.cfg.WorkerCommand,
 		Worker:  sandbox.WorkerConfig{Dir: filepath.Join(e.dataDir, "domains", domain), Domain: domain, DB: e.cfg.WorkerDB},
 		Stderr:  e.cfg.Stderr,
+		// The worker hashes the raw values it holds under the engine's key (rawvalues.go).
+		RawValueKey: e.raw.key,
 	})
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker for domain %q could not start", domain)
@@ -292,6 +307,7 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Data
 	if _, err := e.record(ctx, "dataset_registered", "", map[string]any{
 		"name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "domain": spec.Domain,
 		"privacy_unit": spec.PrivacyUnit, "snapshot": snap.Digest, "rows": snap.Rows, "spec": spec,
+		"rawset": snap.RawSet, // the set's digest, entry count and key ID: keyed hashes only, no value
 	}); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
@@ -54,7 +55,7 @@ type ExplainedAggregate struct {
 // Explain gates and plans a job and asks the access policy about it, exactly as Submit would,
 // but stops before the budget and the worker: nothing is reserved, read or recorded.
 func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
-	opts := j.Options.Defaults()
+	opts := e.options(j)
 	q, err := gate.Admit(ctx, e.parser, e, j.SQL)
 	if err != nil {
 		return nil, err
@@ -63,7 +64,15 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := plan.Build(q, ds.snapshots(), opts, 0)
+	shape, err := queryShape(q, ds)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
+	}
+	priors, err := e.priorsFor(ctx, j.Grant, shape, q.Filter)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Build(q, ds.snapshots(), opts, 0, priors...)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +83,7 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	x := &Explanation{Dataset: ds.name(), Snapshots: ds.snapshots(), Plan: p.Worker, PublicPartitions: p.Public,
 		Cost: p.Cost, Split: p.Split, Bounds: boundsText(ds, p), Policy: access}
 	for i, s := range p.Worker.Aggregates {
-		a := ExplainedAggregate{Name: q.Aggregates[i].Name, Kind: s.Kind, Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
+		a := ExplainedAggregate{Name: aggregateName(p, i), Kind: s.Kind, Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
 			Delta: s.Delta, Components: s.Components()}
 		if s.Kind != dp.Count && s.Kind != dp.CountDistinct {
 			lo, hi := s.Lower, s.Upper
@@ -83,7 +92,7 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 		a.ExpectedError, a.Note = expectedError(s)
 		x.Aggregates = append(x.Aggregates, a)
 	}
-	if fp, err := queryFingerprint(j.Grant, q, p); err == nil {
+	if fp, err := fingerprintOf(j.Grant, q, ds, opts); err == nil {
 		if prior, ok, err := e.ledger.Recall(ctx, j.Grant, fp); err == nil && ok {
 			x.AnsweredFromRelease = prior.Job
 			x.Cost = plan.Cost{}

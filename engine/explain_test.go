@@ -29,15 +29,16 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	if got := spent(t, e, "g"); got != 0 {
 		t.Fatalf("explain spent %v", got)
 	}
-	if !x.Policy.Allowed() || !x.PublicPartitions || x.Cost.Epsilon != 1.5 || len(x.Aggregates) != 3 {
+	// Three aggregates and the hidden unit count that small-group suppression needs.
+	if !x.Policy.Allowed() || !x.PublicPartitions || x.Cost.Epsilon != 1.5 || len(x.Aggregates) != 4 || x.Aggregates[3].Name != "units_per_group (hidden)" {
 		t.Fatalf("explanation = %+v", x)
 	}
 	count := x.Aggregates[0]
 	if count.Kind != dp.Count || count.ExpectedError == nil || len(count.Components) != 1 {
 		t.Fatalf("count explained as %+v", count)
 	}
-	// Laplace, ε = 0.5 per aggregate, L0 = 1, L∞ = 5: b = 10, 95% half-width b·ln 20.
-	if want := 10 * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
+	// Laplace, ε = 1.5/4 per aggregate, L0 = 1, L∞ = 5: b = 5/0.375, 95% half-width b·ln 20.
+	if want := 5 / 0.375 * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
 		t.Fatalf("expected error %v, want %v", *count.ExpectedError, want)
 	}
 	if mean := x.Aggregates[1]; mean.Lower == nil || *mean.Upper != 1000 || len(mean.Components) != 2 || mean.Note == "" {
@@ -62,7 +63,7 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 // The budget report shows the enforced basic composition and, beside it, a tighter bound over
 // the same debits.
 func TestBudgetReportsBasicAndTighterComposition(t *testing.T) {
-	e := openEngine(t)
+	e := openEngineWithoutDifferencing(t)
 	register(t, e, visits(t, "visits", 200, false))
 	grant(t, e, "g", 100)
 	for i := range 5 {

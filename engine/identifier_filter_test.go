@@ -24,6 +24,9 @@ func TestIdentifierEqualityFilterOnlyWhenThePolicyAllowsIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The queries below single out the same person on one grant, which the differencing
+		// check would hold for review; this test is about the filters alone.
+		data = []byte(strings.Replace(string(data), `"differencing_min_units": 10`, `"differencing_min_units": 0`, 1))
 		if allow {
 			patched := strings.Replace(string(data), `"allow_identifier_equality_filters": false`, `"allow_identifier_equality_filters": true`, 1)
 			if patched == string(data) {
@@ -67,8 +70,10 @@ func TestIdentifierEqualityFilterOnlyWhenThePolicyAllowsIt(t *testing.T) {
 		if got := errcode.Code(err); got != tc.want {
 			t.Fatalf("allow=%v %s: code %q (%v), want %q", tc.allow, tc.sql, got, err, tc.want)
 		}
-		if tc.want == "" && (len(r.Rows) != 1 || r.Rows[0][0].DP == nil || r.Spent.Epsilon != 1) {
-			t.Fatalf("allow=%v %s: result %+v is not one DP cell charged epsilon 1", tc.allow, tc.sql, r)
+		// One person's count is almost always under the minimum of units per group, so the
+		// row is released or withheld: one of the two, and charged either way.
+		if tc.want == "" && (r.Suppressed == nil || len(r.Rows)+*r.Suppressed != 1 || r.Spent.Epsilon != 1) {
+			t.Fatalf("allow=%v %s: result %+v is not one DP row (released or withheld) charged epsilon 1", tc.allow, tc.sql, r)
 		}
 	}
 }

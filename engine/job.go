@@ -21,6 +21,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/policy/reviewer"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
@@ -66,6 +67,15 @@ type Result struct {
 	Split    string      `json:"budget_split"`
 	Bounds   string      `json:"bounds"`
 	LogIndex uint64      `json:"log_index"`
+	// Suppressed is how many rows were withheld for standing for fewer privacy units than the
+	// policy's minimum; present only when the policy lets the result say so.
+	Suppressed *int `json:"suppressed_rows,omitempty"`
+
+	// units is each row's noisy count of privacy units (nil when nothing is suppressed). It
+	// stays with its row through suppression and ORDER BY, and is never released.
+	units []float64
+	// probes are the noisy counts of the differencing checks, for the reviewer.
+	probes []reviewer.DifferenceProbe
 }
 
 // ResultCol describes an output column.
@@ -101,7 +111,7 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	if id == "" {
 		id = newJobID()
 	}
-	opts := j.Options.Defaults()
+	opts := e.options(j)
 	if _, err := e.record(ctx, "job_submitted", id, map[string]any{
 		"principal": j.Principal, "grant": j.Grant, "sql": j.SQL, "options": opts,
 	}); err != nil {
@@ -120,6 +130,16 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// options are the job's privacy parameters with defaults filled and the policy's minimum of
+// units per group applied (an applicant may ask for a higher one, never a lower one).
+func (e *Engine) options(j Job) plan.Options {
+	opts := j.Options.Defaults()
+	if opts.MinUnitsPerGroup >= 0 { // a negative one stays, for Validate to refuse
+		opts.MinUnitsPerGroup = max(opts.MinUnitsPerGroup, e.policy.Params().MinUnitsPerGroup)
+	}
+	return opts
 }
 
 type stage int
@@ -144,12 +164,21 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if _, err := e.record(ctx, "gate", id, map[string]any{"admitted": true, "dataset": ds.primary().Spec.Name, "snapshots": ds.snapshots()}); err != nil {
 		return nil, stageBeforeReserve, err
 	}
-	p, err := plan.Build(q, ds.snapshots(), opts, randomKey())
+	shape, err := queryShape(q, ds)
+	if err != nil {
+		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
+	}
+	priors, err := e.priorsFor(ctx, j.Grant, shape, q.Filter)
+	if err != nil {
+		return nil, stageBeforeReserve, err
+	}
+	p, err := plan.Build(q, ds.snapshots(), opts, randomKey(), priors...)
 	if err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	p.Worker.Job = id
-	if _, err := e.record(ctx, "plan", id, map[string]any{"worker_plan": p.Worker, "public_partitions": p.Public, "cost": p.Cost, "split": p.Split}); err != nil {
+	if _, err := e.record(ctx, "plan", id, map[string]any{"worker_plan": p.Worker, "public_partitions": p.Public, "cost": p.Cost, "split": p.Split,
+		"differencing_checks": p.Probes}); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 
@@ -171,7 +200,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 
 	// An identical query on this grant is answered from its first release, at no cost; one at a
 	// time per fingerprint, so two identical jobs in flight cannot both draw fresh noise.
-	fingerprint, err := queryFingerprint(j.Grant, q, p)
+	fingerprint, err := fingerprintOf(j.Grant, q, ds, opts)
 	if err != nil {
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
 	}
@@ -202,7 +231,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		return nil, stageAfterReserve, e.refund(ctx, id, err)
 	}
 
-	out, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint)
+	out, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, shape)
 	if err != nil {
 		return nil, stageAfterReserve, err
 	}
@@ -234,13 +263,18 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	return cause
 }
 
-func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint string) (*Outcome, error) {
+func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint, shape string) (*Outcome, error) {
 	w, err := e.worker(ctx, ds.domain())
 	if err != nil {
 		return nil, e.refund(ctx, id, err)
 	}
 	start := time.Now()
 	parts, err := w.Execute(ctx, &p.Worker)
+	var probeStates [][]byte
+	var probePre []byte
+	if err == nil {
+		probeStates, probePre, err = executeProbes(ctx, w, id, p.Probes)
+	}
 	if err != nil {
 		switch errcode.Code(err) {
 		case errcode.QueryInvalid, errcode.Canceled:
@@ -256,11 +290,20 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	if err != nil {
 		return nil, e.charge(ctx, id, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned states that do not match the plan; nothing was released"))
 	}
-	if _, err := e.record(ctx, "execution", id, map[string]any{
+	exec := map[string]any{
 		"domain": ds.domain(), "snapshots": ds.snapshots(), "duration_ms": time.Since(start).Milliseconds(),
 		"pre_noise_digest": e.auditKey.Digest(pre),
-	}); err != nil {
+	}
+	if len(p.Probes) > 0 {
+		exec["differencing_pre_noise_digest"] = e.auditKey.Digest(probePre)
+	}
+	if _, err := e.record(ctx, "execution", id, exec); err != nil {
 		return nil, e.charge(ctx, id, err)
+	}
+	if shape != "" {
+		if err := e.ledger.NoteFilter(ctx, j.Grant, shape, q.Filter, id); err != nil {
+			return nil, e.charge(ctx, id, errcode.Wrap(errcode.Internal, err, "the history of queries on this grant could not be kept; nothing was released"))
+		}
 	}
 	// The debit is final before any noise is drawn: whatever happens after this point, the
 	// job has been charged for what it computed.
@@ -275,13 +318,17 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
 	}
-	all := slices.Clone(res.Rows)
-	postProcess(q, res)
+	probes, err := releaseProbes(p.Probes, probeStates)
+	if err != nil {
+		return nil, err
+	}
+	all, units := slices.Clone(res.Rows), res.units
+	res.probes = probes
 	res.Job, res.Dataset = id, ds.name()
 	res.Bounds = boundsText(ds, p)
 	res.Spent = p.Cost
 	res.Split = p.Split
-	if _, err := e.record(ctx, "mechanism", id, map[string]any{"aggregates": mechanisms(p), "rows_released": len(res.Rows)}); err != nil {
+	if _, err := e.record(ctx, "mechanism", id, map[string]any{"aggregates": mechanisms(p), "rows_released": len(res.Rows), "differencing_checks": probes}); err != nil {
 		return nil, err
 	}
 
@@ -291,36 +338,46 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	if err != nil {
 		return nil, err
 	}
-	if err := e.remember(ctx, id, j.Grant, fingerprint, all, res); err != nil {
+	if err := e.remember(ctx, id, j.Grant, fingerprint, storedAnswer{Rows: all, Units: units, Probes: probes}, res); err != nil {
 		return nil, err
 	}
 	return &Outcome{Result: res, Receipt: receipt, Held: held, Datasets: ds.names()}, nil
 }
 
-// egressAndRelease asks the egress policy about a result. On allow it records the release
-// (with its output digest), stamps the result with the record's log index and returns the
-// signed receipt; on review it records the hold and returns it, and the result stays
-// unreleased.
+// egressAndRelease reviews a result (every row, before ORDER BY and LIMIT), withholds the rows
+// that stand for too few privacy units, post-processes the rest and asks the egress policy.
+// On allow it records the release (with its output digest), stamps the result with the
+// record's log index and returns the signed receipt; on review it records the hold and
+// returns it, and the result stays unreleased.
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, []byte, error) {
+	summary := outputSummary(ds, q, p, res)
+	// The reviewer looks at the concrete output; its findings go to the egress policy and into
+	// provenance (they name columns and codes, never values).
+	rev, err := e.jobReviewer(ctx, ds, p, res.probes)
+	if err != nil {
+		return nil, nil, err
+	}
+	rv := rev.Review(ctx, newResultOutput(summary, res))
+	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings, "suppressed_rows": len(rv.Suppressed)}); err != nil {
+		return nil, nil, err
+	}
+	// Withholding reads only noisy unit counts, so it is post-processing: it costs no budget,
+	// and telling how many rows were withheld (when the policy allows) leaks nothing more.
+	withhold(res, rv.Suppressed)
+	if e.policy.Params().DiscloseSuppressed && p.UnitCount >= 0 {
+		n := len(rv.Suppressed)
+		res.Suppressed = &n
+	}
+	postProcess(q, res)
 	// One encoding of the output gives its size (for the limits) and its digest (for the hold,
 	// the release record and the receipt).
 	size, digest, err := outputDigest(res)
 	if err != nil {
 		return nil, nil, err
 	}
-	summary := outputSummary(ds, q, p, res)
-	summary.Bytes = size
-	// The reviewer looks at the concrete output; its findings go to the egress policy and into
-	// provenance (they name columns and codes, never values).
-	rev, err := e.jobReviewer(ctx, ds)
-	if err != nil {
-		return nil, nil, err
-	}
-	rv := rev.Review(ctx, newResultOutput(summary, res))
-	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings}); err != nil {
-		return nil, nil, err
-	}
+	summary.Rows, summary.Cells = len(res.Rows), len(res.Rows)*len(q.Outputs)
+	summary.Bytes, summary.Suppressed = size, len(rv.Suppressed)
 	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: summary, Findings: rv.Findings, Grant: j.Terms}
 	egress, err := e.policy.Egress(ctx, in)
 	if err != nil {
@@ -418,13 +475,37 @@ func preNoiseBytes(p *plan.Planned, parts []sandbox.Partition) ([]byte, error) {
 	return b, nil
 }
 
+// withhold removes the rows at the ascending indices rows (and their unit counts).
+func withhold(res *Result, rows []int) {
+	if len(rows) == 0 {
+		return
+	}
+	keep := res.Rows[:0:0]
+	var units []float64
+	for i, r := range res.Rows {
+		if len(rows) > 0 && rows[0] == i {
+			rows = rows[1:]
+			continue
+		}
+		keep = append(keep, r)
+		if res.units != nil {
+			units = append(units, res.units[i])
+		}
+	}
+	res.Rows, res.units = keep, units
+}
+
 // postProcess applies ORDER BY, OFFSET and LIMIT to released rows: it reads only noisy values
-// and public keys, so it costs no budget.
+// and public keys, so it costs no budget. Each row keeps its unit count.
 func postProcess(q *gate.Query, res *Result) {
+	order := make([]int, len(res.Rows))
+	for i := range order {
+		order[i] = i
+	}
 	if len(q.Order) > 0 {
-		sort.SliceStable(res.Rows, func(i, j int) bool {
+		sort.SliceStable(order, func(i, j int) bool {
 			for _, o := range q.Order {
-				c := compareCells(res.Rows[i][o.Output], res.Rows[j][o.Output])
+				c := compareCells(res.Rows[order[i]][o.Output], res.Rows[order[j]][o.Output])
 				if c == 0 {
 					continue
 				}
@@ -436,12 +517,23 @@ func postProcess(q *gate.Query, res *Result) {
 			return false
 		})
 	}
-	if q.Offset > 0 {
-		res.Rows = res.Rows[min(int64(len(res.Rows)), q.Offset):]
+	lo, hi := min(int64(len(order)), max(q.Offset, 0)), int64(len(order))
+	if q.Limit >= 0 {
+		hi = min(hi, lo+q.Limit)
 	}
-	if q.Limit >= 0 && int64(len(res.Rows)) > q.Limit {
-		res.Rows = res.Rows[:q.Limit]
+	order = order[lo:hi]
+	rows := make([][]Cell, len(order))
+	var units []float64
+	if res.units != nil {
+		units = make([]float64, len(order))
 	}
+	for i, o := range order {
+		rows[i] = res.Rows[o]
+		if units != nil {
+			units[i] = res.units[o]
+		}
+	}
+	res.Rows, res.units = rows, units
 }
 
 // compareCells orders NULL keys first, keys as numbers when both parse as numbers, else as text.
@@ -479,7 +571,12 @@ type mechanismRecord struct {
 func mechanisms(p *plan.Planned) []mechanismRecord {
 	var out []mechanismRecord
 	for i, s := range p.Worker.Aggregates {
-		out = append(out, mechanismRecord{Aggregate: p.Query.Aggregates[i].Name, Kind: s.Kind, Mechanism: s.Mechanism(),
+		out = append(out, mechanismRecord{Aggregate: aggregateName(p, i), Kind: s.Kind, Mechanism: s.Mechanism(),
+			Epsilon: s.Epsilon, Delta: s.Delta, Components: s.Components()})
+	}
+	for _, pr := range p.Probes {
+		s := pr.Worker.Aggregates[0]
+		out = append(out, mechanismRecord{Aggregate: "differencing_check against " + pr.Against, Kind: s.Kind, Mechanism: s.Mechanism(),
 			Epsilon: s.Epsilon, Delta: s.Delta, Components: s.Components()})
 	}
 	if sel := p.Worker.Selection; sel != nil {
@@ -490,7 +587,19 @@ func mechanisms(p *plan.Planned) []mechanismRecord {
 	return out
 }
 
+// aggregateName names the plan's i-th aggregate: the query's name, or the hidden unit count's.
+func aggregateName(p *plan.Planned, i int) string {
+	if i < len(p.Query.Aggregates) {
+		return p.Query.Aggregates[i].Name
+	}
+	return hiddenUnitCount
+}
+
+// hiddenUnitCount names the unit count a plan adds for small-group suppression.
+const hiddenUnitCount = "units_per_group (hidden)"
+
 // release applies the mechanisms: partition selection (or the public domain), then noise.
+// With small-group suppression, each row's noisy unit count goes with it (Result.units).
 func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result, error) {
 	res := &Result{Rows: [][]Cell{}}
 	for _, o := range q.Outputs {
@@ -551,6 +660,12 @@ func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result
 			cells[i] = Cell{DP: &rel}
 		}
 		res.Rows = append(res.Rows, cells)
+		if p.UnitCount >= 0 {
+			res.units = append(res.units, released[p.UnitCount][0].Value)
+		}
+	}
+	if p.UnitCount >= 0 && res.units == nil {
+		res.units = []float64{}
 	}
 	return res, nil
 }

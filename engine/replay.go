@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,11 +43,14 @@ type ReplayReport struct {
 type jobRecords struct {
 	snapshots map[string]string // gate: dataset → snapshot digest
 	plan      *sandbox.Plan
+	probes    []plan.Probe // plan: the differencing checks
 	access    *recordedDecision
 	egress    *recordedDecision
 	preNoise  string // execution: keyed digest of the pre-noise states
-	release   map[string]any
-	refusal   map[string]any // job_refused / job_failed
+	// probePreNoise is the execution's keyed digest of the differencing checks' states.
+	probePreNoise string
+	release       map[string]any
+	refusal       map[string]any // job_refused / job_failed
 }
 
 type recordedDecision struct {
@@ -81,10 +85,11 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			r.snapshots = d.Snapshots
 		case provenance.TypePlan:
 			var d struct {
-				Plan *sandbox.Plan `json:"worker_plan"`
+				Plan   *sandbox.Plan `json:"worker_plan"`
+				Probes []plan.Probe  `json:"differencing_checks"`
 			}
 			derr = json.Unmarshal(rec.Data, &d)
-			r.plan = d.Plan
+			r.plan, r.probes = d.Plan, d.Probes
 		case provenance.TypePolicyAccess:
 			r.access = &recordedDecision{}
 			derr = json.Unmarshal(rec.Data, r.access)
@@ -93,10 +98,11 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			derr = json.Unmarshal(rec.Data, r.egress)
 		case provenance.TypeExecution:
 			var d struct {
-				PreNoise string `json:"pre_noise_digest"`
+				PreNoise      string `json:"pre_noise_digest"`
+				ProbePreNoise string `json:"differencing_pre_noise_digest"`
 			}
 			derr = json.Unmarshal(rec.Data, &d)
-			r.preNoise = d.PreNoise
+			r.preNoise, r.probePreNoise = d.PreNoise, d.ProbePreNoise
 		case provenance.TypeRelease:
 			derr = json.Unmarshal(rec.Data, &r.release)
 		case provenance.TypeJobRefused, provenance.TypeJobFailed:
@@ -293,5 +299,18 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 		add("execution", ReplayMismatch, "the pre-noise aggregates differ from the recorded ones (keyed digest %s, recorded %s)", got, r.preNoise)
 		return
 	}
-	add("execution", ReplayMatch, "%d partition(s); the keyed digest of the pre-noise aggregates is the recorded one", len(parts))
+	if len(r.probes) == 0 {
+		add("execution", ReplayMatch, "%d partition(s); the keyed digest of the pre-noise aggregates is the recorded one", len(parts))
+		return
+	}
+	_, probePre, err := executeProbes(ctx, w, wp.Job, slices.Clone(r.probes))
+	if err != nil {
+		add("execution", ReplayMismatch, "re-running the differencing checks failed: %s", errcode.Public(err).Message)
+		return
+	}
+	if got := e.auditKey.Digest(probePre); got != r.probePreNoise {
+		add("execution", ReplayMismatch, "the differencing checks' pre-noise counts differ from the recorded ones (keyed digest %s, recorded %s)", got, r.probePreNoise)
+		return
+	}
+	add("execution", ReplayMatch, "%d partition(s) and %d differencing check(s); the keyed digests of the pre-noise aggregates are the recorded ones", len(parts), len(r.probes))
 }

@@ -22,6 +22,15 @@ func stage(rep *engine.ReplayReport, name string) engine.ReplayStage {
 	return engine.ReplayStage{}
 }
 
+func mustReplay(t *testing.T, e *engine.Engine, job string) *engine.ReplayReport {
+	t.Helper()
+	rep, err := e.Replay(context.Background(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 // TestReplayMatchesEveryJobKind: released jobs with public partitions, partition selection, a
 // join held for review and released, a per-unit subquery, a repeat answered from its release
 // and a refusal all replay without a mismatch; the ones that ran recompute the recorded
@@ -52,6 +61,8 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 		run("SELECT hospital_id, COUNT(*) AS n FROM medical_visits GROUP BY hospital_id"),
 		run("SELECT r.income_band, AVG(v.cost) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id GROUP BY r.income_band"),
 		run("SELECT n, COUNT(*) FROM (SELECT person_id, GREATEST(LEAST(COUNT(*), 10), 1) AS n FROM medical_visits GROUP BY person_id) AS t GROUP BY n"),
+		// The first query with a filter: a differencing check against it runs, and is replayed.
+		run("SELECT district, COUNT(*) AS n, SUM(cost) AS s FROM medical_visits WHERE cost > 1000 GROUP BY district"),
 	}
 	repeat := run("select district, count(*) as n, sum(cost) as s from medical_visits group by 1")
 	for _, job := range executed {
@@ -63,6 +74,9 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 			stage(rep, "access_decision").Result != engine.ReplayMatch || stage(rep, "egress_decision").Result != engine.ReplayMatch {
 			t.Fatalf("replay of %s: %+v", job, rep)
 		}
+	}
+	if d := stage(mustReplay(t, e, executed[4]), "execution").Detail; !strings.Contains(d, "1 differencing check(s)") {
+		t.Fatalf("replay of a job with a differencing check: %q", d)
 	}
 	rep, err := e.Replay(ctx, repeat)
 	if err != nil || !rep.Match || stage(rep, "execution").Result != engine.ReplayNotRun {

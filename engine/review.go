@@ -44,9 +44,10 @@ func (e *Engine) Withhold(ctx context.Context, job, code string) error {
 	return err
 }
 
-// Record appends a governance event (application, grant state, ...) to provenance before the
-// caller acts on it. Data must hold names and parameters, never data values.
-func (e *Engine) Record(ctx context.Context, typ, job string, data any) error {
-	_, err := e.record(ctx, typ, job, data)
-	return err
+// Record appends a governance event (application, grant state, a red-team report, ...) to
+// provenance before the caller acts on it, and returns the record's log index. Data must hold
+// names and parameters, never data values.
+func (e *Engine) Record(ctx context.Context, typ, job string, data any) (uint64, error) {
+	ent, err := e.record(ctx, typ, job, data)
+	return ent.Index, err
 }

@@ -4,14 +4,25 @@ import (
 	"context"
 
 	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 )
 
 // jobReviewer returns the egress reviewer for one job over the datasets ds: its options
-// depend on the job (the raw values of the datasets it touched, the policy's limits).
-func (e *Engine) jobReviewer(ctx context.Context, ds sources) (*reviewer.Reviewer, error) {
-	_, _ = ctx, ds
-	r, err := reviewer.New()
+// depend on the job (the raw values of the datasets it touched, the plan's minimum of units
+// per group).
+func (e *Engine) jobReviewer(ctx context.Context, ds sources, p *plan.Planned, probes []reviewer.DifferenceProbe) (*reviewer.Reviewer, error) {
+	// The raw values of every dataset the job read, as keyed hashes built by the worker.
+	raw, err := e.rawSets(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	opts := []reviewer.Option{
+		reviewer.WithLimits(reviewer.Limits{MinUnitsPerGroup: p.MinUnitsPerGroup}),
+		reviewer.WithDifferencing(e.policy.Params().DifferencingMinUnits, probes),
+		reviewer.WithRawValues(e.raw.keyer, raw),
+	}
+	r, err := reviewer.New(opts...)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the egress reviewer could not be set up; nothing was released")
 	}

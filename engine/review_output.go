@@ -36,7 +36,7 @@ func newResultOutput(summary policy.Output, res *Result) *resultOutput {
 func (o *resultOutput) Columns() []reviewer.Column { return o.cols }
 func (o *resultOutput) Rows() int                  { return len(o.res.Rows) }
 func (o *resultOutput) Bytes() int                 { return o.bytes }
-func (o *resultOutput) UnitCounts() []float64      { return nil }
+func (o *resultOutput) UnitCounts() []float64      { return o.res.units }
 func (o *resultOutput) Errors() []string           { return nil }
 
 func (o *resultOutput) Cell(row, col int) reviewer.Value {

@@ -61,7 +61,7 @@ func goodEgress() EgressInput {
 			Rows: 16, Cells: 48,
 			Mechanisms: []string{"laplace", "preagg_select_partition"},
 		},
-		Findings: []Finding{{Code: "small_group_suppressed", Severity: SeverityLow}},
+		Findings: []Finding{{Code: "small_groups_suppressed", Severity: SeverityLow}},
 	}
 }
 

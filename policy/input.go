@@ -117,11 +117,14 @@ type OutputColumn struct {
 // Output summarises a computed result: its columns, size and the DP mechanisms that made it.
 // It never holds values.
 type Output struct {
-	Columns    []OutputColumn `json:"columns"`
-	Rows       int            `json:"rows"`
-	Cells      int            `json:"cells"`
-	Bytes      int            `json:"bytes"`      // the output's size as released (canonical JSON)
-	Mechanisms []string       `json:"mechanisms"` // laplace, gaussian, preagg_select_partition, ...
+	Columns []OutputColumn `json:"columns"`
+	Rows    int            `json:"rows"`
+	Cells   int            `json:"cells"`
+	Bytes   int            `json:"bytes"` // the output's size as released (canonical JSON)
+	// Suppressed is how many rows were withheld for standing for too few privacy units
+	// (they are not in Rows).
+	Suppressed int      `json:"suppressed_rows"`
+	Mechanisms []string `json:"mechanisms"` // laplace, gaussian, preagg_select_partition, ...
 }
 
 // Finding severities.

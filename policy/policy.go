@@ -78,7 +78,27 @@ type Engine struct {
 	access rego.PreparedEvalQuery
 	egress rego.PreparedEvalQuery
 	api    rego.PreparedEvalQuery
+	params Params
 }
+
+// Params are the tunables the engine acts on itself (rather than through a decision), read
+// from the bundle's data.cleanroom.params when the Engine is made: the bundle's data cannot
+// change after.
+type Params struct {
+	// MinUnitsPerGroup (min_units_per_group) is the least noisy count of privacy units an
+	// output row may stand for; rows below it are withheld. 0 turns suppression off.
+	MinUnitsPerGroup float64 `json:"min_units_per_group"`
+	// DiscloseSuppressed (disclose_suppressed_groups) lets a result say how many rows were
+	// withheld.
+	DiscloseSuppressed bool `json:"disclose_suppressed_groups"`
+	// DifferencingMinUnits (differencing_min_units) flags a query whose filter differs from an
+	// earlier one's on the same grant by a condition fewer than this many privacy units (a
+	// noisy count) satisfy. 0 turns the check off.
+	DifferencingMinUnits float64 `json:"differencing_min_units"`
+}
+
+// ParamsQuery is where a bundle keeps the operator's tunables.
+const ParamsQuery = "data.cleanroom.params"
 
 type config struct {
 	bundleDir string
@@ -118,7 +138,48 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	if e.api, err = e.prepare(ctx, APIQuery); err != nil {
 		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare api", Err: err}
 	}
+	if e.params, err = e.readParams(ctx); err != nil {
+		return nil, &Error{Code: CodeBundleInvalid, Op: "read params", Err: err}
+	}
 	return e, nil
+}
+
+// Params returns the tunables the engine acts on itself.
+func (e *Engine) Params() Params { return e.params }
+
+// readParams reads the Params fields. A bundle without one gets its zero value (that check
+// off); a mistyped or negative value is refused, so a typo cannot silently turn a check off.
+func (e *Engine) readParams(ctx context.Context) (Params, error) {
+	pq, err := e.prepare(ctx, ParamsQuery)
+	if err != nil {
+		return Params{}, err
+	}
+	rs, err := pq.Eval(ctx)
+	if err != nil {
+		return Params{}, err
+	}
+	var p Params
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return p, nil
+	}
+	params, _ := rs[0].Expressions[0].Value.(map[string]any)
+	for key, dst := range map[string]*float64{"min_units_per_group": &p.MinUnitsPerGroup, "differencing_min_units": &p.DifferencingMinUnits} {
+		if v, ok := params[key]; ok {
+			f, ok := number(v)
+			if !ok || f < 0 || math.IsInf(f, 0) {
+				return Params{}, fmt.Errorf("data.cleanroom.params.%s must be a non-negative number", key)
+			}
+			*dst = f
+		}
+	}
+	if v, ok := params["disclose_suppressed_groups"]; ok {
+		b, ok := v.(bool)
+		if !ok {
+			return Params{}, errors.New("data.cleanroom.params.disclose_suppressed_groups must be true or false")
+		}
+		p.DiscloseSuppressed = b
+	}
+	return p, nil
 }
 
 func (c *config) bundleFS() (fs.FS, error) {
@@ -249,24 +310,25 @@ func decode(v any) (Decision, error) {
 
 // reviewerCount reads a whole number in 1..MaxReviewers from a decoded JSON value.
 func reviewerCount(v any) (int, bool) {
-	var f float64
-	switch x := v.(type) {
-	case json.Number:
-		var err error
-		if f, err = x.Float64(); err != nil {
-			return 0, false
-		}
-	case float64:
-		f = x
-	case int:
-		f = float64(x)
-	case int64:
-		f = float64(x)
-	default:
-		return 0, false
-	}
-	if f != math.Trunc(f) || f < 1 || f > MaxReviewers {
+	f, ok := number(v)
+	if !ok || f != math.Trunc(f) || f < 1 || f > MaxReviewers {
 		return 0, false
 	}
 	return int(f), true
+}
+
+// number reads a number from a value OPA decoded.
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
+	return 0, false
 }

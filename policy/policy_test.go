@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -415,6 +416,84 @@ func TestDoubleReviewGradesTunable(t *testing.T) {
 				t.Errorf("reviewers %d, want %d", d.Reviewers, tc.reviewers)
 			}
 		})
+	}
+}
+
+// TestEngineParams pins what the engine reads of data.json for itself: the shipped values,
+// the operator's own, off when absent, and a bundle refused when a value is mistyped or
+// negative (so a typo cannot silently turn a check off).
+func TestEngineParams(t *testing.T) {
+	shipped := mustNew(t).Params()
+	if shipped.MinUnitsPerGroup <= 0 || !shipped.DiscloseSuppressed || shipped.DifferencingMinUnits <= 0 {
+		t.Fatalf("shipped params %+v, want a positive minimum, disclosed, and differencing checked", shipped)
+	}
+	const (
+		minKey  = `"min_units_per_group": `
+		discKey = `"disclose_suppressed_groups": true`
+	)
+	for _, tc := range []struct {
+		name, min, disclose string
+		want                Params
+		refused             bool
+	}{
+		{"operator_values", "25", `"disclose_suppressed_groups": false`, Params{MinUnitsPerGroup: 25}, false},
+		{"off", "0", discKey, Params{DiscloseSuppressed: true}, false},
+		{"absent", "", "", Params{}, false},
+		{"negative", "-1", discKey, Params{}, true},
+		{"string", `"10"`, discKey, Params{}, true},
+		{"disclosure_string", "10", `"disclose_suppressed_groups": "yes"`, Params{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDefaultBundle(t)
+			data := readFile(t, dir, "data.json")
+			minLine := minKey + strconv.FormatFloat(shipped.MinUnitsPerGroup, 'f', -1, 64) + ","
+			if !strings.Contains(data, minLine) || !strings.Contains(data, discKey) {
+				t.Fatalf("data.json does not ship %s and %s", minLine, discKey)
+			}
+			if tc.min == "" {
+				for _, line := range []string{minLine, discKey + ",", `"differencing_min_units": 10,`} {
+					if !strings.Contains(data, line) {
+						t.Fatalf("data.json does not ship %s", line)
+					}
+					data = strings.Replace(data, line, "", 1)
+				}
+			} else {
+				data = strings.Replace(strings.Replace(data, minLine, minKey+tc.min+",", 1), discKey, tc.disclose, 1)
+			}
+			writeFile(t, dir, "data.json", data)
+			e, err := New(context.Background(), WithBundleDir(dir))
+			if tc.refused {
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
+					t.Fatalf("New: %v, want %s", err, CodeBundleInvalid)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.want.DifferencingMinUnits = shipped.DifferencingMinUnits
+			if tc.min == "" {
+				tc.want.DifferencingMinUnits = 0
+			}
+			if got := e.Params(); got != tc.want {
+				t.Errorf("Params() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNegativeDifferencingMinimumRefused(t *testing.T) {
+	const shipped = `"differencing_min_units": 10,`
+	dir := copyDefaultBundle(t)
+	data := readFile(t, dir, "data.json")
+	if !strings.Contains(data, shipped) {
+		t.Fatalf("data.json does not ship %s", shipped)
+	}
+	writeFile(t, dir, "data.json", strings.Replace(data, shipped, `"differencing_min_units": -1,`, 1))
+	var pe *Error
+	if _, err := New(context.Background(), WithBundleDir(dir)); !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
+		t.Fatalf("New: %v, want %s", err, CodeBundleInvalid)
 	}
 }
 

@@ -48,6 +48,7 @@ const (
 	ActionGrantSuspend       = "grant.suspend"       // grant
 	ActionGrantResume        = "grant.resume"        // grant
 	ActionGrantRevoke        = "grant.revoke"        // grant
+	ActionGrantRedteam       = "grant.redteam"       // grant: record a red-team report on it
 	ActionJobSubmit          = "job.submit"          // grant: the one the job runs under
 	ActionJobList            = "job.list"            // job
 	ActionJobRead            = "job.read"            // job
@@ -68,7 +69,7 @@ func Actions() []string {
 		ActionWhoami,
 		ActionDatasetRegister, ActionDatasetList, ActionDatasetUsage,
 		ActionApplicationCreate, ActionApplicationList, ActionApplicationRead, ActionApplicationApprove, ActionApplicationReject,
-		ActionGrantList, ActionGrantRead, ActionGrantBudget, ActionGrantSuspend, ActionGrantResume, ActionGrantRevoke,
+		ActionGrantList, ActionGrantRead, ActionGrantBudget, ActionGrantSuspend, ActionGrantResume, ActionGrantRevoke, ActionGrantRedteam,
 		ActionJobSubmit, ActionJobList, ActionJobRead, ActionJobResult,
 		ActionReviewList, ActionReviewDecide,
 		ActionAuditVerify, ActionAuditJob, ActionAuditReplay, ActionAuditCheckpoint, ActionAuditProof, ActionAuditPubkey,

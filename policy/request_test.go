@@ -40,6 +40,7 @@ var actionKinds = map[string]string{
 	ActionGrantSuspend:       ResourceGrant,
 	ActionGrantResume:        ResourceGrant,
 	ActionGrantRevoke:        ResourceGrant,
+	ActionGrantRedteam:       ResourceGrant,
 	ActionJobSubmit:          ResourceGrant,
 	ActionJobList:            ResourceJob,
 	ActionJobRead:            ResourceJob,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 const (
@@ -70,14 +71,20 @@ type Config struct {
 	Stderr io.Writer
 	// NoNetworkNamespace skips the namespace (for platforms without it); a warning results.
 	NoNetworkNamespace bool
+	// RawValueKey keys the raw-value sets the worker builds (rawset); it is sent with each
+	// register and rawset request, never through the environment. Without it Register builds
+	// no set.
+	RawValueKey rawset.Key
 
 	tap io.Writer // tests: a copy of every byte the worker sends
 }
 
 // Client is the engine's handle on one worker. Safe for concurrent use.
 type Client struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	dir    string     // the worker's directory, where ReadRawSet finds set files
+	rawKey rawset.Key // see Config.RawValueKey
 
 	wmu sync.Mutex
 	mu  sync.Mutex
@@ -153,7 +160,7 @@ func start(cfg Config, netns bool) (*Client, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &Client{cmd: cmd, stdin: stdin, pending: map[uint64]chan result{}, done: make(chan struct{})}
+	c := &Client{cmd: cmd, stdin: stdin, dir: wc.Dir, rawKey: cfg.RawValueKey, pending: map[uint64]chan result{}, done: make(chan struct{})}
 	var r io.Reader = stdout
 	if cfg.tap != nil {
 		r = io.TeeReader(stdout, cfg.tap)
@@ -240,7 +247,8 @@ func (c *Client) send(req request) error {
 	return writeFrame(c.stdin, b)
 }
 
-// Register builds the dataset's snapshot inside the worker from the provider's source.
+// Register builds the dataset's snapshot inside the worker from the provider's source and,
+// when the client has a raw-value key, the snapshot's raw-value set (Snapshot.RawSet).
 func (c *Client) Register(ctx context.Context, spec *catalog.Spec) (*Snapshot, error) {
 	args := &registerArgs{Kind: string(spec.Source.Kind), Path: spec.Source.Path, PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()}
 	for _, name := range args.Columns {
@@ -248,11 +256,21 @@ func (c *Client) Register(ctx context.Context, spec *catalog.Spec) (*Snapshot, e
 			args.Numeric = append(args.Numeric, name)
 		}
 	}
+	if len(c.rawKey) > 0 {
+		var err error
+		if args.RawValues, err = c.rawValuesArgs(spec); err != nil {
+			return nil, err
+		}
+	}
 	res, err := c.call(ctx, request{Op: "register", Register: args})
 	if err != nil {
 		return nil, err
 	}
-	return res.resp.Snapshot, nil
+	snap := res.resp.Snapshot
+	if snap != nil {
+		snap.RawSet = res.resp.RawSet
+	}
+	return snap, nil
 }
 
 // Load makes an existing snapshot (by digest) queryable, verifying the file's digest.

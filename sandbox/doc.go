@@ -9,8 +9,15 @@
 //	engine ◀─partition states──── │ per unit: ≤ L0 groups, ≤ L∞ rows, clamped       │
 //	        (Arrow IPC, stdout)   └─────────────────────────────────────────────────┘
 //
+// At registration the worker also builds the snapshot's raw-value set (package rawset): the
+// keyed hashes, under the engine's raw-value key sent with the request, of every distinct
+// value of the columns tagged identifier or sensitive. It writes the set beside the snapshot
+// (<digest>.rawset, atomically) for the egress reviewer; the rawset request rebuilds it from
+// the snapshot when it is missing or damaged.
+//
 // Worker holds raw rows; nothing it returns is row-level: a response carries only snapshot
-// metadata (digest, row and unit counts) or, per partition, the group key and the DP
-// library's serialized pre-noise aggregation state. Error messages it returns are built from
+// metadata (digest, row and unit counts), a raw-value set's digest, entry count and key ID,
+// or, per partition, the group key and the DP library's serialized pre-noise aggregation
+// state. Error messages it returns are built from
 // codes and catalog names, never from DuckDB's text, which can quote data.
 package sandbox

@@ -51,6 +51,9 @@ type Snapshot struct {
 	Rows    int64    `json:"rows"`
 	Units   int64    `json:"units"`
 	Columns []Column `json:"columns"`
+	// RawSet describes the raw-value set built at registration (nil for a snapshot registered
+	// before sets existed, or by a client without a raw-value key).
+	RawSet *RawSetInfo `json:"rawset,omitempty"`
 
 	table  string          // worker-side: the DuckDB table holding the rows
 	twins  map[string]bool // worker-side: text columns with a hidden ENUM twin

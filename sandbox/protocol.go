@@ -13,12 +13,14 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, verify, execute, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, rawset, execute, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
-	Plan     *Plan         `json:"plan,omitempty"`
-	Target   string        `json:"target,omitempty"` // probe: loopback address to dial
-	Cancel   uint64        `json:"cancel,omitempty"`
+	// RawValues asks the rawset op for the set of snapshot Digest.
+	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
+	Plan      *Plan          `json:"plan,omitempty"`
+	Target    string         `json:"target,omitempty"` // probe: loopback address to dial
+	Cancel    uint64         `json:"cancel,omitempty"`
 }
 
 type registerArgs struct {
@@ -27,14 +29,17 @@ type registerArgs struct {
 	PrivacyUnit string   `json:"privacy_unit"`
 	Columns     []string `json:"columns"` // declared columns, all of which must exist
 	Numeric     []string `json:"numeric"` // columns with declared bounds, which must be numeric
+	// RawValues, when set, has the worker build the snapshot's raw-value set.
+	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
 }
 
 type response struct {
-	ID        uint64     `json:"id"`
-	Error     *wireError `json:"error,omitempty"`
-	Snapshot  *Snapshot  `json:"snapshot,omitempty"`
-	Isolation *Isolation `json:"isolation,omitempty"`
-	Arrow     bool       `json:"arrow,omitempty"`
+	ID        uint64      `json:"id"`
+	Error     *wireError  `json:"error,omitempty"`
+	Snapshot  *Snapshot   `json:"snapshot,omitempty"`
+	RawSet    *RawSetInfo `json:"rawset,omitempty"`
+	Isolation *Isolation  `json:"isolation,omitempty"`
+	Arrow     bool        `json:"arrow,omitempty"`
 }
 
 type wireError struct {

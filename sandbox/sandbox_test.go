@@ -46,7 +46,8 @@ func (l *lockedBuffer) Bytes() []byte {
 
 func startWorker(t *testing.T, tap *lockedBuffer) *Client {
 	t.Helper()
-	cfg := Config{Worker: WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}}}
+	cfg := Config{Worker: WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}},
+		RawValueKey: testRawKey}
 	if tap != nil {
 		cfg.tap = tap
 	}
@@ -373,7 +374,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 	}
 	path := writeCSV(t, "v.csv", b.String())
 	spec := visitsSpec(path)
-	snap, err := w.register(ctx, &registerArgs{Kind: "csv", Path: path, PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
+	snap, err := w.snapshot(ctx, &registerArgs{Kind: "csv", Path: path, PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,10 +57,25 @@ func (r *errRecorder) Next() bool {
 	return false
 }
 
-// register reads a provider's source through a connector, checks it against the declared
+// register builds and loads the snapshot and then, when asked, its raw-value set from the
+// loaded table. A registration whose set fails fails as a whole: the engine records no
+// dataset without its set.
+func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, *RawSetInfo, error) {
+	snap, err := w.snapshot(ctx, a)
+	if err != nil || a.RawValues == nil {
+		return snap, nil, err
+	}
+	info, err := w.buildRawSet(ctx, snap, a.RawValues)
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, info, nil
+}
+
+// snapshot reads a provider's source through a connector, checks it against the declared
 // columns, sorts it by privacy unit into the canonical snapshot, and loads it. Nothing is kept
 // when any step fails: the snapshot file appears only by an atomic rename at the end.
-func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, error) {
+func (w *worker) snapshot(ctx context.Context, a *registerArgs) (*Snapshot, error) {
 	src, err := connectors.Open(ctx, a.Kind, a.Path, connectors.Options{})
 	if err != nil {
 		return nil, connectorError(err)

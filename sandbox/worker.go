@@ -118,7 +118,16 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			err = errcode.New(errcode.Internal, "register without arguments")
 			break
 		}
-		resp.Snapshot, err = w.register(ctx, req.Register)
+		resp.Snapshot, resp.RawSet, err = w.register(ctx, req.Register)
+	case "rawset":
+		if req.RawValues == nil {
+			err = errcode.New(errcode.Internal, "rawset without arguments")
+			break
+		}
+		var snap *Snapshot
+		if snap, err = w.loaded(ctx, req.Digest); err == nil {
+			resp.RawSet, err = w.buildRawSet(ctx, snap, req.RawValues)
+		}
 	case "load":
 		resp.Snapshot, err = w.load(ctx, req.Digest)
 	case "verify":

@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,6 +133,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 				id = f.freshGrant()
 			}
 			return request{"POST", "/v1/grants/" + id + "/revoke", nil}
+		}},
+		{"grant.redteam", []string{"op-1"}, func(bool) request {
+			return request{"POST", "/v1/grants/" + shared.grant + "/redteam", api.RedteamRequest{ReportSHA256: strings.Repeat("ab", 32),
+				Attacks: []api.RedteamAttack{{Name: "averaging", Jobs: 3, Blocked: true, Epsilon: 0.2}}}}
 		}},
 		{"job.submit", []string{"insurer-1"}, func(bool) request {
 			return request{"POST", "/v1/jobs", api.JobRequest{Grant: shared.grant, SQL: byDistrict}}

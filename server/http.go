@@ -51,7 +51,7 @@ func (s *Server) authorize(ctx context.Context, who policy.Principal, action str
 	if err == nil && d.Allowed() {
 		return nil
 	}
-	if rerr := s.eng.Record(context.WithoutCancel(ctx), "request_denied", "", map[string]any{
+	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "request_denied", "", map[string]any{
 		"principal": who, "action": action, "resource": res, "reasons": d.Reasons, "bundle_digest": d.BundleDigest,
 	}); rerr != nil {
 		return rerr

@@ -67,6 +67,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/grants/{id}/suspend", s.grantTransition(policy.ActionGrantSuspend, []string{api.GrantActive}, api.GrantSuspended)},
 		{"POST /v1/grants/{id}/resume", s.grantTransition(policy.ActionGrantResume, []string{api.GrantSuspended}, api.GrantActive)},
 		{"POST /v1/grants/{id}/revoke", s.grantTransition(policy.ActionGrantRevoke, []string{api.GrantActive, api.GrantSuspended}, api.GrantRevoked)},
+		{"POST /v1/grants/{id}/redteam", s.recordRedteam},
 		{"POST /v1/jobs", s.submitJob},
 		{"GET /v1/jobs", s.listJobs},
 		{"GET /v1/jobs/{id}", s.getJob},
@@ -214,7 +215,7 @@ func (s *Server) createApplication(_ http.ResponseWriter, r *http.Request, who p
 		return 0, nil, err
 	}
 	a.ID, a.State, a.Org, a.Applicant, a.CreatedAt = newID("app-"), api.ApplicationPending, who.Org, who.Name, s.now().UTC()
-	if err := s.eng.Record(r.Context(), "application_submitted", "", a); err != nil {
+	if _, err := s.eng.Record(r.Context(), "application_submitted", "", a); err != nil {
 		return 0, nil, err
 	}
 	if err := s.store.CreateApplication(r.Context(), a); err != nil {
@@ -355,7 +356,7 @@ func (s *Server) approveApplication(_ http.ResponseWriter, r *http.Request, who 
 	if err := s.eng.OpenGrant(ctx, g.ID, ledger.Budget{Epsilon: eps, Delta: delta}); err != nil {
 		return 0, nil, err
 	}
-	if err := s.eng.Record(ctx, "application_approved", "", map[string]any{"application": a.ID, "grant": g, "by": who}); err != nil {
+	if _, err := s.eng.Record(ctx, "application_approved", "", map[string]any{"application": a.ID, "grant": g, "by": who}); err != nil {
 		return 0, nil, err
 	}
 	err = s.store.DecideApplication(ctx, a.ID, func(a *api.Application) {
@@ -386,7 +387,7 @@ func (s *Server) rejectApplication(_ http.ResponseWriter, r *http.Request, who p
 	if a.State != api.ApplicationPending {
 		return 0, nil, errcode.New(errcode.Conflict, "application %s is already %s", a.ID, a.State)
 	}
-	if err := s.eng.Record(ctx, "application_rejected", "", map[string]any{"application": a.ID, "by": who, "reason": req.Reason}); err != nil {
+	if _, err := s.eng.Record(ctx, "application_rejected", "", map[string]any{"application": a.ID, "by": who, "reason": req.Reason}); err != nil {
 		return 0, nil, err
 	}
 	now := s.now().UTC()
@@ -485,7 +486,7 @@ func (s *Server) grantTransition(action string, from []string, to string) handle
 		if !slices.Contains(from, g.State) {
 			return 0, nil, errcode.New(errcode.Conflict, "grant %s is %s", g.ID, g.State)
 		}
-		if err := s.eng.Record(ctx, "grant_state", "", map[string]any{"grant": g.ID, "from": g.State, "to": to, "by": who, "reason": req.Reason}); err != nil {
+		if _, err := s.eng.Record(ctx, "grant_state", "", map[string]any{"grant": g.ID, "from": g.State, "to": to, "by": who, "reason": req.Reason}); err != nil {
 			return 0, nil, err
 		}
 		if g, err = s.store.SetGrantState(ctx, g.ID, from, to, s.now()); err != nil {
@@ -499,6 +500,61 @@ func (s *Server) grantTransition(action string, from []string, to string) handle
 		g, err = s.grantDoc(ctx, g)
 		return http.StatusOK, g, err
 	}
+}
+
+// recordRedteam records an operator's red-team report on a grant in provenance, under an id of
+// its own so that an auditor reads it like a job's records (GET /v1/audit/jobs/{id}).
+func (s *Server) recordRedteam(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	var req api.RedteamRequest
+	if err := decode(r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	ctx := r.Context()
+	g, err := s.store.Grant(ctx, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(ctx, who, policy.ActionGrantRedteam, grantResource(g)); err != nil {
+		return 0, nil, err
+	}
+	if err := validRedteam(req); err != nil {
+		return 0, nil, err
+	}
+	id := newID("redteam-")
+	index, err := s.eng.Record(ctx, "redteam_report", id, map[string]any{
+		"grant": g.ID, "by": who, "report_sha256": req.ReportSHA256, "scored": req.Scored, "attacks": req.Attacks})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, api.RedteamRecorded{ID: id, Grant: g.ID, Index: index, ReportSHA256: req.ReportSHA256}, nil
+}
+
+// validRedteam checks a red-team summary's shape: it goes into the log as it is, so it must be
+// small and hold names and numbers only.
+func validRedteam(req api.RedteamRequest) error {
+	if len(req.ReportSHA256) != 64 || strings.Trim(strings.ToLower(req.ReportSHA256), "0123456789abcdef") != "" {
+		return errcode.New(errcode.InvalidRequest, "report_sha256 must be a SHA-256 in hex (64 digits)")
+	}
+	if len(req.Attacks) == 0 || len(req.Attacks) > 64 {
+		return errcode.New(errcode.InvalidRequest, "a report lists between 1 and 64 attacks")
+	}
+	finite := func(vs ...*float64) bool {
+		for _, v := range vs {
+			if v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, a := range req.Attacks {
+		switch {
+		case a.Name == "" || len(a.Name) > 64 || strings.ContainsFunc(a.Name, func(c rune) bool { return c < ' ' || c > '~' }):
+			return errcode.New(errcode.InvalidRequest, "an attack's name is 1 to 64 printable ASCII characters")
+		case a.Jobs < 0 || a.Epsilon < 0 || a.Delta < 0 || !finite(&a.Epsilon, &a.Delta, a.Score, a.Baseline, a.Margin):
+			return errcode.New(errcode.InvalidRequest, "an attack's jobs, epsilon and delta are non-negative and its figures finite")
+		}
+	}
+	return nil
 }
 
 // --- jobs ---

@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Message: "the server stopped while this job ran; nothing of it was released, and what it reserved stays charged"}, s.now())
 	if err == nil {
 		for _, id := range failed {
-			if err = s.eng.Record(ctx, "job_interrupted", id, map[string]any{"released": false}); err != nil {
+			if _, err = s.eng.Record(ctx, "job_interrupted", id, map[string]any{"released": false}); err != nil {
 				break
 			}
 		}

@@ -52,12 +52,10 @@ func serveForCLI(t *testing.T) (string, string) {
 	return "http://" + ln.Addr().String(), dataDir
 }
 
-// TestCLIAgainstARealServer drives the governance path with the client commands against a
-// real server: a provider adds a dataset from its spec file, an applicant applies, the
-// operator approves, the applicant queries and reads its budget, an auditor verifies the log.
-func TestCLIAgainstARealServer(t *testing.T) {
-	url, dataDir := serveForCLI(t)
-	as := func(who string, args ...string) string {
+// runAs returns a runner of the CLI against the server at url as a principal of serveForCLI
+// (by name); a failing command fails the test.
+func runAs(t *testing.T, url string) func(who string, args ...string) string {
+	return func(who string, args ...string) string {
 		t.Helper()
 		t.Setenv("CLEANROOM_SERVER", url)
 		t.Setenv("CLEANROOM_TOKEN", who+"-token-0123456789")
@@ -67,6 +65,14 @@ func TestCLIAgainstARealServer(t *testing.T) {
 		}
 		return out
 	}
+}
+
+// TestCLIAgainstARealServer drives the governance path with the client commands against a
+// real server: a provider adds a dataset from its spec file, an applicant applies, the
+// operator approves, the applicant queries and reads its budget, an auditor verifies the log.
+func TestCLIAgainstARealServer(t *testing.T) {
+	url, dataDir := serveForCLI(t)
+	as := runAs(t, url)
 	// The spec's relative source path resolves against the spec file's folder.
 	as("hospital-a", "dataset", "add", filepath.Join("..", "..", "testdata", "datasets", "medical_visits.yaml"))
 	var app struct{ ID string }

@@ -39,11 +39,11 @@ const (
 )
 
 // addClientCommands adds the command groups that speak to a server: dataset, application,
-// grant, query, job, review and budget, and audit (verify and show) unless root already has an
-// audit command (newAuditCmd carries the server subcommands too).
+// grant, query, job, review, budget and redteam, and audit (verify and show) unless root
+// already has an audit command (newAuditCmd carries the server subcommands too).
 func addClientCommands(root *cobra.Command) {
 	root.AddCommand(newDatasetCmd(), newApplicationCmd(), newGrantCmd(), newQueryCmd(),
-		newJobCmd(), newReviewCmd(), newBudgetCmd())
+		newJobCmd(), newReviewCmd(), newBudgetCmd(), newRedteamCmd())
 	for _, c := range root.Commands() {
 		if c.Name() == "audit" {
 			return
@@ -101,15 +101,20 @@ func (f *clientFlags) resolveOutput(cmd *cobra.Command) error {
 	return nil
 }
 
+// serverURL is the configured server: the flag first, then the environment, then the default.
+func (f *clientFlags) serverURL() string {
+	if f.server != "" {
+		return f.server
+	}
+	if s := os.Getenv(envServer); s != "" {
+		return s
+	}
+	return defaultServer
+}
+
 // client returns a client of the configured server: the flags first, then the environment.
 func (f *clientFlags) client() (*client.Client, error) {
-	server := f.server
-	if server == "" {
-		server = os.Getenv(envServer)
-	}
-	if server == "" {
-		server = defaultServer
-	}
+	server := f.serverURL()
 	token := f.token
 	if token == "" {
 		token = os.Getenv(envToken)

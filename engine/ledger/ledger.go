@@ -111,6 +111,18 @@ var schema = []string{
 		created_at  TEXT NOT NULL,
 		PRIMARY KEY (grant_id, fingerprint)
 	)`,
+	// The filters computed on each grant, by the shape of the query (its source and group
+	// keys), so a new query's filter can be checked against earlier ones for differencing.
+	`CREATE TABLE IF NOT EXISTS computed_filters (
+		seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+		grant_id   TEXT NOT NULL,
+		shape      TEXT NOT NULL,
+		filter     TEXT NOT NULL,
+		job        TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		UNIQUE (grant_id, shape, filter)
+	)`,
+	`CREATE INDEX IF NOT EXISTS computed_filters_by_shape ON computed_filters (grant_id, shape, seq)`,
 }
 
 // dsnParams: BEGIN IMMEDIATE for every read-write transaction, WAL, a busy timeout for writers

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -498,5 +499,41 @@ func TestRememberedAnswerIsRecalledPerGrantAndSurvivesReopen(t *testing.T) {
 	r, ok, err := l2.Recall(ctx, "g1", "fp")
 	if err != nil || !ok || r.Job != "job-1" || string(r.Result) != `{"rows":1}` {
 		t.Fatalf("recall after reopen = %+v ok=%v err=%v, want job-1's answer", r, ok, err)
+	}
+}
+
+func TestFiltersAreKeptPerGrantAndShapeNewestFirst(t *testing.T) {
+	l, path := openTemp(t)
+	for _, f := range []struct{ grant, shape, filter, job string }{
+		{"g1", "s", "", "job-1"},
+		{"g1", "s", "a = 1", "job-2"},
+		{"g1", "s", "a = 1", "job-3"}, // same filter: the first job stays
+		{"g1", "other", "b = 2", "job-4"},
+		{"g2", "s", "c = 3", "job-5"},
+		{"g1", "s", "a = 2", "job-6"},
+	} {
+		if err := l.NoteFilter(ctx, f.grant, f.shape, f.filter, f.job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.NoteFilter(ctx, "", "s", "x", "job"); err == nil {
+		t.Fatal("a filter without a grant was noted")
+	}
+	l.Close()
+	l, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.Filters(ctx, "g1", "s", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ComputedFilter{{"job-6", "a = 2"}, {"job-2", "a = 1"}, {"job-1", ""}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("filters after reopen = %v, want %v", got, want)
+	}
+	if got, _ := l.Filters(ctx, "g1", "s", 1); len(got) != 1 || got[0].Job != "job-6" {
+		t.Fatalf("limit 1 = %v, want the newest", got)
 	}
 }

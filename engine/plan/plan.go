@@ -6,6 +6,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
@@ -20,6 +21,9 @@ type Options struct {
 	MaxGroupsContributed     int64   `json:"max_groups_contributed"`
 	MaxContributionsPerGroup int64   `json:"max_contributions_per_group"`
 	TimeoutMS                int64   `json:"timeout_ms,omitempty"`
+	// MinUnitsPerGroup withholds output rows whose noisy count of privacy units is below it.
+	// The engine raises it to the policy's minimum; an applicant may ask for more.
+	MinUnitsPerGroup float64 `json:"min_units_per_group,omitempty"`
 }
 
 // Defaults fills unset options: epsilon 1, delta 1e-6 (spent only when partitions are
@@ -54,11 +58,17 @@ func (o Options) Validate() error {
 		return errcode.New(errcode.InvalidOptions, "max_groups_contributed must be between 1 and 1000")
 	case o.MaxContributionsPerGroup < 1 || o.MaxContributionsPerGroup > 10000:
 		return errcode.New(errcode.InvalidOptions, "max_contributions_per_group must be between 1 and 10000")
+	case !(o.MinUnitsPerGroup >= 0 && o.MinUnitsPerGroup <= MaxMinUnitsPerGroup):
+		return errcode.New(errcode.InvalidOptions, "min_units_per_group must be between 0 and %d", MaxMinUnitsPerGroup)
 	case o.TimeoutMS < 0:
 		return errcode.New(errcode.InvalidOptions, "timeout_ms must not be negative")
 	}
 	return nil
 }
+
+// MaxMinUnitsPerGroup bounds min_units_per_group: above it every group of a city's data would
+// be withheld, which is a mistake rather than a policy.
+const MaxMinUnitsPerGroup = 1_000_000
 
 // Cost is an (epsilon, delta) amount of budget.
 type Cost struct {
@@ -79,11 +89,61 @@ type Planned struct {
 	Cost    Cost
 	// Split says in words how the budget was divided, for the result.
 	Split string
+	// UnitCount is the index in Worker.Aggregates of the COUNT(DISTINCT unit) whose noisy
+	// value is each row's unit count for small-group suppression, or -1 when nothing is
+	// suppressed. It is the query's own COUNT(DISTINCT unit) when it has one; otherwise a
+	// hidden aggregate the plan adds, which takes a share of the budget and is not released.
+	UnitCount int
+	// MinUnitsPerGroup is the least noisy unit count a released row may have.
+	MinUnitsPerGroup float64
+	// Probes count, for each prior query given to Build, the privacy units on which its
+	// filter and this query's disagree (a differencing check); each takes a share of the
+	// budget.
+	Probes []Probe
 }
+
+// Prior is an earlier query on the same grant, dataset and group keys, with another filter.
+type Prior struct {
+	Job    string `json:"job"`
+	Filter string `json:"filter"` // the gate's rendering; "" = no filter
+}
+
+// Probe is a noisy count of the privacy units on which a prior query's filter and this one's
+// disagree: few such units means the two answers differ by those few persons.
+type Probe struct {
+	Against string       `json:"against"` // the prior job
+	Worker  sandbox.Plan `json:"worker_plan"`
+}
+
+// disagreement is the condition under which two filters disagree on a row. A filter that is
+// NULL on a row drops it, like false, so each side is read as coalesce(filter, false).
+func disagreement(a, b string) string {
+	side := func(f string) string {
+		if f == "" {
+			return "true"
+		}
+		return "coalesce((" + f + "), false)"
+	}
+	return side(a) + " <> " + side(b)
+}
+
+func probesText(priors []Prior) string {
+	if len(priors) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" and %d differencing check(s) against earlier queries on this grant", len(priors))
+}
+
+// HiddenUnitCount reports whether the unit count is an aggregate the plan added (not one of
+// the query's).
+func (p *Planned) HiddenUnitCount() bool { return p.UnitCount >= len(p.Query.Aggregates) }
 
 // Build makes the bounded plan. snapshots maps each dataset the query reads to its snapshot
 // digest; samplingKey keys the choice of kept rows for over-contributing units.
-func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey uint64) (*Planned, error) {
+//
+// Each prior (an earlier query with the same source and keys and another filter) adds a
+// differencing probe; probes need a single-dataset query and are ignored otherwise.
+func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey uint64, priors ...Prior) (*Planned, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -92,7 +152,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			return nil, errcode.New(errcode.Internal, "dataset %q has no snapshot", d.Name)
 		}
 	}
-	p := &Planned{Query: q, Public: true}
+	p := &Planned{Query: q, Public: true, UnitCount: -1, MinUnitsPerGroup: o.MinUnitsPerGroup}
 	for _, k := range q.Keys {
 		if len(k.Domain) == 0 {
 			p.Public = false
@@ -103,7 +163,20 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 	if !p.Public {
 		p.Domains = nil
 	}
-	n := float64(len(q.Aggregates))
+	if q.Relation != nil {
+		priors = nil
+	}
+	n := float64(len(q.Aggregates) + len(priors))
+	hidden := ""
+	if o.MinUnitsPerGroup > 0 {
+		p.UnitCount = slices.IndexFunc(q.Aggregates, func(a gate.Aggregate) bool { return a.Kind == dp.CountDistinct })
+		if p.UnitCount < 0 {
+			// The suppression decision must itself be DP: a hidden noisy unit count pays for it.
+			p.UnitCount = len(q.Aggregates)
+			n++
+			hidden = fmt.Sprintf(" and a hidden count of units per group (rows under %g units are withheld)", o.MinUnitsPerGroup)
+		}
+	}
 	w := sandbox.Plan{
 		Filter:      q.Filter,
 		Bounds:      sandbox.Bounds{MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup},
@@ -128,7 +201,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		// L0 choice is made among public partitions only (the worker drops them by key hash).
 		w.Domains = p.Domains
 		p.Cost = Cost{Epsilon: o.Epsilon}
-		p.Split = fmt.Sprintf("public partitions; epsilon %.4g split equally over %d aggregate(s); no delta spent", o.Epsilon, len(q.Aggregates))
+		p.Split = fmt.Sprintf("public partitions; epsilon %.4g split equally over %d aggregate(s)%s%s; no delta spent", o.Epsilon, len(q.Aggregates), hidden, probesText(priors))
 	} else {
 		if o.Delta == 0 {
 			return nil, errcode.New(errcode.InvalidOptions, "grouping by a column without a public domain needs DP partition selection, which needs delta > 0")
@@ -136,7 +209,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		aggEps = o.Epsilon / (n + 1)
 		w.Selection = &dp.Selection{Epsilon: aggEps, Delta: o.Delta, MaxPartitions: o.MaxGroupsContributed}
 		p.Cost = Cost{Epsilon: o.Epsilon, Delta: o.Delta}
-		p.Split = fmt.Sprintf("DP partition selection; epsilon %.4g split equally over selection and %d aggregate(s); delta %.3g spent on selection", o.Epsilon, len(q.Aggregates), o.Delta)
+		p.Split = fmt.Sprintf("DP partition selection; epsilon %.4g split equally over selection and %d aggregate(s)%s%s; delta %.3g spent on selection", o.Epsilon, len(q.Aggregates), hidden, probesText(priors), o.Delta)
 	}
 	for _, k := range q.Keys {
 		w.Keys = append(w.Keys, k.SQL)
@@ -158,6 +231,25 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism for %s accepts", a.Name)
 		}
 		w.Aggregates = append(w.Aggregates, s)
+	}
+	if p.HiddenUnitCount() {
+		s := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup}
+		if err := s.Validate(); err != nil {
+			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism for the hidden unit count accepts")
+		}
+		w.Aggregates = append(w.Aggregates, s)
+	}
+	for _, pr := range priors {
+		// One partition (no keys), and a unit counts once in it: sensitivity 1 whatever the
+		// job's bounds.
+		s := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: aggEps, MaxPartitions: 1, MaxPerPartition: 1}
+		if err := s.Validate(); err != nil {
+			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the differencing check accepts")
+		}
+		p.Probes = append(p.Probes, Probe{Against: pr.Job, Worker: sandbox.Plan{
+			Snapshot: w.Snapshot, Filter: disagreement(q.Filter, pr.Filter), Aggregates: []dp.Spec{s},
+			Bounds: sandbox.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}, SamplingKey: samplingKey, TimeoutMS: o.TimeoutMS,
+		}})
 	}
 	if w.Selection != nil {
 		if err := w.Selection.Validate(); err != nil {

@@ -29,25 +29,39 @@ type AuditKey []byte
 // mode 0600) if the file does not exist. An existing file of the wrong length, or one readable
 // by group or others, is refused rather than used.
 func LoadOrCreateAuditKey(path string) (AuditKey, error) {
-	k, err := loadAuditKey(path)
+	k, err := LoadOrCreateSecret(path, "provenance: audit key", AuditKeySize, ErrBadAuditKey)
+	if err != nil {
+		return nil, err
+	}
+	return AuditKey(k), nil
+}
+
+// LoadOrCreateSecret reads the secret key of size bytes at path, or creates it (crypto/rand,
+// mode 0600, linked into place atomically so a concurrent creator is never overwritten) if the
+// file does not exist. An existing file of another length, or one readable by group or
+// others, is refused with an error wrapping bad rather than used or replaced; name says which
+// key in messages, which never quote the file. The audit key is one such secret; the engine's
+// raw-value key is another.
+func LoadOrCreateSecret(path, name string, size int, bad error) ([]byte, error) {
+	k, err := loadSecret(path, name, size, bad)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	key := make([]byte, AuditKeySize)
+	key := make([]byte, size)
 	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("provenance: audit key: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := createExclusive(path, key); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			// Another process created it first; use theirs.
-			return loadAuditKey(path)
+			return loadSecret(path, name, size, bad)
 		}
 		return nil, err
 	}
-	return AuditKey(key), nil
+	return key, nil
 }
 
-func loadAuditKey(path string) (AuditKey, error) {
+func loadSecret(path, name string, size int, bad error) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -55,24 +69,24 @@ func loadAuditKey(path string) (AuditKey, error) {
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("provenance: audit key: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if runtime.GOOS != "windows" && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("provenance: audit key %s has mode %v, want 0600: %w", path, st.Mode().Perm(), ErrBadAuditKey)
+		return nil, fmt.Errorf("%s %s has mode %v, want 0600: %w", name, path, st.Mode().Perm(), bad)
 	}
-	buf, err := io.ReadAll(io.LimitReader(f, AuditKeySize+1))
+	buf, err := io.ReadAll(io.LimitReader(f, int64(size)+1))
 	if err != nil {
-		return nil, fmt.Errorf("provenance: audit key: %w", err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if len(buf) != AuditKeySize {
-		return nil, fmt.Errorf("provenance: audit key %s is not %d bytes: %w", path, AuditKeySize, ErrBadAuditKey)
+	if len(buf) != size {
+		return nil, fmt.Errorf("%s %s is not %d bytes: %w", name, path, size, bad)
 	}
-	return AuditKey(buf), nil
+	return buf, nil
 }
 
 // createExclusive writes data to a temporary file, syncs it, and links it into place only if
 // path does not exist yet, so a crash never leaves a partial key and a concurrent creator is
-// never overwritten. It is used for the audit key and the platform key.
+// never overwritten. It is used for the secret keys and the platform key.
 func createExclusive(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")

@@ -285,6 +285,18 @@ test_mistyped_param_denied if {
 	"params_invalid" in cs
 }
 
+test_negative_min_units_denied if {
+	"params_invalid" in deny_codes(good) with data.cleanroom.params.min_units_per_group as -1
+}
+
+test_negative_differencing_min_units_denied if {
+	"params_invalid" in deny_codes(good) with data.cleanroom.params.differencing_min_units as -1
+}
+
+test_mistyped_disclosure_denied if {
+	"params_invalid" in deny_codes(good) with data.cleanroom.params.disclose_suppressed_groups as "yes"
+}
+
 test_shipped_params_valid if {
 	not "params_invalid" in deny_codes(good)
 }

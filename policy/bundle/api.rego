@@ -34,6 +34,8 @@ permissions := {
 	"grant.suspend": {"operator": "any"},
 	"grant.resume": {"operator": "any"},
 	"grant.revoke": {"operator": "any"},
+	# Operators red-team a grant before approving its use and record the report.
+	"grant.redteam": {"operator": "any"},
 	# A job is submitted on a grant: the resource is the grant.
 	"job.submit": {"applicant": "own"},
 	"job.list": {"applicant": "any", "operator": "any", "auditor": "any"},
@@ -71,6 +73,7 @@ resource_kinds := {
 	"grant.suspend": {"grant"},
 	"grant.resume": {"grant"},
 	"grant.revoke": {"grant"},
+	"grant.redteam": {"grant"},
 	"job.submit": {"grant"},
 	"job.list": {"job"},
 	"job.read": {"job"},

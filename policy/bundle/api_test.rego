@@ -22,6 +22,7 @@ matrix := {
 	"grant.suspend": {"operator": "any"},
 	"grant.resume": {"operator": "any"},
 	"grant.revoke": {"operator": "any"},
+	"grant.redteam": {"operator": "any"},
 	"job.submit": {"applicant": "own"},
 	"job.list": {"applicant": "any", "operator": "any", "auditor": "any"},
 	"job.read": {"applicant": "own", "operator": "any", "auditor": "any"},
@@ -53,6 +54,7 @@ kinds := {
 	"grant.suspend": "grant",
 	"grant.resume": "grant",
 	"grant.revoke": "grant",
+	"grant.redteam": "grant",
 	"job.submit": "grant",
 	"job.list": "job",
 	"job.read": "job",
@@ -173,6 +175,8 @@ test_matrix_grant_suspend if check("grant.suspend")
 test_matrix_grant_resume if check("grant.resume")
 
 test_matrix_grant_revoke if check("grant.revoke")
+
+test_matrix_grant_redteam if check("grant.redteam")
 
 test_matrix_job_submit if check("job.submit")
 

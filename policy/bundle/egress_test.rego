@@ -129,7 +129,7 @@ test_high_finding_denied if {
 }
 
 test_medium_finding_held_for_review if {
-	inp := patched("add", "/findings/-", {"code": "repeat_query", "severity": "medium", "message": "close to an earlier query"})
+	inp := patched("add", "/findings/-", {"code": "differencing_suspected", "severity": "medium", "message": "the filter differs from an earlier query by few units"})
 	d := egress.decision with input as inp
 	d.result == "review"
 	codes(d.reasons) == {"finding_medium"}
@@ -137,7 +137,7 @@ test_medium_finding_held_for_review if {
 
 test_high_finding_wins_over_medium if {
 	inp := json.patch(good, [
-		{"op": "add", "path": "/findings/-", "value": {"code": "repeat_query", "severity": "medium", "message": ""}},
+		{"op": "add", "path": "/findings/-", "value": {"code": "differencing_suspected", "severity": "medium", "message": ""}},
 		{"op": "add", "path": "/findings/-", "value": {"code": "identifier_in_string", "severity": "high", "message": ""}},
 	])
 	d := egress.decision with input as inp
@@ -292,7 +292,7 @@ test_allow_carries_no_reviewers if {
 }
 
 test_medium_finding_needs_one_reviewer if {
-	inp := patched("add", "/findings/-", {"code": "repeat_query", "severity": "medium", "message": ""})
+	inp := patched("add", "/findings/-", {"code": "differencing_suspected", "severity": "medium", "message": ""})
 	d := egress.decision with input as inp
 	d.reviewers == 1
 }
@@ -309,7 +309,7 @@ test_l3_output_held_for_two_reviewers if {
 test_l3_with_medium_finding_needs_two_reviewers if {
 	inp := json.patch(good, [
 		{"op": "replace", "path": "/datasets/0/grade", "value": "L3"},
-		{"op": "add", "path": "/findings/-", "value": {"code": "repeat_query", "severity": "medium", "message": ""}},
+		{"op": "add", "path": "/findings/-", "value": {"code": "differencing_suspected", "severity": "medium", "message": ""}},
 	])
 	d := egress.decision with input as inp
 	d.result == "review"

@@ -23,13 +23,15 @@ number_params := {
 	"max_rows",
 	"max_cells",
 	"max_bytes",
+	"min_units_per_group",
+	"differencing_min_units",
 	"max_jobs_per_grant_per_hour",
 	"max_jobs_per_grant_per_day",
 }
 
 string_list_params := {"allowed_job_kinds", "allowed_mechanisms", "double_review_grades"}
 
-boolean_params := {"allow_identifier_equality_filters"}
+boolean_params := {"allow_identifier_equality_filters", "disclose_suppressed_groups"}
 
 invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be a number", [key]) if {
 	some key in number_params
@@ -44,6 +46,13 @@ invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must b
 invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must be true or false", [key]) if {
 	some key in boolean_params
 	not is_boolean(object.get(params, key, null))
+}
+
+# The engine reads these itself (policy.Engine.Params) to plan noisy unit counts; a negative
+# value would read as "off".
+invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must not be negative", [key]) if {
+	some key in {"min_units_per_group", "differencing_min_units"}
+	object.get(params, key, 0) < 0
 }
 
 # A grade the operator mistyped ("l3") would silently release what it meant to hold twice.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // benchOutput is a SQL-like result: two group keys, three noisy aggregates, per-row unit
@@ -31,8 +33,8 @@ func benchOutput(rows int, repeat bool) *Table {
 }
 
 // benchSet is a 1M-entry raw-value set of random hashes (building it by HMAC is measured by
-// BenchmarkBuildHashSet).
-func benchSet(b *testing.B, k *Keyer) *HashSet {
+// rawset.BenchmarkBuildHashSet).
+func benchSet(b *testing.B, k *rawset.Keyer) *rawset.HashSet {
 	rng := rand.New(rand.NewPCG(3, 4))
 	h := make([]uint64, 1_000_000)
 	for i := range h {
@@ -45,7 +47,7 @@ func benchSet(b *testing.B, k *Keyer) *HashSet {
 // raw-value set.
 func BenchmarkReview(b *testing.B) {
 	const rows = 10_000
-	k, err := NewKeyer(testKey)
+	k, err := rawset.NewKeyer(testKey)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,51 +93,11 @@ func BenchmarkReviewCases(b *testing.B) {
 	}
 }
 
-func BenchmarkHashSetContains(b *testing.B) {
-	k, _ := NewKeyer(testKey)
-	set := benchSet(b, k)
-	var x uint64
-	for b.Loop() {
-		x++
-		set.Contains(x * 0x9E3779B97F4A7C15)
-	}
-}
-
-// BenchmarkBuildHashSet hashes 100,000 raw values into a set.
-func BenchmarkBuildHashSet(b *testing.B) {
-	vals := make([]string, 100_000)
-	for i := range vals {
-		vals[i] = fmt.Sprintf("1%010d", i*7919)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := BuildHashSet(testKey, func(yield func(string) bool) {
-			for _, v := range vals {
-				if !yield(v) {
-					return
-				}
-			}
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(len(vals))*float64(b.N)/b.Elapsed().Seconds(), "values/s")
-}
-
-// BenchmarkHasher is one keyed hash (HMAC-SHA256 from the keyed state).
-func BenchmarkHasher(b *testing.B) {
-	k, _ := NewKeyer(testKey)
-	h := k.hasher()
-	for b.Loop() {
-		h.hash("昆明市 DISTRICT 0042")
-	}
-}
-
 // BenchmarkStringHit is the raw-value lookup of one group-key string (a miss).
 func BenchmarkStringHit(b *testing.B) {
-	k, _ := NewKeyer(testKey)
-	h := k.hasher()
-	set := NewHashSet([]uint64{1, 2, 3})
+	k, _ := rawset.NewKeyer(testKey)
+	h := hasher{k.Hasher()}
+	set := rawset.NewHashSet([]uint64{1, 2, 3})
 	for b.Loop() {
 		h.stringHit(set, "昆明市 District 0042", false)
 	}

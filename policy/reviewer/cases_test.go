@@ -10,6 +10,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/pii"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // The case corpus: one list of outputs with the codes the reviewer must report, used by
@@ -131,7 +132,7 @@ var rawValues = []string{
 	"1234.5",           // a sensitive amount
 	"12345678901",      // an 11-digit account number
 	"9876543210",       // a 10-digit account number
-	"ab",               // shorter than MinRawLength: never hashed
+	"ab",               // shorter than rawset.MinRawLength: never hashed
 	"糖尿病伴视网膜病变",        // a diagnosis
 	" acct-0042-7781 ", // an account code with separators and spaces
 }
@@ -352,8 +353,8 @@ func notLuhn(s string) string {
 
 func (negRows) Rows() int { return -1 }
 
-func rawSet(tb testing.TB) *HashSet {
-	s, err := BuildHashSet(testKey, slices.Values(rawValues))
+func rawSet(tb testing.TB) *rawset.HashSet {
+	s, err := rawset.BuildHashSet(testKey, slices.Values(rawValues))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -363,7 +364,7 @@ func rawSet(tb testing.TB) *HashSet {
 func newReviewer(tb testing.TB, l Limits, raw bool) *Reviewer {
 	opts := []Option{WithLimits(l)}
 	if raw {
-		k, err := NewKeyer(testKey)
+		k, err := rawset.NewKeyer(testKey)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -428,7 +429,7 @@ func caseValues(out Output) []string {
 			case TypeString:
 				vals = append(vals, v.Str)
 			case TypeFloat:
-				vals = append(vals, CanonicalNumber(v.Float))
+				vals = append(vals, rawset.CanonicalNumber(v.Float))
 			case TypeInt:
 				vals = append(vals, strconv.FormatInt(v.Int, 10))
 			}

@@ -11,8 +11,8 @@
 //	job result ──► adapter (Output) ──► Reviewer.Review ──► Review{Findings, Suppressed}
 //	                                          │                    │
 //	                    RawSet (keyed hashes of identifier         ▼
-//	                    and sensitive values, from the      policy.EgressInput.Findings
-//	                    worker) and Limits (from params)    ──► data.cleanroom.egress.decision
+//	                    and sensitive values, built by the  policy.EgressInput.Findings
+//	                    worker: sandbox/rawset) and Limits  ──► data.cleanroom.egress.decision
 //
 // The default egress policy denies on any high finding and holds the result for a reviewer
 // on any medium one; low findings are informational.
@@ -83,8 +83,8 @@
 //     glued to letters is.
 //   - Mobile numbers: an 11-digit run starting 13-19, or 13/15 digits starting 86/0086; a run
 //     of 10 or 12 digits is not one.
-//   - Raw values: strings and tokens shorter than MinRawLength bytes are neither put into a
-//     HashSet nor looked up (short values such as "M" or "北京" collide by chance, not by
+//   - Raw values: strings and tokens shorter than rawset.MinRawLength bytes are neither put into a
+//     set nor looked up (short values such as "M" or "北京" collide by chance, not by
 //     leaking). String cells of a group-key column whose lineage names a sensitive column are
 //     not looked up: they are that column's values by construction, and the lineage check
 //     reports sensitive_group_key so the policy can decide. Numbers are looked up only when the
@@ -101,12 +101,18 @@
 //
 // # Raw values
 //
-// The worker builds a HashSet from the identifier and sensitive columns it read: each value's
-// canonical form (CanonicalString, and CanonicalNumber for values that parse as numbers)
-// hashed with HMAC-SHA256 under a key of at least 32 bytes, truncated to 64 bits. The set
-// holds no values, only keyed hashes, so it can be persisted (HashSet.WriteTo) and handed to
-// the reviewer without moving raw data. With a 1M-entry set and 10^5 lookups per review the
-// chance of any 64-bit collision is about 5e-9.
+// The set comes from the sandbox worker: at registration it hashes every distinct value of
+// the dataset's identifier and sensitive columns (package sandbox/rawset, which owns the
+// canonical forms and the keyed hash) and writes the set beside the snapshot; only keyed
+// hashes leave the worker. Each value's canonical form (rawset.CanonicalString, and
+// rawset.CanonicalNumber for values that parse as numbers) is hashed with HMAC-SHA256 under
+// the engine's raw-value key (DataDir/keys/rawvalue.key, 32 random bytes), truncated to 64
+// bits. For a job, the engine loads the sets of the datasets it read and passes their union
+// (rawset.Union) to WithRawValues; this package keeps only the lookup side. The reviewer
+// canonicalises output values the same way (rawset.Fold and rawset.MergeDigitSeparators are
+// also what the identifier scans read), so a value matches whichever way it is written. With
+// a 1M-entry set and 10^5 lookups per review the chance of any 64-bit collision is about
+// 5e-9.
 //
 // # Limitations
 //

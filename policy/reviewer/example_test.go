@@ -7,6 +7,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // A result with a small group and a mobile number that slipped into a group key. The
@@ -14,11 +15,11 @@ import (
 // policy allows the rest.
 func ExampleReviewer_Review() {
 	key := []byte("an example key of at least 32 bytes!")
-	set, err := reviewer.BuildHashSet(key, slices.Values([]string{"13812345678", "ZhangSanFeng"}))
+	set, err := rawset.BuildHashSet(key, slices.Values([]string{"13812345678", "ZhangSanFeng"}))
 	if err != nil {
 		panic(err)
 	}
-	k, _ := reviewer.NewKeyer(key)
+	k, _ := rawset.NewKeyer(key)
 	r, err := reviewer.New(
 		reviewer.WithLimits(reviewer.Limits{MaxRows: 10000, MaxCells: 100000, MinUnitsPerGroup: 20}),
 		reviewer.WithRawValues(k, set),

@@ -22,6 +22,7 @@ const (
 	CodeRowsOverLimit         = "rows_over_limit"
 	CodeCellsOverLimit        = "cells_over_limit"
 	CodeBytesOverLimit        = "bytes_over_limit"
+	CodeDifferencing          = "differencing_suspected"
 	CodeReviewerFailed        = "reviewer_failed"
 )
 
@@ -43,7 +44,9 @@ var severities = map[string]string{
 	CodeRowsOverLimit:         policy.SeverityHigh,
 	CodeCellsOverLimit:        policy.SeverityHigh,
 	CodeBytesOverLimit:        policy.SeverityHigh,
-	CodeReviewerFailed:        policy.SeverityHigh,
+	// Medium: two queries may legitimately differ by a narrow condition; a person decides.
+	CodeDifferencing:   policy.SeverityMedium,
+	CodeReviewerFailed: policy.SeverityHigh,
 }
 
 // Severity returns the severity of a finding code, or "" for an unknown code.
@@ -55,7 +58,7 @@ func Codes() []string {
 		CodeIdentifierLineage, CodeSensitiveGroupKey, CodeColumnKindUnknown,
 		CodeResidentID, CodeUSCC, CodeMobile, CodeBankCard, CodeEmail, CodeRawValue,
 		CodeSmallGroupsSuppressed, CodeUnitCountUnavailable,
-		CodeRowsOverLimit, CodeCellsOverLimit, CodeBytesOverLimit, CodeReviewerFailed,
+		CodeRowsOverLimit, CodeCellsOverLimit, CodeBytesOverLimit, CodeDifferencing, CodeReviewerFailed,
 	}
 }
 

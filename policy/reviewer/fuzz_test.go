@@ -10,6 +10,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/pii"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // fuzzOutput puts the fuzzed values into a fixed output: the string in a group key, in a
@@ -48,7 +49,7 @@ func FuzzReview(f *testing.F) {
 		}
 		f.Add("Wuhua", strings.Join(vals, " "), x, i)
 	}
-	k, err := NewKeyer(testKey)
+	k, err := rawset.NewKeyer(testKey)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func FuzzReview(f *testing.F) {
 				t.Fatalf("a check failed on a well-formed output: %+v", fd)
 			}
 		}
-		scanned := []string{s, e, s + " " + e, "row " + s, CanonicalNumber(x), CanonicalNumber(-x), strconv.FormatInt(i, 10)}
+		scanned := []string{s, e, s + " " + e, "row " + s, rawset.CanonicalNumber(x), rawset.CanonicalNumber(-x), strconv.FormatInt(i, 10)}
 		checkFindings(t, rev, out, scanned)
 		for _, n := range rev.Suppressed {
 			if n < 0 || n >= 2 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/policy/pii"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // maxMemo bounds the per-review memo of scanned strings.
@@ -69,7 +70,7 @@ func (st *state) checkIdentifiers() error {
 func (st *state) checkNames() error {
 	var h *hasher
 	if st.r.keyer != nil {
-		h = st.r.keyer.hasher()
+		h = &hasher{st.r.keyer.Hasher()}
 	}
 	for i, c := range st.cols {
 		f := scanText(c.Name)
@@ -111,9 +112,9 @@ func scanValue(v Value) found {
 // scanText scans free text: once as folded, once more with the separators inside digit runs
 // removed when there are any.
 func scanText(s string) found {
-	t := fold(s)
+	t := rawset.Fold(s)
 	f := scanRuns(t) | scanEmails(t)
-	if m, ok := mergeDigitSeparators(t); ok {
+	if m, ok := rawset.MergeDigitSeparators(t); ok {
 		f |= scanRuns(m)
 	}
 	return f
@@ -171,73 +172,7 @@ func idPrefix(d string) found {
 	return 0
 }
 
-// fold returns s with ASCII letters upper-cased, full-width forms U+FF01-U+FF5E folded to
-// ASCII (the NFKC mappings that matter for Chinese text), the ideographic and no-break spaces
-// mapped to ' ' and dashes to '-'. Other characters are kept.
-func fold(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 0x80 || c >= 'a' && c <= 'z' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		if r >= 0xFF01 && r <= 0xFF5E {
-			r -= 0xFEE0
-		}
-		switch {
-		case r >= 'a' && r <= 'z':
-			b.WriteByte(byte(r - 'a' + 'A'))
-		case r < 0x80:
-			b.WriteByte(byte(r))
-		case r == 0x3000 || r == 0xA0:
-			b.WriteByte(' ')
-		case r >= 0x2010 && r <= 0x2015 || r == 0x2212:
-			b.WriteByte('-')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func isSep(c byte) bool { return c == ' ' || c == '-' }
-
-// mergeDigitSeparators removes runs of one to three spaces or hyphens between two digits
-// ("138 1234 5678" → "13812345678"), reporting whether it removed any.
-func mergeDigitSeparators(t string) (string, bool) {
-	var b []byte
-	last := 0
-	for i := 1; i < len(t); i++ {
-		if !isSep(t[i]) || !isDigit(t[i-1]) {
-			continue
-		}
-		j := i
-		for j < len(t) && j-i < 3 && isSep(t[j]) {
-			j++
-		}
-		if j < len(t) && isDigit(t[j]) {
-			if b == nil {
-				b = make([]byte, 0, len(t))
-			}
-			b = append(b, t[last:i]...)
-			last = j
-		}
-		i = j - 1
-	}
-	if b == nil {
-		return t, false
-	}
-	return string(append(b, t[last:]...)), true
-}
 
 // scanRuns scans each maximal run of ASCII digits and upper-case letters.
 func scanRuns(t string) found {

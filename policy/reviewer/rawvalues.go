@@ -1,178 +1,34 @@
 package reviewer
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
-	"hash"
-	"iter"
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
-// RawSet holds keyed hashes (Keyer.Hash of canonical forms) of the raw values of a job's
-// identifier and sensitive columns. It never holds values. HashSet implements it.
+// RawSet holds keyed hashes (rawset.Keyer of canonical forms) of the raw values of a job's
+// identifier and sensitive columns. It never holds values. rawset.HashSet implements it, and
+// rawset.Union over the sets of several datasets.
 type RawSet interface {
 	// Contains reports whether h is the keyed hash of a raw value.
 	Contains(h uint64) bool
 }
 
-// MinKeyLen is the least key length NewKeyer accepts: 32 bytes, HMAC-SHA256's block of
-// security.
-const MinKeyLen = 32
+var (
+	_ RawSet = (*rawset.HashSet)(nil)
+	_ RawSet = (*rawset.Union)(nil)
+)
 
-// MinRawLength is the least length in bytes of a canonical form that is hashed into a set or
-// looked up: 6 ASCII characters or 2 CJK characters. Shorter values ("M", "A+", "北京")
-// recur in unrelated data, so a match would say nothing about a leak.
-const MinRawLength = 6
-
-// ErrShortKey is returned for a key shorter than MinKeyLen.
-var ErrShortKey = errors.New("reviewer: the raw-value key must be at least 32 bytes")
-
-// Keyer hashes canonical forms under a secret key: HMAC-SHA256 truncated to its first 64
-// bits (big-endian). The key must stay inside the platform; whoever holds it can test
-// guesses against a set. A Keyer is safe for concurrent use.
-type Keyer struct {
-	key  []byte
-	id   uint64
-	pool sync.Pool
-}
-
-// NewKeyer returns a Keyer for key, which must be at least MinKeyLen bytes. The key is
-// copied.
-func NewKeyer(key []byte) (*Keyer, error) {
-	if len(key) < MinKeyLen {
-		return nil, ErrShortKey
-	}
-	k := &Keyer{key: append([]byte(nil), key...)}
-	k.pool.New = func() any { return k.newHasher() }
-	// The key ID hashes a lower-case text, which no canonical form (always upper-case) equals.
-	k.id = k.Hash("cleanroom reviewer key id")
-	if k.id == 0 {
-		k.id = 1
-	}
-	return k, nil
-}
-
-// ID identifies the key without revealing it; HashSet records it, so a set is not used
-// with another key by mistake (every lookup would miss).
-func (k *Keyer) ID() uint64 { return k.id }
-
-// Hash returns the keyed hash of canonical, which the caller has canonicalised
-// (CanonicalString, CanonicalNumber).
-func (k *Keyer) Hash(canonical string) uint64 {
-	h := k.pool.Get().(*hasher)
-	defer k.pool.Put(h)
-	return h.hash(canonical)
-}
-
-// KeyedHash returns the keyed hash of canonical under key: HMAC-SHA256(key, canonical)
-// truncated to 64 bits. Use a Keyer to hash many values.
-func KeyedHash(key []byte, canonical string) (uint64, error) {
-	k, err := NewKeyer(key)
-	if err != nil {
-		return 0, err
-	}
-	return k.Hash(canonical), nil
-}
-
-// AppendRawHashes appends the hashes a HashSet holds for one raw value: its CanonicalString
-// form; that form without the spaces and hyphens between digits, if it has any; and its
-// CanonicalNumber form, if it parses as a number. Forms shorter than MinRawLength are left
-// out. A worker streaming a large column calls it and builds the set with Keyer.NewHashSet.
-func (k *Keyer) AppendRawHashes(dst []uint64, value string) []uint64 {
-	h := k.pool.Get().(*hasher)
-	defer k.pool.Put(h)
-	return h.appendRawHashes(dst, value)
-}
-
-// NewHashSet returns a set of hashes made with k; it records k's ID.
-func (k *Keyer) NewHashSet(hashes []uint64) *HashSet {
-	s := NewHashSet(hashes)
-	s.keyID = k.id
-	return s
-}
-
-// BuildHashSet hashes every value with key (see Keyer.AppendRawHashes) into a HashSet.
-func BuildHashSet(key []byte, values iter.Seq[string]) (*HashSet, error) {
-	k, err := NewKeyer(key)
-	if err != nil {
-		return nil, err
-	}
-	h := k.newHasher()
-	var hashes []uint64
-	for v := range values {
-		hashes = h.appendRawHashes(hashes, v)
-	}
-	return k.NewHashSet(hashes), nil
-}
-
-// CanonicalString is the form in which a string value is hashed: full-width forms folded to
-// ASCII, surrounding white space trimmed, upper-cased — the privacy unit's normalisation
-// (trim, upper) plus the full-width folding that matters for Chinese text. It is not a full
-// Unicode normalisation (NFC/NFKC): the module's dependencies stay as they are, and the
-// values the scan is for (identifiers, codes, names) are not written in decomposed form.
-func CanonicalString(s string) string {
-	return strings.ToUpper(strings.TrimSpace(fold(s)))
-}
-
-// CanonicalNumber is the form in which a number is hashed: the shortest decimal that reads
-// back as f, in plain notation ("13800000000" for 1.38e10, "1234.5"), so that an integral
-// value and its digits as a string hash alike. It returns "" for NaN and ±Inf; -0 is "0".
-func CanonicalNumber(f float64) string {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return ""
-	}
-	if f == 0 {
-		return "0"
-	}
-	return strconv.FormatFloat(f, 'f', -1, 64)
-}
-
-// hasher is one HMAC state, reused across values (Reset restores the keyed state without
-// rehashing the key).
-type hasher struct {
-	h   hash.Hash
-	buf []byte
-	sum [sha256.Size]byte
-}
-
-func (k *Keyer) newHasher() *hasher { return &hasher{h: hmac.New(sha256.New, k.key)} }
-
-// hasher returns a hasher for one review.
-func (k *Keyer) hasher() *hasher { return k.newHasher() }
-
-func (h *hasher) hash(s string) uint64 {
-	h.h.Reset()
-	h.buf = append(h.buf[:0], s...)
-	h.h.Write(h.buf)
-	return binary.BigEndian.Uint64(h.h.Sum(h.sum[:0]))
-}
-
-func (h *hasher) appendRawHashes(dst []uint64, value string) []uint64 {
-	c := CanonicalString(value)
-	if len(c) >= MinRawLength {
-		dst = append(dst, h.hash(c))
-	}
-	if m, ok := mergeDigitSeparators(c); ok && len(m) >= MinRawLength {
-		dst = append(dst, h.hash(m))
-	}
-	if f, ok := parseNumber(c); ok {
-		if n := CanonicalNumber(f); n != c && len(n) >= MinRawLength {
-			dst = append(dst, h.hash(n))
-		}
-	}
-	return dst
-}
+// hasher is one review's HMAC state (rawset.Hasher) with the lookups the checks make.
+type hasher struct{ *rawset.Hasher }
 
 // lookup reports whether s (canonical) is long enough and its hash is in set.
 func (h *hasher) lookup(set RawSet, s string) bool {
-	return len(s) >= MinRawLength && set.Contains(h.hash(s))
+	return len(s) >= rawset.MinRawLength && set.Contains(h.Hash(s))
 }
 
 // stringHit reports whether a string that would leave matches a raw value: as a whole; any
@@ -180,7 +36,7 @@ func (h *hasher) lookup(set RawSet, s string) bool {
 // separators between digits are removed; or, if it reads as a number, its CanonicalNumber
 // form, subject to the number rule (see numberEligible).
 func (h *hasher) stringHit(set RawSet, s string, allNumbers bool) bool {
-	c := CanonicalString(s)
+	c := rawset.CanonicalString(s)
 	if h.lookup(set, c) {
 		return true
 	}
@@ -203,7 +59,7 @@ func (h *hasher) stringHit(set RawSet, s string, allNumbers bool) bool {
 		}
 		i = j
 	}
-	if m, ok := mergeDigitSeparators(c); ok {
+	if m, ok := rawset.MergeDigitSeparators(c); ok {
 		for i := 0; i < len(m); {
 			if !isDigit(m[i]) {
 				i++
@@ -219,32 +75,12 @@ func (h *hasher) stringHit(set RawSet, s string, allNumbers bool) bool {
 			i = j
 		}
 	}
-	if f, ok := parseNumber(c); ok {
-		if n := CanonicalNumber(f); n != c && numberEligible(n, f == math.Trunc(f), allNumbers) && h.lookup(set, n) {
+	if f, ok := rawset.ParseNumber(c); ok {
+		if n := rawset.CanonicalNumber(f); n != c && numberEligible(n, f == math.Trunc(f), allNumbers) && h.lookup(set, n) {
 			return true
 		}
 	}
 	return false
-}
-
-// parseNumber reads a canonical string as a decimal number ("1.38E10", "-7", ".5"); it
-// skips strings that cannot be one without calling ParseFloat (whose error allocates), and
-// does not read "INF", "NAN" or hexadecimal forms.
-func parseNumber(c string) (float64, bool) {
-	if c == "" {
-		return 0, false
-	}
-	switch ch := c[0]; {
-	case isDigit(ch), ch == '.':
-	case (ch == '-' || ch == '+') && len(c) > 1 && (isDigit(c[1]) || c[1] == '.'):
-	default:
-		return 0, false
-	}
-	if strings.ContainsAny(c, "XPNI_") { // hexadecimal, INF, NAN, digit separators
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(c, 64)
-	return f, err == nil && !math.IsInf(f, 0)
 }
 
 func tokenRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
@@ -261,7 +97,7 @@ func (h *hasher) numberHit(set RawSet, v Value, allNumbers bool) bool {
 		if !allNumbers && (!integral || math.Abs(f) < 1e10) {
 			return false
 		}
-		n = CanonicalNumber(f)
+		n = rawset.CanonicalNumber(f)
 	case TypeInt:
 		if !allNumbers && v.Int > -1e10 && v.Int < 1e10 {
 			return false
@@ -291,7 +127,7 @@ func (st *state) checkRawValues() error {
 	if st.r.keyer == nil {
 		return nil
 	}
-	h, set := st.r.keyer.hasher(), st.r.raw
+	h, set := hasher{st.r.keyer.Hasher()}, st.r.raw
 	// Group-key values repeat across rows; each distinct string is hashed once.
 	type memoKey struct {
 		s   string

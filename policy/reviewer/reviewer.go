@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // Output is what a job wants to release, as the reviewer sees it: nothing it does not return
@@ -106,9 +107,10 @@ type Review struct {
 // Reviewer runs the egress checks. It holds no per-review state and is safe for concurrent
 // use.
 type Reviewer struct {
-	limits Limits
-	keyer  *Keyer
-	raw    RawSet
+	limits       Limits
+	differencing differencing
+	keyer        *rawset.Keyer
+	raw          RawSet
 }
 
 // Option configures a Reviewer.
@@ -137,9 +139,9 @@ func WithLimits(l Limits) Option {
 }
 
 // WithRawValues enables the raw-value scan: output values are canonicalised, hashed with k
-// and looked up in set. A set that reports a key ID (as HashSet does) must have been built
-// with k.
-func WithRawValues(k *Keyer, set RawSet) Option {
+// and looked up in set. A set that reports a key ID (as rawset.HashSet and rawset.Union do)
+// must have been built with k.
+func WithRawValues(k *rawset.Keyer, set RawSet) Option {
 	return func(r *Reviewer) error {
 		if k == nil || set == nil {
 			return ErrNoRawSet
@@ -185,6 +187,7 @@ func (r *Reviewer) Review(ctx context.Context, out Output) Review {
 			{"raw_values", st.checkRawValues},
 			{"small_groups", st.checkSmallGroups},
 			{"limits", st.checkLimits},
+			{"differencing", st.checkDifferencing},
 		} {
 			if !st.run(c.name, c.fn) && st.ctx.Err() != nil {
 				break // one cancellation finding is enough

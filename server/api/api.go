@@ -68,6 +68,38 @@ type Registered struct {
 	Rows   int64  `json:"rows"`
 }
 
+// RedteamRequest is POST /v1/grants/{id}/redteam: an operator's red-team report on a grant
+// (`cleanroom redteam --record`), as a summary of each attack and the SHA-256 of the full report,
+// which the operator keeps. The server records it in provenance as it is; it holds no data value.
+type RedteamRequest struct {
+	ReportSHA256 string          `json:"report_sha256"`
+	Scored       bool            `json:"scored"` // the attacks were scored against the raw data
+	Attacks      []RedteamAttack `json:"attacks"`
+}
+
+// RedteamAttack is one attack of a red-team report: the jobs it submitted, whether the platform
+// blocked it, the budget it cost and, when scored, what it recovered against a baseline guess.
+type RedteamAttack struct {
+	Name     string   `json:"name"`
+	Jobs     int      `json:"jobs"`
+	Blocked  bool     `json:"blocked"`
+	Epsilon  float64  `json:"epsilon"`
+	Delta    float64  `json:"delta"`
+	Score    *float64 `json:"score,omitempty"`
+	Baseline *float64 `json:"baseline,omitempty"`
+	Margin   *float64 `json:"margin,omitempty"`
+	Exceeds  bool     `json:"exceeds"` // score > baseline + margin: the attack recovered more than a guess
+}
+
+// RedteamRecorded is the answer to a recorded red-team report: the record's id (an auditor reads
+// it with GET /v1/audit/jobs/{id}) and its index in the provenance log.
+type RedteamRecorded struct {
+	ID           string `json:"id"`
+	Grant        string `json:"grant"`
+	Index        uint64 `json:"index"`
+	ReportSHA256 string `json:"report_sha256"`
+}
+
 // Job kinds a grant may allow. Only sql runs on this version of the platform.
 const (
 	KindSQL    = "sql"

@@ -362,6 +362,15 @@ func (c *Client) grantAction(ctx context.Context, id, action, reason string) (*a
 	return post[api.Grant](ctx, c, path("v1", "grants", id, action), api.ReasonRequest{Reason: reason})
 }
 
+// RecordRedteam is POST /v1/grants/{id}/redteam (operators): it records a red-team report's
+// summary in provenance and answers with the record's id and log index.
+func (c *Client) RecordRedteam(ctx context.Context, grant string, req api.RedteamRequest) (*api.RedteamRecorded, error) {
+	if err := requireID("grant id", grant); err != nil {
+		return nil, err
+	}
+	return post[api.RedteamRecorded](ctx, c, path("v1", "grants", grant, "redteam"), req)
+}
+
 // Budget is GET /v1/grants/{name}/budget (kind BudgetGrant) or /v1/datasets/{name}/budget
 // (kind BudgetDataset): the account's balance, history and accounting.
 func (c *Client) Budget(ctx context.Context, kind, name string) (*engine.BudgetReport, error) {

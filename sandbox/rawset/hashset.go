@@ -1,4 +1,4 @@
-package reviewer
+package rawset
 
 import (
 	"bufio"
@@ -10,9 +10,9 @@ import (
 	"slices"
 )
 
-// HashSet is a RawSet: sorted, distinct keyed hashes searched by bisection (8 bytes per
-// entry, about 20 comparisons per lookup in a 1M-entry set). It is immutable and safe for
-// concurrent use.
+// HashSet is a set of keyed hashes (Keyer) of raw values: sorted, distinct, searched by
+// bisection (8 bytes per entry, about 20 comparisons per lookup in a 1M-entry set). It holds
+// no values. It is immutable and safe for concurrent use.
 type HashSet struct {
 	keyID  uint64
 	hashes []uint64
@@ -21,8 +21,6 @@ type HashSet struct {
 	// instead of the whole array.
 	index []uint32
 }
-
-var _ RawSet = (*HashSet)(nil)
 
 // NewHashSet returns a set of the given hashes (copied, sorted, duplicates dropped). It
 // records no key ID; Keyer.NewHashSet and BuildHashSet do.
@@ -84,7 +82,7 @@ const (
 )
 
 // ErrHashSetFormat is returned by ReadHashSet for data that is not a valid persisted set.
-var ErrHashSetFormat = errors.New("reviewer: malformed raw-value set")
+var ErrHashSetFormat = errors.New("rawset: malformed raw-value set")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -165,3 +163,52 @@ func formatErr(err error) error {
 	}
 	return err
 }
+
+// ErrKeyMismatch is returned by NewUnion for sets built under different keys: a lookup hashes
+// a value under one key, so the sets of the other would silently never match.
+var ErrKeyMismatch = errors.New("rawset: the sets were built under different keys")
+
+// Union answers Contains over several sets built under one key: the raw values of every
+// dataset a job touched. It is immutable and safe for concurrent use.
+type Union struct {
+	sets  []*HashSet
+	keyID uint64
+}
+
+// NewUnion returns the union of sets. Sets that record a key ID must all record the same one
+// (ErrKeyMismatch); the union reports it as its own.
+func NewUnion(sets ...*HashSet) (*Union, error) {
+	u := &Union{sets: slices.Clone(sets)}
+	for _, s := range sets {
+		switch id := s.KeyID(); {
+		case id == 0:
+		case u.keyID == 0:
+			u.keyID = id
+		case id != u.keyID:
+			return nil, ErrKeyMismatch
+		}
+	}
+	return u, nil
+}
+
+// Contains reports whether h is in any of the sets.
+func (u *Union) Contains(h uint64) bool {
+	for _, s := range u.sets {
+		if s.Contains(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// Len returns the number of hashes over all sets (a hash in two sets counts twice).
+func (u *Union) Len() int {
+	n := 0
+	for _, s := range u.sets {
+		n += s.Len()
+	}
+	return n
+}
+
+// KeyID returns the ID of the key the sets were built with, or 0 if none records one.
+func (u *Union) KeyID() uint64 { return u.keyID }

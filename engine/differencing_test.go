@@ -1,0 +1,101 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+)
+
+// In visits(200) district A holds the 100 odd persons; cost is 100 + i%50, so "cost <> 101"
+// leaves out 4 of them (i = 1, 51, 101, 151) and "cost < 125" about half. At epsilon 10 a
+// differencing check's share is at least 2.5 (Laplace scale 0.4 on a count of units), so 4
+// units never read as 10 and 50 never as under 10.
+const differencingEpsilon = 10
+
+func run(t *testing.T, e *engine.Engine, sql string) *engine.Outcome {
+	t.Helper()
+	out, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: sql, Options: plan.Options{Epsilon: differencingEpsilon}})
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
+
+func heldForDifferencing(out *engine.Outcome) bool {
+	return out.Held != nil && strings.Contains(strings.Join(out.Held.Reasons, ";"), "differencing_suspected")
+}
+
+func TestDifferencingPairIsHeldForReview(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 1000)
+	const base = "SELECT COUNT(*) AS n, SUM(cost) AS total FROM visits WHERE district = 'A'"
+	if out := run(t, e, base); out.Held != nil {
+		t.Fatalf("the first query was held: %v", out.Held.Reasons)
+	}
+	// Decoys in between, with the same source and keys, do not push the first query out of
+	// the comparison: it contains the new filter's text and ranks first.
+	for _, decoy := range []string{"district = 'B'", "cost > 110", "visit_date = '2024-01-02'", "cost < 130"} {
+		if out := run(t, e, "SELECT COUNT(*) AS n, SUM(cost) AS total FROM visits WHERE "+decoy); heldForDifferencing(out) {
+			t.Fatalf("decoy %s was held for differencing", decoy)
+		}
+	}
+	before := spent(t, e, "g")
+	const minusFour = base + " AND cost <> 101"
+	out := run(t, e, minusFour)
+	if !heldForDifferencing(out) {
+		t.Fatalf("a query differing from an earlier one by 4 persons was not held for differencing: %+v", out.Held)
+	}
+	// The check is paid from the job's own epsilon, and recorded with the budget's mechanisms.
+	if got := spent(t, e, "g") - before; got != differencingEpsilon {
+		t.Fatalf("the held job cost %v, want its epsilon %v", got, differencingEpsilon)
+	}
+	mech, _ := json.Marshal(lastRecord(t, e, "mechanism"))
+	if !strings.Contains(string(mech), "differencing_check against") {
+		t.Fatalf("mechanism record %s does not list the differencing check", mech)
+	}
+	rv, _ := json.Marshal(lastRecord(t, e, "reviewer"))
+	if !strings.Contains(string(rv), `"code":"differencing_suspected"`) || !strings.Contains(string(rv), `"severity":"medium"`) {
+		t.Fatalf("reviewer record %s", rv)
+	}
+
+	// Asking again is answered from the held answer: held again, nothing charged.
+	before = spent(t, e, "g")
+	if again := run(t, e, minusFour); !heldForDifferencing(again) || spent(t, e, "g") != before {
+		t.Fatalf("the repeat was not held again for free: %+v, spent %v → %v", again.Held, before, spent(t, e, "g"))
+	}
+
+	// A filter that differs by about fifty persons is an ordinary query.
+	if out := run(t, e, base+" AND cost < 125"); heldForDifferencing(out) {
+		t.Fatalf("a query differing by about 50 persons was held for differencing")
+	}
+
+	// A filter equivalent to an earlier one (both keep every row) differs by no one, which is
+	// flagged too: rewriting a filter is how one would draw fresh noise on the same answer.
+	if out := run(t, e, "SELECT COUNT(*) AS n, SUM(cost) AS total FROM visits WHERE cost < 1000"); !heldForDifferencing(out) {
+		t.Fatalf("a filter equivalent to an earlier one was not held")
+	}
+
+	// Submit (no governance layer) reports the hold as held_for_review.
+	_, err := submit(e, "g", base+" AND cost <> 102", plan.Options{Epsilon: differencingEpsilon})
+	if errcode.Code(err) != errcode.HeldForReview {
+		t.Fatalf("Submit: %v, want %s", err, errcode.HeldForReview)
+	}
+}
+
+func TestDifferencingCheckFollowsThePolicy(t *testing.T) {
+	e := openEngineWithParams(t, `"differencing_min_units": 10`, `"differencing_min_units": 0`)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 1000)
+	const base = "SELECT COUNT(*) AS n FROM visits WHERE district = 'A'"
+	run(t, e, base)
+	out := run(t, e, base+" AND cost <> 101")
+	if out.Held != nil || strings.Contains(out.Result.Split, "differencing") {
+		t.Fatalf("with differencing_min_units 0 the pair was checked: held %+v, split %q", out.Held, out.Result.Split)
+	}
+}

@@ -1,0 +1,186 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+)
+
+// The raw-value set: the keyed hashes (rawset) of every distinct value of a snapshot's
+// identifier and sensitive columns, built by the worker and written beside the snapshot as
+// <digest>.rawset. The egress reviewer looks output values up in it. Only keyed hashes leave
+// the worker: the file holds no value, and the response names the file's digest, its entry
+// count and the key's ID.
+
+// RawSetInfo describes a snapshot's raw-value set file. It holds no value.
+type RawSetInfo struct {
+	// Digest is the SHA-256 of the file; a set rebuilt from the same snapshot under the same
+	// key has the same digest (its hashes are sorted).
+	Digest  string `json:"digest"`
+	Entries int    `json:"entries"`
+	// KeyID is rawset.Keyer.ID of the key, in hex: it names the key without revealing it.
+	KeyID string `json:"key_id"`
+}
+
+// rawValuesArgs asks for a raw-value set: the key and the columns to hash. The key prints
+// redacted (rawset.Key), so a request that reaches a log does not disclose it.
+type rawValuesArgs struct {
+	Key     rawset.Key `json:"key"`
+	Columns []string   `json:"columns"`
+}
+
+// RawValueColumns are the spec's columns whose raw values the set holds: those tagged
+// identifier or sensitive, in sorted order.
+func RawValueColumns(spec *catalog.Spec) []string {
+	var out []string
+	for _, name := range spec.ColumnNames() {
+		if c := spec.Columns[name]; c.Has(catalog.TagIdentifier) || c.Has(catalog.TagSensitive) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// rawSetPath is where the worker keeps a snapshot's raw-value set.
+func rawSetPath(dir, digest string) string {
+	return filepath.Join(dir, "snapshots", strings.TrimPrefix(digest, "sha256:")+".rawset")
+}
+
+// buildRawSet hashes the distinct values of the requested columns of a loaded snapshot and
+// writes the set beside it. DuckDB computes the distinct values (spilling to its temporary
+// directory under the memory limit); the worker holds one Arrow batch of them at a time and
+// the hashes, 8 bytes each. Every value is read as text (CAST AS VARCHAR) and hashed in all
+// its forms (rawset.Hasher.AppendRawHashes), so a number matches its CanonicalNumber form.
+func (w *worker) buildRawSet(ctx context.Context, snap *Snapshot, a *rawValuesArgs) (*RawSetInfo, error) {
+	k, err := rawset.NewKeyer(a.Key)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.InvalidOptions, err, "the raw-value key is unusable")
+	}
+	present := map[string]bool{}
+	for _, c := range snap.Columns {
+		present[c.Name] = true
+	}
+	var selects []string
+	for _, c := range a.Columns {
+		if !present[c] {
+			return nil, errcode.New(errcode.InvalidSpec, "column %q to hash is not in snapshot %s", c, snap.Digest)
+		}
+		selects = append(selects, fmt.Sprintf("SELECT CAST(%s AS VARCHAR) AS v FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c)))
+	}
+	var hashes []uint64
+	if len(selects) > 0 {
+		h := k.Hasher()
+		// UNION (not UNION ALL): a value found in two columns is hashed once.
+		err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+			rdr, err := ar.QueryContext(ctx, strings.Join(selects, " UNION "))
+			if err != nil {
+				return err
+			}
+			defer rdr.Release()
+			for rdr.Next() {
+				// Text arrives as a string or a string-view array, both with Value.
+				col, ok := rdr.RecordBatch().Column(0).(interface {
+					arrow.Array
+					Value(int) string
+				})
+				if !ok {
+					return errors.New("sandbox: distinct values did not arrive as text")
+				}
+				for i := range col.Len() {
+					if !col.IsNull(i) {
+						hashes = h.AppendRawHashes(hashes, col.Value(i))
+					}
+				}
+			}
+			return rdr.Err()
+		})
+		if err != nil {
+			return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be built (%s)", snap.Digest, duckErrorClass(err))
+		}
+	}
+	set := k.NewHashSet(hashes)
+	digest, err := writeRawSet(rawSetPath(w.dir, snap.Digest), set)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be written", snap.Digest)
+	}
+	return &RawSetInfo{Digest: digest, Entries: set.Len(), KeyID: fmt.Sprintf("%016x", k.ID())}, nil
+}
+
+// writeRawSet writes set to path atomically (temporary file, fsync, rename), so a reader sees
+// the whole set or none, and returns the file's SHA-256.
+func writeRawSet(path string, set *rawset.HashSet) (string, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "incoming-*.rawset")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer tmp.Close()
+	h := sha256.New()
+	if _, err := set.WriteTo(io.MultiWriter(tmp, h)); err != nil {
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// BuildRawSet has the worker (re)build the raw-value set of a registered snapshot from the
+// snapshot itself, as registration does: for data directories from before sets existed, and
+// to replace a damaged set file.
+func (c *Client) BuildRawSet(ctx context.Context, spec *catalog.Spec, digest string) (*RawSetInfo, error) {
+	args, err := c.rawValuesArgs(spec)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.call(ctx, request{Op: "rawset", Digest: digest, RawValues: args})
+	if err != nil {
+		return nil, err
+	}
+	return res.resp.RawSet, nil
+}
+
+// rawValuesArgs asks for the set of spec's identifier and sensitive columns under the
+// client's key.
+func (c *Client) rawValuesArgs(spec *catalog.Spec) (*rawValuesArgs, error) {
+	if len(c.rawKey) == 0 {
+		return nil, errcode.New(errcode.Internal, "the sandbox client has no raw-value key")
+	}
+	return &rawValuesArgs{Key: c.rawKey, Columns: RawValueColumns(spec)}, nil
+}
+
+// ReadRawSet reads a snapshot's raw-value set file and returns it with the file's SHA-256. The
+// file holds only keyed hashes, so the engine may read it. A missing file is an error that
+// matches fs.ErrNotExist; a damaged one matches rawset.ErrHashSetFormat.
+func (c *Client) ReadRawSet(digest string) (*rawset.HashSet, string, error) {
+	f, err := os.Open(rawSetPath(c.dir, digest))
+	if err != nil {
+		return nil, "", fmt.Errorf("sandbox: raw-value set of snapshot %s: %w", digest, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	set, err := rawset.ReadHashSet(io.TeeReader(f, h))
+	if err != nil {
+		return nil, "", fmt.Errorf("sandbox: raw-value set of snapshot %s: %w", digest, err)
+	}
+	return set, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
