@@ -43,6 +43,11 @@
 //	limits         rows_over_limit          high      more rows than Limits.MaxRows
 //	               cells_over_limit         high      more cells than Limits.MaxCells
 //	               bytes_over_limit         high      more bytes than Limits.MaxBytes
+//	differencing   differencing_suspected   medium    a DifferenceProbe (WithDifferencing) counts
+//	                                                  fewer units than the minimum on which this
+//	                                                  output's filter and an earlier query's
+//	                                                  disagree (0 included: an equivalent filter
+//	                                                  draws fresh noise on the same answer)
 //	(any)          reviewer_failed          high      a check panicked, could not run, or the
 //	                                                  review was cancelled: fail closed
 //
@@ -96,8 +101,9 @@
 //     (HE answers, model parameters), unit_count_unavailable is low: such outputs have no
 //     groups to suppress, and SQL groups are already protected by DP partition selection.
 //
-// Suppressed rows are still scanned: the reviewer reports what the output holds, and a
-// suppression is only applied once the policy has decided.
+// Suppressed rows are still scanned: the reviewer reports what the output holds. The engine
+// then removes them (their unit counts are noisy, so withholding is DP post-processing) and
+// tells the egress policy how many it removed (policy.Output.Suppressed).
 //
 // # Raw values
 //
