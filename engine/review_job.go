@@ -10,7 +10,7 @@ import (
 
 // jobReviewer returns the egress reviewer for one job over the datasets ds: its options
 // depend on the job (the raw values of the datasets it touched, the plan's minimum of units
-// per group).
+// per group, the noisy counts of its differencing checks).
 func (e *Engine) jobReviewer(ctx context.Context, ds sources, p *plan.Planned, probes []reviewer.DifferenceProbe) (*reviewer.Reviewer, error) {
 	// The raw values of every dataset the job read, as keyed hashes built by the worker.
 	raw, err := e.rawSets(ctx, ds)
