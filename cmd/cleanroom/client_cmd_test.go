@@ -697,3 +697,27 @@ func TestCmdAuditVerifyOfflineStillWorks(t *testing.T) {
 	}
 	wantContains(t, out, "provenance log ok: 3 records")
 }
+
+// The table says how many rows were withheld as small groups when the result tells, and says
+// nothing when it does not (the policy did not allow it) or none were.
+func TestResultTableSaysHowManyRowsWereWithheld(t *testing.T) {
+	key, two, none := "530102", 2, 0
+	for _, tc := range []struct {
+		suppressed *int
+		want       string
+	}{
+		{&two, "1 row(s) released (2 more withheld: fewer privacy units than the policy's minimum)"},
+		{&none, "1 row(s) released, job"},
+		{nil, "1 row(s) released, job"},
+	} {
+		r := &engine.Result{Job: "job-1", Columns: []engine.ResultCol{{Name: "district", Kind: "group_key"}},
+			Rows: [][]engine.Cell{{{Key: &key}}}, Suppressed: tc.suppressed}
+		var b strings.Builder
+		if err := writeResultTable(&b, r, "released"); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("suppressed %v: table\n%s\nwant %q", tc.suppressed, b.String(), tc.want)
+		}
+	}
+}

@@ -625,6 +625,6 @@ func printResult(out io.Writer, r *engine.Result) {
 		fmt.Fprintln(tw, "   "+strings.Join(cells, "\t")+"\t")
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "   released job %s: %d rows; spent epsilon %.3g, delta %.3g (%s)\n   bounds: %s\n",
-		r.Job, len(r.Rows), r.Spent.Epsilon, r.Spent.Delta, r.Split, r.Bounds)
+	fmt.Fprintf(out, "   released job %s: %d rows%s; spent epsilon %.3g, delta %.3g (%s)\n   bounds: %s\n",
+		r.Job, len(r.Rows), withheldText(r), r.Spent.Epsilon, r.Spent.Delta, r.Split, r.Bounds)
 }

@@ -225,7 +225,7 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n%d row(s) %s, job %s", len(r.Rows), status, r.Job)
+	fmt.Fprintf(w, "\n%d row(s) %s%s, job %s", len(r.Rows), status, withheldText(r), r.Job)
 	if r.LogIndex > 0 {
 		fmt.Fprintf(w, " (provenance record %d)", r.LogIndex)
 	}
@@ -245,4 +245,12 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 		fmt.Fprintf(w, "bounds: %s\n", r.Bounds)
 	}
 	return nil
+}
+
+// withheldText says how many rows were withheld as small groups, when the result says.
+func withheldText(r *engine.Result) string {
+	if r.Suppressed == nil || *r.Suppressed == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d more withheld: fewer privacy units than the policy's minimum)", *r.Suppressed)
 }
