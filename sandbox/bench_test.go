@@ -2,25 +2,48 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/c1b99f93/cleanroom/connectors/synth"
 	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/dp"
 )
 
-// BenchmarkWorkerExecute runs the worker's execute step in-process (no pipe), so a CPU profile
-// shows the scan and bounding pass alone, over about 1M generated medical_visits rows.
-func BenchmarkWorkerExecute(b *testing.B) {
+// benchPersons is the size of the generated dataset the worker benchmarks read: 200,000
+// persons (about 1M medical_visits rows) unless CLEANROOM_BENCH_PERSONS says otherwise
+// (2000000 gives the engine benchmark's 10M rows).
+func benchPersons(b *testing.B) int {
+	v := os.Getenv("CLEANROOM_BENCH_PERSONS")
+	if v == "" {
+		return 200_000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("CLEANROOM_BENCH_PERSONS=%q is not a positive number", v)
+	}
+	return n
+}
+
+// benchWorker registers the generated medical_visits in an in-process worker and returns it
+// with the plan the engine sends for COUNT(*), SUM(cost) by district (public partitions, the
+// hidden unit count for small-group suppression, the default bounds).
+func benchWorker(b *testing.B) (*worker, *Snapshot, *Plan) {
+	b.Helper()
 	ctx := context.Background()
-	dir, _ := filepath.Abs("../testdata/generated/persons-200000")
+	persons := benchPersons(b)
+	dir, _ := filepath.Abs(fmt.Sprintf("../testdata/generated/persons-%d", persons))
 	path := filepath.Join(dir, "medical_visits.parquet")
 	if _, err := os.Stat(path); err != nil {
-		if _, err := synth.Generate(ctx, synth.Options{Persons: 200_000, Seed: 1, OutDir: dir}); err != nil {
+		if _, err := synth.Generate(ctx, synth.Options{Persons: persons, Seed: 1, OutDir: dir}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -28,7 +51,7 @@ func BenchmarkWorkerExecute(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
+	b.Cleanup(func() { db.Close() })
 	w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*Snapshot{}, shards: 2}
 	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
 	if err != nil {
@@ -42,16 +65,88 @@ func BenchmarkWorkerExecute(b *testing.B) {
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 50000, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
+			{Kind: dp.CountDistinct, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
 		},
 		Domains: [][]string{{"530102", "530103", "530111", "530112", "530113", "530114", "530115",
 			"530124", "530125", "530126", "530127", "530128", "530129", "530181"}},
 		Bounds: Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}, SamplingKey: 1}
+	return w, snap, p
+}
+
+// BenchmarkWorkerExecute runs the worker's execute step in-process (no pipe), so a CPU profile
+// shows the scan and bounding pass alone, over about 1M generated medical_visits rows.
+func BenchmarkWorkerExecute(b *testing.B) {
+	w, _, p := benchWorker(b)
+	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := w.execute(ctx, p); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkBoundPass times the bounding pass alone, on one core: the scan's batches of both
+// shards are read from DuckDB once, before the timer, then bounded in every iteration.
+func BenchmarkBoundPass(b *testing.B) {
+	w, snap, p := benchWorker(b)
+	ctx := context.Background()
+	public, err := w.publicKeys(ctx, p, snap)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const shards = 2
+	batches := make([][]arrow.RecordBatch, shards)
+	var rows int64
+	for s := range shards {
+		lo, hi := snap.Units*int64(s)/shards, snap.Units*int64(s+1)/shards
+		err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+			rdr, err := ar.QueryContext(ctx, scanSQL(p, snap, lo, hi, false))
+			if err != nil {
+				return err
+			}
+			defer rdr.Release()
+			for rdr.Next() {
+				rec := rdr.RecordBatch()
+				rec.Retain()
+				batches[s] = append(batches[s], rec)
+				rows += rec.NumRows()
+			}
+			return rdr.Err()
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, bs := range batches {
+			for _, rec := range bs {
+				rec.Release()
+			}
+		}
+	}()
+	b.ResetTimer()
+	for b.Loop() {
+		var first *boundPass
+		for s := range shards {
+			lo, hi := snap.Units*int64(s)/shards, snap.Units*int64(s+1)/shards
+			pass := newBoundPass(p, lo, hi, snap.Units, public)
+			for _, rec := range batches[s] {
+				if err := pass.addScanned(snap, rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := pass.finish(); err != nil {
+				b.Fatal(err)
+			}
+			if first == nil {
+				first = pass
+			} else if err := first.merge(pass); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rows), "ns/row")
 }
 
 // BenchmarkRegister registers testdata datasets in-process and times the two steps of each

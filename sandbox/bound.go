@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -39,10 +40,12 @@ type boundPass struct {
 	parts  []*partState
 	// excluded[i] mirrors parts[i].excluded, read on every row without a pointer chase.
 	excluded []bool
-	lo       int64    // first unit of the shard
+	lo, hi   int64    // the shard's units are [lo, hi)
 	done     []uint64 // bitset of closed units, relative to lo
 	openBits []uint64 // bitset of the units in open
 	units    int64    // privacy units in the snapshot (sizes the accumulators' exactness grids)
+	// tally keeps each partition's plain bounded sums (partState.sums) for in-package tests.
+	tally bool
 	// public maps the hash of each public key tuple to its values; nil without public domains.
 	public map[uint64][]string
 
@@ -53,8 +56,11 @@ type boundPass struct {
 	vals     []float64 // nVals per row; NaN marks SQL NULL
 	groups   []group
 	pick     []int
-	ranked   []rankedRow
+	ranks    []uint64    // per candidate row of the group being bounded, its keyed rank
+	lowest   []int       // positions of the kept candidates (keepLowest's result)
+	top      []uint64    // keepLowest's scratch
 	colVals  [][]float64 // per value column, the kept rows' values of the unit being bounded
+	view     [][]float64 // per value column, rowValues' result (may alias a batch: read only)
 	lastG    uint64
 	lastPart int32
 }
@@ -70,11 +76,6 @@ type unitRow struct {
 	rowid int64
 }
 
-type rankedRow struct {
-	rank uint64
-	idx  int
-}
-
 type group struct {
 	part       int32
 	start, end int // range in rows after sorting by part
@@ -88,8 +89,8 @@ type partState struct {
 	key      []*string
 	accs     []dp.Accumulator
 	sel      *dp.Selector
-	// Plain bounded totals, kept for in-package tests of the bounding itself; they never
-	// leave the worker.
+	// Plain bounded totals, kept for in-package tests of the bounding itself (sums only when
+	// the pass tallies); they never leave the worker.
 	units, rows int64
 	sums        []float64
 }
@@ -108,6 +109,7 @@ func newBoundPass(p *Plan, lo, hi, units int64, public map[uint64][]string) *bou
 		open:     make(map[int64]*openUnit),
 		lastPart: -1,
 		lo:       lo,
+		hi:       hi,
 		done:     make([]uint64, (hi-lo+63)/64),
 		openBits: make([]uint64, (hi-lo+63)/64),
 		public:   public,
@@ -122,22 +124,50 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 	if !ok {
 		return fmt.Errorf("sandbox: unit column has type %s", rec.Column(0).DataType())
 	}
-	return b.addUnits(units.Int64Values(), rec, 1)
+	unitVals := units.Int64Values()
+	return b.addRuns(rec, 1, func(rowids []int64, i int) (int64, int) {
+		u, j := unitVals[i], i+1
+		for j < len(rowids) && unitVals[j] == u && rowids[j] == rowids[j-1]+1 {
+			j++
+		}
+		return u, j
+	})
 }
 
-// addUnits is add for a batch without the unit column: units[i] is row i's unit and the
-// batch's columns start at first with the rowid.
-func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int) error {
+// addScanned is add for a batch of scanSQL's result, which has no unit column: each row's
+// unit is found from its rowid in the snapshot's table of unit starts.
+func (b *boundPass) addScanned(snap *Snapshot, rec arrow.RecordBatch) error {
+	u := 0
+	return b.addRuns(rec, 0, func(rowids []int64, i int) (int64, int) {
+		u = snap.unitOf(rowids[i], u)
+		end := int64(math.MaxInt64) // past the last unit: a unit no shard owns (bounded fails)
+		if u+1 < len(snap.starts) {
+			end = snap.starts[u+1]
+		}
+		j := i + 1
+		for j < len(rowids) && rowids[j] == rowids[j-1]+1 && rowids[j] < end {
+			j++
+		}
+		return int64(u), j
+	})
+}
+
+// addRuns bounds a batch whose columns start at first with the rowid, one run at a time: run
+// returns the unit of row i and the end of its run — the rows from i on of that unit with
+// consecutive rowids.
+func (b *boundPass) addRuns(rec arrow.RecordBatch, first int, run func(rowids []int64, i int) (unit int64, end int)) error {
 	rowids, ok := rec.Column(first).(*array.Int64)
 	if !ok {
 		return fmt.Errorf("sandbox: rowid column has type %s", rec.Column(first).DataType())
 	}
 	col := first + 1
-	var hashes *array.Uint64
+	var hashes []uint64
 	if b.nKeys > 0 {
-		if hashes, ok = rec.Column(col).(*array.Uint64); !ok {
+		hcol, ok := rec.Column(col).(*array.Uint64)
+		if !ok {
 			return fmt.Errorf("sandbox: group hash column has type %s", rec.Column(col).DataType())
 		}
+		hashes = hcol.Uint64Values()
 		col++
 	}
 	vals := make([]*array.Float64, b.nVals)
@@ -155,14 +185,10 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 		}
 	}
 	n := int(rec.NumRows())
-	rowidVals := rowids.Int64Values()
+	rowidVals := rowids.Int64Values()[:n]
 	sb := &scanBatch{rowids: rowidVals, hashes: hashes, vals: vals, valsNull: valsNull, keep: keep}
 	for i := 0; i < n; {
-		u := unitVals[i]
-		j := i + 1
-		for j < n && unitVals[j] == u && rowidVals[j] == rowidVals[j-1]+1 {
-			j++
-		}
+		u, j := run(rowidVals, i)
 		if b.bounded(u) {
 			return errUnitSplit
 		}
@@ -176,7 +202,7 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 			b.open[u] = ou
 			b.markOpen(u)
 		}
-		if ou == nil && j-i <= b.lInf {
+		if ou == nil {
 			fast, err := b.fastUnit(u, i, j, sb)
 			if err != nil {
 				return err
@@ -223,7 +249,7 @@ func (b *boundPass) addUnits(unitVals []int64, rec arrow.RecordBatch, first int)
 // scanBatch is one scan batch's columns, as the pass reads them row by row.
 type scanBatch struct {
 	rowids   []int64
-	hashes   *array.Uint64 // nil without group keys
+	hashes   []uint64 // the group hash per row; nil without group keys
 	vals     []*array.Float64
 	valsNull []bool         // whether each value column has any null in this batch
 	keep     *array.Boolean // nil without a filter
@@ -237,7 +263,7 @@ func (b *boundPass) rowPartition(sb *scanBatch, r int) (int32, error) {
 	}
 	var g uint64
 	if sb.hashes != nil {
-		g = sb.hashes.Value(r)
+		g = sb.hashes[r]
 	}
 	p, err := b.partition(g, sb.rowids[r])
 	if err != nil || b.excluded[p] {
@@ -246,42 +272,126 @@ func (b *boundPass) rowPartition(sb *scanBatch, r int) (int32, error) {
 	return p, nil
 }
 
-// fastUnit bounds a complete run [i, j) that needs no choosing — at most L∞ rows, all kept
-// rows in one partition — straight from the batch, without buffering it; the result is the
-// same as flush's (rows summed in rowid order). It reports false, having changed nothing, when
-// the run needs the general path.
+// fastUnit bounds a complete run [i, j) whose kept rows all fall in one partition straight
+// from the batch, without buffering it: all its kept rows when there are at most L∞, else the
+// L∞ of lowest rank. The result is the same as flush's: the same ranks choose the same rows,
+// and the chosen rows are summed in rowid order. It reports false, having changed nothing,
+// when the run needs the general path (rows in more than one partition).
 func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
+	kept := b.pick[:0]
 	part := int32(-1)
-	var n int64
-	cols := b.resetColVals()
-	vals, valsNull := sb.vals, sb.valsNull
-	for r := i; r < j; r++ {
-		p, err := b.rowPartition(sb, r)
+	if sb.keep == nil {
+		// Every row is kept unless its key is outside the public domains: one partition when
+		// every row has the first row's group hash.
+		var g uint64
+		if sb.hashes != nil {
+			g = sb.hashes[i]
+			for _, h := range sb.hashes[i+1 : j] {
+				if h != g {
+					return false, nil
+				}
+			}
+		}
+		p, err := b.partition(g, sb.rowids[i])
 		if err != nil {
 			return false, err
 		}
-		if p < 0 {
+		if !b.excluded[p] {
+			part = p
+			if j-i <= b.lInf {
+				b.markDone(u)
+				return true, b.add1(b.parts[part], int64(j-i), b.rowValues(sb, i, j))
+			}
+			for r := i; r < j; r++ {
+				kept = append(kept, r)
+			}
+		}
+	} else {
+		for r := i; r < j; r++ {
+			p, err := b.rowPartition(sb, r)
+			if err != nil {
+				return false, err
+			}
+			if p < 0 {
+				continue
+			}
+			if part >= 0 && p != part {
+				b.pick = kept
+				return false, nil
+			}
+			part = p
+			kept = append(kept, r)
+		}
+	}
+	b.pick = kept
+	b.markDone(u)
+	if part < 0 {
+		return true, nil // no kept row: the unit contributes nothing
+	}
+	if len(kept) > b.lInf {
+		b.ranks = b.ranks[:0]
+		for _, r := range kept {
+			b.ranks = append(b.ranks, mix(^b.plan.SamplingKey, uint64(u), uint64(sb.rowids[r])))
+		}
+		b.lowest, b.top = keepLowest(b.ranks, b.lInf, b.lowest[:0], b.top)
+		for n, pos := range b.lowest { // positions ascend, so kept stays in rowid order
+			kept[n] = kept[pos]
+		}
+		kept = kept[:len(b.lowest)]
+		b.pick = kept
+	}
+	cols := b.resetColVals()
+	for c, col := range sb.vals {
+		if sb.valsNull[c] {
+			for _, r := range kept {
+				if col.IsNull(r) {
+					cols[c] = append(cols[c], math.NaN())
+				} else {
+					cols[c] = append(cols[c], col.Value(r))
+				}
+			}
 			continue
 		}
-		if part >= 0 && p != part {
-			return false, nil
+		vs := col.Float64Values()
+		for _, r := range kept {
+			cols[c] = append(cols[c], vs[r])
 		}
-		part = p
-		n++
-		for c, col := range vals {
-			if valsNull[c] && col.IsNull(r) {
+	}
+	return true, b.add1(b.parts[part], int64(len(kept)), cols)
+}
+
+// rowValues returns, per value column, the values of the batch's rows [i, j) (NaN for NULL):
+// slices of the batch itself when the column has no null in this batch, which the caller
+// must only read.
+func (b *boundPass) rowValues(sb *scanBatch, i, j int) [][]float64 {
+	if b.view == nil {
+		b.view = make([][]float64, b.nVals)
+	}
+	var cols [][]float64
+	for c, col := range sb.vals {
+		if !sb.valsNull[c] {
+			b.view[c] = col.Float64Values()[i:j]
+			continue
+		}
+		if cols == nil {
+			cols = b.resetColVals()
+		}
+		for r := i; r < j; r++ {
+			if col.IsNull(r) {
 				cols[c] = append(cols[c], math.NaN())
 			} else {
 				cols[c] = append(cols[c], col.Value(r))
 			}
 		}
+		b.view[c] = cols[c]
 	}
+	return b.view
+}
+
+// markDone records that unit u has contributed.
+func (b *boundPass) markDone(u int64) {
 	k := u - b.lo
 	b.done[k/64] |= 1 << (k % 64)
-	if part < 0 {
-		return true, nil // no kept row: the unit contributes nothing
-	}
-	return true, b.add1(b.parts[part], n, cols)
 }
 
 // resetColVals empties the per-column scratch of the unit being bounded.
@@ -310,10 +420,10 @@ func (b *boundPass) markOpen(u int64) {
 // bounded reports whether unit u already contributed; a unit outside the shard is an error
 // of the same kind.
 func (b *boundPass) bounded(u int64) bool {
-	i := u - b.lo
-	if i < 0 || int(i/64) >= len(b.done) {
+	if u < b.lo || u >= b.hi {
 		return true
 	}
+	i := u - b.lo
 	return b.done[i/64]&(1<<(i%64)) != 0
 }
 
@@ -401,14 +511,14 @@ func (b *boundPass) flush(u int64) error {
 				b.pick = append(b.pick, r)
 			}
 		} else {
-			b.ranked = b.ranked[:0]
+			b.ranks = b.ranks[:0]
 			for r := gr.start; r < gr.end; r++ {
-				b.ranked = append(b.ranked, rankedRow{rank: mix(^b.plan.SamplingKey, unit, uint64(b.rows[r].rowid)), idx: r})
+				b.ranks = append(b.ranks, mix(^b.plan.SamplingKey, unit, uint64(b.rows[r].rowid)))
 			}
-			for _, rr := range smallestRanks(b.ranked, b.lInf) {
-				b.pick = append(b.pick, rr.idx)
+			b.lowest, b.top = keepLowest(b.ranks, b.lInf, b.lowest[:0], b.top)
+			for _, pos := range b.lowest {
+				b.pick = append(b.pick, gr.start+pos)
 			}
-			slices.Sort(b.pick)
 		}
 		if err := b.contribute(b.parts[gr.part], b.pick); err != nil {
 			return err
@@ -433,12 +543,13 @@ func (b *boundPass) contribute(ps *partState, picked []int) error {
 func (b *boundPass) add1(ps *partState, n int64, cols [][]float64) error {
 	ps.units++
 	ps.rows += n
-	for j, spec := range b.plan.Aggregates {
+	for j := range b.plan.Aggregates {
+		spec := &b.plan.Aggregates[j]
 		var vals []float64
-		if spec.ReadsValues() {
+		if spec.Value >= 0 { // spec.ReadsValues()
 			vals = cols[spec.Value]
 		}
-		if spec.Kind == dp.Sum {
+		if b.tally && spec.Kind == dp.Sum {
 			for _, v := range vals {
 				if !math.IsNaN(v) {
 					ps.sums[j] += min(max(v, spec.Lower), spec.Upper)
@@ -455,26 +566,81 @@ func (b *boundPass) add1(ps *partState, n int64, cols [][]float64) error {
 	return nil
 }
 
-// smallestRanks moves the k lowest-ranked rows to the front of rs and returns them. k is
-// small (the per-group row bound), so an insertion-based selection avoids a full sort.
-func smallestRanks(rs []rankedRow, k int) []rankedRow {
-	if k > 64 {
-		slices.SortFunc(rs, func(x, y rankedRow) int { return cmp.Compare(x.rank, y.rank) })
-		return rs[:k]
-	}
-	for i := 1; i < len(rs); i++ {
-		r := rs[i]
-		if i >= k && r.rank >= rs[k-1].rank {
-			continue
+// keepLowest appends to out the positions of the k lowest of ranks, in ascending position
+// order; of equal ranks the earlier position is kept first (the order (rank, position), so
+// the choice is deterministic). top is scratch space, returned for reuse. A unit's rows come
+// in rowid order, so the kept rows stay in rowid order without a sort.
+func keepLowest(ranks []uint64, k int, out []int, top []uint64) ([]int, []uint64) {
+	if len(ranks) <= k {
+		for i := range ranks {
+			out = append(out, i)
 		}
-		j := min(i, k-1)
-		for j > 0 && rs[j-1].rank > r.rank {
-			rs[j] = rs[j-1]
-			j--
-		}
-		rs[j] = r
+		return out, top
 	}
-	return rs[:k]
+	// top: the k lowest ranks, with repeats, ascending.
+	top = top[:0]
+	switch {
+	case k > 64:
+		top = append(top, ranks...)
+		slices.Sort(top)
+		top = top[:k]
+	case k <= 16:
+		// Ranks are random, so branches mispredict: insert each rank with a chain of
+		// branch-free compare-exchanges instead.
+		for range k {
+			top = append(top, math.MaxUint64)
+		}
+		for _, r := range ranks {
+			for j := range top {
+				lo := min(top[j], r)
+				r = max(top[j], r)
+				top[j] = lo
+			}
+		}
+	default:
+		for _, r := range ranks {
+			if len(top) == k {
+				if r >= top[k-1] {
+					continue
+				}
+				top[k-1] = r
+			} else {
+				top = append(top, r)
+			}
+			for j := len(top) - 1; j > 0 && top[j-1] > top[j]; j-- {
+				top[j-1], top[j] = top[j], top[j-1]
+			}
+		}
+	}
+	t := top[k-1] // the k-th lowest rank: keep every rank below it and the first ones equal
+	// Without a tie at t, exactly k ranks are <= t: keep those, without branches.
+	base := len(out)
+	out = slices.Grow(out, len(ranks))[:base+len(ranks)]
+	n := 0
+	for i, r := range ranks {
+		out[base+n] = i
+		_, above := bits.Sub64(t, r, 0) // t < r
+		n += int(1 ^ above)
+	}
+	if n == k {
+		return out[:base+k], top
+	}
+	out = out[:base]
+	atT := k
+	for _, r := range top {
+		if r < t {
+			atT--
+		}
+	}
+	for i, r := range ranks {
+		if r < t {
+			out = append(out, i)
+		} else if r == t && atT > 0 {
+			out = append(out, i)
+			atT--
+		}
+	}
+	return out, top
 }
 
 // sortByPart orders a unit's rows by partition, keeping rowid order within each. Units have

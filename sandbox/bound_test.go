@@ -31,12 +31,20 @@ func keyHash(k string) uint64 {
 // batch builds the worker's scan layout: unit, rowid, group hash, value. Rowids continue from
 // *next, as in one snapshot.
 func batch(t *testing.T, rows []row, next *int64) arrow.RecordBatch {
+	return batchKeep(t, rows, next, nil)
+}
+
+// batchKeep is batch with, when keep is not nil, the filter's keep flag per row.
+func batchKeep(t *testing.T, rows []row, next *int64, keep func(row) bool) arrow.RecordBatch {
 	t.Helper()
-	schema := arrow.NewSchema([]arrow.Field{
+	fields := []arrow.Field{
 		{Name: "u", Type: arrow.PrimitiveTypes.Int64}, {Name: "rowid", Type: arrow.PrimitiveTypes.Int64},
 		{Name: "g", Type: arrow.PrimitiveTypes.Uint64}, {Name: "v", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
-	}, nil)
-	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	}
+	if keep != nil {
+		fields = append(fields, arrow.Field{Name: "keep", Type: arrow.FixedWidthTypes.Boolean})
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, arrow.NewSchema(fields, nil))
 	defer b.Release()
 	for _, r := range rows {
 		b.Field(0).(*array.Int64Builder).Append(r.unit)
@@ -44,6 +52,9 @@ func batch(t *testing.T, rows []row, next *int64) arrow.RecordBatch {
 		*next++
 		b.Field(2).(*array.Uint64Builder).Append(keyHash(r.key))
 		b.Field(3).(*array.Float64Builder).Append(r.val)
+		if keep != nil {
+			b.Field(4).(*array.BooleanBuilder).Append(keep(r))
+		}
 	}
 	return b.NewRecordBatch()
 }
@@ -72,7 +83,14 @@ func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 // as their position in the snapshot.
 func runPassInOrder(t *testing.T, p *Plan, batches [][]row, order []int) *boundPass {
 	t.Helper()
+	return runPassKeep(t, p, batches, order, nil)
+}
+
+// runPassKeep is runPassInOrder with the filter's keep flag (p.Filter must be set).
+func runPassKeep(t *testing.T, p *Plan, batches [][]row, order []int, keep func(row) bool) *boundPass {
+	t.Helper()
 	b := newBoundPass(p, 0, 2000, 2000, nil)
+	b.tally = true
 	next := make([]int64, len(batches))
 	var id int64
 	for i := range batches {
@@ -80,7 +98,7 @@ func runPassInOrder(t *testing.T, p *Plan, batches [][]row, order []int) *boundP
 		id += int64(len(batches[i]))
 	}
 	for _, i := range order {
-		rec := batch(t, batches[i], &next[i])
+		rec := batchKeep(t, batches[i], &next[i], keep)
 		err := b.add(rec)
 		rec.Release()
 		if err != nil {
@@ -219,18 +237,29 @@ func TestBoundPassRefusesAUnitSplitIntoTwoRuns(t *testing.T) {
 	}
 }
 
-func TestSmallestRanksMatchesSorting(t *testing.T) {
-	for n := 1; n < 40; n++ {
-		for k := 1; k <= n; k++ {
-			var rs []rankedRow
-			for i := 0; i < n; i++ {
-				rs = append(rs, rankedRow{rank: mix(uint64(n), uint64(k), uint64(i)), idx: i})
-			}
-			want := append([]rankedRow(nil), rs...)
-			slices.SortFunc(want, func(x, y rankedRow) int { return cmp.Compare(x.rank, y.rank) })
-			got := smallestRanks(rs, k)
-			if fmt.Sprint(got) != fmt.Sprint(want[:k]) {
-				t.Fatalf("n=%d k=%d: %v, want %v", n, k, got, want[:k])
+// keepLowest keeps the k rows first in (rank, position) order, and returns them by position.
+func TestKeepLowestMatchesAStableSort(t *testing.T) {
+	for _, n := range []int{1, 2, 5, 6, 12, 39, 70, 200} {
+		for _, k := range []int{1, 2, 4, 5, 16, 17, 63, 64, 65, 100} {
+			for _, ties := range []uint64{0, 3} { // 3: ranks drawn from {0, 1, 2}, many ties
+				ranks := make([]uint64, n)
+				for i := range ranks {
+					ranks[i] = mix(uint64(n), uint64(k), uint64(i))
+					if ties > 0 {
+						ranks[i] %= ties
+					}
+				}
+				pos := make([]int, n)
+				for i := range pos {
+					pos[i] = i
+				}
+				slices.SortStableFunc(pos, func(x, y int) int { return cmp.Compare(ranks[x], ranks[y]) })
+				want := pos[:min(k, n)]
+				slices.Sort(want)
+				got, _ := keepLowest(ranks, k, nil, nil)
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("n=%d k=%d ties=%d: kept %v, want %v", n, k, ties, got, want)
+				}
 			}
 		}
 	}
@@ -256,18 +285,23 @@ func TestBoundPassStatesDoNotDependOnBatchOrder(t *testing.T) {
 	}
 }
 
-// A unit bounded on the fast path (inside a batch, nothing to choose) and the same unit bounded
-// on the general path (at a batch edge, finished at the end) contribute identically.
+// A unit bounded on the fast path (inside a batch, its kept rows in one partition) and the
+// same unit bounded on the general path (at a batch edge, finished at the end) contribute
+// identically: units with up to L∞ rows, units with more (the same rows chosen by rank), units
+// in two partitions, with and without a filter dropping some rows.
 func TestFastAndGeneralPathsAgree(t *testing.T) {
-	p := testPlan(2, 4)
 	var all []row
-	for u := int64(0); u < 300; u++ {
-		for r := int64(0); r < 1+u%3; r++ { // 1 to 3 rows: never more than L∞
-			all = append(all, row{unit: u, key: []string{"a", "b"}[u%2], val: float64(mix(5, uint64(u), uint64(r))%5000) / 3.1})
+	for u := int64(0); u < 600; u++ {
+		n := 1 + u%9 // 1 to 9 rows: L∞ is 4
+		for r := int64(0); r < n; r++ {
+			k := []string{"a", "b"}[u%2]
+			if u%7 == 0 && r%2 == 1 {
+				k = "c" // a second partition: the general path even inside a batch
+			}
+			all = append(all, row{unit: u, key: k, val: float64(mix(5, uint64(u), uint64(r))%5000) / 3.1})
 		}
 	}
-	fast := encodedStates(t, runPass(t, p, all)) // one batch: every unit but the two edge ones is interior
-	var perUnit [][]row                          // one batch per unit: every unit is an edge unit
+	var perUnit [][]row // one batch per unit: every unit is an edge unit
 	for i := 0; i < len(all); {
 		j := i
 		for j < len(all) && all[j].unit == all[i].unit {
@@ -276,17 +310,45 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 		perUnit = append(perUnit, all[i:j])
 		i = j
 	}
-	general := encodedStates(t, runPass(t, p, perUnit...))
-	if fmt.Sprint(fast) != fmt.Sprint(general) {
-		t.Fatal("fast and general paths bound the same units differently")
+	for _, filtered := range []bool{false, true} {
+		p := testPlan(2, 4)
+		var keep func(row) bool
+		if filtered {
+			p.Filter = "keep"
+			keep = func(r row) bool { return int(r.val)%3 != 0 }
+		}
+		run := func(batches [][]row) map[uint64]string {
+			order := make([]int, len(batches))
+			for i := range order {
+				order[i] = i
+			}
+			return encodedStates(t, runPassKeep(t, p, batches, order, keep))
+		}
+		fast := run([][]row{all}) // one batch: every unit but the two edge ones is interior
+		general := run(perUnit)
+		if len(fast) != 3 || fmt.Sprint(fast) != fmt.Sprint(general) {
+			t.Fatalf("filtered=%v: fast and general paths bound the same units differently (%d partitions)", filtered, len(fast))
+		}
 	}
 }
 
-func TestUnitsOfRowids(t *testing.T) {
+func TestUnitOfRowids(t *testing.T) {
 	s := &Snapshot{starts: []int64{0, 3, 4, 9, 10}} // units 0..3 over 10 rows
-	got := s.unitsOf([]int64{0, 1, 2, 3, 4, 8, 9, 2, 9, 5, 10}, nil)
-	want := []int64{0, 0, 0, 1, 2, 2, 3, 0, 3, 2, 4} // rowid 10 is past the end: no unit owns 4
+	var got []int
+	u := 0
+	for _, x := range []int64{0, 1, 2, 3, 4, 8, 9, 2, 9, 5, 10} {
+		u = s.unitOf(x, u)
+		got = append(got, u)
+	}
+	want := []int{0, 0, 0, 1, 2, 2, 3, 0, 3, 2, 4} // rowid 10 is past the end: no unit owns 4
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("unitsOf = %v, want %v", got, want)
+		t.Fatalf("unitOf = %v, want %v", got, want)
+	}
+	for hint := range 5 { // any hint gives the same answer
+		for x := int64(0); x <= 10; x++ {
+			if got, want := s.unitOf(x, hint), s.unitOf(x, 0); got != want {
+				t.Fatalf("unitOf(%d, hint %d) = %d, want %d", x, hint, got, want)
+			}
+		}
 	}
 }

@@ -93,6 +93,7 @@ func relPass(t *testing.T, w *worker, p *Plan, snap *Snapshot) *boundPass {
 	t.Helper()
 	ctx := context.Background()
 	pass := newBoundPass(p, 0, snap.Units, snap.Units, nil)
+	pass.tally = true
 	if err := w.scan(ctx, p, snap, 0, snap.Units, true, pass); err != nil {
 		t.Fatal(err)
 	}

@@ -434,24 +434,19 @@ func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64
 	return append(starts, rows), nil
 }
 
-// unitsOf appends to out the unit of each rowid (rows mostly arrive in order, so a cursor
-// steps forward; a jump falls back to binary search).
-func (s *Snapshot) unitsOf(rowids []int64, out []int64) []int64 {
-	u := 0
-	for _, x := range rowids {
-		if u+1 >= len(s.starts) || x < s.starts[u] || x >= s.starts[u+1] {
-			if u+2 < len(s.starts) && x >= s.starts[u+1] && x < s.starts[u+2] {
-				// the next unit: the common step
-				u++
-			} else {
-				// past the last unit this yields len(starts)-1, a unit no shard owns: the pass
-				// then fails closed
-				u = sort.Search(len(s.starts)-1, func(k int) bool { return s.starts[k+1] > x })
-			}
+// unitOf returns the unit of a rowid, trying first the unit at hint and the one after it
+// (rows mostly arrive in order, so a cursor steps forward) before a binary search. A rowid
+// past the end yields len(starts)-1, a unit no shard owns: the pass then fails closed.
+func (s *Snapshot) unitOf(x int64, hint int) int {
+	if hint+1 < len(s.starts) && x >= s.starts[hint] {
+		if x < s.starts[hint+1] {
+			return hint
 		}
-		out = append(out, int64(u))
+		if hint+2 < len(s.starts) && x < s.starts[hint+2] {
+			return hint + 1 // the next unit: the common step
+		}
 	}
-	return out
+	return sort.Search(len(s.starts)-1, func(k int) bool { return s.starts[k+1] > x })
 }
 
 // enumTwinLimit is the most distinct values a text column may have to get an ENUM twin.

@@ -264,6 +264,28 @@ func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi 
 }
 
 func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, ordered bool, pass *boundPass) error {
+	q := scanSQL(p, snap, lo, hi, ordered)
+	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		rdr, err := ar.QueryContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		defer rdr.Release()
+		for rdr.Next() {
+			if err := pass.addScanned(snap, rdr.RecordBatch()); err != nil {
+				return err
+			}
+		}
+		if err := rdr.Err(); err != nil {
+			return err
+		}
+		return pass.finish()
+	})
+}
+
+// scanSQL is the scan of the units [lo, hi): per row its rowid, the group hash when the plan
+// has keys, each value as DOUBLE and, with a filter, the keep flag (see boundPass.add).
+func scanSQL(p *Plan, snap *Snapshot, lo, hi int64, ordered bool) string {
 	cols := []string{"rowid"}
 	if len(p.Keys) > 0 {
 		cols = append(cols, hashKeys(p, snap))
@@ -285,29 +307,7 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 	if ordered {
 		q += " ORDER BY rowid"
 	}
-	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
-		rdr, err := ar.QueryContext(ctx, q)
-		if err != nil {
-			return err
-		}
-		defer rdr.Release()
-		var units []int64
-		for rdr.Next() {
-			rec := rdr.RecordBatch()
-			rowids, ok := rec.Column(0).(*array.Int64)
-			if !ok {
-				return fmt.Errorf("sandbox: rowid column has type %s", rec.Column(0).DataType())
-			}
-			units = snap.unitsOf(rowids.Int64Values(), units[:0])
-			if err := pass.addUnits(units, rec, 0); err != nil {
-				return err
-			}
-		}
-		if err := rdr.Err(); err != nil {
-			return err
-		}
-		return pass.finish()
-	})
+	return q
 }
 
 // maxPublicTuples bounds the product of the public domains a plan may enumerate.
