@@ -1,16 +1,11 @@
 package engine_test
 
 import (
-	"context"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
 // An equality or IN filter on an identifier singles people out, so it runs only when the
@@ -18,30 +13,13 @@ import (
 // the answer is DP and bounded like any other.
 func TestIdentifierEqualityFilterOnlyWhenThePolicyAllowsIt(t *testing.T) {
 	openWith := func(allow bool) *engine.Engine {
-		dir := testPolicy(t)
-		path := filepath.Join(dir, "data.json")
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
 		// The queries below single out the same person on one grant, which the differencing
 		// check would hold for review; this test is about the filters alone.
-		data = []byte(strings.Replace(string(data), `"differencing_min_units": 10`, `"differencing_min_units": 0`, 1))
+		edits := []string{`"differencing_min_units": 10`, `"differencing_min_units": 0`}
 		if allow {
-			patched := strings.Replace(string(data), `"allow_identifier_equality_filters": false`, `"allow_identifier_equality_filters": true`, 1)
-			if patched == string(data) {
-				t.Fatal("data.json has no allow_identifier_equality_filters: false to flip")
-			}
-			data = []byte(patched)
+			edits = append(edits, `"allow_identifier_equality_filters": false`, `"allow_identifier_equality_filters": true`)
 		}
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		e, err := engine.Open(context.Background(), engine.Config{DataDir: t.TempDir(), PolicyDir: dir, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close() })
+		e := openEngineWithParams(t, edits...)
 		register(t, e, loadDataset(t, "medical_visits"))
 		grant(t, e, "g", 100)
 		return e
