@@ -30,7 +30,13 @@ func queryFingerprint(grant string, q *gate.Query, p *plan.Planned) (string, err
 	for i, o := range q.Outputs {
 		outs[i] = shape{o.Key, o.Aggregate, o.Rank}
 	}
-	b, err := provenance.Canonical(map[string]any{"grant": grant, "plan": w, "public": p.Public, "outputs": outs})
+	return canonicalDigest(map[string]any{"grant": grant, "plan": w, "public": p.Public, "outputs": outs})
+}
+
+// canonicalDigest is "sha256:" + hex of v's canonical JSON: a name that depends only on v's
+// content.
+func canonicalDigest(v any) (string, error) {
+	b, err := provenance.Canonical(v)
 	if err != nil {
 		return "", err
 	}

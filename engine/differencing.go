@@ -2,15 +2,12 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )
@@ -47,12 +44,7 @@ func queryShape(q *gate.Query, ds sources) (string, error) {
 	for _, k := range q.Keys {
 		keys = append(keys, key{k.SQL, k.Domain})
 	}
-	b, err := provenance.Canonical(map[string]any{"snapshot": ds.snapshots()[q.Dataset.Name], "keys": keys})
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	return canonicalDigest(map[string]any{"snapshot": ds.snapshots()[q.Dataset.Name], "keys": keys})
 }
 
 // priorsFor returns the earlier filters on the grant with this shape to check filter against:
