@@ -48,15 +48,7 @@ func benchData(b *testing.B, rows int) *catalog.Spec {
 // worker) and returns a function running the query raw.
 func rawDuckDB(b *testing.B, path, query string) func() {
 	b.Helper()
-	conn, err := duckdb.NewConnector("?threads=2", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db := sql.OpenDB(conn)
-	b.Cleanup(func() { db.Close() })
-	if _, err := db.Exec(fmt.Sprintf("CREATE TABLE medical_visits AS SELECT * FROM read_parquet('%s')", path)); err != nil {
-		b.Fatal(err)
-	}
+	db := rawDB(b, path)
 	return func() {
 		rows, err := db.Query(query)
 		if err != nil {
@@ -133,4 +125,74 @@ func BenchmarkDPAggregates(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkFailingRowTiming measures the timing channel that totality leaves (sandbox/total.go,
+// docs/threat-model.md): an expression that fails only on rows matching a predicate no longer
+// fails the job, but DuckDB's try() re-evaluates a failing vector row by row, so the job runs
+// longer when some row matches. Each sub-benchmark runs the same job shape with a predicate
+// matching no row, one row, or some forty rows of 1M; compare their dp-ms, and see the
+// server's completion quantum for what an applicant can observe of the difference.
+func BenchmarkFailingRowTiming(b *testing.B) {
+	spec := benchData(b, 1_000_000)
+	spec.Budget.Epsilon = 1e6
+	raw := rawDB(b, spec.Source.Path)
+	costWith := func(rows int) string {
+		var c float64
+		q := fmt.Sprintf("SELECT cost FROM medical_visits GROUP BY cost HAVING count(*) >= %d ORDER BY count(*), cost LIMIT 1", rows)
+		if err := raw.QueryRow(q).Scan(&c); err != nil {
+			b.Fatalf("no cost value occurs %d times: %v", rows, err)
+		}
+		return strconv.FormatFloat(c, 'f', -1, 64)
+	}
+	e, err := engine.Open(context.Background(), engine.Config{DataDir: b.TempDir(), WorkerDB: sandbox.DBLimits{MemoryLimit: "8GB", Threads: 2}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.RegisterDataset(context.Background(), spec); err != nil {
+		b.Fatal(err)
+	}
+	grants := 0
+	for _, c := range []struct{ name, pred string }{
+		{"matches=0", "cost < 0"},
+		{"matches=1", "cost = " + costWith(1)},
+		{"matches=2", "cost = " + costWith(2)},
+		{"matches=40+", "cost = " + costWith(40)},
+	} {
+		q := fmt.Sprintf("SELECT district, COUNT(*) FROM medical_visits WHERE CASE WHEN %s THEN 9223372036854775807 + year(visit_date) ELSE 0 END > 0 GROUP BY district", c.pred)
+		b.Run(c.name, func(b *testing.B) {
+			run := func() {
+				grants++
+				g := fmt.Sprintf("timing-%d", grants)
+				if err := e.OpenGrant(context.Background(), g, ledgerBudget(1e6)); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := submit(e, g, q, plan.Options{Epsilon: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			run() // warm
+			b.ResetTimer()
+			for range b.N {
+				run()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "dp-ms")
+		})
+	}
+}
+
+// rawDB loads the Parquet into an in-memory DuckDB table named medical_visits in this process.
+func rawDB(b *testing.B, path string) *sql.DB {
+	b.Helper()
+	conn, err := duckdb.NewConnector("?threads=2", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := sql.OpenDB(conn)
+	b.Cleanup(func() { db.Close() })
+	if _, err := db.Exec(fmt.Sprintf("CREATE TABLE medical_visits AS SELECT * FROM read_parquet('%s')", path)); err != nil {
+		b.Fatal(err)
+	}
+	return db
 }

@@ -17,7 +17,7 @@ import (
 
 // openEngineWithParams opens an engine on the test policy with data.json edited: each pair
 // replaces an exact text, which must be there.
-func openEngineWithParams(t *testing.T, edits ...string) *engine.Engine {
+func openEngineWithParams(t testing.TB, edits ...string) *engine.Engine {
 	t.Helper()
 	dir := testPolicy(t)
 	path := filepath.Join(dir, "data.json")
@@ -46,7 +46,7 @@ func openEngineWithParams(t *testing.T, edits ...string) *engine.Engine {
 // openEngineWithoutDifferencing is for tests that ask near-identical queries on one grant on
 // purpose (to sample the noise, or to probe thresholds), which the differencing check would
 // rightly hold for review.
-func openEngineWithoutDifferencing(t *testing.T) *engine.Engine {
+func openEngineWithoutDifferencing(t testing.TB) *engine.Engine {
 	t.Helper()
 	return openEngineWithParams(t, `"differencing_min_units": 10`, `"differencing_min_units": 0`)
 }

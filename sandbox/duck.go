@@ -47,6 +47,11 @@ func openLockedDB(l DBLimits) (*sql.DB, error) {
 	q.Set("memory_limit", l.MemoryLimit)
 	q.Set("threads", strconv.Itoa(l.Threads))
 	q.Set("max_temp_directory_size", l.MaxTempBytes)
+	// Common-subexpression elimination hoists a repeated part of an expression into a
+	// projection below it — out of the try() that makes every row-level expression total
+	// (total.go): try(x BETWEEN 0 AND 3) is planned as x >= 0 AND x <= 3 over a projected x, and
+	// an x that fails on one row fails the query again. So it is off for every connection.
+	q.Set("disabled_optimizers", "common_subexpressions")
 	// temp_directory cannot be given in the DSN, and once external access is off it cannot be
 	// set at all: so the first connection sets it, then turns external access off and locks
 	// the configuration. If that fails, every connection fails (fail closed).

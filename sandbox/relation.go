@@ -21,6 +21,11 @@ type Relation struct {
 	PerUnit bool     `json:"per_unit,omitempty"`
 	GroupBy []string `json:"group_by,omitempty"`
 	Filter  string   `json:"filter,omitempty"`
+	// MaxRowsPerUnit, when positive, keeps at most that many rows of each privacy unit in every
+	// source with a unit before the sources are joined, chosen by a keyed hash of each row's
+	// place among its unit's rows (which depends on that unit's rows alone). A join multiplies
+	// a unit's rows; this bounds the product by public quantities, whatever the data holds.
+	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
 }
 
 // RelationSource is one snapshot of a Relation, read as "alias"."column".
@@ -35,10 +40,21 @@ type RelationSource struct {
 	On   string `json:"on,omitempty"`
 }
 
-// RelationColumn is one column of a Relation: its name and its SQL over the sources.
+// RelationColumn is one column of a Relation: its name and its SQL over the sources. A column
+// of a per-unit relation is either one of its GroupBy terms (SQL equal to that term) or an exact
+// per-unit aggregate: Aggregate names it (count_star, count, sum, avg, min, max), SQL is its
+// argument, and Clamps apply to its result in order. The worker renders both (see total.go).
 type RelationColumn struct {
-	Name string `json:"name"`
-	SQL  string `json:"sql"`
+	Name      string  `json:"name"`
+	SQL       string  `json:"sql,omitempty"`
+	Aggregate string  `json:"aggregate,omitempty"`
+	Clamps    []Clamp `json:"clamps,omitempty"`
+}
+
+// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
+type Clamp struct {
+	Func  string `json:"func"` // "least" or "greatest"
+	Value string `json:"value"`
 }
 
 // normUnit is the privacy-unit normalisation of registration and of joins: "…x" and "…X " are
@@ -50,32 +66,56 @@ func normUnit(col string) string {
 
 func qualified(alias, col string) string { return quoteIdent(alias) + "." + quoteIdent(col) }
 
-// relationSQL renders the SELECT that computes a relation over the loaded snapshots: the
-// normalised unit of the first source as normColumn, then the relation's columns.
-func relationSQL(r *Relation, tables []string) (string, error) {
+// relationFrom renders the FROM clause of a relation over the loaded snapshots, and the
+// normalised unit of its first source. With MaxRowsPerUnit each source with a unit is read
+// through boundedRows.
+func relationFrom(r *Relation, tables []string, samplingKey uint64) (from, unit string, err error) {
 	if len(r.Sources) == 0 || len(r.Sources) != len(tables) || r.Sources[0].Unit == "" || r.Sources[0].Join != "" {
-		return "", errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
+		return "", "", errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
+	}
+	read := func(i int) string {
+		if r.MaxRowsPerUnit > 0 && r.Sources[i].Unit != "" {
+			return boundedRows(tables[i], r.MaxRowsPerUnit, samplingKey)
+		}
+		return tables[i]
 	}
 	first := r.Sources[0]
-	unit := normUnit(qualified(first.Alias, first.Unit))
-	var from strings.Builder
-	fmt.Fprintf(&from, "%s AS %s", tables[0], quoteIdent(first.Alias))
+	unit = normUnit(qualified(first.Alias, first.Unit))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s AS %s", read(0), quoteIdent(first.Alias))
 	for i, s := range r.Sources[1:] {
 		kind := map[string]string{"inner": "JOIN", "left": "LEFT JOIN"}[s.Join]
 		if kind == "" {
-			return "", errcode.New(errcode.Internal, "the relation has a join of unknown kind")
+			return "", "", errcode.New(errcode.Internal, "the relation has a join of unknown kind")
 		}
 		on := s.On
 		if s.Unit != "" {
 			on = unit + " = " + normUnit(qualified(s.Alias, s.Unit))
 		} else if on == "" {
-			return "", errcode.New(errcode.Internal, "a lookup join has no condition")
+			return "", "", errcode.New(errcode.Internal, "a lookup join has no condition")
+		} else {
+			on = rowCondition(on)
 		}
-		fmt.Fprintf(&from, " %s %s AS %s ON %s", kind, tables[i+1], quoteIdent(s.Alias), on)
+		fmt.Fprintf(&b, " %s %s AS %s ON %s", kind, read(i+1), quoteIdent(s.Alias), on)
 	}
+	return b.String(), unit, nil
+}
+
+// boundedRows reads a snapshot table keeping at most n rows per privacy unit. A row's place
+// among its unit's rows (in the snapshot's order, which the unit's own rows fix) is ranked by
+// a keyed hash, so which rows are kept depends on the unit's rows and the job's key alone.
+func boundedRows(table string, n int64, key uint64) string {
+	return fmt.Sprintf("(SELECT * EXCLUDE (__cr_pos) FROM (SELECT *, row_number() OVER (PARTITION BY %[2]s ORDER BY rowid) AS __cr_pos FROM %[1]s) QUALIFY row_number() OVER (PARTITION BY %[2]s ORDER BY hash(__cr_pos, %[3]d::UBIGINT), __cr_pos) <= %[4]d)",
+		table, unitColumn, key, n)
+}
+
+// relationSQL renders the SELECT that computes a relation from its FROM clause: the normalised
+// unit as normColumn, then the relation's columns, every one of them total (total.go).
+// argTypes gives the type of each per-unit SUM or AVG argument, by column index.
+func relationSQL(r *Relation, from, unit string, argTypes map[int]string) (string, error) {
 	cols := []string{unit + " AS " + normColumn}
 	seen := map[string]bool{}
-	for _, c := range r.Columns {
+	for i, c := range r.Columns {
 		// DuckDB matches names case-insensitively: "__CR_NORM" would shadow the unit, and "x"
 		// beside "X" would read one column twice.
 		l := strings.ToLower(c.Name)
@@ -83,16 +123,28 @@ func relationSQL(r *Relation, tables []string) (string, error) {
 			return "", errcode.New(errcode.Internal, "the relation has a reserved, empty or repeated column name")
 		}
 		seen[l] = true
-		cols = append(cols, "("+c.SQL+") AS "+quoteIdent(c.Name))
+		expr := rowValue(c.SQL)
+		if c.Aggregate != "" {
+			if !r.PerUnit {
+				return "", errcode.New(errcode.Internal, "only a per-unit relation has aggregate columns")
+			}
+			var err error
+			if expr, err = perUnitAggregate(c, argTypes[i]); err != nil {
+				return "", err
+			}
+		}
+		cols = append(cols, "("+expr+") AS "+quoteIdent(c.Name))
 	}
-	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + from.String()
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + from
 	if r.Filter != "" {
-		// As in the scan: an evaluation error is "row not kept", never an error that depends on
-		// one row's value.
-		q += " WHERE coalesce(try(" + r.Filter + "), false)"
+		q += " WHERE " + rowCondition(r.Filter)
 	}
 	if r.PerUnit {
-		q += " GROUP BY " + strings.Join(append([]string{unit}, r.GroupBy...), ", ")
+		keys := []string{unit}
+		for _, g := range r.GroupBy {
+			keys = append(keys, rowValue(g))
+		}
+		q += " GROUP BY " + strings.Join(keys, ", ")
 	} else if r.Filter != "" {
 		return "", errcode.New(errcode.Internal, "only a per-unit relation filters before bounding")
 	}
@@ -101,7 +153,7 @@ func relationSQL(r *Relation, tables []string) (string, error) {
 
 // materialize computes a relation into a table of its own, in unit order with ties broken by
 // every column, and indexes its units like a snapshot. drop removes the table.
-func (w *worker) materialize(ctx context.Context, r *Relation) (snap *Snapshot, drop func(), err error) {
+func (w *worker) materialize(ctx context.Context, r *Relation, samplingKey uint64) (snap *Snapshot, drop func(), err error) {
 	tables := make([]string, len(r.Sources))
 	for i, s := range r.Sources {
 		src, err := w.loaded(ctx, s.Snapshot)
@@ -110,7 +162,15 @@ func (w *worker) materialize(ctx context.Context, r *Relation) (snap *Snapshot, 
 		}
 		tables[i] = src.table
 	}
-	inner, err := relationSQL(r, tables)
+	from, unit, err := relationFrom(r, tables, samplingKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	argTypes, err := w.argumentTypes(ctx, r.Columns, from)
+	if err != nil {
+		return nil, nil, err
+	}
+	inner, err := relationSQL(r, from, unit, argTypes)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -80,7 +80,7 @@ func relPlan(rel *Relation, key, value string, l0, linf int64) *Plan {
 // relMaterialize materializes rel, dropping the table at the end of the test.
 func relMaterialize(t *testing.T, w *worker, rel *Relation) *Snapshot {
 	t.Helper()
-	snap, drop, err := w.materialize(context.Background(), rel)
+	snap, drop, err := w.materialize(context.Background(), rel, 42)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,8 @@ func TestRelationJoinBoundsMultipliedRows(t *testing.T) {
 func TestRelationPerUnit(t *testing.T) {
 	w := relWorker(t)
 	a, b := relHeavy(t, w, 1000, 3, 50, func(int) float64 { return 500 })
-	cols := []RelationColumn{{Name: "n", SQL: "least(count(*), 10)"}, {Name: "total", SQL: `least(sum("a"."cost"), 1000)`}}
+	cols := []RelationColumn{{Name: "n", Aggregate: "count_star", Clamps: []Clamp{{Func: "least", Value: "10"}}},
+		{Name: "total", Aggregate: "sum", SQL: `"a"."cost"`, Clamps: []Clamp{{Func: "least", Value: "1000"}}}}
 	for _, c := range []struct {
 		name     string
 		filter   string
@@ -300,7 +301,14 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 		}
 	}
 	tables := []string{"t0", "t1"}
-	if _, err := relationSQL(valid(), tables); err != nil {
+	render := func(r *Relation, tables []string) (string, error) {
+		from, unit, err := relationFrom(r, tables, 42)
+		if err != nil {
+			return "", err
+		}
+		return relationSQL(r, from, unit, nil)
+	}
+	if _, err := render(valid(), tables); err != nil {
 		t.Fatalf("the valid base relation is refused: %v", err) // so each case below fails for its own reason
 	}
 	for name, edit := range map[string]func(r *Relation){
@@ -317,11 +325,22 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 		"empty column name":       func(r *Relation) { r.Columns[0].Name = "" },
 		"filter without per unit": func(r *Relation) { r.Filter = `"a"."x" > 0` },
 		"tables do not match":     func(r *Relation) { r.Sources = r.Sources[:1] },
+		"aggregate without per unit": func(r *Relation) {
+			r.Columns = append(r.Columns, RelationColumn{Name: "n", Aggregate: "count_star"})
+		},
+		"unknown aggregate": func(r *Relation) {
+			r.PerUnit = true
+			r.Columns[0].Aggregate = "string_agg"
+		},
+		"unknown clamp": func(r *Relation) {
+			r.PerUnit = true
+			r.Columns[0].Aggregate, r.Columns[0].Clamps = "sum", []Clamp{{Func: "power", Value: "2"}}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := valid()
 			edit(r)
-			if _, err := relationSQL(r, tables); errcode.Code(err) != errcode.Internal {
+			if _, err := render(r, tables); errcode.Code(err) != errcode.Internal {
 				t.Fatalf("err = %v, want %s", err, errcode.Internal)
 			}
 		})
@@ -342,7 +361,7 @@ func TestRelationTableIsDroppedAfterExecute(t *testing.T) {
 		return n
 	}
 	// Control: the query sees a materialized table while it exists.
-	snap, drop, err := w.materialize(ctx, relJoin(a, b))
+	snap, drop, err := w.materialize(ctx, relJoin(a, b), 42)
 	if err != nil {
 		t.Fatal(err)
 	}

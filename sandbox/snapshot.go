@@ -525,19 +525,25 @@ func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.S
 	return twins, nil
 }
 
-// hashKeys is the SQL hash of the plan's group keys, reading a key's ENUM twin when it has
-// one. The scan, the public-key hashes and the key lookup must all use this one expression.
-func hashKeys(p *Plan, snap *Snapshot) string {
+// keyExprs renders the plan's group keys as the worker evaluates them everywhere: a key that is
+// a text column reads its ENUM twin (same values, cheaper to hash); any other key is total
+// (total.go), NULL where it would fail.
+func keyExprs(p *Plan, snap *Snapshot) []string {
 	keys := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
-		keys[i] = k
+		keys[i] = rowValue(k)
 		for c := range snap.twins {
 			if k == quoteIdent(c) {
 				keys[i] = quoteIdent(twinPrefix + c)
 			}
 		}
 	}
-	return "hash(" + strings.Join(keys, ", ") + ")"
+	return keys
+}
+
+// hashKeys is the SQL hash of the plan's group keys (keyExprs).
+func hashKeys(p *Plan, snap *Snapshot) string {
+	return "hash(" + strings.Join(keyExprs(p, snap), ", ") + ")"
 }
 
 func verifyDigest(path, digest string) error {

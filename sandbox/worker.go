@@ -199,7 +199,7 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 	}
 	var snap *Snapshot
 	if p.Relation != nil {
-		rel, drop, err := w.materialize(ctx, p.Relation)
+		rel, drop, err := w.materialize(ctx, p.Relation, p.SamplingKey)
 		if err != nil {
 			return nil, classifyExecError(ctx, err)
 		}
@@ -291,14 +291,12 @@ func scanSQL(p *Plan, snap *Snapshot, lo, hi int64, ordered bool) string {
 		cols = append(cols, hashKeys(p, snap))
 	}
 	for _, v := range p.Values {
-		cols = append(cols, "CAST(("+v+") AS DOUBLE)")
+		cols = append(cols, "try(CAST("+rowValue(v)+" AS DOUBLE))")
 	}
 	if p.Filter != "" {
 		// A flag, not a WHERE: with every row present the pass can see where each unit's run
-		// ends (see boundPass). try() turns any evaluation error into "row not kept": an error
-		// that depends on row values would otherwise answer a yes/no question about the data,
-		// without noise.
-		cols = append(cols, "coalesce(try("+p.Filter+"), false)")
+		// ends (see boundPass). An evaluation error is "row not kept" (total.go).
+		cols = append(cols, rowCondition(p.Filter))
 	}
 	// Units occupy consecutive rowids, so a unit range is a rowid range, and the unit of each
 	// row is looked up from its rowid rather than scanned (one column fewer to materialise).
@@ -328,7 +326,7 @@ func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[u
 		}
 	}
 	// The domain values are cast to the types hashKeys hashes (an ENUM twin's, or the key's).
-	hashed := strings.TrimSuffix(strings.TrimPrefix(hashKeys(p, snap), "hash("), ")")
+	hashed := strings.Join(keyExprs(p, snap), ", ")
 	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", hashed, snap.table))
 	if err != nil {
 		return nil, err
@@ -403,7 +401,7 @@ func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boun
 		ids = append(ids, strconv.FormatInt(ps.row, 10))
 	}
 	cols := []string{"rowid", hashKeys(p, snap)}
-	for _, k := range p.Keys {
+	for _, k := range keyExprs(p, snap) {
 		cols = append(cols, "CAST(("+k+") AS VARCHAR)")
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE rowid IN (%s)", strings.Join(cols, ", "), snap.table, strings.Join(ids, ","))

@@ -49,6 +49,7 @@ func (s *Server) runJobs() {
 // engine runs it and the outcome is stored.
 func (s *Server) execute(j governance.Job) {
 	ctx := s.jobsCtx
+	claimed := time.Now()
 	g, err := s.store.Grant(ctx, j.Grant)
 	if err == nil {
 		err = s.jobAllowed(g, j.Kind)
@@ -70,6 +71,7 @@ func (s *Server) execute(j governance.Job) {
 				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
 		})
 	}
+	s.completeAt(claimed)
 	// The outcome is stored even when the server is stopping: the engine has recorded it.
 	sctx := context.WithoutCancel(ctx)
 	_, serr := s.store.UpdateJob(sctx, j.ID, []string{api.JobRunning}, func(sj *governance.Job) error {
@@ -100,6 +102,30 @@ func (s *Server) execute(j governance.Job) {
 	})
 	if serr != nil {
 		s.log.Error("storing a job's outcome failed", "job", j.ID, "err", serr)
+	}
+}
+
+// completeAt waits, before a job's outcome becomes visible, until a whole number of completion
+// quanta has passed since the job was claimed. How long a job computes depends on the raw data
+// (how many rows a filter keeps, how many partitions a key has, and — by DuckDB's try(), which
+// re-evaluates a failing vector row by row — whether any row of an expression fails;
+// sandbox/total.go): an applicant polling its job would otherwise time that. Rounding up to
+// the quantum leaves a difference δ visible only when it carries the job across a quantum's
+// end, about δ/quantum of the time (docs/threat-model.md has the measured figures). A server
+// that is stopping stores at once.
+func (s *Server) completeAt(claimed time.Time) {
+	q := s.cfg.CompletionQuantum
+	if q == 0 {
+		q = DefaultCompletionQuantum
+	}
+	if q < 0 {
+		return
+	}
+	elapsed := time.Since(claimed)
+	end := max(1, (elapsed+q-1)/q) * q
+	select {
+	case <-time.After(end - elapsed):
+	case <-s.stopping:
 	}
 }
 

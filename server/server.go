@@ -56,7 +56,13 @@ type Config struct {
 	// ShutdownGrace is how long Serve lets running jobs finish after its context ends before
 	// canceling them (default 30s).
 	ShutdownGrace time.Duration
+	// CompletionQuantum rounds up how long a job visibly runs (default
+	// DefaultCompletionQuantum; see completeAt). Negative turns it off, for benchmarks only.
+	CompletionQuantum time.Duration
 }
+
+// DefaultCompletionQuantum is the default CompletionQuantum.
+const DefaultCompletionQuantum = 500 * time.Millisecond
 
 // Server is a running platform. Create with New, serve with Serve, and Close when done.
 type Server struct {

@@ -448,7 +448,7 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 		}
 		e.name = name
 		e.sql = quoteIdent(name)
-		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.innerSQL})
+		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.arg, Aggregate: e.agg, Clamps: e.clamps})
 		return &e.entry, nil
 	}
 	g.touched = nil
@@ -490,10 +490,13 @@ func (g *gater) noIdentifier(at int, what string) error {
 	return nil
 }
 
-// perUnitEntry is a per-unit aggregate: its outer column and its SQL inside the subquery.
+// perUnitEntry is a per-unit aggregate: its outer column and, inside the subquery, the
+// aggregate, its argument and its clamps, which the worker renders (total in every row).
 type perUnitEntry struct {
 	entry
-	innerSQL string   // its SQL inside the subquery
+	agg      string   // count_star, count, sum, avg, min or max
+	arg      string   // the argument's SQL ("" for count_star)
+	clamps   []Clamp  // applied to the aggregate in order
 	lo, hi   *float64 // derived bounds while they are built
 	integral bool     // a count, clamped only by whole numbers: its values are integers
 }
@@ -539,7 +542,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		} else {
 			inner.lo = ptr(max(v, deref(inner.lo, v)))
 		}
-		inner.innerSQL = fmt.Sprintf("%s(%s, %s)", fn, inner.innerSQL, lit)
+		inner.clamps = append(inner.clamps, Clamp{Func: fn, Value: lit})
 		inner.perUnit = fmt.Sprintf("%s(%s, %s)", strings.ToUpper(fn), inner.perUnit, lit)
 		inner.setBounds()
 		return inner, nil
@@ -550,7 +553,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 	e := &perUnitEntry{}
 	e.meta.Tags = []catalog.Tag{catalog.TagSensitive}
 	if fn == "count_star" {
-		e.lo, e.innerSQL, e.perUnit, e.integral = ptr(0), "count(*)", "COUNT(*)", true
+		e.lo, e.agg, e.perUnit, e.integral = ptr(0), "count_star", "COUNT(*)", true
 		e.setBounds()
 		return e, nil
 	}
@@ -569,7 +572,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		e.lo, e.innerSQL, e.integral = ptr(0), "count("+c.sql+")", true
+		e.lo, e.agg, e.arg, e.integral = ptr(0), "count", c.sql, true
 		e.setBounds()
 		return e, nil
 	}
@@ -577,7 +580,10 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "%s is an identifier and cannot be aggregated; count units with COUNT(DISTINCT %s) in the outer query", c.name, g.unitName())
 	}
 	g.use(c, UseAggregate)
-	e.innerSQL = fn + "(" + c.sql + ")"
+	e.agg, e.arg = fn, c.sql
+	if fn == "mean" {
+		e.agg = "avg"
+	}
 	if c.meta.HasBounds() {
 		lo, hi := c.meta.Lower(), c.meta.Upper()
 		switch fn {

@@ -123,10 +123,20 @@ type Relation struct {
 	Filter  string
 }
 
-// RelationColumn is one column of a Relation: its name and its SQL over the sources.
+// RelationColumn is one column of a Relation: its name and its SQL over the sources. A per-unit
+// aggregate column names its Aggregate (count_star, count, sum, avg, min, max), has its
+// argument as SQL and its LEAST/GREATEST clamps in order; the worker renders it.
 type RelationColumn struct {
-	Name string `json:"name"`
-	SQL  string `json:"sql"`
+	Name      string  `json:"name"`
+	SQL       string  `json:"sql,omitempty"`
+	Aggregate string  `json:"aggregate,omitempty"`
+	Clamps    []Clamp `json:"clamps,omitempty"`
+}
+
+// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
+type Clamp struct {
+	Func  string `json:"func"`
+	Value string `json:"value"`
 }
 
 // Query is an admitted query: its sources, group keys, a filter, DP aggregates and the
@@ -160,10 +170,17 @@ func (q *Query) Datasets() []*catalog.Spec {
 
 const allowedHint = "admitted: SELECT <group keys>, <aggregates> FROM <dataset> [JOIN <dataset or lookup table> ON ...] [WHERE <condition>] [GROUP BY <keys>] [ORDER BY <outputs>] [LIMIT n], where aggregates are COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM, AVG, VAR_POP/VAR_SAMP, STDDEV_POP/STDDEV_SAMP, MEDIAN, QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), MIN, MAX of bounded columns, and keys are columns or bins (floor, width_bucket, date_trunc, CASE, substr) of non-identifier columns; FROM may also be a per-unit subquery (SELECT <unit>, <keys>, <per-unit aggregates> ... GROUP BY <unit>, ...)"
 
+// MaxSQLBytes bounds the text of one query: what it can make the parser and the worker do
+// grows with it, and no aggregate query an analyst writes comes near it.
+const MaxSQLBytes = 64 << 10
+
 // Admit parses and checks sql against the catalog.
 func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, error) {
 	if !utf8.ValidString(sql) {
 		return nil, errcode.New(errcode.SyntaxError, "the SQL is not valid UTF-8 text")
+	}
+	if len(sql) > MaxSQLBytes {
+		return nil, errcode.New(errcode.UnsupportedSQL, "the SQL is %d bytes long; at most %d bytes are admitted", len(sql), MaxSQLBytes)
 	}
 	raw, err := p.Serialize(ctx, sql)
 	if err != nil {

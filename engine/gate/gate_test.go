@@ -189,7 +189,14 @@ func render(q *gate.Query) string {
 	}
 	if r := q.Relation; r != nil {
 		for _, c := range r.Columns {
-			fmt.Fprintf(&b, "relation column %s = %s\n", c.Name, c.SQL)
+			expr := c.SQL
+			if c.Aggregate != "" {
+				expr = c.Aggregate + "(" + c.SQL + ")"
+				for _, cl := range c.Clamps {
+					expr = cl.Func + "(" + expr + ", " + cl.Value + ")"
+				}
+			}
+			fmt.Fprintf(&b, "relation column %s = %s\n", c.Name, expr)
 		}
 		if r.PerUnit {
 			fmt.Fprintf(&b, "relation per unit, group by %q, filter %q\n", r.GroupBy, r.Filter)

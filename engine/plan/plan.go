@@ -134,6 +134,44 @@ func probesText(priors []Prior) string {
 	return fmt.Sprintf(" and %d differencing check(s) against earlier queries on this grant", len(priors))
 }
 
+// PerUnitJoinRows is how many rows of each privacy unit every joined dataset keeps before the
+// join when the join feeds a per-unit subquery, whose aggregates read a unit's rows whole.
+const PerUnitJoinRows = 1000
+
+// MaxJoinRowsPerUnit bounds the rows one privacy unit can have after a join: the product, over
+// the joined datasets with a privacy unit, of the rows each keeps per unit.
+const MaxJoinRowsPerUnit = 1_000_000
+
+// joinRowsPerUnit is how many rows per privacy unit each dataset of a join keeps before the
+// join (0: no join of datasets with units, nothing to bound). A join multiplies a unit's rows —
+// a self-join squares them — so without this a unit with many rows could make the worker's
+// work, memory and time as large as it likes. Each dataset keeps L0·L∞ rows per unit (what one
+// unit can contribute after bounding anyway), or PerUnitJoinRows under a per-unit subquery; a
+// join whose product of these exceeds MaxJoinRowsPerUnit is refused before anything runs.
+func joinRowsPerUnit(q *gate.Query, o Options) (int64, error) {
+	units := 0
+	for _, s := range q.Sources {
+		if !s.Dataset.Public {
+			units++
+		}
+	}
+	if units < 2 {
+		return 0, nil
+	}
+	per := o.MaxGroupsContributed * o.MaxContributionsPerGroup
+	if q.Relation.PerUnit {
+		per = PerUnitJoinRows
+	}
+	product := int64(1)
+	for range units {
+		if product > MaxJoinRowsPerUnit/per {
+			return 0, errcode.New(errcode.InvalidOptions, "this join of %d datasets could give one privacy unit more than %d rows (each keeps %d rows per unit before the join); join fewer datasets or lower max_groups_contributed × max_contributions_per_group", units, MaxJoinRowsPerUnit, per)
+		}
+		product *= per
+	}
+	return per, nil
+}
+
 // HiddenUnitCount reports whether the unit count is an aggregate the plan added (not one of
 // the query's).
 func (p *Planned) HiddenUnitCount() bool { return p.UnitCount >= len(p.Query.Aggregates) }
@@ -190,8 +228,17 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 				Unit: s.Dataset.PrivacyUnit, Join: s.Join, On: s.On})
 		}
 		for _, c := range r.Columns {
-			w.Relation.Columns = append(w.Relation.Columns, sandbox.RelationColumn{Name: c.Name, SQL: c.SQL})
+			rc := sandbox.RelationColumn{Name: c.Name, SQL: c.SQL, Aggregate: c.Aggregate}
+			for _, cl := range c.Clamps {
+				rc.Clamps = append(rc.Clamps, sandbox.Clamp{Func: cl.Func, Value: cl.Value})
+			}
+			w.Relation.Columns = append(w.Relation.Columns, rc)
 		}
+		rows, err := joinRowsPerUnit(q, o)
+		if err != nil {
+			return nil, err
+		}
+		w.Relation.MaxRowsPerUnit = rows
 	} else {
 		w.Snapshot = snapshots[q.Dataset.Name]
 	}

@@ -1,0 +1,21 @@
+package gate_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+)
+
+// A query's text bounds what it can make the parser and the worker do: past MaxSQLBytes it is
+// refused before it is parsed.
+func TestGateRefusesOverlongSQL(t *testing.T) {
+	p := newParser(t)
+	in := strings.Repeat("'x', ", gate.MaxSQLBytes/5) + "'x'"
+	_, err := gate.Admit(context.Background(), p, testCatalog(), "SELECT COUNT(*) FROM medical_visits WHERE diagnosis IN ("+in+")")
+	if errcode.Code(err) != errcode.UnsupportedSQL || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("err = %v, want %s naming the limit", err, errcode.UnsupportedSQL)
+	}
+}

@@ -1,0 +1,132 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// try() must hold even where DuckDB's optimizer would pull a repeated sub-expression out of it:
+// BETWEEN and IN repeat their input, and common-subexpression elimination used to evaluate it
+// in a projection below the try(), where its overflow on one row failed the query.
+func TestTryIsNotDefeatedByCommonSubexpressions(t *testing.T) {
+	w := relWorker(t)
+	failsOnRow3 := "(range * CASE WHEN range = 3 THEN 9223372036854775807 ELSE 1 END)"
+	// Row 3 fails and is dropped; the others keep their value, the row number.
+	for cond, want := range map[string]int64{
+		failsOnRow3 + " BETWEEN 0 AND 3":                        3, // 0, 1, 2
+		failsOnRow3 + " IN (1, 2, 3)":                           2, // 1, 2
+		"(" + failsOnRow3 + " > 0 AND " + failsOnRow3 + " < 5)": 3, // 1, 2, 4
+	} {
+		// As the scan reads it: a keep flag per row, in a projection.
+		rows, err := w.db.Query("SELECT " + rowCondition(cond) + " FROM range(10)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for rows.Next() {
+			var keep bool
+			if err := rows.Scan(&keep); err != nil {
+				t.Fatal(err)
+			}
+			if keep {
+				n++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %v — a failure on one row is an answer about that row", cond, err)
+		}
+		rows.Close()
+		if n != want {
+			t.Fatalf("%s: %d rows kept, want %d", cond, n, want)
+		}
+	}
+}
+
+// A per-unit SUM or AVG over values whose exact sum overflows (HUGEINT, DECIMAL(38)) is computed
+// in DOUBLE, which saturates: two rows near the type's maximum no longer fail the relation.
+func TestPerUnitSumOfWideValuesCannotFail(t *testing.T) {
+	w := relWorker(t)
+	ctx := context.Background()
+	for _, typ := range []string{"HUGEINT", "DECIMAL(38,0)", "BIGINT", "DECIMAL(18,2)", "DOUBLE"} {
+		t.Run(typ, func(t *testing.T) {
+			table := fmt.Sprintf("wide_%d", w.nextID())
+			// Person P1 has two rows at the type's top; P2 one ordinary row.
+			top := map[string]string{"HUGEINT": "170141183460469231731687303715884105727", "DECIMAL(38,0)": "99999999999999999999999999999999999999",
+				"BIGINT": "9223372036854775807", "DECIMAL(18,2)": "9999999999999999.99", "DOUBLE": "1.7e308"}[typ]
+			if _, err := w.db.Exec(fmt.Sprintf(`CREATE TABLE %s AS SELECT * FROM (VALUES (0::BIGINT, 'P1', %[2]s::%[3]s), (0, 'P1', %[2]s::%[3]s), (1, 'P2', 1::%[3]s)) v(%[4]s, person_id, v)`,
+				table, top, typ, unitColumn)); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { w.db.Exec("DROP TABLE " + table) })
+			rel := &Relation{PerUnit: true, Sources: []RelationSource{{Alias: "a", Unit: "person_id"}},
+				Columns: []RelationColumn{{Name: "s", Aggregate: "sum", SQL: `"a"."v"`}, {Name: "m", Aggregate: "avg", SQL: `"a"."v"`}}}
+			from, unit, err := relationFrom(rel, []string{table}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			types, err := w.argumentTypes(ctx, rel.Columns, from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := relationSQL(rel, from, unit, types)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			if err := w.db.QueryRowContext(ctx, "SELECT count(*) FROM ("+q+")").Scan(&n); err != nil {
+				t.Fatalf("the per-unit sum failed: %v", err)
+			}
+			if n != 2 {
+				t.Fatalf("%d units, want 2", n)
+			}
+		})
+	}
+}
+
+// A join multiplies a unit's rows; each source keeps at most MaxRowsPerUnit rows per unit before
+// it, so a self-join of a unit with 300 rows gives 25 rows, not 90,000 — and which rows a unit
+// keeps depends on its own rows alone, not on the other units.
+func TestJoinKeepsBoundedRowsPerUnitChosenByTheUnitsOwnRows(t *testing.T) {
+	w := relWorker(t)
+	cost := func(v int) float64 { return float64(v) }
+	kept := func(others int) []string {
+		a, b := relHeavy(t, w, 300, 300, others, cost)
+		rel := relJoin(a, b)
+		rel.MaxRowsPerUnit = 5
+		snap := relMaterialize(t, w, rel)
+		rows, err := w.db.Query(fmt.Sprintf(`SELECT CAST("a.cost" AS VARCHAR) FROM %s WHERE %s = 0 ORDER BY 1`, snap.table, unitColumn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if snap.Rows != int64(25+others) {
+			t.Fatalf("the join has %d rows, want 25 for the heavy unit and %d for the others", snap.Rows, others)
+		}
+		return out
+	}
+	few, many := kept(3), kept(40)
+	if len(few) != 25 {
+		t.Fatalf("the heavy unit kept %d joined rows, want 5×5", len(few))
+	}
+	if !slices.Equal(few, many) {
+		t.Fatalf("the heavy unit's kept rows changed with the other units:\n%v\n%v", few, many)
+	}
+	// The keyed choice is not the first rows in order: a cap that kept the lowest costs would
+	// bias every join towards them.
+	if few[len(few)-1] == "4.0" {
+		t.Fatalf("the kept rows are the five cheapest: the choice is by order, not by keyed hash")
+	}
+}
