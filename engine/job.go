@@ -358,7 +358,7 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	if err != nil {
 		return nil, nil, err
 	}
-	rv := rev.Review(ctx, newResultOutput(summary, res))
+	rv := rev.Review(ctx, newResultOutput(summary, q, res))
 	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings, "suppressed_rows": len(rv.Suppressed)}); err != nil {
 		return nil, nil, err
 	}
