@@ -26,7 +26,7 @@ var chosenPlaces = []struct {
 		return &Table{Cols: []Column{c, agg("n", useUnit)}, Data: [][]Value{{Str("Wuhua"), Float(120)}}}
 	}},
 	{"name derived from an alias", func(s string) Output {
-		return &Table{Cols: []Column{agg("count_" + s), agg("count_"+s+"_ci_low"), agg("count_"+s+"_ci_high")}, Data: [][]Value{{Float(3), Float(1), Float(5)}}}
+		return &Table{Cols: []Column{agg("count_" + s), agg("count_" + s + "_ci_low"), agg("count_" + s + "_ci_high")}, Data: [][]Value{{Float(3), Float(1), Float(5)}}}
 	}},
 	{"literal in a public-domain key", func(s string) Output {
 		c := Column{Name: "k", Kind: KindGroupKey, DerivedFrom: []policy.ColumnUse{useDistrict}, Origin: OriginPublic}
