@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/policy"
 )
 
@@ -34,14 +35,28 @@ func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *R
 	if digest != hold.OutputDigest {
 		return nil, errcode.New(errcode.Internal, "the stored result of job %s does not match the held output; nothing is released", job)
 	}
+	// The hold ends: a repeat of the query is reviewed as usual again. A hold that was already
+	// rejected or withheld is never released.
+	if err := e.settleHeld(ctx, job, ledger.Decision{State: ledger.DecisionReleased}); err != nil {
+		return nil, err
+	}
 	return e.recordRelease(ctx, job, hold.Grant, res, digest, map[string]any{"output_digest": digest, "rows": len(res.Rows), "reviewers": reviewers}, reviewers)
 }
 
-// Withhold records that a held result will never be released (a reviewer rejected it, or the
-// grant was revoked while it waited).
-func (e *Engine) Withhold(ctx context.Context, job, code string) error {
-	_, err := e.record(ctx, "withheld", job, map[string]any{"code": code})
-	return err
+// Withhold records that a held result will never be released (a reviewer rejected it, code
+// review_rejected, or the grant was revoked while it waited, grant_revoked), and makes that
+// the decision on the output: every repeat of the query — whatever its aliases, ORDER BY or
+// LIMIT — is refused with code and reason at no cost, and never reviewed again. Reason is
+// shown to the applicant and kept in provenance; it must not quote data values.
+func (e *Engine) Withhold(ctx context.Context, job, code, reason string) error {
+	if _, err := e.record(ctx, "withheld", job, map[string]any{"code": code, "reason": reason}); err != nil {
+		return err
+	}
+	state := ledger.DecisionWithheld
+	if code == errcode.ReviewRejected {
+		state = ledger.DecisionRejected
+	}
+	return e.settleHeld(ctx, job, ledger.Decision{State: state, Code: code, Reason: reason})
 }
 
 // Record appends a governance event (application, grant state, a red-team report, ...) to

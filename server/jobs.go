@@ -198,12 +198,14 @@ func (s *Server) review(ctx context.Context, who policy.Principal, id string, ap
 		switch {
 		case g.State == api.GrantRevoked:
 			sj.State, sj.UpdatedAt = api.JobDenied, now
-			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: "the grant was revoked while the output waited for review; it is never released"}
-			return s.eng.Withhold(ctx, id, errcode.GrantRevoked)
+			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: revokedWhileHeld}
+			return s.eng.Withhold(ctx, id, errcode.GrantRevoked, revokedWhileHeld)
 		case !approve:
+			// The rejection sticks to the output: every repeat of the query (whatever its
+			// aliases, ORDER BY or LIMIT) gets it, at no cost, and is never queued again.
 			sj.State, sj.UpdatedAt = api.JobDenied, now
-			sj.Error = &api.Error{Code: errcode.ReviewRejected, Message: "a reviewer rejected the output"}
-			return s.eng.Withhold(ctx, id, errcode.ReviewRejected)
+			sj.Error = &api.Error{Code: errcode.ReviewRejected, Message: "a reviewer rejected the output: " + reason}
+			return s.eng.Withhold(ctx, id, errcode.ReviewRejected, reason)
 		}
 		var approvers []string
 		for _, rv := range sj.Review.Reviews {
@@ -255,6 +257,9 @@ func separationOfDuties(who policy.Principal, j governance.Job) error {
 	return nil
 }
 
+// revokedWhileHeld is the reason a held output of a revoked grant is withheld.
+const revokedWhileHeld = "the grant was revoked while the output waited for review; it is never released"
+
 // withholdHeld ends every held job of a revoked grant: cooperation ended, so its outputs are
 // never released (recorded first, then the job is denied).
 func (s *Server) withholdHeld(ctx context.Context, grant string) error {
@@ -263,12 +268,12 @@ func (s *Server) withholdHeld(ctx context.Context, grant string) error {
 		return err
 	}
 	for _, j := range held {
-		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked); err != nil {
-			return err
+		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked, revokedWhileHeld); err != nil && errcode.Code(err) != errcode.Conflict {
+			return err // conflict: a reviewer settled it meanwhile
 		}
 		_, err := s.store.UpdateJob(ctx, j.ID, []string{api.JobInReview}, func(sj *governance.Job) error {
 			sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
-			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: "the grant was revoked while the output waited for review; it is never released"}
+			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: revokedWhileHeld}
 			return nil
 		})
 		if err != nil && !errors.Is(err, governance.ErrConflict) { // a reviewer settled it meanwhile
