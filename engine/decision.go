@@ -68,6 +68,29 @@ func orCode(code, def string) string {
 	return def
 }
 
+// EndHold ends the hold of a held output that ReleaseHeld released: from now on a repeat of
+// the query is reviewed as usual (it may be held again). Call it once the release is stored,
+// outside any transaction on the control-plane store (it writes there). Until it is called, a
+// repeat is answered with output_held naming the released job, which the applicant can read:
+// a failure here withholds nothing and releases nothing.
+func (e *Engine) EndHold(ctx context.Context, job string) error {
+	return e.settleHeld(ctx, job, ledger.Decision{State: ledger.DecisionReleased})
+}
+
+// holdOpen refuses (conflict) to release job's output when its stored hold was settled as a
+// refusal: a rejected or withheld output is never released, whoever approves it later. It
+// only reads, so it may run inside a transaction of the governance store.
+func (e *Engine) holdOpen(ctx context.Context, job string) error {
+	d, ok, err := e.ledger.DecisionOfJob(ctx, job)
+	if err != nil {
+		return errcode.Wrap(errcode.Internal, err, "the decision on the output of job %s could not be read; nothing is released", job)
+	}
+	if ok && d.State != ledger.DecisionHeld && d.State != ledger.DecisionReleased {
+		return errcode.New(errcode.Conflict, "the output of job %s was %s; it is never released", job, d.State)
+	}
+	return nil
+}
+
 // settleHeld ends job's stored hold. A hold already settled as a refusal cannot be released.
 func (e *Engine) settleHeld(ctx context.Context, job string, d ledger.Decision) error {
 	if _, err := e.ledger.SettleHeld(ctx, job, d); err != nil {

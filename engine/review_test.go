@@ -45,6 +45,12 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	if out.Result.LogIndex == 0 {
 		t.Fatal("the released result carries no release index")
 	}
+	if _, err := e.Run(ctx, job); errcode.Code(err) != errcode.OutputHeld {
+		t.Fatalf("a repeat before the hold ended: %v, want output_held (naming the released job)", err)
+	}
+	if err := e.EndHold(ctx, out.Result.Job); err != nil {
+		t.Fatal(err)
+	}
 
 	before, err := e.Balance(ctx, engine.GrantAccount("g"))
 	if err != nil {

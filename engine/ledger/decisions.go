@@ -120,10 +120,26 @@ func (l *Ledger) DecisionFor(ctx context.Context, grant, fingerprint string) (De
 	return d, true, nil
 }
 
+// DecisionOfJob returns the decision stored for job's output, if any.
+func (l *Ledger) DecisionOfJob(ctx context.Context, job string) (Decision, bool, error) {
+	var d Decision
+	err := l.read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT state, job, code, reason FROM output_decisions WHERE job = ?`, job).Scan(&d.State, &d.Job, &d.Code, &d.Reason)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Decision{}, false, nil
+	}
+	if err != nil {
+		return Decision{}, false, fmt.Errorf("ledger: decision of job: %w", err)
+	}
+	return d, true, nil
+}
+
 // SettleHeld ends the hold of job: released, rejected or withheld, with the code and reason of
 // a refusal. It returns the fingerprint of the output it settled, or "" when job holds none
 // (a job held before decisions were stored). A hold that was already settled cannot be
-// settled again (ErrDecided): a rejected output is never released afterwards.
+// settled otherwise (ErrDecided): a rejected output is never released afterwards. Settling it
+// again as it was settled is a no-op.
 func (l *Ledger) SettleHeld(ctx context.Context, job string, d Decision) (string, error) {
 	switch d.State {
 	case DecisionReleased, DecisionRejected, DecisionWithheld:
@@ -141,7 +157,11 @@ func (l *Ledger) SettleHeld(ctx context.Context, job string, d Decision) (string
 		if err != nil {
 			return fmt.Errorf("ledger: settle: %w", err)
 		}
-		if state != DecisionHeld {
+		switch state {
+		case d.State:
+			return nil // settled so already: a retry after a failure to store the review
+		case DecisionHeld:
+		default:
 			return fmt.Errorf("%w (%s)", ErrDecided, state)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE output_decisions SET state = ?, code = ?, reason = ?, updated_at = ?

@@ -25,6 +25,12 @@ func TestOutputDecisionsStickAndSurviveReopen(t *testing.T) {
 	if _, err := l.SettleHeld(ctx, "j1", Decision{State: DecisionReleased}); !errors.Is(err, ErrDecided) {
 		t.Fatalf("a rejected hold was released: %v, want ErrDecided", err)
 	}
+	if _, err := l.SettleHeld(ctx, "j1", Decision{State: DecisionRejected, Code: "review_rejected"}); err != nil {
+		t.Fatalf("settling a rejection again: %v, want a no-op", err)
+	}
+	if d, ok, err := l.DecisionOfJob(ctx, "j1"); !ok || err != nil || d.State != DecisionRejected || d.Reason != "bands too fine" {
+		t.Fatalf("decision of job j1 = %+v %v %v", d, ok, err)
+	}
 	if fp, err := l.SettleHeld(ctx, "unknown", Decision{State: DecisionReleased}); err != nil || fp != "" {
 		t.Fatalf("a job without a stored hold: %q %v", fp, err)
 	}
