@@ -85,11 +85,12 @@ func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, st
 	return nil
 }
 
-// answerFromRelease answers a job whose fingerprint was computed before on the same grant
-// (released, or held for review): the same noisy rows, re-post-processed for this query,
-// through the egress policy again, and nothing is charged.
+// answerFromRelease answers a job whose fingerprint was computed before on the same grant and
+// whose output has no decision that sticks (it was released, perhaps after review): the same
+// noisy rows, re-post-processed for this query, through the egress policy again, and nothing
+// is charged. An output held, rejected or denied never gets here (decision.go).
 func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, prior ledger.Released) (*Outcome, error) {
+	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, prior ledger.Released) (*Outcome, error) {
 	var st storedAnswer
 	if err := json.Unmarshal(prior.Result, &st); err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the stored answer could not be read")
@@ -118,7 +119,7 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 		}
 		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
 	}
-	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, map[string]any{"released_job": prior.Job, "charged": false})
+	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, map[string]any{"released_job": prior.Job, "charged": false})
 	if err != nil {
 		return nil, err
 	}

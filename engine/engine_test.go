@@ -138,6 +138,9 @@ func submitReviewed(e *engine.Engine, g, sql string, o plan.Options) (*engine.Re
 	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, reviewers); err != nil {
 		return nil, err
 	}
+	if err := e.EndHold(ctx, out.Result.Job); err != nil {
+		return nil, err
+	}
 	return out.Result, nil
 }
 

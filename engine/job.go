@@ -206,10 +206,17 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	}
 	unlock := e.lockFingerprint(j.Grant + "/" + fingerprint)
 	defer unlock()
+	// A decision on this output (held, rejected, denied) answers every repeat: it sticks
+	// whatever the repeat's aliases, ORDER BY or LIMIT (decision.go).
+	if d, ok, err := e.ledger.DecisionFor(ctx, j.Grant, fingerprint); err != nil {
+		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the store of output decisions is unavailable")
+	} else if ok && d.Sticks() {
+		return nil, stageBeforeReserve, e.recallDecision(ctx, id, d)
+	}
 	if prior, ok, err := e.ledger.Recall(ctx, j.Grant, fingerprint); err != nil {
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
 	} else if ok {
-		out, err := e.answerFromRelease(ctx, id, j, ds, q, p, dref, params, prior)
+		out, err := e.answerFromRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, prior)
 		return out, stageBeforeReserve, err
 	}
 
@@ -334,7 +341,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 
 	// The noisy rows are remembered whether released or held: a repeat of a held query gets
 	// the same rows (and the same review), never fresh noise.
-	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, res, nil)
+	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -348,9 +355,10 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 // that stand for too few privacy units, post-processes the rest and asks the egress policy.
 // On allow it records the release (with its output digest), stamps the result with the
 // record's log index and returns the signed receipt; on review it records the hold and
-// returns it, and the result stays unreleased.
+// returns it, and the result stays unreleased. A hold and a denial are stored as the decision
+// on the output (fingerprint), which answers every repeat (decision.go).
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, res *Result, extra map[string]any) (*Hold, []byte, error) {
+	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, res *Result, extra map[string]any) (*Hold, []byte, error) {
 	summary := outputSummary(ds, q, p, res)
 	// The reviewer looks at the concrete output; its findings go to the egress policy and into
 	// provenance (they name columns and codes, never values).
@@ -358,7 +366,7 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	if err != nil {
 		return nil, nil, err
 	}
-	rv := rev.Review(ctx, newResultOutput(summary, res))
+	rv := rev.Review(ctx, newResultOutput(summary, q, res))
 	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings, "suppressed_rows": len(rv.Suppressed)}); err != nil {
 		return nil, nil, err
 	}
@@ -380,7 +388,8 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	summary.Bytes, summary.Suppressed = size, len(rv.Suppressed)
 	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: summary, Findings: rv.Findings, Grant: j.Terms}
 	egress, err := e.policy.Egress(ctx, in)
-	if err != nil {
+	evaluated := err == nil
+	if !evaluated {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
 	if _, err := e.record(ctx, "policy_egress", id, decisionRecord{Decision: egress, Input: in}); err != nil {
@@ -394,10 +403,21 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 		if _, err := e.record(ctx, "held", id, hold); err != nil {
 			return nil, nil, err
 		}
+		if err := e.decide(ctx, j.Grant, fingerprint, ledger.Decision{State: ledger.DecisionHeld, Job: id}); err != nil {
+			return nil, nil, err
+		}
 		return hold, nil, nil
 	default:
-		// A fresh job stays charged: a denial cannot be used to probe for free.
-		return nil, nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", strings.Join(egress.Reasons, "; "))
+		// A fresh job stays charged: a denial cannot be used to probe for free. The denial
+		// sticks to the output (not when the policy could not be evaluated: that decided
+		// nothing about the output).
+		reasons := strings.Join(egress.Reasons, "; ")
+		if evaluated {
+			if err := e.decide(ctx, j.Grant, fingerprint, ledger.Decision{State: ledger.DecisionDenied, Job: id, Code: errcode.EgressDenied, Reason: reasons}); err != nil {
+				return nil, nil, err
+			}
+		}
+		return nil, nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", reasons)
 	}
 	data := map[string]any{"output_digest": digest, "rows": len(res.Rows)}
 	for k, v := range extra {

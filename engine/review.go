@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/policy"
 )
 
@@ -23,8 +24,11 @@ func (e *Engine) RecordReview(ctx context.Context, job string, r Review) error {
 }
 
 // ReleaseHeld releases a held result after its approving reviews: the result must be the one
-// held (its digest is checked against the hold's), the release is recorded with the reviewers,
-// the result is stamped with the release's log index, and the signed receipt is returned.
+// held (its digest is checked against the hold's) and not rejected or withheld meanwhile
+// (conflict), the release is recorded with the reviewers, the result is stamped with the
+// release's log index, and the signed receipt is returned. It writes nothing to the
+// control-plane store, so it may run inside the governance store's transaction; once the
+// release is stored, the caller ends the hold with EndHold.
 func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *Result, reviewers []string) ([]byte, error) {
 	res.LogIndex = 0 // the digest covers the result as held, before it had a release index
 	_, digest, err := outputDigest(res)
@@ -34,14 +38,33 @@ func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *R
 	if digest != hold.OutputDigest {
 		return nil, errcode.New(errcode.Internal, "the stored result of job %s does not match the held output; nothing is released", job)
 	}
+	// A hold that was already rejected or withheld is never released. (The stored hold ends
+	// with EndHold, once the caller has stored the release.)
+	if err := e.holdOpen(ctx, job); err != nil {
+		return nil, err
+	}
 	return e.recordRelease(ctx, job, hold.Grant, res, digest, map[string]any{"output_digest": digest, "rows": len(res.Rows), "reviewers": reviewers}, reviewers)
 }
 
-// Withhold records that a held result will never be released (a reviewer rejected it, or the
-// grant was revoked while it waited).
-func (e *Engine) Withhold(ctx context.Context, job, code string) error {
-	_, err := e.record(ctx, "withheld", job, map[string]any{"code": code})
-	return err
+// Withhold records that a held result will never be released (a reviewer rejected it, code
+// review_rejected, or the grant was revoked while it waited, grant_revoked), and makes that
+// the decision on the output: every repeat of the query — whatever its aliases, ORDER BY or
+// LIMIT — is refused with code and reason at no cost, and never reviewed again. Reason is
+// shown to the applicant and kept in provenance; it must not quote data values.
+func (e *Engine) Withhold(ctx context.Context, job, code, reason string) error {
+	state := ledger.DecisionWithheld
+	if code == errcode.ReviewRejected {
+		state = ledger.DecisionRejected
+	}
+	if d, ok, err := e.ledger.DecisionOfJob(ctx, job); err != nil {
+		return errcode.Wrap(errcode.Internal, err, "the decision on the output of job %s could not be read", job)
+	} else if ok && d.State != ledger.DecisionHeld && d.State != state {
+		return errcode.New(errcode.Conflict, "the output of job %s was already %s", job, d.State)
+	}
+	if _, err := e.record(ctx, "withheld", job, map[string]any{"code": code, "reason": reason}); err != nil {
+		return err
+	}
+	return e.settleHeld(ctx, job, ledger.Decision{State: state, Code: code, Reason: reason})
 }
 
 // Record appends a governance event (application, grant state, a red-team report, ...) to

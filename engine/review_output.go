@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 )
@@ -18,11 +19,16 @@ type resultOutput struct {
 
 var _ reviewer.Output = (*resultOutput)(nil)
 
-// newResultOutput takes the lineage and size from the egress summary of res.
-func newResultOutput(summary policy.Output, res *Result) *resultOutput {
+// newResultOutput takes the lineage and size from the egress summary of res, and each group
+// key's origin from the admitted query q (keyOrigin).
+func newResultOutput(summary policy.Output, q *gate.Query, res *Result) *resultOutput {
 	o := &resultOutput{res: res, bytes: summary.Bytes}
 	for i, c := range summary.Columns {
-		o.cols = append(o.cols, reviewer.Column{Name: c.Name, Kind: c.Kind, DerivedFrom: c.DerivedFrom})
+		col := reviewer.Column{Name: c.Name, Kind: c.Kind, DerivedFrom: c.DerivedFrom}
+		if i < len(q.Outputs) && q.Outputs[i].Key >= 0 {
+			col.Origin = keyOrigin(q.Keys[q.Outputs[i].Key])
+		}
+		o.cols = append(o.cols, col)
 		o.src, o.part = append(o.src, i), append(o.part, 0)
 		if c.Kind == reviewer.KindAggregate {
 			o.cols = append(o.cols, reviewer.Column{Name: c.Name + "_ci_low", Kind: c.Kind, DerivedFrom: c.DerivedFrom},
@@ -31,6 +37,20 @@ func newResultOutput(summary policy.Output, res *Result) *resultOutput {
 		}
 	}
 	return o
+}
+
+// keyOrigin says where a group key's values come from: a public domain (the catalog's, or
+// one the SQL enumerates), the query itself (a literal reaches them), or the data through DP
+// partition selection. Only the last are looked up in the raw-value set: a lookup of a string
+// the applicant wrote would tell whether some raw record holds it.
+func keyOrigin(k gate.Key) reviewer.Origin {
+	switch {
+	case k.Domain != nil:
+		return reviewer.OriginPublic
+	case k.Written:
+		return reviewer.OriginQuery
+	}
+	return reviewer.OriginData
 }
 
 func (o *resultOutput) Columns() []reviewer.Column { return o.cols }

@@ -12,8 +12,9 @@ import (
 )
 
 // TestHeldOutputIsReleasedOnlyAsHeld: an L3 dataset's output is held for two reviewers, not
-// released; it is released only unchanged (its digest is checked); a repeat of the held query
-// gets the same noisy rows, held again, at no cost.
+// released; a repeat while it is held is answered by the hold (output_held, no second hold,
+// no cost); it is released only unchanged (its digest is checked); after its release a repeat
+// of the query gets the same noisy rows, held again, at no cost.
 func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	ctx := context.Background()
 	e := openEngine(t)
@@ -29,8 +30,8 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	if out.Held == nil || out.Held.Reviewers != 2 || out.Result.LogIndex != 0 {
 		t.Fatalf("an L3 output was not held for two reviewers: held=%+v log_index=%d", out.Held, out.Result.LogIndex)
 	}
-	if _, err := e.Submit(ctx, job); errcode.Code(err) != errcode.HeldForReview {
-		t.Fatalf("Submit of a held job: %v, want held_for_review", err)
+	if _, err := e.Submit(ctx, job); errcode.Code(err) != errcode.OutputHeld {
+		t.Fatalf("Submit of a held job's repeat: %v, want output_held", err)
 	}
 
 	tampered := *out.Result
@@ -43,6 +44,12 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	}
 	if out.Result.LogIndex == 0 {
 		t.Fatal("the released result carries no release index")
+	}
+	if _, err := e.Run(ctx, job); errcode.Code(err) != errcode.OutputHeld {
+		t.Fatalf("a repeat before the hold ended: %v, want output_held (naming the released job)", err)
+	}
+	if err := e.EndHold(ctx, out.Result.Job); err != nil {
+		t.Fatal(err)
 	}
 
 	before, err := e.Balance(ctx, engine.GrantAccount("g"))

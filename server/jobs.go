@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -216,21 +217,14 @@ func (s *Server) review(ctx context.Context, who policy.Principal, id string, ap
 		decision = "approve"
 	}
 	r := api.Review{Reviewer: who.Name, Org: who.Org, Decision: decision, Reason: reason, At: s.now().UTC()}
+	if !approve || g.State == api.GrantRevoked {
+		return s.withholdReviewed(ctx, who, j, g, r)
+	}
 	j, err = s.store.AddReview(ctx, id, r, func(sj *governance.Job) error {
 		if err := s.eng.RecordReview(ctx, id, engine.Review{Reviewer: who, Approve: approve, Reason: reason}); err != nil {
 			return err
 		}
 		now := s.now().UTC()
-		switch {
-		case g.State == api.GrantRevoked:
-			sj.State, sj.UpdatedAt = api.JobDenied, now
-			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: "the grant was revoked while the output waited for review; it is never released"}
-			return s.eng.Withhold(ctx, id, errcode.GrantRevoked)
-		case !approve:
-			sj.State, sj.UpdatedAt = api.JobDenied, now
-			sj.Error = &api.Error{Code: errcode.ReviewRejected, Message: "a reviewer rejected the output"}
-			return s.eng.Withhold(ctx, id, errcode.ReviewRejected)
-		}
 		var approvers []string
 		for _, rv := range sj.Review.Reviews {
 			if rv.Decision == "approve" {
@@ -257,6 +251,45 @@ func (s *Server) review(ctx context.Context, who policy.Principal, id string, ap
 		sj.Output, sj.State, sj.UpdatedAt, sj.Receipt = out, api.JobReleased, now, string(receipt)
 		return nil
 	})
+	if err != nil {
+		return j, err
+	}
+	if j.State == api.JobReleased {
+		// The stored hold ends after the release is stored (the engine writes to the same
+		// database). Should this fail, repeats of the query keep answering output_held with
+		// this released job's id: nothing is withheld or released by it.
+		if err := s.eng.EndHold(ctx, id); err != nil {
+			s.log.Error("ending a released job's hold failed", "job", id, "err", err)
+		}
+	}
+	s.notify()
+	return j, nil
+}
+
+// withholdReviewed ends a held job that a reviewer rejected, or whose grant was revoked
+// meanwhile. The review and the decision are recorded, and the decision stored with the
+// output (every repeat of the query — whatever its aliases, ORDER BY or LIMIT — then gets it,
+// at no cost, and is never queued again), before the job is marked denied: should storing
+// the job fail, the output is still never released.
+func (s *Server) withholdReviewed(ctx context.Context, who policy.Principal, j governance.Job, g api.Grant, r api.Review) (governance.Job, error) {
+	if j.State != api.JobInReview {
+		return j, fmt.Errorf("%w: job %s is %s", governance.ErrConflict, j.ID, j.State)
+	}
+	code, reason, msg := errcode.ReviewRejected, r.Reason, "a reviewer rejected the output: "+r.Reason
+	if g.State == api.GrantRevoked {
+		code, reason, msg = errcode.GrantRevoked, revokedWhileHeld, revokedWhileHeld
+	}
+	if err := s.eng.RecordReview(ctx, j.ID, engine.Review{Reviewer: who, Approve: r.Decision == "approve", Reason: r.Reason}); err != nil {
+		return j, err
+	}
+	if err := s.eng.Withhold(ctx, j.ID, code, reason); err != nil {
+		return j, err
+	}
+	j, err := s.store.AddReview(ctx, j.ID, r, func(sj *governance.Job) error {
+		sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
+		sj.Error = &api.Error{Code: code, Message: msg}
+		return nil
+	})
 	if err == nil {
 		s.notify()
 	}
@@ -281,6 +314,9 @@ func separationOfDuties(who policy.Principal, j governance.Job) error {
 	return nil
 }
 
+// revokedWhileHeld is the reason a held output of a revoked grant is withheld.
+const revokedWhileHeld = "the grant was revoked while the output waited for review; it is never released"
+
 // withholdHeld ends every held job of a revoked grant: cooperation ended, so its outputs are
 // never released (recorded first, then the job is denied).
 func (s *Server) withholdHeld(ctx context.Context, grant string) error {
@@ -289,12 +325,12 @@ func (s *Server) withholdHeld(ctx context.Context, grant string) error {
 		return err
 	}
 	for _, j := range held {
-		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked); err != nil {
-			return err
+		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked, revokedWhileHeld); err != nil && errcode.Code(err) != errcode.Conflict {
+			return err // conflict: a reviewer settled it meanwhile
 		}
 		_, err := s.store.UpdateJob(ctx, j.ID, []string{api.JobInReview}, func(sj *governance.Job) error {
 			sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
-			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: "the grant was revoked while the output waited for review; it is never released"}
+			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: revokedWhileHeld}
 			return nil
 		})
 		if err != nil && !errors.Is(err, governance.ErrConflict) { // a reviewer settled it meanwhile

@@ -51,6 +51,19 @@ const (
 	Unavailable        = "unavailable"          // the server is shutting down
 )
 
+// Codes of the decisions that stick (an output's review or denial answers every query the
+// released-answer cache would answer with it) and of the gate's check on what a query writes.
+const (
+	// IdentifierInQuery: a name or literal the query writes into its output (an alias, a
+	// name derived from one, a CASE result, a COALESCE argument, a clamp) looks like an
+	// identifier. Refused by the gate from the SQL alone, with the position, before anything
+	// runs.
+	IdentifierInQuery = "identifier_in_query"
+	// OutputHeld: the query's output is the one already held for review as another job of
+	// the grant; this job is not queued again, and the held job's decision will be the answer.
+	OutputHeld = "output_held"
+)
+
 // Error is a stage's failure with a stable code. Message must be safe to show to the applicant:
 // callers build it only from fixed text, catalog names and positions. Cause is kept for the
 // platform's own logs and is never shown.

@@ -73,6 +73,10 @@ type Key struct {
 	// column's catalog domain, the literal results of a CASE with an ELSE, the buckets of a
 	// width_bucket. Nil means the key's values come from the data (DP partition selection).
 	Domain []string
+	// Written reports that the query may write the key's values itself: a literal reaches
+	// them through a value position, or a value computed with one (see names.go). Such
+	// values are the applicant's choice, not the data's.
+	Written bool
 }
 
 // Aggregate is one admitted aggregate. Quantiles of one column (MEDIAN, QUANTILE_CONT,
@@ -228,7 +232,14 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 	if !empty(stmt["named_param_map"]) {
 		return nil, errcode.New(errcode.UnsupportedSQL, "prepared-statement parameters are not admitted")
 	}
-	return g.selectNode(node)
+	q, err := g.selectNode(node)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.checkWritten(node); err != nil {
+		return nil, err
+	}
+	return q, nil
 }
 
 type gater struct {

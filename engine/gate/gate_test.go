@@ -164,6 +164,22 @@ var cases = []struct {
 	{"unknown function in filter", "SELECT COUNT(*) FROM medical_visits WHERE md5(diagnosis) = 'x'", errcode.UnsupportedSQL},
 	{"no from", "SELECT 1", errcode.UnsupportedSQL},
 	{"filter on aggregate", "SELECT COUNT(*) FILTER (WHERE cost > 1) FROM medical_visits", errcode.UnsupportedSQL},
+
+	// What the query writes into its output: names and literals in value positions are
+	// checked for identifier formats from the SQL alone; keys they reach are marked written.
+	{"alias looks like a mobile number", "SELECT district AS \"13812345678\", COUNT(*) FROM medical_visits GROUP BY district", errcode.IdentifierInQuery},
+	{"alias looks like an e-mail address", "SELECT COUNT(*) AS \"zhang.san@example.com\" FROM medical_visits", errcode.IdentifierInQuery},
+	{"case result looks like a resident ID", "SELECT CASE WHEN cost < 100 THEN '11010519491231002X' ELSE 'other' END AS band, COUNT(*) FROM medical_visits GROUP BY band", errcode.IdentifierInQuery},
+	{"greatest argument looks like a bank card", "SELECT greatest(diagnosis, '4111111111111111') AS d, COUNT(*) FROM medical_visits GROUP BY d", errcode.IdentifierInQuery},
+	{"numeric case result looks like a mobile number", "SELECT CASE WHEN cost < 100 THEN 13812345678 END AS k, COUNT(*) FROM medical_visits GROUP BY k", errcode.IdentifierInQuery},
+	{"subquery alias looks like a mobile number", "SELECT SUM(\"13812345678\") FROM (SELECT person_id, LEAST(COUNT(*), 10) AS \"13812345678\" FROM medical_visits GROUP BY person_id) s", errcode.IdentifierInQuery},
+	{"derived name looks like a USCC", "SELECT COUNT(\"91350100M000100Y43\") FROM (SELECT person_id, LEAST(COUNT(*), 10) AS \"91350100M000100Y43\" FROM medical_visits GROUP BY person_id) s", errcode.IdentifierInQuery},
+	{"case condition literal is not written", "SELECT CASE WHEN diagnosis = '13812345678' THEN 'a' ELSE 'b' END AS k, COUNT(*) FROM medical_visits GROUP BY k", ""},
+	{"least with a literal is written", "SELECT least(diagnosis, 'unknown') AS d, COUNT(*) FROM medical_visits GROUP BY d", ""},
+	{"case literal without else is written", "SELECT CASE WHEN cost < 100 THEN 'Zhang Sanfeng' END AS k, COUNT(*) FROM medical_visits GROUP BY k", ""},
+	{"subquery clamp is written", "SELECT total, COUNT(*) FROM (SELECT person_id, LEAST(SUM(cost), 100000) AS total FROM medical_visits GROUP BY person_id) s GROUP BY total", ""},
+	{"subquery derived key is written", "SELECT grp, COUNT(*) FROM (SELECT person_id, CASE WHEN cost > 10 THEN 'Zhang Sanfeng' END AS grp, COUNT(*) AS n FROM medical_visits GROUP BY person_id, grp) s GROUP BY grp", ""},
+	{"upper of a literal is written", "SELECT upper(greatest(diagnosis, 'x')) AS d, COUNT(*) FROM medical_visits GROUP BY d", ""},
 }
 
 func newParser(t testing.TB) *sandbox.Parser {
@@ -181,6 +197,9 @@ func render(q *gate.Query) string {
 		fmt.Fprintf(&b, "key %s = %s", k.Name, k.SQL)
 		if k.Domain != nil {
 			fmt.Fprintf(&b, " domain %q", k.Domain)
+		}
+		if k.Written {
+			b.WriteString(" written")
 		}
 		b.WriteString("\n")
 	}

@@ -150,7 +150,7 @@ func Open(ctx context.Context, path string) (*Ledger, error) {
 
 func (l *Ledger) migrate(ctx context.Context) error {
 	return l.write(ctx, func(tx *sql.Tx) error {
-		for _, stmt := range schema {
+		for _, stmt := range slices.Concat(schema, decisionSchema) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("ledger: create schema: %w", err)
 			}

@@ -20,7 +20,8 @@
 // # Checks
 //
 //	check          code                     severity  when
-//	names          (identifier and raw-value codes below, reported as "the name of column N")
+//	names          (identifier codes below, reported as "the name of column N"; names are
+//	               never looked up among raw values: see "What is scanned")
 //	lineage        identifier_lineage       high      a column derives from an identifier-tagged
 //	                                                  column other than by counting units or rows
 //	               sensitive_group_key      low       a group key derives from a sensitive column
@@ -33,8 +34,11 @@
 //	               mobile_in_output         high      mainland mobile number
 //	               bank_card_in_output      high      16-19 digits, card-issuer prefix, Luhn
 //	               email_in_output          high      e-mail address (pii.ValidEmail)
-//	raw_values     raw_value_in_output      high      a keyed hash of an output value is in the
-//	                                                  RawSet
+//	raw_values     raw_value_in_output      high      a keyed hash of a data-derived output value
+//	                                                  is in the RawSet (noisy numbers, answers,
+//	                                                  parameters, and group keys of OriginData;
+//	                                                  never names, errors, OriginQuery or
+//	                                                  OriginPublic keys)
 //	small_groups   small_groups_suppressed  low       rows with fewer noisy privacy units than
 //	                                                  Limits.MinUnitsPerGroup (listed in
 //	                                                  Review.Suppressed)
@@ -57,8 +61,41 @@
 //
 // # What is scanned
 //
-// Every string cell, every column name and every error message (Output.Errors) is scanned for
-// identifiers and raw values. Text is normalised first: full-width forms (０-９, Ａ-Ｚ, ＠, the
+// The rule: nothing observable may depend on the raw data except through DP, and a raw-value
+// lookup is a test against the raw data whose verdict is not DP. So the raw-value set is
+// consulted only for what came from the data; what the applicant chose is checked by tests
+// whose verdict depends on the text alone.
+//
+//	output string                                   identifier scan    raw-value lookup
+//	column names (aliases, names derived from the   yes (the gate      no
+//	  query's own names: count_<alias>, _ci_low)    refuses first)
+//	error messages (codes, names, fixed text)       yes                no
+//	group keys the query may write (OriginQuery):   yes (the gate      no, not even their
+//	  a literal in a value position — CASE THEN/    refuses literals   data-derived cells
+//	  ELSE, LEAST/GREATEST arguments, a clamp —     first)
+//	  or a value computed with one
+//	group keys of a public domain (OriginPublic):   yes                no
+//	  the catalog's, or one the SQL enumerates
+//	group keys from the data (OriginData): columns  yes                yes
+//	  and functions of them without a literal in a
+//	  value position, chosen by partition selection
+//	noisy aggregates, answers, parameters           yes                yes (number rule below)
+//
+// Why a key the query may write is not looked up even in the cells that came from the data
+// (CASE WHEN c THEN 'x' ELSE district END): once the worker has coerced the literal's type a
+// cell cannot be told apart reliably from a data value ('1990-1-1' leaves as 1990-01-01), and
+// a wrong guess would be the membership oracle again. Such cells are still scanned for
+// identifiers, and lineage covers their columns. The property is pinned by
+// TestNoVerdictOnAnApplicantChosenStringDependsOnTheRawData (and, through the HTTP API, by the
+// server's TestMembershipTestsThroughAliasesAndLiteralsGetOneVerdictOverHTTP): the review of
+// an output is the same whether or not the raw data holds a string the applicant wrote.
+//
+// Residual: the lookup of a data-derived key is itself a test against the raw set; its verdict
+// can depend on one unit's sensitive value matching a key that partition selection released.
+// Which keys appear is DP; whether one of them equals some raw identifier or sensitive value is
+// not, and is accepted as the price of catching mis-tagged columns.
+//
+// Text is normalised first: full-width forms (０-９, Ａ-Ｚ, ＠, the
 // ideographic space) fold to ASCII, letters are upper-cased, and a second pass removes up to
 // three spaces or hyphens between digits, so "138 1234 5678" and "138-1234-5678" are seen as
 // "13812345678"; both passes are scanned, so two numbers separated by a space are still seen

@@ -10,9 +10,10 @@ import (
 	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
-// A result with a small group and a mobile number that slipped into a group key. The
-// findings go into the egress policy's input; the suppressed rows are withheld if the
-// policy allows the rest.
+// A result with a small group and a mobile number that slipped into a group key whose values
+// came from the data (OriginData: only such keys are looked up in the raw-value set). The
+// findings go into the egress policy's input; the suppressed rows are withheld if the policy
+// allows the rest.
 func ExampleReviewer_Review() {
 	key := []byte("an example key of at least 32 bytes!")
 	set, err := rawset.BuildHashSet(key, slices.Values([]string{"13812345678", "ZhangSanFeng"}))
@@ -30,7 +31,7 @@ func ExampleReviewer_Review() {
 	district := policy.ColumnUse{Dataset: "visits", Column: "district", Tags: []string{"attribute"}, Usage: policy.UsageGroupKey}
 	out := &reviewer.Table{
 		Cols: []reviewer.Column{
-			{Name: "district", Kind: reviewer.KindGroupKey, DerivedFrom: []policy.ColumnUse{district}},
+			{Name: "district", Kind: reviewer.KindGroupKey, DerivedFrom: []policy.ColumnUse{district}, Origin: reviewer.OriginData},
 			{Name: "visits", Kind: reviewer.KindAggregate},
 		},
 		Data: [][]reviewer.Value{

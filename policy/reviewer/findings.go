@@ -72,6 +72,10 @@ var descriptions = map[string]string{
 	CodeRawValue:   "a value of an identifier or sensitive input column",
 }
 
+// Description says, without a value, what a content finding's code found ("a mainland
+// mobile number"); "" for other codes.
+func Description(code string) string { return descriptions[code] }
+
 // place is where a content finding was found.
 type place uint8
 

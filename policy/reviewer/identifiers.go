@@ -65,23 +65,34 @@ func (st *state) checkIdentifiers() error {
 	return nil
 }
 
-// checkNames scans every column name for identifiers and raw values. A name that passes
-// (and is short) may be quoted in messages; any other is named by its index only.
+// checkNames scans every column name for identifier formats. Names are chosen by the
+// applicant (aliases, and names derived from the query's own names) or come from the
+// catalog, never from the data, so they are not looked up in the raw-value set: that verdict
+// would say whether some raw record holds the name. The gate refuses such names before the
+// job runs (gate.CodeIdentifierInQuery); this scan stays as a second line. A name that
+// passes (and is short) may be quoted in messages; any other is named by its index only.
 func (st *state) checkNames() error {
-	var h *hasher
-	if st.r.keyer != nil {
-		h = &hasher{st.r.keyer.Hasher()}
-	}
 	for i, c := range st.cols {
 		f := scanText(c.Name)
 		st.report(f, placeName, i, 0, 1)
-		raw := h != nil && h.stringHit(st.r.raw, c.Name, false)
-		if raw {
-			st.findings.at(CodeRawValue, placeName, i, 0, 1)
-		}
-		st.nameClean[i] = f == 0 && !raw && len(c.Name) <= 64
+		st.nameClean[i] = f == 0 && len(c.Name) <= 64
 	}
 	return nil
+}
+
+// IdentifierCodes returns the codes (CodeResidentID, CodeUSCC, CodeMobile, CodeBankCard,
+// CodeEmail) of the identifier formats found in s, scanned exactly as the reviewer scans
+// text: folded, and again with the separators between digits removed. Its verdict depends on
+// s alone, so the gate uses it on the names and literals a query writes into its output.
+func IdentifierCodes(s string) []string {
+	f := scanText(s)
+	var out []string
+	for _, fc := range foundCodes {
+		if f&fc.bit != 0 {
+			out = append(out, fc.code)
+		}
+	}
+	return out
 }
 
 // report records the identifier kinds in f at index i of a place.

@@ -122,7 +122,12 @@ func numberEligible(canonical string, integral, allNumbers bool) bool {
 	return len(strings.TrimPrefix(canonical, "-")) >= 11
 }
 
-// checkRawValues looks up every cell and every error message in the raw-value set.
+// checkRawValues looks up, in the raw-value set, the cells that came from the data: noisy
+// aggregates, answers and parameters, and the values of group keys of OriginData. Nothing the
+// applicant chose is looked up — column names, group keys the query may have written
+// (OriginQuery), public domains (OriginPublic), error messages (built from codes, names and
+// fixed text) — so that no verdict on such a string depends on whether some raw record
+// holds it.
 func (st *state) checkRawValues() error {
 	if st.r.keyer == nil {
 		return nil
@@ -135,6 +140,9 @@ func (st *state) checkRawValues() error {
 	}
 	memo := map[memoKey]bool{}
 	for col, c := range st.cols {
+		if c.Kind == KindGroupKey && c.Origin != OriginData {
+			continue // written by the query, or public: not data-derived
+		}
 		// The values of a group key over a sensitive column are that column's values by
 		// construction; sensitive_group_key puts them before a person instead.
 		skipStrings := sensitiveGroupKey(c)
@@ -164,12 +172,6 @@ func (st *state) checkRawValues() error {
 			if hit {
 				st.findings.at(CodeRawValue, placeCells, col, row, st.rows)
 			}
-		}
-	}
-	errs := st.out.Errors()
-	for i, e := range errs {
-		if h.stringHit(set, e, false) {
-			st.findings.at(CodeRawValue, placeErrors, 0, i, len(errs))
 		}
 	}
 	return nil

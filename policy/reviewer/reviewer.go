@@ -44,13 +44,42 @@ const (
 	KindAnswer    = "answer"
 )
 
-// Column is one output column: its name as released, its kind (a Kind… constant) and the
-// catalog columns it derives from, with how each was used.
+// Column is one output column: its name as released, its kind (a Kind… constant), the
+// catalog columns it derives from, with how each was used, and, for a group key, where its
+// values come from.
 type Column struct {
 	Name        string
 	Kind        string
 	DerivedFrom []policy.ColumnUse
+	// Origin says where a group key's values come from (OriginQuery unless set); it decides
+	// whether they are looked up in the raw-value set. Other kinds' cells are computed from
+	// the data (noisy aggregates, answers, parameters) and ignore it.
+	Origin Origin
 }
+
+// Origin is where a group key's values come from. A raw-value lookup is a test against the
+// raw data whose verdict is not differentially private, so it is applied only to values the
+// data produced through DP: a string the applicant wrote, looked up, would tell whether some
+// raw record holds it (see "What is scanned" in the package doc). The zero value is the safe
+// one: values of unknown origin are treated as written by the query and not looked up.
+type Origin uint8
+
+const (
+	// OriginQuery: the query may have written the values itself — a literal in a value
+	// position (a CASE result, a COALESCE/LEAST/GREATEST argument, a clamp) or a value
+	// computed with one. Identifier formats are scanned (a verdict on the output alone);
+	// raw values are not looked up, not even in the cells that came from the data, which
+	// cannot be told apart reliably once the worker has coerced the literal's type.
+	OriginQuery Origin = iota
+	// OriginPublic: values of a public domain (the catalog's, or one the SQL enumerates),
+	// released whatever the data holds. Identifier formats are scanned; raw values are not
+	// looked up.
+	OriginPublic
+	// OriginData: values of dataset columns (or of a function of them with no literal in a
+	// value position) that DP partition selection let through. Scanned for identifier formats
+	// and looked up in the raw-value set.
+	OriginData
+)
 
 // ValueType says which field of a Value holds it.
 type ValueType uint8
