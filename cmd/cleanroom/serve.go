@@ -16,12 +16,18 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var dataDir, listen, principals, policyDir, importRoot string
-	var grace time.Duration
+	var grace, quantum time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the platform server (HTTP API, control-plane store, provenance log, sandbox workers)",
 		Example: `  cleanroom token new                      # make a token for the principals file
   cleanroom serve --data-dir /var/lib/cleanroom --listen 127.0.0.1:8080 --principals principals.yaml`,
+		PreRunE: func(*cobra.Command, []string) error {
+			if quantum < 10*time.Millisecond {
+				return fmt.Errorf("--completion-quantum must be at least 10ms (it hides how long jobs compute)")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ps, err := server.LoadPrincipals(principals)
 			if err != nil {
@@ -31,7 +37,8 @@ func newServeCmd() *cobra.Command {
 			defer stop()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, PolicyDir: policyDir,
-				ImportRoot: importRoot, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace})
+				ImportRoot: importRoot, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace,
+				CompletionQuantum: quantum})
 			if err != nil {
 				return err
 			}
@@ -56,6 +63,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&principals, "principals", "", "YAML file of principals: name, role, org, token or token_sha256")
 	f.StringVar(&policyDir, "policy", "", "an operator's policy bundle directory (default: the embedded bundle); its tests must pass")
 	f.StringVar(&importRoot, "import-root", "", "where dataset sources may be read from (default: the working directory)")
+	f.DurationVar(&quantum, "completion-quantum", server.DefaultCompletionQuantum, "a job's outcome becomes visible only at a whole number of these after it started, so its duration says little about the data")
 	f.DurationVar(&grace, "shutdown-grace", 30*time.Second, "how long running jobs may finish on SIGTERM before they are canceled")
 	_ = cmd.MarkFlagRequired("data-dir")
 	_ = cmd.MarkFlagRequired("principals")
