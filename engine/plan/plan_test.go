@@ -341,12 +341,15 @@ func TestDefaultDeltaIsAShareOfTheGrantsDelta(t *testing.T) {
 		want       float64
 	}{
 		{"a share of the grant's", 0, 1e-6, 1e-8},
-		{"a share of a larger grant's", 0, 4e-7, 4e-9},
+		{"a share of another grant's", 0, 4e-7, -1}, // -1: grantDelta / DefaultDeltaShare, in float arithmetic
 		{"an explicit delta stays", 3e-7, 1e-6, 3e-7},
 		{"no grant delta: the fallback", 0, 0, plan.FallbackDelta},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := plan.Options{Delta: tc.asked}.DefaultsFor(tc.grantDelta)
+			if tc.want == -1 {
+				tc.want = tc.grantDelta / plan.DefaultDeltaShare
+			}
 			if got.Delta != tc.want {
 				t.Errorf("delta = %g, want %g", got.Delta, tc.want)
 			}
