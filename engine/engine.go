@@ -268,11 +268,17 @@ func (e *Engine) Datasets() []*Dataset {
 	return out
 }
 
+// Prefixes of ledger account names.
+const (
+	datasetAccountPrefix = "dataset:"
+	grantAccountPrefix   = "grant:"
+)
+
 // DatasetAccount and GrantAccount name ledger accounts.
-func DatasetAccount(name string) string { return "dataset:" + name }
+func DatasetAccount(name string) string { return datasetAccountPrefix + name }
 
 // GrantAccount names a grant's ledger account.
-func GrantAccount(id string) string { return "grant:" + id }
+func GrantAccount(id string) string { return grantAccountPrefix + id }
 
 // RegisterDataset validates a spec, has the domain's worker build its snapshot from the
 // provider's source, opens the dataset's lifetime budget account (a public lookup table has
@@ -319,16 +325,6 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Data
 	e.datasets[spec.Name] = d
 	e.mu.Unlock()
 	return d, nil
-}
-
-// OpenGrant opens (or confirms) a grant's budget account. Governance of grants — purpose,
-// scope, period, approval — is layered on top of this account.
-func (e *Engine) OpenGrant(ctx context.Context, id string, b ledger.Budget) error {
-	if err := e.ledger.EnsureAccount(ctx, GrantAccount(id), b); err != nil {
-		return err
-	}
-	_, err := e.record(ctx, "grant_opened", "", map[string]any{"grant": id, "epsilon": b.Epsilon, "delta": b.Delta})
-	return err
 }
 
 // Balance returns a ledger account's balance.

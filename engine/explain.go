@@ -55,7 +55,7 @@ type ExplainedAggregate struct {
 // Explain gates and plans a job and asks the access policy about it, exactly as Submit would,
 // but stops before the budget and the worker: nothing is reserved, read or recorded.
 func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
-	opts := e.options(j)
+	opts := e.options(ctx, j)
 	q, err := gate.Admit(ctx, e.parser, e, j.SQL)
 	if err != nil {
 		return nil, err

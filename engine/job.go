@@ -111,7 +111,7 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	if id == "" {
 		id = newJobID()
 	}
-	opts := e.options(j)
+	opts := e.options(ctx, j)
 	if _, err := e.record(ctx, "job_submitted", id, map[string]any{
 		"principal": j.Principal, "grant": j.Grant, "sql": j.SQL, "options": opts,
 	}); err != nil {
@@ -132,10 +132,16 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	return out, nil
 }
 
-// options are the job's privacy parameters with defaults filled and the policy's minimum of
-// units per group applied (an applicant may ask for a higher one, never a lower one).
-func (e *Engine) options(j Job) plan.Options {
-	opts := j.Options.Defaults()
+// options are the job's privacy parameters with defaults filled — an unset delta is a share of
+// its grant's total delta (plan.DefaultsFor), stable for the grant's life so that a repeated
+// query keeps its fingerprint — and the policy's minimum of units per group applied (an
+// applicant may ask for a higher one, never a lower one).
+func (e *Engine) options(ctx context.Context, j Job) plan.Options {
+	var grantDelta float64
+	if b, err := e.ledger.Balance(ctx, GrantAccount(j.Grant)); err == nil {
+		grantDelta = b.Total.Delta
+	}
+	opts := j.Options.DefaultsFor(grantDelta)
 	if opts.MinUnitsPerGroup >= 0 { // a negative one stays, for Validate to refuse
 		opts.MinUnitsPerGroup = max(opts.MinUnitsPerGroup, e.policy.Params().MinUnitsPerGroup)
 	}

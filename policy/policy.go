@@ -95,6 +95,14 @@ type Params struct {
 	// earlier one's on the same grant by a condition fewer than this many privacy units (a
 	// noisy count) satisfy. 0 turns the check off.
 	DifferencingMinUnits float64 `json:"differencing_min_units"`
+	// ReturnUnspentOnRevoke (return_unspent_on_revoke) gives what a revoked grant never spent
+	// back to its datasets' lifetime budgets, for other grants to be allocated; otherwise it
+	// stays allocated to the revoked grant. ReturnUnspentOnExpiry (return_unspent_on_expiry)
+	// does the same when a grant's period ends. Both default to true when the bundle does not
+	// set them: budget never spent was never used to release anything, so returning it weakens
+	// no guarantee.
+	ReturnUnspentOnRevoke bool `json:"return_unspent_on_revoke"`
+	ReturnUnspentOnExpiry bool `json:"return_unspent_on_expiry"`
 }
 
 // ParamsQuery is where a bundle keeps the operator's tunables.
@@ -158,7 +166,7 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 	if err != nil {
 		return Params{}, err
 	}
-	var p Params
+	p := Params{ReturnUnspentOnRevoke: true, ReturnUnspentOnExpiry: true}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return p, nil
 	}
@@ -172,12 +180,15 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 			*dst = f
 		}
 	}
-	if v, ok := params["disclose_suppressed_groups"]; ok {
-		b, ok := v.(bool)
-		if !ok {
-			return Params{}, errors.New("data.cleanroom.params.disclose_suppressed_groups must be true or false")
+	for key, dst := range map[string]*bool{"disclose_suppressed_groups": &p.DiscloseSuppressed,
+		"return_unspent_on_revoke": &p.ReturnUnspentOnRevoke, "return_unspent_on_expiry": &p.ReturnUnspentOnExpiry} {
+		if v, ok := params[key]; ok {
+			b, ok := v.(bool)
+			if !ok {
+				return Params{}, fmt.Errorf("data.cleanroom.params.%s must be true or false", key)
+			}
+			*dst = b
 		}
-		p.DiscloseSuppressed = b
 	}
 	return p, nil
 }

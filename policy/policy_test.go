@@ -473,11 +473,61 @@ func TestEngineParams(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.want.DifferencingMinUnits = shipped.DifferencingMinUnits
+			tc.want.ReturnUnspentOnRevoke, tc.want.ReturnUnspentOnExpiry = true, true
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}
 			if got := e.Params(); got != tc.want {
 				t.Errorf("Params() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestReturnUnspentKnobs pins how the operator says whether revoked and expired grants give
+// their unspent budget back to their datasets: shipped true, the operator's false, true when
+// absent, and a bundle refused when a value is not a boolean.
+func TestReturnUnspentKnobs(t *testing.T) {
+	shipped := mustNew(t).Params()
+	if !shipped.ReturnUnspentOnRevoke || !shipped.ReturnUnspentOnExpiry {
+		t.Fatalf("shipped params %+v, want unspent budget returned on revoke and on expiry", shipped)
+	}
+	const (
+		revokeKey = `"return_unspent_on_revoke": true`
+		expiryKey = `"return_unspent_on_expiry": true`
+	)
+	for _, tc := range []struct {
+		name, revoke, expiry string
+		wantRevoke           bool
+		wantExpiry           bool
+		refused              bool
+	}{
+		{"kept_on_revoke", `"return_unspent_on_revoke": false`, expiryKey, false, true, false},
+		{"kept_on_expiry", revokeKey, `"return_unspent_on_expiry": false`, true, false, false},
+		{"absent", `"absent_revoke": 0`, `"absent_expiry": 0`, true, true, false},
+		{"string", `"return_unspent_on_revoke": "no"`, expiryKey, false, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDefaultBundle(t)
+			data := readFile(t, dir, "data.json")
+			if !strings.Contains(data, revokeKey) || !strings.Contains(data, expiryKey) {
+				t.Fatalf("data.json does not ship %s and %s", revokeKey, expiryKey)
+			}
+			data = strings.Replace(strings.Replace(data, revokeKey, tc.revoke, 1), expiryKey, tc.expiry, 1)
+			writeFile(t, dir, "data.json", data)
+			e, err := New(context.Background(), WithBundleDir(dir))
+			if tc.refused {
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
+					t.Fatalf("New: %v, want %s", err, CodeBundleInvalid)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.Params(); got.ReturnUnspentOnRevoke != tc.wantRevoke || got.ReturnUnspentOnExpiry != tc.wantExpiry {
+				t.Errorf("Params() = %+v, want revoke %v expiry %v", got, tc.wantRevoke, tc.wantExpiry)
 			}
 		})
 	}

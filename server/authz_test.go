@@ -28,7 +28,7 @@ type fixture struct {
 func (f *fixture) application() string {
 	var a api.Application
 	f.p.must("insurer-1", "POST", "/v1/applications", api.ApplicationRequest{Purpose: "p", Scenario: "s",
-		Datasets: []string{"medical_visits", "residents"}, Start: "2026-01-01", End: "2026-12-31", Epsilon: 5, Delta: 1e-6,
+		Datasets: []string{"medical_visits", "residents"}, Start: "2026-01-01", End: "2026-12-31", Epsilon: 0.1, Delta: 1e-8,
 		JobKinds: []string{"sql"}}, &a)
 	return a.ID
 }

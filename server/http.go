@@ -152,7 +152,7 @@ func statusOf(code string) int {
 		return http.StatusForbidden
 	case errcode.NotFound, errcode.UnknownDataset:
 		return http.StatusNotFound
-	case errcode.Conflict:
+	case errcode.Conflict, errcode.DatasetBudgetInsufficient:
 		return http.StatusConflict
 	case errcode.UnsupportedJobKind:
 		return http.StatusNotImplemented

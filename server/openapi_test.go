@@ -139,6 +139,7 @@ var oaSchemaTypes = []struct {
 	{"InclusionProof", reflect.TypeFor[api.InclusionProof](), false},
 	{"ConsistencyProof", reflect.TypeFor[api.ConsistencyProof](), false},
 	{"LedgerBalance", reflect.TypeFor[ledger.Balance](), false},
+	{"LedgerAllocation", reflect.TypeFor[ledger.Allocation](), false},
 	{"LedgerEntry", reflect.TypeFor[ledger.Entry](), false},
 	{"AccountingReport", reflect.TypeFor[accountant.Report](), false},
 	{"MechanismComponent", reflect.TypeFor[dp.Component](), false},
@@ -175,6 +176,7 @@ var oaEnums = map[string][]string{
 	"Application.job_kinds[]":        {api.KindSQL, api.KindVerify, api.KindModel},
 	"Grant.job_kinds[]":              {api.KindSQL, api.KindVerify, api.KindModel},
 	"LedgerEntry.state":              {ledger.StateReserved, ledger.StateDebited, ledger.StateRefunded},
+	"LedgerAllocation.closed":        {engine.CloseRevoked, engine.CloseExpired, engine.CloseCancelled},
 	"AccountingReport.method":        {accountant.MethodBasic, accountant.MethodGDP, accountant.MethodZCDP},
 	"VerifyReport.problem": {provenance.ProblemMalformedLine, provenance.ProblemBadIndex, provenance.ProblemBrokenLink,
 		provenance.ProblemBadHash, provenance.ProblemTruncated, provenance.ProblemCheckpointMalformed,
@@ -193,7 +195,7 @@ var oaDocumentedCodes = []string{
 	errcode.SeparationOfDuties, errcode.GrantExpired, errcode.GrantSuspended, errcode.GrantRevoked,
 	errcode.Unauthenticated, errcode.Forbidden, errcode.NotFound, errcode.Conflict, errcode.InvalidRequest,
 	errcode.InvalidSpec, errcode.InvalidOptions, errcode.UnsupportedJobKind, errcode.Unavailable,
-	errcode.ReviewRejected, errcode.NotOperable, errcode.UnknownDataset,
+	errcode.ReviewRejected, errcode.NotOperable, errcode.UnknownDataset, errcode.DatasetBudgetInsufficient,
 }
 
 // oaErrorCodes are the codes a request can fail with; statusOf gives the statuses a document may list.
@@ -203,6 +205,7 @@ var oaErrorCodes = []string{
 	errcode.NotOperable, errcode.NotFound, errcode.UnknownDataset, errcode.Conflict,
 	errcode.UnsupportedJobKind, errcode.Unavailable, errcode.Internal, errcode.ProvenanceFailed,
 	errcode.SandboxFailed, errcode.InvalidRequest, errcode.InvalidSpec, errcode.InvalidOptions,
+	errcode.DatasetBudgetInsufficient,
 }
 
 var oaHTTPMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -171,6 +171,9 @@ func (s *Server) datasetBudget(_ http.ResponseWriter, r *http.Request, who polic
 	if d.Spec.Public {
 		return 0, nil, errcode.New(errcode.NotFound, "dataset %q is a public lookup table and has no budget", name)
 	}
+	if err := s.settleGrants(r.Context(), false); err != nil {
+		return 0, nil, err
+	}
 	rep, err := s.eng.Budget(r.Context(), engine.DatasetAccount(name))
 	if err != nil {
 		return 0, nil, err
@@ -350,20 +353,32 @@ func (s *Server) approveApplication(_ http.ResponseWriter, r *http.Request, who 
 	now := s.now().UTC()
 	g := api.Grant{ID: newID("grant-"), State: api.GrantActive, Org: a.Org, Application: a.ID, Purpose: a.Purpose,
 		Scenario: a.Scenario, Datasets: a.Datasets, JobKinds: a.JobKinds, Start: a.Start, End: end,
-		Budget: api.GrantBudget{EpsilonTotal: eps, DeltaTotal: delta}, CreatedAt: now, UpdatedAt: now}
-	// The budget account exists before the grant can be used; the approval is recorded before
-	// it takes effect.
-	if err := s.eng.OpenGrant(ctx, g.ID, ledger.Budget{Epsilon: eps, Delta: delta}); err != nil {
+		Budget: api.GrantBudget{EpsilonTotal: eps, DeltaTotal: delta, Allocated: true}, CreatedAt: now, UpdatedAt: now}
+	// Budget that expired grants never spent goes back first, so it can be allocated again.
+	if err := s.settleGrants(ctx, false); err != nil {
 		return 0, nil, err
 	}
-	if _, err := s.eng.Record(ctx, "application_approved", "", map[string]any{"application": a.ID, "grant": g, "by": who}); err != nil {
+	// The grant's budget is carved out of its datasets' lifetime budgets before the grant
+	// exists (a dataset with too little left refuses the approval, and no grant is made); the
+	// approval is recorded before it takes effect. If it cannot take effect, the allocation is
+	// cancelled; one left behind by a crash is cancelled when the server starts.
+	if err := s.eng.OpenGrant(ctx, g.ID, ledger.Budget{Epsilon: eps, Delta: delta}, a.Datasets...); err != nil {
 		return 0, nil, err
+	}
+	cancel := func(cause error) error {
+		if _, err := s.eng.CloseGrant(context.WithoutCancel(ctx), g.ID, engine.CloseCancelled, true); err != nil {
+			return errors.Join(cause, err)
+		}
+		return cause
+	}
+	if _, err := s.eng.Record(ctx, "application_approved", "", map[string]any{"application": a.ID, "grant": g, "by": who}); err != nil {
+		return 0, nil, cancel(err)
 	}
 	err = s.store.DecideApplication(ctx, a.ID, func(a *api.Application) {
 		a.State, a.Grant, a.DecidedBy, a.DecidedAt = api.ApplicationApproved, g.ID, who.Name, &now
 	}, &g)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, cancel(err)
 	}
 	return http.StatusCreated, api.Approved{GrantID: g.ID}, nil
 }
@@ -407,19 +422,63 @@ func grantResource(g api.Grant) policy.Resource {
 	return policy.Resource{Kind: "grant", ID: g.ID, Org: g.Org}
 }
 
-// grantDoc fills in what the store does not keep: the spent budget from the ledger, and
-// "expired" for an active grant past its end.
+// grantDoc fills in what the store does not keep: the grant's allocation, spent, remaining and
+// returned budget from the ledger, and "expired" for an active grant past its end.
 func (s *Server) grantDoc(ctx context.Context, g api.Grant) (api.Grant, error) {
-	bal, err := s.eng.Balance(ctx, engine.GrantAccount(g.ID))
+	bal, allocs, err := s.eng.GrantBalance(ctx, g.ID)
 	if err != nil {
 		return g, err
 	}
 	g.Budget = api.GrantBudget{EpsilonTotal: bal.Total.Epsilon, EpsilonSpent: bal.Spent.Epsilon,
-		DeltaTotal: bal.Total.Delta, DeltaSpent: bal.Spent.Delta}
+		EpsilonRemaining: bal.Remaining.Epsilon, DeltaTotal: bal.Total.Delta, DeltaSpent: bal.Spent.Delta,
+		DeltaRemaining: bal.Remaining.Delta, Allocated: len(allocs) > 0}
+	if len(allocs) > 0 { // every dataset's allocation to the grant returns the same part
+		g.Budget.EpsilonReturned, g.Budget.DeltaReturned = allocs[0].Returned.Epsilon, allocs[0].Returned.Delta
+	}
 	if g.State == api.GrantActive && !s.now().Before(g.End) {
 		g.State = api.GrantExpired
 	}
 	return g, nil
+}
+
+// settleGrants closes the allocations of grants that ended: a revoked grant whose revocation
+// did not reach the ledger, and a grant past its end, returning what they never spent when the
+// policy says so (return_unspent_on_revoke, return_unspent_on_expiry). At start (orphans) it
+// also cancels allocations left without a grant by an approval that crashed half-way; the
+// store is then read after the ledger, so an approval in flight in another request cannot be
+// mistaken for one.
+func (s *Server) settleGrants(ctx context.Context, orphans bool) error {
+	open, err := s.eng.AllocatedGrants(ctx)
+	if err != nil || len(open) == 0 {
+		return err
+	}
+	grants, err := s.store.Grants(ctx, "")
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]api.Grant, len(grants))
+	for _, g := range grants {
+		byID[g.ID] = g
+	}
+	params := s.eng.Policy().Params()
+	now := s.now()
+	for _, id := range open {
+		g, ok := byID[id]
+		switch {
+		case !ok && orphans:
+			_, err = s.eng.CloseGrant(ctx, id, engine.CloseCancelled, true)
+		case !ok:
+			continue
+		case g.State == api.GrantRevoked:
+			_, err = s.eng.CloseGrant(ctx, id, engine.CloseRevoked, params.ReturnUnspentOnRevoke)
+		case !now.Before(g.End):
+			_, err = s.eng.CloseGrant(ctx, id, engine.CloseExpired, params.ReturnUnspentOnExpiry)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Server) listGrants(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
@@ -463,7 +522,10 @@ func (s *Server) grantBudget(_ http.ResponseWriter, r *http.Request, who policy.
 	if err := s.authorize(r.Context(), who, policy.ActionGrantBudget, grantResource(g)); err != nil {
 		return 0, nil, err
 	}
-	rep, err := s.eng.Budget(r.Context(), engine.GrantAccount(g.ID))
+	if err := s.settleGrants(r.Context(), false); err != nil {
+		return 0, nil, err
+	}
+	rep, err := s.eng.GrantBudget(r.Context(), g.ID)
 	return http.StatusOK, rep, err
 }
 
@@ -494,6 +556,11 @@ func (s *Server) grantTransition(action string, from []string, to string) handle
 		}
 		if to == api.GrantRevoked {
 			if err := s.withholdHeld(ctx, g.ID); err != nil {
+				return 0, nil, err
+			}
+			// What the grant never spent goes back to its datasets if the policy says so
+			// (a failure here is retried by settleGrants).
+			if _, err := s.eng.CloseGrant(ctx, g.ID, engine.CloseRevoked, s.eng.Policy().Params().ReturnUnspentOnRevoke); err != nil {
 				return 0, nil, err
 			}
 		}

@@ -139,6 +139,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			}
 		}
 	}
+	if err == nil {
+		err = s.settleGrants(ctx, true)
+	}
 	if err != nil {
 		s.store.Close()
 		s.eng.Close()

@@ -218,7 +218,8 @@ func (p *platform) submit(who, grant, sql string) api.Job {
 	return j
 }
 
-// setupGrant registers visits and residents, and has insurer-1 apply and op-1 approve.
+// setupGrant registers visits and residents, and has insurer-1 apply and op-1 approve. The
+// grant's epsilon is carved out of both datasets' lifetime budgets (residents has 10).
 func setupGrant(t *testing.T, p *platform, epsilon float64) string {
 	t.Helper()
 	var reg api.Registered
@@ -231,13 +232,16 @@ func setupGrant(t *testing.T, p *platform, epsilon float64) string {
 	p.must("insurer-1", "POST", "/v1/applications", api.ApplicationRequest{
 		Purpose: "price outpatient cover", Scenario: "visits by district and income band",
 		Datasets: []string{"medical_visits", "residents"}, Start: "2026-01-01", End: "2026-12-31",
-		Epsilon: epsilon * 2, Delta: 1e-6, JobKinds: []string{"sql"},
+		Epsilon: epsilon * 2, Delta: 2e-7, JobKinds: []string{"sql"},
 	}, &app)
 	if app.State != api.ApplicationPending || app.Org != "acme-insurance" || app.Applicant != "insurer-1" {
 		t.Fatalf("application is %+v", app)
 	}
+	// The operator halves the delta asked for: the grant takes a tenth of the residents'
+	// lifetime delta, leaving the rest for other grants.
 	var ok api.Approved
-	p.must("op-1", "POST", "/v1/applications/"+app.ID+"/approve", api.ApproveRequest{Epsilon: &epsilon}, &ok)
+	delta := 1e-7
+	p.must("op-1", "POST", "/v1/applications/"+app.ID+"/approve", api.ApproveRequest{Epsilon: &epsilon, Delta: &delta}, &ok)
 	if ok.GrantID == "" {
 		t.Fatal("approval returned no grant id")
 	}

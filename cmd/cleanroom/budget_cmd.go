@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,9 +21,15 @@ func newBudgetCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show (--grant GRANT | --dataset DATASET)",
 		Short: "Show an account's balance, per-job history and accounting",
-		Long: `show prints a budget account: its total, what its jobs spent (reservations of running jobs
-count as spent), what remains, each job's charge, and beside the basic composition the ledger
-enforces, a tighter bound over the same charges (for information).`,
+		Long: `show prints a budget account: its total, what it has allocated, what its jobs spent
+(reservations of running jobs count as spent), what remains, its allocations, each job's charge,
+and beside the basic composition the ledger enforces, a tighter bound over the same charges (for
+information).
+
+A grant's budget is carved out of each of its datasets' lifetime budgets when it is approved: a
+dataset shows what it has allocated to grants and what it has left to allocate ("remaining"); a
+grant shows its allocation ("total"), what its jobs spent and what remains. A revoked or expired
+grant gives back what it never spent when the operator's policy says so ("returned").`,
 		Example: "  cleanroom budget show --grant g-1a2b\n  cleanroom budget show --dataset medical_visits --json",
 		Args:    cobra.NoArgs,
 		PreRunE: func(*cobra.Command, []string) error {
@@ -67,12 +74,26 @@ func writeBudget(w io.Writer, rep *engine.BudgetReport) error {
 	if err := writeFields(w, []field{
 		{"account", b.Account},
 		{"total", fmtBudget(b.Total)},
+		{"allocated to grants", fmtBudget(b.Allocated)},
 		{"spent", fmtBudget(b.Spent)},
 		{"reserved", fmtBudget(b.Reserved)},
 		{"remaining", fmtBudget(b.Remaining)},
 		{"accounting", accounting},
 	}); err != nil {
 		return err
+	}
+	if len(rep.Allocations) > 0 {
+		fmt.Fprintln(w)
+		tw := newTabWriter(w)
+		fmt.Fprintln(tw, "GRANT	DATASET	EPSILON	DELTA	RETURNED EPSILON	RETURNED DELTA	CLOSED	CREATED")
+		for _, a := range rep.Allocations {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.TrimPrefix(a.Holder, "grant:"), strings.TrimPrefix(a.Source, "dataset:"),
+				fmtFloat(a.Amount.Epsilon), fmtFloat(a.Amount.Delta), fmtFloat(a.Returned.Epsilon), fmtFloat(a.Returned.Delta),
+				orDash(a.Closed), fmtTime(a.CreatedAt))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(rep.History) == 0 {
 		_, err := fmt.Fprintln(w, "\nno jobs charged")

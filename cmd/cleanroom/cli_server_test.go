@@ -127,8 +127,14 @@ func TestCLIAgainstARealServer(t *testing.T) {
 	if out := as("aud-1", "audit", "verify", "--archive", archive, "--pubkey", key); !strings.Contains(out, "archive ok") {
 		t.Fatalf("archive verify:\n%s", out)
 	}
-	if budget := as("insurer-1", "budget", "show", "--grant", approved.GrantID); !strings.Contains(budget, "2") {
-		t.Fatalf("budget show:\n%s", budget)
+	if budget := as("insurer-1", "budget", "show", "--grant", approved.GrantID); !strings.Contains(budget, "2") ||
+		!strings.Contains(budget, "medical_visits") {
+		t.Fatalf("budget show (the grant's allocation from medical_visits):\n%s", budget)
+	}
+	// The dataset shows what it allocated to the grant at approval.
+	if budget := as("op-1", "budget", "show", "--dataset", "medical_visits"); !strings.Contains(budget, "allocated to grants") ||
+		!strings.Contains(budget, approved.GrantID) {
+		t.Fatalf("budget show --dataset:\n%s", budget)
 	}
 	if out := as("aud-1", "audit", "verify"); !strings.Contains(out, "ok") {
 		t.Fatalf("audit verify against the server:\n%s", out)

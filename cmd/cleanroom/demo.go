@@ -145,9 +145,9 @@ var demoSteps = []struct {
 	{title: "Persons with an inpatient visit, by age band",
 		sql:  "SELECT age_band, COUNT(DISTINCT person_id) AS persons FROM medical_visits WHERE inpatient GROUP BY age_band",
 		opts: plan.Options{Epsilon: 0.5, MaxGroupsContributed: 1}},
-	{title: "Visits by hospital in 2025 (no public domain: DP partition selection)",
+	{title: "Visits by hospital in 2025 (no public domain: DP partition selection, at the default delta of 1/100 of the grant's)",
 		sql:  "SELECT hospital_id, COUNT(*) AS visits FROM medical_visits WHERE visit_date >= DATE '2025-01-01' GROUP BY hospital_id",
-		opts: plan.Options{Epsilon: 1, Delta: 1e-6, MaxGroupsContributed: 2, MaxContributionsPerGroup: 5}},
+		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 2, MaxContributionsPerGroup: 5}},
 	{title: "Average, median and 90th percentile of cost per visit, by age band",
 		sql:  "SELECT age_band, AVG(cost) AS mean_cost, MEDIAN(cost) AS median_cost, QUANTILE_CONT(cost, 0.9) AS p90_cost FROM medical_visits GROUP BY age_band ORDER BY age_band",
 		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}},
@@ -173,8 +173,11 @@ const (
 	demoPurpose  = "Price a new outpatient cover product"
 	demoScenario = "Actuarial pricing of outpatient cover: visit frequency, cost per visit and its spread by district, " +
 		"age band, hospital and income band, from DP aggregates only; no individual record leaves the sandbox."
-	demoEpsilon = 10
-	demoDelta   = 1e-5
+	// The grant is carved out of each dataset's lifetime budget at approval, so it must fit
+	// the smallest: residents has epsilon 10 and delta 1e-6. Half its delta leaves room for
+	// other organisations' grants.
+	demoEpsilon = 8
+	demoDelta   = 5e-7
 	// demoL4 is the L4 dataset the applicant first asks for by mistake.
 	demoL4 = "criminal_records"
 )
@@ -392,7 +395,7 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	r.Budget = append(r.Budget, ledger.Balance{Account: engine.GrantAccount(r.Grant.ID),
 		Total:     ledger.Budget{Epsilon: gb.EpsilonTotal, Delta: gb.DeltaTotal},
 		Spent:     ledger.Budget{Epsilon: gb.EpsilonSpent, Delta: gb.DeltaSpent},
-		Remaining: ledger.Budget{Epsilon: max(0, gb.EpsilonTotal-gb.EpsilonSpent), Delta: max(0, gb.DeltaTotal-gb.DeltaSpent)}})
+		Remaining: ledger.Budget{Epsilon: gb.EpsilonRemaining, Delta: gb.DeltaRemaining}})
 	for _, d := range r.Datasets {
 		if d.Public {
 			continue
@@ -585,11 +588,13 @@ func (r *demoReport) writeTable(out io.Writer) {
 		printResult(out, j.Result)
 	}
 
-	fmt.Fprintln(out, "\nbudget (the grant's as insurer-1 reads it; each private dataset's lifetime budget as op-1 reads it):")
+	fmt.Fprintln(out, "\nbudget (the grant's as insurer-1 reads it; each private dataset's lifetime budget as op-1 reads it —")
+	fmt.Fprintln(out, "the grant's budget was carved out of each of its datasets when it was approved):")
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  account\tepsilon total\tspent\tremaining\tdelta spent")
+	fmt.Fprintln(tw, "  account\tepsilon total\tallocated to grants\tspent\tremaining\tdelta total\tallocated\tspent")
 	for _, b := range r.Budget {
-		fmt.Fprintf(tw, "  %s\t%.3g\t%.3g\t%.3g\t%.3g\n", b.Account, b.Total.Epsilon, b.Spent.Epsilon, b.Remaining.Epsilon, b.Spent.Delta)
+		fmt.Fprintf(tw, "  %s\t%.3g\t%.3g\t%.3g\t%.3g\t%.3g\t%.3g\t%.3g\n", b.Account, b.Total.Epsilon, b.Allocated.Epsilon, b.Spent.Epsilon,
+			b.Remaining.Epsilon, b.Total.Delta, b.Allocated.Delta, b.Spent.Delta)
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "\naudit by %s: provenance log of %d records, hash chain verified, head %s\n", r.AuditedBy, r.Provenance.Records, r.Provenance.Head)

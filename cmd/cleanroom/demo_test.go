@@ -7,9 +7,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -142,12 +144,20 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 	}
 	if r.Application == nil || r.Application.State != api.ApplicationApproved || r.Grant == nil || r.Application.Grant != r.Grant.ID {
 		t.Errorf("application %+v, grant %+v", r.Application, r.Grant)
-	} else if g := r.Grant.Budget; g.EpsilonTotal != 10 || g.DeltaTotal != 1e-5 || math.Abs(g.EpsilonSpent-spent) > 1e-9 {
-		t.Errorf("grant budget %+v; the released jobs spent epsilon %g", g, spent)
+	} else if g := r.Grant.Budget; g.EpsilonTotal != 8 || g.DeltaTotal != 5e-7 || math.Abs(g.EpsilonSpent-spent) > 1e-9 ||
+		!g.Allocated || g.DeltaSpent != 5e-9 {
+		t.Errorf("grant budget %+v; the released jobs spent epsilon %g (and delta 5e-9: one job at the default share)", g, spent)
 	}
 	// The grant, then the five private datasets (public lookup tables have no budget).
 	if len(r.Budget) != 6 || r.Budget[0].Account != "grant:"+r.Grant.ID {
 		t.Errorf("budget lines: %+v", r.Budget)
+	}
+	// The grant is carved out of each dataset it names, and of no other.
+	for _, b := range r.Budget[1:] {
+		named := slices.Contains(demoApplicationDatasets, strings.TrimPrefix(b.Account, "dataset:"))
+		if carved := b.Allocated == (ledger.Budget{Epsilon: 8, Delta: 5e-7}); carved != named {
+			t.Errorf("%s: allocated %+v", b.Account, b.Allocated)
+		}
 	}
 	if !r.Provenance.OK() || r.Provenance.Records == 0 || r.AuditedBy != "aud-1" {
 		t.Errorf("provenance %+v verified by %q", r.Provenance, r.AuditedBy)

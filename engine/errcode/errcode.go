@@ -49,6 +49,9 @@ const (
 	ReviewRejected     = "review_rejected"      // a reviewer rejected a held output
 	UnsupportedJobKind = "unsupported_job_kind" // a job kind this platform does not run yet
 	Unavailable        = "unavailable"          // the server is shutting down
+	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
+	// allocated to grants, cannot cover the budget of a grant being approved.
+	DatasetBudgetInsufficient = "dataset_budget_insufficient"
 )
 
 // Codes of the decisions that stick (an output's review or denial answers every query the

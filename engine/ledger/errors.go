@@ -53,3 +53,23 @@ func (e *ExhaustedError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrBudgetExhausted) and errcode.Code work.
 func (e *ExhaustedError) Unwrap() error { return ErrBudgetExhausted }
+
+// ErrInsufficient is matched (errors.Is) by every *InsufficientError.
+var ErrInsufficient = errcode.New(errcode.DatasetBudgetInsufficient, "the budget has too little left to allocate")
+
+// InsufficientError reports the source account that refused an allocation: what it had left
+// after its earlier allocations and the charges outside them, and what was asked. It wraps
+// ErrInsufficient.
+type InsufficientError struct {
+	Account   string
+	Remaining Budget // never negative
+	Requested Budget
+}
+
+func (e *InsufficientError) Error() string {
+	return fmt.Sprintf("%s: account %q has epsilon=%g delta=%g left to allocate, epsilon=%g delta=%g requested",
+		errcode.DatasetBudgetInsufficient, e.Account, e.Remaining.Epsilon, e.Remaining.Delta, e.Requested.Epsilon, e.Requested.Delta)
+}
+
+// Unwrap makes errors.Is(err, ErrInsufficient) and errcode.Code work.
+func (e *InsufficientError) Unwrap() error { return ErrInsufficient }

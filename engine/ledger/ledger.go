@@ -21,13 +21,19 @@ const (
 	StateRefunded = "refunded"
 )
 
-// Balance is an account's standing. Spent counts debits and standing reservations; Reserved is
-// the part of Spent still reserved.
+// Balance is an account's standing. Spent counts debits and standing reservations, whether
+// they were charged through an allocation or not; Reserved is the part of Spent still
+// reserved. Allocated is what the account has carved out for holders (a dataset's budget for
+// its grants), net of what they returned. Remaining is what the account can still give — to a
+// new allocation or to a charge outside any allocation: Total − Allocated − the charges outside
+// allocations, never negative. For an account that allocates nothing (a grant) it is
+// Total − Spent.
 type Balance struct {
 	Account   string `json:"account"`
 	Total     Budget `json:"total"`
+	Allocated Budget `json:"allocated"`
 	Spent     Budget `json:"spent"`
-	Remaining Budget `json:"remaining"` // Total − Spent, never negative
+	Remaining Budget `json:"remaining"`
 	Reserved  Budget `json:"reserved"`
 }
 
@@ -52,7 +58,9 @@ type Ledger struct {
 }
 
 // schemaVersion is the version of the tables below, recorded in schema_version under "ledger".
-const schemaVersion = 1
+// Version 2 added ledger_allocations; a version 1 database is upgraded in place (its grants hold
+// no allocation, see Allocate).
+const schemaVersion = 2
 
 // schema creates the ledger's tables if missing. Names are prefixed because the database is the
 // shared control-plane store. Triggers make the state machine and costs tamper-resistant even to
@@ -123,6 +131,34 @@ var schema = []string{
 		UNIQUE (grant_id, shape, filter)
 	)`,
 	`CREATE INDEX IF NOT EXISTS computed_filters_by_shape ON computed_filters (grant_id, shape, seq)`,
+	// An allocation carves a holder's (a grant's) total out of a source account (a dataset's
+	// lifetime budget). The amount never changes; the returned part only grows, up to the
+	// amount; closing is final. Rows are never deleted.
+	`CREATE TABLE IF NOT EXISTS ledger_allocations (
+		holder                TEXT NOT NULL REFERENCES ledger_accounts (account),
+		source                TEXT NOT NULL REFERENCES ledger_accounts (account),
+		epsilon_pico          INTEGER NOT NULL CHECK (epsilon_pico >= 0),
+		delta_atto            INTEGER NOT NULL CHECK (delta_atto >= 0),
+		returned_epsilon_pico INTEGER NOT NULL DEFAULT 0 CHECK (returned_epsilon_pico BETWEEN 0 AND epsilon_pico),
+		returned_delta_atto   INTEGER NOT NULL DEFAULT 0 CHECK (returned_delta_atto BETWEEN 0 AND delta_atto),
+		closed                TEXT NOT NULL DEFAULT '',
+		created_at            TEXT NOT NULL,
+		updated_at            TEXT NOT NULL,
+		PRIMARY KEY (holder, source),
+		CHECK (holder <> source)
+	) STRICT`,
+	`CREATE INDEX IF NOT EXISTS ledger_allocations_by_source ON ledger_allocations (source)`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_allocations_amount_immutable
+		BEFORE UPDATE OF holder, source, epsilon_pico, delta_atto, created_at ON ledger_allocations
+		BEGIN SELECT RAISE(ABORT, 'ledger: an allocation''s amount is immutable'); END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_allocations_return_grows
+		BEFORE UPDATE OF returned_epsilon_pico, returned_delta_atto, closed ON ledger_allocations
+		WHEN NEW.returned_epsilon_pico < OLD.returned_epsilon_pico OR NEW.returned_delta_atto < OLD.returned_delta_atto
+			OR OLD.closed <> ''
+		BEGIN SELECT RAISE(ABORT, 'ledger: a closed allocation does not change, and a return is never taken back'); END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_allocations_no_delete
+		BEFORE DELETE ON ledger_allocations
+		BEGIN SELECT RAISE(ABORT, 'ledger: allocations are never deleted'); END`,
 }
 
 // dsnParams: BEGIN IMMEDIATE for every read-write transaction, WAL, a busy timeout for writers
@@ -167,6 +203,11 @@ func (l *Ledger) migrate(ctx context.Context) error {
 			return fmt.Errorf("ledger: read schema version: %w", err)
 		case v > schemaVersion:
 			return fmt.Errorf("ledger: database schema version %d is newer than this build's %d", v, schemaVersion)
+		case v < schemaVersion:
+			// The statements above created what the newer version adds.
+			if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ? WHERE component = 'ledger'`, schemaVersion); err != nil {
+				return fmt.Errorf("ledger: record schema version: %w", err)
+			}
 		}
 		return nil
 	})
@@ -272,7 +313,10 @@ func (l *Ledger) SetTotal(ctx context.Context, account string, total Budget) err
 
 // Reserve charges cost to every one of accounts for job, all or nothing, in one transaction. If
 // any account would go over its total it returns an *ExhaustedError naming the first such account
-// and writes nothing. An account that does not exist is ErrUnknownAccount; a job that already
+// and writes nothing. An account that allocated part of its budget to another account in the
+// list (a dataset to the job's grant) is charged through that allocation: the charge is checked
+// against the holder alone and already counts in the source as allocated, so one holder cannot
+// spend what the source allocated to another. An account that does not exist is ErrUnknownAccount; a job that already
 // has an entry (in any state) is ErrDuplicateJob. mechanism, if not empty, must be JSON; it is
 // kept with the entry for auditors.
 func (l *Ledger) Reserve(ctx context.Context, job string, accounts []string, cost Budget, mechanism json.RawMessage) error {
@@ -314,12 +358,19 @@ func (l *Ledger) Reserve(ctx context.Context, job string, accounts []string, cos
 			if err != nil {
 				return err
 			}
-			spent, _, err := accountSpent(ctx, tx, a)
+			covered, err := coveredBy(ctx, tx, a, accounts)
 			if err != nil {
 				return err
 			}
-			if spent.add(c).exceeds(total) {
-				return &ExhaustedError{Account: a, Remaining: total.sub(spent).nonNegative().budget(), Requested: cost}
+			if covered {
+				continue // checked against the holder, which is in accounts too
+			}
+			committed, err := accountCommitted(ctx, tx, a)
+			if err != nil {
+				return err
+			}
+			if committed.add(c).exceeds(total) {
+				return &ExhaustedError{Account: a, Remaining: total.sub(committed).nonNegative().budget(), Requested: cost}
 			}
 		}
 		now := l.stamp()
@@ -373,28 +424,43 @@ func (l *Ledger) settle(ctx context.Context, job, to, reason string) error {
 	})
 }
 
-// Balance returns account's total, spent (debited plus reserved), remaining and reserved budget.
+// Balance returns account's total, allocated, spent (debited plus reserved), remaining and
+// reserved budget, read in one snapshot.
 func (l *Ledger) Balance(ctx context.Context, account string) (Balance, error) {
 	var b Balance
 	err := l.read(ctx, func(tx *sql.Tx) error {
-		total, err := accountTotal(ctx, tx, account)
-		if err != nil {
-			return err
-		}
-		spent, reserved, err := accountSpent(ctx, tx, account)
-		if err != nil {
-			return err
-		}
-		b = Balance{
-			Account:   account,
-			Total:     total.budget(),
-			Spent:     spent.budget(),
-			Remaining: total.sub(spent).nonNegative().budget(),
-			Reserved:  reserved.budget(),
-		}
-		return nil
+		var err error
+		b, err = balance(ctx, tx, account)
+		return err
 	})
 	return b, err
+}
+
+func balance(ctx context.Context, q querier, account string) (Balance, error) {
+	total, err := accountTotal(ctx, q, account)
+	if err != nil {
+		return Balance{}, err
+	}
+	spent, reserved, err := accountSpent(ctx, q, account)
+	if err != nil {
+		return Balance{}, err
+	}
+	allocated, err := accountAllocated(ctx, q, account)
+	if err != nil {
+		return Balance{}, err
+	}
+	committed, err := accountCommitted(ctx, q, account)
+	if err != nil {
+		return Balance{}, err
+	}
+	return Balance{
+		Account:   account,
+		Total:     total.budget(),
+		Allocated: allocated.budget(),
+		Spent:     spent.budget(),
+		Remaining: total.sub(committed).nonNegative().budget(),
+		Reserved:  reserved.budget(),
+	}, nil
 }
 
 // History returns every entry of account, oldest reservation first.

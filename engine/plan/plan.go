@@ -26,14 +26,35 @@ type Options struct {
 	MinUnitsPerGroup float64 `json:"min_units_per_group,omitempty"`
 }
 
-// Defaults fills unset options: epsilon 1, delta 1e-6 (spent only when partitions are
-// selected), one group per unit, five rows per unit and group, a 60 s deadline.
+// DefaultDeltaShare: a job that names no delta spends 1/DefaultDeltaShare of its grant's delta
+// on partition selection (when it selects partitions at all), so an applicant at defaults can
+// run that many partition-selection jobs before its grant's delta is gone.
+const DefaultDeltaShare = 100
+
+// FallbackDelta is the default delta of a job whose grant's budget is unknown (the grant has
+// no budget account, and its job is refused at the ledger anyway).
+const FallbackDelta = 1e-6
+
+// DefaultsFor fills unset options for a job on a grant whose total delta is grantDelta: delta
+// grantDelta/DefaultDeltaShare, then Defaults. A grant without delta leaves delta unset, so
+// Defaults' fallback applies and a partition-selection job is refused by the grant's account
+// before anything runs.
+func (o Options) DefaultsFor(grantDelta float64) Options {
+	if o.Delta == 0 && grantDelta > 0 {
+		o.Delta = grantDelta / DefaultDeltaShare
+	}
+	return o.Defaults()
+}
+
+// Defaults fills unset options: epsilon 1, delta FallbackDelta (spent only when partitions are
+// selected; a job on a grant gets DefaultsFor's share of its grant's delta instead), one group
+// per unit, five rows per unit and group, a 60 s deadline.
 func (o Options) Defaults() Options {
 	if o.Epsilon == 0 {
 		o.Epsilon = 1
 	}
 	if o.Delta == 0 {
-		o.Delta = 1e-6
+		o.Delta = FallbackDelta
 	}
 	if o.MaxGroupsContributed == 0 {
 		o.MaxGroupsContributed = 1

@@ -332,3 +332,30 @@ func TestOptionsDefaultsFillsZerosOnly(t *testing.T) {
 		})
 	}
 }
+
+func TestDefaultDeltaIsAShareOfTheGrantsDelta(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		asked      float64
+		grantDelta float64
+		want       float64
+	}{
+		{"a share of the grant's", 0, 1e-6, 1e-8},
+		{"a share of another grant's", 0, 4e-7, -1}, // -1: grantDelta / DefaultDeltaShare, in float arithmetic
+		{"an explicit delta stays", 3e-7, 1e-6, 3e-7},
+		{"no grant delta: the fallback", 0, 0, plan.FallbackDelta},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := plan.Options{Delta: tc.asked}.DefaultsFor(tc.grantDelta)
+			if tc.want == -1 {
+				tc.want = tc.grantDelta / plan.DefaultDeltaShare
+			}
+			if got.Delta != tc.want {
+				t.Errorf("delta = %g, want %g", got.Delta, tc.want)
+			}
+			if got.Epsilon != 1 || got.MaxGroupsContributed != 1 {
+				t.Errorf("other defaults not filled: %+v", got)
+			}
+		})
+	}
+}

@@ -38,6 +38,13 @@ const (
 	TypeRelease           = "release"
 	TypeJobFailed         = "job_failed"
 	TypeJobRefused        = "job_refused"
+	// TypeGrantOpened: a grant's budget account opened without an allocation (engine-level
+	// grants); TypeBudgetAllocated: a grant's budget carved out of its datasets' lifetime
+	// budgets at approval; TypeBudgetReturned: a grant's allocations closed (revoked, expired,
+	// cancelled), with what went back to the datasets.
+	TypeGrantOpened     = "grant_opened"
+	TypeBudgetAllocated = "budget_allocated"
+	TypeBudgetReturned  = "budget_returned"
 	// TypeLogRecovered is written by Open after it cut away a torn final line.
 	TypeLogRecovered = "log_recovered"
 )

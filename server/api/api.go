@@ -197,13 +197,22 @@ type Grant struct {
 	UpdatedAt   time.Time   `json:"updated_at"`
 }
 
-// GrantBudget is a grant's budget and what its jobs have spent (reservations of running jobs
-// count as spent).
+// GrantBudget is a grant's budget — its allocation, carved out of each of its datasets'
+// lifetime budgets at approval — and what its jobs have spent (reservations of running jobs
+// count as spent). Total is the allocation in force: after a revocation or expiry that returned
+// the unspent part (Returned), it is what the grant had spent. Allocated is false for a grant
+// approved before allocations existed: it holds none and draws on its datasets' unallocated
+// remainder.
 type GrantBudget struct {
-	EpsilonTotal float64 `json:"epsilon_total"`
-	EpsilonSpent float64 `json:"epsilon_spent"`
-	DeltaTotal   float64 `json:"delta_total"`
-	DeltaSpent   float64 `json:"delta_spent"`
+	EpsilonTotal     float64 `json:"epsilon_total"`
+	EpsilonSpent     float64 `json:"epsilon_spent"`
+	EpsilonRemaining float64 `json:"epsilon_remaining"`
+	EpsilonReturned  float64 `json:"epsilon_returned"`
+	DeltaTotal       float64 `json:"delta_total"`
+	DeltaSpent       float64 `json:"delta_spent"`
+	DeltaRemaining   float64 `json:"delta_remaining"`
+	DeltaReturned    float64 `json:"delta_returned"`
+	Allocated        bool    `json:"allocated"`
 }
 
 // Grants is GET /v1/grants.
