@@ -49,6 +49,12 @@ const (
 	ReviewRejected     = "review_rejected"      // a reviewer rejected a held output
 	UnsupportedJobKind = "unsupported_job_kind" // a job kind this platform does not run yet
 	Unavailable        = "unavailable"          // the server is shutting down
+
+	// Registration: where a provider's source may be read from, and one budget per data.
+	NoImportRoot             = "no_import_root"             // the provider's organisation has no import root on this server
+	SourceOutsideImportRoot  = "source_outside_import_root" // source.path leaves the organisation's import root
+	SourceSymlink            = "source_symlink"             // a symbolic link on source.path (links are never followed)
+	DatasetAlreadyRegistered = "dataset_already_registered" // the same data is registered as another dataset
 )
 
 // Error is a stage's failure with a stable code. Message must be safe to show to the applicant:
