@@ -93,7 +93,7 @@ func BenchmarkDPAggregates(b *testing.B) {
 			}
 			defer e.Close()
 			start := time.Now()
-			d, err := e.RegisterDataset(context.Background(), spec)
+			d, err := e.RegisterDataset(context.Background(), spec, openSource(b, spec.Source.Path))
 			if err != nil {
 				b.Fatal(err)
 			}
