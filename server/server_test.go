@@ -73,6 +73,23 @@ func datasetsDir(t *testing.T) string {
 	return d
 }
 
+// importRoots gives each provider organisation of the testdata its own import root: the
+// folder of testdata/datasets named for it.
+func importRoots(t *testing.T) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(datasetsDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := map[string]string{}
+	for _, e := range ents {
+		if e.IsDir() {
+			roots[e.Name()] = filepath.Join(datasetsDir(t), e.Name())
+		}
+	}
+	return roots
+}
+
 // start runs a server over dataDir until the test ends (or stop is called).
 func start(t *testing.T, dataDir string, clk *clock) *platform {
 	t.Helper()
@@ -81,7 +98,7 @@ func start(t *testing.T, dataDir string, clk *clock) *platform {
 		t.Fatal(err)
 	}
 	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps,
-		ImportRoot: datasetsDir(t), Now: clk.Now, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+		ImportRoots: importRoots(t), Now: clk.Now, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +198,7 @@ func specJSON(t *testing.T, name string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec.Source.Path = filepath.Base(spec.Source.Path) // relative: resolved against the import root
+	spec.Source.Path = filepath.Base(spec.Source.Path) // relative: resolved within the provider's import root
 	b, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -656,7 +673,7 @@ func TestRateLimitPerGrant(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	dataDir := t.TempDir()
 	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, PolicyDir: bundle,
-		ImportRoot: datasetsDir(t), Now: clk.Now, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+		ImportRoots: importRoots(t), Now: clk.Now, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)
 	}
