@@ -323,7 +323,7 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec, src *o
 		return nil, err
 	}
 	if prev := e.datasetWithDigest(snap.Digest); prev != nil {
-		if _, err := e.record(context.WithoutCancel(ctx), "dataset_registration_refused", "", map[string]any{
+		if _, err := e.record(context.WithoutCancel(ctx), provenance.TypeDatasetRegistrationRefused, "", map[string]any{
 			"code": errcode.DatasetAlreadyRegistered, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade,
 			"snapshot": snap.Digest, "registered_as": prev.Spec.Name, "registered_by": prev.Spec.Provider,
 		}); err != nil {
