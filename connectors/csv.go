@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,11 +41,7 @@ type csvSource struct {
 	bufErr   error
 }
 
-func openCSV(path string, opt Options) (source, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, err
-	}
+func openCSV(f *os.File, path string, opt Options) (source, error) {
 	s, err := newCSVSource(f, path, opt)
 	if err != nil {
 		f.Close()

@@ -29,6 +29,7 @@ const (
 	reasonCannotOpen     = "cannot open file"
 	reasonCannotRead     = "cannot read file"
 	reasonIsDir          = "source is a directory"
+	reasonNotRegular     = "source is not a regular file"
 	reasonUnknownKind    = "unknown source kind"
 	reasonNoHeader       = "missing header row"
 	reasonNoColumns      = "source has no columns"

@@ -20,13 +20,9 @@ type ipcSource struct {
 	stream *ipc.Reader
 }
 
-func openIPC(path string, opt Options) (source, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, err
-	}
+func openIPC(f *os.File, path string, opt Options) (source, error) {
 	s := &ipcSource{path: path, f: f}
-	err = guard(path, func() error { return s.init(opt) })
+	err := guard(path, func() error { return s.init(opt) })
 	if err != nil {
 		s.close()
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -43,7 +44,10 @@ func (o Options) withDefaults() Options {
 }
 
 // Open returns a streaming reader over the source at path; kind is one of KindCSV, KindParquet
-// and KindArrow. The caller must Release the reader.
+// and KindArrow. The caller must Release the reader. Open follows the path as the operating
+// system does (symbolic links included): it is for trusted local callers (tests, the red-team
+// truth). The sandbox worker never opens a path: it reads through OpenFile a file the server
+// opened under a provider's import root.
 //
 // A batch returned by RecordBatch is valid only until the next call to Next (or Release); Retain
 // it to keep it longer. When Next returns false, check Err: a source that fails mid-stream
@@ -56,6 +60,28 @@ func Open(ctx context.Context, kind string, path string, opt Options) (array.Rec
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return OpenFile(ctx, kind, f, filepath.Base(path), opt)
+}
+
+// OpenFile is Open over a file already open for reading; name (a base name) only names the
+// file in errors. OpenFile takes ownership of f: the reader closes it on Release, and OpenFile
+// closes it when it fails. f must be a regular file: a directory, FIFO or device is refused
+// (source_unreadable) before anything is read. Parquet and Arrow IPC files are read at offsets
+// (ReadAt), CSV from f's current offset on.
+func OpenFile(ctx context.Context, kind string, f *os.File, name string, opt Options) (array.RecordReader, error) {
+	if err := ctx.Err(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	name = filepath.Base(name)
+	if err := checkRegular(f, name); err != nil {
+		f.Close()
+		return nil, err
+	}
 	opt = opt.withDefaults()
 	var (
 		src source
@@ -63,18 +89,19 @@ func Open(ctx context.Context, kind string, path string, opt Options) (array.Rec
 	)
 	switch kind {
 	case KindCSV:
-		src, err = openCSV(path, opt)
+		src, err = openCSV(f, name, opt)
 	case KindParquet:
-		src, err = openParquet(ctx, path, opt)
+		src, err = openParquet(ctx, f, name, opt)
 	case KindArrow:
-		src, err = openIPC(path, opt)
+		src, err = openIPC(f, name, opt)
 	default:
-		return nil, newError(CodeUnsupportedType, path, reasonUnknownKind, fmt.Errorf("kind %q", kind))
+		f.Close()
+		return nil, newError(CodeUnsupportedType, name, reasonUnknownKind, fmt.Errorf("kind %q", kind))
 	}
 	if err != nil {
 		return nil, err
 	}
-	return newReader(ctx, path, src), nil
+	return newReader(ctx, name, src), nil
 }
 
 func newReader(ctx context.Context, path string, src source) *reader {
@@ -181,16 +208,23 @@ func openFile(path string) (*os.File, error) {
 	case err != nil:
 		return nil, newError(CodeSourceUnreadable, path, reasonCannotOpen, err)
 	}
+	return f, nil
+}
+
+// checkRegular refuses anything but a regular file: a directory cannot be read as data, and a
+// FIFO or device could block the reader or never end.
+func checkRegular(f *os.File, name string) error {
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, newError(CodeSourceUnreadable, path, reasonCannotOpen, err)
+		return newError(CodeSourceUnreadable, name, reasonCannotOpen, err)
 	}
 	if st.IsDir() {
-		f.Close()
-		return nil, newError(CodeSourceUnreadable, path, reasonIsDir, nil)
+		return newError(CodeSourceUnreadable, name, reasonIsDir, nil)
 	}
-	return f, nil
+	if !st.Mode().IsRegular() {
+		return newError(CodeSourceUnreadable, name, reasonNotRegular, nil)
+	}
+	return nil
 }
 
 // validate checks a batch decoded from an untrusted binary file before anyone reads it: a

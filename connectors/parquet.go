@@ -20,13 +20,9 @@ type parquetSource struct {
 	rr   pqarrow.RecordReader
 }
 
-func openParquet(ctx context.Context, path string, opt Options) (source, error) {
-	f, err := openFile(path)
-	if err != nil {
-		return nil, err
-	}
+func openParquet(ctx context.Context, f *os.File, path string, opt Options) (source, error) {
 	s := &parquetSource{path: path, f: f}
-	err = guard(path, func() error { return s.init(ctx, opt) })
+	err := guard(path, func() error { return s.init(ctx, opt) })
 	if err != nil {
 		s.close()
 		return nil, err

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -76,7 +77,7 @@ func TestReleasedIntervalsCoverTheTruthOnTestdata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, err := e.RegisterDataset(ctx, spec)
+	ds, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,4 +142,16 @@ func TestReleasedIntervalsCoverTheTruthOnTestdata(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openTestSource opens a test source as the server hands it to RegisterDataset; it is closed
+// when the test ends.
+func openTestSource(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

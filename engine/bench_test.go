@@ -85,7 +85,7 @@ func BenchmarkDPAggregates(b *testing.B) {
 			}
 			defer e.Close()
 			start := time.Now()
-			d, err := e.RegisterDataset(context.Background(), spec)
+			d, err := e.RegisterDataset(context.Background(), spec, openSource(b, spec.Source.Path))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -150,7 +150,7 @@ func BenchmarkFailingRowTiming(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := e.RegisterDataset(context.Background(), spec); err != nil {
+	if _, err := e.RegisterDataset(context.Background(), spec, openSource(b, spec.Source.Path)); err != nil {
 		b.Fatal(err)
 	}
 	grants := 0

@@ -125,7 +125,7 @@ func TestEveryAdmittedQueryBoundsEachUnitBeforeAggregating(t *testing.T) {
 		}
 		t.Cleanup(func() { e.Close() })
 		for _, s := range specs {
-			if _, err := e.RegisterDataset(ctx, s); err != nil {
+			if _, err := e.RegisterDataset(ctx, s, openTestSource(t, s.Source.Path)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -274,6 +274,18 @@ const (
 	grantAccountPrefix   = "grant:"
 )
 
+// datasetWithDigest returns the registered dataset whose snapshot has digest, or nil.
+func (e *Engine) datasetWithDigest(digest string) *Dataset {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, d := range e.datasets {
+		if d.Snapshot.Digest == digest {
+			return d
+		}
+	}
+	return nil
+}
+
 // DatasetAccount and GrantAccount name ledger accounts.
 func DatasetAccount(name string) string { return datasetAccountPrefix + name }
 
@@ -284,7 +296,18 @@ func GrantAccount(id string) string { return grantAccountPrefix + id }
 // provider's source, opens the dataset's lifetime budget account (a public lookup table has
 // none), records the snapshot digest and keeps the entry for restarts. A failure registers
 // nothing.
-func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Dataset, error) {
+//
+// src is the source, already opened by the caller (the server opens it under the provider's
+// import root without following symbolic links); the worker reads it through its descriptor
+// and nobody opens spec.Source.Path again. The caller closes src.
+//
+// One budget per data: a snapshot digest already registered — under any name, grade, budget,
+// domain or provider — is refused (dataset_already_registered) and the refusal is recorded in
+// provenance. The digest is that of the canonical snapshot (rows sorted by privacy unit and then
+// every column), so it does not depend on the source's row order or batching; it does depend
+// on the column names, their order and types (so on the file format's typing) and on every
+// value. The refusal names the registered dataset only when the same provider registered it.
+func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec, src *os.File) (*Dataset, error) {
 	e.regMu.Lock()
 	defer e.regMu.Unlock()
 	if err := spec.Validate(); err != nil {
@@ -301,9 +324,23 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec) (*Data
 	if err != nil {
 		return nil, err
 	}
-	snap, err := w.Register(ctx, spec)
+	snap, err := w.Register(ctx, spec, src)
 	if err != nil {
 		return nil, err
+	}
+	if prev := e.datasetWithDigest(snap.Digest); prev != nil {
+		if _, err := e.record(context.WithoutCancel(ctx), provenance.TypeDatasetRegistrationRefused, "", map[string]any{
+			"code": errcode.DatasetAlreadyRegistered, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade,
+			"snapshot": snap.Digest, "registered_as": prev.Spec.Name, "registered_by": prev.Spec.Provider,
+		}); err != nil {
+			return nil, err
+		}
+		if prev.Spec.Provider == spec.Provider {
+			return nil, errcode.New(errcode.DatasetAlreadyRegistered,
+				"this data is already registered as dataset %q; one data has one dataset and one lifetime budget", prev.Spec.Name)
+		}
+		return nil, errcode.New(errcode.DatasetAlreadyRegistered,
+			"this data is already registered as another dataset; one data has one dataset and one lifetime budget")
 	}
 	if !spec.Public { // a public lookup table has no privacy to spend
 		if err := e.ledger.EnsureAccount(ctx, DatasetAccount(spec.Name), ledger.Budget{Epsilon: spec.Budget.Epsilon, Delta: spec.Budget.Delta}); err != nil {

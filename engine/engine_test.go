@@ -99,9 +99,21 @@ func visits(t testing.TB, name string, n int, heavy bool) *catalog.Spec {
 
 func register(t testing.TB, e *engine.Engine, s *catalog.Spec) {
 	t.Helper()
-	if _, err := e.RegisterDataset(context.Background(), s); err != nil {
+	if _, err := e.RegisterDataset(context.Background(), s, openSource(t, s.Source.Path)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openSource opens a test source as the server hands it to RegisterDataset; it is closed when
+// the test ends.
+func openSource(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func grant(t testing.TB, e *engine.Engine, id string, eps float64) {

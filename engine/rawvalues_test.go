@@ -109,7 +109,8 @@ func TestRawSetIsRebuiltWhenMissingOrDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := e.RegisterDataset(context.Background(), visits(t, "v", 200, false))
+	vspec := visits(t, "v", 200, false)
+	d, err := e.RegisterDataset(context.Background(), vspec, openSource(t, vspec.Source.Path))
 	if err != nil {
 		t.Fatal(err)
 	}

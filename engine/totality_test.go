@@ -70,8 +70,17 @@ func twinEngines(t testing.TB) [2]*engine.Engine {
 		e := openEngineWithoutDifferencing(t)
 		path := trialCSV(t, dir, 60, extra)
 		register(t, e, trialSpec("trial", path))
+		// regs: the same persons and one more (other data: one budget per data refuses a copy).
 		regs := strings.Replace(path, ".csv", "-regs.csv", 1)
 		copyFile(t, path, regs)
+		f, err := os.OpenFile(regs, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString("P88888,B,C1,1,10,2024-01-01\n"); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
 		register(t, e, trialSpec("regs", regs))
 		grant(t, e, "g", 1e6)
 		out[i] = e

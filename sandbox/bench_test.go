@@ -57,7 +57,7 @@ func benchWorker(b *testing.B) (*worker, *Snapshot, *Plan) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	snap, err := w.snapshot(ctx, &registerArgs{Kind: "parquet", Path: path, PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
+	snap, err := w.snapshot(ctx, &registerArgs{Kind: "parquet", src: openSource(b, path), Name: "visits.parquet", PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func BenchmarkRegister(b *testing.B) {
 		if dir != "" {
 			spec.Source.Path = filepath.Join(dir, name+".parquet")
 		}
-		args := &registerArgs{Kind: string(spec.Source.Kind), Path: spec.Source.Path, PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()}
+		args := &registerArgs{Kind: string(spec.Source.Kind), src: openSource(b, spec.Source.Path), Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()}
 		raw := &rawValuesArgs{Key: testRawKey, Columns: RawValueColumns(spec)}
 		b.Run(name, func(b *testing.B) {
 			var snapTime, setTime time.Duration

@@ -54,7 +54,7 @@ func workerMain() int {
 	}
 	out := os.NewFile(uintptr(protoFD), "engine-pipe")
 	iso := applyIsolation(cfg, log)
-	if err := serve(context.Background(), cfg, iso, os.Stdin, out, log); err != nil {
+	if err := serve(context.Background(), cfg, iso, os.Stdin, out, sourceFD, log); err != nil {
 		log.Error("worker stopped", "err", err)
 		return 1
 	}
@@ -83,6 +83,7 @@ type Config struct {
 type Client struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
+	srcs   *os.File   // the source socket: descriptors of providers' sources go to the worker here
 	dir    string     // the worker's directory, where ReadRawSet finds set files
 	rawKey rawset.Key // see Config.RawValueKey
 
@@ -149,18 +150,27 @@ func start(cfg Config, netns bool) (*Client, error) {
 	cmd.Dir = wc.Dir
 	cmd.Stderr = cfg.Stderr
 	cmd.SysProcAttr = newNetNSAttr(netns)
+	srcs, child, err := newSourceSocket()
+	if err != nil {
+		return nil, err
+	}
+	defer child.Close()                // the worker holds its own copy once started
+	cmd.ExtraFiles = []*os.File{child} // the worker's sourceFD
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		srcs.Close()
 		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		srcs.Close()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		srcs.Close()
 		return nil, err
 	}
-	c := &Client{cmd: cmd, stdin: stdin, dir: wc.Dir, rawKey: cfg.RawValueKey, pending: map[uint64]chan result{}, done: make(chan struct{})}
+	c := &Client{cmd: cmd, stdin: stdin, srcs: srcs, dir: wc.Dir, rawKey: cfg.RawValueKey, pending: map[uint64]chan result{}, done: make(chan struct{})}
 	var r io.Reader = stdout
 	if cfg.tap != nil {
 		r = io.TeeReader(stdout, cfg.tap)
@@ -206,6 +216,11 @@ func (c *Client) readLoop(r io.Reader) {
 }
 
 func (c *Client) call(ctx context.Context, req request) (result, error) {
+	return c.callWith(ctx, req, nil)
+}
+
+// callWith is call that first hands the worker src's descriptor (when src is not nil).
+func (c *Client) callWith(ctx context.Context, req request, src *os.File) (result, error) {
 	c.mu.Lock()
 	if c.dead != nil {
 		c.mu.Unlock()
@@ -216,7 +231,10 @@ func (c *Client) call(ctx context.Context, req request) (result, error) {
 	ch := make(chan result, 1)
 	c.pending[req.ID] = ch
 	c.mu.Unlock()
-	if err := c.send(req); err != nil {
+	if err := c.send(req, src); err != nil {
+		c.mu.Lock()
+		delete(c.pending, req.ID)
+		c.mu.Unlock()
 		return result{}, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker cannot be reached")
 	}
 	select {
@@ -229,7 +247,7 @@ func (c *Client) call(ctx context.Context, req request) (result, error) {
 		}
 		return res, nil
 	case <-ctx.Done():
-		_ = c.send(request{Op: "cancel", Cancel: req.ID})
+		_ = c.send(request{Op: "cancel", Cancel: req.ID}, nil)
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return result{}, errcode.Wrap(errcode.SandboxTimeout, ctx.Err(), "the request exceeded its deadline and was interrupted")
 		}
@@ -237,20 +255,35 @@ func (c *Client) call(ctx context.Context, req request) (result, error) {
 	}
 }
 
-func (c *Client) send(req request) error {
+// send writes a request frame; with src, it first sends src's descriptor on the source socket,
+// under the same lock, so the worker finds descriptors in the order of the requests.
+func (c *Client) send(req request, src *os.File) error {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if src != nil {
+		if err := sendSource(c.srcs, req.ID, src); err != nil {
+			return err
+		}
+	}
 	return writeFrame(c.stdin, b)
 }
 
 // Register builds the dataset's snapshot inside the worker from the provider's source and,
 // when the client has a raw-value key, the snapshot's raw-value set (Snapshot.RawSet).
-func (c *Client) Register(ctx context.Context, spec *catalog.Spec) (*Snapshot, error) {
-	args := &registerArgs{Kind: string(spec.Source.Kind), Path: spec.Source.Path, PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()}
+//
+// src is the source, already open for reading: the worker reads it through a duplicate of its
+// descriptor and never opens spec.Source.Path (which only gives errors the file's base name).
+// The caller keeps src and closes it; Register does not read from it or move its offset, but
+// the worker does (a CSV source is read from its current offset).
+func (c *Client) Register(ctx context.Context, spec *catalog.Spec, src *os.File) (*Snapshot, error) {
+	if src == nil {
+		return nil, errcode.New(errcode.Internal, "registration needs an open source file")
+	}
+	args := &registerArgs{Kind: string(spec.Source.Kind), Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()}
 	for _, name := range args.Columns {
 		if spec.Columns[name].HasBounds() {
 			args.Numeric = append(args.Numeric, name)
@@ -262,7 +295,7 @@ func (c *Client) Register(ctx context.Context, spec *catalog.Spec) (*Snapshot, e
 			return nil, err
 		}
 	}
-	res, err := c.call(ctx, request{Op: "register", Register: args})
+	res, err := c.callWith(ctx, request{Op: "register", Register: args}, src)
 	if err != nil {
 		return nil, err
 	}
@@ -321,5 +354,7 @@ func (c *Client) Probe(ctx context.Context, target string) error {
 func (c *Client) Close() error {
 	c.stdin.Close()
 	<-c.done
-	return c.cmd.Wait()
+	err := c.cmd.Wait()
+	c.srcs.Close()
+	return err
 }

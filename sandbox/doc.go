@@ -9,6 +9,14 @@
 //	engine ◀─partition states──── │ per unit: ≤ L0 groups, ≤ L∞ rows, clamped       │
 //	        (Arrow IPC, stdout)   └─────────────────────────────────────────────────┘
 //
+//	server ──source fd (SCM_RIGHTS)──▶ fd 3 (source socket)
+//
+// The worker never opens a provider's path: a register request carries only the source's base
+// name (for errors), and its source arrives as an open file descriptor on a socket pair (the
+// worker's fd 3), sent by the server after it opened the file beneath the provider's import
+// root without following symbolic links. Nothing that changes on disk after that open can
+// redirect what the worker reads.
+//
 // At registration the worker also builds the snapshot's raw-value set (package rawset): the
 // keyed hashes, under the engine's raw-value key sent with the request, of every distinct
 // value of the columns tagged identifier or sensitive. It writes the set beside the snapshot

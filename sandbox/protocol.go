@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Frames on the pipe: a 4-byte big-endian length and a JSON header; a response whose header
@@ -23,14 +24,18 @@ type request struct {
 	Cancel    uint64         `json:"cancel,omitempty"`
 }
 
+// registerArgs describe a source the worker reads from a descriptor (src), never by path: the
+// worker receives no path at all, only the file's base name for errors.
 type registerArgs struct {
 	Kind        string   `json:"kind"`
-	Path        string   `json:"path"`
+	Name        string   `json:"name"` // the source file's base name, for errors`
 	PrivacyUnit string   `json:"privacy_unit"`
 	Columns     []string `json:"columns"` // declared columns, all of which must exist
 	Numeric     []string `json:"numeric"` // columns with declared bounds, which must be numeric
 	// RawValues, when set, has the worker build the snapshot's raw-value set.
 	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
+
+	src *os.File // the source, received on the source socket (see source_linux.go)
 }
 
 type response struct {

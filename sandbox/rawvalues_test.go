@@ -86,7 +86,7 @@ func TestRegisterBuildsTheRawValueSet(t *testing.T) {
 			}
 			tap := &lockedBuffer{}
 			w := startWorker(t, tap)
-			snap, err := w.Register(context.Background(), spec)
+			snap, err := register(context.Background(), t, w, spec)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +145,7 @@ func TestRawSetOpRebuildsAMissingOrDamagedSet(t *testing.T) {
 	w := startWorker(t, nil)
 	path, _ := visitsCSV(t, t.TempDir(), false)
 	spec := visitsSpec(path)
-	snap, err := w.Register(ctx, spec)
+	snap, err := register(ctx, t, w, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

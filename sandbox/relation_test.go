@@ -29,7 +29,7 @@ func relWorker(t *testing.T) *worker {
 func relRegister(t *testing.T, w *worker, unit, header string, rows []string) string {
 	t.Helper()
 	path := writeCSV(t, "t.csv", header+"\n"+strings.Join(rows, "\n")+"\n")
-	snap, err := w.snapshot(context.Background(), &registerArgs{Kind: "csv", Path: path, PrivacyUnit: unit, Columns: strings.Split(header, ",")})
+	snap, err := w.snapshot(context.Background(), &registerArgs{Kind: "csv", src: openSource(t, path), Name: "t.csv", PrivacyUnit: unit, Columns: strings.Split(header, ",")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,6 +101,24 @@ func writeCSV(t *testing.T, name, body string) string {
 	return path
 }
 
+// openSource opens a test source as the server would hand it to Register; it is closed when
+// the test ends.
+func openSource(t testing.TB, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// register registers spec from the file at its source path.
+func register(ctx context.Context, t testing.TB, c *Client, spec *catalog.Spec) (*Snapshot, error) {
+	t.Helper()
+	return c.Register(ctx, spec, openSource(t, spec.Source.Path))
+}
+
 func visitsSpec(path string) *catalog.Spec {
 	return &catalog.Spec{Name: "visits", Provider: "p", Grade: catalog.GradeL2, PrivacyUnit: "person_id",
 		Source: catalog.Source{Kind: catalog.SourceCSV, Path: path}, Budget: catalog.Budget{Epsilon: 10},
@@ -124,7 +142,7 @@ func TestWorkerBoundsAHeavyContributor(t *testing.T) {
 	ctx := context.Background()
 	c := startWorker(t, nil)
 	path, _ := visitsCSV(t, t.TempDir(), false)
-	snap, err := c.Register(ctx, visitsSpec(path))
+	snap, err := register(ctx, t, c, visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +174,7 @@ func TestParentReceivesNoRawRows(t *testing.T) {
 	tap := &lockedBuffer{}
 	c := startWorker(t, tap)
 	path, ids := visitsCSV(t, t.TempDir(), false)
-	snap, err := c.Register(ctx, visitsSpec(path))
+	snap, err := register(ctx, t, c, visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,11 +239,11 @@ func TestSnapshotDigestIgnoresSourceRowOrder(t *testing.T) {
 	dir := t.TempDir()
 	a, _ := visitsCSV(t, dir, false)
 	b, _ := visitsCSV(t, dir, true)
-	s1, err := startWorker(t, nil).Register(ctx, visitsSpec(a))
+	s1, err := register(ctx, t, startWorker(t, nil), visitsSpec(a))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := startWorker(t, nil).Register(ctx, visitsSpec(b))
+	s2, err := register(ctx, t, startWorker(t, nil), visitsSpec(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +279,7 @@ func TestMalformedSourceRegistersNothing(t *testing.T) {
 			}
 			spec := visitsSpec(path)
 			spec.Source.Kind = catalog.SourceKind(c.kind)
-			_, err := client.Register(ctx, spec)
+			_, err := register(ctx, t, client, spec)
 			if err == nil {
 				t.Fatal("malformed source was registered")
 			}
@@ -288,7 +306,7 @@ func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 		fmt.Fprintf(&b, "5301021980%08d,A,%d\n", i, i%100)
 	}
 	path := writeCSV(t, "big.csv", b.String())
-	snap, err := c.Register(ctx, visitsSpec(path))
+	snap, err := register(ctx, t, c, visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +332,7 @@ func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
 	ctx := context.Background()
 	c := startWorker(t, nil)
 	path, _ := visitsCSV(t, t.TempDir(), false)
-	snap, err := c.Register(ctx, visitsSpec(path))
+	snap, err := register(ctx, t, c, visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +364,7 @@ func TestSnapshotUnitKeysAcrossBatches(t *testing.T) {
 		}
 	}
 	path := writeCSV(t, "many.csv", b.String())
-	snap, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
+	snap, err := register(context.Background(), t, startWorker(t, nil), visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +392,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 	}
 	path := writeCSV(t, "v.csv", b.String())
 	spec := visitsSpec(path)
-	snap, err := w.snapshot(ctx, &registerArgs{Kind: "csv", Path: path, PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
+	snap, err := w.snapshot(ctx, &registerArgs{Kind: "csv", src: openSource(t, path), Name: "visits.csv", PrivacyUnit: "person_id", Columns: spec.ColumnNames()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +433,7 @@ func TestPublicDomainsDropOutsideRowsByKeyHash(t *testing.T) {
 	path := writeCSV(t, "d.csv", b.String())
 	spec := visitsSpec(path)
 	spec.Columns["year"] = catalog.Column{Tags: []catalog.Tag{catalog.TagAttribute}}
-	snap, err := c.Register(ctx, spec)
+	snap, err := register(ctx, t, c, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +475,7 @@ func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
 		" 11010519491231002X ,A,3\n" +
 		"110105194912310011,A,4\n"
 	path := writeCSV(t, "spellings.csv", rows)
-	snap, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
+	snap, err := register(context.Background(), t, startWorker(t, nil), visitsSpec(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +486,7 @@ func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
 
 func TestFloatPrivacyUnitIsRefused(t *testing.T) {
 	path := writeCSV(t, "floats.csv", "person_id,district,cost\n1.5,A,1\n-0.0,A,1\n")
-	_, err := startWorker(t, nil).Register(context.Background(), visitsSpec(path))
+	_, err := register(context.Background(), t, startWorker(t, nil), visitsSpec(path))
 	if errcode.Code(err) != errcode.InvalidSpec {
 		t.Fatalf("err = %v, want invalid_spec", err)
 	}

@@ -76,7 +76,10 @@ func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, *Raw
 // columns, sorts it by privacy unit into the canonical snapshot, and loads it. Nothing is kept
 // when any step fails: the snapshot file appears only by an atomic rename at the end.
 func (w *worker) snapshot(ctx context.Context, a *registerArgs) (*Snapshot, error) {
-	src, err := connectors.Open(ctx, a.Kind, a.Path, connectors.Options{})
+	if a.src == nil {
+		return nil, errcode.New(errcode.Internal, "register without a source file")
+	}
+	src, err := connectors.OpenFile(ctx, a.Kind, a.src, a.Name, connectors.Options{})
 	if err != nil {
 		return nil, connectorError(err)
 	}

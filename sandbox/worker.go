@@ -60,7 +60,10 @@ func (w *worker) nextID() uint64 { return w.ids.Add(1) }
 
 // serve answers requests from in until it is closed. Requests run concurrently; a cancel
 // request interrupts the named one (DuckDB stops promptly on context cancellation).
-func serve(ctx context.Context, cfg WorkerConfig, iso Isolation, in io.Reader, out io.Writer, log *slog.Logger) error {
+//
+// A register request's source arrives as a descriptor on the source socket srcSock (-1: none),
+// taken here, in request order, before the request is handed to its goroutine.
+func serve(ctx context.Context, cfg WorkerConfig, iso Isolation, in io.Reader, out io.Writer, srcSock int, log *slog.Logger) error {
 	db, err := openLockedDB(cfg.DB)
 	if err != nil {
 		return err
@@ -81,6 +84,14 @@ func serve(ctx context.Context, cfg WorkerConfig, iso Isolation, in io.Reader, o
 		var req request
 		if err := json.Unmarshal(frame, &req); err != nil {
 			return fmt.Errorf("sandbox: malformed request: %w", err)
+		}
+		if req.Op == "register" && req.Register != nil {
+			if srcSock < 0 {
+				return errors.New("sandbox: a register request but no source socket")
+			}
+			if req.Register.src, err = receiveSource(srcSock, req.ID, req.Register.Name); err != nil {
+				return err
+			}
 		}
 		if req.Op == "cancel" {
 			w.mu.Lock()
@@ -119,6 +130,7 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			break
 		}
 		resp.Snapshot, resp.RawSet, err = w.register(ctx, req.Register)
+		req.Register.src.Close() // the connector closed it already unless it failed early
 	case "rawset":
 		if req.RawValues == nil {
 			err = errcode.New(errcode.Internal, "rawset without arguments")

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -74,10 +75,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}{
 		{"whoami", all, func(bool) request { return request{"GET", "/v1/whoami", nil} }},
 		{"dataset.register", []string{"hospital-a"}, func(bool) request {
-			f.n++
-			spec := specJSON(t, "medical_visits")
-			spec["name"] = fmt.Sprintf("visits_%d", f.n)
-			return request{"POST", "/v1/datasets", spec}
+			f.n++ // data of its own each time: the same data registers only once
+			name := fmt.Sprintf("visits_%d", f.n)
+			writeCSV(t, filepath.Join(p.roots["health-commission"], name+".csv"), 1000*f.n, 10, false)
+			return request{"POST", "/v1/datasets", csvSpec(name, "health-commission", name+".csv")}
 		}},
 		{"dataset.list", all, func(bool) request { return request{"GET", "/v1/datasets", nil} }},
 		{"dataset.usage", []string{"hospital-a", "op-1", "aud-1"}, func(bool) request {

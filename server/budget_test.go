@@ -275,7 +275,7 @@ func TestRevokedGrantKeepsItsAllocationWhenThePolicySaysSo(t *testing.T) {
 	}
 	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	dataDir := t.TempDir()
-	cfg := server.Config{DataDir: dataDir, Principals: ps, PolicyDir: bundle, ImportRoot: datasetsDir(t), Now: clk.Now,
+	cfg := server.Config{DataDir: dataDir, Principals: ps, PolicyDir: bundle, ImportRoots: importRoots(t), Now: clk.Now,
 		WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {

@@ -148,11 +148,12 @@ func statusOf(code string) int {
 	case errcode.Unauthenticated:
 		return http.StatusUnauthorized
 	case errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties, errcode.GrantExpired,
-		errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted, errcode.NotOperable:
+		errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted, errcode.NotOperable,
+		errcode.NoImportRoot:
 		return http.StatusForbidden
 	case errcode.NotFound, errcode.UnknownDataset:
 		return http.StatusNotFound
-	case errcode.Conflict, errcode.DatasetBudgetInsufficient:
+	case errcode.Conflict, errcode.DatasetBudgetInsufficient, errcode.DatasetAlreadyRegistered:
 		return http.StatusConflict
 	case errcode.UnsupportedJobKind:
 		return http.StatusNotImplemented

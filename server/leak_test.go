@@ -91,7 +91,7 @@ func TestErrorsNeverLeakRawValues(t *testing.T) {
 	}
 	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	dataDir := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoot: datasetsDir(t),
+	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoots: importRoots(t),
 		Now: clk.Now, Logger: slog.New(slog.NewTextHandler(logs, nil)), Stderr: logs, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)

@@ -196,6 +196,7 @@ var oaDocumentedCodes = []string{
 	errcode.Unauthenticated, errcode.Forbidden, errcode.NotFound, errcode.Conflict, errcode.InvalidRequest,
 	errcode.InvalidSpec, errcode.InvalidOptions, errcode.UnsupportedJobKind, errcode.Unavailable,
 	errcode.ReviewRejected, errcode.NotOperable, errcode.UnknownDataset, errcode.DatasetBudgetInsufficient,
+	errcode.NoImportRoot, errcode.SourceOutsideImportRoot, errcode.SourceSymlink, errcode.DatasetAlreadyRegistered,
 }
 
 // oaErrorCodes are the codes a request can fail with; statusOf gives the statuses a document may list.
@@ -206,6 +207,7 @@ var oaErrorCodes = []string{
 	errcode.UnsupportedJobKind, errcode.Unavailable, errcode.Internal, errcode.ProvenanceFailed,
 	errcode.SandboxFailed, errcode.InvalidRequest, errcode.InvalidSpec, errcode.InvalidOptions,
 	errcode.DatasetBudgetInsufficient,
+	errcode.NoImportRoot, errcode.SourceOutsideImportRoot, errcode.SourceSymlink, errcode.DatasetAlreadyRegistered,
 }
 
 var oaHTTPMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -56,7 +56,7 @@ func TestMembershipTestsThroughAliasesAndLiteralsGetOneVerdictOverHTTP(t *testin
 	}
 	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	dataDir := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoot: root, Now: clk.Now})
+	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoots: map[string]string{"public-security-bureau": root}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,34 +108,37 @@ func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who pol
 	if err := s.authorize(r.Context(), who, policy.ActionDatasetRegister, policy.Resource{Kind: "dataset", ID: spec.Name, Provider: spec.Provider}); err != nil {
 		return 0, nil, err
 	}
-	if spec.Source.Path, err = s.importPath(spec.Source.Path); err != nil {
-		return 0, nil, err
+	if spec.Provider != who.Org { // whatever the bundle says: a provider registers for its own org
+		return 0, nil, s.refuseRegistration(r.Context(), who, spec, errcode.New(errcode.Forbidden,
+			"%s may register datasets only for its own organisation", who.Name))
 	}
-	d, err := s.eng.RegisterDataset(r.Context(), spec)
+	root, ok := s.roots[who.Org]
+	if !ok {
+		return 0, nil, s.refuseRegistration(r.Context(), who, spec, errcode.New(errcode.NoImportRoot,
+			"organisation %s has no import root on this server, so its providers cannot register from files; the operator assigns one with --import-root %s=DIR", who.Org, who.Org))
+	}
+	src, path, err := root.open(spec.Source.Path)
+	if err != nil {
+		return 0, nil, s.refuseRegistration(r.Context(), who, spec, err)
+	}
+	defer src.Close()
+	spec.Source.Path = path
+	d, err := s.eng.RegisterDataset(r.Context(), spec, src)
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusCreated, api.Registered{Name: d.Spec.Name, Digest: d.Snapshot.Digest, Rows: d.Snapshot.Rows}, nil
 }
 
-// importPath resolves a dataset source path against the import root and refuses one outside
-// it (after symbolic links), so a provider reads only what the operator placed for import.
-func (s *Server) importPath(p string) (string, error) {
-	if p == "" {
-		return "", errcode.New(errcode.InvalidSpec, "source.path is required")
+// refuseRegistration records in provenance that who's registration was refused before its
+// source was read (who, which dataset, the code; never the path) and returns err.
+func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, spec *catalog.Spec, err error) error {
+	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), provenance.TypeDatasetRegistrationRefused, "", map[string]any{
+		"principal": who, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "code": errcode.Code(err),
+	}); rerr != nil {
+		return rerr
 	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(s.importRoot, p)
-	}
-	real, err := filepath.EvalSymlinks(filepath.Clean(p))
-	if err != nil {
-		return "", errcode.New(errcode.InvalidSpec, "source.path %q cannot be read under the import root", filepath.Base(p))
-	}
-	rel, err := filepath.Rel(s.importRoot, real)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", errcode.New(errcode.InvalidSpec, "source.path %q is outside the server's import root", filepath.Base(p))
-	}
-	return real, nil
+	return err
 }
 
 func datasetDoc(d *engine.Dataset) api.Dataset {

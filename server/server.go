@@ -42,9 +42,13 @@ type Config struct {
 	// PolicyDir loads an operator's bundle instead of the embedded default; its Rego tests
 	// must pass or the server refuses to start.
 	PolicyDir string
-	// ImportRoot is where dataset sources may be read from; relative source paths resolve
-	// against it (default: the working directory).
-	ImportRoot    string
+	// ImportRoots maps a provider organisation (a principal's org) to the one folder its
+	// providers may register sources from. A relative source path resolves within the
+	// registering provider's own root; an absolute one must lie in it; no symbolic link is
+	// followed. Roots may not overlap. An organisation without a root cannot register from files
+	// (no_import_root). There is no default and no shared root: one folder for every
+	// organisation let a provider register another's data as its own.
+	ImportRoots   map[string]string
 	WorkerCommand []string
 	WorkerDB      sandbox.DBLimits
 	Stderr        io.Writer
@@ -70,7 +74,7 @@ type Server struct {
 	eng        *engine.Engine
 	store      *governance.Store
 	principals *Principals
-	importRoot string
+	roots      map[string]*importRoot // by organisation; see importroot.go
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -97,21 +101,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkPolicy(ctx, cfg.PolicyDir); err != nil {
 		return nil, err
 	}
-	root := cfg.ImportRoot
-	if root == "" {
-		var err error
-		if root, err = os.Getwd(); err != nil {
-			return nil, err
-		}
-	}
-	root, err := filepath.Abs(root)
+	roots, err := openImportRoots(cfg.ImportRoots)
 	if err != nil {
 		return nil, err
 	}
-	if root, err = filepath.EvalSymlinks(root); err != nil {
-		return nil, fmt.Errorf("server: import root: %w", err)
-	}
-	s := &Server{cfg: cfg, principals: cfg.Principals, importRoot: root, log: cfg.Logger, now: cfg.Now,
+	s := &Server{cfg: cfg, principals: cfg.Principals, roots: roots, log: cfg.Logger, now: cfg.Now,
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), changed: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -120,14 +114,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		s.closeRoots()
 		return nil, err
 	}
 	if s.eng, err = engine.Open(ctx, engine.Config{DataDir: cfg.DataDir, WorkerCommand: cfg.WorkerCommand,
 		PolicyDir: cfg.PolicyDir, WorkerDB: cfg.WorkerDB, Stderr: cfg.Stderr}); err != nil {
+		s.closeRoots()
 		return nil, err
 	}
 	if s.store, err = governance.Open(ctx, filepath.Join(cfg.DataDir, "control.db")); err != nil {
 		s.eng.Close()
+		s.closeRoots()
 		return nil, err
 	}
 	failed, err := s.store.FailInterrupted(ctx, &api.Error{Code: errcode.Internal,
@@ -145,6 +142,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		s.store.Close()
 		s.eng.Close()
+		s.closeRoots()
 		return nil, err
 	}
 	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
@@ -226,7 +224,14 @@ func (s *Server) Close() error {
 	s.stopRunners()
 	s.cancelJobs()
 	s.runners.Wait()
+	s.closeRoots()
 	return errors.Join(s.store.Close(), s.eng.Close())
+}
+
+func (s *Server) closeRoots() {
+	for _, r := range s.roots {
+		r.dir.Close()
+	}
 }
 
 func (s *Server) stopRunners() { s.stopOnce.Do(func() { close(s.stopping) }) }

@@ -63,6 +63,7 @@ type platform struct {
 	srv     *server.Server
 	stop    func()
 	dataDir string
+	roots   map[string]string // the providers' import roots, by organisation (when start made them)
 }
 
 func datasetsDir(t *testing.T) string {
@@ -73,6 +74,32 @@ func datasetsDir(t *testing.T) string {
 	return d
 }
 
+// importRoots gives each provider organisation of the testdata its own import root: a copy,
+// for this test, of the folder of testdata/datasets named for it (so a test may add files).
+func importRoots(t *testing.T) map[string]string {
+	t.Helper()
+	ents, err := os.ReadDir(datasetsDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	roots := map[string]string{}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		roots[e.Name()] = filepath.Join(base, e.Name())
+		files, err := os.ReadDir(filepath.Join(datasetsDir(t), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			copyFile(t, filepath.Join(datasetsDir(t), e.Name(), f.Name()), filepath.Join(roots[e.Name()], f.Name()))
+		}
+	}
+	return roots
+}
+
 // start runs a server over dataDir until the test ends (or stop is called).
 func start(t *testing.T, dataDir string, clk *clock) *platform {
 	t.Helper()
@@ -80,12 +107,15 @@ func start(t *testing.T, dataDir string, clk *clock) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
+	roots := importRoots(t)
 	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps,
-		ImportRoot: datasetsDir(t), Now: clk.Now, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+		ImportRoots: roots, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveOn(t, srv, dataDir)
+	p := serveOn(t, srv, dataDir)
+	p.roots = roots
+	return p
 }
 
 // serveOn serves a created server on a loopback port until the test ends (or stop is called).
@@ -181,7 +211,7 @@ func specJSON(t *testing.T, name string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec.Source.Path = filepath.Base(spec.Source.Path) // relative: resolved against the import root
+	spec.Source.Path = filepath.Base(spec.Source.Path) // relative: resolved within the provider's import root
 	b, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -403,12 +433,14 @@ func TestGrantStatesTakeEffectOnTheNextJob(t *testing.T) {
 	}
 	// A job for a kind outside the grant, or a dataset outside its scope, is forbidden.
 	p.refused("insurer-1", "POST", "/v1/jobs", api.JobRequest{Grant: grant, Kind: "model", SQL: byDistrict}, 403, "forbidden")
-	var reg api.Registered
-	p.must("hospital-a", "POST", "/v1/datasets", map[string]any{
+	// (A copy of a granted dataset's file cannot be registered at all: one data, one dataset.)
+	p.refused("hospital-a", "POST", "/v1/datasets", map[string]any{
 		"name": "visits_copy", "provider": "health-commission", "grade": "L2", "privacy_unit": "person_id",
 		"source": map[string]any{"kind": "parquet", "path": "medical_visits.parquet"}, "budget": map[string]any{"epsilon": 5, "delta": 1e-5},
 		"columns": specJSON(t, "medical_visits")["columns"],
-	}, &reg)
+	}, 409, "dataset_already_registered")
+	writeCSV(t, filepath.Join(p.roots["health-commission"], "other_visits.csv"), 0, 20, false)
+	p.must("hospital-a", "POST", "/v1/datasets", csvSpec("visits_copy", "health-commission", "other_visits.csv"), nil)
 	out := p.waitJob("insurer-1", p.submit("insurer-1", grant, "SELECT COUNT(*) AS n FROM visits_copy").ID)
 	if out.State != api.JobDenied || out.Error == nil || out.Error.Code != "forbidden" {
 		t.Fatalf("a job outside the grant's datasets is %+v", out)
@@ -660,7 +692,7 @@ func TestRateLimitPerGrant(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	dataDir := t.TempDir()
 	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, PolicyDir: bundle,
-		ImportRoot: datasetsDir(t), Now: clk.Now, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+		ImportRoots: importRoots(t), Now: clk.Now, WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)
 	}

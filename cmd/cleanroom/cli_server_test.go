@@ -27,13 +27,14 @@ func serveForCLI(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := filepath.Abs(filepath.Join("..", "..", "testdata", "datasets", "health-commission"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoot: root,
-		WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}})
+	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps,
+		ImportRoots: map[string]string{"health-commission": root},
+		WorkerDB:    sandbox.DBLimits{MemoryLimit: "2GB"}})
 	if err != nil {
 		t.Fatal(err)
 	}

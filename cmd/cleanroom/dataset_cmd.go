@@ -20,7 +20,10 @@ func newDatasetCmd() *cobra.Command {
 		Short: "Register a dataset from its catalog spec",
 		Long: `add reads a catalog spec (YAML, or JSON when the file ends in .json), checks it, and
 registers it. A relative source path is resolved against the spec file's folder and sent as an
-absolute path: the server reads the data from there, so the path must be valid on its host.`,
+absolute path: the server reads the data from there, so the path must be valid on its host and
+lie in the import root of the provider's organisation (cleanroom serve --import-root ORG=DIR),
+with no symbolic link on the way. The same data can be registered only once
+(dataset_already_registered).`,
 		Example: "  cleanroom dataset add testdata/datasets/medical_visits.yaml\n" +
 			"  CLEANROOM_SERVER=https://cleanroom.example:8443 cleanroom dataset add spec.yaml --json",
 		Args: cobra.ExactArgs(1),

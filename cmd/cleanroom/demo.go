@@ -216,7 +216,7 @@ func (p *demoPlatform) as(name string) *client.Client { return p.clients[name] }
 
 // startDemoPlatform generates the principals with fresh random tokens (kept in memory, never
 // printed), and starts a server over dataDir on a free loopback port.
-func startDemoPlatform(ctx context.Context, dataDir, importRoot string, principals []api.Principal) (*demoPlatform, error) {
+func startDemoPlatform(ctx context.Context, dataDir string, importRoots map[string]string, principals []api.Principal) (*demoPlatform, error) {
 	type entry struct {
 		Name        string `yaml:"name"`
 		Role        string `yaml:"role"`
@@ -243,7 +243,7 @@ func startDemoPlatform(ctx context.Context, dataDir, importRoot string, principa
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, ImportRoot: importRoot})
+	srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, ImportRoots: importRoots})
 	if err != nil {
 		return nil, err
 	}
@@ -296,20 +296,21 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	if err != nil || len(paths) == 0 {
 		return nil, fmt.Errorf("no catalog specs in %s (run from the repository root or pass --datasets)", datasetDir)
 	}
-	importRoot, err := filepath.Abs(datasetDir)
-	if err != nil {
-		return nil, err
-	}
 	var specs []*catalog.Spec
 	var principals []api.Principal
+	importRoots := map[string]string{}
 	for _, path := range paths {
-		// LoadFile makes a relative source path absolute (against the spec's folder, which is
-		// the server's import root).
+		// LoadFile makes a relative source path absolute (against the spec's folder); the data
+		// lie in a folder per provider organisation, <datasets>/<org>, that organisation's
+		// import root.
 		spec, err := catalog.LoadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		specs = append(specs, spec)
+		if importRoots[spec.Provider], err = filepath.Abs(filepath.Join(datasetDir, spec.Provider)); err != nil {
+			return nil, err
+		}
 		p := api.Principal{Name: providerName(spec.Provider), Role: "provider", Org: spec.Provider}
 		if !slices.Contains(principals, p) {
 			principals = append(principals, p)
@@ -324,7 +325,7 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 		api.Principal{Name: "aud-1", Role: "auditor", Org: "audit-office"},
 	)
 
-	p, err := startDemoPlatform(ctx, dataDir, importRoot, principals)
+	p, err := startDemoPlatform(ctx, dataDir, importRoots, principals)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func TestKilledServerReleasesNothingHalfWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	datasets, _ := filepath.Abs(filepath.Join("..", "..", "testdata", "datasets"))
-	args := []string{"--data-dir", dataDir, "--principals", principals, "--import-root", datasets}
+	args := []string{"--data-dir", dataDir, "--principals", principals, "--import-root", "health-commission=" + filepath.Join(datasets, "health-commission")}
 	ctx := context.Background()
 	as := func(url, who string) *client.Client {
 		c, err := client.New(url, who+"-token-0123456789")

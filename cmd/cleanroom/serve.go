@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,18 +16,32 @@ import (
 )
 
 func newServeCmd() *cobra.Command {
-	var dataDir, listen, principals, policyDir, importRoot string
+	var dataDir, listen, principals, policyDir string
+	var importRoots []string
+	var roots map[string]string
 	var grace, quantum time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the platform server (HTTP API, control-plane store, provenance log, sandbox workers)",
+		Long: `Run the platform server (HTTP API, control-plane store, provenance log, sandbox workers).
+
+Each provider organisation registers datasets only from its own import root: --import-root
+ORG=DIR, once per organisation (ORG as in the principals file). A relative source.path resolves
+within the registering provider's own root, an absolute one must lie in it, and no symbolic link
+is followed. Roots may not overlap. An organisation without a root cannot register from files
+(no_import_root). The old single form --import-root DIR, one folder shared by every
+organisation, is refused: it let a provider register another organisation's data as its own.`,
 		Example: `  cleanroom token new                      # make a token for the principals file
-  cleanroom serve --data-dir /var/lib/cleanroom --listen 127.0.0.1:8080 --principals principals.yaml`,
+  cleanroom serve --data-dir /var/lib/cleanroom --listen 127.0.0.1:8080 --principals principals.yaml \
+    --import-root health-commission=/srv/import/health-commission \
+    --import-root public-security-bureau=/srv/import/public-security-bureau`,
 		PreRunE: func(*cobra.Command, []string) error {
 			if quantum < 10*time.Millisecond {
 				return fmt.Errorf("--completion-quantum must be at least 10ms (it hides how long jobs compute)")
 			}
-			return nil
+			var err error
+			roots, err = parseImportRoots(importRoots)
+			return err
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ps, err := server.LoadPrincipals(principals)
@@ -37,7 +52,7 @@ func newServeCmd() *cobra.Command {
 			defer stop()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, PolicyDir: policyDir,
-				ImportRoot: importRoot, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace,
+				ImportRoots: roots, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace,
 				CompletionQuantum: quantum})
 			if err != nil {
 				return err
@@ -62,7 +77,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
 	f.StringVar(&principals, "principals", "", "YAML file of principals: name, role, org, token or token_sha256")
 	f.StringVar(&policyDir, "policy", "", "an operator's policy bundle directory (default: the embedded bundle); its tests must pass")
-	f.StringVar(&importRoot, "import-root", "", "where dataset sources may be read from (default: the working directory)")
+	f.StringArrayVar(&importRoots, "import-root", nil, "ORG=DIR: the folder organisation ORG's providers register sources from (repeat per organisation; none: no registration from files)")
 	f.DurationVar(&quantum, "completion-quantum", server.DefaultCompletionQuantum, "a job's outcome becomes visible only at a whole number of these after it started, so its duration says little about the data")
 	f.DurationVar(&grace, "shutdown-grace", 30*time.Second, "how long running jobs may finish on SIGTERM before they are canceled")
 	_ = cmd.MarkFlagRequired("data-dir")
@@ -87,4 +102,24 @@ func newTokenCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// parseImportRoots reads --import-root ORG=DIR values. The earlier form --import-root DIR (one
+// root shared by every organisation) is refused with an explanation rather than given a new
+// meaning silently.
+func parseImportRoots(vals []string) (map[string]string, error) {
+	roots := map[string]string{}
+	for _, v := range vals {
+		org, dir, ok := strings.Cut(v, "=")
+		org = strings.TrimSpace(org)
+		if !ok || org == "" || dir == "" || strings.ContainsAny(org, `/\`) {
+			return nil, fmt.Errorf("--import-root %q: give ORG=DIR, one per provider organisation (e.g. --import-root health-commission=/srv/import/health-commission); "+
+				"a single import root shared by every organisation is no longer accepted, because it let one organisation's provider register another's files", v)
+		}
+		if _, dup := roots[org]; dup {
+			return nil, fmt.Errorf("--import-root: organisation %s is given twice", org)
+		}
+		roots[org] = dir
+	}
+	return roots, nil
 }

@@ -41,6 +41,9 @@ type Options struct {
 	Seed uint64
 	// OutDir receives <dataset>.parquet (and .csv); it is created if missing.
 	OutDir string
+	// ByProvider writes each dataset into a folder named for its provider (Providers), the
+	// layout of per-organisation import roots, instead of directly into OutDir.
+	ByProvider bool
 	// CSV also writes <dataset>.csv with a header row, dates as YYYY-MM-DD.
 	CSV bool
 	// BatchRows is the Arrow record batch size; 0 means DefaultBatchRows. It changes the
@@ -176,7 +179,10 @@ func writeDataset(ctx context.Context, opt Options, name string, schema *arrow.S
 			rec.Release()
 		}
 	}()
-	pq, err := createFile(filepath.Join(opt.OutDir, name+".parquet"))
+	if err := os.MkdirAll(filepath.Dir(Path(opt, name, ".parquet")), 0o755); err != nil {
+		return 0, err
+	}
+	pq, err := createFile(Path(opt, name, ".parquet"))
 	if err != nil {
 		return 0, err
 	}
@@ -190,7 +196,7 @@ func writeDataset(ctx context.Context, opt Options, name string, schema *arrow.S
 	var cf *atomicFile
 	var cw *csv.Writer
 	if opt.CSV {
-		if cf, err = createFile(filepath.Join(opt.OutDir, name+".csv")); err != nil {
+		if cf, err = createFile(Path(opt, name, ".csv")); err != nil {
 			return 0, err
 		}
 		defer cf.abort()

@@ -1,5 +1,7 @@
 package synth
 
+import "path/filepath"
+
 // Public reference lists. They are fixed, independent of any generated record, so specs may
 // publish them as domains.
 
@@ -228,3 +230,21 @@ var chronicCodes = []string{"N18.5", "N18.5", "N18.5", "C34.9", "C16.9", "C22.0"
 
 // Datasets are the generated dataset names, in generation order.
 var Datasets = []string{"residents", "medical_visits", "insurance_claims", "enterprises"}
+
+// Providers are the organisations that provide each dataset. With Options.ByProvider a dataset
+// is written into a folder named for its provider: the layout of a server's per-organisation
+// import roots (cleanroom serve --import-root ORG=DIR).
+var Providers = map[string]string{
+	"residents":        "public-security-bureau",
+	"medical_visits":   "health-commission",
+	"insurance_claims": "medical-insurance-bureau",
+	"enterprises":      "market-regulation-bureau",
+}
+
+// Path is where Generate writes a dataset's file (ext ".parquet" or ".csv") under opt.OutDir.
+func Path(opt Options, name, ext string) string {
+	if opt.ByProvider {
+		return filepath.Join(opt.OutDir, Providers[name], name+ext)
+	}
+	return filepath.Join(opt.OutDir, name+ext)
+}

@@ -16,11 +16,16 @@ import (
 // committedDir holds the committed scenario datasets and their catalog specs.
 var committedDir = filepath.Join("..", "..", "testdata", "datasets")
 
-// Committed datasets are `cleanroom testdata gen --scale 10000 --seed 1`.
+// Committed datasets are `cleanroom testdata gen --scale 10000 --seed 1 --by-provider`, each in
+// its provider's folder (the provider's import root); the L4 stand-in criminal_records is the
+// residents of `--scale 200 --seed 2`.
 const (
 	committedPersons = 10000
 	committedSeed    = 1
 	maxCommittedSize = 5 << 20
+
+	standInPersons = 200
+	standInSeed    = 2
 )
 
 func TestCommittedSpecsMatchData(t *testing.T) {
@@ -44,6 +49,10 @@ func TestCommittedSpecsMatchData(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", path, err)
 			continue
+		}
+		// Each provider's data lie in its own folder, its import root (--import-root ORG=DIR).
+		if got := filepath.Base(filepath.Dir(spec.Source.Path)); got != spec.Provider {
+			t.Errorf("%s: source in folder %s, want its provider's folder %s", path, got, spec.Provider)
 		}
 		if spec.Public {
 			checkLookupTable(t, spec)
@@ -120,24 +129,32 @@ func TestCommittedSpecsMatchData(t *testing.T) {
 
 // TestCommittedDataReproducible regenerates the committed datasets and compares bytes, so the
 // committed files are exactly what the generator produces. After an intended generator change,
-// regenerate with: cleanroom testdata gen --scale 10000 --seed 1 --out testdata/datasets
+// regenerate with: cleanroom testdata gen --scale 10000 --seed 1 --out testdata/datasets --by-provider
 func TestCommittedDataReproducible(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Generate(context.Background(), Options{Persons: committedPersons, Seed: committedSeed, OutDir: dir}); err != nil {
+	opt := Options{Persons: committedPersons, Seed: committedSeed, OutDir: dir, ByProvider: true}
+	if _, err := Generate(context.Background(), opt); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range Datasets {
-		committed, err := os.ReadFile(filepath.Join(committedDir, name+".parquet"))
+		committed, err := os.ReadFile(Path(Options{OutDir: committedDir, ByProvider: true}, name, ".parquet"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(committed) >= maxCommittedSize {
 			t.Errorf("%s.parquet is %d bytes, keep committed files under %d", name, len(committed), maxCommittedSize)
 		}
-		if !bytes.Equal(committed, mustRead(t, filepath.Join(dir, name+".parquet"))) {
-			t.Errorf("testdata/datasets/%s.parquet differs from the generator's output; regenerate with "+
-				"`cleanroom testdata gen --scale %d --seed %d --out testdata/datasets`", name, committedPersons, committedSeed)
+		if !bytes.Equal(committed, mustRead(t, Path(opt, name, ".parquet"))) {
+			t.Errorf("testdata/datasets/%s/%s.parquet differs from the generator's output; regenerate with "+
+				"`cleanroom testdata gen --scale %d --seed %d --out testdata/datasets --by-provider`", Providers[name], name, committedPersons, committedSeed)
 		}
+	}
+	standIn := Options{Persons: standInPersons, Seed: standInSeed, OutDir: t.TempDir()}
+	if _, err := Generate(context.Background(), standIn); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustRead(t, filepath.Join(committedDir, "public-security-bureau", "criminal_records.parquet")), mustRead(t, Path(standIn, "residents", ".parquet"))) {
+		t.Errorf("the L4 stand-in criminal_records.parquet is not the residents of --scale %d --seed %d", standInPersons, standInSeed)
 	}
 }
 

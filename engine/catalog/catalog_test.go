@@ -292,8 +292,9 @@ func TestLoadFileAcceptsCommittedSpecsAndMakesSourceAbsolute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if filepath.Dir(s.Source.Path) != dir {
-				t.Errorf("source %q not resolved against the spec's directory %q", s.Source.Path, dir)
+			// The committed data lie in a folder per provider organisation (its import root).
+			if want := filepath.Join(dir, s.Provider); filepath.Dir(s.Source.Path) != want {
+				t.Errorf("source %q not resolved against the spec's directory %q (into its provider's folder %s)", s.Source.Path, dir, want)
 			}
 			if _, err := os.Stat(s.Source.Path); err != nil {
 				t.Errorf("resolved source does not exist: %v", err)

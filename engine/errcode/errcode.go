@@ -52,6 +52,12 @@ const (
 	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
 	// allocated to grants, cannot cover the budget of a grant being approved.
 	DatasetBudgetInsufficient = "dataset_budget_insufficient"
+
+	// Registration: where a provider's source may be read from, and one budget per data.
+	NoImportRoot             = "no_import_root"             // the provider's organisation has no import root on this server
+	SourceOutsideImportRoot  = "source_outside_import_root" // source.path leaves the organisation's import root
+	SourceSymlink            = "source_symlink"             // a symbolic link on source.path (links are never followed)
+	DatasetAlreadyRegistered = "dataset_already_registered" // the same data is registered as another dataset
 )
 
 // Codes of the decisions that stick (an output's review or denial answers every query the

@@ -24,20 +24,24 @@ import (
 // Record types written by the pipeline. Type is an open set; these are the ones stages share.
 const (
 	TypeDatasetRegistered = "dataset_registered"
-	TypePolicyLoaded      = "policy_loaded"
-	TypeJobSubmitted      = "job_submitted"
-	TypeGate              = "gate"
-	TypePlan              = "plan"
-	TypePolicyAccess      = "policy_access"
-	TypeBudgetReserved    = "budget_reserved"
-	TypeExecution         = "execution"
-	TypeMechanism         = "mechanism"
-	TypePolicyEgress      = "policy_egress"
-	TypeBudgetDebited     = "budget_debited"
-	TypeBudgetRefunded    = "budget_refunded"
-	TypeRelease           = "release"
-	TypeJobFailed         = "job_failed"
-	TypeJobRefused        = "job_refused"
+	// TypeDatasetRegistrationRefused: a registration refused for where its source lies (outside
+	// the provider's import root, through a symbolic link, no root) or for data already
+	// registered (with the snapshot digest and the dataset it is registered as).
+	TypeDatasetRegistrationRefused = "dataset_registration_refused"
+	TypePolicyLoaded               = "policy_loaded"
+	TypeJobSubmitted               = "job_submitted"
+	TypeGate                       = "gate"
+	TypePlan                       = "plan"
+	TypePolicyAccess               = "policy_access"
+	TypeBudgetReserved             = "budget_reserved"
+	TypeExecution                  = "execution"
+	TypeMechanism                  = "mechanism"
+	TypePolicyEgress               = "policy_egress"
+	TypeBudgetDebited              = "budget_debited"
+	TypeBudgetRefunded             = "budget_refunded"
+	TypeRelease                    = "release"
+	TypeJobFailed                  = "job_failed"
+	TypeJobRefused                 = "job_refused"
 	// TypeGrantOpened: a grant's budget account opened without an allocation (engine-level
 	// grants); TypeBudgetAllocated: a grant's budget carved out of its datasets' lifetime
 	// budgets at approval; TypeBudgetReturned: a grant's allocations closed (revoked, expired,

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"maps"
+	"strings"
+	"testing"
+)
+
+// --import-root takes ORG=DIR once per organisation; the earlier single shared form is refused
+// with an explanation rather than silently given a meaning.
+func TestServeImportRootsAreOnePerOrganisation(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    map[string]string
+		errText string
+	}{
+		{"none", nil, map[string]string{}, ""},
+		{"two organisations", []string{"hc=/srv/hc", "psb=/srv/psb"}, map[string]string{"hc": "/srv/hc", "psb": "/srv/psb"}, ""},
+		{"a folder with = in it", []string{"hc=/srv/a=b"}, map[string]string{"hc": "/srv/a=b"}, ""},
+		{"the old shared form", []string{"/srv/import"}, nil, "no longer accepted"},
+		{"no organisation", []string{"=/srv/import"}, nil, "ORG=DIR"},
+		{"no folder", []string{"hc="}, nil, "ORG=DIR"},
+		{"an organisation twice", []string{"hc=/a", "hc=/b"}, nil, "twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseImportRoots(tc.args)
+			if tc.errText != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errText) {
+					t.Fatalf("error %v, want one saying %q", err, tc.errText)
+				}
+				return
+			}
+			if err != nil || !maps.Equal(got, tc.want) {
+				t.Fatalf("roots %v (%v), want %v", got, err, tc.want)
+			}
+		})
+	}
+}
