@@ -8,7 +8,7 @@ BIN := bin/cleanroom
 # System packages the build and tests need (Debian names); installed only when missing.
 DEB_PACKAGES := gcc g++ make
 
-.PHONY: build demo test deps bench fmt vet lint
+.PHONY: build demo test deps bench fuzz fmt vet lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cleanroom
@@ -25,6 +25,16 @@ test: deps
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./engine/ ./sandbox/
+
+# Every fuzz target for FUZZTIME each (go test -fuzz takes one target per run). The seed
+# corpora already run in make test; this explores beyond them.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$(git grep -l '^func Fuzz' -- '*_test.go' | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | cut -d' ' -f2); do \
+			echo "== $$pkg $$f"; $(GO) test ./$$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
