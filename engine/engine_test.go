@@ -462,3 +462,20 @@ func TestRelativeDataDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A job that names no delta gets a share of its grant's delta, but never one the access policy
+// refuses: on a grant with a large delta the default stays below max_delta_per_job.
+func TestDefaultDeltaStaysWithinThePolicysLimit(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	if err := e.OpenGrant(context.Background(), "g", ledger.Budget{Epsilon: 10, Delta: 1e-2}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := submit(e, "g", "SELECT diagnosis, COUNT(*) FROM visits GROUP BY diagnosis", plan.Options{Epsilon: 1})
+	if err != nil {
+		t.Fatalf("a partition-selection job at the default delta: %v", err)
+	}
+	if limit := e.Policy().Params().MaxDeltaPerJob; !(r.Spent.Delta > 0 && r.Spent.Delta < limit) {
+		t.Fatalf("spent delta %g, want in (0, %g)", r.Spent.Delta, limit)
+	}
+}

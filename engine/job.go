@@ -133,8 +133,8 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 }
 
 // options are the job's privacy parameters with defaults filled — an unset delta is a share of
-// its grant's total delta (plan.DefaultsFor), stable for the grant's life so that a repeated
-// query keeps its fingerprint — and the policy's minimum of units per group applied (an
+// its grant's total delta (plan.DefaultsFor), below the policy's per-job limit, stable for the
+// grant's life so that a repeated query keeps its fingerprint — and the policy's minimum of units per group applied (an
 // applicant may ask for a higher one, never a lower one).
 func (e *Engine) options(ctx context.Context, j Job) plan.Options {
 	var grantDelta float64
@@ -142,6 +142,10 @@ func (e *Engine) options(ctx context.Context, j Job) plan.Options {
 		grantDelta = b.Total.Delta
 	}
 	opts := j.Options.DefaultsFor(grantDelta)
+	if limit := e.policy.Params().MaxDeltaPerJob; j.Options.Delta == 0 && limit > 0 && opts.Delta >= limit {
+		// A default the policy would refuse is no default: half the policy's limit instead.
+		opts.Delta = limit / 2
+	}
 	if opts.MinUnitsPerGroup >= 0 { // a negative one stays, for Validate to refuse
 		opts.MinUnitsPerGroup = max(opts.MinUnitsPerGroup, e.policy.Params().MinUnitsPerGroup)
 	}

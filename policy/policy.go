@@ -103,6 +103,9 @@ type Params struct {
 	// no guarantee.
 	ReturnUnspentOnRevoke bool `json:"return_unspent_on_revoke"`
 	ReturnUnspentOnExpiry bool `json:"return_unspent_on_expiry"`
+	// MaxDeltaPerJob (max_delta_per_job) is the access policy's exclusive upper limit on one
+	// job's delta; the engine keeps a default delta below it. 0: no limit is known.
+	MaxDeltaPerJob float64 `json:"max_delta_per_job"`
 }
 
 // ParamsQuery is where a bundle keeps the operator's tunables.
@@ -171,7 +174,8 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 		return p, nil
 	}
 	params, _ := rs[0].Expressions[0].Value.(map[string]any)
-	for key, dst := range map[string]*float64{"min_units_per_group": &p.MinUnitsPerGroup, "differencing_min_units": &p.DifferencingMinUnits} {
+	for key, dst := range map[string]*float64{"min_units_per_group": &p.MinUnitsPerGroup, "differencing_min_units": &p.DifferencingMinUnits,
+		"max_delta_per_job": &p.MaxDeltaPerJob} {
 		if v, ok := params[key]; ok {
 			f, ok := number(v)
 			if !ok || f < 0 || math.IsInf(f, 0) {

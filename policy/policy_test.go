@@ -474,6 +474,7 @@ func TestEngineParams(t *testing.T) {
 			}
 			tc.want.DifferencingMinUnits = shipped.DifferencingMinUnits
 			tc.want.ReturnUnspentOnRevoke, tc.want.ReturnUnspentOnExpiry = true, true
+			tc.want.MaxDeltaPerJob = shipped.MaxDeltaPerJob // the access rules read it too
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}
