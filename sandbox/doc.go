@@ -28,4 +28,13 @@
 // or, per partition, the group key and the DP library's serialized pre-noise aggregation
 // state. Error messages it returns are built from
 // codes and catalog names, never from DuckDB's text, which can quote data.
+//
+// A job's outcome does not depend on the raw data: every expression the worker evaluates on
+// rows — filters, group keys, aggregated values, the columns, keys and conditions of a joined
+// or per-unit relation, the arguments of per-unit aggregates — is total, rendered in one place
+// (total.go): an evaluation error becomes NULL, or drops the row from a filter, the same way
+// everywhere, so no row can make a job fail. The work is bounded by the plan from public
+// quantities: each unit keeps at most Relation.MaxRowsPerUnit rows of each dataset before a
+// join. What remains data-dependent is time, which the server rounds up to its completion
+// quantum (docs/threat-model.md).
 package sandbox
