@@ -127,6 +127,12 @@ func (g *gater) expr(n map[string]any, usage Usage) (string, error) {
 				return "", err
 			}
 			return "(NOT " + k[0] + ")", nil
+		case "OPERATOR_COALESCE": // DuckDB parses coalesce(...) as an operator
+			k, err := kids(2, 100)
+			if err != nil {
+				return "", err
+			}
+			return "coalesce(" + strings.Join(k, ", ") + ")", nil
 		case "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL":
 			k, err := kids(1, 1)
 			if err != nil {

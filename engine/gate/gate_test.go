@@ -73,6 +73,7 @@ var cases = []struct {
 	{"filters", "SELECT district, COUNT(*) FROM medical_visits WHERE inpatient AND cost > 10.5 AND district IN ('530102', '530103') AND visit_date BETWEEN DATE '2024-01-01' AND DATE '2024-12-31' AND diagnosis LIKE 'J%' AND diagnosis IS NOT NULL AND NOT (cost + 1 >= 2e3 OR cost <> 3) GROUP BY district", ""},
 	{"alias qualified", "SELECT v.district, COUNT(*) FROM medical_visits AS v WHERE v.cost < 100 GROUP BY v.district", ""},
 	{"quote in literal", "SELECT COUNT(*) FROM medical_visits WHERE diagnosis = 'it''s'", ""},
+	{"coalesce in a filter and a key", "SELECT CASE WHEN coalesce(cost, 0) > 100 THEN 'high' ELSE 'low' END AS band, COUNT(*) FROM medical_visits WHERE coalesce(inpatient, false) GROUP BY band", ""},
 	{"syntax error", "SELEC district FROM medical_visits", errcode.SyntaxError},
 	{"copy", "COPY medical_visits TO '/tmp/x.csv'", errcode.UnsupportedSQL},
 	{"attach", "ATTACH '/tmp/x.db' AS x", errcode.UnsupportedSQL},
