@@ -14,7 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// Kind values match engine/catalog.SourceKind strings.
+// Kind values match catalog.SourceKind strings.
 const (
 	KindCSV     = "csv"
 	KindParquet = "parquet"

@@ -12,9 +12,9 @@ import (
 
 	"github.com/duckdb/duckdb-go/v2"
 
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/connectors/synth"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )

@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/accountant"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // BudgetReport is an account's balance, its allocations (a dataset's to its grants, or a

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Decisions that stick. A repeat of a query — the same fingerprint, whatever its aliases,

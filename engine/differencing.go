@@ -5,9 +5,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )

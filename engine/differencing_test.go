@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // In visits(200) district A holds the 100 odd persons; cost is 100 + i%50, so "cost <> 101"

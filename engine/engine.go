@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,11 +15,11 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )
@@ -49,7 +50,7 @@ type Engine struct {
 	// platformKey signs checkpoints and release receipts; its verifier key is public.
 	platformKey *provenance.PlatformKey
 	workers     map[string]*sandbox.Client // by data domain
-	isol        map[string]*sandbox.Isolation
+	isol        map[string]*wire.Isolation
 	cfg         Config
 
 	mu       sync.RWMutex
@@ -71,7 +72,7 @@ type fpLock struct {
 // Dataset is a registered dataset: its spec and snapshot.
 type Dataset struct {
 	Spec     *catalog.Spec
-	Snapshot sandbox.Snapshot
+	Snapshot wire.Snapshot
 }
 
 // Open prepares the data directory: provenance log and audit key, control-plane ledger,
@@ -92,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{dataDir: cfg.DataDir, cfg: cfg, workers: map[string]*sandbox.Client{},
-		isol: map[string]*sandbox.Isolation{}, datasets: map[string]*Dataset{}, fpLocks: map[string]*fpLock{},
+		isol: map[string]*wire.Isolation{}, datasets: map[string]*Dataset{}, fpLocks: map[string]*fpLock{},
 		logPath: filepath.Join(cfg.DataDir, "provenance.log")}
 	ok := false
 	defer func() {
@@ -225,7 +226,7 @@ func (e *Engine) worker(ctx context.Context, domain string) (*sandbox.Client, er
 }
 
 // Isolation reports the isolation in force for a domain's worker, starting it if needed.
-func (e *Engine) Isolation(ctx context.Context, domain string) (*sandbox.Isolation, error) {
+func (e *Engine) Isolation(ctx context.Context, domain string) (*wire.Isolation, error) {
 	if _, err := e.worker(ctx, domain); err != nil {
 		return nil, err
 	}

@@ -3,15 +3,15 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"math"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
 // Explanation is a dry run of a job: the bounded plan the worker would run, each aggregate's
@@ -20,7 +20,7 @@ import (
 type Explanation struct {
 	Dataset   string            `json:"dataset"`
 	Snapshots map[string]string `json:"snapshots"`
-	Plan      sandbox.Plan      `json:"plan"`
+	Plan      wire.Plan         `json:"plan"`
 	// PublicPartitions says whether every declared key value is released (no selection).
 	PublicPartitions bool                 `json:"public_partitions"`
 	Aggregates       []ExplainedAggregate `json:"aggregates"`

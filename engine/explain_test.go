@@ -5,8 +5,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 )
 

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // An equality or IN filter on an identifier singles people out, so it runs only when the

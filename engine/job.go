@@ -8,21 +8,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
-	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
 // Job is an applicant's SQL job within a grant.
@@ -470,7 +470,7 @@ func (e *Engine) recordRelease(ctx context.Context, id, grant string, res *Resul
 // preNoiseBytes is what the execution record's keyed digest covers: every partition's key and
 // the canonical form of its pre-noise states (dp.Spec.Canonical), so the digest names the
 // computed aggregates, not one process's gob encoding of them.
-func preNoiseBytes(p *plan.Planned, parts []sandbox.Partition) ([]byte, error) {
+func preNoiseBytes(p *plan.Planned, parts []wire.Partition) ([]byte, error) {
 	var b []byte
 	for _, pt := range parts {
 		for _, k := range pt.Key {
@@ -630,7 +630,7 @@ const hiddenUnitCount = "units_per_group (hidden)"
 
 // release applies the mechanisms: partition selection (or the public domain), then noise.
 // With small-group suppression, each row's noisy unit count goes with it (Result.units).
-func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result, error) {
+func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, error) {
 	res := &Result{Rows: [][]Cell{}}
 	for _, o := range q.Outputs {
 		kind := "aggregate"
@@ -645,7 +645,7 @@ func release(q *gate.Query, p *plan.Planned, parts []sandbox.Partition) (*Result
 	}
 	var rows []row
 	if p.Public {
-		byKey := map[string]sandbox.Partition{}
+		byKey := map[string]wire.Partition{}
 		for _, pt := range parts {
 			byKey[keyString(pt.Key)] = pt
 		}

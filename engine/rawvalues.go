@@ -8,15 +8,15 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/rawset"
 	"github.com/c1b99f93/cleanroom/sandbox"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
 )
 
 // The raw-value scan's data. The engine owns a secret key (DataDir/keys/rawvalue.key); each
 // domain's worker builds, at registration, a set of keyed hashes of the identifier and
-// sensitive values of the dataset (sandbox/rawset) and writes it beside the snapshot. For a
+// sensitive values of the dataset (rawset) and writes it beside the snapshot. For a
 // job, the engine loads the sets of the datasets it read and the egress reviewer looks every
 // output value up in their union. The engine holds keyed hashes only, never a value.
 

@@ -10,9 +10,9 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // receiptHeader is the first line of a receipt's signed text; the second is the canonical

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/catalog"
 )
 
 // The registry keeps each registered dataset's spec and snapshot under DataDir/catalog, one
@@ -19,8 +19,8 @@ import (
 const registryDir = "catalog"
 
 type registryEntry struct {
-	Spec     *catalog.Spec    `json:"spec"`
-	Snapshot sandbox.Snapshot `json:"snapshot"`
+	Spec     *catalog.Spec `json:"spec"`
+	Snapshot wire.Snapshot `json:"snapshot"`
 }
 
 // saveDataset writes a dataset's entry durably: temporary file, fsync, rename, fsync of the

@@ -4,15 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
 // Replay stage results.
@@ -42,7 +42,7 @@ type ReplayReport struct {
 // jobRecords are the records of one job that replay reads, decoded.
 type jobRecords struct {
 	snapshots map[string]string // gate: dataset → snapshot digest
-	plan      *sandbox.Plan
+	plan      *wire.Plan
 	probes    []plan.Probe // plan: the differencing checks
 	access    *recordedDecision
 	egress    *recordedDecision
@@ -85,8 +85,8 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			r.snapshots = d.Snapshots
 		case provenance.TypePlan:
 			var d struct {
-				Plan   *sandbox.Plan `json:"worker_plan"`
-				Probes []plan.Probe  `json:"differencing_checks"`
+				Plan   *wire.Plan   `json:"worker_plan"`
+				Probes []plan.Probe `json:"differencing_checks"`
 			}
 			derr = json.Unmarshal(rec.Data, &d)
 			r.plan, r.probes = d.Plan, d.Probes

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // The totality property (DESIGN §5, sandbox/total.go): a job's outcome — released, failed,

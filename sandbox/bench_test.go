@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,9 +14,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/duckdb/duckdb-go/v2"
 
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/connectors/synth"
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 // benchPersons is the size of the generated dataset the worker benchmarks read: 200,000
@@ -36,7 +37,7 @@ func benchPersons(b *testing.B) int {
 // benchWorker registers the generated medical_visits in an in-process worker and returns it
 // with the plan the engine sends for COUNT(*), SUM(cost) by district (public partitions, the
 // hidden unit count for small-group suppression, the default bounds).
-func benchWorker(b *testing.B) (*worker, *Snapshot, *Plan) {
+func benchWorker(b *testing.B) (*worker, *snapTable, *wire.Plan) {
 	b.Helper()
 	ctx := context.Background()
 	persons := benchPersons(b)
@@ -52,7 +53,7 @@ func benchWorker(b *testing.B) (*worker, *Snapshot, *Plan) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*Snapshot{}, shards: 2}
+	w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*snapTable{}, shards: 2}
 	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
 	if err != nil {
 		b.Fatal(err)
@@ -61,7 +62,7 @@ func benchWorker(b *testing.B) (*worker, *Snapshot, *Plan) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &Plan{Snapshot: snap.Digest, Keys: []string{`"district"`}, Values: []string{`"cost"`},
+	p := &wire.Plan{Snapshot: snap.Digest, Keys: []string{`"district"`}, Values: []string{`"cost"`},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 50000, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
@@ -69,7 +70,7 @@ func benchWorker(b *testing.B) (*worker, *Snapshot, *Plan) {
 		},
 		Domains: [][]string{{"530102", "530103", "530111", "530112", "530113", "530114", "530115",
 			"530124", "530125", "530126", "530127", "530128", "530129", "530181"}},
-		Bounds: Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}, SamplingKey: 1}
+		Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}, SamplingKey: 1}
 	return w, snap, p
 }
 
@@ -175,11 +176,11 @@ func BenchmarkRegister(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*Snapshot{}, shards: 2}
+				w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*snapTable{}, shards: 2}
 				start := time.Now()
 				snap, err := w.snapshot(ctx, args)
 				mid := time.Now()
-				var info *RawSetInfo
+				var info *wire.RawSetInfo
 				if err == nil {
 					info, err = w.buildRawSet(ctx, snap, raw)
 				}

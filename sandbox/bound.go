@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"math"
 	"math/bits"
 	"slices"
@@ -11,7 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 // errUnitSplit means the scan did not deliver some unit's rows as one run; bounding that pass
@@ -31,7 +32,7 @@ var errUnitSplit = errors.New("sandbox: a privacy unit's rows arrived in more th
 // unit contributes twice: a unit seen again after it was bounded fails the pass (the worker
 // then rescans in unit order) instead of contributing twice.
 type boundPass struct {
-	plan   *Plan
+	plan   *wire.Plan
 	l0     int
 	lInf   int
 	nKeys  int
@@ -97,7 +98,7 @@ type partState struct {
 
 // newBoundPass bounds the units [lo, hi) of a snapshot of units units in all; public is nil
 // or the public key tuples by hash.
-func newBoundPass(p *Plan, lo, hi, units int64, public map[uint64][]string) *boundPass {
+func newBoundPass(p *wire.Plan, lo, hi, units int64, public map[uint64][]string) *boundPass {
 	return &boundPass{
 		units:    units,
 		plan:     p,
@@ -136,7 +137,7 @@ func (b *boundPass) add(rec arrow.RecordBatch) error {
 
 // addScanned is add for a batch of scanSQL's result, which has no unit column: each row's
 // unit is found from its rowid in the snapshot's table of unit starts.
-func (b *boundPass) addScanned(snap *Snapshot, rec arrow.RecordBatch) error {
+func (b *boundPass) addScanned(snap *snapTable, rec arrow.RecordBatch) error {
 	u := 0
 	return b.addRuns(rec, 0, func(rowids []int64, i int) (int64, int) {
 		u = snap.unitOf(rowids[i], u)

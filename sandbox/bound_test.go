@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 	"testing"
 
@@ -11,7 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 type row struct {
@@ -59,18 +60,18 @@ func batchKeep(t *testing.T, rows []row, next *int64, keep func(row) bool) arrow
 	return b.NewRecordBatch()
 }
 
-func testPlan(l0, linf int64) *Plan {
-	return &Plan{Keys: []string{"k"}, Values: []string{"v"},
+func testPlan(l0, linf int64) *wire.Plan {
+	return &wire.Plan{Keys: []string{"k"}, Values: []string{"v"},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 100, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
 		},
 		Selection:   &dp.Selection{Epsilon: 1, Delta: 1e-6, MaxPartitions: l0},
-		Bounds:      Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: linf},
+		Bounds:      wire.Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: linf},
 		SamplingKey: 7}
 }
 
-func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
+func runPass(t *testing.T, p *wire.Plan, batches ...[]row) *boundPass {
 	t.Helper()
 	order := make([]int, len(batches))
 	for i := range order {
@@ -81,13 +82,13 @@ func runPass(t *testing.T, p *Plan, batches ...[]row) *boundPass {
 
 // runPassInOrder feeds batches in the given order; rowids follow the batches' listed order,
 // as their position in the snapshot.
-func runPassInOrder(t *testing.T, p *Plan, batches [][]row, order []int) *boundPass {
+func runPassInOrder(t *testing.T, p *wire.Plan, batches [][]row, order []int) *boundPass {
 	t.Helper()
 	return runPassKeep(t, p, batches, order, nil)
 }
 
 // runPassKeep is runPassInOrder with the filter's keep flag (p.Filter must be set).
-func runPassKeep(t *testing.T, p *Plan, batches [][]row, order []int, keep func(row) bool) *boundPass {
+func runPassKeep(t *testing.T, p *wire.Plan, batches [][]row, order []int, keep func(row) bool) *boundPass {
 	t.Helper()
 	b := newBoundPass(p, 0, 2000, 2000, nil)
 	b.tally = true
@@ -333,7 +334,7 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 }
 
 func TestUnitOfRowids(t *testing.T) {
-	s := &Snapshot{starts: []int64{0, 3, 4, 9, 10}} // units 0..3 over 10 rows
+	s := &snapTable{starts: []int64{0, 3, 4, 9, 10}} // units 0..3 over 10 rows
 	var got []int
 	u := 0
 	for _, x := range []int64{0, 1, 2, 3, 4, 8, 9, 2, 9, 5, 10} {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"log/slog"
 	"os"
@@ -13,9 +14,9 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 const (
@@ -102,7 +103,7 @@ type result struct {
 }
 
 // Start launches a worker process and returns once it answered its isolation report.
-func Start(ctx context.Context, cfg Config) (*Client, *Isolation, error) {
+func Start(ctx context.Context, cfg Config) (*Client, *wire.Isolation, error) {
 	if len(cfg.Command) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
@@ -279,7 +280,7 @@ func (c *Client) send(req request, src *os.File) error {
 // descriptor and never opens spec.Source.Path (which only gives errors the file's base name).
 // The caller keeps src and closes it; Register does not read from it or move its offset, but
 // the worker does (a CSV source is read from its current offset).
-func (c *Client) Register(ctx context.Context, spec *catalog.Spec, src *os.File) (*Snapshot, error) {
+func (c *Client) Register(ctx context.Context, spec *catalog.Spec, src *os.File) (*wire.Snapshot, error) {
 	if src == nil {
 		return nil, errcode.New(errcode.Internal, "registration needs an open source file")
 	}
@@ -307,7 +308,7 @@ func (c *Client) Register(ctx context.Context, spec *catalog.Spec, src *os.File)
 }
 
 // Load makes an existing snapshot (by digest) queryable, verifying the file's digest.
-func (c *Client) Load(ctx context.Context, digest string) (*Snapshot, error) {
+func (c *Client) Load(ctx context.Context, digest string) (*wire.Snapshot, error) {
 	res, err := c.call(ctx, request{Op: "load", Digest: digest})
 	if err != nil {
 		return nil, err
@@ -323,7 +324,7 @@ func (c *Client) Verify(ctx context.Context, digest string) error {
 }
 
 // Execute runs a bounded plan and returns the per-partition pre-noise states.
-func (c *Client) Execute(ctx context.Context, p *Plan) ([]Partition, error) {
+func (c *Client) Execute(ctx context.Context, p *wire.Plan) ([]wire.Partition, error) {
 	res, err := c.call(ctx, request{Op: "execute", Plan: p})
 	if err != nil {
 		return nil, err
@@ -336,7 +337,7 @@ func (c *Client) Execute(ctx context.Context, p *Plan) ([]Partition, error) {
 }
 
 // Isolation returns the worker's report of the isolation in force.
-func (c *Client) Isolation(ctx context.Context) (*Isolation, error) {
+func (c *Client) Isolation(ctx context.Context) (*wire.Isolation, error) {
 	res, err := c.call(ctx, request{Op: "isolation"})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ package sandbox
 
 import (
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"log/slog"
 	"net"
 	"syscall"
@@ -24,8 +25,8 @@ func newNetNSAttr(netns bool) *syscall.SysProcAttr {
 // applyIsolation is the worker's first act: it forbids gaining privileges, core dumps (they
 // would hold raw rows) and ptrace by others of its uid, and caps address space and CPU time.
 // Each step that fails becomes a warning in the report instead of a silent gap.
-func applyIsolation(cfg WorkerConfig, log *slog.Logger) Isolation {
-	iso := Isolation{}
+func applyIsolation(cfg WorkerConfig, log *slog.Logger) wire.Isolation {
+	iso := wire.Isolation{}
 	warn := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		iso.Warnings = append(iso.Warnings, msg)

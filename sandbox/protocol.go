@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"os"
 )
@@ -19,7 +20,7 @@ type request struct {
 	Digest   string        `json:"digest,omitempty"`
 	// RawValues asks the rawset op for the set of snapshot Digest.
 	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
-	Plan      *Plan          `json:"plan,omitempty"`
+	Plan      *wire.Plan     `json:"plan,omitempty"`
 	Target    string         `json:"target,omitempty"` // probe: loopback address to dial
 	Cancel    uint64         `json:"cancel,omitempty"`
 }
@@ -39,12 +40,12 @@ type registerArgs struct {
 }
 
 type response struct {
-	ID        uint64      `json:"id"`
-	Error     *wireError  `json:"error,omitempty"`
-	Snapshot  *Snapshot   `json:"snapshot,omitempty"`
-	RawSet    *RawSetInfo `json:"rawset,omitempty"`
-	Isolation *Isolation  `json:"isolation,omitempty"`
-	Arrow     bool        `json:"arrow,omitempty"`
+	ID        uint64           `json:"id"`
+	Error     *wireError       `json:"error,omitempty"`
+	Snapshot  *wire.Snapshot   `json:"snapshot,omitempty"`
+	RawSet    *wire.RawSetInfo `json:"rawset,omitempty"`
+	Isolation *wire.Isolation  `json:"isolation,omitempty"`
+	Arrow     bool             `json:"arrow,omitempty"`
 }
 
 type wireError struct {

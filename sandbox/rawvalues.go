@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,9 +15,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/duckdb/duckdb-go/v2"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // The raw-value set: the keyed hashes (rawset) of every distinct value of a snapshot's
@@ -24,16 +25,6 @@ import (
 // <digest>.rawset. The egress reviewer looks output values up in it. Only keyed hashes leave
 // the worker: the file holds no value, and the response names the file's digest, its entry
 // count and the key's ID.
-
-// RawSetInfo describes a snapshot's raw-value set file. It holds no value.
-type RawSetInfo struct {
-	// Digest is the SHA-256 of the file; a set rebuilt from the same snapshot under the same
-	// key has the same digest (its hashes are sorted).
-	Digest  string `json:"digest"`
-	Entries int    `json:"entries"`
-	// KeyID is rawset.Keyer.ID of the key, in hex: it names the key without revealing it.
-	KeyID string `json:"key_id"`
-}
 
 // rawValuesArgs asks for a raw-value set: the key and the columns to hash. The key prints
 // redacted (rawset.Key), so a request that reaches a log does not disclose it.
@@ -64,7 +55,7 @@ func rawSetPath(dir, digest string) string {
 // directory under the memory limit); the worker holds one Arrow batch of them at a time and
 // the hashes, 8 bytes each. Every value is read as text (CAST AS VARCHAR) and hashed in all
 // its forms (rawset.Hasher.AppendRawHashes), so a number matches its CanonicalNumber form.
-func (w *worker) buildRawSet(ctx context.Context, snap *Snapshot, a *rawValuesArgs) (*RawSetInfo, error) {
+func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesArgs) (*wire.RawSetInfo, error) {
 	k, err := rawset.NewKeyer(a.Key)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.InvalidOptions, err, "the raw-value key is unusable")
@@ -116,7 +107,7 @@ func (w *worker) buildRawSet(ctx context.Context, snap *Snapshot, a *rawValuesAr
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be written", snap.Digest)
 	}
-	return &RawSetInfo{Digest: digest, Entries: set.Len(), KeyID: fmt.Sprintf("%016x", k.ID())}, nil
+	return &wire.RawSetInfo{Digest: digest, Entries: set.Len(), KeyID: fmt.Sprintf("%016x", k.ID())}, nil
 }
 
 // writeRawSet writes set to path atomically (temporary file, fsync, rename), so a reader sees
@@ -147,7 +138,7 @@ func writeRawSet(path string, set *rawset.HashSet) (string, error) {
 // BuildRawSet has the worker (re)build the raw-value set of a registered snapshot from the
 // snapshot itself, as registration does: for data directories from before sets existed, and
 // to replace a damaged set file.
-func (c *Client) BuildRawSet(ctx context.Context, spec *catalog.Spec, digest string) (*RawSetInfo, error) {
+func (c *Client) BuildRawSet(ctx context.Context, spec *catalog.Spec, digest string) (*wire.RawSetInfo, error) {
 	args, err := c.rawValuesArgs(spec)
 	if err != nil {
 		return nil, err

@@ -3,59 +3,11 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
-
-// Relation is a join of snapshots, and perhaps a per-unit aggregation over it, that the worker
-// materializes before bounding. The result is clustered by the privacy unit of the first
-// source exactly as a snapshot is — a dense unit key, consecutive rowids per unit, rows in an
-// order fixed by the data — so the same bounding pass runs over it, after the join: however
-// many rows the join gives one unit, that unit still contributes at most the plan's bounds.
-type Relation struct {
-	Sources []RelationSource `json:"sources"`
-	Columns []RelationColumn `json:"columns"`
-	// PerUnit groups the joined rows by unit and GroupBy; Columns are then group keys and
-	// exact per-unit aggregates, and Filter applies before grouping.
-	PerUnit bool     `json:"per_unit,omitempty"`
-	GroupBy []string `json:"group_by,omitempty"`
-	Filter  string   `json:"filter,omitempty"`
-	// MaxRowsPerUnit, when positive, keeps at most that many rows of each privacy unit in every
-	// source with a unit before the sources are joined, chosen by a keyed hash of each row's
-	// place among its unit's rows (which depends on that unit's rows alone). A join multiplies
-	// a unit's rows; this bounds the product by public quantities, whatever the data holds.
-	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
-}
-
-// RelationSource is one snapshot of a Relation, read as "alias"."column".
-type RelationSource struct {
-	Snapshot string `json:"snapshot"`
-	Alias    string `json:"alias"`
-	// Unit is the source's privacy unit column; "" for a public lookup table.
-	Unit string `json:"unit,omitempty"`
-	// Join is "" for the first source, else "inner" or "left". A source with a unit joins on
-	// the unit (normalised as at registration); a lookup table joins on On.
-	Join string `json:"join,omitempty"`
-	On   string `json:"on,omitempty"`
-}
-
-// RelationColumn is one column of a Relation: its name and its SQL over the sources. A column
-// of a per-unit relation is either one of its GroupBy terms (SQL equal to that term) or an exact
-// per-unit aggregate: Aggregate names it (count_star, count, sum, avg, min, max), SQL is its
-// argument, and Clamps apply to its result in order. The worker renders both (see total.go).
-type RelationColumn struct {
-	Name      string  `json:"name"`
-	SQL       string  `json:"sql,omitempty"`
-	Aggregate string  `json:"aggregate,omitempty"`
-	Clamps    []Clamp `json:"clamps,omitempty"`
-}
-
-// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
-type Clamp struct {
-	Func  string `json:"func"` // "least" or "greatest"
-	Value string `json:"value"`
-}
 
 // normUnit is the privacy-unit normalisation of registration and of joins: "…x" and "…X " are
 // one person in every dataset, so a join on it matches what bounding treats as one unit. col is
@@ -69,7 +21,7 @@ func qualified(alias, col string) string { return quoteIdent(alias) + "." + quot
 // relationFrom renders the FROM clause of a relation over the loaded snapshots, and the
 // normalised unit of its first source. With MaxRowsPerUnit each source with a unit is read
 // through boundedRows.
-func relationFrom(r *Relation, tables []string, samplingKey uint64) (from, unit string, err error) {
+func relationFrom(r *wire.Relation, tables []string, samplingKey uint64) (from, unit string, err error) {
 	if len(r.Sources) == 0 || len(r.Sources) != len(tables) || r.Sources[0].Unit == "" || r.Sources[0].Join != "" {
 		return "", "", errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
 	}
@@ -112,7 +64,7 @@ func boundedRows(table string, n int64, key uint64) string {
 // relationSQL renders the SELECT that computes a relation from its FROM clause: the normalised
 // unit as normColumn, then the relation's columns, every one of them total (total.go).
 // argTypes gives the type of each per-unit SUM or AVG argument, by column index.
-func relationSQL(r *Relation, from, unit string, argTypes map[int]string) (string, error) {
+func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string) (string, error) {
 	cols := []string{unit + " AS " + normColumn}
 	seen := map[string]bool{}
 	for i, c := range r.Columns {
@@ -153,7 +105,7 @@ func relationSQL(r *Relation, from, unit string, argTypes map[int]string) (strin
 
 // materialize computes a relation into a table of its own, in unit order with ties broken by
 // every column, and indexes its units like a snapshot. drop removes the table.
-func (w *worker) materialize(ctx context.Context, r *Relation, samplingKey uint64) (snap *Snapshot, drop func(), err error) {
+func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
 	tables := make([]string, len(r.Sources))
 	for i, s := range r.Sources {
 		src, err := w.loaded(ctx, s.Snapshot)
@@ -192,7 +144,7 @@ func (w *worker) materialize(ctx context.Context, r *Relation, samplingKey uint6
 		drop()
 		return nil, nil, err
 	}
-	snap = &Snapshot{table: table}
+	snap = &snapTable{table: table}
 	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
 	if err := row.Scan(&snap.Rows, &snap.Units); err != nil {
 		drop()
@@ -206,7 +158,7 @@ func (w *worker) materialize(ctx context.Context, r *Relation, samplingKey uint6
 }
 
 // loaded returns a loaded snapshot, loading it on first use.
-func (w *worker) loaded(ctx context.Context, digest string) (*Snapshot, error) {
+func (w *worker) loaded(ctx context.Context, digest string) (*snapTable, error) {
 	w.mu.Lock()
 	snap := w.tables[digest]
 	w.mu.Unlock()

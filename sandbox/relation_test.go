@@ -3,13 +3,14 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // relWorker is an in-process worker, so tests can read the exact bounded totals, which never
@@ -21,7 +22,7 @@ func relWorker(t *testing.T) *worker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*Snapshot{}, shards: 2}
+	return &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
 }
 
 // relRegister registers a CSV (header, then rows) and returns its digest; unit "" registers a
@@ -60,25 +61,25 @@ func relHeavy(t *testing.T, w *worker, heavyA, heavyB, others int, cost func(v i
 
 // relJoin is A inner-joined with B on the unit, projecting A's district and cost under the
 // engine's "alias.column" names.
-func relJoin(a, b string) *Relation {
-	return &Relation{
-		Sources: []RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: b, Alias: "b", Unit: "person_id", Join: "inner"}},
-		Columns: []RelationColumn{{Name: "a.district", SQL: `"a"."district"`}, {Name: "a.cost", SQL: `"a"."cost"`}},
+func relJoin(a, b string) *wire.Relation {
+	return &wire.Relation{
+		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: b, Alias: "b", Unit: "person_id", Join: "inner"}},
+		Columns: []wire.RelationColumn{{Name: "a.district", SQL: `"a"."district"`}, {Name: "a.cost", SQL: `"a"."cost"`}},
 	}
 }
 
 // relPlan counts rows and sums value (clamped to [0, 100]) per key, bounded by L0 and L∞.
-func relPlan(rel *Relation, key, value string, l0, linf int64) *Plan {
-	return &Plan{Relation: rel, Keys: []string{key}, Values: []string{value},
+func relPlan(rel *wire.Relation, key, value string, l0, linf int64) *wire.Plan {
+	return &wire.Plan{Relation: rel, Keys: []string{key}, Values: []string{value},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 100, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
 		},
-		Bounds: Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: linf}, SamplingKey: 42, TimeoutMS: 30_000}
+		Bounds: wire.Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: linf}, SamplingKey: 42, TimeoutMS: 30_000}
 }
 
 // relMaterialize materializes rel, dropping the table at the end of the test.
-func relMaterialize(t *testing.T, w *worker, rel *Relation) *Snapshot {
+func relMaterialize(t *testing.T, w *worker, rel *wire.Relation) *snapTable {
 	t.Helper()
 	snap, drop, err := w.materialize(context.Background(), rel, 42)
 	if err != nil {
@@ -89,7 +90,7 @@ func relMaterialize(t *testing.T, w *worker, rel *Relation) *Snapshot {
 }
 
 // relPass bounds a materialized relation in one in-process pass and fetches the group keys.
-func relPass(t *testing.T, w *worker, p *Plan, snap *Snapshot) *boundPass {
+func relPass(t *testing.T, w *worker, p *wire.Plan, snap *snapTable) *boundPass {
 	t.Helper()
 	ctx := context.Background()
 	pass := newBoundPass(p, 0, snap.Units, snap.Units, nil)
@@ -172,8 +173,8 @@ func TestRelationJoinBoundsMultipliedRows(t *testing.T) {
 func TestRelationPerUnit(t *testing.T) {
 	w := relWorker(t)
 	a, b := relHeavy(t, w, 1000, 3, 50, func(int) float64 { return 500 })
-	cols := []RelationColumn{{Name: "n", Aggregate: "count_star", Clamps: []Clamp{{Func: "least", Value: "10"}}},
-		{Name: "total", Aggregate: "sum", SQL: `"a"."cost"`, Clamps: []Clamp{{Func: "least", Value: "1000"}}}}
+	cols := []wire.RelationColumn{{Name: "n", Aggregate: "count_star", Clamps: []wire.Clamp{{Func: "least", Value: "10"}}},
+		{Name: "total", Aggregate: "sum", SQL: `"a"."cost"`, Clamps: []wire.Clamp{{Func: "least", Value: "1000"}}}}
 	for _, c := range []struct {
 		name     string
 		filter   string
@@ -229,9 +230,9 @@ func TestRelationLeftLookupJoin(t *testing.T) {
 	}
 	a := relRegister(t, w, "person_id", "person_id,district,cost", rows)
 	l := relRegister(t, w, "", "code,name", []string{"A,Alpha", "A,Alfa", "B,Beta"})
-	rel := &Relation{
-		Sources: []RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: l, Alias: "l", Join: "left", On: `"a"."district" = "l"."code"`}},
-		Columns: []RelationColumn{{Name: "l.name", SQL: `"l"."name"`}, {Name: "a.cost", SQL: `"a"."cost"`}},
+	rel := &wire.Relation{
+		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: l, Alias: "l", Join: "left", On: `"a"."district" = "l"."code"`}},
+		Columns: []wire.RelationColumn{{Name: "l.name", SQL: `"l"."name"`}, {Name: "a.cost", SQL: `"a"."cost"`}},
 	}
 	snap := relMaterialize(t, w, rel)
 	if snap.Rows != 5*2+20 || snap.Units != 21 {
@@ -260,7 +261,7 @@ func TestRelationStatesAreDeterministic(t *testing.T) {
 	rel := relJoin(a, b)
 	// B's column first: the join emits the heavy person's rows grouped by A's row, so only an
 	// explicit sort puts them in ward order.
-	rel.Columns = append([]RelationColumn{{Name: "b.ward", SQL: `"b"."ward"`}}, rel.Columns...)
+	rel.Columns = append([]wire.RelationColumn{{Name: "b.ward", SQL: `"b"."ward"`}}, rel.Columns...)
 	p := relPlan(rel, `"a.district"`, `"a.cost"`, 1, 3)
 	s1, s2 := relMaterialize(t, w, p.Relation), relMaterialize(t, w, p.Relation)
 	var unsorted int
@@ -294,14 +295,14 @@ func TestRelationStatesAreDeterministic(t *testing.T) {
 }
 
 func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
-	valid := func() *Relation {
-		return &Relation{
-			Sources: []RelationSource{{Alias: "a", Unit: "u"}, {Alias: "l", Join: "left", On: `"a"."k" = "l"."k"`}},
-			Columns: []RelationColumn{{Name: "x", SQL: `"a"."x"`}},
+	valid := func() *wire.Relation {
+		return &wire.Relation{
+			Sources: []wire.RelationSource{{Alias: "a", Unit: "u"}, {Alias: "l", Join: "left", On: `"a"."k" = "l"."k"`}},
+			Columns: []wire.RelationColumn{{Name: "x", SQL: `"a"."x"`}},
 		}
 	}
 	tables := []string{"t0", "t1"}
-	render := func(r *Relation, tables []string) (string, error) {
+	render := func(r *wire.Relation, tables []string) (string, error) {
 		from, unit, err := relationFrom(r, tables, 42)
 		if err != nil {
 			return "", err
@@ -311,30 +312,30 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 	if _, err := render(valid(), tables); err != nil {
 		t.Fatalf("the valid base relation is refused: %v", err) // so each case below fails for its own reason
 	}
-	for name, edit := range map[string]func(r *Relation){
-		"first source without unit": func(r *Relation) { r.Sources[0].Unit = "" },
-		"first source joined":       func(r *Relation) { r.Sources[0].Join = "inner" },
-		"unknown join kind":         func(r *Relation) { r.Sources[1].Join = "cross" },
-		"lookup join without on":    func(r *Relation) { r.Sources[1].On = "" },
-		"reserved column":           func(r *Relation) { r.Columns[0].Name = "__cr_x" },
-		"reserved column, upper":    func(r *Relation) { r.Columns[0].Name = "__CR_NORM" },
-		"rowid column":              func(r *Relation) { r.Columns[0].Name = "RowID" },
-		"names differing in case": func(r *Relation) {
-			r.Columns = append(r.Columns, RelationColumn{Name: strings.ToUpper(r.Columns[0].Name), SQL: "1"})
+	for name, edit := range map[string]func(r *wire.Relation){
+		"first source without unit": func(r *wire.Relation) { r.Sources[0].Unit = "" },
+		"first source joined":       func(r *wire.Relation) { r.Sources[0].Join = "inner" },
+		"unknown join kind":         func(r *wire.Relation) { r.Sources[1].Join = "cross" },
+		"lookup join without on":    func(r *wire.Relation) { r.Sources[1].On = "" },
+		"reserved column":           func(r *wire.Relation) { r.Columns[0].Name = "__cr_x" },
+		"reserved column, upper":    func(r *wire.Relation) { r.Columns[0].Name = "__CR_NORM" },
+		"rowid column":              func(r *wire.Relation) { r.Columns[0].Name = "RowID" },
+		"names differing in case": func(r *wire.Relation) {
+			r.Columns = append(r.Columns, wire.RelationColumn{Name: strings.ToUpper(r.Columns[0].Name), SQL: "1"})
 		},
-		"empty column name":       func(r *Relation) { r.Columns[0].Name = "" },
-		"filter without per unit": func(r *Relation) { r.Filter = `"a"."x" > 0` },
-		"tables do not match":     func(r *Relation) { r.Sources = r.Sources[:1] },
-		"aggregate without per unit": func(r *Relation) {
-			r.Columns = append(r.Columns, RelationColumn{Name: "n", Aggregate: "count_star"})
+		"empty column name":       func(r *wire.Relation) { r.Columns[0].Name = "" },
+		"filter without per unit": func(r *wire.Relation) { r.Filter = `"a"."x" > 0` },
+		"tables do not match":     func(r *wire.Relation) { r.Sources = r.Sources[:1] },
+		"aggregate without per unit": func(r *wire.Relation) {
+			r.Columns = append(r.Columns, wire.RelationColumn{Name: "n", Aggregate: "count_star"})
 		},
-		"unknown aggregate": func(r *Relation) {
+		"unknown aggregate": func(r *wire.Relation) {
 			r.PerUnit = true
 			r.Columns[0].Aggregate = "string_agg"
 		},
-		"unknown clamp": func(r *Relation) {
+		"unknown clamp": func(r *wire.Relation) {
 			r.PerUnit = true
-			r.Columns[0].Aggregate, r.Columns[0].Clamps = "sum", []Clamp{{Func: "power", Value: "2"}}
+			r.Columns[0].Aggregate, r.Columns[0].Clamps = "sum", []wire.Clamp{{Func: "power", Value: "2"}}
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"log/slog"
 	"math"
@@ -16,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/dp"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 func TestMain(m *testing.M) {
@@ -114,7 +115,7 @@ func openSource(t testing.TB, path string) *os.File {
 }
 
 // register registers spec from the file at its source path.
-func register(ctx context.Context, t testing.TB, c *Client, spec *catalog.Spec) (*Snapshot, error) {
+func register(ctx context.Context, t testing.TB, c *Client, spec *catalog.Spec) (*wire.Snapshot, error) {
 	t.Helper()
 	return c.Register(ctx, spec, openSource(t, spec.Source.Path))
 }
@@ -129,13 +130,13 @@ func visitsSpec(path string) *catalog.Spec {
 		}}
 }
 
-func countPlan(snap string, eps float64, linf int64) *Plan {
-	return &Plan{Snapshot: snap, Keys: []string{`"district"`}, Values: []string{`"cost"`},
+func countPlan(snap string, eps float64, linf int64) *wire.Plan {
+	return &wire.Plan{Snapshot: snap, Keys: []string{`"district"`}, Values: []string{`"cost"`},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: eps, MaxPartitions: 1, MaxPerPartition: linf},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 5000, Epsilon: eps, MaxPartitions: 1, MaxPerPartition: linf},
 		},
-		Bounds: Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: linf}, SamplingKey: 42, TimeoutMS: 30_000}
+		Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: linf}, SamplingKey: 42, TimeoutMS: 30_000}
 }
 
 func TestWorkerBoundsAHeavyContributor(t *testing.T) {
@@ -382,7 +383,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	w := &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*Snapshot{}, shards: 2}
+	w := &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
 	var b strings.Builder
 	b.WriteString("person_id,district,cost\n")
 	for r := 0; r < 7; r++ {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"hash"
 	"io"
 	"os"
@@ -21,7 +22,7 @@ import (
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/c1b99f93/cleanroom/connectors"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // unitColumn is the dense integer privacy-unit key the worker adds to every snapshot: rows are
@@ -60,7 +61,7 @@ func (r *errRecorder) Next() bool {
 // register builds and loads the snapshot and then, when asked, its raw-value set from the
 // loaded table. A registration whose set fails fails as a whole: the engine records no
 // dataset without its set.
-func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, *RawSetInfo, error) {
+func (w *worker) register(ctx context.Context, a *registerArgs) (*snapTable, *wire.RawSetInfo, error) {
 	snap, err := w.snapshot(ctx, a)
 	if err != nil || a.RawValues == nil {
 		return snap, nil, err
@@ -75,7 +76,7 @@ func (w *worker) register(ctx context.Context, a *registerArgs) (*Snapshot, *Raw
 // snapshot reads a provider's source through a connector, checks it against the declared
 // columns, sorts it by privacy unit into the canonical snapshot, and loads it. Nothing is kept
 // when any step fails: the snapshot file appears only by an atomic rename at the end.
-func (w *worker) snapshot(ctx context.Context, a *registerArgs) (*Snapshot, error) {
+func (w *worker) snapshot(ctx context.Context, a *registerArgs) (*snapTable, error) {
 	if a.src == nil {
 		return nil, errcode.New(errcode.Internal, "register without a source file")
 	}
@@ -334,7 +335,7 @@ func (r *rebatcher) emit(n int64) error {
 
 // load verifies a snapshot file against its digest and materializes it as a DuckDB table
 // (Arrow views can be scanned only once).
-func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
+func (w *worker) load(ctx context.Context, digest string) (*snapTable, error) {
 	w.loadMu.Lock()
 	defer w.loadMu.Unlock()
 	w.mu.Lock()
@@ -385,7 +386,7 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be prepared (%s)", digest, duckErrorClass(err))
 	}
-	s := &Snapshot{Digest: digest, table: table, twins: twins}
+	s := &snapTable{Snapshot: wire.Snapshot{Digest: digest}, table: table, twins: twins}
 	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
 	if err := row.Scan(&s.Rows, &s.Units); err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be counted", digest)
@@ -395,10 +396,10 @@ func (w *worker) load(ctx context.Context, digest string) (*Snapshot, error) {
 	}
 	for _, f := range schema.Fields() {
 		if f.Name != unitColumn {
-			s.Columns = append(s.Columns, Column{Name: f.Name, Type: f.Type.String()})
+			s.Columns = append(s.Columns, wire.Column{Name: f.Name, Type: f.Type.String()})
 		}
 	}
-	slices.SortFunc(s.Columns, func(a, b Column) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.Columns, func(a, b wire.Column) int { return strings.Compare(a.Name, b.Name) })
 	w.mu.Lock()
 	w.tables[digest] = s
 	w.mu.Unlock()
@@ -440,7 +441,7 @@ func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64
 // unitOf returns the unit of a rowid, trying first the unit at hint and the one after it
 // (rows mostly arrive in order, so a cursor steps forward) before a binary search. A rowid
 // past the end yields len(starts)-1, a unit no shard owns: the pass then fails closed.
-func (s *Snapshot) unitOf(x int64, hint int) int {
+func (s *snapTable) unitOf(x int64, hint int) int {
 	if hint+1 < len(s.starts) && x >= s.starts[hint] {
 		if x < s.starts[hint+1] {
 			return hint
@@ -531,7 +532,7 @@ func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.S
 // keyExprs renders the plan's group keys as the worker evaluates them everywhere: a key that is
 // a text column reads its ENUM twin (same values, cheaper to hash); any other key is total
 // (total.go), NULL where it would fail.
-func keyExprs(p *Plan, snap *Snapshot) []string {
+func keyExprs(p *wire.Plan, snap *snapTable) []string {
 	keys := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
 		keys[i] = rowValue(k)
@@ -545,7 +546,7 @@ func keyExprs(p *Plan, snap *Snapshot) []string {
 }
 
 // hashKeys is the SQL hash of the plan's group keys (keyExprs).
-func hashKeys(p *Plan, snap *Snapshot) string {
+func hashKeys(p *wire.Plan, snap *snapTable) string {
 	return "hash(" + strings.Join(keyExprs(p, snap), ", ") + ")"
 }
 

@@ -4,11 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"regexp"
 	"strconv"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Totality: a job's outcome must not depend on the raw data except through its noisy result.
@@ -71,7 +72,7 @@ func narrowSumType(t string) bool {
 
 // perUnitAggregate renders a per-unit aggregate column: the aggregate over its total argument,
 // then its clamps in order. argType is the argument's DuckDB type (from DESCRIBE).
-func perUnitAggregate(c RelationColumn, argType string) (string, error) {
+func perUnitAggregate(c wire.RelationColumn, argType string) (string, error) {
 	if !perUnitFuncs[c.Aggregate] {
 		return "", errcode.New(errcode.Internal, "the relation has a per-unit aggregate of unknown kind")
 	}
@@ -99,7 +100,7 @@ func perUnitAggregate(c RelationColumn, argType string) (string, error) {
 
 // argumentTypes returns the DuckDB types of the per-unit aggregates' arguments over from (a
 // FROM clause), by binding them without reading a row.
-func (w *worker) argumentTypes(ctx context.Context, cols []RelationColumn, from string) (map[int]string, error) {
+func (w *worker) argumentTypes(ctx context.Context, cols []wire.RelationColumn, from string) (map[int]string, error) {
 	var args []string
 	var idx []int
 	for i, c := range cols {

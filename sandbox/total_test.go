@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 	"testing"
 )
@@ -60,8 +61,8 @@ func TestPerUnitSumOfWideValuesCannotFail(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { w.db.Exec("DROP TABLE " + table) })
-			rel := &Relation{PerUnit: true, Sources: []RelationSource{{Alias: "a", Unit: "person_id"}},
-				Columns: []RelationColumn{{Name: "s", Aggregate: "sum", SQL: `"a"."v"`}, {Name: "m", Aggregate: "avg", SQL: `"a"."v"`}}}
+			rel := &wire.Relation{PerUnit: true, Sources: []wire.RelationSource{{Alias: "a", Unit: "person_id"}},
+				Columns: []wire.RelationColumn{{Name: "s", Aggregate: "sum", SQL: `"a"."v"`}, {Name: "m", Aggregate: "avg", SQL: `"a"."v"`}}}
 			from, unit, err := relationFrom(rel, []string{table}, 1)
 			if err != nil {
 				t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -22,7 +23,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/duckdb/duckdb-go/v2"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // WorkerConfig configures a worker process. The parent passes it through the environment.
@@ -41,12 +42,12 @@ type worker struct {
 	dir    string
 	db     *sql.DB
 	log    *slog.Logger
-	iso    Isolation
+	iso    wire.Isolation
 	shards int
 	ids    atomic.Uint64
 
 	mu      sync.Mutex
-	tables  map[string]*Snapshot
+	tables  map[string]*snapTable
 	cancels map[uint64]context.CancelFunc
 	// loadMu makes loads one at a time: two jobs reaching an unloaded snapshot together
 	// (after a restart) would otherwise both build its table.
@@ -63,14 +64,14 @@ func (w *worker) nextID() uint64 { return w.ids.Add(1) }
 //
 // A register request's source arrives as a descriptor on the source socket srcSock (-1: none),
 // taken here, in request order, before the request is handed to its goroutine.
-func serve(ctx context.Context, cfg WorkerConfig, iso Isolation, in io.Reader, out io.Writer, srcSock int, log *slog.Logger) error {
+func serve(ctx context.Context, cfg WorkerConfig, iso wire.Isolation, in io.Reader, out io.Writer, srcSock int, log *slog.Logger) error {
 	db, err := openLockedDB(cfg.DB)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	w := &worker{dir: cfg.Dir, db: db, log: log, iso: iso, out: out, shards: cfg.DB.withDefaults().Threads,
-		tables: map[string]*Snapshot{}, cancels: map[uint64]context.CancelFunc{}}
+		tables: map[string]*snapTable{}, cancels: map[uint64]context.CancelFunc{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -129,19 +130,23 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			err = errcode.New(errcode.Internal, "register without arguments")
 			break
 		}
-		resp.Snapshot, resp.RawSet, err = w.register(ctx, req.Register)
+		var st *snapTable
+		st, resp.RawSet, err = w.register(ctx, req.Register)
+		resp.Snapshot = st.meta()
 		req.Register.src.Close() // the connector closed it already unless it failed early
 	case "rawset":
 		if req.RawValues == nil {
 			err = errcode.New(errcode.Internal, "rawset without arguments")
 			break
 		}
-		var snap *Snapshot
+		var snap *snapTable
 		if snap, err = w.loaded(ctx, req.Digest); err == nil {
 			resp.RawSet, err = w.buildRawSet(ctx, snap, req.RawValues)
 		}
 	case "load":
-		resp.Snapshot, err = w.load(ctx, req.Digest)
+		var st *snapTable
+		st, err = w.load(ctx, req.Digest)
+		resp.Snapshot = st.meta()
 	case "verify":
 		err = verifyDigest(w.snapshotPath(req.Digest), req.Digest)
 	case "execute":
@@ -200,7 +205,7 @@ func probe(ctx context.Context, target string) error {
 // execute runs the plan's filter and projection in DuckDB over disjoint unit ranges in
 // parallel, bounds each unit's run in a streaming pass, merges the shards, and encodes only the
 // per-partition DP states.
-func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
+func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, error) {
 	if p.TimeoutMS > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMS)*time.Millisecond)
@@ -209,7 +214,7 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 	if p.Bounds.MaxGroupsContributed < 1 || p.Bounds.MaxContributionsPerGroup < 1 {
 		return nil, errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
 	}
-	var snap *Snapshot
+	var snap *snapTable
 	if p.Relation != nil {
 		rel, drop, err := w.materialize(ctx, p.Relation, p.SamplingKey)
 		if err != nil {
@@ -264,7 +269,7 @@ func (w *worker) execute(ctx context.Context, p *Plan) ([]byte, error) {
 // (unit) order but does not promise it — a parallel range scan can emit its first rows last —
 // so the fast unordered scan is checked run by run and, if any unit's rows came in two runs,
 // discarded and repeated with an explicit ORDER BY.
-func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, public map[uint64][]string) (*boundPass, error) {
+func (w *worker) scanShard(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, public map[uint64][]string) (*boundPass, error) {
 	pass := newBoundPass(p, lo, hi, snap.Units, public)
 	err := w.scan(ctx, p, snap, lo, hi, false, pass)
 	if errors.Is(err, errUnitSplit) {
@@ -275,7 +280,7 @@ func (w *worker) scanShard(ctx context.Context, p *Plan, snap *Snapshot, lo, hi 
 	return pass, err
 }
 
-func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64, ordered bool, pass *boundPass) error {
+func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool, pass *boundPass) error {
 	q := scanSQL(p, snap, lo, hi, ordered)
 	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		rdr, err := ar.QueryContext(ctx, q)
@@ -297,7 +302,7 @@ func (w *worker) scan(ctx context.Context, p *Plan, snap *Snapshot, lo, hi int64
 
 // scanSQL is the scan of the units [lo, hi): per row its rowid, the group hash when the plan
 // has keys, each value as DOUBLE and, with a filter, the keep flag (see boundPass.add).
-func scanSQL(p *Plan, snap *Snapshot, lo, hi int64, ordered bool) string {
+func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) string {
 	cols := []string{"rowid"}
 	if len(p.Keys) > 0 {
 		cols = append(cols, hashKeys(p, snap))
@@ -326,7 +331,7 @@ const maxPublicTuples = 1_000_000
 // publicKeys hashes every tuple of the plan's public domains exactly as the scan hashes the
 // key expressions: each value is cast to the key expression's type, so '1' matches 1 in an
 // integer column. Values that do not cast are left out (no row can have them).
-func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[uint64][]string, error) {
+func (w *worker) publicKeys(ctx context.Context, p *wire.Plan, snap *snapTable) (map[uint64][]string, error) {
 	if len(p.Domains) != len(p.Keys) {
 		return nil, errcode.New(errcode.Internal, "the plan's public domains do not match its keys")
 	}
@@ -402,7 +407,7 @@ func (w *worker) publicKeys(ctx context.Context, p *Plan, snap *Snapshot) (map[u
 // 64-bit hash would share a partition; with DuckDB's hash that is about as likely as a random
 // 64-bit collision among the query's groups, and it would merge their counts, never split a
 // unit's contribution.
-func (w *worker) fetchKeys(ctx context.Context, p *Plan, snap *Snapshot, b *boundPass) error {
+func (w *worker) fetchKeys(ctx context.Context, p *wire.Plan, snap *snapTable, b *boundPass) error {
 	if len(p.Keys) == 0 || len(b.parts) == 0 || b.public != nil {
 		return nil // public partitions carry their catalog key values already
 	}
@@ -545,7 +550,7 @@ func encodePartitions(b *boundPass) ([]byte, error) {
 }
 
 // decodePartitions is the parent's side of encodePartitions.
-func decodePartitions(payload []byte, nKeys, nAggs int) ([]Partition, error) {
+func decodePartitions(payload []byte, nKeys, nAggs int) ([]wire.Partition, error) {
 	rdr, err := ipc.NewReader(bytes.NewReader(payload))
 	if err != nil {
 		return nil, err
@@ -554,11 +559,11 @@ func decodePartitions(payload []byte, nKeys, nAggs int) ([]Partition, error) {
 	if got := rdr.Schema().NumFields(); got != nKeys+nAggs+1 {
 		return nil, fmt.Errorf("sandbox: worker returned %d columns, plan expects %d", got, nKeys+nAggs+1)
 	}
-	var out []Partition
+	var out []wire.Partition
 	for rdr.Next() {
 		rec := rdr.RecordBatch()
 		for i := 0; i < int(rec.NumRows()); i++ {
-			var p Partition
+			var p wire.Partition
 			for k := 0; k < nKeys; k++ {
 				col, ok := rec.Column(k).(*array.String)
 				if !ok {

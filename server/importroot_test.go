@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Both ways of opening beneath a root — openat2 and the component walk used where the kernel

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"net"
 	"os"
@@ -19,12 +20,11 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/catalog"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
-	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
@@ -80,10 +80,10 @@ func checkOutput(format string) error {
 
 // demoReport is everything the demo shows, rendered as a table or as JSON.
 type demoReport struct {
-	DataDir      string             `json:"data_dir"`
-	Server       string             `json:"server"` // the temporary server's loopback URL
-	PolicyBundle string             `json:"policy_bundle"`
-	Isolation    *sandbox.Isolation `json:"isolation"`
+	DataDir      string          `json:"data_dir"`
+	Server       string          `json:"server"` // the temporary server's loopback URL
+	PolicyBundle string          `json:"policy_bundle"`
+	Isolation    *wire.Isolation `json:"isolation"`
 	// Principals are the demo's users (their tokens are never printed).
 	Principals []api.Principal `json:"principals"`
 	Datasets   []demoDataset   `json:"datasets"`

@@ -10,8 +10,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/connectors"
-	"github.com/c1b99f93/cleanroom/engine/catalog"
 )
 
 // TestDemoLogHoldsNoRawValue runs the demo and scans its whole provenance log for every raw

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/catalog"
 )
 
 // committedDir holds the committed scenario datasets and their catalog specs.

@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/accountant"
-	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/google/differential-privacy/go/v3/noise"
 )
 

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 var comparisons = map[string]string{

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // entry is a column the query can name: a dataset column, or a column of a per-unit subquery.

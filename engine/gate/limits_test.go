@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // A query's text bounds what it can make the parser and the worker do: past MaxSQLBytes it is

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 )
 

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
 	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // A name or literal the query writes into its output that looks like an identifier is

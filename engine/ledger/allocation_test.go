@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 func mustAllocate(t *testing.T, l *Ledger, holder string, total Budget, sources ...string) {

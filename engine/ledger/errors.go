@@ -3,7 +3,7 @@ package ledger
 import (
 	"fmt"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Codes of this package's errors, beside errcode's shared ones.

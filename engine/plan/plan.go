@@ -6,12 +6,12 @@ package plan
 
 import (
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Options are the applicant's privacy parameters for one job.
@@ -100,7 +100,7 @@ type Cost struct {
 // Planned is a query ready to run.
 type Planned struct {
 	Query  *gate.Query
-	Worker sandbox.Plan
+	Worker wire.Plan
 	// Public is true when every partition comes from the catalog's declared domains (or there
 	// are no group keys): all of them are released, empty ones with noise, and no selection
 	// budget is spent.
@@ -132,8 +132,8 @@ type Prior struct {
 // Probe is a noisy count of the privacy units on which a prior query's filter and this one's
 // disagree: few such units means the two answers differ by those few persons.
 type Probe struct {
-	Against string       `json:"against"` // the prior job
-	Worker  sandbox.Plan `json:"worker_plan"`
+	Against string    `json:"against"` // the prior job
+	Worker  wire.Plan `json:"worker_plan"`
 }
 
 // disagreement is the condition under which two filters disagree on a row. A filter that is
@@ -236,22 +236,22 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			hidden = fmt.Sprintf(" and a hidden count of units per group (rows under %g units are withheld)", o.MinUnitsPerGroup)
 		}
 	}
-	w := sandbox.Plan{
+	w := wire.Plan{
 		Filter:      q.Filter,
-		Bounds:      sandbox.Bounds{MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup},
+		Bounds:      wire.Bounds{MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup},
 		SamplingKey: samplingKey,
 		TimeoutMS:   o.TimeoutMS,
 	}
 	if r := q.Relation; r != nil {
-		w.Relation = &sandbox.Relation{PerUnit: r.PerUnit, GroupBy: r.GroupBy, Filter: r.Filter}
+		w.Relation = &wire.Relation{PerUnit: r.PerUnit, GroupBy: r.GroupBy, Filter: r.Filter}
 		for _, s := range q.Sources {
-			w.Relation.Sources = append(w.Relation.Sources, sandbox.RelationSource{Snapshot: snapshots[s.Dataset.Name], Alias: s.Alias,
+			w.Relation.Sources = append(w.Relation.Sources, wire.RelationSource{Snapshot: snapshots[s.Dataset.Name], Alias: s.Alias,
 				Unit: s.Dataset.PrivacyUnit, Join: s.Join, On: s.On})
 		}
 		for _, c := range r.Columns {
-			rc := sandbox.RelationColumn{Name: c.Name, SQL: c.SQL, Aggregate: c.Aggregate}
+			rc := wire.RelationColumn{Name: c.Name, SQL: c.SQL, Aggregate: c.Aggregate}
 			for _, cl := range c.Clamps {
-				rc.Clamps = append(rc.Clamps, sandbox.Clamp{Func: cl.Func, Value: cl.Value})
+				rc.Clamps = append(rc.Clamps, wire.Clamp{Func: cl.Func, Value: cl.Value})
 			}
 			w.Relation.Columns = append(w.Relation.Columns, rc)
 		}
@@ -314,9 +314,9 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		if err := s.Validate(); err != nil {
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the differencing check accepts")
 		}
-		p.Probes = append(p.Probes, Probe{Against: pr.Job, Worker: sandbox.Plan{
+		p.Probes = append(p.Probes, Probe{Against: pr.Job, Worker: wire.Plan{
 			Snapshot: w.Snapshot, Filter: disagreement(q.Filter, pr.Filter), Aggregates: []dp.Spec{s},
-			Bounds: sandbox.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}, SamplingKey: samplingKey, TimeoutMS: o.TimeoutMS,
+			Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}, SamplingKey: samplingKey, TimeoutMS: o.TimeoutMS,
 		}})
 	}
 	if w.Selection != nil {

@@ -1,6 +1,6 @@
 package provenance
 
-import "github.com/c1b99f93/cleanroom/engine/errcode"
+import "github.com/c1b99f93/cleanroom/errcode"
 
 // Codes of this package's errors, beside errcode's shared ones.
 const (

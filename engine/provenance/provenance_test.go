@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 func openTemp(t *testing.T) (*Log, string) {

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // benchOutput is a SQL-like result: two group keys, three noisy aggregates, per-row unit

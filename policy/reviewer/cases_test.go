@@ -10,7 +10,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/pii"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // The case corpus: one list of outputs with the codes the reviewer must report, used by

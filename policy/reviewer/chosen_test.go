@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // chosenPlaces are the kinds of string an applicant chooses in an output: each builds an

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // The detectors one by one, on bare values (TestReview covers them inside outputs).

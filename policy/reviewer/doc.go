@@ -12,7 +12,7 @@
 //	                                          │                    │
 //	                    RawSet (keyed hashes of identifier         ▼
 //	                    and sensitive values, built by the  policy.EgressInput.Findings
-//	                    worker: sandbox/rawset) and Limits  ──► data.cleanroom.egress.decision
+//	                    worker: rawset) and Limits  ──► data.cleanroom.egress.decision
 //
 // The default egress policy denies on any high finding and holds the result for a reviewer
 // on any medium one; low findings are informational.
@@ -145,7 +145,7 @@
 // # Raw values
 //
 // The set comes from the sandbox worker: at registration it hashes every distinct value of
-// the dataset's identifier and sensitive columns (package sandbox/rawset, which owns the
+// the dataset's identifier and sensitive columns (package rawset, which owns the
 // canonical forms and the keyed hash) and writes the set beside the snapshot; only keyed
 // hashes leave the worker. Each value's canonical form (rawset.CanonicalString, and
 // rawset.CanonicalNumber for values that parse as numbers) is hashed with HMAC-SHA256 under

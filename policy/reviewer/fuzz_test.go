@@ -10,7 +10,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/pii"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // fuzzOutput puts the fuzzed values into a fixed output: the string in a group key, in a

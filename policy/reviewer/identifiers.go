@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/policy/pii"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // maxMemo bounds the per-review memo of scanned strings.

@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/sandbox/rawset"
+	"github.com/c1b99f93/cleanroom/rawset"
 )
 
 // Output is what a job wants to release, as the reviewer sees it: nothing it does not return

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 // The attacks are written against the scenario's visits: whether a person had an inpatient

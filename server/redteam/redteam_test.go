@@ -7,8 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/dp"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 

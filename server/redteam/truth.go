@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/connectors"
-	"github.com/c1b99f93/cleanroom/engine/catalog"
 )
 
 // Truth is the raw data an operator scores the attacks against. It is read inside the data

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // planted is a data value (a resident ID number) that must never reach an applicant.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/differential-privacy/go/v3/noise"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 // Noise-free tier. At a large epsilon the noise is negligible next to the totals, so the

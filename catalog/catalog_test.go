@@ -11,13 +11,13 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/catalog"
 )
 
 // committedSpecs are the dataset specs checked in beside the test data.
 func committedSpecs(t testing.TB) []string {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join("..", "..", "testdata", "datasets", "*.yaml"))
+	paths, err := filepath.Glob(filepath.Join("..", "testdata", "datasets", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestColumnNamesAreSorted(t *testing.T) {
 }
 
 func TestParseRefusesTrailingDocuments(t *testing.T) {
-	valid, err := os.ReadFile(filepath.Join("..", "..", "testdata", "datasets", "medical_visits.yaml"))
+	valid, err := os.ReadFile(filepath.Join("..", "testdata", "datasets", "medical_visits.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

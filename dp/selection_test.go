@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 func selectorState(t *testing.T, s dp.Selection, n int) []byte {

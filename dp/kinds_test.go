@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 // rowsOf returns n units' rows: unit i has 1..L∞ rows with values spread over and beyond

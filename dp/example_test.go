@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/c1b99f93/cleanroom/engine/dp"
+	"github.com/c1b99f93/cleanroom/dp"
 )
 
 // The worker bounds each unit and ships Encode's pre-noise state; the engine, holding the spec

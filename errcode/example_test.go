@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/c1b99f93/cleanroom/engine/errcode"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Public is the one converter at the boundary: a typed error keeps its vetted message and

@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/catalog"
 )
 
 // checkAccepted is the property every accepted spec must have, whatever the input: Validate

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/c1b99f93/cleanroom/engine/catalog"
+	"github.com/c1b99f93/cleanroom/catalog"
 )
 
 func ExampleParseYAML() {

@@ -1,0 +1,141 @@
+// Package wire holds what crosses the pipe between the engine and a sandbox worker: the
+// bounded plan a worker runs, the per-partition states it returns, and the metadata of the
+// snapshots it holds. It is pure Go with no cgo: the planner, the server's API documents and
+// any client can use these types without linking DuckDB.
+//
+//	engine ──Plan──▶ worker ──[]Partition──▶ engine
+//	        Snapshot, RawSetInfo, Isolation ◀── worker
+//
+// Nothing here is row-level: a Partition carries a group key and the DP library's serialized
+// pre-noise state, a Snapshot only counts and column types.
+package wire
+
+import "github.com/c1b99f93/cleanroom/dp"
+
+// Plan is the bounded query the engine asks a worker to run. Every SQL fragment in it was
+// rendered by the engine from a gated AST; applicant text never reaches the worker verbatim.
+type Plan struct {
+	Job      string `json:"job"`
+	Snapshot string `json:"snapshot,omitempty"` // digest of the dataset snapshot to scan
+	// Relation, when set instead of Snapshot, is materialized from several snapshots (a join,
+	// a per-unit subquery) and scanned in its place.
+	Relation *Relation `json:"relation,omitempty"`
+	// Filter is a SQL boolean expression over the snapshot's columns, or "".
+	Filter string `json:"filter,omitempty"`
+	// Keys are SQL expressions of the group keys, in output order.
+	Keys []string `json:"keys,omitempty"`
+	// Values are SQL expressions read by Sum aggregates (Spec.Value indexes them).
+	Values     []string      `json:"values,omitempty"`
+	Aggregates []dp.Spec     `json:"aggregates"`
+	Selection  *dp.Selection `json:"selection,omitempty"` // nil: public partitions
+	// Domains holds each key's public values when the partitions are public: rows whose key
+	// tuple is not in their product are dropped before bounding.
+	Domains [][]string `json:"domains,omitempty"`
+	Bounds  Bounds     `json:"bounds"`
+	// SamplingKey keys the hash that chooses which groups and rows of an over-contributing
+	// unit are kept; it depends only on the unit's own rows, so sensitivity holds.
+	SamplingKey uint64 `json:"sampling_key"`
+	TimeoutMS   int64  `json:"timeout_ms,omitempty"`
+}
+
+// Bounds are the per-unit contribution bounds the worker enforces.
+type Bounds struct {
+	MaxGroupsContributed     int64 `json:"max_groups_contributed"`
+	MaxContributionsPerGroup int64 `json:"max_contributions_per_group"`
+}
+
+// Partition is one group's output from the worker: its key and the pre-noise states.
+type Partition struct {
+	Key       []*string // nil entry = SQL NULL
+	States    [][]byte  // one per Plan.Aggregates entry
+	Selection []byte    // nil when the plan uses public partitions
+}
+
+// Snapshot describes a registered dataset snapshot. Rows and Units are exact counts of the
+// provider's data; they are platform metadata for the provider and operator, never released
+// to applicants.
+type Snapshot struct {
+	Digest  string   `json:"digest"`
+	Rows    int64    `json:"rows"`
+	Units   int64    `json:"units"`
+	Columns []Column `json:"columns"`
+	// RawSet describes the raw-value set built at registration (nil for a snapshot registered
+	// before sets existed, or by a client without a raw-value key).
+	RawSet *RawSetInfo `json:"rawset,omitempty"`
+}
+
+// Column is a snapshot column's name and Arrow type.
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// Isolation reports what isolation is in force for a worker.
+type Isolation struct {
+	NetworkNamespace bool     `json:"network_namespace"`
+	Interfaces       []string `json:"interfaces"`
+	NoNewPrivs       bool     `json:"no_new_privs"`
+	AddressSpace     uint64   `json:"rlimit_as_bytes"`
+	CPUSeconds       uint64   `json:"rlimit_cpu_seconds"`
+	CoreDumps        bool     `json:"core_dumps"`
+	Warnings         []string `json:"warnings,omitempty"`
+}
+
+// Relation is a join of snapshots, and perhaps a per-unit aggregation over it, that the worker
+// materializes before bounding. The result is clustered by the privacy unit of the first
+// source exactly as a snapshot is — a dense unit key, consecutive rowids per unit, rows in an
+// order fixed by the data — so the same bounding pass runs over it, after the join: however
+// many rows the join gives one unit, that unit still contributes at most the plan's bounds.
+type Relation struct {
+	Sources []RelationSource `json:"sources"`
+	Columns []RelationColumn `json:"columns"`
+	// PerUnit groups the joined rows by unit and GroupBy; Columns are then group keys and
+	// exact per-unit aggregates, and Filter applies before grouping.
+	PerUnit bool     `json:"per_unit,omitempty"`
+	GroupBy []string `json:"group_by,omitempty"`
+	Filter  string   `json:"filter,omitempty"`
+	// MaxRowsPerUnit, when positive, keeps at most that many rows of each privacy unit in every
+	// source with a unit before the sources are joined, chosen by a keyed hash of each row's
+	// place among its unit's rows (which depends on that unit's rows alone). A join multiplies
+	// a unit's rows; this bounds the product by public quantities, whatever the data holds.
+	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
+}
+
+// RelationSource is one snapshot of a Relation, read as "alias"."column".
+type RelationSource struct {
+	Snapshot string `json:"snapshot"`
+	Alias    string `json:"alias"`
+	// Unit is the source's privacy unit column; "" for a public lookup table.
+	Unit string `json:"unit,omitempty"`
+	// Join is "" for the first source, else "inner" or "left". A source with a unit joins on
+	// the unit (normalised as at registration); a lookup table joins on On.
+	Join string `json:"join,omitempty"`
+	On   string `json:"on,omitempty"`
+}
+
+// RelationColumn is one column of a Relation: its name and its SQL over the sources. A column
+// of a per-unit relation is either one of its GroupBy terms (SQL equal to that term) or an exact
+// per-unit aggregate: Aggregate names it (count_star, count, sum, avg, min, max), SQL is its
+// argument, and Clamps apply to its result in order. The worker renders both (see total.go).
+type RelationColumn struct {
+	Name      string  `json:"name"`
+	SQL       string  `json:"sql,omitempty"`
+	Aggregate string  `json:"aggregate,omitempty"`
+	Clamps    []Clamp `json:"clamps,omitempty"`
+}
+
+// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
+type Clamp struct {
+	Func  string `json:"func"` // "least" or "greatest"
+	Value string `json:"value"`
+}
+
+// RawSetInfo describes a snapshot's raw-value set file. It holds no value.
+type RawSetInfo struct {
+	// Digest is the SHA-256 of the file; a set rebuilt from the same snapshot under the same
+	// key has the same digest (its hashes are sorted).
+	Digest  string `json:"digest"`
+	Entries int    `json:"entries"`
+	// KeyID is rawset.Keyer.ID of the key, in hex: it names the key without revealing it.
+	KeyID string `json:"key_id"`
+}
