@@ -56,7 +56,7 @@ func (e *Engine) OpenGrant(ctx context.Context, id string, b ledger.Budget, data
 		if err := e.ledger.EnsureAccount(ctx, GrantAccount(id), b); err != nil {
 			return err
 		}
-		_, err := e.record(ctx, provenance.TypeGrantOpened, "", map[string]any{"grant": id, "epsilon": b.Epsilon, "delta": b.Delta})
+		_, err := e.record(ctx, "", &provenance.GrantOpened{Grant: id, Epsilon: b.Epsilon, Delta: b.Delta})
 		return err
 	}
 	if err := e.ledger.Allocate(ctx, GrantAccount(id), b, sources); err != nil {
@@ -71,8 +71,8 @@ func (e *Engine) OpenGrant(ctx context.Context, id string, b ledger.Budget, data
 		}
 		return errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable; no grant was made")
 	}
-	if _, err := e.record(ctx, provenance.TypeBudgetAllocated, "", map[string]any{
-		"grant": id, "epsilon": b.Epsilon, "delta": b.Delta, "datasets": names}); err != nil {
+	if _, err := e.record(ctx, "", &provenance.BudgetAllocated{
+		Grant: id, Epsilon: b.Epsilon, Delta: b.Delta, Datasets: names}); err != nil {
 		if _, cerr := e.CloseGrant(context.WithoutCancel(ctx), id, CloseCancelled, true); cerr != nil {
 			return errors.Join(err, cerr)
 		}
@@ -99,9 +99,9 @@ func (e *Engine) CloseGrant(ctx context.Context, id, reason string, returnUnspen
 	for i, s := range c.Sources {
 		names[i] = strings.TrimPrefix(s, datasetAccountPrefix)
 	}
-	if _, err := e.record(ctx, provenance.TypeBudgetReturned, "", map[string]any{
-		"grant": id, "reason": reason, "return_unspent": returnUnspent, "returned": c.Returned, "kept": c.Kept,
-		"datasets": names}); err != nil {
+	if _, err := e.record(ctx, "", &provenance.BudgetReturned{
+		Grant: id, Reason: reason, ReturnUnspent: returnUnspent, Returned: provenance.DocOf(c.Returned), Kept: provenance.DocOf(c.Kept),
+		Datasets: names}); err != nil {
 		return &c, err
 	}
 	return &c, nil

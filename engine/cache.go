@@ -78,7 +78,7 @@ func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, st
 		err = e.ledger.Remember(ctx, grant, fingerprint, id, b)
 	}
 	if err != nil {
-		if _, rerr := e.record(context.WithoutCancel(ctx), "release_not_stored", id, map[string]any{"reason": "the answer could not be stored for repeated queries"}); rerr != nil {
+		if _, rerr := e.record(context.WithoutCancel(ctx), id, &provenance.ReleaseNotStored{Reason: "the answer could not be stored for repeated queries"}); rerr != nil {
 			return rerr
 		}
 	}
@@ -106,7 +106,7 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 	if (p.UnitCount >= 0) != (st.Units != nil) || (st.Units != nil && len(st.Units) != len(st.Rows)) {
 		return nil, errcode.New(errcode.Internal, "the stored answer's unit counts do not match the plan")
 	}
-	if _, err := e.record(ctx, "answered_from_release", id, map[string]any{"released_job": prior.Job}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.AnsweredFromRelease{ReleasedJob: prior.Job}); err != nil {
 		return nil, err
 	}
 	res := &Result{Job: id, Dataset: ds.name(), Rows: st.Rows, units: st.Units, probes: st.Probes, Bounds: st.Bounds,
@@ -119,7 +119,7 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 		}
 		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
 	}
-	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, map[string]any{"released_job": prior.Job, "charged": false})
+	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, &provenance.Release{ReleasedJob: prior.Job, Charged: new(bool)})
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 )
 
@@ -29,8 +30,8 @@ import (
 // policy) under the job's fingerprint lock. Fail closed: without the record and the stored
 // decision the job fails, and nothing is released.
 func (e *Engine) decide(ctx context.Context, grant, fingerprint string, d ledger.Decision) error {
-	if _, err := e.record(ctx, "output_decision", d.Job, map[string]any{
-		"fingerprint": fingerprint, "state": d.State, "code": d.Code, "reason": d.Reason,
+	if _, err := e.record(ctx, d.Job, &provenance.OutputDecision{
+		Fingerprint: fingerprint, State: string(d.State), Code: d.Code, Reason: d.Reason,
 	}); err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func (e *Engine) decide(ctx context.Context, grant, fingerprint string, d ledger
 // recallDecision answers job id with a decision that sticks: it records which decision
 // answered, and returns the refusal (nothing ran, nothing is charged).
 func (e *Engine) recallDecision(ctx context.Context, id string, d ledger.Decision) error {
-	if _, err := e.record(ctx, "decision_recalled", id, map[string]any{"decided_job": d.Job, "state": d.State, "code": d.Code}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.DecisionRecalled{DecidedJob: d.Job, State: string(d.State), Code: d.Code}); err != nil {
 		return err
 	}
 	reason := d.Reason

@@ -129,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
-	if _, err := e.record(ctx, "policy_loaded", "", map[string]any{"bundle_digest": e.policy.Digest(), "source": policySource(cfg.PolicyDir)}); err != nil {
+	if _, err := e.record(ctx, "", &provenance.PolicyLoaded{BundleDigest: e.policy.Digest(), Source: policySource(cfg.PolicyDir)}); err != nil {
 		return nil, err
 	}
 	if err := e.loadRegistry(); err != nil {
@@ -190,9 +190,9 @@ func (e *Engine) Log() *provenance.Log { return e.log }
 // PolicyDigest names the policy bundle in force.
 func (e *Engine) PolicyDigest() string { return e.policy.Digest() }
 
-// record appends a provenance record; every stage calls it before handing on.
-func (e *Engine) record(ctx context.Context, typ, job string, data any) (provenance.Entry, error) {
-	ent, err := e.log.Append(ctx, provenance.Record{Type: typ, Job: job, Data: data})
+// record appends a provenance event of job ("" for none); every stage calls it before handing on.
+func (e *Engine) record(ctx context.Context, job string, ev provenance.Event) (provenance.Entry, error) {
+	ent, err := e.log.Append(ctx, job, ev)
 	if err != nil {
 		return ent, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log cannot be written; nothing is released")
 	}
@@ -216,7 +216,7 @@ func (e *Engine) worker(ctx context.Context, domain string) (*sandbox.Client, er
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker for domain %q could not start", domain)
 	}
-	if _, err := e.record(ctx, "worker_started", "", map[string]any{"domain": domain, "isolation": iso}); err != nil {
+	if _, err := e.record(ctx, "", &provenance.WorkerStarted{Domain: domain, Isolation: provenance.DocOf(iso)}); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -330,9 +330,9 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec, src *o
 		return nil, err
 	}
 	if prev := e.datasetWithDigest(snap.Digest); prev != nil {
-		if _, err := e.record(context.WithoutCancel(ctx), provenance.TypeDatasetRegistrationRefused, "", map[string]any{
-			"code": errcode.DatasetAlreadyRegistered, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade,
-			"snapshot": snap.Digest, "registered_as": prev.Spec.Name, "registered_by": prev.Spec.Provider,
+		if _, err := e.record(context.WithoutCancel(ctx), "", &provenance.DatasetRegistrationRefused{
+			Code: errcode.DatasetAlreadyRegistered, Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade),
+			Snapshot: snap.Digest, RegisteredAs: prev.Spec.Name, RegisteredBy: prev.Spec.Provider,
 		}); err != nil {
 			return nil, err
 		}
@@ -348,10 +348,10 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec, src *o
 			return nil, err
 		}
 	}
-	if _, err := e.record(ctx, "dataset_registered", "", map[string]any{
-		"name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "domain": spec.Domain,
-		"privacy_unit": spec.PrivacyUnit, "snapshot": snap.Digest, "rows": snap.Rows, "spec": spec,
-		"rawset": snap.RawSet, // the set's digest, entry count and key ID: keyed hashes only, no value
+	if _, err := e.record(ctx, "", &provenance.DatasetRegistered{
+		Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade), Domain: spec.Domain,
+		PrivacyUnit: spec.PrivacyUnit, Snapshot: snap.Digest, Rows: snap.Rows, Spec: provenance.DocOf(spec),
+		RawSet: provenance.DocOf(snap.RawSet), // the set's digest, entry count and key ID: keyed hashes only, no value
 	}); err != nil {
 		return nil, err
 	}

@@ -112,19 +112,20 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 		id = newJobID()
 	}
 	opts := e.options(ctx, j)
-	if _, err := e.record(ctx, "job_submitted", id, map[string]any{
-		"principal": j.Principal, "grant": j.Grant, "sql": j.SQL, "options": opts,
+	if _, err := e.record(ctx, id, &provenance.JobSubmitted{
+		Principal: provenance.Principal(j.Principal), Grant: j.Grant, SQL: j.SQL, Options: provenance.DocOf(opts),
 	}); err != nil {
 		return nil, err
 	}
 	out, stage, err := e.run(ctx, id, j, opts)
 	if err != nil {
-		typ := "job_refused"
-		if stage == stageAfterReserve {
-			typ = "job_failed"
-		}
 		pub := errcode.Public(err)
-		if _, rerr := e.record(context.WithoutCancel(ctx), typ, id, map[string]any{"code": pub.Code, "message": pub.Message, "position": pub.Position}); rerr != nil {
+		end := provenance.JobEnd{Code: pub.Code, Message: pub.Message, Position: pub.Position}
+		var ev provenance.Event = &provenance.JobRefused{JobEnd: end}
+		if stage == stageAfterReserve {
+			ev = &provenance.JobFailed{JobEnd: end}
+		}
+		if _, rerr := e.record(context.WithoutCancel(ctx), id, ev); rerr != nil {
 			return nil, errors.Join(err, rerr)
 		}
 		return nil, err
@@ -171,7 +172,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if err := ds.within(j.Grant, j.Terms); err != nil {
 		return nil, stageBeforeReserve, err
 	}
-	if _, err := e.record(ctx, "gate", id, map[string]any{"admitted": true, "dataset": ds.primary().Spec.Name, "snapshots": ds.snapshots()}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.Gate{Admitted: true, Dataset: ds.primary().Spec.Name, Snapshots: ds.snapshots()}); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	shape, err := queryShape(q, ds)
@@ -187,8 +188,8 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		return nil, stageBeforeReserve, err
 	}
 	p.Worker.Job = id
-	if _, err := e.record(ctx, "plan", id, map[string]any{"worker_plan": p.Worker, "public_partitions": p.Public, "cost": p.Cost, "split": p.Split,
-		"differencing_checks": p.Probes}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.Plan{WorkerPlan: provenance.DocOf(p.Worker), PublicPartitions: provenance.DocOf(p.Public),
+		Cost: provenance.DocOf(p.Cost), Split: provenance.DocOf(p.Split), DifferencingChecks: provenance.DocOf(p.Probes)}); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 
@@ -198,7 +199,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 	if err != nil {
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.PolicyDenied, err, "the access policy could not be evaluated; denied")
 	}
-	if _, err := e.record(ctx, "policy_access", id, decisionRecord{Decision: access, Input: in}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.PolicyAccess{PolicyDecision: decisionRecord(access, in)}); err != nil {
 		return nil, stageBeforeReserve, err
 	}
 	if !access.Allowed() {
@@ -244,7 +245,7 @@ func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (
 		}
 		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
 	}
-	if _, err := e.record(ctx, "budget_reserved", id, map[string]any{"accounts": accounts, "cost": p.Cost}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(p.Cost)}); err != nil {
 		return nil, stageAfterReserve, e.refund(ctx, id, err)
 	}
 
@@ -262,7 +263,7 @@ func (e *Engine) charge(ctx context.Context, id string, cause error) error {
 	if err := e.ledger.Commit(ctx, id); err != nil {
 		return errors.Join(cause, err)
 	}
-	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"reason": errcode.Code(cause), "released": false}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.BudgetDebited{Reason: errcode.Code(cause), Released: new(bool)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -274,7 +275,7 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	if err := e.ledger.Refund(ctx, id, errcode.Code(cause)); err != nil {
 		return errors.Join(cause, err)
 	}
-	if _, err := e.record(ctx, "budget_refunded", id, map[string]any{"reason": errcode.Code(cause)}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.BudgetRefunded{Reason: errcode.Code(cause)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -307,14 +308,14 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	if err != nil {
 		return nil, e.charge(ctx, id, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned states that do not match the plan; nothing was released"))
 	}
-	exec := map[string]any{
-		"domain": ds.domain(), "snapshots": ds.snapshots(), "duration_ms": time.Since(start).Milliseconds(),
-		"pre_noise_digest": e.auditKey.Digest(pre),
+	exec := &provenance.Execution{
+		Domain: ds.domain(), Snapshots: ds.snapshots(), DurationMS: time.Since(start).Milliseconds(),
+		PreNoiseDigest: e.auditKey.Digest(pre),
 	}
 	if len(p.Probes) > 0 {
-		exec["differencing_pre_noise_digest"] = e.auditKey.Digest(probePre)
+		exec.DifferencingPreNoiseDigest = e.auditKey.Digest(probePre)
 	}
-	if _, err := e.record(ctx, "execution", id, exec); err != nil {
+	if _, err := e.record(ctx, id, exec); err != nil {
 		return nil, e.charge(ctx, id, err)
 	}
 	if shape != "" {
@@ -327,7 +328,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	if err := e.ledger.Commit(ctx, id); err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
 	}
-	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"cost": p.Cost}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.BudgetDebited{Cost: ptr(provenance.DocOf(p.Cost))}); err != nil {
 		return nil, err
 	}
 
@@ -345,7 +346,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	res.Bounds = boundsText(ds, p)
 	res.Spent = p.Cost
 	res.Split = p.Split
-	if _, err := e.record(ctx, "mechanism", id, map[string]any{"aggregates": mechanisms(p), "rows_released": len(res.Rows), "differencing_checks": probes}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.Mechanism{Aggregates: provenance.DocOf(mechanisms(p)), RowsReleased: len(res.Rows), DifferencingChecks: provenance.DocOf(probes)}); err != nil {
 		return nil, err
 	}
 
@@ -368,7 +369,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 // returns it, and the result stays unreleased. A hold and a denial are stored as the decision
 // on the output (fingerprint), which answers every repeat (decision.go).
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, res *Result, extra map[string]any) (*Hold, []byte, error) {
+	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, res *Result, repeat *provenance.Release) (*Hold, []byte, error) {
 	summary := outputSummary(ds, q, p, res)
 	// The reviewer looks at the concrete output; its findings go to the egress policy and into
 	// provenance (they name columns and codes, never values).
@@ -377,7 +378,7 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 		return nil, nil, err
 	}
 	rv := rev.Review(ctx, newResultOutput(summary, q, res))
-	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings, "suppressed_rows": len(rv.Suppressed)}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.Reviewer{Findings: provenance.DocOf(rv.Findings), SuppressedRows: len(rv.Suppressed)}); err != nil {
 		return nil, nil, err
 	}
 	// Withholding reads only noisy unit counts, so it is post-processing: it costs no budget,
@@ -402,7 +403,7 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	if !evaluated {
 		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
-	if _, err := e.record(ctx, "policy_egress", id, decisionRecord{Decision: egress, Input: in}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.PolicyEgress{PolicyDecision: decisionRecord(egress, in)}); err != nil {
 		return nil, nil, err
 	}
 	switch egress.Result {
@@ -410,7 +411,7 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 	case policy.ResultReview:
 		// A fresh job stays charged: the decision is a function of the noisy output.
 		hold := &Hold{Grant: j.Grant, Reviewers: max(egress.Reviewers, 1), Reasons: egress.Reasons, OutputDigest: digest}
-		if _, err := e.record(ctx, "held", id, hold); err != nil {
+		if _, err := e.record(ctx, id, &provenance.Held{Grant: hold.Grant, Reviewers: hold.Reviewers, Reasons: hold.Reasons, OutputDigest: hold.OutputDigest}); err != nil {
 			return nil, nil, err
 		}
 		if err := e.decide(ctx, j.Grant, fingerprint, ledger.Decision{State: ledger.DecisionHeld, Job: id}); err != nil {
@@ -429,10 +430,11 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 		}
 		return nil, nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", reasons)
 	}
-	data := map[string]any{"output_digest": digest, "rows": len(res.Rows)}
-	for k, v := range extra {
-		data[k] = v
+	data := &provenance.Release{}
+	if repeat != nil {
+		data = repeat
 	}
+	data.OutputDigest, data.Rows = digest, len(res.Rows)
 	receipt, err := e.recordRelease(ctx, id, j.Grant, res, digest, data, nil)
 	return nil, receipt, err
 }
@@ -440,10 +442,12 @@ func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sour
 // decisionRecord is a policy decision with the input it was made on, so that a candidate
 // bundle can be evaluated against past jobs (policy what-if). Inputs hold names and
 // parameters, never data values.
-type decisionRecord struct {
-	policy.Decision
-	Input any `json:"input"`
+func decisionRecord(d policy.Decision, input any) provenance.PolicyDecision {
+	return provenance.PolicyDecision{Result: d.Result, Reasons: d.Reasons, Reviewers: d.Reviewers,
+		BundleDigest: d.BundleDigest, Input: provenance.DocOf(input)}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // outputDigest names a result's exact content — the digest in the hold, the release record
 // and the receipt — and gives its size in bytes as released.
@@ -458,8 +462,8 @@ func outputDigest(res *Result) (size int, digest string, err error) {
 
 // recordRelease writes the release record, stamps the result with its log index, and returns
 // the signed receipt of the release.
-func (e *Engine) recordRelease(ctx context.Context, id, grant string, res *Result, digest string, data map[string]any, reviewers []string) ([]byte, error) {
-	ent, err := e.record(ctx, "release", id, data)
+func (e *Engine) recordRelease(ctx context.Context, id, grant string, res *Result, digest string, data *provenance.Release, reviewers []string) ([]byte, error) {
+	ent, err := e.record(ctx, id, data)
 	if err != nil {
 		return nil, err
 	}

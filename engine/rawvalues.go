@@ -132,8 +132,8 @@ func (e *Engine) rebuildRawSet(ctx context.Context, w *sandbox.Client, d *Datase
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.record(ctx, "rawset_rebuilt", "", map[string]any{
-		"name": d.Spec.Name, "snapshot": d.Snapshot.Digest, "reason": reason, "rawset": info,
+	if _, err := e.record(ctx, "", &provenance.RawSetRebuilt{
+		Name: d.Spec.Name, Snapshot: d.Snapshot.Digest, Reason: reason, RawSet: provenance.DocOf(info),
 	}); err != nil {
 		return nil, err
 	}

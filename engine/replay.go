@@ -49,13 +49,31 @@ type jobRecords struct {
 	preNoise  string // execution: keyed digest of the pre-noise states
 	// probePreNoise is the execution's keyed digest of the differencing checks' states.
 	probePreNoise string
-	release       map[string]any
-	refusal       map[string]any // job_refused / job_failed
+	release       *provenance.Release
+	refusal       *provenance.JobEnd // job_refused / job_failed
 }
 
+// recordedDecision is a recorded policy decision with its input, as policy.WhatIf reads it.
 type recordedDecision struct {
 	policy.Decision
-	Input json.RawMessage `json:"input"`
+	Input json.RawMessage
+}
+
+func recorded(d provenance.PolicyDecision) (*recordedDecision, error) {
+	in, err := d.Input.Raw()
+	if err != nil {
+		return nil, err
+	}
+	return &recordedDecision{Decision: policy.Decision{Result: d.Result, Reasons: d.Reasons, Reviewers: d.Reviewers, BundleDigest: d.BundleDigest}, Input: in}, nil
+}
+
+// replayEvent is the report as its provenance record.
+func replayEvent(rep *ReplayReport) *provenance.Replay {
+	ev := &provenance.Replay{Job: rep.Job, Match: rep.Match, Stages: make([]provenance.ReplayStage, len(rep.Stages))}
+	for i, s := range rep.Stages {
+		ev.Stages[i] = provenance.ReplayStage(s)
+	}
+	return ev
 }
 
 func readJobRecords(path, job string) (*jobRecords, error) {
@@ -68,45 +86,34 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 	}
 	r := &jobRecords{}
 	for _, e := range ents {
-		var rec struct {
-			Type string          `json:"type"`
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(e.Record, &rec); err != nil {
+		rec, err := e.Decode()
+		if err != nil {
 			return nil, errcode.Wrap(errcode.Internal, err, "provenance record %d cannot be read", e.Index)
 		}
 		var derr error
-		switch rec.Type {
-		case provenance.TypeGate:
-			var d struct {
-				Snapshots map[string]string `json:"snapshots"`
+		switch ev := rec.Event.(type) {
+		case *provenance.Gate:
+			r.snapshots = ev.Snapshots
+		case *provenance.Plan:
+			if !ev.WorkerPlan.IsNull() {
+				r.plan = &wire.Plan{}
+				derr = ev.WorkerPlan.Decode(r.plan)
 			}
-			derr = json.Unmarshal(rec.Data, &d)
-			r.snapshots = d.Snapshots
-		case provenance.TypePlan:
-			var d struct {
-				Plan   *wire.Plan   `json:"worker_plan"`
-				Probes []plan.Probe `json:"differencing_checks"`
+			if derr == nil {
+				derr = ev.DifferencingChecks.Decode(&r.probes)
 			}
-			derr = json.Unmarshal(rec.Data, &d)
-			r.plan, r.probes = d.Plan, d.Probes
-		case provenance.TypePolicyAccess:
-			r.access = &recordedDecision{}
-			derr = json.Unmarshal(rec.Data, r.access)
-		case provenance.TypePolicyEgress:
-			r.egress = &recordedDecision{}
-			derr = json.Unmarshal(rec.Data, r.egress)
-		case provenance.TypeExecution:
-			var d struct {
-				PreNoise      string `json:"pre_noise_digest"`
-				ProbePreNoise string `json:"differencing_pre_noise_digest"`
-			}
-			derr = json.Unmarshal(rec.Data, &d)
-			r.preNoise, r.probePreNoise = d.PreNoise, d.ProbePreNoise
-		case provenance.TypeRelease:
-			derr = json.Unmarshal(rec.Data, &r.release)
-		case provenance.TypeJobRefused, provenance.TypeJobFailed:
-			derr = json.Unmarshal(rec.Data, &r.refusal)
+		case *provenance.PolicyAccess:
+			r.access, derr = recorded(ev.PolicyDecision)
+		case *provenance.PolicyEgress:
+			r.egress, derr = recorded(ev.PolicyDecision)
+		case *provenance.Execution:
+			r.preNoise, r.probePreNoise = ev.PreNoiseDigest, ev.DifferencingPreNoiseDigest
+		case *provenance.Release:
+			r.release = ev
+		case *provenance.JobRefused:
+			r.refusal = &ev.JobEnd
+		case *provenance.JobFailed:
+			r.refusal = &ev.JobEnd
 		}
 		if derr != nil {
 			return nil, errcode.Wrap(errcode.Internal, derr, "provenance record %d (%s) cannot be read", e.Index, rec.Type)
@@ -155,7 +162,7 @@ func (e *Engine) Replay(ctx context.Context, job string) (*ReplayReport, error) 
 	replayDecision(ctx, "egress_decision", policy.EgressQuery, job, bundle, r.egress, add)
 
 	if r.release != nil {
-		add("release", ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", r.release["output_digest"])
+		add("release", ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", r.release.OutputDigest)
 	} else {
 		add("release", ReplayNotRun, "nothing was released")
 	}
@@ -166,17 +173,17 @@ func (e *Engine) Replay(ctx context.Context, job string) (*ReplayReport, error) 
 			rep.Match = false
 		}
 	}
-	if _, err := e.record(ctx, "replay", job, rep); err != nil {
+	if _, err := e.record(ctx, job, replayEvent(rep)); err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
-func refusalText(refusal map[string]any) string {
+func refusalText(refusal *provenance.JobEnd) string {
 	if refusal == nil {
 		return ""
 	}
-	return fmt.Sprintf(" (it ended %v)", refusal["code"])
+	return fmt.Sprintf(" (it ended %v)", refusal.Code)
 }
 
 // replaySnapshots checks each recorded snapshot is the dataset's registered one and that its

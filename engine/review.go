@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 )
@@ -19,7 +20,7 @@ type Review struct {
 // RecordReview appends a reviewer's decision on a held job to provenance. Who may review, and
 // how many approvals a hold needs, is the governance layer's business; this only records.
 func (e *Engine) RecordReview(ctx context.Context, job string, r Review) error {
-	_, err := e.record(ctx, "review", job, r)
+	_, err := e.record(ctx, job, &provenance.Review{Reviewer: provenance.Principal(r.Reviewer), Approve: r.Approve, Reason: r.Reason})
 	return err
 }
 
@@ -43,7 +44,7 @@ func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *R
 	if err := e.holdOpen(ctx, job); err != nil {
 		return nil, err
 	}
-	return e.recordRelease(ctx, job, hold.Grant, res, digest, map[string]any{"output_digest": digest, "rows": len(res.Rows), "reviewers": reviewers}, reviewers)
+	return e.recordRelease(ctx, job, hold.Grant, res, digest, &provenance.Release{OutputDigest: digest, Rows: len(res.Rows), Reviewers: reviewers}, reviewers)
 }
 
 // Withhold records that a held result will never be released (a reviewer rejected it, code
@@ -61,16 +62,16 @@ func (e *Engine) Withhold(ctx context.Context, job, code, reason string) error {
 	} else if ok && d.State != ledger.DecisionHeld && d.State != state {
 		return errcode.New(errcode.Conflict, "the output of job %s was already %s", job, d.State)
 	}
-	if _, err := e.record(ctx, "withheld", job, map[string]any{"code": code, "reason": reason}); err != nil {
+	if _, err := e.record(ctx, job, &provenance.Withheld{Code: code, Reason: reason}); err != nil {
 		return err
 	}
 	return e.settleHeld(ctx, job, ledger.Decision{State: state, Code: code, Reason: reason})
 }
 
-// Record appends a governance event (application, grant state, a red-team report, ...) to
-// provenance before the caller acts on it, and returns the record's log index. Data must hold
-// names and parameters, never data values.
-func (e *Engine) Record(ctx context.Context, typ, job string, data any) (uint64, error) {
-	ent, err := e.record(ctx, typ, job, data)
+// Record appends a governance event (application, grant state, a red-team report, ...) of job
+// ("" for none) to provenance before the caller acts on it, and returns the record's log index.
+// Events hold names and parameters, never data values; their types are provenance's registry.
+func (e *Engine) Record(ctx context.Context, job string, ev provenance.Event) (uint64, error) {
+	ent, err := e.record(ctx, job, ev)
 	return ent.Index, err
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/c1b99f93/cleanroom/engine/provenance"
@@ -12,29 +11,34 @@ import (
 // were made on, from a provenance log: what policy.WhatIf evaluates a candidate bundle against.
 // Decisions recorded before inputs were kept are skipped.
 func RecordedDecisions(logPath string) ([]policy.Recorded, error) {
-	queries := map[string]string{"policy_access": policy.AccessQuery, "policy_egress": policy.EgressQuery}
+	queries := map[string]string{provenance.TypePolicyAccess: policy.AccessQuery, provenance.TypePolicyEgress: policy.EgressQuery}
 	ents, err := provenance.Read(logPath, func(typ, _ string) bool { return queries[typ] != "" })
 	if err != nil {
 		return nil, err
 	}
 	var out []policy.Recorded
 	for _, e := range ents {
-		var r struct {
-			Type string `json:"type"`
-			Job  string `json:"job"`
-			Data struct {
-				Result  string          `json:"result"`
-				Reasons []string        `json:"reasons"`
-				Input   json.RawMessage `json:"input"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(e.Record, &r); err != nil {
+		r, err := e.Decode()
+		if err != nil {
 			return nil, fmt.Errorf("engine: provenance record %d: %w", e.Index, err)
 		}
-		if len(r.Data.Input) == 0 || string(r.Data.Input) == "null" {
+		var d provenance.PolicyDecision
+		switch ev := r.Event.(type) {
+		case *provenance.PolicyAccess:
+			d = ev.PolicyDecision
+		case *provenance.PolicyEgress:
+			d = ev.PolicyDecision
+		default:
 			continue
 		}
-		out = append(out, policy.Recorded{Job: r.Job, Query: queries[r.Type], Input: r.Data.Input, Result: r.Data.Result, Reasons: r.Data.Reasons})
+		if d.Input.IsNull() {
+			continue
+		}
+		in, err := d.Input.Raw()
+		if err != nil {
+			return nil, fmt.Errorf("engine: provenance record %d: %w", e.Index, err)
+		}
+		out = append(out, policy.Recorded{Job: r.Job, Query: queries[r.Type], Input: in, Result: d.Result, Reasons: d.Reasons})
 	}
 	return out, nil
 }

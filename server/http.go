@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -51,8 +52,8 @@ func (s *Server) authorize(ctx context.Context, who policy.Principal, action str
 	if err == nil && d.Allowed() {
 		return nil
 	}
-	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "request_denied", "", map[string]any{
-		"principal": who, "action": action, "resource": res, "reasons": d.Reasons, "bundle_digest": d.BundleDigest,
+	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "", &provenance.RequestDenied{
+		Principal: provenance.Principal(who), Action: action, Resource: provenance.DocOf(res), Reasons: d.Reasons, BundleDigest: d.BundleDigest,
 	}); rerr != nil {
 		return rerr
 	}

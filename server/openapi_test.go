@@ -127,7 +127,7 @@ var oaSchemaTypes = []struct {
 	{"Reviews", reflect.TypeFor[api.Reviews](), false},
 	{"AuditJob", reflect.TypeFor[api.AuditJob](), false},
 	{"ProvenanceEntry", reflect.TypeFor[provenance.Entry](), false},
-	{"ProvenanceRecord", reflect.TypeFor[provenance.Record](), false},
+	{"ProvenanceRecord", reflect.TypeFor[provenance.RecordEnvelope](), false},
 	{"VerifyReport", reflect.TypeFor[provenance.VerifyReport](), false},
 	{"Result", reflect.TypeFor[engine.Result](), false},
 	{"ResultColumn", reflect.TypeFor[engine.ResultCol](), false},

@@ -133,8 +133,8 @@ func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who pol
 // refuseRegistration records in provenance that who's registration was refused before its
 // source was read (who, which dataset, the code; never the path) and returns err.
 func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, spec *catalog.Spec, err error) error {
-	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), provenance.TypeDatasetRegistrationRefused, "", map[string]any{
-		"principal": who, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "code": errcode.Code(err),
+	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "", &provenance.DatasetRegistrationRefused{
+		Principal: ptr(provenance.Principal(who)), Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade), Code: errcode.Code(err),
 	}); rerr != nil {
 		return rerr
 	}
@@ -220,7 +220,7 @@ func (s *Server) createApplication(_ http.ResponseWriter, r *http.Request, who p
 		return 0, nil, err
 	}
 	a.ID, a.State, a.Org, a.Applicant, a.CreatedAt = newID("app-"), api.ApplicationPending, who.Org, who.Name, s.now().UTC()
-	if _, err := s.eng.Record(r.Context(), "application_submitted", "", a); err != nil {
+	if _, err := s.eng.Record(r.Context(), "", ptr(provenance.ApplicationSubmitted(a))); err != nil {
 		return 0, nil, err
 	}
 	if err := s.store.CreateApplication(r.Context(), a); err != nil {
@@ -373,7 +373,7 @@ func (s *Server) approveApplication(_ http.ResponseWriter, r *http.Request, who 
 		}
 		return cause
 	}
-	if _, err := s.eng.Record(ctx, "application_approved", "", map[string]any{"application": a.ID, "grant": g, "by": who}); err != nil {
+	if _, err := s.eng.Record(ctx, "", &provenance.ApplicationApproved{Application: a.ID, Grant: provenance.DocOf(g), By: provenance.Principal(who)}); err != nil {
 		return 0, nil, cancel(err)
 	}
 	err = s.store.DecideApplication(ctx, a.ID, func(a *api.Application) {
@@ -404,7 +404,7 @@ func (s *Server) rejectApplication(_ http.ResponseWriter, r *http.Request, who p
 	if a.State != api.ApplicationPending {
 		return 0, nil, errcode.New(errcode.Conflict, "application %s is already %s", a.ID, a.State)
 	}
-	if _, err := s.eng.Record(ctx, "application_rejected", "", map[string]any{"application": a.ID, "by": who, "reason": req.Reason}); err != nil {
+	if _, err := s.eng.Record(ctx, "", &provenance.ApplicationRejected{Application: a.ID, By: provenance.Principal(who), Reason: req.Reason}); err != nil {
 		return 0, nil, err
 	}
 	now := s.now().UTC()
@@ -550,7 +550,7 @@ func (s *Server) grantTransition(action string, from []string, to string) handle
 		if !slices.Contains(from, g.State) {
 			return 0, nil, errcode.New(errcode.Conflict, "grant %s is %s", g.ID, g.State)
 		}
-		if _, err := s.eng.Record(ctx, "grant_state", "", map[string]any{"grant": g.ID, "from": g.State, "to": to, "by": who, "reason": req.Reason}); err != nil {
+		if _, err := s.eng.Record(ctx, "", &provenance.GrantState{Grant: g.ID, From: string(g.State), To: string(to), By: provenance.Principal(who), Reason: req.Reason}); err != nil {
 			return 0, nil, err
 		}
 		if g, err = s.store.SetGrantState(ctx, g.ID, from, to, s.now()); err != nil {
@@ -590,8 +590,8 @@ func (s *Server) recordRedteam(_ http.ResponseWriter, r *http.Request, who polic
 		return 0, nil, err
 	}
 	id := newID("redteam-")
-	index, err := s.eng.Record(ctx, "redteam_report", id, map[string]any{
-		"grant": g.ID, "by": who, "report_sha256": req.ReportSHA256, "scored": req.Scored, "attacks": req.Attacks})
+	index, err := s.eng.Record(ctx, id, &provenance.RedteamReport{
+		Grant: g.ID, By: provenance.Principal(who), ReportSHA256: req.ReportSHA256, Scored: req.Scored, Attacks: provenance.DocOf(req.Attacks)})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -964,3 +964,5 @@ func (s *Server) auditReplay(_ http.ResponseWriter, r *http.Request, who policy.
 	}
 	return http.StatusOK, rep, nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/sandbox"
@@ -131,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Message: "the server stopped while this job ran; nothing of it was released, and what it reserved stays charged"}, s.now())
 	if err == nil {
 		for _, id := range failed {
-			if _, err = s.eng.Record(ctx, "job_interrupted", id, map[string]any{"released": false}); err != nil {
+			if _, err = s.eng.Record(ctx, id, &provenance.JobInterrupted{Released: false}); err != nil {
 				break
 			}
 		}

@@ -10,12 +10,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -309,16 +309,22 @@ func writeAuditTimeline(w io.Writer, aj *api.AuditJob) error {
 	tw := newTabWriter(w)
 	fmt.Fprintln(tw, "INDEX\tTIME\tTYPE\tSUMMARY")
 	for _, e := range aj.Records {
-		var r struct {
-			Type string          `json:"type"`
-			Time time.Time       `json:"time"`
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(e.Record, &r); err != nil {
-			fmt.Fprintf(tw, "%d\t\t(unreadable record)\t\n", e.Index)
+		// Every record is read through the event registry: a type or version this build does
+		// not know, or data that is not its type's, is shown as such, never guessed at.
+		r, err := e.Decode()
+		if err != nil {
+			fmt.Fprintf(tw, "%d\t\t(unreadable record: %s)\t\n", e.Index, errcode.Code(err))
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Index, r.Time.UTC().Format("2006-01-02 15:04:05.000"), r.Type, summarize(r.Data))
+		data, err := provenance.Canonical(r.Event)
+		if err != nil {
+			data = nil
+		}
+		typ := r.Type
+		if r.Version != 1 {
+			typ = fmt.Sprintf("%s/v%d", r.Type, r.Version)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Index, r.Time.UTC().Format("2006-01-02 15:04:05.000"), typ, summarize(data))
 	}
 	return tw.Flush()
 }

@@ -686,7 +686,7 @@ func TestCmdAuditVerifyOfflineStillWorks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, err := l.Append(t.Context(), provenance.Record{Type: "test", Job: "j"}); err != nil {
+		if _, err := l.Append(t.Context(), "j", &provenance.JobInterrupted{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -36,10 +36,10 @@ func BenchmarkAppend(b *testing.B) {
 				l.tree.f.Close()
 				l.tree = nil
 			}
-			r := Record{Type: TypeExecution, Job: "bench", Data: map[string]any{"pad": pad}}
+			r := RecordEnvelope{Type: TypeExecution, Job: "bench", Data: &Execution{Domain: pad}}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := l.Append(context.Background(), r); err != nil {
+				if _, err := l.appendRecord(context.Background(), r); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -26,7 +26,8 @@
 //
 //	{"index":N,"prev":"<hex>","hash":"<hex>","record":{…canonical JSON…}}\n
 //
-// where record is the Canonical encoding of a Record, prev is the previous entry's hash (64 zeros
+// where record is the Canonical encoding of a RecordEnvelope holding a registered Event (events.go;
+// docs/provenance.md lists every type and its fields), prev is the previous entry's hash (64 zeros
 // for entry 0) and
 //
 //	hash = SHA-256("cleanroom-log-v1" || 0x00 || uint64be(index) || prev (32 raw bytes) || record)

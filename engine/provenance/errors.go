@@ -20,6 +20,7 @@ const (
 	CodeArchiveCorrupt   = "archive_corrupt"
 	CodeArchiveExists    = "archive_exists"
 	CodeInvalidLogOption = "invalid_log_option"
+	CodeUnknownEvent     = "unknown_event"
 )
 
 // ErrCorrupt is wrapped by every error that reports a damaged log: a line that does not parse, a
@@ -83,3 +84,7 @@ var ErrArchiveExists = errcode.New(CodeArchiveExists, "the archive file already 
 
 // ErrInvalidLogOption is wrapped by Open when an Option is invalid (WithSigner(nil)).
 var ErrInvalidLogOption = errcode.New(CodeInvalidLogOption, "invalid provenance log option")
+
+// ErrUnknownEvent is wrapped when a record's type and version are not in the event registry
+// (events.go): Append refuses to write such an event and Decode to read one.
+var ErrUnknownEvent = errcode.New(CodeUnknownEvent, "the provenance record's type or version is not known")

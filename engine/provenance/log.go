@@ -21,48 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Record types written by the pipeline. Type is an open set; these are the ones stages share.
-const (
-	TypeDatasetRegistered = "dataset_registered"
-	// TypeDatasetRegistrationRefused: a registration refused for where its source lies (outside
-	// the provider's import root, through a symbolic link, no root) or for data already
-	// registered (with the snapshot digest and the dataset it is registered as).
-	TypeDatasetRegistrationRefused = "dataset_registration_refused"
-	TypePolicyLoaded               = "policy_loaded"
-	TypeJobSubmitted               = "job_submitted"
-	TypeGate                       = "gate"
-	TypePlan                       = "plan"
-	TypePolicyAccess               = "policy_access"
-	TypeBudgetReserved             = "budget_reserved"
-	TypeExecution                  = "execution"
-	TypeMechanism                  = "mechanism"
-	TypePolicyEgress               = "policy_egress"
-	TypeBudgetDebited              = "budget_debited"
-	TypeBudgetRefunded             = "budget_refunded"
-	TypeRelease                    = "release"
-	TypeJobFailed                  = "job_failed"
-	TypeJobRefused                 = "job_refused"
-	// TypeGrantOpened: a grant's budget account opened without an allocation (engine-level
-	// grants); TypeBudgetAllocated: a grant's budget carved out of its datasets' lifetime
-	// budgets at approval; TypeBudgetReturned: a grant's allocations closed (revoked, expired,
-	// cancelled), with what went back to the datasets.
-	TypeGrantOpened     = "grant_opened"
-	TypeBudgetAllocated = "budget_allocated"
-	TypeBudgetReturned  = "budget_returned"
-	// TypeLogRecovered is written by Open after it cut away a torn final line.
-	TypeLogRecovered = "log_recovered"
-)
-
-// Record is one event in the log. It must hold no raw data value: identifiers, digests,
-// parameters and decisions only; pre-noise aggregates as AuditKey digests.
-type Record struct {
-	Type string    `json:"type"`
-	Job  string    `json:"job,omitempty"`
-	Time time.Time `json:"time"`           // UTC; Append sets it when zero
-	Data any       `json:"data,omitempty"` // marshalled to canonical JSON
-}
-
-// Entry is a Record as chained into the log.
+// Entry is a record as chained into the log.
 type Entry struct {
 	Index  uint64          `json:"index"`
 	Prev   string          `json:"prev"` // hex SHA-256 of the previous entry; GenesisHash for entry 0
@@ -294,10 +253,7 @@ func Open(path string, opts ...Option) (*Log, error) {
 		cpf.Close()
 	}
 	if st.torn > 0 {
-		_, err := l.Append(context.Background(), Record{Type: TypeLogRecovered, Data: map[string]any{
-			"dropped_bytes": st.torn,
-			"at_index":      st.report.Records,
-		}})
+		_, err := l.Append(context.Background(), "", &LogRecovered{DroppedBytes: st.torn, AtIndex: st.report.Records})
 		if err != nil {
 			l.Close()
 			return nil, err
@@ -385,7 +341,25 @@ func openForAppend(path string) (f *os.File, created bool, err error) {
 	return f, false, nil
 }
 
-// Append chains r into the log: it encodes r canonically, writes one line and fsyncs, then
+// Append chains the event ev of job ("" for none) into the log as one record: see appendRecord.
+// ev's type and version must be registered (events.go); otherwise Append refuses it, wrapping
+// ErrUnknownEvent, and writes nothing.
+func (l *Log) Append(ctx context.Context, job string, ev Event) (Entry, error) {
+	if ev == nil {
+		return Entry{}, fmt.Errorf("provenance: nil event: %w", ErrInvalidRecord)
+	}
+	typ, v := ev.EventType(), ev.EventVersion()
+	if !Known(typ, v) {
+		return Entry{}, fmt.Errorf("provenance: event %q version %d (%T): %w", typ, v, ev, ErrUnknownEvent)
+	}
+	r := RecordEnvelope{Type: typ, Job: job, Data: ev}
+	if v != 1 {
+		r.Version = v
+	}
+	return l.appendRecord(ctx, r)
+}
+
+// appendRecord chains r into the log: it encodes r canonically, writes one line and fsyncs, then
 // writes the line's leaf and the tree hashes it completes to the tree file and fsyncs, and, with
 // a signer, every n-th append signs and records a checkpoint — all before it returns. If r.Time is
 // zero it is set to now; it is always stored in UTC. Any write or sync error poisons the Log:
@@ -393,7 +367,7 @@ func openForAppend(path string) (f *os.File, created bool, err error) {
 // verifies and, if needed, recovers it and rebuilds the tree). A failure after the line was
 // synced leaves the line in the log although Append reports an error, as a failed sync may. A ctx
 // already done when the Log's turn comes prevents the write.
-func (l *Log) Append(ctx context.Context, r Record) (Entry, error) {
+func (l *Log) appendRecord(ctx context.Context, r RecordEnvelope) (Entry, error) {
 	if r.Type == "" {
 		return Entry{}, fmt.Errorf("provenance: record without type: %w", ErrInvalidRecord)
 	}

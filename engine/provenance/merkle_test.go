@@ -30,24 +30,24 @@ func testKey(t testing.TB) *PlatformKey {
 
 // sampleRecord is record i of a deterministic log: two logs built with the same tag have the
 // same lines.
-func sampleRecord(i int, tag string) Record {
-	return Record{
+func sampleRecord(i int, tag string) RecordEnvelope {
+	return RecordEnvelope{
 		Type: TypeMechanism,
 		Job:  fmt.Sprintf("job-%d", i%3),
 		Time: time.Date(2026, 1, 2, 3, 4, 5, i, time.UTC),
-		Data: map[string]any{"n": i, "note": "abcdef", "tag": tag},
+		Data: &Mechanism{Aggregates: DocOf(map[string]any{"n": i, "note": "abcdef", "tag": tag})},
 	}
 }
 
 // buildLog appends records to the log at path (opened with opts) and closes it.
-func buildLog(t testing.TB, path string, records []Record, opts ...Option) {
+func buildLog(t testing.TB, path string, records []RecordEnvelope, opts ...Option) {
 	t.Helper()
 	l, err := Open(path, opts...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	for _, r := range records {
-		if _, err := l.Append(context.Background(), r); err != nil {
+		if _, err := l.appendRecord(context.Background(), r); err != nil {
 			t.Fatalf("Append: %v", err)
 		}
 	}
@@ -57,8 +57,8 @@ func buildLog(t testing.TB, path string, records []Record, opts ...Option) {
 }
 
 // records returns n sample records; the first shared of them carry tag "shared", the rest tag.
-func records(n, shared int, tag string) []Record {
-	out := make([]Record, n)
+func records(n, shared int, tag string) []RecordEnvelope {
+	out := make([]RecordEnvelope, n)
 	for i := range out {
 		if i < shared {
 			out[i] = sampleRecord(i, "shared")
@@ -418,11 +418,11 @@ func TestAppendFailsClosedWhenTreeOrCheckpointCannotBeWritten(t *testing.T) {
 			}
 			mustAppend(t, l, sampleRecord(0, "a"))
 			restore := tt.inject(l)
-			if _, err := l.Append(context.Background(), sampleRecord(1, "a")); !errors.Is(err, ErrUnavailable) {
+			if _, err := l.appendRecord(context.Background(), sampleRecord(1, "a")); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Append during fault = %v, want ErrUnavailable", err)
 			}
 			restore()
-			if _, err := l.Append(context.Background(), sampleRecord(2, "a")); !errors.Is(err, ErrUnavailable) {
+			if _, err := l.appendRecord(context.Background(), sampleRecord(2, "a")); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Append after fault = %v, want ErrUnavailable (poisoned)", err)
 			}
 			if _, err := l.Checkpoint(context.Background()); !errors.Is(err, ErrUnavailable) {
@@ -457,7 +457,7 @@ func TestConcurrentAppendsAndProofs(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := l.Append(context.Background(), Record{Type: TypeExecution, Job: fmt.Sprintf("w%d", w)}); err != nil {
+				if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: fmt.Sprintf("w%d", w)}); err != nil {
 					t.Error(err)
 					return
 				}

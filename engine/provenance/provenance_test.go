@@ -30,9 +30,9 @@ func openTemp(t *testing.T) (*Log, string) {
 	return l, path
 }
 
-func mustAppend(t *testing.T, l *Log, r Record) Entry {
+func mustAppend(t *testing.T, l *Log, r RecordEnvelope) Entry {
 	t.Helper()
-	e, err := l.Append(context.Background(), r)
+	e, err := l.appendRecord(context.Background(), r)
 	if err != nil {
 		t.Fatalf("Append(%s): %v", r.Type, err)
 	}
@@ -44,11 +44,11 @@ func writeSample(t *testing.T, n int) (string, [][]byte) {
 	t.Helper()
 	l, path := openTemp(t)
 	for i := 0; i < n; i++ {
-		mustAppend(t, l, Record{
+		mustAppend(t, l, RecordEnvelope{
 			Type: TypeMechanism,
 			Job:  fmt.Sprintf("job-%d", i%3),
 			Time: time.Date(2026, 1, 2, 3, 4, 5, i, time.UTC),
-			Data: map[string]any{"n": i, "note": "abcdef"},
+			Data: &Mechanism{Aggregates: DocOf(map[string]any{"n": i, "note": "abcdef"})},
 		})
 	}
 	if err := l.Close(); err != nil {
@@ -69,10 +69,14 @@ func readLines(t *testing.T, path string) [][]byte {
 func TestAppendThenVerifyRoundTrip(t *testing.T) {
 	l, path := openTemp(t)
 	var entries []Entry
-	for i, typ := range []string{TypeJobSubmitted, TypeGate, TypePlan, TypeMechanism, TypeRelease} {
-		entries = append(entries, mustAppend(t, l, Record{Type: typ, Job: "j1", Data: map[string]any{"step": i}}))
+	for i, ev := range []Event{&JobSubmitted{SQL: "SELECT 1"}, &Gate{Admitted: true}, &Plan{}, &Mechanism{RowsReleased: 3}, &Release{Rows: 3}} {
+		e, err := l.Append(context.Background(), "j1", ev)
+		if err != nil || e.Index != uint64(i) {
+			t.Fatalf("Append(%s) = %d, %v", ev.EventType(), e.Index, err)
+		}
+		entries = append(entries, e)
 	}
-	mustAppend(t, l, Record{Type: TypePolicyLoaded, Data: map[string]string{"bundle": "sha256:00"}})
+	mustAppend(t, l, RecordEnvelope{Type: TypePolicyLoaded, Data: &PolicyLoaded{BundleDigest: "sha256:00"}})
 
 	if got := l.Size(); got != 6 {
 		t.Fatalf("Size = %d, want 6", got)
@@ -89,7 +93,7 @@ func TestAppendThenVerifyRoundTrip(t *testing.T) {
 			t.Errorf("entry %d prev = %s, want %s", i, e.Prev, want)
 		}
 	}
-	var rec Record
+	var rec recordHead
 	if err := json.Unmarshal(entries[0].Record, &rec); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +136,7 @@ func TestAppendThenVerifyRoundTrip(t *testing.T) {
 	if l2.Size() != 6 || l2.Head() != head {
 		t.Fatalf("reopened Size=%d Head=%s, want 6 %s", l2.Size(), l2.Head(), head)
 	}
-	e := mustAppend(t, l2, Record{Type: TypeJobFailed, Job: "j2"})
+	e := mustAppend(t, l2, RecordEnvelope{Type: TypeJobFailed, Job: "j2"})
 	if e.Index != 6 || e.Prev != head {
 		t.Errorf("append after reopen = %+v", e)
 	}
@@ -152,7 +156,7 @@ func TestConcurrentAppendsKeepValidChain(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				e, err := l.Append(context.Background(), Record{Type: TypeExecution, Job: fmt.Sprintf("w%d", w), Data: map[string]int{"i": i}})
+				e, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: fmt.Sprintf("w%d", w), Data: &Execution{DurationMS: int64(i)}})
 				if err != nil {
 					t.Error(err)
 					return
@@ -337,7 +341,7 @@ func TestOpenRecoversTornFinalLine(t *testing.T) {
 	if got := l.Size(); got != n {
 		t.Errorf("Size after recovery = %d, want %d (%d kept + log_recovered)", got, n, n-1)
 	}
-	mustAppend(t, l, Record{Type: TypeGate, Job: "after"})
+	mustAppend(t, l, RecordEnvelope{Type: TypeGate, Job: "after"})
 	l.Close()
 
 	rep, err := Verify(path)
@@ -351,9 +355,9 @@ func TestOpenRecoversTornFinalLine(t *testing.T) {
 	if rec.Type != TypeLogRecovered {
 		t.Fatalf("entry %d type = %q, want %q", n-1, rec.Type, TypeLogRecovered)
 	}
-	data := rec.Data.(map[string]any)
-	if data["dropped_bytes"] != float64(len(torn)) {
-		t.Errorf("dropped_bytes = %v, want %d", data["dropped_bytes"], len(torn))
+	data, ok := rec.Event.(*LogRecovered)
+	if !ok || data.DroppedBytes != int64(len(torn)) {
+		t.Errorf("log_recovered = %#v, want dropped_bytes %d", rec.Event, len(torn))
 	}
 	after := readLines(t, path)
 	if !bytes.Equal(bytes.Join(after[:n-1], nil), keep) {
@@ -371,9 +375,7 @@ func readRecord(path string, index int) (Record, error) {
 	if err := json.Unmarshal(lines[index], &env); err != nil {
 		return Record{}, err
 	}
-	var r Record
-	err = json.Unmarshal(env.Record, &r)
-	return r, err
+	return Entry{Index: uint64(index), Record: env.Record}.Decode()
 }
 
 // faultyFile fails the way a full or dying disk does.
@@ -416,18 +418,18 @@ func TestAppendFailsClosedAfterWriteFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l, path := openTemp(t)
-			mustAppend(t, l, Record{Type: TypeJobSubmitted, Job: "j"})
+			mustAppend(t, l, RecordEnvelope{Type: TypeJobSubmitted, Job: "j"})
 			good := l.f
 			fault := tt.fault
 			fault.logFile = good
 			l.f = &fault
 
-			if _, err := l.Append(context.Background(), Record{Type: TypeRelease, Job: "j"}); !errors.Is(err, ErrUnavailable) {
+			if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"}); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Append during fault = %v, want ErrUnavailable", err)
 			}
 			// The disk recovers, but the Log stays poisoned: it never writes after a failure.
 			l.f = good
-			_, err := l.Append(context.Background(), Record{Type: TypeRelease, Job: "j"})
+			_, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"})
 			if !errors.Is(err, ErrUnavailable) || errcode.Code(err) != errcode.ProvenanceFailed {
 				t.Fatalf("Append after fault = %v (code %s), want ErrUnavailable", err, errcode.Code(err))
 			}
@@ -451,18 +453,18 @@ func TestAppendFailsClosedAfterWriteFailure(t *testing.T) {
 
 func TestAppendRefusesBadRecordWithoutPoisoning(t *testing.T) {
 	l, _ := openTemp(t)
-	if _, err := l.Append(context.Background(), Record{Job: "j"}); !errors.Is(err, ErrInvalidRecord) {
+	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Job: "j"}); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("record without type: %v, want ErrInvalidRecord", err)
 	}
-	if _, err := l.Append(context.Background(), Record{Type: TypePlan, Data: make(chan int)}); !errors.Is(err, ErrInvalidRecord) {
+	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypePlan, Data: make(chan int)}); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("unmarshalable data: %v, want ErrInvalidRecord", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.Append(ctx, Record{Type: TypePlan}); !errors.Is(err, context.Canceled) {
+	if _, err := l.appendRecord(ctx, RecordEnvelope{Type: TypePlan}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled ctx: %v, want context.Canceled", err)
 	}
-	mustAppend(t, l, Record{Type: TypePlan})
+	mustAppend(t, l, RecordEnvelope{Type: TypePlan})
 	if l.Size() != 1 {
 		t.Errorf("Size = %d, want 1", l.Size())
 	}
@@ -471,7 +473,7 @@ func TestAppendRefusesBadRecordWithoutPoisoning(t *testing.T) {
 func TestAppendAfterCloseFails(t *testing.T) {
 	l, _ := openTemp(t)
 	l.Close()
-	if _, err := l.Append(context.Background(), Record{Type: TypePlan}); !errors.Is(err, ErrUnavailable) {
+	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypePlan}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Append after Close = %v, want ErrUnavailable", err)
 	}
 	if err := l.Close(); err != nil {
@@ -562,7 +564,7 @@ func TestRecordWithDigestDoesNotContainDigestedInput(t *testing.T) {
 	digest := key.Digest(secret)
 
 	l, path := openTemp(t)
-	mustAppend(t, l, Record{Type: TypeExecution, Job: "j", Data: map[string]any{"pre_noise_digest": digest, "partitions": 1}})
+	mustAppend(t, l, RecordEnvelope{Type: TypeExecution, Job: "j", Data: &Execution{PreNoiseDigest: digest}})
 	l.Close()
 
 	raw, err := os.ReadFile(path)
@@ -683,7 +685,7 @@ func TestCrashChildProcess(t *testing.T) {
 	}
 	pad := strings.Repeat("p", 4096) // large lines widen the window for a torn write
 	for i := 0; ; i++ {
-		if _, err := l.Append(context.Background(), Record{Type: TypeExecution, Job: "crash", Data: map[string]any{"i": i, "pad": pad}}); err != nil {
+		if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: "crash", Data: &Execution{DurationMS: int64(i), Domain: pad}}); err != nil {
 			fmt.Fprintln(os.Stderr, "child append:", err)
 			os.Exit(4)
 		}

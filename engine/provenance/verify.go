@@ -22,6 +22,8 @@ const (
 	ProblemBrokenLink    = "broken_link"    // prev differs from the previous entry's hash
 	ProblemBadHash       = "bad_hash"       // hash differs from the hash of the line's contents
 	ProblemTruncated     = "truncated"      // the final line has no newline: a torn write
+	ProblemUnknownEvent  = "unknown_event"  // a record whose type and version are not registered
+	ProblemInvalidEvent  = "invalid_event"  // a record whose data does not decode as its event type
 
 	// Checkpoint problems (VerifyAll; Open refuses all but a bad signature, which it does not check).
 	ProblemCheckpointMalformed    = "checkpoint_malformed"     // a checkpoints file line or its note does not parse
@@ -222,11 +224,8 @@ func Read(path string, keep func(typ, job string) bool) ([]Entry, error) {
 	defer f.Close()
 	var out []Entry
 	st, err := scan(f, func(e Entry, _ []byte, _ int64) error {
-		var r struct {
-			Type string `json:"type"`
-			Job  string `json:"job"`
-		}
-		if err := json.Unmarshal(e.Record, &r); err != nil {
+		r, err := parseHead(e.Record)
+		if err != nil {
 			return err
 		}
 		if keep(r.Type, r.Job) {
@@ -332,11 +331,17 @@ func checkLine(line []byte, index uint64, prev [sha256.Size]byte) (Entry, [sha25
 	if canon, err := Canonical(e.Record); err != nil || !bytes.Equal(canon, e.Record) {
 		return Entry{}, zero, ProblemMalformedLine
 	}
-	var head struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(e.Record, &head); err != nil || head.Type == "" {
+	// Every record decodes through the event registry (events.go): the log holds only
+	// registered events, in the fields their types declare.
+	head, err := parseHead(e.Record)
+	if err != nil {
 		return Entry{}, zero, ProblemMalformedLine
+	}
+	if !Known(head.Type, head.Version) {
+		return Entry{}, zero, ProblemUnknownEvent
+	}
+	if _, err := Decode(head.Type, head.Version, head.Data); err != nil {
+		return Entry{}, zero, ProblemInvalidEvent
 	}
 	prevBytes, err := decodeHash(e.Prev)
 	if err != nil || hex.EncodeToString(prevBytes[:]) != e.Prev {

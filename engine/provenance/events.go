@@ -1,0 +1,537 @@
+package provenance
+
+import "time"
+
+// The record types the platform writes, one Go type each, and their registration. This list is
+// the provenance format: docs/provenance.md is checked against it (TestDocNamesEveryEvent), each
+// type has a golden JSON file (testdata/events, TestEventGoldens), and the compatibility logs
+// written before types existed decode through it (TestCompatibilityLogsReadThroughTheRegistry).
+//
+// Field names and encodings of a registered version never change. To change an event, add a
+// new Go type with EventVersion 2 (the writer then writes "version":2) and keep the old one
+// registered so old logs stay readable.
+
+// Record types, by stage.
+const (
+	TypeDatasetRegistered = "dataset_registered"
+	// TypeDatasetRegistrationRefused: a registration refused for where its source lies (outside
+	// the provider's import root, through a symbolic link, no root) or for data already
+	// registered (with the snapshot digest and the dataset it is registered as).
+	TypeDatasetRegistrationRefused = "dataset_registration_refused"
+	TypeRawSetRebuilt              = "rawset_rebuilt"
+	TypePolicyLoaded               = "policy_loaded"
+	TypeWorkerStarted              = "worker_started"
+	TypeJobSubmitted               = "job_submitted"
+	TypeGate                       = "gate"
+	TypePlan                       = "plan"
+	TypePolicyAccess               = "policy_access"
+	TypeBudgetReserved             = "budget_reserved"
+	TypeExecution                  = "execution"
+	TypeMechanism                  = "mechanism"
+	TypeReviewer                   = "reviewer"
+	TypePolicyEgress               = "policy_egress"
+	TypeHeld                       = "held"
+	TypeOutputDecision             = "output_decision"
+	TypeDecisionRecalled           = "decision_recalled"
+	TypeAnsweredFromRelease        = "answered_from_release"
+	TypeReleaseNotStored           = "release_not_stored"
+	TypeReview                     = "review"
+	TypeWithheld                   = "withheld"
+	TypeBudgetDebited              = "budget_debited"
+	TypeBudgetRefunded             = "budget_refunded"
+	TypeRelease                    = "release"
+	TypeJobFailed                  = "job_failed"
+	TypeJobRefused                 = "job_refused"
+	TypeJobInterrupted             = "job_interrupted"
+	TypeReplay                     = "replay"
+	// TypeGrantOpened: a grant's budget account opened without an allocation (engine-level
+	// grants); TypeBudgetAllocated: a grant's budget carved out of its datasets' lifetime
+	// budgets at approval; TypeBudgetReturned: a grant's allocations closed (revoked, expired,
+	// cancelled), with what went back to the datasets.
+	TypeGrantOpened          = "grant_opened"
+	TypeBudgetAllocated      = "budget_allocated"
+	TypeBudgetReturned       = "budget_returned"
+	TypeApplicationSubmitted = "application_submitted"
+	TypeApplicationApproved  = "application_approved"
+	TypeApplicationRejected  = "application_rejected"
+	TypeGrantState           = "grant_state"
+	TypeRedteamReport        = "redteam_report"
+	TypeRequestDenied        = "request_denied"
+	// TypeLogRecovered is written by Open after it cut away a torn final line.
+	TypeLogRecovered = "log_recovered"
+)
+
+func init() {
+	register(
+		func() Event { return &DatasetRegistered{} },
+		func() Event { return &DatasetRegistrationRefused{} },
+		func() Event { return &RawSetRebuilt{} },
+		func() Event { return &PolicyLoaded{} },
+		func() Event { return &WorkerStarted{} },
+		func() Event { return &JobSubmitted{} },
+		func() Event { return &Gate{} },
+		func() Event { return &Plan{} },
+		func() Event { return &PolicyAccess{} },
+		func() Event { return &BudgetReserved{} },
+		func() Event { return &Execution{} },
+		func() Event { return &Mechanism{} },
+		func() Event { return &Reviewer{} },
+		func() Event { return &PolicyEgress{} },
+		func() Event { return &Held{} },
+		func() Event { return &OutputDecision{} },
+		func() Event { return &DecisionRecalled{} },
+		func() Event { return &AnsweredFromRelease{} },
+		func() Event { return &ReleaseNotStored{} },
+		func() Event { return &Review{} },
+		func() Event { return &Withheld{} },
+		func() Event { return &BudgetDebited{} },
+		func() Event { return &BudgetRefunded{} },
+		func() Event { return &Release{} },
+		func() Event { return &JobFailed{} },
+		func() Event { return &JobRefused{} },
+		func() Event { return &JobInterrupted{} },
+		func() Event { return &Replay{} },
+		func() Event { return &GrantOpened{} },
+		func() Event { return &BudgetAllocated{} },
+		func() Event { return &BudgetReturned{} },
+		func() Event { return &ApplicationSubmitted{} },
+		func() Event { return &ApplicationApproved{} },
+		func() Event { return &ApplicationRejected{} },
+		func() Event { return &GrantState{} },
+		func() Event { return &RedteamReport{} },
+		func() Event { return &RequestDenied{} },
+		func() Event { return &LogRecovered{} },
+	)
+}
+
+// Principal names who acted: a platform user (policy.Principal's fields).
+type Principal struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	Org  string `json:"org"`
+}
+
+// DatasetRegistered: a dataset's snapshot was taken and the dataset registered.
+type DatasetRegistered struct {
+	Name        string `json:"name"`
+	Provider    string `json:"provider"`
+	Grade       string `json:"grade"`
+	Domain      string `json:"domain"`
+	PrivacyUnit string `json:"privacy_unit"`
+	Snapshot    string `json:"snapshot"` // the snapshot's digest
+	Rows        int64  `json:"rows"`
+	Spec        Doc    `json:"spec"`   // catalog.Spec
+	RawSet      Doc    `json:"rawset"` // the raw-value set's digest, entry count and key ID (keyed hashes only)
+}
+
+// DatasetRegistrationRefused: a registration was refused. Refused by the server before the
+// source was read: Principal is set and Snapshot, RegisteredAs, RegisteredBy are not; refused by
+// the engine because the data is already registered: the reverse.
+type DatasetRegistrationRefused struct {
+	Principal    *Principal `json:"principal,omitempty"`
+	Name         string     `json:"name"`
+	Provider     string     `json:"provider"`
+	Grade        string     `json:"grade"`
+	Code         string     `json:"code"`
+	Snapshot     string     `json:"snapshot,omitempty"`
+	RegisteredAs string     `json:"registered_as,omitempty"`
+	RegisteredBy string     `json:"registered_by,omitempty"`
+}
+
+// RawSetRebuilt: a dataset's raw-value set was rebuilt from its snapshot.
+type RawSetRebuilt struct {
+	Name     string `json:"name"`
+	Snapshot string `json:"snapshot"`
+	Reason   string `json:"reason"`
+	RawSet   Doc    `json:"rawset"` // rawset description: digest, entry count, key ID
+}
+
+// PolicyLoaded: the engine started with a policy bundle.
+type PolicyLoaded struct {
+	BundleDigest string `json:"bundle_digest"`
+	Source       string `json:"source"`
+}
+
+// WorkerStarted: a domain's sandbox worker started, with the isolation in force.
+type WorkerStarted struct {
+	Domain    string `json:"domain"`
+	Isolation Doc    `json:"isolation"` // wire.Isolation
+}
+
+// JobSubmitted: a job was submitted (the first record of every job).
+type JobSubmitted struct {
+	Principal Principal `json:"principal"`
+	Grant     string    `json:"grant"`
+	SQL       string    `json:"sql"`
+	Options   Doc       `json:"options"` // plan.Options with defaults filled
+}
+
+// Gate: the SQL gate admitted the job, naming the snapshots it reads.
+type Gate struct {
+	Admitted  bool              `json:"admitted"`
+	Dataset   string            `json:"dataset"`
+	Snapshots map[string]string `json:"snapshots"` // dataset → snapshot digest
+}
+
+// Plan: the bounded plan the worker runs, its cost and the differencing checks.
+type Plan struct {
+	WorkerPlan         Doc `json:"worker_plan"`         // wire.Plan, with its sampling key
+	PublicPartitions   Doc `json:"public_partitions"`   // plan's public partitions
+	Cost               Doc `json:"cost"`                // plan.Cost
+	Split              Doc `json:"split"`               // how the budget is split over aggregates
+	DifferencingChecks Doc `json:"differencing_checks"` // []plan.Probe
+}
+
+// PolicyDecision is a policy decision with the input it was made on (policy.Decision's fields
+// and the input), so a replay or a candidate bundle can evaluate it again.
+type PolicyDecision struct {
+	Result       string   `json:"result"`
+	Reasons      []string `json:"reasons"`
+	Reviewers    int      `json:"reviewers,omitempty"`
+	BundleDigest string   `json:"bundle_digest"`
+	Input        Doc      `json:"input"` // policy.AccessInput or policy.EgressInput
+}
+
+// PolicyAccess: the access policy's decision on a job.
+type PolicyAccess struct{ PolicyDecision }
+
+// PolicyEgress: the egress policy's decision on a job's output.
+type PolicyEgress struct{ PolicyDecision }
+
+// BudgetReserved: the job's cost was reserved on its accounts.
+type BudgetReserved struct {
+	Accounts []string `json:"accounts"`
+	Cost     Doc      `json:"cost"` // plan.Cost
+}
+
+// Execution: the worker ran the plan; the pre-noise aggregates appear only as keyed digests.
+type Execution struct {
+	Domain                     string            `json:"domain"`
+	Snapshots                  map[string]string `json:"snapshots"`
+	DurationMS                 int64             `json:"duration_ms"`
+	PreNoiseDigest             string            `json:"pre_noise_digest"`
+	DifferencingPreNoiseDigest string            `json:"differencing_pre_noise_digest,omitempty"`
+}
+
+// Mechanism: the DP mechanisms applied and how many rows came out.
+type Mechanism struct {
+	Aggregates         Doc `json:"aggregates"` // per aggregate: mechanism, epsilon, delta, components
+	RowsReleased       int `json:"rows_released"`
+	DifferencingChecks Doc `json:"differencing_checks"`
+}
+
+// Reviewer: the automatic output reviewer's findings (columns and codes, never values).
+type Reviewer struct {
+	Findings       Doc `json:"findings"`
+	SuppressedRows int `json:"suppressed_rows"`
+}
+
+// Held: an output was held for human review.
+type Held struct {
+	Grant        string   `json:"grant"`
+	Reviewers    int      `json:"reviewers"`
+	Reasons      []string `json:"reasons"`
+	OutputDigest string   `json:"output_digest"`
+}
+
+// OutputDecision: a decision on a computed output (held, denied) that answers every repeat.
+type OutputDecision struct {
+	Fingerprint string `json:"fingerprint"`
+	State       string `json:"state"`
+	Code        string `json:"code"`
+	Reason      string `json:"reason"`
+}
+
+// DecisionRecalled: a job was answered by an earlier decision on the same output.
+type DecisionRecalled struct {
+	DecidedJob string `json:"decided_job"`
+	State      string `json:"state"`
+	Code       string `json:"code"`
+}
+
+// AnsweredFromRelease: a job was answered with an earlier job's released output, at no cost.
+type AnsweredFromRelease struct {
+	ReleasedJob string `json:"released_job"`
+}
+
+// ReleaseNotStored: a release could not be stored for repeated queries.
+type ReleaseNotStored struct {
+	Reason string `json:"reason"`
+}
+
+// Review: a reviewer's decision on a held output.
+type Review struct {
+	Reviewer Principal `json:"reviewer"`
+	Approve  bool      `json:"approve"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// Withheld: a held output will never be released.
+type Withheld struct {
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+// BudgetDebited: a job's reservation became a debit. Before a release: Cost is set. After a
+// failure that may depend on the data: Reason and Released (false) are set instead.
+type BudgetDebited struct {
+	Cost     *Doc   `json:"cost,omitempty"` // plan.Cost
+	Reason   string `json:"reason,omitempty"`
+	Released *bool  `json:"released,omitempty"`
+}
+
+// BudgetRefunded: a job's reservation was returned (it failed before reading data).
+type BudgetRefunded struct {
+	Reason string `json:"reason"`
+}
+
+// Release: an output left the platform. Reviewers is set when it was released after review;
+// ReleasedJob and Charged when it repeats an earlier release.
+type Release struct {
+	OutputDigest string   `json:"output_digest"`
+	Rows         int      `json:"rows"`
+	Reviewers    []string `json:"reviewers,omitempty"`
+	ReleasedJob  string   `json:"released_job,omitempty"`
+	Charged      *bool    `json:"charged,omitempty"`
+}
+
+// JobEnd is how a job that released nothing ended: its public error.
+type JobEnd struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Position *int   `json:"position"` // byte offset into the SQL, or null
+}
+
+// JobRefused: the job ended before its budget was reserved.
+type JobRefused struct{ JobEnd }
+
+// JobFailed: the job ended after its budget was reserved.
+type JobFailed struct{ JobEnd }
+
+// JobInterrupted: the server stopped while the job ran; nothing was released.
+type JobInterrupted struct {
+	Released bool `json:"released"`
+}
+
+// ReplayStage is one stage of a replayed job.
+type ReplayStage struct {
+	Stage  string `json:"stage"`
+	Result string `json:"result"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Replay: an auditor replayed a job.
+type Replay struct {
+	Job    string        `json:"job"`
+	Stages []ReplayStage `json:"stages"`
+	Match  bool          `json:"match"`
+}
+
+// GrantOpened: a grant's budget account was opened without an allocation.
+type GrantOpened struct {
+	Grant   string  `json:"grant"`
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+}
+
+// BudgetAllocated: a grant's budget was carved out of its datasets' lifetime budgets.
+type BudgetAllocated struct {
+	Grant    string   `json:"grant"`
+	Epsilon  float64  `json:"epsilon"`
+	Delta    float64  `json:"delta"`
+	Datasets []string `json:"datasets"`
+}
+
+// BudgetReturned: a grant's allocations were closed.
+type BudgetReturned struct {
+	Grant         string   `json:"grant"`
+	Reason        string   `json:"reason"`
+	ReturnUnspent bool     `json:"return_unspent"`
+	Returned      Doc      `json:"returned"` // ledger.Budget
+	Kept          Doc      `json:"kept"`     // ledger.Budget
+	Datasets      []string `json:"datasets"`
+}
+
+// ApplicationSubmitted: an application for a grant (api.Application's fields).
+type ApplicationSubmitted struct {
+	ID        string     `json:"id"`
+	State     string     `json:"state"`
+	Org       string     `json:"org"`
+	Applicant string     `json:"applicant"`
+	Purpose   string     `json:"purpose"`
+	Scenario  string     `json:"scenario"`
+	Datasets  []string   `json:"datasets"`
+	Start     time.Time  `json:"start"`
+	End       time.Time  `json:"end"`
+	Epsilon   float64    `json:"epsilon"`
+	Delta     float64    `json:"delta"`
+	JobKinds  []string   `json:"job_kinds"`
+	CreatedAt time.Time  `json:"created_at"`
+	DecidedBy string     `json:"decided_by,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	Grant     string     `json:"grant,omitempty"`
+}
+
+// ApplicationApproved: an application was approved and became a grant.
+type ApplicationApproved struct {
+	Application string    `json:"application"`
+	Grant       Doc       `json:"grant"` // api.Grant
+	By          Principal `json:"by"`
+}
+
+// ApplicationRejected: an application was rejected.
+type ApplicationRejected struct {
+	Application string    `json:"application"`
+	By          Principal `json:"by"`
+	Reason      string    `json:"reason"`
+}
+
+// GrantState: a grant changed state (suspended, resumed, revoked).
+type GrantState struct {
+	Grant  string    `json:"grant"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	By     Principal `json:"by"`
+	Reason string    `json:"reason"`
+}
+
+// RedteamReport: a red-team report's summary was recorded against a grant.
+type RedteamReport struct {
+	Grant        string    `json:"grant"`
+	By           Principal `json:"by"`
+	ReportSHA256 string    `json:"report_sha256"`
+	Scored       bool      `json:"scored"`
+	Attacks      Doc       `json:"attacks"` // []api.RedteamAttack
+}
+
+// RequestDenied: the authorization policy denied a request.
+type RequestDenied struct {
+	Principal    Principal `json:"principal"`
+	Action       string    `json:"action"`
+	Resource     Doc       `json:"resource"` // policy.Resource
+	Reasons      []string  `json:"reasons"`
+	BundleDigest string    `json:"bundle_digest"`
+}
+
+// LogRecovered: Open cut away a torn final line.
+type LogRecovered struct {
+	DroppedBytes int64  `json:"dropped_bytes"`
+	AtIndex      uint64 `json:"at_index"`
+}
+
+// Event types and versions: every type in the registry above.
+
+func (*DatasetRegistered) EventType() string { return TypeDatasetRegistered }
+func (*DatasetRegistered) EventVersion() int { return 1 }
+
+func (*DatasetRegistrationRefused) EventType() string { return TypeDatasetRegistrationRefused }
+func (*DatasetRegistrationRefused) EventVersion() int { return 1 }
+
+func (*RawSetRebuilt) EventType() string { return TypeRawSetRebuilt }
+func (*RawSetRebuilt) EventVersion() int { return 1 }
+
+func (*PolicyLoaded) EventType() string { return TypePolicyLoaded }
+func (*PolicyLoaded) EventVersion() int { return 1 }
+
+func (*WorkerStarted) EventType() string { return TypeWorkerStarted }
+func (*WorkerStarted) EventVersion() int { return 1 }
+
+func (*JobSubmitted) EventType() string { return TypeJobSubmitted }
+func (*JobSubmitted) EventVersion() int { return 1 }
+
+func (*Gate) EventType() string { return TypeGate }
+func (*Gate) EventVersion() int { return 1 }
+
+func (*Plan) EventType() string { return TypePlan }
+func (*Plan) EventVersion() int { return 1 }
+
+func (*PolicyAccess) EventType() string { return TypePolicyAccess }
+func (*PolicyAccess) EventVersion() int { return 1 }
+
+func (*BudgetReserved) EventType() string { return TypeBudgetReserved }
+func (*BudgetReserved) EventVersion() int { return 1 }
+
+func (*Execution) EventType() string { return TypeExecution }
+func (*Execution) EventVersion() int { return 1 }
+
+func (*Mechanism) EventType() string { return TypeMechanism }
+func (*Mechanism) EventVersion() int { return 1 }
+
+func (*Reviewer) EventType() string { return TypeReviewer }
+func (*Reviewer) EventVersion() int { return 1 }
+
+func (*PolicyEgress) EventType() string { return TypePolicyEgress }
+func (*PolicyEgress) EventVersion() int { return 1 }
+
+func (*Held) EventType() string { return TypeHeld }
+func (*Held) EventVersion() int { return 1 }
+
+func (*OutputDecision) EventType() string { return TypeOutputDecision }
+func (*OutputDecision) EventVersion() int { return 1 }
+
+func (*DecisionRecalled) EventType() string { return TypeDecisionRecalled }
+func (*DecisionRecalled) EventVersion() int { return 1 }
+
+func (*AnsweredFromRelease) EventType() string { return TypeAnsweredFromRelease }
+func (*AnsweredFromRelease) EventVersion() int { return 1 }
+
+func (*ReleaseNotStored) EventType() string { return TypeReleaseNotStored }
+func (*ReleaseNotStored) EventVersion() int { return 1 }
+
+func (*Review) EventType() string { return TypeReview }
+func (*Review) EventVersion() int { return 1 }
+
+func (*Withheld) EventType() string { return TypeWithheld }
+func (*Withheld) EventVersion() int { return 1 }
+
+func (*BudgetDebited) EventType() string { return TypeBudgetDebited }
+func (*BudgetDebited) EventVersion() int { return 1 }
+
+func (*BudgetRefunded) EventType() string { return TypeBudgetRefunded }
+func (*BudgetRefunded) EventVersion() int { return 1 }
+
+func (*Release) EventType() string { return TypeRelease }
+func (*Release) EventVersion() int { return 1 }
+
+func (*JobFailed) EventType() string { return TypeJobFailed }
+func (*JobFailed) EventVersion() int { return 1 }
+
+func (*JobRefused) EventType() string { return TypeJobRefused }
+func (*JobRefused) EventVersion() int { return 1 }
+
+func (*JobInterrupted) EventType() string { return TypeJobInterrupted }
+func (*JobInterrupted) EventVersion() int { return 1 }
+
+func (*Replay) EventType() string { return TypeReplay }
+func (*Replay) EventVersion() int { return 1 }
+
+func (*GrantOpened) EventType() string { return TypeGrantOpened }
+func (*GrantOpened) EventVersion() int { return 1 }
+
+func (*BudgetAllocated) EventType() string { return TypeBudgetAllocated }
+func (*BudgetAllocated) EventVersion() int { return 1 }
+
+func (*BudgetReturned) EventType() string { return TypeBudgetReturned }
+func (*BudgetReturned) EventVersion() int { return 1 }
+
+func (*ApplicationSubmitted) EventType() string { return TypeApplicationSubmitted }
+func (*ApplicationSubmitted) EventVersion() int { return 1 }
+
+func (*ApplicationApproved) EventType() string { return TypeApplicationApproved }
+func (*ApplicationApproved) EventVersion() int { return 1 }
+
+func (*ApplicationRejected) EventType() string { return TypeApplicationRejected }
+func (*ApplicationRejected) EventVersion() int { return 1 }
+
+func (*GrantState) EventType() string { return TypeGrantState }
+func (*GrantState) EventVersion() int { return 1 }
+
+func (*RedteamReport) EventType() string { return TypeRedteamReport }
+func (*RedteamReport) EventVersion() int { return 1 }
+
+func (*RequestDenied) EventType() string { return TypeRequestDenied }
+func (*RequestDenied) EventVersion() int { return 1 }
+
+func (*LogRecovered) EventType() string { return TypeLogRecovered }
+func (*LogRecovered) EventVersion() int { return 1 }

@@ -1,0 +1,305 @@
+package provenance
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite testdata/events/*.json and the event list in docs/provenance.md")
+
+// compatLogs are the compatibility witnesses (testdata/compat/README.md): logs written by the
+// code before events were typed. They must never be regenerated.
+var compatLogs = []string{"testdata/compat/demo", "testdata/compat/server"}
+
+// TestCompatibilityLogsReadThroughTheRegistry: logs written before events were typed still verify
+// (chain, tree, checkpoints: VerifyAll decodes every record through the registry), and every
+// record decodes to its event and encodes back to exactly the bytes on disk.
+func TestCompatibilityLogsReadThroughTheRegistry(t *testing.T) {
+	for _, dir := range compatLogs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			key, err := os.ReadFile(filepath.Join(dir, "verifier.key"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logPath := filepath.Join(dir, "provenance.log")
+			rep, err := VerifyAll(logPath, strings.TrimSpace(string(key)))
+			if err != nil || rep.Checkpoints == 0 || rep.TreeFile != TreeFileOK {
+				t.Fatalf("VerifyAll = %+v, %v", rep, err)
+			}
+			ents, err := Read(logPath, func(string, string) bool { return true })
+			if err != nil || uint64(len(ents)) != rep.Records {
+				t.Fatalf("Read = %d entries, %v; want %d", len(ents), err, rep.Records)
+			}
+			for _, e := range ents {
+				r, err := e.Decode()
+				if err != nil {
+					t.Fatalf("entry %d: %v", e.Index, err)
+				}
+				if r.Event.EventType() != r.Type || r.Version != 1 {
+					t.Fatalf("entry %d: type %s v%d decoded as %T", e.Index, r.Type, r.Version, r.Event)
+				}
+				again, err := Canonical(RecordEnvelope{Type: r.Type, Job: r.Job, Time: r.Time, Data: r.Event})
+				if err != nil || !bytes.Equal(again, e.Record) {
+					t.Fatalf("entry %d (%s) does not encode back to its bytes:\n got %s\nwant %s", e.Index, r.Type, again, e.Record)
+				}
+			}
+		})
+	}
+}
+
+// extraSamples are events of types the compatibility logs do not hold.
+var extraSamples = []Event{
+	&JobFailed{JobEnd{Code: "sandbox_timeout", Message: "the worker ran past its deadline; nothing was released"}},
+	&BudgetRefunded{Reason: "sandbox_failed"},
+	&GrantOpened{Grant: "grant-1", Epsilon: 1, Delta: 1e-6},
+	&ReleaseNotStored{Reason: "the answer could not be stored for repeated queries"},
+	&RawSetRebuilt{Name: "residents", Snapshot: "sha256:1f2e", Reason: "the file is missing",
+		RawSet: DocOf(map[string]any{"digest": "sha256:77aa", "entries": 1200, "key_id": "k1"})},
+	&JobInterrupted{Released: false},
+}
+
+// samples returns one representative event per registered type: the first of its type in the
+// compatibility logs, else from extraSamples.
+func samples(t *testing.T) map[string]Event {
+	out := map[string]Event{}
+	for _, ev := range extraSamples {
+		out[ev.EventType()] = ev
+	}
+	for _, dir := range compatLogs {
+		ents, err := Read(filepath.Join(dir, "provenance.log"), func(string, string) bool { return true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			r, err := e.Decode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := out[r.Type]; !ok {
+				out[r.Type] = r.Event
+			}
+		}
+	}
+	return out
+}
+
+func goldenName(typ string, version int) string {
+	return filepath.Join("testdata", "events", fmt.Sprintf("%s.v%d.json", typ, version))
+}
+
+// TestEventGoldens: each registered event type and version has a golden file holding the
+// canonical JSON of a representative event; the event encodes to it, decodes from it and
+// encodes back to it; and there is no golden without a registered type. -rewrite regenerates.
+func TestEventGoldens(t *testing.T) {
+	s := samples(t)
+	want := map[string]bool{}
+	for _, r := range Registered() {
+		path := goldenName(r.Type, r.Version)
+		want[filepath.Base(path)] = true
+		ev, ok := s[r.Type]
+		if !ok {
+			t.Errorf("no sample event of type %s: add one to extraSamples", r.Type)
+			continue
+		}
+		got, err := Canonical(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, '\n')
+		if *rewrite {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		golden, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%v (run go test -run TestEventGoldens -rewrite)", err)
+			continue
+		}
+		if !bytes.Equal(golden, got) {
+			t.Errorf("%s: event encodes to\n%s\nnot the golden\n%s(review, then -rewrite)", path, got, golden)
+		}
+		dec, err := Decode(r.Type, r.Version, golden)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		if again, err := Canonical(dec); err != nil || !bytes.Equal(append(again, '\n'), golden) {
+			t.Errorf("%s does not round-trip through Decode: %s", path, again)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "events", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !want[filepath.Base(f)] {
+			t.Errorf("golden %s names no registered event type", f)
+		}
+	}
+}
+
+// TestRegistryCoversExactlyTheTypesWritten: every Type… constant is registered and vice versa
+// (the writers name types only through registered events, so these are the types written).
+func TestRegistryCoversExactlyTheTypesWritten(t *testing.T) {
+	src, err := os.ReadFile("events.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consts []string
+	for _, line := range strings.Split(string(src), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && strings.HasPrefix(f[0], "Type") && f[1] == "=" {
+			consts = append(consts, strings.Trim(f[2], `"`))
+		}
+	}
+	var reg []string
+	for _, r := range Registered() {
+		reg = append(reg, r.Type)
+	}
+	slices.Sort(consts)
+	if !slices.Equal(consts, reg) {
+		t.Fatalf("Type constants %v\nregistered      %v", consts, reg)
+	}
+}
+
+// TestAppendRefusesUnregisteredEvents: the writer takes only registered events, and the reader
+// refuses unknown types, versions and fields with typed errors.
+func TestAppendRefusesUnregisteredEvents(t *testing.T) {
+	l, path := openTemp(t)
+	if _, err := l.Append(t.Context(), "j", unregistered{}); !errors.Is(err, ErrUnknownEvent) {
+		t.Fatalf("Append(unregistered) = %v, want ErrUnknownEvent", err)
+	}
+	if _, err := l.Append(t.Context(), "j", nil); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("Append(nil) = %v, want ErrInvalidRecord", err)
+	}
+	if _, err := Decode(TypeGate, 2, []byte(`{}`)); !errors.Is(err, ErrUnknownEvent) {
+		t.Fatalf("Decode(gate v2) = %v, want ErrUnknownEvent", err)
+	}
+	if _, err := Decode("no_such_event", 1, []byte(`{}`)); !errors.Is(err, ErrUnknownEvent) {
+		t.Fatalf("Decode(no_such_event) = %v, want ErrUnknownEvent", err)
+	}
+	if _, err := Decode(TypeGate, 1, []byte(`{"admitted":true,"extra":1}`)); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("Decode(gate with an unknown field) = %v, want ErrInvalidRecord", err)
+	}
+	// A record of a type nobody registered, chained correctly, fails verification.
+	mustAppend(t, l, RecordEnvelope{Type: "no_such_event", Time: time.Unix(0, 0)})
+	l.Close()
+	if rep, err := Verify(path); !errors.Is(err, ErrCorrupt) || rep.Problem != ProblemUnknownEvent {
+		t.Fatalf("Verify = %+v, %v; want %s", rep, err, ProblemUnknownEvent)
+	}
+}
+
+type unregistered struct{}
+
+func (unregistered) EventType() string { return "unregistered" }
+func (unregistered) EventVersion() int { return 1 }
+
+const (
+	docPath  = "../../docs/provenance.md"
+	docBegin = "<!-- BEGIN EVENTS: generated from the registry by `go test ./engine/provenance -run TestDocListsEveryEvent -rewrite` -->\n"
+	docEnd   = "<!-- END EVENTS -->\n"
+)
+
+// TestDocListsEveryEvent: docs/provenance.md lists every registered event type with its fields,
+// generated from the registry, so the document cannot drift from the code.
+func TestDocListsEveryEvent(t *testing.T) {
+	doc, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := docBegin + eventDoc() + docEnd
+	i, j := bytes.Index(doc, []byte(docBegin)), bytes.Index(doc, []byte(docEnd))
+	if *rewrite {
+		if i < 0 || j < i {
+			doc = append(doc, "\n"+gen...)
+		} else {
+			doc = append(append(slices.Clone(doc[:i]), gen...), doc[j+len(docEnd):]...)
+		}
+		if err := os.WriteFile(docPath, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		i, j = bytes.Index(doc, []byte(docBegin)), bytes.Index(doc, []byte(docEnd))
+	}
+	if i < 0 || j < i {
+		t.Fatalf("%s has no generated event list (run -rewrite)", docPath)
+	}
+	if got := string(doc[i : j+len(docEnd)]); got != gen {
+		t.Fatalf("%s's event list differs from the registry (run -rewrite and review)", docPath)
+	}
+}
+
+// eventDoc renders the registry as markdown: one section per type and version, one row per field.
+func eventDoc() string {
+	var b strings.Builder
+	for _, r := range Registered() {
+		ev := r.New()
+		fmt.Fprintf(&b, "\n### `%s` (version %d, Go type `provenance.%s`)\n\n", r.Type, r.Version, reflect.TypeOf(ev).Elem().Name())
+		b.WriteString("| field | JSON type | when absent |\n|---|---|---|\n")
+		docFields(&b, reflect.TypeOf(ev).Elem())
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func docFields(b *strings.Builder, t reflect.Type) {
+	for f := range t.Fields() {
+		if f.Anonymous {
+			docFields(b, f.Type)
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		absent := "always written"
+		if strings.Contains(opts, "omitempty") {
+			absent = "omitted when empty"
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s |\n", name, jsonType(f.Type), absent)
+	}
+}
+
+func jsonType(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[Doc]():
+		return "JSON document (see the Go type's field comment)"
+	case t == reflect.TypeFor[time.Time]():
+		return "string (RFC 3339 time)"
+	case t == reflect.TypeFor[Principal]():
+		return "object {name, role, org}"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonType(t.Elem()) + " or null"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int64, reflect.Uint64:
+		return "integer"
+	case reflect.Float64:
+		return "number"
+	case reflect.Slice:
+		return "array of " + jsonType(t.Elem())
+	case reflect.Map:
+		return "object of " + jsonType(t.Elem())
+	case reflect.Struct:
+		var names []string
+		for f := range t.Fields() {
+			n, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			names = append(names, n)
+		}
+		return "object {" + strings.Join(names, ", ") + "}"
+	}
+	return t.String()
+}
