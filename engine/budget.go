@@ -11,17 +11,8 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
-
-// BudgetReport is an account's balance, its allocations (a dataset's to its grants, or a
-// grant's from its datasets), its per-job history and, beside the basic composition the ledger
-// enforces, a tighter bound over the same debits (for information).
-type BudgetReport struct {
-	Balance     ledger.Balance      `json:"balance"`
-	Allocations []ledger.Allocation `json:"allocations"`
-	History     []ledger.Entry      `json:"history"`
-	Tighter     accountant.Report   `json:"accounting"`
-}
 
 // Closing reasons of a grant's allocations (CloseGrant).
 const (
@@ -108,7 +99,7 @@ func (e *Engine) CloseGrant(ctx context.Context, id, reason string, returnUnspen
 }
 
 // GrantBudget reports a grant's account (Budget of GrantAccount(id)).
-func (e *Engine) GrantBudget(ctx context.Context, id string) (*BudgetReport, error) {
+func (e *Engine) GrantBudget(ctx context.Context, id string) (*api.BudgetReport, error) {
 	return e.Budget(ctx, GrantAccount(id))
 }
 
@@ -138,9 +129,12 @@ func (e *Engine) AllocatedGrants(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Budget reports an account (GrantAccount or DatasetAccount). Reserved and debited jobs are
-// composed (a reservation left by a crash counts as spent); refunded ones are not.
-func (e *Engine) Budget(ctx context.Context, account string) (*BudgetReport, error) {
+// Budget reports an account (GrantAccount or DatasetAccount) as the API's document: its
+// balance, its allocations (a dataset's to its grants, or a grant's from its datasets), its
+// per-job history and, beside the basic composition the ledger enforces, a tighter bound over
+// the same debits (for information). Reserved and debited jobs are composed (a reservation
+// left by a crash counts as spent); refunded ones are not.
+func (e *Engine) Budget(ctx context.Context, account string) (*api.BudgetReport, error) {
 	bal, err := e.ledger.Balance(ctx, account)
 	if err != nil {
 		return nil, err
@@ -173,5 +167,30 @@ func (e *Engine) Budget(ctx context.Context, account string) (*BudgetReport, err
 	if err != nil {
 		return nil, err
 	}
-	return &BudgetReport{Balance: bal, Allocations: allocs, History: hist, Tighter: rep}, nil
+	return budgetReport(bal, allocs, hist, rep), nil
+}
+
+// budgetReport converts the ledger's and the accountant's records into the API's document.
+func budgetReport(bal ledger.Balance, allocs []ledger.Allocation, hist []ledger.Entry, rep accountant.Report) *api.BudgetReport {
+	out := &api.BudgetReport{
+		Balance: api.LedgerBalance{Account: bal.Account, Total: api.Budget(bal.Total), Allocated: api.Budget(bal.Allocated),
+			Spent: api.Budget(bal.Spent), Remaining: api.Budget(bal.Remaining), Reserved: api.Budget(bal.Reserved)},
+		Tighter: api.AccountingReport{Basic: api.Budget(rep.Basic), Tighter: api.Budget(rep.Tighter), Method: rep.Method, Events: rep.Events},
+	}
+	if allocs != nil { // an empty list stays empty, none stays null
+		out.Allocations = []api.LedgerAllocation{}
+	}
+	if hist != nil {
+		out.History = []api.LedgerEntry{}
+	}
+	for _, a := range allocs {
+		out.Allocations = append(out.Allocations, api.LedgerAllocation{Holder: a.Holder, Source: a.Source,
+			Amount: api.Budget(a.Amount), Returned: api.Budget(a.Returned), Outstanding: api.Budget(a.Outstanding),
+			Closed: a.Closed, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt})
+	}
+	for _, h := range hist {
+		out.History = append(out.History, api.LedgerEntry{Job: h.Job, Account: h.Account, Cost: api.Budget(h.Cost),
+			State: h.State, Mechanism: h.Mechanism, Reason: h.Reason, CreatedAt: h.CreatedAt, UpdatedAt: h.UpdatedAt})
+	}
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // queryFingerprint names what a release's noise depends on: the grant and the bounded plan —
@@ -47,10 +48,10 @@ func canonicalDigest(v any) (string, error) {
 // storedAnswer is what the control-plane store keeps of a release: every released row before
 // ORDER BY/LIMIT, and how it was computed.
 type storedAnswer struct {
-	Rows   [][]Cell  `json:"rows"`
-	Spent  plan.Cost `json:"spent"`
-	Split  string    `json:"budget_split"`
-	Bounds string    `json:"bounds"`
+	Rows   [][]api.Cell `json:"rows"`
+	Spent  api.Budget   `json:"spent"`
+	Split  string       `json:"budget_split"`
+	Bounds string       `json:"bounds"`
 	// Units are the rows' noisy unit counts, so a repeat withholds the same rows.
 	Units []float64 `json:"units,omitempty"`
 	// Probes are the differencing checks' noisy counts, so a repeat is reviewed alike.
@@ -96,7 +97,7 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 		return nil, errcode.Wrap(errcode.Internal, err, "the stored answer could not be read")
 	}
 	if st.Rows == nil {
-		st.Rows = [][]Cell{}
+		st.Rows = [][]api.Cell{}
 	}
 	for _, row := range st.Rows {
 		if len(row) != len(q.Outputs) {
@@ -109,15 +110,15 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 	if _, err := e.record(ctx, id, &provenance.AnsweredFromRelease{ReleasedJob: prior.Job}); err != nil {
 		return nil, err
 	}
-	res := &Result{Job: id, Dataset: ds.name(), Rows: st.Rows, units: st.Units, probes: st.Probes, Bounds: st.Bounds,
+	res := &Result{Result: api.Result{Job: id, Dataset: ds.name(), Rows: st.Rows, Bounds: st.Bounds,
 		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
-			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}
+			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}, units: st.Units, probes: st.Probes}
 	for _, o := range q.Outputs {
 		kind := "aggregate"
 		if o.Key >= 0 {
 			kind = "group_key"
 		}
-		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
+		res.Columns = append(res.Columns, api.ResultCol{Name: o.Name, Kind: kind})
 	}
 	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, &provenance.Release{ReleasedJob: prior.Job, Charged: new(bool)})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // A dry run shows the plan, mechanisms and cost without reading data or touching the budget,
@@ -48,7 +49,7 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Spent != x.Cost {
+	if r.Spent != api.Budget(x.Cost) {
 		t.Fatalf("job spent %+v, dry run said %+v", r.Spent, x.Cost)
 	}
 	again, err := e.Explain(context.Background(), job)

@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // Output formats of a released result. JSON is the Result itself; CSV and Arrow use the flat
@@ -104,7 +105,7 @@ func (r *Result) flatFields() ([]arrow.Field, error) {
 
 // flatRow appends row in the flat layout to out: a *string per group key (nil is NULL), then
 // per aggregate float64s and the mechanism string in aggregateParts order.
-func flatRow(cols []ResultCol, row []Cell, out []any) []any {
+func flatRow(cols []api.ResultCol, row []api.Cell, out []any) []any {
 	for i, c := range cols {
 		if c.Kind == "group_key" {
 			out = append(out, row[i].Key)

@@ -11,9 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 func strp(s string) *string { return &s }
@@ -21,24 +20,24 @@ func strp(s string) *string { return &s }
 // formatFixture has two group keys (one NULL, one empty string, one needing CSV quoting) and two
 // aggregates whose floats need exponents, so the layouts' edge cases are all in one place.
 func formatFixture(rows bool) *Result {
-	r := &Result{
+	r := &Result{Result: api.Result{
 		Job: "job-1", Dataset: "claims",
-		Columns: []ResultCol{
+		Columns: []api.ResultCol{
 			{Name: "region", Kind: "group_key"}, {Name: "segment", Kind: "group_key"},
 			{Name: "n", Kind: "aggregate"}, {Name: "avg_claim", Kind: "aggregate"},
 		},
-		Spent: plan.Cost{Epsilon: 0.75, Delta: 1e-6}, Split: "equal", Bounds: "claim in [0, 10000]", LogIndex: 42,
-	}
+		Spent: api.Budget{Epsilon: 0.75, Delta: 1e-6}, Split: "equal", Bounds: "claim in [0, 10000]", LogIndex: 42,
+	}}
 	if !rows {
 		return r
 	}
-	n := func(v float64) *dp.Released {
-		return &dp.Released{Value: v, CILow: v - 20.25, CIHigh: v + 20.25, Mechanism: "laplace", Epsilon: 0.5}
+	n := func(v float64) *api.Released {
+		return &api.Released{Value: v, CILow: v - 20.25, CIHigh: v + 20.25, Mechanism: "laplace", Epsilon: 0.5}
 	}
-	avg := func(v float64) *dp.Released {
-		return &dp.Released{Value: v, CILow: 1e3, CIHigh: 1.5e21, Mechanism: "gaussian", Epsilon: 0.25, Delta: 1e-6}
+	avg := func(v float64) *api.Released {
+		return &api.Released{Value: v, CILow: 1e3, CIHigh: 1.5e21, Mechanism: "gaussian", Epsilon: 0.25, Delta: 1e-6}
 	}
-	r.Rows = [][]Cell{
+	r.Rows = [][]api.Cell{
 		{{Key: strp("north")}, {Key: strp("retail")}, {DP: n(120.5)}, {DP: avg(1234.5678)}},
 		{{Key: strp(`south, "coast"`)}, {Key: nil}, {DP: n(-3)}, {DP: avg(0.1)}},
 		{{Key: strp("")}, {Key: strp("business")}, {DP: n(7)}, {DP: avg(5e-324)}},

@@ -23,6 +23,7 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // Job is an applicant's SQL job within a grant.
@@ -59,35 +60,14 @@ type Hold struct {
 
 // Result is a released result: noisy cells with their mechanism, budget and 95% interval.
 type Result struct {
-	Job      string      `json:"job"`
-	Dataset  string      `json:"dataset"`
-	Columns  []ResultCol `json:"columns"`
-	Rows     [][]Cell    `json:"rows"`
-	Spent    plan.Cost   `json:"spent"`
-	Split    string      `json:"budget_split"`
-	Bounds   string      `json:"bounds"`
-	LogIndex uint64      `json:"log_index"`
-	// Suppressed is how many rows were withheld for standing for fewer privacy units than the
-	// policy's minimum; present only when the policy lets the result say so.
-	Suppressed *int `json:"suppressed_rows,omitempty"`
+	// Result is the released document; it is all that Result encodes to JSON.
+	api.Result
 
 	// units is each row's noisy count of privacy units (nil when nothing is suppressed). It
 	// stays with its row through suppression and ORDER BY, and is never released.
 	units []float64
 	// probes are the noisy counts of the differencing checks, for the reviewer.
 	probes []reviewer.DifferenceProbe
-}
-
-// ResultCol describes an output column.
-type ResultCol struct {
-	Name string `json:"name"`
-	Kind string `json:"kind"` // group_key or aggregate
-}
-
-// Cell is a group key value or a released aggregate.
-type Cell struct {
-	Key *string      `json:"key,omitempty"`
-	DP  *dp.Released `json:"dp,omitempty"`
 }
 
 // Submit runs a job through the pipeline and returns its released result, or an *errcode.Error
@@ -344,7 +324,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 	res.probes = probes
 	res.Job, res.Dataset = id, ds.name()
 	res.Bounds = boundsText(ds, p)
-	res.Spent = p.Cost
+	res.Spent = api.Budget(p.Cost)
 	res.Split = p.Split
 	if _, err := e.record(ctx, id, &provenance.Mechanism{Aggregates: provenance.DocOf(mechanisms(p)), RowsReleased: len(res.Rows), DifferencingChecks: provenance.DocOf(probes)}); err != nil {
 		return nil, err
@@ -556,7 +536,7 @@ func postProcess(q *gate.Query, res *Result) {
 		hi = min(hi, lo+q.Limit)
 	}
 	order = order[lo:hi]
-	rows := make([][]Cell, len(order))
+	rows := make([][]api.Cell, len(order))
 	var units []float64
 	if res.units != nil {
 		units = make([]float64, len(order))
@@ -571,7 +551,7 @@ func postProcess(q *gate.Query, res *Result) {
 }
 
 // compareCells orders NULL keys first, keys as numbers when both parse as numbers, else as text.
-func compareCells(a, b Cell) int {
+func compareCells(a, b api.Cell) int {
 	if a.DP != nil && b.DP != nil {
 		return cmp.Compare(a.DP.Value, b.DP.Value)
 	}
@@ -635,13 +615,13 @@ const hiddenUnitCount = "units_per_group (hidden)"
 // release applies the mechanisms: partition selection (or the public domain), then noise.
 // With small-group suppression, each row's noisy unit count goes with it (Result.units).
 func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, error) {
-	res := &Result{Rows: [][]Cell{}}
+	res := &Result{Result: api.Result{Rows: [][]api.Cell{}}}
 	for _, o := range q.Outputs {
 		kind := "aggregate"
 		if o.Key >= 0 {
 			kind = "group_key"
 		}
-		res.Columns = append(res.Columns, ResultCol{Name: o.Name, Kind: kind})
+		res.Columns = append(res.Columns, api.ResultCol{Name: o.Name, Kind: kind})
 	}
 	type row struct {
 		key    []*string
@@ -684,14 +664,14 @@ func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, e
 			}
 			released[j] = rel
 		}
-		cells := make([]Cell, len(q.Outputs))
+		cells := make([]api.Cell, len(q.Outputs))
 		for i, o := range q.Outputs {
 			if o.Key >= 0 {
-				cells[i] = Cell{Key: r.key[o.Key]}
+				cells[i] = api.Cell{Key: r.key[o.Key]}
 				continue
 			}
-			rel := released[o.Aggregate][o.Rank]
-			cells[i] = Cell{DP: &rel}
+			rel := api.Released(released[o.Aggregate][o.Rank])
+			cells[i] = api.Cell{DP: &rel}
 		}
 		res.Rows = append(res.Rows, cells)
 		if p.UnitCount >= 0 {

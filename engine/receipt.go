@@ -59,7 +59,7 @@ func (e *Engine) receipt(ctx context.Context, grant string, res *Result, digest 
 	if err != nil {
 		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the release record could not be read back")
 	}
-	body := ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: res.Spent, Mechanisms: receiptMechanisms(res),
+	body := ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: plan.Cost(res.Spent), Mechanisms: receiptMechanisms(res),
 		LogIndex: res.LogIndex, Record: string(line), Checkpoint: string(cp.Note), Reviewers: reviewers}
 	for _, h := range proof {
 		body.Inclusion = append(body.Inclusion, base64.StdEncoding.EncodeToString(h[:]))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // TestReleaseReceiptsVerifyOfflineWithThePublicKeyOnly: a released result and its receipt
@@ -41,10 +42,10 @@ func TestReleaseReceiptsVerifyOfflineWithThePublicKeyOnly(t *testing.T) {
 	}
 
 	changed := *out.Result
-	changed.Rows = append([][]engine.Cell(nil), out.Result.Rows...)
+	changed.Rows = append([][]api.Cell(nil), out.Result.Rows...)
 	cell := *changed.Rows[0][1].DP
 	cell.Value++
-	changed.Rows[0] = []engine.Cell{changed.Rows[0][0], {DP: &cell}}
+	changed.Rows[0] = []api.Cell{changed.Rows[0][0], {DP: &cell}}
 	forgedResult, _ := json.Marshal(&changed)
 	if _, err := engine.VerifyReceipt(out.Receipt, forgedResult, e.PublicKey()); err == nil {
 		t.Fatal("a result with a changed value verified")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 	"sort"
 	"strings"
@@ -13,31 +12,9 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
-
-// Replay stage results.
-const (
-	ReplayMatch       = "match"
-	ReplayMismatch    = "mismatch"
-	ReplayNotRun      = "not_run"      // the job never reached this stage
-	ReplayNotReplayed = "not_replayed" // by design (DP noise is never drawn again)
-)
-
-// ReplayStage is one stage of a job as replayed: whether recomputing it gave what was
-// recorded, and if not, what differed.
-type ReplayStage struct {
-	Stage  string `json:"stage"`
-	Result string `json:"result"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// ReplayReport is an auditor's replay of one job from its provenance records.
-type ReplayReport struct {
-	Job    string        `json:"job"`
-	Stages []ReplayStage `json:"stages"`
-	// Match is true when no stage mismatched.
-	Match bool `json:"match"`
-}
 
 // jobRecords are the records of one job that replay reads, decoded.
 type jobRecords struct {
@@ -68,7 +45,7 @@ func recorded(d provenance.PolicyDecision) (*recordedDecision, error) {
 }
 
 // replayEvent is the report as its provenance record.
-func replayEvent(rep *ReplayReport) *provenance.Replay {
+func replayEvent(rep *api.ReplayReport) *provenance.Replay {
 	ev := &provenance.Replay{Job: rep.Job, Match: rep.Match, Stages: make([]provenance.ReplayStage, len(rep.Stages))}
 	for i, s := range rep.Stages {
 		ev.Stages[i] = provenance.ReplayStage(s)
@@ -127,14 +104,14 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 // bundle that decided (by digest) and re-evaluates the recorded access and egress inputs,
 // re-runs the recorded worker plan (with its recorded sampling key) and compares the keyed
 // digest of the pre-noise aggregates. Noise is never drawn again. The report is recorded.
-func (e *Engine) Replay(ctx context.Context, job string) (*ReplayReport, error) {
+func (e *Engine) Replay(ctx context.Context, job string) (*api.ReplayReport, error) {
 	r, err := readJobRecords(e.logPath, job)
 	if err != nil {
 		return nil, err
 	}
-	rep := &ReplayReport{Job: job}
+	rep := &api.ReplayReport{Job: job}
 	add := func(stage, result, detail string, args ...any) {
-		rep.Stages = append(rep.Stages, ReplayStage{Stage: stage, Result: result, Detail: fmt.Sprintf(detail, args...)})
+		rep.Stages = append(rep.Stages, api.ReplayStage{Stage: stage, Result: result, Detail: fmt.Sprintf(detail, args...)})
 	}
 
 	dataOK := e.replaySnapshots(ctx, r, add)
@@ -143,15 +120,15 @@ func (e *Engine) Replay(ctx context.Context, job string) (*ReplayReport, error) 
 	if r.access != nil {
 		bundle = e.replayBundle(ctx, r.access.BundleDigest, add)
 	} else {
-		add("policy_bundle", ReplayNotRun, "the job was refused before the access policy")
+		add("policy_bundle", api.ReplayNotRun, "the job was refused before the access policy")
 	}
 	replayDecision(ctx, "access_decision", policy.AccessQuery, job, bundle, r.access, add)
 
 	switch {
 	case r.plan == nil || r.preNoise == "":
-		add("execution", ReplayNotRun, "the job did not reach execution%s", refusalText(r.refusal))
+		add("execution", api.ReplayNotRun, "the job did not reach execution%s", refusalText(r.refusal))
 	case !dataOK:
-		add("execution", ReplayNotRun, "not re-run: the data it read is not the data recorded")
+		add("execution", api.ReplayNotRun, "not re-run: the data it read is not the data recorded")
 	default:
 		e.replayExecution(ctx, job, r, add)
 	}
@@ -162,14 +139,14 @@ func (e *Engine) Replay(ctx context.Context, job string) (*ReplayReport, error) 
 	replayDecision(ctx, "egress_decision", policy.EgressQuery, job, bundle, r.egress, add)
 
 	if r.release != nil {
-		add("release", ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", r.release.OutputDigest)
+		add("release", api.ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", r.release.OutputDigest)
 	} else {
-		add("release", ReplayNotRun, "nothing was released")
+		add("release", api.ReplayNotRun, "nothing was released")
 	}
 
 	rep.Match = true
 	for _, s := range rep.Stages {
-		if s.Result == ReplayMismatch {
+		if s.Result == api.ReplayMismatch {
 			rep.Match = false
 		}
 	}
@@ -190,7 +167,7 @@ func refusalText(refusal *provenance.JobEnd) string {
 // file still has its digest.
 func (e *Engine) replaySnapshots(ctx context.Context, r *jobRecords, add func(stage, result, detail string, args ...any)) bool {
 	if len(r.snapshots) == 0 {
-		add("snapshots", ReplayNotRun, "the job was refused before it named its data")
+		add("snapshots", api.ReplayNotRun, "the job was refused before it named its data")
 		return false
 	}
 	names := make([]string, 0, len(r.snapshots))
@@ -219,10 +196,10 @@ func (e *Engine) replaySnapshots(ctx context.Context, r *jobRecords, add func(st
 		}
 	}
 	if len(problems) > 0 {
-		add("snapshots", ReplayMismatch, "%s", strings.Join(problems, "; "))
+		add("snapshots", api.ReplayMismatch, "%s", strings.Join(problems, "; "))
 		return false
 	}
-	add("snapshots", ReplayMatch, "%d snapshot(s) present with their recorded digests", len(names))
+	add("snapshots", api.ReplayMatch, "%d snapshot(s) present with their recorded digests", len(names))
 	return true
 }
 
@@ -230,24 +207,24 @@ func (e *Engine) replaySnapshots(ctx context.Context, r *jobRecords, add func(st
 // kept under the data directory when it was loaded.
 func (e *Engine) replayBundle(ctx context.Context, digest string, add func(stage, result, detail string, args ...any)) *policy.Engine {
 	if digest == e.policy.Digest() {
-		add("policy_bundle", ReplayMatch, "bundle %s (in force)", digest)
+		add("policy_bundle", api.ReplayMatch, "bundle %s (in force)", digest)
 		return e.policy
 	}
 	dir := e.bundleDir(digest)
 	if !exists(dir) {
-		add("policy_bundle", ReplayMismatch, "bundle %s is gone: it is neither in force nor kept under the data directory", digest)
+		add("policy_bundle", api.ReplayMismatch, "bundle %s is gone: it is neither in force nor kept under the data directory", digest)
 		return nil
 	}
 	p, err := policy.New(ctx, policy.WithBundleDir(dir))
 	if err != nil {
-		add("policy_bundle", ReplayMismatch, "bundle %s no longer loads: %v", digest, err)
+		add("policy_bundle", api.ReplayMismatch, "bundle %s no longer loads: %v", digest, err)
 		return nil
 	}
 	if p.Digest() != digest {
-		add("policy_bundle", ReplayMismatch, "the bundle kept for %s now has digest %s: it was altered", digest, p.Digest())
+		add("policy_bundle", api.ReplayMismatch, "the bundle kept for %s now has digest %s: it was altered", digest, p.Digest())
 		return nil
 	}
-	add("policy_bundle", ReplayMatch, "bundle %s (kept copy)", digest)
+	add("policy_bundle", api.ReplayMatch, "bundle %s (kept copy)", digest)
 	return p
 }
 
@@ -255,23 +232,23 @@ func (e *Engine) replayBundle(ctx context.Context, digest string, add func(stage
 func replayDecision(ctx context.Context, stage, query, job string, bundle *policy.Engine, rec *recordedDecision, add func(stage, result, detail string, args ...any)) {
 	switch {
 	case rec == nil:
-		add(stage, ReplayNotRun, "no decision was recorded")
+		add(stage, api.ReplayNotRun, "no decision was recorded")
 		return
 	case len(rec.Input) == 0 || string(rec.Input) == "null":
-		add(stage, ReplayNotRun, "the decision was recorded without its input")
+		add(stage, api.ReplayNotRun, "the decision was recorded without its input")
 		return
 	case bundle == nil:
-		add(stage, ReplayNotRun, "the bundle that decided is not available")
+		add(stage, api.ReplayNotRun, "the bundle that decided is not available")
 		return
 	}
 	changes, err := policy.WhatIf(ctx, bundle, []policy.Recorded{{Job: job, Query: query, Input: rec.Input, Result: rec.Result, Reasons: rec.Reasons}})
 	switch {
 	case err != nil:
-		add(stage, ReplayMismatch, "the recorded input cannot be evaluated: %v", err)
+		add(stage, api.ReplayMismatch, "the recorded input cannot be evaluated: %v", err)
 	case len(changes) > 0:
-		add(stage, ReplayMismatch, "recorded %s, re-evaluated %s (%s)", changes[0].From, changes[0].To, strings.Join(changes[0].ToReasons, "; "))
+		add(stage, api.ReplayMismatch, "recorded %s, re-evaluated %s (%s)", changes[0].From, changes[0].To, strings.Join(changes[0].ToReasons, "; "))
 	default:
-		add(stage, ReplayMatch, "%s again", rec.Result)
+		add(stage, api.ReplayMatch, "%s again", rec.Result)
 	}
 }
 
@@ -287,37 +264,37 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 	}
 	w, err := e.worker(ctx, domain)
 	if err != nil {
-		add("execution", ReplayMismatch, "the worker could not start: %s", errcode.Public(err).Message)
+		add("execution", api.ReplayMismatch, "the worker could not start: %s", errcode.Public(err).Message)
 		return
 	}
 	wp := *r.plan
 	wp.Job = "replay-" + job
 	parts, err := w.Execute(ctx, &wp)
 	if err != nil {
-		add("execution", ReplayMismatch, "re-running the plan failed: %s", errcode.Public(err).Message)
+		add("execution", api.ReplayMismatch, "re-running the plan failed: %s", errcode.Public(err).Message)
 		return
 	}
 	pre, err := preNoiseBytes(&plan.Planned{Worker: wp}, parts)
 	if err != nil {
-		add("execution", ReplayMismatch, "the re-run returned states that do not match the plan")
+		add("execution", api.ReplayMismatch, "the re-run returned states that do not match the plan")
 		return
 	}
 	if got := e.auditKey.Digest(pre); got != r.preNoise {
-		add("execution", ReplayMismatch, "the pre-noise aggregates differ from the recorded ones (keyed digest %s, recorded %s)", got, r.preNoise)
+		add("execution", api.ReplayMismatch, "the pre-noise aggregates differ from the recorded ones (keyed digest %s, recorded %s)", got, r.preNoise)
 		return
 	}
 	if len(r.probes) == 0 {
-		add("execution", ReplayMatch, "%d partition(s); the keyed digest of the pre-noise aggregates is the recorded one", len(parts))
+		add("execution", api.ReplayMatch, "%d partition(s); the keyed digest of the pre-noise aggregates is the recorded one", len(parts))
 		return
 	}
 	_, probePre, err := executeProbes(ctx, w, wp.Job, slices.Clone(r.probes))
 	if err != nil {
-		add("execution", ReplayMismatch, "re-running the differencing checks failed: %s", errcode.Public(err).Message)
+		add("execution", api.ReplayMismatch, "re-running the differencing checks failed: %s", errcode.Public(err).Message)
 		return
 	}
 	if got := e.auditKey.Digest(probePre); got != r.probePreNoise {
-		add("execution", ReplayMismatch, "the differencing checks' pre-noise counts differ from the recorded ones (keyed digest %s, recorded %s)", got, r.probePreNoise)
+		add("execution", api.ReplayMismatch, "the differencing checks' pre-noise counts differ from the recorded ones (keyed digest %s, recorded %s)", got, r.probePreNoise)
 		return
 	}
-	add("execution", ReplayMatch, "%d partition(s) and %d differencing check(s); the keyed digests of the pre-noise aggregates are the recorded ones", len(parts), len(r.probes))
+	add("execution", api.ReplayMatch, "%d partition(s) and %d differencing check(s); the keyed digests of the pre-noise aggregates are the recorded ones", len(parts), len(r.probes))
 }

@@ -11,18 +11,19 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
-func stage(rep *engine.ReplayReport, name string) engine.ReplayStage {
+func stage(rep *api.ReplayReport, name string) api.ReplayStage {
 	for _, s := range rep.Stages {
 		if s.Stage == name {
 			return s
 		}
 	}
-	return engine.ReplayStage{}
+	return api.ReplayStage{}
 }
 
-func mustReplay(t *testing.T, e *engine.Engine, job string) *engine.ReplayReport {
+func mustReplay(t *testing.T, e *engine.Engine, job string) *api.ReplayReport {
 	t.Helper()
 	rep, err := e.Replay(context.Background(), job)
 	if err != nil {
@@ -70,8 +71,8 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rep.Match || stage(rep, "execution").Result != engine.ReplayMatch || stage(rep, "snapshots").Result != engine.ReplayMatch ||
-			stage(rep, "access_decision").Result != engine.ReplayMatch || stage(rep, "egress_decision").Result != engine.ReplayMatch {
+		if !rep.Match || stage(rep, "execution").Result != api.ReplayMatch || stage(rep, "snapshots").Result != api.ReplayMatch ||
+			stage(rep, "access_decision").Result != api.ReplayMatch || stage(rep, "egress_decision").Result != api.ReplayMatch {
 			t.Fatalf("replay of %s: %+v", job, rep)
 		}
 	}
@@ -79,7 +80,7 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 		t.Fatalf("replay of a job with a differencing check: %q", d)
 	}
 	rep, err := e.Replay(ctx, repeat)
-	if err != nil || !rep.Match || stage(rep, "execution").Result != engine.ReplayNotRun {
+	if err != nil || !rep.Match || stage(rep, "execution").Result != api.ReplayNotRun {
 		t.Fatalf("replay of a repeat answered from its release: %+v, %v", rep, err)
 	}
 	_, err = e.Submit(ctx, engine.Job{Principal: applicant, Grant: "g", SQL: "SELECT person_id FROM medical_visits", Options: o})
@@ -130,8 +131,8 @@ func TestReplayReportsChangedDataAndAGoneBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Match || stage(rep, "policy_bundle").Result != engine.ReplayMismatch || !strings.Contains(stage(rep, "policy_bundle").Detail, "gone") ||
-		stage(rep, "execution").Result != engine.ReplayMatch {
+	if rep.Match || stage(rep, "policy_bundle").Result != api.ReplayMismatch || !strings.Contains(stage(rep, "policy_bundle").Detail, "gone") ||
+		stage(rep, "execution").Result != api.ReplayMatch {
 		t.Fatalf("replay with the bundle gone: %+v", rep)
 	}
 
@@ -149,8 +150,8 @@ func TestReplayReportsChangedDataAndAGoneBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := stage(rep, "snapshots"); rep.Match || s.Result != engine.ReplayMismatch || !strings.Contains(s.Detail, "data changed") ||
-		stage(rep, "execution").Result != engine.ReplayNotRun {
+	if s := stage(rep, "snapshots"); rep.Match || s.Result != api.ReplayMismatch || !strings.Contains(s.Detail, "data changed") ||
+		stage(rep, "execution").Result != api.ReplayNotRun {
 		t.Fatalf("replay after the data changed: %+v", rep)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // TestHeldOutputIsReleasedOnlyAsHeld: an L3 dataset's output is held for two reviewers, not
@@ -35,7 +36,7 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	}
 
 	tampered := *out.Result
-	tampered.Rows = [][]engine.Cell{out.Result.Rows[0]}
+	tampered.Rows = [][]api.Cell{out.Result.Rows[0]}
 	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, &tampered, []string{"rev-1", "rev-2"}); err == nil {
 		t.Fatal("a result different from the held one was released")
 	}

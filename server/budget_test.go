@@ -21,7 +21,7 @@ import (
 )
 
 // residents' lifetime budget (testdata/datasets/residents.yaml).
-var residentsLifetime = ledger.Budget{Epsilon: 10, Delta: 1e-6}
+var residentsLifetime = api.Budget{Epsilon: 10, Delta: 1e-6}
 
 // byBirthDate groups by a key without a public domain: DP partition selection, which spends
 // the job's whole delta whatever its epsilon.
@@ -45,9 +45,9 @@ func (p *platform) approve(app string) string {
 	return ok.GrantID
 }
 
-func (p *platform) datasetBudget(name string) engine.BudgetReport {
+func (p *platform) datasetBudget(name string) api.BudgetReport {
 	p.t.Helper()
-	var rep engine.BudgetReport
+	var rep api.BudgetReport
 	p.must("op-1", "GET", "/v1/datasets/"+name+"/budget", nil, &rep)
 	return rep
 }
@@ -71,7 +71,7 @@ func near(a, b float64) bool {
 	return math.Abs(a-b) <= 1e-12*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
 }
 
-func nearBudget(a, b ledger.Budget) bool {
+func nearBudget(a, b api.Budget) bool {
 	return near(a.Epsilon, b.Epsilon) && math.Abs(a.Delta-b.Delta) <= 1e-20
 }
 
@@ -101,8 +101,8 @@ func TestOneApplicantCannotSpendAnothersLifetimeBudget(t *testing.T) {
 	grantA := p.approve(p.apply("insurer-1", 2, 4e-7))
 	grantB := p.approve(p.apply("insurer-2", 2, 4e-7))
 	rep := p.datasetBudget("residents")
-	if b := rep.Balance; !nearBudget(b.Total, residentsLifetime) || !nearBudget(b.Allocated, ledger.Budget{Epsilon: 4, Delta: 8e-7}) ||
-		!nearBudget(b.Remaining, ledger.Budget{Epsilon: 6, Delta: 2e-7}) || len(rep.Allocations) != 2 {
+	if b := rep.Balance; !nearBudget(b.Total, residentsLifetime) || !nearBudget(b.Allocated, api.Budget{Epsilon: 4, Delta: 8e-7}) ||
+		!nearBudget(b.Remaining, api.Budget{Epsilon: 6, Delta: 2e-7}) || len(rep.Allocations) != 2 {
 		t.Fatalf("residents after two approvals: %+v, allocations %+v", b, rep.Allocations)
 	}
 	if g := p.grant(grantA); !g.Budget.Allocated || g.Budget.DeltaTotal != 4e-7 || g.Budget.DeltaRemaining != 4e-7 {
@@ -150,7 +150,7 @@ func TestOneApplicantCannotSpendAnothersLifetimeBudget(t *testing.T) {
 	}
 	// The dataset's unallocated remainder was never touched by either.
 	rep = p.datasetBudget("residents")
-	if b := rep.Balance; !nearBudget(b.Remaining, ledger.Budget{Epsilon: 6, Delta: 2e-7}) || !near(b.Spent.Delta, 4e-7+4e-9) {
+	if b := rep.Balance; !nearBudget(b.Remaining, api.Budget{Epsilon: 6, Delta: 2e-7}) || !near(b.Spent.Delta, 4e-7+4e-9) {
 		t.Fatalf("residents after the jobs: %+v", b)
 	}
 
@@ -191,7 +191,7 @@ func TestOneApplicantCannotSpendAnothersLifetimeBudget(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("%d of %d racing approvals succeeded (%v), want exactly 1", won, len(apps), statuses)
 	}
-	if b := p.datasetBudget("residents").Balance; !nearBudget(b.Remaining, ledger.Budget{Epsilon: 2, Delta: 2e-7 - 1e-8}) {
+	if b := p.datasetBudget("residents").Balance; !nearBudget(b.Remaining, api.Budget{Epsilon: 2, Delta: 2e-7 - 1e-8}) {
 		t.Fatalf("residents after the race: %+v", b)
 	}
 
@@ -202,14 +202,14 @@ func TestOneApplicantCannotSpendAnothersLifetimeBudget(t *testing.T) {
 		!near(gB.Budget.EpsilonTotal, 0.5) || gB.Budget.EpsilonRemaining != 0 || gB.Budget.DeltaRemaining != 0 {
 		t.Fatalf("grant B after revocation: %+v", gB.Budget)
 	}
-	if b := p.datasetBudget("residents").Balance; !nearBudget(b.Remaining, ledger.Budget{Epsilon: 3.5, Delta: 2e-7 - 1e-8 + 4e-7 - 4e-9}) {
+	if b := p.datasetBudget("residents").Balance; !nearBudget(b.Remaining, api.Budget{Epsilon: 3.5, Delta: 2e-7 - 1e-8 + 4e-7 - 4e-9}) {
 		t.Fatalf("residents after B's revocation: %+v", b)
 	}
 
 	// Past its end, A gives back the epsilon it never spent (its delta is all spent).
 	clk.Set(time.Date(2027, 1, 1, 0, 0, 1, 0, time.UTC))
 	rep = p.datasetBudget("residents")
-	var closedA *ledger.Allocation
+	var closedA *api.LedgerAllocation
 	for i, al := range rep.Allocations {
 		if al.Holder == engine.GrantAccount(grantA) {
 			closedA = &rep.Allocations[i]
@@ -289,7 +289,7 @@ func TestRevokedGrantKeepsItsAllocationWhenThePolicySaysSo(t *testing.T) {
 		t.Fatalf("a revoked grant returned budget against the policy: %+v", gb)
 	}
 	rep := p.datasetBudget("residents")
-	if !nearBudget(rep.Balance.Allocated, ledger.Budget{Epsilon: 3, Delta: 3e-7}) || len(rep.Allocations) != 1 ||
+	if !nearBudget(rep.Balance.Allocated, api.Budget{Epsilon: 3, Delta: 3e-7}) || len(rep.Allocations) != 1 ||
 		rep.Allocations[0].Closed != engine.CloseRevoked {
 		t.Fatalf("residents after the revocation: %+v %+v", rep.Balance, rep.Allocations)
 	}
@@ -312,11 +312,11 @@ func TestRevokedGrantKeepsItsAllocationWhenThePolicySaysSo(t *testing.T) {
 	}
 	p = serveOn(t, srv, dataDir)
 	rep = p.datasetBudget("residents")
-	if !nearBudget(rep.Balance.Allocated, ledger.Budget{Epsilon: 3, Delta: 3e-7}) || len(rep.Allocations) != 2 {
+	if !nearBudget(rep.Balance.Allocated, api.Budget{Epsilon: 3, Delta: 3e-7}) || len(rep.Allocations) != 2 {
 		t.Fatalf("residents after restart: %+v %+v", rep.Balance, rep.Allocations)
 	}
 	for _, a := range rep.Allocations {
-		if a.Holder == engine.GrantAccount("grant-crashed") && (a.Closed != engine.CloseCancelled || a.Outstanding != (ledger.Budget{})) {
+		if a.Holder == engine.GrantAccount("grant-crashed") && (a.Closed != engine.CloseCancelled || a.Outstanding != (api.Budget{})) {
 			t.Fatalf("the orphaned allocation is %+v, want cancelled and returned whole", a)
 		}
 	}

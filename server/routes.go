@@ -802,7 +802,7 @@ func (s *Server) auditVerify(_ http.ResponseWriter, r *http.Request, who policy.
 	if err != nil && rep.OK() { // the log could not be read at all: that is not a verified log
 		return 0, nil, errcode.Wrap(errcode.Internal, err, "the provenance log could not be read")
 	}
-	return http.StatusOK, rep, nil
+	return http.StatusOK, api.VerifyReport(rep), nil
 }
 
 func (s *Server) auditJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {

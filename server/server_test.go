@@ -381,7 +381,7 @@ func TestLifecycleOverHTTP(t *testing.T) {
 	}
 	p.refused("insurer-1", "GET", "/v1/audit/verify", nil, 403, "forbidden")
 	// The auditor replays the held-then-released job: every stage matches.
-	var replay engine.ReplayReport
+	var replay api.ReplayReport
 	p.must("aud-1", "POST", "/v1/audit/jobs/"+held.ID+"/replay", nil, &replay)
 	if !replay.Match || len(replay.Stages) < 5 {
 		t.Fatalf("replay = %+v", replay)

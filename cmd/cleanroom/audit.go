@@ -63,14 +63,16 @@ Any problem is an error naming the first bad index.`,
 				}
 				return nil
 			}
-			var rep provenance.VerifyReport
+			var rep api.VerifyReport
 			if dataDir != "" {
 				logPath := filepath.Join(dataDir, "provenance.log")
+				var local provenance.VerifyReport
 				if key != "" {
-					rep, err = provenance.VerifyAll(logPath, key)
+					local, err = provenance.VerifyAll(logPath, key)
 				} else {
-					rep, err = provenance.Verify(logPath)
+					local, err = provenance.Verify(logPath)
 				}
+				rep = api.VerifyReport(local)
 				if err != nil && rep.OK() {
 					return err
 				}

@@ -8,8 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
 )
 
@@ -63,11 +62,11 @@ grant gives back what it never spent when the operator's policy says so ("return
 	return cmd
 }
 
-func fmtBudget(b ledger.Budget) string {
+func fmtBudget(b api.Budget) string {
 	return fmt.Sprintf("epsilon %.6g, delta %.6g", b.Epsilon, b.Delta)
 }
 
-func writeBudget(w io.Writer, rep *engine.BudgetReport) error {
+func writeBudget(w io.Writer, rep *api.BudgetReport) error {
 	b, a := rep.Balance, rep.Tighter
 	accounting := fmt.Sprintf("basic epsilon %.6g; tighter epsilon %.6g at delta %.6g (%s, %d events)",
 		a.Basic.Epsilon, a.Tighter.Epsilon, a.Tighter.Delta, orDash(a.Method), a.Events)

@@ -18,11 +18,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
-	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
@@ -137,13 +134,13 @@ func wantContains(t *testing.T, text string, parts ...string) {
 // testResult is a released result with a group key and one aggregate per group.
 func testResult() *engine.Result {
 	north, south := "north", "south"
-	return &engine.Result{Job: "j-1", Dataset: "visits",
-		Columns: []engine.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "visits", Kind: "aggregate"}},
-		Rows: [][]engine.Cell{
-			{{Key: &north}, {DP: &dp.Released{Value: 120, CILow: 112, CIHigh: 128, Mechanism: "laplace", Epsilon: 1}}},
-			{{Key: &south}, {DP: &dp.Released{Value: 7.25, CILow: 4.75, CIHigh: 9.75, Mechanism: "laplace", Epsilon: 1}}},
+	return &engine.Result{Result: api.Result{Job: "j-1", Dataset: "visits",
+		Columns: []api.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "visits", Kind: "aggregate"}},
+		Rows: [][]api.Cell{
+			{{Key: &north}, {DP: &api.Released{Value: 120, CILow: 112, CIHigh: 128, Mechanism: "laplace", Epsilon: 1}}},
+			{{Key: &south}, {DP: &api.Released{Value: 7.25, CILow: 4.75, CIHigh: 9.75, Mechanism: "laplace", Epsilon: 1}}},
 		},
-		Spent: plan.Cost{Epsilon: 1}, Split: "visits: epsilon 1 (count)", Bounds: "1 group per person", LogIndex: 41}
+		Spent: api.Budget{Epsilon: 1}, Split: "visits: epsilon 1 (count)", Bounds: "1 group per person", LogIndex: 41}}
 }
 
 func releasedJob(t *testing.T) api.Job {
@@ -541,11 +538,11 @@ func TestCmdReviewDecisions(t *testing.T) {
 
 func TestCmdBudgetShowNeedsExactlyOneAccount(t *testing.T) {
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	rep := engine.BudgetReport{
-		Balance: ledger.Balance{Account: "grant:g-1", Total: ledger.Budget{Epsilon: 5, Delta: 1e-5},
-			Spent: ledger.Budget{Epsilon: 1.5}, Remaining: ledger.Budget{Epsilon: 3.5, Delta: 1e-5}},
-		History: []ledger.Entry{{Job: "j-1", Account: "grant:g-1", Cost: ledger.Budget{Epsilon: 1.5}, State: ledger.StateDebited, CreatedAt: at}},
-		Tighter: accountant.Report{Basic: accountant.Cost{Epsilon: 1.5}, Tighter: accountant.Cost{Epsilon: 1.2}, Method: "zcdp", Events: 3},
+	rep := api.BudgetReport{
+		Balance: api.LedgerBalance{Account: "grant:g-1", Total: api.Budget{Epsilon: 5, Delta: 1e-5},
+			Spent: api.Budget{Epsilon: 1.5}, Remaining: api.Budget{Epsilon: 3.5, Delta: 1e-5}},
+		History: []api.LedgerEntry{{Job: "j-1", Account: "grant:g-1", Cost: api.Budget{Epsilon: 1.5}, State: ledger.StateDebited, CreatedAt: at}},
+		Tighter: api.AccountingReport{Basic: api.Budget{Epsilon: 1.5}, Tighter: api.Budget{Epsilon: 1.2}, Method: "zcdp", Events: 3},
 	}
 	fs := newFakeServer(t, map[string]handler{
 		"GET /v1/grants/g-1/budget":      ok(rep),
@@ -560,7 +557,7 @@ func TestCmdBudgetShowNeedsExactlyOneAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back engine.BudgetReport
+	var back api.BudgetReport
 	if err := json.Unmarshal([]byte(out), &back); err != nil || back.Tighter.Method != "zcdp" || len(back.History) != 1 {
 		t.Errorf("--json printed %s (%v)", out, err)
 	}
@@ -575,19 +572,19 @@ func TestCmdBudgetShowNeedsExactlyOneAccount(t *testing.T) {
 }
 
 func TestCmdAuditVerifyAsksTheServerWithoutDataDir(t *testing.T) {
-	fs := newFakeServer(t, map[string]handler{"GET /v1/audit/verify": ok(provenance.VerifyReport{Records: 12, Head: "ab12", FirstBad: -1})})
+	fs := newFakeServer(t, map[string]handler{"GET /v1/audit/verify": ok(api.VerifyReport{Records: 12, Head: "ab12", FirstBad: -1})})
 	out, _, err := runClientCmd(t, fs.url, "audit", "verify")
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantContains(t, out, "provenance log ok: 12 records, head ab12")
 
-	fs = newFakeServer(t, map[string]handler{"GET /v1/audit/verify": ok(provenance.VerifyReport{Records: 4, FirstBad: 4, Problem: "hash_mismatch"})})
+	fs = newFakeServer(t, map[string]handler{"GET /v1/audit/verify": ok(api.VerifyReport{Records: 4, FirstBad: 4, Problem: "hash_mismatch"})})
 	out, _, err = runClientCmd(t, fs.url, "audit", "verify", "--json")
 	if err == nil || !strings.Contains(err.Error(), "hash_mismatch") {
 		t.Fatalf("a corrupt log: error %v", err)
 	}
-	var rep provenance.VerifyReport
+	var rep api.VerifyReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.FirstBad != 4 {
 		t.Errorf("--json printed %s (%v)", out, err)
 	}
@@ -710,8 +707,8 @@ func TestResultTableSaysHowManyRowsWereWithheld(t *testing.T) {
 		{&none, "1 row(s) released, job"},
 		{nil, "1 row(s) released, job"},
 	} {
-		r := &engine.Result{Job: "job-1", Columns: []engine.ResultCol{{Name: "district", Kind: "group_key"}},
-			Rows: [][]engine.Cell{{{Key: &key}}}, Suppressed: tc.suppressed}
+		r := &engine.Result{Result: api.Result{Job: "job-1", Columns: []api.ResultCol{{Name: "district", Kind: "group_key"}},
+			Rows: [][]api.Cell{{{Key: &key}}}, Suppressed: tc.suppressed}}
 		var b strings.Builder
 		if err := writeResultTable(&b, r, "released"); err != nil {
 			t.Fatal(err)

@@ -22,9 +22,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
@@ -92,13 +90,13 @@ type demoReport struct {
 	Application        *api.Application `json:"application"`
 	ApprovedBy         string           `json:"approved_by"`
 	// Grant is the grant as it stands after the jobs (its budget shows what they spent).
-	Grant      *api.Grant              `json:"grant"`
-	Jobs       []demoJob               `json:"jobs"`
-	Budget     []ledger.Balance        `json:"budget"`
-	Provenance provenance.VerifyReport `json:"provenance"`
-	AuditedBy  string                  `json:"audited_by"`
-	Replayed   int                     `json:"replayed"`          // jobs the auditor replayed, every stage matching
-	Receipts   int                     `json:"receipts_verified"` // release receipts checked with the public key
+	Grant      *api.Grant          `json:"grant"`
+	Jobs       []demoJob           `json:"jobs"`
+	Budget     []api.LedgerBalance `json:"budget"`
+	Provenance api.VerifyReport    `json:"provenance"`
+	AuditedBy  string              `json:"audited_by"`
+	Replayed   int                 `json:"replayed"`          // jobs the auditor replayed, every stage matching
+	Receipts   int                 `json:"receipts_verified"` // release receipts checked with the public key
 }
 
 type demoDataset struct {
@@ -393,10 +391,10 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 		return nil, err
 	}
 	gb := r.Grant.Budget
-	r.Budget = append(r.Budget, ledger.Balance{Account: engine.GrantAccount(r.Grant.ID),
-		Total:     ledger.Budget{Epsilon: gb.EpsilonTotal, Delta: gb.DeltaTotal},
-		Spent:     ledger.Budget{Epsilon: gb.EpsilonSpent, Delta: gb.DeltaSpent},
-		Remaining: ledger.Budget{Epsilon: gb.EpsilonRemaining, Delta: gb.DeltaRemaining}})
+	r.Budget = append(r.Budget, api.LedgerBalance{Account: engine.GrantAccount(r.Grant.ID),
+		Total:     api.Budget{Epsilon: gb.EpsilonTotal, Delta: gb.DeltaTotal},
+		Spent:     api.Budget{Epsilon: gb.EpsilonSpent, Delta: gb.DeltaSpent},
+		Remaining: api.Budget{Epsilon: gb.EpsilonRemaining, Delta: gb.DeltaRemaining}})
 	for _, d := range r.Datasets {
 		if d.Public {
 			continue

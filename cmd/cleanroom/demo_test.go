@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -155,7 +154,7 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 	// The grant is carved out of each dataset it names, and of no other.
 	for _, b := range r.Budget[1:] {
 		named := slices.Contains(demoApplicationDatasets, strings.TrimPrefix(b.Account, "dataset:"))
-		if carved := b.Allocated == (ledger.Budget{Epsilon: 8, Delta: 5e-7}); carved != named {
+		if carved := b.Allocated == (api.Budget{Epsilon: 8, Delta: 5e-7}); carved != named {
 			t.Errorf("%s: allocated %+v", b.Account, b.Allocated)
 		}
 	}

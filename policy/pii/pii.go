@@ -3,11 +3,13 @@
 // (统一社会信用代码, GB 32100-2015) with its embedded organisation code (GB 11714-1997),
 // bank card numbers (Luhn), mainland mobile numbers and e-mail addresses.
 //
-// Every function is pure and allocation-free on the hot path. The synthetic data generator uses
-// the check-character functions to build valid identifiers; the egress reviewer uses the
-// validators to recognise identifiers that must never leave the sandbox. Validators accept only
-// the canonical form (upper-case check letters, no separators); callers that scan free text
-// should normalise first.
+// Every function is pure, and the validators are allocation-free on the hot path. The synthetic
+// data generator uses the check-character functions to build valid identifiers. Validators
+// accept only the canonical form (upper-case check letters, no separators); the scans
+// (ScanText, ScanFloat, ScanInt) find identifiers in free text and numbers with them, and
+// their verdict depends on the text or number alone: the egress reviewer scans every output
+// with them, and the gate the names and literals a query writes into its output, so both
+// recognise an identifier the same way without the gate linking the reviewer (and OPA).
 package pii
 
 import "errors"

@@ -102,10 +102,3 @@ func BenchmarkStringHit(b *testing.B) {
 		h.stringHit(set, "昆明市 District 0042", false)
 	}
 }
-
-// BenchmarkScanText is the identifier scan of one group-key string.
-func BenchmarkScanText(b *testing.B) {
-	for b.Loop() {
-		scanText("昆明市 District 0042")
-	}
-}

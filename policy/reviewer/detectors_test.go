@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/policy/pii"
 	"github.com/c1b99f93/cleanroom/rawset"
 )
 
@@ -19,43 +20,43 @@ import (
 func TestScanTextDetectsEachKind(t *testing.T) {
 	cases := []struct {
 		in   string
-		want found
+		want pii.Kinds
 	}{
-		{idGB, foundResidentID},
-		{idValid, foundResidentID},
+		{idGB, pii.ResidentID},
+		{idValid, pii.ResidentID},
 		// Glued to letters outside the code alphabet (I, O): glued to letters inside it, an ID's
 		// windows may also pass the code's mod-31 check by chance, and both are reported.
-		{"i" + idValid + "o", foundResidentID},
+		{"i" + idValid + "o", pii.ResidentID},
 		{idValid[:17], 0},
 		{idBadCheck, 0},
 		{id30Feb, 0},
-		{usccGB, foundUSCC},
-		{"A" + usccGB, foundUSCC},
-		{mobile, foundMobile},
-		{"86" + mobile, foundMobile},
-		{"0086" + mobile, foundMobile},
+		{usccGB, pii.USCC},
+		{"A" + usccGB, pii.USCC},
+		{mobile, pii.Mobile},
+		{"86" + mobile, pii.Mobile},
+		{"0086" + mobile, pii.Mobile},
 		{"186" + mobile, 0}, // 14 digits
 		{"1381234567", 0},
 		{"138123456789", 0},
-		{cardUP19, foundCard},
-		{cardUP16, foundCard},
-		{cardVisa, foundCard},
-		{withLuhn("222100000000000"), foundCard}, // Mastercard 2-series
-		{withLuhn("272100000000000"), 0},         // past 2720
-		{withLuhn("35280000000000000"), foundCard},
-		{withLuhn("955880000000000000"), foundCard},
+		{cardUP19, pii.BankCard},
+		{cardUP16, pii.BankCard},
+		{cardVisa, pii.BankCard},
+		{withLuhn("222100000000000"), pii.BankCard}, // Mastercard 2-series
+		{withLuhn("272100000000000"), 0},            // past 2720
+		{withLuhn("35280000000000000"), pii.BankCard},
+		{withLuhn("955880000000000000"), pii.BankCard},
 		{withLuhn("12345678901234567"), 0},
-		{email, foundEmail},
-		{"mail:" + email + ";", foundEmail},
-		{strings.Repeat("a", 100) + "@example.com", foundEmail}, // the last 64 characters are a local part
+		{email, pii.Email},
+		{"mail:" + email + ";", pii.Email},
+		{strings.Repeat("a", 100) + "@example.com", pii.Email}, // the last 64 characters are a local part
 		{"a@b", 0},
 		{"@@@", 0},
 		{"", 0},
-		{idGB + " " + mobile + " " + email, foundResidentID | foundMobile | foundEmail},
+		{idGB + " " + mobile + " " + email, pii.ResidentID | pii.Mobile | pii.Email},
 	}
 	for _, c := range cases {
-		if got := scanText(c.in); got != c.want {
-			t.Errorf("scanText(%q) = %05b, want %05b", c.in, got, c.want)
+		if got := pii.ScanText(c.in); got != c.want {
+			t.Errorf("pii.ScanText(%q) = %05b, want %05b", c.in, got, c.want)
 		}
 	}
 }
@@ -68,13 +69,13 @@ func TestScanUSCCSkipsWindowsInsideLongNumbers(t *testing.T) {
 			code = c
 		}
 	}
-	if scanText(code)&foundUSCC == 0 {
+	if pii.ScanText(code)&pii.USCC == 0 {
 		t.Errorf("all-digit code %q on its own not found", code)
 	}
-	if scanText("ORG"+code)&foundUSCC == 0 {
+	if pii.ScanText("ORG"+code)&pii.USCC == 0 {
 		t.Errorf("all-digit code glued to letters not found")
 	}
-	if scanText("1"+code)&foundUSCC != 0 {
+	if pii.ScanText("1"+code)&pii.USCC != 0 {
 		t.Errorf("all-digit window inside a longer number reported")
 	}
 }
@@ -82,26 +83,26 @@ func TestScanUSCCSkipsWindowsInsideLongNumbers(t *testing.T) {
 func TestScanNumbers(t *testing.T) {
 	cases := []struct {
 		v    Value
-		want found
+		want pii.Kinds
 	}{
-		{Float(13812345678), foundMobile},
-		{Float(-13812345678), foundMobile},
+		{Float(13812345678), pii.Mobile},
+		{Float(-13812345678), pii.Mobile},
 		{Float(13812345678.25), 0},
-		{Float(1.3812345678e10), foundMobile},
-		{Float(num(cardUP16)), foundCard},
-		{Float(num(cardVisa)), foundCard},
-		{Float(num(idValid)), foundResidentID},
-		{Float(num(idValid[:17])), foundResidentID},
+		{Float(1.3812345678e10), pii.Mobile},
+		{Float(num(cardUP16)), pii.BankCard},
+		{Float(num(cardVisa)), pii.BankCard},
+		{Float(num(idValid)), pii.ResidentID},
+		{Float(num(idValid[:17])), pii.ResidentID},
 		{Float(math.NaN()), 0},
 		{Float(math.Inf(1)), 0},
 		{Float(1e300), 0},
 		{Float(12345), 0},
-		{Int(int64Of(idValid)), foundResidentID},
+		{Int(int64Of(idValid)), pii.ResidentID},
 		{Int(int64Of(idBadCheck)), 0},
-		{Int(int64Of(idValid[:17])), foundResidentID},
-		{Int(int64Of(cardUP19)), foundCard},
+		{Int(int64Of(idValid[:17])), pii.ResidentID},
+		{Int(int64Of(cardUP19)), pii.BankCard},
 		{Int(math.MinInt64), 0},
-		{Str(mobile), foundMobile},
+		{Str(mobile), pii.Mobile},
 		{Value{}, 0},
 	}
 	for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/policy/pii"
 )
 
 // Finding codes. Each has a fixed severity (Severity).
@@ -64,11 +65,11 @@ func Codes() []string {
 
 // descriptions say, without a value, what a content finding found.
 var descriptions = map[string]string{
-	CodeResidentID: "a resident ID number",
-	CodeUSCC:       "a unified social credit code",
-	CodeMobile:     "a mainland mobile number",
-	CodeBankCard:   "a bank card number",
-	CodeEmail:      "an e-mail address",
+	CodeResidentID: pii.ResidentID.Description(),
+	CodeUSCC:       pii.USCC.Description(),
+	CodeMobile:     pii.Mobile.Description(),
+	CodeBankCard:   pii.BankCard.Description(),
+	CodeEmail:      pii.Email.Description(),
 	CodeRawValue:   "a value of an identifier or sensitive input column",
 }
 

@@ -86,7 +86,7 @@ func FuzzReview(f *testing.F) {
 			{pii.ValidResidentID(s), CodeResidentID},
 			{pii.ValidUSCC(s), CodeUSCC},
 			{pii.ValidMobile(s), CodeMobile},
-			{len(s) >= 16 && len(s) <= 19 && allDigits(s) && cardPrefix(s) && pii.LuhnValid(s), CodeBankCard},
+			{pii.ValidBankCard(s), CodeBankCard},
 			{pii.ValidEmail(s), CodeEmail},
 			{x == math.Trunc(x) && math.Abs(x) < 1e11 && math.Abs(x) >= 1e10 && pii.ValidMobile(strconv.FormatFloat(math.Abs(x), 'f', 0, 64)), CodeMobile},
 		} {

@@ -176,3 +176,5 @@ func (st *state) checkRawValues() error {
 	}
 	return nil
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

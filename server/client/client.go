@@ -26,8 +26,6 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -373,7 +371,7 @@ func (c *Client) RecordRedteam(ctx context.Context, grant string, req api.Redtea
 
 // Budget is GET /v1/grants/{name}/budget (kind BudgetGrant) or /v1/datasets/{name}/budget
 // (kind BudgetDataset): the account's balance, history and accounting.
-func (c *Client) Budget(ctx context.Context, kind, name string) (*engine.BudgetReport, error) {
+func (c *Client) Budget(ctx context.Context, kind, name string) (*api.BudgetReport, error) {
 	var coll string
 	switch kind {
 	case BudgetGrant:
@@ -386,7 +384,7 @@ func (c *Client) Budget(ctx context.Context, kind, name string) (*engine.BudgetR
 	if err := requireID(kind+" name", name); err != nil {
 		return nil, err
 	}
-	return get[engine.BudgetReport](ctx, c, path("v1", coll, name, "budget"), nil)
+	return get[api.BudgetReport](ctx, c, path("v1", coll, name, "budget"), nil)
 }
 
 // SubmitJob is POST /v1/jobs; the job starts queued. An empty Kind is sent as api.KindSQL.
@@ -473,8 +471,8 @@ func (c *Client) review(ctx context.Context, job, decision, reason string) (*api
 
 // VerifyAudit is GET /v1/audit/verify: the server's check of the provenance log's hash chain.
 // A corrupt log is a report with a Problem, not an error.
-func (c *Client) VerifyAudit(ctx context.Context) (*provenance.VerifyReport, error) {
-	return get[provenance.VerifyReport](ctx, c, "/v1/audit/verify", nil)
+func (c *Client) VerifyAudit(ctx context.Context) (*api.VerifyReport, error) {
+	return get[api.VerifyReport](ctx, c, "/v1/audit/verify", nil)
 }
 
 // AuditJob is GET /v1/audit/jobs/{id}: the job's provenance records.
@@ -486,11 +484,11 @@ func (c *Client) AuditJob(ctx context.Context, id string) (*api.AuditJob, error)
 }
 
 // Replay asks the server to replay a job from its provenance (POST /v1/audit/jobs/{id}/replay).
-func (c *Client) Replay(ctx context.Context, id string) (*engine.ReplayReport, error) {
+func (c *Client) Replay(ctx context.Context, id string) (*api.ReplayReport, error) {
 	if err := requireID("job id", id); err != nil {
 		return nil, err
 	}
-	return post[engine.ReplayReport](ctx, c, path("v1", "audit", "jobs", id, "replay"), nil)
+	return post[api.ReplayReport](ctx, c, path("v1", "audit", "jobs", id, "replay"), nil)
 }
 
 // PublicKey is GET /v1/audit/pubkey: the platform's verifier key (C2SP note form). Auditors

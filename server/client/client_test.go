@@ -16,9 +16,6 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -125,10 +122,10 @@ func TestEveryRouteEncodesItsRequestAndDecodesItsAnswer(t *testing.T) {
 	grant := api.Grant{ID: "g-1", State: api.GrantSuspended, Datasets: []string{"visits"},
 		Budget: api.GrantBudget{EpsilonTotal: 5, EpsilonSpent: 1.5}}
 	app := api.Application{ID: "a-1", State: api.ApplicationPending, Datasets: []string{"visits"}, Start: at, End: at.AddDate(0, 6, 0)}
-	budget := engine.BudgetReport{
-		Balance: ledger.Balance{Account: "grant:g-1", Total: ledger.Budget{Epsilon: 5}, Spent: ledger.Budget{Epsilon: 1.5}},
-		History: []ledger.Entry{{Job: "j-1", Account: "grant:g-1", Cost: ledger.Budget{Epsilon: 1.5}, State: ledger.StateDebited, CreatedAt: at, UpdatedAt: at}},
-		Tighter: accountant.Report{Method: accountant.MethodBasic, Events: 1},
+	budget := api.BudgetReport{
+		Balance: api.LedgerBalance{Account: "grant:g-1", Total: api.Budget{Epsilon: 5}, Spent: api.Budget{Epsilon: 1.5}},
+		History: []api.LedgerEntry{{Job: "j-1", Account: "grant:g-1", Cost: api.Budget{Epsilon: 1.5}, State: "debited", CreatedAt: at, UpdatedAt: at}},
+		Tighter: api.AccountingReport{Method: "basic", Events: 1},
 	}
 	for _, tc := range []struct {
 		name                string
@@ -193,7 +190,7 @@ func TestEveryRouteEncodesItsRequestAndDecodesItsAnswer(t *testing.T) {
 		{name: "reject review", call: func(ctx context.Context, c *Client) (any, error) { return c.RejectReview(ctx, "j-1", "small groups") },
 			answer: job, method: "POST", path: "/v1/reviews/j-1/reject", body: `{"reason":"small groups"}`},
 		{name: "audit verify", call: func(ctx context.Context, c *Client) (any, error) { return c.VerifyAudit(ctx) },
-			answer: provenance.VerifyReport{Records: 12, Head: "ab12", FirstBad: -1}, method: "GET", path: "/v1/audit/verify"},
+			answer: api.VerifyReport{Records: 12, Head: "ab12", FirstBad: -1}, method: "GET", path: "/v1/audit/verify"},
 		{name: "audit job", call: func(ctx context.Context, c *Client) (any, error) { return c.AuditJob(ctx, "j-1") },
 			answer: api.AuditJob{Job: "j-1", Records: []provenance.Entry{{Index: 3, Prev: "aa", Hash: "bb", Record: json.RawMessage(`{"type":"release","job":"j-1"}`)}}},
 			method: "GET", path: "/v1/audit/jobs/j-1"},

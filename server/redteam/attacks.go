@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // The attacks are written against the scenario's visits: whether a person had an inpatient
@@ -112,7 +112,7 @@ func dateList(dates []string) string {
 	return strings.Join(parts, ", ")
 }
 
-func halfWidth(c dp.Released) float64 { return (c.CIHigh - c.CILow) / 2 }
+func halfWidth(c api.Released) float64 { return (c.CIHigh - c.CILow) / 2 }
 
 func mean(xs []float64) float64 {
 	if len(xs) == 0 {
@@ -297,7 +297,7 @@ func isolation(ctx context.Context, r *runner, a *Attack, truth *visits) error {
 		for _, day := range dates {
 			t := target{d, age, day}
 			e := math.NaN()
-			for _, cells := range []map[string]dp.Released{public, selected} {
+			for _, cells := range []map[string]api.Released{public, selected} {
 				if c, ok := cells[d+"|"+day]; ok {
 					e = c.Value
 					hs = append(hs, halfWidth(c))

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -174,11 +172,11 @@ func TestLeaksFindsRawIdentifiersInAnswers(t *testing.T) {
 
 func TestRowsIndexReleasedCellsByTheirKeys(t *testing.T) {
 	key := func(s string) *string { return &s }
-	res := &engine.Result{
-		Columns: []engine.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "visit_date", Kind: "group_key"}, {Name: "n", Kind: "aggregate"}},
-		Rows: [][]engine.Cell{
-			{{Key: key("530102")}, {Key: key("2024-01-05 00:00:00")}, {DP: &dp.Released{Value: 3, CILow: 1, CIHigh: 5}}},
-			{{Key: key("530103")}, {}, {DP: &dp.Released{Value: 7}}},
+	res := &api.Result{
+		Columns: []api.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "visit_date", Kind: "group_key"}, {Name: "n", Kind: "aggregate"}},
+		Rows: [][]api.Cell{
+			{{Key: key("530102")}, {Key: key("2024-01-05 00:00:00")}, {DP: &api.Released{Value: 3, CILow: 1, CIHigh: 5}}},
+			{{Key: key("530103")}, {}, {DP: &api.Released{Value: 7}}},
 		},
 	}
 	rows := outcome{res: res}.rows()

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
 )
@@ -177,22 +175,22 @@ func (r *runner) readDomains(ctx context.Context) error {
 
 // outcome is what became of one submitted query.
 type outcome struct {
-	res     *engine.Result // the released result, or nil
-	code    string         // why there is no result: an error code, "held_for_review" or "max_jobs"
-	reasons []string       // why a held job was held
+	res     *api.Result // the released result, or nil
+	code    string      // why there is no result: an error code, "held_for_review" or "max_jobs"
+	reasons []string    // why a held job was held
 }
 
 // rows indexes a released result's (first) aggregate by its group keys joined with "|" (dates
 // cut to the day); nil when there is no result. Every attack query has one aggregate.
-func (o outcome) rows() map[string]dp.Released {
+func (o outcome) rows() map[string]api.Released {
 	if o.res == nil {
 		return nil
 	}
-	at := slices.IndexFunc(o.res.Columns, func(c engine.ResultCol) bool { return c.Kind != "group_key" })
+	at := slices.IndexFunc(o.res.Columns, func(c api.ResultCol) bool { return c.Kind != "group_key" })
 	if at < 0 {
 		return nil
 	}
-	out := map[string]dp.Released{}
+	out := map[string]api.Released{}
 	for _, row := range o.res.Rows {
 		var keys []string
 		for i, c := range row {
@@ -298,7 +296,7 @@ func (r *runner) run(ctx context.Context, sql string) outcome {
 	}
 	switch j.State {
 	case api.JobReleased:
-		var res engine.Result
+		var res api.Result
 		if err := json.Unmarshal(j.Result, &res); err != nil {
 			return outcome{code: "undecodable_result"}
 		}
