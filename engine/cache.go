@@ -104,6 +104,9 @@ func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sou
 			return nil, errcode.New(errcode.Internal, "the stored answer does not match the query's outputs")
 		}
 	}
+	if p.UnitCount >= 0 && st.Units == nil && len(st.Rows) == 0 {
+		st.Units = []float64{} // an empty answer's counts were omitted when stored
+	}
 	if (p.UnitCount >= 0) != (st.Units != nil) || (st.Units != nil && len(st.Units) != len(st.Rows)) {
 		return nil, errcode.New(errcode.Internal, "the stored answer's unit counts do not match the plan")
 	}

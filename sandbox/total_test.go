@@ -131,3 +131,46 @@ func TestJoinKeepsBoundedRowsPerUnitChosenByTheUnitsOwnRows(t *testing.T) {
 		t.Fatalf("the kept rows are the five cheapest: the choice is by order, not by keyed hash")
 	}
 }
+
+// DuckDB's coalesce inside try() returns wrong values for the other rows of a vector in which
+// one row fails (try re-evaluates the vector row by row): here row 1 comes back 0 instead of
+// 2026 because row 5 failed, so one row's failure would move another row between groups. The
+// gate therefore renders COALESCE as CASE, which this pins as right; if the coalesce half ever
+// starts passing, DuckDB fixed the bug and the note in engine/gate can go.
+func TestCoalesceInsideTryIsRenderedAsCase(t *testing.T) {
+	w := relWorker(t)
+	if _, err := w.db.Exec(`CREATE TABLE coalesce_rows AS SELECT range AS id, CASE WHEN range = 5 THEN 'TRIG' ELSE 'C' || (range % 7) END AS code,
+		DATE '2024-01-01' + range::INTEGER AS d FROM range(20)`); err != nil {
+		t.Fatal(err)
+	}
+	fails := `(year(date_trunc(CASE WHEN code = 'TRIG' THEN code ELSE 'month' END, d)) + 1) + 1`
+	values := func(expr string) []string {
+		rows, err := w.db.Query("SELECT CAST(" + rowValue(expr) + " AS VARCHAR) FROM coalesce_rows ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var v *string
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if v == nil {
+				out = append(out, "NULL")
+			} else {
+				out = append(out, *v)
+			}
+		}
+		return out
+	}
+	asCase := values("(CASE WHEN " + fails + " IS NOT NULL THEN " + fails + " ELSE 0 END)")
+	for i, v := range asCase {
+		if want := map[bool]string{true: "NULL", false: "2026"}[i == 5]; v != want {
+			t.Fatalf("CASE form: row %d = %s, want %s", i, v, want)
+		}
+	}
+	if got := values("coalesce(" + fails + ", 0)"); slices.Equal(got, asCase) {
+		t.Logf("DuckDB's coalesce inside try() is right now; the CASE rendering is no longer needed")
+	}
+}

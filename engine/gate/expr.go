@@ -31,7 +31,7 @@ var scalarFunctions = map[string][2]int{
 	"quarter": {1, 1}, "dayofweek": {1, 1}, "isodow": {1, 1}, "hour": {1, 1},
 	"to_days": {1, 1}, "to_months": {1, 1}, "to_years": {1, 1}, "to_hours": {1, 1},
 	"substr": {2, 3}, "substring": {2, 3}, "left": {2, 2}, "right": {2, 2}, "lower": {1, 1}, "upper": {1, 1},
-	"length": {1, 1}, "trim": {1, 1}, "coalesce": {2, -1}, "least": {2, -1}, "greatest": {2, -1},
+	"length": {1, 1}, "trim": {1, 1}, "least": {2, -1}, "greatest": {2, -1},
 }
 
 // maxBuckets bounds width_bucket's bucket count (its public domain is enumerated).
@@ -132,7 +132,16 @@ func (g *gater) expr(n map[string]any, usage Usage) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			return "coalesce(" + strings.Join(k, ", ") + ")", nil
+			// Rendered as CASE: DuckDB's coalesce inside try() returns wrong values for other
+			// rows of a vector in which one row fails (try re-evaluates it row by row), which
+			// would move rows between groups depending on another row's failure.
+			var b strings.Builder
+			b.WriteString("(CASE")
+			for _, a := range k[:len(k)-1] {
+				b.WriteString(" WHEN (" + a + " IS NOT NULL) THEN " + a)
+			}
+			b.WriteString(" ELSE " + k[len(k)-1] + " END)")
+			return b.String(), nil
 		case "OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL":
 			k, err := kids(1, 1)
 			if err != nil {
@@ -276,7 +285,7 @@ func (g *gater) identifierEquality(in bool, col map[string]any, values ...any) (
 }
 
 func functionList() string {
-	names := []string{"width_bucket"}
+	names := []string{"width_bucket", "coalesce"}
 	for f := range scalarFunctions {
 		names = append(names, f)
 	}

@@ -143,7 +143,9 @@ func disagreement(a, b string) string {
 		if f == "" {
 			return "true"
 		}
-		return "coalesce((" + f + "), false)"
+		// CASE, not coalesce: inside the worker's try(), DuckDB's coalesce gives wrong values
+		// for the other rows of a vector in which one row fails.
+		return "(CASE WHEN (" + f + ") THEN true ELSE false END)"
 	}
 	return side(a) + " <> " + side(b)
 }
