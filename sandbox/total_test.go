@@ -3,9 +3,11 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 	"testing"
+
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // try() must hold even where DuckDB's optimizer would pull a repeated sub-expression out of it:
@@ -13,15 +15,24 @@ import (
 // in a projection below the try(), where its overflow on one row failed the query.
 func TestTryIsNotDefeatedByCommonSubexpressions(t *testing.T) {
 	w := relWorker(t)
-	failsOnRow3 := "(range * CASE WHEN range = 3 THEN 9223372036854775807 ELSE 1 END)"
+	r := wire.Col("", "range")
+	failsOnRow3 := wire.Arith("*", r, wire.Case(wire.Num("1"), wire.Compare("=", r, wire.Num("3")), wire.Num("9223372036854775807")))
 	// Row 3 fails and is dropped; the others keep their value, the row number.
-	for cond, want := range map[string]int64{
-		failsOnRow3 + " BETWEEN 0 AND 3":                        3, // 0, 1, 2
-		failsOnRow3 + " IN (1, 2, 3)":                           2, // 1, 2
-		"(" + failsOnRow3 + " > 0 AND " + failsOnRow3 + " < 5)": 3, // 1, 2, 4
+	for _, c := range []struct {
+		cond *wire.Expr
+		want int64
+	}{
+		{wire.Between(failsOnRow3, wire.Num("0"), wire.Num("3")), 3},                                                // 0, 1, 2
+		{wire.In(failsOnRow3, false, wire.Num("1"), wire.Num("2"), wire.Num("3")), 2},                               // 1, 2
+		{wire.And(wire.Compare(">", failsOnRow3, wire.Num("0")), wire.Compare("<", failsOnRow3, wire.Num("5"))), 3}, // 1, 2, 4
 	} {
+		cond, want := c.cond, c.want
 		// As the scan reads it: a keep flag per row, in a projection.
-		rows, err := w.db.Query("SELECT " + rowCondition(cond) + " FROM range(10)")
+		keep, err := sqlgen.Condition(cond, columnScope([]wire.Column{{Name: "range"}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := w.db.Query("SELECT " + keep + " FROM range(10)")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,11 +47,11 @@ func TestTryIsNotDefeatedByCommonSubexpressions(t *testing.T) {
 			}
 		}
 		if err := rows.Err(); err != nil {
-			t.Fatalf("%s: %v — a failure on one row is an answer about that row", cond, err)
+			t.Fatalf("%s: %v — a failure on one row is an answer about that row", keep, err)
 		}
 		rows.Close()
 		if n != want {
-			t.Fatalf("%s: %d rows kept, want %d", cond, n, want)
+			t.Fatalf("%s: %d rows kept, want %d", keep, n, want)
 		}
 	}
 }
@@ -62,16 +73,17 @@ func TestPerUnitSumOfWideValuesCannotFail(t *testing.T) {
 			}
 			t.Cleanup(func() { w.db.Exec("DROP TABLE " + table) })
 			rel := &wire.Relation{PerUnit: true, Sources: []wire.RelationSource{{Alias: "a", Unit: "person_id"}},
-				Columns: []wire.RelationColumn{{Name: "s", Aggregate: "sum", SQL: `"a"."v"`}, {Name: "m", Aggregate: "avg", SQL: `"a"."v"`}}}
-			from, unit, err := relationFrom(rel, []string{table}, 1)
+				Columns: []wire.RelationColumn{{Name: "s", Aggregate: "sum", Expr: wire.Col("a", "v")}, {Name: "m", Aggregate: "avg", Expr: wire.Col("a", "v")}}}
+			sc := relationScope(rel, [][]wire.Column{{{Name: "person_id"}, {Name: "v"}}})
+			from, unit, err := relationFrom(rel, []string{table}, 1, sc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			types, err := w.argumentTypes(ctx, rel.Columns, from)
+			types, err := w.argumentTypes(ctx, rel.Columns, from, sc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			q, err := relationSQL(rel, from, unit, types)
+			q, err := relationSQL(rel, from, unit, types, sc)
 			if err != nil {
 				t.Fatal(err)
 			}

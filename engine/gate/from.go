@@ -9,13 +9,14 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // entry is a column the query can name: a dataset column, or a column of a per-unit subquery.
 type entry struct {
 	quals []string // qualifiers that name it: the source alias (and the dataset name)
 	name  string
-	sql   string         // its rendering where the query reads it
+	col   *wire.Expr     // the column as the query reads it; nil for a subquery's unit
 	meta  catalog.Column // tags, bounds and domain (derived for per-unit aggregates)
 	from  []ColumnRef    // the catalog columns it derives from
 	// unit marks the bounded privacy unit, or a column equal to it on every row (the unit of
@@ -62,13 +63,13 @@ func (g *gater) sources(t map[string]any, qualified bool) error {
 				unit: name == s.Dataset.PrivacyUnit && (i == 0 || s.Join == "inner")}
 			switch {
 			case qualified:
-				e.sql = quoteIdent(s.Alias) + "." + quoteIdent(name)
+				e.col = wire.Col(s.Alias, name)
 			case join:
 				rel := s.Alias + "." + name
-				e.sql = quoteIdent(rel)
-				e.proj = &RelationColumn{Name: rel, SQL: quoteIdent(s.Alias) + "." + quoteIdent(name)}
+				e.col = wire.Col("", rel)
+				e.proj = &RelationColumn{Name: rel, Expr: wire.Col(s.Alias, name)}
 			default:
-				e.sql = quoteIdent(name)
+				e.col = wire.Col("", name)
 			}
 			g.cols = append(g.cols, e)
 		}
@@ -234,7 +235,7 @@ func (g *gater) joinCondition(i int) error {
 		g.use(rightCol, UseJoinKey)
 		// Compared as text: a code column read from CSV is a number on one side and text on the
 		// other, and "530102" should match 530102.
-		g.q.Sources[i].On = fmt.Sprintf("(CAST(%s.%s AS VARCHAR) = CAST(%s.%s AS VARCHAR))", quoteIdent(left.Alias), quoteIdent(leftCol.name), quoteIdent(right.Alias), quoteIdent(rightCol.name))
+		g.q.Sources[i].On = wire.Compare("=", wire.Cast(wire.Col(left.Alias, leftCol.name), "VARCHAR"), wire.Cast(wire.Col(right.Alias, rightCol.name), "VARCHAR"))
 	default:
 		return errcode.At(errcode.UnsupportedSQL, pos(t), "a dataset with a privacy unit cannot be joined to a lookup table's rows; put the dataset first")
 	}
@@ -447,8 +448,8 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "name the per-unit aggregate, e.g. %s AS total", e.perUnit)
 		}
 		e.name = name
-		e.sql = quoteIdent(name)
-		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.arg, Aggregate: e.agg, Clamps: e.clamps})
+		e.col = wire.Col("", name)
+		rel.Columns = append(rel.Columns, RelationColumn{Name: name, Expr: e.arg, Aggregate: e.agg, Clamps: e.clamps})
 		return &e.entry, nil
 	}
 	g.touched = nil
@@ -459,7 +460,7 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 	if err := g.noIdentifier(pos(n), "be selected"); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(rel.GroupBy, sql) {
+	if !slices.ContainsFunc(rel.GroupBy, sql.Equal) {
 		return nil, errcode.At("raw_column_in_output", pos(n), "a subquery's select item is the privacy unit, a GROUP BY key or a per-unit aggregate")
 	}
 	e := &entry{name: it.alias}
@@ -475,8 +476,8 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "name the derived key of the subquery with AS")
 		}
 	}
-	e.sql = quoteIdent(e.name)
-	rel.Columns = append(rel.Columns, RelationColumn{Name: e.name, SQL: sql})
+	e.col = wire.Col("", e.name)
+	rel.Columns = append(rel.Columns, RelationColumn{Name: e.name, Expr: sql})
 	return e, nil
 }
 
@@ -494,11 +495,11 @@ func (g *gater) noIdentifier(at int, what string) error {
 // aggregate, its argument and its clamps, which the worker renders (total in every row).
 type perUnitEntry struct {
 	entry
-	agg      string   // count_star, count, sum, avg, min or max
-	arg      string   // the argument's SQL ("" for count_star)
-	clamps   []Clamp  // applied to the aggregate in order
-	lo, hi   *float64 // derived bounds while they are built
-	integral bool     // a count, clamped only by whole numbers: its values are integers
+	agg      string     // count_star, count, sum, avg, min or max
+	arg      *wire.Expr // the argument (nil for count_star)
+	clamps   []Clamp    // applied to the aggregate in order
+	lo, hi   *float64   // derived bounds while they are built
+	integral bool       // a count, clamped only by whole numbers: its values are integers
 }
 
 // perUnitValue admits a per-unit aggregate, optionally clamped with LEAST/GREATEST and
@@ -535,7 +536,8 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		lit, _ := constant(b)
+		c, _ := constant(b)
+		lit := c.Value
 		inner.integral = inner.integral && v == math.Trunc(v)
 		if fn == "least" {
 			inner.hi = ptr(min(v, deref(inner.hi, v)))
@@ -572,7 +574,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		e.lo, e.agg, e.arg, e.integral = ptr(0), "count", c.sql, true
+		e.lo, e.agg, e.arg, e.integral = ptr(0), "count", c.col, true
 		e.setBounds()
 		return e, nil
 	}
@@ -580,7 +582,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "%s is an identifier and cannot be aggregated; count units with COUNT(DISTINCT %s) in the outer query", c.name, g.unitName())
 	}
 	g.use(c, UseAggregate)
-	e.agg, e.arg = fn, c.sql
+	e.agg, e.arg = fn, c.col
 	if fn == "mean" {
 		e.agg = "avg"
 	}
@@ -678,10 +680,8 @@ func containsAggregate(e map[string]any) bool {
 // numberConstant reads a numeric constant.
 func numberConstant(n map[string]any) (float64, error) {
 	if str(n, "class") == "CONSTANT" {
-		if text, err := constant(n); err == nil {
-			if v, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(v, 0) && !math.IsNaN(v) {
-				return v, nil
-			}
+		if v, err := numberOf(n); err == nil {
+			return v, nil
 		}
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a numeric constant is expected here")

@@ -3,8 +3,9 @@
 //
 // The SQL is parsed by DuckDB itself (json_serialize_sql) in a data-free parser; the gate then
 // walks the AST against an allowlist — every node kind and every field it does not know is a
-// refusal, so a new DuckDB feature cannot slip through — and re-renders the admitted
-// expressions as SQL of its own. Applicant text never reaches the worker verbatim.
+// refusal, so a new DuckDB feature cannot slip through — and builds the admitted expressions as
+// typed trees (wire.Expr), which the worker validates and renders itself. No SQL text, the
+// applicant's or the gate's, reaches the worker.
 package gate
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Parser serializes SQL to DuckDB's JSON AST (sandbox.Parser in production).
@@ -64,11 +66,11 @@ type ColumnUse struct {
 	Usage   Usage
 }
 
-// Key is a group key: a column or a derived bin of non-identifier columns, rendered.
+// Key is a group key: a column or a derived bin of non-identifier columns.
 type Key struct {
 	Name    string      // output column name
 	Columns []ColumnRef // the catalog columns the key derives from
-	SQL     string
+	Expr    *wire.Expr
 	// Domain holds the key's public values when they are known without reading data: a
 	// column's catalog domain, the literal results of a CASE with an ELSE, the buckets of a
 	// width_bucket. Nil means the key's values come from the data (DP partition selection).
@@ -86,7 +88,7 @@ type Aggregate struct {
 	Kind   dp.Kind
 	Column string      // the aggregated column as the query names it, or "" (COUNT(*))
 	From   []ColumnRef // the catalog columns the aggregated value derives from
-	SQL    string      // rendered value expression, when the aggregate reads values
+	Value  *wire.Expr  // the value expression, when the aggregate reads values
 	Bounds []float64   // clamping bounds [lower, upper], for kinds that read values
 	Ranks  []float64
 }
@@ -110,34 +112,35 @@ type Source struct {
 	Alias   string // the name the query qualifies its columns with
 	Dataset *catalog.Spec
 	Join    string // "" for the first source, else "inner" or "left"
-	// On is a lookup-table join's rendered condition over "alias"."column" names; empty when
-	// two datasets join on their privacy units, a condition the worker renders itself.
-	On string
+	// On is a lookup-table join's condition over the sources' columns; nil when two datasets
+	// join on their privacy units, a condition the worker renders itself.
+	On *wire.Expr
 }
 
 // Relation is what the worker materializes, clustered by privacy unit, before bounding, when
-// a query reads a join or a per-unit subquery. Its SQL reads the sources as "alias"."column".
+// a query reads a join or a per-unit subquery. Its expressions read the sources' columns
+// qualified by their aliases.
 type Relation struct {
 	// Columns are the relation's columns, which keys, values and the filter of the query read.
 	Columns []RelationColumn
 	// PerUnit groups the rows by the privacy unit and GroupBy (a per-unit subquery): Columns
 	// are then its group keys and exact per-unit aggregates, and Filter its WHERE.
 	PerUnit bool
-	GroupBy []string
-	Filter  string
+	GroupBy []*wire.Expr
+	Filter  *wire.Expr
 }
 
-// RelationColumn is one column of a Relation: its name and its SQL over the sources. A per-unit
-// aggregate column names its Aggregate (count_star, count, sum, avg, min, max), has its
-// argument as SQL and its LEAST/GREATEST clamps in order; the worker renders it.
+// RelationColumn is one column of a Relation: its name and its expression over the sources. A
+// per-unit aggregate column names its Aggregate (count_star, count, sum, avg, min, max), has
+// its argument as Expr and its LEAST/GREATEST clamps in order; the worker renders it.
 type RelationColumn struct {
-	Name      string  `json:"name"`
-	SQL       string  `json:"sql,omitempty"`
-	Aggregate string  `json:"aggregate,omitempty"`
-	Clamps    []Clamp `json:"clamps,omitempty"`
+	Name      string     `json:"name"`
+	Expr      *wire.Expr `json:"expr,omitempty"`
+	Aggregate string     `json:"aggregate,omitempty"`
+	Clamps    []Clamp    `json:"clamps,omitempty"`
 }
 
-// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
+// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a numeric constant's text.
 type Clamp struct {
 	Func  string `json:"func"`
 	Value string `json:"value"`
@@ -154,7 +157,7 @@ type Query struct {
 	Keys       []Key
 	Aggregates []Aggregate
 	Outputs    []Output
-	Filter     string // rendered boolean expression over the scanned columns, or ""
+	Filter     *wire.Expr // a condition over the scanned columns, or nil
 	Uses       []ColumnUse
 	Order      []Order
 	Limit      int64 // -1: no limit
@@ -568,8 +571,6 @@ func (g *gater) withClause(m map[string]any) error {
 	return nil
 }
 
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 // groupKey admits one GROUP BY term: a select-list position, a select alias, a column, or a
 // derived bin, and records it as a key.
 func (g *gater) groupKey(e map[string]any, items []item) error {
@@ -586,11 +587,11 @@ func (g *gater) groupKey(e map[string]any, items []item) error {
 		return err
 	}
 	for _, k := range g.q.Keys {
-		if k.SQL == sql {
+		if k.Expr.Equal(sql) {
 			return errcode.At(errcode.UnsupportedSQL, pos(e), "the same group key appears twice in GROUP BY")
 		}
 	}
-	k := Key{SQL: sql}
+	k := Key{Expr: sql}
 	for _, t := range g.touched {
 		for _, r := range t.from {
 			if !slices.Contains(k.Columns, r) {
@@ -631,7 +632,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 			return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "%s is an identifier and can never be selected or grouped; use COUNT(DISTINCT %s) to count units", c.name, g.unitName())
 		}
 		for i, k := range g.q.Keys {
-			if k.SQL == c.sql {
+			if c.col != nil && k.Expr.Equal(c.col) {
 				return Output{Name: or(alias, c.name), Key: i, Aggregate: -1}, nil
 			}
 		}
@@ -645,7 +646,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 		return Output{}, err
 	}
 	for i, k := range g.q.Keys {
-		if k.SQL == sql {
+		if k.Expr.Equal(sql) {
 			return Output{Name: or(alias, fmt.Sprintf("key_%d", i+1)), Key: i, Aggregate: -1}, nil
 		}
 	}
@@ -662,18 +663,11 @@ func staticDomain(e map[string]any) []string {
 			if str(n, "class") != "CONSTANT" {
 				return false
 			}
-			v := obj(n, "value")
-			if isNull, _ := v["is_null"].(bool); isNull {
+			c, err := constant(n)
+			if err != nil || c.Type == wire.TypeNull {
 				return false
 			}
-			s, ok := v["value"].(string) // VARCHAR: the value itself, not its quoted rendering
-			if str(obj(v, "type"), "id") != "VARCHAR" || !ok {
-				text, err := constant(n)
-				if err != nil {
-					return false
-				}
-				s = text
-			}
+			s := constantText(c)
 			if !slices.Contains(out, s) {
 				out = append(out, s)
 			}
@@ -768,12 +762,12 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 			return Output{}, err
 		}
 		for i, a := range g.q.Aggregates {
-			if a.Kind == dp.Quantiles && a.SQL == c.sql {
+			if a.Kind == dp.Quantiles && a.Value.Equal(c.col) {
 				g.q.Aggregates[i].Ranks = append(a.Ranks, rank)
 				return Output{Name: or(alias, label+"_"+c.name), Key: -1, Aggregate: i, Rank: len(a.Ranks)}, nil
 			}
 		}
-		out := add(Aggregate{Name: label + "_" + c.name, Kind: dp.Quantiles, Column: c.name, From: c.from, SQL: c.sql, Bounds: c.meta.Bounds, Ranks: []float64{rank}})
+		out := add(Aggregate{Name: label + "_" + c.name, Kind: dp.Quantiles, Column: c.name, From: c.from, Value: c.col, Bounds: c.meta.Bounds, Ranks: []float64{rank}})
 		return out, nil
 	}
 	switch fn {
@@ -805,10 +799,11 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		if c.sql == "" { // a per-unit subquery's unit: present on every row
+		if c.col == nil { // a per-unit subquery's unit: present on every row
 			return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from}), nil
 		}
-		return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from, SQL: "CASE WHEN " + c.sql + " IS NOT NULL THEN 1 END"}), nil
+		present := wire.Case(nil, wire.IsNull(c.col, true), wire.Num("1"))
+		return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from, Value: present}), nil
 	case "sum", "avg", "mean", "var_samp", "var_pop", "variance", "stddev_samp", "stddev_pop", "stddev":
 		a, err := one()
 		if err != nil {
@@ -821,7 +816,7 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		kind := map[string]dp.Kind{"sum": dp.Sum, "avg": dp.Mean, "mean": dp.Mean, "var_samp": dp.Variance, "var_pop": dp.Variance,
 			"variance": dp.Variance, "stddev_samp": dp.StdDev, "stddev_pop": dp.StdDev, "stddev": dp.StdDev}[fn]
 		label := map[dp.Kind]string{dp.Sum: "sum", dp.Mean: "avg", dp.Variance: "var", dp.StdDev: "stddev"}[kind]
-		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, SQL: c.sql, Bounds: c.meta.Bounds}), nil
+		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, Value: c.col, Bounds: c.meta.Bounds}), nil
 	case "median":
 		a, err := one()
 		if err != nil {
@@ -858,10 +853,8 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 // rankConstant reads a quantile rank: a numeric constant in [0, 1].
 func rankConstant(n map[string]any) (float64, error) {
 	if str(n, "class") == "CONSTANT" {
-		if text, err := constant(n); err == nil {
-			if v, err := strconv.ParseFloat(text, 64); err == nil && v >= 0 && v <= 1 {
-				return v, nil
-			}
+		if v, err := numberOf(n); err == nil && v >= 0 && v <= 1 {
+			return v, nil
 		}
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a quantile rank must be a constant in [0, 1], e.g. QUANTILE_CONT(cost, 0.9)")

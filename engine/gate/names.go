@@ -176,14 +176,11 @@ func valueLiterals(n map[string]any, inner map[string]bool) (lits []map[string]a
 // checkLiterals refuses a literal in a value position that looks like an identifier.
 func checkLiterals(lits []map[string]any) error {
 	for _, l := range lits {
-		text, err := constant(l)
+		c, err := constant(l)
 		if err != nil {
 			return err
 		}
-		if s, ok := obj(l, "value")["value"].(string); ok {
-			text = s // a VARCHAR: the value itself, not its quoted rendering
-		}
-		if err := checkText(text, pos(l), "a literal the query writes into its output"); err != nil {
+		if err := checkText(constantText(c), pos(l), "a literal the query writes into its output"); err != nil {
 			return err
 		}
 	}
