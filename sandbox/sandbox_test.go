@@ -356,6 +356,10 @@ func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
 		wire.IsNull(wire.Func("getenv", wire.Str("HOME")), true),
 		wire.Compare("=", wire.Col("", "district"), wire.Str("x') OR (SELECT count(*) FROM read_csv('/etc/passwd')) > 0 OR ('")),
 		{Kind: "sql", Value: "getenv('HOME') IS NOT NULL"},
+		// Only the snapshot's own columns can be read: not the worker's, not a made-up one.
+		wire.IsNull(wire.Col("", "__cr_unit"), false),
+		wire.IsNull(wire.Col("", "no_such_column"), false),
+		wire.IsNull(wire.Col("snap", "district"), false),
 	} {
 		p := countPlan(snap.Digest, 1, 3)
 		p.Filter = filter

@@ -387,6 +387,25 @@ func FuzzAdmit(f *testing.F) {
 		case r != nil && (w.Snapshot != "" || r.Sources[0].Unit == "" || r.Sources[0].Join != ""):
 			t.Fatalf("relation of %q does not start with a dataset's privacy unit", sql)
 		}
+		// Every expression the worker will receive is valid IR (the worker refuses any other).
+		exprs := append(append([]*wire.Expr{w.Filter}, w.Keys...), w.Values...)
+		if r := w.Relation; r != nil {
+			exprs = append(append(exprs, r.Filter), r.GroupBy...)
+			for _, c := range r.Columns {
+				exprs = append(exprs, c.Expr)
+			}
+			for _, s := range r.Sources {
+				exprs = append(exprs, s.On)
+			}
+		}
+		for _, e := range exprs {
+			if e == nil {
+				continue
+			}
+			if err := e.Validate(); err != nil {
+				t.Fatalf("plan of %q has an invalid expression %s: %v", sql, e.Canonical(), err)
+			}
+		}
 		if w.Bounds.MaxGroupsContributed < 1 || w.Bounds.MaxContributionsPerGroup < 1 || len(w.Aggregates) != len(q.Aggregates) {
 			t.Fatalf("plan of %q is not bounded", sql)
 		}
