@@ -30,18 +30,17 @@ const maxBuckets = wire.MaxBuckets
 
 // expr admits an expression of a filter (usage UseFilter) or a group key (UseGroupKey) and
 // builds its IR, recording every column it reads with that usage.
-func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
-	if n == nil {
+func (g *gater) expr(n *node, usage Usage) (*wire.Expr, error) {
+	if !n.present() {
 		return nil, errcode.New(errcode.UnsupportedSQL, "malformed expression")
 	}
-	render := func(l []any, min, max int) ([]*wire.Expr, error) {
+	render := func(l []*node, min, max int) ([]*wire.Expr, error) {
 		if len(l) < min || (max >= 0 && len(l) > max) {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "malformed expression")
 		}
 		var out []*wire.Expr
 		for _, c := range l {
-			m, _ := c.(map[string]any)
-			s, err := g.expr(m, usage)
+			s, err := g.expr(c, usage)
 			if err != nil {
 				return nil, err
 			}
@@ -49,9 +48,9 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 		}
 		return out, nil
 	}
-	kids := func(min, max int) ([]*wire.Expr, error) { return render(list(n, "children"), min, max) }
-	t := str(n, "type")
-	switch str(n, "class") {
+	kids := func(min, max int) ([]*wire.Expr, error) { return render(n.Children, min, max) }
+	t := n.Type
+	switch n.Class {
 	case "COLUMN_REF":
 		c, err := g.resolve(n)
 		if err != nil {
@@ -89,11 +88,11 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 			break
 		}
 		if t == "COMPARE_EQUAL" && usage == UseFilter {
-			if e, ok, err := g.identifierEquality(false, obj(n, "left"), obj(n, "right")); ok || err != nil {
+			if e, ok, err := g.identifierEquality(false, n.Left, n.Right); ok || err != nil {
 				return e, err
 			}
 		}
-		k, err := render([]any{obj(n, "left"), obj(n, "right")}, 2, 2)
+		k, err := render([]*node{n.Left, n.Right}, 2, 2)
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +101,7 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 		if err := only(n, with("input", "lower", "upper")...); err != nil {
 			return nil, err
 		}
-		k, err := render([]any{obj(n, "input"), obj(n, "lower"), obj(n, "upper")}, 3, 3)
+		k, err := render([]*node{n.Input, n.Lower, n.Upper}, 3, 3)
 		if err != nil {
 			return nil, err
 		}
@@ -131,9 +130,8 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 			}
 			return wire.IsNull(k[0], t == "OPERATOR_IS_NOT_NULL"), nil
 		case "COMPARE_IN", "COMPARE_NOT_IN":
-			if ch := list(n, "children"); t == "COMPARE_IN" && usage == UseFilter && len(ch) >= 2 && len(ch) <= wire.MaxInItems {
-				col, _ := ch[0].(map[string]any)
-				if e, ok, err := g.identifierEquality(true, col, ch[1:]...); ok || err != nil {
+			if ch := n.Children; t == "COMPARE_IN" && usage == UseFilter && len(ch) >= 2 && len(ch) <= wire.MaxInItems {
+				if e, ok, err := g.identifierEquality(true, ch[0], ch[1:]...); ok || err != nil {
 					return e, err
 				}
 			}
@@ -148,11 +146,11 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 		if err := only(n, with("child", "cast_type", "try_cast")...); err != nil {
 			return nil, err
 		}
-		ct := str(obj(n, "cast_type"), "id")
-		if !wire.CastTypes[ct] || !empty(obj(n, "cast_type")["type_info"]) {
+		ct := n.CastType.ID
+		if !wire.CastTypes[ct] || n.CastType.set["type_info"] {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "casts are admitted only to DATE, TIMESTAMP, INTEGER, BIGINT, DOUBLE, VARCHAR, BOOLEAN and INTERVAL")
 		}
-		c, err := g.expr(obj(n, "child"), usage)
+		c, err := g.expr(n.Child, usage)
 		if err != nil {
 			return nil, err
 		}
@@ -162,9 +160,8 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 			return nil, err
 		}
 		e := &wire.Expr{Kind: wire.KindCase}
-		for _, c := range list(n, "case_checks") {
-			cc, _ := c.(map[string]any)
-			k, err := render([]any{obj(cc, "when_expr"), obj(cc, "then_expr")}, 2, 2)
+		for _, cc := range n.CaseChecks {
+			k, err := render([]*node{cc.WhenExpr, cc.ThenExpr}, 2, 2)
 			if err != nil {
 				return nil, err
 			}
@@ -173,7 +170,7 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 		if len(e.Args) == 0 {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "malformed expression")
 		}
-		if el := obj(n, "else_expr"); el != nil {
+		if el := n.ElseExpr; el.present() {
 			k, err := g.expr(el, usage)
 			if err != nil {
 				return nil, err
@@ -185,12 +182,12 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 		if err := only(n, with("function_name", "children", "order_bys", "is_operator", "schema")...); err != nil {
 			return nil, err
 		}
-		if sc := str(n, "schema"); sc != "" && sc != "main" {
+		if sc := n.Schema; sc != "" && sc != "main" {
 			break
 		}
-		fn := strings.ToLower(str(n, "function_name"))
-		if b, _ := n["is_operator"].(bool); b {
-			if fn == "-" && len(list(n, "children")) == 1 {
+		fn := strings.ToLower(n.FunctionName)
+		if n.IsOperator {
+			if fn == "-" && len(n.Children) == 1 {
 				k, err := kids(1, 1)
 				if err != nil {
 					return nil, err
@@ -229,21 +226,19 @@ func (g *gater) expr(n map[string]any, usage Usage) (*wire.Expr, error) {
 // identifierEquality builds col = constant or col IN (constants) when col is an identifier,
 // recording the use as UseFilterEquality: the one filter on an identifier the operator's
 // policy may allow. ok is false when the comparison is not of that form.
-func (g *gater) identifierEquality(in bool, col map[string]any, values ...any) (*wire.Expr, bool, error) {
-	if str(col, "class") != "COLUMN_REF" {
+func (g *gater) identifierEquality(in bool, col *node, values ...*node) (*wire.Expr, bool, error) {
+	if col.Class != "COLUMN_REF" {
 		if in {
 			return nil, false, nil
 		}
-		other, _ := values[0].(map[string]any)
-		col, values = other, []any{col} // constant = column
+		col, values = values[0], []*node{col} // constant = column
 	}
-	if str(col, "class") != "COLUMN_REF" {
+	if col.Class != "COLUMN_REF" {
 		return nil, false, nil
 	}
 	lits := make([]*wire.Expr, len(values))
-	for i, v := range values {
-		m, _ := v.(map[string]any)
-		if str(m, "class") != "CONSTANT" {
+	for i, m := range values {
+		if m.Class != "CONSTANT" {
 			return nil, false, nil
 		}
 		lit, err := constant(m)
@@ -280,29 +275,28 @@ func functionList() string {
 // widthBucket admits width_bucket(x, lo, hi, n) — buckets 1..n of equal width over [lo, hi),
 // 0 below and n+1 at or above hi, as in PostgreSQL; the worker renders it in plain SQL (DuckDB
 // has no such function). Its domain, 0..n+1, is public (staticDomain).
-func (g *gater) widthBucket(n map[string]any, usage Usage) (*wire.Expr, error) {
-	args := list(n, "children")
+func (g *gater) widthBucket(n *node, usage Usage) (*wire.Expr, error) {
+	args := n.Children
 	count, ok := bucketCount(args)
 	if !ok {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "width_bucket(x, low, high, n) needs constant low < high and a constant n in 1..%d", maxBuckets)
 	}
-	x, err := g.expr(args[0].(map[string]any), usage)
+	x, err := g.expr(args[0], usage)
 	if err != nil {
 		return nil, err
 	}
-	lo, _ := constant(args[1].(map[string]any))
-	hi, _ := constant(args[2].(map[string]any))
+	lo, _ := constant(args[1])
+	hi, _ := constant(args[2])
 	return wire.WidthBucket(x, lo, hi, count), nil
 }
 
 // bucketCount checks width_bucket's constant arguments and returns its bucket count.
-func bucketCount(args []any) (int64, bool) {
+func bucketCount(args []*node) (int64, bool) {
 	if len(args) != 4 {
 		return 0, false
 	}
-	num := func(a any) (float64, bool) {
-		m, _ := a.(map[string]any)
-		if str(m, "class") != "CONSTANT" {
+	num := func(m *node) (float64, bool) {
+		if m.Class != "CONSTANT" {
 			return 0, false
 		}
 		v, err := numberOf(m)
@@ -318,7 +312,7 @@ func bucketCount(args []any) (int64, bool) {
 }
 
 // numberOf reads a numeric constant's value.
-func numberOf(n map[string]any) (float64, error) {
+func numberOf(n *node) (float64, error) {
 	c, err := constant(n)
 	if err != nil {
 		return 0, err
@@ -334,21 +328,21 @@ func numberOf(n map[string]any) (float64, error) {
 }
 
 // constant admits a literal; only plain scalar types are.
-func constant(n map[string]any) (*wire.Expr, error) {
-	v := obj(n, "value")
-	if isNull, _ := v["is_null"].(bool); isNull {
+func constant(n *node) (*wire.Expr, error) {
+	v := n.ValueNode
+	if v.IsNull {
 		return wire.Null(), nil
 	}
-	typ := obj(v, "type")
-	switch str(typ, "id") {
+	typ := v.TypeNode
+	switch typ.ID {
 	case "VARCHAR":
-		s, ok := v["value"].(string)
+		s, ok := v.Scalar.(string)
 		if !ok {
 			break
 		}
 		return wire.Str(s), nil
 	case "INTEGER", "BIGINT", "HUGEINT", "DOUBLE", "FLOAT", "UBIGINT":
-		num, ok := v["value"].(json.Number)
+		num, ok := v.Scalar.(json.Number)
 		if !ok {
 			break
 		}
@@ -357,9 +351,8 @@ func constant(n map[string]any) (*wire.Expr, error) {
 		}
 		return wire.Num(num.String()), nil
 	case "DECIMAL":
-		num, ok := v["value"].(json.Number)
-		info := obj(typ, "type_info")
-		scale, err := json.Number(fmt.Sprint(info["scale"])).Int64()
+		num, ok := v.Scalar.(json.Number)
+		scale, err := json.Number(fmt.Sprint(typ.TypeInfo.Scale)).Int64()
 		if !ok || err != nil || scale < 0 || scale > 38 {
 			break
 		}
@@ -368,7 +361,7 @@ func constant(n map[string]any) (*wire.Expr, error) {
 		}
 		return wire.Num(decimalText(num.String(), int(scale))), nil
 	case "BOOLEAN":
-		if b, ok := v["value"].(bool); ok {
+		if b, ok := v.Scalar.(bool); ok {
 			return wire.Bool(b), nil
 		}
 	}
