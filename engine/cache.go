@@ -18,9 +18,9 @@ import (
 )
 
 // queryFingerprint names what a release's noise depends on: the grant and the bounded plan —
-// rendered keys, filter and values (so whitespace, case and aliases do not matter), the
-// mechanisms with their budget shares, the contribution bounds, the partitions and the
-// snapshot digest — and the shape of the outputs. It leaves out the job id, the per-job
+// keys, filter and values as expression trees (wire.Expr, so whitespace, case and aliases do
+// not matter), the mechanisms with their budget shares, the contribution bounds, the
+// partitions and the snapshot digest — and the shape of the outputs. It leaves out the job id, the per-job
 // sampling key and the deadline, and the ORDER BY/LIMIT applied after release, which the
 // stored answer is re-post-processed with.
 func queryFingerprint(grant string, q *gate.Query, p *plan.Planned) (string, error) {

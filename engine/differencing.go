@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy/reviewer"
 	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Differencing: two answers on one grant whose filters disagree on a handful of persons give
@@ -37,21 +39,26 @@ func queryShape(q *gate.Query, ds sources) (string, error) {
 		return "", nil
 	}
 	type key struct {
-		SQL    string   `json:"sql"`
-		Domain []string `json:"domain"`
+		Expr   *wire.Expr `json:"expr"`
+		Domain []string   `json:"domain"`
 	}
 	keys := []key{}
 	for _, k := range q.Keys {
-		keys = append(keys, key{k.SQL, k.Domain})
+		keys = append(keys, key{k.Expr, k.Domain})
 	}
 	return canonicalDigest(map[string]any{"snapshot": ds.snapshots()[q.Dataset.Name], "keys": keys})
 }
 
 // priorsFor returns the earlier filters on the grant with this shape to check filter against:
-// those that contain this filter's text or are contained in it first (the usual form of a
+// those that contain this filter or are contained in it first (the usual form of a
 // differencing pair, "F" and "F AND NOT (…)"; a tracker's "C OR T" and "T"), then by the
 // length of their common prefix, then the newest.
-func (e *Engine) priorsFor(ctx context.Context, grant, shape, filter string) ([]plan.Prior, error) {
+//
+// Filters are compared, and kept in the ledger, as their IR's canonical JSON (filterText): a
+// subtree's JSON is a substring of its parent's, so containment of text is containment of
+// trees. A stored filter that is not such JSON (SQL text noted before the IR) is skipped.
+func (e *Engine) priorsFor(ctx context.Context, grant, shape string, f *wire.Expr) ([]plan.Prior, error) {
+	filter := filterText(f)
 	if shape == "" || e.policy.Params().DifferencingMinUnits <= 0 {
 		return nil, nil
 	}
@@ -68,7 +75,11 @@ func (e *Engine) priorsFor(ctx context.Context, grant, shape, filter string) ([]
 		if f.Filter == filter {
 			continue
 		}
-		r := ranked{Prior: plan.Prior{Job: f.Job, Filter: f.Filter}, age: age, prefix: commonPrefix(f.Filter, filter)}
+		prior, ok := parseFilter(f.Filter)
+		if !ok {
+			continue
+		}
+		r := ranked{Prior: plan.Prior{Job: f.Job, Filter: prior}, age: age, prefix: commonPrefix(f.Filter, filter)}
 		if strings.Contains(filter, f.Filter) || strings.Contains(f.Filter, filter) {
 			r.contains = 1
 		}
@@ -88,6 +99,22 @@ func (e *Engine) priorsFor(ctx context.Context, grant, shape, filter string) ([]
 		out = append(out, r.Prior)
 	}
 	return out, nil
+}
+
+// filterText is how the ledger keeps a filter: its IR's canonical JSON, "" for none.
+func filterText(f *wire.Expr) string { return f.Canonical() }
+
+// parseFilter reads a filter the ledger kept (filterText); ok is false for text that is not a
+// valid filter's.
+func parseFilter(text string) (*wire.Expr, bool) {
+	if text == "" {
+		return nil, true
+	}
+	var f *wire.Expr
+	if err := json.Unmarshal([]byte(text), &f); err != nil || f.Validate() != nil || f.Canonical() != text {
+		return nil, false
+	}
+	return f, true
 }
 
 func commonPrefix(a, b string) int {

@@ -299,7 +299,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 		return nil, e.charge(ctx, id, err)
 	}
 	if shape != "" {
-		if err := e.ledger.NoteFilter(ctx, j.Grant, shape, q.Filter, id); err != nil {
+		if err := e.ledger.NoteFilter(ctx, j.Grant, shape, filterText(q.Filter), id); err != nil {
 			return nil, e.charge(ctx, id, errcode.Wrap(errcode.Internal, err, "the history of queries on this grant could not be kept; nothing was released"))
 		}
 	}

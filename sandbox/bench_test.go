@@ -62,7 +62,7 @@ func benchWorker(b *testing.B) (*worker, *snapTable, *wire.Plan) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &wire.Plan{Snapshot: snap.Digest, Keys: []string{`"district"`}, Values: []string{`"cost"`},
+	p := &wire.Plan{Snapshot: snap.Digest, Keys: []*wire.Expr{wire.Col("", "district")}, Values: []*wire.Expr{wire.Col("", "cost")},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 50000, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 5},
@@ -102,7 +102,11 @@ func BenchmarkBoundPass(b *testing.B) {
 	for s := range shards {
 		lo, hi := snap.Units*int64(s)/shards, snap.Units*int64(s+1)/shards
 		err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
-			rdr, err := ar.QueryContext(ctx, scanSQL(p, snap, lo, hi, false))
+			q, err := scanSQL(p, snap, lo, hi, false)
+			if err != nil {
+				return err
+			}
+			rdr, err := ar.QueryContext(ctx, q)
 			if err != nil {
 				return err
 			}

@@ -180,7 +180,7 @@ func (b *boundPass) addRuns(rec arrow.RecordBatch, first int, run func(rowids []
 		valsNull[j] = vals[j].NullN() > 0
 	}
 	var keep *array.Boolean
-	if b.plan.Filter != "" {
+	if b.plan.Filter != nil {
 		if keep, ok = rec.Column(col + b.nVals).(*array.Boolean); !ok {
 			return fmt.Errorf("sandbox: keep column has type %s", rec.Column(col+b.nVals).DataType())
 		}

@@ -61,7 +61,7 @@ func batchKeep(t *testing.T, rows []row, next *int64, keep func(row) bool) arrow
 }
 
 func testPlan(l0, linf int64) *wire.Plan {
-	return &wire.Plan{Keys: []string{"k"}, Values: []string{"v"},
+	return &wire.Plan{Keys: []*wire.Expr{wire.Col("", "k")}, Values: []*wire.Expr{wire.Col("", "v")},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 100, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
@@ -315,7 +315,7 @@ func TestFastAndGeneralPathsAgree(t *testing.T) {
 		p := testPlan(2, 4)
 		var keep func(row) bool
 		if filtered {
-			p.Filter = "keep"
+			p.Filter = wire.Col("", "keep")
 			keep = func(r row) bool { return int(r.val)%3 != 0 }
 		}
 		run := func(batches [][]row) map[uint64]string {

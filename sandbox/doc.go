@@ -32,8 +32,11 @@
 // A job's outcome does not depend on the raw data: every expression the worker evaluates on
 // rows — filters, group keys, aggregated values, the columns, keys and conditions of a joined
 // or per-unit relation, the arguments of per-unit aggregates — is total, rendered in one place
-// (total.go): an evaluation error becomes NULL, or drops the row from a filter, the same way
-// everywhere, so no row can make a job fail. The work is bounded by the plan from public
+// (package sqlgen, used as total.go describes): an evaluation error becomes NULL, or drops the
+// row from a filter, the same way everywhere, so no row can make a job fail. A plan carries no
+// SQL text: its expressions are typed trees (wire.Expr) that the worker validates — closed sets
+// of operators, functions and cast types, and only columns the scanned table or the relation's
+// sources have — before sqlgen renders them with every name quoted and every literal escaped. The work is bounded by the plan from public
 // quantities: each unit keeps at most Relation.MaxRowsPerUnit rows of each dataset before a
 // join. What remains data-dependent is time, which the server rounds up to its completion
 // quantum (docs/threat-model.md).

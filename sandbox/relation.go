@@ -3,10 +3,12 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
+	"strconv"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // normUnit is the privacy-unit normalisation of registration and of joins: "…x" and "…X " are
@@ -18,10 +20,26 @@ func normUnit(col string) string {
 
 func qualified(alias, col string) string { return quoteIdent(alias) + "." + quoteIdent(col) }
 
+// relationScope admits the columns of a relation's sources, each qualified by its source's
+// alias: cols[i] are the columns of source i's snapshot.
+func relationScope(r *wire.Relation, cols [][]wire.Column) sqlgen.Scope {
+	names := map[[2]string]bool{}
+	for i, s := range r.Sources {
+		if i < len(cols) {
+			for _, c := range cols[i] {
+				names[[2]string{s.Alias, c.Name}] = true
+			}
+		}
+	}
+	return func(source, name string) bool {
+		return source != "" && names[[2]string{source, name}] && !internalColumn(name)
+	}
+}
+
 // relationFrom renders the FROM clause of a relation over the loaded snapshots, and the
 // normalised unit of its first source. With MaxRowsPerUnit each source with a unit is read
-// through boundedRows.
-func relationFrom(r *wire.Relation, tables []string, samplingKey uint64) (from, unit string, err error) {
+// through boundedRows. sc is the relation's scope (relationScope).
+func relationFrom(r *wire.Relation, tables []string, samplingKey uint64, sc sqlgen.Scope) (from, unit string, err error) {
 	if len(r.Sources) == 0 || len(r.Sources) != len(tables) || r.Sources[0].Unit == "" || r.Sources[0].Join != "" {
 		return "", "", errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
 	}
@@ -40,13 +58,16 @@ func relationFrom(r *wire.Relation, tables []string, samplingKey uint64) (from, 
 		if kind == "" {
 			return "", "", errcode.New(errcode.Internal, "the relation has a join of unknown kind")
 		}
-		on := s.On
+		var on string
 		if s.Unit != "" {
+			if s.On != nil {
+				return "", "", errcode.New(errcode.Internal, "a join of datasets on their units has a condition of its own")
+			}
 			on = unit + " = " + normUnit(qualified(s.Alias, s.Unit))
-		} else if on == "" {
+		} else if s.On == nil {
 			return "", "", errcode.New(errcode.Internal, "a lookup join has no condition")
-		} else {
-			on = rowCondition(on)
+		} else if on, err = sqlgen.Condition(s.On, sc); err != nil {
+			return "", "", errcode.Wrap(errcode.Internal, err, "a lookup join's condition is not valid over its sources")
 		}
 		fmt.Fprintf(&b, " %s %s AS %s ON %s", kind, read(i+1), quoteIdent(s.Alias), on)
 	}
@@ -64,7 +85,10 @@ func boundedRows(table string, n int64, key uint64) string {
 // relationSQL renders the SELECT that computes a relation from its FROM clause: the normalised
 // unit as normColumn, then the relation's columns, every one of them total (total.go).
 // argTypes gives the type of each per-unit SUM or AVG argument, by column index.
-func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string) (string, error) {
+func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string, sc sqlgen.Scope) (string, error) {
+	invalid := func(err error, what string) error {
+		return errcode.Wrap(errcode.Internal, err, "the relation's %s is not valid over its sources", what)
+	}
 	cols := []string{unit + " AS " + normColumn}
 	seen := map[string]bool{}
 	for i, c := range r.Columns {
@@ -75,29 +99,39 @@ func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string) (
 			return "", errcode.New(errcode.Internal, "the relation has a reserved, empty or repeated column name")
 		}
 		seen[l] = true
-		expr := rowValue(c.SQL)
+		var expr string
+		var err error
 		if c.Aggregate != "" {
 			if !r.PerUnit {
 				return "", errcode.New(errcode.Internal, "only a per-unit relation has aggregate columns")
 			}
-			var err error
-			if expr, err = perUnitAggregate(c, argTypes[i]); err != nil {
+			if expr, err = perUnitAggregate(c, argTypes[i], sc); err != nil {
 				return "", err
 			}
+		} else if expr, err = sqlgen.Value(c.Expr, sc); err != nil {
+			return "", invalid(err, "column "+strconv.Itoa(i+1))
 		}
 		cols = append(cols, "("+expr+") AS "+quoteIdent(c.Name))
 	}
 	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + from
-	if r.Filter != "" {
-		q += " WHERE " + rowCondition(r.Filter)
+	if r.Filter != nil {
+		f, err := sqlgen.Condition(r.Filter, sc)
+		if err != nil {
+			return "", invalid(err, "filter")
+		}
+		q += " WHERE " + f
 	}
 	if r.PerUnit {
 		keys := []string{unit}
 		for _, g := range r.GroupBy {
-			keys = append(keys, rowValue(g))
+			k, err := sqlgen.Value(g, sc)
+			if err != nil {
+				return "", invalid(err, "GROUP BY")
+			}
+			keys = append(keys, k)
 		}
 		q += " GROUP BY " + strings.Join(keys, ", ")
-	} else if r.Filter != "" {
+	} else if r.Filter != nil || len(r.GroupBy) > 0 {
 		return "", errcode.New(errcode.Internal, "only a per-unit relation filters before bounding")
 	}
 	return q, nil
@@ -107,22 +141,24 @@ func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string) (
 // every column, and indexes its units like a snapshot. drop removes the table.
 func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
 	tables := make([]string, len(r.Sources))
+	cols := make([][]wire.Column, len(r.Sources))
 	for i, s := range r.Sources {
 		src, err := w.loaded(ctx, s.Snapshot)
 		if err != nil {
 			return nil, nil, err
 		}
-		tables[i] = src.table
+		tables[i], cols[i] = src.table, src.Columns
 	}
-	from, unit, err := relationFrom(r, tables, samplingKey)
+	sc := relationScope(r, cols)
+	from, unit, err := relationFrom(r, tables, samplingKey, sc)
 	if err != nil {
 		return nil, nil, err
 	}
-	argTypes, err := w.argumentTypes(ctx, r.Columns, from)
+	argTypes, err := w.argumentTypes(ctx, r.Columns, from, sc)
 	if err != nil {
 		return nil, nil, err
 	}
-	inner, err := relationSQL(r, from, unit, argTypes)
+	inner, err := relationSQL(r, from, unit, argTypes, sc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -145,6 +181,9 @@ func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey 
 		return nil, nil, err
 	}
 	snap = &snapTable{table: table}
+	for _, c := range r.Columns {
+		snap.Columns = append(snap.Columns, wire.Column{Name: c.Name}) // the plan's scope
+	}
 	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
 	if err := row.Scan(&snap.Rows, &snap.Units); err != nil {
 		drop()

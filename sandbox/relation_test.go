@@ -64,13 +64,13 @@ func relHeavy(t *testing.T, w *worker, heavyA, heavyB, others int, cost func(v i
 func relJoin(a, b string) *wire.Relation {
 	return &wire.Relation{
 		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: b, Alias: "b", Unit: "person_id", Join: "inner"}},
-		Columns: []wire.RelationColumn{{Name: "a.district", SQL: `"a"."district"`}, {Name: "a.cost", SQL: `"a"."cost"`}},
+		Columns: []wire.RelationColumn{{Name: "a.district", Expr: wire.Col("a", "district")}, {Name: "a.cost", Expr: wire.Col("a", "cost")}},
 	}
 }
 
 // relPlan counts rows and sums value (clamped to [0, 100]) per key, bounded by L0 and L∞.
 func relPlan(rel *wire.Relation, key, value string, l0, linf int64) *wire.Plan {
-	return &wire.Plan{Relation: rel, Keys: []string{key}, Values: []string{value},
+	return &wire.Plan{Relation: rel, Keys: []*wire.Expr{wire.Col("", key)}, Values: []*wire.Expr{wire.Col("", value)},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 100, Epsilon: 1, MaxPartitions: l0, MaxPerPartition: linf},
@@ -161,7 +161,7 @@ func TestRelationJoinBoundsMultipliedRows(t *testing.T) {
 	if snap.Rows != 3050 || snap.Units != 51 {
 		t.Fatalf("relation rows=%d units=%d, want 3050 and 51", snap.Rows, snap.Units)
 	}
-	got := relTotals(relPass(t, w, relPlan(rel, `"a.district"`, `"a.cost"`, 1, 3), snap))
+	got := relTotals(relPass(t, w, relPlan(rel, "a.district", "a.cost", 1, 3), snap))
 	want := map[string][3]float64{"A": {1 + 25, 3 + 25, 3*100 + 25*10}, "B": {25, 25, 25 * 10}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("totals (units, rows, sum) = %v, want %v", got, want)
@@ -174,18 +174,18 @@ func TestRelationPerUnit(t *testing.T) {
 	w := relWorker(t)
 	a, b := relHeavy(t, w, 1000, 3, 50, func(int) float64 { return 500 })
 	cols := []wire.RelationColumn{{Name: "n", Aggregate: "count_star", Clamps: []wire.Clamp{{Func: "least", Value: "10"}}},
-		{Name: "total", Aggregate: "sum", SQL: `"a"."cost"`, Clamps: []wire.Clamp{{Func: "least", Value: "1000"}}}}
+		{Name: "total", Aggregate: "sum", Expr: wire.Col("a", "cost"), Clamps: []wire.Clamp{{Func: "least", Value: "1000"}}}}
 	for _, c := range []struct {
 		name     string
-		filter   string
+		filter   *wire.Expr
 		units    int64
 		heavyN   int64 // -1: the heavy person has no row
 		heavySum float64
 	}{
-		{"all rows", "", 51, 10, 1000},              // 3000 joined rows, both clamped
-		{"filtered", `"a"."cost" < 100`, 50, -1, 0}, // every heavy row is filtered out
-		// Casting "W…" fails on every row: an evaluation error drops the row, never fails the query.
-		{"filter error drops", `CAST("b"."ward" AS INTEGER) > 0`, 0, -1, 0},
+		{"all rows", nil, 51, 10, 1000}, // 3000 joined rows, both clamped
+		{"filtered", wire.Compare("<", wire.Col("a", "cost"), wire.Num("100")), 50, -1, 0}, // every heavy row is filtered out
+		// Casting "W…" fails on every row: the row is dropped, never fails the query.
+		{"filter error drops", wire.Compare(">", wire.Cast(wire.Col("b", "ward"), "INTEGER"), wire.Num("0")), 0, -1, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rel := relJoin(a, b)
@@ -231,14 +231,14 @@ func TestRelationLeftLookupJoin(t *testing.T) {
 	a := relRegister(t, w, "person_id", "person_id,district,cost", rows)
 	l := relRegister(t, w, "", "code,name", []string{"A,Alpha", "A,Alfa", "B,Beta"})
 	rel := &wire.Relation{
-		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: l, Alias: "l", Join: "left", On: `"a"."district" = "l"."code"`}},
-		Columns: []wire.RelationColumn{{Name: "l.name", SQL: `"l"."name"`}, {Name: "a.cost", SQL: `"a"."cost"`}},
+		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: l, Alias: "l", Join: "left", On: wire.Compare("=", wire.Col("a", "district"), wire.Col("l", "code"))}},
+		Columns: []wire.RelationColumn{{Name: "l.name", Expr: wire.Col("l", "name")}, {Name: "a.cost", Expr: wire.Col("a", "cost")}},
 	}
 	snap := relMaterialize(t, w, rel)
 	if snap.Rows != 5*2+20 || snap.Units != 21 {
 		t.Fatalf("relation rows=%d units=%d, want 30 and 21", snap.Rows, snap.Units)
 	}
-	got := relTotals(relPass(t, w, relPlan(rel, `"l.name"`, `"a.cost"`, 1, 2), snap))
+	got := relTotals(relPass(t, w, relPlan(rel, "l.name", "a.cost", 1, 2), snap))
 	// The heavy person's 10 rows fall in Alpha and Alfa; with L0=1, L∞=2 it contributes to one
 	// of them (the other may hold an empty partition), 2 rows, 2×100.
 	var heavy [3]float64
@@ -261,8 +261,8 @@ func TestRelationStatesAreDeterministic(t *testing.T) {
 	rel := relJoin(a, b)
 	// B's column first: the join emits the heavy person's rows grouped by A's row, so only an
 	// explicit sort puts them in ward order.
-	rel.Columns = append([]wire.RelationColumn{{Name: "b.ward", SQL: `"b"."ward"`}}, rel.Columns...)
-	p := relPlan(rel, `"a.district"`, `"a.cost"`, 1, 3)
+	rel.Columns = append([]wire.RelationColumn{{Name: "b.ward", Expr: wire.Col("b", "ward")}}, rel.Columns...)
+	p := relPlan(rel, "a.district", "a.cost", 1, 3)
 	s1, s2 := relMaterialize(t, w, p.Relation), relMaterialize(t, w, p.Relation)
 	var unsorted int
 	tuple := fmt.Sprintf(`(%s, "b.ward", "a.district", "a.cost")`, unitColumn)
@@ -297,17 +297,18 @@ func TestRelationStatesAreDeterministic(t *testing.T) {
 func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 	valid := func() *wire.Relation {
 		return &wire.Relation{
-			Sources: []wire.RelationSource{{Alias: "a", Unit: "u"}, {Alias: "l", Join: "left", On: `"a"."k" = "l"."k"`}},
-			Columns: []wire.RelationColumn{{Name: "x", SQL: `"a"."x"`}},
+			Sources: []wire.RelationSource{{Alias: "a", Unit: "u"}, {Alias: "l", Join: "left", On: wire.Compare("=", wire.Col("a", "k"), wire.Col("l", "k"))}},
+			Columns: []wire.RelationColumn{{Name: "x", Expr: wire.Col("a", "x")}},
 		}
 	}
 	tables := []string{"t0", "t1"}
 	render := func(r *wire.Relation, tables []string) (string, error) {
-		from, unit, err := relationFrom(r, tables, 42)
+		sc := relationScope(r, [][]wire.Column{{{Name: "u"}, {Name: "k"}, {Name: "x"}}, {{Name: "k"}}})
+		from, unit, err := relationFrom(r, tables, 42, sc)
 		if err != nil {
 			return "", err
 		}
-		return relationSQL(r, from, unit, nil)
+		return relationSQL(r, from, unit, nil, sc)
 	}
 	if _, err := render(valid(), tables); err != nil {
 		t.Fatalf("the valid base relation is refused: %v", err) // so each case below fails for its own reason
@@ -316,15 +317,28 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 		"first source without unit": func(r *wire.Relation) { r.Sources[0].Unit = "" },
 		"first source joined":       func(r *wire.Relation) { r.Sources[0].Join = "inner" },
 		"unknown join kind":         func(r *wire.Relation) { r.Sources[1].Join = "cross" },
-		"lookup join without on":    func(r *wire.Relation) { r.Sources[1].On = "" },
-		"reserved column":           func(r *wire.Relation) { r.Columns[0].Name = "__cr_x" },
-		"reserved column, upper":    func(r *wire.Relation) { r.Columns[0].Name = "__CR_NORM" },
-		"rowid column":              func(r *wire.Relation) { r.Columns[0].Name = "RowID" },
+		"lookup join without on":    func(r *wire.Relation) { r.Sources[1].On = nil },
+		"lookup join on a column outside its sources": func(r *wire.Relation) {
+			r.Sources[1].On = wire.Compare("=", wire.Col("a", "k"), wire.Col("l", "secret"))
+		},
+		"lookup join on a worker column": func(r *wire.Relation) {
+			r.Sources[1].On = wire.Compare("=", wire.Col("a", "__cr_unit"), wire.Col("l", "k"))
+		},
+		"unit join with a condition": func(r *wire.Relation) {
+			r.Sources = append(r.Sources, wire.RelationSource{Alias: "b", Unit: "u", Join: "inner", On: wire.Bool(true)})
+		},
+		"column of an unknown source":  func(r *wire.Relation) { r.Columns[0].Expr = wire.Col("z", "x") },
+		"unqualified column":           func(r *wire.Relation) { r.Columns[0].Expr = wire.Col("", "x") },
+		"unadmitted function":          func(r *wire.Relation) { r.Columns[0].Expr = wire.Func("getenv", wire.Str("HOME")) },
+		"column without an expression": func(r *wire.Relation) { r.Columns[0].Expr = nil },
+		"reserved column":              func(r *wire.Relation) { r.Columns[0].Name = "__cr_x" },
+		"reserved column, upper":       func(r *wire.Relation) { r.Columns[0].Name = "__CR_NORM" },
+		"rowid column":                 func(r *wire.Relation) { r.Columns[0].Name = "RowID" },
 		"names differing in case": func(r *wire.Relation) {
-			r.Columns = append(r.Columns, wire.RelationColumn{Name: strings.ToUpper(r.Columns[0].Name), SQL: "1"})
+			r.Columns = append(r.Columns, wire.RelationColumn{Name: strings.ToUpper(r.Columns[0].Name), Expr: wire.Num("1")})
 		},
 		"empty column name":       func(r *wire.Relation) { r.Columns[0].Name = "" },
-		"filter without per unit": func(r *wire.Relation) { r.Filter = `"a"."x" > 0` },
+		"filter without per unit": func(r *wire.Relation) { r.Filter = wire.Compare(">", wire.Col("a", "x"), wire.Num("0")) },
 		"tables do not match":     func(r *wire.Relation) { r.Sources = r.Sources[:1] },
 		"aggregate without per unit": func(r *wire.Relation) {
 			r.Columns = append(r.Columns, wire.RelationColumn{Name: "n", Aggregate: "count_star"})
@@ -375,11 +389,11 @@ func TestRelationTableIsDroppedAfterExecute(t *testing.T) {
 		key  string
 		fail bool
 	}{
-		{"success", `"a.district"`, false},
-		{"failure after materializing", `"no_such_column"`, true},
+		{"success", "a.district", false},
+		{"failure after materializing", "no_such_column", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := w.execute(ctx, relPlan(relJoin(a, b), c.key, `"a.cost"`, 1, 3))
+			_, err := w.execute(ctx, relPlan(relJoin(a, b), c.key, "a.cost", 1, 3))
 			if (err != nil) != c.fail {
 				t.Fatalf("err = %v, want failure %v", err, c.fail)
 			}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -131,7 +132,7 @@ func visitsSpec(path string) *catalog.Spec {
 }
 
 func countPlan(snap string, eps float64, linf int64) *wire.Plan {
-	return &wire.Plan{Snapshot: snap, Keys: []string{`"district"`}, Values: []string{`"cost"`},
+	return &wire.Plan{Snapshot: snap, Keys: []*wire.Expr{wire.Col("", "district")}, Values: []*wire.Expr{wire.Col("", "cost")},
 		Aggregates: []dp.Spec{
 			{Kind: dp.Count, Value: -1, Epsilon: eps, MaxPartitions: 1, MaxPerPartition: linf},
 			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 5000, Epsilon: eps, MaxPartitions: 1, MaxPerPartition: linf},
@@ -312,8 +313,8 @@ func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := countPlan(snap.Digest, 1, 3)
-	// Costly per row (a 200 kB string each), seconds in all: the deadline must cut it short.
-	p.Filter = `hash(repeat("district", 200000)) <> 0`
+	// Costly per row (thousands of terms each), seconds in all: the deadline must cut it short.
+	p.Filter = costlyCondition(3000)
 	p.TimeoutMS = 200
 	start := time.Now()
 	_, err = c.Execute(ctx, p)
@@ -329,6 +330,16 @@ func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 	}
 }
 
+// costlyCondition is a condition of n terms that no row satisfies, each a few operations.
+func costlyCondition(n int) *wire.Expr {
+	var terms []*wire.Expr
+	cost := wire.Col("", "cost")
+	for i := range n {
+		terms = append(terms, wire.Compare("=", wire.Func("floor", wire.Arith("*", cost, wire.Num(strconv.Itoa(i+2)))), wire.Num("-1")))
+	}
+	return wire.Or(terms...)
+}
+
 func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
 	ctx := context.Background()
 	c := startWorker(t, nil)
@@ -337,16 +348,31 @@ func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, filter := range []string{
-		"(SELECT count(*) FROM read_csv('/etc/passwd')) > 0",
-		"(SELECT count(*) FROM read_text('" + path + "')) > 0",
-		"getenv('HOME') IS NOT NULL",
+	// A plan carries no SQL, and the worker renders only the IR's closed list of functions: a
+	// file reader or the environment cannot even be named.
+	for _, filter := range []*wire.Expr{
+		wire.Compare(">", wire.Func("read_csv", wire.Str("/etc/passwd")), wire.Num("0")),
+		wire.Compare(">", wire.Func("read_text", wire.Str(path)), wire.Num("0")),
+		wire.IsNull(wire.Func("getenv", wire.Str("HOME")), true),
+		wire.Compare("=", wire.Col("", "district"), wire.Str("x') OR (SELECT count(*) FROM read_csv('/etc/passwd')) > 0 OR ('")),
+		{Kind: "sql", Value: "getenv('HOME') IS NOT NULL"},
+		// Only the snapshot's own columns can be read: not the worker's, not a made-up one.
+		wire.IsNull(wire.Col("", "__cr_unit"), false),
+		wire.IsNull(wire.Col("", "no_such_column"), false),
+		wire.IsNull(wire.Col("snap", "district"), false),
 	} {
 		p := countPlan(snap.Digest, 1, 3)
 		p.Filter = filter
-		_, err := c.Execute(ctx, p)
-		if err == nil {
-			t.Fatalf("filter %q ran with external access", filter)
+		parts, err := c.Execute(ctx, p)
+		if filter.Kind == wire.KindCompare && filter.Args[0].Kind == wire.KindColumn {
+			// A literal is escaped: the filter compares district with that text, and no row has it.
+			if err != nil || len(parts) != 0 {
+				t.Fatalf("the escaped literal: %d partitions, %v", len(parts), err)
+			}
+			continue
+		}
+		if errcode.Code(err) != errcode.Internal {
+			t.Fatalf("filter %s: err = %v, want the worker to refuse it", filter.Canonical(), err)
 		}
 		if strings.Contains(err.Error(), "root:") || strings.Contains(err.Error(), "5301021980") {
 			t.Fatalf("error leaks file content: %v", err)
@@ -398,7 +424,9 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := countPlan(snap.Digest, 1, 2)
-	p.Filter = `"cost" % 3 <> 0`
+	// floor(cost) is not a multiple of 3.
+	cost := wire.Func("floor", wire.Col("", "cost"))
+	p.Filter = wire.Compare("<>", wire.Arith("*", wire.Func("floor", wire.Arith("/", cost, wire.Num("3"))), wire.Num("3")), cost)
 	// The DP library's encoded pre-noise states must match byte for byte: unit contributions
 	// sit on a power-of-two grid, so float sums do not depend on the order units arrive in.
 	states := func(ordered bool) map[uint64]string {
@@ -439,7 +467,7 @@ func TestPublicDomainsDropOutsideRowsByKeyHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := countPlan(snap.Digest, 50, 1)
-	p.Keys = []string{`"district"`, `"year"`}
+	p.Keys = []*wire.Expr{wire.Col("", "district"), wire.Col("", "year")}
 	p.Domains = [][]string{{"A", "B", "C", "O'Brien"}, {"2020", "2021", "not-a-year"}}
 	parts, err := c.Execute(ctx, p)
 	if err != nil {

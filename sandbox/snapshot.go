@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"hash"
 	"io"
@@ -35,7 +36,7 @@ const normColumn = "__cr_norm"
 // snapshotBatchRows fixes the IPC batch size so the same data always encodes to the same bytes.
 const snapshotBatchRows = 65536
 
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+func quoteIdent(s string) string { return sqlgen.Ident(s) }
 
 func tableName(digest string) string { return "snap_" + strings.TrimPrefix(digest, "sha256:")[:24] }
 
@@ -501,7 +502,7 @@ func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.S
 				rows.Close()
 				return nil, err
 			}
-			lits = append(lits, "'"+strings.ReplaceAll(v, "'", "''")+"'")
+			lits = append(lits, sqlgen.String(v))
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -532,22 +533,29 @@ func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.S
 // keyExprs renders the plan's group keys as the worker evaluates them everywhere: a key that is
 // a text column reads its ENUM twin (same values, cheaper to hash); any other key is total
 // (total.go), NULL where it would fail.
-func keyExprs(p *wire.Plan, snap *snapTable) []string {
+func keyExprs(p *wire.Plan, snap *snapTable) ([]string, error) {
+	sc := columnScope(snap.Columns)
 	keys := make([]string, len(p.Keys))
 	for i, k := range p.Keys {
-		keys[i] = rowValue(k)
-		for c := range snap.twins {
-			if k == quoteIdent(c) {
-				keys[i] = quoteIdent(twinPrefix + c)
-			}
+		v, err := sqlgen.Value(k, sc)
+		if err != nil {
+			return nil, errcode.Wrap(errcode.Internal, err, "the plan's group key %d is not a valid expression over the scanned columns", i+1)
+		}
+		keys[i] = v
+		if k.Kind == wire.KindColumn && k.Source == "" && snap.twins[k.Name] {
+			keys[i] = quoteIdent(twinPrefix + k.Name)
 		}
 	}
-	return keys
+	return keys, nil
 }
 
 // hashKeys is the SQL hash of the plan's group keys (keyExprs).
-func hashKeys(p *wire.Plan, snap *snapTable) string {
-	return "hash(" + strings.Join(keyExprs(p, snap), ", ") + ")"
+func hashKeys(p *wire.Plan, snap *snapTable) (string, error) {
+	keys, err := keyExprs(p, snap)
+	if err != nil {
+		return "", err
+	}
+	return "hash(" + strings.Join(keys, ", ") + ")", nil
 }
 
 func verifyDigest(path, digest string) error {

@@ -4,12 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Totality: a job's outcome must not depend on the raw data except through its noisy result.
@@ -17,13 +18,14 @@ import (
 // integer, an invalid date part read from a column, a conversion) would otherwise end the job
 // as failed exactly when some row satisfies a predicate of the applicant's choosing — a
 // noise-free answer about the data, for the price of a refused job. So every expression the
-// worker evaluates on rows passes through one of the functions below, and only through them:
+// worker evaluates on rows is a plan expression (wire.Expr) rendered by package sqlgen, and
+// only through its two total forms:
 //
-//   - rowValue:     group keys, aggregated values, relation columns and their GROUP BY terms;
-//     an error becomes SQL NULL (DuckDB's try()).
-//   - rowCondition: filters and join conditions; an error or NULL drops the row, like false.
-//   - perUnitAggregate: the exact per-unit aggregates of a relation; its argument is a
-//     rowValue and, where the aggregate's accumulator could overflow (SUM or AVG of a wide
+//   - sqlgen.Value:     group keys, aggregated values, relation columns and their GROUP BY
+//     terms; an error becomes SQL NULL (DuckDB's try()).
+//   - sqlgen.Condition: filters and join conditions; an error or NULL drops the row, like false.
+//   - perUnitAggregate (below): the exact per-unit aggregates of a relation; its argument is a
+//     sqlgen.Value and, where the aggregate's accumulator could overflow (SUM or AVG of a wide
 //     integer or decimal), a DOUBLE, whose sum saturates at ±Inf instead of failing.
 //
 // The same rendering is used wherever the same key is read again (the public-domain hashes,
@@ -31,20 +33,22 @@ import (
 // data-dependent is time: TRY re-evaluates a failing vector row by row, so a job whose
 // predicate makes rows fail runs measurably longer (docs/threat-model.md has the figure).
 
-// rowValue renders a row-level expression that evaluates to NULL wherever it would fail.
-func rowValue(expr string) string {
-	if bareColumn.MatchString(expr) {
-		return expr // reading a column cannot fail
+// columnScope admits the unqualified columns of a scanned table (a snapshot or a materialized
+// relation), never the worker's own (__cr…, rowid).
+func columnScope(cols []wire.Column) sqlgen.Scope {
+	names := map[string]bool{}
+	for _, c := range cols {
+		names[c.Name] = true
 	}
-	return "try(" + expr + ")"
+	return func(source, name string) bool { return source == "" && names[name] && !internalColumn(name) }
 }
 
-// rowCondition renders a row-level condition that keeps a row only when it is true: false,
-// NULL and an evaluation error all drop the row.
-func rowCondition(expr string) string { return "coalesce(try(" + expr + "), false)" }
-
-// bareColumn matches a quoted column reference, optionally qualified ("a"."b").
-var bareColumn = regexp.MustCompile(`^"(?:[^"]|"")+"(?:\."(?:[^"]|"")+")?$`)
+// internalColumn reports the names the worker uses itself, in any case (DuckDB's names are
+// case-insensitive).
+func internalColumn(name string) bool {
+	l := strings.ToLower(name)
+	return strings.HasPrefix(l, "__cr") || l == "rowid"
+}
 
 // Per-unit aggregate functions a relation may compute (RelationColumn.Aggregate).
 var perUnitFuncs = map[string]bool{"count_star": true, "count": true, "sum": true, "avg": true, "min": true, "max": true}
@@ -72,40 +76,52 @@ func narrowSumType(t string) bool {
 
 // perUnitAggregate renders a per-unit aggregate column: the aggregate over its total argument,
 // then its clamps in order. argType is the argument's DuckDB type (from DESCRIBE).
-func perUnitAggregate(c wire.RelationColumn, argType string) (string, error) {
+func perUnitAggregate(c wire.RelationColumn, argType string, sc sqlgen.Scope) (string, error) {
 	if !perUnitFuncs[c.Aggregate] {
 		return "", errcode.New(errcode.Internal, "the relation has a per-unit aggregate of unknown kind")
 	}
 	var s string
 	switch c.Aggregate {
 	case "count_star":
+		if c.Expr != nil {
+			return "", errcode.New(errcode.Internal, "COUNT(*) of a relation has an argument")
+		}
 		s = "count(*)"
-	case "sum", "avg":
-		arg := rowValue(c.SQL)
-		if !narrowSumType(argType) {
+	default:
+		arg, err := sqlgen.Value(c.Expr, sc)
+		if err != nil {
+			return "", errcode.Wrap(errcode.Internal, err, "the relation has an invalid per-unit aggregate argument")
+		}
+		if (c.Aggregate == "sum" || c.Aggregate == "avg") && !narrowSumType(argType) {
 			arg = "try(CAST(" + arg + " AS DOUBLE))"
 		}
 		s = c.Aggregate + "(" + arg + ")"
-	default:
-		s = c.Aggregate + "(" + rowValue(c.SQL) + ")"
 	}
 	for _, cl := range c.Clamps {
 		if cl.Func != "least" && cl.Func != "greatest" {
 			return "", errcode.New(errcode.Internal, "the relation has a clamp of unknown kind")
 		}
-		s = fmt.Sprintf("%s(%s, %s)", cl.Func, s, cl.Value)
+		v, err := sqlgen.Number(cl.Value)
+		if err != nil {
+			return "", errcode.Wrap(errcode.Internal, err, "the relation has a clamp that is not a number")
+		}
+		s = fmt.Sprintf("%s(%s, %s)", cl.Func, s, v)
 	}
 	return s, nil
 }
 
 // argumentTypes returns the DuckDB types of the per-unit aggregates' arguments over from (a
 // FROM clause), by binding them without reading a row.
-func (w *worker) argumentTypes(ctx context.Context, cols []wire.RelationColumn, from string) (map[int]string, error) {
+func (w *worker) argumentTypes(ctx context.Context, cols []wire.RelationColumn, from string, sc sqlgen.Scope) (map[int]string, error) {
 	var args []string
 	var idx []int
 	for i, c := range cols {
 		if c.Aggregate == "sum" || c.Aggregate == "avg" {
-			args = append(args, fmt.Sprintf("(%s) AS a%d", rowValue(c.SQL), len(args)))
+			v, err := sqlgen.Value(c.Expr, sc)
+			if err != nil {
+				return nil, errcode.Wrap(errcode.Internal, err, "the relation has an invalid per-unit aggregate argument")
+			}
+			args = append(args, fmt.Sprintf("(%s) AS a%d", v, len(args)))
 			idx = append(idx, i)
 		}
 	}

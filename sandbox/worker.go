@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"log/slog"
@@ -281,7 +282,10 @@ func (w *worker) scanShard(ctx context.Context, p *wire.Plan, snap *snapTable, l
 }
 
 func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool, pass *boundPass) error {
-	q := scanSQL(p, snap, lo, hi, ordered)
+	q, err := scanSQL(p, snap, lo, hi, ordered)
+	if err != nil {
+		return err
+	}
 	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		rdr, err := ar.QueryContext(ctx, q)
 		if err != nil {
@@ -302,18 +306,31 @@ func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi
 
 // scanSQL is the scan of the units [lo, hi): per row its rowid, the group hash when the plan
 // has keys, each value as DOUBLE and, with a filter, the keep flag (see boundPass.add).
-func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) string {
+func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string, error) {
 	cols := []string{"rowid"}
 	if len(p.Keys) > 0 {
-		cols = append(cols, hashKeys(p, snap))
+		h, err := hashKeys(p, snap)
+		if err != nil {
+			return "", err
+		}
+		cols = append(cols, h)
 	}
-	for _, v := range p.Values {
-		cols = append(cols, "try(CAST("+rowValue(v)+" AS DOUBLE))")
+	sc := columnScope(snap.Columns)
+	for i, v := range p.Values {
+		r, err := sqlgen.Value(v, sc)
+		if err != nil {
+			return "", errcode.Wrap(errcode.Internal, err, "the plan's value %d is not a valid expression over the scanned columns", i+1)
+		}
+		cols = append(cols, "try(CAST("+r+" AS DOUBLE))")
 	}
-	if p.Filter != "" {
+	if p.Filter != nil {
 		// A flag, not a WHERE: with every row present the pass can see where each unit's run
 		// ends (see boundPass). An evaluation error is "row not kept" (total.go).
-		cols = append(cols, rowCondition(p.Filter))
+		f, err := sqlgen.Condition(p.Filter, sc)
+		if err != nil {
+			return "", errcode.Wrap(errcode.Internal, err, "the plan's filter is not a valid condition over the scanned columns")
+		}
+		cols = append(cols, f)
 	}
 	// Units occupy consecutive rowids, so a unit range is a rowid range, and the unit of each
 	// row is looked up from its rowid rather than scanned (one column fewer to materialise).
@@ -322,7 +339,7 @@ func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) string {
 	if ordered {
 		q += " ORDER BY rowid"
 	}
-	return q
+	return q, nil
 }
 
 // maxPublicTuples bounds the product of the public domains a plan may enumerate.
@@ -343,7 +360,11 @@ func (w *worker) publicKeys(ctx context.Context, p *wire.Plan, snap *snapTable) 
 		}
 	}
 	// The domain values are cast to the types hashKeys hashes (an ENUM twin's, or the key's).
-	hashed := strings.Join(keyExprs(p, snap), ", ")
+	keys, err := keyExprs(p, snap)
+	if err != nil {
+		return nil, err
+	}
+	hashed := strings.Join(keys, ", ")
 	rows, err := w.db.QueryContext(ctx, fmt.Sprintf("DESCRIBE SELECT %s FROM %s", hashed, snap.table))
 	if err != nil {
 		return nil, err
@@ -369,7 +390,7 @@ func (w *worker) publicKeys(ctx context.Context, p *wire.Plan, snap *snapTable) 
 	for i, d := range p.Domains {
 		lits := make([]string, len(d))
 		for j, v := range d {
-			lits[j] = "('" + strings.ReplaceAll(v, "'", "''") + "')"
+			lits[j] = "(" + sqlgen.String(v) + ")"
 		}
 		from = append(from, fmt.Sprintf("(VALUES %s) d%d(v)", strings.Join(lits, ", "), i))
 		c := fmt.Sprintf("TRY_CAST(d%d.v AS %s)", i, types[i])
@@ -417,8 +438,16 @@ func (w *worker) fetchKeys(ctx context.Context, p *wire.Plan, snap *snapTable, b
 		byRow[ps.row] = ps
 		ids = append(ids, strconv.FormatInt(ps.row, 10))
 	}
-	cols := []string{"rowid", hashKeys(p, snap)}
-	for _, k := range keyExprs(p, snap) {
+	h, err := hashKeys(p, snap)
+	if err != nil {
+		return err
+	}
+	keys, err := keyExprs(p, snap)
+	if err != nil {
+		return err
+	}
+	cols := []string{"rowid", h}
+	for _, k := range keys {
 		cols = append(cols, "CAST(("+k+") AS VARCHAR)")
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE rowid IN (%s)", strings.Join(cols, ", "), snap.table, strings.Join(ids, ","))

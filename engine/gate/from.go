@@ -9,13 +9,14 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // entry is a column the query can name: a dataset column, or a column of a per-unit subquery.
 type entry struct {
 	quals []string // qualifiers that name it: the source alias (and the dataset name)
 	name  string
-	sql   string         // its rendering where the query reads it
+	col   *wire.Expr     // the column as the query reads it; nil for a subquery's unit
 	meta  catalog.Column // tags, bounds and domain (derived for per-unit aggregates)
 	from  []ColumnRef    // the catalog columns it derives from
 	// unit marks the bounded privacy unit, or a column equal to it on every row (the unit of
@@ -41,7 +42,7 @@ var joinKinds = map[string]string{"INNER": "inner", "LEFT": "left"}
 // and g.cols. qualified renders columns as "alias"."column" (inside a per-unit subquery, which
 // the worker evaluates over the aliased sources); otherwise a single dataset's columns render
 // bare and a join's as the relation columns the worker materializes.
-func (g *gater) sources(t map[string]any, qualified bool) error {
+func (g *gater) sources(t *node, qualified bool) error {
 	if err := g.fromItem(t); err != nil {
 		return err
 	}
@@ -62,13 +63,13 @@ func (g *gater) sources(t map[string]any, qualified bool) error {
 				unit: name == s.Dataset.PrivacyUnit && (i == 0 || s.Join == "inner")}
 			switch {
 			case qualified:
-				e.sql = quoteIdent(s.Alias) + "." + quoteIdent(name)
+				e.col = wire.Col(s.Alias, name)
 			case join:
 				rel := s.Alias + "." + name
-				e.sql = quoteIdent(rel)
-				e.proj = &RelationColumn{Name: rel, SQL: quoteIdent(s.Alias) + "." + quoteIdent(name)}
+				e.col = wire.Col("", rel)
+				e.proj = &RelationColumn{Name: rel, Expr: wire.Col(s.Alias, name)}
 			default:
-				e.sql = quoteIdent(name)
+				e.col = wire.Col("", name)
 			}
 			g.cols = append(g.cols, e)
 		}
@@ -86,16 +87,16 @@ func (g *gater) sources(t map[string]any, qualified bool) error {
 }
 
 // fromItem collects the sources of a FROM item in order: a dataset, or a left-deep join.
-func (g *gater) fromItem(t map[string]any) error {
-	if t == nil {
+func (g *gater) fromItem(t *node) error {
+	if !t.present() {
 		return errcode.New(errcode.UnsupportedSQL, "a FROM clause naming a dataset is required")
 	}
-	switch str(t, "type") {
+	switch t.Type {
 	case "BASE_TABLE":
 		if err := only(t, "type", "alias", "query_location", "table_name"); err != nil {
 			return err
 		}
-		name := str(t, "table_name")
+		name := t.TableName
 		if _, isCTE := g.ctes[name]; isCTE {
 			return errcode.At(errcode.UnsupportedSQL, pos(t), "a per-unit subquery cannot be joined; do the join inside it")
 		}
@@ -103,7 +104,7 @@ func (g *gater) fromItem(t map[string]any) error {
 		if !ok {
 			return errcode.At(errcode.UnknownDataset, pos(t), "no dataset named %q is registered", name)
 		}
-		alias := or(str(t, "alias"), name)
+		alias := or(t.Alias, name)
 		for _, s := range g.q.Sources {
 			if strings.EqualFold(s.Alias, alias) { // SQL names are case-insensitive
 				return errcode.At(errcode.UnsupportedSQL, pos(t), "the name %q is used for two sources; give each its own alias", alias)
@@ -121,15 +122,15 @@ func (g *gater) fromItem(t map[string]any) error {
 		if err := only(t, "type", "alias", "query_location", "left", "right", "condition", "join_type", "ref_type", "using_columns"); err != nil {
 			return err
 		}
-		kind, ok := joinKinds[str(t, "join_type")]
-		if !ok || str(t, "ref_type") != "REGULAR" {
+		kind, ok := joinKinds[t.JoinType]
+		if !ok || t.RefType != "REGULAR" {
 			return errcode.At(errcode.UnsupportedSQL, pos(t), "only INNER JOIN and LEFT JOIN are admitted (no RIGHT, FULL, CROSS, SEMI, ANTI, ASOF or NATURAL joins)")
 		}
-		if err := g.fromItem(obj(t, "left")); err != nil {
+		if err := g.fromItem(t.Left); err != nil {
 			return err
 		}
-		right := obj(t, "right")
-		if str(right, "type") != "BASE_TABLE" {
+		right := t.Right
+		if right.Type != "BASE_TABLE" {
 			return errcode.At(errcode.UnsupportedSQL, pos(t), "the right side of a join must be a dataset; joins nest to the left (a JOIN b JOIN c)")
 		}
 		if err := g.fromItem(right); err != nil {
@@ -152,7 +153,7 @@ func (g *gater) fromItem(t map[string]any) error {
 // joinSpec remembers a join's AST until its condition is admitted.
 type joinSpec struct {
 	source int // index of the joined (right) source
-	node   map[string]any
+	node   *node
 }
 
 // joinCondition admits the condition of the join that brings in source i. Two datasets with
@@ -169,8 +170,8 @@ func (g *gater) joinCondition(i int) error {
 	t := js.node
 	right := g.q.Sources[i]
 	var leftCol, rightCol *entry
-	if using := list(t, "using_columns"); len(using) > 0 {
-		name, _ := using[0].(string)
+	if using := t.UsingColumns; len(using) > 0 {
+		name := using[0]
 		if len(using) != 1 {
 			return errcode.At(errcode.UnsupportedSQL, pos(t), "a join condition equates one pair of columns")
 		}
@@ -190,19 +191,19 @@ func (g *gater) joinCondition(i int) error {
 			return errcode.At(errcode.UnknownColumn, pos(t), "USING (%s) names a column missing on one side of the join", name)
 		}
 	} else {
-		c := obj(t, "condition")
-		if str(c, "class") != "COMPARISON" || str(c, "type") != "COMPARE_EQUAL" ||
-			str(obj(c, "left"), "class") != "COLUMN_REF" || str(obj(c, "right"), "class") != "COLUMN_REF" {
+		c := t.Condition
+		if c.Class != "COMPARISON" || c.Type != "COMPARE_EQUAL" ||
+			c.Left.Class != "COLUMN_REF" || c.Right.Class != "COLUMN_REF" {
 			return errcode.At(errcode.UnsupportedSQL, pos(t), "a join condition must equate two columns, e.g. ON v.person_id = r.person_id (filters go in WHERE)")
 		}
 		if err := only(c, with("left", "right")...); err != nil {
 			return err
 		}
-		a, err := g.resolve(obj(c, "left"))
+		a, err := g.resolve(c.Left)
 		if err != nil {
 			return err
 		}
-		b, err := g.resolve(obj(c, "right"))
+		b, err := g.resolve(c.Right)
 		if err != nil {
 			return err
 		}
@@ -234,7 +235,7 @@ func (g *gater) joinCondition(i int) error {
 		g.use(rightCol, UseJoinKey)
 		// Compared as text: a code column read from CSV is a number on one side and text on the
 		// other, and "530102" should match 530102.
-		g.q.Sources[i].On = fmt.Sprintf("(CAST(%s.%s AS VARCHAR) = CAST(%s.%s AS VARCHAR))", quoteIdent(left.Alias), quoteIdent(leftCol.name), quoteIdent(right.Alias), quoteIdent(rightCol.name))
+		g.q.Sources[i].On = wire.Compare("=", wire.Cast(wire.Col(left.Alias, leftCol.name), "VARCHAR"), wire.Cast(wire.Col(right.Alias, rightCol.name), "VARCHAR"))
 	default:
 		return errcode.At(errcode.UnsupportedSQL, pos(t), "a dataset with a privacy unit cannot be joined to a lookup table's rows; put the dataset first")
 	}
@@ -253,18 +254,18 @@ func (g *gater) sourceOf(e *entry) int {
 
 // resolve finds the column a COLUMN_REF names: qualified by a source alias, or unqualified
 // and unambiguous.
-func (g *gater) resolve(n map[string]any) (*entry, error) {
+func (g *gater) resolve(n *node) (*entry, error) {
 	if err := only(n, with("column_names")...); err != nil {
 		return nil, err
 	}
-	parts := list(n, "column_names")
+	parts := n.ColumnNames
 	var qual, name string
 	switch len(parts) {
 	case 1:
-		name, _ = parts[0].(string)
+		name = parts[0]
 	case 2:
-		qual, _ = parts[0].(string)
-		name, _ = parts[1].(string)
+		qual = parts[0]
+		name = parts[1]
 	default:
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "qualified names beyond source.column are not admitted")
 	}
@@ -333,50 +334,48 @@ var perUnitAggregates = map[string]bool{"count_star": true, "count": true, "sum"
 // through WITH. It reads datasets (joined as above), groups by the privacy unit and perhaps
 // more keys, and selects keys and exact per-unit aggregates; those become the columns the
 // outer DP query reads, one row per unit and inner group.
-func (g *gater) subquery(n map[string]any, alias string, at int) error {
-	if str(n, "type") != "SELECT_NODE" {
+func (g *gater) subquery(n *node, alias string, at int) error {
+	if n.Type != "SELECT_NODE" {
 		return errcode.At(errcode.UnsupportedSQL, at, "a subquery must be one SELECT (no UNION, INTERSECT or EXCEPT)")
 	}
 	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling"); err != nil {
 		return err
 	}
-	if str(n, "aggregate_handling") != "STANDARD_HANDLING" {
+	if n.AggregateHandling != "STANDARD_HANDLING" {
 		return errcode.At(errcode.UnsupportedSQL, at, "GROUP BY ALL and SELECT DISTINCT are not admitted; name the group keys")
 	}
-	if err := g.sources(obj(n, "from_table"), true); err != nil {
+	if err := g.sources(n.FromTable, true); err != nil {
 		return err
 	}
 	g.inner = alias
 	rel := &Relation{PerUnit: true}
 	g.q.Relation = rel
-	if w := obj(n, "where_clause"); w != nil {
+	if w := n.WhereClause; w.present() {
 		f, err := g.expr(w, UseFilter)
 		if err != nil {
 			return err
 		}
 		rel.Filter = f
 	}
-	sel := list(n, "select_list")
+	sel := n.SelectList
 	items := make([]item, len(sel))
-	for i, it := range sel {
-		e, _ := it.(map[string]any)
-		if e == nil {
+	for i, e := range sel {
+		if !e.present() {
 			return errcode.New(errcode.UnsupportedSQL, "malformed select list")
 		}
-		items[i] = item{node: e, alias: str(e, "alias"), agg: containsAggregate(e)}
+		items[i] = item{node: e, alias: e.Alias, agg: containsAggregate(e)}
 	}
-	groups := list(n, "group_expressions")
-	if sets := list(n, "group_sets"); len(groups) > 0 && (len(sets) != 1 || len(asList(sets[0])) != len(groups)) {
+	groups := n.GroupExpressions
+	if sets := n.GroupSets; len(groups) > 0 && (len(sets) != 1 || len(asList(sets[0])) != len(groups)) {
 		return errcode.At(errcode.UnsupportedSQL, at, "GROUPING SETS, ROLLUP and CUBE are not admitted")
 	}
 	unitGrouped := false
-	for _, ge := range groups {
-		e, _ := ge.(map[string]any)
+	for _, e := range groups {
 		target := groupTarget(e, items, g.hasColumn)
 		if target == nil {
 			return errcode.At(errcode.UnsupportedSQL, pos(e), "malformed GROUP BY")
 		}
-		if str(target, "class") == "COLUMN_REF" {
+		if target.Class == "COLUMN_REF" {
 			c, err := g.resolve(target)
 			if err != nil {
 				return err
@@ -424,10 +423,10 @@ func (g *gater) subquery(n map[string]any, alias string, at int) error {
 // query sees.
 func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 	n := it.node
-	if str(n, "class") == "STAR" {
+	if n.Class == "STAR" {
 		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "SELECT * is not admitted in a subquery; select the unit, group keys and per-unit aggregates")
 	}
-	if str(n, "class") == "COLUMN_REF" {
+	if n.Class == "COLUMN_REF" {
 		c, err := g.resolve(n)
 		if err != nil {
 			return nil, err
@@ -447,8 +446,8 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "name the per-unit aggregate, e.g. %s AS total", e.perUnit)
 		}
 		e.name = name
-		e.sql = quoteIdent(name)
-		rel.Columns = append(rel.Columns, RelationColumn{Name: name, SQL: e.arg, Aggregate: e.agg, Clamps: e.clamps})
+		e.col = wire.Col("", name)
+		rel.Columns = append(rel.Columns, RelationColumn{Name: name, Expr: e.arg, Aggregate: e.agg, Clamps: e.clamps})
 		return &e.entry, nil
 	}
 	g.touched = nil
@@ -459,14 +458,14 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 	if err := g.noIdentifier(pos(n), "be selected"); err != nil {
 		return nil, err
 	}
-	if !slices.Contains(rel.GroupBy, sql) {
+	if !slices.ContainsFunc(rel.GroupBy, sql.Equal) {
 		return nil, errcode.At("raw_column_in_output", pos(n), "a subquery's select item is the privacy unit, a GROUP BY key or a per-unit aggregate")
 	}
 	e := &entry{name: it.alias}
 	for _, t := range g.touched {
 		e.from = append(e.from, t.from...)
 	}
-	if str(n, "class") == "COLUMN_REF" {
+	if n.Class == "COLUMN_REF" {
 		c := g.touched[0]
 		e.name, e.meta = or(it.alias, c.name), c.meta
 	} else {
@@ -475,8 +474,8 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "name the derived key of the subquery with AS")
 		}
 	}
-	e.sql = quoteIdent(e.name)
-	rel.Columns = append(rel.Columns, RelationColumn{Name: e.name, SQL: sql})
+	e.col = wire.Col("", e.name)
+	rel.Columns = append(rel.Columns, RelationColumn{Name: e.name, Expr: sql})
 	return e, nil
 }
 
@@ -494,11 +493,11 @@ func (g *gater) noIdentifier(at int, what string) error {
 // aggregate, its argument and its clamps, which the worker renders (total in every row).
 type perUnitEntry struct {
 	entry
-	agg      string   // count_star, count, sum, avg, min or max
-	arg      string   // the argument's SQL ("" for count_star)
-	clamps   []Clamp  // applied to the aggregate in order
-	lo, hi   *float64 // derived bounds while they are built
-	integral bool     // a count, clamped only by whole numbers: its values are integers
+	agg      string     // count_star, count, sum, avg, min or max
+	arg      *wire.Expr // the argument (nil for count_star)
+	clamps   []Clamp    // applied to the aggregate in order
+	lo, hi   *float64   // derived bounds while they are built
+	integral bool       // a count, clamped only by whole numbers: its values are integers
 }
 
 // perUnitValue admits a per-unit aggregate, optionally clamped with LEAST/GREATEST and
@@ -506,25 +505,25 @@ type perUnitEntry struct {
 // catalog bounds; a count is at least 0; a clamp caps either side. A sum or count that is not
 // clamped has no upper bound, so the outer query cannot aggregate its values (only count or
 // group by them).
-func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
-	if str(n, "class") != "FUNCTION" {
+func (g *gater) perUnitValue(n *node) (*perUnitEntry, error) {
+	if n.Class != "FUNCTION" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "a per-unit value is COUNT, SUM, AVG, MIN or MAX of a column, optionally clamped with LEAST/GREATEST and constants")
 	}
 	if err := only(n, with("function_name", "children", "order_bys", "distinct", "is_operator", "schema")...); err != nil {
 		return nil, err
 	}
-	fn := strings.ToLower(str(n, "function_name"))
-	args := list(n, "children")
-	if d, _ := n["distinct"].(bool); d || len(list(obj(n, "order_bys"), "orders")) > 0 {
+	fn := strings.ToLower(n.FunctionName)
+	args := n.Children
+	if n.Distinct || len(n.OrderBys.Orders) > 0 {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "DISTINCT and ordered aggregates are not admitted in a subquery")
 	}
 	if fn == "least" || fn == "greatest" {
 		if len(args) != 2 {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "clamp with LEAST(value, constant) or GREATEST(value, constant)")
 		}
-		a, _ := args[0].(map[string]any)
-		b, _ := args[1].(map[string]any)
-		if str(a, "class") == "CONSTANT" {
+		a := args[0]
+		b := args[1]
+		if a.Class == "CONSTANT" {
 			a, b = b, a
 		}
 		v, err := numberConstant(b)
@@ -535,7 +534,8 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		lit, _ := constant(b)
+		c, _ := constant(b)
+		lit := c.Value
 		inner.integral = inner.integral && v == math.Trunc(v)
 		if fn == "least" {
 			inner.hi = ptr(min(v, deref(inner.hi, v)))
@@ -557,10 +557,10 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		e.setBounds()
 		return e, nil
 	}
-	if len(args) != 1 || str(args[0].(map[string]any), "class") != "COLUMN_REF" {
+	if len(args) != 1 || args[0].Class != "COLUMN_REF" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "%s in a subquery takes one column", strings.ToUpper(fn))
 	}
-	c, err := g.resolve(args[0].(map[string]any))
+	c, err := g.resolve(args[0])
 	if err != nil {
 		return nil, err
 	}
@@ -572,7 +572,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		e.lo, e.agg, e.arg, e.integral = ptr(0), "count", c.sql, true
+		e.lo, e.agg, e.arg, e.integral = ptr(0), "count", c.col, true
 		e.setBounds()
 		return e, nil
 	}
@@ -580,7 +580,7 @@ func (g *gater) perUnitValue(n map[string]any) (*perUnitEntry, error) {
 		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "%s is an identifier and cannot be aggregated; count units with COUNT(DISTINCT %s) in the outer query", c.name, g.unitName())
 	}
 	g.use(c, UseAggregate)
-	e.agg, e.arg = fn, c.sql
+	e.agg, e.arg = fn, c.col
 	if fn == "mean" {
 		e.agg = "avg"
 	}
@@ -630,11 +630,11 @@ func deref(p *float64, def float64) float64 {
 
 // groupTarget resolves a GROUP BY term to the expression it names: a select-list position, a
 // select alias (when no column has that name), or the term itself.
-func groupTarget(e map[string]any, items []item, colExists func(string) bool) map[string]any {
-	if e == nil {
+func groupTarget(e *node, items []item, colExists func(string) bool) *node {
+	if !e.present() {
 		return nil
 	}
-	switch str(e, "class") {
+	switch e.Class {
 	case "CONSTANT":
 		v, err := nonNegativeInt(e, "GROUP BY position")
 		if err != nil || v < 1 || v > int64(len(items)) || items[v-1].agg {
@@ -642,9 +642,9 @@ func groupTarget(e map[string]any, items []item, colExists func(string) bool) ma
 		}
 		return items[v-1].node
 	case "COLUMN_REF":
-		parts := list(e, "column_names")
+		parts := e.ColumnNames
 		if len(parts) == 1 {
-			name, _ := parts[0].(string)
+			name := parts[0]
 			if !colExists(name) {
 				for _, it := range items {
 					if it.alias == name && !it.agg {
@@ -659,14 +659,14 @@ func groupTarget(e map[string]any, items []item, colExists func(string) bool) ma
 
 // containsAggregate reports whether a select item computes an aggregate, perhaps inside a
 // clamp (LEAST/GREATEST) in a per-unit subquery.
-func containsAggregate(e map[string]any) bool {
+func containsAggregate(e *node) bool {
 	if isAggregate(e) {
 		return true
 	}
-	if str(e, "class") == "FUNCTION" {
-		if fn := strings.ToLower(str(e, "function_name")); fn == "least" || fn == "greatest" {
-			for _, c := range list(e, "children") {
-				if m, _ := c.(map[string]any); containsAggregate(m) {
+	if e.Class == "FUNCTION" {
+		if fn := strings.ToLower(e.FunctionName); fn == "least" || fn == "greatest" {
+			for _, c := range e.Children {
+				if containsAggregate(c) {
 					return true
 				}
 			}
@@ -676,12 +676,10 @@ func containsAggregate(e map[string]any) bool {
 }
 
 // numberConstant reads a numeric constant.
-func numberConstant(n map[string]any) (float64, error) {
-	if str(n, "class") == "CONSTANT" {
-		if text, err := constant(n); err == nil {
-			if v, err := strconv.ParseFloat(text, 64); err == nil && !math.IsInf(v, 0) && !math.IsNaN(v) {
-				return v, nil
-			}
+func numberConstant(n *node) (float64, error) {
+	if n.Class == "CONSTANT" {
+		if v, err := numberOf(n); err == nil {
+			return v, nil
 		}
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a numeric constant is expected here")

@@ -1,10 +1,11 @@
 // Package gate admits applicant SQL into the supported DP aggregate subset, or refuses it with
 // a stable code, a message that says what is allowed, and the SQL position.
 //
-// The SQL is parsed by DuckDB itself (json_serialize_sql) in a data-free parser; the gate then
-// walks the AST against an allowlist — every node kind and every field it does not know is a
-// refusal, so a new DuckDB feature cannot slip through — and re-renders the admitted
-// expressions as SQL of its own. Applicant text never reaches the worker verbatim.
+// The SQL is parsed by DuckDB itself (json_serialize_sql) in a data-free parser; the gate decodes
+// the AST into typed nodes (ast.go) and walks them against an allowlist — every node kind and
+// every non-empty field it does not know is a refusal, so a new DuckDB feature cannot slip
+// through — and builds the admitted expressions as typed trees (wire.Expr), which the worker
+// validates and renders itself. No SQL text, the applicant's or the gate's, reaches the worker.
 package gate
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Parser serializes SQL to DuckDB's JSON AST (sandbox.Parser in production).
@@ -64,11 +66,11 @@ type ColumnUse struct {
 	Usage   Usage
 }
 
-// Key is a group key: a column or a derived bin of non-identifier columns, rendered.
+// Key is a group key: a column or a derived bin of non-identifier columns.
 type Key struct {
 	Name    string      // output column name
 	Columns []ColumnRef // the catalog columns the key derives from
-	SQL     string
+	Expr    *wire.Expr
 	// Domain holds the key's public values when they are known without reading data: a
 	// column's catalog domain, the literal results of a CASE with an ELSE, the buckets of a
 	// width_bucket. Nil means the key's values come from the data (DP partition selection).
@@ -86,7 +88,7 @@ type Aggregate struct {
 	Kind   dp.Kind
 	Column string      // the aggregated column as the query names it, or "" (COUNT(*))
 	From   []ColumnRef // the catalog columns the aggregated value derives from
-	SQL    string      // rendered value expression, when the aggregate reads values
+	Value  *wire.Expr  // the value expression, when the aggregate reads values
 	Bounds []float64   // clamping bounds [lower, upper], for kinds that read values
 	Ranks  []float64
 }
@@ -110,34 +112,35 @@ type Source struct {
 	Alias   string // the name the query qualifies its columns with
 	Dataset *catalog.Spec
 	Join    string // "" for the first source, else "inner" or "left"
-	// On is a lookup-table join's rendered condition over "alias"."column" names; empty when
-	// two datasets join on their privacy units, a condition the worker renders itself.
-	On string
+	// On is a lookup-table join's condition over the sources' columns; nil when two datasets
+	// join on their privacy units, a condition the worker renders itself.
+	On *wire.Expr
 }
 
 // Relation is what the worker materializes, clustered by privacy unit, before bounding, when
-// a query reads a join or a per-unit subquery. Its SQL reads the sources as "alias"."column".
+// a query reads a join or a per-unit subquery. Its expressions read the sources' columns
+// qualified by their aliases.
 type Relation struct {
 	// Columns are the relation's columns, which keys, values and the filter of the query read.
 	Columns []RelationColumn
 	// PerUnit groups the rows by the privacy unit and GroupBy (a per-unit subquery): Columns
 	// are then its group keys and exact per-unit aggregates, and Filter its WHERE.
 	PerUnit bool
-	GroupBy []string
-	Filter  string
+	GroupBy []*wire.Expr
+	Filter  *wire.Expr
 }
 
-// RelationColumn is one column of a Relation: its name and its SQL over the sources. A per-unit
-// aggregate column names its Aggregate (count_star, count, sum, avg, min, max), has its
-// argument as SQL and its LEAST/GREATEST clamps in order; the worker renders it.
+// RelationColumn is one column of a Relation: its name and its expression over the sources. A
+// per-unit aggregate column names its Aggregate (count_star, count, sum, avg, min, max), has
+// its argument as Expr and its LEAST/GREATEST clamps in order; the worker renders it.
 type RelationColumn struct {
-	Name      string  `json:"name"`
-	SQL       string  `json:"sql,omitempty"`
-	Aggregate string  `json:"aggregate,omitempty"`
-	Clamps    []Clamp `json:"clamps,omitempty"`
+	Name      string     `json:"name"`
+	Expr      *wire.Expr `json:"expr,omitempty"`
+	Aggregate string     `json:"aggregate,omitempty"`
+	Clamps    []Clamp    `json:"clamps,omitempty"`
 }
 
-// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
+// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a numeric constant's text.
 type Clamp struct {
 	Func  string `json:"func"`
 	Value string `json:"value"`
@@ -154,7 +157,7 @@ type Query struct {
 	Keys       []Key
 	Aggregates []Aggregate
 	Outputs    []Output
-	Filter     string // rendered boolean expression over the scanned columns, or ""
+	Filter     *wire.Expr // a condition over the scanned columns, or nil
 	Uses       []ColumnUse
 	Order      []Order
 	Limit      int64 // -1: no limit
@@ -215,28 +218,28 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 	if len(doc.Statements) != 1 {
 		return nil, errcode.New(errcode.UnsupportedSQL, "exactly one statement is admitted per job, got %d", len(doc.Statements))
 	}
-	var stmt map[string]any
+	var stmtJSON any
 	dec = json.NewDecoder(bytes.NewReader(doc.Statements[0]))
 	dec.UseNumber()
-	if err := dec.Decode(&stmt); err != nil {
+	if err := dec.Decode(&stmtJSON); err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the SQL parser returned an unreadable statement")
 	}
+	stmt := decodeNode(stmtJSON)
 	g := &gater{cat: cat}
-	node, ok := stmt["node"].(map[string]any)
-	if !ok {
+	if !stmt.Node.present() {
 		return nil, errcode.New(errcode.UnsupportedSQL, "unrecognised statement; %s", allowedHint)
 	}
 	if err := only(stmt, "node", "named_param_map"); err != nil {
 		return nil, err
 	}
-	if !empty(stmt["named_param_map"]) {
+	if stmt.set["named_param_map"] {
 		return nil, errcode.New(errcode.UnsupportedSQL, "prepared-statement parameters are not admitted")
 	}
-	q, err := g.selectNode(node)
+	q, err := g.selectNode(stmt.Node)
 	if err != nil {
 		return nil, err
 	}
-	if err := g.checkWritten(node); err != nil {
+	if err := g.checkWritten(stmt.Node); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -246,7 +249,7 @@ type gater struct {
 	cat  Catalog
 	q    Query
 	cols []*entry // the columns the query can name
-	ctes map[string]map[string]any
+	ctes map[string]*node
 	// joins holds the join nodes until their conditions are admitted.
 	joins []joinSpec
 	// touched collects the columns an expression read, for the identifier checks.
@@ -256,67 +259,23 @@ type gater struct {
 
 // item is a select-list entry before GROUP BY is matched against it.
 type item struct {
-	node  map[string]any
+	node  *node
 	alias string
 	agg   bool
 }
 
-// node accessors
-
-func str(n map[string]any, k string) string { s, _ := n[k].(string); return s }
-
-func obj(n map[string]any, k string) map[string]any { m, _ := n[k].(map[string]any); return m }
-
-func list(n map[string]any, k string) []any { return asList(n[k]) }
-
-func asList(v any) []any { l, _ := v.([]any); return l }
-
-func pos(n map[string]any) int {
-	if v, ok := n["query_location"].(json.Number); ok {
-		if i, err := v.Int64(); err == nil && i >= 0 && i < 1<<31 {
-			return int(i)
-		}
-	}
-	return -1
-}
-
-// empty reports whether a field holds nothing: null, "", false, [], {} or an empty map/list
-// wrapper (DuckDB writes cte_map as {"map": []}).
-func empty(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return true
-	case string:
-		return x == ""
-	case bool:
-		return !x
-	case []any:
-		return len(x) == 0
-	case map[string]any:
-		for _, e := range x {
-			if !empty(e) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
+// pos is a node's offset in the SQL text, or -1.
+func pos(n *node) int { return n.Location }
 
 // only refuses a node that has a non-empty field outside the allowed set.
-func only(n map[string]any, allowed ...string) error {
-	for k, v := range n {
-		if empty(v) {
-			continue
-		}
-		known := false
-		for _, a := range allowed {
-			if k == a {
-				known = true
-				break
-			}
-		}
-		if !known {
+func only(n *node, allowed ...string) error {
+	keys := make([]string, 0, len(n.set))
+	for k := range n.set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !slices.Contains(allowed, k) {
 			return errcode.At(errcode.UnsupportedSQL, pos(n), "this query uses a feature (%s) that is not admitted; %s", k, allowedHint)
 		}
 	}
@@ -327,52 +286,50 @@ var common = []string{"class", "type", "alias", "query_location"}
 
 func with(extra ...string) []string { return append(append([]string{}, common...), extra...) }
 
-func (g *gater) selectNode(n map[string]any) (*Query, error) {
-	if str(n, "type") != "SELECT_NODE" {
+func (g *gater) selectNode(n *node) (*Query, error) {
+	if n.Type != "SELECT_NODE" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "set operations (UNION, INTERSECT, EXCEPT) are not admitted; %s", allowedHint)
 	}
 	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling", "modifiers", "cte_map"); err != nil {
 		return nil, err
 	}
-	if err := g.withClause(obj(n, "cte_map")); err != nil {
+	if err := g.withClause(n.CteMap); err != nil {
 		return nil, err
 	}
-	if h := str(n, "aggregate_handling"); h != "STANDARD_HANDLING" {
+	if h := n.AggregateHandling; h != "STANDARD_HANDLING" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "GROUP BY ALL and SELECT DISTINCT are not admitted; name the group keys")
 	}
 	g.q.Limit = -1
-	for _, m := range list(n, "modifiers") {
-		if mod, _ := m.(map[string]any); str(mod, "type") == "DISTINCT_MODIFIER" {
+	for _, m := range n.Modifiers {
+		if mod := m; mod.Type == "DISTINCT_MODIFIER" {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "SELECT DISTINCT is not admitted; group by the keys instead")
 		}
 	}
-	if err := g.from(obj(n, "from_table")); err != nil {
+	if err := g.from(n.FromTable); err != nil {
 		return nil, err
 	}
-	sel := list(n, "select_list")
+	sel := n.SelectList
 	if len(sel) == 0 {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "the select list is empty; %s", allowedHint)
 	}
 	items := make([]item, len(sel))
-	for i, it := range sel {
-		e, _ := it.(map[string]any)
-		if e == nil {
+	for i, e := range sel {
+		if !e.present() {
 			return nil, errcode.New(errcode.UnsupportedSQL, "malformed select list")
 		}
-		items[i] = item{node: e, alias: str(e, "alias"), agg: isAggregate(e)}
+		items[i] = item{node: e, alias: e.Alias, agg: isAggregate(e)}
 	}
-	groups := list(n, "group_expressions")
-	sets := list(n, "group_sets")
+	groups := n.GroupExpressions
+	sets := n.GroupSets
 	if len(groups) > 0 && (len(sets) != 1 || len(asList(sets[0])) != len(groups)) {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "GROUPING SETS, ROLLUP and CUBE are not admitted")
 	}
-	for _, ge := range groups {
-		e, _ := ge.(map[string]any)
+	for _, e := range groups {
 		if err := g.groupKey(e, items); err != nil {
 			return nil, err
 		}
 	}
-	if w := obj(n, "where_clause"); w != nil {
+	if w := n.WhereClause; w.present() {
 		f, err := g.expr(w, UseFilter)
 		if err != nil {
 			return nil, err
@@ -405,8 +362,8 @@ func (g *gater) selectNode(n map[string]any) (*Query, error) {
 			return nil, errcode.New(errcode.UnsupportedSQL, "group key %d is not in the select list; select every group key", i+1)
 		}
 	}
-	for _, m := range list(n, "modifiers") {
-		mod, _ := m.(map[string]any)
+	for _, m := range n.Modifiers {
+		mod := m
 		if err := g.modifier(mod, items); err != nil {
 			return nil, err
 		}
@@ -419,25 +376,25 @@ var aggregateFunctions = map[string]bool{"count_star": true, "count": true, "sum
 	"var_samp": true, "var_pop": true, "variance": true, "stddev_samp": true, "stddev_pop": true, "stddev": true,
 	"median": true, "quantile_cont": true, "quantile": true, "percentile_cont": true, "min": true, "max": true}
 
-func isAggregate(e map[string]any) bool {
-	return str(e, "class") == "FUNCTION" && aggregateFunctions[strings.ToLower(str(e, "function_name"))]
+func isAggregate(e *node) bool {
+	return e.Class == "FUNCTION" && aggregateFunctions[strings.ToLower(e.FunctionName)]
 }
 
 // modifier admits ORDER BY (output names or positions) and LIMIT/OFFSET (constants); both
 // apply to the released rows only.
-func (g *gater) modifier(m map[string]any, items []item) error {
-	switch str(m, "type") {
+func (g *gater) modifier(m *node, items []item) error {
+	switch m.Type {
 	case "ORDER_MODIFIER":
-		for _, o := range list(m, "orders") {
-			ord, _ := o.(map[string]any)
-			dir := str(ord, "type")
+		for _, o := range m.Orders {
+			ord := o
+			dir := ord.Type
 			if dir != "ORDER_DEFAULT" && dir != "ASCENDING" && dir != "DESCENDING" {
 				return errcode.New(errcode.UnsupportedSQL, "ORDER BY admits ASC and DESC")
 			}
-			if nl := str(ord, "null_order"); nl != "ORDER_DEFAULT" && nl != "" {
+			if nl := ord.NullOrder; nl != "ORDER_DEFAULT" && nl != "" {
 				return errcode.New(errcode.UnsupportedSQL, "NULLS FIRST/LAST is not admitted in ORDER BY")
 			}
-			e := obj(ord, "expression")
+			e := ord.Expression
 			idx, err := g.outputRef(e, items)
 			if err != nil {
 				return err
@@ -449,14 +406,14 @@ func (g *gater) modifier(m map[string]any, items []item) error {
 		if err := only(m, "type", "limit", "offset"); err != nil {
 			return err
 		}
-		if l := obj(m, "limit"); l != nil {
+		if l := m.Limit; l.present() {
 			v, err := nonNegativeInt(l, "LIMIT")
 			if err != nil {
 				return err
 			}
 			g.q.Limit = v
 		}
-		if o := obj(m, "offset"); o != nil {
+		if o := m.Offset; o.present() {
 			v, err := nonNegativeInt(o, "OFFSET")
 			if err != nil {
 				return err
@@ -471,8 +428,8 @@ func (g *gater) modifier(m map[string]any, items []item) error {
 }
 
 // outputRef resolves an ORDER BY term to an output: a 1-based position or an output name.
-func (g *gater) outputRef(e map[string]any, items []item) (int, error) {
-	switch str(e, "class") {
+func (g *gater) outputRef(e *node, items []item) (int, error) {
+	switch e.Class {
 	case "CONSTANT":
 		v, err := nonNegativeInt(e, "ORDER BY position")
 		if err != nil {
@@ -483,16 +440,15 @@ func (g *gater) outputRef(e map[string]any, items []item) (int, error) {
 		}
 		return int(v - 1), nil
 	case "COLUMN_REF":
-		parts := list(e, "column_names")
-		name, _ := parts[len(parts)-1].(string)
+		name := lastName(e)
 		for i, o := range g.q.Outputs {
 			if o.Name == name {
 				return i, nil
 			}
 		}
 		for i, it := range items {
-			if it.alias == "" && str(it.node, "class") == "COLUMN_REF" {
-				if p := list(it.node, "column_names"); len(p) > 0 && p[len(p)-1] == name {
+			if it.alias == "" && it.node.Class == "COLUMN_REF" {
+				if p := it.node.ColumnNames; len(p) > 0 && p[len(p)-1] == name {
 					return i, nil
 				}
 			}
@@ -502,9 +458,9 @@ func (g *gater) outputRef(e map[string]any, items []item) (int, error) {
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(e), "ORDER BY admits output names and positions only (the rows are ordered after release)")
 }
 
-func nonNegativeInt(e map[string]any, what string) (int64, error) {
-	if str(e, "class") == "CONSTANT" {
-		if num, ok := obj(e, "value")["value"].(json.Number); ok {
+func nonNegativeInt(e *node, what string) (int64, error) {
+	if e.Class == "CONSTANT" {
+		if num, ok := e.ValueNode.Scalar.(json.Number); ok {
 			if v, err := num.Int64(); err == nil && v >= 0 {
 				return v, nil
 			}
@@ -515,23 +471,23 @@ func nonNegativeInt(e map[string]any, what string) (int64, error) {
 
 // from admits the outer FROM clause: datasets (joined), or a per-unit subquery, written in
 // place or named by WITH.
-func (g *gater) from(t map[string]any) error {
-	switch str(t, "type") {
+func (g *gater) from(t *node) error {
+	switch t.Type {
 	case "SUBQUERY":
 		if err := only(t, "type", "alias", "query_location", "subquery", "column_name_alias"); err != nil {
 			return err
 		}
-		sub := obj(t, "subquery")
+		sub := t.Subquery
 		if err := only(sub, "node", "named_param_map"); err != nil {
 			return err
 		}
-		return g.subquery(obj(sub, "node"), or(str(t, "alias"), "subquery"), pos(t))
+		return g.subquery(sub.Node, or(t.Alias, "subquery"), pos(t))
 	case "BASE_TABLE":
-		if node, ok := g.ctes[str(t, "table_name")]; ok {
+		if node, ok := g.ctes[t.TableName]; ok {
 			if err := only(t, "type", "alias", "query_location", "table_name"); err != nil {
 				return err
 			}
-			return g.subquery(node, or(str(t, "alias"), str(t, "table_name")), pos(t))
+			return g.subquery(node, or(t.Alias, t.TableName), pos(t))
 		}
 	}
 	if len(g.ctes) > 0 {
@@ -541,8 +497,8 @@ func (g *gater) from(t map[string]any) error {
 }
 
 // withClause reads WITH: one per-unit subquery, which the outer FROM names.
-func (g *gater) withClause(m map[string]any) error {
-	entries := list(m, "map")
+func (g *gater) withClause(m *node) error {
+	entries := m.Map
 	if len(entries) == 0 {
 		return nil
 	}
@@ -552,27 +508,25 @@ func (g *gater) withClause(m map[string]any) error {
 	if len(entries) > 1 {
 		return errcode.New(errcode.UnsupportedSQL, "one WITH query is admitted: the per-unit subquery the outer query reads")
 	}
-	e, _ := entries[0].(map[string]any)
-	v := obj(e, "value")
+	e := entries[0]
+	v := e.ValueNode
 	if err := only(v, "query", "aliases", "materialized", "key_targets"); err != nil {
 		return err
 	}
-	if !empty(v["aliases"]) || !empty(v["key_targets"]) {
+	if v.set["aliases"] || v.set["key_targets"] {
 		return errcode.New(errcode.UnsupportedSQL, "WITH column lists are not admitted; name the columns in the subquery's select list")
 	}
-	q := obj(v, "query")
+	q := v.Query
 	if err := only(q, "node", "named_param_map"); err != nil {
 		return err
 	}
-	g.ctes = map[string]map[string]any{str(e, "key"): obj(q, "node")}
+	g.ctes = map[string]*node{e.Key: q.Node}
 	return nil
 }
 
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 // groupKey admits one GROUP BY term: a select-list position, a select alias, a column, or a
 // derived bin, and records it as a key.
-func (g *gater) groupKey(e map[string]any, items []item) error {
+func (g *gater) groupKey(e *node, items []item) error {
 	target := groupTarget(e, items, g.hasColumn)
 	if target == nil {
 		return errcode.New(errcode.UnsupportedSQL, "malformed GROUP BY")
@@ -586,11 +540,11 @@ func (g *gater) groupKey(e map[string]any, items []item) error {
 		return err
 	}
 	for _, k := range g.q.Keys {
-		if k.SQL == sql {
+		if k.Expr.Equal(sql) {
 			return errcode.At(errcode.UnsupportedSQL, pos(e), "the same group key appears twice in GROUP BY")
 		}
 	}
-	k := Key{SQL: sql}
+	k := Key{Expr: sql}
 	for _, t := range g.touched {
 		for _, r := range t.from {
 			if !slices.Contains(k.Columns, r) {
@@ -598,7 +552,7 @@ func (g *gater) groupKey(e map[string]any, items []item) error {
 			}
 		}
 	}
-	if str(target, "class") == "COLUMN_REF" {
+	if target.Class == "COLUMN_REF" {
 		k.Domain = g.touched[0].meta.Domain
 	} else {
 		k.Domain = staticDomain(target)
@@ -614,7 +568,7 @@ func (g *gater) hasColumn(name string) bool {
 
 func (g *gater) selectItem(it item) (Output, error) {
 	e, alias := it.node, it.alias
-	switch str(e, "class") {
+	switch e.Class {
 	case "STAR":
 		return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "SELECT * would release raw rows and identifiers; select group keys and aggregates")
 	case "FUNCTION":
@@ -622,7 +576,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 			return g.aggregate(e, alias)
 		}
 	}
-	if str(e, "class") == "COLUMN_REF" {
+	if e.Class == "COLUMN_REF" {
 		c, err := g.resolve(e)
 		if err != nil {
 			return Output{}, err
@@ -631,7 +585,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 			return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "%s is an identifier and can never be selected or grouped; use COUNT(DISTINCT %s) to count units", c.name, g.unitName())
 		}
 		for i, k := range g.q.Keys {
-			if k.SQL == c.sql {
+			if c.col != nil && k.Expr.Equal(c.col) {
 				return Output{Name: or(alias, c.name), Key: i, Aggregate: -1}, nil
 			}
 		}
@@ -645,7 +599,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 		return Output{}, err
 	}
 	for i, k := range g.q.Keys {
-		if k.SQL == sql {
+		if k.Expr.Equal(sql) {
 			return Output{Name: or(alias, fmt.Sprintf("key_%d", i+1)), Key: i, Aggregate: -1}, nil
 		}
 	}
@@ -654,43 +608,36 @@ func (g *gater) selectItem(it item) (Output, error) {
 
 // staticDomain returns the values a derived key can take when they follow from the SQL alone:
 // a CASE whose results are all literals and which has an ELSE, or a width_bucket.
-func staticDomain(e map[string]any) []string {
-	switch str(e, "class") {
+func staticDomain(e *node) []string {
+	switch e.Class {
 	case "CASE":
 		var out []string
-		add := func(n map[string]any) bool {
-			if str(n, "class") != "CONSTANT" {
+		add := func(n *node) bool {
+			if n.Class != "CONSTANT" {
 				return false
 			}
-			v := obj(n, "value")
-			if isNull, _ := v["is_null"].(bool); isNull {
+			c, err := constant(n)
+			if err != nil || c.Type == wire.TypeNull {
 				return false
 			}
-			s, ok := v["value"].(string) // VARCHAR: the value itself, not its quoted rendering
-			if str(obj(v, "type"), "id") != "VARCHAR" || !ok {
-				text, err := constant(n)
-				if err != nil {
-					return false
-				}
-				s = text
-			}
+			s := constantText(c)
 			if !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 			return true
 		}
-		for _, c := range list(e, "case_checks") {
-			if !add(obj(c.(map[string]any), "then_expr")) {
+		for _, c := range e.CaseChecks {
+			if !add(c.ThenExpr) {
 				return nil
 			}
 		}
-		if el := obj(e, "else_expr"); el == nil || !add(el) {
+		if el := e.ElseExpr; !el.present() || !add(el) {
 			return nil
 		}
 		return out
 	case "FUNCTION":
-		if strings.ToLower(str(e, "function_name")) == "width_bucket" {
-			if n, ok := bucketCount(list(e, "children")); ok {
+		if strings.ToLower(e.FunctionName) == "width_bucket" {
+			if n, ok := bucketCount(e.Children); ok {
 				out := make([]string, 0, n+2)
 				for i := int64(0); i <= n+1; i++ {
 					out = append(out, strconv.FormatInt(i, 10))
@@ -709,17 +656,17 @@ func or(a, b string) string {
 	return b
 }
 
-func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
+func (g *gater) aggregate(e *node, alias string) (Output, error) {
 	if err := only(e, with("function_name", "children", "order_bys", "distinct", "is_operator", "schema")...); err != nil {
 		return Output{}, err
 	}
-	if sc := str(e, "schema"); sc != "" && sc != "main" {
+	if sc := e.Schema; sc != "" && sc != "main" {
 		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "schema-qualified functions are not admitted")
 	}
-	fn := strings.ToLower(str(e, "function_name"))
-	args := list(e, "children")
-	distinct, _ := e["distinct"].(bool)
-	orders := list(obj(e, "order_bys"), "orders")
+	fn := strings.ToLower(e.FunctionName)
+	args := e.Children
+	distinct := e.Distinct
+	orders := e.OrderBys.Orders
 	if len(orders) > 0 && fn != "quantile_cont" && fn != "percentile_cont" {
 		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "ordered aggregates are admitted only as PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)")
 	}
@@ -730,14 +677,14 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		g.q.Aggregates = append(g.q.Aggregates, a)
 		return Output{Name: or(alias, a.Name), Key: -1, Aggregate: len(g.q.Aggregates) - 1}
 	}
-	colArg := func(a map[string]any) (*entry, error) {
-		if str(a, "class") != "COLUMN_REF" {
+	colArg := func(a *node) (*entry, error) {
+		if a.Class != "COLUMN_REF" {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(a), "aggregate arguments must be columns; derive bins in GROUP BY, or per-unit values in a subquery")
 		}
 		return g.resolve(a)
 	}
 	// bounded resolves the single column argument of a value aggregate.
-	bounded := func(a map[string]any) (*entry, error) {
+	bounded := func(a *node) (*entry, error) {
 		c, err := colArg(a)
 		if err != nil {
 			return nil, err
@@ -755,25 +702,25 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		g.use(c, UseAggregate)
 		return c, nil
 	}
-	one := func() (map[string]any, error) {
+	one := func() (*node, error) {
 		if len(args) != 1 {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(e), "%s takes one column", strings.ToUpper(fn))
 		}
-		a, _ := args[0].(map[string]any)
+		a := args[0]
 		return a, nil
 	}
-	quantile := func(col map[string]any, rank float64, label string) (Output, error) {
+	quantile := func(col *node, rank float64, label string) (Output, error) {
 		c, err := bounded(col)
 		if err != nil {
 			return Output{}, err
 		}
 		for i, a := range g.q.Aggregates {
-			if a.Kind == dp.Quantiles && a.SQL == c.sql {
+			if a.Kind == dp.Quantiles && a.Value.Equal(c.col) {
 				g.q.Aggregates[i].Ranks = append(a.Ranks, rank)
 				return Output{Name: or(alias, label+"_"+c.name), Key: -1, Aggregate: i, Rank: len(a.Ranks)}, nil
 			}
 		}
-		out := add(Aggregate{Name: label + "_" + c.name, Kind: dp.Quantiles, Column: c.name, From: c.from, SQL: c.sql, Bounds: c.meta.Bounds, Ranks: []float64{rank}})
+		out := add(Aggregate{Name: label + "_" + c.name, Kind: dp.Quantiles, Column: c.name, From: c.from, Value: c.col, Bounds: c.meta.Bounds, Ranks: []float64{rank}})
 		return out, nil
 	}
 	switch fn {
@@ -805,10 +752,11 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		if c.sql == "" { // a per-unit subquery's unit: present on every row
+		if c.col == nil { // a per-unit subquery's unit: present on every row
 			return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from}), nil
 		}
-		return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from, SQL: "CASE WHEN " + c.sql + " IS NOT NULL THEN 1 END"}), nil
+		present := wire.Case(nil, wire.IsNull(c.col, true), wire.Num("1"))
+		return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from, Value: present}), nil
 	case "sum", "avg", "mean", "var_samp", "var_pop", "variance", "stddev_samp", "stddev_pop", "stddev":
 		a, err := one()
 		if err != nil {
@@ -821,7 +769,7 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		kind := map[string]dp.Kind{"sum": dp.Sum, "avg": dp.Mean, "mean": dp.Mean, "var_samp": dp.Variance, "var_pop": dp.Variance,
 			"variance": dp.Variance, "stddev_samp": dp.StdDev, "stddev_pop": dp.StdDev, "stddev": dp.StdDev}[fn]
 		label := map[dp.Kind]string{dp.Sum: "sum", dp.Mean: "avg", dp.Variance: "var", dp.StdDev: "stddev"}[kind]
-		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, SQL: c.sql, Bounds: c.meta.Bounds}), nil
+		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, Value: c.col, Bounds: c.meta.Bounds}), nil
 	case "median":
 		a, err := one()
 		if err != nil {
@@ -835,14 +783,12 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 		}
 		return quantile(a, map[string]float64{"min": 0, "max": 1}[fn], fn)
 	case "quantile_cont", "quantile", "percentile_cont":
-		var col, q map[string]any
+		var col, q *node
 		switch {
 		case len(args) == 2 && len(orders) == 0:
-			col, _ = args[0].(map[string]any)
-			q, _ = args[1].(map[string]any)
+			col, q = args[0], args[1]
 		case len(args) == 1 && len(orders) == 1:
-			q, _ = args[0].(map[string]any)
-			col = obj(orders[0].(map[string]any), "expression")
+			q, col = args[0], orders[0].Expression
 		default:
 			return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "write QUANTILE_CONT(col, q) or PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col) with one constant q in [0, 1]")
 		}
@@ -856,12 +802,10 @@ func (g *gater) aggregate(e map[string]any, alias string) (Output, error) {
 }
 
 // rankConstant reads a quantile rank: a numeric constant in [0, 1].
-func rankConstant(n map[string]any) (float64, error) {
-	if str(n, "class") == "CONSTANT" {
-		if text, err := constant(n); err == nil {
-			if v, err := strconv.ParseFloat(text, 64); err == nil && v >= 0 && v <= 1 {
-				return v, nil
-			}
+func rankConstant(n *node) (float64, error) {
+	if n.Class == "CONSTANT" {
+		if v, err := numberOf(n); err == nil && v >= 0 && v <= 1 {
+			return v, nil
 		}
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a quantile rank must be a constant in [0, 1], e.g. QUANTILE_CONT(cost, 0.9)")

@@ -15,6 +15,8 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the golden file testdata/admitted.golden")
@@ -192,10 +194,22 @@ func newParser(t testing.TB) *sandbox.Parser {
 	return p
 }
 
+// sql shows an expression as the worker renders it, without the totality wrapper ("" for nil).
+func sql(e *wire.Expr) string {
+	if e == nil {
+		return ""
+	}
+	s, err := sqlgen.Text(e)
+	if err != nil {
+		return "INVALID: " + err.Error()
+	}
+	return s
+}
+
 func render(q *gate.Query) string {
 	var b strings.Builder
 	for _, k := range q.Keys {
-		fmt.Fprintf(&b, "key %s = %s", k.Name, k.SQL)
+		fmt.Fprintf(&b, "key %s = %s", k.Name, sql(k.Expr))
 		if k.Domain != nil {
 			fmt.Fprintf(&b, " domain %q", k.Domain)
 		}
@@ -205,13 +219,13 @@ func render(q *gate.Query) string {
 		b.WriteString("\n")
 	}
 	for _, s := range q.Sources {
-		fmt.Fprintf(&b, "source %s = %s join=%q on=%q\n", s.Alias, s.Dataset.Name, s.Join, s.On)
+		fmt.Fprintf(&b, "source %s = %s join=%q on=%q\n", s.Alias, s.Dataset.Name, s.Join, sql(s.On))
 	}
 	if r := q.Relation; r != nil {
 		for _, c := range r.Columns {
-			expr := c.SQL
+			expr := sql(c.Expr)
 			if c.Aggregate != "" {
-				expr = c.Aggregate + "(" + c.SQL + ")"
+				expr = c.Aggregate + "(" + expr + ")"
 				for _, cl := range c.Clamps {
 					expr = cl.Func + "(" + expr + ", " + cl.Value + ")"
 				}
@@ -219,11 +233,15 @@ func render(q *gate.Query) string {
 			fmt.Fprintf(&b, "relation column %s = %s\n", c.Name, expr)
 		}
 		if r.PerUnit {
-			fmt.Fprintf(&b, "relation per unit, group by %q, filter %q\n", r.GroupBy, r.Filter)
+			var groups []string
+			for _, g := range r.GroupBy {
+				groups = append(groups, sql(g))
+			}
+			fmt.Fprintf(&b, "relation per unit, group by %q, filter %q\n", groups, sql(r.Filter))
 		}
 	}
 	for _, a := range q.Aggregates {
-		fmt.Fprintf(&b, "agg %s = %s(%s) sql=%s bounds=%v", a.Name, a.Kind, a.Column, a.SQL, a.Bounds)
+		fmt.Fprintf(&b, "agg %s = %s(%s) sql=%s bounds=%v", a.Name, a.Kind, a.Column, sql(a.Value), a.Bounds)
 		if a.Ranks != nil {
 			fmt.Fprintf(&b, " ranks %v", a.Ranks)
 		}
@@ -232,8 +250,8 @@ func render(q *gate.Query) string {
 	for _, o := range q.Outputs {
 		fmt.Fprintf(&b, "out %s key=%d agg=%d rank=%d\n", o.Name, o.Key, o.Aggregate, o.Rank)
 	}
-	if q.Filter != "" {
-		fmt.Fprintf(&b, "filter %s\n", q.Filter)
+	if q.Filter != nil {
+		fmt.Fprintf(&b, "filter %s\n", sql(q.Filter))
 	}
 	for _, u := range q.Uses {
 		fmt.Fprintf(&b, "use %s.%s %s\n", u.Dataset, u.Column, u.Usage)
@@ -303,16 +321,16 @@ func TestRenderedFilterRoundTrips(t *testing.T) {
 			continue
 		}
 		q, err := gate.Admit(context.Background(), p, testCatalog(), c.sql)
-		if err != nil || q.Filter == "" || q.Relation != nil {
+		if err != nil || q.Filter == nil || q.Relation != nil {
 			continue // a relation's filter reads the worker's materialized columns
 		}
-		again := "SELECT COUNT(*) FROM medical_visits WHERE " + q.Filter
+		again := "SELECT COUNT(*) FROM medical_visits WHERE " + sql(q.Filter)
 		q2, err := gate.Admit(context.Background(), p, testCatalog(), again)
 		if err != nil {
 			t.Fatalf("%s: rendered filter refused: %v", c.name, err)
 		}
-		if q2.Filter != q.Filter {
-			t.Fatalf("%s: filter not stable:\n%s\n%s", c.name, q.Filter, q2.Filter)
+		if sql(q2.Filter) != sql(q.Filter) {
+			t.Fatalf("%s: filter not stable:\n%s\n%s", c.name, sql(q.Filter), sql(q2.Filter))
 		}
 	}
 }
@@ -368,6 +386,25 @@ func FuzzAdmit(f *testing.F) {
 			t.Fatalf("plan of %q scans no single snapshot", sql)
 		case r != nil && (w.Snapshot != "" || r.Sources[0].Unit == "" || r.Sources[0].Join != ""):
 			t.Fatalf("relation of %q does not start with a dataset's privacy unit", sql)
+		}
+		// Every expression the worker will receive is valid IR (the worker refuses any other).
+		exprs := append(append([]*wire.Expr{w.Filter}, w.Keys...), w.Values...)
+		if r := w.Relation; r != nil {
+			exprs = append(append(exprs, r.Filter), r.GroupBy...)
+			for _, c := range r.Columns {
+				exprs = append(exprs, c.Expr)
+			}
+			for _, s := range r.Sources {
+				exprs = append(exprs, s.On)
+			}
+		}
+		for _, e := range exprs {
+			if e == nil {
+				continue
+			}
+			if err := e.Validate(); err != nil {
+				t.Fatalf("plan of %q has an invalid expression %s: %v", sql, e.Canonical(), err)
+			}
 		}
 		if w.Bounds.MaxGroupsContributed < 1 || w.Bounds.MaxContributionsPerGroup < 1 || len(w.Aggregates) != len(q.Aggregates) {
 			t.Fatalf("plan of %q is not bounded", sql)

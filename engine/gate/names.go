@@ -43,14 +43,13 @@ var booleanOperators = map[string]bool{"~~": true, "!~~": true, "~~*": true, "!~
 // write (Key.Written) and refuses, with identifier_in_query and the position, an output name
 // or a literal in a value position that looks like an identifier (pii.ScanText, the scan the
 // egress reviewer runs on every output, whose verdict depends on the text alone).
-func (g *gater) checkWritten(node map[string]any) error {
+func (g *gater) checkWritten(node *node) error {
 	// The per-unit subquery's columns the outer query can read: which carry written values.
 	inner := map[string]bool{}
-	if sub := g.innerNode(node); sub != nil {
-		for _, it := range list(sub, "select_list") {
-			e, _ := it.(map[string]any)
-			name := str(e, "alias")
-			if name == "" && str(e, "class") == "COLUMN_REF" {
+	if sub := g.innerNode(node); sub != nil && sub.present() {
+		for _, e := range sub.SelectList {
+			name := e.Alias
+			if name == "" && e.Class == "COLUMN_REF" {
 				name = lastName(e)
 			}
 			if name != "" {
@@ -65,8 +64,7 @@ func (g *gater) checkWritten(node map[string]any) error {
 			inner[strings.ToLower(name)] = written
 		}
 	}
-	for i, it := range list(node, "select_list") {
-		e, _ := it.(map[string]any)
+	for i, e := range node.SelectList {
 		if i >= len(g.q.Outputs) {
 			break
 		}
@@ -89,83 +87,82 @@ func (g *gater) checkWritten(node map[string]any) error {
 }
 
 // innerNode returns the per-unit subquery the outer query reads, or nil.
-func (g *gater) innerNode(node map[string]any) map[string]any {
+func (g *gater) innerNode(node *node) *node {
 	if g.q.Relation == nil || !g.q.Relation.PerUnit {
 		return nil
 	}
-	t := obj(node, "from_table")
-	switch str(t, "type") {
+	t := node.FromTable
+	switch t.Type {
 	case "SUBQUERY":
-		return obj(obj(t, "subquery"), "node")
+		return t.Subquery.Node
 	case "BASE_TABLE":
-		return g.ctes[str(t, "table_name")]
+		return g.ctes[t.TableName]
 	}
 	return nil
 }
 
-func lastName(e map[string]any) string {
-	parts := list(e, "column_names")
+func lastName(e *node) string {
+	parts := e.ColumnNames
 	if len(parts) == 0 {
 		return ""
 	}
-	s, _ := parts[len(parts)-1].(string)
-	return s
+	return parts[len(parts)-1]
 }
 
 // valueLiterals returns the literals in value positions of an admitted expression, and
 // whether the expression's value may be written by the query: a literal reaches it, or a
 // column of the subquery (inner, by lower-case name) that carries written values. An
 // expression of a kind it does not know is taken as written.
-func valueLiterals(n map[string]any, inner map[string]bool) (lits []map[string]any, written bool) {
-	walk := func(m map[string]any) {
+func valueLiterals(n *node, inner map[string]bool) (lits []*node, written bool) {
+	walk := func(m *node) {
 		l, w := valueLiterals(m, inner)
 		lits = append(lits, l...)
 		written = written || w
 	}
-	switch str(n, "class") {
+	switch n.Class {
 	case "CONSTANT":
-		if isNull, _ := obj(n, "value")["is_null"].(bool); isNull {
+		if n.ValueNode.IsNull {
 			return nil, false
 		}
-		return []map[string]any{n}, true
+		return []*node{n}, true
 	case "COLUMN_REF":
 		return nil, inner[strings.ToLower(lastName(n))]
 	case "COMPARISON", "CONJUNCTION", "BETWEEN":
 		return nil, false // a boolean
 	case "OPERATOR":
-		if booleanOperatorTypes[str(n, "type")] {
+		if booleanOperatorTypes[n.Type] {
 			return nil, false
 		}
-		for _, c := range list(n, "children") { // any other operator (COALESCE, ...) passes values on
-			if m, _ := c.(map[string]any); m != nil {
-				walk(m)
+		for _, c := range n.Children { // any other operator (COALESCE, ...) passes values on
+			if c.present() {
+				walk(c)
 			}
 		}
 		return lits, written
 	case "CASE":
-		for _, c := range list(n, "case_checks") {
-			cc, _ := c.(map[string]any)
-			walk(obj(cc, "then_expr"))
+		for _, c := range n.CaseChecks {
+			cc := c
+			walk(cc.ThenExpr)
 		}
-		if el := obj(n, "else_expr"); el != nil {
+		if el := n.ElseExpr; el.present() {
 			walk(el)
 		}
 		return lits, written
 	case "CAST":
-		walk(obj(n, "child"))
+		walk(n.Child)
 		return lits, written
 	case "FUNCTION":
 		if isAggregate(n) {
 			return nil, false // its arguments are columns; its value comes from the data
 		}
-		fn := strings.ToLower(str(n, "function_name"))
-		if b, _ := n["is_operator"].(bool); b && booleanOperators[fn] {
+		fn := strings.ToLower(n.FunctionName)
+		if n.IsOperator && booleanOperators[fn] {
 			return nil, false
 		}
 		params := parameterArgs[fn]
-		for i, c := range list(n, "children") {
-			if m, _ := c.(map[string]any); m != nil && !slices.Contains(params, i) {
-				walk(m)
+		for i, c := range n.Children {
+			if c.present() && !slices.Contains(params, i) {
+				walk(c)
 			}
 		}
 		return lits, written
@@ -174,16 +171,13 @@ func valueLiterals(n map[string]any, inner map[string]bool) (lits []map[string]a
 }
 
 // checkLiterals refuses a literal in a value position that looks like an identifier.
-func checkLiterals(lits []map[string]any) error {
+func checkLiterals(lits []*node) error {
 	for _, l := range lits {
-		text, err := constant(l)
+		c, err := constant(l)
 		if err != nil {
 			return err
 		}
-		if s, ok := obj(l, "value")["value"].(string); ok {
-			text = s // a VARCHAR: the value itself, not its quoted rendering
-		}
-		if err := checkText(text, pos(l), "a literal the query writes into its output"); err != nil {
+		if err := checkText(constantText(c), pos(l), "a literal the query writes into its output"); err != nil {
 			return err
 		}
 	}

@@ -12,7 +12,7 @@ import (
 func ExampleBuild() {
 	o := plan.Options{}.Defaults()
 	for _, keys := range [][]gate.Key{{keyDistrict}, {keyDiagnosis}} {
-		p, err := plan.Build(query("", keys, aggCount, aggSumCost), snaps("snapshot"), o, 1)
+		p, err := plan.Build(query(nil, keys, aggCount, aggSumCost), snaps("snapshot"), o, 1)
 		if err != nil {
 			fmt.Println(err)
 			return

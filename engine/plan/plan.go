@@ -125,8 +125,8 @@ type Planned struct {
 
 // Prior is an earlier query on the same grant, dataset and group keys, with another filter.
 type Prior struct {
-	Job    string `json:"job"`
-	Filter string `json:"filter"` // the gate's rendering; "" = no filter
+	Job    string     `json:"job"`
+	Filter *wire.Expr `json:"filter"` // nil = no filter
 }
 
 // Probe is a noisy count of the privacy units on which a prior query's filter and this one's
@@ -137,17 +137,17 @@ type Probe struct {
 }
 
 // disagreement is the condition under which two filters disagree on a row. A filter that is
-// NULL on a row drops it, like false, so each side is read as coalesce(filter, false).
-func disagreement(a, b string) string {
-	side := func(f string) string {
-		if f == "" {
-			return "true"
+// NULL on a row drops it, like false, so each side is read as coalesce(filter, false). (The
+// worker makes the whole condition total, so an error on one side drops the row.)
+func disagreement(a, b *wire.Expr) *wire.Expr {
+	side := func(f *wire.Expr) *wire.Expr {
+		if f == nil {
+			return wire.Bool(true)
 		}
-		// CASE, not coalesce: inside the worker's try(), DuckDB's coalesce gives wrong values
-		// for the other rows of a vector in which one row fails.
-		return "(CASE WHEN (" + f + ") THEN true ELSE false END)"
+		// coalesce renders as CASE (sqlgen): DuckDB's own is wrong inside try().
+		return wire.Func("coalesce", f, wire.Bool(false))
 	}
-	return side(a) + " <> " + side(b)
+	return wire.Compare("<>", side(a), side(b))
 }
 
 func probesText(priors []Prior) string {
@@ -251,7 +251,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 				Unit: s.Dataset.PrivacyUnit, Join: s.Join, On: s.On})
 		}
 		for _, c := range r.Columns {
-			rc := wire.RelationColumn{Name: c.Name, SQL: c.SQL, Aggregate: c.Aggregate}
+			rc := wire.RelationColumn{Name: c.Name, Expr: c.Expr, Aggregate: c.Aggregate}
 			for _, cl := range c.Clamps {
 				rc.Clamps = append(rc.Clamps, wire.Clamp{Func: cl.Func, Value: cl.Value})
 			}
@@ -282,14 +282,14 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		p.Split = fmt.Sprintf("DP partition selection; epsilon %.4g split equally over selection and %d aggregate(s)%s%s; delta %.3g spent on selection", o.Epsilon, len(q.Aggregates), hidden, probesText(priors), o.Delta)
 	}
 	for _, k := range q.Keys {
-		w.Keys = append(w.Keys, k.SQL)
+		w.Keys = append(w.Keys, k.Expr)
 	}
 	for _, a := range q.Aggregates {
 		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup,
 			Ranks: a.Ranks}
-		if a.SQL != "" {
+		if a.Value != nil {
 			s.Value = len(w.Values)
-			w.Values = append(w.Values, a.SQL)
+			w.Values = append(w.Values, a.Value)
 		}
 		if a.Kind != dp.Count && a.Kind != dp.CountDistinct {
 			if len(a.Bounds) != 2 {

@@ -11,6 +11,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 func tags(t ...catalog.Tag) []catalog.Tag { return t }
@@ -32,19 +33,22 @@ var visits = &catalog.Spec{
 	},
 }
 
-// The SQL renderings follow what gate.Admit produces (engine/gate/testdata/admitted.golden).
+// The expressions follow what gate.Admit produces (engine/gate/testdata/admitted.golden).
 var (
-	keyDistrict  = gate.Key{Name: "district", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "district"}}, SQL: `"district"`, Domain: visits.Columns["district"].Domain}
-	keyHospital  = gate.Key{Name: "hospital", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "hospital"}}, SQL: `"hospital"`, Domain: visits.Columns["hospital"].Domain}
-	keyDiagnosis = gate.Key{Name: "diagnosis", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "diagnosis"}}, SQL: `"diagnosis"`}
+	keyDistrict  = gate.Key{Name: "district", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "district"}}, Expr: wire.Col("", "district"), Domain: visits.Columns["district"].Domain}
+	keyHospital  = gate.Key{Name: "hospital", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "hospital"}}, Expr: wire.Col("", "hospital"), Domain: visits.Columns["hospital"].Domain}
+	keyDiagnosis = gate.Key{Name: "diagnosis", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "diagnosis"}}, Expr: wire.Col("", "diagnosis")}
 	aggCount     = gate.Aggregate{Name: "count", Kind: dp.Count}
 	aggUnits     = gate.Aggregate{Name: "units", Kind: dp.CountDistinct, Column: "person_id"}
-	aggSumCost   = gate.Aggregate{Name: "sum_cost", Kind: dp.Sum, Column: "cost", SQL: `"cost"`, Bounds: visits.Columns["cost"].Bounds}
-	aggSumCost2  = gate.Aggregate{Name: "sum_cost_2", Kind: dp.Sum, Column: "cost", SQL: `"cost"`, Bounds: visits.Columns["cost"].Bounds}
-	aggSumDays   = gate.Aggregate{Name: "sum_days", Kind: dp.Sum, Column: "days", SQL: `"days"`, Bounds: visits.Columns["days"].Bounds}
+	aggSumCost   = gate.Aggregate{Name: "sum_cost", Kind: dp.Sum, Column: "cost", Value: wire.Col("", "cost"), Bounds: visits.Columns["cost"].Bounds}
+	aggSumCost2  = gate.Aggregate{Name: "sum_cost_2", Kind: dp.Sum, Column: "cost", Value: wire.Col("", "cost"), Bounds: visits.Columns["cost"].Bounds}
+	aggSumDays   = gate.Aggregate{Name: "sum_days", Kind: dp.Sum, Column: "days", Value: wire.Col("", "days"), Bounds: visits.Columns["days"].Bounds}
 )
 
-func query(filter string, keys []gate.Key, aggs ...gate.Aggregate) *gate.Query {
+// costBelow100 is the filter cost < 100.
+var costBelow100 = wire.Compare("<", wire.Col("", "cost"), wire.Num("100"))
+
+func query(filter *wire.Expr, keys []gate.Key, aggs ...gate.Aggregate) *gate.Query {
 	return &gate.Query{Dataset: visits, Sources: []gate.Source{{Alias: "visits", Dataset: visits}}, Keys: keys, Aggregates: aggs, Filter: filter}
 }
 
@@ -70,25 +74,25 @@ func TestBuildWithPublicKeysRestrictsToDomainsAndSpendsNoDelta(t *testing.T) {
 		name       string
 		q          *gate.Query
 		domains    [][]string
-		wantFilter string
+		wantFilter *wire.Expr
 	}{
 		{
 			name:       "one public key, no filter",
-			q:          query("", []gate.Key{keyDistrict}, aggCount, aggUnits, aggSumCost),
+			q:          query(nil, []gate.Key{keyDistrict}, aggCount, aggUnits, aggSumCost),
 			domains:    [][]string{{"530102", "530103"}},
-			wantFilter: ``,
+			wantFilter: nil,
 		},
 		{
 			name:       "two public keys after the applicant's filter, quotes escaped",
-			q:          query(`("cost" < 100)`, []gate.Key{keyDistrict, keyHospital}, aggCount, aggUnits, aggSumCost),
+			q:          query(costBelow100, []gate.Key{keyDistrict, keyHospital}, aggCount, aggUnits, aggSumCost),
 			domains:    [][]string{{"530102", "530103"}, {"St Mary's", "Ren'ai ''Hospital''"}},
-			wantFilter: `("cost" < 100)`,
+			wantFilter: costBelow100,
 		},
 		{
 			name:       "no keys: one public partition, filter untouched",
-			q:          query(`("cost" < 100)`, nil, aggCount, aggUnits, aggSumCost),
+			q:          query(costBelow100, nil, aggCount, aggUnits, aggSumCost),
 			domains:    nil,
-			wantFilter: `("cost" < 100)`,
+			wantFilter: costBelow100,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,8 +109,8 @@ func TestBuildWithPublicKeysRestrictsToDomainsAndSpendsNoDelta(t *testing.T) {
 			if !reflect.DeepEqual(p.Worker.Domains, tc.domains) {
 				t.Errorf("worker plan Domains = %q, want %q", p.Worker.Domains, tc.domains)
 			}
-			if p.Worker.Filter != tc.wantFilter {
-				t.Errorf("filter\n got %s\nwant %s", p.Worker.Filter, tc.wantFilter)
+			if !p.Worker.Filter.Equal(tc.wantFilter) {
+				t.Errorf("filter\n got %s\nwant %s", p.Worker.Filter.Canonical(), tc.wantFilter.Canonical())
 			}
 			if p.Cost != (plan.Cost{Epsilon: opts.Epsilon, Delta: 0}) {
 				t.Errorf("cost %+v, want epsilon %v and no delta", p.Cost, opts.Epsilon)
@@ -126,9 +130,9 @@ func TestBuildWithNonPublicKeyUsesSelectionAndSplitsEpsilonOverNPlusOne(t *testi
 		name string
 		q    *gate.Query
 	}{
-		{"key without domain", query(`("cost" < 100)`, []gate.Key{keyDiagnosis}, aggCount, aggSumCost)},
-		{"public key beside one without domain", query("", []gate.Key{keyDistrict, keyDiagnosis}, aggCount, aggUnits, aggSumCost)},
-		{"key without domain first", query("", []gate.Key{keyDiagnosis, keyDistrict}, aggUnits)},
+		{"key without domain", query(costBelow100, []gate.Key{keyDiagnosis}, aggCount, aggSumCost)},
+		{"public key beside one without domain", query(nil, []gate.Key{keyDistrict, keyDiagnosis}, aggCount, aggUnits, aggSumCost)},
+		{"key without domain first", query(nil, []gate.Key{keyDiagnosis, keyDistrict}, aggUnits)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := build(t, tc.q, opts)
@@ -138,8 +142,8 @@ func TestBuildWithNonPublicKeyUsesSelectionAndSplitsEpsilonOverNPlusOne(t *testi
 			if p.Domains != nil {
 				t.Errorf("Domains = %q, want none", p.Domains)
 			}
-			if p.Worker.Filter != tc.q.Filter {
-				t.Errorf("filter %q changed from the applicant's %q", p.Worker.Filter, tc.q.Filter)
+			if !p.Worker.Filter.Equal(tc.q.Filter) {
+				t.Errorf("filter %s changed from the applicant's %s", p.Worker.Filter.Canonical(), tc.q.Filter.Canonical())
 			}
 			share := opts.Epsilon / float64(len(tc.q.Aggregates)+1)
 			sel := p.Worker.Selection
@@ -172,19 +176,19 @@ func TestBuildWithNonPublicKeyUsesSelectionAndSplitsEpsilonOverNPlusOne(t *testi
 func TestBuildRefusesNonPublicKeyWithoutDelta(t *testing.T) {
 	o := opts
 	o.Delta = 0
-	_, err := plan.Build(query("", []gate.Key{keyDiagnosis}, aggCount), snaps("s"), o, 1)
+	_, err := plan.Build(query(nil, []gate.Key{keyDiagnosis}, aggCount), snaps("s"), o, 1)
 	if got := errcode.Code(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}
 	// The same options are fine when every key is public: no delta is needed.
-	p := build(t, query("", []gate.Key{keyDistrict}, aggCount), o)
+	p := build(t, query(nil, []gate.Key{keyDistrict}, aggCount), o)
 	if p.Cost.Delta != 0 {
 		t.Errorf("public plan costs delta %v", p.Cost.Delta)
 	}
 }
 
 func TestBuildGivesSumTheCatalogBoundsAndAValueIndex(t *testing.T) {
-	p := build(t, query("", []gate.Key{keyDistrict}, aggCount, aggSumCost, aggUnits, aggSumCost2, aggSumDays), opts)
+	p := build(t, query(nil, []gate.Key{keyDistrict}, aggCount, aggSumCost, aggUnits, aggSumCost2, aggSumDays), opts)
 	want := []struct {
 		kind         dp.Kind
 		value        int
@@ -210,13 +214,13 @@ func TestBuildGivesSumTheCatalogBoundsAndAValueIndex(t *testing.T) {
 				opts.MaxGroupsContributed, opts.MaxContributionsPerGroup)
 		}
 	}
-	if wantValues := []string{`"cost"`, `"cost"`, `"days"`}; !reflect.DeepEqual(p.Worker.Values, wantValues) {
-		t.Errorf("Values = %q, want %q", p.Worker.Values, wantValues)
+	if wantValues := []*wire.Expr{wire.Col("", "cost"), wire.Col("", "cost"), wire.Col("", "days")}; !reflect.DeepEqual(p.Worker.Values, wantValues) {
+		t.Errorf("Values = %v, want %v", p.Worker.Values, wantValues)
 	}
 }
 
 func TestBuildCopiesJobParametersIntoWorkerPlan(t *testing.T) {
-	p := build(t, query("", []gate.Key{keyDistrict, keyHospital}, aggCount), opts)
+	p := build(t, query(nil, []gate.Key{keyDistrict, keyHospital}, aggCount), opts)
 	w := p.Worker
 	if w.Snapshot != "sha256:snap" || w.SamplingKey != 42 || w.TimeoutMS != opts.TimeoutMS {
 		t.Errorf("snapshot %q sampling key %d timeout %d", w.Snapshot, w.SamplingKey, w.TimeoutMS)
@@ -224,8 +228,8 @@ func TestBuildCopiesJobParametersIntoWorkerPlan(t *testing.T) {
 	if w.Bounds.MaxGroupsContributed != 2 || w.Bounds.MaxContributionsPerGroup != 4 {
 		t.Errorf("bounds %+v", w.Bounds)
 	}
-	if !reflect.DeepEqual(w.Keys, []string{`"district"`, `"hospital"`}) {
-		t.Errorf("keys %q", w.Keys)
+	if !reflect.DeepEqual(w.Keys, []*wire.Expr{wire.Col("", "district"), wire.Col("", "hospital")}) {
+		t.Errorf("keys %v", w.Keys)
 	}
 	if p.Query == nil || p.Split == "" {
 		t.Errorf("plan without query or split explanation")
@@ -235,7 +239,7 @@ func TestBuildCopiesJobParametersIntoWorkerPlan(t *testing.T) {
 func TestBuildRefusesInvalidOptions(t *testing.T) {
 	o := opts
 	o.Epsilon = -1
-	_, err := plan.Build(query("", nil, aggCount), snaps("s"), o, 1)
+	_, err := plan.Build(query(nil, nil, aggCount), snaps("s"), o, 1)
 	if got := errcode.Code(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}

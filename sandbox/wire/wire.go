@@ -12,20 +12,21 @@ package wire
 
 import "github.com/c1b99f93/cleanroom/dp"
 
-// Plan is the bounded query the engine asks a worker to run. Every SQL fragment in it was
-// rendered by the engine from a gated AST; applicant text never reaches the worker verbatim.
+// Plan is the bounded query the engine asks a worker to run. It carries no SQL text: its
+// expressions are typed trees (Expr) built by the gate from the admitted AST, which the worker
+// validates and renders itself (package sandbox/sqlgen).
 type Plan struct {
 	Job      string `json:"job"`
 	Snapshot string `json:"snapshot,omitempty"` // digest of the dataset snapshot to scan
 	// Relation, when set instead of Snapshot, is materialized from several snapshots (a join,
 	// a per-unit subquery) and scanned in its place.
 	Relation *Relation `json:"relation,omitempty"`
-	// Filter is a SQL boolean expression over the snapshot's columns, or "".
-	Filter string `json:"filter,omitempty"`
-	// Keys are SQL expressions of the group keys, in output order.
-	Keys []string `json:"keys,omitempty"`
-	// Values are SQL expressions read by Sum aggregates (Spec.Value indexes them).
-	Values     []string      `json:"values,omitempty"`
+	// Filter is a condition over the scanned columns, or nil.
+	Filter *Expr `json:"filter,omitempty"`
+	// Keys are the group keys, in output order.
+	Keys []*Expr `json:"keys,omitempty"`
+	// Values are the values aggregates read (Spec.Value indexes them).
+	Values     []*Expr       `json:"values,omitempty"`
 	Aggregates []dp.Spec     `json:"aggregates"`
 	Selection  *dp.Selection `json:"selection,omitempty"` // nil: public partitions
 	// Domains holds each key's public values when the partitions are public: rows whose key
@@ -91,9 +92,9 @@ type Relation struct {
 	Columns []RelationColumn `json:"columns"`
 	// PerUnit groups the joined rows by unit and GroupBy; Columns are then group keys and
 	// exact per-unit aggregates, and Filter applies before grouping.
-	PerUnit bool     `json:"per_unit,omitempty"`
-	GroupBy []string `json:"group_by,omitempty"`
-	Filter  string   `json:"filter,omitempty"`
+	PerUnit bool    `json:"per_unit,omitempty"`
+	GroupBy []*Expr `json:"group_by,omitempty"`
+	Filter  *Expr   `json:"filter,omitempty"`
 	// MaxRowsPerUnit, when positive, keeps at most that many rows of each privacy unit in every
 	// source with a unit before the sources are joined, chosen by a keyed hash of each row's
 	// place among its unit's rows (which depends on that unit's rows alone). A join multiplies
@@ -101,7 +102,8 @@ type Relation struct {
 	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
 }
 
-// RelationSource is one snapshot of a Relation, read as "alias"."column".
+// RelationSource is one snapshot of a Relation, whose columns its expressions read as
+// Col(alias, column).
 type RelationSource struct {
 	Snapshot string `json:"snapshot"`
 	Alias    string `json:"alias"`
@@ -110,21 +112,23 @@ type RelationSource struct {
 	// Join is "" for the first source, else "inner" or "left". A source with a unit joins on
 	// the unit (normalised as at registration); a lookup table joins on On.
 	Join string `json:"join,omitempty"`
-	On   string `json:"on,omitempty"`
+	On   *Expr  `json:"on,omitempty"`
 }
 
-// RelationColumn is one column of a Relation: its name and its SQL over the sources. A column
-// of a per-unit relation is either one of its GroupBy terms (SQL equal to that term) or an exact
-// per-unit aggregate: Aggregate names it (count_star, count, sum, avg, min, max), SQL is its
-// argument, and Clamps apply to its result in order. The worker renders both (see total.go).
+// RelationColumn is one column of a Relation: its name and its expression over the sources. A
+// column of a per-unit relation is either one of its GroupBy terms (Expr equal to that term) or
+// an exact per-unit aggregate: Aggregate names it (count_star, count, sum, avg, min, max), Expr
+// is its argument, and Clamps apply to its result in order. The worker renders both (see
+// total.go).
 type RelationColumn struct {
 	Name      string  `json:"name"`
-	SQL       string  `json:"sql,omitempty"`
+	Expr      *Expr   `json:"expr,omitempty"`
 	Aggregate string  `json:"aggregate,omitempty"`
 	Clamps    []Clamp `json:"clamps,omitempty"`
 }
 
-// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a rendered numeric constant.
+// Clamp is LEAST(value, Value) or GREATEST(value, Value) with a numeric constant's text (as
+// ValidNumber accepts it).
 type Clamp struct {
 	Func  string `json:"func"` // "least" or "greatest"
 	Value string `json:"value"`
