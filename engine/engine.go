@@ -27,8 +27,8 @@ import (
 // Config opens an engine over a data directory.
 type Config struct {
 	DataDir string
-	// WorkerCommand starts sandbox workers (default: this executable; it must call
-	// sandbox.MaybeRunWorker first).
+	// WorkerCommand starts sandbox workers (default: this executable with the argument
+	// "worker"; the program must then call sandbox.RunWorker, as `cleanroom worker` does).
 	WorkerCommand []string
 	// PolicyDir loads an operator's bundle instead of the embedded default.
 	PolicyDir string

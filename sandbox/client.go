@@ -19,20 +19,26 @@ import (
 	"github.com/c1b99f93/cleanroom/rawset"
 )
 
-const (
-	workerEnv = "CLEANROOM_SANDBOX_WORKER"
-	configEnv = "CLEANROOM_SANDBOX_CONFIG"
-)
+// WorkerArg is the first argument that starts a program as a sandbox worker: the client runs
+// "<executable> worker", which in the cleanroom binary is its hidden worker subcommand. Any
+// other program that starts workers (a test binary) dispatches on it to RunWorker itself.
+const WorkerArg = "worker"
 
-// MaybeRunWorker turns this process into a sandbox worker when it was started as one by
-// Start, and never returns in that case. Call it first thing in main (and in TestMain of
-// packages whose tests start workers).
-func MaybeRunWorker() {
-	if os.Getenv(workerEnv) != "1" {
-		return
-	}
-	os.Exit(workerMain())
+// configEnv carries the worker's configuration (directories and limits, no secret) from the
+// client to RunWorker; it is the only variable of the worker's minimal environment besides
+// HOME and TMPDIR.
+const configEnv = "CLEANROOM_SANDBOX_CONFIG"
+
+// IsWorkerInvocation reports whether args (os.Args) start this process as a sandbox worker.
+func IsWorkerInvocation(args []string) bool {
+	return len(args) > 1 && args[1] == WorkerArg
 }
+
+// RunWorker serves as a sandbox worker on this process's stdin, stdout and source socket
+// until the engine closes the pipe, and returns the process's exit code (0 after a clean
+// stop). The caller exits with it; nothing else may run in the process, and nothing may be
+// printed to stdout, which is the engine's pipe.
+func RunWorker() int { return workerMain() }
 
 func workerMain() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "sandbox-worker")
@@ -64,8 +70,9 @@ func workerMain() int {
 
 // Config starts a worker for one data domain.
 type Config struct {
-	// Command is the executable and arguments to run; it must call MaybeRunWorker first.
-	// Default: this executable with no arguments.
+	// Command is the executable and arguments to run; the program must call RunWorker (the
+	// cleanroom binary's hidden worker subcommand does). Default: this executable with the
+	// single argument WorkerArg.
 	Command []string
 	Worker  WorkerConfig
 	// Stderr receives the worker's logs (which never contain data values). Default os.Stderr.
@@ -109,7 +116,7 @@ func Start(ctx context.Context, cfg Config) (*Client, *wire.Isolation, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		cfg.Command = []string{exe}
+		cfg.Command = []string{exe, WorkerArg}
 	}
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
@@ -147,7 +154,7 @@ func start(cfg Config, netns bool) (*Client, error) {
 	}
 	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 	// A minimal environment: the worker inherits none of the server's secrets.
-	cmd.Env = []string{workerEnv + "=1", configEnv + "=" + string(js), "HOME=" + wc.Dir, "TMPDIR=" + wc.DB.TempDir}
+	cmd.Env = []string{configEnv + "=" + string(js), "HOME=" + wc.Dir, "TMPDIR=" + wc.DB.TempDir}
 	cmd.Dir = wc.Dir
 	cmd.Stderr = cfg.Stderr
 	cmd.SysProcAttr = newNetNSAttr(netns)

@@ -23,7 +23,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	MaybeRunWorker()
+	if IsWorkerInvocation(os.Args) {
+		os.Exit(RunWorker())
+	}
 	os.Exit(m.Run())
 }
 

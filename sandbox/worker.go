@@ -26,7 +26,8 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 )
 
-// WorkerConfig configures a worker process. The parent passes it through the environment.
+// WorkerConfig configures a worker process. The parent passes it through the environment
+// (configEnv) of the worker it starts as "<executable> worker".
 type WorkerConfig struct {
 	Dir    string   `json:"dir"` // the domain's directory: snapshots/ and tmp/
 	Domain string   `json:"domain"`

@@ -28,7 +28,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	sandbox.MaybeRunWorker()
+	// Workers are this test binary started as "<binary> worker" (sandbox.Start's default).
+	if sandbox.IsWorkerInvocation(os.Args) {
+		os.Exit(sandbox.RunWorker())
+	}
 	os.Exit(m.Run())
 }
 
