@@ -48,18 +48,11 @@ func workerMain() int {
 		return 2
 	}
 	log = log.With("domain", cfg.Domain)
-	// The pipe to the engine is private: move it off fd 1 so nothing a library prints can
-	// corrupt the protocol.
-	protoFD, err := syscall.Dup(1)
+	out, err := takeEnginePipe()
 	if err != nil {
-		log.Error("dup stdout", "err", err)
+		log.Error("take the engine's pipe", "err", err)
 		return 2
 	}
-	if err := syscall.Dup2(2, 1); err != nil {
-		log.Error("redirect stdout", "err", err)
-		return 2
-	}
-	out := os.NewFile(uintptr(protoFD), "engine-pipe")
 	iso := applyIsolation(cfg, log)
 	if err := serve(context.Background(), cfg, iso, os.Stdin, out, sourceFD, log); err != nil {
 		log.Error("worker stopped", "err", err)
@@ -162,8 +155,10 @@ func start(cfg Config, netns bool) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer child.Close()                // the worker holds its own copy once started
-	cmd.ExtraFiles = []*os.File{child} // the worker's sourceFD
+	if child != nil { // nil outside Linux (source_other.go)
+		defer child.Close()                // the worker holds its own copy once started
+		cmd.ExtraFiles = []*os.File{child} // the worker's sourceFD
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		srcs.Close()
