@@ -61,7 +61,7 @@ func (e *Engine) recallDecision(ctx context.Context, id string, d ledger.Decisio
 	return errcode.New(orCode(d.Code, errcode.EgressDenied), "the output was withheld by egress review as job %s: %s; it is not reviewed again, whatever its aliases, ORDER BY or LIMIT; nothing was charged", d.Job, reason)
 }
 
-func orCode(code, def string) string {
+func orCode(code, def errcode.Code) errcode.Code {
 	if code != "" {
 		return code
 	}

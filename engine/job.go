@@ -262,7 +262,7 @@ func (e *Engine) charge(ctx context.Context, id string, cause error) error {
 	if err := e.ledger.Commit(ctx, id); err != nil {
 		return errors.Join(cause, err)
 	}
-	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"reason": errcode.Code(cause), "released": false}); err != nil {
+	if _, err := e.record(ctx, "budget_debited", id, map[string]any{"reason": errcode.Of(cause), "released": false}); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -271,10 +271,10 @@ func (e *Engine) charge(ctx context.Context, id string, cause error) error {
 // refund returns a reservation after a failure that released nothing and read no data.
 func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	ctx = context.WithoutCancel(ctx)
-	if err := e.ledger.Refund(ctx, id, errcode.Code(cause)); err != nil {
+	if err := e.ledger.Refund(ctx, id, string(errcode.Of(cause))); err != nil {
 		return errors.Join(cause, err)
 	}
-	if _, err := e.record(ctx, "budget_refunded", id, map[string]any{"reason": errcode.Code(cause)}); err != nil {
+	if _, err := e.record(ctx, "budget_refunded", id, map[string]any{"reason": errcode.Of(cause)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -293,7 +293,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 		probeStates, probePre, err = executeProbes(ctx, w, id, p.Probes)
 	}
 	if err != nil {
-		switch errcode.Code(err) {
+		switch errcode.Of(err) {
 		case errcode.QueryInvalid, errcode.Canceled:
 			// Known before any row was read, or stopped by the applicant: nothing about the
 			// data was learned, so the reservation is returned.

@@ -51,7 +51,7 @@ func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *R
 // the decision on the output: every repeat of the query — whatever its aliases, ORDER BY or
 // LIMIT — is refused with code and reason at no cost, and never reviewed again. Reason is
 // shown to the applicant and kept in provenance; it must not quote data values.
-func (e *Engine) Withhold(ctx context.Context, job, code, reason string) error {
+func (e *Engine) Withhold(ctx context.Context, job string, code errcode.Code, reason string) error {
 	state := ledger.DecisionWithheld
 	if code == errcode.ReviewRejected {
 		state = ledger.DecisionRejected

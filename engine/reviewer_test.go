@@ -52,7 +52,7 @@ func TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 		t.Fatalf("an innocent query: %v", err)
 	}
 	_, err = submit(e, "g", "SELECT referrer, COUNT(*) AS n FROM referrals GROUP BY referrer", plan.Options{Epsilon: 1})
-	if errcode.Code(err) != errcode.EgressDenied || !strings.Contains(err.Error(), "finding_high") {
+	if errcode.Of(err) != errcode.EgressDenied || !strings.Contains(err.Error(), "finding_high") {
 		t.Fatalf("ID numbers in group keys: %v, want egress_denied on a high finding", err)
 	}
 	for _, id := range ids {

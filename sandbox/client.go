@@ -246,7 +246,7 @@ func (c *Client) callWith(ctx context.Context, req request, src *os.File) (resul
 			return result{}, errcode.New(errcode.SandboxFailed, "the sandbox worker exited during the request")
 		}
 		if e := res.resp.Error; e != nil {
-			return result{}, &errcode.Error{Code: e.Code, Message: e.Message, Position: -1}
+			return result{}, &errcode.Error{Code: errcode.Code(e.Code), Message: e.Message, Position: -1}
 		}
 		return res, nil
 	case <-ctx.Done():

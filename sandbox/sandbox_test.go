@@ -232,7 +232,7 @@ func TestWorkerHasNoNetwork(t *testing.T) {
 		t.Fatalf("isolation = %+v, want a network namespace and no_new_privs", iso)
 	}
 	err = c.Probe(context.Background(), ln.Addr().String())
-	if errcode.Code(err) != "network_unreachable" {
+	if errcode.Of(err) != "network_unreachable" {
 		t.Fatalf("probe from inside the worker: %v, want network_unreachable", err)
 	}
 }
@@ -286,7 +286,7 @@ func TestMalformedSourceRegistersNothing(t *testing.T) {
 			if err == nil {
 				t.Fatal("malformed source was registered")
 			}
-			if code := errcode.Code(err); code != "malformed_input" && code != errcode.InvalidSpec && code != "empty_source" {
+			if code := errcode.Of(err); code != "malformed_input" && code != errcode.InvalidSpec && code != "empty_source" {
 				t.Fatalf("code %q (%v)", code, err)
 			}
 			if strings.Contains(err.Error(), "SECRET-VALUE") {
@@ -319,7 +319,7 @@ func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 	p.TimeoutMS = 200
 	start := time.Now()
 	_, err = c.Execute(ctx, p)
-	if errcode.Code(err) != errcode.SandboxTimeout {
+	if errcode.Of(err) != errcode.SandboxTimeout {
 		t.Fatalf("err = %v, want sandbox_timeout", err)
 	}
 	if d := time.Since(start); d > 20*time.Second {
@@ -490,7 +490,7 @@ func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
 func TestFloatPrivacyUnitIsRefused(t *testing.T) {
 	path := writeCSV(t, "floats.csv", "person_id,district,cost\n1.5,A,1\n-0.0,A,1\n")
 	_, err := register(context.Background(), t, startWorker(t, nil), visitsSpec(path))
-	if errcode.Code(err) != errcode.InvalidSpec {
+	if errcode.Of(err) != errcode.InvalidSpec {
 		t.Fatalf("err = %v, want invalid_spec", err)
 	}
 }

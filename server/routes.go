@@ -134,7 +134,7 @@ func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who pol
 // source was read (who, which dataset, the code; never the path) and returns err.
 func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, spec *catalog.Spec, err error) error {
 	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), provenance.TypeDatasetRegistrationRefused, "", map[string]any{
-		"principal": who, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "code": errcode.Code(err),
+		"principal": who, "name": spec.Name, "provider": spec.Provider, "grade": spec.Grade, "code": errcode.Of(err),
 	}); rerr != nil {
 		return rerr
 	}

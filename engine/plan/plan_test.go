@@ -173,7 +173,7 @@ func TestBuildRefusesNonPublicKeyWithoutDelta(t *testing.T) {
 	o := opts
 	o.Delta = 0
 	_, err := plan.Build(query("", []gate.Key{keyDiagnosis}, aggCount), snaps("s"), o, 1)
-	if got := errcode.Code(err); got != errcode.InvalidOptions {
+	if got := errcode.Of(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}
 	// The same options are fine when every key is public: no delta is needed.
@@ -236,7 +236,7 @@ func TestBuildRefusesInvalidOptions(t *testing.T) {
 	o := opts
 	o.Epsilon = -1
 	_, err := plan.Build(query("", nil, aggCount), snaps("s"), o, 1)
-	if got := errcode.Code(err); got != errcode.InvalidOptions {
+	if got := errcode.Of(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}
 }
