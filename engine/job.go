@@ -22,7 +22,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/policy/screen"
 )
 
 // Job is an applicant's SQL job within a grant.
@@ -74,8 +74,8 @@ type Result struct {
 	// units is each row's noisy count of privacy units (nil when nothing is suppressed). It
 	// stays with its row through suppression and ORDER BY, and is never released.
 	units []float64
-	// probes are the noisy counts of the differencing checks, for the reviewer.
-	probes []reviewer.DifferenceProbe
+	// probes are the noisy counts of the differencing checks, for the output screen.
+	probes []screen.DifferenceProbe
 }
 
 // ResultCol describes an output column.
@@ -370,13 +370,13 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, res *Result, extra map[string]any) (*Hold, []byte, error) {
 	summary := outputSummary(ds, q, p, res)
-	// The reviewer looks at the concrete output; its findings go to the egress policy and into
+	// The output screen looks at the concrete output; its findings go to the egress policy and into
 	// provenance (they name columns and codes, never values).
-	rev, err := e.jobReviewer(ctx, ds, p, res.probes)
+	rev, err := e.jobScreener(ctx, ds, p, res.probes)
 	if err != nil {
 		return nil, nil, err
 	}
-	rv := rev.Review(ctx, newResultOutput(summary, q, res))
+	rv := rev.Screen(ctx, newResultOutput(summary, q, res))
 	if _, err := e.record(ctx, "reviewer", id, map[string]any{"findings": rv.Findings, "suppressed_rows": len(rv.Suppressed)}); err != nil {
 		return nil, nil, err
 	}

@@ -36,7 +36,7 @@
 // At registration the worker also builds the snapshot's raw-value set (package rawset): the
 // keyed hashes, under the engine's raw-value key sent with the request, of every distinct
 // value of the columns tagged identifier or sensitive. It writes the set beside the snapshot
-// (<digest>.rawset, atomically) for the egress reviewer; the rawset request rebuilds it from
+// (<digest>.rawset, atomically) for the output screen; the rawset request rebuilds it from
 // the snapshot when it is missing or damaged.
 //
 // Worker holds raw rows; nothing it returns is row-level: a response carries only snapshot

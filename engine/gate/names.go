@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/errcode"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/policy/screen"
 )
 
 // What the query writes into its output.
@@ -17,9 +17,9 @@ import (
 // clamp), or a value computed with one (an arithmetic or a function of it). A check of such a
 // string against the raw data would be a membership oracle: denied versus released would say
 // whether some raw record holds the string. So the gate checks them here, from the SQL alone,
-// and marks the keys whose values the query may write (Key.Written); the egress reviewer
+// and marks the keys whose values the query may write (Key.Written); the output screen
 // looks up in the raw-value set only the keys whose values come from the data
-// (reviewer.OriginData).
+// (screen.OriginData).
 //
 // A literal in a parameter position does not reach the output: the start and length of
 // substr, the digits of round, the part of date_trunc, the bounds of width_bucket; nor does
@@ -41,8 +41,8 @@ var booleanOperators = map[string]bool{"~~": true, "!~~": true, "~~*": true, "!~
 
 // checkWritten runs after the query is admitted: it marks the keys whose values the query may
 // write (Key.Written) and refuses, with identifier_in_query and the position, an output name
-// or a literal in a value position that looks like an identifier (the reviewer's own
-// detectors, reviewer.IdentifierCodes, whose verdict depends on the text alone).
+// or a literal in a value position that looks like an identifier (the output screen's own
+// detectors, screen.IdentifierCodes, whose verdict depends on the text alone).
 func (g *gater) checkWritten(node map[string]any) error {
 	// The per-unit subquery's columns the outer query can read: which carry written values.
 	inner := map[string]bool{}
@@ -193,10 +193,10 @@ func checkLiterals(lits []map[string]any) error {
 // checkText refuses text that the query writes into its output when it looks like an
 // identifier. The message names the kind and the place, never the text.
 func checkText(text string, at int, what string) error {
-	codes := reviewer.IdentifierCodes(text)
+	codes := screen.IdentifierCodes(text)
 	if len(codes) == 0 {
 		return nil
 	}
 	return errcode.At(errcode.IdentifierInQuery, at, "%s looks like %s; names and literals a query writes into its output may not look like a resident ID number, unified social credit code, mobile number, bank card number or e-mail address",
-		what, reviewer.Description(codes[0]))
+		what, screen.Description(codes[0]))
 }

@@ -4,7 +4,7 @@
 // bank card numbers (Luhn), mainland mobile numbers and e-mail addresses.
 //
 // Every function is pure and allocation-free on the hot path. The synthetic data generator uses
-// the check-character functions to build valid identifiers; the egress reviewer uses the
+// the check-character functions to build valid identifiers; the output screen uses the
 // validators to recognise identifiers that must never leave the sandbox. Validators accept only
 // the canonical form (upper-case check letters, no separators); callers that scan free text
 // should normalise first.
