@@ -19,6 +19,8 @@ import (
 	"sort"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Grade is the data classification grade (分级). L4 (不予开放) is never operable.
@@ -128,7 +130,7 @@ func (e *Error) Error() string {
 }
 
 // CodeInvalidSpec is the code of every spec validation error.
-const CodeInvalidSpec = "invalid_spec"
+const CodeInvalidSpec = string(errcode.InvalidSpec)
 
 func invalid(field, format string, args ...any) error {
 	return &Error{Code: CodeInvalidSpec, Field: field, Message: fmt.Sprintf(format, args...)}

@@ -1,6 +1,8 @@
 package connectors
 
 import (
+	"github.com/c1b99f93/cleanroom/errcode"
+
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -26,7 +28,7 @@ type csvCase struct {
 	first   []string
 
 	// Failure expectations (code != "").
-	code   string
+	code   errcode.Code
 	row    int64
 	line   int64
 	column string
@@ -383,7 +385,7 @@ func FuzzCSV(f *testing.F) {
 	})
 }
 
-var knownCodes = map[string]bool{
+var knownCodes = map[errcode.Code]bool{
 	CodeSourceNotFound: true, CodeSourceUnreadable: true, CodeMalformedInput: true,
 	CodeUnsupportedType: true, CodeEmptySource: true,
 }

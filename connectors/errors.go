@@ -4,22 +4,25 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
-// Stable error codes. Callers and tests branch on these, never on the text.
+// Stable error codes (declared in errcode, the one registry). Callers and tests branch on
+// these, never on the text.
 const (
 	// CodeSourceNotFound: the path does not exist.
-	CodeSourceNotFound = "source_not_found"
+	CodeSourceNotFound = errcode.SourceNotFound
 	// CodeSourceUnreadable: the path exists but cannot be opened or read (permissions, a
 	// directory, an I/O error).
-	CodeSourceUnreadable = "source_unreadable"
+	CodeSourceUnreadable = errcode.SourceUnreadable
 	// CodeMalformedInput: bad CSV structure, a value not convertible to its column's type,
 	// truncated or corrupt Parquet or Arrow IPC data.
-	CodeMalformedInput = "malformed_input"
+	CodeMalformedInput = errcode.MalformedInput
 	// CodeUnsupportedType: the source kind, or a column type in the source, is not supported.
-	CodeUnsupportedType = "unsupported_type"
+	CodeUnsupportedType = errcode.UnsupportedType
 	// CodeEmptySource: the source has no columns (an empty CSV file, no header).
-	CodeEmptySource = "empty_source"
+	CodeEmptySource = errcode.EmptySource
 )
 
 // Reason phrases. Error text is built only from these, the code, positions, the file's base
@@ -59,7 +62,7 @@ const (
 // inside the worker only: causes from the arrow libraries may quote data (strconv and arrow
 // validation errors do).
 type Error struct {
-	Code   string
+	Code   errcode.Code
 	File   string // base name only: the directory layout of the worker is not the user's business
 	Row    int64  // 1-based data row, header excluded; 0 when unknown
 	Line   int64  // 1-based line in the file where the row starts; 0 when unknown
@@ -71,7 +74,7 @@ type Error struct {
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("connectors: ")
-	b.WriteString(e.Code)
+	b.WriteString(string(e.Code))
 	if e.File != "" {
 		b.WriteString(": ")
 		b.WriteString(e.File)
@@ -93,7 +96,7 @@ func (e *Error) Error() string {
 // Unwrap returns the cause, for logs inside the worker.
 func (e *Error) Unwrap() error { return e.Err }
 
-func newError(code, path, reason string, cause error) *Error {
+func newError(code errcode.Code, path, reason string, cause error) *Error {
 	e := &Error{Code: code, Reason: reason, Err: cause}
 	if path != "" {
 		e.File = filepath.Base(path)

@@ -1,6 +1,8 @@
 package connectors
 
 import (
+	"github.com/c1b99f93/cleanroom/errcode"
+
 	"context"
 	"errors"
 	"os"
@@ -94,7 +96,7 @@ func writeFile(t testing.TB, name string, data []byte) string {
 
 // wantError asserts err is an *Error with the given code and position and that its text
 // contains none of the planted values.
-func wantError(t testing.TB, err error, code string, row int64, column string, planted ...string) *Error {
+func wantError(t testing.TB, err error, code errcode.Code, row int64, column string, planted ...string) *Error {
 	t.Helper()
 	var e *Error
 	if !errors.As(err, &e) {

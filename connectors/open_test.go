@@ -1,6 +1,8 @@
 package connectors
 
 import (
+	"github.com/c1b99f93/cleanroom/errcode"
+
 	"bytes"
 	"context"
 	"errors"
@@ -174,7 +176,7 @@ func TestOpenErrors(t *testing.T) {
 		name   string
 		kind   string
 		data   []byte // nil: no file at all
-		code   string
+		code   errcode.Code
 		column string
 	}{
 		{"parquet truncated", KindParquet, pq[:len(pq)/2], CodeMalformedInput, ""},

@@ -13,7 +13,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/policy/screen"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -55,7 +55,7 @@ type storedAnswer struct {
 	// Units are the rows' noisy unit counts, so a repeat withholds the same rows.
 	Units []float64 `json:"units,omitempty"`
 	// Probes are the differencing checks' noisy counts, so a repeat is reviewed alike.
-	Probes []reviewer.DifferenceProbe `json:"differencing_checks,omitempty"`
+	Probes []screen.DifferenceProbe `json:"differencing_checks,omitempty"`
 }
 
 // fingerprintOf is queryFingerprint of the query's plan without differencing checks: which

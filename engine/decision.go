@@ -31,7 +31,7 @@ import (
 // decision the job fails, and nothing is released.
 func (e *Engine) decide(ctx context.Context, grant, fingerprint string, d ledger.Decision) error {
 	if _, err := e.record(ctx, d.Job, &provenance.OutputDecision{
-		Fingerprint: fingerprint, State: string(d.State), Code: d.Code, Reason: d.Reason,
+		Fingerprint: fingerprint, State: string(d.State), Code: string(d.Code), Reason: d.Reason,
 	}); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (e *Engine) decide(ctx context.Context, grant, fingerprint string, d ledger
 // recallDecision answers job id with a decision that sticks: it records which decision
 // answered, and returns the refusal (nothing ran, nothing is charged).
 func (e *Engine) recallDecision(ctx context.Context, id string, d ledger.Decision) error {
-	if _, err := e.record(ctx, id, &provenance.DecisionRecalled{DecidedJob: d.Job, State: string(d.State), Code: d.Code}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.DecisionRecalled{DecidedJob: d.Job, State: string(d.State), Code: string(d.Code)}); err != nil {
 		return err
 	}
 	reason := d.Reason
@@ -62,7 +62,7 @@ func (e *Engine) recallDecision(ctx context.Context, id string, d ledger.Decisio
 	return errcode.New(orCode(d.Code, errcode.EgressDenied), "the output was withheld by egress review as job %s: %s; it is not reviewed again, whatever its aliases, ORDER BY or LIMIT; nothing was charged", d.Job, reason)
 }
 
-func orCode(code, def string) string {
+func orCode(code, def errcode.Code) errcode.Code {
 	if code != "" {
 		return code
 	}

@@ -38,7 +38,7 @@ func TestRejectedOutputAnswersEveryRepeatAtNoCost(t *testing.T) {
 	if err := e.Withhold(ctx, out.Result.Job, errcode.ReviewRejected, reason); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); errcode.Code(err) != errcode.Conflict {
+	if _, err := e.ReleaseHeld(ctx, out.Result.Job, out.Held, out.Result, []string{"rev-1", "rev-2"}); errcode.Of(err) != errcode.Conflict {
 		t.Fatalf("a rejected output was released by later approvals: %v", err)
 	}
 	repeats := []string{
@@ -51,7 +51,7 @@ func TestRejectedOutputAnswersEveryRepeatAtNoCost(t *testing.T) {
 		before := spent(t, e, "g")
 		for _, sql := range repeats {
 			_, err := e.Run(ctx, job(sql))
-			if errcode.Code(err) != errcode.ReviewRejected || !strings.Contains(errcode.Public(err).Message, reason) ||
+			if errcode.Of(err) != errcode.ReviewRejected || !strings.Contains(errcode.Public(err).Message, reason) ||
 				!strings.Contains(errcode.Public(err).Message, out.Result.Job) {
 				t.Fatalf("%s, %s: %v; want review_rejected naming the job and the reason", when, sql, err)
 			}
@@ -78,7 +78,7 @@ func TestEgressDenialSticksToTheOutput(t *testing.T) {
 	register(t, e, wardsCSV(t, "Zhang Sanfeng"))
 	grant(t, e, "g", 100)
 	_, err := submit(e, "g", "SELECT ward, COUNT(*) AS n FROM wards GROUP BY ward", plan.Options{Epsilon: 1})
-	if errcode.Code(err) != errcode.EgressDenied {
+	if errcode.Of(err) != errcode.EgressDenied {
 		t.Fatalf("the leaking output: %v, want egress_denied", err)
 	}
 	before := spent(t, e, "g")
@@ -87,7 +87,7 @@ func TestEgressDenialSticksToTheOutput(t *testing.T) {
 		"SELECT ward AS w, COUNT(*) AS visits FROM wards GROUP BY ward ORDER BY visits DESC",
 	} {
 		_, err := submit(e, "g", sql, plan.Options{Epsilon: 1})
-		if errcode.Code(err) != errcode.EgressDenied || !strings.Contains(errcode.Public(err).Message, "raw_value_in_output") {
+		if errcode.Of(err) != errcode.EgressDenied || !strings.Contains(errcode.Public(err).Message, "raw_value_in_output") {
 			t.Fatalf("%s: %v; want the stored denial with its reasons", sql, err)
 		}
 	}

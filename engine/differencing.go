@@ -9,7 +9,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/policy/screen"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
@@ -19,7 +19,7 @@ import (
 // one birth date). Before a query on one dataset runs, the engine takes the earlier filters
 // computed on the grant with the same dataset snapshot and group keys, keeps the few most
 // like this one's, and has the worker count, with noise, the privacy units on which each
-// pair disagrees. The reviewer flags a pair under the policy's differencing_min_units, and
+// pair disagrees. The output screen flags a pair under the policy's differencing_min_units, and
 // the default policy holds the output for a person. The counts are DP (each takes a share of
 // the job's epsilon), so a hold says nothing the budget did not pay for.
 
@@ -155,14 +155,14 @@ func executeProbes(ctx context.Context, w *sandbox.Client, id string, probes []p
 }
 
 // releaseProbes draws the noise on each probe's count.
-func releaseProbes(probes []plan.Probe, states [][]byte) ([]reviewer.DifferenceProbe, error) {
-	var out []reviewer.DifferenceProbe
+func releaseProbes(probes []plan.Probe, states [][]byte) ([]screen.DifferenceProbe, error) {
+	var out []screen.DifferenceProbe
 	for i, pr := range probes {
 		rel, err := pr.Worker.Aggregates[0].Release(states[i])
 		if err != nil {
 			return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
 		}
-		out = append(out, reviewer.DifferenceProbe{Against: pr.Against, Units: rel[0].Value})
+		out = append(out, screen.DifferenceProbe{Against: pr.Against, Units: rel[0].Value})
 	}
 	return out, nil
 }

@@ -68,7 +68,7 @@ func TestDifferencingPairIsHeldForReview(t *testing.T) {
 	// queue entry, nothing charged.
 	before = spent(t, e, "g")
 	_, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: minusFour + " LIMIT 5", Options: plan.Options{Epsilon: differencingEpsilon}})
-	if errcode.Code(err) != errcode.OutputHeld || spent(t, e, "g") != before {
+	if errcode.Of(err) != errcode.OutputHeld || spent(t, e, "g") != before {
 		t.Fatalf("the repeat while held: %v, spent %v → %v; want %s for free", err, before, spent(t, e, "g"), errcode.OutputHeld)
 	}
 
@@ -85,7 +85,7 @@ func TestDifferencingPairIsHeldForReview(t *testing.T) {
 
 	// Submit (no governance layer) reports the hold as held_for_review.
 	_, err = submit(e, "g", base+" AND cost <> 102", plan.Options{Epsilon: differencingEpsilon})
-	if errcode.Code(err) != errcode.HeldForReview {
+	if errcode.Of(err) != errcode.HeldForReview {
 		t.Fatalf("Submit: %v, want %s", err, errcode.HeldForReview)
 	}
 }

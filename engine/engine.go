@@ -27,8 +27,8 @@ import (
 // Config opens an engine over a data directory.
 type Config struct {
 	DataDir string
-	// WorkerCommand starts sandbox workers (default: this executable; it must call
-	// sandbox.MaybeRunWorker first).
+	// WorkerCommand starts sandbox workers (default: this executable with the argument
+	// "worker"; the program must then call sandbox.RunWorker, as `cleanroom worker` does).
 	WorkerCommand []string
 	// PolicyDir loads an operator's bundle instead of the embedded default.
 	PolicyDir string
@@ -331,7 +331,7 @@ func (e *Engine) RegisterDataset(ctx context.Context, spec *catalog.Spec, src *o
 	}
 	if prev := e.datasetWithDigest(snap.Digest); prev != nil {
 		if _, err := e.record(context.WithoutCancel(ctx), "", &provenance.DatasetRegistrationRefused{
-			Code: errcode.DatasetAlreadyRegistered, Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade),
+			Code: string(errcode.DatasetAlreadyRegistered), Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade),
 			Snapshot: snap.Digest, RegisteredAs: prev.Spec.Name, RegisteredBy: prev.Spec.Provider,
 		}); err != nil {
 			return nil, err

@@ -21,7 +21,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	sandbox.MaybeRunWorker()
+	// Workers are this test binary started as "<binary> worker" (sandbox.Start's default).
+	if sandbox.IsWorkerInvocation(os.Args) {
+		os.Exit(sandbox.RunWorker())
+	}
 	os.Exit(m.Run())
 }
 
@@ -272,7 +275,10 @@ func TestRefusalsHaveCodesAndRecordsAndCostNothing(t *testing.T) {
 	l4.Grade = catalog.GradeL4
 	register(t, e, l4)
 	grant(t, e, "g", 5)
-	cases := []struct{ sql, code string }{
+	cases := []struct {
+		sql  string
+		code errcode.Code
+	}{
 		{"SELECT person_id FROM visits", errcode.IdentifierInOutput},
 		{"SELECT * FROM visits", errcode.IdentifierInOutput},
 		{"COPY visits TO '/tmp/x.csv'", errcode.UnsupportedSQL},
@@ -290,7 +296,7 @@ func TestRefusalsHaveCodesAndRecordsAndCostNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		_, err := submit(e, "g", c.sql, plan.Options{Epsilon: 1})
-		if got := errcode.Code(err); got != c.code {
+		if got := errcode.Of(err); got != c.code {
 			t.Errorf("%s: code %q (%v), want %q", c.sql, got, err, c.code)
 		}
 	}
@@ -321,7 +327,7 @@ func TestBudgetExhaustionIsRefusedBeforeExecution(t *testing.T) {
 	}
 	// A different query (an identical one would be answered from the first release for free).
 	_, err := submit(e, "g", "SELECT district, COUNT(*) FROM visits WHERE cost >= 0 GROUP BY district", plan.Options{Epsilon: 0.6})
-	if errcode.Code(err) != errcode.BudgetExhausted {
+	if errcode.Of(err) != errcode.BudgetExhausted {
 		t.Fatalf("err = %v, want budget_exhausted", err)
 	}
 	if executions := countRecords(t, e, "execution"); executions != 1 {
@@ -338,7 +344,7 @@ func TestJobThatFailsBeforeReadingDataIsNotCharged(t *testing.T) {
 	register(t, e, visits(t, "visits", 50, false))
 	grant(t, e, "g", 5)
 	_, err := submit(e, "g", "SELECT COUNT(*) FROM visits WHERE visit_date * 2 > 1", plan.Options{Epsilon: 1})
-	if code := errcode.Code(err); code != errcode.QueryInvalid {
+	if code := errcode.Of(err); code != errcode.QueryInvalid {
 		t.Fatalf("err = %v, want query_invalid", err)
 	}
 	if got := spent(t, e, "g"); got != 0 {
@@ -384,7 +390,7 @@ func TestJobThatFailsWhileReadingDataStaysCharged(t *testing.T) {
 	grant(t, e, "g", 5)
 	// 1 ms cannot cover a scan of 100,000 rows with a LIKE on each.
 	_, err := submit(e, "g", "SELECT district, COUNT(*) FROM visits WHERE diagnosis LIKE '%1%' GROUP BY district", plan.Options{Epsilon: 1, TimeoutMS: 1})
-	if errcode.Code(err) != errcode.SandboxTimeout {
+	if errcode.Of(err) != errcode.SandboxTimeout {
 		t.Fatalf("err = %v, want sandbox_timeout", err)
 	}
 	if got := spent(t, e, "g"); got != 1 {

@@ -206,7 +206,7 @@ func TestFormatRefusesUnwritableResults(t *testing.T) {
 	for _, tc := range []struct {
 		name, format string
 		res          *Result
-		code         string
+		code         errcode.Code
 	}{
 		{"unknown format", "xml", formatFixture(true), errcode.InvalidOptions},
 		{"empty format", "", formatFixture(false), errcode.InvalidOptions},
@@ -219,7 +219,7 @@ func TestFormatRefusesUnwritableResults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			err := tc.res.Write(&buf, tc.format)
-			if got := errcode.Code(err); got != tc.code {
+			if got := errcode.Of(err); got != tc.code {
 				t.Errorf("code = %q (%v), want %q", got, err, tc.code)
 			}
 			// A refused result writes nothing, so no caller streams half a file.

@@ -34,7 +34,7 @@ func TestIdentifierEqualityFilterOnlyWhenThePolicyAllowsIt(t *testing.T) {
 	for _, tc := range []struct {
 		allow bool
 		sql   string
-		want  string // "" = released
+		want  errcode.Code // "" = released
 	}{
 		{false, equality, errcode.PolicyDenied},
 		{false, in, errcode.PolicyDenied},
@@ -45,7 +45,7 @@ func TestIdentifierEqualityFilterOnlyWhenThePolicyAllowsIt(t *testing.T) {
 		{true, function, errcode.PolicyDenied},
 	} {
 		r, err := submit(engines[tc.allow], "g", tc.sql, plan.Options{Epsilon: 1})
-		if got := errcode.Code(err); got != tc.want {
+		if got := errcode.Of(err); got != tc.want {
 			t.Fatalf("allow=%v %s: code %q (%v), want %q", tc.allow, tc.sql, got, err, tc.want)
 		}
 		// One person's count is almost always under the minimum of units per group, so the

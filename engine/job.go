@@ -22,7 +22,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/policy/screen"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -66,8 +66,8 @@ type Result struct {
 	// units is each row's noisy count of privacy units (nil when nothing is suppressed). It
 	// stays with its row through suppression and ORDER BY, and is never released.
 	units []float64
-	// probes are the noisy counts of the differencing checks, for the reviewer.
-	probes []reviewer.DifferenceProbe
+	// probes are the noisy counts of the differencing checks, for the output screen.
+	probes []screen.DifferenceProbe
 }
 
 // Submit runs a job through the pipeline and returns its released result, or an *errcode.Error
@@ -100,7 +100,7 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	out, stage, err := e.run(ctx, id, j, opts)
 	if err != nil {
 		pub := errcode.Public(err)
-		end := provenance.JobEnd{Code: pub.Code, Message: pub.Message, Position: pub.Position}
+		end := provenance.JobEnd{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
 		var ev provenance.Event = &provenance.JobRefused{JobEnd: end}
 		if stage == stageAfterReserve {
 			ev = &provenance.JobFailed{JobEnd: end}
@@ -243,7 +243,7 @@ func (e *Engine) charge(ctx context.Context, id string, cause error) error {
 	if err := e.ledger.Commit(ctx, id); err != nil {
 		return errors.Join(cause, err)
 	}
-	if _, err := e.record(ctx, id, &provenance.BudgetDebited{Reason: errcode.Code(cause), Released: new(bool)}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.BudgetDebited{Reason: string(errcode.Of(cause)), Released: new(bool)}); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -252,10 +252,10 @@ func (e *Engine) charge(ctx context.Context, id string, cause error) error {
 // refund returns a reservation after a failure that released nothing and read no data.
 func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 	ctx = context.WithoutCancel(ctx)
-	if err := e.ledger.Refund(ctx, id, errcode.Code(cause)); err != nil {
+	if err := e.ledger.Refund(ctx, id, string(errcode.Of(cause))); err != nil {
 		return errors.Join(cause, err)
 	}
-	if _, err := e.record(ctx, id, &provenance.BudgetRefunded{Reason: errcode.Code(cause)}); err != nil {
+	if _, err := e.record(ctx, id, &provenance.BudgetRefunded{Reason: string(errcode.Of(cause))}); err != nil {
 		return errors.Join(cause, err)
 	}
 	return cause
@@ -274,7 +274,7 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 		probeStates, probePre, err = executeProbes(ctx, w, id, p.Probes)
 	}
 	if err != nil {
-		switch errcode.Code(err) {
+		switch errcode.Of(err) {
 		case errcode.QueryInvalid, errcode.Canceled:
 			// Known before any row was read, or stopped by the applicant: nothing about the
 			// data was learned, so the reservation is returned.
@@ -351,13 +351,13 @@ func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sou
 func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
 	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, res *Result, repeat *provenance.Release) (*Hold, []byte, error) {
 	summary := outputSummary(ds, q, p, res)
-	// The reviewer looks at the concrete output; its findings go to the egress policy and into
+	// The output screen looks at the concrete output; its findings go to the egress policy and into
 	// provenance (they name columns and codes, never values).
-	rev, err := e.jobReviewer(ctx, ds, p, res.probes)
+	rev, err := e.jobScreener(ctx, ds, p, res.probes)
 	if err != nil {
 		return nil, nil, err
 	}
-	rv := rev.Review(ctx, newResultOutput(summary, q, res))
+	rv := rev.Screen(ctx, newResultOutput(summary, q, res))
 	if _, err := e.record(ctx, id, &provenance.Reviewer{Findings: provenance.DocOf(rv.Findings), SuppressedRows: len(rv.Suppressed)}); err != nil {
 		return nil, nil, err
 	}

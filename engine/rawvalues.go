@@ -17,7 +17,7 @@ import (
 // The raw-value scan's data. The engine owns a secret key (DataDir/keys/rawvalue.key); each
 // domain's worker builds, at registration, a set of keyed hashes of the identifier and
 // sensitive values of the dataset (rawset) and writes it beside the snapshot. For a
-// job, the engine loads the sets of the datasets it read and the egress reviewer looks every
+// job, the engine loads the sets of the datasets it read and the output screen looks every
 // output value up in their union. The engine holds keyed hashes only, never a value.
 
 // CodeBadRawValueKey is the code of ErrBadRawValueKey.

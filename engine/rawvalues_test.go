@@ -73,7 +73,7 @@ func TestRawValueKeyIsCreatedPrivateAndReused(t *testing.T) {
 				e.Close()
 				t.Fatal("Open accepted a damaged raw-value key")
 			}
-			if !errors.Is(err, engine.ErrBadRawValueKey) || errcode.Code(err) != engine.CodeBadRawValueKey {
+			if !errors.Is(err, engine.ErrBadRawValueKey) || errcode.Of(err) != engine.CodeBadRawValueKey {
 				t.Fatalf("err = %v, want %s", err, engine.CodeBadRawValueKey)
 			}
 			if strings.Contains(err.Error(), string(first[:8])) {
@@ -232,7 +232,7 @@ func TestRawValueInOutputIsDenied(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := submitReviewed(e, "g", c.sql, plan.Options{Epsilon: 1})
-			if c.denied != (errcode.Code(err) == errcode.EgressDenied) || !c.denied && err != nil {
+			if c.denied != (errcode.Of(err) == errcode.EgressDenied) || !c.denied && err != nil {
 				t.Fatalf("err = %v, want denied %v", err, c.denied)
 			}
 			if err != nil && strings.Contains(strings.ToUpper(err.Error()), strings.ToUpper(leaked)) {

@@ -84,10 +84,10 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 		t.Fatalf("replay of a repeat answered from its release: %+v, %v", rep, err)
 	}
 	_, err = e.Submit(ctx, engine.Job{Principal: applicant, Grant: "g", SQL: "SELECT person_id FROM medical_visits", Options: o})
-	if errcode.Code(err) != errcode.IdentifierInOutput {
+	if errcode.Of(err) != errcode.IdentifierInOutput {
 		t.Fatalf("refusal: %v", err)
 	}
-	if _, err := e.Replay(ctx, "job-does-not-exist"); errcode.Code(err) != errcode.NotFound {
+	if _, err := e.Replay(ctx, "job-does-not-exist"); errcode.Of(err) != errcode.NotFound {
 		t.Fatalf("replay of an unknown job: %v", err)
 	}
 }

@@ -52,7 +52,7 @@ func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *R
 // the decision on the output: every repeat of the query — whatever its aliases, ORDER BY or
 // LIMIT — is refused with code and reason at no cost, and never reviewed again. Reason is
 // shown to the applicant and kept in provenance; it must not quote data values.
-func (e *Engine) Withhold(ctx context.Context, job, code, reason string) error {
+func (e *Engine) Withhold(ctx context.Context, job string, code errcode.Code, reason string) error {
 	state := ledger.DecisionWithheld
 	if code == errcode.ReviewRejected {
 		state = ledger.DecisionRejected
@@ -62,7 +62,7 @@ func (e *Engine) Withhold(ctx context.Context, job, code, reason string) error {
 	} else if ok && d.State != ledger.DecisionHeld && d.State != state {
 		return errcode.New(errcode.Conflict, "the output of job %s was already %s", job, d.State)
 	}
-	if _, err := e.record(ctx, job, &provenance.Withheld{Code: code, Reason: reason}); err != nil {
+	if _, err := e.record(ctx, job, &provenance.Withheld{Code: string(code), Reason: reason}); err != nil {
 		return err
 	}
 	return e.settleHeld(ctx, job, ledger.Decision{State: state, Code: code, Reason: reason})

@@ -31,7 +31,7 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	if out.Held == nil || out.Held.Reviewers != 2 || out.Result.LogIndex != 0 {
 		t.Fatalf("an L3 output was not held for two reviewers: held=%+v log_index=%d", out.Held, out.Result.LogIndex)
 	}
-	if _, err := e.Submit(ctx, job); errcode.Code(err) != errcode.OutputHeld {
+	if _, err := e.Submit(ctx, job); errcode.Of(err) != errcode.OutputHeld {
 		t.Fatalf("Submit of a held job's repeat: %v, want output_held", err)
 	}
 
@@ -46,7 +46,7 @@ func TestHeldOutputIsReleasedOnlyAsHeld(t *testing.T) {
 	if out.Result.LogIndex == 0 {
 		t.Fatal("the released result carries no release index")
 	}
-	if _, err := e.Run(ctx, job); errcode.Code(err) != errcode.OutputHeld {
+	if _, err := e.Run(ctx, job); errcode.Of(err) != errcode.OutputHeld {
 		t.Fatalf("a repeat before the hold ended: %v, want output_held (naming the released job)", err)
 	}
 	if err := e.EndHold(ctx, out.Result.Job); err != nil {
@@ -84,7 +84,7 @@ func TestJobOutsideItsScopeIsForbidden(t *testing.T) {
 		_, err := e.Submit(ctx, engine.Job{Principal: applicant, Grant: "g", Terms: terms, SQL: sql, Options: plan.Options{Epsilon: 0.5}})
 		return err
 	}
-	if err := run([]string{"residents"}, "SELECT COUNT(*) FROM medical_visits"); errcode.Code(err) != errcode.Forbidden {
+	if err := run([]string{"residents"}, "SELECT COUNT(*) FROM medical_visits"); errcode.Of(err) != errcode.Forbidden {
 		t.Fatalf("out of scope: %v, want forbidden", err)
 	}
 	join := "SELECT d.name, COUNT(*) FROM medical_visits v JOIN districts d ON v.district = d.code GROUP BY d.name"

@@ -106,13 +106,13 @@ func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 		t.Run(row.construct, func(t *testing.T) {
 			r, err := submitReviewed(e, "g", row.sql, opts)
 			if row.want != "released" {
-				if got := errcode.Code(err); got != row.want {
+				if got := errcode.Of(err); string(got) != row.want {
 					t.Fatalf("sql.md:%d: %s\ncode %q (%v), documented %q", row.line, row.sql, got, err, row.want)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("sql.md:%d: %s\ndocumented released, got %q: %v", row.line, row.sql, errcode.Code(err), err)
+				t.Fatalf("sql.md:%d: %s\ndocumented released, got %q: %v", row.line, row.sql, errcode.Of(err), err)
 			}
 			aggs := 0
 			for _, c := range r.Columns {

@@ -255,7 +255,7 @@ func outcome(e *engine.Engine, sql string) string {
 	_, err := e.Submit(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: sql,
 		Options: plan.Options{Epsilon: 0.01, Delta: 1e-8, MaxGroupsContributed: 3}})
 	if err != nil {
-		return errcode.Code(err)
+		return string(errcode.Of(err))
 	}
 	return "released"
 }

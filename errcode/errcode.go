@@ -12,52 +12,68 @@ import (
 	"fmt"
 )
 
+// Code is a stable error code: the only thing tests and callers branch on, never message
+// text. Every code is one of the constants below and is listed once in All; a test refuses
+// string literals where a Code is expected.
+type Code string
+
 // Stable codes. Tests assert codes, never message text.
 const (
-	SyntaxError        = "syntax_error"
-	UnsupportedSQL     = "unsupported_sql"
-	IdentifierInOutput = "identifier_in_output"
-	UnknownDataset     = "unknown_dataset"
-	UnknownColumn      = "unknown_column"
-	MissingBounds      = "missing_bounds"
-	InvalidOptions     = "invalid_options"
-	InvalidSpec        = "invalid_spec"
-	NotOperable        = "dataset_not_operable"
-	PolicyDenied       = "policy_denied"
-	EgressDenied       = "egress_denied"
-	HeldForReview      = "held_for_review"
-	BudgetExhausted    = "budget_exhausted"
-	SandboxTimeout     = "sandbox_timeout"
-	SandboxFailed      = "sandbox_failed"
-	Canceled           = "canceled"
-	MalformedInput     = "malformed_input"
-	QueryInvalid       = "query_invalid" // does not type-check: known before any row is read
-	QueryFailed        = "query_failed"  // failed while reading rows
-	ProvenanceFailed   = "provenance_unavailable"
-	Internal           = "internal"
+	SyntaxError        Code = "syntax_error"
+	UnsupportedSQL     Code = "unsupported_sql"
+	IdentifierInOutput Code = "identifier_in_output"
+	UnknownDataset     Code = "unknown_dataset"
+	UnknownColumn      Code = "unknown_column"
+	MissingBounds      Code = "missing_bounds"
+	InvalidOptions     Code = "invalid_options"
+	InvalidSpec        Code = "invalid_spec"
+	NotOperable        Code = "dataset_not_operable"
+	PolicyDenied       Code = "policy_denied"
+	EgressDenied       Code = "egress_denied"
+	HeldForReview      Code = "held_for_review"
+	BudgetExhausted    Code = "budget_exhausted"
+	SandboxTimeout     Code = "sandbox_timeout"
+	SandboxFailed      Code = "sandbox_failed"
+	Canceled           Code = "canceled"
+	MalformedInput     Code = "malformed_input"
+	QueryInvalid       Code = "query_invalid" // does not type-check: known before any row is read
+	QueryFailed        Code = "query_failed"  // failed while reading rows
+	ProvenanceFailed   Code = "provenance_unavailable"
+	Internal           Code = "internal"
 
 	// Governance and the API.
-	Unauthenticated    = "unauthenticated"      // no or unknown bearer token
-	Forbidden          = "forbidden"            // the principal, or the grant's scope, does not allow it
-	NotFound           = "not_found"            // no such resource, or not visible to the principal
-	InvalidRequest     = "invalid_request"      // a malformed body, parameter or value
-	Conflict           = "conflict"             // the resource is not in a state that allows it
-	GrantExpired       = "grant_expired"        // outside the grant's period
-	GrantSuspended     = "grant_suspended"      // the operator suspended the grant
-	GrantRevoked       = "grant_revoked"        // the operator ended the grant
-	SeparationOfDuties = "separation_of_duties" // a reviewer may not review this job
-	ReviewRejected     = "review_rejected"      // a reviewer rejected a held output
-	UnsupportedJobKind = "unsupported_job_kind" // a job kind this platform does not run yet
-	Unavailable        = "unavailable"          // the server is shutting down
+	Unauthenticated    Code = "unauthenticated"      // no or unknown bearer token
+	Forbidden          Code = "forbidden"            // the principal, or the grant's scope, does not allow it
+	NotFound           Code = "not_found"            // no such resource, or not visible to the principal
+	InvalidRequest     Code = "invalid_request"      // a malformed body, parameter or value
+	Conflict           Code = "conflict"             // the resource is not in a state that allows it
+	GrantExpired       Code = "grant_expired"        // outside the grant's period
+	GrantSuspended     Code = "grant_suspended"      // the operator suspended the grant
+	GrantRevoked       Code = "grant_revoked"        // the operator ended the grant
+	SeparationOfDuties Code = "separation_of_duties" // a reviewer may not review this job
+	ReviewRejected     Code = "review_rejected"      // a reviewer rejected a held output
+	UnsupportedJobKind Code = "unsupported_job_kind" // a job kind this platform does not run yet
+	Unavailable        Code = "unavailable"          // the server is shutting down
 	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
 	// allocated to grants, cannot cover the budget of a grant being approved.
-	DatasetBudgetInsufficient = "dataset_budget_insufficient"
+	DatasetBudgetInsufficient Code = "dataset_budget_insufficient"
 
 	// Registration: where a provider's source may be read from, and one budget per data.
-	NoImportRoot             = "no_import_root"             // the provider's organisation has no import root on this server
-	SourceOutsideImportRoot  = "source_outside_import_root" // source.path leaves the organisation's import root
-	SourceSymlink            = "source_symlink"             // a symbolic link on source.path (links are never followed)
-	DatasetAlreadyRegistered = "dataset_already_registered" // the same data is registered as another dataset
+	NoImportRoot             Code = "no_import_root"             // the provider's organisation has no import root on this server
+	SourceOutsideImportRoot  Code = "source_outside_import_root" // source.path leaves the organisation's import root
+	SourceSymlink            Code = "source_symlink"             // a symbolic link on source.path (links are never followed)
+	DatasetAlreadyRegistered Code = "dataset_already_registered" // the same data is registered as another dataset
+
+	// Sources (package connectors): reading a provider's file.
+	SourceNotFound   Code = "source_not_found"  // the path does not exist
+	SourceUnreadable Code = "source_unreadable" // the path cannot be opened or read
+	UnsupportedType  Code = "unsupported_type"  // the source kind or a column type is not supported
+	EmptySource      Code = "empty_source"      // the source has no columns
+
+	// The gate and the worker.
+	RawColumnInOutput  Code = "raw_column_in_output" // a select item would release row-level values
+	NetworkUnreachable Code = "network_unreachable"  // the worker's network check could connect nowhere (expected)
+	ResourceLimit      Code = "resource_limit"       // a query exceeded the sandbox memory limit
 )
 
 // Codes of the decisions that stick (an output's review or denial answers every query the
@@ -67,34 +83,51 @@ const (
 	// name derived from one, a CASE result, a COALESCE argument, a clamp) looks like an
 	// identifier. Refused by the gate from the SQL alone, with the position, before anything
 	// runs.
-	IdentifierInQuery = "identifier_in_query"
+	IdentifierInQuery Code = "identifier_in_query"
 	// OutputHeld: the query's output is the one already held for review as another job of
 	// the grant; this job is not queued again, and the held job's decision will be the answer.
-	OutputHeld = "output_held"
+	OutputHeld Code = "output_held"
 )
+
+// All lists every code, once: the registry a test checks against the constants declared here.
+func All() []Code {
+	return []Code{
+		SyntaxError, UnsupportedSQL, IdentifierInOutput, UnknownDataset, UnknownColumn, MissingBounds,
+		InvalidOptions, InvalidSpec, NotOperable, PolicyDenied, EgressDenied, HeldForReview,
+		BudgetExhausted, SandboxTimeout, SandboxFailed, Canceled, MalformedInput, QueryInvalid,
+		QueryFailed, ProvenanceFailed, Internal,
+		Unauthenticated, Forbidden, NotFound, InvalidRequest, Conflict, GrantExpired, GrantSuspended,
+		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable,
+		DatasetBudgetInsufficient,
+		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
+		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
+		RawColumnInOutput, NetworkUnreachable, ResourceLimit,
+		IdentifierInQuery, OutputHeld,
+	}
+}
 
 // Error is a stage's failure with a stable code. Message must be safe to show to the applicant:
 // callers build it only from fixed text, catalog names and positions. Cause is kept for the
 // platform's own logs and is never shown.
 type Error struct {
-	Code     string
+	Code     Code
 	Message  string
 	Position int // byte offset into the submitted SQL, or -1
 	Cause    error
 }
 
 // New returns an *Error without position.
-func New(code, format string, args ...any) *Error {
+func New(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Position: -1}
 }
 
 // At returns an *Error at a SQL position.
-func At(code string, pos int, format string, args ...any) *Error {
+func At(code Code, pos int, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Position: pos}
 }
 
 // Wrap returns an *Error that keeps cause for logs.
-func Wrap(code string, cause error, format string, args ...any) *Error {
+func Wrap(code Code, cause error, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Position: -1, Cause: cause}
 }
 
@@ -107,8 +140,8 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Cause }
 
-// Code returns err's stable code, "internal" for untyped errors, "" for nil.
-func Code(err error) string {
+// Of returns err's stable code, Internal for untyped errors, "" for nil.
+func Of(err error) Code {
 	if err == nil {
 		return ""
 	}
@@ -121,7 +154,7 @@ func Code(err error) string {
 
 // PublicError is what crosses the boundary to an applicant.
 type PublicError struct {
-	Code     string `json:"code"`
+	Code     Code   `json:"code"`
 	Message  string `json:"message"`
 	Position *int   `json:"position,omitempty"`
 }

@@ -98,8 +98,8 @@ func TestPublicOfWrappedTypedErrorKeepsCodeMessageAndPosition(t *testing.T) {
 				if b, _ := json.Marshal(got); strings.Contains(string(b), planted) {
 					t.Errorf("public form leaks a joined cause: %s", b)
 				}
-				if errcode.Code(err) != tc.want.Code {
-					t.Errorf("Code = %q, want %q", errcode.Code(err), tc.want.Code)
+				if errcode.Of(err) != tc.want.Code {
+					t.Errorf("Code = %q, want %q", errcode.Of(err), tc.want.Code)
 				}
 			})
 		}
@@ -124,11 +124,11 @@ func TestPublicErrorJSONOmitsOnlyAbsentPosition(t *testing.T) {
 	}
 }
 
-func TestCode(t *testing.T) {
+func TestOf(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		err  error
-		want string
+		want errcode.Code
 	}{
 		{"nil is empty", nil, ""},
 		{"untyped is internal", errors.New(planted), errcode.Internal},
@@ -137,7 +137,7 @@ func TestCode(t *testing.T) {
 		{"outermost typed wins", errcode.Wrap(errcode.ProvenanceFailed, errcode.New(errcode.Internal, "disk"), "provenance"), errcode.ProvenanceFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := errcode.Code(tc.err); got != tc.want {
+			if got := errcode.Of(tc.err); got != tc.want {
 				t.Errorf("Code = %q, want %q", got, tc.want)
 			}
 		})

@@ -134,7 +134,7 @@ const (
 	SeverityHigh   = "high"
 )
 
-// Finding is one result of the egress reviewer's checks. Message must not contain data
+// Finding is one result of the output screen's checks. Message must not contain data
 // values; the default policy quotes only Code.
 type Finding struct {
 	Code     string `json:"code"`

@@ -55,7 +55,7 @@ func ParseNumber(c string) (float64, bool) {
 
 // Fold returns s with ASCII letters upper-cased, full-width forms U+FF01-U+FF5E folded to
 // ASCII (the NFKC mappings that matter for Chinese text), the ideographic and no-break spaces
-// mapped to ' ' and dashes to '-'. Other characters are kept. The reviewer's identifier scans
+// mapped to ' ' and dashes to '-'. Other characters are kept. The output screen's identifier scans
 // read text through it too, so a value is seen the same way by every check.
 func Fold(s string) string {
 	clean := true

@@ -1,8 +1,8 @@
 // Package rawset has one job: keyed hashes of raw values, built inside the sandbox worker,
-// that let the egress reviewer recognise a raw value in an output without holding any.
+// that let the output screen recognise a raw value in an output without holding any.
 //
 //	worker (holds raw rows)                          engine (never holds raw rows)
-//	identifier and sensitive columns                 policy/reviewer
+//	identifier and sensitive columns                 policy/screen
 //	  ──► CanonicalString / CanonicalNumber            output string or number
 //	  ──► Keyer: HMAC-SHA256 under the platform's        ──► same canonical forms, same Keyer
 //	      raw-value key, truncated to 64 bits            ──► HashSet.Contains (a Union over
@@ -14,5 +14,5 @@
 // and Keyer print redacted.
 //
 // The package imports only the standard library: the worker builds sets with it and the
-// reviewer looks values up with it, and neither side may pull the other's dependencies.
+// output screen looks values up with it, and neither side may pull the other's dependencies.
 package rawset

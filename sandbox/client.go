@@ -19,20 +19,26 @@ import (
 	"github.com/c1b99f93/cleanroom/rawset"
 )
 
-const (
-	workerEnv = "CLEANROOM_SANDBOX_WORKER"
-	configEnv = "CLEANROOM_SANDBOX_CONFIG"
-)
+// WorkerArg is the first argument that starts a program as a sandbox worker: the client runs
+// "<executable> worker", which in the cleanroom binary is its hidden worker subcommand. Any
+// other program that starts workers (a test binary) dispatches on it to RunWorker itself.
+const WorkerArg = "worker"
 
-// MaybeRunWorker turns this process into a sandbox worker when it was started as one by
-// Start, and never returns in that case. Call it first thing in main (and in TestMain of
-// packages whose tests start workers).
-func MaybeRunWorker() {
-	if os.Getenv(workerEnv) != "1" {
-		return
-	}
-	os.Exit(workerMain())
+// configEnv carries the worker's configuration (directories and limits, no secret) from the
+// client to RunWorker; it is the only variable of the worker's minimal environment besides
+// HOME and TMPDIR.
+const configEnv = "CLEANROOM_SANDBOX_CONFIG"
+
+// IsWorkerInvocation reports whether args (os.Args) start this process as a sandbox worker.
+func IsWorkerInvocation(args []string) bool {
+	return len(args) > 1 && args[1] == WorkerArg
 }
+
+// RunWorker serves as a sandbox worker on this process's stdin, stdout and source socket
+// until the engine closes the pipe, and returns the process's exit code (0 after a clean
+// stop). The caller exits with it; nothing else may run in the process, and nothing may be
+// printed to stdout, which is the engine's pipe.
+func RunWorker() int { return workerMain() }
 
 func workerMain() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "sandbox-worker")
@@ -42,18 +48,11 @@ func workerMain() int {
 		return 2
 	}
 	log = log.With("domain", cfg.Domain)
-	// The pipe to the engine is private: move it off fd 1 so nothing a library prints can
-	// corrupt the protocol.
-	protoFD, err := syscall.Dup(1)
+	out, err := takeEnginePipe()
 	if err != nil {
-		log.Error("dup stdout", "err", err)
+		log.Error("take the engine's pipe", "err", err)
 		return 2
 	}
-	if err := syscall.Dup2(2, 1); err != nil {
-		log.Error("redirect stdout", "err", err)
-		return 2
-	}
-	out := os.NewFile(uintptr(protoFD), "engine-pipe")
 	iso := applyIsolation(cfg, log)
 	if err := serve(context.Background(), cfg, iso, os.Stdin, out, sourceFD, log); err != nil {
 		log.Error("worker stopped", "err", err)
@@ -64,8 +63,9 @@ func workerMain() int {
 
 // Config starts a worker for one data domain.
 type Config struct {
-	// Command is the executable and arguments to run; it must call MaybeRunWorker first.
-	// Default: this executable with no arguments.
+	// Command is the executable and arguments to run; the program must call RunWorker (the
+	// cleanroom binary's hidden worker subcommand does). Default: this executable with the
+	// single argument WorkerArg.
 	Command []string
 	Worker  WorkerConfig
 	// Stderr receives the worker's logs (which never contain data values). Default os.Stderr.
@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg Config) (*Client, *wire.Isolation, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		cfg.Command = []string{exe}
+		cfg.Command = []string{exe, WorkerArg}
 	}
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
@@ -147,7 +147,7 @@ func start(cfg Config, netns bool) (*Client, error) {
 	}
 	cmd := exec.Command(cfg.Command[0], cfg.Command[1:]...)
 	// A minimal environment: the worker inherits none of the server's secrets.
-	cmd.Env = []string{workerEnv + "=1", configEnv + "=" + string(js), "HOME=" + wc.Dir, "TMPDIR=" + wc.DB.TempDir}
+	cmd.Env = []string{configEnv + "=" + string(js), "HOME=" + wc.Dir, "TMPDIR=" + wc.DB.TempDir}
 	cmd.Dir = wc.Dir
 	cmd.Stderr = cfg.Stderr
 	cmd.SysProcAttr = newNetNSAttr(netns)
@@ -155,8 +155,10 @@ func start(cfg Config, netns bool) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer child.Close()                // the worker holds its own copy once started
-	cmd.ExtraFiles = []*os.File{child} // the worker's sourceFD
+	if child != nil { // nil outside Linux (source_other.go)
+		defer child.Close()                // the worker holds its own copy once started
+		cmd.ExtraFiles = []*os.File{child} // the worker's sourceFD
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		srcs.Close()
@@ -244,7 +246,7 @@ func (c *Client) callWith(ctx context.Context, req request, src *os.File) (resul
 			return result{}, errcode.New(errcode.SandboxFailed, "the sandbox worker exited during the request")
 		}
 		if e := res.resp.Error; e != nil {
-			return result{}, &errcode.Error{Code: e.Code, Message: e.Message, Position: -1}
+			return result{}, &errcode.Error{Code: errcode.Code(e.Code), Message: e.Message, Position: -1}
 		}
 		return res, nil
 	case <-ctx.Done():

@@ -11,6 +11,22 @@
 //
 //	server ──source fd (SCM_RIGHTS)──▶ fd 3 (source socket)
 //
+// A worker is a program started as "<executable> worker" (Start's default command): in the
+// cleanroom binary the hidden `cleanroom worker` subcommand, which calls RunWorker and exits
+// with the code it returns. Nothing else selects worker mode — no environment variable, and
+// nothing in this package exits the process. A test binary that starts workers is not the
+// cleanroom binary, so its TestMain dispatches on the same argument:
+//
+//	func TestMain(m *testing.M) {
+//		if sandbox.IsWorkerInvocation(os.Args) {
+//			os.Exit(sandbox.RunWorker())
+//		}
+//		os.Exit(m.Run())
+//	}
+//
+// The worker's environment holds only its configuration (directories and limits), HOME and
+// TMPDIR; the raw-value key travels with the requests.
+//
 // The worker never opens a provider's path: a register request carries only the source's base
 // name (for errors), and its source arrives as an open file descriptor on a socket pair (the
 // worker's fd 3), sent by the server after it opened the file beneath the provider's import
@@ -20,7 +36,7 @@
 // At registration the worker also builds the snapshot's raw-value set (package rawset): the
 // keyed hashes, under the engine's raw-value key sent with the request, of every distinct
 // value of the columns tagged identifier or sensitive. It writes the set beside the snapshot
-// (<digest>.rawset, atomically) for the egress reviewer; the rawset request rebuilds it from
+// (<digest>.rawset, atomically) for the output screen; the rawset request rebuilds it from
 // the snapshot when it is missing or damaged.
 //
 // Worker holds raw rows; nothing it returns is row-level: a response carries only snapshot

@@ -22,7 +22,7 @@ import (
 
 // The raw-value set: the keyed hashes (rawset) of every distinct value of a snapshot's
 // identifier and sensitive columns, built by the worker and written beside the snapshot as
-// <digest>.rawset. The egress reviewer looks output values up in it. Only keyed hashes leave
+// <digest>.rawset. The output screen looks output values up in it. Only keyed hashes leave
 // the worker: the file holds no value, and the response names the file's digest, its entry
 // count and the key's ID.
 

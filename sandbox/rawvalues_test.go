@@ -186,12 +186,12 @@ func TestRawSetOpRebuildsAMissingOrDamagedSet(t *testing.T) {
 			}
 		})
 	}
-	if _, err := w.BuildRawSet(ctx, spec, "sha256:"+strings.Repeat("0", 64)); errcode.Code(err) != errcode.SandboxFailed {
+	if _, err := w.BuildRawSet(ctx, spec, "sha256:"+strings.Repeat("0", 64)); errcode.Of(err) != errcode.SandboxFailed {
 		t.Fatalf("a set of an unknown snapshot: %v, want sandbox_failed", err)
 	}
 	other := visitsSpec(path)
 	other.Columns["nickname"] = catalog.Column{Tags: []catalog.Tag{catalog.TagIdentifier}}
-	if _, err := w.BuildRawSet(ctx, other, snap.Digest); errcode.Code(err) != errcode.InvalidSpec {
+	if _, err := w.BuildRawSet(ctx, other, snap.Digest); errcode.Of(err) != errcode.InvalidSpec {
 		t.Fatalf("a column the snapshot lacks: %v, want invalid_spec", err)
 	}
 }

@@ -355,7 +355,7 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := valid()
 			edit(r)
-			if _, err := render(r, tables); errcode.Code(err) != errcode.Internal {
+			if _, err := render(r, tables); errcode.Of(err) != errcode.Internal {
 				t.Fatalf("err = %v, want %s", err, errcode.Internal)
 			}
 		})

@@ -24,7 +24,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	MaybeRunWorker()
+	if IsWorkerInvocation(os.Args) {
+		os.Exit(RunWorker())
+	}
 	os.Exit(m.Run())
 }
 
@@ -231,7 +233,7 @@ func TestWorkerHasNoNetwork(t *testing.T) {
 		t.Fatalf("isolation = %+v, want a network namespace and no_new_privs", iso)
 	}
 	err = c.Probe(context.Background(), ln.Addr().String())
-	if errcode.Code(err) != "network_unreachable" {
+	if errcode.Of(err) != "network_unreachable" {
 		t.Fatalf("probe from inside the worker: %v, want network_unreachable", err)
 	}
 }
@@ -285,7 +287,7 @@ func TestMalformedSourceRegistersNothing(t *testing.T) {
 			if err == nil {
 				t.Fatal("malformed source was registered")
 			}
-			if code := errcode.Code(err); code != "malformed_input" && code != errcode.InvalidSpec && code != "empty_source" {
+			if code := errcode.Of(err); code != "malformed_input" && code != errcode.InvalidSpec && code != "empty_source" {
 				t.Fatalf("code %q (%v)", code, err)
 			}
 			if strings.Contains(err.Error(), "SECRET-VALUE") {
@@ -318,7 +320,7 @@ func TestPlanDeadlineInterruptsTheQuery(t *testing.T) {
 	p.TimeoutMS = 200
 	start := time.Now()
 	_, err = c.Execute(ctx, p)
-	if errcode.Code(err) != errcode.SandboxTimeout {
+	if errcode.Of(err) != errcode.SandboxTimeout {
 		t.Fatalf("err = %v, want sandbox_timeout", err)
 	}
 	if d := time.Since(start); d > 20*time.Second {
@@ -371,7 +373,7 @@ func TestLockedDuckDBRefusesFileAccess(t *testing.T) {
 			}
 			continue
 		}
-		if errcode.Code(err) != errcode.Internal {
+		if errcode.Of(err) != errcode.Internal {
 			t.Fatalf("filter %s: err = %v, want the worker to refuse it", filter.Canonical(), err)
 		}
 		if strings.Contains(err.Error(), "root:") || strings.Contains(err.Error(), "5301021980") {
@@ -516,7 +518,7 @@ func TestUnitSpellingsOfOnePersonAreOneUnit(t *testing.T) {
 func TestFloatPrivacyUnitIsRefused(t *testing.T) {
 	path := writeCSV(t, "floats.csv", "person_id,district,cost\n1.5,A,1\n-0.0,A,1\n")
 	_, err := register(context.Background(), t, startWorker(t, nil), visitsSpec(path))
-	if errcode.Code(err) != errcode.InvalidSpec {
+	if errcode.Of(err) != errcode.InvalidSpec {
 		t.Fatalf("err = %v, want invalid_spec", err)
 	}
 }

@@ -27,7 +27,8 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 )
 
-// WorkerConfig configures a worker process. The parent passes it through the environment.
+// WorkerConfig configures a worker process. The parent passes it through the environment
+// (configEnv) of the worker it starts as "<executable> worker".
 type WorkerConfig struct {
 	Dir    string   `json:"dir"` // the domain's directory: snapshots/ and tmp/
 	Domain string   `json:"domain"`
@@ -172,7 +173,7 @@ func (w *worker) handle(ctx context.Context, req *request) {
 		}
 		// The cause may quote data: log only its class.
 		w.log.Warn("request failed", "op", req.Op, "code", ce.Code, "class", duckErrorClass(err))
-		resp.Error = &wireError{Code: ce.Code, Message: ce.Message}
+		resp.Error = &wireError{Code: string(ce.Code), Message: ce.Message}
 	}
 	hdr, _ := json.Marshal(resp)
 	w.wmu.Lock()
@@ -197,7 +198,7 @@ func probe(ctx context.Context, target string) error {
 	d := net.Dialer{Timeout: 2 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", target)
 	if err != nil {
-		return errcode.Wrap("network_unreachable", err, "the worker cannot reach the network")
+		return errcode.Wrap(errcode.NetworkUnreachable, err, "the worker cannot reach the network")
 	}
 	c.Close()
 	return nil
@@ -513,7 +514,7 @@ func classifyExecError(ctx context.Context, err error) error {
 		case duckdb.ErrorTypeBinder, duckdb.ErrorTypeCatalog, duckdb.ErrorTypeMismatchType:
 			return errcode.Wrap(errcode.QueryInvalid, err, "the query does not type-check against the dataset's columns; check the column types and casts")
 		case duckdb.ErrorTypeOutOfMemory:
-			return errcode.Wrap("resource_limit", err, "the query exceeded the sandbox memory limit")
+			return errcode.Wrap(errcode.ResourceLimit, err, "the query exceeded the sandbox memory limit")
 		case duckdb.ErrorTypeInterrupt:
 			return errcode.Wrap(errcode.Canceled, err, "the query was interrupted")
 		}

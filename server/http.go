@@ -58,7 +58,7 @@ func (s *Server) authorize(ctx context.Context, who policy.Principal, action str
 		return rerr
 	}
 	code := errcode.Forbidden
-	if slices.Contains(d.Codes(), "separation_of_duties") {
+	if slices.Contains(d.Codes(), string(errcode.SeparationOfDuties)) {
 		code = errcode.SeparationOfDuties
 	}
 	return errcode.Wrap(code, err, "%s may not %s: %s", who.Name, action, strings.Join(d.Reasons, "; "))
@@ -125,7 +125,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", pub.Code, "err", err)
 	}
-	writeJSON(w, status, api.ErrorBody{Error: api.Error{Code: pub.Code, Message: pub.Message, Position: pub.Position}})
+	writeJSON(w, status, api.ErrorBody{Error: api.Error{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}})
 }
 
 func resourceKind(path string) string {
@@ -144,7 +144,7 @@ func resourceKind(path string) string {
 }
 
 // statusOf is the HTTP status of an error code.
-func statusOf(code string) int {
+func statusOf(code errcode.Code) int {
 	switch code {
 	case errcode.Unauthenticated:
 		return http.StatusUnauthorized

@@ -39,17 +39,17 @@ func TestImportRootOpensOnlyRegularFilesBeneathItWithoutFollowingLinks(t *testin
 	defer roots["org"].dir.Close()
 	cases := []struct {
 		path string
-		code string // "" opens
+		code errcode.Code // "" opens
 	}{
 		{"a.csv", ""},
 		{"sub/b.csv", ""},
 		{"./sub/../a.csv", ""},
 		{filepath.Join(root, "sub", "b.csv"), ""},
-		{"missing.csv", "source_not_found"},
-		{"a.csv/x", "source_not_found"},
-		{"sub", "source_unreadable"},
-		{".", "source_unreadable"},
-		{"fifo", "source_unreadable"},
+		{"missing.csv", errcode.SourceNotFound},
+		{"a.csv/x", errcode.SourceNotFound},
+		{"sub", errcode.SourceUnreadable},
+		{".", errcode.SourceUnreadable},
+		{"fifo", errcode.SourceUnreadable},
 		{"out.csv", errcode.SourceSymlink},
 		{"in.csv", errcode.SourceSymlink},
 		{"subl/b.csv", errcode.SourceSymlink},
@@ -63,7 +63,7 @@ func TestImportRootOpensOnlyRegularFilesBeneathItWithoutFollowingLinks(t *testin
 		noOpenat2 = walk
 		for _, tc := range cases {
 			f, _, err := roots["org"].open(tc.path)
-			if got := errcode.Code(err); got != tc.code {
+			if got := errcode.Of(err); got != tc.code {
 				t.Errorf("walk=%v %q: code %q (%v), want %q", walk, tc.path, got, err, tc.code)
 			}
 			if f != nil {

@@ -80,7 +80,7 @@ func (s *Server) execute(j governance.Job) {
 		if err != nil {
 			pub := errcode.Public(err)
 			sj.State = finalState(pub.Code)
-			sj.Error = &api.Error{Code: pub.Code, Message: pub.Message, Position: pub.Position}
+			sj.Error = &api.Error{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
 			return nil
 		}
 		sj.Datasets = out.Datasets
@@ -132,7 +132,7 @@ func (s *Server) completeAt(claimed time.Time) {
 
 // finalState is the state a job ends in for an error code: refused by the platform's rules
 // (denied) or stopped by a failure (failed).
-func finalState(code string) string {
+func finalState(code errcode.Code) string {
 	switch code {
 	case errcode.SandboxTimeout, errcode.SandboxFailed, errcode.QueryFailed, errcode.Internal,
 		errcode.ProvenanceFailed, errcode.Canceled, errcode.Unavailable:
@@ -287,7 +287,7 @@ func (s *Server) withholdReviewed(ctx context.Context, who policy.Principal, j g
 	}
 	j, err := s.store.AddReview(ctx, j.ID, r, func(sj *governance.Job) error {
 		sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
-		sj.Error = &api.Error{Code: code, Message: msg}
+		sj.Error = &api.Error{Code: string(code), Message: msg}
 		return nil
 	})
 	if err == nil {
@@ -325,12 +325,12 @@ func (s *Server) withholdHeld(ctx context.Context, grant string) error {
 		return err
 	}
 	for _, j := range held {
-		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked, revokedWhileHeld); err != nil && errcode.Code(err) != errcode.Conflict {
+		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked, revokedWhileHeld); err != nil && errcode.Of(err) != errcode.Conflict {
 			return err // conflict: a reviewer settled it meanwhile
 		}
 		_, err := s.store.UpdateJob(ctx, j.ID, []string{api.JobInReview}, func(sj *governance.Job) error {
 			sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
-			sj.Error = &api.Error{Code: errcode.GrantRevoked, Message: revokedWhileHeld}
+			sj.Error = &api.Error{Code: string(errcode.GrantRevoked), Message: revokedWhileHeld}
 			return nil
 		})
 		if err != nil && !errors.Is(err, governance.ErrConflict) { // a reviewer settled it meanwhile

@@ -191,7 +191,7 @@ var oaEnums = map[string][]string{
 }
 
 // oaDocumentedCodes must each appear in the document's text.
-var oaDocumentedCodes = []string{
+var oaDocumentedCodes = []errcode.Code{
 	errcode.SeparationOfDuties, errcode.GrantExpired, errcode.GrantSuspended, errcode.GrantRevoked,
 	errcode.Unauthenticated, errcode.Forbidden, errcode.NotFound, errcode.Conflict, errcode.InvalidRequest,
 	errcode.InvalidSpec, errcode.InvalidOptions, errcode.UnsupportedJobKind, errcode.Unavailable,
@@ -200,7 +200,7 @@ var oaDocumentedCodes = []string{
 }
 
 // oaErrorCodes are the codes a request can fail with; statusOf gives the statuses a document may list.
-var oaErrorCodes = []string{
+var oaErrorCodes = []errcode.Code{
 	errcode.Unauthenticated, errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties,
 	errcode.GrantExpired, errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted,
 	errcode.NotOperable, errcode.NotFound, errcode.UnknownDataset, errcode.Conflict,

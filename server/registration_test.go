@@ -178,7 +178,7 @@ func TestProviderCannotRegisterAnotherOrganisationsFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, path string
 		status     int
-		code       string
+		code       errcode.Code
 	}{
 		{"relative name of the other org's file", "residents.parquet", http.StatusBadRequest, "source_not_found"},
 		{"dot-dot into the other org's root", "../public-security-bureau/residents.parquet", http.StatusBadRequest, errcode.SourceOutsideImportRoot},
@@ -203,7 +203,7 @@ func TestProviderCannotRegisterAnotherOrganisationsFile(t *testing.T) {
 	copyFile(t, residents, filepath.Join(roots["health-commission"], "people", "copy.parquet"))
 	for _, grade := range []string{"L1", "L2", "L3", "L4"} {
 		status, code, msg := p.errorMessage("hospital-a", residentsAs(t, "hc_copy_"+strings.ToLower(grade), "health-commission", grade, 1000, "people/copy.parquet"))
-		if status != http.StatusConflict || code != errcode.DatasetAlreadyRegistered {
+		if status != http.StatusConflict || code != string(errcode.DatasetAlreadyRegistered) {
 			t.Fatalf("a copy registered at %s: %d %s, want 409 %s", grade, status, code, errcode.DatasetAlreadyRegistered)
 		}
 		if strings.Contains(msg, "residents") || strings.Contains(msg, "public-security-bureau") {
@@ -212,7 +212,7 @@ func TestProviderCannotRegisterAnotherOrganisationsFile(t *testing.T) {
 	}
 	// Nor may its own provider register it again under another name: one data, one budget.
 	status, code, msg := p.errorMessage("psb-1", residentsAs(t, "residents_again", "public-security-bureau", "L1", 1000, "residents.parquet"))
-	if status != http.StatusConflict || code != errcode.DatasetAlreadyRegistered || !strings.Contains(msg, `"residents"`) {
+	if status != http.StatusConflict || code != string(errcode.DatasetAlreadyRegistered) || !strings.Contains(msg, `"residents"`) {
 		t.Fatalf("its own provider re-registering: %d %s %q, want 409 %s naming residents", status, code, msg, errcode.DatasetAlreadyRegistered)
 	}
 
@@ -222,7 +222,7 @@ func TestProviderCannotRegisterAnotherOrganisationsFile(t *testing.T) {
 		t.Fatalf("registered datasets %+v, want only residents", list.Datasets)
 	}
 	got := p.refusals()
-	if got[errcode.SourceOutsideImportRoot] != 5 || got["source_not_found"] != 1 || got[errcode.DatasetAlreadyRegistered] != 5 {
+	if got[string(errcode.SourceOutsideImportRoot)] != 5 || got[string(errcode.SourceNotFound)] != 1 || got[string(errcode.DatasetAlreadyRegistered)] != 5 {
 		t.Fatalf("provenance holds the refusals %v", got)
 	}
 }
@@ -234,7 +234,7 @@ func TestProviderWithoutImportRootCannotRegister(t *testing.T) {
 	delete(roots, "health-commission")
 	p := startWithRoots(t, roots)
 	p.refused("hospital-a", "POST", "/v1/datasets", csvSpec("v", "health-commission", "v.csv"), http.StatusForbidden, errcode.NoImportRoot)
-	if got := p.refusals(); got[errcode.NoImportRoot] != 1 {
+	if got := p.refusals(); got[string(errcode.NoImportRoot)] != 1 {
 		t.Fatalf("provenance holds the refusals %v", got)
 	}
 }
@@ -284,7 +284,7 @@ func TestRegistrationRefusesSymbolicLinks(t *testing.T) {
 	}
 	p.t = t
 	p.must("hospital-a", "POST", "/v1/datasets", csvSpec("s", "health-commission", "real/data.csv"), nil)
-	if got := p.refusals(); got[errcode.SourceSymlink] != 5 {
+	if got := p.refusals(); got[string(errcode.SourceSymlink)] != 5 {
 		t.Fatalf("provenance holds the refusals %v", got)
 	}
 }
@@ -337,7 +337,7 @@ func TestRegistrationRaceNeverImportsAFileOutsideTheRoot(t *testing.T) {
 			}
 			legit = reg.Digest
 			outcomes["registered"]++
-		case code == errcode.DatasetAlreadyRegistered || code == errcode.SourceSymlink:
+		case code == string(errcode.DatasetAlreadyRegistered) || code == string(errcode.SourceSymlink):
 			outcomes[code]++
 		default:
 			stop.Store(true)
@@ -351,7 +351,7 @@ func TestRegistrationRaceNeverImportsAFileOutsideTheRoot(t *testing.T) {
 	if outcomes["registered"] > 1 {
 		t.Fatalf("the folder's file was registered %d times", outcomes["registered"])
 	}
-	if flips.Load() > 0 && outcomes[errcode.SourceSymlink] == 0 {
+	if flips.Load() > 0 && outcomes[string(errcode.SourceSymlink)] == 0 {
 		t.Fatalf("the race never met the link (outcomes %v): the test did not exercise it", outcomes)
 	}
 }

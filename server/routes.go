@@ -134,7 +134,7 @@ func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who pol
 // source was read (who, which dataset, the code; never the path) and returns err.
 func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, spec *catalog.Spec, err error) error {
 	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "", &provenance.DatasetRegistrationRefused{
-		Principal: ptr(provenance.Principal(who)), Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade), Code: errcode.Code(err),
+		Principal: ptr(provenance.Principal(who)), Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade), Code: string(errcode.Of(err)),
 	}); rerr != nil {
 		return rerr
 	}

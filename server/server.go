@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeRoots()
 		return nil, err
 	}
-	failed, err := s.store.FailInterrupted(ctx, &api.Error{Code: errcode.Internal,
+	failed, err := s.store.FailInterrupted(ctx, &api.Error{Code: string(errcode.Internal),
 		Message: "the server stopped while this job ran; nothing of it was released, and what it reserved stays charged"}, s.now())
 	if err == nil {
 		for _, id := range failed {

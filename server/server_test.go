@@ -22,13 +22,17 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 func TestMain(m *testing.M) {
-	sandbox.MaybeRunWorker()
+	// Workers are this test binary started as "<binary> worker" (sandbox.Start's default).
+	if sandbox.IsWorkerInvocation(os.Args) {
+		os.Exit(sandbox.RunWorker())
+	}
 	os.Exit(m.Run())
 }
 
@@ -197,10 +201,10 @@ func (p *platform) must(who, method, path string, body, out any) {
 }
 
 // refused asserts a request fails with status and code.
-func (p *platform) refused(who, method, path string, body any, status int, code string) {
+func (p *platform) refused(who, method, path string, body any, status int, code errcode.Code) {
 	p.t.Helper()
 	gotStatus, gotCode := p.do(who, method, path, body, nil)
-	if gotStatus != status || gotCode != code {
+	if gotStatus != status || gotCode != string(code) {
 		p.t.Fatalf("%s %s as %s: got %d %q, want %d %q", method, path, who, gotStatus, gotCode, status, code)
 	}
 }

@@ -315,7 +315,7 @@ func writeAuditTimeline(w io.Writer, aj *api.AuditJob) error {
 		// not know, or data that is not its type's, is shown as such, never guessed at.
 		r, err := e.Decode()
 		if err != nil {
-			fmt.Fprintf(tw, "%d\t\t(unreadable record: %s)\t\n", e.Index, errcode.Code(err))
+			fmt.Fprintf(tw, "%d\t\t(unreadable record: %s)\t\n", e.Index, errcode.Of(err))
 			continue
 		}
 		data, err := provenance.Canonical(r.Event)

@@ -33,13 +33,7 @@ func maybeRunMain() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	root := newRootCmd()
-	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
+	os.Exit(runMain(args))
 }
 
 // startServe runs `cleanroom serve` as a child process and waits until it answers.

@@ -1,25 +1,43 @@
 // Command cleanroom is the single binary of the platform: server, client commands, demo,
-// test-data generator, audit and policy tools, and — when started by the engine — the
-// sandbox worker.
+// test-data generator, audit and policy tools, and — when started by the engine as
+// `cleanroom worker` — the sandbox worker.
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
 func main() {
-	// A worker is this same binary started by the engine; it must not parse flags or print.
-	sandbox.MaybeRunWorker()
-	if err := newRootCmd().Execute(); err != nil {
+	os.Exit(runMain(os.Args[1:]))
+}
+
+// runMain executes the command line args (without the program name) and returns the process's
+// exit code.
+func runMain(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	var code exitCode
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &code):
+		return int(code)
+	default:
 		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+		return 1
 	}
 }
+
+// exitCode is an error that ends the process with this code and prints nothing (the worker's
+// exit status).
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -28,7 +46,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newTestdataCmd(), newAuditCmd(), newServeCmd(), newTokenCmd(), newPolicyCmd())
+	root.AddCommand(newDemoCmd(), newTestdataCmd(), newAuditCmd(), newServeCmd(), newTokenCmd(), newPolicyCmd(), newWorkerCmd())
 	addClientCommands(root)
 	return root
 }

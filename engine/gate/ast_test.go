@@ -33,7 +33,7 @@ func TestDecodedNodeRefusesUnknownNonEmptyFields(t *testing.T) {
 	if want := []string{"class", "function_name", "new_duckdb_feature", "query_location"}; !slices.Equal(keys, want) {
 		t.Fatalf("non-empty keys %q, want %q", keys, want)
 	}
-	if err := only(n, with("function_name", "children", "order_bys")...); errcode.Code(err) != errcode.UnsupportedSQL || pos(n) != 7 {
+	if err := only(n, with("function_name", "children", "order_bys")...); errcode.Of(err) != errcode.UnsupportedSQL || pos(n) != 7 {
 		t.Fatalf("unknown field admitted: %v (position %d)", err, pos(n))
 	}
 	if n.FunctionName != "abs" || n.Class != "FUNCTION" || n.OrderBys.present() == false || n.Left.present() {

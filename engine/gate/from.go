@@ -459,7 +459,7 @@ func (g *gater) innerItem(it item, rel *Relation) (*entry, error) {
 		return nil, err
 	}
 	if !slices.ContainsFunc(rel.GroupBy, sql.Equal) {
-		return nil, errcode.At("raw_column_in_output", pos(n), "a subquery's select item is the privacy unit, a GROUP BY key or a per-unit aggregate")
+		return nil, errcode.At(errcode.RawColumnInOutput, pos(n), "a subquery's select item is the privacy unit, a GROUP BY key or a per-unit aggregate")
 	}
 	e := &entry{name: it.alias}
 	for _, t := range g.touched {

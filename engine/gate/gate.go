@@ -589,7 +589,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 				return Output{Name: or(alias, c.name), Key: i, Aggregate: -1}, nil
 			}
 		}
-		return Output{}, errcode.At("raw_column_in_output", pos(e), "column %q would release row-level values; group by it or aggregate it", c.name)
+		return Output{}, errcode.At(errcode.RawColumnInOutput, pos(e), "column %q would release row-level values; group by it or aggregate it", c.name)
 	}
 	// A derived key: it must be one of the GROUP BY terms, rendered the same way.
 	before := len(g.q.Uses)
@@ -603,7 +603,7 @@ func (g *gater) selectItem(it item) (Output, error) {
 			return Output{Name: or(alias, fmt.Sprintf("key_%d", i+1)), Key: i, Aggregate: -1}, nil
 		}
 	}
-	return Output{}, errcode.At("raw_column_in_output", pos(e), "this select item is neither an aggregate nor a GROUP BY key; add it to GROUP BY or aggregate it")
+	return Output{}, errcode.At(errcode.RawColumnInOutput, pos(e), "this select item is neither an aggregate nor a GROUP BY key; add it to GROUP BY or aggregate it")
 }
 
 // staticDomain returns the values a derived key can take when they follow from the SQL alone:

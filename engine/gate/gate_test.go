@@ -67,7 +67,7 @@ func testCatalog() specs {
 var cases = []struct {
 	name string
 	sql  string
-	code string // "" = admitted
+	code errcode.Code // "" = admitted
 }{
 	{"count by district", "SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district", ""},
 	{"sum and distinct units", "SELECT district, age_band, SUM(cost), COUNT(DISTINCT person_id) FROM medical_visits GROUP BY district, age_band", ""},
@@ -279,7 +279,7 @@ func TestAdmitCorpus(t *testing.T) {
 				fmt.Fprintf(&golden, "# %s\n%s\n----\n%s\n", c.name, c.sql, render(q))
 				return
 			}
-			if got := errcode.Code(err); got != c.code {
+			if got := errcode.Of(err); got != c.code {
 				t.Fatalf("code = %q (%v), want %q", got, err, c.code)
 			}
 			pub := errcode.Public(err)
@@ -344,7 +344,7 @@ func FuzzAdmit(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sql string) {
 		q, err := gate.Admit(context.Background(), p, cat, sql)
 		if err != nil {
-			if errcode.Code(err) == errcode.Internal {
+			if errcode.Of(err) == errcode.Internal {
 				t.Fatalf("internal error for %q: %v", sql, err)
 			}
 			return
@@ -375,7 +375,7 @@ func FuzzAdmit(f *testing.F) {
 		}
 		p, err := plan.Build(q, snaps, plan.Options{}.Defaults(), 1)
 		if err != nil {
-			if errcode.Code(err) == errcode.Internal {
+			if errcode.Of(err) == errcode.Internal {
 				t.Fatalf("internal error planning %q: %v", sql, err)
 			}
 			return

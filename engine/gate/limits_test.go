@@ -15,7 +15,7 @@ func TestGateRefusesOverlongSQL(t *testing.T) {
 	p := newParser(t)
 	in := strings.Repeat("'x', ", gate.MaxSQLBytes/5) + "'x'"
 	_, err := gate.Admit(context.Background(), p, testCatalog(), "SELECT COUNT(*) FROM medical_visits WHERE diagnosis IN ("+in+")")
-	if errcode.Code(err) != errcode.UnsupportedSQL || !strings.Contains(err.Error(), "at most") {
+	if errcode.Of(err) != errcode.UnsupportedSQL || !strings.Contains(err.Error(), "at most") {
 		t.Fatalf("err = %v, want %s naming the limit", err, errcode.UnsupportedSQL)
 	}
 }

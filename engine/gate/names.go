@@ -17,7 +17,7 @@ import (
 // clamp), or a value computed with one (an arithmetic or a function of it). A check of such a
 // string against the raw data would be a membership oracle: denied versus released would say
 // whether some raw record holds the string. So the gate checks them here, from the SQL alone,
-// and marks the keys whose values the query may write (Key.Written); the egress reviewer
+// and marks the keys whose values the query may write (Key.Written); the output screen
 // looks up in the raw-value set only the keys whose values come from the data
 // (the reviewer's OriginData).
 //

@@ -25,7 +25,7 @@ func TestGateRefusesIdentifierLookingNamesAndLiteralsAtTheirPosition(t *testing.
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := gate.Admit(context.Background(), p, testCatalog(), c.sql)
-			if errcode.Code(err) != errcode.IdentifierInQuery {
+			if errcode.Of(err) != errcode.IdentifierInQuery {
 				t.Fatalf("err = %v, want %s", err, errcode.IdentifierInQuery)
 			}
 			pub := errcode.Public(err)

@@ -36,8 +36,8 @@ func TestAllocateCarvesFromEverySourceAllOrNothing(t *testing.T) {
 	err := l.Allocate(ctx, "grant:g2", Budget{Epsilon: 2, Delta: 1e-7}, []string{"dataset:a", "dataset:b"})
 	var ins *InsufficientError
 	if !errors.As(err, &ins) || ins.Account != "dataset:b" || ins.Remaining != (Budget{1, 1e-5 - 4e-7}) ||
-		errcode.Code(err) != errcode.DatasetBudgetInsufficient || !errors.Is(err, ErrInsufficient) {
-		t.Fatalf("over-allocation: %v (code %q)", err, errcode.Code(err))
+		errcode.Of(err) != errcode.DatasetBudgetInsufficient || !errors.Is(err, ErrInsufficient) {
+		t.Fatalf("over-allocation: %v (code %q)", err, errcode.Of(err))
 	}
 	if _, err := l.Balance(ctx, "grant:g2"); !errors.Is(err, ErrUnknownAccount) {
 		t.Errorf("a refused allocation opened its holder: %v", err)
@@ -150,7 +150,7 @@ func TestConcurrentAllocationsForTheLastBudgetOneWins(t *testing.T) {
 		switch {
 		case err == nil:
 			won++
-		case errcode.Code(err) != errcode.DatasetBudgetInsufficient:
+		case errcode.Of(err) != errcode.DatasetBudgetInsufficient:
 			t.Errorf("a losing allocation failed with %v", err)
 		}
 	}

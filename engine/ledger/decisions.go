@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Decisions that stick. The released-answer cache answers every query with the same
@@ -38,7 +40,8 @@ type Decision struct {
 	// Code is the stable error code a refusal answers with (review_rejected, egress_denied,
 	// grant_revoked); Reason is the reviewer's or the policy's reason, which names no data
 	// value.
-	Code, Reason string
+	Code   errcode.Code
+	Reason string
 }
 
 // Sticks reports whether the decision answers a repeat of the query instead of the cache: a

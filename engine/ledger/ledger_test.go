@@ -43,10 +43,10 @@ func mustBalance(t *testing.T, l *Ledger, account string) Balance {
 	return b
 }
 
-func wantCode(t *testing.T, err error, sentinel error, code string) {
+func wantCode(t *testing.T, err error, sentinel error, code errcode.Code) {
 	t.Helper()
-	if !errors.Is(err, sentinel) || errcode.Code(err) != code {
-		t.Errorf("error = %v (code %q), want code %q", err, errcode.Code(err), code)
+	if !errors.Is(err, sentinel) || errcode.Of(err) != code {
+		t.Errorf("error = %v (code %q), want code %q", err, errcode.Of(err), code)
 	}
 }
 
@@ -95,7 +95,7 @@ func TestReserveCommitRefundBalance(t *testing.T) {
 	// Full: even the smallest cost is refused.
 	err := l.Reserve(ctx, "j4", []string{"grant:g1"}, Budget{Epsilon: 1e-12}, nil)
 	var ex *ExhaustedError
-	if !errors.As(err, &ex) || !errors.Is(err, ErrBudgetExhausted) || errcode.Code(err) != errcode.BudgetExhausted {
+	if !errors.As(err, &ex) || !errors.Is(err, ErrBudgetExhausted) || errcode.Of(err) != errcode.BudgetExhausted {
 		t.Fatalf("reserve on a full account = %v, want *ExhaustedError", err)
 	}
 	if ex.Account != "grant:g1" || ex.Remaining != (Budget{}) || ex.Requested != (Budget{Epsilon: 1e-12}) {
@@ -114,7 +114,7 @@ func TestReserveRefusedLeavesNothing(t *testing.T) {
 		accounts []string
 		cost     Budget
 		sentinel error
-		code     string
+		code     errcode.Code
 	}{
 		{"one account exhausted", []string{"grant:a", "dataset:claims"}, Budget{Epsilon: 2}, ErrBudgetExhausted, errcode.BudgetExhausted},
 		{"delta exhausted", []string{"grant:a", "dataset:claims"}, Budget{Epsilon: 0.1, Delta: 2e-5}, ErrBudgetExhausted, errcode.BudgetExhausted},

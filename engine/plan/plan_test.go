@@ -177,7 +177,7 @@ func TestBuildRefusesNonPublicKeyWithoutDelta(t *testing.T) {
 	o := opts
 	o.Delta = 0
 	_, err := plan.Build(query(nil, []gate.Key{keyDiagnosis}, aggCount), snaps("s"), o, 1)
-	if got := errcode.Code(err); got != errcode.InvalidOptions {
+	if got := errcode.Of(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}
 	// The same options are fine when every key is public: no delta is needed.
@@ -240,7 +240,7 @@ func TestBuildRefusesInvalidOptions(t *testing.T) {
 	o := opts
 	o.Epsilon = -1
 	_, err := plan.Build(query(nil, nil, aggCount), snaps("s"), o, 1)
-	if got := errcode.Code(err); got != errcode.InvalidOptions {
+	if got := errcode.Of(err); got != errcode.InvalidOptions {
 		t.Fatalf("code %q (%v), want %s", got, err, errcode.InvalidOptions)
 	}
 }

@@ -284,8 +284,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Verify error = %v, want ErrCorrupt", err)
 			}
-			if errcode.Code(err) != CodeLogCorrupt {
-				t.Errorf("Verify error code = %q, want %q", errcode.Code(err), CodeLogCorrupt)
+			if errcode.Of(err) != CodeLogCorrupt {
+				t.Errorf("Verify error code = %q, want %q", errcode.Of(err), CodeLogCorrupt)
 			}
 			if rep.Problem != tt.problem || rep.FirstBad != tt.firstBad || rep.Records != uint64(tt.firstBad) {
 				t.Errorf("Verify = %+v, want problem %s at %d", rep, tt.problem, tt.firstBad)
@@ -430,8 +430,8 @@ func TestAppendFailsClosedAfterWriteFailure(t *testing.T) {
 			// The disk recovers, but the Log stays poisoned: it never writes after a failure.
 			l.f = good
 			_, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"})
-			if !errors.Is(err, ErrUnavailable) || errcode.Code(err) != errcode.ProvenanceFailed {
-				t.Fatalf("Append after fault = %v (code %s), want ErrUnavailable", err, errcode.Code(err))
+			if !errors.Is(err, ErrUnavailable) || errcode.Of(err) != errcode.ProvenanceFailed {
+				t.Fatalf("Append after fault = %v (code %s), want ErrUnavailable", err, errcode.Of(err))
 			}
 			if l.Size() != 1 {
 				t.Errorf("Size = %d after failed appends, want 1", l.Size())

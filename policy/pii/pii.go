@@ -7,9 +7,9 @@
 // data generator uses the check-character functions to build valid identifiers. Validators
 // accept only the canonical form (upper-case check letters, no separators); the scans
 // (ScanText, ScanFloat, ScanInt) find identifiers in free text and numbers with them, and
-// their verdict depends on the text or number alone: the egress reviewer scans every output
+// their verdict depends on the text or number alone: the output screen scans every output
 // with them, and the gate the names and literals a query writes into its output, so both
-// recognise an identifier the same way without the gate linking the reviewer (and OPA).
+// recognise an identifier the same way without the gate linking the screen (and OPA).
 package pii
 
 import "errors"

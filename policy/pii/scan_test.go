@@ -2,7 +2,7 @@ package pii
 
 import "testing"
 
-// The scans are tested case by case in policy/reviewer (TestScanTextDetectsEachKind,
+// The scans are tested case by case in policy/screen (TestScanTextDetectsEachKind,
 // TestScanNumbers), whose fixtures build the identifiers; here, what the gate relies on.
 
 func TestKindsDescribeTheirFirstFormat(t *testing.T) {

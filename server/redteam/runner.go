@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
 )
@@ -271,7 +272,7 @@ func (r *runner) submit(ctx context.Context, a *Attack, sqls ...string) []outcom
 }
 
 // codeHeld marks a job held for review: its answer does not reach the attacker.
-const codeHeld = "held_for_review"
+const codeHeld = string(errcode.HeldForReview)
 
 // run submits one query and waits for it; every answer is kept for the identifier scan.
 func (r *runner) run(ctx context.Context, sql string) outcome {

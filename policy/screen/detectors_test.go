@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/c1b99f93/cleanroom/rawset"
 )
 
-// The detectors one by one, on bare values (TestReview covers them inside outputs).
+// The detectors one by one, on bare values (TestScreen covers them inside outputs).
 func TestScanTextDetectsEachKind(t *testing.T) {
 	cases := []struct {
 		in   string
@@ -140,10 +140,10 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 }
 
-func TestReviewFailsClosedWhenCancelled(t *testing.T) {
+func TestScreenFailsClosedWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	rev := newReviewer(t, Limits{MaxRows: 1}, true).Review(ctx, strTable(idGB, "a", "b"))
+	rev := newScreener(t, Limits{MaxRows: 1}, true).Screen(ctx, strTable(idGB, "a", "b"))
 	if got := codes(rev.Findings); !slices.Equal(got, []string{CodeReviewerFailed}) {
 		t.Fatalf("codes = %v, want one reviewer_failed", got)
 	}
@@ -152,7 +152,7 @@ func TestReviewFailsClosedWhenCancelled(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	out := &cancelling{Table: strTable(make([]string, 1000)...), at: 300, cancel: cancel}
-	rev = newReviewer(t, Limits{}, true).Review(ctx, out)
+	rev = newScreener(t, Limits{}, true).Screen(ctx, out)
 	if got := codes(rev.Findings); !slices.Equal(got, []string{CodeReviewerFailed}) || !strings.Contains(rev.Findings[0].Message, "during the identifiers check") {
 		t.Fatalf("findings = %+v, want one reviewer_failed during identifiers", rev.Findings)
 	}
@@ -171,8 +171,8 @@ func (c *cancelling) Cell(row, col int) Value {
 	return c.Table.Cell(row, col)
 }
 
-func TestReviewerFailedNeverQuotesThePanic(t *testing.T) {
-	rev := newReviewer(t, Limits{}, false).Review(context.Background(), panicky{Table: strTable("a"), cell: true})
+func TestScreenFailedNeverQuotesThePanic(t *testing.T) {
+	rev := newScreener(t, Limits{}, false).Screen(context.Background(), panicky{Table: strTable("a"), cell: true})
 	if len(rev.Findings) != 1 || rev.Findings[0].Code != CodeReviewerFailed {
 		t.Fatalf("findings = %+v", rev.Findings)
 	}
@@ -191,7 +191,7 @@ func TestFindingsAggregatePerColumn(t *testing.T) {
 	}
 	out := strTable(vals...)
 	out.Errs = []string{"a", mobile, mobile}
-	rev := newReviewer(t, Limits{}, false).Review(context.Background(), out)
+	rev := newScreener(t, Limits{}, false).Screen(context.Background(), out)
 	want := []policy.Finding{
 		{Code: CodeMobile, Severity: policy.SeverityHigh, Message: `a mainland mobile number in column 0 "district": 3333 of 10000 rows, first row 1`},
 		{Code: CodeMobile, Severity: policy.SeverityHigh, Message: `a mainland mobile number in the error messages: 2 of 3, first message 1`},
@@ -203,7 +203,7 @@ func TestFindingsAggregatePerColumn(t *testing.T) {
 
 func TestColumnNameQuotedOnlyWhenClean(t *testing.T) {
 	out := &Table{Cols: []Column{key(mobile), key("district")}, Data: [][]Value{{Str(idGB), Str(idGB)}}}
-	rev := newReviewer(t, Limits{}, false).Review(context.Background(), out)
+	rev := newScreener(t, Limits{}, false).Screen(context.Background(), out)
 	var msgs []string
 	for _, f := range rev.Findings {
 		msgs = append(msgs, f.Message)
@@ -226,15 +226,15 @@ func TestValueRedactsItself(t *testing.T) {
 	}
 }
 
-func TestReviewerIsSafeForConcurrentUse(t *testing.T) {
-	r := newReviewer(t, Limits{MaxRows: 100}, true)
+func TestScreenerIsSafeForConcurrentUse(t *testing.T) {
+	r := newScreener(t, Limits{MaxRows: 100}, true)
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for _, c := range cases[:20] {
-				r.Review(context.Background(), c.out)
+				r.Screen(context.Background(), c.out)
 			}
 		}()
 	}

@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"context"
@@ -33,10 +33,10 @@ func fuzzOutput(s, e string, x float64, i int64) *Table {
 	}
 }
 
-// FuzzReview: any strings and numbers are reviewed without a check failing; every finding
+// FuzzScreen: any strings and numbers are reviewed without a check failing; every finding
 // has a known code, its severity and a message of a known shape with no scanned value of six
 // or more characters; and a string that is by itself a valid identifier is always reported.
-func FuzzReview(f *testing.F) {
+func FuzzScreen(f *testing.F) {
 	for _, c := range cases {
 		vals := caseValues(c.out)
 		for _, v := range vals {
@@ -60,7 +60,7 @@ func FuzzReview(f *testing.F) {
 			t.Fatal(err)
 		}
 		out := fuzzOutput(s, e, x, i)
-		rev := r.Review(context.Background(), out)
+		rev := r.Screen(context.Background(), out)
 		for _, fd := range rev.Findings {
 			if fd.Code == CodeReviewerFailed {
 				t.Fatalf("a check failed on a well-formed output: %+v", fd)

@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"regexp"
@@ -148,7 +148,7 @@ func outputNames(out Output) (names, catalog []string) {
 // severities, messages of a known shape, no run of six or more digits in a message (no
 // number in these outputs is that large, so such a run would be data), and no scanned string
 // of six or more characters in a message, unless it is the reviewer's own words or a name.
-func checkFindings(t testing.TB, rev Review, out Output, scanned []string) {
+func checkFindings(t testing.TB, rev Screening, out Output, scanned []string) {
 	t.Helper()
 	names, catalog := outputNames(out)
 	// A name with a finding of its own must not be quoted anywhere.

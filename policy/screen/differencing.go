@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ type differencing struct {
 
 // ErrInvalidDifferencing is returned by WithDifferencing for a minimum that is negative or not
 // finite, or a probe whose job ID is not a plain identifier.
-var ErrInvalidDifferencing = fmt.Errorf("reviewer: differencing minimum must be non-negative and finite, and probes must name a job")
+var ErrInvalidDifferencing = fmt.Errorf("screen: differencing minimum must be non-negative and finite, and probes must name a job")
 
 // jobID is what a probe may name: job IDs are plain tokens, so a message quoting one cannot
 // carry data.
@@ -35,7 +35,7 @@ var jobID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 // minUnits yields a differencing_suspected finding (medium: the default policy holds the
 // output for a reviewer). minUnits 0 turns the check off.
 func WithDifferencing(minUnits float64, probes []DifferenceProbe) Option {
-	return func(r *Reviewer) error {
+	return func(r *Screener) error {
 		if !(minUnits >= 0) || math.IsInf(minUnits, 0) {
 			return ErrInvalidDifferencing
 		}

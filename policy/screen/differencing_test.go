@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func TestDifferencingCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []policy.Finding
-			for _, f := range r.Review(context.Background(), out).Findings {
+			for _, f := range r.Screen(context.Background(), out).Findings {
 				if f.Code == CodeDifferencing {
 					got = append(got, f)
 				}

@@ -1,21 +1,22 @@
-// Package reviewer is the egress reviewer: the second independent line after differential
-// privacy, which looks at each concrete output a job wants to release and reports anything
-// from which raw data could be reconstructed.
+// Package screen is the automatic output screen (the egress checker): the second independent
+// line after differential privacy, which looks at each concrete output a job wants to release
+// and reports anything from which raw data could be reconstructed. It is a program, not a
+// person: "review" and "reviewer" in cleanroom name the human review of held outputs.
 //
 // Every job kind (SQL results, HE verification answers, model parameters) presents what it
 // wants to release through one interface, Output; the engine adapts its result to it. The
-// reviewer returns policy.Finding values (a stable code, a severity and a message that names
+// screen returns policy.Finding values (a stable code, a severity and a message that names
 // positions, never data values), which the engine passes into the egress policy's input, and
 // the rows to suppress:
 //
-//	job result ──► adapter (Output) ──► Reviewer.Review ──► Review{Findings, Suppressed}
+//	job result ──► adapter (Output) ──► Screener.Review ──► Screening{Findings, Suppressed}
 //	                                          │                    │
 //	                    RawSet (keyed hashes of identifier         ▼
 //	                    and sensitive values, built by the  policy.EgressInput.Findings
 //	                    worker: rawset) and Limits  ──► data.cleanroom.egress.decision
 //
 // The default egress policy denies on any high finding and holds the result for a reviewer
-// on any medium one; low findings are informational.
+// (a person) on any medium one; low findings are informational.
 //
 // # Checks
 //
@@ -28,7 +29,7 @@
 //	                                                  (its values leave as keys, chosen by a public
 //	                                                  domain or DP partition selection; a policy
 //	                                                  may hold such outputs for a person)
-//	               column_kind_unknown      high      a column kind the reviewer does not know
+//	               column_kind_unknown      high      a column kind the screen does not know
 //	identifiers    resident_id_in_output    high      GB 11643 resident ID number (check digit)
 //	               uscc_in_output           high      GB 32100 unified social credit code
 //	               mobile_in_output         high      mainland mobile number
@@ -41,7 +42,7 @@
 //	                                                  OriginPublic keys)
 //	small_groups   small_groups_suppressed  low       rows with fewer noisy privacy units than
 //	                                                  Limits.MinUnitsPerGroup (listed in
-//	                                                  Review.Suppressed)
+//	                                                  Screening.Suppressed)
 //	               unit_count_unavailable   low       a minimum is set but the output has no
 //	                                                  per-row unit counts
 //	limits         rows_over_limit          high      more rows than Limits.MaxRows
@@ -53,7 +54,7 @@
 //	                                                  disagree (0 included: an equivalent filter
 //	                                                  draws fresh noise on the same answer)
 //	(any)          reviewer_failed          high      a check panicked, could not run, or the
-//	                                                  review was cancelled: fail closed
+//	                                                  screening was cancelled: fail closed
 //
 // Findings are aggregated: one per code and place (a column's cells, a column's name, the
 // error messages), counting the rows and naming the first, so their number is bounded by the
@@ -87,7 +88,7 @@
 // a wrong guess would be the membership oracle again. Such cells are still scanned for
 // identifiers, and lineage covers their columns. The property is pinned by
 // TestNoVerdictOnAnApplicantChosenStringDependsOnTheRawData (and, through the HTTP API, by the
-// server's TestMembershipTestsThroughAliasesAndLiteralsGetOneVerdictOverHTTP): the review of
+// server's TestMembershipTestsThroughAliasesAndLiteralsGetOneVerdictOverHTTP): the screening of
 // an output is the same whether or not the raw data holds a string the applicant wrote.
 //
 // Residual: the lookup of a data-derived key is itself a test against the raw set; its verdict
@@ -138,7 +139,7 @@
 //     (HE answers, model parameters), unit_count_unavailable is low: such outputs have no
 //     groups to suppress, and SQL groups are already protected by DP partition selection.
 //
-// Suppressed rows are still scanned: the reviewer reports what the output holds. The engine
+// Suppressed rows are still scanned: the screen reports what the output holds. The engine
 // then removes them (their unit counts are noisy, so withholding is DP post-processing) and
 // tells the egress policy how many it removed (policy.Output.Suppressed).
 //
@@ -151,10 +152,10 @@
 // rawset.CanonicalNumber for values that parse as numbers) is hashed with HMAC-SHA256 under
 // the engine's raw-value key (DataDir/keys/rawvalue.key, 32 random bytes), truncated to 64
 // bits. For a job, the engine loads the sets of the datasets it read and passes their union
-// (rawset.Union) to WithRawValues; this package keeps only the lookup side. The reviewer
+// (rawset.Union) to WithRawValues; this package keeps only the lookup side. The screen
 // canonicalises output values the same way (rawset.Fold and rawset.MergeDigitSeparators are
 // also what the identifier scans read), so a value matches whichever way it is written. With
-// a 1M-entry set and 10^5 lookups per review the chance of any 64-bit collision is about
+// a 1M-entry set and 10^5 lookups per screening the chance of any 64-bit collision is about
 // 5e-9.
 //
 // # Limitations
@@ -162,5 +163,5 @@
 // The scans recognise formats, not meaning: an identifier that has been transformed
 // (reversed, re-encoded, split across cells) is not found, and a name inside a longer run of
 // Chinese text is not a separate token. These are the first line's job (lineage and DP); the
-// reviewer catches the plain leaks a bug or a bypass would let through.
-package reviewer
+// screen catches the plain leaks a bug or a bypass would let through.
+package screen

@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"context"
@@ -111,7 +111,7 @@ func Float(f float64) Value { return Value{Type: TypeFloat, Float: f} }
 func Int(i int64) Value { return Value{Type: TypeInt, Int: i} }
 
 // String redacts the value.
-func (v Value) String() string { return "reviewer.Value(redacted)" }
+func (v Value) String() string { return "screen.Value(redacted)" }
 
 // GoString redacts the value.
 func (v Value) GoString() string { return v.String() }
@@ -125,7 +125,7 @@ type Limits struct {
 }
 
 // Review is the result of reviewing one output.
-type Review struct {
+type Screening struct {
 	// Findings go into policy.EgressInput.Findings; never nil.
 	Findings []policy.Finding
 	// Suppressed lists, in ascending order, the rows to withhold for standing for too few
@@ -133,32 +133,32 @@ type Review struct {
 	Suppressed []int
 }
 
-// Reviewer runs the egress checks. It holds no per-review state and is safe for concurrent
+// Screener runs the egress checks. It holds no per-review state and is safe for concurrent
 // use.
-type Reviewer struct {
+type Screener struct {
 	limits       Limits
 	differencing differencing
 	keyer        *rawset.Keyer
 	raw          RawSet
 }
 
-// Option configures a Reviewer.
-type Option func(*Reviewer) error
+// Option configures a Screener.
+type Option func(*Screener) error
 
 // Errors New returns for invalid options.
 var (
 	// ErrInvalidLimits is returned for a negative limit or a minimum that is not finite.
-	ErrInvalidLimits = errors.New("reviewer: limits must be non-negative and finite")
+	ErrInvalidLimits = errors.New("screen: limits must be non-negative and finite")
 	// ErrNoRawSet is returned by WithRawValues given a nil Keyer or RawSet.
-	ErrNoRawSet = errors.New("reviewer: raw-value scan needs a keyer and a set")
+	ErrNoRawSet = errors.New("screen: raw-value scan needs a keyer and a set")
 	// ErrKeyMismatch is returned by WithRawValues when the set states it was built under a
 	// different key than the keyer's: every lookup would miss, silently.
-	ErrKeyMismatch = errors.New("reviewer: raw-value set was built under another key")
+	ErrKeyMismatch = errors.New("screen: raw-value set was built under another key")
 )
 
 // WithLimits sets the output limits and the minimum units per group.
 func WithLimits(l Limits) Option {
-	return func(r *Reviewer) error {
+	return func(r *Screener) error {
 		if l.MaxRows < 0 || l.MaxCells < 0 || l.MaxBytes < 0 || !(l.MinUnitsPerGroup >= 0) || math.IsInf(l.MinUnitsPerGroup, 0) {
 			return ErrInvalidLimits
 		}
@@ -171,7 +171,7 @@ func WithLimits(l Limits) Option {
 // and looked up in set. A set that reports a key ID (as rawset.HashSet and rawset.Union do)
 // must have been built with k.
 func WithRawValues(k *rawset.Keyer, set RawSet) Option {
-	return func(r *Reviewer) error {
+	return func(r *Screener) error {
 		if k == nil || set == nil {
 			return ErrNoRawSet
 		}
@@ -185,10 +185,10 @@ func WithRawValues(k *rawset.Keyer, set RawSet) Option {
 	}
 }
 
-// New returns a Reviewer with the given options. Without WithLimits there are no limits;
+// New returns a Screener with the given options. Without WithLimits there are no limits;
 // without WithRawValues there is no raw-value scan.
-func New(opts ...Option) (*Reviewer, error) {
-	r := &Reviewer{}
+func New(opts ...Option) (*Screener, error) {
+	r := &Screener{}
 	for _, o := range opts {
 		if err := o(r); err != nil {
 			return nil, err
@@ -197,10 +197,10 @@ func New(opts ...Option) (*Reviewer, error) {
 	return r, nil
 }
 
-// Review runs every check on out. It never fails: a check that cannot run (a panic, an
+// Screen runs every check on out. It never fails: a check that cannot run (a panic, an
 // inconsistent output, a cancelled context) yields a reviewer_failed finding, which the
 // default policy denies on.
-func (r *Reviewer) Review(ctx context.Context, out Output) Review {
+func (r *Screener) Screen(ctx context.Context, out Output) Screening {
 	st := &state{r: r, ctx: ctx, out: out, findings: newFindings()}
 	if ctx == nil {
 		st.ctx = context.Background()
@@ -223,12 +223,12 @@ func (r *Reviewer) Review(ctx context.Context, out Output) Review {
 			}
 		}
 	}
-	return Review{Findings: st.findings.list(st.colRef), Suppressed: st.suppressed}
+	return Screening{Findings: st.findings.list(st.colRef), Suppressed: st.suppressed}
 }
 
 // state is one review in progress.
 type state struct {
-	r          *Reviewer
+	r          *Screener
 	ctx        context.Context
 	out        Output
 	cols       []Column

@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 // Table is an Output held in memory: what tests use, and a simple adapter for job kinds
 // whose results are small (an HE verification's answers, a model's parameters).

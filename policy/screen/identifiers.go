@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"github.com/c1b99f93/cleanroom/policy/pii"

@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // The case corpus: one list of outputs with the codes the reviewer must report, used by
-// TestReview, as FuzzReview's seeds and by BenchmarkReviewCases (STYLE.md convention 6).
+// TestScreen, as FuzzScreen's seeds and by BenchmarkScreenCases (STYLE.md convention 6).
 
 // Identifiers built with the check-character functions, so that every valid one is valid by
 // construction and every near miss differs in one stated way.
@@ -368,7 +368,7 @@ func rawSet(tb testing.TB) *rawset.HashSet {
 	return s
 }
 
-func newReviewer(tb testing.TB, l Limits, raw bool) *Reviewer {
+func newScreener(tb testing.TB, l Limits, raw bool) *Screener {
 	opts := []Option{WithLimits(l)}
 	if raw {
 		k, err := rawset.NewKeyer(testKey)
@@ -393,10 +393,10 @@ func codes(fs []policy.Finding) []string {
 	return out
 }
 
-func TestReview(t *testing.T) {
+func TestScreen(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rev := newReviewer(t, c.limits, c.raw).Review(context.Background(), c.out)
+			rev := newScreener(t, c.limits, c.raw).Screen(context.Background(), c.out)
 			want := slices.Clone(c.want)
 			slices.Sort(want)
 			if got := codes(rev.Findings); !slices.Equal(got, want) {

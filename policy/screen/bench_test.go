@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"context"
@@ -43,9 +43,9 @@ func benchSet(b *testing.B, k *rawset.Keyer) *rawset.HashSet {
 	return k.NewHashSet(h)
 }
 
-// BenchmarkReview reviews a 10,000-row × 5-column output, without and with a 1M-entry
+// BenchmarkScreen reviews a 10,000-row × 5-column output, without and with a 1M-entry
 // raw-value set.
-func BenchmarkReview(b *testing.B) {
+func BenchmarkScreen(b *testing.B) {
 	const rows = 10_000
 	k, err := rawset.NewKeyer(testKey)
 	if err != nil {
@@ -71,7 +71,7 @@ func BenchmarkReview(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if rev := r.Review(context.Background(), out); len(rev.Findings) != 0 {
+				if rev := r.Screen(context.Background(), out); len(rev.Findings) != 0 {
 					b.Fatalf("findings on a clean output: %+v", rev.Findings)
 				}
 			}
@@ -80,15 +80,15 @@ func BenchmarkReview(b *testing.B) {
 	}
 }
 
-// BenchmarkReviewCases reviews the whole case corpus once per iteration.
-func BenchmarkReviewCases(b *testing.B) {
-	rs := map[bool]*Reviewer{}
+// BenchmarkScreenCases reviews the whole case corpus once per iteration.
+func BenchmarkScreenCases(b *testing.B) {
+	rs := map[bool]*Screener{}
 	for _, raw := range []bool{false, true} {
-		rs[raw] = newReviewer(b, Limits{}, raw)
+		rs[raw] = newScreener(b, Limits{}, raw)
 	}
 	for b.Loop() {
 		for _, c := range cases {
-			rs[c.raw].Review(context.Background(), c.out)
+			rs[c.raw].Screen(context.Background(), c.out)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package reviewer_test
+package screen_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/c1b99f93/cleanroom/policy"
-	"github.com/c1b99f93/cleanroom/policy/reviewer"
+	"github.com/c1b99f93/cleanroom/policy/screen"
 	"github.com/c1b99f93/cleanroom/rawset"
 )
 
@@ -14,33 +14,33 @@ import (
 // came from the data (OriginData: only such keys are looked up in the raw-value set). The
 // findings go into the egress policy's input; the suppressed rows are withheld if the policy
 // allows the rest.
-func ExampleReviewer_Review() {
+func ExampleScreener_Screen() {
 	key := []byte("an example key of at least 32 bytes!")
 	set, err := rawset.BuildHashSet(key, slices.Values([]string{"13812345678", "ZhangSanFeng"}))
 	if err != nil {
 		panic(err)
 	}
 	k, _ := rawset.NewKeyer(key)
-	r, err := reviewer.New(
-		reviewer.WithLimits(reviewer.Limits{MaxRows: 10000, MaxCells: 100000, MinUnitsPerGroup: 20}),
-		reviewer.WithRawValues(k, set),
+	r, err := screen.New(
+		screen.WithLimits(screen.Limits{MaxRows: 10000, MaxCells: 100000, MinUnitsPerGroup: 20}),
+		screen.WithRawValues(k, set),
 	)
 	if err != nil {
 		panic(err)
 	}
 	district := policy.ColumnUse{Dataset: "visits", Column: "district", Tags: []string{"attribute"}, Usage: policy.UsageGroupKey}
-	out := &reviewer.Table{
-		Cols: []reviewer.Column{
-			{Name: "district", Kind: reviewer.KindGroupKey, DerivedFrom: []policy.ColumnUse{district}, Origin: reviewer.OriginData},
-			{Name: "visits", Kind: reviewer.KindAggregate},
+	out := &screen.Table{
+		Cols: []screen.Column{
+			{Name: "district", Kind: screen.KindGroupKey, DerivedFrom: []policy.ColumnUse{district}, Origin: screen.OriginData},
+			{Name: "visits", Kind: screen.KindAggregate},
 		},
-		Data: [][]reviewer.Value{
-			{reviewer.Str("Wuhua"), reviewer.Float(1523.4)},
-			{reviewer.Str("138 1234 5678"), reviewer.Float(3.2)},
+		Data: [][]screen.Value{
+			{screen.Str("Wuhua"), screen.Float(1523.4)},
+			{screen.Str("138 1234 5678"), screen.Float(3.2)},
 		},
 		Units: []float64{1523.4, 3.2},
 	}
-	rev := r.Review(context.Background(), out)
+	rev := r.Screen(context.Background(), out)
 	for _, f := range rev.Findings {
 		fmt.Printf("%s (%s): %s\n", f.Code, f.Severity, f.Message)
 	}

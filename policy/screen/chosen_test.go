@@ -1,4 +1,4 @@
-package reviewer
+package screen
 
 import (
 	"context"
@@ -93,8 +93,8 @@ func TestNoVerdictOnAnApplicantChosenStringDependsOnTheRawData(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range chosenPlaces {
-			a := revWith.Review(context.Background(), p.build(x))
-			b := revWithout.Review(context.Background(), p.build(x))
+			a := revWith.Screen(context.Background(), p.build(x))
+			b := revWithout.Screen(context.Background(), p.build(x))
 			if !reflect.DeepEqual(a, b) {
 				t.Fatalf("%s %q: the verdict depends on whether the raw data holds it:\nwith:    %+v\nwithout: %+v", p.name, x, a.Findings, b.Findings)
 			}
@@ -106,7 +106,7 @@ func TestNoVerdictOnAnApplicantChosenStringDependsOnTheRawData(t *testing.T) {
 // (a partition-selected column's key, OriginData) is looked up and found.
 func TestDataDerivedKeysAreStillLookedUp(t *testing.T) {
 	out := &Table{Cols: []Column{key("k"), agg("n", useUnit)}, Data: [][]Value{{Str("ZhangSanFeng"), Float(130)}}}
-	rev := newReviewer(t, Limits{}, true).Review(context.Background(), out)
+	rev := newScreener(t, Limits{}, true).Screen(context.Background(), out)
 	if got := codes(rev.Findings); !slices.Equal(got, []string{CodeRawValue}) {
 		t.Fatalf("codes = %v, want %s", got, CodeRawValue)
 	}

@@ -15,11 +15,11 @@ import (
 	"github.com/c1b99f93/cleanroom/policy/pii"
 )
 
-// TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease: a provider tagged a column of
+// TestScreenStopsAnIdentifierAMisTaggedColumnWouldRelease: a provider tagged a column of
 // referring doctors' resident ID numbers as a mere attribute, so the gate and the access policy
-// let a query group by it. The egress reviewer sees ID numbers in the output's group keys and
+// let a query group by it. The output screen sees ID numbers in the output's group keys and
 // the default policy denies the release; the finding is recorded by code, without the value.
-func TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
+func TestScreenStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 	var ids []string
 	for _, body := range []string{"11010519491231002", "31011519800215003"} {
 		c, err := pii.ResidentIDCheckDigit(body)
@@ -52,7 +52,7 @@ func TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 		t.Fatalf("an innocent query: %v", err)
 	}
 	_, err = submit(e, "g", "SELECT referrer, COUNT(*) AS n FROM referrals GROUP BY referrer", plan.Options{Epsilon: 1})
-	if errcode.Code(err) != errcode.EgressDenied || !strings.Contains(err.Error(), "finding_high") {
+	if errcode.Of(err) != errcode.EgressDenied || !strings.Contains(err.Error(), "finding_high") {
 		t.Fatalf("ID numbers in group keys: %v, want egress_denied on a high finding", err)
 	}
 	for _, id := range ids {
@@ -113,7 +113,7 @@ func TestReviewerStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 }
 
 // TestLowFindingsAreRecordedAndReleased: grouping by a sensitive column without a public
-// domain is ordinary DP SQL (partition selection decides the keys); the reviewer notes it as a
+// domain is ordinary DP SQL (partition selection decides the keys); the output screen notes it as a
 // low finding, which the default policy lets through, and the finding is in provenance.
 func TestLowFindingsAreRecordedAndReleased(t *testing.T) {
 	e := openEngine(t)
