@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"math"
 
 	"github.com/c1b99f93/cleanroom/dp"
@@ -12,6 +11,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Explanation is a dry run of a job: the bounded plan the worker would run, each aggregate's

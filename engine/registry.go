@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // The registry keeps each registered dataset's spec and snapshot under DataDir/catalog, one

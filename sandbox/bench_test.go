@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/connectors/synth"
 	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // benchPersons is the size of the generated dataset the worker benchmarks read: 200,000

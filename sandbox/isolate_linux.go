@@ -4,12 +4,13 @@ package sandbox
 
 import (
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"log/slog"
 	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // newNetNSAttr asks the kernel to start the worker in a fresh network namespace (only a down

@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"os"
+
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Frames on the pipe: a 4-byte big-endian length and a JSON header; a response whose header

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/rawset"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // The raw-value set: the keyed hashes (rawset) of every distinct value of a snapshot's

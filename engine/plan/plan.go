@@ -6,12 +6,12 @@ package plan
 
 import (
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"slices"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // Options are the applicant's privacy parameters for one job.
