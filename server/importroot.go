@@ -27,6 +27,8 @@ type importRoot struct {
 	path  string   // absolute, symbolic links resolved (how the root is opened and compared)
 	given string   // absolute as configured (an absolute source path may use either form)
 	dir   *os.File // the root directory, opened once (O_PATH)
+	// walk opens by the component walk even where openat2 exists (tests exercise both ways).
+	walk bool
 }
 
 // openImportRoots checks and opens the configured roots: each organisation and folder is
@@ -120,7 +122,7 @@ func (r *importRoot) open(p string) (*os.File, string, error) {
 			return nil, "", errcode.New(errcode.SourceOutsideImportRoot, "source.path %q is outside the import root of %s", base, r.org)
 		}
 	}
-	fd, err := openBeneath(int(r.dir.Fd()), rel)
+	fd, err := openBeneath(int(r.dir.Fd()), rel, r.walk)
 	switch {
 	case errors.Is(err, unix.ELOOP):
 		return nil, "", errcode.Wrap(errcode.SourceSymlink, err, "source.path %q passes through a symbolic link; links are never followed, name the file itself", base)
@@ -144,13 +146,10 @@ func (r *importRoot) open(p string) (*os.File, string, error) {
 // then refused as not a regular file) and has no effect on a regular file.
 const sourceFlags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK
 
-// noOpenat2 forces the component walk (tests exercise both ways).
-var noOpenat2 bool
-
 // openBeneath opens rel (clean, relative, without "..") beneath the directory dirfd without
 // following symbolic links. A symbolic link anywhere on the way fails with ELOOP.
-func openBeneath(dirfd int, rel string) (int, error) {
-	if !noOpenat2 {
+func openBeneath(dirfd int, rel string, walk bool) (int, error) {
+	if !walk {
 		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{Flags: sourceFlags,
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
 		for errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) { // EAGAIN: a rename raced the lookup

@@ -60,7 +60,7 @@ func TestImportRootOpensOnlyRegularFilesBeneathItWithoutFollowingLinks(t *testin
 		{"", errcode.InvalidSpec},
 	}
 	for _, walk := range []bool{false, true} {
-		noOpenat2 = walk
+		roots["org"].walk = walk
 		for _, tc := range cases {
 			f, _, err := roots["org"].open(tc.path)
 			if got := errcode.Of(err); got != tc.code {
@@ -71,7 +71,6 @@ func TestImportRootOpensOnlyRegularFilesBeneathItWithoutFollowingLinks(t *testin
 			}
 		}
 	}
-	noOpenat2 = false
 }
 
 func TestImportRootsMayNotOverlap(t *testing.T) {
