@@ -1,18 +1,12 @@
 package engine
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 
 	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
-	"github.com/c1b99f93/cleanroom/errcode"
-	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/policy/screen"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -67,67 +61,6 @@ func fingerprintOf(grant string, q *gate.Query, ds sources, opts plan.Options) (
 		return "", err
 	}
 	return queryFingerprint(grant, q, p)
-}
-
-// remember stores a fresh release for identical queries. The release is already recorded, so
-// a failure here does not withdraw it; it is recorded, and the next identical query will be
-// computed (and charged) again.
-func (e *Engine) remember(ctx context.Context, id, grant, fingerprint string, st storedAnswer, res *Result) error {
-	st.Spent, st.Split, st.Bounds = res.Spent, res.Split, res.Bounds
-	b, err := json.Marshal(st)
-	if err == nil {
-		err = e.ledger.Remember(ctx, grant, fingerprint, id, b)
-	}
-	if err != nil {
-		if _, rerr := e.record(context.WithoutCancel(ctx), id, &provenance.ReleaseNotStored{Reason: "the answer could not be stored for repeated queries"}); rerr != nil {
-			return rerr
-		}
-	}
-	return nil
-}
-
-// answerFromRelease answers a job whose fingerprint was computed before on the same grant and
-// whose output has no decision that sticks (it was released, perhaps after review): the same
-// noisy rows, re-post-processed for this query, through the egress policy again, and nothing
-// is charged. An output held, rejected or denied never gets here (decision.go).
-func (e *Engine) answerFromRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, prior ledger.Released) (*Outcome, error) {
-	var st storedAnswer
-	if err := json.Unmarshal(prior.Result, &st); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the stored answer could not be read")
-	}
-	if st.Rows == nil {
-		st.Rows = [][]api.Cell{}
-	}
-	for _, row := range st.Rows {
-		if len(row) != len(q.Outputs) {
-			return nil, errcode.New(errcode.Internal, "the stored answer does not match the query's outputs")
-		}
-	}
-	if p.UnitCount >= 0 && st.Units == nil && len(st.Rows) == 0 {
-		st.Units = []float64{} // an empty answer's counts were omitted when stored
-	}
-	if (p.UnitCount >= 0) != (st.Units != nil) || (st.Units != nil && len(st.Units) != len(st.Rows)) {
-		return nil, errcode.New(errcode.Internal, "the stored answer's unit counts do not match the plan")
-	}
-	if _, err := e.record(ctx, id, &provenance.AnsweredFromRelease{ReleasedJob: prior.Job}); err != nil {
-		return nil, err
-	}
-	res := &Result{Result: api.Result{Job: id, Dataset: ds.name(), Rows: st.Rows, Bounds: st.Bounds,
-		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
-			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}, units: st.Units, probes: st.Probes}
-	for _, o := range q.Outputs {
-		kind := "aggregate"
-		if o.Key >= 0 {
-			kind = "group_key"
-		}
-		res.Columns = append(res.Columns, api.ResultCol{Name: o.Name, Kind: kind})
-	}
-	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, &provenance.Release{ReleasedJob: prior.Job, Charged: new(bool)})
-	if err != nil {
-		return nil, err
-	}
-	return &Outcome{Result: res, Receipt: receipt, Held: held, Datasets: ds.names()}, nil
 }
 
 // lockFingerprint serialises jobs with one fingerprint; it returns the unlock function.

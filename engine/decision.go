@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/c1b99f93/cleanroom/engine/ledger"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 )
 
@@ -26,27 +25,9 @@ import (
 // control-plane store (ledger.Decision, which survives a restart) and recorded in provenance
 // ("output_decision" when it is made, "decision_recalled" when it answers a repeat).
 
-// decide records and stores a decision on a computed output (held, or denied by the egress
-// policy) under the job's fingerprint lock. Fail closed: without the record and the stored
-// decision the job fails, and nothing is released.
-func (e *Engine) decide(ctx context.Context, grant, fingerprint string, d ledger.Decision) error {
-	if _, err := e.record(ctx, d.Job, &provenance.OutputDecision{
-		Fingerprint: fingerprint, State: string(d.State), Code: string(d.Code), Reason: d.Reason,
-	}); err != nil {
-		return err
-	}
-	if err := e.ledger.Decide(ctx, grant, fingerprint, d); err != nil {
-		return errcode.Wrap(errcode.Internal, err, "the decision on the output could not be stored; nothing was released")
-	}
-	return nil
-}
-
-// recallDecision answers job id with a decision that sticks: it records which decision
-// answered, and returns the refusal (nothing ran, nothing is charged).
-func (e *Engine) recallDecision(ctx context.Context, id string, d ledger.Decision) error {
-	if _, err := e.record(ctx, id, &provenance.DecisionRecalled{DecidedJob: d.Job, State: string(d.State), Code: string(d.Code)}); err != nil {
-		return err
-	}
+// recalledRefusal is the refusal of a repeat answered by a decision that sticks (nothing ran,
+// nothing is charged).
+func recalledRefusal(d ledger.Decision) error {
 	reason := d.Reason
 	if reason == "" {
 		reason = "no reason was given"

@@ -6,10 +6,8 @@ import (
 	"math"
 
 	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
@@ -52,34 +50,16 @@ type ExplainedAggregate struct {
 	Note          string   `json:"note,omitempty"`
 }
 
-// Explain gates and plans a job and asks the access policy about it, exactly as Submit would,
-// but stops before the budget and the worker: nothing is reserved, read or recorded.
+// Explain runs a job's dry-run stages (gate, plan, access policy) exactly as Run would, then
+// stops before the budget and the worker: nothing is reserved, read or recorded. A denial by
+// the access policy is reported as the policy's decision, not as an error.
 func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	opts := e.options(ctx, j)
-	q, err := gate.Admit(ctx, e.parser, e, j.SQL)
-	if err != nil {
+	s := &jobState{job: j, opts: opts, dryRun: true}
+	if err := e.runStages(ctx, sqlStages(), s); err != nil && (s.decision == nil || s.decision.Allowed()) {
 		return nil, err
 	}
-	ds, err := e.sourcesOf(q)
-	if err != nil {
-		return nil, err
-	}
-	shape, err := queryShape(q, ds)
-	if err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
-	}
-	priors, err := e.priorsFor(ctx, j.Grant, shape, q.Filter)
-	if err != nil {
-		return nil, err
-	}
-	p, err := plan.Build(q, ds.snapshots(), opts, 0, priors...)
-	if err != nil {
-		return nil, err
-	}
-	access, err := e.policy.Access(ctx, accessInput(j, ds, q, p, opts))
-	if err != nil {
-		return nil, err
-	}
+	q, ds, p, access := s.q, s.ds, s.p, *s.decision
 	x := &Explanation{Dataset: ds.name(), Snapshots: ds.snapshots(), Plan: p.Worker, PublicPartitions: p.Public,
 		Cost: p.Cost, Split: p.Split, Bounds: boundsText(ds, p), Policy: access}
 	for i, s := range p.Worker.Aggregates {

@@ -5,18 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
@@ -84,33 +79,19 @@ func (e *Engine) Submit(ctx context.Context, j Job) (*Result, error) {
 	return out.Result, nil
 }
 
-// Run runs a job through the pipeline. It returns the released result, or the computed result
-// held for review, or an *errcode.Error whose message is safe to show to the applicant.
+// Run runs a SQL job through its stages (sqlStages). It returns the released result, or the
+// computed result held for review, or an *errcode.Error whose message is safe to show to the
+// applicant.
 func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	id := j.ID
 	if id == "" {
 		id = newJobID()
 	}
-	opts := e.options(ctx, j)
-	if _, err := e.record(ctx, id, &provenance.JobSubmitted{
-		Principal: provenance.Principal(j.Principal), Grant: j.Grant, SQL: j.SQL, Options: provenance.DocOf(opts),
-	}); err != nil {
+	s := &jobState{id: id, job: j, opts: e.options(ctx, j)}
+	if err := e.runStages(ctx, sqlStages(), s); err != nil {
 		return nil, err
 	}
-	out, stage, err := e.run(ctx, id, j, opts)
-	if err != nil {
-		pub := errcode.Public(err)
-		end := provenance.JobEnd{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
-		var ev provenance.Event = &provenance.JobRefused{JobEnd: end}
-		if stage == stageAfterReserve {
-			ev = &provenance.JobFailed{JobEnd: end}
-		}
-		if _, rerr := e.record(context.WithoutCancel(ctx), id, ev); rerr != nil {
-			return nil, errors.Join(err, rerr)
-		}
-		return nil, err
-	}
-	return out, nil
+	return &Outcome{Result: s.res, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names()}, nil
 }
 
 // options are the job's privacy parameters with defaults filled — an unset delta is a share of
@@ -131,292 +112,6 @@ func (e *Engine) options(ctx context.Context, j Job) plan.Options {
 		opts.MinUnitsPerGroup = max(opts.MinUnitsPerGroup, e.policy.Params().MinUnitsPerGroup)
 	}
 	return opts
-}
-
-type stage int
-
-const (
-	stageBeforeReserve stage = iota
-	stageAfterReserve
-)
-
-func (e *Engine) run(ctx context.Context, id string, j Job, opts plan.Options) (*Outcome, stage, error) {
-	q, err := gate.Admit(ctx, e.parser, e, j.SQL)
-	if err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	ds, err := e.sourcesOf(q)
-	if err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	if err := ds.within(j.Grant, j.Terms); err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	if _, err := e.record(ctx, id, &provenance.Gate{Admitted: true, Dataset: ds.primary().Spec.Name, Snapshots: ds.snapshots()}); err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	shape, err := queryShape(q, ds)
-	if err != nil {
-		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
-	}
-	priors, err := e.priorsFor(ctx, j.Grant, shape, q.Filter)
-	if err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	p, err := plan.Build(q, ds.snapshots(), opts, randomKey(), priors...)
-	if err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	p.Worker.Job = id
-	if _, err := e.record(ctx, id, &provenance.Plan{WorkerPlan: provenance.DocOf(p.Worker), PublicPartitions: provenance.DocOf(p.Public),
-		Cost: provenance.DocOf(p.Cost), Split: provenance.DocOf(p.Split), DifferencingChecks: provenance.DocOf(p.Probes)}); err != nil {
-		return nil, stageBeforeReserve, err
-	}
-
-	in := accessInput(j, ds, q, p, opts)
-	dref, params := in.Datasets, in.Job
-	access, err := e.policy.Access(ctx, in)
-	if err != nil {
-		return nil, stageBeforeReserve, errcode.Wrap(errcode.PolicyDenied, err, "the access policy could not be evaluated; denied")
-	}
-	if _, err := e.record(ctx, id, &provenance.PolicyAccess{PolicyDecision: decisionRecord(access, in)}); err != nil {
-		return nil, stageBeforeReserve, err
-	}
-	if !access.Allowed() {
-		return nil, stageBeforeReserve, errcode.New(errcode.PolicyDenied, "the access policy denied this job: %s", strings.Join(access.Reasons, "; "))
-	}
-	if err := ds.operable(); err != nil {
-		return nil, stageBeforeReserve, err
-	}
-
-	// An identical query on this grant is answered from its first release, at no cost; one at a
-	// time per fingerprint, so two identical jobs in flight cannot both draw fresh noise.
-	fingerprint, err := fingerprintOf(j.Grant, q, ds, opts)
-	if err != nil {
-		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
-	}
-	unlock := e.lockFingerprint(j.Grant + "/" + fingerprint)
-	defer unlock()
-	// A decision on this output (held, rejected, denied) answers every repeat: it sticks
-	// whatever the repeat's aliases, ORDER BY or LIMIT (decision.go).
-	if d, ok, err := e.ledger.DecisionFor(ctx, j.Grant, fingerprint); err != nil {
-		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the store of output decisions is unavailable")
-	} else if ok && d.Sticks() {
-		return nil, stageBeforeReserve, e.recallDecision(ctx, id, d)
-	}
-	if prior, ok, err := e.ledger.Recall(ctx, j.Grant, fingerprint); err != nil {
-		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
-	} else if ok {
-		out, err := e.answerFromRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, prior)
-		return out, stageBeforeReserve, err
-	}
-
-	mech, _ := json.Marshal(mechanisms(p))
-	accounts := ds.accounts(j.Grant)
-	if err := e.ledger.Reserve(ctx, id, accounts, ledger.Budget{Epsilon: p.Cost.Epsilon, Delta: p.Cost.Delta}, mech); err != nil {
-		var ex *ledger.ExhaustedError
-		if errors.As(err, &ex) {
-			return nil, stageBeforeReserve, errcode.Wrap(errcode.BudgetExhausted, err,
-				"the budget of %s cannot cover this job (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged",
-				ex.Account, p.Cost.Epsilon, p.Cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta)
-		}
-		if errors.Is(err, ledger.ErrUnknownAccount) {
-			return nil, stageBeforeReserve, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", j.Grant)
-		}
-		return nil, stageBeforeReserve, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
-	}
-	if _, err := e.record(ctx, id, &provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(p.Cost)}); err != nil {
-		return nil, stageAfterReserve, e.refund(ctx, id, err)
-	}
-
-	out, err := e.executeAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, shape)
-	if err != nil {
-		return nil, stageAfterReserve, err
-	}
-	return out, stageAfterReserve, nil
-}
-
-// charge makes a reservation final after a failure that may depend on the data; nothing was
-// released.
-func (e *Engine) charge(ctx context.Context, id string, cause error) error {
-	ctx = context.WithoutCancel(ctx)
-	if err := e.ledger.Commit(ctx, id); err != nil {
-		return errors.Join(cause, err)
-	}
-	if _, err := e.record(ctx, id, &provenance.BudgetDebited{Reason: string(errcode.Of(cause)), Released: new(bool)}); err != nil {
-		return errors.Join(cause, err)
-	}
-	return cause
-}
-
-// refund returns a reservation after a failure that released nothing and read no data.
-func (e *Engine) refund(ctx context.Context, id string, cause error) error {
-	ctx = context.WithoutCancel(ctx)
-	if err := e.ledger.Refund(ctx, id, string(errcode.Of(cause))); err != nil {
-		return errors.Join(cause, err)
-	}
-	if _, err := e.record(ctx, id, &provenance.BudgetRefunded{Reason: string(errcode.Of(cause))}); err != nil {
-		return errors.Join(cause, err)
-	}
-	return cause
-}
-
-func (e *Engine) executeAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned, dref []policy.DatasetRef, params policy.JobParams, fingerprint, shape string) (*Outcome, error) {
-	w, err := e.worker(ctx, ds.domain())
-	if err != nil {
-		return nil, e.refund(ctx, id, err)
-	}
-	start := time.Now()
-	parts, err := w.Execute(ctx, &p.Worker)
-	var probeStates [][]byte
-	var probePre []byte
-	if err == nil {
-		probeStates, probePre, err = executeProbes(ctx, w, id, p.Probes)
-	}
-	if err != nil {
-		switch errcode.Of(err) {
-		case errcode.QueryInvalid, errcode.Canceled:
-			// Known before any row was read, or stopped by the applicant: nothing about the
-			// data was learned, so the reservation is returned.
-			return nil, e.refund(ctx, id, err)
-		}
-		// A failure while rows were being read (a deadline, a resource limit, a crash) can
-		// depend on the data: it stays charged, so probing with failures is never free.
-		return nil, e.charge(ctx, id, err)
-	}
-	pre, err := preNoiseBytes(p, parts)
-	if err != nil {
-		return nil, e.charge(ctx, id, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned states that do not match the plan; nothing was released"))
-	}
-	exec := &provenance.Execution{
-		Domain: ds.domain(), Snapshots: ds.snapshots(), DurationMS: time.Since(start).Milliseconds(),
-		PreNoiseDigest: e.auditKey.Digest(pre),
-	}
-	if len(p.Probes) > 0 {
-		exec.DifferencingPreNoiseDigest = e.auditKey.Digest(probePre)
-	}
-	if _, err := e.record(ctx, id, exec); err != nil {
-		return nil, e.charge(ctx, id, err)
-	}
-	if shape != "" {
-		if err := e.ledger.NoteFilter(ctx, j.Grant, shape, filterText(q.Filter), id); err != nil {
-			return nil, e.charge(ctx, id, errcode.Wrap(errcode.Internal, err, "the history of queries on this grant could not be kept; nothing was released"))
-		}
-	}
-	// The debit is final before any noise is drawn: whatever happens after this point, the
-	// job has been charged for what it computed.
-	if err := e.ledger.Commit(ctx, id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
-	}
-	if _, err := e.record(ctx, id, &provenance.BudgetDebited{Cost: ptr(provenance.DocOf(p.Cost))}); err != nil {
-		return nil, err
-	}
-
-	res, err := release(q, p, parts)
-	if err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
-	}
-	probes, err := releaseProbes(p.Probes, probeStates)
-	if err != nil {
-		return nil, err
-	}
-	all, units := slices.Clone(res.Rows), res.units
-	res.probes = probes
-	res.Job, res.Dataset = id, ds.name()
-	res.Bounds = boundsText(ds, p)
-	res.Spent = api.Budget(p.Cost)
-	res.Split = p.Split
-	if _, err := e.record(ctx, id, &provenance.Mechanism{Aggregates: provenance.DocOf(mechanisms(p)), RowsReleased: len(res.Rows), DifferencingChecks: provenance.DocOf(probes)}); err != nil {
-		return nil, err
-	}
-
-	// The noisy rows are remembered whether released or held: a repeat of a held query gets
-	// the same rows (and the same review), never fresh noise.
-	held, receipt, err := e.egressAndRelease(ctx, id, j, ds, q, p, dref, params, fingerprint, res, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.remember(ctx, id, j.Grant, fingerprint, storedAnswer{Rows: all, Units: units, Probes: probes}, res); err != nil {
-		return nil, err
-	}
-	return &Outcome{Result: res, Receipt: receipt, Held: held, Datasets: ds.names()}, nil
-}
-
-// egressAndRelease reviews a result (every row, before ORDER BY and LIMIT), withholds the rows
-// that stand for too few privacy units, post-processes the rest and asks the egress policy.
-// On allow it records the release (with its output digest), stamps the result with the
-// record's log index and returns the signed receipt; on review it records the hold and
-// returns it, and the result stays unreleased. A hold and a denial are stored as the decision
-// on the output (fingerprint), which answers every repeat (decision.go).
-func (e *Engine) egressAndRelease(ctx context.Context, id string, j Job, ds sources, q *gate.Query, p *plan.Planned,
-	dref []policy.DatasetRef, params policy.JobParams, fingerprint string, res *Result, repeat *provenance.Release) (*Hold, []byte, error) {
-	summary := outputSummary(ds, q, p, res)
-	// The output screen looks at the concrete output; its findings go to the egress policy and into
-	// provenance (they name columns and codes, never values).
-	rev, err := e.jobScreener(ctx, ds, p, res.probes)
-	if err != nil {
-		return nil, nil, err
-	}
-	rv := rev.Screen(ctx, newResultOutput(summary, q, res))
-	if _, err := e.record(ctx, id, &provenance.Reviewer{Findings: provenance.DocOf(rv.Findings), SuppressedRows: len(rv.Suppressed)}); err != nil {
-		return nil, nil, err
-	}
-	// Withholding reads only noisy unit counts, so it is post-processing: it costs no budget,
-	// and telling how many rows were withheld (when the policy allows) leaks nothing more.
-	withhold(res, rv.Suppressed)
-	if e.policy.Params().DiscloseSuppressed && p.UnitCount >= 0 {
-		n := len(rv.Suppressed)
-		res.Suppressed = &n
-	}
-	postProcess(q, res)
-	// One encoding of the output gives its size (for the limits) and its digest (for the hold,
-	// the release record and the receipt).
-	size, digest, err := outputDigest(res)
-	if err != nil {
-		return nil, nil, err
-	}
-	summary.Rows, summary.Cells = len(res.Rows), len(res.Rows)*len(q.Outputs)
-	summary.Bytes, summary.Suppressed = size, len(rv.Suppressed)
-	in := policy.EgressInput{Principal: j.Principal, Datasets: dref, Job: params, Output: summary, Findings: rv.Findings, Grant: j.Terms}
-	egress, err := e.policy.Egress(ctx, in)
-	evaluated := err == nil
-	if !evaluated {
-		egress = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
-	}
-	if _, err := e.record(ctx, id, &provenance.PolicyEgress{PolicyDecision: decisionRecord(egress, in)}); err != nil {
-		return nil, nil, err
-	}
-	switch egress.Result {
-	case policy.ResultAllow:
-	case policy.ResultReview:
-		// A fresh job stays charged: the decision is a function of the noisy output.
-		hold := &Hold{Grant: j.Grant, Reviewers: max(egress.Reviewers, 1), Reasons: egress.Reasons, OutputDigest: digest}
-		if _, err := e.record(ctx, id, &provenance.Held{Grant: hold.Grant, Reviewers: hold.Reviewers, Reasons: hold.Reasons, OutputDigest: hold.OutputDigest}); err != nil {
-			return nil, nil, err
-		}
-		if err := e.decide(ctx, j.Grant, fingerprint, ledger.Decision{State: ledger.DecisionHeld, Job: id}); err != nil {
-			return nil, nil, err
-		}
-		return hold, nil, nil
-	default:
-		// A fresh job stays charged: a denial cannot be used to probe for free. The denial
-		// sticks to the output (not when the policy could not be evaluated: that decided
-		// nothing about the output).
-		reasons := strings.Join(egress.Reasons, "; ")
-		if evaluated {
-			if err := e.decide(ctx, j.Grant, fingerprint, ledger.Decision{State: ledger.DecisionDenied, Job: id, Code: errcode.EgressDenied, Reason: reasons}); err != nil {
-				return nil, nil, err
-			}
-		}
-		return nil, nil, errcode.New(errcode.EgressDenied, "the output was withheld by egress review: %s", reasons)
-	}
-	data := &provenance.Release{}
-	if repeat != nil {
-		data = repeat
-	}
-	data.OutputDigest, data.Rows = digest, len(res.Rows)
-	receipt, err := e.recordRelease(ctx, id, j.Grant, res, digest, data, nil)
-	return nil, receipt, err
 }
 
 // decisionRecord is a policy decision with the input it was made on, so that a candidate

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 // jobRecords are the records of one job that replay reads, decoded.
 type jobRecords struct {
+	kind      string            // job_submitted: the job kind, whose stage list replay walks
 	snapshots map[string]string // gate: dataset → snapshot digest
 	plan      *wire.Plan
 	probes    []plan.Probe // plan: the differencing checks
@@ -69,6 +71,8 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 		}
 		var derr error
 		switch ev := rec.Event.(type) {
+		case *provenance.JobSubmitted:
+			r.kind = cmp.Or(ev.Kind, KindSQL)
 		case *provenance.Gate:
 			r.snapshots = ev.Snapshots
 		case *provenance.Plan:
@@ -99,51 +103,43 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 	return r, nil
 }
 
-// Replay re-runs a job from its provenance records: it checks the recorded snapshots are the
-// registered ones and still have their digests (the data did not change), loads the policy
-// bundle that decided (by digest) and re-evaluates the recorded access and egress inputs,
-// re-runs the recorded worker plan (with its recorded sampling key) and compares the keyed
-// digest of the pre-noise aggregates. Noise is never drawn again. The report is recorded.
+// replayState is what replay's stages share: the job's decoded records, the report as it
+// grows, and what earlier stages found (the data unchanged, the bundle that decided).
+type replayState struct {
+	job    string
+	r      *jobRecords
+	rep    *api.ReplayReport
+	dataOK bool
+	bundle *policy.Engine
+}
+
+func (rs *replayState) add(stage, result, detail string, args ...any) {
+	rs.rep.Stages = append(rs.rep.Stages, api.ReplayStage{Stage: stage, Result: result, Detail: fmt.Sprintf(detail, args...)})
+}
+
+// Replay re-runs a job from its provenance records by walking its kind's stage list: each
+// stage that can be checked again re-checks what it recorded. For a SQL job: the recorded
+// snapshots are the registered ones and still have their digests (the data did not change);
+// the policy bundle that decided (by digest) re-evaluates the recorded access and egress
+// inputs; the recorded worker plan re-runs (with its recorded sampling key) and the keyed
+// digest of the pre-noise aggregates is compared. Noise is never drawn again. The report is
+// recorded.
 func (e *Engine) Replay(ctx context.Context, job string) (*api.ReplayReport, error) {
 	r, err := readJobRecords(e.logPath, job)
 	if err != nil {
 		return nil, err
 	}
-	rep := &api.ReplayReport{Job: job}
-	add := func(stage, result, detail string, args ...any) {
-		rep.Stages = append(rep.Stages, api.ReplayStage{Stage: stage, Result: result, Detail: fmt.Sprintf(detail, args...)})
+	stages, ok := jobKinds()[cmp.Or(r.kind, KindSQL)]
+	if !ok {
+		return nil, errcode.New(errcode.QueryInvalid, "job %s is of kind %q, which this build cannot replay", job, r.kind)
 	}
-
-	dataOK := e.replaySnapshots(ctx, r, add)
-
-	var bundle *policy.Engine
-	if r.access != nil {
-		bundle = e.replayBundle(ctx, r.access.BundleDigest, add)
-	} else {
-		add("policy_bundle", api.ReplayNotRun, "the job was refused before the access policy")
+	rs := &replayState{job: job, r: r, rep: &api.ReplayReport{Job: job}}
+	for _, st := range stages {
+		if st.replay != nil {
+			st.replay(ctx, e, rs)
+		}
 	}
-	replayDecision(ctx, "access_decision", policy.AccessQuery, job, bundle, r.access, add)
-
-	switch {
-	case r.plan == nil || r.preNoise == "":
-		add("execution", api.ReplayNotRun, "the job did not reach execution%s", refusalText(r.refusal))
-	case !dataOK:
-		add("execution", api.ReplayNotRun, "not re-run: the data it read is not the data recorded")
-	default:
-		e.replayExecution(ctx, job, r, add)
-	}
-
-	if r.egress != nil && r.egress.BundleDigest != "" && (r.access == nil || r.egress.BundleDigest != r.access.BundleDigest) {
-		bundle = e.replayBundle(ctx, r.egress.BundleDigest, add)
-	}
-	replayDecision(ctx, "egress_decision", policy.EgressQuery, job, bundle, r.egress, add)
-
-	if r.release != nil {
-		add("release", api.ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", r.release.OutputDigest)
-	} else {
-		add("release", api.ReplayNotRun, "nothing was released")
-	}
-
+	rep := rs.rep
 	rep.Match = true
 	for _, s := range rep.Stages {
 		if s.Result == api.ReplayMismatch {
@@ -156,6 +152,53 @@ func (e *Engine) Replay(ctx context.Context, job string) (*api.ReplayReport, err
 	return rep, nil
 }
 
+// replayAccess loads the bundle that made the access decision and re-evaluates its input.
+func replayAccess(ctx context.Context, e *Engine, rs *replayState) {
+	if rs.r.access != nil {
+		rs.bundle = e.replayBundle(ctx, rs.r.access.BundleDigest, rs.add)
+	} else {
+		rs.add("policy_bundle", api.ReplayNotRun, "the job was refused before the access policy")
+	}
+	replayDecision(ctx, "access_decision", policy.AccessQuery, rs.job, rs.bundle, rs.r.access, rs.add)
+}
+
+// replayExecution re-runs the recorded plan, when the job reached execution and its data is
+// unchanged.
+func replayExecution(ctx context.Context, e *Engine, rs *replayState) {
+	switch {
+	case rs.r.plan == nil || rs.r.preNoise == "":
+		rs.add("execution", api.ReplayNotRun, "the job did not reach execution%s", refusalText(rs.r.refusal))
+	case !rs.dataOK:
+		rs.add("execution", api.ReplayNotRun, "not re-run: the data it read is not the data recorded")
+	default:
+		e.replayExecution(ctx, rs.job, rs.r, rs.add)
+	}
+}
+
+// replayEgress re-evaluates the egress decision, under its own bundle if it was not the
+// access decision's.
+func replayEgress(ctx context.Context, e *Engine, rs *replayState) {
+	r := rs.r
+	if r.egress != nil && r.egress.BundleDigest != "" && (r.access == nil || r.egress.BundleDigest != r.access.BundleDigest) {
+		rs.bundle = e.replayBundle(ctx, r.egress.BundleDigest, rs.add)
+	}
+	replayDecision(ctx, "egress_decision", policy.EgressQuery, rs.job, rs.bundle, r.egress, rs.add)
+}
+
+// replayRelease says what was released; noise is drawn once, so the output is not recomputed.
+func replayRelease(_ context.Context, _ *Engine, rs *replayState) {
+	if rs.r.release != nil {
+		rs.add("release", api.ReplayNotReplayed, "released with output digest %v; DP noise is drawn once and never again, so the output itself is not recomputed", rs.r.release.OutputDigest)
+	} else {
+		rs.add("release", api.ReplayNotRun, "nothing was released")
+	}
+}
+
+// replaySnapshots checks the data the job read is unchanged.
+func replaySnapshots(ctx context.Context, e *Engine, rs *replayState) {
+	rs.dataOK = e.checkSnapshots(ctx, rs.r, rs.add)
+}
+
 func refusalText(refusal *provenance.JobEnd) string {
 	if refusal == nil {
 		return ""
@@ -163,9 +206,9 @@ func refusalText(refusal *provenance.JobEnd) string {
 	return fmt.Sprintf(" (it ended %v)", refusal.Code)
 }
 
-// replaySnapshots checks each recorded snapshot is the dataset's registered one and that its
+// checkSnapshots checks each recorded snapshot is the dataset's registered one and that its
 // file still has its digest.
-func (e *Engine) replaySnapshots(ctx context.Context, r *jobRecords, add func(stage, result, detail string, args ...any)) bool {
+func (e *Engine) checkSnapshots(ctx context.Context, r *jobRecords, add func(stage, result, detail string, args ...any)) bool {
 	if len(r.snapshots) == 0 {
 		add("snapshots", api.ReplayNotRun, "the job was refused before it named its data")
 		return false

@@ -160,6 +160,9 @@ type WorkerStarted struct {
 
 // JobSubmitted: a job was submitted (the first record of every job).
 type JobSubmitted struct {
+	// Kind is the job kind, which names its stage list; empty in logs written before job kinds
+	// existed, which hold only SQL jobs.
+	Kind      string    `json:"kind,omitempty"`
 	Principal Principal `json:"principal"`
 	Grant     string    `json:"grant"`
 	SQL       string    `json:"sql"`
