@@ -20,13 +20,10 @@ import (
 // job, the engine loads the sets of the datasets it read and the output screen looks every
 // output value up in their union. The engine holds keyed hashes only, never a value.
 
-// CodeBadRawValueKey is the code of ErrBadRawValueKey.
-const CodeBadRawValueKey = "bad_rawvalue_key"
-
 // ErrBadRawValueKey is wrapped when the raw-value key file exists but is unusable (wrong
 // length, or readable by group or others). Open refuses it rather than replacing it: a new
 // key would make every set built under the old one useless.
-var ErrBadRawValueKey = errcode.New(CodeBadRawValueKey, "the raw-value key file is unusable")
+var ErrBadRawValueKey = errcode.New(errcode.BadRawValueKey, "the raw-value key file is unusable")
 
 // rawValues is the engine's raw-value key and its cache of loaded sets.
 type rawValues struct {

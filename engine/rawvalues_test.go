@@ -73,8 +73,8 @@ func TestRawValueKeyIsCreatedPrivateAndReused(t *testing.T) {
 				e.Close()
 				t.Fatal("Open accepted a damaged raw-value key")
 			}
-			if !errors.Is(err, engine.ErrBadRawValueKey) || errcode.Of(err) != engine.CodeBadRawValueKey {
-				t.Fatalf("err = %v, want %s", err, engine.CodeBadRawValueKey)
+			if !errors.Is(err, engine.ErrBadRawValueKey) || errcode.Of(err) != errcode.BadRawValueKey {
+				t.Fatalf("err = %v, want %s", err, errcode.BadRawValueKey)
 			}
 			if strings.Contains(err.Error(), string(first[:8])) {
 				t.Fatal("the error quotes the key")

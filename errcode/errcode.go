@@ -89,6 +89,49 @@ const (
 	OutputHeld Code = "output_held"
 )
 
+// Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
+// damaged; an applicant sees them only as internal.
+const (
+	UnknownAccount     Code = "unknown_account"
+	DuplicateJob       Code = "duplicate_job"
+	NotReserved        Code = "not_reserved"
+	AccountMismatch    Code = "account_mismatch"
+	InvalidBudget      Code = "invalid_budget"
+	InvalidReservation Code = "invalid_reservation"
+)
+
+// Codes of the provenance log (engine/provenance): its files, keys, signed notes, proofs and
+// archives.
+const (
+	LogCorrupt       Code = "log_corrupt"
+	LogLocked        Code = "log_locked"
+	InvalidRecord    Code = "invalid_record"
+	BadAuditKey      Code = "bad_audit_key"
+	BadPlatformKey   Code = "bad_platform_key"
+	BadVerifierKey   Code = "bad_verifier_key"
+	BadSignature     Code = "bad_signature"
+	InvalidNote      Code = "invalid_note"
+	BadCheckpoint    Code = "bad_checkpoint"
+	NoSigner         Code = "no_signer"
+	NoCheckpoint     Code = "no_checkpoint"
+	ProofInvalid     Code = "proof_invalid"
+	OutOfRange       Code = "out_of_range"
+	ArchiveCorrupt   Code = "archive_corrupt"
+	ArchiveExists    Code = "archive_exists"
+	InvalidLogOption Code = "invalid_log_option"
+	UnknownEvent     Code = "unknown_event"
+)
+
+// Codes of the policy engine (policy), of the raw-value key (engine) and of the Go client.
+const (
+	PolicyBundleInvalid Code = "policy_bundle_invalid" // the bundle could not be read, parsed or compiled
+	PolicyEvalFailed    Code = "policy_eval_failed"    // evaluating a decision failed (the Decision is a deny)
+	PolicyTestsFailed   Code = "policy_tests_failed"   // the bundle's Rego tests could not be run (failing tests are results)
+	PolicyRecordInvalid Code = "policy_record_invalid" // a recorded decision given to WhatIf cannot be replayed
+	BadRawValueKey      Code = "bad_rawvalue_key"      // the raw-value key file is unusable
+	HTTPStatus          Code = "http_status"           // the client got a non-2xx answer without an error document
+)
+
 // All lists every code, once: the registry a test checks against the constants declared here.
 func All() []Code {
 	return []Code{
@@ -103,6 +146,11 @@ func All() []Code {
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
 		RawColumnInOutput, NetworkUnreachable, ResourceLimit,
 		IdentifierInQuery, OutputHeld,
+		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
+		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
+		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,
+		ArchiveExists, InvalidLogOption, UnknownEvent,
+		PolicyBundleInvalid, PolicyEvalFailed, PolicyTestsFailed, PolicyRecordInvalid, BadRawValueKey, HTTPStatus,
 	}
 }
 

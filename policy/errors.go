@@ -1,22 +1,15 @@
 package policy
 
-import "fmt"
+import (
+	"fmt"
 
-// Error codes. They are stable; callers branch on them, tests assert them.
-const (
-	// CodeBundleInvalid: the bundle could not be read, parsed or compiled.
-	CodeBundleInvalid = "policy_bundle_invalid"
-	// CodeEvalFailed: evaluating a decision failed (the returned Decision is a deny).
-	CodeEvalFailed = "policy_eval_failed"
-	// CodeTestsFailed: the bundle's Rego tests could not be run (failing tests are results,
-	// not errors).
-	CodeTestsFailed = "policy_tests_failed"
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // Error is a policy error with a stable code. Err is the cause from OPA or the file system;
 // its text may quote input values, so at the API boundary show Code only.
 type Error struct {
-	Code string
+	Code errcode.Code
 	Op   string // what was being done, e.g. "load bundle", "evaluate access"
 	Err  error
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 )
@@ -26,7 +27,7 @@ const (
 const (
 	ReasonDecisionUndefined = "decision_undefined"
 	ReasonDecisionMalformed = "decision_malformed"
-	ReasonEvalFailed        = "policy_eval_failed"
+	ReasonEvalFailed        = string(errcode.PolicyEvalFailed)
 	ReasonInputInvalid      = "input_invalid"
 )
 
@@ -133,24 +134,24 @@ func New(ctx context.Context, opts ...Option) (*Engine, error) {
 	}
 	fsys, err := cfg.bundleFS()
 	if err != nil {
-		return nil, &Error{Code: CodeBundleInvalid, Op: "open bundle", Err: err}
+		return nil, &Error{Code: errcode.PolicyBundleInvalid, Op: "open bundle", Err: err}
 	}
 	snap, err := readSnapshot(fsys)
 	if err != nil {
-		return nil, &Error{Code: CodeBundleInvalid, Op: "read bundle", Err: err}
+		return nil, &Error{Code: errcode.PolicyBundleInvalid, Op: "read bundle", Err: err}
 	}
 	e := &Engine{snap: snap, caps: capabilities()}
 	if e.access, err = e.prepare(ctx, AccessQuery); err != nil {
-		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare access", Err: err}
+		return nil, &Error{Code: errcode.PolicyBundleInvalid, Op: "prepare access", Err: err}
 	}
 	if e.egress, err = e.prepare(ctx, EgressQuery); err != nil {
-		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare egress", Err: err}
+		return nil, &Error{Code: errcode.PolicyBundleInvalid, Op: "prepare egress", Err: err}
 	}
 	if e.api, err = e.prepare(ctx, APIQuery); err != nil {
-		return nil, &Error{Code: CodeBundleInvalid, Op: "prepare api", Err: err}
+		return nil, &Error{Code: errcode.PolicyBundleInvalid, Op: "prepare api", Err: err}
 	}
 	if e.params, err = e.readParams(ctx); err != nil {
-		return nil, &Error{Code: CodeBundleInvalid, Op: "read params", Err: err}
+		return nil, &Error{Code: errcode.PolicyBundleInvalid, Op: "read params", Err: err}
 	}
 	return e, nil
 }
@@ -235,7 +236,7 @@ func (e *Engine) prepare(ctx context.Context, query string) (rego.PreparedEvalQu
 func (e *Engine) Digest() string { return e.snap.digest }
 
 // Access decides whether in.Principal may do in.Action on in.Datasets. A non-nil error
-// (an *Error with CodeEvalFailed) comes with a deny Decision.
+// (an *Error with errcode.PolicyEvalFailed) comes with a deny Decision.
 func (e *Engine) Access(ctx context.Context, in AccessInput) (Decision, error) {
 	if err := checkJob(in.Job); err != nil {
 		return e.deny(ReasonInputInvalid + ": " + err.Error()), nil
@@ -245,7 +246,7 @@ func (e *Engine) Access(ctx context.Context, in AccessInput) (Decision, error) {
 
 // Egress decides whether a computed result may leave: allow, review (hold for
 // Decision.Reviewers independent reviewers) or deny. A non-nil error (an *Error with
-// CodeEvalFailed) comes with a deny Decision.
+// errcode.PolicyEvalFailed) comes with a deny Decision.
 func (e *Engine) Egress(ctx context.Context, in EgressInput) (Decision, error) {
 	if err := checkJob(in.Job); err != nil {
 		return e.deny(ReasonInputInvalid + ": " + err.Error()), nil
@@ -257,12 +258,12 @@ func (e *Engine) eval(ctx context.Context, op string, pq rego.PreparedEvalQuery,
 	// OPA notices cancellation only at its own checkpoints, which a short evaluation may never
 	// reach; a canceled caller gets a deny every time.
 	if err := ctx.Err(); err != nil {
-		return e.deny(ReasonEvalFailed + ": the policy could not be evaluated"), &Error{Code: CodeEvalFailed, Op: op, Err: err}
+		return e.deny(ReasonEvalFailed + ": the policy could not be evaluated"), &Error{Code: errcode.PolicyEvalFailed, Op: op, Err: err}
 	}
 	rs, err := pq.Eval(ctx, rego.EvalInput(input))
 	if err != nil {
 		return e.deny(ReasonEvalFailed + ": the policy could not be evaluated"),
-			&Error{Code: CodeEvalFailed, Op: op, Err: err}
+			&Error{Code: errcode.PolicyEvalFailed, Op: op, Err: err}
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return e.deny(ReasonDecisionUndefined + ": the policy gave no decision"), nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 func nan() float64 { return math.NaN() }
@@ -261,8 +263,8 @@ else := {"result": "allow", "reasons": []}
 	}
 	d, err := e.Access(context.Background(), goodAccess()) // name "alice" is not a number
 	var pe *Error
-	if !errors.As(err, &pe) || pe.Code != CodeEvalFailed {
-		t.Fatalf("err = %v, want an *Error with code %s", err, CodeEvalFailed)
+	if !errors.As(err, &pe) || pe.Code != errcode.PolicyEvalFailed {
+		t.Fatalf("err = %v, want an *Error with code %s", err, errcode.PolicyEvalFailed)
 	}
 	checkDecision(t, e, d, ResultDeny, []string{ReasonEvalFailed})
 }
@@ -277,8 +279,8 @@ func TestNondeterministicBuiltinsRefused(t *testing.T) {
 			writeFile(t, dir, "access.rego", "package cleanroom.access\n\n"+body+"\n")
 			_, err := New(context.Background(), WithBundleDir(dir))
 			var pe *Error
-			if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
-				t.Fatalf("New = %v, want an *Error with code %s", err, CodeBundleInvalid)
+			if !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+				t.Fatalf("New = %v, want an *Error with code %s", err, errcode.PolicyBundleInvalid)
 			}
 		})
 	}
@@ -320,8 +322,8 @@ func TestNewRefusesBadBundles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_, err := New(context.Background(), WithBundleDir(mk(t)))
 			var pe *Error
-			if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
-				t.Fatalf("New = %v, want an *Error with code %s", err, CodeBundleInvalid)
+			if !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+				t.Fatalf("New = %v, want an *Error with code %s", err, errcode.PolicyBundleInvalid)
 			}
 		})
 	}
@@ -464,8 +466,8 @@ func TestEngineParams(t *testing.T) {
 			e, err := New(context.Background(), WithBundleDir(dir))
 			if tc.refused {
 				var pe *Error
-				if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
-					t.Fatalf("New: %v, want %s", err, CodeBundleInvalid)
+				if !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+					t.Fatalf("New: %v, want %s", err, errcode.PolicyBundleInvalid)
 				}
 				return
 			}
@@ -519,8 +521,8 @@ func TestReturnUnspentKnobs(t *testing.T) {
 			e, err := New(context.Background(), WithBundleDir(dir))
 			if tc.refused {
 				var pe *Error
-				if !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
-					t.Fatalf("New: %v, want %s", err, CodeBundleInvalid)
+				if !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+					t.Fatalf("New: %v, want %s", err, errcode.PolicyBundleInvalid)
 				}
 				return
 			}
@@ -543,8 +545,8 @@ func TestNegativeDifferencingMinimumRefused(t *testing.T) {
 	}
 	writeFile(t, dir, "data.json", strings.Replace(data, shipped, `"differencing_min_units": -1,`, 1))
 	var pe *Error
-	if _, err := New(context.Background(), WithBundleDir(dir)); !errors.As(err, &pe) || pe.Code != CodeBundleInvalid {
-		t.Fatalf("New: %v, want %s", err, CodeBundleInvalid)
+	if _, err := New(context.Background(), WithBundleDir(dir)); !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+		t.Fatalf("New: %v, want %s", err, errcode.PolicyBundleInvalid)
 	}
 }
 

@@ -79,7 +79,7 @@ func Actions() []string {
 // Authorize decides whether in.Principal may do in.Action on in.Resource. The answer is allow
 // or deny, never review: a bundle that answers review is denied as malformed. The policy is an
 // allow-list, so a request no rule permits is a deny. A non-nil error (an *Error with
-// CodeEvalFailed) comes with a deny Decision.
+// errcode.PolicyEvalFailed) comes with a deny Decision.
 func (e *Engine) Authorize(ctx context.Context, in RequestInput) (Decision, error) {
 	d, err := e.eval(ctx, "authorize request", e.api, in)
 	if err != nil {

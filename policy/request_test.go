@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 )
@@ -180,8 +181,8 @@ else := {"result": "allow", "reasons": []}
 	e := mustNew(t, WithBundleDir(dir))
 	d, err := e.Authorize(context.Background(), requestCases[0].input()) // "rex" is not a number
 	var pe *Error
-	if !errors.As(err, &pe) || pe.Code != CodeEvalFailed {
-		t.Fatalf("err = %v, want an *Error with code %s", err, CodeEvalFailed)
+	if !errors.As(err, &pe) || pe.Code != errcode.PolicyEvalFailed {
+		t.Fatalf("err = %v, want an *Error with code %s", err, errcode.PolicyEvalFailed)
 	}
 	checkDecision(t, e, d, ResultDeny, []string{ReasonEvalFailed})
 }
@@ -196,8 +197,8 @@ func TestAuthorizeCanceledContextDenies(t *testing.T) {
 	}
 	d, err := e.Authorize(ctx, in)
 	var pe *Error
-	if !errors.As(err, &pe) || pe.Code != CodeEvalFailed || !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want an *Error with code %s wrapping context.Canceled", err, CodeEvalFailed)
+	if !errors.As(err, &pe) || pe.Code != errcode.PolicyEvalFailed || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want an *Error with code %s wrapping context.Canceled", err, errcode.PolicyEvalFailed)
 	}
 	checkDecision(t, e, d, ResultDeny, []string{ReasonEvalFailed})
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/storage"
@@ -31,12 +32,12 @@ const testTimeout = 10 * time.Second
 func (e *Engine) RunTests(ctx context.Context) ([]TestResult, error) {
 	b, err := e.snap.bundle(e.caps)
 	if err != nil {
-		return nil, &Error{Code: CodeTestsFailed, Op: "read bundle", Err: err}
+		return nil, &Error{Code: errcode.PolicyTestsFailed, Op: "read bundle", Err: err}
 	}
 	store := inmem.NewWithOpts(inmem.OptRoundTripOnWrite(false))
 	txn, err := store.NewTransaction(ctx, storage.WriteParams)
 	if err != nil {
-		return nil, &Error{Code: CodeTestsFailed, Op: "open store", Err: err}
+		return nil, &Error{Code: errcode.PolicyTestsFailed, Op: "open store", Err: err}
 	}
 	defer store.Abort(ctx, txn)
 
@@ -53,14 +54,14 @@ func (e *Engine) RunTests(ctx context.Context) ([]TestResult, error) {
 		SetTimeout(testTimeout).
 		RunTests(ctx, txn)
 	if err != nil {
-		return nil, &Error{Code: CodeTestsFailed, Op: "compile tests", Err: err}
+		return nil, &Error{Code: errcode.PolicyTestsFailed, Op: "compile tests", Err: err}
 	}
 	var out []TestResult
 	for r := range ch {
 		out = append(out, testResult(r))
 	}
 	if err := ctx.Err(); err != nil {
-		return out, &Error{Code: CodeTestsFailed, Op: "run tests", Err: err}
+		return out, &Error{Code: errcode.PolicyTestsFailed, Op: "run tests", Err: err}
 	}
 	slices.SortFunc(out, func(a, b TestResult) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-)
 
-// CodeRecordInvalid: a recorded decision given to WhatIf cannot be replayed (unknown query,
-// an input that does not decode, an unknown recorded result).
-const CodeRecordInvalid = "policy_record_invalid"
+	"github.com/c1b99f93/cleanroom/errcode"
+)
 
 // Recorded is a past decision as the platform recorded it.
 type Recorded struct {
@@ -38,8 +36,8 @@ type Change struct {
 //
 // Each input is decoded into its Go type (unknown fields refused, so that what is replayed is
 // what was recorded) and decided by the candidate's Access, Egress or Authorize. A record that
-// cannot be replayed is an *Error with CodeRecordInvalid; a candidate that fails to evaluate
-// one is an *Error with CodeEvalFailed: a failing candidate is not a prediction.
+// cannot be replayed is an *Error with errcode.PolicyRecordInvalid; a candidate that fails to evaluate
+// one is an *Error with errcode.PolicyEvalFailed: a failing candidate is not a prediction.
 func WhatIf(ctx context.Context, candidate *Engine, recorded []Recorded) ([]Change, error) {
 	changes := []Change{}
 	for i, r := range recorded {
@@ -47,14 +45,14 @@ func WhatIf(ctx context.Context, candidate *Engine, recorded []Recorded) ([]Chan
 		switch r.Result {
 		case ResultAllow, ResultReview, ResultDeny:
 		default:
-			return nil, &Error{Code: CodeRecordInvalid, Op: op, Err: errors.New("recorded result is not allow, review or deny")}
+			return nil, &Error{Code: errcode.PolicyRecordInvalid, Op: op, Err: errors.New("recorded result is not allow, review or deny")}
 		}
 		d, err := replay(ctx, candidate, r)
 		if err != nil {
 			if pe := (*Error)(nil); errors.As(err, &pe) {
 				return nil, &Error{Code: pe.Code, Op: op + ": " + pe.Op, Err: pe.Err}
 			}
-			return nil, &Error{Code: CodeRecordInvalid, Op: op, Err: err}
+			return nil, &Error{Code: errcode.PolicyRecordInvalid, Op: op, Err: err}
 		}
 		if d.Result == r.Result {
 			continue

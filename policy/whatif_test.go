@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // recordAll decides every case of the corpus with the default bundle and records the
@@ -204,8 +206,8 @@ func TestWhatIfRefusesBadRecords(t *testing.T) {
 			edit(&r)
 			changes, err := WhatIf(context.Background(), engine(t), []Recorded{good, r})
 			var pe *Error
-			if !errors.As(err, &pe) || pe.Code != CodeRecordInvalid {
-				t.Fatalf("err = %v, want an *Error with code %s", err, CodeRecordInvalid)
+			if !errors.As(err, &pe) || pe.Code != errcode.PolicyRecordInvalid {
+				t.Fatalf("err = %v, want an *Error with code %s", err, errcode.PolicyRecordInvalid)
 			}
 			if changes != nil {
 				t.Errorf("changes %v with an error", changes)
@@ -225,8 +227,8 @@ decision := {"result": "allow", "reasons": []} if to_number(input.principal.name
 `)
 	_, err := WhatIf(context.Background(), mustNew(t, WithBundleDir(dir)), recordAll(t)[:1])
 	var pe *Error
-	if !errors.As(err, &pe) || pe.Code != CodeEvalFailed {
-		t.Fatalf("err = %v, want an *Error with code %s", err, CodeEvalFailed)
+	if !errors.As(err, &pe) || pe.Code != errcode.PolicyEvalFailed {
+		t.Fatalf("err = %v, want an *Error with code %s", err, errcode.PolicyEvalFailed)
 	}
 }
 
@@ -235,8 +237,8 @@ func TestWhatIfCanceledContext(t *testing.T) {
 	cancel()
 	_, err := WhatIf(ctx, engine(t), recordAll(t))
 	var pe *Error
-	if !errors.As(err, &pe) || pe.Code != CodeEvalFailed || !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want an *Error with code %s wrapping context.Canceled", err, CodeEvalFailed)
+	if !errors.As(err, &pe) || pe.Code != errcode.PolicyEvalFailed || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want an *Error with code %s wrapping context.Canceled", err, errcode.PolicyEvalFailed)
 	}
 }
 

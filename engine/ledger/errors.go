@@ -6,38 +6,28 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 )
 
-// Codes of this package's errors, beside errcode's shared ones.
-const (
-	CodeUnknownAccount     = "unknown_account"
-	CodeDuplicateJob       = "duplicate_job"
-	CodeNotReserved        = "not_reserved"
-	CodeAccountMismatch    = "account_mismatch"
-	CodeInvalidBudget      = "invalid_budget"
-	CodeInvalidReservation = "invalid_reservation"
-)
-
 // ErrBudgetExhausted is matched (errors.Is) by every *ExhaustedError.
 var ErrBudgetExhausted = errcode.New(errcode.BudgetExhausted, "the privacy budget is exhausted")
 
 // ErrUnknownAccount is wrapped when an operation names an account that does not exist.
-var ErrUnknownAccount = errcode.New(CodeUnknownAccount, "unknown budget account")
+var ErrUnknownAccount = errcode.New(errcode.UnknownAccount, "unknown budget account")
 
 // ErrDuplicateJob is wrapped when a job that already has a ledger entry reserves again.
-var ErrDuplicateJob = errcode.New(CodeDuplicateJob, "the job already has a budget reservation")
+var ErrDuplicateJob = errcode.New(errcode.DuplicateJob, "the job already has a budget reservation")
 
 // ErrNotReserved is wrapped when Commit or Refund finds the job not in the reserved state:
 // never reserved, already debited, or already refunded.
-var ErrNotReserved = errcode.New(CodeNotReserved, "the job holds no budget reservation")
+var ErrNotReserved = errcode.New(errcode.NotReserved, "the job holds no budget reservation")
 
 // ErrAccountMismatch is wrapped when EnsureAccount finds the account with a different total.
-var ErrAccountMismatch = errcode.New(CodeAccountMismatch, "the budget account exists with a different total")
+var ErrAccountMismatch = errcode.New(errcode.AccountMismatch, "the budget account exists with a different total")
 
 // ErrInvalidBudget is wrapped when a budget or cost is negative, not finite, or out of range.
-var ErrInvalidBudget = errcode.New(CodeInvalidBudget, "the budget is invalid")
+var ErrInvalidBudget = errcode.New(errcode.InvalidBudget, "the budget is invalid")
 
 // ErrInvalidReservation is wrapped when a reservation is malformed: no job, no accounts, an
 // account listed twice, or a mechanism that is not JSON.
-var ErrInvalidReservation = errcode.New(CodeInvalidReservation, "the budget reservation is invalid")
+var ErrInvalidReservation = errcode.New(errcode.InvalidReservation, "the budget reservation is invalid")
 
 // ExhaustedError reports the account that refused a reservation. It wraps ErrBudgetExhausted.
 type ExhaustedError struct {

@@ -85,12 +85,12 @@ func TestReserveCommitRefundBalance(t *testing.T) {
 	}
 
 	// State machine errors.
-	wantCode(t, l.Commit(ctx, "j1"), ErrNotReserved, CodeNotReserved)      // already debited
-	wantCode(t, l.Refund(ctx, "j1", "x"), ErrNotReserved, CodeNotReserved) // a debit is final
-	wantCode(t, l.Commit(ctx, "j2"), ErrNotReserved, CodeNotReserved)      // refunded
-	wantCode(t, l.Refund(ctx, "j2", "x"), ErrNotReserved, CodeNotReserved)
-	wantCode(t, l.Commit(ctx, "nope"), ErrNotReserved, CodeNotReserved)
-	wantCode(t, l.Reserve(ctx, "j2", []string{"grant:g1"}, Budget{}, nil), ErrDuplicateJob, CodeDuplicateJob)
+	wantCode(t, l.Commit(ctx, "j1"), ErrNotReserved, errcode.NotReserved)      // already debited
+	wantCode(t, l.Refund(ctx, "j1", "x"), ErrNotReserved, errcode.NotReserved) // a debit is final
+	wantCode(t, l.Commit(ctx, "j2"), ErrNotReserved, errcode.NotReserved)      // refunded
+	wantCode(t, l.Refund(ctx, "j2", "x"), ErrNotReserved, errcode.NotReserved)
+	wantCode(t, l.Commit(ctx, "nope"), ErrNotReserved, errcode.NotReserved)
+	wantCode(t, l.Reserve(ctx, "j2", []string{"grant:g1"}, Budget{}, nil), ErrDuplicateJob, errcode.DuplicateJob)
 
 	// Full: even the smallest cost is refused.
 	err := l.Reserve(ctx, "j4", []string{"grant:g1"}, Budget{Epsilon: 1e-12}, nil)
@@ -118,11 +118,11 @@ func TestReserveRefusedLeavesNothing(t *testing.T) {
 	}{
 		{"one account exhausted", []string{"grant:a", "dataset:claims"}, Budget{Epsilon: 2}, ErrBudgetExhausted, errcode.BudgetExhausted},
 		{"delta exhausted", []string{"grant:a", "dataset:claims"}, Budget{Epsilon: 0.1, Delta: 2e-5}, ErrBudgetExhausted, errcode.BudgetExhausted},
-		{"unknown account", []string{"grant:a", "dataset:missing"}, Budget{Epsilon: 0.1}, ErrUnknownAccount, CodeUnknownAccount},
-		{"account twice", []string{"grant:a", "grant:a"}, Budget{Epsilon: 0.1}, ErrInvalidReservation, CodeInvalidReservation},
-		{"no accounts", nil, Budget{Epsilon: 0.1}, ErrInvalidReservation, CodeInvalidReservation},
-		{"negative cost", []string{"grant:a"}, Budget{Epsilon: -1}, ErrInvalidBudget, CodeInvalidBudget},
-		{"delta above one", []string{"grant:a"}, Budget{Delta: 2}, ErrInvalidBudget, CodeInvalidBudget},
+		{"unknown account", []string{"grant:a", "dataset:missing"}, Budget{Epsilon: 0.1}, ErrUnknownAccount, errcode.UnknownAccount},
+		{"account twice", []string{"grant:a", "grant:a"}, Budget{Epsilon: 0.1}, ErrInvalidReservation, errcode.InvalidReservation},
+		{"no accounts", nil, Budget{Epsilon: 0.1}, ErrInvalidReservation, errcode.InvalidReservation},
+		{"negative cost", []string{"grant:a"}, Budget{Epsilon: -1}, ErrInvalidBudget, errcode.InvalidBudget},
+		{"delta above one", []string{"grant:a"}, Budget{Delta: 2}, ErrInvalidBudget, errcode.InvalidBudget},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,11 +403,11 @@ func TestEnsureAccountIsIdempotentAndSetTotalChangesIt(t *testing.T) {
 	l, _ := openTemp(t)
 	mustEnsure(t, l, "dataset:d", Budget{Epsilon: 1, Delta: 1e-6})
 	mustEnsure(t, l, "dataset:d", Budget{Epsilon: 1, Delta: 1e-6})
-	wantCode(t, l.EnsureAccount(ctx, "dataset:d", Budget{Epsilon: 2, Delta: 1e-6}), ErrAccountMismatch, CodeAccountMismatch)
+	wantCode(t, l.EnsureAccount(ctx, "dataset:d", Budget{Epsilon: 2, Delta: 1e-6}), ErrAccountMismatch, errcode.AccountMismatch)
 	if b := mustBalance(t, l, "dataset:d"); b.Total != (Budget{1, 1e-6}) {
 		t.Errorf("mismatch changed the total: %+v", b)
 	}
-	wantCode(t, l.EnsureAccount(ctx, "dataset:e", Budget{Epsilon: -1}), ErrInvalidBudget, CodeInvalidBudget)
+	wantCode(t, l.EnsureAccount(ctx, "dataset:e", Budget{Epsilon: -1}), ErrInvalidBudget, errcode.InvalidBudget)
 
 	if err := l.Reserve(ctx, "j", []string{"dataset:d"}, Budget{Epsilon: 0.8}, nil); err != nil {
 		t.Fatal(err)
@@ -425,7 +425,7 @@ func TestEnsureAccountIsIdempotentAndSetTotalChangesIt(t *testing.T) {
 			t.Errorf("reserve %+v on a lowered account: %v", c, err)
 		}
 	}
-	wantCode(t, l.SetTotal(ctx, "dataset:none", Budget{Epsilon: 1}), ErrUnknownAccount, CodeUnknownAccount)
+	wantCode(t, l.SetTotal(ctx, "dataset:none", Budget{Epsilon: 1}), ErrUnknownAccount, errcode.UnknownAccount)
 	if _, err := l.Balance(ctx, "dataset:none"); !errors.Is(err, ErrUnknownAccount) {
 		t.Errorf("Balance of unknown account: %v", err)
 	}

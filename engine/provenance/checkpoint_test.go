@@ -299,7 +299,7 @@ func lastCheckpointSize(t *testing.T, path string) uint64 {
 func TestLogWithoutSignerWritesNoCheckpoints(t *testing.T) {
 	l, path := openTemp(t)
 	mustAppend(t, l, RecordEnvelope{Type: TypePlan})
-	if _, err := l.Checkpoint(context.Background()); !errors.Is(err, ErrNoSigner) || errcode.Of(err) != CodeNoSigner {
+	if _, err := l.Checkpoint(context.Background()); !errors.Is(err, ErrNoSigner) || errcode.Of(err) != errcode.NoSigner {
 		t.Errorf("Checkpoint without signer = %v, want ErrNoSigner", err)
 	}
 	l.Close()

@@ -284,8 +284,8 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Verify error = %v, want ErrCorrupt", err)
 			}
-			if errcode.Of(err) != CodeLogCorrupt {
-				t.Errorf("Verify error code = %q, want %q", errcode.Of(err), CodeLogCorrupt)
+			if errcode.Of(err) != errcode.LogCorrupt {
+				t.Errorf("Verify error code = %q, want %q", errcode.Of(err), errcode.LogCorrupt)
 			}
 			if rep.Problem != tt.problem || rep.FirstBad != tt.firstBad || rep.Records != uint64(tt.firstBad) {
 				t.Errorf("Verify = %+v, want problem %s at %d", rep, tt.problem, tt.firstBad)

@@ -12,18 +12,19 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/c1b99f93/cleanroom/errcode"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Problems Verify reports, naming the first thing wrong with a log.
 const (
-	ProblemMalformedLine = "malformed_line" // not a line in the log's exact format
-	ProblemBadIndex      = "bad_index"      // index out of sequence: a line deleted, inserted or moved
-	ProblemBrokenLink    = "broken_link"    // prev differs from the previous entry's hash
-	ProblemBadHash       = "bad_hash"       // hash differs from the hash of the line's contents
-	ProblemTruncated     = "truncated"      // the final line has no newline: a torn write
-	ProblemUnknownEvent  = "unknown_event"  // a record whose type and version are not registered
-	ProblemInvalidEvent  = "invalid_event"  // a record whose data does not decode as its event type
+	ProblemMalformedLine = "malformed_line"             // not a line in the log's exact format
+	ProblemBadIndex      = "bad_index"                  // index out of sequence: a line deleted, inserted or moved
+	ProblemBrokenLink    = "broken_link"                // prev differs from the previous entry's hash
+	ProblemBadHash       = "bad_hash"                   // hash differs from the hash of the line's contents
+	ProblemTruncated     = "truncated"                  // the final line has no newline: a torn write
+	ProblemUnknownEvent  = string(errcode.UnknownEvent) // a record whose type and version are not registered
+	ProblemInvalidEvent  = "invalid_event"              // a record whose data does not decode as its event type
 
 	// Checkpoint problems (VerifyAll; Open refuses all but a bad signature, which it does not check).
 	ProblemCheckpointMalformed    = "checkpoint_malformed"     // a checkpoints file line or its note does not parse

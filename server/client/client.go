@@ -26,12 +26,13 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // Error is a non-2xx answer from the server: its HTTP status and its public error document.
 // When the server answered without an error document (a proxy's 502, say), Code is
-// CodeHTTPStatus and Message names the status.
+// errcode.HTTPStatus and Message names the status.
 //
 // The public error is embedded through the APIError alias (a field named Error would clash with
 // the Error method), so its fields read directly: e.Code, e.Message, e.Position.
@@ -45,10 +46,6 @@ type APIError = api.Error
 
 // Error returns "code: message".
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// CodeHTTPStatus is the Code of an *Error built from a non-2xx answer that held no error
-// document.
-const CodeHTTPStatus = "http_status"
 
 // Budget report kinds for Client.Budget.
 const (
@@ -228,7 +225,7 @@ func decodeError(resp *http.Response) error {
 		e.APIError = doc.Error
 		return e
 	}
-	e.Code = CodeHTTPStatus
+	e.Code = string(errcode.HTTPStatus)
 	e.Message = fmt.Sprintf("the server answered %s without an error document", statusText(resp.StatusCode))
 	return e
 }

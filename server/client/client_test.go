@@ -17,6 +17,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -276,8 +277,8 @@ func TestAnswerWithoutErrorDocumentIsReportedByStatus(t *testing.T) {
 	if !errors.As(err, &e) {
 		t.Fatalf("error %T %v is not a *client.Error", err, err)
 	}
-	if e.Status != http.StatusBadGateway || e.Code != CodeHTTPStatus || !strings.Contains(e.Message, "502") {
-		t.Errorf("error %+v; want status 502, code %s, the status in the message", e, CodeHTTPStatus)
+	if e.Status != http.StatusBadGateway || e.Code != string(errcode.HTTPStatus) || !strings.Contains(e.Message, "502") {
+		t.Errorf("error %+v; want status 502, code %s, the status in the message", e, errcode.HTTPStatus)
 	}
 	if strings.Contains(err.Error(), "secret-host-7") {
 		t.Errorf("error echoes the page: %v", err)
