@@ -209,7 +209,7 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 		if doc.ErrorType == "parser" {
 			pos := -1
 			if n, err := doc.Position.Int64(); err == nil {
-				pos = int(n)
+				pos = byteOffset(sql, n)
 			}
 			return nil, syntaxError(sql, pos, doc.ErrorMsg)
 		}

@@ -139,3 +139,20 @@ func TestRefusalGolden(t *testing.T) {
 		t.Fatalf("refusals differ from %s (review, then -rewrite):\n%s", path, b.String())
 	}
 }
+
+// Positions are byte offsets into the SQL, also after multi-byte text (the CLI's caret relies
+// on it).
+func TestRefusalPositionIsAByteOffset(t *testing.T) {
+	q := "SELECT COUNT(*) FROM medical_visits WHERE diagnosis = '哮喘' AND salary > 1"
+	_, err := gate.Admit(context.Background(), newParser(t), testCatalog(), q)
+	pub := errcode.Public(err)
+	if pub.Position == nil || !strings.HasPrefix(q[*pub.Position:], "salary") {
+		t.Fatalf("position = %v, want the byte offset of salary", pub.Position)
+	}
+	q = "SELECT COUNT(*) FROM medical_visits WHERE diagnosis = '哮喘' FORM"
+	_, err = gate.Admit(context.Background(), newParser(t), testCatalog(), q)
+	pub = errcode.Public(err)
+	if pub.Position == nil || !strings.HasPrefix(q[*pub.Position:], "FORM") {
+		t.Fatalf("syntax error position = %d (%v), want the byte offset of FORM", *pub.Position, err)
+	}
+}

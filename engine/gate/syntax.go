@@ -165,6 +165,22 @@ func digits(s string) int {
 	return n
 }
 
+// byteOffset converts the parser error's position, which DuckDB counts in characters (unlike
+// the AST's query_location, in bytes), to a byte offset into sql, as every refusal's position
+// is. A position past the end is the end.
+func byteOffset(sql string, chars int64) int {
+	if chars < 0 {
+		return -1
+	}
+	for i := range sql {
+		if chars == 0 {
+			return i
+		}
+		chars--
+	}
+	return len(sql)
+}
+
 // syntaxError turns DuckDB's parser error at byte offset at into a refusal with one hint.
 // duckMsg is used only to classify the error, never shown.
 func syntaxError(sql string, at int, duckMsg string) error {
