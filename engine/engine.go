@@ -246,6 +246,21 @@ func (e *Engine) Lookup(name string) (*catalog.Spec, bool) {
 	return d.Spec, true
 }
 
+// DatasetNames implements gate.DatasetLister: the gate suggests one of these for a misspelt
+// dataset. They are the names GET /v1/datasets lists to every principal, so a suggestion
+// reveals nothing the caller could not list.
+func (e *Engine) DatasetNames() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]string, 0, len(e.datasets))
+	for name := range e.datasets {
+		out = append(out, name)
+	}
+	return out
+}
+
+var _ gate.DatasetLister = (*Engine)(nil)
+
 // Dataset returns a registered dataset.
 func (e *Engine) Dataset(name string) (*Dataset, bool) {
 	e.mu.RLock()

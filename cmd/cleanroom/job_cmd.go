@@ -131,6 +131,11 @@ func writeJob(w io.Writer, j *api.Job) error {
 	if err := writeFields(w, fields); err != nil {
 		return err
 	}
+	if e := j.Error; e != nil && e.Position != nil {
+		if x := sqlCaret(j.SQL, *e.Position); x != "" {
+			fmt.Fprintln(w, x)
+		}
+	}
 	if j.State != api.JobReleased || len(j.Result) == 0 {
 		return nil
 	}

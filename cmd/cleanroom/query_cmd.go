@@ -90,7 +90,7 @@ func runQuery(cmd *cobra.Command, f *clientFlags, req api.JobRequest, saveTo str
 	defer stop()
 	j, err := c.SubmitJob(ctx, req)
 	if err != nil {
-		return err
+		return withSQLPosition(err, req.SQL)
 	}
 	if client.Pending(j.State) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "submitted job %s; waiting for its result\n", j.ID)
@@ -156,7 +156,7 @@ func jobStateError(j *api.Job) error {
 		return fmt.Errorf("job %s waits for review; its result is released once reviewers approve it (see: cleanroom job show %s)", j.ID, j.ID)
 	case api.JobDenied, api.JobFailed:
 		if j.Error != nil {
-			return fmt.Errorf("job %s %s: %s: %s", j.ID, j.State, j.Error.Code, j.Error.Message)
+			return atPosition(fmt.Errorf("job %s %s: %s: %s", j.ID, j.State, j.Error.Code, j.Error.Message), j.Error, j.SQL)
 		}
 		return fmt.Errorf("job %s %s", j.ID, j.State)
 	case api.JobQueued, api.JobRunning:

@@ -212,7 +212,13 @@ func (g *gater) expr(n *node, usage Usage) (*wire.Expr, error) {
 		}
 		arity, ok := scalarFunctions[fn]
 		if !ok {
-			break
+			if aggregateFunctions[fn] {
+				return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "an aggregate is admitted only as a select item of its own, not inside an expression, WHERE or GROUP BY (groups too small to release are withheld without a HAVING)")
+			}
+			if s := suggest(fn, functionNames()); s != "" {
+				return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted; did you mean %s?", fn, s)
+			}
+			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted in filters and group keys; the admitted functions are %s", fn, functionList())
 		}
 		k, err := kids(arity[0], arity[1])
 		if err != nil {
@@ -269,7 +275,7 @@ func functionList() string {
 		names = append(names, f)
 	}
 	slices.Sort(names)
-	return strings.Join(names, ", ")
+	return strings.Join(slices.Compact(names), ", ")
 }
 
 // widthBucket admits width_bucket(x, lo, hi, n) — buckets 1..n of equal width over [lo, hi),

@@ -102,7 +102,7 @@ func (g *gater) fromItem(t *node) error {
 		}
 		spec, ok := g.cat.Lookup(name)
 		if !ok {
-			return errcode.At(errcode.UnknownDataset, pos(t), "no dataset named %q is registered", name)
+			return errcode.At(errcode.UnknownDataset, pos(t), "no dataset named %q is registered%s", name, didYouMean(name, g.datasetNames()))
 		}
 		alias := or(t.Alias, name)
 		for _, s := range g.q.Sources {
@@ -271,11 +271,13 @@ func (g *gater) resolve(n *node) (*entry, error) {
 	}
 	var found *entry
 	known := false
+	var names []string // the names in scope, for a suggestion
 	for _, e := range g.cols {
 		if qual != "" && !slices.Contains(e.quals, qual) {
 			continue
 		}
 		known = true
+		names = append(names, e.name)
 		if e.name != name {
 			continue
 		}
@@ -286,9 +288,13 @@ func (g *gater) resolve(n *node) (*entry, error) {
 	}
 	if found == nil {
 		if qual != "" && !known {
-			return nil, errcode.At(errcode.UnknownColumn, pos(n), "%q names no source of this query", qual)
+			var quals []string
+			for _, e := range g.cols {
+				quals = append(quals, e.quals...)
+			}
+			return nil, errcode.At(errcode.UnknownColumn, pos(n), "%q names no source of this query%s", qual, didYouMean(qual, quals))
 		}
-		return nil, errcode.At(errcode.UnknownColumn, pos(n), "%s has no column %q", g.scopeName(), name)
+		return nil, errcode.At(errcode.UnknownColumn, pos(n), "%s has no column %q%s", g.scopeName(), name, didYouMean(name, names))
 	}
 	// Join conditions are resolved before the relation exists: the worker renders them.
 	if found.proj != nil && g.q.Relation != nil && !slices.ContainsFunc(g.q.Relation.Columns, func(c RelationColumn) bool { return c.Name == found.proj.Name }) {
@@ -331,12 +337,15 @@ func (g *gater) unitName() string {
 var perUnitAggregates = map[string]bool{"count_star": true, "count": true, "sum": true, "avg": true, "mean": true, "min": true, "max": true}
 
 // subquery admits a per-unit subquery — the FROM clause of the outer query, directly or
-// through WITH. It reads datasets (joined as above), groups by the privacy unit and perhaps
+// through WITH (named is then its WITH name). It reads datasets (joined as above), groups by the privacy unit and perhaps
 // more keys, and selects keys and exact per-unit aggregates; those become the columns the
 // outer DP query reads, one row per unit and inner group.
-func (g *gater) subquery(n *node, alias string, at int) error {
+func (g *gater) subquery(n *node, alias, named string, at int) error {
 	if n.Type != "SELECT_NODE" {
 		return errcode.At(errcode.UnsupportedSQL, at, "a subquery must be one SELECT (no UNION, INTERSECT or EXCEPT)")
+	}
+	if at < 0 && len(n.SelectList) > 0 { // DuckDB gives an inline subquery no location
+		at = pos(n.SelectList[0])
 	}
 	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling"); err != nil {
 		return err
@@ -396,7 +405,7 @@ func (g *gater) subquery(n *node, alias string, at int) error {
 		rel.GroupBy = append(rel.GroupBy, sql)
 	}
 	if !unitGrouped {
-		return errcode.At(errcode.UnsupportedSQL, at, "a subquery must group by the privacy unit (GROUP BY %s, ...): it computes per-unit values for the outer DP aggregates", g.unitName())
+		return g.notPerUnit(items, len(groups) > 0, named, at)
 	}
 	var outer []*entry
 	for _, it := range items {
@@ -417,6 +426,22 @@ func (g *gater) subquery(n *node, alias string, at int) error {
 	}
 	g.cols, g.inner = outer, ""
 	return nil
+}
+
+// notPerUnit refuses a subquery that does not group by the privacy unit, with the rewrite
+// that fits what it does: one that only selects rows (a view, in effect) is the dataset
+// itself with a WHERE; one grouped by other keys must add the unit.
+func (g *gater) notPerUnit(items []item, grouped bool, named string, at int) error {
+	what := "a subquery in FROM"
+	if named != "" {
+		what = fmt.Sprintf("the WITH query %q", named)
+	}
+	aggregated := slices.ContainsFunc(items, func(it item) bool { return it.agg })
+	if !grouped && !aggregated {
+		return errcode.At(errcode.UnsupportedSQL, at, "%s selects rows without grouping them, and a subquery is admitted only to compute per-unit values (GROUP BY %s); to filter or rename rows, query %s directly and put the conditions in the outer WHERE",
+			what, g.unitName(), g.q.Sources[0].Dataset.Name)
+	}
+	return errcode.At(errcode.UnsupportedSQL, at, "%s must group by the privacy unit (GROUP BY %s, ...): it computes per-unit values for the outer DP aggregates", what, g.unitName())
 }
 
 // innerItem admits one select item of a per-unit subquery and returns the column the outer

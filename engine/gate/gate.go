@@ -209,11 +209,11 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 		if doc.ErrorType == "parser" {
 			pos := -1
 			if n, err := doc.Position.Int64(); err == nil {
-				pos = int(n)
+				pos = byteOffset(sql, n)
 			}
-			return nil, errcode.At(errcode.SyntaxError, pos, "the SQL could not be parsed; %s", allowedHint)
+			return nil, syntaxError(sql, pos, doc.ErrorMsg)
 		}
-		return nil, errcode.New(errcode.UnsupportedSQL, "only a single SELECT statement is admitted (no COPY, ATTACH, INSTALL, LOAD, PRAGMA, SET, DDL or DML); %s", allowedHint)
+		return nil, errcode.New(errcode.UnsupportedSQL, "only a single SELECT statement is admitted (no COPY, ATTACH, INSTALL, LOAD, PRAGMA, SET, DDL or DML)")
 	}
 	if len(doc.Statements) != 1 {
 		return nil, errcode.New(errcode.UnsupportedSQL, "exactly one statement is admitted per job, got %d", len(doc.Statements))
@@ -226,6 +226,9 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 	}
 	stmt := decodeNode(stmtJSON)
 	g := &gater{cat: cat}
+	if err := windowRefusal(stmtJSON, cat); err != nil {
+		return nil, err
+	}
 	if !stmt.Node.present() {
 		return nil, errcode.New(errcode.UnsupportedSQL, "unrecognised statement; %s", allowedHint)
 	}
@@ -276,10 +279,23 @@ func only(n *node, allowed ...string) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !slices.Contains(allowed, k) {
+			if h, ok := featureHints[k]; ok {
+				return errcode.At(errcode.UnsupportedSQL, pos(n), "%s", h)
+			}
 			return errcode.At(errcode.UnsupportedSQL, pos(n), "this query uses a feature (%s) that is not admitted; %s", k, allowedHint)
 		}
 	}
 	return nil
+}
+
+// featureHints are the refusals of AST fields an analyst commonly writes, each with the one
+// rewrite that works; any other field gets the general shape of an admitted query.
+var featureHints = map[string]string{
+	"having":    "HAVING is not admitted: groups with fewer privacy units than the policy's minimum are withheld automatically; filter rows with WHERE",
+	"filter":    "an aggregate's FILTER (WHERE …) is not admitted; put the condition in WHERE, or group by a CASE key",
+	"sample":    "USING SAMPLE is not admitted; query the whole dataset (the noise, not sampling, protects each person)",
+	"qualify":   "QUALIFY is not admitted; filter rows with WHERE",
+	"modifiers": "ORDER BY, LIMIT and DISTINCT are not admitted in a subquery; ORDER BY and LIMIT apply to the outer query's released rows",
 }
 
 var common = []string{"class", "type", "alias", "query_location"}
@@ -453,6 +469,13 @@ func (g *gater) outputRef(e *node, items []item) (int, error) {
 				}
 			}
 		}
+		var outs []string
+		for _, o := range g.q.Outputs {
+			outs = append(outs, o.Name)
+		}
+		if s := suggest(name, outs); s != "" {
+			return 0, errcode.At(errcode.UnknownColumn, pos(e), "ORDER BY %q names no output column; did you mean %q?", name, s)
+		}
 		return 0, errcode.At(errcode.UnknownColumn, pos(e), "ORDER BY %q names no output column; order by an output's name or position", name)
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(e), "ORDER BY admits output names and positions only (the rows are ordered after release)")
@@ -481,13 +504,13 @@ func (g *gater) from(t *node) error {
 		if err := only(sub, "node", "named_param_map"); err != nil {
 			return err
 		}
-		return g.subquery(sub.Node, or(t.Alias, "subquery"), pos(t))
+		return g.subquery(sub.Node, or(t.Alias, "subquery"), "", pos(t))
 	case "BASE_TABLE":
 		if node, ok := g.ctes[t.TableName]; ok {
 			if err := only(t, "type", "alias", "query_location", "table_name"); err != nil {
 				return err
 			}
-			return g.subquery(node, or(t.Alias, t.TableName), pos(t))
+			return g.subquery(node, or(t.Alias, t.TableName), t.TableName, pos(t))
 		}
 	}
 	if len(g.ctes) > 0 {

@@ -25,6 +25,14 @@ type specs map[string]*catalog.Spec
 
 func (s specs) Lookup(name string) (*catalog.Spec, bool) { sp, ok := s[name]; return sp, ok }
 
+func (s specs) DatasetNames() []string {
+	var out []string
+	for name := range s {
+		out = append(out, name)
+	}
+	return out
+}
+
 func testCatalog() specs {
 	id := catalog.Column{Tags: []catalog.Tag{catalog.TagIdentifier}}
 	return specs{"medical_visits": {

@@ -1,0 +1,116 @@
+package gate
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+
+	"github.com/c1b99f93/cleanroom/errcode"
+)
+
+// Window functions are refused before anything else is checked, wherever they are: each one
+// reads other raw rows than its own (a neighbour's value, a row's rank), which no bound on one
+// unit's contribution covers. Checking them first gives the diagnosis the applicant needs
+// instead of whatever rule the surrounding query breaks next (a subquery that does not group
+// by the unit, an identifier in PARTITION BY).
+
+// rankingWindows are window functions that number or rank rows.
+var rankingWindows = map[string]bool{"row_number": true, "rank": true, "dense_rank": true, "ntile": true,
+	"percent_rank": true, "cume_dist": true}
+
+// windowRefusal refuses the first window function of the statement (in SQL order), with the
+// one rewrite that fits it.
+func windowRefusal(stmt any, cat Catalog) error {
+	w, at := firstWithClass(stmt, "WINDOW")
+	if w == nil {
+		return nil
+	}
+	fn, _ := w["function_name"].(string)
+	fn = strings.ToLower(fn)
+	partitioned := !empty(w["partitions"])
+	unit := "the privacy unit"
+	if t, _ := firstTable(stmt); t != "" {
+		if spec, ok := cat.Lookup(t); ok && spec.PrivacyUnit != "" {
+			unit = spec.PrivacyUnit
+		}
+	}
+	const refused = "window functions (… OVER (…)) are not admitted: they read raw rows other than their own"
+	switch {
+	case aggregateFunctions[fn] && !partitioned:
+		return errcode.At(errcode.UnsupportedSQL, at, "%s; drop OVER (…) — the aggregate alone is computed, with noise, over each group of GROUP BY (or the whole dataset)", refused)
+	case aggregateFunctions[fn]:
+		return errcode.At(errcode.UnsupportedSQL, at, "%s; drop OVER (…) and GROUP BY the PARTITION BY columns instead", refused)
+	case rankingWindows[fn] && !partitioned:
+		return errcode.At(errcode.UnsupportedSQL, at, "%s; to rank the released groups, ORDER BY an output column and LIMIT n (applied after release, at no cost)", refused)
+	}
+	// LAG, LEAD, FIRST_VALUE, a numbering within a partition ...: per-person sequences.
+	return errcode.At(errcode.UnsupportedSQL, at, "%s; for values per person, use a per-unit subquery: FROM (SELECT %s, MIN(col) AS low, COUNT(*) AS n … GROUP BY %s) AS t", refused, unit, unit)
+}
+
+// firstWithClass returns the object of the JSON AST with this class whose query_location is
+// smallest, and that location (-1 when it has none).
+func firstWithClass(v any, class string) (map[string]any, int) {
+	var best map[string]any
+	bestAt := math.MaxInt
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if c, _ := x["class"].(string); c == class {
+				if at := location(x); best == nil || at < bestAt {
+					best, bestAt = x, at
+				}
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	if best == nil {
+		return nil, -1
+	}
+	if bestAt == math.MaxInt32 {
+		bestAt = -1
+	}
+	return best, bestAt
+}
+
+// firstTable returns the name of the table the SQL names first, for the privacy unit in a hint.
+func firstTable(v any) (string, int) {
+	name, at := "", math.MaxInt32
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if t, _ := x["type"].(string); t == "BASE_TABLE" {
+				if n, _ := x["table_name"].(string); n != "" && location(x) < at {
+					name, at = n, location(x)
+				}
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return name, at
+}
+
+// location is an object's query_location, or MaxInt32 when it has none (it sorts last).
+func location(m map[string]any) int {
+	if num, ok := m["query_location"].(json.Number); ok {
+		if i, err := num.Int64(); err == nil && i >= 0 && i < math.MaxInt32 {
+			return int(i)
+		}
+	}
+	return math.MaxInt32
+}
