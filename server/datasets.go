@@ -90,7 +90,7 @@ func (s *Server) datasetBudget(_ http.ResponseWriter, r *http.Request, who polic
 	if d.Spec.Public {
 		return 0, nil, errcode.New(errcode.NotFound, "dataset %q is a public lookup table and has no budget", name)
 	}
-	if err := s.settleGrants(r.Context(), false); err != nil {
+	if err := s.gov.Settle(r.Context(), false); err != nil {
 		return 0, nil, err
 	}
 	rep, err := s.eng.Budget(r.Context(), engine.DatasetAccount(name))

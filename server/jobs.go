@@ -60,7 +60,7 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	default:
 	}
 	now := s.now().UTC()
-	j := api.Job{ID: newID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
+	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
 		SQL: req.SQL, Options: req.Options, CreatedAt: now, UpdatedAt: now}
 	if err := s.store.CreateJob(ctx, j); err != nil {
 		return 0, nil, err

@@ -9,6 +9,7 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
 // recordRedteam records an operator's red-team report on a grant in provenance, under an id of
@@ -29,7 +30,7 @@ func (s *Server) recordRedteam(_ http.ResponseWriter, r *http.Request, who polic
 	if err := validRedteam(req); err != nil {
 		return 0, nil, err
 	}
-	id := newID("redteam-")
+	id := governance.NewID("redteam-")
 	index, err := s.eng.Record(ctx, id, &provenance.RedteamReport{
 		Grant: g.ID, By: provenance.Principal(who), ReportSHA256: req.ReportSHA256, Scored: req.Scored, Attacks: provenance.DocOf(req.Attacks)})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -22,7 +23,7 @@ func (s *Server) listReviews(_ http.ResponseWriter, r *http.Request, who policy.
 	for _, j := range held {
 		// A reviewer who may not decide a job does not see its held result either: an
 		// unreleased output never reaches the applicant's org through the queue.
-		if separationOfDuties(who, j) != nil {
+		if governance.MayReview(provenance.Principal(who), j) != nil {
 			continue
 		}
 		j.Receipt = ""
@@ -48,10 +49,7 @@ func (s *Server) decideReview(approve bool) handler {
 		if err := s.authorize(ctx, who, policy.ActionReviewDecide, jobResource(j.Job)); err != nil {
 			return 0, nil, err
 		}
-		if j.State != api.JobInReview {
-			return 0, nil, errcode.New(errcode.Conflict, "job %s is %s, not in review", j.ID, j.State)
-		}
-		if j, err = s.review(ctx, who, j.ID, approve, req.Reason); err != nil {
+		if j, err = s.gov.Decide(ctx, provenance.Principal(who), j, approve, req.Reason); err != nil {
 			return 0, nil, err
 		}
 		j.Receipt = "" // the reviewer releases the result to the applicant, not to itself

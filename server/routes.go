@@ -7,6 +7,7 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
 // maxWait bounds a job long-poll.
@@ -46,9 +47,9 @@ func (s *Server) routes() []route {
 		{"GET /v1/grants", s.listGrants},
 		{"GET /v1/grants/{id}", s.getGrant},
 		{"GET /v1/grants/{id}/budget", s.grantBudget},
-		{"POST /v1/grants/{id}/suspend", s.grantTransition(policy.ActionGrantSuspend, []string{api.GrantActive}, api.GrantSuspended)},
-		{"POST /v1/grants/{id}/resume", s.grantTransition(policy.ActionGrantResume, []string{api.GrantSuspended}, api.GrantActive)},
-		{"POST /v1/grants/{id}/revoke", s.grantTransition(policy.ActionGrantRevoke, []string{api.GrantActive, api.GrantSuspended}, api.GrantRevoked)},
+		{"POST /v1/grants/{id}/suspend", s.grantTransition(policy.ActionGrantSuspend, governance.Suspend)},
+		{"POST /v1/grants/{id}/resume", s.grantTransition(policy.ActionGrantResume, governance.Resume)},
+		{"POST /v1/grants/{id}/revoke", s.grantTransition(policy.ActionGrantRevoke, governance.Revoke)},
 		{"POST /v1/grants/{id}/redteam", s.recordRedteam},
 		{"POST /v1/jobs", s.submitJob},
 		{"GET /v1/jobs", s.listJobs},
