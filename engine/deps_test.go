@@ -109,8 +109,9 @@ func hasPathPrefix(p, prefix string) bool {
 
 // TestPackagesDependOneWay pins what the light packages may link. The API documents, the Go
 // client, the gate, the planner and the pipe's wire types link neither DuckDB (cgo, and raw
-// rows) nor OPA; the sandbox links nothing of the engine it serves; the leaves link no other
-// package of this repository but errcode.
+// rows) nor OPA; the sandbox links nothing of the engine it serves; server/governance does not
+// link the engine (only the ports it declares); the leaves link no other package of this
+// repository but errcode.
 func TestPackagesDependOneWay(t *testing.T) {
 	light := []string{"./server/api", "./server/client", "./engine/gate", "./engine/plan", "./sandbox/wire", "./sandbox/sqlgen"}
 	leaves := []string{"./catalog", "./errcode", "./dp", "./rawset"}
@@ -126,6 +127,9 @@ func TestPackagesDependOneWay(t *testing.T) {
 			func(_, p string) bool { return hasPathPrefix(p, "github.com/open-policy-agent/opa") }},
 		{"sandbox below engine", []string{"./sandbox/..."}, "the engine",
 			func(_, p string) bool { return hasPathPrefix(p, module+"/engine") }},
+		// Governance decides through ports it declares; the server adapts the engine to them.
+		{"governance beside the engine", []string{"./server/governance"}, "the engine",
+			func(_, p string) bool { return p == module+"/engine" }},
 		// errcode is the bottom of the leaves: the others may name their failures with it.
 		{"leaves", leaves, "another package of this repository",
 			func(root, p string) bool { return p != root && p != module+"/errcode" && hasPathPrefix(p, module) }},

@@ -177,15 +177,9 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// LogPath is the provenance log's file.
-func (e *Engine) LogPath() string { return e.logPath }
-
 // PublicKey is the platform's verifier key (C2SP note form): it checks checkpoints and
 // release receipts offline. Auditors keep it out of band.
 func (e *Engine) PublicKey() string { return e.platformKey.Verifier() }
-
-// Log is the provenance log (proofs, checkpoints and lines for the audit API).
-func (e *Engine) Log() *provenance.Log { return e.log }
 
 // PolicyDigest names the policy bundle in force.
 func (e *Engine) PolicyDigest() string { return e.policy.Digest() }
@@ -269,8 +263,15 @@ func (e *Engine) Dataset(name string) (*Dataset, bool) {
 	return d, ok
 }
 
-// Policy is the policy bundle in force (immutable, safe for concurrent use).
-func (e *Engine) Policy() *policy.Engine { return e.policy }
+// Authorize asks the policy bundle in force whether a request may proceed (data.cleanroom.api).
+// The caller records a deny; the engine only decides. The front doors ask here rather than
+// holding the bundle, so one bundle — the one whose digest is recorded — decides everything.
+func (e *Engine) Authorize(ctx context.Context, in policy.RequestInput) (policy.Decision, error) {
+	return e.policy.Authorize(ctx, in)
+}
+
+// Params are the bundle's platform parameters (budget returns, per-job limits, ...).
+func (e *Engine) Params() policy.Params { return e.policy.Params() }
 
 // Datasets lists registered datasets by name.
 func (e *Engine) Datasets() []*Dataset {

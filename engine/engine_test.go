@@ -14,7 +14,6 @@ import (
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/sandbox"
@@ -170,19 +169,17 @@ func byKey(t *testing.T, r *engine.Result, col int) map[string]float64 {
 
 func records(t *testing.T, e *engine.Engine) []map[string]any {
 	t.Helper()
-	data, err := os.ReadFile(e.LogPath())
+	ents, err := e.Audit().Records(func(string, string) bool { return true })
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var ent struct {
-			Record map[string]any `json:"record"`
-		}
-		if err := json.Unmarshal([]byte(line), &ent); err != nil {
+	for _, ent := range ents {
+		var rec map[string]any
+		if err := json.Unmarshal(ent.Record, &rec); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, ent.Record)
+		out = append(out, rec)
 	}
 	return out
 }
@@ -427,16 +424,20 @@ func TestProvenanceHoldsNoRawValues(t *testing.T) {
 	if _, err := submit(e, "g", "SELECT district, SUM(cost), COUNT(DISTINCT person_id) FROM visits GROUP BY district", plan.Options{Epsilon: 1}); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(e.LogPath())
+	ents, err := e.Audit().Records(func(string, string) bool { return true })
 	if err != nil {
 		t.Fatal(err)
+	}
+	var data []byte
+	for _, ent := range ents {
+		data = append(data, ent.Record...)
 	}
 	for i := 0; i <= 30; i++ {
 		if id := fmt.Sprintf("53010219800101%04d", i); strings.Contains(string(data), id) {
 			t.Fatalf("person_id %s appears in the provenance log", id)
 		}
 	}
-	if rep, err := provenance.Verify(e.LogPath()); err != nil || !rep.OK() {
+	if rep, err := e.Audit().Verify(); err != nil || !rep.OK() {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}
 }
@@ -481,7 +482,7 @@ func TestDefaultDeltaStaysWithinThePolicysLimit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a partition-selection job at the default delta: %v", err)
 	}
-	if limit := e.Policy().Params().MaxDeltaPerJob; !(r.Spent.Delta > 0 && r.Spent.Delta < limit) {
+	if limit := e.Params().MaxDeltaPerJob; !(r.Spent.Delta > 0 && r.Spent.Delta < limit) {
 		t.Fatalf("spent delta %g, want in (0, %g)", r.Spent.Delta, limit)
 	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy/pii"
 )
@@ -61,7 +60,7 @@ func TestScreenStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 		}
 	}
 
-	ents, err := provenance.Read(e.LogPath(), func(typ, _ string) bool { return typ == "reviewer" })
+	ents, err := e.Audit().Records(func(typ, _ string) bool { return typ == "reviewer" })
 	if err != nil || len(ents) != 2 {
 		t.Fatalf("%d reviewer records, %v", len(ents), err)
 	}
@@ -93,7 +92,7 @@ func TestScreenStopsAnIdentifierAMisTaggedColumnWouldRelease(t *testing.T) {
 	}
 
 	// The egress policy sees the output's size as released, for its byte limit.
-	egress, err := provenance.Read(e.LogPath(), func(typ, job string) bool { return typ == "policy_egress" && job == ok.Job })
+	egress, err := e.Audit().Records(func(typ, job string) bool { return typ == "policy_egress" && job == ok.Job })
 	if err != nil || len(egress) != 1 {
 		t.Fatalf("%d egress records, %v", len(egress), err)
 	}
@@ -123,7 +122,7 @@ func TestLowFindingsAreRecordedAndReleased(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a low finding stopped the release: %v", err)
 	}
-	ents, err := provenance.Read(e.LogPath(), func(typ, job string) bool { return typ == "reviewer" && job == res.Job })
+	ents, err := e.Audit().Records(func(typ, job string) bool { return typ == "reviewer" && job == res.Job })
 	if err != nil || len(ents) != 1 || !strings.Contains(string(ents[0].Record), `"code":"sensitive_group_key"`) ||
 		!strings.Contains(string(ents[0].Record), `"severity":"low"`) {
 		t.Fatalf("reviewer record %v, %v", ents, err)

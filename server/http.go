@@ -48,7 +48,7 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 // provenance (who tried what) and returned as forbidden, or separation_of_duties when that is
 // the policy's reason.
 func (s *Server) authorize(ctx context.Context, who policy.Principal, action string, res policy.Resource) error {
-	d, err := s.eng.Policy().Authorize(ctx, policy.RequestInput{Principal: who, Action: action, Resource: res})
+	d, err := s.eng.Authorize(ctx, policy.RequestInput{Principal: who, Action: action, Resource: res})
 	if err == nil && d.Allowed() {
 		return nil
 	}
@@ -165,3 +165,12 @@ func statusOf(code errcode.Code) int {
 	}
 	return http.StatusBadRequest
 }
+
+// allowed asks the policy without recording a denial: for filtering lists and for deciding
+// whether a document includes a result.
+func (s *Server) allowed(ctx context.Context, who policy.Principal, action string, res policy.Resource) bool {
+	d, err := s.eng.Authorize(ctx, policy.RequestInput{Principal: who, Action: action, Resource: res})
+	return err == nil && d.Allowed()
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -2,357 +2,119 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"slices"
+	"math"
+	"net/http"
+	"strings"
 	"time"
 
-	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
-// runJobs claims queued jobs one at a time until the server stops.
-func (s *Server) runJobs() {
-	defer s.runners.Done()
-	for {
-		select {
-		case <-s.stopping:
-			return
-		default:
-		}
-		j, ok, err := s.store.ClaimNextJob(s.jobsCtx, s.now())
-		if err != nil {
-			s.log.Error("claiming a queued job failed", "err", err)
-		}
-		if err != nil || !ok {
-			select {
-			case <-s.wake:
-			case <-s.stopping:
-				return
-			case <-time.After(5 * time.Second): // a job queued by another process, or a store hiccup
-			}
-			continue
-		}
-		s.kick() // more may be queued: let another runner look
-		s.notify()
-		s.execute(j)
-		s.notify()
-	}
-}
-
-// execute runs a claimed job: the grant's state, period, job kinds and dataset scope are
-// checked again now (a suspension or revocation takes effect on the next job), then the
-// engine runs it and the outcome is stored.
-func (s *Server) execute(j governance.Job) {
-	ctx := s.jobsCtx
-	claimed := time.Now()
-	g, err := s.store.Grant(ctx, j.Grant)
-	if err == nil {
-		err = s.jobAllowed(g, j.Kind)
-	}
-	var usage *policy.GrantUsage
-	if err == nil {
-		usage, err = s.usage(ctx, j.Grant, j.ID)
-	}
-	var out *engine.Outcome
-	if err == nil {
-		out, err = s.eng.Run(ctx, engine.Job{
-			ID:        j.ID,
-			Principal: policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org},
-			Grant:     j.Grant,
-			Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario,
-				Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage},
-			SQL: j.SQL,
-			Options: plan.Options{Epsilon: j.Options.Epsilon, Delta: j.Options.Delta,
-				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
-		})
-	}
-	s.completeAt(claimed)
-	// The outcome is stored even when the server is stopping: the engine has recorded it.
-	sctx := context.WithoutCancel(ctx)
-	_, serr := s.store.UpdateJob(sctx, j.ID, []string{api.JobRunning}, func(sj *governance.Job) error {
-		sj.UpdatedAt = s.now().UTC()
-		if err != nil {
-			pub := errcode.Public(err)
-			sj.State = finalState(pub.Code)
-			sj.Error = &api.Error{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
-			return nil
-		}
-		sj.Datasets = out.Datasets
-		res, merr := json.Marshal(out.Result)
-		if merr != nil {
-			return merr
-		}
-		sj.Output = res
-		if out.Held == nil {
-			sj.State, sj.Receipt = api.JobReleased, string(out.Receipt)
-			return nil
-		}
-		hold, merr := json.Marshal(out.Held)
-		if merr != nil {
-			return merr
-		}
-		sj.State, sj.Hold = api.JobInReview, hold
-		sj.Review = &api.JobReview{Required: out.Held.Reviewers, Reasons: out.Held.Reasons, Reviews: []api.Review{}}
-		return nil
-	})
-	if serr != nil {
-		s.log.Error("storing a job's outcome failed", "job", j.ID, "err", serr)
-	}
-}
-
-// completeAt waits, before a job's outcome becomes visible, until a whole number of completion
-// quanta has passed since the job was claimed. How long a job computes depends on the raw data
-// (how many rows a filter keeps, how many partitions a key has, and — by DuckDB's try(), which
-// re-evaluates a failing vector row by row — whether any row of an expression fails;
-// sandbox/total.go): an applicant polling its job would otherwise time that. Rounding up to
-// the quantum leaves a difference δ visible only when it carries the job across a quantum's
-// end, about δ/quantum of the time (docs/threat-model.md has the measured figures). A server
-// that is stopping stores at once.
-func (s *Server) completeAt(claimed time.Time) {
-	q := s.cfg.CompletionQuantum
-	if q == 0 {
-		q = DefaultCompletionQuantum
-	}
-	if q < 0 {
-		return
-	}
-	elapsed := time.Since(claimed)
-	end := max(1, (elapsed+q-1)/q) * q
-	select {
-	case <-time.After(end - elapsed):
-	case <-s.stopping:
-	}
-}
-
-// finalState is the state a job ends in for an error code: refused by the platform's rules
-// (denied) or stopped by a failure (failed).
-func finalState(code errcode.Code) string {
-	switch code {
-	case errcode.SandboxTimeout, errcode.SandboxFailed, errcode.QueryFailed, errcode.Internal,
-		errcode.ProvenanceFailed, errcode.Canceled, errcode.Unavailable:
-		return api.JobFailed
-	}
-	return api.JobDenied
-}
-
-// jobAllowed enforces the grant: active, within its period, and for a job kind it covers.
-func (s *Server) jobAllowed(g api.Grant, kind string) error {
-	if err := s.grantUsable(g); err != nil {
-		return err
-	}
-	if !slices.Contains(g.JobKinds, kind) {
-		return errcode.New(errcode.Forbidden, "grant %s does not cover %s jobs", g.ID, kind)
-	}
-	if kind != api.KindSQL {
-		return errcode.New(errcode.UnsupportedJobKind, "%s jobs are not available on this platform yet", kind)
-	}
-	return nil
-}
-
-// grantUsable refuses a revoked, suspended or out-of-period grant.
-func (s *Server) grantUsable(g api.Grant) error {
-	now := s.now()
-	switch {
-	case g.State == api.GrantRevoked:
-		return errcode.New(errcode.GrantRevoked, "grant %s has been revoked", g.ID)
-	case g.State == api.GrantSuspended:
-		return errcode.New(errcode.GrantSuspended, "grant %s is suspended", g.ID)
-	case now.Before(g.Start):
-		return errcode.New(errcode.GrantExpired, "grant %s is valid from %s", g.ID, g.Start.Format(time.RFC3339))
-	case !now.Before(g.End):
-		return errcode.New(errcode.GrantExpired, "grant %s ended at %s", g.ID, g.End.Format(time.RFC3339))
-	}
-	return nil
-}
-
-// waitJob returns a job once it is no longer queued or running, or when wait has passed.
-func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (governance.Job, error) {
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for {
-		ch := s.changes()
-		j, err := s.store.Job(ctx, id)
-		if err != nil || (j.State != api.JobQueued && j.State != api.JobRunning) {
-			return j, err
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return j, nil
-		case <-ctx.Done():
-			return j, nil
-		case <-s.stopping:
-			return j, nil
-		}
-	}
-}
-
-// review records a reviewer's decision on a held job. Separation of duties is enforced here
-// whatever the policy says: a reviewer is never the submitter, never of the applicant's org,
-// and never reviews a job twice. Enough approvals release the result (recorded first); one
-// rejection, or a revoked grant, withholds it for good.
-func (s *Server) review(ctx context.Context, who policy.Principal, id string, approve bool, reason string) (governance.Job, error) {
-	j, err := s.store.Job(ctx, id)
-	if err != nil {
-		return j, err
-	}
-	if err := separationOfDuties(who, j); err != nil {
-		return j, err
-	}
-	g, err := s.store.Grant(ctx, j.Grant)
-	if err != nil {
-		return j, err
-	}
-	if approve && g.State == api.GrantSuspended {
-		return j, errcode.New(errcode.GrantSuspended, "grant %s is suspended; its held outputs wait until it is resumed", g.ID)
-	}
-	decision := "reject"
-	if approve {
-		decision = "approve"
-	}
-	r := api.Review{Reviewer: who.Name, Org: who.Org, Decision: decision, Reason: reason, At: s.now().UTC()}
-	if !approve || g.State == api.GrantRevoked {
-		return s.withholdReviewed(ctx, who, j, g, r)
-	}
-	j, err = s.store.AddReview(ctx, id, r, func(sj *governance.Job) error {
-		if err := s.eng.RecordReview(ctx, id, engine.Review{Reviewer: who, Approve: approve, Reason: reason}); err != nil {
-			return err
-		}
-		now := s.now().UTC()
-		var approvers []string
-		for _, rv := range sj.Review.Reviews {
-			if rv.Decision == "approve" {
-				approvers = append(approvers, rv.Reviewer)
-			}
-		}
-		if len(approvers) < sj.Review.Required {
-			sj.UpdatedAt = now
-			return nil
-		}
-		var hold engine.Hold
-		var res engine.Result
-		if err := errors.Join(json.Unmarshal(sj.Hold, &hold), json.Unmarshal(sj.Output, &res)); err != nil {
-			return err
-		}
-		receipt, err := s.eng.ReleaseHeld(ctx, id, &hold, &res, approvers)
-		if err != nil {
-			return err
-		}
-		out, err := json.Marshal(&res)
-		if err != nil {
-			return err
-		}
-		sj.Output, sj.State, sj.UpdatedAt, sj.Receipt = out, api.JobReleased, now, string(receipt)
-		return nil
-	})
-	if err != nil {
-		return j, err
-	}
-	if j.State == api.JobReleased {
-		// The stored hold ends after the release is stored (the engine writes to the same
-		// database). Should this fail, repeats of the query keep answering output_held with
-		// this released job's id: nothing is withheld or released by it.
-		if err := s.eng.EndHold(ctx, id); err != nil {
-			s.log.Error("ending a released job's hold failed", "job", id, "err", err)
-		}
-	}
-	s.notify()
-	return j, nil
-}
-
-// withholdReviewed ends a held job that a reviewer rejected, or whose grant was revoked
-// meanwhile. The review and the decision are recorded, and the decision stored with the
-// output (every repeat of the query — whatever its aliases, ORDER BY or LIMIT — then gets it,
-// at no cost, and is never queued again), before the job is marked denied: should storing
-// the job fail, the output is still never released.
-func (s *Server) withholdReviewed(ctx context.Context, who policy.Principal, j governance.Job, g api.Grant, r api.Review) (governance.Job, error) {
-	if j.State != api.JobInReview {
-		return j, fmt.Errorf("%w: job %s is %s", governance.ErrConflict, j.ID, j.State)
-	}
-	code, reason, msg := errcode.ReviewRejected, r.Reason, "a reviewer rejected the output: "+r.Reason
-	if g.State == api.GrantRevoked {
-		code, reason, msg = errcode.GrantRevoked, revokedWhileHeld, revokedWhileHeld
-	}
-	if err := s.eng.RecordReview(ctx, j.ID, engine.Review{Reviewer: who, Approve: r.Decision == "approve", Reason: r.Reason}); err != nil {
-		return j, err
-	}
-	if err := s.eng.Withhold(ctx, j.ID, code, reason); err != nil {
-		return j, err
-	}
-	j, err := s.store.AddReview(ctx, j.ID, r, func(sj *governance.Job) error {
-		sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
-		sj.Error = &api.Error{Code: string(code), Message: msg}
-		return nil
-	})
-	if err == nil {
-		s.notify()
-	}
-	return j, err
-}
-
-// separationOfDuties: the four-eyes rule (and 双人复核: a second reviewer differs from the first).
-func separationOfDuties(who policy.Principal, j governance.Job) error {
-	switch {
-	case who.Name == j.SubmittedBy:
-		return errcode.New(errcode.SeparationOfDuties, "a job is never reviewed by its submitter")
-	case who.Org == j.Org:
-		return errcode.New(errcode.SeparationOfDuties, "a job is never reviewed by the applicant's own organisation (%s)", j.Org)
-	}
+func jobResource(j api.Job) policy.Resource {
+	res := policy.Resource{Kind: "job", ID: j.ID, Org: j.Org, Submitter: j.SubmittedBy}
 	if j.Review != nil {
 		for _, r := range j.Review.Reviews {
-			if r.Reviewer == who.Name {
-				return errcode.New(errcode.SeparationOfDuties, "%s has already reviewed this job; another reviewer must", who.Name)
-			}
+			res.Reviewers = append(res.Reviewers, r.Reviewer)
 		}
 	}
-	return nil
+	return res
 }
 
-// revokedWhileHeld is the reason a held output of a revoked grant is withheld.
-const revokedWhileHeld = "the grant was revoked while the output waited for review; it is never released"
-
-// withholdHeld ends every held job of a revoked grant: cooperation ended, so its outputs are
-// never released (recorded first, then the job is denied).
-func (s *Server) withholdHeld(ctx context.Context, grant string) error {
-	held, err := s.store.Jobs(ctx, governance.JobFilter{Grant: grant, State: api.JobInReview})
+func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	var req api.JobRequest
+	if err := decode(r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.Kind == "" {
+		req.Kind = api.KindSQL
+	}
+	o := req.Options
+	switch {
+	case req.Grant == "":
+		return 0, nil, errcode.New(errcode.InvalidRequest, "a job names its grant")
+	case strings.TrimSpace(req.SQL) == "":
+		return 0, nil, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
+	case len(req.SQL) > 64<<10:
+		return 0, nil, errcode.New(errcode.InvalidRequest, "the SQL is longer than 64 KiB")
+	case o.Epsilon < 0 || o.Delta < 0 || o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0 ||
+		math.IsInf(o.Epsilon, 0) || math.IsInf(o.Delta, 0):
+		return 0, nil, errcode.New(errcode.InvalidOptions, "job options must be non-negative finite numbers (zero means the default)")
+	}
+	ctx := r.Context()
+	g, err := s.store.Grant(ctx, req.Grant)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	for _, j := range held {
-		if err := s.eng.Withhold(ctx, j.ID, errcode.GrantRevoked, revokedWhileHeld); err != nil && errcode.Of(err) != errcode.Conflict {
-			return err // conflict: a reviewer settled it meanwhile
-		}
-		_, err := s.store.UpdateJob(ctx, j.ID, []string{api.JobInReview}, func(sj *governance.Job) error {
-			sj.State, sj.UpdatedAt = api.JobDenied, s.now().UTC()
-			sj.Error = &api.Error{Code: string(errcode.GrantRevoked), Message: revokedWhileHeld}
-			return nil
-		})
-		if err != nil && !errors.Is(err, governance.ErrConflict) { // a reviewer settled it meanwhile
-			return err
-		}
+	if err := s.authorize(ctx, who, policy.ActionJobSubmit, grantResource(g)); err != nil {
+		return 0, nil, err
 	}
-	if len(held) > 0 {
-		s.notify()
+	if err := s.jobAllowed(g, req.Kind); err != nil {
+		return 0, nil, err
 	}
-	return nil
+	select {
+	case <-s.stopping:
+		return 0, nil, errcode.New(errcode.Unavailable, "the server is shutting down; submit the job again later")
+	default:
+	}
+	now := s.now().UTC()
+	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
+		SQL: req.SQL, Options: req.Options, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreateJob(ctx, j); err != nil {
+		return 0, nil, err
+	}
+	s.kick()
+	return http.StatusAccepted, j, nil
 }
 
-// usage counts the grant's other jobs of the last hour and day, for the policy's rate limits.
-func (s *Server) usage(ctx context.Context, grant, job string) (*policy.GrantUsage, error) {
-	now := s.now()
-	hour, err := s.store.CountJobs(ctx, grant, now.Add(-time.Hour), job)
-	if err != nil {
-		return nil, err
+// jobDoc is a job as who may see it: the result only when released and when the policy lets
+// who read results.
+func (s *Server) jobDoc(ctx context.Context, who policy.Principal, j governance.Job) api.Job {
+	doc := j.Job
+	doc.Receipt = ""
+	if j.State == api.JobReleased && s.allowed(ctx, who, policy.ActionJobResult, jobResource(j.Job)) {
+		doc.Result, doc.Receipt = j.Output, j.Receipt
 	}
-	day, err := s.store.CountJobs(ctx, grant, now.Add(-24*time.Hour), job)
-	if err != nil {
-		return nil, err
+	return doc
+}
+
+func (s *Server) listJobs(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	if err := s.authorize(r.Context(), who, policy.ActionJobList, policy.Resource{Kind: "job"}); err != nil {
+		return 0, nil, err
 	}
-	return &policy.GrantUsage{JobsLastHour: hour, JobsLastDay: day}, nil
+	all, err := s.store.Jobs(r.Context(), governance.JobFilter{Grant: r.URL.Query().Get("grant"), State: r.URL.Query().Get("state")})
+	if err != nil {
+		return 0, nil, err
+	}
+	out := api.Jobs{Jobs: []api.Job{}}
+	for _, j := range all {
+		if s.allowed(r.Context(), who, policy.ActionJobRead, jobResource(j.Job)) {
+			j.Receipt = ""
+			out.Jobs = append(out.Jobs, j.Job) // lists carry no results or receipts
+		}
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) getJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	ctx := r.Context()
+	j, err := s.store.Job(ctx, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.authorize(ctx, who, policy.ActionJobRead, jobResource(j.Job)); err != nil {
+		return 0, nil, err
+	}
+	if w := r.URL.Query().Get("wait"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < 0 {
+			return 0, nil, errcode.New(errcode.InvalidRequest, "wait must be a duration such as 30s")
+		}
+		if j, err = s.waitJob(ctx, j.ID, min(d, maxWait)); err != nil {
+			return 0, nil, err
+		}
+	}
+	return http.StatusOK, s.jobDoc(ctx, who, j), nil
 }

@@ -126,7 +126,7 @@ var oaSchemaTypes = []struct {
 	{"ReviewItem", reflect.TypeFor[api.ReviewItem](), false},
 	{"Reviews", reflect.TypeFor[api.Reviews](), false},
 	{"AuditJob", reflect.TypeFor[api.AuditJob](), false},
-	{"ProvenanceEntry", reflect.TypeFor[provenance.Entry](), false},
+	{"ProvenanceEntry", reflect.TypeFor[api.AuditEntry](), false},
 	{"ProvenanceRecord", reflect.TypeFor[provenance.RecordEnvelope](), false},
 	{"VerifyReport", reflect.TypeFor[api.VerifyReport](), false},
 	{"Result", reflect.TypeFor[api.Result](), false},

@@ -74,6 +74,7 @@ type Server struct {
 	cfg        Config
 	eng        *engine.Engine
 	store      *governance.Store
+	gov        *governance.Service // the governance decisions, over the engine and the store
 	principals *Principals
 	roots      map[string]*importRoot // by organisation; see importroot.go
 	log        *slog.Logger
@@ -91,7 +92,9 @@ type Server struct {
 }
 
 // New checks the policy bundle (it must compile and its tests must pass), opens the engine and
-// the governance store, fails jobs a previous process left running, and starts the job runners.
+// the governance store, fails jobs a previous process left running, settles governance
+// decisions it left without an outcome (governance.Service.Reconcile) and grants that ended,
+// and starts the job runners.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: a data directory is required")
@@ -137,8 +140,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			}
 		}
 	}
+	// Decisions a crash left half-way are settled before anything else reads the store.
+	s.gov = governance.NewService(s.governanceDeps())
 	if err == nil {
-		err = s.settleGrants(ctx, true)
+		var n int
+		if n, err = s.gov.Reconcile(ctx); n > 0 {
+			s.log.Warn("settled governance decisions a previous process left unfinished", "decisions", n)
+		}
+	}
+	if err == nil {
+		err = s.gov.Settle(ctx, true)
 	}
 	if err != nil {
 		s.store.Close()

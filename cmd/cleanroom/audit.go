@@ -313,7 +313,7 @@ func writeAuditTimeline(w io.Writer, aj *api.AuditJob) error {
 	for _, e := range aj.Records {
 		// Every record is read through the event registry: a type or version this build does
 		// not know, or data that is not its type's, is shown as such, never guessed at.
-		r, err := e.Decode()
+		r, err := provenance.Entry(e).Decode()
 		if err != nil {
 			fmt.Fprintf(tw, "%d\t\t(unreadable record: %s)\t\n", e.Index, errcode.Of(err))
 			continue

@@ -594,7 +594,7 @@ func TestCmdAuditShowPrintsATimeline(t *testing.T) {
 	rec := func(typ string, data string) json.RawMessage {
 		return json.RawMessage(`{"type":"` + typ + `","job":"j-1","time":"2026-03-01T10:00:00.5Z","data":` + data + `}`)
 	}
-	doc := api.AuditJob{Job: "j-1", Records: []provenance.Entry{
+	doc := api.AuditJob{Job: "j-1", Records: []api.AuditEntry{
 		{Index: 7, Record: rec("job_submitted", `{"grant":"g-1","principal":{"name":"ana","role":"applicant","org":"acme"},"sql":"SELECT 1","options":{"epsilon":1}}`)},
 		{Index: 9, Record: rec("policy_access", `{"result":"allow","reasons":[],"bundle_digest":"sha256:1","input":{"huge":true}}`)},
 		{Index: 12, Record: rec("release", `{"output_digest":"sha256:beef","rows":2}`)},

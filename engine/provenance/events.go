@@ -57,6 +57,13 @@ const (
 	TypeGrantState           = "grant_state"
 	TypeRedteamReport        = "redteam_report"
 	TypeRequestDenied        = "request_denied"
+	// TypeGovernanceIntent: a governance decision (an application approved or rejected, a
+	// grant suspended, resumed, revoked or expired, a held output approved or rejected) about
+	// to take effect, with the id that keys its effects; TypeGovernanceOutcome: that decision
+	// completed or rolled back. Every intent gets one outcome; the server's start-up writes the
+	// outcomes a crash left unwritten.
+	TypeGovernanceIntent  = "governance_intent"
+	TypeGovernanceOutcome = "governance_outcome"
 	// TypeLogRecovered is written by Open after it cut away a torn final line.
 	TypeLogRecovered = "log_recovered"
 )
@@ -100,6 +107,8 @@ func init() {
 		func() Event { return &GrantState{} },
 		func() Event { return &RedteamReport{} },
 		func() Event { return &RequestDenied{} },
+		func() Event { return &GovernanceIntent{} },
+		func() Event { return &GovernanceOutcome{} },
 		func() Event { return &LogRecovered{} },
 	)
 }
@@ -417,6 +426,30 @@ type RequestDenied struct {
 	BundleDigest string    `json:"bundle_digest"`
 }
 
+// GovernanceIntent: a governance decision is about to take effect. Its effects (ledger, store,
+// the decision's own record such as application_approved) follow, then its GovernanceOutcome;
+// ID keys the effects so that they can be re-run after a crash without being doubled.
+type GovernanceIntent struct {
+	ID      string    `json:"id"`      // the decision's idempotency key ("gov-…"; also the record's job)
+	Action  string    `json:"action"`  // approve_application, reject_application, suspend_grant, …
+	Subject string    `json:"subject"` // the application, grant or job decided
+	By      Principal `json:"by"`
+	Reason  string    `json:"reason,omitempty"`
+	Detail  Doc       `json:"detail"` // what re-running the effects needs (the grant an approval makes, as api.Grant)
+}
+
+// GovernanceOutcome: a governance decision ended. Completed: every effect took place;
+// rolled_back: none stays (Code says why). Reconciled: settled when the server started, after
+// a crash or a failure left the decision without its outcome.
+type GovernanceOutcome struct {
+	ID         string `json:"id"`
+	Action     string `json:"action"`
+	Subject    string `json:"subject"`
+	Outcome    string `json:"outcome"` // completed | rolled_back
+	Code       string `json:"code,omitempty"`
+	Reconciled bool   `json:"reconciled,omitempty"`
+}
+
 // LogRecovered: Open cut away a torn final line.
 type LogRecovered struct {
 	DroppedBytes int64  `json:"dropped_bytes"`
@@ -538,3 +571,9 @@ func (*RequestDenied) EventVersion() int { return 1 }
 
 func (*LogRecovered) EventType() string { return TypeLogRecovered }
 func (*LogRecovered) EventVersion() int { return 1 }
+
+func (*GovernanceIntent) EventType() string { return TypeGovernanceIntent }
+func (*GovernanceIntent) EventVersion() int { return 1 }
+
+func (*GovernanceOutcome) EventType() string { return TypeGovernanceOutcome }
+func (*GovernanceOutcome) EventVersion() int { return 1 }

@@ -65,6 +65,11 @@ var extraSamples = []Event{
 	&RawSetRebuilt{Name: "residents", Snapshot: "sha256:1f2e", Reason: "the file is missing",
 		RawSet: DocOf(map[string]any{"digest": "sha256:77aa", "entries": 1200, "key_id": "k1"})},
 	&JobInterrupted{Released: false},
+	&GovernanceIntent{ID: "gov-1", Action: "approve_application", Subject: "app-1",
+		By:     Principal{Name: "op-1", Role: "operator", Org: "platform"},
+		Detail: DocOf(map[string]any{"id": "grant-1", "datasets": []string{"visits"}, "epsilon": 1})},
+	&GovernanceOutcome{ID: "gov-1", Action: "approve_application", Subject: "app-1", Outcome: "rolled_back",
+		Code: "dataset_budget_insufficient", Reconciled: true},
 }
 
 // samples returns one representative event per registered type: the first of its type in the

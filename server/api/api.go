@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 )
 
 // Error is the body of every failed request: {"error": {"code", "message", "position"?}}.
@@ -304,14 +303,24 @@ type Reviews struct {
 // AuditJob is GET /v1/audit/jobs/{id}: every provenance record of a job, in log order, each
 // with its RFC 6962 inclusion proof in the tree of Checkpoint (when one covers it).
 type AuditJob struct {
-	Job        string             `json:"job"`
-	Records    []provenance.Entry `json:"records"`
-	Checkpoint string             `json:"checkpoint,omitempty"` // the signed checkpoint note
-	Size       uint64             `json:"size,omitempty"`       // its tree size
+	Job        string       `json:"job"`
+	Records    []AuditEntry `json:"records"`
+	Checkpoint string       `json:"checkpoint,omitempty"` // the signed checkpoint note
+	Size       uint64       `json:"size,omitempty"`       // its tree size
 	// Lines are the records' exact log lines (the leaves) and Inclusion their proofs, by the
 	// position of the record in Records.
 	Lines     []string   `json:"lines,omitempty"`
 	Inclusion [][]string `json:"inclusion,omitempty"`
+}
+
+// AuditEntry is a provenance log entry as the log holds it (the engine's provenance.Entry,
+// field for field, kept here so that the API's documents link nothing of the engine): its
+// index, the previous entry's hash, its own, and the canonical record.
+type AuditEntry struct {
+	Index  uint64          `json:"index"`
+	Prev   string          `json:"prev"`
+	Hash   string          `json:"hash"`
+	Record json.RawMessage `json:"record"`
 }
 
 // InclusionProof is GET /v1/audit/proof/inclusion: entry Index (its exact Line) is in the

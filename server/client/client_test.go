@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -193,7 +192,7 @@ func TestEveryRouteEncodesItsRequestAndDecodesItsAnswer(t *testing.T) {
 		{name: "audit verify", call: func(ctx context.Context, c *Client) (any, error) { return c.VerifyAudit(ctx) },
 			answer: api.VerifyReport{Records: 12, Head: "ab12", FirstBad: -1}, method: "GET", path: "/v1/audit/verify"},
 		{name: "audit job", call: func(ctx context.Context, c *Client) (any, error) { return c.AuditJob(ctx, "j-1") },
-			answer: api.AuditJob{Job: "j-1", Records: []provenance.Entry{{Index: 3, Prev: "aa", Hash: "bb", Record: json.RawMessage(`{"type":"release","job":"j-1"}`)}}},
+			answer: api.AuditJob{Job: "j-1", Records: []api.AuditEntry{{Index: 3, Prev: "aa", Hash: "bb", Record: json.RawMessage(`{"type":"release","job":"j-1"}`)}}},
 			method: "GET", path: "/v1/audit/jobs/j-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

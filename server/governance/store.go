@@ -1,10 +1,13 @@
-// Package governance is the control-plane store of who may use what: applications, grants
-// with their purpose, scope, period and state, jobs with their state and results, and reviews.
+// Package governance decides and keeps who may use what: applications, grants with their
+// purpose, scope, period and state, jobs with their state and results, and reviews.
 //
-// It keeps state and enforces its transitions (a pending application is decided once; a
-// revoked grant stays revoked; a job moves queued → running → in_review? → released | denied |
-// failed); who may ask for a transition is the server's and the policy's business. The tables
-// live in the platform's SQLite control-plane database beside the budget ledger.
+// Service makes the decisions (approve, reject, grant transitions, reviews) in one write order —
+// intent, effects, outcome — and reconciles at start-up those a crash left open; it reaches the
+// engine only through the ports it declares (ports.go). Store keeps state and enforces its
+// transitions (a pending application is decided once; a revoked grant stays revoked; a job moves
+// queued → running → in_review? → released | denied | failed) in the platform's SQLite
+// control-plane database beside the budget ledger. Who may ask for a decision is the server's
+// and the policy's business.
 package governance
 
 import (

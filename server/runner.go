@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/governance"
+)
+
+// runJobs claims queued jobs one at a time until the server stops.
+func (s *Server) runJobs() {
+	defer s.runners.Done()
+	for {
+		select {
+		case <-s.stopping:
+			return
+		default:
+		}
+		j, ok, err := s.store.ClaimNextJob(s.jobsCtx, s.now())
+		if err != nil {
+			s.log.Error("claiming a queued job failed", "err", err)
+		}
+		if err != nil || !ok {
+			select {
+			case <-s.wake:
+			case <-s.stopping:
+				return
+			case <-time.After(5 * time.Second): // a job queued by another process, or a store hiccup
+			}
+			continue
+		}
+		s.kick() // more may be queued: let another runner look
+		s.notify()
+		s.execute(j)
+		s.notify()
+	}
+}
+
+// execute runs a claimed job: the grant's state, period, job kinds and dataset scope are
+// checked again now (a suspension or revocation takes effect on the next job), then the
+// engine runs it and the outcome is stored.
+func (s *Server) execute(j governance.Job) {
+	ctx := s.jobsCtx
+	claimed := time.Now()
+	g, err := s.store.Grant(ctx, j.Grant)
+	if err == nil {
+		err = s.jobAllowed(g, j.Kind)
+	}
+	var usage *policy.GrantUsage
+	if err == nil {
+		usage, err = s.usage(ctx, j.Grant, j.ID)
+	}
+	var out *engine.Outcome
+	if err == nil {
+		out, err = s.eng.Run(ctx, engine.Job{
+			ID:        j.ID,
+			Principal: policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org},
+			Grant:     j.Grant,
+			Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario,
+				Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage},
+			SQL: j.SQL,
+			Options: plan.Options{Epsilon: j.Options.Epsilon, Delta: j.Options.Delta,
+				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
+		})
+	}
+	s.completeAt(claimed)
+	// The outcome is stored even when the server is stopping: the engine has recorded it.
+	sctx := context.WithoutCancel(ctx)
+	_, serr := s.store.UpdateJob(sctx, j.ID, []string{api.JobRunning}, func(sj *governance.Job) error {
+		sj.UpdatedAt = s.now().UTC()
+		if err != nil {
+			pub := errcode.Public(err)
+			sj.State = finalState(pub.Code)
+			sj.Error = &api.Error{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
+			return nil
+		}
+		sj.Datasets = out.Datasets
+		res, merr := json.Marshal(out.Result)
+		if merr != nil {
+			return merr
+		}
+		sj.Output = res
+		if out.Held == nil {
+			sj.State, sj.Receipt = api.JobReleased, string(out.Receipt)
+			return nil
+		}
+		hold, merr := json.Marshal(out.Held)
+		if merr != nil {
+			return merr
+		}
+		sj.State, sj.Hold = api.JobInReview, hold
+		sj.Review = &api.JobReview{Required: out.Held.Reviewers, Reasons: out.Held.Reasons, Reviews: []api.Review{}}
+		return nil
+	})
+	if serr != nil {
+		s.log.Error("storing a job's outcome failed", "job", j.ID, "err", serr)
+	}
+}
+
+// completeAt waits, before a job's outcome becomes visible, until a whole number of completion
+// quanta has passed since the job was claimed. How long a job computes depends on the raw data
+// (how many rows a filter keeps, how many partitions a key has, and — by DuckDB's try(), which
+// re-evaluates a failing vector row by row — whether any row of an expression fails;
+// sandbox/total.go): an applicant polling its job would otherwise time that. Rounding up to
+// the quantum leaves a difference δ visible only when it carries the job across a quantum's
+// end, about δ/quantum of the time (docs/threat-model.md has the measured figures). A server
+// that is stopping stores at once.
+func (s *Server) completeAt(claimed time.Time) {
+	q := s.cfg.CompletionQuantum
+	if q == 0 {
+		q = DefaultCompletionQuantum
+	}
+	if q < 0 {
+		return
+	}
+	elapsed := time.Since(claimed)
+	end := max(1, (elapsed+q-1)/q) * q
+	select {
+	case <-time.After(end - elapsed):
+	case <-s.stopping:
+	}
+}
+
+// finalState is the state a job ends in for an error code: refused by the platform's rules
+// (denied) or stopped by a failure (failed).
+func finalState(code errcode.Code) string {
+	switch code {
+	case errcode.SandboxTimeout, errcode.SandboxFailed, errcode.QueryFailed, errcode.Internal,
+		errcode.ProvenanceFailed, errcode.Canceled, errcode.Unavailable:
+		return api.JobFailed
+	}
+	return api.JobDenied
+}
+
+// jobAllowed enforces the grant: active, within its period, and for a job kind it covers.
+func (s *Server) jobAllowed(g api.Grant, kind string) error {
+	if err := s.grantUsable(g); err != nil {
+		return err
+	}
+	if !slices.Contains(g.JobKinds, kind) {
+		return errcode.New(errcode.Forbidden, "grant %s does not cover %s jobs", g.ID, kind)
+	}
+	if kind != api.KindSQL {
+		return errcode.New(errcode.UnsupportedJobKind, "%s jobs are not available on this platform yet", kind)
+	}
+	return nil
+}
+
+// grantUsable refuses a revoked, suspended or out-of-period grant.
+func (s *Server) grantUsable(g api.Grant) error {
+	now := s.now()
+	switch {
+	case g.State == api.GrantRevoked:
+		return errcode.New(errcode.GrantRevoked, "grant %s has been revoked", g.ID)
+	case g.State == api.GrantSuspended:
+		return errcode.New(errcode.GrantSuspended, "grant %s is suspended", g.ID)
+	case now.Before(g.Start):
+		return errcode.New(errcode.GrantExpired, "grant %s is valid from %s", g.ID, g.Start.Format(time.RFC3339))
+	case !now.Before(g.End):
+		return errcode.New(errcode.GrantExpired, "grant %s ended at %s", g.ID, g.End.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// waitJob returns a job once it is no longer queued or running, or when wait has passed.
+func (s *Server) waitJob(ctx context.Context, id string, wait time.Duration) (governance.Job, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		ch := s.changes()
+		j, err := s.store.Job(ctx, id)
+		if err != nil || (j.State != api.JobQueued && j.State != api.JobRunning) {
+			return j, err
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return j, nil
+		case <-ctx.Done():
+			return j, nil
+		case <-s.stopping:
+			return j, nil
+		}
+	}
+}
+
+// usage counts the grant's other jobs of the last hour and day, for the policy's rate limits.
+func (s *Server) usage(ctx context.Context, grant, job string) (*policy.GrantUsage, error) {
+	now := s.now()
+	hour, err := s.store.CountJobs(ctx, grant, now.Add(-time.Hour), job)
+	if err != nil {
+		return nil, err
+	}
+	day, err := s.store.CountJobs(ctx, grant, now.Add(-24*time.Hour), job)
+	if err != nil {
+		return nil, err
+	}
+	return &policy.GrantUsage{JobsLastHour: hour, JobsLastDay: day}, nil
+}
