@@ -283,6 +283,12 @@ func (g *gater) postName(n *node, mode postMode, inWindow bool) (*post.Expr, err
 	}
 	c, err := g.resolve(n)
 	if err != nil {
+		// A select alias of a key or an aggregate (ORDER BY month in a window).
+		for i, a := range g.finalNames {
+			if a == name && len(n.ColumnNames) == 1 && g.itemOut[i] >= 0 {
+				return &post.Expr{Op: post.OpInput, Index: g.itemOut[i]}, nil
+			}
+		}
 		return nil, err
 	}
 	for i, k := range g.q.Keys {

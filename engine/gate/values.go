@@ -188,4 +188,3 @@ func (g *gater) booleanColumn(n *node) bool {
 	}
 	return true
 }
-
