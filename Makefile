@@ -54,7 +54,7 @@ lint: crossbuild
 # (elsewhere the worker reports isolation unavailable: sandbox/isolate_other.go). The set is
 # computed per system; CROSS_REQUIRED must stay in it, so a new DuckDB import there fails here.
 CROSS_GOOS     := darwin windows
-CROSS_REQUIRED := catalog dp errcode rawset sandbox/wire sandbox/sqlgen server/api server/client engine/gate engine/plan
+CROSS_REQUIRED := catalog dp errcode rawset sandbox/wire sandbox/sqlgen server/api server/client engine/gate engine/plan engine/post
 MODULE         := github.com/c1b99f93/cleanroom
 crossbuild:
 	@set -e; for os in $(CROSS_GOOS); do \

@@ -78,6 +78,11 @@ func (r *Result) flatFields() ([]arrow.Field, error) {
 			for _, p := range aggregateParts {
 				add = append(add, arrow.Field{Name: c.Name + p.suffix, Type: p.typ})
 			}
+		case "derived":
+			// A value computed after release: nullable (undefined, or an unbounded end).
+			for _, p := range aggregateParts[:4] {
+				add = append(add, arrow.Field{Name: c.Name + p.suffix, Type: p.typ, Nullable: p.typ != arrow.BinaryTypes.String})
+			}
 		default:
 			return nil, errcode.New(errcode.Internal, "result column %q has an unknown kind", c.Name)
 		}
@@ -95,7 +100,7 @@ func (r *Result) flatFields() ([]arrow.Field, error) {
 			return nil, errcode.New(errcode.Internal, "a result row does not match the result's columns")
 		}
 		for i, c := range r.Columns {
-			if c.Kind == "aggregate" && row[i].DP == nil {
+			if c.Kind == "aggregate" && row[i].DP == nil || c.Kind == "derived" && row[i].Derived == nil {
 				return nil, errcode.New(errcode.Internal, "result column %q has a cell without a released value", c.Name)
 			}
 		}
@@ -109,6 +114,11 @@ func flatRow(cols []api.ResultCol, row []api.Cell, out []any) []any {
 	for i, c := range cols {
 		if c.Kind == "group_key" {
 			out = append(out, row[i].Key)
+			continue
+		}
+		if c.Kind == "derived" {
+			d := row[i].Derived
+			out = append(out, d.Value, d.CILow, d.CIHigh, d.Mechanism)
 			continue
 		}
 		d := row[i].DP
@@ -155,6 +165,11 @@ func (r *Result) WriteCSV(w io.Writer) error {
 				rec[i] = v
 			case float64:
 				rec[i] = formatFloat(v)
+			case *float64:
+				rec[i] = ""
+				if v != nil {
+					rec[i] = formatFloat(*v)
+				}
 			}
 		}
 		if err := cw.Write(rec); err != nil {
@@ -206,6 +221,13 @@ func (r *Result) writeArrow(w io.Writer, mem memory.Allocator) error {
 				b.Field(i).(*array.StringBuilder).Append(v)
 			case float64:
 				b.Field(i).(*array.Float64Builder).Append(v)
+			case *float64:
+				fb := b.Field(i).(*array.Float64Builder)
+				if v == nil {
+					fb.AppendNull()
+				} else {
+					fb.Append(*v)
+				}
 			}
 		}
 	}

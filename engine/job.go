@@ -245,10 +245,25 @@ func postProcess(q *gate.Query, res *Result) {
 	res.Rows, res.units = rows, units
 }
 
-// compareCells orders NULL keys first, keys as numbers when both parse as numbers, else as text.
+// compareCells orders NULL keys and NULL derived values first, released and derived values by
+// value, keys as numbers when both parse as numbers, else as text.
 func compareCells(a, b api.Cell) int {
-	if a.DP != nil && b.DP != nil {
-		return cmp.Compare(a.DP.Value, b.DP.Value)
+	value := func(c api.Cell) (float64, bool) {
+		switch {
+		case c.DP != nil:
+			return c.DP.Value, true
+		case c.Derived != nil && c.Derived.Value != nil:
+			return *c.Derived.Value, true
+		}
+		return 0, false
+	}
+	x, okX := value(a)
+	y, okY := value(b)
+	switch {
+	case okX && okY:
+		return cmp.Compare(x, y)
+	case a.Derived != nil || b.Derived != nil:
+		return cmp.Compare(btoi(okX), btoi(okY)) // NULL first
 	}
 	switch {
 	case a.Key == nil && b.Key == nil:
@@ -258,12 +273,19 @@ func compareCells(a, b api.Cell) int {
 	case b.Key == nil:
 		return 1
 	}
-	x, errX := strconv.ParseFloat(*a.Key, 64)
-	y, errY := strconv.ParseFloat(*b.Key, 64)
+	kx, errX := strconv.ParseFloat(*a.Key, 64)
+	ky, errY := strconv.ParseFloat(*b.Key, 64)
 	if errX == nil && errY == nil {
-		return cmp.Compare(x, y)
+		return cmp.Compare(kx, ky)
 	}
 	return strings.Compare(*a.Key, *b.Key)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // mechanismRecord is one aggregate's mechanism as recorded in provenance and with the budget

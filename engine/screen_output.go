@@ -61,6 +61,13 @@ func (o *resultOutput) Errors() []string         { return nil }
 
 func (o *resultOutput) Cell(row, col int) screen.Value {
 	c := o.res.Rows[row][o.src[col]]
+	if d := c.Derived; d != nil {
+		v := map[int]*float64{0: d.Value, 1: d.CILow, 2: d.CIHigh}[o.part[col]]
+		if v == nil {
+			return screen.Value{}
+		}
+		return screen.Float(*v)
+	}
 	switch {
 	case c.Key != nil:
 		return screen.Str(*c.Key)

@@ -10,6 +10,7 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // sqlDoc is the conformance table this test keeps honest.
@@ -116,7 +117,7 @@ func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 			}
 			aggs := 0
 			for _, c := range r.Columns {
-				if c.Kind == "aggregate" {
+				if c.Kind == "aggregate" || c.Kind == "derived" {
 					aggs++
 				}
 			}
@@ -134,6 +135,10 @@ func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 					t.Fatalf("row %d has %d cells for %d columns", i, len(cells), len(r.Columns))
 				}
 				for j, c := range cells {
+					if r.Columns[j].Kind == "derived" {
+						checkDerived(t, r.Columns[j], c)
+						continue
+					}
 					if r.Columns[j].Kind != "aggregate" {
 						if c.DP != nil {
 							t.Fatalf("row %d: group key %s carries a DP value", i, r.Columns[j].Name)
@@ -154,5 +159,24 @@ func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 			}
 			t.Logf("%d row(s); %s", len(r.Rows), r.Split)
 		})
+	}
+}
+
+// checkDerived checks a cell computed after release: it says so, carries no DP cost of its own,
+// and its value lies within its interval (an end may be unbounded: null).
+func checkDerived(t *testing.T, col api.ResultCol, c api.Cell) {
+	t.Helper()
+	d := c.Derived
+	if d == nil || c.DP != nil || c.Key != nil {
+		t.Fatalf("derived column %s has cell %+v", col.Name, c)
+	}
+	if d.Mechanism != api.MechanismPostProcessing || col.Expression == "" {
+		t.Fatalf("derived column %s does not say it is post-processed: %+v, expression %q", col.Name, d, col.Expression)
+	}
+	if d.Value == nil {
+		return
+	}
+	if v := *d.Value; math.IsNaN(v) || d.CILow != nil && *d.CILow > v || d.CIHigh != nil && *d.CIHigh < v {
+		t.Fatalf("derived %s = %v outside its interval [%v, %v]", col.Name, v, d.CILow, d.CIHigh)
 	}
 }

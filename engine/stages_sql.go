@@ -313,7 +313,9 @@ func screenStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 		n := len(s.screening.Suppressed)
 		s.res.Suppressed = &n
 	}
-	postProcess(s.q, s.res)
+	if err := e.postProcessRelease(ctx, s); err != nil {
+		return nil, err
+	}
 	// One encoding of the output gives its size (for the limits) and its digest (for the hold,
 	// the release record and the receipt).
 	size, digest, err := outputDigest(s.res)
@@ -321,7 +323,7 @@ func screenStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 		return nil, err
 	}
 	s.digest = digest
-	s.summary.Rows, s.summary.Cells = len(s.res.Rows), len(s.res.Rows)*len(s.q.Outputs)
+	s.summary.Rows, s.summary.Cells = len(s.res.Rows), len(s.res.Rows)*len(s.res.Columns)
 	s.summary.Bytes, s.summary.Suppressed = size, len(s.screening.Suppressed)
 	return events(&provenance.Reviewer{Findings: provenance.DocOf(s.screening.Findings), SuppressedRows: len(s.screening.Suppressed)}), nil
 }

@@ -133,6 +133,7 @@ var oaSchemaTypes = []struct {
 	{"ResultColumn", reflect.TypeFor[api.ResultCol](), false},
 	{"Cell", reflect.TypeFor[api.Cell](), false},
 	{"Released", reflect.TypeFor[api.Released](), false},
+	{"Derived", reflect.TypeFor[api.Derived](), false},
 	{"BudgetReport", reflect.TypeFor[api.BudgetReport](), false},
 	{"ReplayReport", reflect.TypeFor[api.ReplayReport](), false},
 	{"ReplayStage", reflect.TypeFor[api.ReplayStage](), false},

@@ -31,13 +31,13 @@ type node struct {
 
 	Left, Right, Input, Lower, Upper, Child, CastType, TypeInfo, ElseExpr, WhenExpr, ThenExpr,
 	Expression, Node, FromTable, WhereClause, CteMap, Query, Subquery, Condition, Limit, Offset,
-	OrderBys *node
-	CaseChecks, Orders, SelectList, GroupExpressions, Modifiers, Map []*node
+	OrderBys, Having, StartExpr, EndExpr, OffsetExpr, DefaultExpr *node
+	CaseChecks, Orders, SelectList, GroupExpressions, Modifiers, Map, Partitions []*node
 
 	TryCast, IsOperator, Distinct, IsNull bool
 
 	FunctionName, Schema, AggregateHandling, TableName, JoinType, RefType, NullOrder, Key, ID,
-	Materialized string
+	Materialized, Start, End, ExcludeClause, RelationName string
 	Scale any
 }
 
@@ -56,19 +56,23 @@ func decodeNode(v any) *node {
 	n := &node{obj: true, set: map[string]bool{}, Location: -1}
 	for _, p := range []**node{&n.TypeNode, &n.ValueNode, &n.Left, &n.Right, &n.Input, &n.Lower, &n.Upper, &n.Child,
 		&n.CastType, &n.TypeInfo, &n.ElseExpr, &n.WhenExpr, &n.ThenExpr, &n.Expression, &n.Node, &n.FromTable,
-		&n.WhereClause, &n.CteMap, &n.Query, &n.Subquery, &n.Condition, &n.Limit, &n.Offset, &n.OrderBys} {
+		&n.WhereClause, &n.CteMap, &n.Query, &n.Subquery, &n.Condition, &n.Limit, &n.Offset, &n.OrderBys,
+		&n.Having, &n.StartExpr, &n.EndExpr, &n.OffsetExpr, &n.DefaultExpr} {
 		*p = absent
 	}
 	children := map[string]**node{"left": &n.Left, "right": &n.Right, "input": &n.Input, "lower": &n.Lower,
 		"upper": &n.Upper, "child": &n.Child, "cast_type": &n.CastType, "type_info": &n.TypeInfo, "else_expr": &n.ElseExpr,
 		"when_expr": &n.WhenExpr, "then_expr": &n.ThenExpr, "expression": &n.Expression, "node": &n.Node,
 		"from_table": &n.FromTable, "where_clause": &n.WhereClause, "cte_map": &n.CteMap, "query": &n.Query,
-		"subquery": &n.Subquery, "condition": &n.Condition, "limit": &n.Limit, "offset": &n.Offset, "order_bys": &n.OrderBys}
+		"subquery": &n.Subquery, "condition": &n.Condition, "limit": &n.Limit, "offset": &n.Offset, "order_bys": &n.OrderBys,
+		"having": &n.Having, "start_expr": &n.StartExpr, "end_expr": &n.EndExpr, "offset_expr": &n.OffsetExpr, "default_expr": &n.DefaultExpr}
 	lists := map[string]*[]*node{"children": &n.Children, "case_checks": &n.CaseChecks, "orders": &n.Orders,
-		"select_list": &n.SelectList, "group_expressions": &n.GroupExpressions, "modifiers": &n.Modifiers, "map": &n.Map}
+		"select_list": &n.SelectList, "group_expressions": &n.GroupExpressions, "modifiers": &n.Modifiers, "map": &n.Map, "partitions": &n.Partitions}
 	strs := map[string]*string{"class": &n.Class, "alias": &n.Alias, "function_name": &n.FunctionName, "schema": &n.Schema,
 		"aggregate_handling": &n.AggregateHandling, "table_name": &n.TableName, "join_type": &n.JoinType,
-		"ref_type": &n.RefType, "null_order": &n.NullOrder, "key": &n.Key, "id": &n.ID, "materialized": &n.Materialized}
+		"ref_type": &n.RefType, "null_order": &n.NullOrder, "key": &n.Key, "id": &n.ID, "materialized": &n.Materialized,
+		"start": &n.Start, "end": &n.End, "exclude_clause": &n.ExcludeClause,
+		"relation_name": &n.RelationName}
 	bools := map[string]*bool{"try_cast": &n.TryCast, "is_operator": &n.IsOperator, "distinct": &n.Distinct, "is_null": &n.IsNull}
 	for k, v := range m {
 		if !empty(v) {

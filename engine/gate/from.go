@@ -26,6 +26,8 @@ type entry struct {
 	perUnit string
 	// proj is the relation column a join query must materialize to read this column.
 	proj *RelationColumn
+	// expr marks an aggregate's argument that is an expression, not a column (valueArg).
+	expr bool
 }
 
 // reserved reports names the worker's materialized relations use themselves: its __cr…
@@ -341,6 +343,12 @@ var perUnitAggregates = map[string]bool{"count_star": true, "count": true, "sum"
 // more keys, and selects keys and exact per-unit aggregates; those become the columns the
 // outer DP query reads, one row per unit and inner group.
 func (g *gater) subquery(n *node, alias, named string, at int) error {
+	if at < 0 && len(n.SelectList) > 0 { // DuckDB gives an inline subquery no location
+		at = pos(n.SelectList[0])
+	}
+	if g.releasesRows(n) {
+		return g.releasedSubquery(n, alias, at)
+	}
 	if n.Type != "SELECT_NODE" {
 		return errcode.At(errcode.UnsupportedSQL, at, "a subquery must be one SELECT (no UNION, INTERSECT or EXCEPT)")
 	}

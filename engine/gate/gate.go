@@ -20,6 +20,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/engine/post"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
@@ -103,7 +104,7 @@ type Output struct {
 
 // Order is one ORDER BY term over the released rows.
 type Order struct {
-	Output     int // index into Outputs
+	Output     int // index into the released columns (FinalColumns)
 	Descending bool
 }
 
@@ -159,9 +160,15 @@ type Query struct {
 	Outputs    []Output
 	Filter     *wire.Expr // a condition over the scanned columns, or nil
 	Uses       []ColumnUse
-	Order      []Order
-	Limit      int64 // -1: no limit
-	Offset     int64
+	// Post, when not nil, computes the released columns from the released rows of Outputs
+	// (HAVING, arithmetic between aggregates, windows, the outer query of a WITH over a DP
+	// query); an output it does not pass through is computed and paid for but not released.
+	// Nil releases Outputs as they are.
+	Post *post.Program
+	// Order, Limit and Offset act on the released columns (FinalColumns), after Post.
+	Order  []Order
+	Limit  int64 // -1: no limit
+	Offset int64
 }
 
 // Datasets returns the distinct datasets the query reads, in FROM order.
@@ -225,7 +232,7 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 		return nil, errcode.Wrap(errcode.Internal, err, "the SQL parser returned an unreadable statement")
 	}
 	stmt := decodeNode(stmtJSON)
-	g := &gater{cat: cat}
+	g := &gater{cat: cat, stmt: stmtJSON}
 	if err := windowRefusal(stmtJSON, cat); err != nil {
 		return nil, err
 	}
@@ -258,6 +265,20 @@ type gater struct {
 	// touched collects the columns an expression read, for the identifier checks.
 	touched []*entry
 	inner   string // the per-unit subquery being admitted, for messages
+
+	stmt any // the statement's JSON, for window hints
+	// outer is set when FROM is a WITH query (or subquery) that is a DP query of its own: this
+	// query post-processes its released rows.
+	outer *outerScope
+	// The select list's released columns while post-processing is built: their names, and
+	// their expressions over the base outputs (nil until built).
+	finalNames []string
+	finals     []*post.Expr
+	// itemOut is the base output of each select item, or -1 for one computed after release.
+	itemOut []int
+	// windowFn and windowAt are the window being admitted, for the hint when it reads raw rows.
+	windowFn string
+	windowAt int
 }
 
 // item is a select-list entry before GROUP BY is matched against it.
@@ -291,7 +312,7 @@ func only(n *node, allowed ...string) error {
 // featureHints are the refusals of AST fields an analyst commonly writes, each with the one
 // rewrite that works; any other field gets the general shape of an admitted query.
 var featureHints = map[string]string{
-	"having":    "HAVING is not admitted: groups with fewer privacy units than the policy's minimum are withheld automatically; filter rows with WHERE",
+	"having":    "HAVING is not admitted in a subquery that groups by the privacy unit; filter its per-unit values in the outer WHERE (groups with fewer units than the policy's minimum are withheld automatically)",
 	"filter":    "an aggregate's FILTER (WHERE …) is not admitted; put the condition in WHERE, or group by a CASE key",
 	"sample":    "USING SAMPLE is not admitted; query the whole dataset (the noise, not sampling, protects each person)",
 	"qualify":   "QUALIFY is not admitted; filter rows with WHERE",
@@ -306,7 +327,7 @@ func (g *gater) selectNode(n *node) (*Query, error) {
 	if n.Type != "SELECT_NODE" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "set operations (UNION, INTERSECT, EXCEPT) are not admitted; %s", allowedHint)
 	}
-	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling", "modifiers", "cte_map"); err != nil {
+	if err := only(n, "type", "select_list", "from_table", "where_clause", "group_expressions", "group_sets", "aggregate_handling", "modifiers", "cte_map", "having"); err != nil {
 		return nil, err
 	}
 	if err := g.withClause(n.CteMap); err != nil {
@@ -335,6 +356,9 @@ func (g *gater) selectNode(n *node) (*Query, error) {
 		}
 		items[i] = item{node: e, alias: e.Alias, agg: isAggregate(e)}
 	}
+	if g.outer != nil {
+		return g.outerSelect(n, items)
+	}
 	groups := n.GroupExpressions
 	sets := n.GroupSets
 	if len(groups) > 0 && (len(sets) != 1 || len(asList(sets[0])) != len(groups)) {
@@ -352,23 +376,51 @@ func (g *gater) selectNode(n *node) (*Query, error) {
 		}
 		g.q.Filter = f
 	}
+	// Keys and aggregates first: an aggregate inside an expression reuses an identical one.
 	used := map[string]bool{}
-	for _, it := range items {
+	unique := func(name string) string {
+		base := name
+		for i := 2; used[name]; i++ {
+			name = fmt.Sprintf("%s_%d", base, i)
+		}
+		used[name] = true
+		return name
+	}
+	derived := false
+	g.itemOut = make([]int, len(items))
+	g.finalNames = make([]string, len(items))
+	g.finals = make([]*post.Expr, len(items))
+	for i, it := range items {
+		g.itemOut[i] = -1
+		if !it.agg && hasPostProcessing(it.node) {
+			derived = true
+			continue
+		}
 		out, err := g.selectItem(it)
 		if err != nil {
 			return nil, err
 		}
-		base := out.Name
-		for i := 2; used[out.Name]; i++ {
-			out.Name = fmt.Sprintf("%s_%d", base, i)
-		}
-		used[out.Name] = true
+		out.Name = unique(out.Name)
 		if out.Key >= 0 {
 			g.q.Keys[out.Key].Name = out.Name
 		} else if out.Rank == 0 {
 			g.q.Aggregates[out.Aggregate].Name = out.Name
 		}
 		g.q.Outputs = append(g.q.Outputs, out)
+		g.itemOut[i] = len(g.q.Outputs) - 1
+		g.finalNames[i] = out.Name
+		g.finals[i] = &post.Expr{Op: post.OpInput, Index: g.itemOut[i]}
+	}
+	for i, it := range items {
+		if g.itemOut[i] >= 0 {
+			continue
+		}
+		e, err := g.postExpr(it.node, modeSelect, false)
+		if err != nil {
+			return nil, err
+		}
+		g.finalNames[i] = unique(or(it.alias, fmt.Sprintf("derived_%d", i+1)))
+		g.finals[i] = e
 	}
 	if len(g.q.Aggregates) == 0 {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "a job must compute at least one aggregate; %s", allowedHint)
@@ -376,6 +428,23 @@ func (g *gater) selectNode(n *node) (*Query, error) {
 	for i, k := range g.q.Keys {
 		if k.Name == "" {
 			return nil, errcode.New(errcode.UnsupportedSQL, "group key %d is not in the select list; select every group key", i+1)
+		}
+	}
+	if h := n.Having; h.present() || derived {
+		step := post.Step{}
+		if h.present() {
+			w, err := g.postExpr(h, modeHaving, false)
+			if err != nil {
+				return nil, err
+			}
+			step.Where = w
+		}
+		for i, name := range g.finalNames {
+			step.Columns = append(step.Columns, post.Column{Name: name, Expr: g.finals[i]})
+		}
+		g.q.Post = &post.Program{Inputs: g.q.baseTypes(), Steps: []post.Step{step}}
+		if err := g.q.Post.Validate(); err != nil {
+			return nil, postProgramError(err, pos(n))
 		}
 	}
 	for _, m := range n.Modifiers {
@@ -451,14 +520,15 @@ func (g *gater) outputRef(e *node, items []item) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if v < 1 || v > int64(len(g.q.Outputs)) {
-			return 0, errcode.At(errcode.UnsupportedSQL, pos(e), "ORDER BY position %d is not an output column (1..%d)", v, len(g.q.Outputs))
+		if n := len(g.q.FinalColumns()); v < 1 || v > int64(n) {
+			return 0, errcode.At(errcode.UnsupportedSQL, pos(e), "ORDER BY position %d is not an output column (1..%d)", v, n)
 		}
 		return int(v - 1), nil
 	case "COLUMN_REF":
 		name := lastName(e)
-		for i, o := range g.q.Outputs {
-			if o.Name == name {
+		outs := g.q.FinalColumns()
+		for i, o := range outs {
+			if o == name {
 				return i, nil
 			}
 		}
@@ -468,10 +538,6 @@ func (g *gater) outputRef(e *node, items []item) (int, error) {
 					return i, nil
 				}
 			}
-		}
-		var outs []string
-		for _, o := range g.q.Outputs {
-			outs = append(outs, o.Name)
 		}
 		if s := suggest(name, outs); s != "" {
 			return 0, errcode.At(errcode.UnknownColumn, pos(e), "ORDER BY %q names no output column; did you mean %q?", name, s)
@@ -702,15 +768,25 @@ func (g *gater) aggregate(e *node, alias string) (Output, error) {
 	}
 	colArg := func(a *node) (*entry, error) {
 		if a.Class != "COLUMN_REF" {
+			if !distinct {
+				return g.valueArg(a)
+			}
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(a), "aggregate arguments must be columns; derive bins in GROUP BY, or per-unit values in a subquery")
 		}
 		return g.resolve(a)
 	}
-	// bounded resolves the single column argument of a value aggregate.
+	// bounded resolves the single argument of a value aggregate: a column, or an expression
+	// over row-level columns whose bounds follow from the SQL and the catalog (valueArg).
 	bounded := func(a *node) (*entry, error) {
 		c, err := colArg(a)
 		if err != nil {
 			return nil, err
+		}
+		if c.expr {
+			if !c.meta.HasBounds() {
+				return nil, errcode.At(errcode.MissingBounds, pos(a), "the bounds of this expression do not follow from the SQL, so %s of it cannot be bounded; aggregate a CASE whose results are numbers or bounded columns (CASE WHEN … THEN 1 ELSE 0 END), a cast of a condition, or a bounded column", strings.ToUpper(fn))
+			}
+			return c, nil
 		}
 		if c.meta.Has(catalog.TagIdentifier) {
 			return nil, errcode.At(errcode.IdentifierInOutput, pos(a), "%s is an identifier and cannot be aggregated; use COUNT(DISTINCT %s) to count units", c.name, g.unitName())
@@ -775,6 +851,9 @@ func (g *gater) aggregate(e *node, alias string) (Output, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
+		if c.expr { // COUNT(expr): rows where the expression is not NULL
+			return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from, Value: wire.Case(nil, wire.IsNull(c.col, true), wire.Num("1"))}), nil
+		}
 		if c.col == nil { // a per-unit subquery's unit: present on every row
 			return add(Aggregate{Name: "count_" + c.name, Kind: dp.Count, Column: c.name, From: c.from}), nil
 		}

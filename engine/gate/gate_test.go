@@ -13,6 +13,7 @@ import (
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/engine/post"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
@@ -141,7 +142,26 @@ var cases = []struct {
 	{"aliases differing in case", "SELECT COUNT(*) FROM medical_visits v JOIN residents V ON v.person_id = V.person_id", errcode.UnsupportedSQL},
 	{"two ctes", "WITH a AS (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id), b AS (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id) SELECT COUNT(*) FROM a", errcode.UnsupportedSQL},
 	{"union", "SELECT COUNT(*) FROM medical_visits UNION SELECT COUNT(*) FROM medical_visits", errcode.UnsupportedSQL},
-	{"having", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district HAVING COUNT(*) > 5", errcode.UnsupportedSQL},
+	{"having on a released count", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district HAVING COUNT(*) > 5", ""},
+	{"having on an alias and a key", "SELECT district, AVG(cost) AS mean_cost FROM medical_visits GROUP BY district HAVING mean_cost BETWEEN 100 AND 900 AND district <> '530102'", ""},
+	{"having on an aggregate not selected", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district HAVING SUM(cost) > 5", errcode.UnsupportedSQL},
+	{"having with a window", "SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district HAVING n > SUM(n) OVER ()", errcode.UnsupportedSQL},
+	{"ratio of two sums", "SELECT district, 100.0 * SUM(cost) / COUNT(*) AS ratio FROM medical_visits GROUP BY district", ""},
+	{"rounded average and a difference", "SELECT age_band, ROUND(AVG(cost), 1) AS mean_cost, MAX(cost) - MIN(cost) AS spread, SUM(cost) FROM medical_visits GROUP BY age_band", ""},
+	{"share of the total", "SELECT district, COUNT(*) * 100.0 / SUM(COUNT(*)) OVER () AS share FROM medical_visits GROUP BY district ORDER BY share DESC LIMIT 1", ""},
+	{"lag and rank over outputs", "SELECT district, COUNT(*) AS n, COUNT(*) - LAG(COUNT(*)) OVER (ORDER BY district) AS change, RANK() OVER (ORDER BY COUNT(*) DESC) AS r FROM medical_visits GROUP BY district", ""},
+	{"moving average over outputs", "SELECT district, age_band, AVG(COUNT(*)) OVER (PARTITION BY age_band ORDER BY district ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS moving FROM medical_visits GROUP BY district, age_band", ""},
+	{"window over a raw column", "SELECT district, LAG(cost) OVER (ORDER BY district), COUNT(*) FROM medical_visits GROUP BY district", errcode.UnsupportedSQL},
+	{"arithmetic on a key", "SELECT district, district + COUNT(*) FROM medical_visits GROUP BY district", errcode.UnsupportedSQL},
+	{"condition as an output", "SELECT district, COUNT(*) > 5 FROM medical_visits GROUP BY district", errcode.UnsupportedSQL},
+	{"WITH over a DP query", "WITH t AS (SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district) SELECT district, n, n - LAG(n) OVER (ORDER BY district) AS change FROM t WHERE n > 10 ORDER BY change DESC LIMIT 3", ""},
+	{"subquery over a DP query with HAVING", "SELECT t.*, ROW_NUMBER() OVER (ORDER BY total DESC) AS r FROM (SELECT age_band, SUM(cost) AS total FROM medical_visits GROUP BY age_band HAVING SUM(cost) > 0) t", ""},
+	{"WITH over a DP query aggregated again", "WITH t AS (SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district) SELECT SUM(n) FROM t", errcode.UnsupportedSQL},
+	{"WITH over a DP query ordered inside", "WITH t AS (SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district ORDER BY n LIMIT 1) SELECT district, n FROM t", errcode.UnsupportedSQL},
+	{"average of a CASE", "SELECT district, AVG(CASE WHEN diagnosis LIKE 'I%' THEN 1 ELSE 0 END) AS share FROM medical_visits GROUP BY district", ""},
+	{"sums of CASEs and a cast condition", "SELECT SUM(CASE WHEN cost > 1000 THEN 1 ELSE 0 END) AS big, SUM(CASE WHEN inpatient THEN cost ELSE 0 END) AS inpatient_cost, SUM(CAST(cost > 10 AS INTEGER)) AS over_10, COUNT(CASE WHEN cost > 5 THEN 1 END) AS n FROM medical_visits", ""},
+	{"sum of an unbounded expression", "SELECT SUM(length(diagnosis)) FROM medical_visits", errcode.MissingBounds},
+	{"CASE reading an identifier", "SELECT SUM(CASE WHEN person_id LIKE '53%' THEN 1 ELSE 0 END) FROM medical_visits", errcode.IdentifierInOutput},
 	{"window", "SELECT COUNT(*) OVER () FROM medical_visits", errcode.UnsupportedSQL},
 	{"order by position", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district ORDER BY 2", ""},
 	{"order by name desc with limit and offset", "SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district ORDER BY n DESC, district LIMIT 5 OFFSET 1", ""},
@@ -164,7 +184,7 @@ var cases = []struct {
 	{"derived item not grouped", "SELECT floor(cost / 10) AS b, COUNT(*) FROM medical_visits GROUP BY district", "raw_column_in_output"},
 	{"width_bucket with column bound", "SELECT width_bucket(cost, 0, cost, 10) AS b, COUNT(*) FROM medical_visits GROUP BY b", errcode.UnsupportedSQL},
 	{"clock function", "SELECT COUNT(*) FROM medical_visits WHERE visit_date < now()", errcode.UnsupportedSQL},
-	{"sum of expression", "SELECT SUM(cost * 2) FROM medical_visits", errcode.UnsupportedSQL},
+	{"sum of expression", "SELECT SUM(cost * 2) FROM medical_visits", ""},
 	{"distinct sum", "SELECT SUM(DISTINCT cost) FROM medical_visits", errcode.UnsupportedSQL},
 	{"no aggregate", "SELECT district FROM medical_visits GROUP BY district", errcode.UnsupportedSQL},
 	{"rollup", "SELECT district, COUNT(*) FROM medical_visits GROUP BY ROLLUP (district)", errcode.UnsupportedSQL},
@@ -263,6 +283,24 @@ func render(q *gate.Query) string {
 	}
 	for _, u := range q.Uses {
 		fmt.Fprintf(&b, "use %s.%s %s\n", u.Dataset, u.Column, u.Usage)
+	}
+	if p := q.Post; p != nil {
+		var names []string
+		for _, o := range q.Outputs {
+			names = append(names, o.Name)
+		}
+		for i, s := range p.Steps {
+			if s.Where != nil {
+				where := &post.Program{Inputs: p.Inputs, Steps: []post.Step{{Columns: []post.Column{{Expr: s.Where}}}}}
+				fmt.Fprintf(&b, "post %d where %s\n", i+1, where.Format(0, 0, names))
+			}
+			var next []string
+			for j, c := range s.Columns {
+				fmt.Fprintf(&b, "post %d column %s = %s\n", i+1, c.Name, p.Format(i, j, names))
+				next = append(next, c.Name)
+			}
+			names = next
+		}
 	}
 	for _, o := range q.Order {
 		fmt.Fprintf(&b, "order %d desc=%v\n", o.Output, o.Descending)

@@ -64,11 +64,31 @@ func (g *gater) checkWritten(node *node) error {
 			inner[strings.ToLower(name)] = written
 		}
 	}
+	if g.outer != nil {
+		for _, name := range g.q.FinalColumns() {
+			if err := checkText(name, pos(node), "the name of an output column"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for i, e := range node.SelectList {
-		if i >= len(g.q.Outputs) {
+		oi := i
+		if g.itemOut != nil {
+			if i >= len(g.itemOut) {
+				break
+			}
+			if oi = g.itemOut[i]; oi < 0 {
+				if err := checkText(g.finalNames[i], pos(e), "the name of an output column"); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if oi >= len(g.q.Outputs) {
 			break
 		}
-		out := g.q.Outputs[i]
+		out := g.q.Outputs[oi]
 		if err := checkText(out.Name, pos(e), "the name of an output column"); err != nil {
 			return err
 		}

@@ -18,16 +18,24 @@ import (
 var rankingWindows = map[string]bool{"row_number": true, "rank": true, "dense_rank": true, "ntile": true,
 	"percent_rank": true, "cume_dist": true}
 
-// windowRefusal refuses the first window function of the statement (in SQL order), with the
-// one rewrite that fits it.
+// windowRefusal refuses the first window function of the statement (in SQL order) that reads
+// raw rows, with the one rewrite that fits it. Windows in the select list of the outer query
+// are left to the post-processing builder when that query releases aggregates (or reads the
+// released rows of a WITH query): there they read released rows only (postproc.go), and the
+// builder refuses one whose argument is a row-level column with the same hint.
 func windowRefusal(stmt any, cat Catalog) error {
-	w, at := firstWithClass(stmt, "WINDOW")
+	skip := releasedWindows(stmt)
+	w, at := firstWithClass(stmt, "WINDOW", skip)
 	if w == nil {
 		return nil
 	}
 	fn, _ := w["function_name"].(string)
+	return windowHint(fn, !empty(w["partitions"]), stmt, cat, at)
+}
+
+// windowHint is the refusal of a window function fn over raw rows, at, in the statement stmt.
+func windowHint(fn string, partitioned bool, stmt any, cat Catalog, at int) error {
 	fn = strings.ToLower(fn)
-	partitioned := !empty(w["partitions"])
 	unit := "the privacy unit"
 	if t, _ := firstTable(stmt); t != "" {
 		if spec, ok := cat.Lookup(t); ok && spec.PrivacyUnit != "" {
@@ -41,22 +49,78 @@ func windowRefusal(stmt any, cat Catalog) error {
 	case aggregateFunctions[fn]:
 		return errcode.At(errcode.UnsupportedSQL, at, "%s; drop OVER (…) and GROUP BY the PARTITION BY columns instead", refused)
 	case rankingWindows[fn] && !partitioned:
-		return errcode.At(errcode.UnsupportedSQL, at, "%s; to rank the released groups, ORDER BY an output column and LIMIT n (applied after release, at no cost)", refused)
+		return errcode.At(errcode.UnsupportedSQL, at, "%s; to rank the released groups, number them by an output (ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC)) or ORDER BY an output column and LIMIT n (after release, at no cost)", refused)
 	}
 	// LAG, LEAD, FIRST_VALUE, a numbering within a partition ...: per-person sequences.
 	return errcode.At(errcode.UnsupportedSQL, at, "%s; for values per person, use a per-unit subquery: FROM (SELECT %s, MIN(col) AS low, COUNT(*) AS n … GROUP BY %s) AS t", refused, unit, unit)
 }
 
+// releasedWindows returns the locations of the windows the outer select list may hold over
+// released rows: those outside any aggregate's arguments, when the outer query aggregates (a
+// GROUP BY, an aggregate or a HAVING) or reads a WITH query or a subquery.
+func releasedWindows(stmt any) map[int]bool {
+	m, _ := stmt.(map[string]any)
+	sel, _ := m["node"].(map[string]any)
+	if sel == nil {
+		return nil
+	}
+	items, _ := sel["select_list"].([]any)
+	from, _ := sel["from_table"].(map[string]any)
+	reads := false
+	if t, _ := from["type"].(string); t == "SUBQUERY" {
+		reads = true
+	} else if name, _ := from["table_name"].(string); name != "" {
+		cm, _ := sel["cte_map"].(map[string]any)
+		for _, e := range asList(cm["map"]) {
+			if em, _ := e.(map[string]any); em != nil && em["key"] == name {
+				reads = true
+			}
+		}
+	}
+	aggregating := !empty(sel["group_expressions"]) || !empty(sel["having"])
+	out := map[int]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			class, _ := x["class"].(string)
+			fn, _ := x["function_name"].(string)
+			if class == "WINDOW" {
+				out[location(x)] = true
+				return
+			}
+			if class == "FUNCTION" && aggregateFunctions[strings.ToLower(fn)] {
+				aggregating = true
+				return
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	for _, it := range items {
+		walk(it)
+	}
+	if !aggregating && !reads {
+		return nil
+	}
+	return out
+}
+
 // firstWithClass returns the object of the JSON AST with this class whose query_location is
-// smallest, and that location (-1 when it has none).
-func firstWithClass(v any, class string) (map[string]any, int) {
+// smallest, and that location (-1 when it has none), leaving out objects at the locations skip.
+func firstWithClass(v any, class string, skip map[int]bool) (map[string]any, int) {
 	var best map[string]any
 	bestAt := math.MaxInt
 	var walk func(any)
 	walk = func(v any) {
 		switch x := v.(type) {
 		case map[string]any:
-			if c, _ := x["class"].(string); c == class {
+			if c, _ := x["class"].(string); c == class && !skip[location(x)] {
 				if at := location(x); best == nil || at < bestAt {
 					best, bestAt = x, at
 				}

@@ -29,13 +29,33 @@ type Result struct {
 // ResultCol describes an output column.
 type ResultCol struct {
 	Name string `json:"name"`
-	Kind string `json:"kind"` // group_key or aggregate
+	Kind string `json:"kind"` // group_key, aggregate or derived
+	// Expression is a derived column's expression over the other released columns (for
+	// people: HAVING, arithmetic between aggregates, windows over released rows).
+	Expression string `json:"expression,omitempty"`
 }
 
-// Cell is a group key value or a released aggregate.
+// Cell is a group key value, a released aggregate, or a value derived from released values.
 type Cell struct {
-	Key *string   `json:"key,omitempty"`
-	DP  *Released `json:"dp,omitempty"`
+	Key     *string   `json:"key,omitempty"`
+	DP      *Released `json:"dp,omitempty"`
+	Derived *Derived  `json:"derived,omitempty"`
+}
+
+// MechanismPostProcessing is a derived cell's mechanism: computed from released values only.
+const MechanismPostProcessing = "post_processing"
+
+// Derived is a value computed after release from released values only (post-processing): it
+// costs no budget. Value is null where the expression is undefined (a division by zero, LAG
+// before the first row). The interval is the image of the operands' 95% intervals under the
+// expression, so it covers the value of the operands' true values with probability at least
+// 1 − 0.05·k for k operands; an end is null when the interval is unbounded on that side (a
+// division by an interval that contains 0).
+type Derived struct {
+	Value     *float64 `json:"value"`
+	CILow     *float64 `json:"ci_low"`
+	CIHigh    *float64 `json:"ci_high"`
+	Mechanism string   `json:"mechanism"`
 }
 
 // Released is one released aggregate value: the noisy value, its 95% confidence interval, the
