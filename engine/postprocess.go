@@ -134,9 +134,9 @@ func derivedCell(v post.Value) *api.Derived {
 
 // derivedSummary is the egress summary of the derived output: a passed-through column keeps its
 // lineage; a derived one is an aggregate ("post_processing") over the lineage of the released
-// columns it reads. Its operands' counts of units or of rows where an identifier is present
-// release no identifier value, and a function of them releases none either, so those lineage
-// entries are not carried over (the egress policy allows them only on the count itself).
+// columns it reads, with their lineage carried over whole, so the egress policy sees every
+// column and usage a derived value depends on (it allows a post-processed count of units or
+// of rows where an identifier is present, as it allows the count itself).
 func derivedSummary(base policy.Output, q *gate.Query, res *Result) policy.Output {
 	out := base
 	out.Columns = nil
@@ -150,9 +150,6 @@ func derivedSummary(base policy.Output, q *gate.Query, res *Result) policy.Outpu
 		oc := policy.OutputColumn{Name: c.Name, Kind: policy.KindAggregate, Aggregate: api.MechanismPostProcessing, DerivedFrom: []policy.ColumnUse{}}
 		for _, b := range q.Post.Reads(j) {
 			for _, u := range base.Columns[b].DerivedFrom {
-				if u.Usage == policy.UsageCountDistinctUnit || u.Usage == policy.UsageCountRows {
-					continue
-				}
 				if !slices.ContainsFunc(oc.DerivedFrom, func(x policy.ColumnUse) bool {
 					return x.Dataset == u.Dataset && x.Column == u.Column && x.Usage == u.Usage
 				}) {

@@ -52,6 +52,21 @@ counts_units(col, src) if {
 	src.usage == "count_rows"
 }
 
+# A column computed after the noise from released counts (a ratio, a share, a window over
+# them) carries its operands' lineage; a function of those counts releases no identifier either.
+counts_units(col, src) if {
+	col.kind == "aggregate"
+	col.aggregate == "post_processing"
+	src.usage == "count_distinct_unit"
+	lib.is_privacy_unit(src, input.datasets)
+}
+
+counts_units(col, src) if {
+	col.kind == "aggregate"
+	col.aggregate == "post_processing"
+	src.usage == "count_rows"
+}
+
 # --- the reviewer's findings ---
 
 severities := {"low", "medium", "high"}

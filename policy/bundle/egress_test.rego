@@ -234,6 +234,23 @@ test_sum_marked_count_rows_denied if {
 	"identifier_in_output" in deny_codes(inp)
 }
 
+test_post_processed_count_of_rows_with_identifier_allowed if {
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/output/columns/1/aggregate", "value": "post_processing"},
+		{"op": "replace", "path": "/output/columns/1/derived_from", "value": [phone_rows, person_id]},
+	])
+	not "identifier_in_output" in deny_codes(inp)
+}
+
+test_post_processed_identifier_used_otherwise_denied if {
+	unit := json.patch(person_id, [{"op": "replace", "path": "/usage", "value": "aggregate"}])
+	inp := json.patch(good, [
+		{"op": "replace", "path": "/output/columns/1/aggregate", "value": "post_processing"},
+		{"op": "replace", "path": "/output/columns/1/derived_from", "value": [unit]},
+	])
+	"identifier_in_output" in deny_codes(inp)
+}
+
 # --- identifiers used to join or filter never count as released lineage ---
 
 test_group_key_from_join_unit_denied if {
