@@ -620,6 +620,8 @@ func printResult(out io.Writer, r *engine.Result) {
 			switch {
 			case c.DP != nil:
 				cells = append(cells, fmt.Sprintf("%.0f", c.DP.Value), fmt.Sprintf("[%.0f, %.0f]", c.DP.CILow, c.DP.CIHigh))
+			case c.Derived != nil:
+				cells = append(cells, derivedValue(c.Derived, func(v float64) string { return fmt.Sprintf("%.3g", v) }), "post-processed")
 			case c.Key != nil:
 				cells = append(cells, *c.Key)
 			default:

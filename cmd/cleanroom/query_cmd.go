@@ -186,6 +186,22 @@ func decodeResult(raw json.RawMessage) (*engine.Result, error) {
 	return &r, nil
 }
 
+// derivedValue is a post-processed cell's value, NULL where the expression is undefined.
+func derivedValue(d *api.Derived, format func(float64) string) string {
+	if d.Value == nil {
+		return "NULL"
+	}
+	return format(*d.Value)
+}
+
+// derivedHalfWidth is ± half a derived cell's interval, "±∞" when it is unbounded on a side.
+func derivedHalfWidth(d *api.Derived) string {
+	if d.CILow == nil || d.CIHigh == nil {
+		return "±∞"
+	}
+	return "±" + fmtNum((*d.CIHigh-*d.CILow)/2)
+}
+
 // writeResultTable prints a result for people: group keys, then each aggregate's value and ±
 // half its 95% interval width; then the mechanisms, the budget spent and its split. status is
 // what became of the rows ("released", or "held for review" in the review queue).
@@ -214,6 +230,8 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 					}
 					cols[c.DP.Mechanism] = append(cols[c.DP.Mechanism], r.Columns[j].Name)
 				}
+			case c.Derived != nil:
+				cells = append(cells, derivedValue(c.Derived, fmtNum), derivedHalfWidth(c.Derived))
 			case c.Key != nil:
 				cells = append(cells, *c.Key)
 			default:
