@@ -35,7 +35,7 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 		t.Fatalf("explanation = %+v", x)
 	}
 	count := x.Aggregates[0]
-	if count.Kind != dp.Count || count.ExpectedError == nil || len(count.Components) != 1 {
+	if count.Kind != string(dp.Count) || count.ExpectedError == nil || len(count.Components) != 1 {
 		t.Fatalf("count explained as %+v", count)
 	}
 	// Laplace, ε = 1.5/4 per aggregate, L0 = 1, L∞ = 5: b = 5/0.375, 95% half-width b·ln 20.
