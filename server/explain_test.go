@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"math"
 	"net/http"
 	"os"
@@ -88,10 +89,18 @@ func TestExplainRefusalsAndRateLimitsOverHTTP(t *testing.T) {
 		"SELECT * FROM medical_visits WHERE diagnosis = '" + secret + "'",
 		"SELECT COUNT(*) FROM medical_visit WHERE diagnosis = '" + secret + "'",
 	} {
+		body, _ := json.Marshal(api.JobRequest{Grant: grant, SQL: sql})
+		req, _ := http.NewRequest("POST", p.base+"/v1/jobs", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token("insurer-1"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var e api.ErrorBody
-		status, code := p.do("insurer-1", "POST", "/v1/jobs", api.JobRequest{Grant: grant, SQL: sql}, &e)
-		if status != http.StatusBadRequest || code == "" {
-			t.Fatalf("%s: answered %d %q, want 400 with the gate's code", sql, status, code)
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusBadRequest || e.Error.Code == "" || e.Error.Position == nil || e.Error.Message == "" {
+			t.Fatalf("%s: answered %d %+v (%v), want 400 with the gate's code, message and position", sql, resp.StatusCode, e, err)
 		}
 	}
 	noJobs("after refused requests")
