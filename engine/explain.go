@@ -2,52 +2,26 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
-	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // Explanation is a dry run of a job: the bounded plan the worker would run, each aggregate's
 // mechanism and expected error, and what the job would cost — computed without reading data or
-// touching the budget.
+// touching the budget. It is the API's document (api.Explanation); Worker is the plan it shows.
 type Explanation struct {
-	Dataset   string            `json:"dataset"`
-	Snapshots map[string]string `json:"snapshots"`
-	Plan      wire.Plan         `json:"plan"`
-	// PublicPartitions says whether every declared key value is released (no selection).
-	PublicPartitions bool                 `json:"public_partitions"`
-	Aggregates       []ExplainedAggregate `json:"aggregates"`
-	Cost             plan.Cost            `json:"cost"`
-	Split            string               `json:"budget_split"`
-	Bounds           string               `json:"bounds"`
-	// AnsweredFromRelease is set when an identical query was already released on the grant:
-	// submitting would return that answer and cost nothing.
-	AnsweredFromRelease string           `json:"answered_from_release,omitempty"`
-	Policy              policy.Decision  `json:"policy"`
-	Budget              []ledger.Balance `json:"budget"`
-}
-
-// ExplainedAggregate is one aggregate of a dry run.
-type ExplainedAggregate struct {
-	Name      string  `json:"name"`
-	Kind      dp.Kind `json:"kind"`
-	Mechanism string  `json:"mechanism"`
-	Epsilon   float64 `json:"epsilon"`
-	Delta     float64 `json:"delta"`
-	// Lower and Upper are the clamping bounds of each value (for kinds that read values).
-	Lower *float64 `json:"lower,omitempty"`
-	Upper *float64 `json:"upper,omitempty"`
-	// Components are the elementary noise additions with their standard deviations.
-	Components []dp.Component `json:"components"`
-	// ExpectedError is the half-width of the 95% interval the noise alone gives, where it does
-	// not depend on the data (counts and sums); Note says how to read it otherwise.
-	ExpectedError *float64 `json:"expected_error_95,omitempty"`
-	Note          string   `json:"note,omitempty"`
+	api.Explanation
+	// Worker is the bounded plan (Plan in the document is its JSON).
+	Worker wire.Plan `json:"-"`
 }
 
 // Explain runs a job's dry-run stages (gate, plan, access policy) exactly as Run would, then
@@ -60,11 +34,20 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 		return nil, err
 	}
 	q, ds, p, access := s.q, s.ds, s.p, *s.decision
-	x := &Explanation{Dataset: ds.name(), Snapshots: ds.snapshots(), Plan: p.Worker, PublicPartitions: p.Public,
-		Cost: p.Cost, Split: p.Split, Bounds: boundsText(ds, p), Policy: access}
+	planJSON, err := json.Marshal(p.Worker)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the plan could not be encoded")
+	}
+	x := &Explanation{Worker: p.Worker, Explanation: api.Explanation{Dataset: ds.name(), Snapshots: ds.snapshots(), Plan: planJSON,
+		PublicPartitions: p.Public, Partitions: partitionsText(p), Cost: api.Budget(p.Cost), Split: p.Split, Bounds: boundsText(ds, p),
+		BoundsChoice: boundsChoice(j.Options), Budget: []api.LedgerBalance{},
+		Policy: api.PolicyDecision{Result: access.Result, Reasons: access.Reasons, Reviewers: access.Reviewers, BundleDigest: access.BundleDigest}}}
+	if x.Policy.Reasons == nil {
+		x.Policy.Reasons = []string{}
+	}
 	for i, s := range p.Worker.Aggregates {
-		a := ExplainedAggregate{Name: aggregateName(p, i), Kind: s.Kind, Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
-			Delta: s.Delta, Components: s.Components()}
+		a := api.ExplainedAggregate{Name: aggregateName(p, i), Kind: string(s.Kind), Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
+			Delta: s.Delta, Components: noiseComponents(s.Components())}
 		if s.Kind != dp.Count && s.Kind != dp.CountDistinct {
 			lo, hi := s.Lower, s.Upper
 			a.Lower, a.Upper = &lo, &hi
@@ -75,15 +58,88 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	if fp, err := fingerprintOf(j.Grant, q, ds, opts); err == nil {
 		if prior, ok, err := e.ledger.Recall(ctx, j.Grant, fp); err == nil && ok {
 			x.AnsweredFromRelease = prior.Job
-			x.Cost = plan.Cost{}
+			x.Cost = api.Budget{}
 		}
 	}
 	for _, acct := range ds.accounts(j.Grant) {
 		if b, err := e.ledger.Balance(ctx, acct); err == nil {
-			x.Budget = append(x.Budget, b)
+			x.Budget = append(x.Budget, ledgerBalance(b))
 		}
 	}
 	return x, nil
+}
+
+// Admit runs only a job's gate (parse, allowlist, names against the catalog, datasets within
+// the grant), recording nothing: the server answers a request the gate refuses at once, and
+// it never becomes a job. The gate reads no data — it parses the SQL and checks names — so
+// whether and how fast a request is refused depends on the query and the catalog alone.
+func (e *Engine) Admit(ctx context.Context, j Job) error {
+	var gateOnly []stage
+	for _, st := range sqlStages() {
+		gateOnly = append(gateOnly, st)
+		if st.name == "gate" {
+			break
+		}
+	}
+	return e.runStages(ctx, gateOnly, &jobState{job: j, opts: e.options(ctx, j), dryRun: true})
+}
+
+// RecordRefusedRequest records a request the gate refused before it became a job: who, on
+// which grant, the refusal's code and position, and a keyed digest of the SQL (so that an
+// auditor holding the platform's key can match it to a query) — never the SQL's text, whose
+// literals the applicant wrote and which was never admitted.
+func (e *Engine) RecordRefusedRequest(ctx context.Context, j Job, kind string, refusal error) error {
+	pub := errcode.Public(refusal)
+	_, err := e.record(context.WithoutCancel(ctx), "", &provenance.RequestRefused{Principal: provenance.Principal(j.Principal),
+		Grant: j.Grant, Kind: kind, Code: string(pub.Code), Position: pub.Position, SQLDigest: e.auditKey.Digest([]byte(j.SQL))})
+	return err
+}
+
+func noiseComponents(cs []dp.Component) []api.NoiseComponent {
+	out := []api.NoiseComponent{}
+	for _, c := range cs {
+		out = append(out, api.NoiseComponent{Name: c.Name, Mechanism: c.Mechanism, Epsilon: c.Epsilon, Delta: c.Delta, L0: c.L0,
+			LInf: c.LInf, NoiseScale: c.NoiseScale})
+	}
+	return out
+}
+
+func ledgerBalance(b ledger.Balance) api.LedgerBalance {
+	return api.LedgerBalance{Account: b.Account, Total: api.Budget(b.Total), Allocated: api.Budget(b.Allocated),
+		Spent: api.Budget(b.Spent), Remaining: api.Budget(b.Remaining), Reserved: api.Budget(b.Reserved)}
+}
+
+// partitionsText says which groups the job would release: every public partition (how many),
+// or those DP partition selection keeps, with the selection's budget.
+func partitionsText(p *plan.Planned) string {
+	if p.Public {
+		if len(p.Domains) == 0 {
+			return "one partition (no group keys), released with noise; no delta spent"
+		}
+		n := 1
+		for _, d := range p.Domains {
+			n *= len(d)
+		}
+		return fmt.Sprintf("public: all %d combination(s) of the keys' public domains are released, empty ones with noise; no delta spent", n)
+	}
+	sel := p.Worker.Selection
+	return fmt.Sprintf("selected: DP partition selection keeps the groups enough units support (epsilon %.4g, delta %.3g, each unit in at most %d group(s)); the rest are suppressed",
+		sel.Epsilon, sel.Delta, sel.MaxPartitions)
+}
+
+// boundsChoice says where the job's bounds come from: contribution bounds the job set or the
+// platform's defaults, clamping bounds from the catalog.
+func boundsChoice(o plan.Options) string {
+	contrib := "contribution bounds are the platform's defaults (max_groups_contributed and max_contributions_per_group not set)"
+	switch {
+	case o.MaxGroupsContributed > 0 && o.MaxContributionsPerGroup > 0:
+		contrib = "contribution bounds are the job's own (max_groups_contributed, max_contributions_per_group)"
+	case o.MaxGroupsContributed > 0:
+		contrib = "max_groups_contributed is the job's own; max_contributions_per_group is the platform's default"
+	case o.MaxContributionsPerGroup > 0:
+		contrib = "max_contributions_per_group is the job's own; max_groups_contributed is the platform's default"
+	}
+	return contrib + "; values are clamped to each column's catalog bounds (or a per-unit subquery's derived ones)"
 }
 
 // expectedError is the noise-only 95% half-width for counts and sums: the Laplace quantile

@@ -3,11 +3,14 @@ package engine_test
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -35,7 +38,7 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 		t.Fatalf("explanation = %+v", x)
 	}
 	count := x.Aggregates[0]
-	if count.Kind != dp.Count || count.ExpectedError == nil || len(count.Components) != 1 {
+	if count.Kind != string(dp.Count) || count.ExpectedError == nil || len(count.Components) != 1 {
 		t.Fatalf("count explained as %+v", count)
 	}
 	// Laplace, ε = 1.5/4 per aggregate, L0 = 1, L∞ = 5: b = 5/0.375, 95% half-width b·ln 20.
@@ -86,5 +89,39 @@ func TestBudgetReportsBasicAndTighterComposition(t *testing.T) {
 	}
 	if rep.Tighter.Tighter.Epsilon > rep.Tighter.Basic.Epsilon || rep.Tighter.Method == "" {
 		t.Fatalf("tighter bound %+v", rep.Tighter)
+	}
+}
+
+// Delta 0 is pure DP, not "the default": a query over public partitions runs at no delta, and
+// one that needs partition selection is refused before anything runs, naming what would work.
+// A budget refusal for want of delta names the same ways round, and a smaller delta.
+func TestDeltaZeroIsPureDPAndRefusalsNameWhatWorks(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 100, false))
+	grant(t, e, "g", 10)
+	pure := plan.Options{Epsilon: 1, DeltaSet: true}
+	x, err := e.Explain(context.Background(), engine.Job{Principal: applicant, Grant: "g", Options: pure,
+		SQL: "SELECT width_bucket(cost, 0, 1000, 4) AS b, COUNT(*) FROM visits GROUP BY b"})
+	if err != nil || x.Cost.Delta != 0 || !x.PublicPartitions {
+		t.Fatalf("delta 0 over public partitions: %+v, %v", x, err)
+	}
+	_, err = submit(e, "g", "SELECT diagnosis, COUNT(*) FROM visits GROUP BY diagnosis", pure)
+	if errcode.Of(err) != errcode.InvalidOptions || !strings.Contains(err.Error(), "width_bucket") || !strings.Contains(err.Error(), "pure DP") {
+		t.Fatalf("delta 0 with partition selection: %v", err)
+	}
+	if got := spent(t, e, "g"); got != 0 {
+		t.Fatalf("the refused job spent %v", got)
+	}
+	// Without DeltaSet, 0 is still "unset": the default delta applies and the query runs.
+	if _, err := submit(e, "g", "SELECT diagnosis, COUNT(*) FROM visits GROUP BY diagnosis", plan.Options{Epsilon: 1}); err != nil {
+		t.Fatalf("default delta: %v", err)
+	}
+
+	if err := e.OpenGrant(context.Background(), "tiny", ledger.Budget{Epsilon: 10, Delta: 1e-9}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = submit(e, "tiny", "SELECT diagnosis, COUNT(*) FROM visits GROUP BY diagnosis", plan.Options{Epsilon: 1, Delta: 5e-9, DeltaSet: true})
+	if errcode.Of(err) != errcode.BudgetExhausted || !strings.Contains(err.Error(), "smaller delta") || !strings.Contains(err.Error(), "width_bucket") {
+		t.Fatalf("delta beyond the grant's: %v", err)
 	}
 }

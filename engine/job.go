@@ -104,7 +104,7 @@ func (e *Engine) options(ctx context.Context, j Job) plan.Options {
 		grantDelta = b.Total.Delta
 	}
 	opts := j.Options.DefaultsFor(grantDelta)
-	if limit := e.policy.Params().MaxDeltaPerJob; j.Options.Delta == 0 && limit > 0 && opts.Delta >= limit {
+	if limit := e.policy.Params().MaxDeltaPerJob; !j.Options.DeltaSet && j.Options.Delta == 0 && limit > 0 && opts.Delta >= limit {
 		// A default the policy would refuse is no default: half the policy's limit instead.
 		opts.Delta = limit / 2
 	}

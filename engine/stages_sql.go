@@ -217,8 +217,8 @@ func reserveStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 		var ex *ledger.ExhaustedError
 		if errors.As(err, &ex) {
 			return nil, errcode.Wrap(errcode.BudgetExhausted, err,
-				"the budget of %s cannot cover this job (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged",
-				ex.Account, p.Cost.Epsilon, p.Cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta)
+				"the budget of %s cannot cover this job (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged%s",
+				ex.Account, p.Cost.Epsilon, p.Cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta, exhaustedHint(p.Cost, ex.Remaining))
 		}
 		if errors.Is(err, ledger.ErrUnknownAccount) {
 			return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", grant)
@@ -226,6 +226,21 @@ func reserveStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 		return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
 	}
 	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(p.Cost)}), nil
+}
+
+// exhaustedHint says what would still run when a job's delta is what the budget cannot cover:
+// a smaller delta, or keys with a public domain, which spend no delta at all. (An epsilon
+// shortfall has no such way round: every job spends epsilon.)
+func exhaustedHint(need plan.Cost, left ledger.Budget) string {
+	if need.Delta <= left.Delta || need.Epsilon > left.Epsilon {
+		return ""
+	}
+	smaller := ""
+	if left.Delta > 0 {
+		smaller = fmt.Sprintf("give a smaller delta (at most %.3g), or ", left.Delta)
+	}
+	return "; its delta pays for DP partition selection: " + smaller +
+		"group by keys with a public domain, which spend no delta — a catalog column with a domain, width_bucket(col, lo, hi, n), or a CASE whose THEN and ELSE branches are all literals — and set delta 0"
 }
 
 func workerStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {

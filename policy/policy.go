@@ -107,7 +107,22 @@ type Params struct {
 	// MaxDeltaPerJob (max_delta_per_job) is the access policy's exclusive upper limit on one
 	// job's delta; the engine keeps a default delta below it. 0: no limit is known.
 	MaxDeltaPerJob float64 `json:"max_delta_per_job"`
+	// DiscloseDatasetSize (disclose_dataset_size) says what a dataset's metadata tells any
+	// caller of its size: "public" (the exact numbers of rows and privacy units; the default
+	// when the bundle does not say) or "none". A noisy count is not offered: it would have to be
+	// released once and kept, never drawn afresh per request (averaging would undo it).
+	DiscloseDatasetSize string `json:"disclose_dataset_size"`
+	// DiscloseDatasetBudget (disclose_dataset_budget) shows any caller of a dataset's metadata
+	// what its lifetime budget has left to allocate to grants; otherwise only those who may read
+	// the dataset's budget report (dataset.usage) see it.
+	DiscloseDatasetBudget bool `json:"disclose_dataset_budget"`
 }
+
+// Values of disclose_dataset_size.
+const (
+	DatasetSizePublic = "public"
+	DatasetSizeNone   = "none"
+)
 
 // ParamsQuery is where a bundle keeps the operator's tunables.
 const ParamsQuery = "data.cleanroom.params"
@@ -170,7 +185,7 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 	if err != nil {
 		return Params{}, err
 	}
-	p := Params{ReturnUnspentOnRevoke: true, ReturnUnspentOnExpiry: true}
+	p := Params{ReturnUnspentOnRevoke: true, ReturnUnspentOnExpiry: true, DiscloseDatasetSize: DatasetSizePublic}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return p, nil
 	}
@@ -185,8 +200,15 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 			*dst = f
 		}
 	}
+	if v, ok := params["disclose_dataset_size"]; ok {
+		if v != DatasetSizePublic && v != DatasetSizeNone {
+			return Params{}, fmt.Errorf("data.cleanroom.params.disclose_dataset_size must be %q or %q (a noisy size is not offered)", DatasetSizePublic, DatasetSizeNone)
+		}
+		p.DiscloseDatasetSize = v.(string)
+	}
 	for key, dst := range map[string]*bool{"disclose_suppressed_groups": &p.DiscloseSuppressed,
-		"return_unspent_on_revoke": &p.ReturnUnspentOnRevoke, "return_unspent_on_expiry": &p.ReturnUnspentOnExpiry} {
+		"return_unspent_on_revoke": &p.ReturnUnspentOnRevoke, "return_unspent_on_expiry": &p.ReturnUnspentOnExpiry,
+		"disclose_dataset_budget": &p.DiscloseDatasetBudget} {
 		if v, ok := params[key]; ok {
 			b, ok := v.(bool)
 			if !ok {

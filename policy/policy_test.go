@@ -477,11 +477,58 @@ func TestEngineParams(t *testing.T) {
 			tc.want.DifferencingMinUnits = shipped.DifferencingMinUnits
 			tc.want.ReturnUnspentOnRevoke, tc.want.ReturnUnspentOnExpiry = true, true
 			tc.want.MaxDeltaPerJob = shipped.MaxDeltaPerJob // the access rules read it too
+			tc.want.DiscloseDatasetSize, tc.want.DiscloseDatasetBudget = shipped.DiscloseDatasetSize, shipped.DiscloseDatasetBudget
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}
 			if got := e.Params(); got != tc.want {
 				t.Errorf("Params() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDatasetDisclosureParams pins what a dataset's metadata may say: the shipped bundle shows
+// sizes and the dataset's remaining budget; a bundle that says nothing shows sizes (as before
+// the knob existed) but not the dataset's budget; "none" hides sizes; a noisy size, which is
+// not offered, is refused rather than silently read as something else.
+func TestDatasetDisclosureParams(t *testing.T) {
+	if p := mustNew(t).Params(); p.DiscloseDatasetSize != DatasetSizePublic || !p.DiscloseDatasetBudget {
+		t.Fatalf("shipped params %+v", p)
+	}
+	const sizeKey, budgetKey = `"disclose_dataset_size": "public",`, `"disclose_dataset_budget": true`
+	for _, tc := range []struct {
+		name, size, budget string
+		wantSize           string
+		wantBudget         bool
+		refused            bool
+	}{
+		{"absent", "", `"disclose_dataset_budget_unused": true`, DatasetSizePublic, false, false},
+		{"none", `"disclose_dataset_size": "none",`, budgetKey, DatasetSizeNone, true, false},
+		{"noisy", `"disclose_dataset_size": "noisy",`, budgetKey, "", false, true},
+		{"budget_string", sizeKey, `"disclose_dataset_budget": "yes"`, "", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDefaultBundle(t)
+			data := readFile(t, dir, "data.json")
+			if !strings.Contains(data, sizeKey) || !strings.Contains(data, budgetKey) {
+				t.Fatalf("data.json does not ship %s and %s", sizeKey, budgetKey)
+			}
+			data = strings.Replace(strings.Replace(data, sizeKey, tc.size, 1), budgetKey, tc.budget, 1)
+			writeFile(t, dir, "data.json", data)
+			e, err := New(context.Background(), WithBundleDir(dir))
+			if tc.refused {
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+					t.Fatalf("New: %v, want %s", err, errcode.PolicyBundleInvalid)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := e.Params(); p.DiscloseDatasetSize != tc.wantSize || p.DiscloseDatasetBudget != tc.wantBudget {
+				t.Errorf("Params() = %+v, want size %q, budget %v", p, tc.wantSize, tc.wantBudget)
 			}
 		})
 	}

@@ -50,6 +50,7 @@ const (
 	ActionGrantRevoke        = "grant.revoke"        // grant
 	ActionGrantRedteam       = "grant.redteam"       // grant: record a red-team report on it
 	ActionJobSubmit          = "job.submit"          // grant: the one the job runs under
+	ActionJobExplain         = "job.explain"         // grant: a dry run of a job under it (not a job)
 	ActionJobList            = "job.list"            // job
 	ActionJobRead            = "job.read"            // job
 	ActionJobResult          = "job.result"          // job
@@ -70,7 +71,7 @@ func Actions() []string {
 		ActionDatasetRegister, ActionDatasetList, ActionDatasetUsage,
 		ActionApplicationCreate, ActionApplicationList, ActionApplicationRead, ActionApplicationApprove, ActionApplicationReject,
 		ActionGrantList, ActionGrantRead, ActionGrantBudget, ActionGrantSuspend, ActionGrantResume, ActionGrantRevoke, ActionGrantRedteam,
-		ActionJobSubmit, ActionJobList, ActionJobRead, ActionJobResult,
+		ActionJobSubmit, ActionJobExplain, ActionJobList, ActionJobRead, ActionJobResult,
 		ActionReviewList, ActionReviewDecide,
 		ActionAuditVerify, ActionAuditJob, ActionAuditReplay, ActionAuditCheckpoint, ActionAuditProof, ActionAuditPubkey,
 	}

@@ -43,6 +43,7 @@ var actionKinds = map[string]string{
 	ActionGrantRevoke:        ResourceGrant,
 	ActionGrantRedteam:       ResourceGrant,
 	ActionJobSubmit:          ResourceGrant,
+	ActionJobExplain:         ResourceGrant,
 	ActionJobList:            ResourceJob,
 	ActionJobRead:            ResourceJob,
 	ActionJobResult:          ResourceJob,

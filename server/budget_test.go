@@ -122,13 +122,13 @@ func TestOneApplicantCannotSpendAnothersLifetimeBudget(t *testing.T) {
 		t.Fatalf("three default jobs spent delta %g of grant A, want %g", gA.Budget.DeltaSpent, 3*4e-9)
 	}
 	// A delta beyond what the grant has left is refused at no cost; what is left can be spent.
-	if j := p.run("insurer-1", grantA, byBirthDate, api.JobOptions{Epsilon: 4e-9, Delta: 5e-7}); !exhausted(j) {
+	if j := p.run("insurer-1", grantA, byBirthDate, api.JobOptions{Epsilon: 4e-9, Delta: new(5e-7)}); !exhausted(j) {
 		t.Fatalf("a delta beyond grant A's: %s (%+v)", j.State, j.Error)
 	}
 	if g := p.grant(grantA); g.Budget != gA.Budget {
 		t.Fatalf("a refused job spent budget: %+v → %+v", gA.Budget, g.Budget)
 	}
-	if j := p.run("insurer-1", grantA, byBirthDate, api.JobOptions{Epsilon: 5e-9, Delta: gA.Budget.DeltaRemaining}); !ran(j) {
+	if j := p.run("insurer-1", grantA, byBirthDate, api.JobOptions{Epsilon: 5e-9, Delta: new(gA.Budget.DeltaRemaining)}); !ran(j) {
 		t.Fatalf("A spending the rest of its delta: %s (%+v)", j.State, j.Error)
 	}
 	if j := p.run("insurer-1", grantA, byBirthDate, api.JobOptions{Epsilon: 6e-9}); !exhausted(j) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine"
@@ -58,9 +59,12 @@ func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, s
 	return err
 }
 
-func datasetDoc(d *engine.Dataset) api.Dataset {
+func (s *Server) datasetDoc(d *engine.Dataset) api.Dataset {
 	out := api.Dataset{Name: d.Spec.Name, Provider: d.Spec.Provider, Grade: string(d.Spec.Grade), Domain: d.Spec.Domain,
-		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Rows: d.Snapshot.Rows, Columns: d.Spec.Columns}
+		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Columns: d.Spec.Columns}
+	if s.eng.Params().DiscloseDatasetSize == policy.DatasetSizePublic {
+		out.Rows = ptr(d.Snapshot.Rows)
+	}
 	if !d.Spec.Public {
 		out.Budget = &api.Budget{Epsilon: d.Spec.Budget.Epsilon, Delta: d.Spec.Budget.Delta}
 	}
@@ -73,7 +77,7 @@ func (s *Server) listDatasets(_ http.ResponseWriter, r *http.Request, who policy
 	}
 	out := api.Datasets{Datasets: []api.Dataset{}}
 	for _, d := range s.eng.Datasets() {
-		out.Datasets = append(out.Datasets, datasetDoc(d))
+		out.Datasets = append(out.Datasets, s.datasetDoc(d))
 	}
 	return http.StatusOK, out, nil
 }
@@ -98,4 +102,79 @@ func (s *Server) datasetBudget(_ http.ResponseWriter, r *http.Request, who polic
 		return 0, nil, err
 	}
 	return http.StatusOK, rep, nil
+}
+
+// getDataset answers GET /v1/datasets/{name}: what an applicant may read about a dataset before
+// and while using it. It is authorized like the list (every name and column is already public
+// there); what it adds is disclosed as the policy says: the size (disclose_dataset_size), the
+// dataset's own remaining budget (disclose_dataset_budget, or to who may read its budget
+// report), and the budget left to each grant naming it that the caller may read the budget of.
+func (s *Server) getDataset(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	d, ok := s.eng.Dataset(name)
+	res := policy.Resource{Kind: "dataset", ID: name}
+	if ok {
+		res.Provider = d.Spec.Provider
+	}
+	if err := s.authorize(ctx, who, policy.ActionDatasetList, res); err != nil {
+		return 0, nil, err
+	}
+	if !ok { // after authorization, so that who may not list datasets learns no name
+		return 0, nil, errcode.New(errcode.NotFound, "no dataset named %q is registered (cleanroom dataset list shows those that are)", name)
+	}
+	params := s.eng.Params()
+	out := api.DatasetDetail{Name: d.Spec.Name, Provider: d.Spec.Provider, Grade: string(d.Spec.Grade), Domain: d.Spec.Domain,
+		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Size: api.SizeNone,
+		Columns: datasetColumns(d), Grants: []api.DatasetGrant{}}
+	if params.DiscloseDatasetSize == policy.DatasetSizePublic {
+		out.Size, out.Rows, out.Units = api.SizePublic, ptr(d.Snapshot.Rows), ptr(d.Snapshot.Units)
+	}
+	if d.Spec.Public {
+		return http.StatusOK, out, nil // a lookup table has no budget and no grants draw on it
+	}
+	out.Budget = &api.Budget{Epsilon: d.Spec.Budget.Epsilon, Delta: d.Spec.Budget.Delta}
+	// Ended grants give back what they never spent when the policy says so: settle first, so
+	// that the balances below are current.
+	if err := s.gov.Settle(ctx, false); err != nil {
+		return 0, nil, err
+	}
+	if params.DiscloseDatasetBudget || s.allowed(ctx, who, policy.ActionDatasetUsage, res) {
+		rep, err := s.eng.Budget(ctx, engine.DatasetAccount(name))
+		if err != nil {
+			return 0, nil, err
+		}
+		out.Remaining = ptr(rep.Balance.Remaining)
+	}
+	grants, err := s.store.Grants(ctx, "")
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, g := range grants {
+		if !slices.Contains(g.Datasets, name) || !s.allowed(ctx, who, policy.ActionGrantBudget, grantResource(g)) {
+			continue
+		}
+		if g, err = s.grantDoc(ctx, g); err != nil {
+			return 0, nil, err
+		}
+		out.Grants = append(out.Grants, api.DatasetGrant{ID: g.ID, State: g.State,
+			Remaining: api.Budget{Epsilon: g.Budget.EpsilonRemaining, Delta: g.Budget.DeltaRemaining}})
+	}
+	return http.StatusOK, out, nil
+}
+
+// datasetColumns lists a dataset's columns in the snapshot's order, with their types, and the
+// catalog's tags, bounds and domains.
+func datasetColumns(d *engine.Dataset) []api.DatasetColumn {
+	out := []api.DatasetColumn{}
+	for _, c := range d.Snapshot.Columns {
+		spec := d.Spec.Columns[c.Name]
+		col := api.DatasetColumn{Name: c.Name, Type: c.Type, Bounds: spec.Bounds, Domain: spec.Domain,
+			PrivacyUnit: !d.Spec.Public && c.Name == d.Spec.PrivacyUnit}
+		for _, t := range spec.Tags {
+			col.Tags = append(col.Tags, string(t))
+		}
+		out = append(out, col)
+	}
+	return out
 }

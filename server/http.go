@@ -122,6 +122,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	pub := errcode.Public(err)
 	status := statusOf(pub.Code)
+	if rr := (refusedRequest{}); errors.As(err, &rr) && status != http.StatusForbidden {
+		status = http.StatusBadRequest
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", pub.Code, "err", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -23,10 +25,13 @@ func jobResource(j api.Job) policy.Resource {
 	return res
 }
 
-func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+// jobRequest decodes and checks a job request (POST /v1/jobs and /v1/explain take the same
+// body), authorizes who to do action on its grant, and enforces the grant's state, period and
+// job kinds: an explanation is refused exactly as the job would be.
+func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string) (api.JobRequest, api.Grant, error) {
 	var req api.JobRequest
 	if err := decode(r, &req, false); err != nil {
-		return 0, nil, err
+		return req, api.Grant{}, err
 	}
 	if req.Kind == "" {
 		req.Kind = api.KindSQL
@@ -34,30 +39,70 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	o := req.Options
 	switch {
 	case req.Grant == "":
-		return 0, nil, errcode.New(errcode.InvalidRequest, "a job names its grant")
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job names its grant")
 	case strings.TrimSpace(req.SQL) == "":
-		return 0, nil, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
 	case len(req.SQL) > 64<<10:
-		return 0, nil, errcode.New(errcode.InvalidRequest, "the SQL is longer than 64 KiB")
-	case o.Epsilon < 0 || o.Delta < 0 || o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0 ||
-		math.IsInf(o.Epsilon, 0) || math.IsInf(o.Delta, 0):
-		return 0, nil, errcode.New(errcode.InvalidOptions, "job options must be non-negative finite numbers (zero means the default)")
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "the SQL is longer than 64 KiB")
+	case o.Epsilon < 0 || o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0 || math.IsInf(o.Epsilon, 0) ||
+		(o.Delta != nil && (*o.Delta < 0 || math.IsInf(*o.Delta, 0))):
+		return req, api.Grant{}, errcode.New(errcode.InvalidOptions,
+			"job options must be non-negative finite numbers (zero means the default, except delta: absent means the default and 0 means pure DP)")
 	}
 	ctx := r.Context()
 	g, err := s.store.Grant(ctx, req.Grant)
 	if err != nil {
-		return 0, nil, err
+		return req, g, err
 	}
-	if err := s.authorize(ctx, who, policy.ActionJobSubmit, grantResource(g)); err != nil {
-		return 0, nil, err
+	if err := s.authorize(ctx, who, action, grantResource(g)); err != nil {
+		return req, g, err
 	}
-	if err := s.jobAllowed(g, req.Kind); err != nil {
+	return req, g, s.jobAllowed(g, req.Kind)
+}
+
+// planOptions are a request's options as the engine takes them: an absent delta is unset (the
+// engine's default), a delta given — even 0 — is kept.
+func planOptions(o api.JobOptions) plan.Options {
+	opts := plan.Options{Epsilon: o.Epsilon, MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup}
+	if o.Delta != nil {
+		opts.Delta, opts.DeltaSet = *o.Delta, true
+	}
+	return opts
+}
+
+// engineJob is the engine's view of a job on grant g; usage (the rate-limit counts) is nil for
+// a dry run or an admission check, which no rate limit applies to.
+func engineJob(id string, who policy.Principal, g api.Grant, sql string, o api.JobOptions, usage *policy.GrantUsage) engine.Job {
+	return engine.Job{ID: id, Principal: who, Grant: g.ID, SQL: sql, Options: planOptions(o),
+		Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario, Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage}}
+}
+
+// submitJob queues a job. The SQL gate runs first: a request it refuses is answered at once
+// (400, with the refusal's code and position), recorded in provenance as request_refused, and
+// never becomes a job — it is not listed, not run and not counted against the grant's rate
+// limits. The gate reads no data (it parses the SQL and checks names against the catalog), so
+// answering at once tells nothing about the data (docs/threat-model.md). Refusals by later
+// stages (access policy, budget) are the job's outcome, as before.
+func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	req, g, err := s.jobRequest(r, who, policy.ActionJobSubmit)
+	if err != nil {
 		return 0, nil, err
 	}
 	select {
 	case <-s.stopping:
 		return 0, nil, errcode.New(errcode.Unavailable, "the server is shutting down; submit the job again later")
 	default:
+	}
+	ctx := r.Context()
+	ej := engineJob("", who, g, req.SQL, req.Options, nil)
+	if err := s.eng.Admit(ctx, ej); err != nil {
+		if statusOf(errcode.Of(err)) >= 500 { // the gate could not run: not a refusal
+			return 0, nil, err
+		}
+		if rerr := s.eng.RecordRefusedRequest(ctx, ej, req.Kind, err); rerr != nil {
+			return 0, nil, rerr
+		}
+		return 0, nil, refusedRequest{err}
 	}
 	now := s.now().UTC()
 	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
@@ -67,6 +112,29 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	}
 	s.kick()
 	return http.StatusAccepted, j, nil
+}
+
+// refusedRequest is a request the gate refused: whatever its code, it is answered 400 (the
+// request is wrong; no resource is missing or forbidden), except that a dataset outside the
+// grant stays 403.
+type refusedRequest struct{ error }
+
+func (e refusedRequest) Unwrap() error { return e.error }
+
+// explain answers POST /v1/explain: the job's dry run. It is authorized and checked against
+// the grant exactly like a submission, but it reads no data, reserves and records nothing, is
+// not a job and is not rate-limited (the engine's Explain runs the gate, plan and access
+// policy only, and the policy sees no usage counts).
+func (s *Server) explain(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
+	req, g, err := s.jobRequest(r, who, policy.ActionJobExplain)
+	if err != nil {
+		return 0, nil, err
+	}
+	x, err := s.eng.Explain(r.Context(), engineJob("", who, g, req.SQL, req.Options, nil))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, x.Explanation, nil
 }
 
 // jobDoc is a job as who may see it: the result only when released and when the policy lets

@@ -53,6 +53,7 @@ var oaOperations = map[string]oaOperation{
 	"GET /v1/whoami":                     {status: 200, response: "Principal"},
 	"POST /v1/datasets":                  {status: 201, response: "Registered", body: "CatalogSpec", bodyReq: true},
 	"GET /v1/datasets":                   {status: 200, response: "Datasets"},
+	"GET /v1/datasets/{name}":            {status: 200, response: "DatasetDetail"},
 	"GET /v1/datasets/{name}/budget":     {status: 200, response: "BudgetReport"},
 	"POST /v1/applications":              {status: 201, response: "Application", body: "ApplicationRequest", bodyReq: true},
 	"GET /v1/applications":               {status: 200, response: "Applications"},
@@ -67,6 +68,7 @@ var oaOperations = map[string]oaOperation{
 	"POST /v1/grants/{id}/revoke":        {status: 200, response: "Grant", body: "ReasonRequest"},
 	"POST /v1/grants/{id}/redteam":       {status: 201, response: "RedteamRecorded", body: "RedteamRequest", bodyReq: true},
 	"POST /v1/jobs":                      {status: 202, response: "Job", body: "JobRequest", bodyReq: true},
+	"POST /v1/explain":                   {status: 200, response: "Explanation", body: "JobRequest", bodyReq: true},
 	"GET /v1/jobs":                       {status: 200, response: "Jobs", query: []string{"grant", "state"}},
 	"GET /v1/jobs/{id}":                  {status: 200, response: "Job", query: []string{"wait"}},
 	"GET /v1/reviews":                    {status: 200, response: "Reviews"},
@@ -144,6 +146,13 @@ var oaSchemaTypes = []struct {
 	{"LedgerEntry", reflect.TypeFor[api.LedgerEntry](), false},
 	{"AccountingReport", reflect.TypeFor[api.AccountingReport](), false},
 	{"MechanismComponent", reflect.TypeFor[dp.Component](), false},
+	{"MechanismComponent", reflect.TypeFor[api.NoiseComponent](), false},
+	{"Explanation", reflect.TypeFor[api.Explanation](), false},
+	{"ExplainedAggregate", reflect.TypeFor[api.ExplainedAggregate](), false},
+	{"PolicyDecision", reflect.TypeFor[api.PolicyDecision](), false},
+	{"DatasetDetail", reflect.TypeFor[api.DatasetDetail](), false},
+	{"DatasetColumn", reflect.TypeFor[api.DatasetColumn](), false},
+	{"DatasetGrant", reflect.TypeFor[api.DatasetGrant](), false},
 }
 
 // oaUnchecked have no exported Go type to reflect over: MechanismRecord is the engine's
@@ -158,6 +167,7 @@ var oaRawSchemas = map[string]string{
 	"ProvenanceEntry.record": "ProvenanceRecord",
 	"LedgerEntry.mechanism":  "[]MechanismRecord",
 	"ProvenanceRecord.data":  "",
+	"Explanation.plan":       "",
 }
 
 // oaOptionalFields have no omitempty but the server treats them as optional: an absent
@@ -185,10 +195,14 @@ var oaEnums = map[string][]string{
 		provenance.ProblemCheckpointRootMismatch},
 	"VerifyReport.tree_file": {provenance.TreeFileOK, provenance.TreeFileMissing, provenance.TreeFileShort,
 		provenance.TreeFileLong, provenance.TreeFileMismatch},
-	"CatalogSpec.grade":    {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
-	"Dataset.grade":        {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
-	"CatalogSource.kind":   {string(catalog.SourceCSV), string(catalog.SourceParquet), string(catalog.SourceArrow)},
-	"CatalogColumn.tags[]": {string(catalog.TagIdentifier), string(catalog.TagQuasiIdentifier), string(catalog.TagSensitive), string(catalog.TagAttribute)},
+	"CatalogSpec.grade":     {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
+	"Dataset.grade":         {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
+	"DatasetDetail.grade":   {string(catalog.GradeL1), string(catalog.GradeL2), string(catalog.GradeL3), string(catalog.GradeL4)},
+	"DatasetDetail.size":    {api.SizePublic, api.SizeNone},
+	"DatasetGrant.state":    {api.GrantActive, api.GrantSuspended, api.GrantRevoked, api.GrantExpired},
+	"PolicyDecision.result": {"allow", "review", "deny"},
+	"CatalogSource.kind":    {string(catalog.SourceCSV), string(catalog.SourceParquet), string(catalog.SourceArrow)},
+	"CatalogColumn.tags[]":  {string(catalog.TagIdentifier), string(catalog.TagQuasiIdentifier), string(catalog.TagSensitive), string(catalog.TagAttribute)},
 }
 
 // oaDocumentedCodes must each appear in the document's text.

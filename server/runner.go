@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -59,16 +58,7 @@ func (s *Server) execute(j governance.Job) {
 	}
 	var out *engine.Outcome
 	if err == nil {
-		out, err = s.eng.Run(ctx, engine.Job{
-			ID:        j.ID,
-			Principal: policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org},
-			Grant:     j.Grant,
-			Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario,
-				Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage},
-			SQL: j.SQL,
-			Options: plan.Options{Epsilon: j.Options.Epsilon, Delta: j.Options.Delta,
-				MaxGroupsContributed: j.Options.MaxGroupsContributed, MaxContributionsPerGroup: j.Options.MaxContributionsPerGroup},
-		})
+		out, err = s.eng.Run(ctx, engineJob(j.ID, policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org}, g, j.SQL, j.Options, usage))
 	}
 	s.completeAt(claimed)
 	// The outcome is stored even when the server is stopping: the engine has recorded it.

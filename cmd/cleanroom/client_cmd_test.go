@@ -212,9 +212,9 @@ func TestCmdDatasetAddRefusesAnInvalidSpecWithoutCallingTheServer(t *testing.T) 
 
 func TestCmdDatasetListTableAndJSON(t *testing.T) {
 	docs := api.Datasets{Datasets: []api.Dataset{
-		{Name: "visits", Provider: "health-bureau", Grade: "L2", Domain: "platform", PrivacyUnit: "person_id", Rows: 1000,
+		{Name: "visits", Provider: "health-bureau", Grade: "L2", Domain: "platform", PrivacyUnit: "person_id", Rows: new(int64(1000)),
 			Budget: &api.Budget{Epsilon: 10, Delta: 1e-6}},
-		{Name: "districts", Provider: "civil-affairs", Grade: "L1", Domain: "platform", Public: true, Rows: 14},
+		{Name: "districts", Provider: "civil-affairs", Grade: "L1", Domain: "platform", Public: true, Rows: new(int64(14))},
 	}}
 	fs := newFakeServer(t, map[string]handler{"GET /v1/datasets": ok(docs)})
 	out, _, err := runClientCmd(t, fs.url, "dataset", "list")

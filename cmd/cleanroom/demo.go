@@ -448,6 +448,14 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	return r, nil
 }
 
+// jobDelta is the demo's delta for a job: none given (0 here) is the platform's default.
+func jobDelta(o plan.Options) *float64 {
+	if o.Delta == 0 && !o.DeltaSet {
+		return nil
+	}
+	return &o.Delta
+}
+
 // runDemoJob submits one job as insurer-1 and waits for it. A held output is reviewed: the
 // applicant's own attempt to approve it is refused, the first reviewer approves (and may not
 // approve twice), and as many reviewers as it needs approve it before its result is read.
@@ -455,7 +463,7 @@ func runDemoJob(ctx context.Context, p *demoPlatform, grant, title, sql string, 
 	insurer := p.as("insurer-1")
 	job := &demoJob{Title: title, SQL: sql}
 	j, err := insurer.SubmitJob(ctx, api.JobRequest{Grant: grant, Kind: api.KindSQL, SQL: sql, Options: api.JobOptions{
-		Epsilon: opts.Epsilon, Delta: opts.Delta,
+		Epsilon: opts.Epsilon, Delta: jobDelta(opts),
 		MaxGroupsContributed: opts.MaxGroupsContributed, MaxContributionsPerGroup: opts.MaxContributionsPerGroup}})
 	if err != nil {
 		var ae *client.Error

@@ -84,6 +84,10 @@ running, or after the wait, whichever is first.`,
 // writeJob prints a job for people, with its released result as a table.
 func writeJob(w io.Writer, j *api.Job) error {
 	o := j.Options
+	delta := ""
+	if o.Delta != nil {
+		delta = fmtFloat(*o.Delta)
+	}
 	var opts []string
 	for _, p := range []struct {
 		name string
@@ -91,7 +95,7 @@ func writeJob(w io.Writer, j *api.Job) error {
 		v    string
 	}{
 		{"epsilon", o.Epsilon != 0, fmtFloat(o.Epsilon)},
-		{"delta", o.Delta != 0, fmtFloat(o.Delta)},
+		{"delta", o.Delta != nil, delta},
 		{"max_groups_contributed", o.MaxGroupsContributed != 0, fmt.Sprint(o.MaxGroupsContributed)},
 		{"max_contributions_per_group", o.MaxContributionsPerGroup != 0, fmt.Sprint(o.MaxContributionsPerGroup)},
 	} {

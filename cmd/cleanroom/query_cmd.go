@@ -20,6 +20,9 @@ import (
 func newQueryCmd() *cobra.Command {
 	var req api.JobRequest
 	var saveTo string
+	var delta float64
+	var explain bool
+	var f *clientFlags
 	cmd := &cobra.Command{
 		Use:   "query --grant GRANT SQL",
 		Short: "Run a DP SQL query under a grant and print the released result",
@@ -31,11 +34,21 @@ footer with the mechanisms, the budget spent and its split. SQL "-" reads the qu
 result in engine's flat layout (value, ci_low, ci_high, mechanism, epsilon, delta per aggregate).
 
 A job held for review, denied or failed ends the command with an error (exit status 1) that
-names the job; a held job's result is released once reviewers approve it (see "job show").`,
+names the job; a held job's result is released once reviewers approve it (see "job show").
+
+--explain asks for the dry run instead: the cost, each aggregate's mechanism, noise and expected
+95% error per cell, the partitions (public or selected), the bounds and the access policy's
+decision. It reads no data, spends nothing, is not a job and does not count against rate limits;
+--json prints the whole explanation document.
+
+Without --delta the job spends the platform's default delta (a small share of the grant's) if
+it needs any; --delta 0 asks for pure DP: only public partitions, and a query that would need
+partition selection is refused with what would work instead.`,
 		Example: `  cleanroom query --grant g-1a2b "SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district"
   cleanroom query --grant g-1a2b --epsilon 0.5 --max-groups 1 --max-contributions 5 \
     "SELECT age_band, AVG(cost) AS mean_cost FROM medical_visits GROUP BY age_band" --csv > mean_cost.csv
-  echo "SELECT COUNT(*) AS n FROM medical_visits" | cleanroom query --grant g-1a2b - --json`,
+  echo "SELECT COUNT(*) AS n FROM medical_visits" | cleanroom query --grant g-1a2b - --json
+  cleanroom query --grant g-1a2b --explain --delta 0 "SELECT district, COUNT(*) FROM medical_visits GROUP BY district"`,
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cmd.ValidateRequiredFlags(); err != nil {
@@ -45,15 +58,17 @@ names the job; a held job's result is released once reviewers approve it (see "j
 			switch {
 			case o.Epsilon < 0 || math.IsNaN(o.Epsilon) || math.IsInf(o.Epsilon, 0):
 				return errors.New("--epsilon must be a finite number ≥ 0 (0: the platform default)")
-			case !(o.Delta >= 0 && o.Delta < 1):
-				return errors.New("--delta must be in [0, 1) (0: the platform default)")
+			case !(delta >= 0 && delta < 1):
+				return errors.New("--delta must be in [0, 1) (0: pure DP, public partitions only; leave it out for the platform default)")
+			case explain && (saveTo != "" || f.output == outputCSV || f.output == outputArrow):
+				return errors.New("--explain prints the dry run (a table, or --json); it has no result to --save, --csv or --output arrow")
 			case o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0:
 				return errors.New("--max-groups and --max-contributions must be ≥ 0 (0: the platform default)")
 			}
 			return nil
 		},
 	}
-	f := addClientFlags(cmd, outputCSV, outputArrow)
+	f = addClientFlags(cmd, outputCSV, outputArrow)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		sql := args[0]
 		if sql == "-" {
@@ -67,13 +82,21 @@ names the job; a held job's result is released once reviewers approve it (see "j
 			return errors.New("the query is empty")
 		}
 		req.Kind, req.SQL = api.KindSQL, sql
+		// A --delta given, even 0, is sent; left out, the server's default applies.
+		if cmd.Flags().Changed("delta") {
+			req.Options.Delta = &delta
+		}
+		if explain {
+			return runExplain(cmd, f, req)
+		}
 		return runQuery(cmd, f, req, saveTo)
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&req.Grant, "grant", "", "the grant the job runs under (required)")
 	fl.StringVar(&saveTo, "save", "", "also write the released result to PREFIX.json and its signed receipt to PREFIX.receipt (check with: cleanroom audit receipt verify)")
 	fl.Float64Var(&req.Options.Epsilon, "epsilon", 0, "epsilon this job spends (default: the platform's)")
-	fl.Float64Var(&req.Options.Delta, "delta", 0, "delta this job spends (default: the platform's)")
+	fl.Float64Var(&delta, "delta", 0, "delta this job may spend; 0 is pure DP (public partitions only) (default: a share of the grant's delta)")
+	fl.BoolVar(&explain, "explain", false, "print the dry run (cost, noise, expected error, partitions, policy decision) instead of running the job; free")
 	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: the platform's)")
 	fl.Int64Var(&req.Options.MaxContributionsPerGroup, "max-contributions", 0, "rows one privacy unit may contribute per group (default: the platform's)")
 	_ = cmd.MarkFlagRequired("grant")

@@ -24,6 +24,10 @@ type Options struct {
 	// MinUnitsPerGroup withholds output rows whose noisy count of privacy units is below it.
 	// The engine raises it to the policy's minimum; an applicant may ask for more.
 	MinUnitsPerGroup float64 `json:"min_units_per_group,omitempty"`
+	// DeltaSet says Delta was given, so that a Delta of 0 is pure DP (public partitions only)
+	// rather than "unset, take the default". It is not encoded: once the defaults are filled,
+	// Delta alone is the value in force, which is what provenance records.
+	DeltaSet bool `json:"-"`
 }
 
 // DefaultDeltaShare: a job that names no delta spends 1/DefaultDeltaShare of its grant's delta
@@ -38,9 +42,9 @@ const FallbackDelta = 1e-6
 // DefaultsFor fills unset options for a job on a grant whose total delta is grantDelta: delta
 // grantDelta/DefaultDeltaShare, then Defaults. A grant without delta leaves delta unset, so
 // Defaults' fallback applies and a partition-selection job is refused by the grant's account
-// before anything runs.
+// before anything runs. A delta that was set (DeltaSet), even 0, is kept.
 func (o Options) DefaultsFor(grantDelta float64) Options {
-	if o.Delta == 0 && grantDelta > 0 {
+	if !o.DeltaSet && o.Delta == 0 && grantDelta > 0 {
 		o.Delta = grantDelta / DefaultDeltaShare
 	}
 	return o.Defaults()
@@ -48,12 +52,13 @@ func (o Options) DefaultsFor(grantDelta float64) Options {
 
 // Defaults fills unset options: epsilon 1, delta FallbackDelta (spent only when partitions are
 // selected; a job on a grant gets DefaultsFor's share of its grant's delta instead), one group
-// per unit, five rows per unit and group, a 60 s deadline.
+// per unit, five rows per unit and group, a 60 s deadline. A delta set to 0 (DeltaSet) stays
+// 0: pure DP, public partitions only.
 func (o Options) Defaults() Options {
 	if o.Epsilon == 0 {
 		o.Epsilon = 1
 	}
-	if o.Delta == 0 {
+	if o.Delta == 0 && !o.DeltaSet {
 		o.Delta = FallbackDelta
 	}
 	if o.MaxGroupsContributed == 0 {
@@ -86,6 +91,11 @@ func (o Options) Validate() error {
 	}
 	return nil
 }
+
+// PureDPHint is the refusal of a job with delta 0 (pure DP) whose groups would have to be
+// selected from the data: selection spends delta. It names what runs without delta instead.
+const PureDPHint = "with delta 0 (pure DP) only public partitions are released, and this query groups by a key without a public domain, which needs DP partition selection and so delta > 0; " +
+	"group by keys with a public domain instead — a catalog column with a domain, width_bucket(col, lo, hi, n), or a CASE whose THEN and ELSE branches are all literals — or give a delta > 0"
 
 // MaxMinUnitsPerGroup bounds min_units_per_group: above it every group of a city's data would
 // be withheld, which is a mistake rather than a policy.
@@ -274,7 +284,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		p.Split = fmt.Sprintf("public partitions; epsilon %.4g split equally over %d aggregate(s)%s%s; no delta spent", o.Epsilon, len(q.Aggregates), hidden, probesText(priors))
 	} else {
 		if o.Delta == 0 {
-			return nil, errcode.New(errcode.InvalidOptions, "grouping by a column without a public domain needs DP partition selection, which needs delta > 0")
+			return nil, errcode.New(errcode.InvalidOptions, "%s", PureDPHint)
 		}
 		aggEps = o.Epsilon / (n + 1)
 		w.Selection = &dp.Selection{Epsilon: aggEps, Delta: o.Delta, MaxPartitions: o.MaxGroupsContributed}

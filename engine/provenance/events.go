@@ -57,6 +57,9 @@ const (
 	TypeGrantState           = "grant_state"
 	TypeRedteamReport        = "redteam_report"
 	TypeRequestDenied        = "request_denied"
+	// TypeRequestRefused: a job request the gate refused when it was submitted; it never
+	// became a job.
+	TypeRequestRefused = "request_refused"
 	// TypeGovernanceIntent: a governance decision (an application approved or rejected, a
 	// grant suspended, resumed, revoked or expired, a held output approved or rejected) about
 	// to take effect, with the id that keys its effects; TypeGovernanceOutcome: that decision
@@ -107,6 +110,7 @@ func init() {
 		func() Event { return &GrantState{} },
 		func() Event { return &RedteamReport{} },
 		func() Event { return &RequestDenied{} },
+		func() Event { return &RequestRefused{} },
 		func() Event { return &GovernanceIntent{} },
 		func() Event { return &GovernanceOutcome{} },
 		func() Event { return &LogRecovered{} },
@@ -426,6 +430,20 @@ type RequestDenied struct {
 	BundleDigest string    `json:"bundle_digest"`
 }
 
+// RequestRefused: the SQL gate refused a job request as it was submitted, so it was answered at
+// once and never became a job (no job record, no rate-limit count). Like job_refused it
+// holds the refusal's code and position; unlike job_submitted it holds no SQL text — only a
+// digest keyed with the platform's audit key — since a refused query's literals were never
+// admitted, and no message, which may quote names the applicant typed.
+type RequestRefused struct {
+	Principal Principal `json:"principal"`
+	Grant     string    `json:"grant"`
+	Kind      string    `json:"kind"`
+	Code      string    `json:"code"`
+	Position  *int      `json:"position"`   // byte offset into the SQL, or null
+	SQLDigest string    `json:"sql_digest"` // keyed digest of the SQL text
+}
+
 // GovernanceIntent: a governance decision is about to take effect. Its effects (ledger, store,
 // the decision's own record such as application_approved) follow, then its GovernanceOutcome;
 // ID keys the effects so that they can be re-run after a crash without being doubled.
@@ -568,6 +586,9 @@ func (*RedteamReport) EventVersion() int { return 1 }
 
 func (*RequestDenied) EventType() string { return TypeRequestDenied }
 func (*RequestDenied) EventVersion() int { return 1 }
+
+func (*RequestRefused) EventType() string { return TypeRequestRefused }
+func (*RequestRefused) EventVersion() int { return 1 }
 
 func (*LogRecovered) EventType() string { return TypeLogRecovered }
 func (*LogRecovered) EventVersion() int { return 1 }

@@ -65,6 +65,8 @@ var extraSamples = []Event{
 	&RawSetRebuilt{Name: "residents", Snapshot: "sha256:1f2e", Reason: "the file is missing",
 		RawSet: DocOf(map[string]any{"digest": "sha256:77aa", "entries": 1200, "key_id": "k1"})},
 	&JobInterrupted{Released: false},
+	&RequestRefused{Principal: Principal{Name: "insurer-1", Role: "applicant", Org: "acme-insurance"}, Grant: "grant-1", Kind: "sql",
+		Code: "unknown_dataset", Position: func() *int { p := 21; return &p }(), SQLDigest: "hmac-sha256:3b1f0c"},
 	&GovernanceIntent{ID: "gov-1", Action: "approve_application", Subject: "app-1",
 		By:     Principal{Name: "op-1", Role: "operator", Org: "platform"},
 		Detail: DocOf(map[string]any{"id": "grant-1", "datasets": []string{"visits"}, "epsilon": 1})},

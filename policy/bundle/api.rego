@@ -38,6 +38,9 @@ permissions := {
 	"grant.redteam": {"operator": "any"},
 	# A job is submitted on a grant: the resource is the grant.
 	"job.submit": {"applicant": "own"},
+	# A dry run of a job (POST /v1/explain) is authorized like a submission on the grant: it
+	# reads no data and spends nothing, but it shows the grant's budget and the policy's view.
+	"job.explain": {"applicant": "own"},
 	"job.list": {"applicant": "any", "operator": "any", "auditor": "any"},
 	"job.read": {"applicant": "own", "operator": "any", "auditor": "any"},
 	# Operators and providers never read released results; auditors may, to check a release.
@@ -75,6 +78,7 @@ resource_kinds := {
 	"grant.revoke": {"grant"},
 	"grant.redteam": {"grant"},
 	"job.submit": {"grant"},
+	"job.explain": {"grant"},
 	"job.list": {"job"},
 	"job.read": {"job"},
 	"job.result": {"job"},

@@ -24,6 +24,7 @@ matrix := {
 	"grant.revoke": {"operator": "any"},
 	"grant.redteam": {"operator": "any"},
 	"job.submit": {"applicant": "own"},
+	"job.explain": {"applicant": "own"},
 	"job.list": {"applicant": "any", "operator": "any", "auditor": "any"},
 	"job.read": {"applicant": "own", "operator": "any", "auditor": "any"},
 	"job.result": {"applicant": "own", "auditor": "any"},
@@ -56,6 +57,7 @@ kinds := {
 	"grant.revoke": "grant",
 	"grant.redteam": "grant",
 	"job.submit": "grant",
+	"job.explain": "grant",
 	"job.list": "job",
 	"job.read": "job",
 	"job.result": "job",
@@ -179,6 +181,8 @@ test_matrix_grant_revoke if check("grant.revoke")
 test_matrix_grant_redteam if check("grant.redteam")
 
 test_matrix_job_submit if check("job.submit")
+
+test_matrix_job_explain if check("job.explain")
 
 test_matrix_job_list if check("job.list")
 

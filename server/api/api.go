@@ -44,7 +44,7 @@ type Dataset struct {
 	PrivacyUnit string                    `json:"privacy_unit,omitempty"`
 	Public      bool                      `json:"public"`
 	Digest      string                    `json:"digest"`
-	Rows        int64                     `json:"rows"`
+	Rows        *int64                    `json:"rows,omitempty"`   // absent when the policy does not disclose sizes
 	Budget      *Budget                   `json:"budget,omitempty"` // the provider's lifetime cap
 	Columns     map[string]catalog.Column `json:"columns"`
 }
@@ -227,12 +227,14 @@ type JobRequest struct {
 	Options JobOptions `json:"options"`
 }
 
-// JobOptions are a job's privacy parameters; zero means the platform default.
+// JobOptions are a job's privacy parameters; zero (or absent) means the platform default,
+// except for Delta: absent is the default (a share of the grant's delta), and 0 is pure DP —
+// public partitions only, and a query that would need partition selection is refused.
 type JobOptions struct {
-	Epsilon                  float64 `json:"epsilon,omitempty"`
-	Delta                    float64 `json:"delta,omitempty"`
-	MaxGroupsContributed     int64   `json:"max_groups_contributed,omitempty"`
-	MaxContributionsPerGroup int64   `json:"max_contributions_per_group,omitempty"`
+	Epsilon                  float64  `json:"epsilon,omitempty"`
+	Delta                    *float64 `json:"delta,omitempty"`
+	MaxGroupsContributed     int64    `json:"max_groups_contributed,omitempty"`
+	MaxContributionsPerGroup int64    `json:"max_contributions_per_group,omitempty"`
 }
 
 // Job states: queued → running → in_review? → released | denied | failed.

@@ -288,6 +288,15 @@ func (c *Client) Datasets(ctx context.Context) (*api.Datasets, error) {
 	return get[api.Datasets](ctx, c, "/v1/datasets", nil)
 }
 
+// Dataset is GET /v1/datasets/{name}: a dataset's columns with types, tags, bounds and
+// domains, its size and budget as the policy discloses them, and the caller's grants on it.
+func (c *Client) Dataset(ctx context.Context, name string) (*api.DatasetDetail, error) {
+	if err := requireID("dataset name", name); err != nil {
+		return nil, err
+	}
+	return get[api.DatasetDetail](ctx, c, path("v1", "datasets", name), nil)
+}
+
 // CreateApplication is POST /v1/applications; the application starts pending.
 func (c *Client) CreateApplication(ctx context.Context, req api.ApplicationRequest) (*api.Application, error) {
 	return post[api.Application](ctx, c, "/v1/applications", req)
@@ -390,6 +399,16 @@ func (c *Client) SubmitJob(ctx context.Context, req api.JobRequest) (*api.Job, e
 		req.Kind = api.KindSQL
 	}
 	return post[api.Job](ctx, c, "/v1/jobs", req)
+}
+
+// Explain is POST /v1/explain: the dry run of a job (the same request as SubmitJob) — its
+// plan, cost, noise, partitions and the policy's decision. It is not a job: nothing is read,
+// reserved or recorded. An empty Kind is sent as api.KindSQL.
+func (c *Client) Explain(ctx context.Context, req api.JobRequest) (*api.Explanation, error) {
+	if req.Kind == "" {
+		req.Kind = api.KindSQL
+	}
+	return post[api.Explanation](ctx, c, "/v1/explain", req)
 }
 
 // Jobs is GET /v1/jobs.

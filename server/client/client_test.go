@@ -142,7 +142,7 @@ func TestEveryRouteEncodesItsRequestAndDecodesItsAnswer(t *testing.T) {
 				"source":{"kind":"csv","path":"/data/visits.csv"},"budget":{"epsilon":10,"delta":1e-5},
 				"columns":{"person_id":{"tags":["identifier"]}}}`},
 		{name: "datasets", call: func(ctx context.Context, c *Client) (any, error) { return c.Datasets(ctx) },
-			answer: api.Datasets{Datasets: []api.Dataset{{Name: "visits", Rows: 42, Columns: map[string]catalog.Column{}}}}, method: "GET", path: "/v1/datasets"},
+			answer: api.Datasets{Datasets: []api.Dataset{{Name: "visits", Rows: new(int64(42)), Columns: map[string]catalog.Column{}}}}, method: "GET", path: "/v1/datasets"},
 		{name: "create application", call: func(ctx context.Context, c *Client) (any, error) {
 			return c.CreateApplication(ctx, api.ApplicationRequest{Purpose: "p", Datasets: []string{"visits"}, Start: "2026-01-01", End: "2026-06-30", Epsilon: 2, JobKinds: []string{"sql"}})
 		},
@@ -177,6 +177,18 @@ func TestEveryRouteEncodesItsRequestAndDecodesItsAnswer(t *testing.T) {
 		},
 			answer: job, method: "POST", path: "/v1/jobs",
 			body: `{"grant":"g-1","kind":"sql","sql":"SELECT COUNT(*) FROM visits","options":{"epsilon":0.5,"max_groups_contributed":2}}`},
+		{name: "explain with delta 0", call: func(ctx context.Context, c *Client) (any, error) {
+			return c.Explain(ctx, api.JobRequest{Grant: "g-1", SQL: "SELECT COUNT(*) FROM visits", Options: api.JobOptions{Delta: new(0.0)}})
+		},
+			answer: api.Explanation{Dataset: "visits", Plan: json.RawMessage(`{}`), Cost: api.Budget{Epsilon: 1},
+				Aggregates: []api.ExplainedAggregate{{Name: "count", Components: []api.NoiseComponent{}}},
+				Policy:     api.PolicyDecision{Result: "allow", Reasons: []string{}}, Budget: []api.LedgerBalance{}},
+			method: "POST", path: "/v1/explain",
+			body: `{"grant":"g-1","kind":"sql","sql":"SELECT COUNT(*) FROM visits","options":{"delta":0}}`},
+		{name: "dataset", call: func(ctx context.Context, c *Client) (any, error) { return c.Dataset(ctx, "visits") },
+			answer: api.DatasetDetail{Name: "visits", Size: api.SizePublic, Rows: new(int64(42)), Columns: []api.DatasetColumn{{Name: "cost", Type: "double"}},
+				Grants: []api.DatasetGrant{{ID: "g-1", State: "active"}}},
+			method: "GET", path: "/v1/datasets/visits"},
 		{name: "jobs", call: func(ctx context.Context, c *Client) (any, error) { return c.Jobs(ctx) },
 			answer: api.Jobs{Jobs: []api.Job{job}}, method: "GET", path: "/v1/jobs"},
 		{name: "job without wait", call: func(ctx context.Context, c *Client) (any, error) { return c.Job(ctx, "j-1", 0) },
