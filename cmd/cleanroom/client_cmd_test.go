@@ -725,7 +725,7 @@ func TestResultTablePrintsDerivedCells(t *testing.T) {
 	key, v, lo, hi := "530102", 0.25, 0.2, 0.3
 	r := &engine.Result{Result: api.Result{Job: "job-1",
 		Columns: []api.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "share", Kind: "derived"}, {Name: "ratio", Kind: "derived"}},
-		Rows: [][]api.Cell{{{Key: &key}, {Derived: &api.Derived{Value: &v, CILow: &lo, CIHigh: &hi}}, {Derived: &api.Derived{CILow: &lo}}}}}}
+		Rows:    [][]api.Cell{{{Key: &key}, {Derived: &api.Derived{Value: &v, CILow: &lo, CIHigh: &hi}}, {Derived: &api.Derived{CILow: &lo}}}}}}
 	var b strings.Builder
 	if err := writeResultTable(&b, r, "released"); err != nil {
 		t.Fatal(err)
