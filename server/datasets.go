@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
@@ -121,7 +123,11 @@ func (s *Server) getDataset(_ http.ResponseWriter, r *http.Request, who policy.P
 		return 0, nil, err
 	}
 	if !ok { // after authorization, so that who may not list datasets learns no name
-		return 0, nil, errcode.New(errcode.NotFound, "no dataset named %q is registered (cleanroom dataset list shows those that are)", name)
+		hint := "cleanroom dataset list shows those that are"
+		if near := gate.Suggest(name, s.eng.DatasetNames()); near != "" {
+			hint = fmt.Sprintf("did you mean %q?", near)
+		}
+		return 0, nil, errcode.New(errcode.NotFound, "no dataset named %q is registered; %s", name, hint)
 	}
 	params := s.eng.Params()
 	out := api.DatasetDetail{Name: d.Spec.Name, Provider: d.Spec.Provider, Grade: string(d.Spec.Grade), Domain: d.Spec.Domain,

@@ -182,5 +182,10 @@ func TestDatasetShowOverHTTP(t *testing.T) {
 		t.Fatalf("another org's applicant sees grants %+v", other.Grants)
 	}
 	p.refused("insurer-1", "GET", "/v1/datasets/medical_visit", nil, http.StatusNotFound, errcode.NotFound)
+	var typo api.ErrorBody
+	p.do("insurer-1", "GET", "/v1/datasets/medical_visit", nil, &typo)
+	if !strings.Contains(typo.Error.Message, `did you mean "medical_visits"?`) {
+		t.Fatalf("a misspelt dataset name gets %q, want a did-you-mean", typo.Error.Message)
+	}
 	p.refused("", "GET", "/v1/datasets/medical_visits", nil, http.StatusUnauthorized, errcode.Unauthenticated)
 }

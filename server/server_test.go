@@ -182,6 +182,9 @@ func (p *platform) do(who, method, path string, body, out any) (int, string) {
 		if err := json.Unmarshal(raw, &e); err != nil || e.Error.Code == "" {
 			p.t.Fatalf("%s %s: status %d with a body that is not an API error: %s", method, path, resp.StatusCode, raw)
 		}
+		if eb, ok := out.(*api.ErrorBody); ok { // the caller reads the error document
+			*eb = e
+		}
 		return resp.StatusCode, e.Error.Code
 	}
 	if out != nil {

@@ -215,7 +215,7 @@ func (g *gater) expr(n *node, usage Usage) (*wire.Expr, error) {
 			if aggregateFunctions[fn] {
 				return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "an aggregate is admitted only as a select item of its own, not inside an expression, WHERE or GROUP BY (groups too small to release are withheld without a HAVING)")
 			}
-			if s := suggest(fn, functionNames()); s != "" {
+			if s := Suggest(fn, functionNames()); s != "" {
 				return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted; did you mean %s?", fn, s)
 			}
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted in filters and group keys; the admitted functions are %s", fn, functionList())

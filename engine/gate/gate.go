@@ -539,7 +539,7 @@ func (g *gater) outputRef(e *node, items []item) (int, error) {
 				}
 			}
 		}
-		if s := suggest(name, outs); s != "" {
+		if s := Suggest(name, outs); s != "" {
 			return 0, errcode.At(errcode.UnknownColumn, pos(e), "ORDER BY %q names no output column; did you mean %q?", name, s)
 		}
 		return 0, errcode.At(errcode.UnknownColumn, pos(e), "ORDER BY %q names no output column; order by an output's name or position", name)

@@ -170,7 +170,7 @@ func (g *gater) postExpr(n *node, mode postMode, inWindow bool) (*post.Expr, err
 			}
 			return e, nil
 		}
-		if s := suggest(fn, []string{"abs", "nullif", "round", "coalesce"}); s != "" {
+		if s := Suggest(fn, []string{"abs", "nullif", "round", "coalesce"}); s != "" {
 			return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted over released values; did you mean %s?", fn, s)
 		}
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "function %q is not admitted over released values; %s", fn, postHint)

@@ -25,12 +25,12 @@ type DatasetLister interface {
 // len(a)·len(b).
 const maxSuggestLen = 64
 
-// suggest returns the candidate closest to name by Damerau–Levenshtein distance (optimal
+// Suggest returns the candidate closest to name by Damerau–Levenshtein distance (optimal
 // string alignment, ignoring case), or "" when none is close enough to be a typo: at most one
 // edit for names of up to four letters, two for longer ones, and fewer edits than the name
 // has letters. Ties go to the candidate sharing the longer prefix with name (a typo is more
 // often at the end: WHER is WHERE, not WHEN), then to the first in sorted order.
-func suggest(name string, candidates []string) string {
+func Suggest(name string, candidates []string) string {
 	n := utf8.RuneCountInString(name)
 	if n == 0 || n > maxSuggestLen {
 		return ""
@@ -94,7 +94,7 @@ func commonPrefix(a, b string) int {
 
 // didYouMean is the suggestion clause of a refusal, or "".
 func didYouMean(name string, candidates []string) string {
-	if s := suggest(name, candidates); s != "" {
+	if s := Suggest(name, candidates); s != "" {
 		return fmt.Sprintf("; did you mean %q?", s)
 	}
 	return ""

@@ -21,15 +21,15 @@ func TestSuggestPicksOneCloseName(t *testing.T) {
 		{"x", ""},
 		{strings.Repeat("a", maxSuggestLen+1), ""},
 	} {
-		if got := suggest(tc.name, names); got != tc.want {
-			t.Errorf("suggest(%q) = %q, want %q", tc.name, got, tc.want)
+		if got := Suggest(tc.name, names); got != tc.want {
+			t.Errorf("Suggest(%q) = %q, want %q", tc.name, got, tc.want)
 		}
 	}
-	if got := suggest("WHER", clauseKeywords); got != "WHERE" {
-		t.Errorf("suggest(WHER) = %q, want WHERE (the longer common prefix breaks the tie with WHEN)", got)
+	if got := Suggest("WHER", clauseKeywords); got != "WHERE" {
+		t.Errorf("Suggest(WHER) = %q, want WHERE (the longer common prefix breaks the tie with WHEN)", got)
 	}
-	if got := suggest("md5", functionNames()); got != "" {
-		t.Errorf("suggest(md5) = %q, want none", got)
+	if got := Suggest("md5", functionNames()); got != "" {
+		t.Errorf("Suggest(md5) = %q, want none", got)
 	}
 }
 
@@ -59,12 +59,12 @@ func FuzzSuggest(f *testing.F) {
 		f.Add(s, "medical_visits")
 	}
 	f.Fuzz(func(t *testing.T, name, candidate string) {
-		got := suggest(name, []string{candidate, "medical_visits", "count", name})
+		got := Suggest(name, []string{candidate, "medical_visits", "count", name})
 		if got != "" && got != candidate && got != "medical_visits" && got != "count" {
-			t.Fatalf("suggest(%q) = %q, not a candidate", name, got)
+			t.Fatalf("Suggest(%q) = %q, not a candidate", name, got)
 		}
 		if got != "" && got == name {
-			t.Fatalf("suggest(%q) suggested the name itself", name)
+			t.Fatalf("Suggest(%q) suggested the name itself", name)
 		}
 		if d := distance(name, candidate); d < 0 || d > max(utf8.RuneCountInString(name), utf8.RuneCountInString(candidate)) {
 			t.Fatalf("distance(%q, %q) = %d", name, candidate, d)

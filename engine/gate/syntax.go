@@ -226,7 +226,7 @@ func syntaxError(sql string, at int, duckMsg string) error {
 	word := strings.ToUpper(sql[t.start:t.end])
 	if i == 0 {
 		if t.kind == tokWord && word != "SELECT" && word != "WITH" {
-			if s := suggest(word, []string{"SELECT", "WITH"}); s != "" {
+			if s := Suggest(word, []string{"SELECT", "WITH"}); s != "" {
 				return refuse("at %s: did you mean %s?", shown(sql, t), s)
 			}
 		}
@@ -244,7 +244,7 @@ func syntaxError(sql string, at int, duckMsg string) error {
 		if c.kind != tokWord || keywords[w] {
 			continue
 		}
-		if s := suggest(w, clauseKeywords); s != "" {
+		if s := Suggest(w, clauseKeywords); s != "" {
 			return refuse("at %s: %s is not a keyword; did you mean %s?", shown(sql, t), shown(sql, c), s)
 		}
 	}
