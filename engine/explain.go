@@ -116,6 +116,10 @@ func boundsText(ds sources, p *plan.Planned) string {
 	} else if r != nil {
 		after = " of the join"
 	}
-	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s)%s per group; values clamped to their bounds",
-		ds.primary().Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup, after)
+	auto := ""
+	if a := p.Auto; a != nil {
+		auto = fmt.Sprintf(" (chosen under DP from histograms of contributions, within the operator's maxima of %d group(s) and %d row(s))", a.MaxGroups, a.MaxRows)
+	}
+	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s)%s per group%s; values clamped to their bounds",
+		ds.primary().Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup, after, auto)
 }

@@ -18,7 +18,7 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	register(t, e, visits(t, "visits", 100, false))
 	grant(t, e, "g", 10)
 	job := engine.Job{Principal: applicant, Grant: "g", SQL: "SELECT district, COUNT(*), AVG(cost), MEDIAN(cost) FROM visits GROUP BY district",
-		Options: plan.Options{Epsilon: 1.5}}
+		Options: plan.Options{Epsilon: 1.5, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}}
 	before := len(records(t, e))
 	x, err := e.Explain(context.Background(), job)
 	if err != nil {
@@ -38,8 +38,8 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	if count.Kind != dp.Count || count.ExpectedError == nil || len(count.Components) != 1 {
 		t.Fatalf("count explained as %+v", count)
 	}
-	// Laplace, ε = 1.5/4 per aggregate, L0 = 1, L∞ = 5: b = 5/0.375, 95% half-width b·ln 20.
-	if want := 5 / 0.375 * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
+	// Laplace, ε = 1.5·(1 − BiasShare)/4 per aggregate, L0 = 1, L∞ = 5: b = 5/ε, 95% half-width b·ln 20.
+	if want := 5 / (1.5 * (1 - plan.BiasShare) / 4) * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
 		t.Fatalf("expected error %v, want %v", *count.ExpectedError, want)
 	}
 	if mean := x.Aggregates[1]; mean.Lower == nil || *mean.Upper != 1000 || len(mean.Components) != 2 || mean.Note == "" {

@@ -29,6 +29,11 @@ type jobRecords struct {
 	// probePreNoise is the execution's keyed digest of the differencing checks' states.
 	probePreNoise string
 	release       *provenance.Release
+	// profile, profileDigest and chosen are choose_bounds': the contribution histograms' plan,
+	// the keyed digest of their pre-noise bins and the bounds chosen (applied to plan).
+	profile       *wire.Plan
+	profileDigest string
+	chosen        *plan.Choice
 	refusal       *provenance.JobEnd // job_refused / job_failed
 }
 
@@ -82,6 +87,15 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			}
 			if derr == nil {
 				derr = ev.DifferencingChecks.Decode(&r.probes)
+			}
+		case *provenance.BoundsChosen:
+			r.profile, r.chosen, r.profileDigest = &wire.Plan{}, &plan.Choice{}, ev.PreNoiseDigest
+			derr = ev.ProfilePlan.Decode(r.profile)
+			if derr == nil {
+				derr = ev.Chosen.Decode(r.chosen)
+			}
+			if derr == nil && r.plan != nil {
+				derr = plan.ApplyBounds(r.plan, r.chosen.MaxGroups, r.chosen.MaxRows)
 			}
 		case *provenance.PolicyAccess:
 			r.access, derr = recorded(ev.PolicyDecision)
@@ -312,12 +326,17 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 	}
 	wp := *r.plan
 	wp.Job = "replay-" + job
-	parts, err := w.Execute(ctx, &wp)
+	parts, bias, err := w.ExecuteWithBias(ctx, &wp)
 	if err != nil {
 		add("execution", api.ReplayMismatch, "re-running the plan failed: %s", errcode.Public(err).Message)
 		return
 	}
 	pre, err := preNoiseBytes(&plan.Planned{Worker: wp}, parts)
+	if err == nil {
+		var b []byte
+		b, err = biasPreNoise(&wp, bias)
+		pre = append(pre, b...)
+	}
 	if err != nil {
 		add("execution", api.ReplayMismatch, "the re-run returned states that do not match the plan")
 		return

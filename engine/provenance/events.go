@@ -59,6 +59,9 @@ const (
 	TypeRequestDenied        = "request_denied"
 	// TypeLogRecovered is written by Open after it cut away a torn final line.
 	TypeLogRecovered = "log_recovered"
+	// TypeBoundsChosen: a job's contribution bounds chosen under DP from noisy histograms of
+	// contributions per unit (the choose_bounds stage).
+	TypeBoundsChosen = "bounds_chosen"
 )
 
 func init() {
@@ -101,6 +104,7 @@ func init() {
 		func() Event { return &RedteamReport{} },
 		func() Event { return &RequestDenied{} },
 		func() Event { return &LogRecovered{} },
+		func() Event { return &BoundsChosen{} },
 	)
 }
 
@@ -214,6 +218,20 @@ type Execution struct {
 	DurationMS                 int64             `json:"duration_ms"`
 	PreNoiseDigest             string            `json:"pre_noise_digest"`
 	DifferencingPreNoiseDigest string            `json:"differencing_pre_noise_digest,omitempty"`
+}
+
+// BoundsChosen: a job's contribution bounds were chosen under DP. The worker computed
+// histograms of contributions per unit over the rows the query reads (ProfilePlan, with its
+// sampling key), each unit in one bin of each (sensitivity 1); the engine noised every bin
+// with Epsilon (Share of the job's epsilon) and chose the bounds from the noisy bins alone.
+// The pre-noise bins appear only as a keyed digest, which a replay recomputes.
+type BoundsChosen struct {
+	ProfilePlan    Doc     `json:"profile_plan"` // wire.Plan with its Profile
+	Histograms     Doc     `json:"histograms"`   // plan.Profiled: the noisy bins
+	Chosen         Doc     `json:"chosen"`       // plan.Choice
+	Epsilon        float64 `json:"epsilon"`
+	Share          float64 `json:"share"`
+	PreNoiseDigest string  `json:"pre_noise_digest"`
 }
 
 // Mechanism: the DP mechanisms applied and how many rows came out.
@@ -538,3 +556,6 @@ func (*RequestDenied) EventVersion() int { return 1 }
 
 func (*LogRecovered) EventType() string { return TypeLogRecovered }
 func (*LogRecovered) EventVersion() int { return 1 }
+
+func (*BoundsChosen) EventType() string { return TypeBoundsChosen }
+func (*BoundsChosen) EventVersion() int { return 1 }

@@ -65,6 +65,10 @@ var extraSamples = []Event{
 	&RawSetRebuilt{Name: "residents", Snapshot: "sha256:1f2e", Reason: "the file is missing",
 		RawSet: DocOf(map[string]any{"digest": "sha256:77aa", "entries": 1200, "key_id": "k1"})},
 	&JobInterrupted{Released: false},
+	&BoundsChosen{ProfilePlan: DocOf(map[string]any{"snapshot": "sha256:1f2e", "profile": map[string]any{"max_groups": 8, "max_rows": 64}}),
+		Histograms: DocOf(map[string]any{"groups_per_unit": map[string]any{"edges": []int{1, 2}, "counts": []float64{812.4, 190.2, -3.1}}}),
+		Chosen:     DocOf(map[string]any{"max_groups_contributed": 2, "max_contributions_per_group": 8}),
+		Epsilon:    0.1, Share: 0.1, PreNoiseDigest: "hmac-sha256:9a0b"},
 }
 
 // samples returns one representative event per registered type: the first of its type in the
