@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
@@ -41,40 +42,121 @@ func (e *Engine) autoMax() *plan.AutoMax {
 	return a
 }
 
-func noAutoBounds(s *jobState) bool { return s.isRepeat() || s.p.Auto == nil }
+func noAutoBounds(s *jobState) bool { return s.isRepeat() || (s.p.Auto == nil && s.p.Clamp == nil) }
 
-// chooseBoundsStage chooses the contribution bounds the job left unset. The worker computes,
+// chooseBoundsStage chooses the bounds a job that asked for automatic bounds left unset, first
+// the clamping bounds (chooseClamps), then the contribution bounds (chooseContributions), which
+// weigh the noise at the clamping bounds chosen. Its failure is charged like execution's: the
+// worker has read rows.
+func chooseBoundsStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+	ev := &provenance.BoundsChosen{}
+	if s.p.Clamp != nil {
+		if err := chooseClamps(ctx, e, s, ev); err != nil {
+			return nil, err
+		}
+	}
+	if s.p.Auto != nil {
+		if err := chooseContributions(ctx, e, s, ev); err != nil {
+			return nil, err
+		}
+	}
+	return events(ev), nil
+}
+
+// chooseClamps chooses clamping bounds for the values of SUM, AVG, VAR and STDDEV: a DP
+// quantile tree per value (one row per unit, so L0 = L∞ = 1) within the catalog's bounds, with
+// plan.ClampShare of the job's epsilon, computed by the worker like any aggregate and noised by
+// the library; the bounds are the noisy quantiles at plan.ClampLowRank and plan.ClampHighRank.
+func chooseClamps(ctx context.Context, e *Engine, s *jobState, ev *provenance.BoundsChosen) error {
+	p := s.p
+	cw, err := p.ClampPlan()
+	if err != nil {
+		return err
+	}
+	cw.Job = s.id
+	parts, err := s.w.Execute(ctx, &cw)
+	if err != nil {
+		return err
+	}
+	noisy, pre, err := releaseClampQuantiles(&cw, parts)
+	if err != nil {
+		return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned quantile states that do not match the plan; nothing was released")
+	}
+	chosen := p.Clamp.ChooseClamps(noisy)
+	if err := plan.ApplyClamps(&p.Worker, p.Clamp, chosen); err != nil {
+		return err
+	}
+	ev.ClampPlan, ev.ClampQuantiles = provenance.DocOf(cw), provenance.DocOf(noisy)
+	ev.ClampBounds = provenance.DocOf(clampRecord{Targets: p.Clamp.Targets, Chosen: chosen})
+	ev.ClampEpsilon, ev.ClampShare, ev.ClampPreNoiseDigest = p.Clamp.Epsilon, plan.ClampShare, e.auditKey.Digest(pre)
+	return nil
+}
+
+// clampRecord is the recorded choice of clamping bounds: the targets (which aggregates read
+// which value) and the bounds chosen for each, so a replay applies them as the job did.
+type clampRecord struct {
+	Targets []plan.ClampTarget `json:"targets"`
+	Chosen  []plan.ClampChoice `json:"chosen"`
+}
+
+// releaseClampQuantiles noises the clamp plan's one partition (or, when no unit had a row, an
+// empty one) and returns each value's low and high quantile with the canonical pre-noise bytes.
+func releaseClampQuantiles(cw *wire.Plan, parts []wire.Partition) ([][]float64, []byte, error) {
+	if len(parts) > 1 {
+		return nil, nil, fmt.Errorf("engine: the clamp plan has one partition, the worker returned %d", len(parts))
+	}
+	pre, err := preNoiseBytes(&plan.Planned{Worker: *cw}, parts)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([][]float64, len(cw.Aggregates))
+	for j, spec := range cw.Aggregates {
+		var st []byte
+		if len(parts) == 1 {
+			st = parts[0].States[j]
+		}
+		rel, err := spec.Release(st)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range rel {
+			out[j] = append(out[j], r.Value)
+		}
+	}
+	return out, pre, nil
+}
+
+// chooseContributions chooses the contribution bounds the job left unset. The worker computes,
 // over exactly the rows the query reads, two histograms of contributions per unit (groups per
 // unit; rows in one keyed-hash-chosen group per unit), each unit in exactly one bin of each
 // (sensitivity 1 per histogram); every bin is noised through the DP library with
 // plan.ContributionShare of the job's epsilon, and the bounds are chosen from the noisy bins
-// alone (plan.Choose: post-processing). The plan then runs at the chosen bounds. Its failure
-// is charged like execution's: the worker has read rows.
-func chooseBoundsStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+// alone (plan.Choose: post-processing). The plan then runs at the chosen bounds.
+func chooseContributions(ctx context.Context, e *Engine, s *jobState, ev *provenance.BoundsChosen) error {
 	p := s.p
 	pw, err := p.ProfilePlan()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	parts, err := s.w.Profile(ctx, &pw)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	noisy, pre, err := releaseProfile(pw.Profile.Spec, plan.ProfileBinNames(pw.Profile), parts)
 	if err != nil {
-		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned contribution histograms that do not match the plan; nothing was released")
+		return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned contribution histograms that do not match the plan; nothing was released")
 	}
 	groups, rows := p.Auto.HistogramsFrom(noisy)
 	prof := plan.Profiled{Groups: groups, Rows: rows}
 	prof.Partitions = p.PartitionsFor(groups)
 	choice := p.Choose(prof)
 	if err := plan.ApplyBounds(&p.Worker, choice.MaxGroups, choice.MaxRows); err != nil {
-		return nil, err
+		return err
 	}
 	s.choice = &choice
-	return events(&provenance.BoundsChosen{ProfilePlan: provenance.DocOf(pw), Histograms: provenance.DocOf(prof),
-		Chosen: provenance.DocOf(choice), Epsilon: p.Auto.Epsilon, Share: plan.ContributionShare,
-		PreNoiseDigest: e.auditKey.Digest(pre)}), nil
+	ev.ProfilePlan, ev.Histograms, ev.Chosen = provenance.DocOf(pw), provenance.DocOf(prof), provenance.DocOf(choice)
+	ev.Epsilon, ev.Share, ev.PreNoiseDigest = p.Auto.Epsilon, plan.ContributionShare, e.auditKey.Digest(pre)
+	return nil
 }
 
 // releaseProfile noises every bin of a profile — those no unit reached too — and returns the
@@ -265,6 +347,16 @@ func tuningMechanisms(p *plan.Planned) []mechanismRecord {
 		out = append(out, mechanismRecord{Aggregate: "contribution_histograms (choose_bounds)", Kind: s.Kind, Mechanism: s.Mechanism(),
 			Epsilon: s.Epsilon, Components: s.Components()})
 	}
+	if p.Clamp != nil {
+		if cw, err := p.ClampPlan(); err == nil {
+			r := mechanismRecord{Aggregate: "clamping_bounds_quantiles (choose_bounds)", Kind: dp.Quantiles, Mechanism: "laplace"}
+			for _, s := range cw.Aggregates {
+				r.Epsilon += s.Epsilon
+				r.Components = append(r.Components, s.Components()...)
+			}
+			out = append(out, r)
+		}
+	}
 	if bs := p.Worker.Bias; bs != nil {
 		r := mechanismRecord{Aggregate: "bias_estimate", Kind: dp.CountDistinct, Mechanism: bs.Count.Mechanism()}
 		for _, s := range append([]dp.Spec{bs.Count, bs.Count, bs.DroppedFraction}, bs.Clamped...) {
@@ -282,7 +374,7 @@ func tuningMechanisms(p *plan.Planned) []mechanismRecord {
 func replayChooseBounds(ctx context.Context, e *Engine, rs *replayState) {
 	r := rs.r
 	switch {
-	case r.profile == nil:
+	case r.profile == nil && r.clampPlan == nil:
 		return // the job chose no bounds (or older logs): nothing to say
 	case !rs.dataOK:
 		rs.add("choose_bounds", api.ReplayNotRun, "not re-run: the data it read is not the data recorded")
@@ -293,23 +385,46 @@ func replayChooseBounds(ctx context.Context, e *Engine, rs *replayState) {
 		rs.add("choose_bounds", api.ReplayMismatch, "the worker could not start: %s", errcode.Public(err).Message)
 		return
 	}
-	pw := *r.profile
-	pw.Job = "replay-" + rs.job
-	parts, err := w.Profile(ctx, &pw)
-	if err != nil {
-		rs.add("choose_bounds", api.ReplayMismatch, "re-running the contribution histograms failed: %s", errcode.Public(err).Message)
-		return
+	var done []string
+	if r.clampPlan != nil {
+		cw := *r.clampPlan
+		cw.Job = "replay-" + rs.job
+		parts, err := w.Execute(ctx, &cw)
+		if err != nil {
+			rs.add("choose_bounds", api.ReplayMismatch, "re-running the clamping-bounds quantiles failed: %s", errcode.Public(err).Message)
+			return
+		}
+		pre, err := preNoiseBytes(&plan.Planned{Worker: cw}, parts)
+		if err != nil {
+			rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned quantile states that do not match the plan")
+			return
+		}
+		if got := e.auditKey.Digest(pre); got != r.clampDigest {
+			rs.add("choose_bounds", api.ReplayMismatch, "the pre-noise quantile trees differ from the recorded ones (keyed digest %s, recorded %s)", got, r.clampDigest)
+			return
+		}
+		done = append(done, fmt.Sprintf("the clamping-bounds quantile trees (bounds %v)", r.clamps.Chosen))
 	}
-	pre, err := profilePreNoise(pw.Profile.Spec, plan.ProfileBinNames(pw.Profile), parts)
-	if err != nil {
-		rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned histograms that do not match the plan")
-		return
+	if r.profile != nil {
+		pw := *r.profile
+		pw.Job = "replay-" + rs.job
+		parts, err := w.Profile(ctx, &pw)
+		if err != nil {
+			rs.add("choose_bounds", api.ReplayMismatch, "re-running the contribution histograms failed: %s", errcode.Public(err).Message)
+			return
+		}
+		pre, err := profilePreNoise(pw.Profile.Spec, plan.ProfileBinNames(pw.Profile), parts)
+		if err != nil {
+			rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned histograms that do not match the plan")
+			return
+		}
+		if got := e.auditKey.Digest(pre); got != r.profileDigest {
+			rs.add("choose_bounds", api.ReplayMismatch, "the pre-noise histograms differ from the recorded ones (keyed digest %s, recorded %s)", got, r.profileDigest)
+			return
+		}
+		done = append(done, fmt.Sprintf("the contribution histograms (bounds %s)", r.chosen))
 	}
-	if got := e.auditKey.Digest(pre); got != r.profileDigest {
-		rs.add("choose_bounds", api.ReplayMismatch, "the pre-noise histograms differ from the recorded ones (keyed digest %s, recorded %s)", got, r.profileDigest)
-		return
-	}
-	rs.add("choose_bounds", api.ReplayMatch, "the keyed digest of the pre-noise contribution histograms is the recorded one; execution re-runs at the recorded bounds (%s)", r.chosen)
+	rs.add("choose_bounds", api.ReplayMatch, "the keyed digests of %s are the recorded ones; execution re-runs at the recorded bounds", strings.Join(done, " and "))
 }
 
 // domain is the data domain of the job's datasets.

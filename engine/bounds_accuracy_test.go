@@ -230,8 +230,18 @@ func TestAccuracyTableOnTestdata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		for _, q := range []string{"SELECT SUM(cost) FROM medical_visits", "SELECT AVG(cost) FROM medical_visits"} {
+			g2 := g + q[7:10]
+			grant(t, e, g2, 10)
+			one, err := submit(e, g2, q, mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("| %s | bounds %d×%d | released %.1f | clamped %+v |", q, one.Bias.Chosen.MaxGroupsContributed, one.Bias.Chosen.MaxContributionsPerGroup, one.Rows[0][0].DP.Value, one.Bias.Clamped)
+		}
 		c := res.Rows[0]
-		t.Logf("| sum/avg/max cost | %+v | true sum %.0f avg %.1f | released %.0f, %.1f, %.0f (at bound %q) | clamped %+v |", mode, costSum, costSum/float64(len(rows)),
+		t.Logf("| sum/avg/max cost | bounds %d×%d | true sum %.0f avg %.1f | released %.0f, %.1f, %.0f (at bound %q) | clamped %+v |",
+			res.Bias.Chosen.MaxGroupsContributed, res.Bias.Chosen.MaxContributionsPerGroup, costSum, costSum/float64(len(rows)),
 			c[0].DP.Value, c[1].DP.Value, c[2].DP.Value, c[2].AtClampBound, res.Bias.Clamped)
 	}
 }

@@ -34,7 +34,12 @@ type jobRecords struct {
 	profile       *wire.Plan
 	profileDigest string
 	chosen        *plan.Choice
-	refusal       *provenance.JobEnd // job_refused / job_failed
+	// clampPlan, clampDigest and clamps are the clamping bounds' quantile plan, the keyed
+	// digest of its pre-noise trees and the bounds chosen (applied to plan).
+	clampPlan   *wire.Plan
+	clampDigest string
+	clamps      clampRecord
+	refusal     *provenance.JobEnd // job_refused / job_failed
 }
 
 // recordedDecision is a recorded policy decision with its input, as policy.WhatIf reads it.
@@ -89,14 +94,7 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 				derr = ev.DifferencingChecks.Decode(&r.probes)
 			}
 		case *provenance.BoundsChosen:
-			r.profile, r.chosen, r.profileDigest = &wire.Plan{}, &plan.Choice{}, ev.PreNoiseDigest
-			derr = ev.ProfilePlan.Decode(r.profile)
-			if derr == nil {
-				derr = ev.Chosen.Decode(r.chosen)
-			}
-			if derr == nil && r.plan != nil {
-				derr = plan.ApplyBounds(r.plan, r.chosen.MaxGroups, r.chosen.MaxRows)
-			}
+			derr = r.readBoundsChosen(ev)
 		case *provenance.PolicyAccess:
 			r.access, derr = recorded(ev.PolicyDecision)
 		case *provenance.PolicyEgress:
@@ -359,4 +357,36 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 		return
 	}
 	add("execution", api.ReplayMatch, "%d partition(s) and %d differencing check(s); the keyed digests of the pre-noise aggregates are the recorded ones", len(parts), len(r.probes))
+}
+
+// readBoundsChosen reads the bounds a job chose under DP and applies them to the recorded plan,
+// so the execution re-runs at the bounds it ran with.
+func (r *jobRecords) readBoundsChosen(ev *provenance.BoundsChosen) error {
+	if !ev.ClampPlan.IsNull() {
+		r.clampPlan, r.clampDigest = &wire.Plan{}, ev.ClampPreNoiseDigest
+		if err := ev.ClampPlan.Decode(r.clampPlan); err != nil {
+			return err
+		}
+		if err := ev.ClampBounds.Decode(&r.clamps); err != nil {
+			return err
+		}
+		if r.plan != nil {
+			if err := plan.ApplyClamps(r.plan, &plan.AutoClamp{Targets: r.clamps.Targets}, r.clamps.Chosen); err != nil {
+				return err
+			}
+		}
+	}
+	if !ev.ProfilePlan.IsNull() {
+		r.profile, r.chosen, r.profileDigest = &wire.Plan{}, &plan.Choice{}, ev.PreNoiseDigest
+		if err := ev.ProfilePlan.Decode(r.profile); err != nil {
+			return err
+		}
+		if err := ev.Chosen.Decode(r.chosen); err != nil {
+			return err
+		}
+		if r.plan != nil {
+			return plan.ApplyBounds(r.plan, r.chosen.MaxGroups, r.chosen.MaxRows)
+		}
+	}
+	return nil
 }

@@ -98,7 +98,7 @@ func sqlStages() []stage {
 		{name: "worker", skip: (*jobState).isRepeat, run: workerStage,
 			doc: "start the domain's sandbox worker"},
 		{name: "choose_bounds", enters: phaseReading, skip: noAutoBounds, run: chooseBoundsStage, records: events(&provenance.BoundsChosen{}), replay: replayChooseBounds,
-			doc: "choose unset contribution bounds from DP histograms of contributions per unit"},
+			doc: "choose unset bounds under DP: clamping bounds from DP quantiles, contribution bounds from DP histograms of contributions per unit"},
 		{name: "execute", enters: phaseReading, skip: (*jobState).isRepeat, run: executeStage, records: events(&provenance.Execution{}), replay: replayExecution,
 			doc: "the worker runs the plan: pre-noise aggregates, never rows"},
 		{name: "note_filter", skip: (*jobState).isRepeat, run: noteFilterStage,

@@ -228,9 +228,11 @@ type Choice struct {
 // that bounding drops (bias) plus the standard deviation of its noise at those bounds over
 // the average cell. Model (docs/accuracy.md): a unit's number of groups G and its rows R in a
 // group are independent, each bin stands at its midpoint, so rows ≈ N·E[G]·E[R] and rows kept
-// ≈ N·E[min(G, L0)]·E[min(R, L∞)]; means, variances and quantiles are taken as unbiased by
-// dropping (their noise still grows with the bounds and shrinks with the rows kept); values of
-// a sum stand at half their bound's magnitude. Post-processing of noisy histograms: free.
+// ≈ N·E[min(G, L0)]·E[min(R, L∞)]; a mean or variance counts the share of rows dropped as its
+// bias (dropping reweights units), quantiles are taken as unbiased by dropping (their noise
+// still grows with the bounds and shrinks with the rows kept); values of
+// a sum stand at their noisy median when the clamping bounds were chosen under DP, else at
+// half their bound's magnitude. Post-processing of noisy histograms: free.
 func (p *Planned) Choose(pr Profiled) Choice {
 	a, w := p.Auto, p.Worker
 	groups, rows := []int64{w.Bounds.MaxGroupsContributed}, []int64{w.Bounds.MaxContributionsPerGroup}
@@ -261,7 +263,7 @@ func (p *Planned) expectedError(pr Profiled, l0, lInf int64) (float64, float64) 
 	droppedRows := 1 - rowsKept/rowsAll
 	cells := math.Max(pr.Partitions, 1)
 	var total float64
-	for _, s := range p.Worker.Aggregates {
+	for j, s := range p.Worker.Aggregates {
 		s.MaxPartitions, s.MaxPerPartition = l0, lInf
 		sigma := s.NoiseScale()
 		switch s.Kind {
@@ -270,12 +272,12 @@ func (p *Planned) expectedError(pr Profiled, l0, lInf int64) (float64, float64) 
 		case dp.CountDistinct:
 			total += 1 - pairsKept/pairsAll + sigma*cells/pairsAll
 		case dp.Sum:
-			scale := math.Max(math.Abs(s.Lower), math.Abs(s.Upper)) / 2
-			total += droppedRows + sigma*cells/(rowsAll*math.Max(scale, 1e-300))
+			total += droppedRows + sigma*cells/(rowsAll*math.Max(p.typical(j, s), 1e-300))
 		case dp.Mean, dp.Variance, dp.StdDev:
-			// The main noise is of the sum normalised by the bound's half-width.
+			// The main noise is of the sum normalised by the bound's half-width. Dropped rows
+			// reweight the units: their share counts as the bias (heavy units' values may differ).
 			dist := math.Max((s.Upper-s.Lower)/2, 1e-300)
-			total += sigma * cells / (rowsKept * dist)
+			total += droppedRows + sigma*cells/(rowsKept*dist)
 		case dp.Quantiles:
 			total += sigma * cells / rowsKept
 		}
@@ -313,6 +315,19 @@ func ProfileMax(choiceMax int64) int64 {
 	return powerOfTwoAtMost(max(choiceMax, min(choiceMax*profileReach, maxProfileEdge)))
 }
 
+// typical is the magnitude the model takes for the values of sum aggregate j: the noisy median
+// when the clamping bounds were chosen under DP, else half its bound's magnitude.
+func (p *Planned) typical(j int, s dp.Spec) float64 {
+	if c := p.Clamp; c != nil {
+		for _, t := range c.Targets {
+			if slices.Contains(t.Aggregates, j) && t.Typical != 0 {
+				return math.Abs(t.Typical)
+			}
+		}
+	}
+	return math.Max(math.Abs(s.Lower), math.Abs(s.Upper)) / 2
+}
+
 // HistogramsFrom reads the noisy bins (by wire.ProfileBin name) into the two histograms, by
 // post-processing alone. The noisy counts are unbiased (not clamped at 0 one by one). From them
 // the number of units above each edge is summed from the top; a sum under twice its noise's
@@ -348,7 +363,7 @@ func (a *AutoBounds) HistogramsFrom(noisy map[string]float64) (groups, rows Hist
 
 // tailSignificance is how many standard deviations of its noise a histogram's tail sum must
 // reach to be read as units (HistogramsFrom).
-const tailSignificance = 2
+const tailSignificance = 3
 
 // ProfileBinNames are every bin of a profile, in order: all are released, empty ones with noise.
 func ProfileBinNames(pr *wire.Profile) []string {
@@ -396,4 +411,156 @@ func (p *Planned) PartitionsFor(groups Histogram) float64 {
 // ChoiceText says what was chosen, for the result's bounds text.
 func (c Choice) String() string {
 	return fmt.Sprintf("max_groups_contributed %d, max_contributions_per_group %d", c.MaxGroups, c.MaxRows)
+}
+
+// ClampShare is the share of a job's epsilon spent on choosing tighter clamping bounds for the
+// values its SUM, AVG, variance and standard deviation read, when the job asks for automatic
+// bounds (it leaves a contribution bound unset). Carved out like ContributionShare.
+const ClampShare = 0.10
+
+// Clamping bounds are DP quantiles of the values at these ranks, within the catalog's bounds:
+// ClampLowRank only for a column whose catalog lower bound is negative (a lower bound of 0 or
+// more stays); ClampHighRank for means, variances and standard deviations; ClampSumRank for
+// sums, where the few largest values carry much of the total. ClampMidRank is the typical
+// magnitude the contribution bounds' model uses for a sum. All read one quantile tree.
+const (
+	ClampLowRank  = 0.01
+	ClampMidRank  = 0.5
+	ClampHighRank = 0.99
+	ClampSumRank  = 0.999
+)
+
+// clampRanks are the ranks the clamping-bounds tree is read at, in this order.
+var clampRanks = []float64{ClampLowRank, ClampMidRank, ClampHighRank, ClampSumRank}
+
+// ClampChoice is the clamping bounds chosen for one value: Lower, Upper for means and
+// variances, SumUpper for sums, and Typical, the noisy median.
+type ClampChoice struct {
+	Lower    float64 `json:"lower"`
+	Upper    float64 `json:"upper"`
+	SumUpper float64 `json:"sum_upper"`
+	Typical  float64 `json:"typical"`
+}
+
+// AutoClamp says which values get clamping bounds chosen under DP and with how much epsilon.
+type AutoClamp struct {
+	Epsilon float64       `json:"epsilon"`
+	Targets []ClampTarget `json:"targets"`
+}
+
+// ClampTarget is one value expression whose clamping bounds are chosen: the aggregates (indices
+// into the worker plan's aggregates) that read it and its catalog bounds.
+type ClampTarget struct {
+	Value      *wire.Expr `json:"value"`
+	Aggregates []int      `json:"aggregates"`
+	Lower      float64    `json:"catalog_lower"`
+	Upper      float64    `json:"catalog_upper"`
+	// Typical is the noisy median once chosen (0 before): the contribution bounds' model reads
+	// it as a sum's typical value.
+	Typical float64 `json:"typical,omitempty"`
+}
+
+// clampTargets are the values of a plan's SUM, AVG, VAR and STDDEV that read a column's
+// catalog bounds (not a per-unit subquery's derived or clamped values), by distinct value.
+func clampTargets(q *gate.Query, aggs []dp.Spec, values []*wire.Expr) []ClampTarget {
+	if q.Relation != nil && q.Relation.PerUnit {
+		return nil
+	}
+	var out []ClampTarget
+	for j, s := range aggs {
+		switch s.Kind {
+		case dp.Sum, dp.Mean, dp.Variance, dp.StdDev:
+		default:
+			continue
+		}
+		if s.Value < 0 {
+			continue
+		}
+		v := values[s.Value]
+		i := slices.IndexFunc(out, func(t ClampTarget) bool { return t.Value.Equal(v) && t.Lower == s.Lower && t.Upper == s.Upper })
+		if i < 0 {
+			out = append(out, ClampTarget{Value: v, Lower: s.Lower, Upper: s.Upper})
+			i = len(out) - 1
+		}
+		out[i].Aggregates = append(out[i].Aggregates, j)
+	}
+	return out
+}
+
+// ClampPlan is the worker plan whose DP quantiles choose the clamping bounds: the plan's rows
+// (relation, filter, public domains' rows dropped with the keys' partitions ignored: no keys),
+// one partition, and per target value one quantile aggregate at ClampLowRank and ClampHighRank
+// within its catalog bounds, with one row per unit (L0 1, L∞ 1: each unit adds one value,
+// chosen by the keyed hash).
+func (p *Planned) ClampPlan() (wire.Plan, error) {
+	c := p.Clamp
+	if c == nil {
+		return wire.Plan{}, errcode.New(errcode.Internal, "the plan chooses no clamping bounds")
+	}
+	w := p.Worker
+	w.Keys, w.Domains, w.Selection, w.Bias, w.Profile, w.Values, w.Aggregates = nil, nil, nil, nil, nil, nil, nil
+	w.Bounds = wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}
+	each := c.Epsilon / float64(len(c.Targets))
+	for i, t := range c.Targets {
+		w.Values = append(w.Values, t.Value)
+		s := dp.Spec{Kind: dp.Quantiles, Value: i, Lower: t.Lower, Upper: t.Upper, Ranks: slices.Clone(clampRanks),
+			Epsilon: each, MaxPartitions: 1, MaxPerPartition: 1}
+		if err := s.Validate(); err != nil {
+			return wire.Plan{}, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the clamping-bounds quantile accepts")
+		}
+		w.Aggregates = append(w.Aggregates, s)
+	}
+	return w, nil
+}
+
+// ChooseClamps turns the noisy quantiles (per target, at clampRanks) into clamping bounds
+// within the catalog's: the low quantile only where the catalog's lower bound is negative; an
+// upper bound that does not exceed the lower one falls back to the catalog's. It records each
+// target's typical value for the contribution bounds' model. Post-processing of noisy values.
+func (c *AutoClamp) ChooseClamps(noisy [][]float64) []ClampChoice {
+	out := make([]ClampChoice, len(c.Targets))
+	in := func(v float64, t ClampTarget) float64 { return min(max(v, t.Lower), t.Upper) }
+	for i, t := range c.Targets {
+		ch := ClampChoice{Lower: t.Lower, Upper: t.Upper, SumUpper: t.Upper, Typical: (t.Lower + t.Upper) / 2}
+		if i < len(noisy) && len(noisy[i]) == len(clampRanks) {
+			q := noisy[i]
+			if t.Lower < 0 {
+				ch.Lower = in(q[0], t)
+			}
+			ch.Typical, ch.Upper, ch.SumUpper = in(q[1], t), in(q[2], t), in(q[3], t)
+		}
+		if !(ch.Lower < ch.Upper) {
+			ch.Upper = t.Upper
+		}
+		if !(ch.Lower < ch.SumUpper) {
+			ch.SumUpper = t.Upper
+		}
+		c.Targets[i].Typical = ch.Typical
+		out[i] = ch
+	}
+	return out
+}
+
+// ApplyClamps sets the chosen clamping bounds on the aggregates that read each target (a sum's
+// upper bound is SumUpper, every other's Upper).
+func ApplyClamps(w *wire.Plan, c *AutoClamp, chosen []ClampChoice) error {
+	if len(chosen) != len(c.Targets) {
+		return errcode.New(errcode.Internal, "clamping bounds do not match the plan")
+	}
+	for i, t := range c.Targets {
+		for _, j := range t.Aggregates {
+			if j >= len(w.Aggregates) {
+				return errcode.New(errcode.Internal, "clamping bounds do not match the plan")
+			}
+			a := &w.Aggregates[j]
+			a.Lower, a.Upper = chosen[i].Lower, chosen[i].Upper
+			if a.Kind == dp.Sum {
+				a.Upper = chosen[i].SumUpper
+			}
+			if err := a.Validate(); err != nil {
+				return errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism accepts at the chosen clamping bounds")
+			}
+		}
+	}
+	return nil
 }

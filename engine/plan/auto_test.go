@@ -103,7 +103,8 @@ func TestJoinShrinksAutomaticMaximaToItsRowCap(t *testing.T) {
 
 // TestAutomaticStepsSpendExactlyTheirShare is the accounting property over random queries:
 // the contribution histograms spend ContributionShare of the job's epsilon (only when a bound
-// is automatic), the bias estimate BiasShare, and with the aggregates, the selection and the
+// is automatic), the clamping-bounds quantiles ClampShare (only then, and only with values to
+// clamp), the bias estimate BiasShare, and with the aggregates, the selection and the
 // differencing checks the components add up to exactly the job's epsilon.
 func TestAutomaticStepsSpendExactlyTheirShare(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
@@ -175,6 +176,27 @@ func TestAutomaticStepsSpendExactlyTheirShare(t *testing.T) {
 			if err := plan.ApplyBounds(&p.Worker, 1+r.Int64N(p.Auto.MaxGroups), 1+r.Int64N(p.Auto.MaxRows)); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if c := p.Clamp; c != nil {
+			asked := o.MaxGroupsContributed == 0 || o.MaxContributionsPerGroup == 0 // the job asked for automatic bounds
+			if !near(c.Epsilon, plan.ClampShare*o.Epsilon) || !asked {
+				t.Errorf("case %d: clamping bounds spend %v (asked %v), want %v", i, c.Epsilon, asked, plan.ClampShare*o.Epsilon)
+			}
+			cw, err := p.ClampPlan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spent float64
+			for _, s := range cw.Aggregates {
+				spent += s.Epsilon
+				if s.MaxPartitions != 1 || s.MaxPerPartition != 1 || s.Kind != dp.Quantiles {
+					t.Errorf("case %d: clamp quantile %+v", i, s)
+				}
+			}
+			if !near(spent, c.Epsilon) {
+				t.Errorf("case %d: the clamp quantiles spend %v of their %v", i, spent, c.Epsilon)
+			}
+			total += c.Epsilon
 		}
 		for _, s := range p.Worker.Aggregates {
 			total += s.Epsilon

@@ -121,6 +121,9 @@ type Planned struct {
 	// Auto, when not nil, says which contribution bounds are to be chosen under DP (the
 	// choose_bounds stage): Worker carries the maxima until ApplyBounds sets the choice.
 	Auto *AutoBounds
+	// Clamp, when not nil, says which values get clamping bounds chosen under DP (the
+	// choose_bounds stage): Worker carries the catalog's bounds until ApplyClamps.
+	Clamp *AutoClamp
 	// BiasEpsilon is the epsilon of the bounding-cost counts (Worker.Bias).
 	BiasEpsilon float64
 	// Probes count, for each prior query given to Build, the privacy units on which its
@@ -260,6 +263,20 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		p.Auto = auto
 		tuning = fmt.Sprintf("; %g%% of epsilon (%.4g) chooses the contribution bounds from DP histograms", ContributionShare*100, auto.Epsilon) + tuning
 	}
+	// A job that asks for automatic bounds gets its clamping bounds chosen too, when it has
+	// values to clamp from the catalog.
+	autoMode := o.Auto != nil && (o.MaxGroupsContributed == 0 || o.MaxContributionsPerGroup == 0)
+	clampable := autoMode && (q.Relation == nil || !q.Relation.PerUnit) && slices.ContainsFunc(q.Aggregates, func(a gate.Aggregate) bool {
+		switch a.Kind {
+		case dp.Sum, dp.Mean, dp.Variance, dp.StdDev:
+			return a.Value != nil && len(a.Bounds) == 2
+		}
+		return false
+	})
+	if clampable {
+		share -= ClampShare
+		tuning = fmt.Sprintf("; %g%% of epsilon (%.4g) chooses clamping bounds from DP quantiles", ClampShare*100, o.Epsilon*ClampShare) + tuning
+	}
 	w := wire.Plan{
 		Filter:      q.Filter,
 		Bounds:      wire.Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: lInf},
@@ -347,6 +364,9 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		if err := w.Selection.Validate(); err != nil {
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what partition selection accepts")
 		}
+	}
+	if clampable {
+		p.Clamp = &AutoClamp{Epsilon: o.Epsilon * ClampShare, Targets: clampTargets(q, w.Aggregates, w.Values)}
 	}
 	bias, err := biasSpecs(w.Aggregates, p.BiasEpsilon)
 	if err != nil {

@@ -225,6 +225,10 @@ type Execution struct {
 // sampling key), each unit in one bin of each (sensitivity 1); the engine noised every bin
 // with Epsilon (Share of the job's epsilon) and chose the bounds from the noisy bins alone.
 // The pre-noise bins appear only as a keyed digest, which a replay recomputes.
+//
+// Clamping bounds chosen the same way are recorded beside: the quantile plan (ClampPlan, one
+// row per unit), the noisy quantiles, the chosen bounds per value, the epsilon and share, and
+// the keyed digest of the quantile trees' pre-noise states. Either half may be absent.
 type BoundsChosen struct {
 	ProfilePlan    Doc     `json:"profile_plan"` // wire.Plan with its Profile
 	Histograms     Doc     `json:"histograms"`   // plan.Profiled: the noisy bins
@@ -232,6 +236,13 @@ type BoundsChosen struct {
 	Epsilon        float64 `json:"epsilon"`
 	Share          float64 `json:"share"`
 	PreNoiseDigest string  `json:"pre_noise_digest"`
+
+	ClampPlan           Doc     `json:"clamp_plan"`      // wire.Plan of the quantiles
+	ClampQuantiles      Doc     `json:"clamp_quantiles"` // [][2]float64: noisy low and high quantile per value
+	ClampBounds         Doc     `json:"clamp_bounds"`    // [][2]float64: the chosen bounds per value
+	ClampEpsilon        float64 `json:"clamp_epsilon,omitempty"`
+	ClampShare          float64 `json:"clamp_share,omitempty"`
+	ClampPreNoiseDigest string  `json:"clamp_pre_noise_digest,omitempty"`
 }
 
 // Mechanism: the DP mechanisms applied and how many rows came out.
