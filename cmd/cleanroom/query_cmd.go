@@ -48,7 +48,7 @@ names the job; a held job's result is released once reviewers approve it (see "j
 			case !(o.Delta >= 0 && o.Delta < 1):
 				return errors.New("--delta must be in [0, 1) (0: the platform default)")
 			case o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0:
-				return errors.New("--max-groups and --max-contributions must be ≥ 0 (0: the platform default)")
+				return errors.New("--max-groups and --max-contributions must be ≥ 0 (0: chosen automatically under DP)")
 			}
 			return nil
 		},
@@ -74,8 +74,8 @@ names the job; a held job's result is released once reviewers approve it (see "j
 	fl.StringVar(&saveTo, "save", "", "also write the released result to PREFIX.json and its signed receipt to PREFIX.receipt (check with: cleanroom audit receipt verify)")
 	fl.Float64Var(&req.Options.Epsilon, "epsilon", 0, "epsilon this job spends (default: the platform's)")
 	fl.Float64Var(&req.Options.Delta, "delta", 0, "delta this job spends (default: the platform's)")
-	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: the platform's)")
-	fl.Int64Var(&req.Options.MaxContributionsPerGroup, "max-contributions", 0, "rows one privacy unit may contribute per group (default: the platform's)")
+	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: chosen under DP within the operator's maximum)")
+	fl.Int64Var(&req.Options.MaxContributionsPerGroup, "max-contributions", 0, "rows one privacy unit may contribute per group (default: chosen under DP within the operator's maximum)")
 	_ = cmd.MarkFlagRequired("grant")
 	return cmd
 }
