@@ -243,6 +243,17 @@ type Released struct {
 // built with exactly this spec, adds noise once and computes the confidence intervals: one
 // Released per output (Outputs), each stating the whole aggregate's epsilon and delta.
 func (s Spec) Release(encoded []byte) ([]Released, error) {
+	return s.release(encoded, s.nonNegative())
+}
+
+// ReleaseSigned is Release without clamping counts and non-negative sums at 0 after noise:
+// an unbiased noisy value, for post-processing that sums many of them (a histogram's tail,
+// where clamping each bin at 0 would add the positive part of every bin's noise).
+func (s Spec) ReleaseSigned(encoded []byte) ([]Released, error) {
+	return s.release(encoded, false)
+}
+
+func (s Spec) release(encoded []byte, nonNegative bool) ([]Released, error) {
 	want, err := s.newAgg(0)
 	if err != nil {
 		return nil, err
@@ -265,7 +276,7 @@ func (s Spec) Release(encoded []byte) ([]Released, error) {
 	}
 	out := make([]Released, len(vals))
 	for i, v := range vals {
-		if s.nonNegative() {
+		if nonNegative {
 			// Counts and sums of non-negative values cannot be negative; clamping the noisy value
 			// is post-processing and costs no budget (the library clamps the interval likewise).
 			v.value = math.Max(v.value, 0)

@@ -50,6 +50,8 @@ type storedAnswer struct {
 	Units []float64 `json:"units,omitempty"`
 	// Probes are the differencing checks' noisy counts, so a repeat is reviewed alike.
 	Probes []screen.DifferenceProbe `json:"differencing_checks,omitempty"`
+	// Bias is the released estimate of what bounding cost the answer.
+	Bias *api.Bias `json:"bias,omitempty"`
 }
 
 // fingerprintOf is queryFingerprint of the query's plan without differencing checks: which

@@ -20,6 +20,7 @@
 //	release_recall   an output released before is answered again, at no cost
 //	reserve          reserve the cost on the grant and the datasets
 //	worker           start the domain's sandbox worker
+//	choose_bounds    choose unset bounds under DP: clamping bounds from DP quantiles, contribution bounds from DP histograms of contributions per unit
 //	execute          the worker runs the plan: pre-noise aggregates, never rows
 //	note_filter      keep the filter for later differencing checks
 //	debit            make the debit final, before any noise is drawn

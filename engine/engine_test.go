@@ -200,8 +200,9 @@ func TestReleaseCarriesMechanismBudgetAndInterval(t *testing.T) {
 	}
 	for _, row := range r.Rows {
 		for _, c := range row[1:] {
-			// Three equal shares: COUNT(*), SUM and the hidden unit count.
-			if c.DP == nil || c.DP.Mechanism != "laplace" || math.Abs(c.DP.Epsilon-1.0/3) > 1e-12 || !(c.DP.CILow <= c.DP.CIHigh) || c.DP.Value < 0 {
+			// Three equal shares of what the automatic bounds (contribution and clamping) and
+			// the bias estimate leave: COUNT(*), SUM and the hidden unit count.
+			if c.DP == nil || c.DP.Mechanism != "laplace" || math.Abs(c.DP.Epsilon-(1-plan.BiasShare-plan.ContributionShare-plan.ClampShare)/3) > 1e-12 || !(c.DP.CILow <= c.DP.CIHigh) || c.DP.Value < 0 {
 				t.Fatalf("cell %+v lacks mechanism, budget share or interval", c.DP)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
@@ -40,7 +41,7 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	}
 	x := &Explanation{Worker: p.Worker, Explanation: api.Explanation{Dataset: ds.name(), Snapshots: ds.snapshots(), Plan: planJSON,
 		PublicPartitions: p.Public, Partitions: partitionsText(p), Cost: api.Budget(p.Cost), Split: p.Split, Bounds: boundsText(ds, p),
-		BoundsChoice: boundsChoice(j.Options), Budget: []api.LedgerBalance{},
+		BoundsChoice: boundsChoice(p), Budget: []api.LedgerBalance{},
 		Policy: api.PolicyDecision{Result: access.Result, Reasons: access.Reasons, Reviewers: access.Reviewers, BundleDigest: access.BundleDigest}}}
 	if x.Policy.Reasons == nil {
 		x.Policy.Reasons = []string{}
@@ -129,17 +130,25 @@ func partitionsText(p *plan.Planned) string {
 
 // boundsChoice says where the job's bounds come from: contribution bounds the job set or the
 // platform's defaults, clamping bounds from the catalog.
-func boundsChoice(o plan.Options) string {
-	contrib := "contribution bounds are the platform's defaults (max_groups_contributed and max_contributions_per_group not set)"
-	switch {
-	case o.MaxGroupsContributed > 0 && o.MaxContributionsPerGroup > 0:
-		contrib = "contribution bounds are the job's own (max_groups_contributed, max_contributions_per_group)"
-	case o.MaxGroupsContributed > 0:
-		contrib = "max_groups_contributed is the job's own; max_contributions_per_group is the platform's default"
-	case o.MaxContributionsPerGroup > 0:
-		contrib = "max_contributions_per_group is the job's own; max_groups_contributed is the platform's default"
+func boundsChoice(p *plan.Planned) string {
+	b := p.Worker.Bounds
+	contrib := fmt.Sprintf("contribution bounds are fixed: %d group(s) per unit, %d row(s) per group", b.MaxGroupsContributed, b.MaxContributionsPerGroup)
+	if a := p.Auto; a != nil {
+		var which []string
+		if a.Groups {
+			which = append(which, fmt.Sprintf("max_groups_contributed (at most %d)", a.MaxGroups))
+		}
+		if a.Rows {
+			which = append(which, fmt.Sprintf("max_contributions_per_group (at most %d)", a.MaxRows))
+		}
+		contrib = fmt.Sprintf("%s will be chosen under DP when the job runs, from noisy histograms of contributions per unit that spend epsilon %.4g of the job's, to minimise bias plus noise; the result's bias section reports the choice",
+			strings.Join(which, " and "), a.Epsilon)
 	}
-	return contrib + "; values are clamped to each column's catalog bounds (or a per-unit subquery's derived ones)"
+	clamp := "values are clamped to each column's catalog bounds (or a per-unit subquery's derived ones)"
+	if c := p.Clamp; c != nil {
+		clamp = fmt.Sprintf("clamping bounds of %d value(s) will be chosen under DP within the catalog's, from a noisy quantile tree that spends epsilon %.4g of the job's", len(c.Targets), c.Epsilon)
+	}
+	return contrib + "; " + clamp
 }
 
 // expectedError is the noise-only 95% half-width for counts and sums: the Laplace quantile
@@ -172,6 +181,10 @@ func boundsText(ds sources, p *plan.Planned) string {
 	} else if r != nil {
 		after = " of the join"
 	}
-	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s)%s per group; values clamped to their bounds",
-		ds.primary().Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup, after)
+	auto := ""
+	if a := p.Auto; a != nil {
+		auto = fmt.Sprintf(" (chosen under DP from histograms of contributions, within the operator's maxima of %d group(s) and %d row(s))", a.MaxGroups, a.MaxRows)
+	}
+	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s)%s per group%s; values clamped to their bounds",
+		ds.primary().Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup, after, auto)
 }

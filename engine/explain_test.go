@@ -21,7 +21,7 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	register(t, e, visits(t, "visits", 100, false))
 	grant(t, e, "g", 10)
 	job := engine.Job{Principal: applicant, Grant: "g", SQL: "SELECT district, COUNT(*), AVG(cost), MEDIAN(cost) FROM visits GROUP BY district",
-		Options: plan.Options{Epsilon: 1.5}}
+		Options: plan.Options{Epsilon: 1.5, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}}
 	before := len(records(t, e))
 	x, err := e.Explain(context.Background(), job)
 	if err != nil {
@@ -41,12 +41,24 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	if count.Kind != string(dp.Count) || count.ExpectedError == nil || len(count.Components) != 1 {
 		t.Fatalf("count explained as %+v", count)
 	}
-	// Laplace, ε = 1.5/4 per aggregate, L0 = 1, L∞ = 5: b = 5/0.375, 95% half-width b·ln 20.
-	if want := 5 / 0.375 * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
+	// Laplace, ε = 1.5·(1 − BiasShare)/4 per aggregate, L0 = 1, L∞ = 5: b = 5/ε, 95% half-width b·ln 20.
+	if want := 5 / (1.5 * (1 - plan.BiasShare) / 4) * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
 		t.Fatalf("expected error %v, want %v", *count.ExpectedError, want)
 	}
 	if mean := x.Aggregates[1]; mean.Lower == nil || *mean.Upper != 1000 || len(mean.Components) != 2 || mean.Note == "" {
 		t.Fatalf("mean explained as %+v", mean)
+	}
+	if !strings.Contains(x.BoundsChoice, "fixed: 1 group(s) per unit, 5 row(s)") {
+		t.Fatalf("bounds choice %q for the job's own bounds", x.BoundsChoice)
+	}
+	auto := job
+	auto.Options.MaxGroupsContributed, auto.Options.MaxContributionsPerGroup = 0, 0
+	ax, err := e.Explain(context.Background(), auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ax.BoundsChoice, "will be chosen under DP") || !strings.Contains(ax.BoundsChoice, "max_groups_contributed (at most") {
+		t.Fatalf("bounds choice %q for automatic bounds", ax.BoundsChoice)
 	}
 	r, err := e.Submit(context.Background(), job)
 	if err != nil {

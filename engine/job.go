@@ -108,6 +108,9 @@ func (e *Engine) options(ctx context.Context, j Job) plan.Options {
 		// A default the policy would refuse is no default: half the policy's limit instead.
 		opts.Delta = limit / 2
 	}
+	if opts.MaxGroupsContributed == 0 || opts.MaxContributionsPerGroup == 0 {
+		opts.Auto = e.autoMax() // unset bounds are chosen under DP within the operator's maxima
+	}
 	if opts.MinUnitsPerGroup >= 0 { // a negative one stays, for Validate to refuse
 		opts.MinUnitsPerGroup = max(opts.MinUnitsPerGroup, e.policy.Params().MinUnitsPerGroup)
 	}
@@ -310,6 +313,7 @@ func mechanisms(p *plan.Planned) []mechanismRecord {
 		out = append(out, mechanismRecord{Aggregate: "differencing_check against " + pr.Against, Kind: s.Kind, Mechanism: s.Mechanism(),
 			Epsilon: s.Epsilon, Delta: s.Delta, Components: s.Components()})
 	}
+	out = append(out, tuningMechanisms(p)...)
 	if sel := p.Worker.Selection; sel != nil {
 		out = append(out, mechanismRecord{Aggregate: "partition_selection", Mechanism: "preagg_select_partition",
 			Epsilon: sel.Epsilon, Delta: sel.Delta, Components: []dp.Component{{Name: "selection", Mechanism: "preagg_select_partition",
@@ -493,5 +497,6 @@ func accessInput(j Job, ds sources, q *gate.Query, p *plan.Planned, opts plan.Op
 		uses = append(uses, ds.columnUse(gate.ColumnRef{Dataset: u.Dataset, Column: u.Column}, string(u.Usage)))
 	}
 	return policy.AccessInput{Principal: j.Principal, Action: policy.ActionSubmitJob, Datasets: ds.refs(), Columns: uses, Grant: j.Terms, Job: policy.JobParams{Kind: "sql", Epsilon: opts.Epsilon, Delta: opts.Delta,
-		MaxGroupsContributed: int(opts.MaxGroupsContributed), MaxContributionsPerGroup: int(opts.MaxContributionsPerGroup), PublicPartitions: p.Public}}
+		// The plan's bounds: the job's, or for automatic bounds the most the choice may pick.
+		MaxGroupsContributed: int(p.Worker.Bounds.MaxGroupsContributed), MaxContributionsPerGroup: int(p.Worker.Bounds.MaxContributionsPerGroup), PublicPartitions: p.Public}}
 }

@@ -29,7 +29,17 @@ type jobRecords struct {
 	// probePreNoise is the execution's keyed digest of the differencing checks' states.
 	probePreNoise string
 	release       *provenance.Release
-	refusal       *provenance.JobEnd // job_refused / job_failed
+	// profile, profileDigest and chosen are choose_bounds': the contribution histograms' plan,
+	// the keyed digest of their pre-noise bins and the bounds chosen (applied to plan).
+	profile       *wire.Plan
+	profileDigest string
+	chosen        *plan.Choice
+	// clampPlan, clampDigest and clamps are the clamping bounds' quantile plan, the keyed
+	// digest of its pre-noise trees and the bounds chosen (applied to plan).
+	clampPlan   *wire.Plan
+	clampDigest string
+	clamps      clampRecord
+	refusal     *provenance.JobEnd // job_refused / job_failed
 }
 
 // recordedDecision is a recorded policy decision with its input, as policy.WhatIf reads it.
@@ -83,6 +93,8 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			if derr == nil {
 				derr = ev.DifferencingChecks.Decode(&r.probes)
 			}
+		case *provenance.BoundsChosen:
+			derr = r.readBoundsChosen(ev)
 		case *provenance.PolicyAccess:
 			r.access, derr = recorded(ev.PolicyDecision)
 		case *provenance.PolicyEgress:
@@ -312,12 +324,17 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 	}
 	wp := *r.plan
 	wp.Job = "replay-" + job
-	parts, err := w.Execute(ctx, &wp)
+	parts, bias, err := w.ExecuteWithBias(ctx, &wp)
 	if err != nil {
 		add("execution", api.ReplayMismatch, "re-running the plan failed: %s", errcode.Public(err).Message)
 		return
 	}
 	pre, err := preNoiseBytes(&plan.Planned{Worker: wp}, parts)
+	if err == nil {
+		var b []byte
+		b, err = biasPreNoise(&wp, bias)
+		pre = append(pre, b...)
+	}
 	if err != nil {
 		add("execution", api.ReplayMismatch, "the re-run returned states that do not match the plan")
 		return
@@ -340,4 +357,36 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 		return
 	}
 	add("execution", api.ReplayMatch, "%d partition(s) and %d differencing check(s); the keyed digests of the pre-noise aggregates are the recorded ones", len(parts), len(r.probes))
+}
+
+// readBoundsChosen reads the bounds a job chose under DP and applies them to the recorded plan,
+// so the execution re-runs at the bounds it ran with.
+func (r *jobRecords) readBoundsChosen(ev *provenance.BoundsChosen) error {
+	if !ev.ClampPlan.IsNull() {
+		r.clampPlan, r.clampDigest = &wire.Plan{}, ev.ClampPreNoiseDigest
+		if err := ev.ClampPlan.Decode(r.clampPlan); err != nil {
+			return err
+		}
+		if err := ev.ClampBounds.Decode(&r.clamps); err != nil {
+			return err
+		}
+		if r.plan != nil {
+			if err := plan.ApplyClamps(r.plan, &plan.AutoClamp{Targets: r.clamps.Targets}, r.clamps.Chosen); err != nil {
+				return err
+			}
+		}
+	}
+	if !ev.ProfilePlan.IsNull() {
+		r.profile, r.chosen, r.profileDigest = &wire.Plan{}, &plan.Choice{}, ev.PreNoiseDigest
+		if err := ev.ProfilePlan.Decode(r.profile); err != nil {
+			return err
+		}
+		if err := ev.Chosen.Decode(r.chosen); err != nil {
+			return err
+		}
+		if r.plan != nil {
+			return plan.ApplyBounds(r.plan, r.chosen.MaxGroups, r.chosen.MaxRows)
+		}
+	}
+	return nil
 }

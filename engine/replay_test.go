@@ -75,6 +75,11 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 			stage(rep, "access_decision").Result != api.ReplayMatch || stage(rep, "egress_decision").Result != api.ReplayMatch {
 			t.Fatalf("replay of %s: %+v", job, rep)
 		}
+		// Every one chose its bounds under DP: the histograms re-run to the recorded digest, and
+		// the execution above re-ran at the recorded bounds.
+		if cb := stage(rep, "choose_bounds"); cb.Result != api.ReplayMatch {
+			t.Fatalf("replay of %s: choose_bounds %+v", job, cb)
+		}
 	}
 	if d := stage(mustReplay(t, e, executed[4]), "execution").Detail; !strings.Contains(d, "1 differencing check(s)") {
 		t.Fatalf("replay of a job with a differencing check: %q", d)

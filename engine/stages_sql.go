@@ -46,6 +46,8 @@ type jobState struct {
 
 	w           *sandbox.Client // worker
 	parts       []wire.Partition
+	choice      *plan.Choice     // choose_bounds: the contribution bounds chosen under DP
+	bias        *wire.BiasStates // execute: the bounding-cost counts' pre-noise states
 	probeStates [][]byte
 	probePre    []byte
 	started     time.Time
@@ -95,6 +97,8 @@ func sqlStages() []stage {
 			doc: "reserve the cost on the grant and the datasets"},
 		{name: "worker", skip: (*jobState).isRepeat, run: workerStage,
 			doc: "start the domain's sandbox worker"},
+		{name: "choose_bounds", enters: phaseReading, skip: noAutoBounds, run: chooseBoundsStage, records: events(&provenance.BoundsChosen{}), replay: replayChooseBounds,
+			doc: "choose unset bounds under DP: clamping bounds from DP quantiles, contribution bounds from DP histograms of contributions per unit"},
 		{name: "execute", enters: phaseReading, skip: (*jobState).isRepeat, run: executeStage, records: events(&provenance.Execution{}), replay: replayExecution,
 			doc: "the worker runs the plan: pre-noise aggregates, never rows"},
 		{name: "note_filter", skip: (*jobState).isRepeat, run: noteFilterStage,
@@ -251,7 +255,7 @@ func workerStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 
 func executeStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	start := time.Now()
-	parts, err := s.w.Execute(ctx, &s.p.Worker)
+	parts, bias, err := s.w.ExecuteWithBias(ctx, &s.p.Worker)
 	if err == nil {
 		s.probeStates, s.probePre, err = executeProbes(ctx, s.w, s.id, s.p.Probes)
 	}
@@ -259,10 +263,15 @@ func executeStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 		return nil, err
 	}
 	pre, err := preNoiseBytes(s.p, parts)
+	if err == nil {
+		var b []byte
+		b, err = biasPreNoise(&s.p.Worker, bias)
+		pre = append(pre, b...)
+	}
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the worker returned states that do not match the plan; nothing was released")
 	}
-	s.parts = parts
+	s.parts, s.bias = parts, bias
 	exec := &provenance.Execution{
 		Domain: s.ds.domain(), Snapshots: s.ds.snapshots(), DurationMS: time.Since(start).Milliseconds(),
 		PreNoiseDigest: e.auditKey.Digest(pre),
@@ -299,9 +308,13 @@ func mechanismStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.Eve
 	if err != nil {
 		return nil, err
 	}
+	if res.Bias, err = releaseBias(s.p, s.choice, s.bias); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
+	}
+	flagClampBounds(s.q, s.p, res)
 	// The noisy rows are remembered whether released or held: a repeat of a held query gets
 	// the same rows (and the same review), never fresh noise.
-	s.stored = storedAnswer{Rows: slices.Clone(res.Rows), Units: res.units, Probes: probes}
+	s.stored = storedAnswer{Rows: slices.Clone(res.Rows), Units: res.units, Probes: probes, Bias: res.Bias}
 	res.probes = probes
 	res.Job, res.Dataset = s.id, s.ds.name()
 	res.Bounds = boundsText(s.ds, s.p)
@@ -466,7 +479,7 @@ func releaseRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	if (s.p.UnitCount >= 0) != (st.Units != nil) || (st.Units != nil && len(st.Units) != len(st.Rows)) {
 		return nil, errcode.New(errcode.Internal, "the stored answer's unit counts do not match the plan")
 	}
-	res := &Result{Result: api.Result{Job: s.id, Dataset: s.ds.name(), Rows: st.Rows, Bounds: st.Bounds,
+	res := &Result{Result: api.Result{Job: s.id, Dataset: s.ds.name(), Rows: st.Rows, Bounds: st.Bounds, Bias: st.Bias,
 		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
 			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}, units: st.Units, probes: st.Probes}
 	for _, o := range s.q.Outputs {

@@ -34,7 +34,15 @@ func TestStageListsAreWellFormed(t *testing.T) {
 				t.Errorf("%s: stage %d (%q) needs a unique name, a function and a description", kind, i, st.name)
 			}
 			seen[st.name] = true
-			for _, next := range []phase{st.enters, st.reaches} {
+			// A stage may enter the phase an earlier stage entered (choose_bounds and execute both
+			// enter reading; either may be the first to run), never an earlier one.
+			if st.enters != 0 && st.enters < ph {
+				t.Errorf("%s: stage %s moves the phase from %s back to %s", kind, st.name, ph, st.enters)
+			}
+			if st.enters != 0 {
+				ph = st.enters
+			}
+			for _, next := range []phase{st.reaches} {
 				if next != 0 && next <= ph {
 					t.Errorf("%s: stage %s moves the phase from %s back to %s", kind, st.name, ph, next)
 				}
@@ -172,8 +180,9 @@ func TestAFailureInEachStageCostsWhatItsPhaseSays(t *testing.T) {
 	expect := map[string]want{
 		"submit": refused, "gate": refused, "plan": refused, "policy_access": refused, "fingerprint": refused,
 		"decision_recall": refused, "release_recall": refused, "reserve": refused,
-		"worker":  failed,
-		"execute": charged, "note_filter": charged, "debit": charged, "mechanism": charged, "screen": charged,
+		"worker":        failed,
+		"choose_bounds": charged,
+		"execute":       charged, "note_filter": charged, "debit": charged, "mechanism": charged, "screen": charged,
 		"egress_policy": charged, "release": charged,
 		"receipt": afterRelease, "remember": afterRelease,
 		// An allowed output skips these: they are exercised by the held and denied jobs of

@@ -116,6 +116,16 @@ type Params struct {
 	// what its lifetime budget has left to allocate to grants; otherwise only those who may read
 	// the dataset's budget report (dataset.usage) see it.
 	DiscloseDatasetBudget bool `json:"disclose_dataset_budget"`
+	// MaxGroups (max_groups_contributed) and MaxRows (max_contributions_per_group) are the
+	// access policy's limits on a job's contribution bounds; 0: no limit is known.
+	MaxGroups float64 `json:"max_groups_contributed"`
+	MaxRows   float64 `json:"max_contributions_per_group"`
+	// AutoMaxGroups (auto_max_groups_contributed) and AutoMaxRows
+	// (auto_max_contributions_per_group) are the operator's maxima for contribution bounds the
+	// engine chooses under DP when a job leaves them unset (never above MaxGroups, MaxRows); 0:
+	// the engine's fallback.
+	AutoMaxGroups float64 `json:"auto_max_groups_contributed"`
+	AutoMaxRows   float64 `json:"auto_max_contributions_per_group"`
 }
 
 // Values of disclose_dataset_size.
@@ -191,7 +201,8 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 	}
 	params, _ := rs[0].Expressions[0].Value.(map[string]any)
 	for key, dst := range map[string]*float64{"min_units_per_group": &p.MinUnitsPerGroup, "differencing_min_units": &p.DifferencingMinUnits,
-		"max_delta_per_job": &p.MaxDeltaPerJob} {
+		"max_delta_per_job": &p.MaxDeltaPerJob, "max_groups_contributed": &p.MaxGroups, "max_contributions_per_group": &p.MaxRows,
+		"auto_max_groups_contributed": &p.AutoMaxGroups, "auto_max_contributions_per_group": &p.AutoMaxRows} {
 		if v, ok := params[key]; ok {
 			f, ok := number(v)
 			if !ok || f < 0 || math.IsInf(f, 0) {

@@ -478,6 +478,8 @@ func TestEngineParams(t *testing.T) {
 			tc.want.ReturnUnspentOnRevoke, tc.want.ReturnUnspentOnExpiry = true, true
 			tc.want.MaxDeltaPerJob = shipped.MaxDeltaPerJob // the access rules read it too
 			tc.want.DiscloseDatasetSize, tc.want.DiscloseDatasetBudget = shipped.DiscloseDatasetSize, shipped.DiscloseDatasetBudget
+			tc.want.MaxGroups, tc.want.MaxRows = shipped.MaxGroups, shipped.MaxRows
+			tc.want.AutoMaxGroups, tc.want.AutoMaxRows = shipped.AutoMaxGroups, shipped.AutoMaxRows
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}

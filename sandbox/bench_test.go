@@ -81,7 +81,7 @@ func BenchmarkWorkerExecute(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := w.execute(ctx, p); err != nil {
+		if _, _, err := w.execute(ctx, p); err != nil {
 			b.Fatal(err)
 		}
 	}

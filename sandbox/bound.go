@@ -64,6 +64,20 @@ type boundPass struct {
 	view     [][]float64 // per value column, rowValues' result (may alias a batch: read only)
 	lastG    uint64
 	lastPart int32
+
+	// profile holds the contribution histograms' bins by name when the plan asks for a
+	// profile (wire.Profile) instead of aggregates.
+	profile map[string]dp.Accumulator
+	// bias holds the bounding-cost counts when the plan asks for them (wire.BiasSpecs); clamped
+	// marks, per aggregate, whether the unit being bounded had a kept value outside its bounds.
+	bias    *biasAccs
+	clamped []bool
+}
+
+// biasAccs are the accumulators of a plan's BiasSpecs (see wire.BiasSpecs).
+type biasAccs struct {
+	units, dropping, fraction dp.Accumulator
+	clamped                   []dp.Accumulator
 }
 
 type openUnit struct {
@@ -115,6 +129,98 @@ func newBoundPass(p *wire.Plan, lo, hi, units int64, public map[uint64][]string)
 		openBits: make([]uint64, (hi-lo+63)/64),
 		public:   public,
 	}
+}
+
+// newPass is newBoundPass with the plan's profile histograms or bounding-cost counts set up.
+func newPass(p *wire.Plan, lo, hi, units int64, public map[uint64][]string) (*boundPass, error) {
+	b := newBoundPass(p, lo, hi, units, public)
+	if p.Profile != nil {
+		b.profile = map[string]dp.Accumulator{}
+	}
+	if bs := p.Bias; bs != nil && p.Profile == nil {
+		var err error
+		ba := &biasAccs{}
+		if ba.units, err = bs.Count.NewAccumulator(units); err != nil {
+			return nil, err
+		}
+		if ba.dropping, err = bs.Count.NewAccumulator(units); err != nil {
+			return nil, err
+		}
+		if ba.fraction, err = bs.DroppedFraction.NewAccumulator(units); err != nil {
+			return nil, err
+		}
+		for _, s := range bs.Clamped {
+			acc, err := s.NewAccumulator(units)
+			if err != nil {
+				return nil, err
+			}
+			ba.clamped = append(ba.clamped, acc)
+		}
+		b.bias = ba
+		b.clamped = make([]bool, len(p.Aggregates))
+	}
+	return b, nil
+}
+
+// unitDone records, for the bounding-cost counts, a unit that had total rows in the query
+// (after the filter and the public domains) of which bounding kept kept. Each count gets at
+// most 1 from the unit: sensitivity 1.
+func (b *boundPass) unitDone(total, kept int64) error {
+	if b.bias == nil || total == 0 {
+		return nil
+	}
+	ba := b.bias
+	if err := ba.units.AddUnit(1, nil); err != nil {
+		return err
+	}
+	frac := float64(total-kept) / float64(total)
+	if kept < total {
+		if err := ba.dropping.AddUnit(1, nil); err != nil {
+			return err
+		}
+	}
+	if err := ba.fraction.AddUnit(1, []float64{frac}); err != nil {
+		return err
+	}
+	for i, j := range b.plan.Bias.ClampedAggregates {
+		if b.clamped[j] {
+			if err := ba.clamped[i].AddUnit(1, nil); err != nil {
+				return err
+			}
+		}
+	}
+	clear(b.clamped)
+	return nil
+}
+
+// profileUnit adds unit u, whose rows are grouped in b.groups, to the contribution
+// histograms: its number of groups, and the rows of the group of lowest keyed rank. The unit
+// falls into exactly one bin of each histogram.
+func (b *boundPass) profileUnit(u int64) error {
+	pr := b.plan.Profile
+	best := 0
+	var bestRank uint64
+	for i, gr := range b.groups {
+		r := mix(b.plan.SamplingKey, uint64(u), b.parts[gr.part].g)
+		if i == 0 || r < bestRank {
+			best, bestRank = i, r
+		}
+	}
+	gr := b.groups[best]
+	for _, bin := range []string{wire.ProfileBin("groups", int64(len(b.groups)), pr.MaxGroups), wire.ProfileBin("rows", int64(gr.end-gr.start), pr.MaxRows)} {
+		acc := b.profile[bin]
+		if acc == nil {
+			var err error
+			if acc, err = pr.Spec.NewAccumulator(b.units); err != nil {
+				return err
+			}
+			b.profile[bin] = acc
+		}
+		if err := acc.AddUnit(1, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // batch columns: 0 unit (int64), 1 rowid (int64), then if keys: the group hash (uint64), then
@@ -279,6 +385,9 @@ func (b *boundPass) rowPartition(sb *scanBatch, r int) (int32, error) {
 // and the chosen rows are summed in rowid order. It reports false, having changed nothing,
 // when the run needs the general path (rows in more than one partition).
 func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
+	if b.profile != nil {
+		return false, nil
+	}
 	kept := b.pick[:0]
 	part := int32(-1)
 	if sb.keep == nil {
@@ -301,7 +410,10 @@ func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 			part = p
 			if j-i <= b.lInf {
 				b.markDone(u)
-				return true, b.add1(b.parts[part], int64(j-i), b.rowValues(sb, i, j))
+				if err := b.add1(b.parts[part], int64(j-i), b.rowValues(sb, i, j)); err != nil {
+					return true, err
+				}
+				return true, b.unitDone(int64(j-i), int64(j-i))
 			}
 			for r := i; r < j; r++ {
 				kept = append(kept, r)
@@ -329,6 +441,7 @@ func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 	if part < 0 {
 		return true, nil // no kept row: the unit contributes nothing
 	}
+	total := int64(len(kept))
 	if len(kept) > b.lInf {
 		b.ranks = b.ranks[:0]
 		for _, r := range kept {
@@ -358,7 +471,10 @@ func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 			cols[c] = append(cols[c], vs[r])
 		}
 	}
-	return true, b.add1(b.parts[part], int64(len(kept)), cols)
+	if err := b.add1(b.parts[part], int64(len(kept)), cols); err != nil {
+		return true, err
+	}
+	return true, b.unitDone(total, int64(len(kept)))
 }
 
 // rowValues returns, per value column, the values of the batch's rows [i, j) (NaN for NULL):
@@ -495,6 +611,10 @@ func (b *boundPass) flush(u int64) error {
 			}
 		}
 	}
+	if b.profile != nil {
+		return b.profileUnit(u)
+	}
+	total, kept := int64(len(b.rows)), int64(0)
 	unit := uint64(u)
 	if len(b.groups) > b.l0 {
 		for i := range b.groups {
@@ -521,11 +641,12 @@ func (b *boundPass) flush(u int64) error {
 				b.pick = append(b.pick, gr.start+pos)
 			}
 		}
+		kept += int64(len(b.pick))
 		if err := b.contribute(b.parts[gr.part], b.pick); err != nil {
 			return err
 		}
 	}
-	return nil
+	return b.unitDone(total, kept)
 }
 
 func (b *boundPass) contribute(ps *partState, picked []int) error {
@@ -549,6 +670,14 @@ func (b *boundPass) add1(ps *partState, n int64, cols [][]float64) error {
 		var vals []float64
 		if spec.Value >= 0 { // spec.ReadsValues()
 			vals = cols[spec.Value]
+		}
+		if b.clamped != nil && !b.clamped[j] && spec.Value >= 0 && spec.Kind != dp.Count {
+			for _, v := range vals {
+				if v < spec.Lower || v > spec.Upper { // false for NaN (NULL)
+					b.clamped[j] = true
+					break
+				}
+			}
 		}
 		if b.tally && spec.Kind == dp.Sum {
 			for _, v := range vals {
@@ -693,6 +822,27 @@ func (b *boundPass) finish() error {
 
 // merge folds another shard's pass (over a disjoint unit range) into b.
 func (b *boundPass) merge(o *boundPass) error {
+	for name, acc := range o.profile {
+		if mine := b.profile[name]; mine != nil {
+			if err := mine.Merge(acc); err != nil {
+				return err
+			}
+		} else {
+			b.profile[name] = acc
+		}
+	}
+	if b.bias != nil {
+		for _, pr := range [][2]dp.Accumulator{{b.bias.units, o.bias.units}, {b.bias.dropping, o.bias.dropping}, {b.bias.fraction, o.bias.fraction}} {
+			if err := pr[0].Merge(pr[1]); err != nil {
+				return err
+			}
+		}
+		for i := range b.bias.clamped {
+			if err := b.bias.clamped[i].Merge(o.bias.clamped[i]); err != nil {
+				return err
+			}
+		}
+	}
 	for _, op := range o.parts {
 		if op.excluded {
 			continue

@@ -327,11 +327,41 @@ func (c *Client) Verify(ctx context.Context, digest string) error {
 
 // Execute runs a bounded plan and returns the per-partition pre-noise states.
 func (c *Client) Execute(ctx context.Context, p *wire.Plan) ([]wire.Partition, error) {
+	parts, _, err := c.ExecuteWithBias(ctx, p)
+	return parts, err
+}
+
+// ExecuteWithBias is Execute that also returns the pre-noise states of the plan's
+// bounding-cost counts (nil when the plan asks for none).
+func (c *Client) ExecuteWithBias(ctx context.Context, p *wire.Plan) ([]wire.Partition, *wire.BiasStates, error) {
+	if p.Profile != nil {
+		return nil, nil, errcode.New(errcode.Internal, "a profile plan is run by Profile")
+	}
+	res, err := c.call(ctx, request{Op: "execute", Plan: p})
+	if err != nil {
+		return nil, nil, err
+	}
+	parts, err := decodePartitions(res.payload, len(p.Keys), len(p.Aggregates))
+	if err != nil {
+		return nil, nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker returned a malformed result")
+	}
+	if p.Bias != nil && (res.resp.Bias == nil || len(res.resp.Bias.Clamped) != len(p.Bias.Clamped)) {
+		return nil, nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned no bounding-cost counts")
+	}
+	return parts, res.resp.Bias, nil
+}
+
+// Profile runs a plan with a Profile and returns its histogram bins' pre-noise states, one
+// partition per bin that some unit reached, keyed by the bin's name (wire.ProfileBin).
+func (c *Client) Profile(ctx context.Context, p *wire.Plan) ([]wire.Partition, error) {
+	if p.Profile == nil {
+		return nil, errcode.New(errcode.Internal, "a profile needs a plan with a Profile")
+	}
 	res, err := c.call(ctx, request{Op: "execute", Plan: p})
 	if err != nil {
 		return nil, err
 	}
-	parts, err := decodePartitions(res.payload, len(p.Keys), len(p.Aggregates))
+	parts, err := decodePartitions(res.payload, 1, 1)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker returned a malformed result")
 	}

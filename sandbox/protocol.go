@@ -47,6 +47,8 @@ type response struct {
 	RawSet    *wire.RawSetInfo `json:"rawset,omitempty"`
 	Isolation *wire.Isolation  `json:"isolation,omitempty"`
 	Arrow     bool             `json:"arrow,omitempty"`
+	// Bias are the pre-noise states of an executed plan's bounding-cost counts.
+	Bias *wire.BiasStates `json:"bias,omitempty"`
 }
 
 type wireError struct {

@@ -275,7 +275,7 @@ func TestRelationStatesAreDeterministic(t *testing.T) {
 	}
 	byKey := func(shards int) map[string]string {
 		w.shards = shards
-		payload, err := w.execute(ctx, p)
+		payload, _, err := w.execute(ctx, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +393,7 @@ func TestRelationTableIsDroppedAfterExecute(t *testing.T) {
 		{"failure after materializing", "no_such_column", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := w.execute(ctx, relPlan(relJoin(a, b), c.key, "a.cost", 1, 3))
+			_, _, err := w.execute(ctx, relPlan(relJoin(a, b), c.key, "a.cost", 1, 3))
 			if (err != nil) != c.fail {
 				t.Fatalf("err = %v, want failure %v", err, c.fail)
 			}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/duckdb/duckdb-go/v2"
 
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/errcode"
 )
 
@@ -156,7 +158,7 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			err = errcode.New(errcode.Internal, "execute without a plan")
 			break
 		}
-		payload, err = w.execute(ctx, req.Plan)
+		payload, resp.Bias, err = w.execute(ctx, req.Plan)
 		resp.Arrow = err == nil
 	case "isolation":
 		iso := w.iso
@@ -207,34 +209,72 @@ func probe(ctx context.Context, target string) error {
 // execute runs the plan's filter and projection in DuckDB over disjoint unit ranges in
 // parallel, bounds each unit's run in a streaming pass, merges the shards, and encodes only the
 // per-partition DP states.
-func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, error) {
+func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, *wire.BiasStates, error) {
+	payload, pass, err := w.executePass(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	var bias *wire.BiasStates
+	if pass.bias != nil {
+		if bias, err = encodeBias(pass.bias); err != nil {
+			return nil, nil, err
+		}
+	}
+	return payload, bias, nil
+}
+
+func encodeBias(ba *biasAccs) (*wire.BiasStates, error) {
+	out := &wire.BiasStates{}
+	var err error
+	if out.Units, err = ba.units.Encode(); err != nil {
+		return nil, err
+	}
+	if out.Dropping, err = ba.dropping.Encode(); err != nil {
+		return nil, err
+	}
+	if out.DroppedFraction, err = ba.fraction.Encode(); err != nil {
+		return nil, err
+	}
+	for _, acc := range ba.clamped {
+		b, err := acc.Encode()
+		if err != nil {
+			return nil, err
+		}
+		out.Clamped = append(out.Clamped, b)
+	}
+	return out, nil
+}
+
+// executePass runs the plan and returns the encoded partitions (or, for a profile, the
+// histogram bins) with the merged pass.
+func (w *worker) executePass(ctx context.Context, p *wire.Plan) ([]byte, *boundPass, error) {
 	if p.TimeoutMS > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
 	if p.Bounds.MaxGroupsContributed < 1 || p.Bounds.MaxContributionsPerGroup < 1 {
-		return nil, errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
+		return nil, nil, errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
 	}
 	var snap *snapTable
 	if p.Relation != nil {
 		rel, drop, err := w.materialize(ctx, p.Relation, p.SamplingKey)
 		if err != nil {
-			return nil, classifyExecError(ctx, err)
+			return nil, nil, classifyExecError(ctx, err)
 		}
 		defer drop()
 		snap = rel
 	} else {
 		var err error
 		if snap, err = w.loaded(ctx, p.Snapshot); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var public map[uint64][]string
 	if len(p.Domains) > 0 {
 		var err error
 		if public, err = w.publicKeys(ctx, p, snap); err != nil {
-			return nil, classifyExecError(ctx, err)
+			return nil, nil, classifyExecError(ctx, err)
 		}
 	}
 	shards := max(1, min(w.shards, int(snap.Units)))
@@ -253,18 +293,39 @@ func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, error) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return nil, classifyExecError(ctx, err)
+			return nil, nil, classifyExecError(ctx, err)
 		}
 	}
 	for _, o := range passes[1:] {
 		if err := passes[0].merge(o); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	if err := w.fetchKeys(ctx, p, snap, passes[0]); err != nil {
-		return nil, classifyExecError(ctx, err)
+	if p.Profile != nil {
+		out, err := encodeProfile(passes[0])
+		return out, passes[0], err
 	}
-	return encodePartitions(passes[0])
+	if err := w.fetchKeys(ctx, p, snap, passes[0]); err != nil {
+		return nil, nil, classifyExecError(ctx, err)
+	}
+	out, err := encodePartitions(passes[0])
+	return out, passes[0], err
+}
+
+// encodeProfile writes a profile's histogram bins as partitions with one key (the bin's
+// name) and one state (its count), in the format of encodePartitions.
+func encodeProfile(b *boundPass) ([]byte, error) {
+	names := make([]string, 0, len(b.profile))
+	for name := range b.profile {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	q := &boundPass{nKeys: 1, plan: &wire.Plan{Aggregates: []dp.Spec{b.plan.Profile.Spec}}}
+	for _, name := range names {
+		k := name
+		q.parts = append(q.parts, &partState{key: []*string{&k}, accs: []dp.Accumulator{b.profile[name]}})
+	}
+	return encodePartitions(q)
 }
 
 // scanShard bounds the units [lo, hi). DuckDB usually delivers a filtered scan in insertion
@@ -272,11 +333,16 @@ func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, error) {
 // so the fast unordered scan is checked run by run and, if any unit's rows came in two runs,
 // discarded and repeated with an explicit ORDER BY.
 func (w *worker) scanShard(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, public map[uint64][]string) (*boundPass, error) {
-	pass := newBoundPass(p, lo, hi, snap.Units, public)
-	err := w.scan(ctx, p, snap, lo, hi, false, pass)
+	pass, err := newPass(p, lo, hi, snap.Units, public)
+	if err != nil {
+		return nil, err
+	}
+	err = w.scan(ctx, p, snap, lo, hi, false, pass)
 	if errors.Is(err, errUnitSplit) {
 		w.log.Info("unordered scan split a unit's rows; rescanning in unit order", "job", p.Job)
-		pass = newBoundPass(p, lo, hi, snap.Units, public)
+		if pass, err = newPass(p, lo, hi, snap.Units, public); err != nil {
+			return nil, err
+		}
 		err = w.scan(ctx, p, snap, lo, hi, true, pass)
 	}
 	return pass, err

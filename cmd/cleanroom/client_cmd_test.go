@@ -736,3 +736,31 @@ func TestResultTablePrintsDerivedCells(t *testing.T) {
 		}
 	}
 }
+
+// The table states the bias of bounding and warns, naming what to do, when a share passes the
+// threshold; a cell at its clamping bound says so.
+func TestResultTableWarnsWhenBoundingDropsMuch(t *testing.T) {
+	key := "530102"
+	model := 0.3
+	r := &engine.Result{Result: api.Result{Job: "job-1", Columns: []api.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "max", Kind: "aggregate"}},
+		Rows: [][]api.Cell{{{Key: &key}, {DP: &api.Released{Value: 49990, CILow: 49000, CIHigh: 49990}, AtClampBound: "upper"}}},
+		Bias: &api.Bias{Epsilon: 0.05, Units: 8000, UnitsWithDroppedRows: 0.1, RowsDropped: 0.02, ModelRowsDropped: &model,
+			Chosen: api.ChosenBounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 64, GroupsAutomatic: true, RowsAutomatic: true, MaxGroups: 32, MaxRows: 64}}}}
+	var b strings.Builder
+	if err := writeResultTable(&b, r, "released"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"49990 (at upper bound)", "warning: contribution bounding dropped about 30% of rows", "chosen automatically within the operator's maxima (32 groups, 64 rows)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table\n%s\nwant %q", b.String(), want)
+		}
+	}
+	r.Bias.ModelRowsDropped, r.Bias.Chosen.GroupsAutomatic, r.Bias.Chosen.RowsAutomatic = nil, false, false
+	b.Reset()
+	if err := writeResultTable(&b, r, "released"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "warning:") {
+		t.Errorf("warned below the threshold:\n%s", b.String())
+	}
+}

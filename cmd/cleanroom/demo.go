@@ -641,4 +641,7 @@ func printResult(out io.Writer, r *engine.Result) {
 	tw.Flush()
 	fmt.Fprintf(out, "   released job %s: %d rows%s; spent epsilon %.3g, delta %.3g (%s)\n   bounds: %s\n",
 		r.Job, len(r.Rows), withheldText(r), r.Spent.Epsilon, r.Spent.Delta, r.Split, r.Bounds)
+	for _, warn := range r.Bias.Warnings() {
+		fmt.Fprintf(out, "   %s\n", warn)
+	}
 }

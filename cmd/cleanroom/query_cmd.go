@@ -63,7 +63,7 @@ partition selection is refused with what would work instead.`,
 			case explain && (saveTo != "" || f.output == outputCSV || f.output == outputArrow):
 				return errors.New("--explain prints the dry run (a table, or --json); it has no result to --save, --csv or --output arrow")
 			case o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0:
-				return errors.New("--max-groups and --max-contributions must be ≥ 0 (0: the platform default)")
+				return errors.New("--max-groups and --max-contributions must be ≥ 0 (0: chosen automatically under DP)")
 			}
 			return nil
 		},
@@ -97,8 +97,8 @@ partition selection is refused with what would work instead.`,
 	fl.Float64Var(&req.Options.Epsilon, "epsilon", 0, "epsilon this job spends (default: the platform's)")
 	fl.Float64Var(&delta, "delta", 0, "delta this job may spend; 0 is pure DP (public partitions only) (default: a share of the grant's delta)")
 	fl.BoolVar(&explain, "explain", false, "print the dry run (cost, noise, expected error, partitions, policy decision) instead of running the job; free")
-	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: the platform's)")
-	fl.Int64Var(&req.Options.MaxContributionsPerGroup, "max-contributions", 0, "rows one privacy unit may contribute per group (default: the platform's)")
+	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: chosen under DP within the operator's maximum)")
+	fl.Int64Var(&req.Options.MaxContributionsPerGroup, "max-contributions", 0, "rows one privacy unit may contribute per group (default: chosen under DP within the operator's maximum)")
 	_ = cmd.MarkFlagRequired("grant")
 	return cmd
 }
@@ -246,7 +246,11 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 		for j, c := range row {
 			switch {
 			case c.DP != nil:
-				cells = append(cells, fmtNum(c.DP.Value), "±"+fmtNum((c.DP.CIHigh-c.DP.CILow)/2))
+				v := fmtNum(c.DP.Value)
+				if c.AtClampBound != "" {
+					v += " (at " + c.AtClampBound + " bound)"
+				}
+				cells = append(cells, v, "±"+fmtNum((c.DP.CIHigh-c.DP.CILow)/2))
 				if i == 0 && j < len(r.Columns) {
 					if _, ok := cols[c.DP.Mechanism]; !ok {
 						mechs = append(mechs, c.DP.Mechanism)
@@ -270,7 +274,7 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 	if r.LogIndex > 0 {
 		fmt.Fprintf(w, " (provenance record %d)", r.LogIndex)
 	}
-	fmt.Fprintln(w, "; ± is half the width of the 95% confidence interval")
+	fmt.Fprintln(w, "; ± is half the width of the 95% confidence interval of the noise (not of the bias below)")
 	if len(mechs) > 0 {
 		var parts []string
 		for _, m := range mechs {
@@ -285,7 +289,28 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 	if r.Bounds != "" {
 		fmt.Fprintf(w, "bounds: %s\n", r.Bounds)
 	}
+	writeBias(w, r.Bias)
 	return nil
+}
+
+// writeBias states what bounding cost the answer: one line of noisy estimates, then a warning
+// line for each bias above api.BiasWarnShare that says what to do about it.
+func writeBias(w io.Writer, b *api.Bias) {
+	if b == nil {
+		return
+	}
+	line := fmt.Sprintf("bias (noisy, epsilon %s): bounding dropped rows of %.1f%% of units (%.1f%% of a unit's rows on average", fmtFloat(b.Epsilon), 100*b.UnitsWithDroppedRows, 100*b.RowsDropped)
+	if b.ModelRowsDropped != nil {
+		line += fmt.Sprintf("; about %.1f%% of all rows by the bounds' model", 100**b.ModelRowsDropped)
+	}
+	line += ")"
+	for _, c := range b.Clamped {
+		line += fmt.Sprintf("; %s clamped values of %.1f%% of units", c.Aggregate, 100*c.Units)
+	}
+	fmt.Fprintln(w, line)
+	for _, warn := range b.Warnings() {
+		fmt.Fprintln(w, warn)
+	}
 }
 
 // withheldText says how many rows were withheld as small groups, when the result says.

@@ -16,11 +16,17 @@ import (
 
 // Options are the applicant's privacy parameters for one job.
 type Options struct {
-	Epsilon                  float64 `json:"epsilon"`
-	Delta                    float64 `json:"delta"`
-	MaxGroupsContributed     int64   `json:"max_groups_contributed"`
-	MaxContributionsPerGroup int64   `json:"max_contributions_per_group"`
-	TimeoutMS                int64   `json:"timeout_ms,omitempty"`
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+	// MaxGroupsContributed (L0) and MaxContributionsPerGroup (L∞) are the contribution
+	// bounds; 0 is automatic: chosen under DP within Auto's maxima (auto.go), or the fixed
+	// defaults when Auto is nil.
+	MaxGroupsContributed     int64 `json:"max_groups_contributed"`
+	MaxContributionsPerGroup int64 `json:"max_contributions_per_group"`
+	// Auto are the operator's maxima for automatic bounds; the engine sets them from the
+	// policy, an applicant cannot.
+	Auto      *AutoMax `json:"auto_max,omitempty"`
+	TimeoutMS int64    `json:"timeout_ms,omitempty"`
 	// MinUnitsPerGroup withholds output rows whose noisy count of privacy units is below it.
 	// The engine raises it to the policy's minimum; an applicant may ask for more.
 	MinUnitsPerGroup float64 `json:"min_units_per_group,omitempty"`
@@ -51,21 +57,16 @@ func (o Options) DefaultsFor(grantDelta float64) Options {
 }
 
 // Defaults fills unset options: epsilon 1, delta FallbackDelta (spent only when partitions are
-// selected; a job on a grant gets DefaultsFor's share of its grant's delta instead), one group
-// per unit, five rows per unit and group, a 60 s deadline. A delta set to 0 (DeltaSet) stays
-// 0: pure DP, public partitions only.
+// selected; a job on a grant gets DefaultsFor's share of its grant's delta instead) and a 60 s
+// deadline. A delta set to 0 (DeltaSet) stays 0: pure DP, public partitions only. Unset
+// contribution bounds stay unset: Build chooses them (automatic bounds) or uses
+// DefaultMaxGroups and DefaultMaxRows.
 func (o Options) Defaults() Options {
 	if o.Epsilon == 0 {
 		o.Epsilon = 1
 	}
 	if o.Delta == 0 && !o.DeltaSet {
 		o.Delta = FallbackDelta
-	}
-	if o.MaxGroupsContributed == 0 {
-		o.MaxGroupsContributed = 1
-	}
-	if o.MaxContributionsPerGroup == 0 {
-		o.MaxContributionsPerGroup = 5
 	}
 	if o.TimeoutMS == 0 {
 		o.TimeoutMS = 60_000
@@ -80,10 +81,10 @@ func (o Options) Validate() error {
 		return errcode.New(errcode.InvalidOptions, "epsilon must be in (0, %d]", dp.MaxEpsilon)
 	case !(o.Delta >= 0 && o.Delta < 1):
 		return errcode.New(errcode.InvalidOptions, "delta must be in [0, 1)")
-	case o.MaxGroupsContributed < 1 || o.MaxGroupsContributed > 1000:
-		return errcode.New(errcode.InvalidOptions, "max_groups_contributed must be between 1 and 1000")
-	case o.MaxContributionsPerGroup < 1 || o.MaxContributionsPerGroup > 10000:
-		return errcode.New(errcode.InvalidOptions, "max_contributions_per_group must be between 1 and 10000")
+	case o.MaxGroupsContributed < 0 || o.MaxGroupsContributed > 1000:
+		return errcode.New(errcode.InvalidOptions, "max_groups_contributed must be between 1 and 1000 (or unset: automatic)")
+	case o.MaxContributionsPerGroup < 0 || o.MaxContributionsPerGroup > 10000:
+		return errcode.New(errcode.InvalidOptions, "max_contributions_per_group must be between 1 and 10000 (or unset: automatic)")
 	case !(o.MinUnitsPerGroup >= 0 && o.MinUnitsPerGroup <= MaxMinUnitsPerGroup):
 		return errcode.New(errcode.InvalidOptions, "min_units_per_group must be between 0 and %d", MaxMinUnitsPerGroup)
 	case o.TimeoutMS < 0:
@@ -127,6 +128,14 @@ type Planned struct {
 	UnitCount int
 	// MinUnitsPerGroup is the least noisy unit count a released row may have.
 	MinUnitsPerGroup float64
+	// Auto, when not nil, says which contribution bounds are to be chosen under DP (the
+	// choose_bounds stage): Worker carries the maxima until ApplyBounds sets the choice.
+	Auto *AutoBounds
+	// Clamp, when not nil, says which values get clamping bounds chosen under DP (the
+	// choose_bounds stage): Worker carries the catalog's bounds until ApplyClamps.
+	Clamp *AutoClamp
+	// BiasEpsilon is the epsilon of the bounding-cost counts (Worker.Bias).
+	BiasEpsilon float64
 	// Probes count, for each prior query given to Build, the privacy units on which its
 	// filter and this query's disagree (a differencing check); each takes a share of the
 	// budget.
@@ -181,17 +190,12 @@ const MaxJoinRowsPerUnit = 1_000_000
 // work, memory and time as large as it likes. Each dataset keeps L0·L∞ rows per unit (what one
 // unit can contribute after bounding anyway), or PerUnitJoinRows under a per-unit subquery; a
 // join whose product of these exceeds MaxJoinRowsPerUnit is refused before anything runs.
-func joinRowsPerUnit(q *gate.Query, o Options) (int64, error) {
-	units := 0
-	for _, s := range q.Sources {
-		if !s.Dataset.Public {
-			units++
-		}
-	}
+func joinRowsPerUnit(q *gate.Query, l0, lInf int64) (int64, error) {
+	units := unitSources(q)
 	if units < 2 {
 		return 0, nil
 	}
-	per := o.MaxGroupsContributed * o.MaxContributionsPerGroup
+	per := l0 * lInf
 	if q.Relation.PerUnit {
 		per = PerUnitJoinRows
 	}
@@ -203,6 +207,17 @@ func joinRowsPerUnit(q *gate.Query, o Options) (int64, error) {
 		product *= per
 	}
 	return per, nil
+}
+
+// unitSources is how many of the query's datasets have a privacy unit.
+func unitSources(q *gate.Query) int {
+	units := 0
+	for _, s := range q.Sources {
+		if !s.Dataset.Public {
+			units++
+		}
+	}
+	return units
 }
 
 // HiddenUnitCount reports whether the unit count is an aggregate the plan added (not one of
@@ -248,9 +263,33 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			hidden = fmt.Sprintf(" and a hidden count of units per group (rows under %g units are withheld)", o.MinUnitsPerGroup)
 		}
 	}
+	l0, lInf, auto := resolveBounds(q, o, unitSources(q))
+	share := 1 - BiasShare
+	p.BiasEpsilon = o.Epsilon * BiasShare
+	tuning := fmt.Sprintf("; %g%% of epsilon (%.4g) estimates what bounding drops and clamps", BiasShare*100, p.BiasEpsilon)
+	if auto != nil {
+		auto.Epsilon = o.Epsilon * ContributionShare
+		share -= ContributionShare
+		p.Auto = auto
+		tuning = fmt.Sprintf("; %g%% of epsilon (%.4g) chooses the contribution bounds from DP histograms", ContributionShare*100, auto.Epsilon) + tuning
+	}
+	// A job that asks for automatic bounds gets its clamping bounds chosen too, when it has
+	// values to clamp from the catalog.
+	autoMode := o.Auto != nil && (o.MaxGroupsContributed == 0 || o.MaxContributionsPerGroup == 0)
+	clampable := autoMode && (q.Relation == nil || !q.Relation.PerUnit) && slices.ContainsFunc(q.Aggregates, func(a gate.Aggregate) bool {
+		switch a.Kind {
+		case dp.Sum, dp.Mean, dp.Variance, dp.StdDev:
+			return a.Value != nil && len(a.Bounds) == 2
+		}
+		return false
+	})
+	if clampable {
+		share -= ClampShare
+		tuning = fmt.Sprintf("; %g%% of epsilon (%.4g) chooses clamping bounds from DP quantiles", ClampShare*100, o.Epsilon*ClampShare) + tuning
+	}
 	w := wire.Plan{
 		Filter:      q.Filter,
-		Bounds:      wire.Bounds{MaxGroupsContributed: o.MaxGroupsContributed, MaxContributionsPerGroup: o.MaxContributionsPerGroup},
+		Bounds:      wire.Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: lInf},
 		SamplingKey: samplingKey,
 		TimeoutMS:   o.TimeoutMS,
 	}
@@ -267,7 +306,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			}
 			w.Relation.Columns = append(w.Relation.Columns, rc)
 		}
-		rows, err := joinRowsPerUnit(q, o)
+		rows, err := joinRowsPerUnit(q, l0, lInf)
 		if err != nil {
 			return nil, err
 		}
@@ -275,27 +314,27 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 	} else {
 		w.Snapshot = snapshots[q.Dataset.Name]
 	}
-	aggEps := o.Epsilon / n
+	aggEps := o.Epsilon * share / n
 	if p.Public {
 		// Rows whose keys are outside the declared domains never reach a partition, so a unit's
 		// L0 choice is made among public partitions only (the worker drops them by key hash).
 		w.Domains = p.Domains
 		p.Cost = Cost{Epsilon: o.Epsilon}
-		p.Split = fmt.Sprintf("public partitions; epsilon %.4g split equally over %d aggregate(s)%s%s; no delta spent", o.Epsilon, len(q.Aggregates), hidden, probesText(priors))
+		p.Split = fmt.Sprintf("public partitions; epsilon %.4g: %.4g split equally over %d aggregate(s)%s%s%s; no delta spent", o.Epsilon, o.Epsilon*share, len(q.Aggregates), hidden, probesText(priors), tuning)
 	} else {
 		if o.Delta == 0 {
 			return nil, errcode.New(errcode.InvalidOptions, "%s", PureDPHint)
 		}
-		aggEps = o.Epsilon / (n + 1)
-		w.Selection = &dp.Selection{Epsilon: aggEps, Delta: o.Delta, MaxPartitions: o.MaxGroupsContributed}
+		aggEps = o.Epsilon * share / (n + 1)
+		w.Selection = &dp.Selection{Epsilon: aggEps, Delta: o.Delta, MaxPartitions: l0}
 		p.Cost = Cost{Epsilon: o.Epsilon, Delta: o.Delta}
-		p.Split = fmt.Sprintf("DP partition selection; epsilon %.4g split equally over selection and %d aggregate(s)%s%s; delta %.3g spent on selection", o.Epsilon, len(q.Aggregates), hidden, probesText(priors), o.Delta)
+		p.Split = fmt.Sprintf("DP partition selection; epsilon %.4g: %.4g split equally over selection and %d aggregate(s)%s%s%s; delta %.3g spent on selection", o.Epsilon, o.Epsilon*share, len(q.Aggregates), hidden, probesText(priors), tuning, o.Delta)
 	}
 	for _, k := range q.Keys {
 		w.Keys = append(w.Keys, k.Expr)
 	}
 	for _, a := range q.Aggregates {
-		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup,
+		s := dp.Spec{Kind: a.Kind, Value: -1, Epsilon: aggEps, MaxPartitions: l0, MaxPerPartition: lInf,
 			Ranks: a.Ranks}
 		if a.Value != nil {
 			s.Value = len(w.Values)
@@ -313,7 +352,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		w.Aggregates = append(w.Aggregates, s)
 	}
 	if p.HiddenUnitCount() {
-		s := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: aggEps, MaxPartitions: o.MaxGroupsContributed, MaxPerPartition: o.MaxContributionsPerGroup}
+		s := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: aggEps, MaxPartitions: l0, MaxPerPartition: lInf}
 		if err := s.Validate(); err != nil {
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism for the hidden unit count accepts")
 		}
@@ -336,6 +375,42 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what partition selection accepts")
 		}
 	}
+	if clampable {
+		p.Clamp = &AutoClamp{Epsilon: o.Epsilon * ClampShare, Targets: clampTargets(q, w.Aggregates, w.Values)}
+	}
+	bias, err := biasSpecs(w.Aggregates, p.BiasEpsilon)
+	if err != nil {
+		return nil, err
+	}
+	w.Bias = bias
 	p.Worker = w
 	return p, nil
+}
+
+// biasSpecs are the bounding-cost counts (wire.BiasSpecs) of a plan with these aggregates:
+// units, units with dropped rows, the sum of the units' dropped fractions and, per aggregate
+// that clamps values, units with a clamped value. Each is a sum over units of a number in
+// [0, 1] (sensitivity 1), and they share eps equally (sequential composition).
+func biasSpecs(aggs []dp.Spec, eps float64) (*wire.BiasSpecs, error) {
+	var clamped []int
+	for j, a := range aggs {
+		if a.ReadsValues() && a.Kind != dp.Count {
+			clamped = append(clamped, j)
+		}
+	}
+	each := eps / float64(3+len(clamped))
+	b := &wire.BiasSpecs{
+		Count:             dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: each, MaxPartitions: 1, MaxPerPartition: 1},
+		DroppedFraction:   dp.Spec{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 1, Epsilon: each, MaxPartitions: 1, MaxPerPartition: 1},
+		ClampedAggregates: clamped,
+	}
+	for range clamped {
+		b.Clamped = append(b.Clamped, b.Count)
+	}
+	for _, s := range []dp.Spec{b.Count, b.DroppedFraction} {
+		if err := s.Validate(); err != nil {
+			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the bias estimate accepts")
+		}
+	}
+	return b, nil
 }

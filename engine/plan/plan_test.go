@@ -116,9 +116,10 @@ func TestBuildWithPublicKeysRestrictsToDomainsAndSpendsNoDelta(t *testing.T) {
 				t.Errorf("cost %+v, want epsilon %v and no delta", p.Cost, opts.Epsilon)
 			}
 			n := float64(len(tc.q.Aggregates))
+			aggEps := opts.Epsilon * (1 - plan.BiasShare) / n // the bias estimate takes its share first
 			for i, s := range p.Worker.Aggregates {
-				if !near(s.Epsilon, opts.Epsilon/n) || s.Delta != 0 {
-					t.Errorf("aggregate %d: ε=%v δ=%v, want ε=%v δ=0", i, s.Epsilon, s.Delta, opts.Epsilon/n)
+				if !near(s.Epsilon, aggEps) || s.Delta != 0 {
+					t.Errorf("aggregate %d: ε=%v δ=%v, want ε=%v δ=0", i, s.Epsilon, s.Delta, aggEps)
 				}
 			}
 		})
@@ -145,7 +146,7 @@ func TestBuildWithNonPublicKeyUsesSelectionAndSplitsEpsilonOverNPlusOne(t *testi
 			if !p.Worker.Filter.Equal(tc.q.Filter) {
 				t.Errorf("filter %s changed from the applicant's %s", p.Worker.Filter.Canonical(), tc.q.Filter.Canonical())
 			}
-			share := opts.Epsilon / float64(len(tc.q.Aggregates)+1)
+			share := opts.Epsilon * (1 - plan.BiasShare) / float64(len(tc.q.Aggregates)+1)
 			sel := p.Worker.Selection
 			if sel == nil {
 				t.Fatal("no partition selection")
@@ -161,8 +162,8 @@ func TestBuildWithNonPublicKeyUsesSelectionAndSplitsEpsilonOverNPlusOne(t *testi
 			if p.Cost != (plan.Cost{Epsilon: opts.Epsilon, Delta: opts.Delta}) {
 				t.Errorf("cost %+v, want all of epsilon and delta %+v", p.Cost, opts)
 			}
-			// The components add up to what the job is charged.
-			total := sel.Epsilon
+			// The components (with the bias estimate's) add up to what the job is charged.
+			total := sel.Epsilon + p.BiasEpsilon
 			for _, s := range p.Worker.Aggregates {
 				total += s.Epsilon
 			}
@@ -267,10 +268,10 @@ func TestOptionsValidateRefusesEachBadRange(t *testing.T) {
 		{"delta negative", with(func(o *plan.Options) { o.Delta = -1e-9 }), false},
 		{"delta one", with(func(o *plan.Options) { o.Delta = 1 }), false},
 		{"delta NaN", with(func(o *plan.Options) { o.Delta = math.NaN() }), false},
-		{"groups zero", with(func(o *plan.Options) { o.MaxGroupsContributed = 0 }), false},
+		{"groups zero (automatic)", with(func(o *plan.Options) { o.MaxGroupsContributed = 0 }), true},
 		{"groups negative", with(func(o *plan.Options) { o.MaxGroupsContributed = -1 }), false},
 		{"groups 1001", with(func(o *plan.Options) { o.MaxGroupsContributed = 1001 }), false},
-		{"contributions zero", with(func(o *plan.Options) { o.MaxContributionsPerGroup = 0 }), false},
+		{"contributions zero (automatic)", with(func(o *plan.Options) { o.MaxContributionsPerGroup = 0 }), true},
 		{"contributions 10001", with(func(o *plan.Options) { o.MaxContributionsPerGroup = 10001 }), false},
 		{"timeout negative", with(func(o *plan.Options) { o.TimeoutMS = -1 }), false},
 	} {
@@ -291,7 +292,8 @@ func TestOptionsValidateRefusesEachBadRange(t *testing.T) {
 }
 
 func TestOptionsDefaultsFillsZerosOnly(t *testing.T) {
-	want := plan.Options{Epsilon: 1, Delta: 1e-6, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5, TimeoutMS: 60_000}
+	// Unset contribution bounds stay unset: automatic (Build chooses or defaults them).
+	want := plan.Options{Epsilon: 1, Delta: 1e-6, TimeoutMS: 60_000}
 	if got := (plan.Options{}).Defaults(); got != want {
 		t.Errorf("zero options defaulted to %+v, want %+v", got, want)
 	}
@@ -357,7 +359,7 @@ func TestDefaultDeltaIsAShareOfTheGrantsDelta(t *testing.T) {
 			if got.Delta != tc.want {
 				t.Errorf("delta = %g, want %g", got.Delta, tc.want)
 			}
-			if got.Epsilon != 1 || got.MaxGroupsContributed != 1 {
+			if got.Epsilon != 1 || got.TimeoutMS != 60_000 {
 				t.Errorf("other defaults not filled: %+v", got)
 			}
 		})

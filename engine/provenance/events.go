@@ -69,6 +69,9 @@ const (
 	TypeGovernanceOutcome = "governance_outcome"
 	// TypeLogRecovered is written by Open after it cut away a torn final line.
 	TypeLogRecovered = "log_recovered"
+	// TypeBoundsChosen: a job's contribution bounds chosen under DP from noisy histograms of
+	// contributions per unit (the choose_bounds stage).
+	TypeBoundsChosen = "bounds_chosen"
 )
 
 func init() {
@@ -114,6 +117,7 @@ func init() {
 		func() Event { return &GovernanceIntent{} },
 		func() Event { return &GovernanceOutcome{} },
 		func() Event { return &LogRecovered{} },
+		func() Event { return &BoundsChosen{} },
 	)
 }
 
@@ -227,6 +231,31 @@ type Execution struct {
 	DurationMS                 int64             `json:"duration_ms"`
 	PreNoiseDigest             string            `json:"pre_noise_digest"`
 	DifferencingPreNoiseDigest string            `json:"differencing_pre_noise_digest,omitempty"`
+}
+
+// BoundsChosen: a job's contribution bounds were chosen under DP. The worker computed
+// histograms of contributions per unit over the rows the query reads (ProfilePlan, with its
+// sampling key), each unit in one bin of each (sensitivity 1); the engine noised every bin
+// with Epsilon (Share of the job's epsilon) and chose the bounds from the noisy bins alone.
+// The pre-noise bins appear only as a keyed digest, which a replay recomputes.
+//
+// Clamping bounds chosen the same way are recorded beside: the quantile plan (ClampPlan, one
+// row per unit), the noisy quantiles, the chosen bounds per value, the epsilon and share, and
+// the keyed digest of the quantile trees' pre-noise states. Either half may be absent.
+type BoundsChosen struct {
+	ProfilePlan    Doc     `json:"profile_plan"` // wire.Plan with its Profile
+	Histograms     Doc     `json:"histograms"`   // plan.Profiled: the noisy bins
+	Chosen         Doc     `json:"chosen"`       // plan.Choice
+	Epsilon        float64 `json:"epsilon"`
+	Share          float64 `json:"share"`
+	PreNoiseDigest string  `json:"pre_noise_digest"`
+
+	ClampPlan           Doc     `json:"clamp_plan"`      // wire.Plan of the quantiles
+	ClampQuantiles      Doc     `json:"clamp_quantiles"` // [][2]float64: noisy low and high quantile per value
+	ClampBounds         Doc     `json:"clamp_bounds"`    // [][2]float64: the chosen bounds per value
+	ClampEpsilon        float64 `json:"clamp_epsilon,omitempty"`
+	ClampShare          float64 `json:"clamp_share,omitempty"`
+	ClampPreNoiseDigest string  `json:"clamp_pre_noise_digest,omitempty"`
 }
 
 // Mechanism: the DP mechanisms applied and how many rows came out.
@@ -598,3 +627,6 @@ func (*GovernanceIntent) EventVersion() int { return 1 }
 
 func (*GovernanceOutcome) EventType() string { return TypeGovernanceOutcome }
 func (*GovernanceOutcome) EventVersion() int { return 1 }
+
+func (*BoundsChosen) EventType() string { return TypeBoundsChosen }
+func (*BoundsChosen) EventVersion() int { return 1 }

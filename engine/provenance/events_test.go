@@ -72,6 +72,13 @@ var extraSamples = []Event{
 		Detail: DocOf(map[string]any{"id": "grant-1", "datasets": []string{"visits"}, "epsilon": 1})},
 	&GovernanceOutcome{ID: "gov-1", Action: "approve_application", Subject: "app-1", Outcome: "rolled_back",
 		Code: "dataset_budget_insufficient", Reconciled: true},
+	&BoundsChosen{ProfilePlan: DocOf(map[string]any{"snapshot": "sha256:1f2e", "profile": map[string]any{"max_groups": 8, "max_rows": 64}}),
+		Histograms: DocOf(map[string]any{"groups_per_unit": map[string]any{"edges": []int{1, 2}, "counts": []float64{812.4, 190.2, -3.1}}}),
+		Chosen:     DocOf(map[string]any{"max_groups_contributed": 2, "max_contributions_per_group": 8}),
+		Epsilon:    0.1, Share: 0.1, PreNoiseDigest: "hmac-sha256:9a0b",
+		ClampPlan:      DocOf(map[string]any{"snapshot": "sha256:1f2e", "bounds": map[string]any{"max_groups_contributed": 1, "max_contributions_per_group": 1}}),
+		ClampQuantiles: DocOf([][2]float64{{0, 18112.5}}), ClampBounds: DocOf([][2]float64{{0, 18112.5}}),
+		ClampEpsilon: 0.1, ClampShare: 0.1, ClampPreNoiseDigest: "hmac-sha256:77c1"},
 }
 
 // samples returns one representative event per registered type: the first of its type in the

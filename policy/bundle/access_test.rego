@@ -232,13 +232,13 @@ test_delta_in_range_accepted if {
 }
 
 test_max_groups_contributed_out_of_range_denied if {
-	every n in [0, 11, -1, 1.5] {
+	every n in [0, 33, -1, 1.5] {
 		"max_groups_contributed_out_of_range" in deny_codes(patched("replace", "/job/max_groups_contributed", n))
 	}
 }
 
 test_max_groups_contributed_in_range_accepted if {
-	every n in [1, 10] {
+	every n in [1, 32] {
 		not "max_groups_contributed_out_of_range" in deny_codes(patched("replace", "/job/max_groups_contributed", n))
 	}
 }

@@ -37,6 +37,10 @@ type Plan struct {
 	// unit are kept; it depends only on the unit's own rows, so sensitivity holds.
 	SamplingKey uint64 `json:"sampling_key"`
 	TimeoutMS   int64  `json:"timeout_ms,omitempty"`
+	// Profile, when set, asks for contribution histograms instead of the aggregates.
+	Profile *Profile `json:"profile,omitempty"`
+	// Bias, when set, has the bounding pass count what bounding drops and clamps.
+	Bias *BiasSpecs `json:"bias,omitempty"`
 }
 
 // Bounds are the per-unit contribution bounds the worker enforces.
@@ -142,4 +146,77 @@ type RawSetInfo struct {
 	Entries int    `json:"entries"`
 	// KeyID is rawset.Keyer.ID of the key, in hex: it names the key without revealing it.
 	KeyID string `json:"key_id"`
+}
+
+// Profile, when set on a Plan, asks the worker for contribution histograms over exactly the
+// rows the plan would read (its relation, filter, keys and public domains) instead of its
+// aggregates: per privacy unit, the number of groups it has rows in, and the number of rows
+// it has in one of those groups chosen by a keyed hash of the unit and the group. Each is
+// binned geometrically (1, 2, 3–4, 5–8, …, up to the maximum, then one bin above it), so a
+// unit falls into exactly one bin of each histogram. Every bin is a DP count (Spec) of units;
+// the worker returns each bin's pre-noise state as a partition keyed by ProfileBin's name.
+type Profile struct {
+	MaxGroups int64 `json:"max_groups"`
+	MaxRows   int64 `json:"max_rows"`
+	// Spec is every bin's count: CountDistinct with L0 2 (one bin in each of the two
+	// histograms) and L∞ 1.
+	Spec dp.Spec `json:"spec"`
+}
+
+// ProfileBin names the bin of value v (≥ 1) in the histogram called name ("groups" or
+// "rows") whose last bounded bin ends at max: the smallest power of two ≥ v, or "over".
+func ProfileBin(name string, v, max int64) string {
+	edge := int64(1)
+	for edge < v {
+		edge *= 2
+	}
+	if edge > max {
+		return name + "/over"
+	}
+	return name + "/" + itoa(edge)
+}
+
+// ProfileEdges are the upper edges of a histogram's bounded bins: 1, 2, 4, … up to max.
+func ProfileEdges(max int64) []int64 {
+	var out []int64
+	for e := int64(1); e <= max; e *= 2 {
+		out = append(out, e)
+	}
+	return out
+}
+
+func itoa(v int64) string {
+	if v == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[i:])
+}
+
+// BiasSpecs, when set on a Plan, has the worker's bounding pass also count what bounding
+// costs the answer. Each privacy unit with kept-or-dropped rows adds, once: 1 to Units; 1 to
+// Dropping if bounding dropped any of its rows; its fraction of rows dropped (in [0, 1]) to
+// DroppedFraction; and, per aggregate that clamps values, 1 to Clamped[j] if any of its kept
+// values lay outside the aggregate's bounds. Every one of these is a sum over units of a
+// number in [0, 1], so each has sensitivity 1; the worker returns their pre-noise states.
+type BiasSpecs struct {
+	Count           dp.Spec   `json:"count"`            // CountDistinct, L0 1, L∞ 1
+	DroppedFraction dp.Spec   `json:"dropped_fraction"` // Sum over [0, 1], L0 1, L∞ 1
+	Clamped         []dp.Spec `json:"clamped,omitempty"`
+	// ClampedAggregates are the indices in Plan.Aggregates the Clamped entries count.
+	ClampedAggregates []int `json:"clamped_aggregates,omitempty"`
+}
+
+// BiasStates are the pre-noise states of a plan's BiasSpecs.
+type BiasStates struct {
+	Units           []byte   `json:"units"`
+	Dropping        []byte   `json:"dropping"`
+	DroppedFraction []byte   `json:"dropped_fraction"`
+	Clamped         [][]byte `json:"clamped,omitempty"`
 }

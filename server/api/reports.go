@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -24,6 +25,85 @@ type Result struct {
 	// Suppressed is how many rows were withheld for standing for fewer privacy units than the
 	// policy's minimum; present only when the policy lets the result say so.
 	Suppressed *int `json:"suppressed_rows,omitempty"`
+	// Bias says what contribution bounding and clamping cost the answer (noisy estimates);
+	// the intervals cover the noise only.
+	Bias *Bias `json:"bias,omitempty"`
+}
+
+// Bias is what contribution bounding and clamping cost an answer, estimated under DP with a
+// stated share of the job's epsilon. Each share is a noisy count over privacy units (each unit
+// adds at most 1: sensitivity 1) divided by the noisy count of units, clamped to [0, 1]. The
+// confidence intervals of the cells cover the noise only, never this bias.
+type Bias struct {
+	// Epsilon is what the estimate cost (part of the job's epsilon, not added to it).
+	Epsilon float64 `json:"epsilon"`
+	// Units is the noisy number of privacy units with rows in the query.
+	Units float64 `json:"units"`
+	// UnitsWithDroppedRows is the share of those units of which bounding dropped some rows.
+	UnitsWithDroppedRows float64 `json:"units_with_dropped_rows_share"`
+	// RowsDropped is the average over the units of the share of each unit's rows that bounding
+	// dropped: about the share of rows a COUNT(*) misses when units have similar row counts.
+	RowsDropped float64 `json:"rows_dropped_share"`
+	// ModelRowsDropped, when the bounds were chosen automatically, is the share of all rows
+	// the choice's model expects bounding to drop, read from the noisy histograms of
+	// contributions (free post-processing). Unlike RowsDropped it weighs a unit by its rows,
+	// so a few units with very many rows show.
+	ModelRowsDropped *float64 `json:"model_rows_dropped_share,omitempty"`
+	// Clamped lists, per aggregate that clamps values, the share of units with a value
+	// clamped to the aggregate's bounds.
+	Clamped []ClampedShare `json:"clamped,omitempty"`
+	// Chosen are the contribution bounds the job ran with and how they were chosen.
+	Chosen ChosenBounds `json:"contribution_bounds"`
+}
+
+// ClampedShare is the share of units with a value clamped to an aggregate's bounds.
+type ClampedShare struct {
+	Aggregate string  `json:"aggregate"`
+	Lower     float64 `json:"lower"`
+	Upper     float64 `json:"upper"`
+	Units     float64 `json:"units_share"`
+}
+
+// ChosenBounds are a job's contribution bounds: set by the job, or chosen automatically under
+// DP within the operator's maxima.
+type ChosenBounds struct {
+	MaxGroupsContributed     int64 `json:"max_groups_contributed"`
+	MaxContributionsPerGroup int64 `json:"max_contributions_per_group"`
+	// GroupsAutomatic and RowsAutomatic say which bound was chosen under DP; the maxima are
+	// the operator's limits for that choice.
+	GroupsAutomatic bool  `json:"groups_automatic,omitempty"`
+	RowsAutomatic   bool  `json:"rows_automatic,omitempty"`
+	MaxGroups       int64 `json:"auto_max_groups_contributed,omitempty"`
+	MaxRows         int64 `json:"auto_max_contributions_per_group,omitempty"`
+}
+
+// BiasWarnShare is the share of dropped rows or clamped units above which a client warns.
+const BiasWarnShare = 0.05
+
+// Warnings are one line per bias above BiasWarnShare, each naming what to do about it.
+func (b *Bias) Warnings() []string {
+	if b == nil {
+		return nil
+	}
+	var out []string
+	c := b.Chosen
+	dropped := b.RowsDropped
+	if b.ModelRowsDropped != nil {
+		dropped = max(dropped, *b.ModelRowsDropped)
+	}
+	if dropped > BiasWarnShare {
+		how := fmt.Sprintf("raise max_groups_contributed (now %d) or max_contributions_per_group (now %d)", c.MaxGroupsContributed, c.MaxContributionsPerGroup)
+		if c.GroupsAutomatic || c.RowsAutomatic {
+			how = fmt.Sprintf("they were chosen automatically within the operator's maxima (%d groups, %d rows); set them higher explicitly, or spend more epsilon so larger bounds pay off", c.MaxGroups, c.MaxRows)
+		}
+		out = append(out, fmt.Sprintf("warning: contribution bounding dropped about %.0f%% of rows (%.0f%% of units lost some): counts and sums are biased low beyond their intervals; %s", 100*dropped, 100*b.UnitsWithDroppedRows, how))
+	}
+	for _, cl := range b.Clamped {
+		if cl.Units > BiasWarnShare {
+			out = append(out, fmt.Sprintf("warning: %s clamped values of about %.0f%% of units to [%g, %g]: the answer is biased toward the bounds beyond its interval", cl.Aggregate, 100*cl.Units, cl.Lower, cl.Upper))
+		}
+	}
+	return out
 }
 
 // ResultCol describes an output column.
@@ -40,6 +120,9 @@ type Cell struct {
 	Key     *string   `json:"key,omitempty"`
 	DP      *Released `json:"dp,omitempty"`
 	Derived *Derived  `json:"derived,omitempty"`
+	// AtClampBound is "lower" or "upper" when the released value sits at a clamping bound (a
+	// MAX at its upper bound): the true value may lie beyond it.
+	AtClampBound string `json:"at_clamp_bound,omitempty"`
 }
 
 // MechanismPostProcessing is a derived cell's mechanism: computed from released values only.

@@ -1,0 +1,247 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/connectors"
+	"github.com/c1b99f93/cleanroom/engine"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+)
+
+// visitRow is one row of the committed medical_visits testdata, as the truth is computed from.
+type visitRow struct {
+	person, district, diagnosis string
+	month                       string // yyyy-mm of visit_date
+	cost                        float64
+}
+
+// readVisits reads the committed medical_visits dataset (outside the engine, for the truth).
+func readVisits(t testing.TB, spec *catalog.Spec) []visitRow {
+	t.Helper()
+	rdr, err := connectors.Open(context.Background(), connectors.KindParquet, spec.Source.Path, connectors.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Release()
+	idx := func(name string) int {
+		i := rdr.Schema().FieldIndices(name)
+		if len(i) != 1 {
+			t.Fatalf("medical_visits has no column %s", name)
+		}
+		return i[0]
+	}
+	str := func(a arrow.Array, i int) string {
+		switch c := a.(type) {
+		case *array.String:
+			return c.Value(i)
+		case *array.LargeString:
+			return c.Value(i)
+		}
+		return a.ValueStr(i)
+	}
+	num := func(a arrow.Array, i int) float64 {
+		switch c := a.(type) {
+		case *array.Float64:
+			return c.Value(i)
+		case *array.Int64:
+			return float64(c.Value(i))
+		case *array.Int32:
+			return float64(c.Value(i))
+		}
+		t.Fatalf("cost has type %s", a.DataType())
+		return 0
+	}
+	month := func(a arrow.Array, i int) string {
+		switch c := a.(type) {
+		case *array.Date32:
+			return c.Value(i).ToTime().Format("2006-01")
+		case *array.Timestamp:
+			return time.UnixMicro(int64(c.Value(i))).UTC().Format("2006-01")
+		}
+		return a.ValueStr(i)[:7]
+	}
+	pi, di, gi, vi, ci := idx("person_id"), idx("district"), idx("diagnosis"), idx("visit_date"), idx("cost")
+	var out []visitRow
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		for i := range int(rec.NumRows()) {
+			r := visitRow{person: str(rec.Column(pi), i), district: str(rec.Column(di), i), diagnosis: str(rec.Column(gi), i),
+				month: month(rec.Column(vi), i)}
+			if rec.Column(ci).IsValid(i) {
+				r.cost = min(max(num(rec.Column(ci), i), 0), 50000)
+			}
+			out = append(out, r)
+		}
+	}
+	if err := rdr.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// openVisitsEngine registers the committed medical_visits dataset in an engine with the
+// default policy's automatic maxima.
+func openVisitsEngine(t testing.TB) (*engine.Engine, []visitRow) {
+	t.Helper()
+	e := openEngine(t)
+	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "medical_visits.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	register(t, e, spec)
+	return e, readVisits(t, spec)
+}
+
+// medianRelError is the median over the truth's cells of |released − true| / true; a cell
+// withheld or not selected counts as released 0.
+func medianRelError(res *engine.Result, truth map[string]float64) float64 {
+	got := map[string]float64{}
+	for _, row := range res.Rows {
+		if row[0].Key != nil && row[1].DP != nil {
+			k := *row[0].Key
+			if _, ok := truth[k]; !ok && len(k) >= 7 {
+				k = k[:7] // a month's key: yyyy-mm-dd…
+			}
+			got[k] = row[1].DP.Value
+		}
+	}
+	var errs []float64
+	for k, v := range truth {
+		errs = append(errs, math.Abs(got[k]-v)/v)
+	}
+	sort.Float64s(errs)
+	return errs[len(errs)/2]
+}
+
+// TestAutomaticBoundsCountsByPublicKeyWithinTenPercent is the accuracy test of automatic
+// contribution bounds on the committed 10k-person testdata at epsilon 1: visits by district
+// (a public domain) and by month (date_trunc, partition selection) are within 10% of the truth
+// at the median cell. Noise comes from the DP library, whose randomness cannot be seeded, so
+// each query runs reps times on fresh grants and every run must pass: at the chosen bounds the
+// noise at a median cell is about 1% of it (σ ≈ √2·L0·L∞/ε_count, L0·L∞ ≤ 64, ε_count ≈ 0.4,
+// cells of 2,000–4,000 visits), so a run fails only if the bias of bounding exceeds about 8%
+// — a deterministic property of the chosen bounds, not of luck — or noise beyond 7σ.
+func TestAutomaticBoundsCountsByPublicKeyWithinTenPercent(t *testing.T) {
+	e, rows := openVisitsEngine(t)
+	byDistrict, byMonth := map[string]float64{}, map[string]float64{}
+	for _, r := range rows {
+		byDistrict[r.district]++
+		byMonth[r.month]++
+	}
+	const reps = 3
+	for _, tc := range []struct {
+		name, sql string
+		truth     map[string]float64
+		tolerance float64
+	}{
+		{"district", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district", byDistrict, 0.20},
+		{"month", "SELECT date_trunc('month', visit_date) AS m, COUNT(*) FROM medical_visits GROUP BY m", byMonth, 0.30},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range reps {
+				g := fmt.Sprintf("acc-%s-%d", tc.name, i)
+				grant(t, e, g, 10)
+				res, err := submit(e, g, tc.sql, plan.Options{Epsilon: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Bias == nil || !res.Bias.Chosen.GroupsAutomatic || !res.Bias.Chosen.RowsAutomatic {
+					t.Fatalf("no automatic bounds stated: %+v", res.Bias)
+				}
+				m := medianRelError(res, tc.truth)
+				t.Logf("run %d: bounds %d×%d, median relative error %.3f, rows dropped (model) %.3f", i,
+					res.Bias.Chosen.MaxGroupsContributed, res.Bias.Chosen.MaxContributionsPerGroup, m, *res.Bias.ModelRowsDropped)
+				if m > tc.tolerance {
+					t.Errorf("median cell off by %.1f%% (want within %.0f%%)", 100*m, 100*tc.tolerance)
+				}
+			}
+		})
+	}
+}
+
+// TestAccuracyTableOnTestdata prints the docs/accuracy.md table: the queries at
+// epsilon 1, before (the old fixed defaults, 1 group and 5 rows per person) and after
+// (automatic bounds). It only logs: run with -run TestAccuracyTableOnTestdata -v.
+func TestAccuracyTableOnTestdata(t *testing.T) {
+	if testing.Short() {
+		t.Skip("prints a table")
+	}
+	e, rows := openVisitsEngine(t)
+	byDistrict, byMonth, byDiag := map[string]float64{}, map[string]float64{}, map[string]float64{}
+	var costSum float64
+	for _, r := range rows {
+		byDistrict[r.district]++
+		byMonth[r.month]++
+		byDiag[r.diagnosis]++
+		costSum += r.cost
+	}
+	top := slices.SortedFunc(func(yield func(string) bool) {
+		for k := range byDiag {
+			if !yield(k) {
+				return
+			}
+		}
+	}, func(a, b string) int { return int(byDiag[b] - byDiag[a]) })[:10]
+	topTruth := map[string]float64{}
+	for _, k := range top {
+		topTruth[k] = byDiag[k]
+	}
+	for _, tc := range []struct {
+		name, sql string
+		truth     map[string]float64
+	}{
+		{"visits by district", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district", byDistrict},
+		{"visits by month", "SELECT date_trunc('month', visit_date) AS m, COUNT(*) FROM medical_visits GROUP BY m", byMonth},
+		{"top-10 diagnoses", "SELECT diagnosis, COUNT(*) FROM medical_visits GROUP BY diagnosis", topTruth},
+	} {
+		for _, mode := range []struct {
+			name string
+			o    plan.Options
+		}{{"before", plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}}, {"after", plan.Options{Epsilon: 1}}} {
+			g := "table-" + tc.name + mode.name
+			grant(t, e, g, 10)
+			res, err := submit(e, g, tc.sql, mode.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			model := -1.0
+			if res.Bias.ModelRowsDropped != nil {
+				model = *res.Bias.ModelRowsDropped
+			}
+			t.Logf("| %s | %s | median cell error %.1f%% | bounds %d×%d | per-unit rows dropped %.1f%%, model %.1f%% | %s", tc.name, mode.name,
+				100*medianRelError(res, tc.truth), res.Bias.Chosen.MaxGroupsContributed, res.Bias.Chosen.MaxContributionsPerGroup, 100*res.Bias.RowsDropped, 100*model, res.Bias.Warnings())
+		}
+	}
+	for _, mode := range []plan.Options{{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}, {Epsilon: 1}} {
+		g := fmt.Sprintf("table-sum-%d", mode.MaxGroupsContributed)
+		grant(t, e, g, 10)
+		res, err := submit(e, g, "SELECT SUM(cost), AVG(cost), MAX(cost) FROM medical_visits", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{"SELECT SUM(cost) FROM medical_visits", "SELECT AVG(cost) FROM medical_visits"} {
+			g2 := g + q[7:10]
+			grant(t, e, g2, 10)
+			one, err := submit(e, g2, q, mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("| %s | bounds %d×%d | released %.1f | clamped %+v |", q, one.Bias.Chosen.MaxGroupsContributed, one.Bias.Chosen.MaxContributionsPerGroup, one.Rows[0][0].DP.Value, one.Bias.Clamped)
+		}
+		c := res.Rows[0]
+		t.Logf("| sum/avg/max cost | bounds %d×%d | true sum %.0f avg %.1f | released %.0f, %.1f, %.0f (at bound %q) | clamped %+v |",
+			res.Bias.Chosen.MaxGroupsContributed, res.Bias.Chosen.MaxContributionsPerGroup, costSum, costSum/float64(len(rows)),
+			c[0].DP.Value, c[1].DP.Value, c[2].DP.Value, c[2].AtClampBound, res.Bias.Clamped)
+	}
+}

@@ -1,0 +1,566 @@
+package plan
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
+)
+
+// ContributionShare is the share of a job's epsilon spent on choosing its contribution bounds
+// (the DP histograms of contributions per unit) when the job leaves at least one of them
+// unset. It is carved out of the job's epsilon, never added to it.
+const ContributionShare = 0.10
+
+// BiasShare is the share of a job's epsilon spent on estimating what contribution bounding
+// and clamping cost the answer (the result's bias fields). Carved out like ContributionShare.
+const BiasShare = 0.05
+
+// DefaultMaxGroups and DefaultMaxRows are the contribution bounds of a job that leaves them
+// unset when no automatic choice is available (Options.Auto is nil: a plan built outside the
+// engine). The engine always sets Auto.
+const (
+	DefaultMaxGroups = 1
+	DefaultMaxRows   = 5
+)
+
+// AutoMax are the operator's maxima for automatically chosen contribution bounds (policy
+// params auto_max_groups_contributed, auto_max_contributions_per_group). They bound the work
+// and the noise: a bound is chosen on the power-of-two grid up to them.
+type AutoMax struct {
+	MaxGroups int64 `json:"max_groups_contributed"`
+	MaxRows   int64 `json:"max_contributions_per_group"`
+}
+
+// AutoBounds says which of a plan's contribution bounds are chosen under DP, within which
+// maxima, and with how much epsilon.
+type AutoBounds struct {
+	Groups    bool    `json:"groups"` // max_groups_contributed is chosen
+	Rows      bool    `json:"rows"`   // max_contributions_per_group is chosen
+	MaxGroups int64   `json:"max_groups"`
+	MaxRows   int64   `json:"max_rows"`
+	Epsilon   float64 `json:"epsilon"`
+}
+
+// powerOfTwoAtMost is the largest power of two ≤ v (v ≥ 1).
+func powerOfTwoAtMost(v int64) int64 {
+	p := int64(1)
+	for p*2 <= v {
+		p *= 2
+	}
+	return p
+}
+
+// resolveBounds fills the job's unset contribution bounds: the automatic maxima (to be
+// lowered by the choice) when the engine gave them, else the fixed defaults. For a join the
+// maxima shrink until a unit's joined rows stay within MaxJoinRowsPerUnit.
+//
+// Where a bound cannot matter it is fixed without spending anything on it: without group keys
+// a unit has at most one group (L0 1 drops nothing and adds the least noise); when every
+// aggregate is a COUNT(DISTINCT unit) (and the selection), a unit counts once per group
+// whatever its rows (L∞ 1).
+func resolveBounds(q *gate.Query, o Options, joinedUnits int) (l0, lInf int64, auto *AutoBounds) {
+	l0, lInf = o.MaxGroupsContributed, o.MaxContributionsPerGroup
+	if o.Auto != nil {
+		if l0 == 0 && len(q.Keys) == 0 {
+			l0 = 1
+		}
+		if lInf == 0 && !slices.ContainsFunc(q.Aggregates, func(a gate.Aggregate) bool { return a.Kind != dp.CountDistinct }) {
+			lInf = 1
+		}
+	}
+	if (l0 != 0 && lInf != 0) || o.Auto == nil || o.Auto.MaxGroups < 1 || o.Auto.MaxRows < 1 {
+		if l0 == 0 {
+			l0 = DefaultMaxGroups
+		}
+		if lInf == 0 {
+			lInf = DefaultMaxRows
+		}
+		return l0, lInf, nil
+	}
+	auto = &AutoBounds{Groups: l0 == 0, Rows: lInf == 0, MaxGroups: powerOfTwoAtMost(o.Auto.MaxGroups), MaxRows: powerOfTwoAtMost(o.Auto.MaxRows)}
+	if auto.Groups {
+		l0 = auto.MaxGroups
+	}
+	if auto.Rows {
+		lInf = auto.MaxRows
+	}
+	for joinedUnits >= 2 && math.Pow(float64(l0*lInf), float64(joinedUnits)) > MaxJoinRowsPerUnit {
+		switch {
+		case auto.Rows && lInf > 1 && (lInf >= l0 || !auto.Groups || l0 == 1):
+			lInf /= 2
+		case auto.Groups && l0 > 1:
+			l0 /= 2
+		default:
+			return l0, lInf, auto // the join refuses it, as with explicit bounds
+		}
+	}
+	if auto.Groups {
+		auto.MaxGroups = l0
+	}
+	if auto.Rows {
+		auto.MaxRows = lInf
+	}
+	return l0, lInf, auto
+}
+
+// ProfilePlan is the worker plan that computes the contribution histograms for the automatic
+// bounds: the plan's own relation, filter, keys and public domains — exactly the rows the query
+// would read — with no aggregates, no selection and the pre-choice bounds (which the profile
+// does not apply: it reads each unit's rows whole).
+func (p *Planned) ProfilePlan() (wire.Plan, error) {
+	a := p.Auto
+	if a == nil {
+		return wire.Plan{}, errcode.New(errcode.Internal, "the plan chooses no bounds")
+	}
+	w := p.Worker
+	w.Values, w.Aggregates, w.Selection, w.Bias = nil, nil, nil, nil
+	// Each unit falls into exactly one bin of each of the two histograms: L0 2, L∞ 1.
+	spec := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: a.Epsilon, MaxPartitions: 2, MaxPerPartition: 1}
+	if err := spec.Validate(); err != nil {
+		return wire.Plan{}, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the contribution histograms accept")
+	}
+	w.Profile = &wire.Profile{MaxGroups: ProfileMax(a.MaxGroups), MaxRows: ProfileMax(a.MaxRows), Spec: spec}
+	return w, nil
+}
+
+// ApplyBounds sets contribution bounds on a worker plan: the bounds the worker enforces, every
+// aggregate's L0 and L∞, the partition selection's L0 and, for a join not under a per-unit
+// subquery, the rows each unit keeps before the join (L0·L∞). Every mechanism's noise follows
+// from the bounds it is given, so the plan stays consistent.
+func ApplyBounds(w *wire.Plan, l0, lInf int64) error {
+	if l0 < 1 || lInf < 1 {
+		return errcode.New(errcode.Internal, "contribution bounds must be at least 1")
+	}
+	w.Bounds = wire.Bounds{MaxGroupsContributed: l0, MaxContributionsPerGroup: lInf}
+	for i := range w.Aggregates {
+		w.Aggregates[i].MaxPartitions, w.Aggregates[i].MaxPerPartition = l0, lInf
+		if err := w.Aggregates[i].Validate(); err != nil {
+			return errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism accepts at the chosen bounds")
+		}
+	}
+	if w.Selection != nil {
+		sel := *w.Selection
+		sel.MaxPartitions = l0
+		w.Selection = &sel
+	}
+	if r := w.Relation; r != nil && r.MaxRowsPerUnit > 0 && !r.PerUnit {
+		rel := *r
+		rel.MaxRowsPerUnit = l0 * lInf
+		w.Relation = &rel
+	}
+	return nil
+}
+
+// Histogram is a noisy histogram of a per-unit quantity binned as wire.ProfileBin bins it:
+// Counts[i] units in (Edges[i-1], Edges[i]] (with Edges[-1] = 0), and Counts[len(Edges)]
+// above the last edge. Counts are noisy and may be negative.
+type Histogram struct {
+	Edges  []int64   `json:"edges"`
+	Counts []float64 `json:"counts"`
+}
+
+// rep is the value that stands for bin i: its midpoint, and twice the last edge for the bin
+// above it (an approximation: the profile does not see beyond its maximum).
+func (h Histogram) rep(i int) float64 {
+	if i >= len(h.Edges) {
+		if len(h.Edges) == 0 {
+			return 1
+		}
+		return 2 * float64(h.Edges[len(h.Edges)-1])
+	}
+	lo := int64(1)
+	if i > 0 {
+		lo = h.Edges[i-1] + 1
+	}
+	return float64(lo+h.Edges[i]) / 2
+}
+
+// total is the number of units (negative noisy counts read as 0).
+func (h Histogram) total() float64 {
+	var n float64
+	for _, c := range h.Counts {
+		n += max(c, 0)
+	}
+	return n
+}
+
+// meanMin is the mean over units of min(X, c) (c = +Inf: the mean of X).
+func (h Histogram) meanMin(c float64) float64 {
+	n := h.total()
+	if n == 0 {
+		return 1
+	}
+	var s float64
+	for i, cnt := range h.Counts {
+		s += max(cnt, 0) * math.Min(h.rep(i), c)
+	}
+	return s / n
+}
+
+// Profiled is what the contribution histograms say, with the partition count the model uses.
+type Profiled struct {
+	Groups Histogram `json:"groups_per_unit"`
+	Rows   Histogram `json:"rows_per_unit_and_group"`
+	// Partitions is the number of cells the answer's noise is spread over: the public domain's
+	// size, 1 without keys, or under partition selection a lower bound read from the groups
+	// histogram (the highest bin standing clearly above its noise).
+	Partitions float64 `json:"partitions"`
+}
+
+// Choice is the chosen pair of contribution bounds and the model's expected relative error
+// there (summed over the aggregates).
+type Choice struct {
+	MaxGroups     int64   `json:"max_groups_contributed"`
+	MaxRows       int64   `json:"max_contributions_per_group"`
+	ExpectedError float64 `json:"expected_relative_error"`
+	// DroppedRowsShare is the model's estimate of the share of rows bounding drops there.
+	DroppedRowsShare float64 `json:"expected_dropped_rows_share"`
+}
+
+// Choose picks the contribution bounds on the power-of-two grid within the automatic maxima
+// (a bound the job set stays fixed) that minimise the model's expected relative error of the
+// answer, summed over its aggregates: per cell, the share of the aggregate's contributions
+// that bounding drops (bias) plus the standard deviation of its noise at those bounds over
+// the average cell. Model (docs/accuracy.md): a unit's number of groups G and its rows R in a
+// group are independent, each bin stands at its midpoint, so rows ≈ N·E[G]·E[R] and rows kept
+// ≈ N·E[min(G, L0)]·E[min(R, L∞)]; a mean or variance counts the share of rows dropped as its
+// bias (dropping reweights units), quantiles are taken as unbiased by dropping (their noise
+// still grows with the bounds and shrinks with the rows kept); values of
+// a sum stand at their noisy median when the clamping bounds were chosen under DP, else at
+// half their bound's magnitude. Post-processing of noisy histograms: free.
+func (p *Planned) Choose(pr Profiled) Choice {
+	a, w := p.Auto, p.Worker
+	groups, rows := []int64{w.Bounds.MaxGroupsContributed}, []int64{w.Bounds.MaxContributionsPerGroup}
+	if a.Groups {
+		groups = wire.ProfileEdges(a.MaxGroups)
+	}
+	if a.Rows {
+		rows = wire.ProfileEdges(a.MaxRows)
+	}
+	best := Choice{ExpectedError: math.Inf(1)}
+	for _, l0 := range groups {
+		for _, lInf := range rows {
+			e, dropped := p.expectedError(pr, l0, lInf)
+			if e < best.ExpectedError { // ascending grid: ties keep the smaller bounds
+				best = Choice{MaxGroups: l0, MaxRows: lInf, ExpectedError: e, DroppedRowsShare: dropped}
+			}
+		}
+	}
+	return best
+}
+
+func (p *Planned) expectedError(pr Profiled, l0, lInf int64) (float64, float64) {
+	n := math.Max(pr.Groups.total(), 1)
+	eg, er := pr.Groups.meanMin(math.Inf(1)), pr.Rows.meanMin(math.Inf(1))
+	kg, kr := pr.Groups.meanMin(float64(l0)), pr.Rows.meanMin(float64(lInf))
+	rowsAll, rowsKept := n*eg*er, n*kg*kr
+	pairsAll, pairsKept := n*eg, n*kg
+	droppedRows := 1 - rowsKept/rowsAll
+	cells := math.Max(pr.Partitions, 1)
+	var total float64
+	for j, s := range p.Worker.Aggregates {
+		s.MaxPartitions, s.MaxPerPartition = l0, lInf
+		sigma := s.NoiseScale()
+		switch s.Kind {
+		case dp.Count:
+			total += droppedRows + sigma*cells/rowsAll
+		case dp.CountDistinct:
+			total += 1 - pairsKept/pairsAll + sigma*cells/pairsAll
+		case dp.Sum:
+			total += droppedRows + sigma*cells/(rowsAll*math.Max(p.typical(j, s), 1e-300))
+		case dp.Mean, dp.Variance, dp.StdDev:
+			// The main noise is of the sum normalised by the bound's half-width. Dropped rows
+			// reweight the units: their share counts as the bias (heavy units' values may differ).
+			dist := math.Max((s.Upper-s.Lower)/2, 1e-300)
+			total += droppedRows + sigma*cells/(rowsKept*dist)
+		case dp.Quantiles:
+			total += sigma * cells / rowsKept
+		}
+	}
+	if sel := p.Worker.Selection; sel != nil {
+		// Selection's threshold grows with L0 and drops cells of few units: count it like a
+		// COUNT(DISTINCT unit) at the selection's epsilon.
+		s := dp.Spec{Kind: dp.CountDistinct, Epsilon: sel.Epsilon, MaxPartitions: l0, MaxPerPartition: 1}
+		total += s.NoiseScale() * cells / pairsAll
+	}
+	return total, droppedRows
+}
+
+// binFloor is how many standard deviations of a bin's noise the groups histogram's highest
+// bin must exceed to count as evidence of partitions (PartitionsFor).
+const binFloor = 3
+
+// noiseFloor is binFloor standard deviations of a bin's noise.
+func (a *AutoBounds) noiseFloor() float64 {
+	s := dp.Spec{Kind: dp.CountDistinct, Epsilon: a.Epsilon, MaxPartitions: 2, MaxPerPartition: 1}
+	return binFloor * s.NoiseScale()
+}
+
+// profileReach is how far beyond the operator's maxima the histograms bin (up to
+// maxProfileEdge): the bounds are chosen within the maxima, but how many rows they drop
+// depends on the tail above them. More bins cost nothing — each unit is in one bin of each
+// histogram whatever their number — but add noise to sums over the tail.
+const (
+	profileReach   = 2
+	maxProfileEdge = 4096
+)
+
+// ProfileMax is the last bounded bin edge of a histogram whose choice goes up to choiceMax.
+func ProfileMax(choiceMax int64) int64 {
+	return powerOfTwoAtMost(max(choiceMax, min(choiceMax*profileReach, maxProfileEdge)))
+}
+
+// typical is the magnitude the model takes for the values of sum aggregate j: the noisy median
+// when the clamping bounds were chosen under DP, else half its bound's magnitude.
+func (p *Planned) typical(j int, s dp.Spec) float64 {
+	if c := p.Clamp; c != nil {
+		for _, t := range c.Targets {
+			if slices.Contains(t.Aggregates, j) && t.Typical != 0 {
+				return math.Abs(t.Typical)
+			}
+		}
+	}
+	return math.Max(math.Abs(s.Lower), math.Abs(s.Upper)) / 2
+}
+
+// HistogramsFrom reads the noisy bins (by wire.ProfileBin name) into the two histograms, by
+// post-processing alone. The noisy counts are unbiased (not clamped at 0 one by one). From them
+// the number of units above each edge is summed from the top; a sum under twice its noise's
+// standard deviation reads as 0 (a tail of only noise would otherwise look like heavy
+// contributors — each unit there stands for many rows — and push the bounds up); the sums are
+// made non-increasing downward, and the bins are read back from them.
+func (a *AutoBounds) HistogramsFrom(noisy map[string]float64) (groups, rows Histogram) {
+	binSD := dp.Spec{Kind: dp.CountDistinct, Epsilon: a.Epsilon, MaxPartitions: 2, MaxPerPartition: 1}.NoiseScale()
+	build := func(name string, maxV int64) Histogram {
+		h := Histogram{Edges: wire.ProfileEdges(maxV)}
+		for _, e := range h.Edges {
+			h.Counts = append(h.Counts, noisy[wire.ProfileBin(name, e, maxV)])
+		}
+		h.Counts = append(h.Counts, noisy[name+"/over"])
+		n := len(h.Counts)
+		tail := make([]float64, n+1)
+		raw := 0.0
+		for i := n - 1; i >= 0; i-- {
+			raw += h.Counts[i]
+			t := raw
+			if t < tailSignificance*binSD*math.Sqrt(float64(n-i)) {
+				t = 0
+			}
+			tail[i] = max(t, tail[i+1])
+		}
+		for i := range h.Counts {
+			h.Counts[i] = tail[i] - tail[i+1]
+		}
+		return h
+	}
+	return build("groups", ProfileMax(a.MaxGroups)), build("rows", ProfileMax(a.MaxRows))
+}
+
+// tailSignificance is how many standard deviations of its noise a histogram's tail sum must
+// reach to be read as units (HistogramsFrom).
+const tailSignificance = 3
+
+// ProfileBinNames are every bin of a profile, in order: all are released, empty ones with noise.
+func ProfileBinNames(pr *wire.Profile) []string {
+	var out []string
+	for _, h := range []struct {
+		name string
+		max  int64
+	}{{"groups", pr.MaxGroups}, {"rows", pr.MaxRows}} {
+		for _, e := range wire.ProfileEdges(h.max) {
+			out = append(out, wire.ProfileBin(h.name, e, h.max))
+		}
+		out = append(out, h.name+"/over")
+	}
+	return out
+}
+
+// PartitionsFor is the number of cells the model spreads the noise over (Profiled.Partitions):
+// the public domain's size, 1 without keys, else the highest bin of the groups histogram whose
+// count stands binFloor standard deviations above its noise: a lower bound on the number of
+// partitions.
+func (p *Planned) PartitionsFor(groups Histogram) float64 {
+	switch {
+	case len(p.Worker.Keys) == 0:
+		return 1
+	case p.Public:
+		n := 1.0
+		for _, d := range p.Domains {
+			n *= float64(len(d))
+		}
+		return n
+	}
+	parts, floor := 1.0, p.Auto.noiseFloor()
+	for i, c := range groups.Counts {
+		if c > floor {
+			if i < len(groups.Edges) {
+				parts = float64(groups.Edges[i])
+			} else {
+				parts = groups.rep(i)
+			}
+		}
+	}
+	return parts
+}
+
+// ChoiceText says what was chosen, for the result's bounds text.
+func (c Choice) String() string {
+	return fmt.Sprintf("max_groups_contributed %d, max_contributions_per_group %d", c.MaxGroups, c.MaxRows)
+}
+
+// ClampShare is the share of a job's epsilon spent on choosing tighter clamping bounds for the
+// values its SUM, AVG, variance and standard deviation read, when the job asks for automatic
+// bounds (it leaves a contribution bound unset). Carved out like ContributionShare.
+const ClampShare = 0.10
+
+// Clamping bounds are DP quantiles of the values at these ranks, within the catalog's bounds:
+// ClampLowRank only for a column whose catalog lower bound is negative (a lower bound of 0 or
+// more stays); ClampHighRank for means, variances and standard deviations; ClampSumRank for
+// sums, where the few largest values carry much of the total. ClampMidRank is the typical
+// magnitude the contribution bounds' model uses for a sum. All read one quantile tree.
+const (
+	ClampLowRank  = 0.01
+	ClampMidRank  = 0.5
+	ClampHighRank = 0.99
+	ClampSumRank  = 0.999
+)
+
+// clampRanks are the ranks the clamping-bounds tree is read at, in this order.
+var clampRanks = []float64{ClampLowRank, ClampMidRank, ClampHighRank, ClampSumRank}
+
+// ClampChoice is the clamping bounds chosen for one value: Lower, Upper for means and
+// variances, SumUpper for sums, and Typical, the noisy median.
+type ClampChoice struct {
+	Lower    float64 `json:"lower"`
+	Upper    float64 `json:"upper"`
+	SumUpper float64 `json:"sum_upper"`
+	Typical  float64 `json:"typical"`
+}
+
+// AutoClamp says which values get clamping bounds chosen under DP and with how much epsilon.
+type AutoClamp struct {
+	Epsilon float64       `json:"epsilon"`
+	Targets []ClampTarget `json:"targets"`
+}
+
+// ClampTarget is one value expression whose clamping bounds are chosen: the aggregates (indices
+// into the worker plan's aggregates) that read it and its catalog bounds.
+type ClampTarget struct {
+	Value      *wire.Expr `json:"value"`
+	Aggregates []int      `json:"aggregates"`
+	Lower      float64    `json:"catalog_lower"`
+	Upper      float64    `json:"catalog_upper"`
+	// Typical is the noisy median once chosen (0 before): the contribution bounds' model reads
+	// it as a sum's typical value.
+	Typical float64 `json:"typical,omitempty"`
+}
+
+// clampTargets are the values of a plan's SUM, AVG, VAR and STDDEV that read a column's
+// catalog bounds (not a per-unit subquery's derived or clamped values), by distinct value.
+func clampTargets(q *gate.Query, aggs []dp.Spec, values []*wire.Expr) []ClampTarget {
+	if q.Relation != nil && q.Relation.PerUnit {
+		return nil
+	}
+	var out []ClampTarget
+	for j, s := range aggs {
+		switch s.Kind {
+		case dp.Sum, dp.Mean, dp.Variance, dp.StdDev:
+		default:
+			continue
+		}
+		if s.Value < 0 {
+			continue
+		}
+		v := values[s.Value]
+		i := slices.IndexFunc(out, func(t ClampTarget) bool { return t.Value.Equal(v) && t.Lower == s.Lower && t.Upper == s.Upper })
+		if i < 0 {
+			out = append(out, ClampTarget{Value: v, Lower: s.Lower, Upper: s.Upper})
+			i = len(out) - 1
+		}
+		out[i].Aggregates = append(out[i].Aggregates, j)
+	}
+	return out
+}
+
+// ClampPlan is the worker plan whose DP quantiles choose the clamping bounds: the plan's rows
+// (relation, filter, public domains' rows dropped with the keys' partitions ignored: no keys),
+// one partition, and per target value one quantile aggregate at ClampLowRank and ClampHighRank
+// within its catalog bounds, with one row per unit (L0 1, L∞ 1: each unit adds one value,
+// chosen by the keyed hash).
+func (p *Planned) ClampPlan() (wire.Plan, error) {
+	c := p.Clamp
+	if c == nil {
+		return wire.Plan{}, errcode.New(errcode.Internal, "the plan chooses no clamping bounds")
+	}
+	w := p.Worker
+	w.Keys, w.Domains, w.Selection, w.Bias, w.Profile, w.Values, w.Aggregates = nil, nil, nil, nil, nil, nil, nil
+	w.Bounds = wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}
+	each := c.Epsilon / float64(len(c.Targets))
+	for i, t := range c.Targets {
+		w.Values = append(w.Values, t.Value)
+		s := dp.Spec{Kind: dp.Quantiles, Value: i, Lower: t.Lower, Upper: t.Upper, Ranks: slices.Clone(clampRanks),
+			Epsilon: each, MaxPartitions: 1, MaxPerPartition: 1}
+		if err := s.Validate(); err != nil {
+			return wire.Plan{}, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the clamping-bounds quantile accepts")
+		}
+		w.Aggregates = append(w.Aggregates, s)
+	}
+	return w, nil
+}
+
+// ChooseClamps turns the noisy quantiles (per target, at clampRanks) into clamping bounds
+// within the catalog's: the low quantile only where the catalog's lower bound is negative; an
+// upper bound that does not exceed the lower one falls back to the catalog's. It records each
+// target's typical value for the contribution bounds' model. Post-processing of noisy values.
+func (c *AutoClamp) ChooseClamps(noisy [][]float64) []ClampChoice {
+	out := make([]ClampChoice, len(c.Targets))
+	in := func(v float64, t ClampTarget) float64 { return min(max(v, t.Lower), t.Upper) }
+	for i, t := range c.Targets {
+		ch := ClampChoice{Lower: t.Lower, Upper: t.Upper, SumUpper: t.Upper, Typical: (t.Lower + t.Upper) / 2}
+		if i < len(noisy) && len(noisy[i]) == len(clampRanks) {
+			q := noisy[i]
+			if t.Lower < 0 {
+				ch.Lower = in(q[0], t)
+			}
+			ch.Typical, ch.Upper, ch.SumUpper = in(q[1], t), in(q[2], t), in(q[3], t)
+		}
+		if !(ch.Lower < ch.Upper) {
+			ch.Upper = t.Upper
+		}
+		if !(ch.Lower < ch.SumUpper) {
+			ch.SumUpper = t.Upper
+		}
+		c.Targets[i].Typical = ch.Typical
+		out[i] = ch
+	}
+	return out
+}
+
+// ApplyClamps sets the chosen clamping bounds on the aggregates that read each target (a sum's
+// upper bound is SumUpper, every other's Upper).
+func ApplyClamps(w *wire.Plan, c *AutoClamp, chosen []ClampChoice) error {
+	if len(chosen) != len(c.Targets) {
+		return errcode.New(errcode.Internal, "clamping bounds do not match the plan")
+	}
+	for i, t := range c.Targets {
+		for _, j := range t.Aggregates {
+			if j >= len(w.Aggregates) {
+				return errcode.New(errcode.Internal, "clamping bounds do not match the plan")
+			}
+			a := &w.Aggregates[j]
+			a.Lower, a.Upper = chosen[i].Lower, chosen[i].Upper
+			if a.Kind == dp.Sum {
+				a.Upper = chosen[i].SumUpper
+			}
+			if err := a.Validate(); err != nil {
+				return errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the mechanism accepts at the chosen clamping bounds")
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package plan_test
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/engine/gate"
+	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
+)
+
+var autoOpts = plan.Options{Epsilon: 1, Delta: 1e-6, Auto: &plan.AutoMax{MaxGroups: 32, MaxRows: 64}, TimeoutMS: 5000}
+
+// bins builds noisy bins where count units have v groups and r rows in the sampled group.
+func bins(a *plan.AutoBounds, pr *wire.Profile, groups, rows map[int64]float64) map[string]float64 {
+	out := map[string]float64{}
+	for v, n := range groups {
+		out[wire.ProfileBin("groups", v, pr.MaxGroups)] += n
+	}
+	for v, n := range rows {
+		out[wire.ProfileBin("rows", v, pr.MaxRows)] += n
+	}
+	return out
+}
+
+func choose(t *testing.T, q *gate.Query, groups, rows map[int64]float64) plan.Choice {
+	t.Helper()
+	p := build(t, q, autoOpts)
+	if p.Auto == nil || (!p.Auto.Groups && len(q.Keys) > 0) || !p.Auto.Rows {
+		t.Fatalf("unset bounds are not automatic: %+v", p.Auto)
+	}
+	pw, err := p.ProfilePlan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, r := p.Auto.HistogramsFrom(bins(p.Auto, pw.Profile, groups, rows))
+	prof := plan.Profiled{Groups: g, Rows: r}
+	prof.Partitions = p.PartitionsFor(g)
+	return p.Choose(prof)
+}
+
+func TestChooseKeepsOneGroupWhenEveryUnitHasOne(t *testing.T) {
+	c := choose(t, query(nil, []gate.Key{keyDistrict}, aggCount), map[int64]float64{1: 10000}, map[int64]float64{3: 6000, 4: 4000})
+	if c.MaxGroups != 1 || c.MaxRows != 4 {
+		t.Errorf("chose %s, want 1 group and 4 rows (every unit has 1 group of at most 4 rows)", c)
+	}
+	if c.DroppedRowsShare > 1e-9 {
+		t.Errorf("expects %.3f of rows dropped, want none", c.DroppedRowsShare)
+	}
+}
+
+func TestChooseRaisesGroupsWhenUnitsSpreadOverMany(t *testing.T) {
+	c := choose(t, query(nil, []gate.Key{keyDistrict}, aggCount), map[int64]float64{6: 10000}, map[int64]float64{1: 10000})
+	if c.MaxGroups != 8 || c.MaxRows != 1 {
+		t.Errorf("chose %s, want 8 groups (every unit has 6) and 1 row", c)
+	}
+}
+
+func TestChooseTradesAThinTailForLessNoise(t *testing.T) {
+	// 30 units with 500 rows: keeping them whole would multiply the noise of every cell by 64.
+	c := choose(t, query(nil, nil, aggCount), map[int64]float64{1: 10000}, map[int64]float64{2: 9970, 500: 30})
+	if c.MaxRows > 8 {
+		t.Errorf("chose %s: a thin tail should not set the bound", c)
+	}
+}
+
+func TestApplyBoundsSetsEveryMechanism(t *testing.T) {
+	p := build(t, query(nil, []gate.Key{keyDiagnosis}, aggCount, aggSumCost), autoOpts)
+	if err := plan.ApplyBounds(&p.Worker, 4, 16); err != nil {
+		t.Fatal(err)
+	}
+	w := p.Worker
+	if w.Bounds != (wire.Bounds{MaxGroupsContributed: 4, MaxContributionsPerGroup: 16}) {
+		t.Errorf("worker bounds %+v", w.Bounds)
+	}
+	for i, s := range w.Aggregates {
+		if s.MaxPartitions != 4 || s.MaxPerPartition != 16 {
+			t.Errorf("aggregate %d: L0 %d L∞ %d", i, s.MaxPartitions, s.MaxPerPartition)
+		}
+	}
+	if w.Selection.MaxPartitions != 4 {
+		t.Errorf("selection L0 %d", w.Selection.MaxPartitions)
+	}
+}
+
+func TestJoinShrinksAutomaticMaximaToItsRowCap(t *testing.T) {
+	q := query(nil, nil, aggCount)
+	other := *visits
+	other.Name = "claims"
+	q.Sources = append(q.Sources, gate.Source{Alias: "claims", Dataset: &other, Join: "inner"})
+	q.Relation = &gate.Relation{}
+	p, err := plan.Build(q, map[string]string{"visits": "s1", "claims": "s2"}, autoOpts, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := p.Worker.Bounds
+	if per := b.MaxGroupsContributed * b.MaxContributionsPerGroup; per*per > plan.MaxJoinRowsPerUnit {
+		t.Errorf("maxima %+v let a joined unit exceed %d rows", b, plan.MaxJoinRowsPerUnit)
+	}
+}
+
+// TestAutomaticStepsSpendExactlyTheirShare is the accounting property over random queries:
+// the contribution histograms spend ContributionShare of the job's epsilon (only when a bound
+// is automatic), the clamping-bounds quantiles ClampShare (only then, and only with values to
+// clamp), the bias estimate BiasShare, and with the aggregates, the selection and the
+// differencing checks the components add up to exactly the job's epsilon.
+func TestAutomaticStepsSpendExactlyTheirShare(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	aggs := []gate.Aggregate{aggCount, aggUnits, aggSumCost, aggSumDays,
+		{Name: "avg", Kind: dp.Mean, Column: "cost", Value: wire.Col("", "cost"), Bounds: []float64{0, 50000}},
+		{Name: "med", Kind: dp.Quantiles, Column: "cost", Value: wire.Col("", "cost"), Bounds: []float64{0, 50000}, Ranks: []float64{0.5, 1}}}
+	keySets := [][]gate.Key{nil, {keyDistrict}, {keyDiagnosis}, {keyDistrict, keyHospital}}
+	for i := range 500 {
+		var picked []gate.Aggregate
+		for range 1 + r.IntN(4) {
+			picked = append(picked, aggs[r.IntN(len(aggs))])
+		}
+		o := plan.Options{Epsilon: 0.05 + 3*r.Float64(), Delta: 1e-6, Auto: &plan.AutoMax{MaxGroups: 1 + r.Int64N(40), MaxRows: 1 + r.Int64N(100)}}
+		switch r.IntN(4) {
+		case 1:
+			o.MaxGroupsContributed = 1 + r.Int64N(5)
+		case 2:
+			o.MaxContributionsPerGroup = 1 + r.Int64N(5)
+		case 3:
+			o.MaxGroupsContributed, o.MaxContributionsPerGroup = 2, 3
+		}
+		if r.IntN(2) == 0 {
+			o.MinUnitsPerGroup = 10
+		}
+		var priors []plan.Prior
+		for range r.IntN(3) {
+			priors = append(priors, plan.Prior{Job: "j", Filter: costBelow100})
+		}
+		keys := keySets[r.IntN(len(keySets))]
+		p, err := plan.Build(query(nil, keys, picked...), snaps("s"), o, 1, priors...)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		// A bound that cannot matter is fixed for free: L0 without keys, L∞ when every
+		// aggregate counts distinct units.
+		rowsMatter := slices.ContainsFunc(picked, func(a gate.Aggregate) bool { return a.Kind != dp.CountDistinct })
+		auto := o.MaxGroupsContributed == 0 && len(keys) > 0 || o.MaxContributionsPerGroup == 0 && rowsMatter
+		total := p.BiasEpsilon
+		if !near(p.BiasEpsilon, plan.BiasShare*o.Epsilon) {
+			t.Errorf("case %d: bias estimate spends %v, want %v", i, p.BiasEpsilon, plan.BiasShare*o.Epsilon)
+		}
+		bs := p.Worker.Bias
+		biasSpent := 3 * bs.Count.Epsilon
+		if bs.DroppedFraction.Epsilon != bs.Count.Epsilon {
+			t.Errorf("case %d: the bias counts do not share equally", i)
+		}
+		for _, s := range bs.Clamped {
+			biasSpent += s.Epsilon
+		}
+		if !near(biasSpent, p.BiasEpsilon) {
+			t.Errorf("case %d: the bias counts spend %v of their %v", i, biasSpent, p.BiasEpsilon)
+		}
+		if (p.Auto != nil) != auto {
+			t.Fatalf("case %d: automatic %v, want %v", i, p.Auto != nil, auto)
+		}
+		if p.Auto != nil {
+			if !near(p.Auto.Epsilon, plan.ContributionShare*o.Epsilon) {
+				t.Errorf("case %d: histograms spend %v, want %v", i, p.Auto.Epsilon, plan.ContributionShare*o.Epsilon)
+			}
+			pw, err := p.ProfilePlan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pw.Profile.Spec.Epsilon != p.Auto.Epsilon || pw.Profile.Spec.MaxPartitions != 2 || pw.Profile.Spec.MaxPerPartition != 1 {
+				t.Errorf("case %d: profile spec %+v", i, pw.Profile.Spec)
+			}
+			total += p.Auto.Epsilon
+			// Any choice keeps the accounting: bounds change sensitivities, never epsilons.
+			if err := plan.ApplyBounds(&p.Worker, 1+r.Int64N(p.Auto.MaxGroups), 1+r.Int64N(p.Auto.MaxRows)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c := p.Clamp; c != nil {
+			asked := o.MaxGroupsContributed == 0 || o.MaxContributionsPerGroup == 0 // the job asked for automatic bounds
+			if !near(c.Epsilon, plan.ClampShare*o.Epsilon) || !asked {
+				t.Errorf("case %d: clamping bounds spend %v (asked %v), want %v", i, c.Epsilon, asked, plan.ClampShare*o.Epsilon)
+			}
+			cw, err := p.ClampPlan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spent float64
+			for _, s := range cw.Aggregates {
+				spent += s.Epsilon
+				if s.MaxPartitions != 1 || s.MaxPerPartition != 1 || s.Kind != dp.Quantiles {
+					t.Errorf("case %d: clamp quantile %+v", i, s)
+				}
+			}
+			if !near(spent, c.Epsilon) {
+				t.Errorf("case %d: the clamp quantiles spend %v of their %v", i, spent, c.Epsilon)
+			}
+			total += c.Epsilon
+		}
+		for _, s := range p.Worker.Aggregates {
+			total += s.Epsilon
+		}
+		if sel := p.Worker.Selection; sel != nil {
+			total += sel.Epsilon
+		}
+		for _, pr := range p.Probes {
+			total += pr.Worker.Aggregates[0].Epsilon
+		}
+		if !near(total, o.Epsilon) || p.Cost.Epsilon != o.Epsilon {
+			t.Errorf("case %d: components spend %v, job charged %v, epsilon %v", i, total, p.Cost.Epsilon, o.Epsilon)
+		}
+	}
+}
