@@ -28,7 +28,20 @@ type entry struct {
 	proj *RelationColumn
 	// expr marks an aggregate's argument that is an expression, not a column (valueArg).
 	expr bool
+	// outer marks the sides ([lower, upper]) of a per-unit value's bounds that no clamp in the
+	// query wrote: the worst case the catalog and PerUnitMaxRows allow, which a job choosing
+	// its bounds under DP tightens (Aggregate.Outer).
+	outer [2]bool
 }
+
+// PerUnitMaxRows is how many rows of each privacy unit a per-unit subquery reads from each
+// dataset with a privacy unit (chosen by a keyed hash of each row's place among its unit's
+// rows, so the choice depends on that unit alone). It bounds the work a unit can cause and,
+// with the catalog's bounds, the values of a per-unit aggregate: a COUNT is at most
+// PerUnitMaxRows^k over k such datasets joined, a SUM of a column in [lo, hi] lies in
+// [min(0, R·lo), max(0, R·hi)] for R that many rows. The plan enforces it
+// (plan.PerUnitJoinRows).
+const PerUnitMaxRows = 1000
 
 // reserved reports names the worker's materialized relations use themselves: its __cr…
 // columns and DuckDB's rowid, in any case (SQL names are case-insensitive).
@@ -535,9 +548,10 @@ type perUnitEntry struct {
 
 // perUnitValue admits a per-unit aggregate, optionally clamped with LEAST/GREATEST and
 // constants, and derives its bounds: an average, minimum or maximum stays within the column's
-// catalog bounds; a count is at least 0; a clamp caps either side. A sum or count that is not
-// clamped has no upper bound, so the outer query cannot aggregate its values (only count or
-// group by them).
+// catalog bounds; a count lies in [0, R] and a sum of a column in [lo, hi] in
+// [min(0, R·lo), max(0, R·hi)], for R the rows a unit can have (perUnitRows); a clamp caps
+// either side and wins over what is derived. A sum of a column without catalog bounds has no
+// bounds, so the outer query cannot aggregate its values (only count or group by them).
 func (g *gater) perUnitValue(n *node) (*perUnitEntry, error) {
 	if n.Class != "FUNCTION" {
 		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "a per-unit value is COUNT, SUM, AVG, MIN or MAX of a column, optionally clamped with LEAST/GREATEST and constants")
@@ -572,8 +586,10 @@ func (g *gater) perUnitValue(n *node) (*perUnitEntry, error) {
 		inner.integral = inner.integral && v == math.Trunc(v)
 		if fn == "least" {
 			inner.hi = ptr(min(v, deref(inner.hi, v)))
+			inner.outer[1] = false // the query's clamp wins
 		} else {
 			inner.lo = ptr(max(v, deref(inner.lo, v)))
+			inner.outer[0] = false
 		}
 		inner.clamps = append(inner.clamps, Clamp{Func: fn, Value: lit})
 		inner.perUnit = fmt.Sprintf("%s(%s, %s)", strings.ToUpper(fn), inner.perUnit, lit)
@@ -585,8 +601,10 @@ func (g *gater) perUnitValue(n *node) (*perUnitEntry, error) {
 	}
 	e := &perUnitEntry{}
 	e.meta.Tags = []catalog.Tag{catalog.TagSensitive}
+	rows := g.perUnitRows()
 	if fn == "count_star" {
-		e.lo, e.agg, e.perUnit, e.integral = ptr(0), "count_star", "COUNT(*)", true
+		e.lo, e.hi, e.agg, e.perUnit, e.integral = ptr(0), ptr(rows), "count_star", "COUNT(*)", true
+		e.outer = [2]bool{false, true}
 		e.setBounds()
 		return e, nil
 	}
@@ -605,7 +623,8 @@ func (g *gater) perUnitValue(n *node) (*perUnitEntry, error) {
 			usage = UseCountRows
 		}
 		g.use(c, usage)
-		e.lo, e.agg, e.arg, e.integral = ptr(0), "count", c.col, true
+		e.lo, e.hi, e.agg, e.arg, e.integral = ptr(0), ptr(rows), "count", c.col, true
+		e.outer = [2]bool{false, true}
 		e.setBounds()
 		return e, nil
 	}
@@ -621,31 +640,29 @@ func (g *gater) perUnitValue(n *node) (*perUnitEntry, error) {
 		lo, hi := c.meta.Lower(), c.meta.Upper()
 		switch fn {
 		case "sum":
-			// A sum of many values is unbounded, but keeps the sign of the bounds.
-			if lo >= 0 {
-				e.lo = ptr(0)
-			}
-			if hi <= 0 {
-				e.hi = ptr(0)
-			}
+			// A sum of at most rows values keeps the sign of the bounds.
+			e.lo, e.hi = ptr(min(0, rows*lo)), ptr(max(0, rows*hi))
+			e.outer = [2]bool{lo < 0, hi > 0}
 		default:
 			e.lo, e.hi = &lo, &hi
+			e.outer = [2]bool{true, true}
 		}
 	}
 	e.setBounds()
 	return e, nil
 }
 
-// setBounds turns the derived bounds into clamping bounds once both sides are known. A clamped
-// count also gets a public domain, its whole numbers, so a histogram of per-unit counts
-// releases every bin without partition selection.
+// setBounds turns the derived bounds into clamping bounds once both sides are known. A count
+// clamped on both sides by the query also gets a public domain, its whole numbers, so a
+// histogram of per-unit counts releases every bin without partition selection (a count
+// bounded only by the row cap does not: its thousand bins would be mostly empty).
 func (e *perUnitEntry) setBounds() {
 	e.meta.Bounds, e.meta.Domain = nil, nil
 	if e.lo == nil || e.hi == nil || !(*e.lo < *e.hi) {
 		return
 	}
 	e.meta.Bounds = []float64{*e.lo, *e.hi}
-	if e.integral && *e.hi-*e.lo <= maxBuckets {
+	if e.integral && !e.outer[0] && !e.outer[1] && *e.hi-*e.lo <= maxBuckets {
 		for v := math.Ceil(*e.lo); v <= *e.hi; v++ {
 			e.meta.Domain = append(e.meta.Domain, strconv.FormatFloat(v, 'f', -1, 64))
 		}
@@ -653,6 +670,19 @@ func (e *perUnitEntry) setBounds() {
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// perUnitRows bounds the rows one unit has in a per-unit subquery: PerUnitMaxRows from each
+// dataset with a privacy unit it joins (a public lookup table joins at most its matches; the
+// outer aggregate's clamp bounds each value whatever the rows).
+func (g *gater) perUnitRows() float64 {
+	r := 1.0
+	for _, s := range g.q.Sources {
+		if !s.Dataset.Public {
+			r *= PerUnitMaxRows
+		}
+	}
+	return r
+}
 
 func deref(p *float64, def float64) float64 {
 	if p == nil {

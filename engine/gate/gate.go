@@ -92,6 +92,11 @@ type Aggregate struct {
 	Value  *wire.Expr  // the value expression, when the aggregate reads values
 	Bounds []float64   // clamping bounds [lower, upper], for kinds that read values
 	Ranks  []float64
+	// Outer marks, for a value of a per-unit subquery, the sides of Bounds ([lower, upper])
+	// that no clamp in the query wrote: the worst case the catalog and PerUnitMaxRows allow.
+	// A job that chooses its bounds under DP tightens those sides (plan.AutoClamp); a side the
+	// query clamped is used as written.
+	Outer [2]bool
 }
 
 // Output is one column of the result, in SELECT order.
@@ -871,7 +876,7 @@ func (g *gater) aggregate(e *node, alias string) (Output, error) {
 		kind := map[string]dp.Kind{"sum": dp.Sum, "avg": dp.Mean, "mean": dp.Mean, "var_samp": dp.Variance, "var_pop": dp.Variance,
 			"variance": dp.Variance, "stddev_samp": dp.StdDev, "stddev_pop": dp.StdDev, "stddev": dp.StdDev}[fn]
 		label := map[dp.Kind]string{dp.Sum: "sum", dp.Mean: "avg", dp.Variance: "var", dp.StdDev: "stddev"}[kind]
-		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, Value: c.col, Bounds: c.meta.Bounds}), nil
+		return add(Aggregate{Name: label + "_" + c.name, Kind: kind, Column: c.name, From: c.from, Value: c.col, Bounds: c.meta.Bounds, Outer: c.outer}), nil
 	case "median":
 		a, err := one()
 		if err != nil {

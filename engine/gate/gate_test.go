@@ -128,7 +128,10 @@ var cases = []struct {
 	{"per-unit subquery", "SELECT AVG(total), COUNT(*) FROM (SELECT person_id, LEAST(GREATEST(SUM(cost), 0), 200000) AS total FROM medical_visits GROUP BY person_id) t", ""},
 	{"per-unit subquery with keys and join", "SELECT age_band, n, COUNT(DISTINCT person_id) FROM (SELECT v.person_id, r.age_band, LEAST(COUNT(*), 20) AS n FROM medical_visits v JOIN residents r ON v.person_id = r.person_id WHERE v.inpatient GROUP BY v.person_id, r.age_band) GROUP BY age_band, n", ""},
 	{"per-unit CTE", "WITH per_person AS (SELECT person_id, district, AVG(cost) AS mean_cost, MAX(cost) AS top FROM medical_visits GROUP BY person_id, district) SELECT district, MEDIAN(mean_cost), SUM(top) FROM per_person WHERE top > 100 GROUP BY district", ""},
-	{"per-unit sum without clamp", "SELECT AVG(total) FROM (SELECT person_id, SUM(cost) AS total FROM medical_visits GROUP BY person_id) t", errcode.MissingBounds},
+	{"per-unit sum without clamp (bounded by the catalog and the row cap)", "SELECT AVG(total) FROM (SELECT person_id, SUM(cost) AS total FROM medical_visits GROUP BY person_id) t", ""},
+	{"per-unit count, average and maximum without clamp", "SELECT AVG(n), AVG(mean_cost), SUM(top) FROM (SELECT person_id, COUNT(*) AS n, AVG(cost) AS mean_cost, MAX(cost) AS top FROM medical_visits GROUP BY person_id) t", ""},
+	{"per-unit sum clamped on one side", "SELECT AVG(total) FROM (SELECT person_id, LEAST(SUM(cost), 200000) AS total FROM medical_visits GROUP BY person_id) t", ""},
+	{"per-unit sum of a column without catalog bounds", "SELECT AVG(total) FROM (SELECT person_id, SUM(diagnosis) AS total FROM medical_visits GROUP BY person_id) t", errcode.MissingBounds},
 	{"subquery not per unit", "SELECT COUNT(*) FROM (SELECT district, COUNT(*) AS n FROM medical_visits GROUP BY district) t", errcode.UnsupportedSQL},
 	{"subquery select star", "SELECT COUNT(*) FROM (SELECT * FROM medical_visits)", errcode.UnsupportedSQL},
 	{"subquery outputs unit", "SELECT person_id, COUNT(*) FROM (SELECT person_id, COUNT(*) AS n FROM medical_visits GROUP BY person_id) GROUP BY person_id", errcode.IdentifierInOutput},
@@ -270,6 +273,9 @@ func render(q *gate.Query) string {
 	}
 	for _, a := range q.Aggregates {
 		fmt.Fprintf(&b, "agg %s = %s(%s) sql=%s bounds=%v", a.Name, a.Kind, a.Column, sql(a.Value), a.Bounds)
+		if a.Outer[0] || a.Outer[1] {
+			fmt.Fprintf(&b, " outer=%v", a.Outer)
+		}
 		if a.Ranks != nil {
 			fmt.Fprintf(&b, " ranks %v", a.Ranks)
 		}

@@ -32,6 +32,11 @@ func (g *gater) valueArg(a *node) (*entry, error) {
 	}
 	e := &entry{name: "expr", col: value, expr: true, meta: catalog.Column{Tags: []catalog.Tag{catalog.TagSensitive}}}
 	for _, t := range g.touched {
+		if t.outer[0] || t.outer[1] {
+			// An expression over a per-unit value whose bounds are the worst case: tighten both
+			// sides (the inferred bounds are no clamp the query wrote).
+			e.outer = [2]bool{true, true}
+		}
 		for _, r := range t.from {
 			if !slices.Contains(e.from, r) {
 				e.from = append(e.from, r)
@@ -42,6 +47,7 @@ func (g *gater) valueArg(a *node) (*entry, error) {
 		// A condition counts 1 where it holds and 0 where it does not (NULL stays NULL).
 		e.col = wire.Case(nil, value, wire.Num("1"), wire.Not(value), wire.Num("0"))
 		e.meta.Bounds = []float64{0, 1}
+		e.outer = [2]bool{} // [0, 1] is no worst case
 		return e, nil
 	}
 	if lo, hi, ok := g.bounds(a); ok {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
@@ -449,23 +450,36 @@ type AutoClamp struct {
 }
 
 // ClampTarget is one value expression whose clamping bounds are chosen: the aggregates (indices
-// into the worker plan's aggregates) that read it and its catalog bounds.
+// into the worker plan's aggregates) that read it and its outer bounds — the catalog's, or for
+// a per-unit subquery's value the worst case the catalog and the row cap allow.
 type ClampTarget struct {
 	Value      *wire.Expr `json:"value"`
 	Aggregates []int      `json:"aggregates"`
 	Lower      float64    `json:"catalog_lower"`
 	Upper      float64    `json:"catalog_upper"`
+	// KeepLower and KeepUpper mark a side the query wrote itself (a per-unit value's
+	// LEAST/GREATEST clamp): it is used as written, never replaced by a quantile.
+	KeepLower bool `json:"keep_lower,omitempty"`
+	KeepUpper bool `json:"keep_upper,omitempty"`
+	// LogScale says the quantile tree reads the value on a log scale (logScale): the range is
+	// wider than the tree has leaves (ClampLinearSpan).
+	LogScale bool `json:"log_scale,omitempty"`
 	// Typical is the noisy median once chosen (0 before): the contribution bounds' model reads
 	// it as a sum's typical value.
 	Typical float64 `json:"typical,omitempty"`
 }
 
+// ClampLinearSpan is the widest range a clamping-bounds quantile tree reads on a linear scale:
+// the library's tree (height 4, branching 16) has 65,536 leaves, so over a wider range a leaf
+// is wider than 1 and a per-unit total of a few thousand falls in the first leaves of a range of
+// tens of millions. A wider range is read on a log scale instead (logScale).
+const ClampLinearSpan = 1 << 16
+
 // clampTargets are the values of a plan's SUM, AVG, VAR and STDDEV that read a column's
-// catalog bounds (not a per-unit subquery's derived or clamped values), by distinct value.
+// catalog bounds, by distinct value. Under a per-unit subquery only values with a side no
+// clamp in the query wrote (gate.Aggregate.Outer) are targets, and the sides it wrote are kept.
 func clampTargets(q *gate.Query, aggs []dp.Spec, values []*wire.Expr) []ClampTarget {
-	if q.Relation != nil && q.Relation.PerUnit {
-		return nil
-	}
+	perUnit := q.Relation != nil && q.Relation.PerUnit
 	var out []ClampTarget
 	for j, s := range aggs {
 		switch s.Kind {
@@ -476,15 +490,85 @@ func clampTargets(q *gate.Query, aggs []dp.Spec, values []*wire.Expr) []ClampTar
 		if s.Value < 0 {
 			continue
 		}
+		var keep [2]bool
+		if perUnit {
+			if j >= len(q.Aggregates) || !q.Aggregates[j].Outer[0] && !q.Aggregates[j].Outer[1] {
+				continue
+			}
+			keep = [2]bool{!q.Aggregates[j].Outer[0], !q.Aggregates[j].Outer[1]}
+		}
 		v := values[s.Value]
-		i := slices.IndexFunc(out, func(t ClampTarget) bool { return t.Value.Equal(v) && t.Lower == s.Lower && t.Upper == s.Upper })
+		i := slices.IndexFunc(out, func(t ClampTarget) bool {
+			return t.Value.Equal(v) && t.Lower == s.Lower && t.Upper == s.Upper && t.KeepLower == keep[0] && t.KeepUpper == keep[1]
+		})
 		if i < 0 {
-			out = append(out, ClampTarget{Value: v, Lower: s.Lower, Upper: s.Upper})
+			out = append(out, ClampTarget{Value: v, Lower: s.Lower, Upper: s.Upper, KeepLower: keep[0], KeepUpper: keep[1],
+				LogScale: s.Upper-s.Lower > ClampLinearSpan})
 			i = len(out) - 1
 		}
 		out[i].Aggregates = append(out[i].Aggregates, j)
 	}
 	return out
+}
+
+// clampTunable reports whether an aggregate of q gets its clamping bounds chosen under DP: a
+// SUM, AVG, VAR or STDDEV of a bounded value — under a per-unit subquery, one with a side no
+// clamp in the query wrote.
+func clampTunable(q *gate.Query, a gate.Aggregate) bool {
+	switch a.Kind {
+	case dp.Sum, dp.Mean, dp.Variance, dp.StdDev:
+	default:
+		return false
+	}
+	if a.Value == nil || len(a.Bounds) != 2 {
+		return false
+	}
+	return q.Relation == nil || !q.Relation.PerUnit || a.Outer[0] || a.Outer[1]
+}
+
+// logScale maps a value x ≥ 0 (the value less the target's lower bound) monotonically onto a
+// log2 scale, piecewise linear so that the worker computes it with the expression IR alone:
+// x below 1 stays, and [2^k, 2^(k+1)) maps onto [k+1, k+2). A quantile commutes with a
+// monotone map, so the tree's quantile of the mapped values, mapped back (logScaleInverse), is
+// the quantile of the values, with a resolution relative to the value (about 0.03% of it over
+// the tree's 65,536 leaves for a range of 2^27) instead of a fixed step of range/65,536.
+func logScale(x float64) float64 {
+	if x < 1 {
+		return x
+	}
+	k := math.Floor(math.Log2(x))
+	p := math.Exp2(k)
+	if x >= 2*p { // rounding at a power of two
+		k, p = k+1, 2*p
+	}
+	return k + 1 + (x-p)/p
+}
+
+// logScaleInverse is logScale's inverse on [0, ∞).
+func logScaleInverse(y float64) float64 {
+	if y < 1 {
+		return y
+	}
+	k := math.Floor(y) - 1
+	return math.Exp2(k) * (y - k)
+}
+
+// logScaleExpr is logScale(v − lower) in the expression IR, for v up to lower + span (a value
+// above maps above logScale(span), where the tree clamps it; one below lower maps below 0).
+func logScaleExpr(v *wire.Expr, lower, span float64) *wire.Expr {
+	num := func(f float64) *wire.Expr { return wire.Num(strconv.FormatFloat(f, 'f', -1, 64)) }
+	x := v
+	if lower != 0 {
+		x = wire.Arith("-", v, num(lower))
+	}
+	top := math.Ceil(math.Log2(math.Max(span, 1)))
+	whenThen := []*wire.Expr{wire.Compare("<", x, num(1)), x}
+	for k := 0.0; k < top; k++ {
+		p := math.Exp2(k)
+		whenThen = append(whenThen, wire.Compare("<", x, num(2*p)),
+			wire.Arith("+", num(k+1), wire.Arith("/", wire.Arith("-", x, num(p)), num(p))))
+	}
+	return wire.Case(num(top+1), whenThen...)
 }
 
 // ClampPlan is the worker plan whose DP quantiles choose the clamping bounds: the plan's rows
@@ -502,8 +586,12 @@ func (p *Planned) ClampPlan() (wire.Plan, error) {
 	w.Bounds = wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}
 	each := c.Epsilon / float64(len(c.Targets))
 	for i, t := range c.Targets {
-		w.Values = append(w.Values, t.Value)
-		s := dp.Spec{Kind: dp.Quantiles, Value: i, Lower: t.Lower, Upper: t.Upper, Ranks: slices.Clone(clampRanks),
+		v, lo, hi := t.Value, t.Lower, t.Upper
+		if t.LogScale {
+			v, lo, hi = logScaleExpr(t.Value, t.Lower, t.Upper-t.Lower), 0, logScale(t.Upper-t.Lower)
+		}
+		w.Values = append(w.Values, v)
+		s := dp.Spec{Kind: dp.Quantiles, Value: i, Lower: lo, Upper: hi, Ranks: slices.Clone(clampRanks),
 			Epsilon: each, MaxPartitions: 1, MaxPerPartition: 1}
 		if err := s.Validate(); err != nil {
 			return wire.Plan{}, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the clamping-bounds quantile accepts")
@@ -523,11 +611,19 @@ func (c *AutoClamp) ChooseClamps(noisy [][]float64) []ClampChoice {
 	for i, t := range c.Targets {
 		ch := ClampChoice{Lower: t.Lower, Upper: t.Upper, SumUpper: t.Upper, Typical: (t.Lower + t.Upper) / 2}
 		if i < len(noisy) && len(noisy[i]) == len(clampRanks) {
-			q := noisy[i]
-			if t.Lower < 0 {
+			q := slices.Clone(noisy[i])
+			if t.LogScale {
+				for r := range q {
+					q[r] = t.Lower + logScaleInverse(max(q[r], 0))
+				}
+			}
+			if t.Lower < 0 && !t.KeepLower {
 				ch.Lower = in(q[0], t)
 			}
-			ch.Typical, ch.Upper, ch.SumUpper = in(q[1], t), in(q[2], t), in(q[3], t)
+			ch.Typical = in(q[1], t)
+			if !t.KeepUpper {
+				ch.Upper, ch.SumUpper = in(q[2], t), in(q[3], t)
+			}
 		}
 		if !(ch.Lower < ch.Upper) {
 			ch.Upper = t.Upper

@@ -212,3 +212,56 @@ func TestAutomaticStepsSpendExactlyTheirShare(t *testing.T) {
 		}
 	}
 }
+
+// A per-unit subquery's values get clamping bounds chosen under DP within the worst case the
+// catalog and the row cap allow (gate.Aggregate.Outer), read on a log scale when that range is
+// wider than the quantile tree has leaves; a clamp the query wrote is kept as written, and
+// every dataset keeps at most PerUnitJoinRows rows per unit, as the gate assumed.
+func TestPerUnitValuesGetClampsChosenWithinTheirOuterBounds(t *testing.T) {
+	total := wire.Col("", "total")
+	capped := wire.Col("", "capped")
+	q := query(nil, nil,
+		gate.Aggregate{Name: "avg_total", Kind: dp.Mean, Column: "total", Value: total, Bounds: []float64{0, 5e7}, Outer: [2]bool{false, true}},
+		gate.Aggregate{Name: "avg_capped", Kind: dp.Mean, Column: "capped", Value: capped, Bounds: []float64{0, 200000}},
+		gate.Aggregate{Name: "sum_top", Kind: dp.Sum, Column: "top", Value: wire.Col("", "top"), Bounds: []float64{0, 50000}, Outer: [2]bool{true, true}})
+	q.Relation = &gate.Relation{PerUnit: true, Columns: []gate.RelationColumn{
+		{Name: "total", Expr: wire.Col("visits", "cost"), Aggregate: "sum"},
+		{Name: "capped", Expr: wire.Col("visits", "cost"), Aggregate: "sum", Clamps: []gate.Clamp{{Func: "least", Value: "200000"}}},
+		{Name: "top", Expr: wire.Col("visits", "cost"), Aggregate: "max"},
+	}}
+	p := build(t, q, autoOpts)
+	if r := p.Worker.Relation; r == nil || r.MaxRowsPerUnit != plan.PerUnitJoinRows {
+		t.Fatalf("per-unit relation keeps %+v rows per unit, want %d", r, plan.PerUnitJoinRows)
+	}
+	c := p.Clamp
+	if c == nil || len(c.Targets) != 2 {
+		t.Fatalf("clamp targets %+v, want avg_total and sum_top (avg_capped is clamped by the query)", c)
+	}
+	if tg := c.Targets[0]; !tg.LogScale || tg.Upper != 5e7 || tg.KeepUpper || !tg.KeepLower || !slices.Equal(tg.Aggregates, []int{0}) {
+		t.Fatalf("per-unit sum target %+v", tg)
+	}
+	if tg := c.Targets[1]; tg.LogScale || tg.KeepLower || tg.KeepUpper {
+		t.Fatalf("per-unit max target %+v", tg)
+	}
+	cw, err := p.ClampPlan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cw.Aggregates[0]; a.Lower != 0 || a.Upper > 30 || cw.Values[0].Kind != wire.KindCase {
+		t.Fatalf("log-scale tree over [%g, %g] of %+v, want [0, about 26.6] of a CASE", a.Lower, a.Upper, cw.Values[0])
+	}
+	// The noisy quantiles come back on the log scale: 2^17 + 2^16 reads as 18.5.
+	chosen := c.ChooseClamps([][]float64{{0.5, 14, 18.5, 19}, {10, 200, 2000, 3000}})
+	if ch := chosen[0]; ch.Lower != 0 || ch.Upper != 196608 || ch.SumUpper != 262144 {
+		t.Fatalf("chosen %+v, want upper 196608 and sum upper 262144", ch)
+	}
+	if err := plan.ApplyClamps(&p.Worker, c, chosen); err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Worker.Aggregates[1]; a.Lower != 0 || a.Upper != 200000 {
+		t.Fatalf("the query's clamp became [%g, %g]", a.Lower, a.Upper)
+	}
+	if a := p.Worker.Aggregates[0]; a.Upper != 196608 {
+		t.Fatalf("avg_total clamps at %g", a.Upper)
+	}
+}

@@ -176,27 +176,29 @@ func probesText(priors []Prior) string {
 	return fmt.Sprintf(" and %d differencing check(s) against earlier queries on this grant", len(priors))
 }
 
-// PerUnitJoinRows is how many rows of each privacy unit every joined dataset keeps before the
-// join when the join feeds a per-unit subquery, whose aggregates read a unit's rows whole.
-const PerUnitJoinRows = 1000
+// PerUnitJoinRows is how many rows of each privacy unit every dataset with a unit keeps under
+// a per-unit subquery (before any join), whose aggregates read a unit's rows whole: it bounds
+// the work and, with the catalog, the per-unit values (gate.PerUnitMaxRows).
+const PerUnitJoinRows = gate.PerUnitMaxRows
 
 // MaxJoinRowsPerUnit bounds the rows one privacy unit can have after a join: the product, over
 // the joined datasets with a privacy unit, of the rows each keeps per unit.
 const MaxJoinRowsPerUnit = 1_000_000
 
-// joinRowsPerUnit is how many rows per privacy unit each dataset of a join keeps before the
-// join (0: no join of datasets with units, nothing to bound). A join multiplies a unit's rows —
+// joinRowsPerUnit is how many rows per privacy unit each dataset of a join or a per-unit
+// subquery keeps before the join (0: neither, nothing to bound). A join multiplies a unit's rows —
 // a self-join squares them — so without this a unit with many rows could make the worker's
 // work, memory and time as large as it likes. Each dataset keeps L0·L∞ rows per unit (what one
 // unit can contribute after bounding anyway), or PerUnitJoinRows under a per-unit subquery; a
 // join whose product of these exceeds MaxJoinRowsPerUnit is refused before anything runs.
 func joinRowsPerUnit(q *gate.Query, l0, lInf int64) (int64, error) {
 	units := unitSources(q)
-	if units < 2 {
+	if units < 2 && !q.Relation.PerUnit {
 		return 0, nil
 	}
 	per := l0 * lInf
 	if q.Relation.PerUnit {
+		// Also for one dataset: the gate bounds a per-unit value by these rows.
 		per = PerUnitJoinRows
 	}
 	product := int64(1)
@@ -276,13 +278,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 	// A job that asks for automatic bounds gets its clamping bounds chosen too, when it has
 	// values to clamp from the catalog.
 	autoMode := o.Auto != nil && (o.MaxGroupsContributed == 0 || o.MaxContributionsPerGroup == 0)
-	clampable := autoMode && (q.Relation == nil || !q.Relation.PerUnit) && slices.ContainsFunc(q.Aggregates, func(a gate.Aggregate) bool {
-		switch a.Kind {
-		case dp.Sum, dp.Mean, dp.Variance, dp.StdDev:
-			return a.Value != nil && len(a.Bounds) == 2
-		}
-		return false
-	})
+	clampable := autoMode && slices.ContainsFunc(q.Aggregates, func(a gate.Aggregate) bool { return clampTunable(q, a) })
 	if clampable {
 		share -= ClampShare
 		tuning = fmt.Sprintf("; %g%% of epsilon (%.4g) chooses clamping bounds from DP quantiles", ClampShare*100, o.Epsilon*ClampShare) + tuning
