@@ -226,6 +226,9 @@ func (g *gater) expr(n *node, usage Usage) (*wire.Expr, error) {
 		}
 		return wire.Func(fn, k...), nil
 	}
+	if n.Class == "SUBQUERY" {
+		return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "a subquery is not admitted in a filter or group key (it would read rows the bounds do not cover); run it as a query of its own and write its released value here as a constant")
+	}
 	return nil, errcode.At(errcode.UnsupportedSQL, pos(n), "this expression is not admitted; filters and group keys use comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, arithmetic, CASE, casts, AND/OR/NOT and the functions %s over dataset columns and constants", functionList())
 }
 

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -664,7 +665,10 @@ func (g *gater) selectItem(it item) (Output, error) {
 	e, alias := it.node, it.alias
 	switch e.Class {
 	case "STAR":
-		return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "SELECT * would release raw rows and identifiers; select group keys and aggregates")
+		if len(g.q.Sources) == 0 {
+			return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "SELECT * would release raw rows and identifiers; select group keys and aggregates")
+		}
+		return Output{}, errcode.At(errcode.IdentifierInOutput, pos(e), "SELECT * would release raw rows and identifiers; select group keys and aggregates, e.g. SELECT %s, COUNT(*) FROM %s GROUP BY %s", g.exampleKey(), g.q.Sources[0].Dataset.Name, g.exampleKey())
 	case "FUNCTION":
 		if it.agg {
 			return g.aggregate(e, alias)
@@ -841,7 +845,12 @@ func (g *gater) aggregate(e *node, alias string) (Output, error) {
 				return Output{}, err
 			}
 			if !c.unit {
-				return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows)", g.unitName())
+				if c.meta.Has(catalog.TagIdentifier) {
+					return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows); count rows where %s is present with COUNT(%s)",
+						g.unitName(), c.name, c.name)
+				}
+				return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows); to see which values of %s occur, GROUP BY %s and COUNT(DISTINCT %s): the released rows are the values enough units share",
+					g.unitName(), c.name, c.name, g.unitName())
 			}
 			g.use(c, UseDistinctUnits)
 			return add(Aggregate{Name: "units", Kind: dp.CountDistinct, Column: c.name, From: c.from}), nil
@@ -916,4 +925,25 @@ func rankConstant(n *node) (float64, error) {
 		}
 	}
 	return 0, errcode.At(errcode.UnsupportedSQL, pos(n), "a quantile rank must be a constant in [0, 1], e.g. QUANTILE_CONT(cost, 0.9)")
+}
+
+// exampleKey names a column of the first dataset a hint can group by: the first (by name) with
+// a public domain, else one that is neither an identifier nor a bounded value, else "key".
+func (g *gater) exampleKey() string {
+	if len(g.q.Sources) == 0 {
+		return "key"
+	}
+	spec := g.q.Sources[0].Dataset
+	names := slices.Sorted(maps.Keys(spec.Columns))
+	for _, n := range names {
+		if c := spec.Columns[n]; len(c.Domain) > 0 && !c.Has(catalog.TagIdentifier) {
+			return n
+		}
+	}
+	for _, n := range names {
+		if c := spec.Columns[n]; !c.Has(catalog.TagIdentifier) && !c.HasBounds() {
+			return n
+		}
+	}
+	return "key"
 }

@@ -301,7 +301,7 @@ func (g *gater) postName(n *node, mode postMode, inWindow bool) (*post.Expr, err
 		}
 	}
 	if inWindow {
-		return nil, windowHint(g.windowFn, false, g.stmt, g.cat, g.windowAt)
+		return nil, windowHint(g.windowFn, nil, g.stmt, g.cat, g.windowAt)
 	}
 	if c.meta.Has(catalog.TagIdentifier) {
 		return nil, errcode.At(errcode.IdentifierInOutput, pos(n), "%s is an identifier and can never be released; use COUNT(DISTINCT %s) to count units", c.name, g.unitName())

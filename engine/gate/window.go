@@ -30,11 +30,12 @@ func windowRefusal(stmt any, cat Catalog) error {
 		return nil
 	}
 	fn, _ := w["function_name"].(string)
-	return windowHint(fn, !empty(w["partitions"]), stmt, cat, at)
+	return windowHint(fn, w["partitions"], stmt, cat, at)
 }
 
-// windowHint is the refusal of a window function fn over raw rows, at, in the statement stmt.
-func windowHint(fn string, partitioned bool, stmt any, cat Catalog, at int) error {
+// windowHint is the refusal of a window function fn over raw rows, at, in the statement stmt,
+// partitioned by partitions (DuckDB's list of expressions, or nil).
+func windowHint(fn string, partitions any, stmt any, cat Catalog, at int) error {
 	fn = strings.ToLower(fn)
 	unit := "the privacy unit"
 	if t, _ := firstTable(stmt); t != "" {
@@ -42,8 +43,13 @@ func windowHint(fn string, partitioned bool, stmt any, cat Catalog, at int) erro
 			unit = spec.PrivacyUnit
 		}
 	}
+	partitioned := !empty(partitions)
 	const refused = "window functions (… OVER (…)) are not admitted: they read raw rows other than their own"
 	switch {
+	case aggregateFunctions[fn] && partitionsBy(partitions, unit):
+		// A value per person (PARTITION BY the unit): the per-unit subquery computes it.
+		return errcode.At(errcode.UnsupportedSQL, at, "%s; for a value per person, compute it in a per-unit subquery and aggregate or group it in the outer query: SELECT … FROM (SELECT %s, %s(col) AS v FROM … GROUP BY %s) AS t",
+			refused, unit, strings.ToUpper(fn), unit)
 	case aggregateFunctions[fn] && !partitioned:
 		return errcode.At(errcode.UnsupportedSQL, at, "%s; drop OVER (…) — the aggregate alone is computed, with noise, over each group of GROUP BY (or the whole dataset)", refused)
 	case aggregateFunctions[fn]:
@@ -177,4 +183,22 @@ func location(m map[string]any) int {
 		}
 	}
 	return math.MaxInt32
+}
+
+// partitionsBy reports whether a window's PARTITION BY list names the column unit.
+func partitionsBy(partitions any, unit string) bool {
+	list, _ := partitions.([]any)
+	for _, p := range list {
+		m, _ := p.(map[string]any)
+		if m == nil || m["class"] != "COLUMN_REF" {
+			continue
+		}
+		names, _ := m["column_names"].([]any)
+		if len(names) > 0 {
+			if last, _ := names[len(names)-1].(string); strings.EqualFold(last, unit) {
+				return true
+			}
+		}
+	}
+	return false
 }
