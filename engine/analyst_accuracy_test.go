@@ -245,7 +245,11 @@ func TestFifteenKindsAccuracyTable(t *testing.T) {
 		if c.abs {
 			unit, scale = "", 1
 		}
-		summary := fmt.Sprintf("%d cells", len(truth))
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, v := range truth {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+		summary := fmt.Sprintf("%d cells, %.4g to %.4g", len(truth), lo, hi)
 		if len(truth) == 1 {
 			for _, v := range truth {
 				summary = fmt.Sprintf("%.1f", v)
