@@ -130,16 +130,24 @@ type demoJob struct {
 	Held       *api.JobReview `json:"held,omitempty"`
 	ReviewedBy []string       `json:"reviewed_by,omitempty"`
 	Refusals   []demoRefusal  `json:"refusals,omitempty"`
+	// Explained is the free dry run asked for before submitting (steps marked explain).
+	Explained *api.Explanation `json:"explained,omitempty"`
 }
 
 var demoSteps = []struct {
 	title string
 	sql   string
 	opts  plan.Options
+	// explain asks for the free dry run first (it reads no data and spends nothing).
+	explain bool
 }{
 	{title: "Visits and total cost by district (public partitions)",
 		sql:  "SELECT district, COUNT(*) AS visits, SUM(cost) AS total_cost FROM medical_visits GROUP BY district",
 		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}},
+	{title: "Visits by month with the contribution bounds chosen under DP (a free dry run first; the answer states its bias)",
+		sql:     "SELECT date_trunc('month', visit_date) AS month, COUNT(*) AS visits FROM medical_visits GROUP BY month ORDER BY month",
+		opts:    plan.Options{Epsilon: 1},
+		explain: true},
 	{title: "Persons with an inpatient visit, by age band",
 		sql:  "SELECT age_band, COUNT(DISTINCT person_id) AS persons FROM medical_visits WHERE inpatient GROUP BY age_band",
 		opts: plan.Options{Epsilon: 0.5, MaxGroupsContributed: 1}},
@@ -378,10 +386,17 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	}
 
 	for _, s := range demoSteps {
+		var explained *api.Explanation
+		if s.explain {
+			if explained, err = p.as("insurer-1").Explain(ctx, demoRequest(approved.GrantID, s.sql, s.opts)); err != nil {
+				return nil, fmt.Errorf("insurer-1 explaining %q: %w", s.title, err)
+			}
+		}
 		job, err := runDemoJob(ctx, p, approved.GrantID, s.title, s.sql, s.opts)
 		if err != nil {
 			return nil, err
 		}
+		job.Explained = explained
 		r.Jobs = append(r.Jobs, *job)
 	}
 
@@ -456,15 +471,20 @@ func jobDelta(o plan.Options) *float64 {
 	return &o.Delta
 }
 
+// demoRequest is the job request of a demo step.
+func demoRequest(grant, sql string, opts plan.Options) api.JobRequest {
+	return api.JobRequest{Grant: grant, Kind: api.KindSQL, SQL: sql, Options: api.JobOptions{
+		Epsilon: opts.Epsilon, Delta: jobDelta(opts),
+		MaxGroupsContributed: opts.MaxGroupsContributed, MaxContributionsPerGroup: opts.MaxContributionsPerGroup}}
+}
+
 // runDemoJob submits one job as insurer-1 and waits for it. A held output is reviewed: the
 // applicant's own attempt to approve it is refused, the first reviewer approves (and may not
 // approve twice), and as many reviewers as it needs approve it before its result is read.
 func runDemoJob(ctx context.Context, p *demoPlatform, grant, title, sql string, opts plan.Options) (*demoJob, error) {
 	insurer := p.as("insurer-1")
 	job := &demoJob{Title: title, SQL: sql}
-	j, err := insurer.SubmitJob(ctx, api.JobRequest{Grant: grant, Kind: api.KindSQL, SQL: sql, Options: api.JobOptions{
-		Epsilon: opts.Epsilon, Delta: jobDelta(opts),
-		MaxGroupsContributed: opts.MaxGroupsContributed, MaxContributionsPerGroup: opts.MaxContributionsPerGroup}})
+	j, err := insurer.SubmitJob(ctx, demoRequest(grant, sql, opts))
 	if err != nil {
 		var ae *client.Error
 		if !errors.As(err, &ae) {
@@ -577,6 +597,9 @@ func (r *demoReport) writeTable(out io.Writer) {
 	fmt.Fprintf(out, "\njobs submitted by %s on grant %s:\n", a.Applicant, g.ID)
 	for _, j := range r.Jobs {
 		fmt.Fprintf(out, "\n== %s\n   %s\n", j.Title, j.SQL)
+		if x := j.Explained; x != nil {
+			writeDemoExplanation(out, x)
+		}
 		if j.Error != nil {
 			id := ""
 			if j.ID != "" {
@@ -644,4 +667,18 @@ func printResult(out io.Writer, r *engine.Result) {
 	for _, warn := range r.Bias.Warnings() {
 		fmt.Fprintf(out, "   %s\n", warn)
 	}
+}
+
+// writeDemoExplanation prints the dry run in brief: what the job will cost, each noise
+// addition's expected error, and how its bounds will be chosen.
+func writeDemoExplanation(out io.Writer, x *api.Explanation) {
+	fmt.Fprintf(out, "   dry run (free: reads no data, spends nothing): policy %s; cost epsilon %.3g, delta %.3g\n", x.Policy.Result, x.Cost.Epsilon, x.Cost.Delta)
+	for _, a := range x.Aggregates {
+		e := "depends on the group's size"
+		if a.ExpectedError != nil {
+			e = fmt.Sprintf("±%.3g per cell at the maximum bounds", *a.ExpectedError)
+		}
+		fmt.Fprintf(out, "     %s: %s, epsilon %.3g, expected 95%% error %s\n", a.Name, a.Mechanism, a.Epsilon, e)
+	}
+	fmt.Fprintf(out, "     partitions: %s\n     bounds: %s\n", x.Partitions, x.BoundsChoice)
 }
