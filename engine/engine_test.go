@@ -200,9 +200,10 @@ func TestReleaseCarriesMechanismBudgetAndInterval(t *testing.T) {
 	}
 	for _, row := range r.Rows {
 		for _, c := range row[1:] {
-			// Three equal shares of what the automatic bounds (contribution and clamping) and
-			// the bias estimate leave: COUNT(*), SUM and the hidden unit count.
-			if c.DP == nil || c.DP.Mechanism != "laplace" || math.Abs(c.DP.Epsilon-(1-plan.BiasShare-plan.ContributionShare-plan.ClampShare)/3) > 1e-12 || !(c.DP.CILow <= c.DP.CIHigh) || c.DP.Value < 0 {
+			// Equal shares, for COUNT(*) and SUM, of what the automatic bounds (contribution and
+			// clamping) and the bias estimate leave, the hidden unit count taking
+			// plan.HiddenUnitCountWeight of one share.
+			if c.DP == nil || c.DP.Mechanism != "laplace" || math.Abs(c.DP.Epsilon-(1-plan.BiasShare-plan.ContributionShare-plan.ClampShare)/(2+plan.HiddenUnitCountWeight)) > 1e-12 || !(c.DP.CILow <= c.DP.CIHigh) || c.DP.Value < 0 {
 				t.Fatalf("cell %+v lacks mechanism, budget share or interval", c.DP)
 			}
 		}

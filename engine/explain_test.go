@@ -41,8 +41,9 @@ func TestExplainTouchesNeitherDataNorBudget(t *testing.T) {
 	if count.Kind != string(dp.Count) || count.ExpectedError == nil || len(count.Components) != 1 {
 		t.Fatalf("count explained as %+v", count)
 	}
-	// Laplace, ε = 1.5·(1 − BiasShare)/4 per aggregate, L0 = 1, L∞ = 5: b = 5/ε, 95% half-width b·ln 20.
-	if want := 5 / (1.5 * (1 - plan.BiasShare) / 4) * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
+	// Laplace, ε = 1.5·(1 − BiasShare)/(3 + HiddenUnitCountWeight) per aggregate, L0 = 1, L∞ = 5:
+	// b = 5/ε, 95% half-width b·ln 20.
+	if want := 5 / (1.5 * (1 - plan.BiasShare) / (3 + plan.HiddenUnitCountWeight)) * math.Log(20); math.Abs(*count.ExpectedError-want) > 1e-9 {
 		t.Fatalf("expected error %v, want %v", *count.ExpectedError, want)
 	}
 	if mean := x.Aggregates[1]; mean.Lower == nil || *mean.Upper != 1000 || len(mean.Components) != 2 || mean.Note == "" {

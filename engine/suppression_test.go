@@ -116,9 +116,9 @@ func TestSmallGroupsAreWithheldBeforeRelease(t *testing.T) {
 	if !strings.Contains(r.Split, "hidden count of units per group") || r.Spent.Epsilon != suppressionEpsilon {
 		t.Fatalf("split %q, spent %+v: the hidden unit count must take a share of the job's own epsilon", r.Split, r.Spent)
 	}
-	// Half of what the bias estimate leaves (the other half counts units).
-	if c := r.Rows[0][1].DP; math.Abs(c.Epsilon-suppressionEpsilon*(1-plan.BiasShare)/2) > 1e-9 {
-		t.Fatalf("COUNT(*) got epsilon %v, want half the job's (the other half counts units)", c.Epsilon)
+	// What the bias estimate leaves, shared with the hidden unit count at its stated weight.
+	if c := r.Rows[0][1].DP; math.Abs(c.Epsilon-suppressionEpsilon*(1-plan.BiasShare)/(1+plan.HiddenUnitCountWeight)) > 1e-9 {
+		t.Fatalf("COUNT(*) got epsilon %v, want 1/(1 + HiddenUnitCountWeight) of what the bias estimate leaves", c.Epsilon)
 	}
 	// The record of the mechanism names the hidden aggregate; the reviewer's and the egress
 	// policy's records say how many rows were withheld.

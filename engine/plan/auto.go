@@ -225,9 +225,10 @@ type Choice struct {
 
 // Choose picks the contribution bounds on the power-of-two grid within the automatic maxima
 // (a bound the job set stays fixed) that minimise the model's expected relative error of the
-// answer, summed over its aggregates: per cell, the share of the aggregate's contributions
-// that bounding drops (bias) plus the standard deviation of its noise at those bounds over
-// the average cell. Model (docs/accuracy.md): a unit's number of groups G and its rows R in a
+// answer, summed over its aggregates: per cell, the expected absolute error E|β + X| (absError)
+// of an answer whose bias β is the share of the aggregate's contributions that bounding drops
+// and whose noise X has, over the average cell, the mechanism's standard deviation at those
+// bounds. Model (docs/accuracy.md): a unit's number of groups G and its rows R in a
 // group are independent, each bin stands at its midpoint, so rows ≈ N·E[G]·E[R] and rows kept
 // ≈ N·E[min(G, L0)]·E[min(R, L∞)]; a mean or variance counts the share of rows dropped as its
 // bias (dropping reweights units), quantiles are taken as unbiased by dropping (their noise
@@ -266,30 +267,47 @@ func (p *Planned) expectedError(pr Profiled, l0, lInf int64) (float64, float64) 
 	var total float64
 	for j, s := range p.Worker.Aggregates {
 		s.MaxPartitions, s.MaxPerPartition = l0, lInf
-		sigma := s.NoiseScale()
+		noise := func(scale float64) float64 { return s.NoiseScale() * cells / scale }
 		switch s.Kind {
 		case dp.Count:
-			total += droppedRows + sigma*cells/rowsAll
+			total += absError(s, droppedRows, noise(rowsAll))
 		case dp.CountDistinct:
-			total += 1 - pairsKept/pairsAll + sigma*cells/pairsAll
+			total += absError(s, 1-pairsKept/pairsAll, noise(pairsAll))
 		case dp.Sum:
-			total += droppedRows + sigma*cells/(rowsAll*math.Max(p.typical(j, s), 1e-300))
+			total += absError(s, droppedRows, noise(rowsAll*math.Max(p.typical(j, s), 1e-300)))
 		case dp.Mean, dp.Variance, dp.StdDev:
 			// The main noise is of the sum normalised by the bound's half-width. Dropped rows
 			// reweight the units: their share counts as the bias (heavy units' values may differ).
-			dist := math.Max((s.Upper-s.Lower)/2, 1e-300)
-			total += droppedRows + sigma*cells/(rowsKept*dist)
+			total += absError(s, droppedRows, noise(rowsKept*math.Max((s.Upper-s.Lower)/2, 1e-300)))
 		case dp.Quantiles:
-			total += sigma * cells / rowsKept
+			total += absError(s, 0, noise(rowsKept))
 		}
 	}
 	if sel := p.Worker.Selection; sel != nil {
 		// Selection's threshold grows with L0 and drops cells of few units: count it like a
 		// COUNT(DISTINCT unit) at the selection's epsilon.
 		s := dp.Spec{Kind: dp.CountDistinct, Epsilon: sel.Epsilon, MaxPartitions: l0, MaxPerPartition: 1}
-		total += s.NoiseScale() * cells / pairsAll
+		total += absError(s, 0, s.NoiseScale()*cells/pairsAll)
 	}
 	return total, droppedRows
+}
+
+// absError is the expected absolute error E|β + X| of an answer whose bias is β ≥ 0 and whose
+// noise X, of standard deviation sd (both relative to the cell), comes from the spec's
+// mechanism: for Laplace (scale b = sd/√2) β + b·e^(−β/b); for Gaussian
+// β·(1 − 2Φ(−β/sd)) + sd·√(2/π)·e^(−β²/2sd²). Bias and noise do not simply add: noise much
+// larger than the bias hides it, and a bias much larger than the noise is the error.
+func absError(s dp.Spec, beta, sd float64) float64 {
+	beta = math.Max(beta, 0)
+	if sd <= 0 {
+		return beta
+	}
+	if s.Mechanism() == "laplace" {
+		b := sd / math.Sqrt2
+		return beta + b*math.Exp(-beta/b)
+	}
+	z := beta / sd
+	return beta*math.Erf(z/math.Sqrt2) + sd*math.Sqrt(2/math.Pi)*math.Exp(-z*z/2)
 }
 
 // binFloor is how many standard deviations of a bin's noise the groups histogram's highest

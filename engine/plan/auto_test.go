@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -263,5 +264,69 @@ func TestPerUnitValuesGetClampsChosenWithinTheirOuterBounds(t *testing.T) {
 	}
 	if a := p.Worker.Aggregates[0]; a.Upper != 196608 {
 		t.Fatalf("avg_total clamps at %g", a.Upper)
+	}
+}
+
+// TestChooserWeighsExpectedAbsoluteErrorOfBiasAndNoise pins the chooser's per-cell error
+// model: the expected absolute error of a biased answer with Laplace or Gaussian noise,
+// which is the bias when the noise is negligible, E|noise| when the bias is 0, and less than
+// their sum in between (noise partly hides the bias).
+func TestChooserWeighsExpectedAbsoluteErrorOfBiasAndNoise(t *testing.T) {
+	lap := dp.Spec{Kind: dp.Count, Epsilon: 1, MaxPartitions: 1, MaxPerPartition: 1}
+	gauss := lap
+	gauss.Delta = 1e-6
+	for _, tc := range []struct {
+		name     string
+		s        dp.Spec
+		beta, sd float64
+		want     float64
+	}{
+		{"laplace, no noise", lap, 0.1, 0, 0.1},
+		{"laplace, no bias: E|X| = b = sd/√2", lap, 0, 0.1, 0.1 / math.Sqrt2},
+		{"laplace, both", lap, 0.1, math.Sqrt2 * 0.1, 0.1 + 0.1*math.Exp(-1)},
+		{"gaussian, no bias: E|X| = sd·√(2/π)", gauss, 0, 0.1, 0.1 * math.Sqrt(2/math.Pi)},
+		{"gaussian, bias far above the noise", gauss, 1, 0.01, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := plan.AbsError(tc.s, tc.beta, tc.sd)
+			if math.Abs(got-tc.want) > 1e-9 {
+				t.Fatalf("AbsError = %v, want %v", got, tc.want)
+			}
+			if tc.beta > 0 && tc.sd > 0 && !(got < tc.beta+tc.sd && got >= tc.beta) {
+				t.Fatalf("AbsError = %v, not in [β, β + sd)", got)
+			}
+		})
+	}
+}
+
+// TestHiddenUnitCountTakesItsStatedWeight pins the budget split with small-group suppression:
+// the hidden unit count takes HiddenUnitCountWeight of one aggregate's share, and the shares
+// still add up to the job's epsilon.
+func TestHiddenUnitCountTakesItsStatedWeight(t *testing.T) {
+	for _, q := range []*gate.Query{
+		query(nil, []gate.Key{keyDistrict}, aggCount),
+		query(nil, []gate.Key{keyDistrict}, aggCount, aggSumCost),
+		query(nil, []gate.Key{keyDiagnosis}, aggCount),
+	} {
+		sql := q.Aggregates[len(q.Aggregates)-1].Name
+		p := build(t, q, plan.Options{Epsilon: 1, Delta: 1e-6, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5, MinUnitsPerGroup: 10})
+		if !p.HiddenUnitCount() {
+			t.Fatalf("%s: no hidden unit count", sql)
+		}
+		aggs := p.Worker.Aggregates
+		hidden, first := aggs[p.UnitCount].Epsilon, aggs[0].Epsilon
+		if math.Abs(hidden-first*plan.HiddenUnitCountWeight) > 1e-12 {
+			t.Fatalf("%s: hidden count ε %v, aggregate ε %v", sql, hidden, first)
+		}
+		total := p.BiasEpsilon
+		for _, a := range aggs {
+			total += a.Epsilon
+		}
+		if p.Worker.Selection != nil {
+			total += p.Worker.Selection.Epsilon
+		}
+		if math.Abs(total-1) > 1e-12 {
+			t.Fatalf("%s: shares add up to %v, want 1", sql, total)
+		}
 	}
 }

@@ -1,0 +1,4 @@
+package plan
+
+// AbsError exposes the chooser's per-cell error model to the external tests.
+var AbsError = absError
