@@ -70,9 +70,9 @@ func TestPolicyWhatIfListsTheDecisionsACandidateWouldChange(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err, out)
 	}
-	// The demo runs six jobs at epsilon 1 and one at 0.5 that reach the access policy allowed.
-	if rep.Decisions == 0 || len(rep.Changes) != 6 {
-		t.Fatalf("%d decisions, %d changes, want 6: %s", rep.Decisions, len(rep.Changes), out)
+	// The demo runs seven jobs at epsilon 1 and one at 0.5 that reach the access policy allowed.
+	if rep.Decisions == 0 || len(rep.Changes) != 7 {
+		t.Fatalf("%d decisions, %d changes, want 7: %s", rep.Decisions, len(rep.Changes), out)
 	}
 	for _, c := range rep.Changes {
 		if c.Query != "data.cleanroom.access.decision" || c.From != "allow" || c.To != "deny" {
