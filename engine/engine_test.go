@@ -488,3 +488,24 @@ func TestDefaultDeltaStaysWithinThePolicysLimit(t *testing.T) {
 		t.Fatalf("spent delta %g, want in (0, %g)", r.Spent.Delta, limit)
 	}
 }
+
+// A MAX (or MIN) says what it is: a DP quantile at rank 1 (0) within the clamping bounds, not
+// the single extreme value; other columns carry no note.
+func TestMaxSaysItIsAQuantileNotTheLargestValue(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 10)
+	r, err := submit(e, "g", "SELECT MAX(cost) AS largest, MIN(cost) AS smallest, COUNT(*) AS n FROM visits", plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Columns[0]; !strings.Contains(c.Note, "MAX under DP is a quantile at rank 1") || !strings.Contains(c.Note, "[0, 1000]") {
+		t.Fatalf("MAX column %+v", c)
+	}
+	if c := r.Columns[1]; !strings.Contains(c.Note, "MIN under DP is a quantile at rank 0") {
+		t.Fatalf("MIN column %+v", c)
+	}
+	if c := r.Columns[2]; c.Note != "" {
+		t.Fatalf("COUNT column %+v has a note", c)
+	}
+}

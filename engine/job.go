@@ -333,17 +333,33 @@ func aggregateName(p *plan.Planned, i int) string {
 // hiddenUnitCount names the unit count a plan adds for small-group suppression.
 const hiddenUnitCount = "units_per_group (hidden)"
 
+// resultColumns are the released columns of a query's outputs. A MIN or MAX says what it is:
+// DP cannot release the single extreme value, only a quantile at rank 0 or 1 of a noisy tree
+// within the clamping bounds, which lands among the extreme values that many units share.
+func resultColumns(q *gate.Query, p *plan.Planned) []api.ResultCol {
+	cols := make([]api.ResultCol, 0, len(q.Outputs))
+	for _, o := range q.Outputs {
+		c := api.ResultCol{Name: o.Name, Kind: "aggregate"}
+		if o.Key >= 0 {
+			c.Kind = "group_key"
+		} else if a := q.Aggregates[o.Aggregate]; a.Kind == dp.Quantiles && o.Rank < len(a.Ranks) && (a.Ranks[o.Rank] == 0 || a.Ranks[o.Rank] == 1) {
+			ext, side := "MAX", "largest"
+			if a.Ranks[o.Rank] == 0 {
+				ext, side = "MIN", "smallest"
+			}
+			lo, hi := p.Worker.Aggregates[o.Aggregate].Lower, p.Worker.Aggregates[o.Aggregate].Upper
+			c.Note = fmt.Sprintf("%s under DP is a quantile at rank %g of a noisy tree over [%g, %g]: it estimates a value among the %s that many units share, never the single %s value, which may lie far beyond it or beyond the bound",
+				ext, a.Ranks[o.Rank], lo, hi, side, side)
+		}
+		cols = append(cols, c)
+	}
+	return cols
+}
+
 // release applies the mechanisms: partition selection (or the public domain), then noise.
 // With small-group suppression, each row's noisy unit count goes with it (Result.units).
 func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, error) {
-	res := &Result{Result: api.Result{Rows: [][]api.Cell{}}}
-	for _, o := range q.Outputs {
-		kind := "aggregate"
-		if o.Key >= 0 {
-			kind = "group_key"
-		}
-		res.Columns = append(res.Columns, api.ResultCol{Name: o.Name, Kind: kind})
-	}
+	res := &Result{Result: api.Result{Rows: [][]api.Cell{}, Columns: resultColumns(q, p)}}
 	type row struct {
 		key    []*string
 		states [][]byte

@@ -482,13 +482,7 @@ func releaseRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	res := &Result{Result: api.Result{Job: s.id, Dataset: s.ds.name(), Rows: st.Rows, Bounds: st.Bounds, Bias: st.Bias,
 		Split: fmt.Sprintf("identical to job %s on this grant: its released answer is returned and no budget is spent (it cost epsilon %.4g, delta %.3g)",
 			prior.Job, st.Spent.Epsilon, st.Spent.Delta)}, units: st.Units, probes: st.Probes}
-	for _, o := range s.q.Outputs {
-		kind := "aggregate"
-		if o.Key >= 0 {
-			kind = "group_key"
-		}
-		res.Columns = append(res.Columns, api.ResultCol{Name: o.Name, Kind: kind})
-	}
+	res.Columns = resultColumns(s.q, s.p)
 	s.res = res
 	s.repeat = &provenance.Release{ReleasedJob: prior.Job, Charged: new(bool)}
 	return events(&provenance.AnsweredFromRelease{ReleasedJob: prior.Job}), nil

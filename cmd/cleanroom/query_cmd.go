@@ -289,6 +289,11 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 	if r.Bounds != "" {
 		fmt.Fprintf(w, "bounds: %s\n", r.Bounds)
 	}
+	for _, c := range r.Columns {
+		if c.Note != "" {
+			fmt.Fprintf(w, "note on %s: %s\n", c.Name, c.Note)
+		}
+	}
 	writeBias(w, r.Bias)
 	return nil
 }

@@ -113,6 +113,9 @@ type ResultCol struct {
 	// Expression is a derived column's expression over the other released columns (for
 	// people: HAVING, arithmetic between aggregates, windows over released rows).
 	Expression string `json:"expression,omitempty"`
+	// Note says how to read the column when its name could mislead: a MIN or MAX is a DP
+	// quantile at rank 0 or 1 within the clamping bounds, not the single extreme value.
+	Note string `json:"note,omitempty"`
 }
 
 // Cell is a group key value, a released aggregate, or a value derived from released values.
