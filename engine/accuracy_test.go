@@ -70,19 +70,7 @@ func quantileCont(sorted []float64, q float64) float64 {
 // truth is the plain aggregate of the clamped column.
 func TestReleasedIntervalsCoverTheTruthOnTestdata(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(ctx, Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "enterprises.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, spec, ds := openEnterprisesEngine(t)
 	vals := enterpriseCapital(t, spec)
 	sorted := slices.Sorted(slices.Values(vals))
 	var sum float64
@@ -168,18 +156,7 @@ func openTestSource(t testing.TB, path string) *os.File {
 // chance of fewer than 900 of 1000 is 4e-11 per cell, so over 13 cells the test does not flake.
 func TestIntervalsCoverTheTruthWithAutomaticBounds(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(ctx, Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "enterprises.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path)); err != nil {
-		t.Fatal(err)
-	}
+	e, spec, _ := openEnterprisesEngine(t)
 	if err := e.OpenGrant(ctx, "g", ledger.Budget{Epsilon: 10, Delta: 1e-6}); err != nil {
 		t.Fatal(err)
 	}
@@ -246,4 +223,25 @@ func enterpriseColumn(t *testing.T, spec *catalog.Spec, name string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// openEnterprisesEngine opens an engine (closed when the test ends) with the committed
+// enterprises testdata registered: one row per unit.
+func openEnterprisesEngine(t *testing.T) (*Engine, *catalog.Spec, *Dataset) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := Open(ctx, Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "enterprises.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, spec, ds
 }

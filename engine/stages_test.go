@@ -7,12 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
@@ -156,18 +154,7 @@ func TestStagesAreDocumented(t *testing.T) {
 // nothing was released before the release stage.
 func TestAFailureInEachStageCostsWhatItsPhaseSays(t *testing.T) {
 	ctx := context.Background()
-	e, err := Open(ctx, Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "enterprises.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path)); err != nil {
-		t.Fatal(err)
-	}
+	e, _, _ := openEnterprisesEngine(t)
 	const cost = 0.5
 	type want struct {
 		charged, released bool
