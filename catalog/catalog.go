@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -94,6 +95,11 @@ type Column struct {
 	// Domain is the public set of values of a categorical key; grouping by it needs no
 	// partition selection.
 	Domain []string `json:"domain,omitempty" yaml:"domain,omitempty"`
+	// DateRange is the public first and last date [from, to] (YYYY-MM-DD) of a date or
+	// timestamp column: a dataset covering 2024–2025 says so. A date_trunc of the column then
+	// has a public domain (every year, quarter, month, week or day in the range), so grouping
+	// by it needs no partition selection and spends no delta.
+	DateRange []string `json:"date_range,omitempty" yaml:"date_range,omitempty"`
 }
 
 // Has reports whether the column carries tag t.
@@ -114,6 +120,22 @@ func (c Column) Upper() float64 { return c.Bounds[1] }
 
 // HasBounds reports whether public clamping bounds were declared.
 func (c Column) HasBounds() bool { return len(c.Bounds) == 2 }
+
+// DateLayout is the layout of DateRange's dates.
+const DateLayout = "2006-01-02"
+
+// Dates returns the declared date range; ok is false when none (or an invalid one) was declared.
+func (c Column) Dates() (from, to time.Time, ok bool) {
+	if len(c.DateRange) != 2 {
+		return time.Time{}, time.Time{}, false
+	}
+	from, err1 := time.Parse(DateLayout, c.DateRange[0])
+	to, err2 := time.Parse(DateLayout, c.DateRange[1])
+	if err1 != nil || err2 != nil || to.Before(from) {
+		return time.Time{}, time.Time{}, false
+	}
+	return from, to, true
+}
 
 // Error is a spec validation error with a stable code. Its message names only spec fields.
 type Error struct {
@@ -203,6 +225,14 @@ func (s *Spec) Validate() error {
 			if len(c.Bounds) != 2 || !(c.Bounds[0] < c.Bounds[1]) ||
 				math.IsInf(c.Bounds[0], 0) || math.IsInf(c.Bounds[1], 0) {
 				return invalid(f+".bounds", "must be [lower, upper] with finite lower < upper")
+			}
+		}
+		if c.DateRange != nil {
+			if _, _, ok := c.Dates(); !ok {
+				return invalid(f+".date_range", "must be [from, to], two dates YYYY-MM-DD with from <= to")
+			}
+			if c.Has(TagIdentifier) {
+				return invalid(f+".date_range", "an identifier column cannot declare a public date range")
 			}
 		}
 		seen := map[string]bool{}

@@ -244,7 +244,7 @@ func exhaustedHint(need plan.Cost, left ledger.Budget) string {
 		smaller = fmt.Sprintf("give a smaller delta (at most %.3g), or ", left.Delta)
 	}
 	return "; its delta pays for DP partition selection: " + smaller +
-		"group by keys with a public domain, which spend no delta — a catalog column with a domain, width_bucket(col, lo, hi, n), or a CASE whose THEN and ELSE branches are all literals — and set delta 0"
+		"group by keys with a public domain, which spend no delta — a catalog column with a domain, width_bucket(col, lo, hi, n), date_trunc of a column with a catalog date_range, or a CASE whose THEN and ELSE branches are all literals — and set delta 0"
 }
 
 func workerStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {

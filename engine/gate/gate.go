@@ -75,7 +75,8 @@ type Key struct {
 	Expr    *wire.Expr
 	// Domain holds the key's public values when they are known without reading data: a
 	// column's catalog domain, the literal results of a CASE with an ELSE, the buckets of a
-	// width_bucket. Nil means the key's values come from the data (DP partition selection).
+	// width_bucket, the periods of a date_trunc over a column with a catalog date_range. Nil
+	// means the key's values come from the data (DP partition selection).
 	Domain []string
 	// Written reports that the query may write the key's values itself: a literal reaches
 	// them through a value position, or a value computed with one (see names.go). Such
@@ -647,9 +648,12 @@ func (g *gater) groupKey(e *node, items []item) error {
 			}
 		}
 	}
-	if target.Class == "COLUMN_REF" {
+	switch {
+	case target.Class == "COLUMN_REF":
 		k.Domain = g.touched[0].meta.Domain
-	} else {
+	case len(g.touched) == 1 && dateDomain(sql, g.touched[0].meta) != nil:
+		k.Domain = dateDomain(sql, g.touched[0].meta)
+	default:
 		k.Domain = staticDomain(target)
 	}
 	g.q.Keys = append(g.q.Keys, k)

@@ -45,6 +45,30 @@ type AutoBounds struct {
 	MaxGroups int64   `json:"max_groups"`
 	MaxRows   int64   `json:"max_rows"`
 	Epsilon   float64 `json:"epsilon"`
+	// GroupsCap is the number of cells when every key has a public domain (0 otherwise): no
+	// unit can contribute to more groups than there are, so MaxGroups is at most GroupsCap and
+	// the groups histogram's bins above it hold only noise (HistogramsFrom reads them as 0).
+	GroupsCap int64 `json:"groups_cap,omitempty"`
+}
+
+// publicCells is the number of cells of a query whose every key has a public domain (the
+// product of the domains' sizes), or 0 when a key's values come from the data or there are
+// more cells than any bound would reach.
+func publicCells(q *gate.Query) int64 {
+	if len(q.Keys) == 0 {
+		return 0
+	}
+	n := int64(1)
+	for _, k := range q.Keys {
+		if len(k.Domain) == 0 {
+			return 0
+		}
+		n *= int64(len(k.Domain))
+		if n > maxProfileEdge {
+			return 0
+		}
+	}
+	return n
 }
 
 // powerOfTwoAtMost is the largest power of two ≤ v (v ≥ 1).
@@ -84,6 +108,10 @@ func resolveBounds(q *gate.Query, o Options, joinedUnits int) (l0, lInf int64, a
 		return l0, lInf, nil
 	}
 	auto = &AutoBounds{Groups: l0 == 0, Rows: lInf == 0, MaxGroups: powerOfTwoAtMost(o.Auto.MaxGroups), MaxRows: powerOfTwoAtMost(o.Auto.MaxRows)}
+	if cells := publicCells(q); cells > 0 && auto.Groups {
+		auto.GroupsCap = cells
+		auto.MaxGroups = min(auto.MaxGroups, cells)
+	}
 	if auto.Groups {
 		l0 = auto.MaxGroups
 	}
@@ -163,11 +191,21 @@ func ApplyBounds(w *wire.Plan, l0, lInf int64) error {
 type Histogram struct {
 	Edges  []int64   `json:"edges"`
 	Counts []float64 `json:"counts"`
+	// Cap, when positive, is the largest value the quantity can take (the groups of a query
+	// over public cells): a bin's representative value never exceeds it.
+	Cap int64 `json:"cap,omitempty"`
 }
 
 // rep is the value that stands for bin i: its midpoint, and twice the last edge for the bin
 // above it (an approximation: the profile does not see beyond its maximum).
 func (h Histogram) rep(i int) float64 {
+	if h.Cap > 0 {
+		return math.Min(h.repUncapped(i), float64(h.Cap))
+	}
+	return h.repUncapped(i)
+}
+
+func (h Histogram) repUncapped(i int) float64 {
 	if i >= len(h.Edges) {
 		if len(h.Edges) == 0 {
 			return 1
@@ -240,6 +278,9 @@ func (p *Planned) Choose(pr Profiled) Choice {
 	groups, rows := []int64{w.Bounds.MaxGroupsContributed}, []int64{w.Bounds.MaxContributionsPerGroup}
 	if a.Groups {
 		groups = wire.ProfileEdges(a.MaxGroups)
+		if groups[len(groups)-1] != a.MaxGroups { // a cap below the next power of two
+			groups = append(groups, a.MaxGroups)
+		}
 	}
 	if a.Rows {
 		rows = wire.ProfileEdges(a.MaxRows)
@@ -355,19 +396,36 @@ func (p *Planned) typical(j int, s dp.Spec) float64 {
 // made non-increasing downward, and the bins are read back from them.
 func (a *AutoBounds) HistogramsFrom(noisy map[string]float64) (groups, rows Histogram) {
 	binSD := dp.Spec{Kind: dp.CountDistinct, Epsilon: a.Epsilon, MaxPartitions: 2, MaxPerPartition: 1}.NoiseScale()
-	build := func(name string, maxV int64) Histogram {
-		h := Histogram{Edges: wire.ProfileEdges(maxV)}
+	build := func(name string, maxV, choiceMax, cap int64) Histogram {
+		h := Histogram{Edges: wire.ProfileEdges(maxV), Cap: cap}
+		lower := int64(1) // the smallest value bin i holds
+		var beyond []bool // bin i lies wholly above the largest bound the choice may pick
 		for _, e := range h.Edges {
-			h.Counts = append(h.Counts, noisy[wire.ProfileBin(name, e, maxV)])
+			beyond = append(beyond, lower > choiceMax)
+			c := noisy[wire.ProfileBin(name, e, maxV)]
+			if cap > 0 && lower > cap {
+				c = 0 // no unit can be here: only noise
+			}
+			h.Counts = append(h.Counts, c)
+			lower = e + 1
 		}
-		h.Counts = append(h.Counts, noisy[name+"/over"])
+		over := noisy[name+"/over"]
+		if cap > 0 && lower > cap {
+			over = 0
+		}
+		h.Counts = append(h.Counts, over)
+		beyond = append(beyond, true)
 		n := len(h.Counts)
 		tail := make([]float64, n+1)
 		raw := 0.0
 		for i := n - 1; i >= 0; i-- {
 			raw += h.Counts[i]
 			t := raw
-			if t < tailSignificance*binSD*math.Sqrt(float64(n-i)) {
+			z := float64(tailSignificance)
+			if beyond[i] {
+				z = reachSignificance
+			}
+			if t < z*binSD*math.Sqrt(float64(n-i)) {
 				t = 0
 			}
 			tail[i] = max(t, tail[i+1])
@@ -377,12 +435,20 @@ func (a *AutoBounds) HistogramsFrom(noisy map[string]float64) (groups, rows Hist
 		}
 		return h
 	}
-	return build("groups", ProfileMax(a.MaxGroups)), build("rows", ProfileMax(a.MaxRows))
+	return build("groups", ProfileMax(a.MaxGroups), a.MaxGroups, a.GroupsCap), build("rows", ProfileMax(a.MaxRows), a.MaxRows, 0)
 }
 
 // tailSignificance is how many standard deviations of its noise a histogram's tail sum must
-// reach to be read as units (HistogramsFrom).
-const tailSignificance = 3
+// reach to be read as units (HistogramsFrom). reachSignificance applies to a tail that starts
+// above the largest bound the choice may pick (the bins profileReach adds): a unit there
+// stands for the most rows (up to twice the last edge), so a phantom of noise there did the
+// most harm — at 3σ, about one job in thirty ran at 16 × 64 with 60% of its answer missing —
+// while a real tail there cannot be chosen, only weighed. At 5σ a bin's Laplace noise passes
+// with probability about 5e-4.
+const (
+	tailSignificance  = 3
+	reachSignificance = 5
+)
 
 // ProfileBinNames are every bin of a profile, in order: all are released, empty ones with noise.
 func ProfileBinNames(pr *wire.Profile) []string {

@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -53,9 +54,35 @@ func TestChooseKeepsOneGroupWhenEveryUnitHasOne(t *testing.T) {
 }
 
 func TestChooseRaisesGroupsWhenUnitsSpreadOverMany(t *testing.T) {
-	c := choose(t, query(nil, []gate.Key{keyDistrict}, aggCount), map[int64]float64{6: 10000}, map[int64]float64{1: 10000})
+	c := choose(t, query(nil, []gate.Key{keyDiagnosis}, aggCount), map[int64]float64{6: 10000}, map[int64]float64{1: 10000})
 	if c.MaxGroups != 8 || c.MaxRows != 1 {
 		t.Errorf("chose %s, want 8 groups (every unit has 6) and 1 row", c)
+	}
+}
+
+// TestPublicCellsCapTheGroups: over public cells no unit has more groups than there are cells,
+// so the cap is a candidate bound (it drops nothing at the least noise) and the groups
+// histogram's bins above it — only noise — cannot push the choice: a phantom tail of units
+// "with 64 groups" over 24 months once ran a query at 8 × 64.
+func TestPublicCellsCapTheGroups(t *testing.T) {
+	months := make([]string, 24)
+	for i := range months {
+		months[i] = fmt.Sprintf("2024-%02d-01", i+1)
+	}
+	keyMonth := gate.Key{Name: "m", Columns: []gate.ColumnRef{{Dataset: "visits", Column: "visit_date"}},
+		Expr: wire.Func("date_trunc", wire.Str("month"), wire.Col("", "visit_date")), Domain: months}
+	q := query(nil, []gate.Key{keyMonth}, aggCount)
+	p := build(t, q, autoOpts)
+	if p.Auto.MaxGroups != 24 || p.Auto.GroupsCap != 24 || p.Worker.Bounds.MaxGroupsContributed != 24 {
+		t.Fatalf("auto %+v, pre-choice bounds %+v: want the 24 cells as the groups' maximum", p.Auto, p.Worker.Bounds)
+	}
+	// Every unit is in all 24 months with one row each; a phantom 300 units sit above 64.
+	c := choose(t, q, map[int64]float64{24: 10000, 65: 300}, map[int64]float64{1: 10000})
+	if c.MaxGroups != 24 || c.MaxRows != 1 {
+		t.Errorf("chose %s, want 24 groups (every month) and 1 row", c)
+	}
+	if c.DroppedRowsShare > 1e-9 {
+		t.Errorf("expects %.3f of rows dropped, want none: the bins above the cap are noise", c.DroppedRowsShare)
 	}
 }
 

@@ -96,7 +96,7 @@ func (o Options) Validate() error {
 // PureDPHint is the refusal of a job with delta 0 (pure DP) whose groups would have to be
 // selected from the data: selection spends delta. It names what runs without delta instead.
 const PureDPHint = "with delta 0 (pure DP) only public partitions are released, and this query groups by a key without a public domain, which needs DP partition selection and so delta > 0; " +
-	"group by keys with a public domain instead — a catalog column with a domain, width_bucket(col, lo, hi, n), or a CASE whose THEN and ELSE branches are all literals — or give a delta > 0"
+	"group by keys with a public domain instead — a catalog column with a domain, width_bucket(col, lo, hi, n), date_trunc of a column with a catalog date_range, or a CASE whose THEN and ELSE branches are all literals — or give a delta > 0"
 
 // MaxMinUnitsPerGroup bounds min_units_per_group: above it every group of a city's data would
 // be withheld, which is a mistake rather than a policy.
