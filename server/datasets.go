@@ -176,7 +176,7 @@ func datasetColumns(d *engine.Dataset) []api.DatasetColumn {
 	for _, c := range d.Snapshot.Columns {
 		spec := d.Spec.Columns[c.Name]
 		col := api.DatasetColumn{Name: c.Name, Type: c.Type, Bounds: spec.Bounds, Domain: spec.Domain,
-			PrivacyUnit: !d.Spec.Public && c.Name == d.Spec.PrivacyUnit}
+			DateRange: spec.DateRange, PrivacyUnit: !d.Spec.Public && c.Name == d.Spec.PrivacyUnit}
 		for _, t := range spec.Tags {
 			col.Tags = append(col.Tags, string(t))
 		}

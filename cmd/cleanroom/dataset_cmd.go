@@ -134,6 +134,9 @@ func writeDatasetDetail(w io.Writer, d *api.DatasetDetail) error {
 		if len(c.Bounds) == 2 {
 			bounds = fmt.Sprintf("[%s, %s]", fmtFloat(c.Bounds[0]), fmtFloat(c.Bounds[1]))
 		}
+		if len(c.DateRange) == 2 {
+			bounds = fmt.Sprintf("[%s, %s]", c.DateRange[0], c.DateRange[1])
+		}
 		domain := ""
 		if len(c.Domain) > 0 {
 			domain = fmt.Sprintf("%d values: %s", len(c.Domain), shorten(strings.Join(c.Domain, ","), 50))

@@ -116,13 +116,16 @@ type DatasetDetail struct {
 }
 
 // DatasetColumn is a column of a dataset: its name and type as in the snapshot, and its
-// catalog tags, bounds and public domain.
+// catalog tags, bounds, public domain and date range.
 type DatasetColumn struct {
 	Name   string    `json:"name"`
 	Type   string    `json:"type"`
 	Tags   []string  `json:"tags,omitempty"`
 	Bounds []float64 `json:"bounds,omitempty"`
 	Domain []string  `json:"domain,omitempty"`
+	// DateRange is a date column's public first and last date: its date_trunc keys have a
+	// public domain.
+	DateRange []string `json:"date_range,omitempty"`
 	// PrivacyUnit marks the dataset's privacy unit column.
 	PrivacyUnit bool `json:"privacy_unit,omitempty"`
 }
