@@ -340,7 +340,14 @@ func releaseBiasTotal(s dp.Spec, enc []byte, conf float64) (biasTotal, error) {
 		nz = noise.Gaussian()
 	}
 	v := r[0].Value
-	ci, err := nz.ComputeConfidenceIntervalFloat64(v, c[0].L0, c[0].LInf, c[0].Epsilon, c[0].Delta, 1-conf)
+	var ci noise.ConfidenceInterval
+	if s.Kind == dp.Count || s.Kind == dp.CountDistinct {
+		// A count's noise is the library's integer noise, and so is its interval (rounded
+		// outwards to whole numbers), as the library computes it for Count.
+		ci, err = nz.ComputeConfidenceIntervalInt64(int64(math.Round(v)), c[0].L0, int64(math.Round(c[0].LInf)), c[0].Epsilon, c[0].Delta, 1-conf)
+	} else {
+		ci, err = nz.ComputeConfidenceIntervalFloat64(v, c[0].L0, c[0].LInf, c[0].Epsilon, c[0].Delta, 1-conf)
+	}
 	if err != nil {
 		return biasTotal{}, fmt.Errorf("engine: the bias estimate's interval: %w", err)
 	}
