@@ -207,13 +207,17 @@ func TestBiasEstimateWithinToleranceOfTheTruth(t *testing.T) {
 	units := float64(len(perPerson))
 	for _, c := range []int64{2, 8, 32} {
 		t.Run(fmt.Sprintf("L∞=%d", c), func(t *testing.T) {
-			var dropping, frac float64
+			var dropping, frac, rowsDropped float64
 			for _, n := range perPerson {
 				if int64(n) > c {
 					dropping++
 					frac += float64(int64(n)-c) / float64(n)
+					rowsDropped += float64(int64(n) - c)
 				}
 			}
+			// Not what rows_dropped_share estimates, logged for the docs: the share of all rows
+			// dropped weighs a person by its rows.
+			t.Logf("share of all rows dropped %.4f; mean over persons of the dropped fraction %.4f", rowsDropped/float64(len(rows)), frac/units)
 			s := runToExecution(t, e, fmt.Sprintf("job-bias-%d", c), "SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district",
 				plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: c})
 			unitsCov := shareCoverage{name: "units_with_dropped_rows_share", lo: dropping / units, hi: dropping / units}

@@ -738,9 +738,9 @@ func TestResultTablePrintsDerivedCells(t *testing.T) {
 }
 
 // The table states the bias of bounding with each share's 95% tolerance and warns, naming
-// what to do, when either dropped-rows estimate passes the threshold (the bounds' model, which
-// sees heavy units, or the mean over units of their dropped fractions); a cell at its clamping
-// bound says so.
+// what to do, when any dropped-rows estimate passes the threshold (the bounds' model, which
+// sees heavy units; the mean over units of their dropped fractions; the share of units that
+// lost rows, which catches a heavy tail the mean misses); a cell at its clamping bound says so.
 func TestResultTableWarnsWhenBoundingDropsMuch(t *testing.T) {
 	key := "530102"
 	model := 0.3
@@ -760,7 +760,7 @@ func TestResultTableWarnsWhenBoundingDropsMuch(t *testing.T) {
 	out := table()
 	for _, want := range []string{"49990 (at upper bound)", "10.0% ± 3.1% of units", "2.0% ± 1.2% of a unit's rows on average",
 		"MAX(cost) clamped values of 8.1% ± 2.5% of units",
-		"warning: contribution bounding dropped about 30% of all rows by the bounds' model (2.0% ± 1.2% of a unit's rows on average",
+		"warning: contribution bounding dropped about 30% of all rows by the bounds' model (2.0% ± 1.2% of a unit's rows on average; rows of 10.0% ± 3.1% of units)",
 		"chosen automatically within the operator's maxima (32 groups, 64 rows)",
 		"warning: MAX(cost) clamped values of 8.1% ± 2.5% of units to [0, 50000]"} {
 		if !strings.Contains(out, want) {
@@ -771,13 +771,19 @@ func TestResultTableWarnsWhenBoundingDropsMuch(t *testing.T) {
 	r.Bias.ModelRowsDropped, r.Bias.Chosen.GroupsAutomatic, r.Bias.Chosen.RowsAutomatic = nil, false, false
 	r.Bias.RowsDropped, r.Bias.Clamped = 0.081, nil
 	out = table()
-	for _, want := range []string{"warning: contribution bounding dropped 8.1% ± 1.2% of a unit's rows on average (10.0% ± 3.1% of units lost some)",
+	for _, want := range []string{"warning: contribution bounding dropped 8.1% ± 1.2% of a unit's rows on average (rows of 10.0% ± 3.1% of units)",
 		"raise max_groups_contributed (now 1) or max_contributions_per_group (now 64)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table\n%s\nwant %q", out, want)
 		}
 	}
+	// A share of units that lost rows above the threshold warns even when their mean dropped
+	// fraction is small: the units that lose rows are the heavy ones.
 	r.Bias.RowsDropped = 0.02
+	if out := table(); !strings.Contains(out, "warning: contribution bounding dropped rows of 10.0% ± 3.1% of units (2.0% ± 1.2% of a unit's rows on average; units with many rows lose the most") {
+		t.Errorf("no warning led by the share of units:\n%s", out)
+	}
+	r.Bias.UnitsWithDroppedRows = 0.03
 	if out := table(); strings.Contains(out, "warning:") {
 		t.Errorf("warned below the threshold:\n%s", out)
 	}
