@@ -294,3 +294,30 @@ func TestBiasClampedShareWithinToleranceOfTheTruth(t *testing.T) {
 	t.Logf("%v units surely clamped, %v may be; last release: %s", sure, maybe, api.ShareText(last.Clamped[0].Units, last.Clamped[0].UnitsTolerance))
 	cov.check(t, 0.1)
 }
+
+// TestBiasShareStatesAnIntervalThatHoldsEveryConsistentTruth pins biasShare on the edges: the
+// stated share ± tolerance contains [max(D_lo, 0)/N_hi, D_hi/N_lo] ∩ [0, 1], reaches 1 when the
+// units' interval reaches 0, and stays within [0, 1] whatever the noise did.
+func TestBiasShareStatesAnIntervalThatHoldsEveryConsistentTruth(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		part, units   biasTotal
+		share, lo, hi float64
+	}{
+		{"inside", biasTotal{100, 80, 120}, biasTotal{1000, 950, 1050}, 0.1, 80.0 / 1050, 120.0 / 950},
+		{"part below 0", biasTotal{-20, -40, 0}, biasTotal{1000, 950, 1050}, 0, 0, 0},
+		{"part above units", biasTotal{1200, 1100, 1300}, biasTotal{1000, 950, 1050}, 1, 1, 1},
+		{"units may be 0", biasTotal{3, 0, 6}, biasTotal{2, -1, 5}, 1, 0, 1},
+		{"no units at all", biasTotal{0, -5, 5}, biasTotal{-3, -8, 2}, 0, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			share, tol := biasShare(tc.part, tc.units)
+			if math.Abs(share-tc.share) > 1e-12 || !(tol >= 0) || share < 0 || share > 1 {
+				t.Fatalf("share %v ± %v, want share %v", share, tol, tc.share)
+			}
+			if share-tol > tc.lo+1e-12 || share+tol < tc.hi-1e-12 {
+				t.Errorf("share %v ± %v does not hold [%v, %v]", share, tol, tc.lo, tc.hi)
+			}
+		})
+	}
+}
