@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 
+	"github.com/google/differential-privacy/go/v3/noise"
+
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
@@ -253,37 +255,32 @@ func biasPreNoise(w *wire.Plan, st *wire.BiasStates) ([]byte, error) {
 }
 
 // releaseBias noises the bounding-cost counts (each through the DP library, sensitivity 1)
-// and states them as shares of the noisy number of units.
+// and states them as shares of the noisy number of units, each with its 95% tolerance
+// (biasShare).
 func releaseBias(p *plan.Planned, choice *plan.Choice, st *wire.BiasStates) (*api.Bias, error) {
 	bs := p.Worker.Bias
 	if bs == nil {
 		return nil, nil
 	}
-	if st == nil || len(st.Clamped) != len(bs.Clamped) {
+	if st == nil || len(st.Clamped) != len(bs.Clamped) || len(bs.ClampedAggregates) != len(bs.Clamped) {
 		return nil, fmt.Errorf("engine: no bounding-cost counts to release")
 	}
-	noisy := func(s dp.Spec, enc []byte) (float64, error) {
-		r, err := s.Release(enc)
-		if err != nil {
-			return 0, err
-		}
-		return r[0].Value, nil
-	}
-	units, err := noisy(bs.Count, st.Units)
+	units, err := releaseBiasTotal(bs.Count, st.Units, biasUnitsConfidence)
 	if err != nil {
 		return nil, err
 	}
-	dropping, err := noisy(bs.Count, st.Dropping)
+	dropping, err := releaseBiasTotal(bs.Count, st.Dropping, biasPartConfidence)
 	if err != nil {
 		return nil, err
 	}
-	frac, err := noisy(bs.DroppedFraction, st.DroppedFraction)
+	frac, err := releaseBiasTotal(bs.DroppedFraction, st.DroppedFraction, biasPartConfidence)
 	if err != nil {
 		return nil, err
 	}
-	share := func(x float64) float64 { return math.Min(math.Max(x/math.Max(units, 1), 0), 1) }
-	b := &api.Bias{Epsilon: p.BiasEpsilon, Units: units, UnitsWithDroppedRows: share(dropping), RowsDropped: share(frac),
+	b := &api.Bias{Epsilon: p.BiasEpsilon, Units: math.Max(units.value, 0),
 		Chosen: api.ChosenBounds{MaxGroupsContributed: p.Worker.Bounds.MaxGroupsContributed, MaxContributionsPerGroup: p.Worker.Bounds.MaxContributionsPerGroup}}
+	b.UnitsWithDroppedRows, b.UnitsWithDroppedRowsTolerance = biasShare(dropping, units)
+	b.RowsDropped, b.RowsDroppedTolerance = biasShare(frac, units)
 	if a := p.Auto; a != nil && choice != nil {
 		b.Chosen.GroupsAutomatic, b.Chosen.RowsAutomatic = a.Groups, a.Rows
 		b.Chosen.MaxGroups, b.Chosen.MaxRows = a.MaxGroups, a.MaxRows
@@ -291,14 +288,94 @@ func releaseBias(p *plan.Planned, choice *plan.Choice, st *wire.BiasStates) (*ap
 		b.ModelRowsDropped = &m
 	}
 	for i, j := range bs.ClampedAggregates {
-		c, err := noisy(bs.Clamped[i], st.Clamped[i])
+		if j < 0 || j >= len(p.Worker.Aggregates) {
+			return nil, fmt.Errorf("engine: a bounding-cost count names no aggregate")
+		}
+		c, err := releaseBiasTotal(bs.Clamped[i], st.Clamped[i], biasPartConfidence)
 		if err != nil {
 			return nil, err
 		}
 		spec := p.Worker.Aggregates[j]
-		b.Clamped = append(b.Clamped, api.ClampedShare{Aggregate: aggregateName(p, j), Lower: spec.Lower, Upper: spec.Upper, Units: share(c)})
+		cs := api.ClampedShare{Aggregate: aggregateName(p, j), Lower: spec.Lower, Upper: spec.Upper}
+		cs.Units, cs.UnitsTolerance = biasShare(c, units)
+		b.Clamped = append(b.Clamped, cs)
 	}
 	return b, nil
+}
+
+// The confidence levels of the bias estimate's noisy totals. A share is a ratio D/N of two
+// noisy totals over units (D: the units with dropped rows, the sum of the units' dropped
+// fractions, or the units with a clamped value; N: the units). The number of units is read at
+// biasUnitsConfidence and the part at biasPartConfidence, so both intervals hold at once with
+// probability at least 1 − 0.01 − 0.04 = 95% (union bound; no independence assumed). The part
+// gets the larger share of the 5% because it dominates the ratio's error whenever the share
+// is below one half: the ratio moves by h_D/N for the part's half-width h_D and by only
+// share·h_N/N for the units'.
+const (
+	biasUnitsConfidence = 0.99
+	biasPartConfidence  = 0.96
+)
+
+// biasTotal is one noisy total of the bias estimate with the library's confidence interval
+// around it.
+type biasTotal struct{ value, lo, hi float64 }
+
+// releaseBiasTotal noises one bounding-cost count through the library (ReleaseSigned: the
+// noisy value not clamped at 0, so the interval is centred where the library's is) and asks
+// the library's noise for its confidence interval at level conf, with the spec's own
+// parameters (its single noise addition: mechanism, epsilon, delta, sensitivities). The
+// interval is post-processing of the noisy value and public parameters; the noise is drawn
+// once, by Release.
+func releaseBiasTotal(s dp.Spec, enc []byte, conf float64) (biasTotal, error) {
+	r, err := s.ReleaseSigned(enc)
+	if err != nil {
+		return biasTotal{}, err
+	}
+	c := s.Components()
+	if len(r) != 1 || len(c) != 1 {
+		return biasTotal{}, fmt.Errorf("engine: a bounding-cost count is not a single noisy total")
+	}
+	nz := noise.Laplace()
+	if c[0].Mechanism == "gaussian" {
+		nz = noise.Gaussian()
+	}
+	v := r[0].Value
+	var ci noise.ConfidenceInterval
+	if s.Kind == dp.Count || s.Kind == dp.CountDistinct {
+		// A count's noise is the library's integer noise, and so is its interval (rounded
+		// outwards to whole numbers), as the library computes it for Count.
+		ci, err = nz.ComputeConfidenceIntervalInt64(int64(math.Round(v)), c[0].L0, int64(math.Round(c[0].LInf)), c[0].Epsilon, c[0].Delta, 1-conf)
+	} else {
+		ci, err = nz.ComputeConfidenceIntervalFloat64(v, c[0].L0, c[0].LInf, c[0].Epsilon, c[0].Delta, 1-conf)
+	}
+	if err != nil {
+		return biasTotal{}, fmt.Errorf("engine: the bias estimate's interval: %w", err)
+	}
+	return biasTotal{value: v, lo: math.Min(ci.LowerBound, v), hi: math.Max(ci.UpperBound, v)}, nil
+}
+
+// biasShare states part/units as a share in [0, 1] with its 95% tolerance: with probability at
+// least 95% (both totals within their intervals, see biasUnitsConfidence) the true share lies
+// in [max(D_lo, 0)/N_hi, D_hi/N_lo] ∩ [0, 1] (the true part never exceeds the true units, so
+// the true share is at most 1), and the tolerance is the larger distance from the stated share
+// to either end, so share ± tolerance contains that interval. When N_lo ≤ 0 the upper end is
+// 1: the noise could hide that there are almost no units.
+func biasShare(part, units biasTotal) (share, tolerance float64) {
+	unit := func(x float64) float64 {
+		if math.IsNaN(x) {
+			return 1
+		}
+		return math.Min(math.Max(x, 0), 1)
+	}
+	share = unit(part.value / math.Max(units.value, 1))
+	lo, hi := 0.0, 1.0
+	if units.hi > 0 {
+		lo = unit(math.Max(part.lo, 0) / units.hi)
+	}
+	if units.lo > 0 {
+		hi = unit(part.hi / units.lo)
+	}
+	return share, math.Max(share-math.Min(lo, share), math.Max(hi, share)-share)
 }
 
 // atBoundTolerance is how close, as a share of the clamping range, a released mean or quantile

@@ -737,30 +737,59 @@ func TestResultTablePrintsDerivedCells(t *testing.T) {
 	}
 }
 
-// The table states the bias of bounding and warns, naming what to do, when a share passes the
-// threshold; a cell at its clamping bound says so.
+// The table states the bias of bounding with each share's 95% tolerance and warns, naming
+// what to do, when any dropped-rows estimate passes the threshold (the bounds' model, which
+// sees heavy units; the mean over units of their dropped fractions; the share of units that
+// lost rows, which catches a heavy tail the mean misses); a cell at its clamping bound says so.
 func TestResultTableWarnsWhenBoundingDropsMuch(t *testing.T) {
 	key := "530102"
 	model := 0.3
 	r := &engine.Result{Result: api.Result{Job: "job-1", Columns: []api.ResultCol{{Name: "district", Kind: "group_key"}, {Name: "max", Kind: "aggregate"}},
 		Rows: [][]api.Cell{{{Key: &key}, {DP: &api.Released{Value: 49990, CILow: 49000, CIHigh: 49990}, AtClampBound: "upper"}}},
-		Bias: &api.Bias{Epsilon: 0.05, Units: 8000, UnitsWithDroppedRows: 0.1, RowsDropped: 0.02, ModelRowsDropped: &model,
-			Chosen: api.ChosenBounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 64, GroupsAutomatic: true, RowsAutomatic: true, MaxGroups: 32, MaxRows: 64}}}}
-	var b strings.Builder
-	if err := writeResultTable(&b, r, "released"); err != nil {
-		t.Fatal(err)
+		Bias: &api.Bias{Epsilon: 0.05, Units: 8000, UnitsWithDroppedRows: 0.1, UnitsWithDroppedRowsTolerance: 0.031, RowsDropped: 0.02, RowsDroppedTolerance: 0.012,
+			ModelRowsDropped: &model,
+			Clamped:          []api.ClampedShare{{Aggregate: "MAX(cost)", Lower: 0, Upper: 50000, Units: 0.081, UnitsTolerance: 0.025}},
+			Chosen:           api.ChosenBounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 64, GroupsAutomatic: true, RowsAutomatic: true, MaxGroups: 32, MaxRows: 64}}}}
+	table := func() string {
+		var b strings.Builder
+		if err := writeResultTable(&b, r, "released"); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
 	}
-	for _, want := range []string{"49990 (at upper bound)", "warning: contribution bounding dropped about 30% of rows", "chosen automatically within the operator's maxima (32 groups, 64 rows)"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("table\n%s\nwant %q", b.String(), want)
+	out := table()
+	for _, want := range []string{"49990 (at upper bound)", "10.0% ± 3.1% of units", "2.0% ± 1.2% of a unit's rows on average",
+		"MAX(cost) clamped values of 8.1% ± 2.5% of units",
+		"warning: contribution bounding dropped about 30% of all rows by the bounds' model (2.0% ± 1.2% of a unit's rows on average; rows of 10.0% ± 3.1% of units)",
+		"chosen automatically within the operator's maxima (32 groups, 64 rows)",
+		"warning: MAX(cost) clamped values of 8.1% ± 2.5% of units to [0, 50000]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table\n%s\nwant %q", out, want)
 		}
 	}
+	// The mean over units alone passing the threshold warns too, leading with it.
 	r.Bias.ModelRowsDropped, r.Bias.Chosen.GroupsAutomatic, r.Bias.Chosen.RowsAutomatic = nil, false, false
-	b.Reset()
-	if err := writeResultTable(&b, r, "released"); err != nil {
-		t.Fatal(err)
+	r.Bias.RowsDropped, r.Bias.Clamped = 0.081, nil
+	out = table()
+	for _, want := range []string{"warning: contribution bounding dropped 8.1% ± 1.2% of a unit's rows on average (rows of 10.0% ± 3.1% of units)",
+		"raise max_groups_contributed (now 1) or max_contributions_per_group (now 64)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table\n%s\nwant %q", out, want)
+		}
 	}
-	if strings.Contains(b.String(), "warning:") {
-		t.Errorf("warned below the threshold:\n%s", b.String())
+	// A share of units that lost rows above the threshold warns even when their mean dropped
+	// fraction is small: the units that lose rows are the heavy ones.
+	r.Bias.RowsDropped = 0.02
+	if out := table(); !strings.Contains(out, "warning: contribution bounding dropped rows of 10.0% ± 3.1% of units (2.0% ± 1.2% of a unit's rows on average; units with many rows lose the most") {
+		t.Errorf("no warning led by the share of units:\n%s", out)
+	}
+	r.Bias.UnitsWithDroppedRows = 0.03
+	if out := table(); strings.Contains(out, "warning:") {
+		t.Errorf("warned below the threshold:\n%s", out)
+	}
+	// A result released before tolerances were stated prints its shares without one.
+	r.Bias.RowsDroppedTolerance, r.Bias.UnitsWithDroppedRowsTolerance = 0, 0
+	if out := table(); !strings.Contains(out, "(2.0% of a unit's rows on average") || strings.Contains(out, "% ±") || strings.Contains(out, "tolerance") {
+		t.Errorf("a share without a stated tolerance:\n%s", out)
 	}
 }

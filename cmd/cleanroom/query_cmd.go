@@ -298,19 +298,25 @@ func writeResultTable(w io.Writer, r *engine.Result, status string) error {
 	return nil
 }
 
-// writeBias states what bounding cost the answer: one line of noisy estimates, then a warning
-// line for each bias above api.BiasWarnShare that says what to do about it.
+// writeBias states what bounding cost the answer: one line of noisy estimates, each share with
+// its 95% tolerance ("8.1% ± 1.2%"), then a warning line for each bias above
+// api.BiasWarnShare that says what to do about it.
 func writeBias(w io.Writer, b *api.Bias) {
 	if b == nil {
 		return
 	}
-	line := fmt.Sprintf("bias (noisy, epsilon %s): bounding dropped rows of %.1f%% of units (%.1f%% of a unit's rows on average", fmtFloat(b.Epsilon), 100*b.UnitsWithDroppedRows, 100*b.RowsDropped)
+	tol := ""
+	if b.RowsDroppedTolerance > 0 {
+		tol = "; ± is a 95% tolerance"
+	}
+	line := fmt.Sprintf("bias (noisy, epsilon %s%s): bounding dropped rows of %s of units (%s of a unit's rows on average",
+		fmtFloat(b.Epsilon), tol, api.ShareText(b.UnitsWithDroppedRows, b.UnitsWithDroppedRowsTolerance), api.ShareText(b.RowsDropped, b.RowsDroppedTolerance))
 	if b.ModelRowsDropped != nil {
-		line += fmt.Sprintf("; about %.1f%% of all rows by the bounds' model", 100**b.ModelRowsDropped)
+		line += fmt.Sprintf("; about %.1f%% of all rows by the bounds' model, no tolerance stated", 100**b.ModelRowsDropped)
 	}
 	line += ")"
 	for _, c := range b.Clamped {
-		line += fmt.Sprintf("; %s clamped values of %.1f%% of units", c.Aggregate, 100*c.Units)
+		line += fmt.Sprintf("; %s clamped values of %s of units", c.Aggregate, api.ShareText(c.Units, c.UnitsTolerance))
 	}
 	fmt.Fprintln(w, line)
 	for _, warn := range b.Warnings() {
