@@ -47,6 +47,14 @@ func (s Spec) newAgg(units int64) (agg, error) {
 			return nil, err
 		}
 		return &countAcc{bs: bs, nonNull: s.ReadsValues()}, nil
+	case CountDistinctValues:
+		bs, err := dpagg.NewBoundedSumInt64(&dpagg.BoundedSumInt64Options{
+			Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: l0, Lower: 0, Upper: lInf, Noise: nz,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &distinctValuesAcc{countAcc: countAcc{bs: bs}, lInf: lInf, seen: map[uint64]struct{}{}}, nil
 	case CountDistinct:
 		c, err := dpagg.NewCount(&dpagg.CountOptions{Epsilon: s.Epsilon, Delta: s.Delta, MaxPartitionsContributed: l0, Noise: nz})
 		if err != nil {
@@ -145,6 +153,82 @@ func (a *countAcc) results(alpha float64) ([]cellValue, error) {
 	}
 	ci, err := a.bs.ComputeConfidenceInterval(alpha)
 	return interval(float64(v), ci), err
+}
+
+// distinctValuesAcc is COUNT(DISTINCT col): in the worker it collects the distinct values of
+// the partition's kept rows (as identities: the worker renders each value as a hash, NaN for
+// NULL), across units and, by Merge, across shards; only when the state is encoded does it add
+// the number of distinct values to the library's sum, once. Adding per unit would count a
+// value shared by two units twice, and a unit cannot know which of its values another unit
+// also holds.
+//
+// The sum is Count's mechanism, BoundedSumInt64 over [0, L∞] with L0 partitions, whose
+// sensitivity is exactly the distinct count's (see CountDistinctValues). The library clamps
+// each Add to [0, L∞] and keeps only the running total, so feed adds the cell's total as
+// additions of at most L∞ each — at most one per unit in the cell, since the total is at most
+// the kept rows — and the state, and so the noise at release, is that of one total.
+type distinctValuesAcc struct {
+	countAcc
+	lInf int64
+	seen map[uint64]struct{}
+}
+
+// AddUnit adds one unit's kept values. More than L∞ of them would break the sensitivity the
+// noise is calibrated for (the library cannot clamp a share of a total), so that is an error.
+func (a *distinctValuesAcc) AddUnit(_ int64, values []float64) error {
+	if int64(len(values)) > a.lInf {
+		return fmt.Errorf("dp: a unit added more rows to a distinct count than its bound allows")
+	}
+	for _, v := range values {
+		if math.IsNaN(v) {
+			continue // COUNT(DISTINCT col) ignores NULL
+		}
+		if v == 0 {
+			v = 0 // -0 and +0 are one value
+		}
+		a.seen[math.Float64bits(v)] = struct{}{}
+	}
+	return nil
+}
+
+// feed adds the distinct values collected so far to the library's sum and forgets them.
+func (a *distinctValuesAcc) feed() error {
+	for n := int64(len(a.seen)); n > 0; n -= a.lInf {
+		if err := a.bs.Add(min(n, a.lInf)); err != nil {
+			return err
+		}
+	}
+	clear(a.seen)
+	return nil
+}
+
+func (a *distinctValuesAcc) Encode() ([]byte, error) {
+	if err := a.feed(); err != nil {
+		return nil, err
+	}
+	return a.bs.GobEncode()
+}
+
+// Merge unions the other accumulator's distinct values into this one's (shards hold disjoint
+// units, not disjoint values) and merges the library states (a decoded state, on the engine's
+// side, has no values left).
+func (a *distinctValuesAcc) Merge(o Accumulator) error {
+	b, ok := o.(*distinctValuesAcc)
+	if !ok {
+		return errKinds()
+	}
+	for v := range b.seen {
+		a.seen[v] = struct{}{}
+	}
+	clear(b.seen)
+	return a.bs.Merge(b.bs)
+}
+
+func (a *distinctValuesAcc) results(alpha float64) ([]cellValue, error) {
+	if err := a.feed(); err != nil {
+		return nil, err
+	}
+	return a.countAcc.results(alpha)
 }
 
 type distinctAcc struct{ c *dpagg.Count }

@@ -97,7 +97,7 @@ func (s Spec) Canonical(encoded []byte) ([]byte, error) {
 
 func (s Spec) canonical(b []byte) (any, error) {
 	switch s.Kind {
-	case Count:
+	case Count, CountDistinctValues:
 		return decodeInto[sumIntState](b)
 	case CountDistinct:
 		return decodeInto[countState](b)

@@ -36,6 +36,15 @@ const (
 	Count Kind = "count"
 	// CountDistinct is COUNT(DISTINCT privacy unit): one per unit, through Count.
 	CountDistinct Kind = "count_distinct"
+	// CountDistinctValues is COUNT(DISTINCT col) of a column other than the privacy unit: the
+	// number of distinct non-NULL values among a partition's kept rows, computed once per
+	// partition after bounding and noised like Count (BoundedSumInt64 over [0, L∞], L0
+	// partitions). Removing a unit removes at most its kept rows of each partition, so the
+	// partition's distinct count drops by at most L∞ (a value only it held disappears; a value
+	// others also hold stays), in at most L0 partitions: exactly Count's sensitivity. The count
+	// is not a sum over units (two units holding one value count it once), so the worker keeps
+	// the partition's distinct values until the end and feeds the total once (accumulate.go).
+	CountDistinctValues Kind = "count_distinct_values"
 	// Sum is SUM(col): per-row clamp, per-unit pre-aggregation, through BoundedSumFloat64.
 	Sum Kind = "sum"
 	// Mean is AVG(col), through BoundedMean.
@@ -60,7 +69,8 @@ const quantileCountShare = 0.1
 type Spec struct {
 	Kind Kind `json:"kind"`
 	// Value is the index of the value expression this aggregate reads; -1 for COUNT(*) and
-	// COUNT(DISTINCT unit).
+	// COUNT(DISTINCT unit). A CountDistinctValues value is read as an identity of the column's
+	// value (the worker renders it as a hash), never as a number.
 	Value int `json:"value"`
 	// Lower and Upper are the catalog's per-row clamping bounds (every kind that reads values
 	// except Count).
@@ -78,6 +88,11 @@ type Spec struct {
 
 // ReadsValues reports whether the aggregate reads a value column's per-row values.
 func (s Spec) ReadsValues() bool { return s.Value >= 0 }
+
+// ClampsValues reports whether the aggregate reads values and clamps them to [Lower, Upper]
+// (so a kept value outside them biases it): not COUNT(col), whose values only mark NULL, nor
+// COUNT(DISTINCT col), whose values are identities.
+func (s Spec) ClampsValues() bool { return s.ReadsValues() && s.bounded() }
 
 // bounded reports whether the kind clamps values to [Lower, Upper].
 func (s Spec) bounded() bool {
@@ -144,7 +159,7 @@ func (s Spec) Components() []Component {
 	switch s.Kind {
 	case CountDistinct:
 		return []Component{s.component("count", s.Epsilon, s.Delta, l0, 1)}
-	case Count:
+	case Count, CountDistinctValues:
 		return []Component{s.component("count", s.Epsilon, s.Delta, l0, lInf)}
 	case Sum:
 		lo, hi := s.unitBounds()
@@ -204,8 +219,16 @@ func (s Spec) Validate() error {
 	if s.bounded() && !(s.Lower < s.Upper) {
 		return fmt.Errorf("dp: bounds must satisfy lower < upper")
 	}
-	if s.bounded() != s.ReadsValues() && s.Kind != Count {
-		return fmt.Errorf("dp: %s aggregates must read exactly one value column", s.Kind)
+	switch s.Kind {
+	case Count: // COUNT(*) reads none, COUNT(col) one
+	case CountDistinctValues:
+		if !s.ReadsValues() {
+			return fmt.Errorf("dp: %s aggregates must read exactly one value column", s.Kind)
+		}
+	default:
+		if s.bounded() != s.ReadsValues() {
+			return fmt.Errorf("dp: %s aggregates must read exactly one value column", s.Kind)
+		}
 	}
 	if s.Kind == Quantiles {
 		if len(s.Ranks) == 0 {
@@ -290,7 +313,7 @@ func (s Spec) release(encoded []byte, nonNegative bool) ([]Released, error) {
 
 func (s Spec) nonNegative() bool {
 	switch s.Kind {
-	case Count, CountDistinct, Variance, StdDev:
+	case Count, CountDistinct, CountDistinctValues, Variance, StdDev:
 		return true
 	case Sum:
 		lo, _ := s.unitBounds()

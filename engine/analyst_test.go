@@ -16,7 +16,7 @@ var analystQueries = filepath.Join("..", "testdata", "queries", "analyst.sql")
 
 // minAnalystShare is the share of the set that ran when it was last measured; it may only go
 // up. Issue 15 asks for at least 85%.
-const minAnalystShare = 48.0 / 57
+const minAnalystShare = 49.0 / 57
 
 // analystQuery is one entry: what it asks and its SQL; a refused query carries the rewrite
 // its refusal's hint suggests and words of that hint.

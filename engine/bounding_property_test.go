@@ -47,7 +47,8 @@ func withHeavyUnit(t *testing.T, db *sql.DB, spec *catalog.Spec, n int, renamed 
 }
 
 // exactTotals reads the exact bounded totals of the kinds whose pre-noise state holds one:
-// a row count (Count), a unit count (CountDistinct), a clamped sum (Sum) or a mean's row count.
+// a row count (Count), a unit count (CountDistinct), a distinct count of values
+// (CountDistinctValues), a clamped sum (Sum) or a mean's row count.
 func exactTotals(t *testing.T, spec dp.Spec, state []byte) (float64, bool) {
 	t.Helper()
 	if state == nil {
@@ -62,7 +63,7 @@ func exactTotals(t *testing.T, spec dp.Spec, state []byte) (float64, bool) {
 		t.Fatal(err)
 	}
 	switch spec.Kind {
-	case dp.Count, dp.Sum:
+	case dp.Count, dp.CountDistinctValues, dp.Sum:
 		return m["Sum"].(float64), true
 	case dp.CountDistinct:
 		return m["Count"].(float64), true

@@ -49,7 +49,7 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 	for i, s := range p.Worker.Aggregates {
 		a := api.ExplainedAggregate{Name: aggregateName(p, i), Kind: string(s.Kind), Mechanism: s.Mechanism(), Epsilon: s.Epsilon,
 			Delta: s.Delta, Components: noiseComponents(s.Components())}
-		if s.Kind != dp.Count && s.Kind != dp.CountDistinct {
+		if s.ClampsValues() {
 			lo, hi := s.Lower, s.Upper
 			a.Lower, a.Upper = &lo, &hi
 		}
@@ -162,7 +162,7 @@ func expectedError(s dp.Spec) (*float64, string) {
 		w = math.Sqrt2 * math.Erfinv(dp.Confidence) * sigma
 	}
 	switch s.Kind {
-	case dp.Count, dp.CountDistinct, dp.Sum:
+	case dp.Count, dp.CountDistinct, dp.CountDistinctValues, dp.Sum:
 		return &w, ""
 	case dp.Mean:
 		return nil, fmt.Sprintf("about ±%.4g/n for a group of n values (noisy sum over noisy count)", w)

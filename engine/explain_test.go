@@ -138,3 +138,30 @@ func TestDeltaZeroIsPureDPAndRefusalsNameWhatWorks(t *testing.T) {
 		t.Fatalf("delta beyond the grant's: %v", err)
 	}
 }
+
+// A dry run explains COUNT(DISTINCT col) as the count it is noised like: the same noise and
+// expected error as the COUNT(*) beside it, and no clamping bounds (its values are not clamped).
+func TestExplainShowsADistinctCountAsACount(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 100, false))
+	grant(t, e, "g", 10)
+	x, err := e.Explain(context.Background(), engine.Job{Principal: applicant, Grant: "g",
+		SQL:     "SELECT district, COUNT(DISTINCT diagnosis) AS diagnoses, COUNT(*) FROM visits GROUP BY district",
+		Options: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, c := x.Aggregates[0], x.Aggregates[1]
+	if d.Kind != string(dp.CountDistinctValues) || d.Name != "diagnoses" || c.Kind != string(dp.Count) {
+		t.Fatalf("aggregates explained as %+v and %+v", d, c)
+	}
+	if d.ExpectedError == nil || c.ExpectedError == nil || *d.ExpectedError != *c.ExpectedError || d.Note != "" {
+		t.Fatalf("distinct count's expected error %v (%q), COUNT(*)'s %v", d.ExpectedError, d.Note, c.ExpectedError)
+	}
+	if len(d.Components) != 1 || d.Components[0] != c.Components[0] || d.Components[0].LInf != 3 {
+		t.Fatalf("distinct count's noise %+v, COUNT(*)'s %+v", d.Components, c.Components)
+	}
+	if d.Lower != nil || d.Upper != nil {
+		t.Fatalf("distinct count explained with clamping bounds [%v, %v]", d.Lower, d.Upper)
+	}
+}

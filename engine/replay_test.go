@@ -33,8 +33,8 @@ func mustReplay(t *testing.T, e *engine.Engine, job string) *api.ReplayReport {
 }
 
 // TestReplayMatchesEveryJobKind: released jobs with public partitions, partition selection, a
-// join held for review and released, a per-unit subquery, a repeat answered from its release
-// and a refusal all replay without a mismatch; the ones that ran recompute the recorded
+// join held for review and released, a per-unit subquery, distinct counts of values, a repeat
+// answered from its release and a refusal all replay without a mismatch; the ones that ran recompute the recorded
 // pre-noise digest.
 func TestReplayMatchesEveryJobKind(t *testing.T) {
 	ctx := context.Background()
@@ -64,6 +64,9 @@ func TestReplayMatchesEveryJobKind(t *testing.T) {
 		run("SELECT n, COUNT(*) FROM (SELECT person_id, GREATEST(LEAST(COUNT(*), 10), 1) AS n FROM medical_visits GROUP BY person_id) AS t GROUP BY n"),
 		// The first query with a filter: a differencing check against it runs, and is replayed.
 		run("SELECT district, COUNT(*) AS n, SUM(cost) AS s FROM medical_visits WHERE cost > 1000 GROUP BY district"),
+		// Distinct counts of values: the worker's per-group value sets end as counts whose
+		// digest the replay recomputes.
+		run("SELECT age_band, COUNT(DISTINCT diagnosis) AS d, COUNT(DISTINCT hospital_id) AS h FROM medical_visits GROUP BY age_band"),
 	}
 	repeat := run("select district, count(*) as n, sum(cost) as s from medical_visits group by 1")
 	for _, job := range executed {

@@ -207,6 +207,16 @@ var egressCases = []egressCase{
 	{"deny_count_distinct_of_non_unit", func(in *EgressInput) {
 		in.Output.Columns[1].DerivedFrom = []ColumnUse{colPhone}
 	}, ResultDeny, []string{"identifier_in_output"}, 0},
+	{"allow_count_distinct_values_of_a_non_identifier", func(in *EgressInput) {
+		in.Output.Columns[1].Aggregate = AggregateCountDistinctValues
+		in.Output.Columns[1].DerivedFrom = []ColumnUse{withUsage(colDistrict, UsageAggregate)}
+	}, ResultAllow, nil, 0},
+	// A distinct count of values counts values, not units: of an identifier, even the privacy
+	// unit, it releases lineage of that identifier (the gate never admits it; policy denies it
+	// anyway).
+	{"deny_count_distinct_values_of_privacy_unit", func(in *EgressInput) {
+		in.Output.Columns[1].Aggregate = AggregateCountDistinctValues
+	}, ResultDeny, []string{"identifier_in_output"}, 0},
 	{"deny_count_distinct_of_join_unit", func(in *EgressInput) {
 		in.Output.Columns[1].DerivedFrom = []ColumnUse{withUsage(colPerson, UsageJoinUnit)}
 	}, ResultDeny, []string{"identifier_in_output"}, 0},

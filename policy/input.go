@@ -103,14 +103,17 @@ const (
 
 	AggregateCount         = "count"
 	AggregateCountDistinct = "count_distinct"
-	AggregateSum           = "sum"
+	// AggregateCountDistinctValues is COUNT(DISTINCT col) of a column that is not an
+	// identifier: a count of values, never of units, so it carries no identifier lineage.
+	AggregateCountDistinctValues = "count_distinct_values"
+	AggregateSum                 = "sum"
 )
 
 // OutputColumn is one column of a computed result with its lineage.
 type OutputColumn struct {
 	Name        string      `json:"name"`
 	Kind        string      `json:"kind"`      // KindGroupKey or KindAggregate
-	Aggregate   string      `json:"aggregate"` // for aggregates: count, count_distinct, sum
+	Aggregate   string      `json:"aggregate"` // for aggregates: the dp kind (count, count_distinct, count_distinct_values, sum, …)
 	DerivedFrom []ColumnUse `json:"derived_from"`
 }
 

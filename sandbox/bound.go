@@ -671,7 +671,7 @@ func (b *boundPass) add1(ps *partState, n int64, cols [][]float64) error {
 		if spec.Value >= 0 { // spec.ReadsValues()
 			vals = cols[spec.Value]
 		}
-		if b.clamped != nil && !b.clamped[j] && spec.Value >= 0 && spec.Kind != dp.Count {
+		if b.clamped != nil && !b.clamped[j] && spec.ClampsValues() {
 			for _, v := range vals {
 				if v < spec.Lower || v > spec.Upper { // false for NaN (NULL)
 					b.clamped[j] = true

@@ -372,7 +372,8 @@ func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi
 }
 
 // scanSQL is the scan of the units [lo, hi): per row its rowid, the group hash when the plan
-// has keys, each value as DOUBLE and, with a filter, the keep flag (see boundPass.add).
+// has keys, each value as DOUBLE (a distinct count's value as its identity, see identityValues)
+// and, with a filter, the keep flag (see boundPass.add).
 func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string, error) {
 	cols := []string{"rowid"}
 	if len(p.Keys) > 0 {
@@ -382,11 +383,20 @@ func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string,
 		}
 		cols = append(cols, h)
 	}
+	identity, err := identityValues(p)
+	if err != nil {
+		return "", err
+	}
 	sc := columnScope(snap.Columns)
 	for i, v := range p.Values {
 		r, err := sqlgen.Value(v, sc)
 		if err != nil {
 			return "", errcode.Wrap(errcode.Internal, err, "the plan's value %d is not a valid expression over the scanned columns", i+1)
+		}
+		if identity[i] {
+			// 53 bits of DuckDB's 64-bit hash: a whole number a DOUBLE holds exactly. NULL stays
+			// NULL (hash(NULL) is a number), so COUNT(DISTINCT) ignores it as SQL does.
+			r = "CASE WHEN (" + r + ") IS NULL THEN NULL ELSE hash(" + r + ") >> 11 END"
 		}
 		cols = append(cols, "try(CAST("+r+" AS DOUBLE))")
 	}
@@ -407,6 +417,35 @@ func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string,
 		q += " ORDER BY rowid"
 	}
 	return q, nil
+}
+
+// identityValues marks the plan's values that a COUNT(DISTINCT col) reads: the worker scans
+// them as an identity of the column's value — a 53-bit hash, equal for equal values — instead
+// of the value as a number, so a distinct count of any type (text, dates, numbers) is a count
+// of distinct numbers (dp.CountDistinctValues). Two distinct values share a hash with
+// probability about 2⁻⁵³ per pair (D²/2⁵⁴ over a partition of D values: 5·10⁻⁵ at a million),
+// which can only lower a count, as bounding does. A value read both as an identity and as a
+// number, or an aggregate reading a value the plan does not have, is a malformed plan.
+func identityValues(p *wire.Plan) ([]bool, error) {
+	identity := make([]bool, len(p.Values))
+	numeric := make([]bool, len(p.Values))
+	for j, s := range p.Aggregates {
+		if !s.ReadsValues() {
+			continue
+		}
+		if s.Value >= len(p.Values) {
+			return nil, errcode.New(errcode.Internal, "the plan's aggregate %d reads a value the plan does not have", j+1)
+		}
+		if s.Kind == dp.CountDistinctValues {
+			identity[s.Value] = true
+		} else {
+			numeric[s.Value] = true
+		}
+		if identity[s.Value] && numeric[s.Value] {
+			return nil, errcode.New(errcode.Internal, "the plan's value %d is read both as a distinct count's identity and as a number", s.Value+1)
+		}
+	}
+	return identity, nil
 }
 
 // maxPublicTuples bounds the product of the public domains a plan may enumerate.

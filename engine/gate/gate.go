@@ -189,7 +189,7 @@ func (q *Query) Datasets() []*catalog.Spec {
 	return out
 }
 
-const allowedHint = "admitted: SELECT <group keys>, <aggregates> FROM <dataset> [JOIN <dataset or lookup table> ON ...] [WHERE <condition>] [GROUP BY <keys>] [ORDER BY <outputs>] [LIMIT n], where aggregates are COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), SUM, AVG, VAR_POP/VAR_SAMP, STDDEV_POP/STDDEV_SAMP, MEDIAN, QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), MIN, MAX of bounded columns, and keys are columns or bins (floor, width_bucket, date_trunc, CASE, substr) of non-identifier columns; FROM may also be a per-unit subquery (SELECT <unit>, <keys>, <per-unit aggregates> ... GROUP BY <unit>, ...)"
+const allowedHint = "admitted: SELECT <group keys>, <aggregates> FROM <dataset> [JOIN <dataset or lookup table> ON ...] [WHERE <condition>] [GROUP BY <keys>] [ORDER BY <outputs>] [LIMIT n], where aggregates are COUNT(*), COUNT(col), COUNT(DISTINCT <privacy unit>), COUNT(DISTINCT col) of a non-identifier column or expression, SUM, AVG, VAR_POP/VAR_SAMP, STDDEV_POP/STDDEV_SAMP, MEDIAN, QUANTILE_CONT(col, q), PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col), MIN, MAX of bounded columns, and keys are columns or bins (floor, width_bucket, date_trunc, CASE, substr) of non-identifier columns; FROM may also be a per-unit subquery (SELECT <unit>, <keys>, <per-unit aggregates> ... GROUP BY <unit>, ...)"
 
 // MaxSQLBytes bounds the text of one query: what it can make the parser and the worker do
 // grows with it, and no aggregate query an analyst writes comes near it.
@@ -773,18 +773,18 @@ func (g *gater) aggregate(e *node, alias string) (Output, error) {
 		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "ordered aggregates are admitted only as PERCENTILE_CONT(q) WITHIN GROUP (ORDER BY col)")
 	}
 	if distinct && fn != "count" {
-		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "DISTINCT is admitted only in COUNT(DISTINCT %s)", g.unitName())
+		return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "DISTINCT is admitted only in COUNT(DISTINCT …): of the privacy unit %s, or of a column or expression that reads no identifier", g.unitName())
 	}
 	add := func(a Aggregate) Output {
 		g.q.Aggregates = append(g.q.Aggregates, a)
 		return Output{Name: or(alias, a.Name), Key: -1, Aggregate: len(g.q.Aggregates) - 1}
 	}
+	// colArg resolves an aggregate's argument: a column, or an expression over row-level
+	// columns that reads no identifier (valueArg). COUNT(DISTINCT expr) counts the distinct
+	// values of the expression, which the worker evaluates per row like any value.
 	colArg := func(a *node) (*entry, error) {
 		if a.Class != "COLUMN_REF" {
-			if !distinct {
-				return g.valueArg(a)
-			}
-			return nil, errcode.At(errcode.UnsupportedSQL, pos(a), "aggregate arguments must be columns; derive bins in GROUP BY, or per-unit values in a subquery")
+			return g.valueArg(a)
 		}
 		return g.resolve(a)
 	}
@@ -848,13 +848,21 @@ func (g *gater) aggregate(e *node, alias string) (Output, error) {
 			if err != nil {
 				return Output{}, err
 			}
-			if !c.unit {
-				if c.meta.Has(catalog.TagIdentifier) {
-					return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows); count rows where %s is present with COUNT(%s)",
-						g.unitName(), c.name, c.name)
+			switch {
+			case c.unit:
+			case c.meta.Has(catalog.TagIdentifier):
+				// Another identifier (a visit number, a LEFT-joined dataset's unit, which may be
+				// NULL) would be counted, not the units DP protects.
+				return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) of an identifier is admitted only on the privacy unit %q; count rows where %s is present with COUNT(%s)",
+					g.unitName(), c.name, c.name)
+			default:
+				// The number of distinct values among each group's kept rows: removing a unit
+				// removes at most its kept rows of a group (L∞), in at most L0 groups, so the
+				// distinct count has COUNT(*)'s sensitivity (dp.CountDistinctValues).
+				if !c.expr { // valueArg recorded an expression's columns
+					g.use(c, UseAggregate)
 				}
-				return Output{}, errcode.At(errcode.UnsupportedSQL, pos(e), "COUNT(DISTINCT ...) is admitted only on the privacy unit %q (a distinct count of another column is not bounded by one unit's rows); to see which values of %s occur, GROUP BY %s and COUNT(DISTINCT %s): the released rows are the values enough units share",
-					g.unitName(), c.name, c.name, g.unitName())
+				return add(Aggregate{Name: "count_distinct_" + c.name, Kind: dp.CountDistinctValues, Column: c.name, From: c.from, Value: c.col}), nil
 			}
 			g.use(c, UseDistinctUnits)
 			return add(Aggregate{Name: "units", Kind: dp.CountDistinct, Column: c.name, From: c.from}), nil

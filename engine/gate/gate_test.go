@@ -106,7 +106,14 @@ var cases = []struct {
 	{"unbounded sum", "SELECT SUM(diagnosis) FROM medical_visits", errcode.MissingBounds},
 	{"unknown dataset", "SELECT COUNT(*) FROM secret_table", errcode.UnknownDataset},
 	{"unknown column", "SELECT COUNT(*) FROM medical_visits WHERE salary > 1", errcode.UnknownColumn},
-	{"count distinct non-unit", "SELECT COUNT(DISTINCT district) FROM medical_visits", errcode.UnsupportedSQL},
+	{"count distinct non-unit", "SELECT COUNT(DISTINCT district) FROM medical_visits", ""},
+	{"count distinct of a column by key, with HAVING and a ratio", "SELECT district, COUNT(DISTINCT diagnosis) AS diagnoses, COUNT(*) / COUNT(DISTINCT diagnosis) AS visits_per_diagnosis FROM medical_visits GROUP BY district HAVING COUNT(DISTINCT diagnosis) > 3", ""},
+	{"count distinct of a joined column", "SELECT v.age_band, COUNT(DISTINCT r.district) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id GROUP BY v.age_band", ""},
+	{"count distinct of a per-unit value", "SELECT COUNT(DISTINCT n) FROM (SELECT person_id, LEAST(COUNT(*), 20) AS n FROM medical_visits GROUP BY person_id) t", ""},
+	{"count distinct of an identifier", "SELECT COUNT(DISTINCT visit_id) FROM medical_visits", errcode.UnsupportedSQL},
+	{"count distinct of a joined identifier", "SELECT COUNT(DISTINCT r.mobile) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id", errcode.UnsupportedSQL},
+	{"count distinct of an expression", "SELECT COUNT(DISTINCT substr(diagnosis, 1, 1)) FROM medical_visits", ""},
+	{"count distinct of an expression of an identifier", "SELECT COUNT(DISTINCT substr(visit_id, 1, 4)) FROM medical_visits", errcode.IdentifierInOutput},
 	{"join on the unit", "SELECT r.age_band, COUNT(*), SUM(v.cost), COUNT(DISTINCT v.person_id) FROM medical_visits v JOIN residents r ON v.person_id = r.person_id WHERE r.gender = 'F' AND v.cost > 10 GROUP BY r.age_band", ""},
 	{"left join on the unit with using", "SELECT age_band, COUNT(*) FROM residents LEFT JOIN medical_visits USING (person_id) GROUP BY age_band", errcode.UnknownColumn},
 	{"left join qualified keys", "SELECT r.age_band, COUNT(v.visit_id) FROM residents r LEFT JOIN medical_visits v USING (person_id) GROUP BY r.age_band", ""},
@@ -415,8 +422,16 @@ func FuzzAdmit(f *testing.F) {
 			}
 		}
 		for _, a := range q.Aggregates {
-			if a.Kind != dp.Count && a.Kind != dp.CountDistinct && len(a.Bounds) != 2 {
+			if a.Kind != dp.Count && a.Kind != dp.CountDistinct && a.Kind != dp.CountDistinctValues && len(a.Bounds) != 2 {
 				t.Fatalf("value aggregate without bounds admitted: %q", sql)
+			}
+			if a.Kind == dp.CountDistinctValues {
+				for _, c := range a.From {
+					spec, _ := cat.Lookup(c.Dataset)
+					if spec.Columns[c.Column].Has(catalog.TagIdentifier) {
+						t.Fatalf("distinct count of an identifier admitted: %q", sql)
+					}
+				}
 			}
 		}
 		// The rewriter: the bounded plan always scans one dataset, or a relation whose first

@@ -59,7 +59,7 @@ var mistakes = []struct {
 	{"COPY", "COPY medical_visits TO '/tmp/out.csv'", errcode.UnsupportedSQL, "only a single SELECT statement"},
 	{"SELECT * for a first look", "SELECT * FROM medical_visits LIMIT 10", errcode.IdentifierInOutput, "e.g. SELECT age_band, COUNT(*) FROM medical_visits GROUP BY age_band"},
 	{"a value per person as a window", "SELECT visit_id, SUM(cost) OVER (PARTITION BY person_id) AS total FROM medical_visits", errcode.UnsupportedSQL, "FROM (SELECT person_id, SUM(col) AS v FROM … GROUP BY person_id) AS t"},
-	{"distinct count of another column", "SELECT COUNT(DISTINCT diagnosis) FROM medical_visits", errcode.UnsupportedSQL, "GROUP BY diagnosis and COUNT(DISTINCT person_id)"},
+	{"distinct count of an expression of an identifier", "SELECT COUNT(DISTINCT substr(visit_id, 1, 4)) FROM medical_visits", errcode.IdentifierInOutput, "count units with COUNT(DISTINCT"},
 	{"distinct count of an identifier", "SELECT COUNT(DISTINCT visit_id) FROM medical_visits", errcode.UnsupportedSQL, "with COUNT(visit_id)"},
 	{"subquery in WHERE", "SELECT COUNT(*) FROM medical_visits WHERE cost > (SELECT AVG(cost) FROM medical_visits)", errcode.UnsupportedSQL, "write its released value here as a constant"},
 	{"per-unit sum of an unbounded column", "SELECT AVG(total) FROM (SELECT person_id, SUM(diagnosis) AS total FROM medical_visits GROUP BY person_id) t", errcode.MissingBounds, "clamp it in the subquery"},

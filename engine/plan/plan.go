@@ -348,7 +348,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 			s.Value = len(w.Values)
 			w.Values = append(w.Values, a.Value)
 		}
-		if a.Kind != dp.Count && a.Kind != dp.CountDistinct {
+		if a.Kind != dp.Count && a.Kind != dp.CountDistinct && a.Kind != dp.CountDistinctValues {
 			if len(a.Bounds) != 2 {
 				return nil, errcode.New(errcode.MissingBounds, "%s has no bounds, so %s cannot be bounded", a.Column, a.Name)
 			}
@@ -402,7 +402,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 func biasSpecs(aggs []dp.Spec, eps float64) (*wire.BiasSpecs, error) {
 	var clamped []int
 	for j, a := range aggs {
-		if a.ReadsValues() && a.Kind != dp.Count {
+		if a.ClampsValues() {
 			clamped = append(clamped, j)
 		}
 	}

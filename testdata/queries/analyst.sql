@@ -152,8 +152,6 @@ SELECT age_band, COUNT(*) FROM medical_visits GROUP BY age_band;
 
 -- how many distinct diagnoses occur
 SELECT COUNT(DISTINCT diagnosis) FROM medical_visits;
--- rewrite: the diagnoses that occur, each with its persons; hint: GROUP BY diagnosis
-SELECT diagnosis, COUNT(DISTINCT person_id) AS persons FROM medical_visits GROUP BY diagnosis;
 
 -- visits costing more than the average (a subquery in WHERE)
 SELECT COUNT(*) FROM medical_visits WHERE cost > (SELECT AVG(cost) FROM medical_visits);
