@@ -209,7 +209,7 @@ const fifteenKindsRuns = 3
 // TestFifteenKindsAccuracyTable runs issue 15's fifteen kinds of query at epsilon 1 against the
 // truth DuckDB computes on the raw testdata, and logs docs/accuracy.md's table. It pins that
 // every kind runs or is refused with its hint, and that the per-unit AVG(total), which needs no
-// hand-written clamp now, lands within 50% of the truth at the median over its runs (bounds chosen under DP).
+// hand-written clamp now, lands within 40% of the truth in every run (bounds chosen under DP).
 func TestFifteenKindsAccuracyTable(t *testing.T) {
 	db := truthDB(t)
 	e := openEngine(t)
@@ -257,11 +257,14 @@ func TestFifteenKindsAccuracyTable(t *testing.T) {
 		}
 		t.Logf("| %s | truth %s | after %s | median cell error %.1f%s–%.1f%s |", c.kind, summary, strings.Join(answers, ", "),
 			scale*errs[0], unit, scale*errs[len(errs)-1], unit)
-		// The median over the runs: about one run in twenty releases AVG(total) near 0 (the
-		// clamping quantile collapses; a known bug, issue 15), which a per-run band would
-		// turn into a flaky test rather than a fix.
-		if med := errs[len(errs)/2]; strings.HasPrefix(c.kind, "AVG(total)") && med > 0.5 {
-			t.Errorf("%s: median error over the runs %.0f%%, want within 50%%", c.kind, 100*med)
+		// Every run: the per-person totals' upper clamp is read from a half-octave histogram
+		// whose tail must stand above its noise, so it lands within a bin or two of the 0.99
+		// quantile (131k–185k; a tail too thin to stand above the noise can pull it to the
+		// 0.97 one) and the answer 12–30% below the truth (9% of that from the catalog's
+		// per-visit bound of 50,000), with a noise deviation near 1%. The quantile tree it
+		// replaced sent one run in five to a clamp 100–300 times too high.
+		if worst := errs[len(errs)-1]; strings.HasPrefix(c.kind, "AVG(total)") && worst > 0.40 {
+			t.Errorf("%s: a run off by %.0f%%, want every run within 40%%", c.kind, 100*worst)
 		}
 	}
 	grant(t, e, "fifteen-refused", 10)

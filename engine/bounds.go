@@ -65,30 +65,74 @@ func chooseBoundsStage(ctx context.Context, e *Engine, s *jobState) ([]provenanc
 	return events(ev), nil
 }
 
-// chooseClamps chooses clamping bounds for the values of SUM, AVG, VAR and STDDEV: a DP
-// quantile tree per value (one row per unit, so L0 = L∞ = 1) within the catalog's bounds, with
-// plan.ClampShare of the job's epsilon, computed by the worker like any aggregate and noised by
-// the library; the bounds are the noisy quantiles at plan.ClampLowRank and plan.ClampHighRank.
+// chooseClamps chooses clamping bounds for the values of SUM, AVG, VAR and STDDEV, with
+// plan.ClampShare of the job's epsilon split over the values, one row per unit (L0 = L∞ = 1),
+// computed by the worker like any aggregate and noised by the library: a DP quantile tree
+// within the catalog's bounds per value (plan.ClampPlan), or for a value read on a log scale a
+// DP histogram of half-octave bins (plan.ClampHistogramPlans, plan.HistogramQuantiles). The
+// bounds are the noisy quantiles at plan.ClampLowRank and plan.ClampHighRank.
 func chooseClamps(ctx context.Context, e *Engine, s *jobState, ev *provenance.BoundsChosen) error {
 	p := s.p
 	cw, err := p.ClampPlan()
 	if err != nil {
 		return err
 	}
-	cw.Job = s.id
-	parts, err := s.w.Execute(ctx, &cw)
+	hws, err := p.ClampHistogramPlans()
 	if err != nil {
 		return err
 	}
-	noisy, pre, err := releaseClampQuantiles(&cw, parts)
-	if err != nil {
-		return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned quantile states that do not match the plan; nothing was released")
+	noisy := make([][]float64, len(p.Clamp.Targets))
+	var linear, logs []int // target indices in the order of the tree's aggregates and of the histograms
+	for i, t := range p.Clamp.Targets {
+		if t.LogScale {
+			logs = append(logs, i)
+		} else {
+			linear = append(linear, i)
+		}
+	}
+	var pre []byte
+	if len(cw.Aggregates) > 0 {
+		cw.Job = s.id
+		parts, err := s.w.Execute(ctx, &cw)
+		if err != nil {
+			return err
+		}
+		q, treePre, err := releaseClampQuantiles(&cw, parts)
+		if err != nil {
+			return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned quantile states that do not match the plan; nothing was released")
+		}
+		for k, i := range linear {
+			noisy[i] = q[k]
+		}
+		pre = treePre
+		ev.ClampPlan = provenance.DocOf(cw)
+	}
+	for k := range hws {
+		hw := &hws[k]
+		hw.Job = s.id
+		parts, err := s.w.Execute(ctx, hw)
+		if err != nil {
+			return err
+		}
+		bins, histPre, err := releaseProfile(hw.Aggregates[0], hw.Domains[0], parts)
+		if err != nil {
+			return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned histogram states that do not match the plan; nothing was released")
+		}
+		counts := make([]float64, len(hw.Domains[0]))
+		for b, name := range hw.Domains[0] {
+			counts[b] = bins[name]
+		}
+		noisy[logs[k]] = plan.HistogramQuantiles(counts, hw.Aggregates[0].NoiseScale())
+		pre = append(pre, histPre...)
+	}
+	if len(hws) > 0 {
+		ev.ClampHistograms = provenance.DocOf(hws)
 	}
 	chosen := p.Clamp.ChooseClamps(noisy)
 	if err := plan.ApplyClamps(&p.Worker, p.Clamp, chosen); err != nil {
 		return err
 	}
-	ev.ClampPlan, ev.ClampQuantiles = provenance.DocOf(cw), provenance.DocOf(noisy)
+	ev.ClampQuantiles = provenance.DocOf(noisy)
 	ev.ClampBounds = provenance.DocOf(clampRecord{Targets: p.Clamp.Targets, Chosen: chosen})
 	ev.ClampEpsilon, ev.ClampShare, ev.ClampPreNoiseDigest = p.Clamp.Epsilon, plan.ClampShare, e.auditKey.Digest(pre)
 	return nil
@@ -431,6 +475,12 @@ func tuningMechanisms(p *plan.Planned) []mechanismRecord {
 				r.Epsilon += s.Epsilon
 				r.Components = append(r.Components, s.Components()...)
 			}
+			if hws, err := p.ClampHistogramPlans(); err == nil {
+				for _, hw := range hws {
+					r.Epsilon += hw.Aggregates[0].Epsilon
+					r.Components = append(r.Components, hw.Aggregates[0].Components()...)
+				}
+			}
 			out = append(out, r)
 		}
 	}
@@ -451,7 +501,7 @@ func tuningMechanisms(p *plan.Planned) []mechanismRecord {
 func replayChooseBounds(ctx context.Context, e *Engine, rs *replayState) {
 	r := rs.r
 	switch {
-	case r.profile == nil && r.clampPlan == nil:
+	case r.profile == nil && r.clampPlan == nil && len(r.clampHistograms) == 0:
 		return // the job chose no bounds (or older logs): nothing to say
 	case !rs.dataOK:
 		rs.add("choose_bounds", api.ReplayNotRun, "not re-run: the data it read is not the data recorded")
@@ -463,24 +513,44 @@ func replayChooseBounds(ctx context.Context, e *Engine, rs *replayState) {
 		return
 	}
 	var done []string
-	if r.clampPlan != nil {
-		cw := *r.clampPlan
-		cw.Job = "replay-" + rs.job
-		parts, err := w.Execute(ctx, &cw)
-		if err != nil {
-			rs.add("choose_bounds", api.ReplayMismatch, "re-running the clamping-bounds quantiles failed: %s", errcode.Public(err).Message)
-			return
+	if r.clampPlan != nil || len(r.clampHistograms) > 0 {
+		var pre []byte
+		if r.clampPlan != nil {
+			cw := *r.clampPlan
+			cw.Job = "replay-" + rs.job
+			parts, err := w.Execute(ctx, &cw)
+			if err != nil {
+				rs.add("choose_bounds", api.ReplayMismatch, "re-running the clamping-bounds quantiles failed: %s", errcode.Public(err).Message)
+				return
+			}
+			if pre, err = preNoiseBytes(&plan.Planned{Worker: cw}, parts); err != nil {
+				rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned quantile states that do not match the plan")
+				return
+			}
 		}
-		pre, err := preNoiseBytes(&plan.Planned{Worker: cw}, parts)
-		if err != nil {
-			rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned quantile states that do not match the plan")
-			return
+		for _, hw := range r.clampHistograms {
+			hw.Job = "replay-" + rs.job
+			parts, err := w.Execute(ctx, &hw)
+			if err != nil {
+				rs.add("choose_bounds", api.ReplayMismatch, "re-running the clamping-bounds histograms failed: %s", errcode.Public(err).Message)
+				return
+			}
+			if len(hw.Aggregates) != 1 || len(hw.Domains) != 1 {
+				rs.add("choose_bounds", api.ReplayMismatch, "the recorded clamping-bounds histogram is malformed")
+				return
+			}
+			histPre, err := profilePreNoise(hw.Aggregates[0], hw.Domains[0], parts)
+			if err != nil {
+				rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned histogram states that do not match the plan")
+				return
+			}
+			pre = append(pre, histPre...)
 		}
 		if got := e.auditKey.Digest(pre); got != r.clampDigest {
-			rs.add("choose_bounds", api.ReplayMismatch, "the pre-noise quantile trees differ from the recorded ones (keyed digest %s, recorded %s)", got, r.clampDigest)
+			rs.add("choose_bounds", api.ReplayMismatch, "the pre-noise quantile trees and histograms differ from the recorded ones (keyed digest %s, recorded %s)", got, r.clampDigest)
 			return
 		}
-		done = append(done, fmt.Sprintf("the clamping-bounds quantile trees (bounds %v)", r.clamps.Chosen))
+		done = append(done, fmt.Sprintf("the clamping-bounds quantiles (bounds %v)", r.clamps.Chosen))
 	}
 	if r.profile != nil {
 		pw := *r.profile

@@ -36,10 +36,12 @@ type jobRecords struct {
 	chosen        *plan.Choice
 	// clampPlan, clampDigest and clamps are the clamping bounds' quantile plan, the keyed
 	// digest of its pre-noise trees and the bounds chosen (applied to plan).
-	clampPlan   *wire.Plan
-	clampDigest string
-	clamps      clampRecord
-	refusal     *provenance.JobEnd // job_refused / job_failed
+	clampPlan *wire.Plan
+	// clampHistograms are the clamping bounds' histogram plans (log-scale values).
+	clampHistograms []wire.Plan
+	clampDigest     string
+	clamps          clampRecord
+	refusal         *provenance.JobEnd // job_refused / job_failed
 }
 
 // recordedDecision is a recorded policy decision with its input, as policy.WhatIf reads it.
@@ -362,10 +364,18 @@ func (e *Engine) replayExecution(ctx context.Context, job string, r *jobRecords,
 // readBoundsChosen reads the bounds a job chose under DP and applies them to the recorded plan,
 // so the execution re-runs at the bounds it ran with.
 func (r *jobRecords) readBoundsChosen(ev *provenance.BoundsChosen) error {
-	if !ev.ClampPlan.IsNull() {
-		r.clampPlan, r.clampDigest = &wire.Plan{}, ev.ClampPreNoiseDigest
-		if err := ev.ClampPlan.Decode(r.clampPlan); err != nil {
-			return err
+	if !ev.ClampPlan.IsNull() || !ev.ClampHistograms.IsNull() {
+		r.clampDigest = ev.ClampPreNoiseDigest
+		if !ev.ClampPlan.IsNull() {
+			r.clampPlan = &wire.Plan{}
+			if err := ev.ClampPlan.Decode(r.clampPlan); err != nil {
+				return err
+			}
+		}
+		if !ev.ClampHistograms.IsNull() {
+			if err := ev.ClampHistograms.Decode(&r.clampHistograms); err != nil {
+				return err
+			}
 		}
 		if err := ev.ClampBounds.Decode(&r.clamps); err != nil {
 			return err

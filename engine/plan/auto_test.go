@@ -221,6 +221,18 @@ func TestAutomaticStepsSpendExactlyTheirShare(t *testing.T) {
 					t.Errorf("case %d: clamp quantile %+v", i, s)
 				}
 			}
+			hws, err := p.ClampHistogramPlans()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, hw := range hws {
+				// Each unit adds one value to one bin: the bins compose in parallel.
+				s := hw.Aggregates[0]
+				spent += s.Epsilon
+				if s.MaxPartitions != 1 || s.MaxPerPartition != 1 || s.Kind != dp.Count || hw.Bounds.MaxGroupsContributed != 1 {
+					t.Errorf("case %d: clamp histogram %+v", i, s)
+				}
+			}
 			if !near(spent, c.Epsilon) {
 				t.Errorf("case %d: the clamp quantiles spend %v of their %v", i, spent, c.Epsilon)
 			}
@@ -275,8 +287,25 @@ func TestPerUnitValuesGetClampsChosenWithinTheirOuterBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := cw.Aggregates[0]; a.Lower != 0 || a.Upper > 30 || cw.Values[0].Kind != wire.KindCase {
-		t.Fatalf("log-scale tree over [%g, %g] of %+v, want [0, about 26.6] of a CASE", a.Lower, a.Upper, cw.Values[0])
+	// The linear target (top) reads a quantile tree; the log-scale one (total) a histogram.
+	if len(cw.Aggregates) != 1 || cw.Aggregates[0].Upper != 50000 || cw.Values[0].Kind != wire.KindColumn {
+		t.Fatalf("quantile tree %+v of %+v, want one over top's [0, 50000]", cw.Aggregates, cw.Values)
+	}
+	hws, err := p.ClampHistogramPlans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hws) != 1 {
+		t.Fatalf("%d histogram plans, want one (total)", len(hws))
+	}
+	hw := hws[0]
+	// Half-octave bins of logScale over [0, 5e7]: logScale reaches 27 (2^26 < 5e7 ≤ 2^27), so 0..54.
+	if len(hw.Keys) != 1 || hw.Keys[0].Name != "floor" || hw.Keys[0].Args[0].Args[1].Kind != wire.KindCase ||
+		len(hw.Domains) != 1 || len(hw.Domains[0]) != 55 || hw.Domains[0][54] != "54" {
+		t.Fatalf("histogram key %+v over %d bins", hw.Keys, len(hw.Domains[0]))
+	}
+	if a := hw.Aggregates; len(a) != 1 || a[0].Kind != dp.Count || a[0].MaxPartitions != 1 || a[0].MaxPerPartition != 1 || hw.Bounds.MaxGroupsContributed != 1 {
+		t.Fatalf("histogram counts %+v at bounds %+v, want one COUNT with one row per unit", a, hw.Bounds)
 	}
 	// The noisy quantiles come back on the log scale: 2^17 + 2^16 reads as 18.5.
 	chosen := c.ChooseClamps([][]float64{{0.5, 14, 18.5, 19}, {10, 200, 2000, 3000}})
@@ -355,5 +384,36 @@ func TestHiddenUnitCountTakesItsStatedWeight(t *testing.T) {
 		if math.Abs(total-1) > 1e-12 {
 			t.Fatalf("%s: shares add up to %v, want 1", sql, total)
 		}
+	}
+}
+
+// TestHistogramQuantilesIgnoreATailOfNoise: the clamping histogram's quantiles come from the
+// bins that stand above their noise. A noise-only bin far above the data — what sent a quantile
+// tree's 0.99 rank to 100–300 times the data — is read as nothing.
+func TestHistogramQuantilesIgnoreATailOfNoise(t *testing.T) {
+	const sd = 14
+	counts := make([]float64, 55)
+	// 8,000 units: half-octave bins 20..37 (logScale 10..19), most around 22; 81 in the top bins.
+	for b := 20; b < 36; b++ {
+		counts[b] = 500
+	}
+	counts[36], counts[37] = 60, 21
+	counts[50] = 40 // noise: 2.9 sd in one bin far above the data
+	q := plan.HistogramQuantiles(counts, sd)
+	if len(q) != 4 {
+		t.Fatalf("quantiles %v", q)
+	}
+	if q[2] > 19 || q[3] > 19 {
+		t.Errorf("upper quantiles %v on the log scale, want within the data (≤ 19): the bin at 25 is noise", q[2:])
+	}
+	if q[1] < 13 || q[1] > 15 {
+		t.Errorf("median %v on the log scale, want about 14", q[1])
+	}
+	counts[50] = 400 // now a real group of units up there
+	if q := plan.HistogramQuantiles(counts, sd); q[3] < 25 {
+		t.Errorf("the 0.999 quantile %v ignores 400 units at 25 on the log scale", q[3])
+	}
+	if q := plan.HistogramQuantiles(make([]float64, 55), sd); q != nil {
+		t.Errorf("quantiles %v of an empty histogram, want none", q)
 	}
 }

@@ -240,8 +240,10 @@ type Execution struct {
 // The pre-noise bins appear only as a keyed digest, which a replay recomputes.
 //
 // Clamping bounds chosen the same way are recorded beside: the quantile plan (ClampPlan, one
-// row per unit), the noisy quantiles, the chosen bounds per value, the epsilon and share, and
-// the keyed digest of the quantile trees' pre-noise states. Either half may be absent.
+// row per unit) and the histogram plans of values read on a log scale (ClampHistograms), the
+// noisy quantiles, the chosen bounds per value, the epsilon and share, and the keyed digest of
+// the quantile trees' and histograms' pre-noise states, in that order. Either half may be
+// absent.
 type BoundsChosen struct {
 	ProfilePlan    Doc     `json:"profile_plan"` // wire.Plan with its Profile
 	Histograms     Doc     `json:"histograms"`   // plan.Profiled: the noisy bins
@@ -250,7 +252,10 @@ type BoundsChosen struct {
 	Share          float64 `json:"share"`
 	PreNoiseDigest string  `json:"pre_noise_digest"`
 
-	ClampPlan           Doc     `json:"clamp_plan"`      // wire.Plan of the quantiles
+	ClampPlan Doc `json:"clamp_plan"` // wire.Plan of the quantiles
+	// ClampHistograms are the worker plans ([]wire.Plan) of the half-octave histograms of the
+	// values read on a log scale; absent in records written before them.
+	ClampHistograms     Doc     `json:"clamp_histograms,omitzero"`
 	ClampQuantiles      Doc     `json:"clamp_quantiles"` // [][2]float64: noisy low and high quantile per value
 	ClampBounds         Doc     `json:"clamp_bounds"`    // [][2]float64: the chosen bounds per value
 	ClampEpsilon        float64 `json:"clamp_epsilon,omitempty"`

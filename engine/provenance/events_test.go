@@ -276,7 +276,7 @@ func docFields(b *strings.Builder, t reflect.Type) {
 		}
 		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 		absent := "always written"
-		if strings.Contains(opts, "omitempty") {
+		if strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero") {
 			absent = "omitted when empty"
 		}
 		fmt.Fprintf(b, "| `%s` | %s | %s |\n", name, jsonType(f.Type), absent)
