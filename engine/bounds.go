@@ -132,6 +132,7 @@ func chooseClamps(ctx context.Context, e *Engine, s *jobState, ev *provenance.Bo
 	if err := plan.ApplyClamps(&p.Worker, p.Clamp, chosen); err != nil {
 		return err
 	}
+	s.clamps = chosen
 	ev.ClampQuantiles = provenance.DocOf(noisy)
 	ev.ClampBounds = provenance.DocOf(clampRecord{Targets: p.Clamp.Targets, Chosen: chosen})
 	ev.ClampEpsilon, ev.ClampShare, ev.ClampPreNoiseDigest = p.Clamp.Epsilon, plan.ClampShare, e.auditKey.Digest(pre)
@@ -198,6 +199,14 @@ func chooseContributions(ctx context.Context, e *Engine, s *jobState, ev *proven
 	choice := p.Choose(prof)
 	if err := plan.ApplyBounds(&p.Worker, choice.MaxGroups, choice.MaxRows); err != nil {
 		return err
+	}
+	if p.Clamp != nil && s.clamps != nil && len(choice.ClampUppers) > 0 {
+		// The upper clamps the choice weighed with the bounds replace the first reading.
+		s.clamps = plan.WithUppers(s.clamps, choice.ClampUppers)
+		if err := plan.ApplyClamps(&p.Worker, p.Clamp, s.clamps); err != nil {
+			return err
+		}
+		ev.ClampBounds = provenance.DocOf(clampRecord{Targets: p.Clamp.Targets, Chosen: s.clamps})
 	}
 	s.choice = &choice
 	ev.ProfilePlan, ev.Histograms, ev.Chosen = provenance.DocOf(pw), provenance.DocOf(prof), provenance.DocOf(choice)

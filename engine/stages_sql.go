@@ -46,8 +46,9 @@ type jobState struct {
 
 	w           *sandbox.Client // worker
 	parts       []wire.Partition
-	choice      *plan.Choice     // choose_bounds: the contribution bounds chosen under DP
-	bias        *wire.BiasStates // execute: the bounding-cost counts' pre-noise states
+	choice      *plan.Choice       // choose_bounds: the contribution bounds chosen under DP
+	clamps      []plan.ClampChoice // choose_bounds: the clamping bounds chosen under DP
+	bias        *wire.BiasStates   // execute: the bounding-cost counts' pre-noise states
 	probeStates [][]byte
 	probePre    []byte
 	started     time.Time

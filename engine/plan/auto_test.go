@@ -308,7 +308,7 @@ func TestPerUnitValuesGetClampsChosenWithinTheirOuterBounds(t *testing.T) {
 		t.Fatalf("histogram counts %+v at bounds %+v, want one COUNT with one row per unit", a, hw.Bounds)
 	}
 	// The noisy quantiles come back on the log scale: 2^17 + 2^16 reads as 18.5.
-	chosen := c.ChooseClamps([][]float64{{0.5, 14, 18.5, 19}, {10, 200, 2000, 3000}})
+	chosen := c.ChooseClamps([][]float64{{0.5, 14, 16, 17, 18.5, 19}, {10, 200, 1000, 1500, 2000, 3000}})
 	if ch := chosen[0]; ch.Lower != 0 || ch.Upper != 196608 || ch.SumUpper != 262144 {
 		t.Fatalf("chosen %+v, want upper 196608 and sum upper 262144", ch)
 	}
@@ -400,18 +400,18 @@ func TestHistogramQuantilesIgnoreATailOfNoise(t *testing.T) {
 	counts[36], counts[37] = 60, 21
 	counts[50] = 40 // noise: 2.9 sd in one bin far above the data
 	q := plan.HistogramQuantiles(counts, sd)
-	if len(q) != 4 {
-		t.Fatalf("quantiles %v", q)
+	if len(q) != 6 {
+		t.Fatalf("quantiles %v, want six ranks", q)
 	}
-	if q[2] > 19 || q[3] > 19 {
-		t.Errorf("upper quantiles %v on the log scale, want within the data (≤ 19): the bin at 25 is noise", q[2:])
+	if q[4] > 19 || q[5] > 19 {
+		t.Errorf("upper quantiles %v on the log scale, want within the data (≤ 19): the bin at 25 is noise", q[4:])
 	}
 	if q[1] < 13 || q[1] > 15 {
 		t.Errorf("median %v on the log scale, want about 14", q[1])
 	}
 	counts[50] = 400 // now a real group of units up there
-	if q := plan.HistogramQuantiles(counts, sd); q[3] < 25 {
-		t.Errorf("the 0.999 quantile %v ignores 400 units at 25 on the log scale", q[3])
+	if q := plan.HistogramQuantiles(counts, sd); q[5] < 25 {
+		t.Errorf("the 0.999 quantile %v ignores 400 units at 25 on the log scale", q[5])
 	}
 	if q := plan.HistogramQuantiles(make([]float64, 55), sd); q != nil {
 		t.Errorf("quantiles %v of an empty histogram, want none", q)
