@@ -417,3 +417,56 @@ func TestHistogramQuantilesIgnoreATailOfNoise(t *testing.T) {
 		t.Errorf("quantiles %v of an empty histogram, want none", q)
 	}
 }
+
+// TestUpperClampIsWeighedWithTheRows: a mean's upper clamp is chosen with the contribution
+// bounds, by what it cuts from the mean against its noise. Over many rows the noise even at
+// the outer bound is small, so the clamp stays there rather than cutting the heavy tail (a
+// clamp at the 0.99 quantile cut AVG(cost) by age group by 20–50%); over few rows the noise
+// at the outer bound would swamp the mean, so a quantile clamp wins.
+func TestUpperClampIsWeighedWithTheRows(t *testing.T) {
+	aggMeanCost := gate.Aggregate{Name: "avg_cost", Kind: dp.Mean, Column: "cost", Value: wire.Col("", "cost"), Bounds: visits.Columns["cost"].Bounds}
+	// Costs: median 256, 0.9 quantile 5,000, 0.95 10,000, 0.99 30,000, 0.999 the bound.
+	upper := visits.Columns["cost"].Bounds[1]
+	quantiles := []float64{5, 256, 5000, 10000, 30000, upper}
+	for _, tc := range []struct {
+		name  string
+		units float64
+		want  float64
+	}{
+		{"many rows", 100000, upper},
+		{"few rows", 200, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := build(t, query(nil, []gate.Key{keyDistrict}, aggMeanCost), autoOpts)
+			if p.Clamp == nil || len(p.Clamp.Targets) != 1 {
+				t.Fatalf("clamp %+v", p.Clamp)
+			}
+			chosen := p.Clamp.ChooseClamps([][]float64{quantiles})
+			if chosen[0].Upper != 30000 {
+				t.Fatalf("first reading %+v, want the 0.99 quantile", chosen[0])
+			}
+			if err := plan.ApplyClamps(&p.Worker, p.Clamp, chosen); err != nil {
+				t.Fatal(err)
+			}
+			pw, err := p.ProfilePlan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, r := p.Auto.HistogramsFrom(bins(p.Auto, pw.Profile, map[int64]float64{1: tc.units}, map[int64]float64{1: tc.units}))
+			prof := plan.Profiled{Groups: g, Rows: r}
+			prof.Partitions = p.PartitionsFor(g)
+			c := p.Choose(prof)
+			if len(c.ClampUppers) != 1 {
+				t.Fatalf("choice %+v has no clamp for the target", c)
+			}
+			got := c.ClampUppers[0]
+			if tc.want != 0 && got != tc.want || tc.want == 0 && got >= upper {
+				t.Errorf("%g units: upper clamp %g (want %v; 0 means below the outer bound)", tc.units, got, tc.want)
+			}
+			final := plan.WithUppers(chosen, c.ClampUppers)
+			if err := plan.ApplyClamps(&p.Worker, p.Clamp, final); err != nil || p.Worker.Aggregates[0].Upper != got {
+				t.Errorf("applied upper %g (err %v), want %g", p.Worker.Aggregates[0].Upper, err, got)
+			}
+		})
+	}
+}
