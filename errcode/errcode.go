@@ -74,6 +74,10 @@ const (
 	RawColumnInOutput  Code = "raw_column_in_output" // a select item would release row-level values
 	NetworkUnreachable Code = "network_unreachable"  // the worker's network check could connect nowhere (expected)
 	ResourceLimit      Code = "resource_limit"       // a query exceeded the sandbox memory limit
+	// TooManyPartitions: the product of the group keys' public domains exceeds what the
+	// policy's output limits (max_rows, max_cells) allow. Refused from the SQL and the catalog
+	// alone, before anything runs.
+	TooManyPartitions Code = "too_many_partitions"
 )
 
 // Codes of the decisions that stick (an output's review or denial answers every query the
@@ -144,7 +148,7 @@ func All() []Code {
 		DatasetBudgetInsufficient,
 		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
-		RawColumnInOutput, NetworkUnreachable, ResourceLimit,
+		RawColumnInOutput, NetworkUnreachable, ResourceLimit, TooManyPartitions,
 		IdentifierInQuery, OutputHeld,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
