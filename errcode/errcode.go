@@ -54,6 +54,7 @@ const (
 	ReviewRejected     Code = "review_rejected"      // a reviewer rejected a held output
 	UnsupportedJobKind Code = "unsupported_job_kind" // a job kind this platform does not run yet
 	Unavailable        Code = "unavailable"          // the server is shutting down
+	DateOutOfRange     Code = "date_out_of_range"    // a time in a request lies outside the years the platform accepts
 	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
 	// allocated to grants, cannot cover the budget of a grant being approved.
 	DatasetBudgetInsufficient Code = "dataset_budget_insufficient"
@@ -144,7 +145,7 @@ func All() []Code {
 		BudgetExhausted, SandboxTimeout, SandboxFailed, Canceled, MalformedInput, QueryInvalid,
 		QueryFailed, ProvenanceFailed, Internal,
 		Unauthenticated, Forbidden, NotFound, InvalidRequest, Conflict, GrantExpired, GrantSuspended,
-		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable,
+		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable, DateOutOfRange,
 		DatasetBudgetInsufficient,
 		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
