@@ -66,7 +66,7 @@ func (o *resultOutput) Cell(row, col int) screen.Value {
 		if v == nil {
 			return screen.Value{}
 		}
-		return screen.Float(*v)
+		return screen.Noisy(*v) // post-processed from released numbers only
 	}
 	switch {
 	case c.Key != nil:
@@ -74,9 +74,9 @@ func (o *resultOutput) Cell(row, col int) screen.Value {
 	case c.DP == nil:
 		return screen.Value{}
 	case o.part[col] == 1:
-		return screen.Float(c.DP.CILow)
+		return screen.Noisy(c.DP.CILow)
 	case o.part[col] == 2:
-		return screen.Float(c.DP.CIHigh)
+		return screen.Noisy(c.DP.CIHigh)
 	}
-	return screen.Float(c.DP.Value)
+	return screen.Noisy(c.DP.Value)
 }

@@ -147,6 +147,11 @@ func gateStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event,
 	if err := ds.within(s.job.Grant, s.job.Terms); err != nil {
 		return nil, err
 	}
+	// The public partitions are all computed and released: a query with more than the output
+	// limits allow is refused now, from the SQL and the catalog, before any work.
+	if err := checkPartitions(q, e.policy.Params()); err != nil {
+		return nil, err
+	}
 	s.q, s.ds = q, ds
 	return events(&provenance.Gate{Admitted: true, Dataset: ds.primary().Spec.Name, Snapshots: ds.snapshots()}), nil
 }

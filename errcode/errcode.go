@@ -54,6 +54,7 @@ const (
 	ReviewRejected     Code = "review_rejected"      // a reviewer rejected a held output
 	UnsupportedJobKind Code = "unsupported_job_kind" // a job kind this platform does not run yet
 	Unavailable        Code = "unavailable"          // the server is shutting down
+	DateOutOfRange     Code = "date_out_of_range"    // a time in a request lies outside the years the platform accepts
 	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
 	// allocated to grants, cannot cover the budget of a grant being approved.
 	DatasetBudgetInsufficient Code = "dataset_budget_insufficient"
@@ -74,6 +75,10 @@ const (
 	RawColumnInOutput  Code = "raw_column_in_output" // a select item would release row-level values
 	NetworkUnreachable Code = "network_unreachable"  // the worker's network check could connect nowhere (expected)
 	ResourceLimit      Code = "resource_limit"       // a query exceeded the sandbox memory limit
+	// TooManyPartitions: the product of the group keys' public domains exceeds what the
+	// policy's output limits (max_rows, max_cells) allow. Refused from the SQL and the catalog
+	// alone, before anything runs.
+	TooManyPartitions Code = "too_many_partitions"
 )
 
 // Codes of the decisions that stick (an output's review or denial answers every query the
@@ -140,11 +145,11 @@ func All() []Code {
 		BudgetExhausted, SandboxTimeout, SandboxFailed, Canceled, MalformedInput, QueryInvalid,
 		QueryFailed, ProvenanceFailed, Internal,
 		Unauthenticated, Forbidden, NotFound, InvalidRequest, Conflict, GrantExpired, GrantSuspended,
-		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable,
+		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable, DateOutOfRange,
 		DatasetBudgetInsufficient,
 		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
-		RawColumnInOutput, NetworkUnreachable, ResourceLimit,
+		RawColumnInOutput, NetworkUnreachable, ResourceLimit, TooManyPartitions,
 		IdentifierInQuery, OutputHeld,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,

@@ -143,6 +143,7 @@ var accessCases = []accessCase{
 	{"deny_model_job", func(in *AccessInput) { in.Job.Kind = "model" }, ResultDeny, []string{"job_kind_unsupported"}},
 	{"deny_zero_epsilon", func(in *AccessInput) { in.Job.Epsilon = 0 }, ResultDeny, []string{"epsilon_out_of_range"}},
 	{"deny_large_epsilon", func(in *AccessInput) { in.Job.Epsilon = 2.5 }, ResultDeny, []string{"epsilon_out_of_range"}},
+	{"deny_tiny_epsilon", func(in *AccessInput) { in.Job.Epsilon = 5e-13 }, ResultDeny, []string{"epsilon_below_minimum"}},
 	{"deny_delta_at_limit", func(in *AccessInput) { in.Job.Delta = 1e-5 }, ResultDeny, []string{"delta_out_of_range"}},
 	{"deny_negative_delta", func(in *AccessInput) { in.Job.Delta = -1e-9 }, ResultDeny, []string{"delta_out_of_range"}},
 	{"deny_zero_groups", func(in *AccessInput) { in.Job.MaxGroupsContributed = 0 }, ResultDeny, []string{"max_groups_contributed_out_of_range"}},

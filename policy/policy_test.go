@@ -429,6 +429,9 @@ func TestEngineParams(t *testing.T) {
 	if shipped.MinUnitsPerGroup <= 0 || !shipped.DiscloseSuppressed || shipped.DifferencingMinUnits <= 0 {
 		t.Fatalf("shipped params %+v, want a positive minimum, disclosed, and differencing checked", shipped)
 	}
+	if shipped.OutputMaxRows != 10000 || shipped.OutputMaxCells != 100000 {
+		t.Fatalf("shipped output limits %v rows, %v cells; data.json ships max_rows 10000 and max_cells 100000", shipped.OutputMaxRows, shipped.OutputMaxCells)
+	}
 	const (
 		minKey  = `"min_units_per_group": `
 		discKey = `"disclose_suppressed_groups": true`
@@ -480,6 +483,7 @@ func TestEngineParams(t *testing.T) {
 			tc.want.DiscloseDatasetSize, tc.want.DiscloseDatasetBudget = shipped.DiscloseDatasetSize, shipped.DiscloseDatasetBudget
 			tc.want.MaxGroups, tc.want.MaxRows = shipped.MaxGroups, shipped.MaxRows
 			tc.want.AutoMaxGroups, tc.want.AutoMaxRows = shipped.AutoMaxGroups, shipped.AutoMaxRows
+			tc.want.OutputMaxRows, tc.want.OutputMaxCells = shipped.OutputMaxRows, shipped.OutputMaxCells
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}

@@ -117,7 +117,7 @@ func (s *Server) getApplication(_ http.ResponseWriter, r *http.Request, who poli
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(r.Context(), who, policy.ActionApplicationRead, applicationResource(a)); err != nil {
+	if err := s.authorizeSeen(r.Context(), who, policy.ActionApplicationRead, applicationResource(a)); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, a, nil
@@ -133,7 +133,8 @@ func (s *Server) approveApplication(_ http.ResponseWriter, r *http.Request, who 
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(ctx, who, policy.ActionApplicationApprove, applicationResource(a)); err != nil {
+	if err := s.authorizeSeen(ctx, who, policy.ActionApplicationApprove, applicationResource(a),
+		readable(policy.ActionApplicationRead, applicationResource(a))); err != nil {
 		return 0, nil, err
 	}
 	g, err := s.gov.Approve(ctx, provenance.Principal(who), a, governance.ApproveTerms{Epsilon: req.Epsilon, Delta: req.Delta, End: req.End})
@@ -153,7 +154,8 @@ func (s *Server) rejectApplication(_ http.ResponseWriter, r *http.Request, who p
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(ctx, who, policy.ActionApplicationReject, applicationResource(a)); err != nil {
+	if err := s.authorizeSeen(ctx, who, policy.ActionApplicationReject, applicationResource(a),
+		readable(policy.ActionApplicationRead, applicationResource(a))); err != nil {
 		return 0, nil, err
 	}
 	a, err = s.gov.Reject(ctx, provenance.Principal(who), a, req.Reason)

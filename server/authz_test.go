@@ -66,61 +66,69 @@ func TestAuthorizationMatrix(t *testing.T) {
 	shared := struct{ app, grant, held string }{f.application(), f.grant, f.heldJob()}
 
 	all := matrixPrincipals
+	// readers may read the matrix's objects (acme-insurance's application, grant and jobs); a
+	// refusal on an object is 403 to them and 404 not_found to everyone else, as if the object
+	// did not exist. Reviewers also see the jobs in the review queue.
+	readers := []string{"insurer-1", "op-1", "aud-1"}
+	reviewQueue := append(slices.Clone(readers), "rev-1")
 	cases := []struct {
 		name    string
 		allowed []string
+		// sees, for a route naming an object, is who may see that object; nil for a route
+		// naming none (or a dataset, whose metadata anyone may list): its refusals are all 403.
+		sees []string
 		// req builds the request; fresh is true when the request is expected to be allowed
 		// and may change state, so it must get resources of its own.
 		req func(fresh bool) request
 	}{
-		{"whoami", all, func(bool) request { return request{"GET", "/v1/whoami", nil} }},
-		{"dataset.register", []string{"hospital-a"}, func(bool) request {
+		{"whoami", all, nil, func(bool) request { return request{"GET", "/v1/whoami", nil} }},
+		{"dataset.register", []string{"hospital-a"}, nil, func(bool) request {
 			f.n++ // data of its own each time: the same data registers only once
 			name := fmt.Sprintf("visits_%d", f.n)
 			writeCSV(t, filepath.Join(p.roots["health-commission"], name+".csv"), 1000*f.n, 10, false)
 			return request{"POST", "/v1/datasets", csvSpec(name, "health-commission", name+".csv")}
 		}},
-		{"dataset.list", all, func(bool) request { return request{"GET", "/v1/datasets", nil} }},
-		{"dataset.usage", []string{"hospital-a", "op-1", "aud-1"}, func(bool) request {
+		{"dataset.list", all, nil, func(bool) request { return request{"GET", "/v1/datasets", nil} }},
+		{"dataset.usage", []string{"hospital-a", "op-1", "aud-1"}, nil, func(bool) request {
 			return request{"GET", "/v1/datasets/medical_visits/budget", nil}
 		}},
-		{"application.create", []string{"insurer-1", "insurer-2"}, func(bool) request {
+		{"application.create", []string{"insurer-1", "insurer-2"}, nil, func(bool) request {
 			return request{"POST", "/v1/applications", api.ApplicationRequest{Purpose: "p", Scenario: "s",
 				Datasets: []string{"medical_visits"}, Start: "2026-01-01", End: "2026-12-31", Epsilon: 1, JobKinds: []string{"sql"}}}
 		}},
-		{"application.list", []string{"insurer-1", "insurer-2", "op-1", "aud-1"}, func(bool) request {
+		{"application.list", []string{"insurer-1", "insurer-2", "op-1", "aud-1"}, nil, func(bool) request {
 			return request{"GET", "/v1/applications", nil}
 		}},
-		{"application.read", []string{"insurer-1", "op-1", "aud-1"}, func(bool) request {
+		{"application.read", []string{"insurer-1", "op-1", "aud-1"}, readers, func(bool) request {
 			return request{"GET", "/v1/applications/" + shared.app, nil}
 		}},
-		{"application.approve", []string{"op-1"}, func(fresh bool) request {
+		{"application.approve", []string{"op-1"}, readers, func(fresh bool) request {
 			id := shared.app
 			if fresh {
 				id = f.application()
 			}
 			return request{"POST", "/v1/applications/" + id + "/approve", nil}
 		}},
-		{"application.reject", []string{"op-1"}, func(fresh bool) request {
+		{"application.reject", []string{"op-1"}, readers, func(fresh bool) request {
 			id := shared.app
 			if fresh {
 				id = f.application()
 			}
 			return request{"POST", "/v1/applications/" + id + "/reject", api.ReasonRequest{Reason: "scope too wide"}}
 		}},
-		{"grant.list", []string{"insurer-1", "insurer-2", "op-1", "aud-1"}, func(bool) request { return request{"GET", "/v1/grants", nil} }},
-		{"grant.read", []string{"insurer-1", "op-1", "aud-1"}, func(bool) request { return request{"GET", "/v1/grants/" + shared.grant, nil} }},
-		{"grant.budget", []string{"insurer-1", "op-1", "aud-1"}, func(bool) request {
+		{"grant.list", []string{"insurer-1", "insurer-2", "op-1", "aud-1"}, nil, func(bool) request { return request{"GET", "/v1/grants", nil} }},
+		{"grant.read", []string{"insurer-1", "op-1", "aud-1"}, readers, func(bool) request { return request{"GET", "/v1/grants/" + shared.grant, nil} }},
+		{"grant.budget", []string{"insurer-1", "op-1", "aud-1"}, readers, func(bool) request {
 			return request{"GET", "/v1/grants/" + shared.grant + "/budget", nil}
 		}},
-		{"grant.suspend", []string{"op-1"}, func(fresh bool) request {
+		{"grant.suspend", []string{"op-1"}, readers, func(fresh bool) request {
 			id := shared.grant
 			if fresh {
 				id = f.freshGrant()
 			}
 			return request{"POST", "/v1/grants/" + id + "/suspend", nil}
 		}},
-		{"grant.resume", []string{"op-1"}, func(fresh bool) request {
+		{"grant.resume", []string{"op-1"}, readers, func(fresh bool) request {
 			id := shared.grant
 			if fresh {
 				id = f.freshGrant()
@@ -128,40 +136,40 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			return request{"POST", "/v1/grants/" + id + "/resume", nil}
 		}},
-		{"grant.revoke", []string{"op-1"}, func(fresh bool) request {
+		{"grant.revoke", []string{"op-1"}, readers, func(fresh bool) request {
 			id := shared.grant
 			if fresh {
 				id = f.freshGrant()
 			}
 			return request{"POST", "/v1/grants/" + id + "/revoke", nil}
 		}},
-		{"grant.redteam", []string{"op-1"}, func(bool) request {
+		{"grant.redteam", []string{"op-1"}, readers, func(bool) request {
 			return request{"POST", "/v1/grants/" + shared.grant + "/redteam", api.RedteamRequest{ReportSHA256: strings.Repeat("ab", 32),
 				Attacks: []api.RedteamAttack{{Name: "averaging", Jobs: 3, Blocked: true, Epsilon: 0.2}}}}
 		}},
-		{"job.submit", []string{"insurer-1"}, func(bool) request {
+		{"job.submit", []string{"insurer-1"}, readers, func(bool) request {
 			return request{"POST", "/v1/jobs", api.JobRequest{Grant: shared.grant, SQL: byDistrict}}
 		}},
-		{"job.list", []string{"insurer-1", "insurer-2", "op-1", "aud-1"}, func(bool) request { return request{"GET", "/v1/jobs", nil} }},
-		{"job.read", []string{"insurer-1", "op-1", "aud-1"}, func(bool) request { return request{"GET", "/v1/jobs/" + f.job, nil} }},
-		{"review.list", []string{"rev-1"}, func(bool) request { return request{"GET", "/v1/reviews", nil} }},
-		{"review.approve", []string{"rev-1"}, func(fresh bool) request {
+		{"job.list", []string{"insurer-1", "insurer-2", "op-1", "aud-1"}, nil, func(bool) request { return request{"GET", "/v1/jobs", nil} }},
+		{"job.read", []string{"insurer-1", "op-1", "aud-1"}, readers, func(bool) request { return request{"GET", "/v1/jobs/" + f.job, nil} }},
+		{"review.list", []string{"rev-1"}, nil, func(bool) request { return request{"GET", "/v1/reviews", nil} }},
+		{"review.approve", []string{"rev-1"}, reviewQueue, func(fresh bool) request {
 			id := shared.held
 			if fresh {
 				id = f.heldJob()
 			}
 			return request{"POST", "/v1/reviews/" + id + "/approve", nil}
 		}},
-		{"review.reject", []string{"rev-1"}, func(fresh bool) request {
+		{"review.reject", []string{"rev-1"}, reviewQueue, func(fresh bool) request {
 			id := shared.held
 			if fresh {
 				id = f.heldJob()
 			}
 			return request{"POST", "/v1/reviews/" + id + "/reject", api.ReasonRequest{Reason: "too fine"}}
 		}},
-		{"audit.verify", []string{"aud-1"}, func(bool) request { return request{"GET", "/v1/audit/verify", nil} }},
-		{"audit.job", []string{"aud-1"}, func(bool) request { return request{"GET", "/v1/audit/jobs/" + f.job, nil} }},
-		{"audit.replay", []string{"aud-1"}, func(bool) request { return request{"POST", "/v1/audit/jobs/" + f.job + "/replay", nil} }},
+		{"audit.verify", []string{"aud-1"}, nil, func(bool) request { return request{"GET", "/v1/audit/verify", nil} }},
+		{"audit.job", []string{"aud-1"}, nil, func(bool) request { return request{"GET", "/v1/audit/jobs/" + f.job, nil} }},
+		{"audit.replay", []string{"aud-1"}, nil, func(bool) request { return request{"POST", "/v1/audit/jobs/" + f.job + "/replay", nil} }},
 	}
 	for _, c := range cases {
 		for _, who := range all {
@@ -171,7 +179,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			switch {
 			case allow && status >= 300:
 				t.Errorf("%s as %s: %d %s, want allowed", c.name, who, status, code)
-			case !allow && (status != 403 || (code != "forbidden" && code != "separation_of_duties")):
+			case !allow && c.sees != nil && !slices.Contains(c.sees, who) && (status != 404 || code != "not_found"):
+				t.Errorf("%s as %s, who may not see the object: %d %q, want 404 not_found", c.name, who, status, code)
+			case !allow && (c.sees == nil || slices.Contains(c.sees, who)) && (status != 403 || (code != "forbidden" && code != "separation_of_duties")):
 				t.Errorf("%s as %s: %d %q, want 403 forbidden", c.name, who, status, code)
 			}
 		}

@@ -68,8 +68,8 @@ func TestExplainRefusalsAndRateLimitsOverHTTP(t *testing.T) {
 	if sel.PublicPartitions || math.Abs(sel.Cost.Delta-1e-9) > 1e-18 || !strings.Contains(sel.Partitions, "selection") {
 		t.Fatalf("a selecting query explained as public %v, cost %+v, %q (want the default delta, 1/100 of the grant's)", sel.PublicPartitions, sel.Cost, sel.Partitions)
 	}
-	// Authorized like a submission.
-	p.refused("insurer-2", "POST", "/v1/explain", api.JobRequest{Grant: grant, SQL: byDistrict}, http.StatusForbidden, errcode.Forbidden)
+	// Authorized like a submission: another org's grant answers as a missing one.
+	p.refused("insurer-2", "POST", "/v1/explain", api.JobRequest{Grant: grant, SQL: byDistrict}, http.StatusNotFound, errcode.NotFound)
 	p.refused("op-1", "POST", "/v1/explain", api.JobRequest{Grant: grant, SQL: byDistrict}, http.StatusForbidden, errcode.Forbidden)
 	p.refused("insurer-1", "POST", "/v1/explain", api.JobRequest{Grant: "grant-nope", SQL: byDistrict}, http.StatusNotFound, errcode.NotFound)
 

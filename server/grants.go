@@ -59,7 +59,7 @@ func (s *Server) getGrant(_ http.ResponseWriter, r *http.Request, who policy.Pri
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(r.Context(), who, policy.ActionGrantRead, grantResource(g)); err != nil {
+	if err := s.authorizeSeen(r.Context(), who, policy.ActionGrantRead, grantResource(g)); err != nil {
 		return 0, nil, err
 	}
 	g, err = s.grantDoc(r.Context(), g)
@@ -71,7 +71,7 @@ func (s *Server) grantBudget(_ http.ResponseWriter, r *http.Request, who policy.
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(r.Context(), who, policy.ActionGrantBudget, grantResource(g)); err != nil {
+	if err := s.authorizeSeen(r.Context(), who, policy.ActionGrantBudget, grantResource(g), readable(policy.ActionGrantRead, grantResource(g))); err != nil {
 		return 0, nil, err
 	}
 	if err := s.gov.Settle(r.Context(), false); err != nil {
@@ -94,7 +94,7 @@ func (s *Server) grantTransition(action string, act governance.GrantAction) hand
 		if err != nil {
 			return 0, nil, err
 		}
-		if err := s.authorize(ctx, who, action, grantResource(g)); err != nil {
+		if err := s.authorizeSeen(ctx, who, action, grantResource(g), readable(policy.ActionGrantRead, grantResource(g))); err != nil {
 			return 0, nil, err
 		}
 		if g, err = s.gov.Transition(ctx, provenance.Principal(who), g, act, req.Reason); err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"strings"
@@ -51,10 +52,13 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 	}
 	ctx := r.Context()
 	g, err := s.store.Grant(ctx, req.Grant)
-	if err != nil {
-		return req, g, err
+	if err == nil {
+		err = s.authorizeSeen(ctx, who, action, grantResource(g), readable(policy.ActionGrantRead, grantResource(g)))
 	}
-	if err := s.authorize(ctx, who, action, grantResource(g)); err != nil {
+	if errors.Is(err, governance.ErrNotFound) { // missing, or not the caller's to see: one answer
+		return req, api.Grant{}, errcode.New(errcode.NotFound, "no such grant")
+	}
+	if err != nil {
 		return req, g, err
 	}
 	return req, g, s.jobAllowed(g, req.Kind)
@@ -172,7 +176,7 @@ func (s *Server) getJob(_ http.ResponseWriter, r *http.Request, who policy.Princ
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(ctx, who, policy.ActionJobRead, jobResource(j.Job)); err != nil {
+	if err := s.authorizeSeen(ctx, who, policy.ActionJobRead, jobResource(j.Job)); err != nil {
 		return 0, nil, err
 	}
 	if w := r.URL.Query().Get("wait"); w != "" {

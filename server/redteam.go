@@ -24,7 +24,7 @@ func (s *Server) recordRedteam(_ http.ResponseWriter, r *http.Request, who polic
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.authorize(ctx, who, policy.ActionGrantRedteam, grantResource(g)); err != nil {
+	if err := s.authorizeSeen(ctx, who, policy.ActionGrantRedteam, grantResource(g), readable(policy.ActionGrantRead, grantResource(g))); err != nil {
 		return 0, nil, err
 	}
 	if err := validRedteam(req); err != nil {

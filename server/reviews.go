@@ -46,7 +46,11 @@ func (s *Server) decideReview(approve bool) handler {
 		if err != nil {
 			return 0, nil, err
 		}
-		if err := s.authorize(ctx, who, policy.ActionReviewDecide, jobResource(j.Job)); err != nil {
+		// Reviewers see the review queue, so a job id is no secret to them (a reviewer who may
+		// not decide a job hears separation_of_duties); to anyone else a job they may not read
+		// answers like a missing one.
+		if err := s.authorizeSeen(ctx, who, policy.ActionReviewDecide, jobResource(j.Job), readable(policy.ActionJobRead, jobResource(j.Job)),
+			readable(policy.ActionReviewList, policy.Resource{Kind: "review"})); err != nil {
 			return 0, nil, err
 		}
 		if j, err = s.gov.Decide(ctx, provenance.Principal(who), j, approve, req.Reason); err != nil {

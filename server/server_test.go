@@ -314,7 +314,7 @@ func TestLifecycleOverHTTP(t *testing.T) {
 	if j.State != api.JobReleased || len(j.Result) == 0 {
 		t.Fatalf("job is %s with error %+v, want released with a result", j.State, j.Error)
 	}
-	p.refused("insurer-2", "GET", "/v1/jobs/"+j.ID, nil, 403, "forbidden")
+	p.refused("insurer-2", "GET", "/v1/jobs/"+j.ID, nil, 404, "not_found") // another org's job answers as a missing one
 	var seen api.Job
 	p.must("op-1", "GET", "/v1/jobs/"+j.ID, nil, &seen)
 	if seen.Result != nil {
@@ -450,8 +450,8 @@ func TestGrantStatesTakeEffectOnTheNextJob(t *testing.T) {
 	p.must("hospital-a", "POST", "/v1/datasets", csvSpec("visits_copy", "health-commission", "other_visits.csv"), nil)
 	// The gate refuses it at submission (403, not a job).
 	p.refused("insurer-1", "POST", "/v1/jobs", api.JobRequest{Grant: grant, SQL: "SELECT COUNT(*) AS n FROM visits_copy"}, 403, "forbidden")
-	// Another org's applicant cannot use the grant.
-	p.refused("insurer-2", "POST", "/v1/jobs", job, 403, "forbidden")
+	// Another org's applicant cannot use the grant, nor learn that it exists.
+	p.refused("insurer-2", "POST", "/v1/jobs", job, 404, "not_found")
 
 	// After the period: expired.
 	clk.Set(time.Date(2027, 1, 1, 0, 0, 1, 0, time.UTC))

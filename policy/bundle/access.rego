@@ -141,6 +141,14 @@ epsilon_ok if {
 	input.job.epsilon <= params.max_epsilon_per_job
 }
 
+# Below the operator's minimum the noise swamps any answer a job could get (at 5e-13 a count
+# came back 0 with the interval [0, 0]): such a job spends budget and a rate-limit slot on
+# nothing. Refused by name, so the applicant learns the minimum.
+deny contains sprintf("epsilon_below_minimum: epsilon %v is below the operator's minimum of %v per job; a smaller epsilon's noise drowns any answer, so spend at least %v", [input.job.epsilon, params.min_epsilon_per_job, params.min_epsilon_per_job]) if {
+	epsilon_ok
+	input.job.epsilon < params.min_epsilon_per_job
+}
+
 deny contains sprintf("delta_out_of_range: delta %v must be in [0, %v)", [input.job.delta, params.max_delta_per_job]) if {
 	not delta_ok
 }

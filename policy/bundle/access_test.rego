@@ -209,7 +209,7 @@ test_epsilon_out_of_range_denied if {
 }
 
 test_epsilon_in_range_accepted if {
-	every eps in [1e-9, 0.5, 2] {
+	every eps in [1e-3, 0.5, 2] {
 		not "epsilon_out_of_range" in deny_codes(patched("replace", "/job/epsilon", eps))
 	}
 }
@@ -217,6 +217,32 @@ test_epsilon_in_range_accepted if {
 test_epsilon_limit_comes_from_params if {
 	cs := deny_codes(good) with data.cleanroom.params.max_epsilon_per_job as 0.5
 	"epsilon_out_of_range" in cs
+}
+
+test_epsilon_below_minimum_denied if {
+	every eps in [5e-13, 1e-9, 9.99e-4] {
+		cs := deny_codes(patched("replace", "/job/epsilon", eps))
+		"epsilon_below_minimum" in cs
+		not "epsilon_out_of_range" in cs
+	}
+}
+
+test_epsilon_minimum_comes_from_params if {
+	inp := patched("replace", "/job/epsilon", 0.01)
+	"epsilon_below_minimum" in deny_codes(inp) with data.cleanroom.params.min_epsilon_per_job as 0.05
+	not "epsilon_below_minimum" in deny_codes(inp)
+}
+
+test_epsilon_below_minimum_names_the_minimum if {
+	d := access.decision with input as patched("replace", "/job/epsilon", 1e-4)
+	some r in d.reasons
+	startswith(r, "epsilon_below_minimum:")
+	contains(r, "minimum of 0.001")
+}
+
+test_missing_epsilon_minimum_denied if {
+	cs := deny_codes(good) with data.cleanroom.params as object.remove(data.cleanroom.params, {"min_epsilon_per_job"})
+	"params_invalid" in cs
 }
 
 test_delta_out_of_range_denied if {

@@ -15,6 +15,7 @@ params := p if {
 }
 
 number_params := {
+	"min_epsilon_per_job",
 	"max_epsilon_per_job",
 	"review_epsilon_per_job",
 	"max_delta_per_job",

@@ -104,6 +104,10 @@ func TestScanNumbers(t *testing.T) {
 		{Int(math.MinInt64), 0},
 		{Str(mobile), pii.Mobile},
 		{Value{}, 0},
+		// A number a DP mechanism released is noise around an aggregate: never an identifier.
+		{Noisy(13812345678), 0},
+		{Noisy(num(cardUP16)), 0},
+		{Noisy(num(idValid)), 0},
 	}
 	for _, c := range cases {
 		if got := scanValue(c.v); got != c.want {

@@ -80,7 +80,10 @@
 //	group keys from the data (OriginData): columns  yes                yes
 //	  and functions of them without a literal in a
 //	  value position, chosen by partition selection
-//	noisy aggregates, answers, parameters           yes                yes (number rule below)
+//	numbers a DP mechanism released (Value.Noisy:   no                 yes (number rule below)
+//	  noisy values, their intervals' ends, numbers
+//	  post-processed from them only)
+//	answers, parameters, other numbers              yes                yes (number rule below)
 //
 // Why a key the query may write is not looked up even in the cells that came from the data
 // (CASE WHEN c THEN 'x' ELSE district END): once the worker has coerced the literal's type a
@@ -103,6 +106,12 @@
 // one by one. Resident ID numbers and unified social credit codes are looked for in every
 // 18-character window (an identifier glued to other characters is still found); mobile and
 // card numbers must be whole digit runs (a mobile number inside a longer run is not one).
+//
+// A noisy number (Value.Noisy) is not an identifier candidate: its digits are noise around an
+// aggregate, not a value any record holds, and at a tiny epsilon a noisy count near 1e10 reads
+// as a mobile number by chance — a finding there would deny and charge a harmless output while
+// protecting no one (TestNoisyNumbersAreNotIdentifierCandidatesButKeysAre in the engine). Group
+// keys, answers, parameters and every string are still scanned.
 //
 // Numbers are scanned when integral. A float64 carries about 15.9 significant digits and
 // represents every integer below 2^53 (≈ 9.007e15, 16 digits) exactly, so 11-digit mobile

@@ -79,8 +79,11 @@ func (st *state) report(f pii.Kinds, p place, col, i, total int) {
 	}
 }
 
-// scanValue scans one cell.
+// scanValue scans one cell. A noisy number is not an identifier candidate (Value.Noisy).
 func scanValue(v Value) pii.Kinds {
+	if v.Noisy {
+		return 0
+	}
 	switch v.Type {
 	case TypeString:
 		return pii.ScanText(v.Str)

@@ -99,6 +99,13 @@ type Value struct {
 	Str   string
 	Float float64
 	Int   int64
+	// Noisy marks a number a DP mechanism released (a noisy value or an end of its interval)
+	// or one computed from such numbers alone (post-processing). Its digits are noise around
+	// an aggregate, not a value some record holds, so it is not scanned for identifier
+	// formats: a noisy count that happens to read as a mobile number identifies no one, and
+	// denying it would charge the applicant for nothing. It is still looked up in the raw-value
+	// set by the number rule (package doc, "False-positive rules").
+	Noisy bool
 }
 
 // Str returns a string value.
@@ -106,6 +113,10 @@ func Str(s string) Value { return Value{Type: TypeString, Str: s} }
 
 // Float returns a floating-point value.
 func Float(f float64) Value { return Value{Type: TypeFloat, Float: f} }
+
+// Noisy returns a number a DP mechanism released, or one post-processed from such numbers
+// only (Value.Noisy).
+func Noisy(f float64) Value { return Value{Type: TypeFloat, Float: f, Noisy: true} }
 
 // Int returns an integer value.
 func Int(i int64) Value { return Value{Type: TypeInt, Int: i} }

@@ -105,16 +105,35 @@ func NewID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+// The range every time a request gives (an application's start and end, an approval's end)
+// must lie in, inclusive. A grant's period is bound to a declared purpose and is measured in
+// months or years; anything outside this range is a typo or a probe, and a time past year 9999
+// (9999-12-31 as an end is 10000-01-01) cannot even be written into a provenance record or a
+// JSON document. The bounds are fixed, not relative to the clock, so the same request is
+// always judged alike; "not in the past" is checked separately where it applies.
+// The range runs from 1 January of EarliestYear to 1 January of LatestYear, UTC.
+const (
+	EarliestYear = 2000
+	LatestYear   = 2200
+)
+
 // ParseTime reads an RFC 3339 time or a date; a date as an end means the end of that day.
+// A time outside [EarliestYear-01-01, LatestYear-01-01] (UTC) is date_out_of_range.
 func ParseTime(field, v string, end bool) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
+	t, err := time.Parse(time.RFC3339, v)
+	if err == nil {
+		t = t.UTC()
+	} else if t, err = time.Parse(time.DateOnly, v); err == nil {
 		if end {
 			t = t.AddDate(0, 0, 1)
 		}
-		return t, nil
+	} else {
+		return time.Time{}, errcode.New(errcode.InvalidRequest, "%s must be an RFC 3339 time or a date (YYYY-MM-DD)", field)
 	}
-	return time.Time{}, errcode.New(errcode.InvalidRequest, "%s must be an RFC 3339 time or a date (YYYY-MM-DD)", field)
+	earliest, latest := time.Date(EarliestYear, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(LatestYear, 1, 1, 0, 0, 0, 0, time.UTC)
+	if t.Before(earliest) || t.After(latest) {
+		return time.Time{}, errcode.New(errcode.DateOutOfRange, "%s must lie between %d-01-01 and %d-01-01 (UTC); a date as an end means the end of that day, so the last end date is %d-12-31",
+			field, EarliestYear, LatestYear, LatestYear-1)
+	}
+	return t, nil
 }
