@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
@@ -16,19 +15,39 @@ import (
 
 // Differencing: two answers on one grant whose filters disagree on a handful of persons give
 // those persons' data away by subtraction (SUM over a district, then over the district without
-// one birth date). Before a query on one dataset runs, the engine takes the earlier filters
-// computed on the grant with the same dataset snapshot and group keys, keeps the few most
-// like this one's, and has the worker count, with noise, the privacy units on which each
-// pair disagrees. The output screen flags a pair under the policy's differencing_min_units, and
-// the default policy holds the output for a person. The counts are DP (each takes a share of
-// the job's epsilon), so a hold says nothing the budget did not pay for.
+// one birth date). When a query on one dataset is planned, the engine takes every earlier
+// filter noted on the grant with the same dataset snapshot and group keys (the query's shape)
+// that could pair with this one, and has the worker count, with noise, the privacy units on
+// which each pair disagrees. The output screen flags a pair under the policy's
+// differencing_min_units, and the default policy holds the output for a person. The counts
+// are DP (each takes a share of the job's epsilon), so a hold says nothing the budget did not
+// pay for.
+//
+// The filter is noted at admission — in the plan stage, before the job runs — under a lock per
+// grant and shape, in the same critical section that reads the earlier filters: of two jobs
+// submitted together, the second to be planned is compared with the first, whichever runs
+// first. A filter stays noted even if its job is refused later (the note is kept once per
+// filter, under the first job that planned it, and another job with the same filter may be
+// the one that releases it).
+//
+// Which earlier filters are compared: the ledger indexes filters by grant and shape
+// (computed_filters_by_shape), and every one of them is a candidate except an identical filter
+// (answered from the release cache instead) and a filter that provably selects no row this one
+// selects (disjoint: both pin one string column to sets of values that do not meet, as
+// district = 'A' and district = 'B'; such a pair's difference is their union, which each
+// answer's own minimum of units already covers). Nothing is ranked or dropped: decoys do not
+// push a partner out. Each check takes a share of the job's epsilon, so at most
+// MaxDifferencingChecks are run; a query with more candidates is refused
+// (differencing_limit) before anything is reserved, with the advice to group instead of
+// filtering one slice after another.
 
 const (
-	// maxProbes is how many earlier filters a query is checked against; each takes a share
-	// of its budget.
-	maxProbes = 3
-	// filterHistory is how many of the newest earlier filters are ranked.
-	filterHistory = 500
+	// MaxDifferencingChecks is how many earlier filters one job is checked against, at most;
+	// each check takes an aggregate's share of the job's epsilon.
+	MaxDifferencingChecks = 8
+	// filterHistory bounds how many filters of one grant and shape are read; more than
+	// MaxDifferencingChecks candidates refuse the job anyway.
+	filterHistory = 10_000
 )
 
 // queryShape names what two queries must share for their filters to be compared: the dataset
@@ -49,56 +68,135 @@ func queryShape(q *gate.Query, ds sources) (string, error) {
 	return canonicalDigest(map[string]any{"snapshot": ds.snapshots()[q.Dataset.Name], "keys": keys})
 }
 
-// priorsFor returns the earlier filters on the grant with this shape to check filter against:
-// those that contain this filter or are contained in it first (the usual form of a
-// differencing pair, "F" and "F AND NOT (…)"; a tracker's "C OR T" and "T"), then by the
-// length of their common prefix, then the newest.
-//
-// Filters are compared, and kept in the ledger, as their IR's canonical JSON (filterText): a
-// subtree's JSON is a substring of its parent's, so containment of text is containment of
-// trees. A stored filter that is not such JSON (SQL text noted before the IR) is skipped.
-func (e *Engine) priorsFor(ctx context.Context, grant, shape string, f *wire.Expr) ([]plan.Prior, error) {
-	filter := filterText(f)
+// differencing finds the earlier filters on the grant with this shape that filter must be
+// checked against and, unless dryRun, notes filter for the jobs after it — both under the
+// lock of (grant, shape), so that two jobs planned at once see each other.
+func (e *Engine) differencing(ctx context.Context, grant, shape, job string, f *wire.Expr, ds sources, dryRun bool) ([]plan.Prior, error) {
 	if shape == "" || e.policy.Params().DifferencingMinUnits <= 0 {
 		return nil, nil
 	}
+	defer e.lockFingerprint("differencing/" + grant + "/" + shape)()
+	priors, err := e.priorsFor(ctx, grant, shape, f, stringColumns(ds))
+	if err != nil || dryRun {
+		return priors, err
+	}
+	if err := e.ledger.NoteFilter(ctx, grant, shape, filterText(f), job); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the history of queries on this grant could not be kept; nothing was run")
+	}
+	return priors, nil
+}
+
+// priorsFor returns every earlier filter on the grant with this shape that filter must be
+// checked against (see above), oldest first, or differencing_limit when there are more than
+// MaxDifferencingChecks.
+//
+// Filters are compared, and kept in the ledger, as their IR's canonical JSON (filterText). A
+// stored filter that is not such JSON (SQL text noted before the IR) is skipped.
+func (e *Engine) priorsFor(ctx context.Context, grant, shape string, f *wire.Expr, strs map[string]bool) ([]plan.Prior, error) {
+	filter := filterText(f)
 	past, err := e.ledger.Filters(ctx, grant, shape, filterHistory)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the history of queries on this grant is unavailable")
 	}
-	type ranked struct {
-		plan.Prior
-		contains, prefix, age int
-	}
-	var rs []ranked
-	for age, f := range past {
-		if f.Filter == filter {
-			continue
-		}
-		prior, ok := parseFilter(f.Filter)
-		if !ok {
-			continue
-		}
-		r := ranked{Prior: plan.Prior{Job: f.Job, Filter: prior}, age: age, prefix: commonPrefix(f.Filter, filter)}
-		if strings.Contains(filter, f.Filter) || strings.Contains(f.Filter, filter) {
-			r.contains = 1
-		}
-		rs = append(rs, r)
-	}
-	slices.SortStableFunc(rs, func(a, b ranked) int {
-		if a.contains != b.contains {
-			return b.contains - a.contains
-		}
-		if a.prefix != b.prefix {
-			return b.prefix - a.prefix
-		}
-		return a.age - b.age
-	})
+	pins := pinsOf(f, strs)
 	var out []plan.Prior
-	for _, r := range rs[:min(len(rs), maxProbes)] {
-		out = append(out, r.Prior)
+	for _, p := range slices.Backward(past) {
+		if p.Filter == filter {
+			continue
+		}
+		prior, ok := parseFilter(p.Filter)
+		if !ok || disjoint(pins, pinsOf(prior, strs)) {
+			continue
+		}
+		out = append(out, plan.Prior{Job: p.Job, Filter: prior})
+	}
+	if len(out) > MaxDifferencingChecks {
+		return nil, errcode.New(errcode.DifferencingLimit,
+			"this query's filter could pair with %d earlier queries on this grant over the same dataset and group keys, and a job is checked against at most %d (each check takes a share of its epsilon); "+
+				"ask for the slices in one query instead — GROUP BY the column you filter on, or width_bucket(col, lo, hi, n) for a range — or repeat a filter already used", len(out), MaxDifferencingChecks)
 	}
 	return out, nil
+}
+
+// pins are the values a filter's top-level conjuncts allow for string columns: col = 'v' and
+// col IN ('v', …), by column. A row the filter keeps has its column's value in the set.
+type pins map[string][]string
+
+func pinsOf(f *wire.Expr, strs map[string]bool) pins {
+	out := pins{}
+	var walk func(*wire.Expr)
+	walk = func(x *wire.Expr) {
+		switch {
+		case x == nil:
+		case x.Kind == wire.KindLogic && x.Op == "and":
+			for _, a := range x.Args {
+				walk(a)
+			}
+		case x.Kind == wire.KindCompare && x.Op == "=" && len(x.Args) == 2:
+			if col, v, ok := columnString(x.Args[0], x.Args[1], strs); ok {
+				out.restrict(col, []string{v})
+			} else if col, v, ok := columnString(x.Args[1], x.Args[0], strs); ok {
+				out.restrict(col, []string{v})
+			}
+		case x.Kind == wire.KindIn && !x.Negate && len(x.Args) > 1:
+			col := x.Args[0]
+			if col.Kind != wire.KindColumn || col.Source != "" || !strs[col.Name] {
+				return
+			}
+			var vs []string
+			for _, it := range x.Args[1:] {
+				if it.Kind != wire.KindConst || it.Type != wire.TypeVarchar {
+					return
+				}
+				vs = append(vs, it.Value)
+			}
+			out.restrict(col.Name, vs)
+		}
+	}
+	walk(f)
+	return out
+}
+
+// restrict intersects the column's allowed values with vs.
+func (p pins) restrict(col string, vs []string) {
+	old, ok := p[col]
+	if !ok {
+		p[col] = vs
+		return
+	}
+	p[col] = slices.DeleteFunc(slices.Clone(old), func(v string) bool { return !slices.Contains(vs, v) })
+}
+
+func columnString(c, v *wire.Expr, strs map[string]bool) (string, string, bool) {
+	if c.Kind != wire.KindColumn || c.Source != "" || !strs[c.Name] || v.Kind != wire.KindConst || v.Type != wire.TypeVarchar {
+		return "", "", false
+	}
+	return c.Name, v.Value, true
+}
+
+// disjoint: some string column is pinned by both filters to sets that do not meet, so no row
+// is kept by both.
+func disjoint(a, b pins) bool {
+	for col, va := range a {
+		vb, ok := b[col]
+		if ok && !slices.ContainsFunc(va, func(v string) bool { return slices.Contains(vb, v) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// stringColumns are the columns of the query's dataset whose values are strings (compared
+// with a string constant exactly, without a cast).
+func stringColumns(ds sources) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range ds.primary().Snapshot.Columns {
+		switch c.Type {
+		case "utf8", "large_utf8", "string_view":
+			out[c.Name] = true
+		}
+	}
+	return out
 }
 
 // filterText is how the ledger keeps a filter: its IR's canonical JSON, "" for none.
@@ -115,14 +213,6 @@ func parseFilter(text string) (*wire.Expr, bool) {
 		return nil, false
 	}
 	return f, true
-}
-
-func commonPrefix(a, b string) int {
-	n := 0
-	for n < len(a) && n < len(b) && a[n] == b[n] {
-		n++
-	}
-	return n
 }
 
 // executeProbes has the worker count each probe's disagreeing units. It returns each probe's

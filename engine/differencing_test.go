@@ -3,7 +3,9 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/engine"
@@ -99,5 +101,97 @@ func TestDifferencingCheckFollowsThePolicy(t *testing.T) {
 	out := run(t, e, base+" AND cost <> 101")
 	if out.Held != nil || strings.Contains(out.Result.Split, "differencing") {
 		t.Fatalf("with differencing_min_units 0 the pair was checked: held %+v, split %q", out.Held, out.Result.Split)
+	}
+}
+
+// runAt runs sql on grant g at epsilon 20 (a differencing check's noise is then well under a
+// unit's worth next to the threshold of 10).
+func runAt(t *testing.T, e *engine.Engine, sql string) *engine.Outcome {
+	t.Helper()
+	out, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: sql, Options: plan.Options{Epsilon: 20}})
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return out
+}
+
+// TestDifferencingDecoysDoNotPushThePartnerOut: three decoys whose text contains the new
+// filter's (and so ranked above the real partner by textual likeness) are checked too, and so
+// is the partner: the pair is held.
+func TestDifferencingDecoysDoNotPushThePartnerOut(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 1000)
+	const q = "SELECT COUNT(*) AS n, SUM(cost) AS total FROM visits WHERE "
+	runAt(t, e, q+"district = 'A'")
+	// Each decoy is the target filter OR some of district B: it differs from the target, the
+	// partner and the other decoys by at least 20 persons.
+	for _, c := range []string{"cost < 110", "cost < 120", "cost < 130"} {
+		if out := runAt(t, e, q+"(district = 'A' AND cost <> 101) OR "+c); heldForDifferencing(out) {
+			t.Fatalf("decoy %s was held for differencing", c)
+		}
+	}
+	out := runAt(t, e, q+"district = 'A' AND cost <> 101")
+	if !heldForDifferencing(out) {
+		t.Fatalf("with three decoys before it, a query differing from an earlier one by 4 persons was not held: %+v", out.Held)
+	}
+	mech, _ := json.Marshal(lastRecord(t, e, "mechanism"))
+	if n := strings.Count(string(mech), "differencing_check against"); n != 4 {
+		t.Fatalf("mechanism record lists %d differencing checks, want 4 (the partner and three decoys): %s", n, mech)
+	}
+}
+
+// TestDifferencingConcurrentPairIsCaught: two jobs of a differencing pair submitted together
+// are compared with each other — the filter is noted when a job is planned, not after it ran.
+func TestDifferencingConcurrentPairIsCaught(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 1000)
+	const q = "SELECT COUNT(*) AS n, SUM(cost) AS total FROM visits WHERE district = 'A'"
+	outs := make([]*engine.Outcome, 2)
+	var wg sync.WaitGroup
+	for i, sql := range []string{q, q + " AND cost <> 101"} {
+		wg.Go(func() { outs[i] = runAt(t, e, sql) })
+	}
+	wg.Wait()
+	if !heldForDifferencing(outs[0]) && !heldForDifferencing(outs[1]) {
+		t.Fatal("a differencing pair run at once: neither job was held")
+	}
+}
+
+// TestDifferencingRefusesMoreCandidatesThanItChecks: filters on one column that cannot meet
+// (district = 'A', 'B', 'C') are not candidates for each other; a query that could pair with
+// more earlier filters than a job is checked against is refused before it reserves anything,
+// in an explanation as in a job.
+func TestDifferencingRefusesMoreCandidatesThanItChecks(t *testing.T) {
+	e := openEngine(t)
+	register(t, e, visits(t, "visits", 200, false))
+	grant(t, e, "g", 1000)
+	const q = "SELECT COUNT(*) AS n FROM visits WHERE "
+	for _, d := range []string{"A", "B", "C"} {
+		out := runAt(t, e, q+"district = '"+d+"'")
+		if strings.Contains(out.Result.Split, "differencing") {
+			t.Fatalf("district %s was checked against a disjoint slice: %s", d, out.Result.Split)
+		}
+	}
+	// Overlapping filters: each could pair with every one before it and the district ones, so
+	// the next query has MaxDifferencingChecks+1 candidates.
+	for i := range engine.MaxDifferencingChecks - 2 {
+		runAt(t, e, q+"cost < "+strconv.Itoa(110+5*i))
+	}
+	before := spent(t, e, "g")
+	_, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 200", Options: plan.Options{Epsilon: 20}})
+	if errcode.Of(err) != errcode.DifferencingLimit {
+		t.Fatalf("a query with %d candidates: %v, want %s", engine.MaxDifferencingChecks+1, err, errcode.DifferencingLimit)
+	}
+	if spent(t, e, "g") != before {
+		t.Fatal("the refused job was charged")
+	}
+	if _, err := e.Explain(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 200", Options: plan.Options{Epsilon: 20}}); errcode.Of(err) != errcode.DifferencingLimit {
+		t.Fatalf("explain: %v, want %s", err, errcode.DifferencingLimit)
+	}
+	// A query pinned to district B pairs only with the filters that can meet it: still checked.
+	if _, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "district = 'B' AND cost < 200", Options: plan.Options{Epsilon: 20}}); errcode.Of(err) == errcode.DifferencingLimit {
+		t.Fatalf("a query disjoint from two of the district filters was refused: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -100,12 +101,15 @@ func TestSQLConformanceTableRunsEndToEnd(t *testing.T) {
 	for _, name := range []string{"medical_visits", "residents", "insurance_claims", "criminal_records", "districts", "icd10_chapters"} {
 		register(t, e, loadDataset(t, name))
 	}
-	grant(t, e, "g", 1e6)
 	opts := plan.Options{Epsilon: 1}
 
-	for _, row := range rows {
+	for i, row := range rows {
 		t.Run(row.construct, func(t *testing.T) {
-			r, err := submitReviewed(e, "g", row.sql, opts)
+			// A grant per example: dozens of filters on one grant and dataset would meet the
+			// differencing checks' limit (differencing_limit), which is not what the table shows.
+			g := fmt.Sprintf("g%d", i)
+			grant(t, e, g, 1000)
+			r, err := submitReviewed(e, g, row.sql, opts)
 			if row.want != "released" {
 				if got := errcode.Of(err); string(got) != row.want {
 					t.Fatalf("sql.md:%d: %s\ncode %q (%v), documented %q", row.line, row.sql, got, err, row.want)

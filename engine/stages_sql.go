@@ -34,7 +34,6 @@ type jobState struct {
 
 	q           *gate.Query // gate
 	ds          sources
-	shape       string // plan: the query's shape for the differencing checks
 	p           *plan.Planned
 	access      policy.AccessInput // policy_access: the input, and the decision once made
 	decision    *policy.Decision
@@ -85,7 +84,7 @@ func sqlStages() []stage {
 		{name: "gate", dryRun: true, run: gateStage, records: events(&provenance.Gate{}), replay: replaySnapshots,
 			doc: "admit the SQL; its datasets must be within the grant"},
 		{name: "plan", dryRun: true, run: planStage, records: events(&provenance.Plan{}),
-			doc: "bound contributions, choose partitions, split the budget, add differencing checks"},
+			doc: "bound contributions, choose partitions, split the budget, set the deadline from the rows the plan may read; note the filter and add differencing checks against every earlier filter that could pair with it, under the grant's lock"},
 		{name: "policy_access", dryRun: true, run: accessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
 			doc: "ask the access policy; an L4 dataset is never operated"},
 		{name: "fingerprint", run: fingerprintStage,
@@ -102,8 +101,6 @@ func sqlStages() []stage {
 			doc: "choose unset bounds under DP: clamping bounds from DP quantiles, contribution bounds from DP histograms of contributions per unit"},
 		{name: "execute", enters: phaseReading, skip: (*jobState).isRepeat, run: executeStage, records: events(&provenance.Execution{}), replay: replayExecution,
 			doc: "the worker runs the plan: pre-noise aggregates, never rows"},
-		{name: "note_filter", skip: (*jobState).isRepeat, run: noteFilterStage,
-			doc: "keep the filter for later differencing checks"},
 		{name: "debit", reaches: phaseDebited, skip: (*jobState).isRepeat, run: debitStage, records: events(&provenance.BudgetDebited{}),
 			doc: "make the debit final, before any noise is drawn"},
 		{name: "mechanism", skip: (*jobState).isRepeat, run: mechanismStage, records: events(&provenance.Mechanism{}),
@@ -161,7 +158,7 @@ func planStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event,
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
 	}
-	priors, err := e.priorsFor(ctx, s.job.Grant, shape, s.q.Filter)
+	priors, err := e.differencing(ctx, s.job.Grant, shape, s.id, s.q.Filter, s.ds, s.dryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +171,8 @@ func planStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event,
 		return nil, err
 	}
 	p.Worker.Job = s.id
-	s.shape, s.p = shape, p
+	setDeadline(s.job, s.ds, p)
+	s.p = p
 	return events(&provenance.Plan{WorkerPlan: provenance.DocOf(p.Worker), PublicPartitions: provenance.DocOf(p.Public),
 		Cost: provenance.DocOf(p.Cost), Split: provenance.DocOf(p.Split), DifferencingChecks: provenance.DocOf(p.Probes)}), nil
 }
@@ -286,16 +284,6 @@ func executeStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 		exec.DifferencingPreNoiseDigest = e.auditKey.Digest(s.probePre)
 	}
 	return events(exec), nil
-}
-
-func noteFilterStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	if s.shape == "" {
-		return nil, nil
-	}
-	if err := e.ledger.NoteFilter(ctx, s.job.Grant, s.shape, filterText(s.q.Filter), s.id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the history of queries on this grant could not be kept; nothing was released")
-	}
-	return nil, nil
 }
 
 func debitStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {

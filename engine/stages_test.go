@@ -169,7 +169,7 @@ func TestAFailureInEachStageCostsWhatItsPhaseSays(t *testing.T) {
 		"decision_recall": refused, "release_recall": refused, "reserve": refused,
 		"worker":        failed,
 		"choose_bounds": charged,
-		"execute":       charged, "note_filter": charged, "debit": charged, "mechanism": charged, "screen": charged,
+		"execute":       charged, "debit": charged, "mechanism": charged, "screen": charged,
 		"egress_policy": charged, "release": charged,
 		"receipt": afterRelease, "remember": afterRelease,
 		// An allowed output skips these: they are exercised by the held and denied jobs of

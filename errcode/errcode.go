@@ -55,6 +55,10 @@ const (
 	UnsupportedJobKind Code = "unsupported_job_kind" // a job kind this platform does not run yet
 	Unavailable        Code = "unavailable"          // the server is shutting down
 	DateOutOfRange     Code = "date_out_of_range"    // a time in a request lies outside the years the platform accepts
+	// QueueFull: the job queue has no room — the platform's, or the submitting organisation's
+	// share of it; nothing was queued or recorded, and the answer says when to try again
+	// (HTTP 429 with Retry-After).
+	QueueFull Code = "queue_full"
 	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
 	// allocated to grants, cannot cover the budget of a grant being approved.
 	DatasetBudgetInsufficient Code = "dataset_budget_insufficient"
@@ -92,6 +96,10 @@ const (
 	// OutputHeld: the query's output is the one already held for review as another job of
 	// the grant; this job is not queued again, and the held job's decision will be the answer.
 	OutputHeld Code = "output_held"
+	// DifferencingLimit: the query's filter could pair with more earlier filters on the grant
+	// (same dataset and group keys) than one job is checked against; refused before anything
+	// is reserved. Ask for the slices in one grouped query instead.
+	DifferencingLimit Code = "differencing_limit"
 )
 
 // Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
@@ -145,12 +153,12 @@ func All() []Code {
 		BudgetExhausted, SandboxTimeout, SandboxFailed, Canceled, MalformedInput, QueryInvalid,
 		QueryFailed, ProvenanceFailed, Internal,
 		Unauthenticated, Forbidden, NotFound, InvalidRequest, Conflict, GrantExpired, GrantSuspended,
-		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable, DateOutOfRange,
+		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable, DateOutOfRange, QueueFull,
 		DatasetBudgetInsufficient,
 		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
 		RawColumnInOutput, NetworkUnreachable, ResourceLimit, TooManyPartitions,
-		IdentifierInQuery, OutputHeld,
+		IdentifierInQuery, OutputHeld, DifferencingLimit,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
 		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,

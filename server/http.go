@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/engine/provenance"
@@ -125,6 +126,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if rr := (refusedRequest{}); errors.As(err, &rr) && status != http.StatusForbidden {
 		status = http.StatusBadRequest
 	}
+	if ra := (*retryAfter)(nil); errors.As(err, &ra) {
+		w.Header().Set("Retry-After", strconv.Itoa(ra.after))
+	}
 	if status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", pub.Code, "err", err)
 	}
@@ -163,6 +167,8 @@ func statusOf(code errcode.Code) int {
 		return http.StatusNotImplemented
 	case errcode.Unavailable:
 		return http.StatusServiceUnavailable
+	case errcode.QueueFull:
+		return http.StatusTooManyRequests
 	case errcode.Internal, errcode.ProvenanceFailed, errcode.SandboxFailed:
 		return http.StatusInternalServerError
 	}

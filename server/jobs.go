@@ -111,8 +111,8 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	now := s.now().UTC()
 	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
 		SQL: req.SQL, Options: req.Options, CreatedAt: now, UpdatedAt: now}
-	if err := s.store.CreateJob(ctx, j); err != nil {
-		return 0, nil, err
+	if err := s.store.Enqueue(ctx, j, s.sched.cfg.limits()); err != nil {
+		return 0, nil, s.sched.queueFull(err)
 	}
 	s.kick()
 	return http.StatusAccepted, j, nil

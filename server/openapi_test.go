@@ -222,7 +222,7 @@ var oaErrorCodes = []errcode.Code{
 	errcode.Unauthenticated, errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties,
 	errcode.GrantExpired, errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted,
 	errcode.NotOperable, errcode.NotFound, errcode.UnknownDataset, errcode.Conflict,
-	errcode.UnsupportedJobKind, errcode.Unavailable, errcode.Internal, errcode.ProvenanceFailed,
+	errcode.UnsupportedJobKind, errcode.Unavailable, errcode.QueueFull, errcode.Internal, errcode.ProvenanceFailed,
 	errcode.SandboxFailed, errcode.InvalidRequest, errcode.InvalidSpec, errcode.InvalidOptions,
 	errcode.DatasetBudgetInsufficient,
 	errcode.NoImportRoot, errcode.SourceOutsideImportRoot, errcode.SourceSymlink, errcode.DatasetAlreadyRegistered,

@@ -13,7 +13,8 @@ import (
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
-// runJobs claims queued jobs one at a time until the server stops.
+// runJobs claims queued jobs one at a time, in the scheduler's fair order (sched.go), until
+// the server stops.
 func (s *Server) runJobs() {
 	defer s.runners.Done()
 	for {
@@ -22,7 +23,7 @@ func (s *Server) runJobs() {
 			return
 		default:
 		}
-		j, ok, err := s.store.ClaimNextJob(s.jobsCtx, s.now())
+		j, ok, err := s.store.ClaimJob(s.jobsCtx, s.now(), s.sched.pick)
 		if err != nil {
 			s.log.Error("claiming a queued job failed", "err", err)
 		}
@@ -39,6 +40,7 @@ func (s *Server) runJobs() {
 		s.notify()
 		s.execute(j)
 		s.notify()
+		s.kick() // a running slot came free: a runner idle at an organisation's cap may start one
 	}
 }
 

@@ -58,6 +58,9 @@ type Config struct {
 	Now func() time.Time
 	// Runners is how many jobs run at once (default 2).
 	Runners int
+	// Scheduling configures the fair queue over the runners: the per-organisation running
+	// cap and the queue caps (sched.go; zero fields take the defaults).
+	Scheduling Scheduling
 	// ShutdownGrace is how long Serve lets running jobs finish after its context ends before
 	// canceling them (default 30s).
 	ShutdownGrace time.Duration
@@ -86,6 +89,7 @@ type Server struct {
 	stopping   chan struct{} // no new jobs are claimed
 	stopOnce   sync.Once
 	runners    sync.WaitGroup
+	sched      *scheduler // the order in which queued jobs are claimed
 
 	changedMu sync.Mutex
 	changed   chan struct{} // closed and replaced whenever a job changes state
@@ -162,6 +166,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if runners <= 0 {
 		runners = 2
 	}
+	s.sched = newScheduler(cfg.Scheduling.withDefaults(runners))
 	for range runners {
 		s.runners.Add(1)
 		go s.runJobs()

@@ -239,6 +239,16 @@ func (s *Store) CreateJob(ctx context.Context, j api.Job) error {
 	return err
 }
 
+func insertJob(ctx context.Context, tx *sql.Tx, j api.Job) error {
+	doc, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO gov_jobs (id, doc, state, org, grant_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		j.ID, string(doc), j.State, j.Org, j.Grant, stamp(j.CreatedAt))
+	return err
+}
+
 // Job returns a job.
 func (s *Store) Job(ctx context.Context, id string) (Job, error) {
 	return scanJob(s.db.QueryRowContext(ctx, `SELECT doc, hold, result FROM gov_jobs WHERE id = ?`, id))
@@ -421,24 +431,14 @@ func nullable(b json.RawMessage) any {
 }
 
 // ClaimNextJob moves the oldest queued job to running and returns it; ok is false when none
-// is queued. Claiming in one transaction lets several runners share the queue.
+// is queued (first come, first served: the server claims with ClaimJob and its scheduler).
 func (s *Store) ClaimNextJob(ctx context.Context, at time.Time) (j Job, ok bool, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		var id string
-		err := tx.QueryRowContext(ctx, `SELECT id FROM gov_jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1`).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
+	return s.ClaimJob(ctx, at, func(q QueueState) string {
+		if len(q.Queued) == 0 {
+			return ""
 		}
-		if err != nil {
-			return err
-		}
-		if j, err = scanJob(tx.QueryRowContext(ctx, `SELECT doc, hold, result FROM gov_jobs WHERE id = ?`, id)); err != nil {
-			return err
-		}
-		j.State, j.UpdatedAt, ok = api.JobRunning, at.UTC(), true
-		return s.writeJob(ctx, tx, j)
+		return q.Queued[0].ID
 	})
-	return j, ok, err
 }
 
 // FailInterrupted marks jobs left running by a previous process as failed: whatever they had
