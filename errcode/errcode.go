@@ -53,7 +53,12 @@ const (
 	SeparationOfDuties Code = "separation_of_duties" // a reviewer may not review this job
 	ReviewRejected     Code = "review_rejected"      // a reviewer rejected a held output
 	UnsupportedJobKind Code = "unsupported_job_kind" // a job kind this platform does not run yet
-	Unavailable        Code = "unavailable"          // the server is shutting down
+	Unavailable        Code = "unavailable"          // the server is shutting down, or over its connection caps
+	// RateLimited: too many failed authentications from the client's address, or too many
+	// denied requests from the principal; the answer is 429 with Retry-After (seconds).
+	RateLimited Code = "rate_limited"
+	// RequestTooLarge: the request body exceeds the server's limit (413).
+	RequestTooLarge Code = "request_too_large"
 	// DatasetBudgetInsufficient: a dataset's lifetime budget, less what it has already
 	// allocated to grants, cannot cover the budget of a grant being approved.
 	DatasetBudgetInsufficient Code = "dataset_budget_insufficient"
@@ -141,6 +146,7 @@ func All() []Code {
 		QueryFailed, ProvenanceFailed, Internal,
 		Unauthenticated, Forbidden, NotFound, InvalidRequest, Conflict, GrantExpired, GrantSuspended,
 		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable,
+		RateLimited, RequestTooLarge,
 		DatasetBudgetInsufficient,
 		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
