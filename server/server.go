@@ -113,15 +113,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Principals == nil {
 		return nil, errors.New("server: a principals file is required")
 	}
-	if err := checkPolicy(ctx, cfg.PolicyDir); err != nil {
-		return nil, err
-	}
 	limits, err := cfg.Limits.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	tlsConf, err := loadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPolicy(ctx, cfg.PolicyDir); err != nil {
 		return nil, err
 	}
 	roots, err := openImportRoots(cfg.ImportRoots)
