@@ -460,7 +460,9 @@ type RedteamReport struct {
 	Attacks      Doc       `json:"attacks"` // []api.RedteamAttack
 }
 
-// RequestDenied: the authorization policy denied a request.
+// RequestDenied: the authorization policy denied a request. The server no longer writes it
+// (it writes requests_denied summaries instead, one per principal per window); it stays
+// registered so that older logs read.
 type RequestDenied struct {
 	Principal    Principal `json:"principal"`
 	Action       string    `json:"action"`
