@@ -96,10 +96,12 @@ func (c *limitedConn) Close() error {
 }
 
 // overflowPool is a net.Listener of the connections over the caps, for the overflow server.
+// It holds at most max connections, accepted by that server or still waiting to be; a
+// newcomer always gets in, and the oldest gives way.
 type overflowPool struct {
 	addr   net.Addr
 	max    int
-	conns  chan net.Conn
+	ready  chan struct{} // a connection may be waiting to be accepted
 	done   chan struct{}
 	closed sync.Once
 
@@ -108,11 +110,11 @@ type overflowPool struct {
 }
 
 func newOverflowPool(addr net.Addr, max int) *overflowPool {
-	return &overflowPool{addr: addr, max: max, conns: make(chan net.Conn, max), done: make(chan struct{})}
+	return &overflowPool{addr: addr, max: max, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // add takes c into the pool, closing the pool's oldest connection when it is full. It never
-// blocks: with the hand-off queue full, c is closed.
+// blocks.
 func (p *overflowPool) add(c net.Conn) {
 	oc := &overflowConn{Conn: c, pool: p}
 	p.mu.Lock()
@@ -125,12 +127,13 @@ func (p *overflowPool) add(c net.Conn) {
 	if evict != nil {
 		evict.Close()
 	}
+	p.signal()
+}
+
+func (p *overflowPool) signal() {
 	select {
-	case p.conns <- oc:
-	case <-p.done:
-		oc.Close()
+	case p.ready <- struct{}{}:
 	default:
-		oc.Close()
 	}
 }
 
@@ -145,13 +148,35 @@ func (p *overflowPool) remove(oc *overflowConn) {
 	}
 }
 
-// Accept returns the next connection over the caps.
+// Accept returns the oldest connection of the pool not yet accepted.
 func (p *overflowPool) Accept() (net.Conn, error) {
-	select {
-	case c := <-p.conns:
-		return c, nil
-	case <-p.done:
-		return nil, net.ErrClosed
+	for {
+		p.mu.Lock()
+		var next *overflowConn
+		waiting := 0
+		for _, c := range p.live {
+			if !c.accepted {
+				if next == nil {
+					next = c
+				}
+				waiting++
+			}
+		}
+		if next != nil {
+			next.accepted = true
+		}
+		p.mu.Unlock()
+		if next != nil {
+			if waiting > 1 {
+				p.signal()
+			}
+			return next, nil
+		}
+		select {
+		case <-p.ready:
+		case <-p.done:
+			return nil, net.ErrClosed
+		}
 	}
 }
 
@@ -172,8 +197,9 @@ func (p *overflowPool) Addr() net.Addr { return p.addr }
 
 type overflowConn struct {
 	net.Conn
-	pool *overflowPool
-	once sync.Once
+	pool     *overflowPool
+	once     sync.Once
+	accepted bool // guarded by pool.mu
 }
 
 func (c *overflowConn) Close() error {
