@@ -53,8 +53,13 @@ const (
 	SeparationOfDuties Code = "separation_of_duties" // a reviewer may not review this job
 	ReviewRejected     Code = "review_rejected"      // a reviewer rejected a held output
 	UnsupportedJobKind Code = "unsupported_job_kind" // a job kind this platform does not run yet
-	Unavailable        Code = "unavailable"          // the server is shutting down
-	DateOutOfRange     Code = "date_out_of_range"    // a time in a request lies outside the years the platform accepts
+	Unavailable        Code = "unavailable"          // the server is shutting down, or over its connection caps
+	// RateLimited: too many failed authentications from the client's address, or too many
+	// denied requests from the principal; the answer is 429 with Retry-After (seconds).
+	RateLimited Code = "rate_limited"
+	// RequestTooLarge: the request body exceeds the server's limit (413).
+	RequestTooLarge Code = "request_too_large"
+	DateOutOfRange  Code = "date_out_of_range" // a time in a request lies outside the years the platform accepts
 	// QueueFull: the job queue has no room — the platform's, or the submitting organisation's
 	// share of it; nothing was queued or recorded, and the answer says when to try again
 	// (HTTP 429 with Retry-After).
@@ -154,6 +159,7 @@ func All() []Code {
 		QueryFailed, ProvenanceFailed, Internal,
 		Unauthenticated, Forbidden, NotFound, InvalidRequest, Conflict, GrantExpired, GrantSuspended,
 		GrantRevoked, SeparationOfDuties, ReviewRejected, UnsupportedJobKind, Unavailable, DateOutOfRange, QueueFull,
+		RateLimited, RequestTooLarge,
 		DatasetBudgetInsufficient,
 		NoImportRoot, SourceOutsideImportRoot, SourceSymlink, DatasetAlreadyRegistered,
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,

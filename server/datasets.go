@@ -18,7 +18,10 @@ import (
 
 func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil || len(body) > maxBody {
+	if err != nil {
+		return 0, nil, bodyError(err, fmt.Sprintf("the catalog spec must be a JSON document of at most %d bytes", maxBody))
+	}
+	if len(body) > maxBody {
 		return 0, nil, errcode.New(errcode.InvalidRequest, "the catalog spec must be a JSON document of at most %d bytes", maxBody)
 	}
 	spec, err := catalog.ParseJSON(body)

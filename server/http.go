@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -25,15 +26,32 @@ const maxBody = 4 << 20
 // document (nil for none) or an error; status 0 means it wrote the answer itself (plain text).
 type handler func(w http.ResponseWriter, r *http.Request, who policy.Principal) (status int, body any, err error)
 
-// authed authenticates the bearer token and runs h, writing its document or its error.
-func (s *Server) authed(h handler) http.HandlerFunc {
+// authed authenticates the bearer token, from the headers alone, and runs h, writing its
+// document or its error. An address in an authentication backoff, or a principal that used up
+// its denied requests, is answered 429 rate_limited before anything else; a long route gets
+// the long write deadline.
+func (s *Server) authed(h handler, long bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		addr := hostOf(r.RemoteAddr)
+		if wait, blocked := s.auth.blocked(addr); blocked {
+			s.tooMany(w, r, wait, "too many failed authentications from this address")
+			return
+		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		who, found := s.principals.Authenticate(strings.TrimSpace(token))
 		if !ok || !found {
+			s.auth.failed(addr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cleanroom"`)
 			s.writeError(w, r, errcode.New(errcode.Unauthenticated, "a valid bearer token is required"))
 			return
+		}
+		if wait, limited := s.denied.limited(who); limited {
+			s.denied.note(who, r.Pattern, resourceKind(r.URL.Path), "", string(errcode.RateLimited), nil, "")
+			s.tooMany(w, r, wait, "too many denied requests from this principal")
+			return
+		}
+		if long {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.limits.LongWriteTimeout))
 		}
 		status, body, err := h(w, r, who)
 		switch {
@@ -45,23 +63,31 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 	}
 }
 
-// authorize asks the policy whether who may do action on res. A deny is recorded in
-// provenance (who tried what) and returned as forbidden, or separation_of_duties when that is
-// the policy's reason.
+// tooMany answers 429 rate_limited with Retry-After in whole seconds (at least 1).
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, why string) {
+	secs := int64(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	s.writeError(w, r, errcode.New(errcode.RateLimited, "%s; retry after %d s", why, secs))
+}
+
+// authorize asks the policy whether who may do action on res. A deny is returned as
+// forbidden, or separation_of_duties when that is the policy's reason, and counted in the
+// principal's requests_denied summary of the window (who, what, how many, when), which is
+// written to provenance when the window ends: one record per principal per window, however
+// many denials. It also takes a token of the principal's denied-request bucket.
 func (s *Server) authorize(ctx context.Context, who policy.Principal, action string, res policy.Resource) error {
 	d, err := s.eng.Authorize(ctx, policy.RequestInput{Principal: who, Action: action, Resource: res})
 	if err == nil && d.Allowed() {
 		return nil
 	}
-	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "", &provenance.RequestDenied{
-		Principal: provenance.Principal(who), Action: action, Resource: provenance.DocOf(res), Reasons: d.Reasons, BundleDigest: d.BundleDigest,
-	}); rerr != nil {
-		return rerr
-	}
 	code := errcode.Forbidden
 	if slices.Contains(d.Codes(), string(errcode.SeparationOfDuties)) {
 		code = errcode.SeparationOfDuties
 	}
+	s.denied.note(who, action, res.Kind, res.ID, string(code), d.Reasons, d.BundleDigest)
 	return errcode.Wrap(code, err, "%s may not %s: %s", who.Name, action, strings.Join(d.Reasons, "; "))
 }
 
@@ -73,6 +99,9 @@ func decode(r *http.Request, v any, allowEmpty bool) error {
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) && allowEmpty {
 			return nil
+		}
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return bodyError(err, "")
 		}
 		return errcode.Wrap(errcode.InvalidRequest, err, "the request body is not a valid JSON document of the expected shape: %s", jsonProblem(err))
 	}
@@ -155,6 +184,10 @@ func statusOf(code errcode.Code) int {
 	switch code {
 	case errcode.Unauthenticated:
 		return http.StatusUnauthorized
+	case errcode.RateLimited:
+		return http.StatusTooManyRequests
+	case errcode.RequestTooLarge:
+		return http.StatusRequestEntityTooLarge
 	case errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties, errcode.GrantExpired,
 		errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted, errcode.NotOperable,
 		errcode.NoImportRoot:

@@ -13,18 +13,30 @@ import (
 // maxWait bounds a job long-poll.
 const maxWait = 60 * time.Second
 
-// Handler is the HTTP API.
+// isLongRoute: the route works synchronously on data of unbounded size (a snapshot, the whole
+// log, a replay), so it gets Limits.LongWriteTimeout instead of WriteTimeout. Every other route
+// answers from the store or long-polls at most maxWait; jobs run asynchronously.
+func isLongRoute(pattern string) bool {
+	switch pattern {
+	case "POST /v1/datasets", "GET /v1/audit/verify", "GET /v1/audit/jobs/{id}", "POST /v1/audit/jobs/{id}/replay":
+		return true
+	}
+	return false
+}
+
+// Handler is the HTTP API. Every request passes guard first (body size, no draining of an
+// unread body).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	for _, rt := range s.routes() {
-		mux.Handle(rt.pattern, s.authed(rt.h))
+		mux.Handle(rt.pattern, s.authed(rt.h, isLongRoute(rt.pattern)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errcode.New(errcode.NotFound, "no such route: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.guard(mux)
 }
 
 type route struct {

@@ -15,6 +15,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,11 @@ type Config struct {
 	// CompletionQuantum rounds up how long a job visibly runs (default
 	// DefaultCompletionQuantum; see completeAt). Negative turns it off, for benchmarks only.
 	CompletionQuantum time.Duration
+	// Limits bound what one client can hold of the server (timeouts, body size, connection
+	// caps, authentication backoff, denied requests); zero fields take DefaultLimits.
+	Limits Limits
+	// TLSCertFile and TLSKeyFile (PEM), given together, make Serve answer HTTPS only.
+	TLSCertFile, TLSKeyFile string
 }
 
 // DefaultCompletionQuantum is the default CompletionQuantum.
@@ -82,6 +88,11 @@ type Server struct {
 	roots      map[string]*importRoot // by organisation; see importroot.go
 	log        *slog.Logger
 	now        func() time.Time
+	limits     Limits
+	tls        *tls.Config  // nil: plain HTTP
+	auth       *authBackoff // failed authentications per client address
+	denied     *denials     // denied requests per principal, and their summaries
+	stopFlush  func()       // stops the summaries' flusher and waits for it
 
 	jobsCtx    context.Context // canceled when running jobs must stop
 	cancelJobs context.CancelFunc
@@ -106,6 +117,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Principals == nil {
 		return nil, errors.New("server: a principals file is required")
 	}
+	limits, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := loadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkPolicy(ctx, cfg.PolicyDir); err != nil {
 		return nil, err
 	}
@@ -114,6 +133,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, principals: cfg.Principals, roots: roots, log: cfg.Logger, now: cfg.Now,
+		limits: limits, tls: tlsConf, auth: newAuthBackoff(limits, time.Now),
 		wake: make(chan struct{}, 1), stopping: make(chan struct{}), changed: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -161,6 +181,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeRoots()
 		return nil, err
 	}
+	s.denied = newDenials(limits, time.Now, func(ctx context.Context, ev provenance.Event) error {
+		_, err := s.eng.Record(ctx, "", ev)
+		return err
+	})
+	flushCtx, stopFlush := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		s.denied.run(flushCtx, func(err error) {
+			s.log.Error("the summary of denied requests could not be recorded; it is kept for the next try", "err", err)
+		})
+	}()
+	s.stopFlush = func() { stopFlush(); <-flushed }
 	s.jobsCtx, s.cancelJobs = context.WithCancel(context.Background())
 	runners := cfg.Runners
 	if runners <= 0 {
@@ -204,16 +237,31 @@ func checkPolicy(ctx context.Context, dir string) error {
 // Engine is the server's job pipeline (for the demo and tests that look behind the API).
 func (s *Server) Engine() *engine.Engine { return s.eng }
 
-// Serve answers HTTP on ln until ctx ends, then shuts down gracefully: it stops accepting
+// Serve answers HTTP (HTTPS when the config names a certificate) on ln until ctx ends, within
+// the config's Limits: timeouts, and caps on connections in total and per client address, the
+// connections over a cap answered by a small overflow server (GET /healthz as usual, anything
+// else 503 unavailable). Then it shuts down gracefully: it stops accepting
 // requests and claiming jobs, lets in-flight requests and running jobs finish within the grace
 // period, then cancels what still runs (those jobs fail cleanly; nothing is half-released).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	l := s.limits
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: l.ReadHeaderTimeout, ReadTimeout: l.ReadTimeout,
+		WriteTimeout: l.WriteTimeout, IdleTimeout: l.IdleTimeout, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	over := s.overflowServer()
+	lim := newConnLimiter(ln, l.MaxConns, l.MaxConnsPerAddr, l.OverflowConns)
+	errc := make(chan error, 2)
+	if s.tls != nil {
+		hs.TLSConfig, over.TLSConfig = s.tls.Clone(), s.tls.Clone()
+		go func() { errc <- hs.ServeTLS(lim, "", "") }()
+		go func() { _ = over.ServeTLS(lim.overflow, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(lim) }()
+		go func() { _ = over.Serve(lim.overflow) }()
+	}
 	select {
 	case err := <-errc:
+		over.Close()
 		return err
 	case <-ctx.Done():
 	}
@@ -225,6 +273,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	err := hs.Shutdown(sctx)
+	over.Close()
+	if ferr := s.denied.flush(context.WithoutCancel(ctx), true); ferr != nil {
+		s.log.Error("the summary of denied requests could not be recorded at shutdown", "err", ferr)
+	}
 	done := make(chan struct{})
 	go func() { s.runners.Wait(); close(done) }()
 	select {
@@ -241,6 +293,10 @@ func (s *Server) Close() error {
 	s.stopRunners()
 	s.cancelJobs()
 	s.runners.Wait()
+	s.stopFlush()
+	if err := s.denied.flush(context.Background(), true); err != nil {
+		s.log.Error("the summary of denied requests could not be recorded at close", "err", err)
+	}
 	s.closeRoots()
 	return errors.Join(s.store.Close(), s.eng.Close())
 }

@@ -25,6 +25,7 @@ import (
 const (
 	envServer = "CLEANROOM_SERVER"
 	envToken  = "CLEANROOM_TOKEN"
+	envCA     = "CLEANROOM_CA"
 )
 
 // defaultServer is where `cleanroom serve` listens unless told otherwise.
@@ -57,6 +58,7 @@ func addClientCommands(root *cobra.Command) {
 type clientFlags struct {
 	server  string
 	token   string
+	ca      string // PEM file of the CA to trust for an https server
 	output  string
 	json    bool
 	csv     bool
@@ -71,6 +73,7 @@ func addClientFlags(cmd *cobra.Command, formats ...string) *clientFlags {
 	fs := cmd.PersistentFlags()
 	fs.StringVar(&f.server, "server", "", "server URL (default $"+envServer+", else "+defaultServer+")")
 	fs.StringVar(&f.token, "token", "", "bearer token (default $"+envToken+"; prefer the variable: flags show in ps)")
+	fs.StringVar(&f.ca, "ca", "", "PEM file of the certificate authority to trust for an https server (default $"+envCA+"; default: the system's)")
 	fs.StringVarP(&f.output, "output", "o", outputTable, "output format: "+strings.Join(f.formats, ", "))
 	fs.BoolVar(&f.json, "json", false, "shorthand for --output json")
 	if slices.Contains(formats, outputCSV) {
@@ -122,7 +125,19 @@ func (f *clientFlags) client() (*client.Client, error) {
 	if token == "" {
 		return nil, errors.New("no token: set " + envToken + " (or pass --token)")
 	}
-	return client.New(server, token)
+	var opts []client.Option
+	ca := f.ca
+	if ca == "" {
+		ca = os.Getenv(envCA)
+	}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		opts = append(opts, client.WithCA(pem))
+	}
+	return client.New(server, token, opts...)
 }
 
 // asJSON reports whether the command prints JSON.

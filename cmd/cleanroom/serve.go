@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/c1b99f93/cleanroom/server"
 )
@@ -20,6 +21,8 @@ func newServeCmd() *cobra.Command {
 	var importRoots []string
 	var roots map[string]string
 	var grace, quantum time.Duration
+	var tlsCert, tlsKey string
+	limits := server.DefaultLimits()
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the platform server (HTTP API, control-plane store, provenance log, sandbox workers)",
@@ -39,6 +42,9 @@ organisation, is refused: it let a provider register another organisation's data
 			if quantum < 10*time.Millisecond {
 				return fmt.Errorf("--completion-quantum must be at least 10ms (it hides how long jobs compute)")
 			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return fmt.Errorf("--tls-cert and --tls-key are given together")
+			}
 			var err error
 			roots, err = parseImportRoots(importRoots)
 			return err
@@ -53,7 +59,7 @@ organisation, is refused: it let a provider register another organisation's data
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, PolicyDir: policyDir,
 				ImportRoots: roots, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace,
-				CompletionQuantum: quantum})
+				CompletionQuantum: quantum, Limits: limits, TLSCertFile: tlsCert, TLSKeyFile: tlsKey})
 			if err != nil {
 				return err
 			}
@@ -62,7 +68,7 @@ organisation, is refused: it let a provider register another organisation's data
 				srv.Close()
 				return err
 			}
-			logger.Info("cleanroom serving", "listen", ln.Addr().String(), "data_dir", dataDir, "policy_digest", srv.Engine().PolicyDigest())
+			logger.Info("cleanroom serving", "listen", ln.Addr().String(), "tls", tlsCert != "", "data_dir", dataDir, "policy_digest", srv.Engine().PolicyDigest())
 			serr := srv.Serve(ctx, ln)
 			cerr := srv.Close()
 			logger.Info("cleanroom stopped")
@@ -80,9 +86,33 @@ organisation, is refused: it let a provider register another organisation's data
 	f.StringArrayVar(&importRoots, "import-root", nil, "ORG=DIR: the folder organisation ORG's providers register sources from (repeat per organisation; none: no registration from files)")
 	f.DurationVar(&quantum, "completion-quantum", server.DefaultCompletionQuantum, "a job's outcome becomes visible only at a whole number of these after it started, so its duration says little about the data")
 	f.DurationVar(&grace, "shutdown-grace", 30*time.Second, "how long running jobs may finish on SIGTERM before they are canceled")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; with --tls-key")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	addLimitFlags(f, &limits)
 	_ = cmd.MarkFlagRequired("data-dir")
 	_ = cmd.MarkFlagRequired("principals")
 	return cmd
+}
+
+// addLimitFlags registers a flag for each of the server's limits (server.Limits), with its
+// default; docs/reliability.md says what each defends.
+func addLimitFlags(f *pflag.FlagSet, l *server.Limits) {
+	f.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", l.ReadHeaderTimeout, "time a client has to send a request's headers")
+	f.DurationVar(&l.ReadTimeout, "read-timeout", l.ReadTimeout, "time a client has to send a whole request, body included")
+	f.DurationVar(&l.WriteTimeout, "write-timeout", l.WriteTimeout, "time from a request's headers to the end of its answer (must exceed the 60s long-poll)")
+	f.DurationVar(&l.LongWriteTimeout, "long-write-timeout", l.LongWriteTimeout, "write timeout of the synchronous routes over data (dataset registration, audit verify, proofs, replay)")
+	f.DurationVar(&l.IdleTimeout, "idle-timeout", l.IdleTimeout, "how long a keep-alive connection may wait for its next request")
+	f.Int64Var(&l.MaxBodyBytes, "max-body", l.MaxBodyBytes, "largest request body, in bytes (request_too_large)")
+	f.IntVar(&l.MaxConns, "max-conns", l.MaxConns, "connections served at once, in total")
+	f.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", l.MaxConnsPerAddr, "connections served at once per client IP address")
+	f.IntVar(&l.OverflowConns, "overflow-conns", l.OverflowConns, "connections over the caps held to answer /healthz (others: 503); the oldest gives way")
+	f.DurationVar(&l.OverflowTimeout, "overflow-timeout", l.OverflowTimeout, "time a connection over the caps has to send its one request")
+	f.IntVar(&l.AuthFailuresFree, "auth-failures-free", l.AuthFailuresFree, "failed authentications per address before backoff (429 rate_limited)")
+	f.DurationVar(&l.AuthBackoff, "auth-backoff", l.AuthBackoff, "first backoff after the free failures; doubles with each further failure")
+	f.DurationVar(&l.AuthBackoffMax, "auth-backoff-max", l.AuthBackoffMax, "longest backoff; an address quiet this long is forgotten")
+	f.IntVar(&l.DeniedBurst, "denied-burst", l.DeniedBurst, "denied requests a principal may make in a burst before 429 rate_limited")
+	f.IntVar(&l.DeniedPerMinute, "denied-per-minute", l.DeniedPerMinute, "denied requests a principal may make per minute after its burst")
+	f.DurationVar(&l.DeniedWindow, "denied-window", l.DeniedWindow, "window of the requests_denied provenance summaries (one per principal per window)")
 }
 
 func newTokenCmd() *cobra.Command {

@@ -57,6 +57,10 @@ const (
 	TypeGrantState           = "grant_state"
 	TypeRedteamReport        = "redteam_report"
 	TypeRequestDenied        = "request_denied"
+	// TypeRequestsDenied: a counted summary of one principal's requests the authorization
+	// policy denied (and those then refused as rate_limited) within one window; the server
+	// writes it instead of one request_denied per request, at the window's end and at shutdown.
+	TypeRequestsDenied = "requests_denied"
 	// TypeRequestRefused: a job request the gate refused when it was submitted; it never
 	// became a job.
 	TypeRequestRefused = "request_refused"
@@ -113,6 +117,7 @@ func init() {
 		func() Event { return &GrantState{} },
 		func() Event { return &RedteamReport{} },
 		func() Event { return &RequestDenied{} },
+		func() Event { return &RequestsDenied{} },
 		func() Event { return &RequestRefused{} },
 		func() Event { return &GovernanceIntent{} },
 		func() Event { return &GovernanceOutcome{} },
@@ -455,13 +460,40 @@ type RedteamReport struct {
 	Attacks      Doc       `json:"attacks"` // []api.RedteamAttack
 }
 
-// RequestDenied: the authorization policy denied a request.
+// RequestDenied: the authorization policy denied a request. The server no longer writes it
+// (it writes requests_denied summaries instead, one per principal per window); it stays
+// registered so that older logs read.
 type RequestDenied struct {
 	Principal    Principal `json:"principal"`
 	Action       string    `json:"action"`
 	Resource     Doc       `json:"resource"` // policy.Resource
 	Reasons      []string  `json:"reasons"`
 	BundleDigest string    `json:"bundle_digest"`
+}
+
+// RequestsDenied: how many requests of one principal were denied within one window, by
+// action, resource kind and code. It replaces one request_denied per request, so a client
+// repeating forbidden requests adds one record per window, not one per request; what it keeps
+// is who, what (the action, the resource kind, the first few resource ids, the policy's
+// reasons), how many and when (the window). A crash loses at most the counts of the window
+// still open.
+type RequestsDenied struct {
+	Principal    Principal     `json:"principal"`
+	From         time.Time     `json:"from"`  // the window's start (the first denial's time)
+	Until        time.Time     `json:"until"` // the window's end (or the shutdown's time)
+	Total        int64         `json:"total"`
+	Counts       []DeniedCount `json:"counts"` // sorted by action, resource kind, code
+	BundleDigest string        `json:"bundle_digest"`
+}
+
+// DeniedCount is one line of a RequestsDenied summary.
+type DeniedCount struct {
+	Action       string   `json:"action"`
+	ResourceKind string   `json:"resource_kind"`
+	Code         string   `json:"code"` // forbidden, separation_of_duties or rate_limited
+	Count        int64    `json:"count"`
+	Resources    []string `json:"resources,omitempty"` // the first distinct resource ids (at most 8)
+	Reasons      []string `json:"reasons,omitempty"`   // the policy's distinct reasons (at most 8)
 }
 
 // RequestRefused: the SQL gate refused a job request as it was submitted, so it was answered at
@@ -620,6 +652,9 @@ func (*RedteamReport) EventVersion() int { return 1 }
 
 func (*RequestDenied) EventType() string { return TypeRequestDenied }
 func (*RequestDenied) EventVersion() int { return 1 }
+
+func (*RequestsDenied) EventType() string { return TypeRequestsDenied }
+func (*RequestsDenied) EventVersion() int { return 1 }
 
 func (*RequestRefused) EventType() string { return TypeRequestRefused }
 func (*RequestRefused) EventVersion() int { return 1 }

@@ -16,6 +16,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +69,7 @@ type Client struct {
 	pollWait  time.Duration
 	pollDelay time.Duration // first pause after a long poll the server did not hold
 	userAgent string
+	roots     *x509.CertPool // WithCA: the only CAs trusted
 }
 
 // Option configures a Client.
@@ -80,6 +83,20 @@ func WithHTTPClient(h *http.Client) Option {
 			return errors.New("client: WithHTTPClient: nil *http.Client")
 		}
 		c.http = h
+		return nil
+	}
+}
+
+// WithCA makes the client trust the certificate authorities in pemCerts (PEM), and only them,
+// for an https server: a private CA the platform's certificate was issued by. It is refused
+// together with WithHTTPClient, whose transport decides trust itself.
+func WithCA(pemCerts []byte) Option {
+	return func(c *Client) error {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemCerts) {
+			return errors.New("client: WithCA: no PEM certificate in the CA file")
+		}
+		c.roots = pool
 		return nil
 	}
 }
@@ -139,9 +156,17 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 			return nil, err
 		}
 	}
-	if c.http == nil {
+	switch {
+	case c.http != nil && c.roots != nil:
+		return nil, errors.New("client: WithCA and WithHTTPClient together: set the CA in the HTTP client's transport")
+	case c.http == nil:
 		// A bound on a hung connection, well above one long poll; contexts bound each call.
 		c.http = &http.Client{Timeout: 2*c.pollWait + 30*time.Second}
+		if c.roots != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: c.roots, MinVersion: tls.VersionTLS12}
+			c.http.Transport = tr
+		}
 	}
 	return c, nil
 }
