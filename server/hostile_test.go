@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -336,5 +337,49 @@ func TestDeniedRequestsAreRateLimitedPerPrincipal(t *testing.T) {
 	}
 	if byCode["forbidden"] != 5 || byCode["rate_limited"] != 2 {
 		t.Fatalf("counts by code %v, want 5 forbidden and 2 rate_limited", byCode)
+	}
+}
+
+// TestRefusedSQLIsBoundedLikeDenials: SQL the gate refuses is recorded one request_refused
+// each (its code, position and SQL digest), but each takes a token of the principal's
+// denied-request bucket, so past the burst the principal is answered 429 rate_limited and the
+// log grows by a counted summary, not by one record per request.
+func TestRefusedSQLIsBoundedLikeDenials(t *testing.T) {
+	p := startLimited(t, func(c *server.Config) {
+		c.Limits.DeniedBurst = 4
+		c.Limits.DeniedPerMinute = 1
+		c.ImportRoots = importRoots(t)
+	})
+	grant := setupGrant(t, p, 8)
+	bad := api.JobRequest{Grant: grant, SQL: "SELEC district, COUNT(*) FROM medical_visits GROUP BY district"}
+	for i := range 4 {
+		if status, code := p.do("insurer-1", "POST", "/v1/jobs", bad, nil); status != http.StatusBadRequest || code != "syntax_error" {
+			t.Fatalf("refusal #%d: %d %q, want 400 syntax_error", i+1, status, code)
+		}
+	}
+	for range 3 {
+		if status, code := p.do("insurer-1", "POST", "/v1/jobs", bad, nil); status != http.StatusTooManyRequests || code != "rate_limited" {
+			t.Fatalf("after the burst: %d %q, want 429 rate_limited", status, code)
+		}
+	}
+	p.stop()
+	log, err := os.ReadFile(filepath.Join(p.dataDir, "provenance.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(log, []byte(`"request_refused"`)); n != 4 {
+		t.Fatalf("%d request_refused records, want 4 (one per refusal under the limit)", n)
+	}
+	_, sums := deniedRecords(t, p.dataDir)
+	var limited int64
+	for _, s := range sums {
+		for _, l := range s.Counts {
+			if l.Code == "rate_limited" {
+				limited += l.Count
+			}
+		}
+	}
+	if limited != 3 {
+		t.Fatalf("summaries count %d rate_limited requests, want 3", limited)
 	}
 }

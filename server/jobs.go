@@ -84,9 +84,11 @@ func engineJob(id string, who policy.Principal, g api.Grant, sql string, o api.J
 // submitJob queues a job. The SQL gate runs first: a request it refuses is answered at once
 // (400, with the refusal's code and position), recorded in provenance as request_refused, and
 // never becomes a job — it is not listed, not run and not counted against the grant's rate
-// limits. The gate reads no data (it parses the SQL and checks names against the catalog), so
-// answering at once tells nothing about the data (docs/threat-model.md). Refusals by later
-// stages (access policy, budget) are the job's outcome, as before.
+// limits; it takes a token of the principal's denied-request bucket, so a flood of refused SQL
+// meets 429 rate_limited like a flood of denials. The gate reads no data (it parses the SQL and
+// checks names against the catalog), so answering at once tells nothing about the data
+// (docs/threat-model.md). Refusals by later stages (access policy, budget) are the job's
+// outcome, as before.
 func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
 	req, g, err := s.jobRequest(r, who, policy.ActionJobSubmit)
 	if err != nil {
@@ -106,6 +108,7 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 		if rerr := s.eng.RecordRefusedRequest(ctx, ej, req.Kind, err); rerr != nil {
 			return 0, nil, rerr
 		}
+		s.denied.spend(who)
 		return 0, nil, refusedRequest{err}
 	}
 	now := s.now().UTC()

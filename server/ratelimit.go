@@ -171,6 +171,17 @@ func (d *denials) limited(who policy.Principal) (time.Duration, bool) {
 	return time.Duration((1 - p.tokens) / d.rate * float64(time.Second)), true
 }
 
+// spend takes a token of who's bucket for a refused request that is recorded on its own (the
+// gate's request_refused, which keeps the refusal's code, position and SQL digest): refused SQL
+// is bounded by the same limit as denials, so a flood of it meets 429 rate_limited — counted
+// in the summary, not recorded one by one — before it can grow the log without bound.
+func (d *denials) spend(who policy.Principal) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.entryLocked(who.Name, d.now())
+	p.tokens = math.Max(0, p.tokens-1)
+}
+
 // note counts one denied request of who in its open window; code is forbidden,
 // separation_of_duties or rate_limited (which takes no token: it is the bucket being empty).
 func (d *denials) note(who policy.Principal, action, kind, id, code string, reasons []string, bundle string) {
