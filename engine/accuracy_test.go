@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -229,19 +228,5 @@ func enterpriseColumn(t *testing.T, spec *catalog.Spec, name string) []string {
 // enterprises testdata registered: one row per unit.
 func openEnterprisesEngine(t *testing.T) (*Engine, *catalog.Spec, *Dataset) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := Open(ctx, Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "enterprises.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e, spec, ds
+	return openTestdataEngine(t, "enterprises")
 }

@@ -4,15 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-
-	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/connectors"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/policy"
@@ -29,90 +23,15 @@ import (
 // again and again (noise is drawn only at release).
 const biasReleases = 1000
 
-// visit is one row of medical_visits as the bias truth reads it.
-type visit struct {
-	person, district string
-	cost             float64 // NaN for NULL
-}
-
-// readVisitsForBias reads person_id, district and cost of the committed medical_visits source
-// (outside the engine: the truth of a test).
-func readVisitsForBias(t *testing.T, spec *catalog.Spec) []visit {
-	t.Helper()
-	rdr, err := connectors.Open(context.Background(), connectors.KindParquet, spec.Source.Path, connectors.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdr.Release()
-	idx := func(name string) int {
-		i := rdr.Schema().FieldIndices(name)
-		if len(i) != 1 {
-			t.Fatalf("medical_visits has no column %s", name)
-		}
-		return i[0]
-	}
-	str := func(a arrow.Array, i int) string {
-		if !a.IsValid(i) {
-			return ""
-		}
-		switch c := a.(type) {
-		case *array.String:
-			return c.Value(i)
-		case *array.LargeString:
-			return c.Value(i)
-		}
-		return a.ValueStr(i)
-	}
-	num := func(a arrow.Array, i int) float64 {
-		if !a.IsValid(i) {
-			return math.NaN()
-		}
-		switch c := a.(type) {
-		case *array.Float64:
-			return c.Value(i)
-		case *array.Int64:
-			return float64(c.Value(i))
-		case *array.Int32:
-			return float64(c.Value(i))
-		}
-		t.Fatalf("cost has type %s", a.DataType())
-		return 0
-	}
-	pi, di, ci := idx("person_id"), idx("district"), idx("cost")
-	var out []visit
-	for rdr.Next() {
-		rec := rdr.RecordBatch()
-		for i := range int(rec.NumRows()) {
-			out = append(out, visit{person: str(rec.Column(pi), i), district: str(rec.Column(di), i), cost: num(rec.Column(ci), i)})
-		}
-	}
-	if err := rdr.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // openVisitsForBias opens an engine (closed when the test ends) with the committed
 // medical_visits registered and a grant "g" with room for a few jobs, and returns the rows.
-func openVisitsForBias(t *testing.T) (*Engine, []visit) {
+func openVisitsForBias(t *testing.T) (*Engine, []TestVisit) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := Open(ctx, Config{DataDir: t.TempDir()})
-	if err != nil {
+	e, spec, _ := openTestdataEngine(t, "medical_visits")
+	if err := e.OpenGrant(context.Background(), "g", ledger.Budget{Epsilon: 10, Delta: 1e-6}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Close() })
-	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "medical_visits.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.RegisterDataset(ctx, spec, openTestSource(t, spec.Source.Path)); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.OpenGrant(ctx, "g", ledger.Budget{Epsilon: 10, Delta: 1e-6}); err != nil {
-		t.Fatal(err)
-	}
-	return e, readVisitsForBias(t, spec)
+	return e, ReadTestVisits(t, spec)
 }
 
 // runToExecution runs a job's stages up to and including execute, so that its bias states
@@ -195,14 +114,14 @@ func TestBiasEstimateWithinToleranceOfTheTruth(t *testing.T) {
 	perPerson := map[string]int{}
 	district := map[string]string{}
 	for _, r := range rows {
-		if r.person == "" || r.district == "" {
+		if r.Person == "" || r.District == "" {
 			t.Fatal("a visit without a person or a district: the truth below assumes none")
 		}
-		if d, ok := district[r.person]; ok && d != r.district {
+		if d, ok := district[r.Person]; ok && d != r.District {
 			t.Fatal("a person with visits in two districts: which rows bounding keeps would depend on the keyed hash")
 		}
-		district[r.person] = r.district
-		perPerson[r.person]++
+		district[r.Person] = r.District
+		perPerson[r.Person]++
 	}
 	units := float64(len(perPerson))
 	for _, c := range []int64{2, 8, 32} {
@@ -252,13 +171,13 @@ func TestBiasClampedShareWithinToleranceOfTheTruth(t *testing.T) {
 	type person struct{ n, outside int }
 	people := map[string]*person{}
 	for _, r := range rows {
-		p := people[r.person]
+		p := people[r.Person]
 		if p == nil {
 			p = &person{}
-			people[r.person] = p
+			people[r.Person] = p
 		}
 		p.n++
-		if r.cost < 0 || r.cost > 50000 { // false for NULL (NaN), as in the worker
+		if r.Cost < 0 || r.Cost > 50000 { // false for NULL (NaN), as in the worker
 			p.outside++
 		}
 	}

@@ -1,20 +1,14 @@
 package engine_test
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/connectors"
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 )
@@ -26,66 +20,17 @@ type visitRow struct {
 	cost                        float64
 }
 
-// readVisits reads the committed medical_visits dataset (outside the engine, for the truth).
+// readVisits reads the committed medical_visits dataset (outside the engine, for the truth),
+// with cost clamped to its catalog bounds as the engine clamps it (NULL as 0).
 func readVisits(t testing.TB, spec *catalog.Spec) []visitRow {
 	t.Helper()
-	rdr, err := connectors.Open(context.Background(), connectors.KindParquet, spec.Source.Path, connectors.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdr.Release()
-	idx := func(name string) int {
-		i := rdr.Schema().FieldIndices(name)
-		if len(i) != 1 {
-			t.Fatalf("medical_visits has no column %s", name)
-		}
-		return i[0]
-	}
-	str := func(a arrow.Array, i int) string {
-		switch c := a.(type) {
-		case *array.String:
-			return c.Value(i)
-		case *array.LargeString:
-			return c.Value(i)
-		}
-		return a.ValueStr(i)
-	}
-	num := func(a arrow.Array, i int) float64 {
-		switch c := a.(type) {
-		case *array.Float64:
-			return c.Value(i)
-		case *array.Int64:
-			return float64(c.Value(i))
-		case *array.Int32:
-			return float64(c.Value(i))
-		}
-		t.Fatalf("cost has type %s", a.DataType())
-		return 0
-	}
-	month := func(a arrow.Array, i int) string {
-		switch c := a.(type) {
-		case *array.Date32:
-			return c.Value(i).ToTime().Format("2006-01")
-		case *array.Timestamp:
-			return time.UnixMicro(int64(c.Value(i))).UTC().Format("2006-01")
-		}
-		return a.ValueStr(i)[:7]
-	}
-	pi, di, gi, vi, ci := idx("person_id"), idx("district"), idx("diagnosis"), idx("visit_date"), idx("cost")
 	var out []visitRow
-	for rdr.Next() {
-		rec := rdr.RecordBatch()
-		for i := range int(rec.NumRows()) {
-			r := visitRow{person: str(rec.Column(pi), i), district: str(rec.Column(di), i), diagnosis: str(rec.Column(gi), i),
-				month: month(rec.Column(vi), i)}
-			if rec.Column(ci).IsValid(i) {
-				r.cost = min(max(num(rec.Column(ci), i), 0), 50000)
-			}
-			out = append(out, r)
+	for _, v := range engine.ReadTestVisits(t, spec) {
+		r := visitRow{person: v.Person, district: v.District, diagnosis: v.Diagnosis, month: v.Month}
+		if !math.IsNaN(v.Cost) {
+			r.cost = min(max(v.Cost, 0), 50000)
 		}
-	}
-	if err := rdr.Err(); err != nil {
-		t.Fatal(err)
+		out = append(out, r)
 	}
 	return out
 }

@@ -3,17 +3,10 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io/fs"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,58 +17,14 @@ import (
 
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/client"
+	"github.com/c1b99f93/cleanroom/server/tlstest"
 )
-
-// testPKI writes a private CA and a server certificate it issued for 127.0.0.1 into dir, and
-// returns the paths of the CA certificate, the server certificate and the server key (PEM).
-func testPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cleanroom test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "cleanroom test server"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
-}
 
 // TestTLSHandshakeThroughTheClient: serve --tls-cert/--tls-key answers HTTPS; the Go client
 // trusting the private CA (WithCA) completes a real handshake and authenticates; without the
 // CA the handshake is refused, and plain HTTP to the port gets no API answer.
 func TestTLSHandshakeThroughTheClient(t *testing.T) {
-	caFile, certFile, keyFile := testPKI(t, t.TempDir())
+	caFile, certFile, keyFile := tlstest.WritePKI(t, t.TempDir())
 	p := startLimited(t, func(c *server.Config) { c.TLSCertFile, c.TLSKeyFile = certFile, keyFile })
 	url := "https://" + p.addr()
 	caPEM, err := os.ReadFile(caFile)
@@ -122,7 +71,7 @@ func TestTLSHandshakeThroughTheClient(t *testing.T) {
 // TestServerRefusesHalfATLSPair: a certificate without its key (or the reverse) is refused
 // at start.
 func TestServerRefusesHalfATLSPair(t *testing.T) {
-	_, certFile, _ := testPKI(t, t.TempDir())
+	_, certFile, _ := tlstest.WritePKI(t, t.TempDir())
 	ps, err := server.ParsePrincipals([]byte(principalsYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +103,7 @@ func (s *syncBuffer) String() string {
 // denied, rate-limited, unauthenticated and malformed requests; neither its log nor any file
 // of its data directory (provenance log, control store) holds a token, valid or not.
 func TestTokensNeverInLogs(t *testing.T) {
-	caFile, certFile, keyFile := testPKI(t, t.TempDir())
+	caFile, certFile, keyFile := tlstest.WritePKI(t, t.TempDir())
 	logs := &syncBuffer{}
 	p := startLimited(t, func(c *server.Config) {
 		c.TLSCertFile, c.TLSKeyFile = certFile, keyFile
