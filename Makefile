@@ -8,7 +8,7 @@ BIN := bin/cleanroom
 # System packages the build and tests need (Debian names); installed only when missing.
 DEB_PACKAGES := gcc g++ make
 
-.PHONY: build demo test deps bench fuzz fmt vet lint crossbuild
+.PHONY: build demo test deps bench fuzz fmt vet lint crossbuild loadtest
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cleanroom
@@ -22,6 +22,13 @@ deps:
 
 test: deps
 	$(GO) test -count=1 -timeout 20m ./...
+
+# 60 s of open-loop mixed API traffic against a server this starts on loopback (cleanroom
+# loadtest); fails on any unexpected error or on server RSS growth after the warm-up. A short
+# version runs in make test (TestLoadtestShortRunHasNoUnexpectedErrors).
+LOADTEST_FLAGS ?= --rate 25 --duration 60s
+loadtest: build
+	./$(BIN) loadtest $(LOADTEST_FLAGS)
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./engine/ ./sandbox/

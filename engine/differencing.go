@@ -36,19 +36,16 @@ import (
 // selects (disjoint: both pin one string column to sets of values that do not meet, as
 // district = 'A' and district = 'B'; such a pair's difference is their union, which each
 // answer's own minimum of units already covers). Nothing is ranked or dropped: decoys do not
-// push a partner out. Each check takes a share of the job's epsilon, so at most
-// MaxDifferencingChecks are run; a query with more candidates is refused
+// push a partner out. Each check takes a share of the job's epsilon, so at most the policy's
+// max_differencing_checks (policy.Params.MaxDifferencingChecks; 8 in the shipped bundle) are
+// run; a query with more candidates is refused
 // (differencing_limit) before anything is reserved, with the advice to group instead of
 // filtering one slice after another.
 
-const (
-	// MaxDifferencingChecks is how many earlier filters one job is checked against, at most;
-	// each check takes an aggregate's share of the job's epsilon.
-	MaxDifferencingChecks = 8
-	// filterHistory bounds how many filters of one grant and shape are read; more than
-	// MaxDifferencingChecks candidates refuse the job anyway.
-	filterHistory = 10_000
-)
+// filterHistory bounds how many filters of one grant and shape are read; more than the
+// policy's max_differencing_checks (at most policy.MaxDifferencingChecksCeiling, well below
+// this) candidates refuse the job anyway.
+const filterHistory = 10_000
 
 // queryShape names what two queries must share for their filters to be compared: the dataset
 // snapshot and the group keys with their public domains. "" for a query over several datasets,
@@ -88,7 +85,7 @@ func (e *Engine) differencing(ctx context.Context, grant, shape, job string, f *
 
 // priorsFor returns every earlier filter on the grant with this shape that filter must be
 // checked against (see above), oldest first, or differencing_limit when there are more than
-// MaxDifferencingChecks.
+// the policy's max_differencing_checks.
 //
 // Filters are compared, and kept in the ledger, as their IR's canonical JSON (filterText). A
 // stored filter that is not such JSON (SQL text noted before the IR) is skipped.
@@ -110,10 +107,10 @@ func (e *Engine) priorsFor(ctx context.Context, grant, shape string, f *wire.Exp
 		}
 		out = append(out, plan.Prior{Job: p.Job, Filter: prior})
 	}
-	if len(out) > MaxDifferencingChecks {
+	if limit := e.policy.Params().MaxDifferencingChecks; len(out) > limit {
 		return nil, errcode.New(errcode.DifferencingLimit,
 			"this query's filter could pair with %d earlier queries on this grant over the same dataset and group keys, and a job is checked against at most %d (each check takes a share of its epsilon); "+
-				"ask for the slices in one query instead — GROUP BY the column you filter on, or width_bucket(col, lo, hi, n) for a range — or repeat a filter already used", len(out), MaxDifferencingChecks)
+				"ask for the slices in one query instead — GROUP BY the column you filter on, or width_bucket(col, lo, hi, n) for a range — or repeat a filter already used", len(out), limit)
 	}
 	return out, nil
 }

@@ -159,6 +159,10 @@ func TestDifferencingConcurrentPairIsCaught(t *testing.T) {
 	}
 }
 
+// shippedMaxDifferencingChecks is max_differencing_checks in the shipped data.json
+// (TestEngineParams in policy pins it there).
+const shippedMaxDifferencingChecks = 8
+
 // TestDifferencingRefusesMoreCandidatesThanItChecks: filters on one column that cannot meet
 // (district = 'A', 'B', 'C') are not candidates for each other; a query that could pair with
 // more earlier filters than a job is checked against is refused before it reserves anything,
@@ -175,14 +179,14 @@ func TestDifferencingRefusesMoreCandidatesThanItChecks(t *testing.T) {
 		}
 	}
 	// Overlapping filters: each could pair with every one before it and the district ones, so
-	// the next query has MaxDifferencingChecks+1 candidates.
-	for i := range engine.MaxDifferencingChecks - 2 {
+	// the next query has shippedMaxDifferencingChecks+1 candidates.
+	for i := range shippedMaxDifferencingChecks - 2 {
 		runAt(t, e, q+"cost < "+strconv.Itoa(110+5*i))
 	}
 	before := spent(t, e, "g")
 	_, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 200", Options: plan.Options{Epsilon: 20}})
 	if errcode.Of(err) != errcode.DifferencingLimit {
-		t.Fatalf("a query with %d candidates: %v, want %s", engine.MaxDifferencingChecks+1, err, errcode.DifferencingLimit)
+		t.Fatalf("a query with %d candidates: %v, want %s", shippedMaxDifferencingChecks+1, err, errcode.DifferencingLimit)
 	}
 	if spent(t, e, "g") != before {
 		t.Fatal("the refused job was charged")
@@ -194,4 +198,46 @@ func TestDifferencingRefusesMoreCandidatesThanItChecks(t *testing.T) {
 	if _, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "district = 'B' AND cost < 200", Options: plan.Options{Epsilon: 20}}); errcode.Of(err) == errcode.DifferencingLimit {
 		t.Fatalf("a query disjoint from two of the district filters was refused: %v", err)
 	}
+}
+
+// TestDifferencingCapIsThePolicysParameter: how many earlier filters a job is checked against
+// is the operator's max_differencing_checks. With 2, a query whose filter overlaps three
+// earlier ones is refused, and one overlapping two is checked against both; with 16, one
+// overlapping nine — more than the shipped 8 — is checked against all nine and runs.
+func TestDifferencingCapIsThePolicysParameter(t *testing.T) {
+	const q = "SELECT COUNT(*) AS n FROM visits WHERE cost < "
+	// afterOverlapping runs n overlapping filters on a fresh grant, then a query whose filter
+	// overlaps all n; it returns that query's error, or how many checks its mechanism record lists.
+	afterOverlapping := func(t *testing.T, e *engine.Engine, g string, n int) (int, error) {
+		t.Helper()
+		grant(t, e, g, 1000)
+		for i := range n {
+			if _, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: g, SQL: q + strconv.Itoa(110+5*i), Options: plan.Options{Epsilon: 20}}); err != nil {
+				t.Fatalf("overlapping filter %d: %v", i+1, err)
+			}
+		}
+		if _, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: g, SQL: q + "400", Options: plan.Options{Epsilon: 20}}); err != nil {
+			return 0, err
+		}
+		mech, _ := json.Marshal(lastRecord(t, e, "mechanism"))
+		return strings.Count(string(mech), "differencing_check against"), nil
+	}
+	t.Run("two", func(t *testing.T) {
+		e := openEngineWithParams(t, `"max_differencing_checks": 8`, `"max_differencing_checks": 2`)
+		register(t, e, visits(t, "visits", 200, false))
+		if n, err := afterOverlapping(t, e, "g2", 2); err != nil || n != 2 {
+			t.Fatalf("a query overlapping two earlier filters with a cap of 2: %d checks, %v; want 2 checks", n, err)
+		}
+		if _, err := afterOverlapping(t, e, "g3", 3); errcode.Of(err) != errcode.DifferencingLimit {
+			t.Fatalf("a query overlapping three earlier filters with a cap of 2: %v, want %s", err, errcode.DifferencingLimit)
+		}
+	})
+	t.Run("sixteen", func(t *testing.T) {
+		e := openEngineWithParams(t, `"max_differencing_checks": 8`, `"max_differencing_checks": 16`)
+		register(t, e, visits(t, "visits", 200, false))
+		want := shippedMaxDifferencingChecks + 1
+		if n, err := afterOverlapping(t, e, "g9", want); err != nil || n != want {
+			t.Fatalf("a query overlapping %d earlier filters with a cap of 16: %d checks, %v; want %d checks", want, n, err, want)
+		}
+	})
 }

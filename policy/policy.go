@@ -96,6 +96,12 @@ type Params struct {
 	// earlier one's on the same grant by a condition fewer than this many privacy units (a
 	// noisy count) satisfy. 0 turns the check off.
 	DifferencingMinUnits float64 `json:"differencing_min_units"`
+	// MaxDifferencingChecks (max_differencing_checks) is how many earlier filters one job is
+	// checked against at most (each check takes a share of the job's epsilon); a query whose
+	// filter could pair with more is refused with differencing_limit. A whole number from 0 to
+	// MaxDifferencingChecksCeiling. A bundle without it has 0 here — every query that could pair
+	// with an earlier one is refused — and the access policy denies every job (params_invalid).
+	MaxDifferencingChecks int `json:"max_differencing_checks"`
 	// ReturnUnspentOnRevoke (return_unspent_on_revoke) gives what a revoked grant never spent
 	// back to its datasets' lifetime budgets, for other grants to be allocated; otherwise it
 	// stays allocated to the revoked grant. ReturnUnspentOnExpiry (return_unspent_on_expiry)
@@ -133,6 +139,11 @@ type Params struct {
 	OutputMaxRows  float64 `json:"max_rows"`
 	OutputMaxCells float64 `json:"max_cells"`
 }
+
+// MaxDifferencingChecksCeiling is the largest max_differencing_checks a bundle may set: the
+// engine reads at most ten thousand earlier filters of one grant and shape, and a job's epsilon
+// split over more checks than this would leave each next to nothing.
+const MaxDifferencingChecksCeiling = 1000
 
 // Values of disclose_dataset_size.
 const (
@@ -217,6 +228,13 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 			}
 			*dst = f
 		}
+	}
+	if v, ok := params["max_differencing_checks"]; ok {
+		f, ok := number(v)
+		if !ok || f < 0 || f > MaxDifferencingChecksCeiling || f != math.Trunc(f) {
+			return Params{}, fmt.Errorf("data.cleanroom.params.max_differencing_checks must be a whole number from 0 to %d", MaxDifferencingChecksCeiling)
+		}
+		p.MaxDifferencingChecks = int(f)
 	}
 	if v, ok := params["disclose_dataset_size"]; ok {
 		if v != DatasetSizePublic && v != DatasetSizeNone {

@@ -429,6 +429,9 @@ func TestEngineParams(t *testing.T) {
 	if shipped.MinUnitsPerGroup <= 0 || !shipped.DiscloseSuppressed || shipped.DifferencingMinUnits <= 0 {
 		t.Fatalf("shipped params %+v, want a positive minimum, disclosed, and differencing checked", shipped)
 	}
+	if shipped.MaxDifferencingChecks != 8 {
+		t.Fatalf("shipped max_differencing_checks %d; data.json ships 8", shipped.MaxDifferencingChecks)
+	}
 	if shipped.OutputMaxRows != 10000 || shipped.OutputMaxCells != 100000 {
 		t.Fatalf("shipped output limits %v rows, %v cells; data.json ships max_rows 10000 and max_cells 100000", shipped.OutputMaxRows, shipped.OutputMaxCells)
 	}
@@ -484,6 +487,7 @@ func TestEngineParams(t *testing.T) {
 			tc.want.MaxGroups, tc.want.MaxRows = shipped.MaxGroups, shipped.MaxRows
 			tc.want.AutoMaxGroups, tc.want.AutoMaxRows = shipped.AutoMaxGroups, shipped.AutoMaxRows
 			tc.want.OutputMaxRows, tc.want.OutputMaxCells = shipped.OutputMaxRows, shipped.OutputMaxCells
+			tc.want.MaxDifferencingChecks = shipped.MaxDifferencingChecks
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}
@@ -789,4 +793,64 @@ func readFile(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestMaxDifferencingChecksParam: max_differencing_checks is read as the operator sets it; a
+// value that is not a whole number from 0 to the ceiling refuses the bundle; a bundle without
+// it reads 0 (every query that could pair with an earlier filter is refused) and its access
+// policy denies every job with params_invalid.
+func TestMaxDifferencingChecksParam(t *testing.T) {
+	const line = `"max_differencing_checks": 8`
+	for _, tc := range []struct {
+		name, value string
+		want        int
+		refused     bool
+	}{
+		{"two", "2", 2, false},
+		{"sixteen", "16", 16, false},
+		{"zero", "0", 0, false},
+		{"ceiling", "1000", MaxDifferencingChecksCeiling, false},
+		{"above_ceiling", "1001", 0, true},
+		{"fraction", "2.5", 0, true},
+		{"negative", "-1", 0, true},
+		{"string", `"8"`, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := copyDefaultBundle(t)
+			data := readFile(t, dir, "data.json")
+			if !strings.Contains(data, line) {
+				t.Fatalf("data.json does not ship %s", line)
+			}
+			writeFile(t, dir, "data.json", strings.Replace(data, line, `"max_differencing_checks": `+tc.value, 1))
+			e, err := New(context.Background(), WithBundleDir(dir))
+			if tc.refused {
+				var pe *Error
+				if !errors.As(err, &pe) || pe.Code != errcode.PolicyBundleInvalid {
+					t.Fatalf("New: %v, want %s", err, errcode.PolicyBundleInvalid)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := e.Params().MaxDifferencingChecks; got != tc.want {
+				t.Fatalf("MaxDifferencingChecks = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	t.Run("absent", func(t *testing.T) {
+		dir := copyDefaultBundle(t)
+		data := readFile(t, dir, "data.json")
+		if !strings.Contains(data, line+",") {
+			t.Fatalf("data.json does not ship %s,", line)
+		}
+		writeFile(t, dir, "data.json", strings.Replace(data, line+",", "", 1))
+		e, err := New(context.Background(), WithBundleDir(dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Params().MaxDifferencingChecks; got != 0 {
+			t.Fatalf("MaxDifferencingChecks = %d without the param, want 0", got)
+		}
+	})
 }

@@ -215,6 +215,7 @@ var oaDocumentedCodes = []errcode.Code{
 	errcode.InvalidSpec, errcode.InvalidOptions, errcode.UnsupportedJobKind, errcode.Unavailable,
 	errcode.ReviewRejected, errcode.NotOperable, errcode.UnknownDataset, errcode.DatasetBudgetInsufficient,
 	errcode.NoImportRoot, errcode.SourceOutsideImportRoot, errcode.SourceSymlink, errcode.DatasetAlreadyRegistered,
+	errcode.QueueFull, errcode.RateLimited, errcode.RequestTooLarge,
 }
 
 // oaErrorCodes are the codes a request can fail with; statusOf gives the statuses a document may list.
@@ -222,7 +223,8 @@ var oaErrorCodes = []errcode.Code{
 	errcode.Unauthenticated, errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties,
 	errcode.GrantExpired, errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted,
 	errcode.NotOperable, errcode.NotFound, errcode.UnknownDataset, errcode.Conflict,
-	errcode.UnsupportedJobKind, errcode.Unavailable, errcode.QueueFull, errcode.Internal, errcode.ProvenanceFailed,
+	errcode.UnsupportedJobKind, errcode.Unavailable, errcode.QueueFull, errcode.RateLimited, errcode.RequestTooLarge,
+	errcode.Internal, errcode.ProvenanceFailed,
 	errcode.SandboxFailed, errcode.InvalidRequest, errcode.InvalidSpec, errcode.InvalidOptions,
 	errcode.DatasetBudgetInsufficient,
 	errcode.NoImportRoot, errcode.SourceOutsideImportRoot, errcode.SourceSymlink, errcode.DatasetAlreadyRegistered,
@@ -567,6 +569,28 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 				if responses[code] == nil {
 					t.Errorf("%s: needs a token but does not document %s", key, code)
 				}
+			}
+		}
+		// The limits every request passes (server/limits.go, server/http.go): an authenticated
+		// route can answer rate_limited (a backing-off address, a principal's empty denied-request
+		// bucket), a route that reads a body request_too_large; job submission also queue_full.
+		if needsToken {
+			r429 := oaDeref(t, doc, responses["429"])
+			if desc, _ := r429["description"].(string); !strings.Contains(desc, string(errcode.RateLimited)) {
+				t.Errorf("%s: needs a token but its 429 does not name %s", key, errcode.RateLimited)
+			}
+			if oaGet(r429, "headers", "Retry-After") == nil {
+				t.Errorf("%s: its 429 has no Retry-After header", key)
+			}
+		}
+		if key == "POST /v1/jobs" {
+			if desc, _ := oaDeref(t, doc, responses["429"])["description"].(string); !strings.Contains(desc, string(errcode.QueueFull)) {
+				t.Errorf("%s: its 429 does not name %s", key, errcode.QueueFull)
+			}
+		}
+		if strings.HasPrefix(key, "POST ") {
+			if desc, _ := oaDeref(t, doc, responses["413"])["description"].(string); !strings.Contains(desc, string(errcode.RequestTooLarge)) {
+				t.Errorf("%s: takes a body but does not document 413 %s", key, errcode.RequestTooLarge)
 			}
 		}
 		if want.body != "" || slices.Contains(want.query, "wait") {

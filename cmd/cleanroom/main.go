@@ -46,7 +46,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newTestdataCmd(), newAuditCmd(), newServeCmd(), newTokenCmd(), newPolicyCmd(), newWorkerCmd())
+	root.AddCommand(newDemoCmd(), newTestdataCmd(), newAuditCmd(), newServeCmd(), newTokenCmd(), newPolicyCmd(), newWorkerCmd(), newLoadtestCmd())
 	addClientCommands(root)
 	return root
 }

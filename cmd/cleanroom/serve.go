@@ -23,6 +23,7 @@ func newServeCmd() *cobra.Command {
 	var grace, quantum time.Duration
 	var tlsCert, tlsKey string
 	limits := server.DefaultLimits()
+	var sched server.Scheduling
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the platform server (HTTP API, control-plane store, provenance log, sandbox workers)",
@@ -42,6 +43,9 @@ organisation, is refused: it let a provider register another organisation's data
 			if quantum < 10*time.Millisecond {
 				return fmt.Errorf("--completion-quantum must be at least 10ms (it hides how long jobs compute)")
 			}
+			if err := checkScheduling(sched); err != nil {
+				return err
+			}
 			if (tlsCert == "") != (tlsKey == "") {
 				return fmt.Errorf("--tls-cert and --tls-key are given together")
 			}
@@ -59,7 +63,7 @@ organisation, is refused: it let a provider register another organisation's data
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, PolicyDir: policyDir,
 				ImportRoots: roots, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace,
-				CompletionQuantum: quantum, Limits: limits, TLSCertFile: tlsCert, TLSKeyFile: tlsKey})
+				CompletionQuantum: quantum, Limits: limits, Scheduling: sched, TLSCertFile: tlsCert, TLSKeyFile: tlsKey})
 			if err != nil {
 				return err
 			}
@@ -89,6 +93,7 @@ organisation, is refused: it let a provider register another organisation's data
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; with --tls-key")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	addLimitFlags(f, &limits)
+	addSchedulingFlags(f, &sched)
 	_ = cmd.MarkFlagRequired("data-dir")
 	_ = cmd.MarkFlagRequired("principals")
 	return cmd
@@ -113,6 +118,31 @@ func addLimitFlags(f *pflag.FlagSet, l *server.Limits) {
 	f.IntVar(&l.DeniedBurst, "denied-burst", l.DeniedBurst, "denied requests a principal may make in a burst before 429 rate_limited")
 	f.IntVar(&l.DeniedPerMinute, "denied-per-minute", l.DeniedPerMinute, "denied requests a principal may make per minute after its burst")
 	f.DurationVar(&l.DeniedWindow, "denied-window", l.DeniedWindow, "window of the requests_denied provenance summaries (one per principal per window)")
+}
+
+// addSchedulingFlags registers a flag for each of the job queue's caps (server.Scheduling);
+// 0 takes the server's default (docs/reliability.md, Scheduling).
+func addSchedulingFlags(f *pflag.FlagSet, s *server.Scheduling) {
+	f.IntVar(&s.MaxRunningPerOrg, "max-running-per-org", 0, "jobs one organisation runs at once (0: half the runners, at least 1)")
+	f.IntVar(&s.MaxQueued, "max-queued", server.DefaultMaxQueued, "jobs queued on the platform before submissions are refused queue_full (429)")
+	f.IntVar(&s.MaxQueuedPerOrg, "max-queued-per-org", server.DefaultMaxQueuedPerOrg, "jobs one organisation may have queued before its submissions are refused queue_full (429)")
+	f.DurationVar(&s.RetryAfter, "queue-retry-after", server.DefaultRetryAfter, "the Retry-After hint of a queue_full answer (whole seconds)")
+}
+
+// checkScheduling refuses caps the server would read as "no cap" or a hint it cannot send: a
+// typo must not remove a limit.
+func checkScheduling(s server.Scheduling) error {
+	switch {
+	case s.MaxRunningPerOrg < 0:
+		return fmt.Errorf("--max-running-per-org must be at least 1 (0: the default)")
+	case s.MaxQueued < 1:
+		return fmt.Errorf("--max-queued must be at least 1")
+	case s.MaxQueuedPerOrg < 1:
+		return fmt.Errorf("--max-queued-per-org must be at least 1")
+	case s.RetryAfter < time.Second:
+		return fmt.Errorf("--queue-retry-after must be at least 1s (Retry-After counts whole seconds)")
+	}
+	return nil
 }
 
 func newTokenCmd() *cobra.Command {

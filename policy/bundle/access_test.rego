@@ -546,3 +546,20 @@ test_rate_limits if {
 	quiet := json.patch(under_grant, [{"op": "add", "path": "/grant/usage", "value": {"jobs_last_hour": hour - 1, "jobs_last_day": day - 1}}])
 	access.decision.result == "allow" with input as quiet
 }
+
+test_missing_max_differencing_checks_denied if {
+	cs := deny_codes(good) with data.cleanroom.params as object.remove(data.cleanroom.params, {"max_differencing_checks"})
+	"params_invalid" in cs
+}
+
+test_fractional_max_differencing_checks_denied if {
+	every n in [2.5, -1, 1001, "8"] {
+		"params_invalid" in deny_codes(good) with data.cleanroom.params.max_differencing_checks as n
+	}
+}
+
+test_whole_max_differencing_checks_accepted if {
+	every n in [0, 2, 16, 1000] {
+		not "params_invalid" in deny_codes(good) with data.cleanroom.params.max_differencing_checks as n
+	}
+}

@@ -26,6 +26,7 @@ number_params := {
 	"max_bytes",
 	"min_units_per_group",
 	"differencing_min_units",
+	"max_differencing_checks",
 	"max_jobs_per_grant_per_hour",
 	"max_jobs_per_grant_per_day",
 }
@@ -52,8 +53,21 @@ invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must b
 # The engine reads these itself (policy.Engine.Params) to plan noisy unit counts; a negative
 # value would read as "off".
 invalid_params contains sprintf("params_invalid: data.cleanroom.params.%s must not be negative", [key]) if {
-	some key in {"min_units_per_group", "differencing_min_units"}
+	some key in {"min_units_per_group", "differencing_min_units", "max_differencing_checks"}
 	object.get(params, key, 0) < 0
+}
+
+# The engine counts differencing checks in whole jobs' worth; policy.New refuses the same.
+invalid_params contains "params_invalid: data.cleanroom.params.max_differencing_checks must be a whole number from 0 to 1000" if {
+	n := object.get(params, "max_differencing_checks", 0)
+	is_number(n)
+	not valid_check_cap(n)
+}
+
+valid_check_cap(n) if {
+	n == round(n)
+	n >= 0
+	n <= 1000
 }
 
 # A grade the operator mistyped ("l3") would silently release what it meant to hold twice.

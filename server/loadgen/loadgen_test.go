@@ -1,0 +1,120 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/client"
+)
+
+// TestRunCountsWhatWentWrong: against a fake server whose explain fails, whose jobs end failed,
+// whose repeats answer other rows and which answers the forbidden read, each is an unexpected
+// error under its class, and the forbidden read answered 404 not_found is deliberate.
+func TestRunCountsWhatWentWrong(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		forbiddenStatus int
+		wantFailures    []string
+	}{
+		{"forbidden answered", http.StatusOK, []string{"explain: 500 internal", "job_wait: job failed (sandbox_failed)",
+			"repeat_wait: a repeat's answer differs from its first release", "forbidden_read: a forbidden read was answered"}},
+		{"forbidden refused", http.StatusNotFound, []string{"explain: 500 internal", "job_wait: job failed (sandbox_failed)",
+			"repeat_wait: a repeat's answer differs from its first release"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			ok := func(doc string) http.HandlerFunc {
+				return func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(doc)) }
+			}
+			mux.HandleFunc("GET /healthz", ok(`{"status":"ok"}`))
+			mux.HandleFunc("GET /v1/datasets", ok(`{"datasets":[]}`))
+			mux.HandleFunc("GET /v1/datasets/{name}", ok(`{"name":"d"}`))
+			mux.HandleFunc("GET /v1/grants/g1/budget", ok(`{}`))
+			mux.HandleFunc("POST /v1/explain", func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusInternalServerError)
+				w.Write([]byte(`{"error":{"code":"internal","message":"x"}}`))
+			})
+			mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
+				var req struct{ SQL string }
+				_ = json.NewDecoder(r.Body).Decode(&req)
+				id := "new"
+				if req.SQL == "REPEAT" {
+					id = "rep"
+				}
+				w.WriteHeader(http.StatusAccepted)
+				w.Write([]byte(`{"id":"` + id + `","state":"queued"}`))
+			})
+			mux.HandleFunc("GET /v1/jobs/new", ok(`{"id":"new","state":"failed","error":{"code":"sandbox_failed","message":"x"}}`))
+			mux.HandleFunc("GET /v1/jobs/rep", ok(`{"id":"rep","state":"released","result":{"rows":[[{"value":2}]]}}`))
+			mux.HandleFunc("GET /v1/grants/secret/budget", func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.forbiddenStatus)
+				if tc.forbiddenStatus == http.StatusOK {
+					w.Write([]byte(`{}`))
+					return
+				}
+				w.Write([]byte(`{"error":{"code":"not_found","message":"x"}}`))
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			c, err := client.New(srv.URL, "tok-0123456789")
+			if err != nil {
+				t.Fatal(err)
+			}
+			anon, _ := client.New(srv.URL, "")
+			target := &Target{Anonymous: anon, Applicants: []Applicant{{Name: "a", Client: c, Grants: []string{"g1"}}},
+				Dataset: "d", Repeat: jobRequest("REPEAT"), RepeatResults: map[string]json.RawMessage{"g1": json.RawMessage(`[[{"value":1}]]`)},
+				Snoop: c, ForbiddenGrant: "secret"}
+			rep, err := Run(context.Background(), target, Config{Rate: 200, ForbiddenRate: 20, Duration: 600 * time.Millisecond, MaxInFlight: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := 0
+			for _, k := range tc.wantFailures {
+				if rep.Failures[k] == 0 {
+					t.Errorf("no failure %q in %v", k, rep.Failures)
+				}
+				sum += rep.Failures[k]
+			}
+			if len(rep.Failures) != len(tc.wantFailures) || rep.Unexpected != sum {
+				t.Errorf("failures %v (unexpected %d), want exactly %q", rep.Failures, rep.Unexpected, tc.wantFailures)
+			}
+			var forbidden ClassReport
+			for _, cr := range rep.Classes {
+				if cr.Class == ClassForbidden {
+					forbidden = cr
+				}
+			}
+			if wantDelib := tc.forbiddenStatus == http.StatusNotFound; (forbidden.Deliberate == forbidden.Requests && forbidden.Requests > 0) != wantDelib || rep.Deliberate != forbidden.Deliberate {
+				t.Errorf("forbidden reads %d, deliberate %d (report %d)", forbidden.Requests, forbidden.Deliberate, rep.Deliberate)
+			}
+		})
+	}
+}
+
+func jobRequest(sql string) api.JobRequest { return api.JobRequest{Kind: api.KindSQL, SQL: sql} }
+
+// TestSmoothMixKeepsTheShares: one cycle holds each class exactly its weight, and no class
+// waits more than twice its even spacing between turns (a short run sees every class).
+func TestSmoothMixKeepsTheShares(t *testing.T) {
+	deck := smoothMix()
+	count := map[string][]int{}
+	for i, c := range deck {
+		count[c] = append(count[c], i)
+	}
+	for _, m := range Mix {
+		pos := count[m.Class]
+		if len(pos) != m.Weight {
+			t.Errorf("%s: %d in a cycle of %d, want %d", m.Class, len(pos), len(deck), m.Weight)
+		}
+		for i := 1; i < len(pos); i++ {
+			if even := (len(deck) + m.Weight - 1) / m.Weight; pos[i]-pos[i-1] > 2*even {
+				t.Errorf("%s: a gap of %d, want at most %d", m.Class, pos[i]-pos[i-1], 2*even)
+			}
+		}
+	}
+}
