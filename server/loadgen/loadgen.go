@@ -32,6 +32,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
 )
@@ -415,7 +416,7 @@ func Run(ctx context.Context, t *Target, cfg Config) (*Report, error) {
 			switch {
 			case err == nil:
 				rec.fail(class, "a forbidden read was answered")
-			case errors.As(err, &ae) && (ae.Status == http.StatusNotFound && ae.Code == "not_found" || ae.Status == http.StatusForbidden && ae.Code == "forbidden"):
+			case errors.As(err, &ae) && (ae.Status == http.StatusNotFound && ae.Code == string(errcode.NotFound) || ae.Status == http.StatusForbidden && ae.Code == string(errcode.Forbidden)):
 				rec.deliberate(class)
 			default:
 				rec.fail(class, errWhat(err))
