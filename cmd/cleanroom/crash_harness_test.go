@@ -30,6 +30,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
+	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
 // The crash harness (docs/reliability.md, "Crash safety"): a real `cleanroom serve` process and
@@ -84,7 +85,7 @@ type crashCounters struct {
 	Released, ReleasedFromCache, InReview, Denied, Failed            int
 	Interrupted, WorkerFailures                                      int
 	InterruptedCharged, InterruptedRefunded, InterruptedAfterRelease int
-	Reviews, Approvals, GrantActions                                 int
+	Reviews, Approvals, GrantActions, ReviewReleasesRolledBack       int
 	Checks                                                           int
 	DataLost, Overspend, Violations                                  int
 }
@@ -93,12 +94,12 @@ func (c crashCounters) String() string {
 	return fmt.Sprintf("faults injected %d (server SIGKILL %d, worker SIGKILL %d; %d worker kills found no worker), restarts %d\n"+
 		"jobs submitted %d (refused at submission %d), explains %d\n"+
 		"jobs released %d (+%d answered from an earlier release), in review %d, denied %d, failed %d (interrupted by a server kill %d: reservation kept %d, refunded before the kill %d, release recorded but not yet stored %d; failed by a worker kill %d)\n"+
-		"reviews %d, applications approved %d, grant suspensions/resumptions/revocations %d\n"+
+		"reviews %d (approvals that released, cut off and rolled back at restart: %d), applications approved %d, grant suspensions/resumptions/revocations %d\n"+
 		"invariant checks %d; data lost %d, overspend %d, other violations %d",
 		c.ServerKills+c.WorkerKills, c.ServerKills, c.WorkerKills, c.WorkerKillsMissed, c.Restarts,
 		c.Submitted, c.Refused, c.Explains,
 		c.Released, c.ReleasedFromCache, c.InReview, c.Denied, c.Failed, c.Interrupted, c.InterruptedCharged, c.InterruptedRefunded, c.InterruptedAfterRelease, c.WorkerFailures,
-		c.Reviews, c.Approvals, c.GrantActions,
+		c.Reviews, c.ReviewReleasesRolledBack, c.Approvals, c.GrantActions,
 		c.Checks, c.DataLost, c.Overspend, c.Violations)
 }
 
@@ -654,7 +655,7 @@ func (h *crashHarness) check(when string) {
 		h.violate(true, "%s: the log lost entries: %d now, %d with head %s before", when, len(ents), h.logSize, h.logHead)
 	}
 	recs := map[string]*jobRecords{}
-	intents, outcomes := map[string]bool{}, map[string]int{}
+	intents, outcomes, rolledBack := map[string]bool{}, map[string]int{}, map[string]bool{}
 	grantLogState, approvedApps := map[string]string{}, map[string]bool{}
 	for _, e := range ents {
 		r, err := e.Decode()
@@ -681,6 +682,9 @@ func (h *crashHarness) check(when string) {
 			intents[ev.ID] = true
 		case *provenance.GovernanceOutcome:
 			outcomes[ev.ID]++
+			if ev.Outcome == governance.OutcomeRolledBack {
+				rolledBack[ev.Subject] = true
+			}
 		case *provenance.GrantState:
 			grantLogState[ev.Grant] = ev.To
 		case *provenance.ApplicationApproved:
@@ -743,8 +747,17 @@ func (h *crashHarness) check(when string) {
 		if jr.types[provenance.TypeJobInterrupted] > 0 && j.State != api.JobFailed {
 			h.violate(false, "%s: job %s is %s with a job_interrupted record", when, id, j.State)
 		}
-		if jr.release != nil && j.State != api.JobReleased && (jr.interrupted == nil || !jr.interrupted.Released) {
-			h.violate(false, "%s: job %s has a release record but is %s, and no job_interrupted record saying so", when, id, j.State)
+		// A release recorded for a job that is not released: a job interrupted after it (its
+		// record says so), or a reviewers' approval the kill cut off before its store write,
+		// which start-up rolled back (governance_outcome rolled_back; the job waits in review).
+		if jr.release != nil && j.State != api.JobReleased {
+			switch {
+			case jr.interrupted != nil && jr.interrupted.Released:
+			case j.State == api.JobInReview && rolledBack[id]:
+				c.ReviewReleasesRolledBack++
+			default:
+				h.violate(false, "%s: job %s has a release record but is %s, with no record of why", when, id, j.State)
+			}
 		}
 		if jr.interrupted != nil && jr.interrupted.Released != (jr.release != nil) {
 			h.violate(false, "%s: job %s's job_interrupted record says released=%v; its release recorded: %v", when, id, jr.interrupted.Released, jr.release != nil)
@@ -848,6 +861,7 @@ func (h *crashHarness) check(when string) {
 	keep.Released, keep.ReleasedFromCache, keep.InReview, keep.Denied, keep.Failed = c.Released, c.ReleasedFromCache, c.InReview, c.Denied, c.Failed
 	keep.Interrupted, keep.WorkerFailures = c.Interrupted, c.WorkerFailures
 	keep.InterruptedCharged, keep.InterruptedRefunded, keep.InterruptedAfterRelease = c.InterruptedCharged, c.InterruptedRefunded, c.InterruptedAfterRelease
+	keep.ReviewReleasesRolledBack = c.ReviewReleasesRolledBack
 	h.n = keep
 	h.mu.Unlock()
 }
