@@ -453,9 +453,10 @@ func (h *crashHarness) killWorker(ctx context.Context) {
 }
 
 // applicant submits jobs (and now and then explains one) on its organisation's current grant.
-func (h *crashHarness) applicant(ctx context.Context, who string) {
+func (h *crashHarness) applicant(stop context.Context, who string) {
+	ctx := context.Background() // a request under way finishes: the checks must not race it
 	c := h.as(who)
-	for ctx.Err() == nil {
+	for stop.Err() == nil {
 		h.mu.Lock()
 		grant := h.current[who]
 		used := h.grantJobs[grant]
@@ -502,15 +503,16 @@ func (h *crashHarness) applicant(ctx context.Context, who string) {
 			return // the server is gone
 		}
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 		case <-time.After(50*time.Millisecond + h.pick(250*time.Millisecond)):
 		}
 	}
 }
 
 // reviewer decides held outputs: mostly approvals (two release one), now and then a rejection.
-func (h *crashHarness) reviewer(ctx context.Context) {
-	for ctx.Err() == nil {
+func (h *crashHarness) reviewer(stop context.Context) {
+	ctx := context.Background() // a request under way finishes: the checks must not race it
+	for stop.Err() == nil {
 		who := []string{"rev-1", "rev-2"}[h.intn(2)]
 		c := h.as(who)
 		q, err := c.Reviews(ctx)
@@ -538,18 +540,19 @@ func (h *crashHarness) reviewer(ctx context.Context) {
 			}
 		}
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 		case <-time.After(100*time.Millisecond + h.pick(300*time.Millisecond)):
 		}
 	}
 }
 
 // operator now and then suspends a grant and resumes it, or revokes an older one.
-func (h *crashHarness) operator(ctx context.Context) {
+func (h *crashHarness) operator(stop context.Context) {
+	ctx := context.Background() // a request under way finishes: the checks must not race it
 	c := h.as("op-1")
-	for ctx.Err() == nil {
+	for stop.Err() == nil {
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return
 		case <-time.After(500*time.Millisecond + h.pick(1500*time.Millisecond)):
 		}
