@@ -38,7 +38,7 @@ fuzz:
 
 # The crash harness at full length: CRASH_KILLS SIGKILLs of the real server binary or its
 # sandbox worker at random points, every invariant checked after each (docs/reliability.md,
-# "Crash safety"). make test runs a short version (5 faults). CRASH_SEED repeats a run.
+# "Crash safety"). make test runs a short version (4 faults). CRASH_SEED repeats a run.
 CRASH_KILLS ?= 50
 CRASH_SEED  ?=
 crashtest: build

@@ -38,7 +38,7 @@ import (
 // points, to the server or to a worker. The short run is part of `make test`; `make crashtest`
 // runs the full one.
 var (
-	crashKills = flag.Int("crash.kills", 0, "faults the crash harness injects (default 5, or $CLEANROOM_CRASH_KILLS)")
+	crashKills = flag.Int("crash.kills", 0, "faults the crash harness injects (default 4, or $CLEANROOM_CRASH_KILLS)")
 	crashSeed  = flag.Uint64("crash.seed", 0, "the crash harness's random seed (default: from the clock, or $CLEANROOM_CRASH_SEED)")
 )
 
@@ -141,7 +141,7 @@ func crashKillCount() int {
 	if v, err := strconv.Atoi(os.Getenv("CLEANROOM_CRASH_KILLS")); err == nil && v > 0 {
 		return v
 	}
-	return 5
+	return 4
 }
 
 // TestCrashHarnessKillsServerAndWorker runs the stream and injects crashKillCount() faults:
