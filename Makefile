@@ -8,7 +8,7 @@ BIN := bin/cleanroom
 # System packages the build and tests need (Debian names); installed only when missing.
 DEB_PACKAGES := gcc g++ make
 
-.PHONY: build demo test deps bench fuzz fmt vet lint crossbuild loadtest
+.PHONY: build demo test deps bench fuzz crashtest fmt vet lint crossbuild loadtest
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cleanroom
@@ -42,6 +42,15 @@ fuzz:
 			echo "== $$pkg $$f"; $(GO) test ./$$pkg -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); \
 		done; \
 	done
+
+# The crash harness at full length: CRASH_KILLS SIGKILLs of the real server binary or its
+# sandbox worker at random points, every invariant checked after each (docs/reliability.md,
+# "Crash safety"). make test runs a short version (4 faults). CRASH_SEED repeats a run.
+CRASH_KILLS ?= 50
+CRASH_SEED  ?=
+crashtest: build
+	CLEANROOM_CRASH_KILLS=$(CRASH_KILLS) CLEANROOM_CRASH_SEED=$(CRASH_SEED) CLEANROOM_CRASH_BIN=$(abspath $(BIN)) \
+		$(GO) test -count=1 -timeout 60m -run '^TestCrashHarness' -v ./cmd/cleanroom/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -193,12 +193,18 @@ func (e *Engine) record(ctx context.Context, job string, ev provenance.Event) (p
 	return ent, nil
 }
 
-// worker returns the domain's sandbox worker, starting it on first use.
+// worker returns the domain's sandbox worker, starting it on first use and again after it died.
 func (e *Engine) worker(ctx context.Context, domain string) (*sandbox.Client, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if w := e.workers[domain]; w != nil {
-		return w, nil
+		if !w.Exited() {
+			return w, nil
+		}
+		// The worker died (killed, out of memory, crashed): the jobs it was running have
+		// failed; later ones get a new worker rather than its sandbox_failed forever.
+		delete(e.workers, domain)
+		go w.Close() // reap the process; its calls have all been answered
 	}
 	w, iso, err := sandbox.Start(ctx, sandbox.Config{
 		Command: e.cfg.WorkerCommand,

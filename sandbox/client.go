@@ -383,6 +383,17 @@ func (c *Client) Probe(ctx context.Context, target string) error {
 	return err
 }
 
+// Exited reports whether the worker process has gone (its output ended: it exited, crashed or
+// was killed). An exited worker answers every call with sandbox_failed; start another.
+func (c *Client) Exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Close ends the worker: its stdin closes, it finishes in-flight requests and exits.
 func (c *Client) Close() error {
 	c.stdin.Close()

@@ -30,10 +30,8 @@ import (
 
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
-	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
 	"github.com/c1b99f93/cleanroom/sandbox"
-	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
@@ -155,15 +153,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.closeRoots()
 		return nil, err
 	}
-	failed, err := s.store.FailInterrupted(ctx, &api.Error{Code: string(errcode.Internal),
-		Message: "the server stopped while this job ran; nothing of it was released, and what it reserved stays charged"}, s.now())
-	if err == nil {
-		for _, id := range failed {
-			if _, err = s.eng.Record(ctx, id, &provenance.JobInterrupted{Released: false}); err != nil {
-				break
-			}
-		}
-	}
+	// Jobs left running: recorded job_interrupted, then failed (interrupted.go).
+	_, err = s.failInterrupted(ctx)
 	// Decisions a crash left half-way are settled before anything else reads the store.
 	s.gov = governance.NewService(s.governanceDeps())
 	if err == nil {

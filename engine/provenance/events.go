@@ -363,7 +363,9 @@ type JobRefused struct{ JobEnd }
 // JobFailed: the job ended after its budget was reserved.
 type JobFailed struct{ JobEnd }
 
-// JobInterrupted: the server stopped while the job ran; nothing was released.
+// JobInterrupted: the server stopped while the job ran; the job failed. Released says whether
+// the log already held the job's release (the process died before the outcome was stored, so
+// the applicant never received it); false: nothing was released.
 type JobInterrupted struct {
 	Released bool `json:"released"`
 }
