@@ -9,18 +9,35 @@ import (
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
-// failInterrupted ends the jobs a previous process left running. Each gets its job_interrupted
-// record first, then is failed in the store: a crash between the two leaves the job running,
-// and the next start finds the record and only fails it, so no failed job lacks the record and
-// none has two. The record says whether the log already holds the job's release: a process
-// killed after the engine recorded a release (debit final, receipt signed) but before the
-// runner stored the outcome — the runner holds it back for the completion quantum — leaves a
-// release the applicant never received. The job is failed, stays charged, and its record and
-// message say so rather than "nothing was released".
+// failInterrupted ends the jobs a previous process left running. A job whose outcome the runner
+// had already stored, unseen, for the end of its completion quantum finished: that outcome is
+// shown now. Every other job gets its job_interrupted record first, then is failed in the
+// store: a crash between the two leaves the job running, and the next start finds the record
+// and only fails it, so no failed job lacks the record and none has two. The record says
+// whether the log already holds the job's release: a process killed after the engine recorded
+// a release (debit final, receipt signed) but before the runner stored the outcome leaves a
+// release the applicant never received (a narrow gap now: the runner stores the outcome as soon
+// as the engine returns it). The job is failed, stays charged, and its record and message say
+// so rather than "nothing was released".
 func (s *Server) failInterrupted(ctx context.Context) ([]string, error) {
-	running, err := s.store.Jobs(ctx, governance.JobFilter{State: api.JobRunning})
-	if err != nil || len(running) == 0 {
+	all, err := s.store.Jobs(ctx, governance.JobFilter{State: api.JobRunning})
+	if err != nil || len(all) == 0 {
 		return nil, err
+	}
+	// A job whose outcome was stored but not yet shown (the process died during the completion
+	// quantum) finished: its outcome is shown now, and it was not interrupted.
+	var running []governance.Job
+	for _, j := range all {
+		shown, err := s.store.ApplyPendingOutcome(ctx, j.ID, s.now().UTC())
+		if err != nil {
+			return nil, err
+		}
+		if !shown {
+			running = append(running, j)
+		}
+	}
+	if len(running) == 0 {
+		return nil, nil
 	}
 	ids := make(map[string]bool, len(running))
 	for _, j := range running {

@@ -62,38 +62,52 @@ func (s *Server) execute(j governance.Job) {
 	if err == nil {
 		out, err = s.eng.Run(ctx, engineJob(j.ID, policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org}, g, j.SQL, j.Options, usage))
 	}
-	s.completeAt(claimed)
-	// The outcome is stored even when the server is stopping: the engine has recorded it.
+	// The outcome is stored at once, unseen, and shown when the completion quantum ends: a
+	// crash in between loses nothing (the next start shows it), and no reader sees it early.
+	// It is stored even when the server is stopping: the engine has recorded it.
 	sctx := context.WithoutCancel(ctx)
-	_, serr := s.store.UpdateJob(sctx, j.ID, []string{api.JobRunning}, func(sj *governance.Job) error {
-		sj.UpdatedAt = s.now().UTC()
-		if err != nil {
-			pub := errcode.Public(err)
-			sj.State = finalState(pub.Code)
-			sj.Error = &api.Error{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
-			return nil
-		}
-		sj.Datasets = out.Datasets
-		res, merr := json.Marshal(out.Result)
-		if merr != nil {
-			return merr
-		}
-		sj.Output = res
-		if out.Held == nil {
-			sj.State, sj.Receipt = api.JobReleased, string(out.Receipt)
-			return nil
-		}
-		hold, merr := json.Marshal(out.Held)
-		if merr != nil {
-			return merr
-		}
-		sj.State, sj.Hold = api.JobInReview, hold
-		sj.Review = &api.JobReview{Required: out.Held.Reviewers, Reasons: out.Held.Reasons, Reviews: []api.Review{}}
-		return nil
-	})
-	if serr != nil {
-		s.log.Error("storing a job's outcome failed", "job", j.ID, "err", serr)
+	final, ferr := s.store.Job(sctx, j.ID)
+	if ferr == nil {
+		ferr = outcomeOf(&final, out, err)
 	}
+	if ferr == nil {
+		ferr = s.store.SavePendingOutcome(sctx, final)
+	}
+	s.completeAt(claimed)
+	if ferr != nil {
+		s.log.Error("storing a job's outcome failed", "job", j.ID, "err", ferr)
+		return
+	}
+	if _, aerr := s.store.ApplyPendingOutcome(sctx, j.ID, s.now().UTC()); aerr != nil {
+		s.log.Error("showing a job's outcome failed; the next start shows it", "job", j.ID, "err", aerr)
+	}
+}
+
+// outcomeOf fills a running job's final document from the engine's outcome or error.
+func outcomeOf(sj *governance.Job, out *engine.Outcome, err error) error {
+	if err != nil {
+		pub := errcode.Public(err)
+		sj.State = finalState(pub.Code)
+		sj.Error = &api.Error{Code: string(pub.Code), Message: pub.Message, Position: pub.Position}
+		return nil
+	}
+	sj.Datasets = out.Datasets
+	res, merr := json.Marshal(out.Result)
+	if merr != nil {
+		return merr
+	}
+	sj.Output = res
+	if out.Held == nil {
+		sj.State, sj.Receipt = api.JobReleased, string(out.Receipt)
+		return nil
+	}
+	hold, merr := json.Marshal(out.Held)
+	if merr != nil {
+		return merr
+	}
+	sj.State, sj.Hold = api.JobInReview, hold
+	sj.Review = &api.JobReview{Required: out.Held.Reviewers, Reasons: out.Held.Reasons, Reviews: []api.Review{}}
+	return nil
 }
 
 // completeAt waits, before a job's outcome becomes visible, until a whole number of completion

@@ -81,3 +81,50 @@ func TestClaimJobShowsTheQueueAndClaimsTheChosenJob(t *testing.T) {
 		t.Fatalf("choosing nothing: %v %v", ok, err)
 	}
 }
+
+// TestPendingOutcomeIsUnseenUntilApplied: a running job's outcome stored as pending leaves the
+// job running to every reader — no result, no new state, no new time — until it is applied,
+// which shows it in one step, at the time of applying; it survives reopening the store (a
+// crash between the two), and applying again, or to a job without one, does nothing.
+func TestPendingOutcomeIsUnseenUntilApplied(t *testing.T) {
+	ctx := context.Background()
+	s, path := open(t)
+	withGrant(t, s)
+	if err := s.Enqueue(ctx, api.Job{ID: "job-1", State: api.JobQueued, Grant: "grant-1", Org: "acme", CreatedAt: t0}, governance.QueueLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	running, ok, err := s.ClaimNextJob(ctx, t0)
+	if err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	final := running
+	final.State, final.Receipt, final.Output = api.JobReleased, "receipt", []byte(`{"rows":[]}`)
+	final.UpdatedAt = t0.Add(time.Hour) // the engine's time: must never be shown
+	if err := s.SavePendingOutcome(ctx, final); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.Job(ctx, "job-1")
+	if err != nil || seen.State != api.JobRunning || seen.Output != nil || seen.Receipt != "" || !seen.UpdatedAt.Equal(running.UpdatedAt) {
+		t.Fatalf("before it is applied the job reads %+v (output %s): want it running as claimed", seen.Job, seen.Output)
+	}
+	s.Close()
+	s, err = governance.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	shownAt := t0.Add(2 * time.Hour)
+	if shown, err := s.ApplyPendingOutcome(ctx, "job-1", shownAt); err != nil || !shown {
+		t.Fatalf("apply after reopening: %v %v", shown, err)
+	}
+	seen, err = s.Job(ctx, "job-1")
+	if err != nil || seen.State != api.JobReleased || string(seen.Output) != `{"rows":[]}` || seen.Receipt != "receipt" || !seen.UpdatedAt.Equal(shownAt) {
+		t.Fatalf("after it is applied the job reads %+v (output %s)", seen.Job, seen.Output)
+	}
+	if shown, err := s.ApplyPendingOutcome(ctx, "job-1", shownAt); err != nil || shown {
+		t.Fatalf("applying again: %v %v, want nothing done", shown, err)
+	}
+	if err := s.SavePendingOutcome(ctx, final); !errors.Is(err, governance.ErrConflict) {
+		t.Fatalf("a pending outcome for a finished job: %v, want ErrConflict", err)
+	}
+}

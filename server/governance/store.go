@@ -60,6 +60,14 @@ var schema = []string{
 		created_at TEXT NOT NULL
 	) STRICT`,
 	`CREATE INDEX IF NOT EXISTS gov_jobs_by_state ON gov_jobs (state, created_at)`,
+	// A running job's outcome, stored as soon as the engine returns it and shown (moved into
+	// gov_jobs) only when the completion quantum ends, so a crash in between loses nothing.
+	`CREATE TABLE IF NOT EXISTS gov_pending_outcomes (
+		job        TEXT PRIMARY KEY REFERENCES gov_jobs (id),
+		doc        TEXT NOT NULL,
+		hold       TEXT,
+		result     TEXT
+	) STRICT`,
 	`CREATE TABLE IF NOT EXISTS gov_reviews (
 		job        TEXT NOT NULL REFERENCES gov_jobs (id),
 		reviewer   TEXT NOT NULL,
@@ -299,6 +307,61 @@ func (s *Store) UpdateJob(ctx context.Context, id string, from []string, edit fu
 		return s.writeJob(ctx, tx, j)
 	})
 	return j, err
+}
+
+// SavePendingOutcome stores a running job's final document (its outcome) without showing it:
+// the job stays running to every reader until ApplyPendingOutcome. ErrConflict when the job is
+// not running.
+func (s *Store) SavePendingOutcome(ctx context.Context, j Job) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var state string
+		if err := tx.QueryRowContext(ctx, `SELECT state FROM gov_jobs WHERE id = ?`, j.ID).Scan(&state); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		if state != api.JobRunning {
+			return fmt.Errorf("%w: job %s is %s", ErrConflict, j.ID, state)
+		}
+		doc, err := json.Marshal(j.Job)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO gov_pending_outcomes (job, doc, hold, result) VALUES (?, ?, ?, ?)`,
+			j.ID, string(doc), nullable(j.Hold), nullable(j.Output))
+		return err
+	})
+}
+
+// ApplyPendingOutcome shows a running job's stored outcome, updated at now: it becomes the job,
+// in one transaction with the removal of the pending row. It reports false when the job has
+// none (or is no longer running).
+func (s *Store) ApplyPendingOutcome(ctx context.Context, id string, now time.Time) (bool, error) {
+	applied := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		j, err := scanJob(tx.QueryRowContext(ctx, `SELECT doc, hold, result FROM gov_pending_outcomes WHERE job = ?`, id))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var state string
+		if err := tx.QueryRowContext(ctx, `SELECT state FROM gov_jobs WHERE id = ?`, id).Scan(&state); err != nil {
+			return err
+		}
+		if state == api.JobRunning {
+			j.UpdatedAt = now
+			if err := s.writeJob(ctx, tx, j); err != nil {
+				return err
+			}
+			applied = true
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM gov_pending_outcomes WHERE job = ?`, id)
+		return err
+	})
+	return applied, err
 }
 
 func (s *Store) writeJob(ctx context.Context, tx *sql.Tx, j Job) error {
