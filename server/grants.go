@@ -67,11 +67,8 @@ func (s *Server) getGrant(_ http.ResponseWriter, r *http.Request, who policy.Pri
 }
 
 func (s *Server) grantBudget(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
-	g, err := s.store.Grant(r.Context(), r.PathValue("id"))
+	g, err := s.grantFor(r.Context(), who, r.PathValue("id"), policy.ActionGrantBudget)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := s.authorizeSeen(r.Context(), who, policy.ActionGrantBudget, grantResource(g), readable(policy.ActionGrantRead, grantResource(g))); err != nil {
 		return 0, nil, err
 	}
 	if err := s.gov.Settle(r.Context(), false); err != nil {
@@ -90,11 +87,8 @@ func (s *Server) grantTransition(action string, act governance.GrantAction) hand
 			return 0, nil, err
 		}
 		ctx := r.Context()
-		g, err := s.store.Grant(ctx, r.PathValue("id"))
+		g, err := s.grantFor(ctx, who, r.PathValue("id"), action)
 		if err != nil {
-			return 0, nil, err
-		}
-		if err := s.authorizeSeen(ctx, who, action, grantResource(g), readable(policy.ActionGrantRead, grantResource(g))); err != nil {
 			return 0, nil, err
 		}
 		if g, err = s.gov.Transition(ctx, provenance.Principal(who), g, act, req.Reason); err != nil {

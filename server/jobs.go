@@ -51,10 +51,7 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 			"job options must be non-negative finite numbers (zero means the default, except delta: absent means the default and 0 means pure DP)")
 	}
 	ctx := r.Context()
-	g, err := s.store.Grant(ctx, req.Grant)
-	if err == nil {
-		err = s.authorizeSeen(ctx, who, action, grantResource(g), readable(policy.ActionGrantRead, grantResource(g)))
-	}
+	g, err := s.grantFor(ctx, who, req.Grant, action)
 	if errors.Is(err, governance.ErrNotFound) { // missing, or not the caller's to see: one answer
 		return req, api.Grant{}, errcode.New(errcode.NotFound, "no such grant")
 	}

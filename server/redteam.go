@@ -20,11 +20,8 @@ func (s *Server) recordRedteam(_ http.ResponseWriter, r *http.Request, who polic
 		return 0, nil, err
 	}
 	ctx := r.Context()
-	g, err := s.store.Grant(ctx, r.PathValue("id"))
+	g, err := s.grantFor(ctx, who, r.PathValue("id"), policy.ActionGrantRedteam)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := s.authorizeSeen(ctx, who, policy.ActionGrantRedteam, grantResource(g), readable(policy.ActionGrantRead, grantResource(g))); err != nil {
 		return 0, nil, err
 	}
 	if err := validRedteam(req); err != nil {

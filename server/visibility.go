@@ -5,6 +5,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
@@ -39,6 +40,16 @@ func (s *Server) authorizeSeen(ctx context.Context, who policy.Principal, action
 		}
 	}
 	return hiddenError{cause: err}
+}
+
+// grantFor loads grant id and authorizes who to do action on it: a grant who may not read
+// answers as a missing one, and one it may read but not act on is refused (403).
+func (s *Server) grantFor(ctx context.Context, who policy.Principal, id, action string) (api.Grant, error) {
+	g, err := s.store.Grant(ctx, id)
+	if err != nil {
+		return g, err
+	}
+	return g, s.authorizeSeen(ctx, who, action, grantResource(g), readable(policy.ActionGrantRead, grantResource(g)))
 }
 
 // readable is the sight of an object through its read action.

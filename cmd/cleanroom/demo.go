@@ -217,12 +217,10 @@ type demoPlatform struct {
 	stop    func() error
 }
 
-// as is the client of a principal.
-func (p *demoPlatform) as(name string) *client.Client { return p.clients[name] }
-
-// startDemoPlatform generates the principals with fresh random tokens (kept in memory, never
-// printed), and starts a server over dataDir on a free loopback port.
-func startDemoPlatform(ctx context.Context, dataDir string, importRoots map[string]string, principals []api.Principal) (*demoPlatform, error) {
+// principalsDoc is a principals file (YAML) for these principals, each with a fresh random
+// token, and the tokens by name (kept in memory, never printed): the file holds only their
+// SHA-256 digests.
+func principalsDoc(principals []api.Principal) ([]byte, map[string]string, error) {
 	type entry struct {
 		Name        string `yaml:"name"`
 		Role        string `yaml:"role"`
@@ -236,12 +234,22 @@ func startDemoPlatform(ctx context.Context, dataDir string, importRoots map[stri
 	for _, p := range principals {
 		tok, digest, err := server.NewToken()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tokens[p.Name] = tok
 		file.Principals = append(file.Principals, entry{Name: p.Name, Role: p.Role, Org: p.Org, TokenSHA256: digest})
 	}
 	b, err := yaml.Marshal(&file)
+	return b, tokens, err
+}
+
+// as is the client of a principal.
+func (p *demoPlatform) as(name string) *client.Client { return p.clients[name] }
+
+// startDemoPlatform generates the principals with fresh random tokens (kept in memory, never
+// printed), and starts a server over dataDir on a free loopback port.
+func startDemoPlatform(ctx context.Context, dataDir string, importRoots map[string]string, principals []api.Principal) (*demoPlatform, error) {
+	b, tokens, err := principalsDoc(principals)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -17,10 +18,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/c1b99f93/cleanroom/catalog"
-	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/client"
 	"github.com/c1b99f93/cleanroom/server/loadgen"
@@ -246,42 +245,16 @@ func startLoadPlatform(ctx context.Context, serve func(args []string) *exec.Cmd,
 		}
 	}()
 
-	type entry struct {
-		Name        string `yaml:"name"`
-		Role        string `yaml:"role"`
-		Org         string `yaml:"org"`
-		TokenSHA256 string `yaml:"token_sha256"`
-	}
-	var file struct {
-		Principals []entry `yaml:"principals"`
-	}
-	add := func(name, role, org string) error {
-		tok, digest, err := server.NewToken()
-		if err != nil {
-			return err
-		}
-		p.tokens[name] = tok
-		file.Principals = append(file.Principals, entry{name, role, org, digest})
-		return nil
-	}
-	if err := add("provider", "provider", spec.Provider); err != nil {
-		return nil, err
-	}
-	if err := add("op-1", "operator", "platform"); err != nil {
-		return nil, err
-	}
+	people := []api.Principal{{Name: "provider", Role: "provider", Org: spec.Provider}, {Name: "op-1", Role: "operator", Org: "platform"}}
 	for _, a := range loadApplicants {
-		if err := add(a.name, "applicant", a.org); err != nil {
-			return nil, err
-		}
+		people = append(people, api.Principal{Name: a.name, Role: "applicant", Org: a.org})
 	}
-	if err := add("snoop", "applicant", "delta-analytics"); err != nil {
-		return nil, err
-	}
-	b, err := yaml.Marshal(&file)
+	people = append(people, api.Principal{Name: "snoop", Role: "applicant", Org: "delta-analytics"})
+	b, tokens, err := principalsDoc(people)
 	if err != nil {
 		return nil, err
 	}
+	maps.Copy(p.tokens, tokens)
 	principals := filepath.Join(dir, "principals.yaml")
 	if err := os.WriteFile(principals, b, 0o600); err != nil {
 		return nil, err
