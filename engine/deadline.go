@@ -23,8 +23,9 @@ import (
 // the largest the automatic bounds may choose): a join on the unit key yields at most R_1 ·
 // m^(k−1) rows. The constants are set from DESIGN's measurements (a bounded pass over 1e7
 // rows took 1.0–1.8 s as SQL, so 1 µs a row leaves room for a loaded machine) with a floor
-// that covers a worker's start-up. A job's options may set the deadline explicitly (engine
-// callers and tests; the API does not expose it).
+// that covers a worker's start-up. The differencing check evaluates each of its k conditions
+// on every row, so its rows count ⌈k/8⌉ times. A job's options may set the deadline explicitly
+// (engine callers and tests; the API does not expose it).
 const (
 	DeadlineBase   = time.Second
 	DeadlinePerRow = time.Microsecond
@@ -33,7 +34,20 @@ const (
 )
 
 // planDeadline is the deadline of each worker call of p over ds (the formula above).
-func planDeadline(ds sources, p *plan.Planned) time.Duration {
+func planDeadline(ds sources, p *plan.Planned) time.Duration { return deadlineFor(planRows(ds, p)) }
+
+// checkDeadline is the deadline of a differencing check of k conditions over the rows of ds.
+func checkDeadline(ds sources, p *plan.Planned, k int) time.Duration {
+	return deadlineFor(planRows(ds, p) * math.Ceil(float64(max(k, 1))/8))
+}
+
+func deadlineFor(rows float64) time.Duration {
+	d := float64(DeadlineBase) + rows*float64(DeadlinePerRow)
+	return time.Duration(min(max(d, float64(DeadlineMin)), float64(DeadlineMax)))
+}
+
+// planRows is the rows term of the formula above.
+func planRows(ds sources, p *plan.Planned) float64 {
 	rows := 0.0
 	for _, d := range ds {
 		rows += float64(roundPow2(d.Snapshot.Rows))
@@ -44,12 +58,11 @@ func planDeadline(ds sources, p *plan.Planned) time.Duration {
 			m = max(m, a.MaxGroups*a.MaxRows)
 		}
 		if m <= 0 {
-			return DeadlineMax // nothing bounds the join: the longest deadline
+			return math.Inf(1) // nothing bounds the join: the longest deadline
 		}
 		rows += float64(roundPow2(ds[0].Snapshot.Rows)) * math.Pow(float64(m), float64(len(ds)-1))
 	}
-	d := float64(DeadlineBase) + rows*float64(DeadlinePerRow)
-	return time.Duration(min(max(d, float64(DeadlineMin)), float64(DeadlineMax)))
+	return rows
 }
 
 // roundPow2 rounds n up to a power of two (0 and 1 stay).
@@ -69,9 +82,8 @@ func setDeadline(j Job, ds sources, p *plan.Planned) {
 	if j.Options.TimeoutMS != 0 {
 		return
 	}
-	ms := planDeadline(ds, p).Milliseconds()
-	p.Worker.TimeoutMS = ms
+	p.Worker.TimeoutMS = planDeadline(ds, p).Milliseconds()
 	for i := range p.Probes {
-		p.Probes[i].Worker.TimeoutMS = ms
+		p.Probes[i].Worker.TimeoutMS = checkDeadline(ds, p, len(p.Probes[i].Worker.Differences)).Milliseconds()
 	}
 }

@@ -39,10 +39,14 @@ func TestDeadlineFollowsThePlansRows(t *testing.T) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
-	p := &plan.Planned{Probes: []plan.Probe{{}}}
+	// A check of 9 conditions reads each row for two lots of 8.
+	p := &plan.Planned{Probes: []plan.Probe{{Worker: wire.Plan{Differences: make([]*wire.Expr, 9)}}}}
 	setDeadline(Job{}, ds(1<<24), p)
-	if want := (DeadlineBase + (1<<24)*DeadlinePerRow).Milliseconds(); p.Worker.TimeoutMS != want || p.Probes[0].Worker.TimeoutMS != want {
-		t.Fatalf("plan and check deadlines %d, %d ms; want %d", p.Worker.TimeoutMS, p.Probes[0].Worker.TimeoutMS, want)
+	if want := (DeadlineBase + (1<<24)*DeadlinePerRow).Milliseconds(); p.Worker.TimeoutMS != want {
+		t.Fatalf("plan deadline %d ms; want %d", p.Worker.TimeoutMS, want)
+	}
+	if want := (DeadlineBase + 2*(1<<24)*DeadlinePerRow).Milliseconds(); p.Probes[0].Worker.TimeoutMS != want {
+		t.Fatalf("check deadline %d ms; want %d", p.Probes[0].Worker.TimeoutMS, want)
 	}
 	p = &plan.Planned{Worker: wire.Plan{TimeoutMS: 5}}
 	setDeadline(Job{Options: plan.Options{TimeoutMS: 5}}, ds(1<<30), p)

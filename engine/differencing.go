@@ -18,10 +18,12 @@ import (
 // one birth date). When a query on one dataset is planned, the engine takes every earlier
 // filter noted on the grant with the same dataset snapshot and group keys (the query's shape)
 // that could pair with this one, and has the worker count, with noise, the privacy units on
-// which each pair disagrees. The output screen flags a pair under the policy's
-// differencing_min_units, and the default policy holds the output for a person. The counts
-// are DP (each takes a share of the job's epsilon), so a hold says nothing the budget did not
-// pay for.
+// which this filter and the nearest of those disagree: per earlier filter the units on which
+// the pair disagrees, and the smallest of these counts. Adding or removing one unit moves each
+// count by at most one, hence the minimum too, so the one count has sensitivity 1 and takes one
+// share of the job's epsilon however many filters it compares. The output screen flags it
+// under the policy's differencing_min_units, and the default policy holds the output for a
+// person; a hold says nothing the budget did not pay for.
 //
 // The filter is noted at admission — in the plan stage, before the job runs — under a lock per
 // grant and shape, in the same critical section that reads the earlier filters: of two jobs
@@ -36,11 +38,11 @@ import (
 // selects (disjoint: both pin one string column to sets of values that do not meet, as
 // district = 'A' and district = 'B'; such a pair's difference is their union, which each
 // answer's own minimum of units already covers). Nothing is ranked or dropped: decoys do not
-// push a partner out. Each check takes a share of the job's epsilon, so at most the policy's
-// max_differencing_checks (policy.Params.MaxDifferencingChecks; 8 in the shipped bundle) are
-// run; a query with more candidates is refused
-// (differencing_limit) before anything is reserved, with the advice to group instead of
-// filtering one slice after another.
+// push a partner out. Each candidate is one more condition the worker evaluates on every row,
+// so one check compares at most the policy's max_differencing_checks
+// (policy.Params.MaxDifferencingChecks; 64 in the shipped bundle) earlier filters; a query with
+// more candidates is refused (differencing_limit) before anything is reserved, with the advice
+// to group instead of filtering one slice after another.
 
 // filterHistory bounds how many filters of one grant and shape are read; more than the
 // policy's max_differencing_checks (at most policy.MaxDifferencingChecksCeiling, well below
@@ -109,7 +111,7 @@ func (e *Engine) priorsFor(ctx context.Context, grant, shape string, f *wire.Exp
 	}
 	if limit := e.policy.Params().MaxDifferencingChecks; len(out) > limit {
 		return nil, errcode.New(errcode.DifferencingLimit,
-			"this query's filter could pair with %d earlier queries on this grant over the same dataset and group keys, and a job is checked against at most %d (each check takes a share of its epsilon); "+
+			"this query's filter could pair with %d earlier queries on this grant over the same dataset and group keys, and a job's differencing check compares at most %d (each is read against every row); "+
 				"ask for the slices in one query instead — GROUP BY the column you filter on, or width_bucket(col, lo, hi, n) for a range — or repeat a filter already used", len(out), limit)
 	}
 	return out, nil
@@ -249,7 +251,7 @@ func releaseProbes(probes []plan.Probe, states [][]byte) ([]screen.DifferencePro
 		if err != nil {
 			return nil, errcode.Wrap(errcode.Internal, err, "the DP mechanism failed; nothing was released")
 		}
-		out = append(out, screen.DifferenceProbe{Against: pr.Against, Units: rel[0].Value})
+		out = append(out, screen.DifferenceProbe{Against: pr.Against, Candidates: pr.Candidates, Units: rel[0].Value})
 	}
 	return out, nil
 }

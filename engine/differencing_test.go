@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,10 +136,27 @@ func TestDifferencingDecoysDoNotPushThePartnerOut(t *testing.T) {
 	if !heldForDifferencing(out) {
 		t.Fatalf("with three decoys before it, a query differing from an earlier one by 4 persons was not held: %+v", out.Held)
 	}
-	mech, _ := json.Marshal(lastRecord(t, e, "mechanism"))
-	if n := strings.Count(string(mech), "differencing_check against"); n != 4 {
-		t.Fatalf("mechanism record lists %d differencing checks, want 4 (the partner and three decoys): %s", n, mech)
+	if n := checkedAgainst(t, e); n != 4 {
+		t.Fatalf("the differencing check compared %d earlier queries, want 4 (the partner and three decoys)", n)
 	}
+}
+
+var checkName = regexp.MustCompile(`"differencing_check against ([^"]*)"`)
+
+// checkedAgainst is how many earlier jobs the last job's one differencing check compared, from
+// its mechanism record (0 without a check).
+func checkedAgainst(t *testing.T, e *engine.Engine) int {
+	t.Helper()
+	mech, _ := json.Marshal(lastRecord(t, e, "mechanism"))
+	checks := checkName.FindAllStringSubmatch(string(mech), -1)
+	if len(checks) > 1 {
+		t.Fatalf("mechanism record %s has %d differencing checks, want one for every earlier query", mech, len(checks))
+	}
+	jobs := 0
+	for _, c := range checks {
+		jobs += len(strings.Split(c[1], ", "))
+	}
+	return jobs
 }
 
 // TestDifferencingConcurrentPairIsCaught: two jobs of a differencing pair submitted together
@@ -161,7 +179,7 @@ func TestDifferencingConcurrentPairIsCaught(t *testing.T) {
 
 // shippedMaxDifferencingChecks is max_differencing_checks in the shipped data.json
 // (TestEngineParams in policy pins it there).
-const shippedMaxDifferencingChecks = 8
+const shippedMaxDifferencingChecks = 64
 
 // TestDifferencingRefusesMoreCandidatesThanItChecks: filters on one column that cannot meet
 // (district = 'A', 'B', 'C') are not candidates for each other; a query that could pair with
@@ -181,17 +199,20 @@ func TestDifferencingRefusesMoreCandidatesThanItChecks(t *testing.T) {
 	// Overlapping filters: each could pair with every one before it and the district ones, so
 	// the next query has shippedMaxDifferencingChecks+1 candidates.
 	for i := range shippedMaxDifferencingChecks - 2 {
-		runAt(t, e, q+"cost < "+strconv.Itoa(110+5*i))
+		// At epsilon 1: the checks' noise does not matter here, the dataset's budget does.
+		if _, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < " + strconv.Itoa(110+5*i), Options: plan.Options{Epsilon: 1}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before := spent(t, e, "g")
-	_, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 200", Options: plan.Options{Epsilon: 20}})
+	_, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 1000", Options: plan.Options{Epsilon: 20}})
 	if errcode.Of(err) != errcode.DifferencingLimit {
 		t.Fatalf("a query with %d candidates: %v, want %s", shippedMaxDifferencingChecks+1, err, errcode.DifferencingLimit)
 	}
 	if spent(t, e, "g") != before {
 		t.Fatal("the refused job was charged")
 	}
-	if _, err := e.Explain(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 200", Options: plan.Options{Epsilon: 20}}); errcode.Of(err) != errcode.DifferencingLimit {
+	if _, err := e.Explain(context.Background(), engine.Job{Principal: applicant, Grant: "g", SQL: q + "cost < 1000", Options: plan.Options{Epsilon: 20}}); errcode.Of(err) != errcode.DifferencingLimit {
 		t.Fatalf("explain: %v, want %s", err, errcode.DifferencingLimit)
 	}
 	// A query pinned to district B pairs only with the filters that can meet it: still checked.
@@ -203,7 +224,7 @@ func TestDifferencingRefusesMoreCandidatesThanItChecks(t *testing.T) {
 // TestDifferencingCapIsThePolicysParameter: how many earlier filters a job is checked against
 // is the operator's max_differencing_checks. With 2, a query whose filter overlaps three
 // earlier ones is refused, and one overlapping two is checked against both; with 16, one
-// overlapping nine — more than the shipped 8 — is checked against all nine and runs.
+// overlapping nine is checked against all nine and runs.
 func TestDifferencingCapIsThePolicysParameter(t *testing.T) {
 	const q = "SELECT COUNT(*) AS n FROM visits WHERE cost < "
 	// afterOverlapping runs n overlapping filters on a fresh grant, then a query whose filter
@@ -219,11 +240,10 @@ func TestDifferencingCapIsThePolicysParameter(t *testing.T) {
 		if _, err := e.Run(context.Background(), engine.Job{Principal: applicant, Grant: g, SQL: q + "400", Options: plan.Options{Epsilon: 20}}); err != nil {
 			return 0, err
 		}
-		mech, _ := json.Marshal(lastRecord(t, e, "mechanism"))
-		return strings.Count(string(mech), "differencing_check against"), nil
+		return checkedAgainst(t, e), nil
 	}
 	t.Run("two", func(t *testing.T) {
-		e := openEngineWithParams(t, `"max_differencing_checks": 8`, `"max_differencing_checks": 2`)
+		e := openEngineWithParams(t, `"max_differencing_checks": 64`, `"max_differencing_checks": 2`)
 		register(t, e, visits(t, "visits", 200, false))
 		if n, err := afterOverlapping(t, e, "g2", 2); err != nil || n != 2 {
 			t.Fatalf("a query overlapping two earlier filters with a cap of 2: %d checks, %v; want 2 checks", n, err)
@@ -233,9 +253,9 @@ func TestDifferencingCapIsThePolicysParameter(t *testing.T) {
 		}
 	})
 	t.Run("sixteen", func(t *testing.T) {
-		e := openEngineWithParams(t, `"max_differencing_checks": 8`, `"max_differencing_checks": 16`)
+		e := openEngineWithParams(t, `"max_differencing_checks": 64`, `"max_differencing_checks": 16`)
 		register(t, e, visits(t, "visits", 200, false))
-		want := shippedMaxDifferencingChecks + 1
+		const want = 9
 		if n, err := afterOverlapping(t, e, "g9", want); err != nil || n != want {
 			t.Fatalf("a query overlapping %d earlier filters with a cap of 16: %d checks, %v; want %d checks", want, n, err, want)
 		}

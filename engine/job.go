@@ -310,7 +310,7 @@ func mechanisms(p *plan.Planned) []mechanismRecord {
 	}
 	for _, pr := range p.Probes {
 		s := pr.Worker.Aggregates[0]
-		out = append(out, mechanismRecord{Aggregate: "differencing_check against " + pr.Against, Kind: s.Kind, Mechanism: s.Mechanism(),
+		out = append(out, mechanismRecord{Aggregate: "differencing_check against " + strings.Join(pr.Jobs(), ", "), Kind: s.Kind, Mechanism: s.Mechanism(),
 			Epsilon: s.Epsilon, Delta: s.Delta, Components: s.Components()})
 	}
 	out = append(out, tuningMechanisms(p)...)

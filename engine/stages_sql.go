@@ -84,7 +84,7 @@ func sqlStages() []stage {
 		{name: "gate", dryRun: true, run: gateStage, records: events(&provenance.Gate{}), replay: replaySnapshots,
 			doc: "admit the SQL; its datasets must be within the grant"},
 		{name: "plan", dryRun: true, run: planStage, records: events(&provenance.Plan{}),
-			doc: "bound contributions, choose partitions, split the budget, set the deadline from the rows the plan may read; note the filter and add differencing checks against every earlier filter that could pair with it, under the grant's lock"},
+			doc: "bound contributions, choose partitions, split the budget, set the deadline from the rows the plan may read; note the filter and add one differencing check against every earlier filter that could pair with it, under the grant's lock"},
 		{name: "policy_access", dryRun: true, run: accessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
 			doc: "ask the access policy; an L4 dataset is never operated"},
 		{name: "fingerprint", run: fingerprintStage,

@@ -96,9 +96,10 @@ type Params struct {
 	// earlier one's on the same grant by a condition fewer than this many privacy units (a
 	// noisy count) satisfy. 0 turns the check off.
 	DifferencingMinUnits float64 `json:"differencing_min_units"`
-	// MaxDifferencingChecks (max_differencing_checks) is how many earlier filters one job is
-	// checked against at most (each check takes a share of the job's epsilon); a query whose
-	// filter could pair with more is refused with differencing_limit. A whole number from 0 to
+	// MaxDifferencingChecks (max_differencing_checks) is how many earlier filters one job's
+	// differencing check compares at most (one noisy count for all of them, but each is one
+	// more condition the worker evaluates on every row); a query whose filter could pair with
+	// more is refused with differencing_limit. A whole number from 0 to
 	// MaxDifferencingChecksCeiling. A bundle without it has 0 here — every query that could pair
 	// with an earlier one is refused — and the access policy denies every job (params_invalid).
 	MaxDifferencingChecks int `json:"max_differencing_checks"`
@@ -141,8 +142,7 @@ type Params struct {
 }
 
 // MaxDifferencingChecksCeiling is the largest max_differencing_checks a bundle may set: the
-// engine reads at most ten thousand earlier filters of one grant and shape, and a job's epsilon
-// split over more checks than this would leave each next to nothing.
+// most conditions the worker evaluates in one check (sandbox.MaxDifferences).
 const MaxDifferencingChecksCeiling = 1000
 
 // Values of disclose_dataset_size.

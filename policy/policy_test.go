@@ -429,8 +429,8 @@ func TestEngineParams(t *testing.T) {
 	if shipped.MinUnitsPerGroup <= 0 || !shipped.DiscloseSuppressed || shipped.DifferencingMinUnits <= 0 {
 		t.Fatalf("shipped params %+v, want a positive minimum, disclosed, and differencing checked", shipped)
 	}
-	if shipped.MaxDifferencingChecks != 8 {
-		t.Fatalf("shipped max_differencing_checks %d; data.json ships 8", shipped.MaxDifferencingChecks)
+	if shipped.MaxDifferencingChecks != 64 {
+		t.Fatalf("shipped max_differencing_checks %d; data.json ships 64", shipped.MaxDifferencingChecks)
 	}
 	if shipped.OutputMaxRows != 10000 || shipped.OutputMaxCells != 100000 {
 		t.Fatalf("shipped output limits %v rows, %v cells; data.json ships max_rows 10000 and max_cells 100000", shipped.OutputMaxRows, shipped.OutputMaxCells)
@@ -800,7 +800,7 @@ func readFile(t *testing.T, dir, name string) string {
 // it reads 0 (every query that could pair with an earlier filter is refused) and its access
 // policy denies every job with params_invalid.
 func TestMaxDifferencingChecksParam(t *testing.T) {
-	const line = `"max_differencing_checks": 8`
+	const line = `"max_differencing_checks": 64`
 	for _, tc := range []struct {
 		name, value string
 		want        int

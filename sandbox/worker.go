@@ -210,6 +210,10 @@ func probe(ctx context.Context, target string) error {
 // parallel, bounds each unit's run in a streaming pass, merges the shards, and encodes only the
 // per-partition DP states.
 func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, *wire.BiasStates, error) {
+	if len(p.Differences) > 0 {
+		payload, err := w.differences(ctx, p)
+		return payload, nil, err
+	}
 	payload, pass, err := w.executePass(ctx, p)
 	if err != nil {
 		return nil, nil, err

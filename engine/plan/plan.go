@@ -136,9 +136,10 @@ type Planned struct {
 	Clamp *AutoClamp
 	// BiasEpsilon is the epsilon of the bounding-cost counts (Worker.Bias).
 	BiasEpsilon float64
-	// Probes count, for each prior query given to Build, the privacy units on which its
-	// filter and this query's disagree (a differencing check); each takes a share of the
-	// budget.
+	// Probes holds the differencing check, when Build was given prior queries: one noisy
+	// count, the fewest privacy units on which this query's filter and any prior's disagree.
+	// It takes one share of the budget however many priors it compares (a job recorded
+	// before the check compared them all at once has one probe per prior).
 	Probes []Probe
 }
 
@@ -149,10 +150,24 @@ type Prior struct {
 }
 
 // Probe is a noisy count of the privacy units on which a prior query's filter and this one's
-// disagree: few such units means the two answers differ by those few persons.
+// disagree, for the prior nearest to this one: few such units means two answers differ by
+// those few persons. Changing one unit's rows changes each prior's count by at most one, so
+// their minimum too: one count of sensitivity 1 checks every prior (wire.Plan.Differences).
 type Probe struct {
-	Against string    `json:"against"` // the prior job
+	// Candidates are the prior jobs compared.
+	Candidates []string `json:"candidates,omitempty"`
+	// Against is the one prior job of a probe recorded before one check compared every
+	// prior: its Worker plan has the disagreement as its Filter.
+	Against string    `json:"against,omitempty"`
 	Worker  wire.Plan `json:"worker_plan"`
+}
+
+// Jobs are the prior jobs the probe compares.
+func (p Probe) Jobs() []string {
+	if p.Against != "" {
+		return []string{p.Against}
+	}
+	return p.Candidates
 }
 
 // disagreement is the condition under which two filters disagree on a row. A filter that is
@@ -173,7 +188,14 @@ func probesText(priors []Prior) string {
 	if len(priors) == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" and %d differencing check(s) against earlier queries on this grant", len(priors))
+	return fmt.Sprintf(" and one differencing check against %d earlier quer%s on this grant", len(priors), plural(len(priors), "y", "ies"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // PerUnitJoinRows is how many rows of each privacy unit every dataset with a unit keeps under
@@ -266,7 +288,10 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 	if q.Relation != nil {
 		priors = nil
 	}
-	n := float64(len(q.Aggregates) + len(priors))
+	n := float64(len(q.Aggregates))
+	if len(priors) > 0 {
+		n++
+	}
 	hidden := ""
 	if o.MinUnitsPerGroup > 0 {
 		p.UnitCount = slices.IndexFunc(q.Aggregates, func(a gate.Aggregate) bool { return a.Kind == dp.CountDistinct })
@@ -366,17 +391,20 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		}
 		w.Aggregates = append(w.Aggregates, s)
 	}
-	for _, pr := range priors {
+	if len(priors) > 0 {
 		// One partition (no keys), and a unit counts once in it: sensitivity 1 whatever the
-		// job's bounds.
+		// job's bounds, and however many priors the minimum is taken over.
 		s := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: aggEps, MaxPartitions: 1, MaxPerPartition: 1}
 		if err := s.Validate(); err != nil {
 			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the differencing check accepts")
 		}
-		p.Probes = append(p.Probes, Probe{Against: pr.Job, Worker: wire.Plan{
-			Snapshot: w.Snapshot, Filter: disagreement(q.Filter, pr.Filter), Aggregates: []dp.Spec{s},
-			Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}, SamplingKey: samplingKey, TimeoutMS: o.TimeoutMS,
-		}})
+		pr := Probe{Worker: wire.Plan{Snapshot: w.Snapshot, Aggregates: []dp.Spec{s},
+			Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 1}, SamplingKey: samplingKey, TimeoutMS: o.TimeoutMS}}
+		for _, prior := range priors {
+			pr.Candidates = append(pr.Candidates, prior.Job)
+			pr.Worker.Differences = append(pr.Worker.Differences, disagreement(q.Filter, prior.Filter))
+		}
+		p.Probes = []Probe{pr}
 	}
 	if w.Selection != nil {
 		if err := w.Selection.Validate(); err != nil {

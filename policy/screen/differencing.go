@@ -4,18 +4,30 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 )
 
-// DifferenceProbe is what the engine measured of one earlier query on the same grant, dataset
-// and group keys: the noisy count of privacy units on which its filter and this output's
-// filter disagree. Two answers whose filters disagree on a handful of persons differ by those
-// persons' data (a differencing attack); noise makes the count itself differentially private,
-// so flagging on it leaks nothing the budget did not pay for.
+// DifferenceProbe is what the engine measured of the earlier queries on the same grant,
+// dataset and group keys: the noisy count of privacy units on which this output's filter and
+// the nearest of theirs disagree. Two answers whose filters disagree on a handful of persons
+// differ by those persons' data (a differencing attack); noise makes the count itself
+// differentially private, so flagging on it leaks nothing the budget did not pay for.
 type DifferenceProbe struct {
-	// Against names the earlier job (a job ID, never data).
-	Against string
+	// Candidates name the earlier jobs compared (job IDs, never data).
+	Candidates []string `json:"Candidates,omitempty"`
+	// Against names the one earlier job of a probe stored before one count compared them
+	// all.
+	Against string `json:"Against,omitempty"`
 	// Units is the noisy count of privacy units on which the two filters disagree.
 	Units float64
+}
+
+// jobs are the earlier jobs the probe compared.
+func (p DifferenceProbe) jobs() []string {
+	if p.Against != "" {
+		return []string{p.Against}
+	}
+	return p.Candidates
 }
 
 type differencing struct {
@@ -40,8 +52,13 @@ func WithDifferencing(minUnits float64, probes []DifferenceProbe) Option {
 			return ErrInvalidDifferencing
 		}
 		for _, p := range probes {
-			if !jobID.MatchString(p.Against) {
+			if len(p.jobs()) == 0 {
 				return ErrInvalidDifferencing
+			}
+			for _, j := range p.jobs() {
+				if !jobID.MatchString(j) {
+					return ErrInvalidDifferencing
+				}
 			}
 		}
 		r.differencing = differencing{minUnits: minUnits, probes: append([]DifferenceProbe(nil), probes...)}
@@ -49,8 +66,9 @@ func WithDifferencing(minUnits float64, probes []DifferenceProbe) Option {
 	}
 }
 
-// checkDifferencing reports each earlier query this output's filter differs from on fewer
-// (noisy) privacy units than the minimum. NaN is below any minimum: fail closed.
+// checkDifferencing reports a probe by which this output's filter differs from an earlier
+// query's on fewer (noisy) privacy units than the minimum. NaN is below any minimum: fail
+// closed.
 func (st *state) checkDifferencing() error {
 	d := st.r.differencing
 	if d.minUnits <= 0 {
@@ -59,9 +77,22 @@ func (st *state) checkDifferencing() error {
 	for _, p := range d.probes {
 		if !(p.Units >= d.minUnits) {
 			st.findings.add(CodeDifferencing, fmt.Sprintf(
-				"the filter differs from job %s's on this grant (same dataset and group keys) by a condition about %.0f privacy units satisfy (a noisy count), under the minimum of %g: the two answers together may isolate those units",
-				p.Against, math.Max(0, math.Round(p.Units)), d.minUnits))
+				"the filter differs from %s on this grant (same dataset and group keys) by a condition about %.0f privacy units satisfy (a noisy count), under the minimum of %g: the two answers together may isolate those units",
+				jobsText(p.jobs()), math.Max(0, math.Round(p.Units)), d.minUnits))
 		}
 	}
 	return nil
+}
+
+// jobsText names the compared jobs, the first few of many.
+func jobsText(jobs []string) string {
+	const shown = 5
+	if len(jobs) == 1 {
+		return "job " + jobs[0] + "'s"
+	}
+	list := strings.Join(jobs[:min(len(jobs), shown)], ", ")
+	if len(jobs) > shown {
+		list += fmt.Sprintf(" and %d more", len(jobs)-shown)
+	}
+	return "the nearest of jobs " + list
 }

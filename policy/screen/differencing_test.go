@@ -19,14 +19,15 @@ func TestDifferencingCheck(t *testing.T) {
 		probes []DifferenceProbe
 		want   int // differencing findings
 	}{
-		{"off", 0, []DifferenceProbe{{"job-1", 0.4}}, 0},
+		{"off", 0, []DifferenceProbe{{Against: "job-1", Units: 0.4}}, 0},
 		{"no_probes", 10, nil, 0},
-		{"one_person", 10, []DifferenceProbe{{"job-1", 1.3}}, 1},
-		{"negative_noise", 10, []DifferenceProbe{{"job-1", -2.5}}, 1},
-		{"at_minimum", 10, []DifferenceProbe{{"job-1", 10}}, 0},
-		{"wide", 10, []DifferenceProbe{{"job-1", 540}}, 0},
-		{"nan_fails_closed", 10, []DifferenceProbe{{"job-1", math.NaN()}}, 1},
-		{"each_prior", 10, []DifferenceProbe{{"job-1", 3}, {"job-2", 400}, {"job-3", 9.9}}, 2},
+		{"one_person", 10, []DifferenceProbe{{Against: "job-1", Units: 1.3}}, 1},
+		{"negative_noise", 10, []DifferenceProbe{{Against: "job-1", Units: -2.5}}, 1},
+		{"at_minimum", 10, []DifferenceProbe{{Against: "job-1", Units: 10}}, 0},
+		{"wide", 10, []DifferenceProbe{{Against: "job-1", Units: 540}}, 0},
+		{"nan_fails_closed", 10, []DifferenceProbe{{Against: "job-1", Units: math.NaN()}}, 1},
+		{"nearest_of_many", 10, []DifferenceProbe{{Candidates: []string{"job-1", "job-2", "job-3", "job-4", "job-5", "job-6", "job-7"}, Units: 2}}, 1},
+		{"each_prior", 10, []DifferenceProbe{{Against: "job-1", Units: 3}, {Against: "job-2", Units: 400}, {Against: "job-3", Units: 9.9}}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := New(WithDifferencing(tc.min, tc.probes))
@@ -59,8 +60,9 @@ func TestDifferencingOptionRefusesBadInput(t *testing.T) {
 		{-1, nil},
 		{math.Inf(1), nil},
 		{math.NaN(), nil},
-		{10, []DifferenceProbe{{"", 1}}},
-		{10, []DifferenceProbe{{"job 1; 13812345678", 1}}}, // a message may only quote a plain job ID
+		{10, []DifferenceProbe{{Against: "", Units: 1}}},
+		{10, []DifferenceProbe{{Candidates: []string{}, Units: 1}}},
+		{10, []DifferenceProbe{{Candidates: []string{"job-1", "job 1; 13812345678"}, Units: 1}}}, // a message may only quote a plain job ID
 	} {
 		if _, err := New(WithDifferencing(tc.min, tc.probes)); !errors.Is(err, ErrInvalidDifferencing) {
 			t.Errorf("WithDifferencing(%v, %v): %v, want ErrInvalidDifferencing", tc.min, tc.probes, err)

@@ -41,6 +41,14 @@ type Plan struct {
 	Profile *Profile `json:"profile,omitempty"`
 	// Bias, when set, has the bounding pass count what bounding drops and clamps.
 	Bias *BiasSpecs `json:"bias,omitempty"`
+	// Differences, when set, makes the plan a differencing check: for each condition the
+	// worker counts the privacy units with a row on which it holds (an evaluation error is
+	// "does not hold"), and returns the smallest count as the state of the plan's one
+	// aggregate, a count_distinct over one partition with bounds 1 × 1. Adding or removing a
+	// unit changes each count by at most one, hence their minimum by at most one: one
+	// sensitivity-1 count compares any number of conditions. Such a plan has no filter, keys,
+	// values, relation, profile or bias.
+	Differences []*Expr `json:"differences,omitempty"`
 }
 
 // Bounds are the per-unit contribution bounds the worker enforces.
