@@ -47,6 +47,9 @@ func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who pol
 	defer src.Close()
 	spec.Source.Path = path
 	d, err := s.eng.RegisterDataset(r.Context(), spec, src)
+	if errcode.Of(err) == errcode.DatasetAlreadyRegistered {
+		s.denied.spend(who) // recorded by the engine, one record each: bounded like a denial
+	}
 	if err != nil {
 		return 0, nil, err
 	}
@@ -54,8 +57,11 @@ func (s *Server) registerDataset(_ http.ResponseWriter, r *http.Request, who pol
 }
 
 // refuseRegistration records in provenance that who's registration was refused before its
-// source was read (who, which dataset, the code; never the path) and returns err.
+// source was read (who, which dataset, the code; never the path) and returns err. Each such
+// record takes a token of who's denied-request bucket (denials.spend), so a flood of refused
+// registrations meets 429 rate_limited, counted in a summary, instead of growing the log.
 func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, spec *catalog.Spec, err error) error {
+	defer s.denied.spend(who)
 	if _, rerr := s.eng.Record(context.WithoutCancel(ctx), "", &provenance.DatasetRegistrationRefused{
 		Principal: ptr(provenance.Principal(who)), Name: spec.Name, Provider: spec.Provider, Grade: string(spec.Grade), Code: string(errcode.Of(err)),
 	}); rerr != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/engine/provenance"
+	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -381,5 +382,48 @@ func TestRefusedSQLIsBoundedLikeDenials(t *testing.T) {
 	}
 	if limited != 3 {
 		t.Fatalf("summaries count %d rate_limited requests, want 3", limited)
+	}
+}
+
+// TestRefusedRegistrationsAreBoundedLikeDenials: a registration refused for where its source
+// lies is recorded one dataset_registration_refused each, but each takes a token of the
+// provider's denied-request bucket: past the burst it is answered 429 rate_limited and counted
+// in a summary, so a provider cannot grow the log without bound.
+func TestRefusedRegistrationsAreBoundedLikeDenials(t *testing.T) {
+	p := startLimited(t, func(c *server.Config) {
+		c.Limits.DeniedBurst = 3
+		c.Limits.DeniedPerMinute = 1
+		c.ImportRoots = importRoots(t)
+	})
+	outside := residentsAs(t, "hc_residents", "health-commission", "L1", 1000, "../public-security-bureau/residents.parquet")
+	for i := range 3 {
+		if status, code := p.do("hospital-a", "POST", "/v1/datasets", outside, nil); status != http.StatusBadRequest || code != string(errcode.SourceOutsideImportRoot) {
+			t.Fatalf("refusal #%d: %d %q, want 400 %s", i+1, status, code, errcode.SourceOutsideImportRoot)
+		}
+	}
+	for range 4 {
+		if status, code := p.do("hospital-a", "POST", "/v1/datasets", outside, nil); status != http.StatusTooManyRequests || code != string(errcode.RateLimited) {
+			t.Fatalf("after the burst: %d %q, want 429 %s", status, code, errcode.RateLimited)
+		}
+	}
+	p.stop()
+	log, err := os.ReadFile(filepath.Join(p.dataDir, "provenance.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(log, []byte(`"dataset_registration_refused"`)); n != 3 {
+		t.Fatalf("%d dataset_registration_refused records, want 3 (one per refusal under the limit)", n)
+	}
+	_, sums := deniedRecords(t, p.dataDir)
+	var limited int64
+	for _, s := range sums {
+		for _, l := range s.Counts {
+			if l.Code == string(errcode.RateLimited) {
+				limited += l.Count
+			}
+		}
+	}
+	if limited != 4 {
+		t.Fatalf("summaries count %d rate_limited requests, want 4", limited)
 	}
 }
