@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -73,6 +74,45 @@ type Spec struct {
 	Source  Source            `json:"source" yaml:"source"`
 	Budget  Budget            `json:"budget,omitempty" yaml:"budget,omitempty"`
 	Columns map[string]Column `json:"columns" yaml:"columns"`
+	// Verify names the attributes of a privacy unit that applicants may verify claims
+	// against (核验, kind "verify"): each answer is match or no match for one person, never
+	// a value, and the provider opts in per attribute.
+	Verify map[string]VerifyAttribute `json:"verify,omitempty" yaml:"verify,omitempty"`
+}
+
+// VerifyAttribute is how a verifiable attribute of a privacy unit is read from the unit's
+// rows. Both sides encode it alike: the applicant claims the attribute's value as text, the
+// worker reads the unit's value the same way, and only their equality is ever computed.
+type VerifyAttribute struct {
+	// Column is the column the attribute is read from.
+	Column string `json:"column" yaml:"column"`
+	// Reduce folds the unit's rows into one value: "value" (the default: the rows' one value;
+	// rows that disagree, or none, verify nothing), "any" ("true" when some row's value is
+	// true, else "false"), "count" (the rows, or with a column the rows where it is true),
+	// "max" or "min".
+	Reduce string `json:"reduce,omitempty" yaml:"reduce,omitempty"`
+	// Bands, for a numeric attribute, are ascending public edges: the attribute is then the
+	// band's index as text — "0" below the first edge, "1" from it up to the second, … — so
+	// a claim such as "registered capital at least 1M" is a claim of bands (set membership).
+	Bands []float64 `json:"bands,omitempty" yaml:"bands,omitempty"`
+}
+
+// Reductions of VerifyAttribute.Reduce.
+const (
+	ReduceValue = "value"
+	ReduceAny   = "any"
+	ReduceCount = "count"
+	ReduceMax   = "max"
+	ReduceMin   = "min"
+)
+
+// Band is the band index, as text, of v among ascending edges (VerifyAttribute.Bands).
+func Band(edges []float64, v float64) string {
+	i := sort.SearchFloat64s(edges, v)
+	if i < len(edges) && edges[i] == v {
+		i++ // an edge starts its band
+	}
+	return strconv.Itoa(i)
 }
 
 // Source says where the provider's raw data is read from.
@@ -251,6 +291,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	if s.Public {
+		if len(s.Verify) > 0 {
+			return invalid("verify", "a public lookup table has no persons to verify")
+		}
 		return nil
 	}
 	unit, ok := s.Columns[s.PrivacyUnit]
@@ -259,6 +302,46 @@ func (s *Spec) Validate() error {
 	}
 	if !unit.Has(TagIdentifier) {
 		return invalid("privacy_unit", "the privacy unit column must be tagged identifier")
+	}
+	return s.validateVerify()
+}
+
+func (s *Spec) validateVerify() error {
+	names := make([]string, 0, len(s.Verify))
+	for n := range s.Verify {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		a := s.Verify[name]
+		f := "verify." + name
+		if !nameRE.MatchString(name) {
+			return invalid(f, "attribute names must match %s", nameRE)
+		}
+		if _, ok := s.Columns[a.Column]; !ok {
+			return invalid(f+".column", "must name a declared column")
+		}
+		if a.Column == s.PrivacyUnit {
+			return invalid(f+".column", "the privacy unit is what a check is about, not an attribute of it")
+		}
+		switch a.Reduce {
+		case "", ReduceValue, ReduceAny, ReduceCount, ReduceMax, ReduceMin:
+		default:
+			return invalid(f+".reduce", "must be one of value, any, count, max, min")
+		}
+		if a.Bands != nil {
+			if len(a.Bands) == 0 || len(a.Bands) > 100 {
+				return invalid(f+".bands", "must hold 1 to 100 edges")
+			}
+			for i, e := range a.Bands {
+				if math.IsNaN(e) || math.IsInf(e, 0) || (i > 0 && !(a.Bands[i-1] < e)) {
+					return invalid(f+".bands", "must be finite and strictly ascending")
+				}
+			}
+			if a.Reduce == ReduceAny {
+				return invalid(f+".bands", "an any attribute is true or false, not a number to band")
+			}
+		}
 	}
 	return nil
 }

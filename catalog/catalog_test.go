@@ -151,6 +151,52 @@ var refused = []specCase{
 	{"privacy unit missing", func(m map[string]any) { delete(m, "privacy_unit") }, "privacy_unit", false},
 	{"privacy unit not declared", func(m map[string]any) { m["privacy_unit"] = "patient_id" }, "privacy_unit", false},
 	{"privacy unit not tagged identifier", func(m map[string]any) { m["privacy_unit"] = "district" }, "privacy_unit", false},
+
+	{"verify: an undeclared column", func(m map[string]any) {
+		m["verify"] = map[string]any{"capital": map[string]any{"column": "capital"}}
+	}, "verify.capital.column", false},
+	{"verify: the privacy unit itself", func(m map[string]any) {
+		m["verify"] = map[string]any{"who": map[string]any{"column": "person_id"}}
+	}, "verify.who.column", false},
+	{"verify: an unknown reduction", func(m map[string]any) {
+		m["verify"] = map[string]any{"cost": map[string]any{"column": "cost", "reduce": "sum"}}
+	}, "verify.cost.reduce", false},
+	{"verify: bands not ascending", func(m map[string]any) {
+		m["verify"] = map[string]any{"cost": map[string]any{"column": "cost", "bands": []any{100.0, 100.0}}}
+	}, "verify.cost.bands", false},
+	{"verify: empty bands", func(m map[string]any) {
+		m["verify"] = map[string]any{"cost": map[string]any{"column": "cost", "bands": []any{}}}
+	}, "verify.cost.bands", false},
+	{"verify: banded any", func(m map[string]any) {
+		m["verify"] = map[string]any{"cost": map[string]any{"column": "cost", "reduce": "any", "bands": []any{1.0}}}
+	}, "verify.cost.bands", false},
+	{"verify: a bad attribute name", func(m map[string]any) {
+		m["verify"] = map[string]any{"Cost Band": map[string]any{"column": "cost"}}
+	}, "verify.Cost Band", false},
+	{"verify: an unknown key", func(m map[string]any) {
+		m["verify"] = map[string]any{"cost": map[string]any{"column": "cost", "edges": []any{1.0}}}
+	}, "", false},
+	{"verify on a public table", func(m map[string]any) {
+		m["public"] = true
+		delete(m, "privacy_unit")
+		delete(m, "budget")
+		delete(sub(m, "columns"), "person_id")
+		m["verify"] = map[string]any{"cost": map[string]any{"column": "cost"}}
+	}, "verify", false},
+}
+
+// TestBandIsTheIndexOfTheHalfOpenInterval: an edge starts its band, and values below the
+// first edge are band 0.
+func TestBandIsTheIndexOfTheHalfOpenInterval(t *testing.T) {
+	edges := []float64{100, 1000}
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{{-5, "0"}, {0, "0"}, {99.99, "0"}, {100, "1"}, {999, "1"}, {1000, "2"}, {1e9, "2"}} {
+		if got := catalog.Band(edges, c.v); got != c.want {
+			t.Errorf("Band(%v, %v) = %s, want %s", edges, c.v, got, c.want)
+		}
+	}
 }
 
 // accepted are valid variations of baseSpec.

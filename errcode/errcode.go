@@ -105,6 +105,17 @@ const (
 	// (same dataset and group keys) than one job is checked against; refused before anything
 	// is reserved. Ask for the slices in one grouped query instead.
 	DifferencingLimit Code = "differencing_limit"
+
+	// Verification (核验, kind verify).
+	// VerifyLimit: a fact (one subject's attribute) was checked as often as the policy allows
+	// per period by the organisation, or the grant made its checks of the day; the job is
+	// denied and nothing is evaluated.
+	VerifyLimit Code = "verify_limit"
+	// UnknownAttribute: the dataset declares no verifiable attribute of that name.
+	UnknownAttribute Code = "unknown_attribute"
+	// MalformedCiphertext: a verification's public key or ciphertexts do not decode as the
+	// platform's parameter set, or their count does not fit the checks.
+	MalformedCiphertext Code = "malformed_ciphertext"
 )
 
 // Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
@@ -165,6 +176,7 @@ func All() []Code {
 		SourceNotFound, SourceUnreadable, UnsupportedType, EmptySource,
 		RawColumnInOutput, NetworkUnreachable, ResourceLimit, TooManyPartitions,
 		IdentifierInQuery, OutputHeld, DifferencingLimit,
+		VerifyLimit, UnknownAttribute, MalformedCiphertext,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
 		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,

@@ -61,6 +61,8 @@ type JobParams struct {
 	MaxGroupsContributed     int     `json:"max_groups_contributed"`
 	MaxContributionsPerGroup int     `json:"max_contributions_per_group"`
 	PublicPartitions         bool    `json:"public_partitions"`
+	// Checks is how many facts a verification job checks (kind "verify"; 0 otherwise).
+	Checks int `json:"checks,omitempty"`
 }
 
 // ActionSubmitJob is the action of an applicant submitting a job.

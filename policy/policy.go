@@ -103,6 +103,14 @@ type Params struct {
 	// MaxDifferencingChecksCeiling. A bundle without it has 0 here — every query that could pair
 	// with an earlier one is refused — and the access policy denies every job (params_invalid).
 	MaxDifferencingChecks int `json:"max_differencing_checks"`
+	// Verification limits (kind verify; whole numbers, 0 when absent, and then no
+	// verification runs): VerifyChecksPerFact (verify_checks_per_fact) is how often one
+	// organisation may check one subject's attribute per VerifyFactPeriodDays
+	// (verify_fact_period_days); VerifyChecksPerGrantDay (verify_checks_per_grant_per_day) is
+	// how many checks one grant may make per 24 hours.
+	VerifyChecksPerFact     int `json:"verify_checks_per_fact"`
+	VerifyFactPeriodDays    int `json:"verify_fact_period_days"`
+	VerifyChecksPerGrantDay int `json:"verify_checks_per_grant_per_day"`
 	// ReturnUnspentOnRevoke (return_unspent_on_revoke) gives what a revoked grant never spent
 	// back to its datasets' lifetime budgets, for other grants to be allocated; otherwise it
 	// stays allocated to the revoked grant. ReturnUnspentOnExpiry (return_unspent_on_expiry)
@@ -235,6 +243,16 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 			return Params{}, fmt.Errorf("data.cleanroom.params.max_differencing_checks must be a whole number from 0 to %d", MaxDifferencingChecksCeiling)
 		}
 		p.MaxDifferencingChecks = int(f)
+	}
+	for key, dst := range map[string]*int{"verify_checks_per_fact": &p.VerifyChecksPerFact,
+		"verify_fact_period_days": &p.VerifyFactPeriodDays, "verify_checks_per_grant_per_day": &p.VerifyChecksPerGrantDay} {
+		if v, ok := params[key]; ok {
+			f, ok := number(v)
+			if !ok || f < 0 || f > math.MaxInt32 || f != math.Trunc(f) {
+				return Params{}, fmt.Errorf("data.cleanroom.params.%s must be a whole number", key)
+			}
+			*dst = int(f)
+		}
 	}
 	if v, ok := params["disclose_dataset_size"]; ok {
 		if v != DatasetSizePublic && v != DatasetSizeNone {

@@ -429,6 +429,10 @@ func TestEngineParams(t *testing.T) {
 	if shipped.MinUnitsPerGroup <= 0 || !shipped.DiscloseSuppressed || shipped.DifferencingMinUnits <= 0 {
 		t.Fatalf("shipped params %+v, want a positive minimum, disclosed, and differencing checked", shipped)
 	}
+	if shipped.VerifyChecksPerFact != 1 || shipped.VerifyFactPeriodDays != 30 || shipped.VerifyChecksPerGrantDay != 300000 {
+		t.Fatalf("shipped verification limits %d per %d days, %d a grant a day; data.json ships 1 per 30 days and 300000",
+			shipped.VerifyChecksPerFact, shipped.VerifyFactPeriodDays, shipped.VerifyChecksPerGrantDay)
+	}
 	if shipped.MaxDifferencingChecks != 64 {
 		t.Fatalf("shipped max_differencing_checks %d; data.json ships 64", shipped.MaxDifferencingChecks)
 	}
@@ -488,6 +492,8 @@ func TestEngineParams(t *testing.T) {
 			tc.want.AutoMaxGroups, tc.want.AutoMaxRows = shipped.AutoMaxGroups, shipped.AutoMaxRows
 			tc.want.OutputMaxRows, tc.want.OutputMaxCells = shipped.OutputMaxRows, shipped.OutputMaxCells
 			tc.want.MaxDifferencingChecks = shipped.MaxDifferencingChecks
+			tc.want.VerifyChecksPerFact, tc.want.VerifyFactPeriodDays = shipped.VerifyChecksPerFact, shipped.VerifyFactPeriodDays
+			tc.want.VerifyChecksPerGrantDay = shipped.VerifyChecksPerGrantDay
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}

@@ -200,7 +200,7 @@ func statusOf(code errcode.Code) int {
 		return http.StatusNotImplemented
 	case errcode.Unavailable:
 		return http.StatusServiceUnavailable
-	case errcode.QueueFull:
+	case errcode.QueueFull, errcode.VerifyLimit:
 		return http.StatusTooManyRequests
 	case errcode.Internal, errcode.ProvenanceFailed, errcode.SandboxFailed:
 		return http.StatusInternalServerError

@@ -59,8 +59,8 @@ type Ledger struct {
 
 // schemaVersion is the version of the tables below, recorded in schema_version under "ledger".
 // Version 2 added ledger_allocations; a version 1 database is upgraded in place (its grants hold
-// no allocation, see Allocate).
-const schemaVersion = 2
+// no allocation, see Allocate). Version 3 added verify_checks (checks.go).
+const schemaVersion = 3
 
 // schema creates the ledger's tables if missing. Names are prefixed because the database is the
 // shared control-plane store. Triggers make the state machine and costs tamper-resistant even to
@@ -186,7 +186,7 @@ func Open(ctx context.Context, path string) (*Ledger, error) {
 
 func (l *Ledger) migrate(ctx context.Context) error {
 	return l.write(ctx, func(tx *sql.Tx) error {
-		for _, stmt := range slices.Concat(schema, decisionSchema) {
+		for _, stmt := range slices.Concat(schema, decisionSchema, checksSchema) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("ledger: create schema: %w", err)
 			}

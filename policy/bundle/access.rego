@@ -62,7 +62,7 @@ deny contains sprintf("cross_domain_join: datasets span %d data domains (%s)", [
 
 usages := {
 	"group_key", "filter", "filter_equality", "aggregate", "count_distinct_unit", "count_rows",
-	"output", "join_unit", "join_key",
+	"output", "join_unit", "join_key", "verify_attribute",
 }
 
 dataset_names := {d.name | some d in input.datasets}
@@ -131,7 +131,11 @@ deny contains sprintf("job_kind_unsupported: job kind %s is not allowed", [kind]
 	not kind in {k | some k in params.allowed_job_kinds}
 }
 
+# The privacy parameters are a DP SQL job's; a verification spends no budget (below).
+sql_job if input.job.kind == "sql"
+
 deny contains sprintf("epsilon_out_of_range: epsilon %v must be in (0, %v]", [input.job.epsilon, params.max_epsilon_per_job]) if {
+	sql_job
 	not epsilon_ok
 }
 
@@ -145,11 +149,13 @@ epsilon_ok if {
 # came back 0 with the interval [0, 0]): such a job spends budget and a rate-limit slot on
 # nothing. Refused by name, so the applicant learns the minimum.
 deny contains sprintf("epsilon_below_minimum: epsilon %v is below the operator's minimum of %v per job; a smaller epsilon's noise drowns any answer, so spend at least %v", [input.job.epsilon, params.min_epsilon_per_job, params.min_epsilon_per_job]) if {
+	sql_job
 	epsilon_ok
 	input.job.epsilon < params.min_epsilon_per_job
 }
 
 deny contains sprintf("delta_out_of_range: delta %v must be in [0, %v)", [input.job.delta, params.max_delta_per_job]) if {
+	sql_job
 	not delta_ok
 }
 
@@ -160,11 +166,45 @@ delta_ok if {
 }
 
 deny contains sprintf("max_groups_contributed_out_of_range: %v must be a whole number in 1..%v", [input.job.max_groups_contributed, params.max_groups_contributed]) if {
+	sql_job
 	not lib.is_whole_in_range(input.job.max_groups_contributed, 1, params.max_groups_contributed)
 }
 
 deny contains sprintf("max_contributions_per_group_out_of_range: %v must be a whole number in 1..%v", [input.job.max_contributions_per_group, params.max_contributions_per_group]) if {
+	sql_job
 	not lib.is_whole_in_range(input.job.max_contributions_per_group, 1, params.max_contributions_per_group)
+}
+
+# --- verification (核验) ---
+
+# A verification answers an exact question about one person per check — match or no match —
+# so it is the exception it is: only a dataset's declared verifiable attributes (the engine
+# refuses others before asking), a bounded number of checks per job, and per fact and day the
+# limits the engine keeps in the ledger (verify_checks_per_fact per verify_fact_period_days,
+# verify_checks_per_grant_per_day). An identifier is never what a check is about.
+verify_job if input.job.kind == "verify"
+
+deny contains sprintf("checks_out_of_range: %v checks must be a whole number in 1..%v", [input.job.checks, params.max_checks_per_job]) if {
+	verify_job
+	not lib.is_whole_in_range(object.get(input.job, "checks", 0), 1, params.max_checks_per_job)
+}
+
+deny contains sprintf("identifier_in_verify: column %s.%s is tagged identifier; a check is about a person, not an identifier to confirm", [c.dataset, c.column]) if {
+	some c in input.columns
+	c.usage == "verify_attribute"
+	lib.is_identifier(c)
+}
+
+deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s job", [c.dataset, c.column, c.usage, input.job.kind]) if {
+	some c in input.columns
+	c.usage == "verify_attribute"
+	not verify_job
+}
+
+deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s job", [c.dataset, c.column, c.usage, input.job.kind]) if {
+	some c in input.columns
+	c.usage != "verify_attribute"
+	verify_job
 }
 
 # --- the grant ---

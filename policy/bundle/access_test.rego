@@ -563,3 +563,51 @@ test_whole_max_differencing_checks_accepted if {
 		not "params_invalid" in deny_codes(good) with data.cleanroom.params.max_differencing_checks as n
 	}
 }
+
+# --- verification (核验) ---
+
+# verify_good is an admissible verification: 100 checks of residents' income band.
+verify_good := {
+	"principal": {"name": "alice", "role": "applicant", "org": "insurer_a"},
+	"action": "submit_job",
+	"datasets": [{
+		"name": "residents", "provider": "public_security_bureau", "grade": "L3",
+		"domain": "platform", "privacy_unit": "person_id",
+	}],
+	"columns": [{"dataset": "residents", "column": "income_band", "tags": ["sensitive"], "usage": "verify_attribute", "privacy_unit": false}],
+	"job": {"kind": "verify", "epsilon": 0, "delta": 0, "max_groups_contributed": 0, "max_contributions_per_group": 0, "public_partitions": false, "checks": 100},
+}
+
+test_verify_job_is_allowed_without_privacy_parameters if {
+	access.decision == {"result": "allow", "reasons": []} with input as verify_good
+}
+
+test_verify_checks_out_of_range_denied if {
+	every n in [0, -1, 1.5, 65537, "100"] {
+		"checks_out_of_range" in deny_codes(json.patch(verify_good, [{"op": "replace", "path": "/job/checks", "value": n}]))
+	}
+}
+
+test_verify_of_an_identifier_denied if {
+	inp := json.patch(verify_good, [{"op": "replace", "path": "/columns/0/tags", "value": ["identifier"]}])
+	"identifier_in_verify" in deny_codes(inp)
+}
+
+test_verify_usage_in_a_sql_job_denied if {
+	inp := json.patch(good, [{"op": "add", "path": "/columns/-", "value": {"dataset": "visits", "column": "district", "tags": ["quasi_identifier"], "usage": "verify_attribute", "privacy_unit": false}}])
+	"usage_outside_kind" in deny_codes(inp)
+}
+
+test_sql_usage_in_a_verify_job_denied if {
+	inp := json.patch(verify_good, [{"op": "replace", "path": "/columns/0/usage", "value": "group_key"}])
+	"usage_outside_kind" in deny_codes(inp)
+}
+
+test_sql_parameters_still_checked_for_sql if {
+	"epsilon_out_of_range" in deny_codes(patched("replace", "/job/epsilon", 0))
+}
+
+test_l4_dataset_never_verified if {
+	inp := json.patch(verify_good, [{"op": "replace", "path": "/datasets/0/grade", "value": "L4"}])
+	count(deny_codes(inp)) > 0
+}

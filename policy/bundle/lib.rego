@@ -29,6 +29,10 @@ number_params := {
 	"max_differencing_checks",
 	"max_jobs_per_grant_per_hour",
 	"max_jobs_per_grant_per_day",
+	"max_checks_per_job",
+	"verify_checks_per_fact",
+	"verify_fact_period_days",
+	"verify_checks_per_grant_per_day",
 }
 
 string_list_params := {"allowed_job_kinds", "allowed_mechanisms", "double_review_grades"}
