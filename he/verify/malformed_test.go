@@ -238,3 +238,87 @@ func FuzzEvaluate(f *testing.F) {
 		t.Fatalf("unexpected error: %v", err)
 	})
 }
+
+// TestForgedLengthFieldsAreRefusedBeforeDecoding: lattigo's decoders trust the length
+// fields in their input, and a forged one made a decoder allocate terabytes (found by
+// FuzzEvaluate). Every byte of a key or ciphertext that is not coefficient data is now
+// checked against the expected layout first: forging any of them is a sentinel error.
+func TestForgedLengthFieldsAreRefusedBeforeDecoding(t *testing.T) {
+	f := getFixture(t)
+	p := mustParameters()
+	one := []Actual{{Value: 1, Present: true}}
+	prepared, err := NewEvaluator(f.pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		k     kind
+		bytes []byte
+		skip  int // bytes before the lattigo payload
+		want  error
+		eval  func(b []byte) error
+	}{
+		{"claims", kindClaims, f.claim, headerSize, ErrMalformedCiphertext, func(b []byte) error {
+			_, err := prepared.Evaluate([][]byte{b}, one)
+			return err
+		}},
+		{"public key", kindPublicKey, f.pk, headerSize + seedSize, ErrMalformedKey, func(b []byte) error {
+			_, err := Evaluate(b, [][]byte{f.claim}, one)
+			return err
+		}},
+	} {
+		l, err := layoutFor(p, c.k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged := 0
+		for i, isCoeff := range l.coeff {
+			if isCoeff {
+				continue
+			}
+			for _, v := range []byte{0xff, 0x7f, l.fixed[i] ^ 1} {
+				b := append([]byte(nil), c.bytes...)
+				b[c.skip+i] = v
+				if v == c.bytes[c.skip+i] {
+					continue
+				}
+				if err := c.eval(b); !errors.Is(err, c.want) {
+					t.Fatalf("%s: byte %d forged to %#x: got %v, want %v", c.name, i, v, err, c.want)
+				}
+				forged++
+			}
+		}
+		t.Logf("%s: %d forgeries of %d layout bytes refused", c.name, forged, len(l.fixed))
+	}
+}
+
+// FuzzEvaluateEdits fuzzes small edits of a valid key and claims ciphertext (the go fuzzer
+// makes little progress mutating FuzzEvaluate's 500 KB inputs): overwrite up to 8 bytes at
+// an offset of either input, or truncate it there. Evaluate must not panic and must either
+// succeed or return a sentinel error.
+func FuzzEvaluateEdits(f *testing.F) {
+	fx := getFixture(f)
+	f.Add(uint32(0), []byte{0xff}, false, false)
+	f.Add(uint32(headerSize+3), []byte{0xff, 0xff, 0xff, 0xff}, false, false)
+	f.Add(uint32(headerSize+seedSize+3), []byte{0xff, 0xff}, true, false)
+	f.Add(uint32(headerSize+40), []byte{}, false, true)
+	f.Fuzz(func(t *testing.T, off uint32, edit []byte, key, truncate bool) {
+		pk := append([]byte(nil), fx.pk...)
+		ct := append([]byte(nil), fx.claim...)
+		target := &ct
+		if key {
+			target = &pk
+		}
+		o := int(off % uint32(len(*target)))
+		if truncate {
+			*target = (*target)[:o]
+		} else {
+			copy((*target)[o:], edit[:min(len(edit), 8)])
+		}
+		_, err := Evaluate(pk, [][]byte{ct}, []Actual{{Value: 7, Present: true}})
+		if err != nil && !errors.Is(err, ErrMalformedCiphertext) && !errors.Is(err, ErrMalformedKey) {
+			t.Fatalf("unexpected error: %v", err)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
 	"github.com/tuneinsight/lattigo/v6/ring"
@@ -108,8 +109,12 @@ func unmarshalCiphertext(p bgv.Parameters, k kind, b []byte) (*rlwe.Ciphertext, 
 	level := levelOf(p, k)
 	want := bgv.NewCiphertext(p, 1, level)
 	want.MetaData = expectedMetaData(p, k)
-	if len(payload) != want.BinarySize() {
-		return nil, fmt.Errorf("%w: wrong size", ErrMalformedCiphertext)
+	l, err := layoutFor(p, k)
+	if err != nil {
+		return nil, ErrInternal
+	}
+	if !l.matches(payload) {
+		return nil, fmt.Errorf("%w: wrong size, shape or metadata", ErrMalformedCiphertext)
 	}
 	ct := new(rlwe.Ciphertext)
 	if err := unmarshalSafely(ct, payload); err != nil {
@@ -165,9 +170,12 @@ func unmarshalPublicKey(p bgv.Parameters, b []byte) (*rlwe.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := rlwe.NewPublicKey(p)
-	if len(payload) != seedSize+want.BinarySize() {
-		return nil, fmt.Errorf("%w: wrong size", ErrMalformedKey)
+	l, err := layoutFor(p, kindPublicKey)
+	if err != nil {
+		return nil, ErrInternal
+	}
+	if len(payload) < seedSize || !l.matches(payload[seedSize:]) {
+		return nil, fmt.Errorf("%w: wrong size or shape", ErrMalformedKey)
 	}
 	seed, body := payload[:seedSize], payload[seedSize:]
 	pk := new(rlwe.PublicKey)
@@ -279,8 +287,12 @@ func unmarshalSecretKey(p bgv.Parameters, b []byte) (*rlwe.SecretKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(payload) != rlwe.NewSecretKey(p).BinarySize() {
-		return nil, fmt.Errorf("%w: wrong size", ErrMalformedKey)
+	l, err := layoutFor(p, kindSecretKey)
+	if err != nil {
+		return nil, ErrInternal
+	}
+	if !l.matches(payload) {
+		return nil, fmt.Errorf("%w: wrong size or shape", ErrMalformedKey)
 	}
 	sk := new(rlwe.SecretKey)
 	if err := unmarshalSafely(sk, payload); err != nil {
@@ -290,4 +302,106 @@ func unmarshalSecretKey(p bgv.Parameters, b []byte) (*rlwe.SecretKey, error) {
 		return nil, fmt.Errorf("%w: wrong shape or unreduced coefficients", ErrMalformedKey)
 	}
 	return sk, nil
+}
+
+// layout is the byte layout of a fixed-shape lattigo object: the bytes of a template, and
+// which of them are coefficient bytes. Lattigo's decoders trust the length fields inside
+// their input (a forged length allocates without bound), so every payload is first checked
+// to equal the template everywhere but in coefficient bytes: then every length, degree,
+// level and metadata field is the expected one, and decoding cannot allocate more.
+type layout struct {
+	fixed []byte
+	coeff []bool
+}
+
+// layoutOf marshals a template filled with all-zero and with all-one coefficients; the bytes
+// that differ are coefficient bytes.
+func layoutOf(marshal func(fill uint64) ([]byte, error)) (layout, error) {
+	zero, err := marshal(0)
+	if err != nil {
+		return layout{}, err
+	}
+	ones, err := marshal(^uint64(0))
+	if err != nil {
+		return layout{}, err
+	}
+	if len(zero) != len(ones) {
+		return layout{}, fmt.Errorf("template size depends on its coefficients")
+	}
+	l := layout{fixed: zero, coeff: make([]bool, len(zero))}
+	for i := range zero {
+		l.coeff[i] = zero[i] != ones[i]
+	}
+	return l, nil
+}
+
+// matches reports whether b has the layout's size and its fixed bytes.
+func (l layout) matches(b []byte) bool {
+	if len(b) != len(l.fixed) {
+		return false
+	}
+	for i, c := range b {
+		if !l.coeff[i] && c != l.fixed[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func fill(polys []ring.Poly, v uint64) {
+	for _, poly := range polys {
+		for _, row := range poly.Coeffs {
+			for j := range row {
+				row[j] = v
+			}
+		}
+	}
+}
+
+var (
+	layoutsOnce sync.Once
+	layouts     map[kind]layout
+	layoutsErr  error
+)
+
+// layoutFor returns the layout of kind k's lattigo payload (after the header, and after the
+// seed for a public key).
+func layoutFor(p bgv.Parameters, k kind) (layout, error) {
+	layoutsOnce.Do(func() {
+		layouts = map[kind]layout{}
+		for _, ck := range []kind{kindClaims, kindAnswer} {
+			l, err := layoutOf(func(v uint64) ([]byte, error) {
+				ct := bgv.NewCiphertext(p, 1, levelOf(p, ck))
+				ct.MetaData = expectedMetaData(p, ck)
+				fill(ct.Value, v)
+				return ct.MarshalBinary()
+			})
+			if err != nil {
+				layoutsErr = err
+				return
+			}
+			layouts[ck] = l
+		}
+		pkLayout, err := layoutOf(func(v uint64) ([]byte, error) {
+			pk := rlwe.NewPublicKey(p)
+			fill([]ring.Poly{pk.Value[0].Q, pk.Value[1].Q}, v)
+			return pk.MarshalBinary()
+		})
+		if err != nil {
+			layoutsErr = err
+			return
+		}
+		layouts[kindPublicKey] = pkLayout
+		skLayout, err := layoutOf(func(v uint64) ([]byte, error) {
+			sk := rlwe.NewSecretKey(p)
+			fill([]ring.Poly{sk.Value.Q}, v)
+			return sk.MarshalBinary()
+		})
+		if err != nil {
+			layoutsErr = err
+			return
+		}
+		layouts[kindSecretKey] = skLayout
+	})
+	return layouts[k], layoutsErr
 }
