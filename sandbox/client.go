@@ -368,6 +368,19 @@ func (c *Client) Profile(ctx context.Context, p *wire.Plan) ([]wire.Partition, e
 	return parts, nil
 }
 
+// AnswerClaims has the worker answer encrypted claims (wire.Claims): one ciphertext back per
+// ciphertext sent, which only the applicant's secret key opens.
+func (c *Client) AnswerClaims(ctx context.Context, cl *wire.Claims) ([][]byte, error) {
+	res, err := c.call(ctx, request{Op: "claims", Claims: cl})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.resp.Answers) != len(cl.Ciphertexts) {
+		return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned %d answers for %d ciphertexts", len(res.resp.Answers), len(cl.Ciphertexts))
+	}
+	return res.resp.Answers, nil
+}
+
 // Isolation returns the worker's report of the isolation in force.
 func (c *Client) Isolation(ctx context.Context) (*wire.Isolation, error) {
 	res, err := c.call(ctx, request{Op: "isolation"})

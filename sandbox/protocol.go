@@ -16,12 +16,13 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, verify, rawset, execute, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
 	// RawValues asks the rawset op for the set of snapshot Digest.
 	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
 	Plan      *wire.Plan     `json:"plan,omitempty"`
+	Claims    *wire.Claims   `json:"claims,omitempty"`
 	Target    string         `json:"target,omitempty"` // probe: loopback address to dial
 	Cancel    uint64         `json:"cancel,omitempty"`
 }
@@ -49,6 +50,8 @@ type response struct {
 	Arrow     bool             `json:"arrow,omitempty"`
 	// Bias are the pre-noise states of an executed plan's bounding-cost counts.
 	Bias *wire.BiasStates `json:"bias,omitempty"`
+	// Answers are the ciphertexts answering a claims request.
+	Answers [][]byte `json:"answers,omitempty"`
 }
 
 type wireError struct {

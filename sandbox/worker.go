@@ -160,6 +160,12 @@ func (w *worker) handle(ctx context.Context, req *request) {
 		}
 		payload, resp.Bias, err = w.execute(ctx, req.Plan)
 		resp.Arrow = err == nil
+	case "claims":
+		if req.Claims == nil {
+			err = errcode.New(errcode.Internal, "claims without arguments")
+			break
+		}
+		resp.Answers, err = w.answerClaims(ctx, req.Claims)
 	case "isolation":
 		iso := w.iso
 		resp.Isolation = &iso
