@@ -7,12 +7,12 @@
 //
 // The protocol (N domains, one aggregator that holds no secret share, one receiver):
 //
-//	 domains                         aggregator (platform)                    receiver
-//	 ─────── 1 CKG share ──────────▶ sums shares ─ 2 collective key ──▶ domains
-//	 noisy aggregates, encrypted
-//	 ─────── 3 input ──────────────▶ adds ciphertexts ─ 4 sum + inputs ─▶ domains
-//	 PCKS share of the sum
-//	 ─────── 5 key-switch share ───▶ collects ─ 6 sum + key-switch shares ─▶ decrypts
+//	domains                         aggregator (platform)                    receiver
+//	─────── 1 CKG share ──────────▶ sums shares ─ 2 collective key ──▶ domains
+//	noisy aggregates, encrypted
+//	─────── 3 input ──────────────▶ adds ciphertexts ─ 4 sum + inputs ─▶ domains
+//	PCKS share of the sum
+//	─────── 5 key-switch share ───▶ collects ─ 6 sum + key-switch shares ─▶ decrypts
 //
 // Each domain adds its share of Gaussian DP noise (Google's library, NoiseShares) before it
 // encrypts, so the released total carries the job's (ε, δ) even against the receiver colluding

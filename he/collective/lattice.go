@@ -49,7 +49,7 @@ func (t template) matches(p []byte) bool {
 
 // shapes holds the templates of the four objects that cross the wire.
 type shapes struct {
-	ckgShare, publicKey, ciphertext, pcksShare template
+	ckgShare, publicKey, ciphertext, pcksShare, secretKey template
 }
 
 var (
@@ -97,6 +97,10 @@ func buildTemplates(p Params) (s shapes, err error) {
 	}
 	ckg := multiparty.NewPublicKeyGenProtocol(params).AllocateShare()
 	if s.ckgShare, err = pair([]ring.Poly{ckg.Value.Q}, ckg.MarshalBinary); err != nil {
+		return
+	}
+	sk := rlwe.NewSecretKey(params)
+	if s.secretKey, err = pair([]ring.Poly{sk.Value.Q}, sk.MarshalBinary); err != nil {
 		return
 	}
 	pk := rlwe.NewPublicKey(params)
@@ -180,6 +184,21 @@ func decodePublicKey(p Params, b []byte) (*rlwe.PublicKey, error) {
 		return nil, fmt.Errorf("%w: coefficient range", ErrMalformed)
 	}
 	return pk, nil
+}
+
+func decodeSecretKey(p Params, b []byte) (*rlwe.SecretKey, error) {
+	s, err := templates(p)
+	if err != nil {
+		return nil, err
+	}
+	sk := new(rlwe.SecretKey)
+	if err := unmarshalChecked(s.secretKey, b, sk); err != nil {
+		return nil, err
+	}
+	if !reduced(p.bgv.RingQ(), sk.Value.Q) {
+		return nil, fmt.Errorf("%w: coefficient range", ErrMalformed)
+	}
+	return sk, nil
 }
 
 func decodeCiphertext(p Params, b []byte) (*rlwe.Ciphertext, error) {
