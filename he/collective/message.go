@@ -101,6 +101,10 @@ func (m *Message) writeBody(b *bytes.Buffer) {
 	binary.BigEndian.PutUint16(c[:], uint16(len(m.Included)))
 	b.Write(c[:])
 	for _, in := range m.Included {
+		if in == nil {
+			putBytes32(b, nil) // refused by shape checks; encoded so that Encode never panics
+			continue
+		}
 		putBytes32(b, in.Encode())
 	}
 }
