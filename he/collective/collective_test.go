@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func TestWithNoiseOffTotalsAreExact(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, totals := dataset(w.domains, tc.partitions, tc.lo, tc.hi, 7)
-			got, err := w.run(t, w.job(t, "job-exact-"+tc.name[:3]+string(rune('a'+tc.partitions%26)), tc.partitions, defaultBudget), data)
+			got, err := w.run(t, w.job(t, "job-exact-"+strings.ReplaceAll(tc.name, " ", "-"), tc.partitions, defaultBudget), data)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
@@ -36,6 +37,52 @@ func NewReceiver(c Config) (r *Receiver, err error) {
 		return nil, fmt.Errorf("%w: key encoding", ErrConfig)
 	}
 	return &Receiver{params: p, v: v, sk: sk, pk: b}, nil
+}
+
+// storedReceiverKey is a receiver's key pair at rest (JSON; byte fields in base64).
+type storedReceiverKey struct {
+	Version   int    `json:"version"`
+	Params    string `json:"params"`
+	Secret    []byte `json:"secret_key"`
+	PublicKey []byte `json:"public_key"`
+}
+
+// MarshalKey returns the receiver's key pair, so that a receiver that submits its public key with a
+// job can open the result in a later process. Keep it as secret as the result it opens.
+func (r *Receiver) MarshalKey() ([]byte, error) {
+	sk, err := r.sk.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("%w: key encoding", ErrConfig)
+	}
+	return json.Marshal(storedReceiverKey{Version: 1, Params: ParamSetName, Secret: sk, PublicKey: r.pk})
+}
+
+// LoadReceiver restores a receiver from MarshalKey's output.
+func LoadReceiver(c Config, b []byte) (r *Receiver, err error) {
+	p, err := DefaultParams()
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVerifier(c, false)
+	if err != nil {
+		return nil, err
+	}
+	var s storedReceiverKey
+	if json.Unmarshal(b, &s) != nil || s.Version != 1 {
+		return nil, fmt.Errorf("%w: stored key", ErrMalformed)
+	}
+	if s.Params != ParamSetName {
+		return nil, ErrWrongParams
+	}
+	defer recoverTo(&err)
+	sk, err := decodeSecretKey(p, s.Secret)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := decodePublicKey(p, s.PublicKey); err != nil {
+		return nil, err
+	}
+	return &Receiver{params: p, v: v, sk: sk, pk: s.PublicKey}, nil
 }
 
 // PublicKey is the marshalled public key to hand to the aggregator (CollectInputs).
