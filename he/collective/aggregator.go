@@ -16,6 +16,7 @@ import (
 // sees — CKG shares, ciphertexts under the collective key, key-switch shares that are encryptions
 // under the receiver's key — reveals no domain's aggregate.
 //
+// The collect methods of different jobs may run concurrently, each with its own Inbox.
 // Each Collect method reads one round from an Inbox and fails, returning no message, on the first
 // message that does not verify or at the context deadline (ErrMissingParty): the job then ends
 // without any decryption.
@@ -110,16 +111,24 @@ func (a *Aggregator) UsePublicKey(m *Message) (err error) {
 	return nil
 }
 
+// jobKey checks a job against the collective key without holding the lock during a round, so
+// that rounds of different jobs can run concurrently.
+func (a *Aggregator) jobKey(job Job) ([32]byte, error) {
+	a.mu.Lock()
+	keyID, done := a.keyID, a.keyDone
+	a.mu.Unlock()
+	if !done {
+		return keyID, fmt.Errorf("%w: no collective key", ErrState)
+	}
+	return keyID, job.check(keyID, len(a.v.domains))
+}
+
 // CollectInputs reads one encrypted input per domain (round 3) for the job, adds them, and returns
 // the signed sum with the inputs and the receiver's public key (round 4) to broadcast to every
 // domain. receiverKey is the marshalled public key whose digest is job.Receiver.
 func (a *Aggregator) CollectInputs(ctx context.Context, job Job, receiverKey []byte, in Inbox) (m *Message, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.keyDone {
-		return nil, fmt.Errorf("%w: no collective key", ErrState)
-	}
-	if err := job.check(a.keyID, len(a.v.domains)); err != nil {
+	keyID, err := a.jobKey(job)
+	if err != nil {
 		return nil, err
 	}
 	if KeyDigest(receiverKey) != job.Receiver {
@@ -134,7 +143,7 @@ func (a *Aggregator) CollectInputs(ctx context.Context, job Job, receiverKey []b
 		if err := a.v.check(m, job.ID, RoundInput, a.v.domains); err != nil {
 			return err
 		}
-		if m.KeyID != a.keyID || int(m.Partitions) != job.Partitions {
+		if m.KeyID != keyID || int(m.Partitions) != job.Partitions {
 			return fmt.Errorf("%w: input for another key or shape", ErrWrongJob)
 		}
 		ct, err := decodeCiphertext(a.params, m.Payload)
@@ -156,7 +165,7 @@ func (a *Aggregator) CollectInputs(ctx context.Context, job Job, receiverKey []b
 	if err != nil {
 		return nil, fmt.Errorf("%w: ciphertext encoding", ErrConfig)
 	}
-	m = &Message{Params: ParamSetName, Job: job.ID, Round: RoundSum, Sender: a.name, KeyID: a.keyID,
+	m = &Message{Params: ParamSetName, Job: job.ID, Round: RoundSum, Sender: a.name, KeyID: keyID,
 		Partitions: uint32(job.Partitions), Receiver: job.Receiver, Payload: b,
 		ReceiverKey: append([]byte(nil), receiverKey...), Included: a.v.sorted(got)}
 	m.sign(a.key)
@@ -166,12 +175,8 @@ func (a *Aggregator) CollectInputs(ctx context.Context, job Job, receiverKey []b
 // CollectKeySwitch reads one key-switch share per domain (round 5) for the sum it sent, and
 // returns the signed result (round 6) for the receiver: the sum and every share.
 func (a *Aggregator) CollectKeySwitch(ctx context.Context, job Job, sum *Message, in Inbox) (m *Message, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.keyDone {
-		return nil, fmt.Errorf("%w: no collective key", ErrState)
-	}
-	if err := job.check(a.keyID, len(a.v.domains)); err != nil {
+	keyID, err := a.jobKey(job)
+	if err != nil {
 		return nil, err
 	}
 	defer recoverTo(&err)
@@ -183,7 +188,7 @@ func (a *Aggregator) CollectKeySwitch(ctx context.Context, job Job, sum *Message
 		if err := a.v.check(m, job.ID, RoundKeySwitch, a.v.domains); err != nil {
 			return err
 		}
-		if m.KeyID != a.keyID || int(m.Partitions) != job.Partitions || m.Receiver != job.Receiver || m.Subject != subject {
+		if m.KeyID != keyID || int(m.Partitions) != job.Partitions || m.Receiver != job.Receiver || m.Subject != subject {
 			return fmt.Errorf("%w: key-switch share for another sum", ErrWrongJob)
 		}
 		_, err := decodePCKSShare(a.params, m.Payload)
@@ -192,7 +197,7 @@ func (a *Aggregator) CollectKeySwitch(ctx context.Context, job Job, sum *Message
 	if err != nil {
 		return nil, err
 	}
-	m = &Message{Params: ParamSetName, Job: job.ID, Round: RoundResult, Sender: a.name, KeyID: a.keyID,
+	m = &Message{Params: ParamSetName, Job: job.ID, Round: RoundResult, Sender: a.name, KeyID: keyID,
 		Partitions: uint32(job.Partitions), Receiver: job.Receiver, Payload: sum.Payload, Included: a.v.sorted(got)}
 	m.sign(a.key)
 	return m, nil

@@ -345,3 +345,35 @@ func TestDeadlineWithoutADomainEndsTheRound(t *testing.T) {
 		t.Fatalf("got %v, want ErrMissingParty after the deadline and no sum", err)
 	}
 }
+
+// Two jobs run at once through one aggregator and the same domains; each gets its own totals.
+func TestConcurrentJobsDoNotMix(t *testing.T) {
+	noiseOff(t)
+	w := newWorld(t, 3)
+	const parts = 20
+	errs := make(chan error, 2)
+	results := make([][]int64, 2)
+	wants := make([][]int64, 2)
+	for k := 0; k < 2; k++ {
+		data, totals := dataset(w.domains, parts, 0, 1000, uint64(100+k))
+		wants[k] = totals
+		job := w.job(t, "job-concurrent-"+string(rune('a'+k)), parts, defaultBudget)
+		go func(k int) {
+			var err error
+			results[k], err = w.run(t, job, data)
+			errs <- err
+		}(k)
+	}
+	for k := 0; k < 2; k++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := range results {
+		for i := range wants[k] {
+			if results[k][i] != wants[k][i] {
+				t.Fatalf("job %d partition %d differs", k, i)
+			}
+		}
+	}
+}
