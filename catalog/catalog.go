@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -92,8 +91,9 @@ type VerifyAttribute struct {
 	// "max" or "min".
 	Reduce string `json:"reduce,omitempty" yaml:"reduce,omitempty"`
 	// Bands, for a numeric attribute, are ascending public edges: the attribute is then the
-	// band's index as text — "0" below the first edge, "1" from it up to the second, … — so
-	// a claim such as "registered capital at least 1M" is a claim of bands (set membership).
+	// band's index as text — "0" below the first edge, "1" from it up to the second, … (an
+	// edge starts its band; he/verify.BandOf) — so a claim such as "registered capital at
+	// least 1M" is a claim of bands (set membership).
 	Bands []float64 `json:"bands,omitempty" yaml:"bands,omitempty"`
 }
 
@@ -105,15 +105,6 @@ const (
 	ReduceMax   = "max"
 	ReduceMin   = "min"
 )
-
-// Band is the band index, as text, of v among ascending edges (VerifyAttribute.Bands).
-func Band(edges []float64, v float64) string {
-	i := sort.SearchFloat64s(edges, v)
-	if i < len(edges) && edges[i] == v {
-		i++ // an edge starts its band
-	}
-	return strconv.Itoa(i)
-}
 
 // Source says where the provider's raw data is read from.
 type Source struct {

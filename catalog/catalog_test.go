@@ -185,20 +185,6 @@ var refused = []specCase{
 	}, "verify", false},
 }
 
-// TestBandIsTheIndexOfTheHalfOpenInterval: an edge starts its band, and values below the
-// first edge are band 0.
-func TestBandIsTheIndexOfTheHalfOpenInterval(t *testing.T) {
-	edges := []float64{100, 1000}
-	for _, c := range []struct {
-		v    float64
-		want string
-	}{{-5, "0"}, {0, "0"}, {99.99, "0"}, {100, "1"}, {999, "1"}, {1000, "2"}, {1e9, "2"}} {
-		if got := catalog.Band(edges, c.v); got != c.want {
-			t.Errorf("Band(%v, %v) = %s, want %s", edges, c.v, got, c.want)
-		}
-	}
-}
-
 // accepted are valid variations of baseSpec.
 var accepted = []specCase{
 	{"base", func(map[string]any) {}, "", false},
