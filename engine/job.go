@@ -29,15 +29,21 @@ type Job struct {
 	Grant     string
 	// Terms, when not nil, are the grant's: a job reading a dataset it does not list (public
 	// lookup tables aside) is refused with forbidden before it runs, and the policies see them.
-	Terms   *policy.Grant
+	Terms *policy.Grant
+	// Kind is the job kind: "" or KindSQL runs SQL, KindVerify runs Verify.
+	Kind    string
 	SQL     string
 	Options plan.Options
+	// Verify is a verification job's claims.
+	Verify *api.VerifyRequest
 }
 
 // Outcome is what a job that ran came to: a released result, or a computed result held for
 // reviewers (Held not nil), which must not be shown to the applicant until ReleaseHeld.
 type Outcome struct {
 	Result *Result
+	// Verify is a released verification's answer (kind verify; Result is then nil).
+	Verify *api.VerifyResult
 	// Receipt is the signed release receipt (see ReceiptBody); nil when held.
 	Receipt []byte
 	Held    *Hold
@@ -86,6 +92,9 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	id := j.ID
 	if id == "" {
 		id = newJobID()
+	}
+	if j.Kind == KindVerify {
+		return e.runVerify(ctx, id, j)
 	}
 	s := &jobState{id: id, job: j, opts: e.options(ctx, j)}
 	if err := e.runStages(ctx, sqlStages(), s); err != nil {

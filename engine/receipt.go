@@ -44,23 +44,28 @@ type ReceiptMechanism struct {
 	Delta     float64 `json:"delta"`
 }
 
-// receipt checkpoints the log so the release record is covered, proves its inclusion, and
-// signs the receipt.
+// receipt signs the receipt of a SQL job's release.
 func (e *Engine) receipt(ctx context.Context, grant string, res *Result, digest string, reviewers []string) ([]byte, error) {
+	return e.signReceipt(ctx, ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: plan.Cost(res.Spent), Mechanisms: receiptMechanisms(res),
+		LogIndex: res.LogIndex, Reviewers: reviewers})
+}
+
+// signReceipt checkpoints the log so the release record at body.LogIndex is covered, adds the
+// record, the checkpoint and the inclusion proof to body, and signs it.
+func (e *Engine) signReceipt(ctx context.Context, body ReceiptBody) ([]byte, error) {
 	cp, err := e.log.Checkpoint(ctx)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log could not be checkpointed")
 	}
-	proof, err := e.log.InclusionProof(res.LogIndex, cp.Size)
+	proof, err := e.log.InclusionProof(body.LogIndex, cp.Size)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the release record's inclusion could not be proved")
 	}
-	line, err := e.log.Line(res.LogIndex)
+	line, err := e.log.Line(body.LogIndex)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.ProvenanceFailed, err, "the release record could not be read back")
 	}
-	body := ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: plan.Cost(res.Spent), Mechanisms: receiptMechanisms(res),
-		LogIndex: res.LogIndex, Record: string(line), Checkpoint: string(cp.Note), Reviewers: reviewers}
+	body.Record, body.Checkpoint = string(line), string(cp.Note)
 	for _, h := range proof {
 		body.Inclusion = append(body.Inclusion, base64.StdEncoding.EncodeToString(h[:]))
 	}

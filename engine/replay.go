@@ -87,6 +87,8 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			r.kind = cmp.Or(ev.Kind, KindSQL)
 		case *provenance.Gate:
 			r.snapshots = ev.Snapshots
+		case *provenance.ClaimsAnswered:
+			r.snapshots = ev.Snapshots
 		case *provenance.Plan:
 			if !ev.WorkerPlan.IsNull() {
 				r.plan = &wire.Plan{}

@@ -62,6 +62,8 @@ type jobState struct {
 	evaluated bool            // the egress policy could be evaluated
 	held      *Hold           // hold
 	receipt   []byte          // receipt
+
+	v *verifyState // a verification job's (verifyStages)
 }
 
 func (s *jobState) cleanup() {

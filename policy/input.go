@@ -42,6 +42,8 @@ const (
 	// UsageFilterEquality: an identifier compared with constants by = or IN in WHERE; any
 	// other filter on an identifier is UsageFilter.
 	UsageFilterEquality = "filter_equality"
+	// UsageVerifyAttribute: the column a verification checks claims against (kind verify).
+	UsageVerifyAttribute = "verify_attribute"
 )
 
 // ColumnUse is one use of a catalog column by a job.

@@ -72,7 +72,7 @@ func (s *Server) refuseRegistration(ctx context.Context, who policy.Principal, s
 
 func (s *Server) datasetDoc(d *engine.Dataset) api.Dataset {
 	out := api.Dataset{Name: d.Spec.Name, Provider: d.Spec.Provider, Grade: string(d.Spec.Grade), Domain: d.Spec.Domain,
-		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Columns: d.Spec.Columns}
+		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Columns: d.Spec.Columns, Verify: d.Spec.Verify}
 	if s.eng.Params().DiscloseDatasetSize == policy.DatasetSizePublic {
 		out.Rows = ptr(d.Snapshot.Rows)
 	}

@@ -31,6 +31,16 @@ var checksSchema = []string{
 		at         TEXT NOT NULL
 	) STRICT`,
 	`CREATE INDEX IF NOT EXISTS verify_checks_by_fact ON verify_checks (org, fact, at)`,
+	// The applicant key each grant's verifications use: pinned by the first, never changed.
+	`CREATE TABLE IF NOT EXISTS verify_keys (
+		grant_id   TEXT PRIMARY KEY,
+		key_digest TEXT NOT NULL,
+		job        TEXT NOT NULL,
+		at         TEXT NOT NULL
+	) STRICT`,
+	`CREATE TRIGGER IF NOT EXISTS verify_keys_pinned
+		BEFORE UPDATE ON verify_keys
+		BEGIN SELECT RAISE(ABORT, 'ledger: a grant''s verification key is pinned'); END`,
 	`CREATE INDEX IF NOT EXISTS verify_checks_by_grant ON verify_checks (grant_id, at)`,
 	`CREATE INDEX IF NOT EXISTS verify_checks_by_job ON verify_checks (job)`,
 	`CREATE TRIGGER IF NOT EXISTS verify_checks_append_only_update
@@ -50,6 +60,9 @@ type CheckLimits struct {
 	// PerGrantDay is how many checks one grant may make per 24 hours; at least 1.
 	PerGrantDay int
 }
+
+// ErrKeyPinned: the grant's verifications use another public key, pinned by its first.
+var ErrKeyPinned = errcode.New(errcode.Conflict, "this grant verifies with another public key, pinned by its first verification; a new key needs a new grant")
 
 // ErrCheckLimit is matched (errors.Is) by every *CheckLimitError.
 var ErrCheckLimit = errcode.New(errcode.VerifyLimit, "the verification limit is reached")
@@ -76,9 +89,11 @@ func (e *CheckLimitError) Unwrap() error { return ErrCheckLimit }
 
 // ReserveChecks reserves job's checks — facts are keyed digests, one per check — for org under
 // grant, within lim, all or none: a job over a limit reserves nothing (a *CheckLimitError).
-// The reservation is a ledger job of zero cost on account, so Commit and Refund settle it.
-func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account string, facts []string, lim CheckLimits) error {
-	if job == "" || org == "" || grant == "" || len(facts) == 0 || lim.PerFact < 1 || lim.PerGrantDay < 1 || lim.FactPeriod <= 0 {
+// The reservation is a ledger job of zero cost on account, so Commit and Refund settle it. key
+// is the applicant key's digest: the first reservation of a grant pins it, and a later one
+// with another key is ErrKeyPinned.
+func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, key string, facts []string, lim CheckLimits) error {
+	if job == "" || org == "" || grant == "" || key == "" || len(facts) == 0 || lim.PerFact < 1 || lim.PerGrantDay < 1 || lim.FactPeriod <= 0 {
 		return fmt.Errorf("ledger: a reservation of checks needs a job, an organisation, a grant, checks and limits: %w", ErrInvalidReservation)
 	}
 	if err := l.Reserve(ctx, job, []string{account}, Budget{}, nil); err != nil {
@@ -86,6 +101,18 @@ func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account str
 	}
 	err := l.write(ctx, func(tx *sql.Tx) error {
 		now := l.now().UTC()
+		var pinned string
+		switch err := tx.QueryRowContext(ctx, `SELECT key_digest FROM verify_keys WHERE grant_id = ?`, grant).Scan(&pinned); {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := tx.ExecContext(ctx, `INSERT INTO verify_keys (grant_id, key_digest, job, at) VALUES (?, ?, ?, ?)`,
+				grant, key, job, now.Format(timeFormat)); err != nil {
+				return fmt.Errorf("ledger: pin the verification key: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("ledger: read the verification key: %w", err)
+		case pinned != key:
+			return ErrKeyPinned
+		}
 		var today int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM verify_checks c JOIN ledger_jobs j ON j.job = c.job
 			WHERE c.grant_id = ? AND c.at > ? AND j.state <> 'refunded'`, grant, now.Add(-24*time.Hour).Format(timeFormat)).Scan(&today); err != nil {

@@ -76,6 +76,11 @@ const (
 	// TypeBoundsChosen: a job's contribution bounds chosen under DP from noisy histograms of
 	// contributions per unit (the choose_bounds stage).
 	TypeBoundsChosen = "bounds_chosen"
+	// TypeChecksReserved: a verification's checks counted against the limits per fact and per
+	// grant day (keyed digests, never subjects); TypeClaimsAnswered: the worker answered its
+	// encrypted claims (digests of what went in and came out, never a value).
+	TypeChecksReserved = "checks_reserved"
+	TypeClaimsAnswered = "claims_answered"
 )
 
 func init() {
@@ -123,6 +128,8 @@ func init() {
 		func() Event { return &GovernanceOutcome{} },
 		func() Event { return &LogRecovered{} },
 		func() Event { return &BoundsChosen{} },
+		func() Event { return &ChecksReserved{} },
+		func() Event { return &ClaimsAnswered{} },
 	)
 }
 
@@ -222,6 +229,31 @@ type PolicyAccess struct{ PolicyDecision }
 
 // PolicyEgress: the egress policy's decision on a job's output.
 type PolicyEgress struct{ PolicyDecision }
+
+// ChecksReserved: a verification's checks were counted, all or none, against the policy's
+// limits: each fact (a dataset's attribute of one subject) so many times per period by the
+// organisation, and so many checks a day by the grant.
+type ChecksReserved struct {
+	Checks int `json:"checks"`
+	// FactsDigest is a keyed digest over the checks' facts in request order, and
+	// ConsentsDigest over their consent references: an auditor holding the request can
+	// check both; neither reveals a subject.
+	FactsDigest    string `json:"facts_digest"`
+	ConsentsDigest string `json:"consents_digest"`
+	// PublicKey is the SHA-256 of the applicant's public key, pinned to the grant.
+	PublicKey string `json:"public_key"`
+	Limits    Doc    `json:"limits"` // ledger.CheckLimits
+}
+
+// ClaimsAnswered: the worker answered a verification's encrypted claims. Per batch, the
+// SHA-256 of each ciphertext received and returned; the worker could decrypt nothing.
+type ClaimsAnswered struct {
+	Domain       string            `json:"domain"`
+	Snapshots    map[string]string `json:"snapshots"`
+	ParameterSet string            `json:"parameter_set"`
+	Batches      Doc               `json:"batches"`
+	DurationMS   int64             `json:"duration_ms"`
+}
 
 // BudgetReserved: the job's cost was reserved on its accounts.
 type BudgetReserved struct {
@@ -571,6 +603,10 @@ func (*Plan) EventVersion() int { return 1 }
 func (*PolicyAccess) EventType() string { return TypePolicyAccess }
 func (*PolicyAccess) EventVersion() int { return 1 }
 
+func (*ChecksReserved) EventType() string { return TypeChecksReserved }
+func (*ChecksReserved) EventVersion() int { return 1 }
+func (*ClaimsAnswered) EventType() string { return TypeClaimsAnswered }
+func (*ClaimsAnswered) EventVersion() int { return 1 }
 func (*BudgetReserved) EventType() string { return TypeBudgetReserved }
 func (*BudgetReserved) EventVersion() int { return 1 }
 

@@ -87,6 +87,11 @@ var extraSamples = []Event{
 		ClampPlan:      DocOf(map[string]any{"snapshot": "sha256:1f2e", "bounds": map[string]any{"max_groups_contributed": 1, "max_contributions_per_group": 1}}),
 		ClampQuantiles: DocOf([][2]float64{{0, 18112.5}}), ClampBounds: DocOf([][2]float64{{0, 18112.5}}),
 		ClampEpsilon: 0.1, ClampShare: 0.1, ClampPreNoiseDigest: "hmac-sha256:77c1"},
+	&ChecksReserved{Checks: 300, FactsDigest: "hmac-sha256:5d1e", ConsentsDigest: "hmac-sha256:0c9a",
+		PublicKey: "sha256:8e2f", Limits: DocOf(map[string]any{"PerFact": 1, "FactPeriod": 2592000000000000, "PerGrantDay": 300000})},
+	&ClaimsAnswered{Domain: "platform", Snapshots: map[string]string{"residents": "sha256:1f2e"}, ParameterSet: "bgv-logn13-logq218-t40-v1",
+		Batches: DocOf([]map[string]any{{"dataset": "residents", "attribute": "income_band", "checks": 300,
+			"ciphertexts": []string{"sha256:aa01"}, "answers": []string{"sha256:bb02"}}}), DurationMS: 412},
 }
 
 // samples returns one representative event per registered type: the first of its type in the

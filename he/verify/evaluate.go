@@ -60,6 +60,33 @@ func NewEvaluator(pk []byte) (e *Evaluator, err error) {
 	return &Evaluator{params: p, pk: key}, nil
 }
 
+// CheckClaims validates a request as Evaluate would — the public key, and n checks in cts,
+// each a claims ciphertext of ParameterSet at the top level — without answering it: a
+// domain refuses malformed input before it reads a record.
+func CheckClaims(pk []byte, cts [][]byte, n int) (err error) {
+	e, err := NewEvaluator(pk)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if recover() != nil {
+			err = ErrInternal
+		}
+	}()
+	switch {
+	case n > MaxChecks:
+		return ErrTooManyChecks
+	case len(cts) != CiphertextsFor(n):
+		return ErrCheckCount
+	}
+	for i, b := range cts {
+		if _, err := unmarshalCiphertext(e.params, kindClaims, b); err != nil {
+			return fmt.Errorf("ciphertext %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
 // Evaluate is NewEvaluator(pk) followed by Evaluate(cts, actual).
 func Evaluate(pk []byte, cts [][]byte, actual []Actual) ([][]byte, error) {
 	e, err := NewEvaluator(pk)

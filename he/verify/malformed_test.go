@@ -149,7 +149,21 @@ func TestMalformedInputGivesSentinelErrors(t *testing.T) {
 					t.Errorf("error %q does not match %q", err, want)
 				}
 			}
+			// CheckClaims refuses the same input, except a bad actual value (it reads none).
+			if errors.Is(err, ErrValueOutOfRange) {
+				return
+			}
+			err = CheckClaims(c.pk, c.cts, len(c.actual))
+			for _, want := range c.want {
+				if !errors.Is(err, want) {
+					t.Errorf("CheckClaims: error %q does not match %q", err, want)
+				}
+			}
 		})
+	}
+	f := getFixture(t)
+	if err := CheckClaims(f.pk, [][]byte{f.claim}, 1); err != nil {
+		t.Fatalf("CheckClaims refused a valid claim: %v", err)
 	}
 }
 

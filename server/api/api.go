@@ -47,6 +47,8 @@ type Dataset struct {
 	Rows        *int64                    `json:"rows,omitempty"`   // absent when the policy does not disclose sizes
 	Budget      *Budget                   `json:"budget,omitempty"` // the provider's lifetime cap
 	Columns     map[string]catalog.Column `json:"columns"`
+	// Verify are the attributes a verification (kind verify) may check claims against.
+	Verify map[string]catalog.VerifyAttribute `json:"verify,omitempty"`
 }
 
 // Budget is an (epsilon, delta) pair.
@@ -99,7 +101,7 @@ type RedteamRecorded struct {
 	ReportSHA256 string `json:"report_sha256"`
 }
 
-// Job kinds a grant may allow. Only sql runs on this version of the platform.
+// Job kinds a grant may allow. sql and verify run on this version of the platform.
 const (
 	KindSQL    = "sql"
 	KindVerify = "verify"
@@ -225,6 +227,47 @@ type JobRequest struct {
 	Kind    string     `json:"kind"`
 	SQL     string     `json:"sql"`
 	Options JobOptions `json:"options"`
+	// Verify is a verification's claims (kind verify).
+	Verify *VerifyRequest `json:"verify,omitempty"`
+}
+
+// VerifyRequest is a verification job's input (kind verify, private verification 核验): the
+// applicant's public key and batches of encrypted claims, each batch about one verifiable
+// attribute of one dataset (GET /v1/datasets/{name} lists them). Keys and ciphertexts are
+// he/verify's binary serialization, base64 in JSON. The platform never sees a claimed value;
+// the answer is ciphertexts only the applicant's secret key opens, one match or no match per
+// claim. The first verification on a grant pins its key: later ones must use the same key.
+type VerifyRequest struct {
+	PublicKey []byte        `json:"public_key"`
+	Batches   []VerifyBatch `json:"batches"`
+}
+
+// VerifyBatch is a batch of claims about one attribute: subject i (a privacy unit, e.g. a
+// person_id) is claimed, in slot i of the ciphertexts, to have a value, under consent or
+// contract reference Consents[i] (kept by the platform only as a keyed hash).
+type VerifyBatch struct {
+	Dataset     string   `json:"dataset"`
+	Attribute   string   `json:"attribute"`
+	Subjects    []string `json:"subjects"`
+	Consents    []string `json:"consents"`
+	Ciphertexts [][]byte `json:"ciphertexts"`
+}
+
+// VerifyResult is a released verification: per batch, in request order, the ciphertexts
+// answering its claims (slot i: 0 for a match, any other value for no match).
+type VerifyResult struct {
+	Job          string         `json:"job"`
+	ParameterSet string         `json:"parameter_set"`
+	Batches      []VerifyAnswer `json:"batches"`
+	LogIndex     uint64         `json:"log_index,omitempty"`
+}
+
+// VerifyAnswer answers one VerifyBatch.
+type VerifyAnswer struct {
+	Dataset     string   `json:"dataset"`
+	Attribute   string   `json:"attribute"`
+	Checks      int      `json:"checks"`
+	Ciphertexts [][]byte `json:"ciphertexts"`
 }
 
 // JobOptions are a job's privacy parameters; zero (or absent) means the platform default,
