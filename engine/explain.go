@@ -75,14 +75,26 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 // it never becomes a job. The gate reads no data — it parses the SQL and checks names — so
 // whether and how fast a request is refused depends on the query and the catalog alone.
 func (e *Engine) Admit(ctx context.Context, j Job) error {
-	var gateOnly []stage
-	for _, st := range sqlStages() {
-		gateOnly = append(gateOnly, st)
-		if st.name == "gate" {
+	stages, last := sqlStages(), "gate"
+	s := &jobState{job: j, dryRun: true}
+	if j.Kind == KindVerify {
+		if j.Verify == nil {
+			return errcode.New(errcode.InvalidRequest, "a verification job carries its claims")
+		}
+		// A verification's request is checked whole: datasets, attributes, counts, the key and
+		// every ciphertext's encoding.
+		stages, last, s.v = verifyStages(), "claims", &verifyState{req: j.Verify}
+	} else {
+		s.opts = e.options(ctx, j)
+	}
+	var upTo []stage
+	for _, st := range stages {
+		upTo = append(upTo, st)
+		if st.name == last {
 			break
 		}
 	}
-	return e.runStages(ctx, gateOnly, &jobState{job: j, opts: e.options(ctx, j), dryRun: true})
+	return e.runStages(ctx, upTo, s)
 }
 
 // RecordRefusedRequest records a request the gate refused before it became a job: who, on

@@ -141,7 +141,7 @@ func (s *Server) getDataset(_ http.ResponseWriter, r *http.Request, who policy.P
 	params := s.eng.Params()
 	out := api.DatasetDetail{Name: d.Spec.Name, Provider: d.Spec.Provider, Grade: string(d.Spec.Grade), Domain: d.Spec.Domain,
 		PrivacyUnit: d.Spec.PrivacyUnit, Public: d.Spec.Public, Digest: d.Snapshot.Digest, Size: api.SizeNone,
-		Columns: datasetColumns(d), Grants: []api.DatasetGrant{}}
+		Columns: datasetColumns(d), Verify: d.Spec.Verify, Grants: []api.DatasetGrant{}}
 	if params.DiscloseDatasetSize == policy.DatasetSizePublic {
 		out.Size, out.Rows, out.Units = api.SizePublic, ptr(d.Snapshot.Rows), ptr(d.Snapshot.Units)
 	}

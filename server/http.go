@@ -19,8 +19,13 @@ import (
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
-// maxBody bounds request bodies (a catalog spec with its public domains is the largest).
-const maxBody = 4 << 20
+// maxBody bounds request bodies (a catalog spec with its public domains is the largest);
+// maxJobBody bounds a job submission's, which may carry a verification's ciphertexts (64 KiB
+// of them per 1,000 claims).
+const (
+	maxBody    = 4 << 20
+	maxJobBody = 32 << 20
+)
 
 // handler is an authenticated route: it gets the caller and returns the status and response
 // document (nil for none) or an error; status 0 means it wrote the answer itself (plain text).
@@ -94,7 +99,7 @@ func (s *Server) authorize(ctx context.Context, who policy.Principal, action str
 // decode reads a JSON body strictly: unknown fields and trailing data are invalid_request.
 // An empty body decodes as the zero document when allowEmpty.
 func decode(r *http.Request, v any, allowEmpty bool) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec := json.NewDecoder(r.Body) // the guard's MaxBytesReader bounds it
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) && allowEmpty {

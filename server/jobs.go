@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"context"
 	"errors"
 	"math"
@@ -41,6 +42,11 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 	switch {
 	case req.Grant == "":
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job names its grant")
+	case req.Kind == api.KindVerify && (req.Verify == nil || req.SQL != ""):
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a verification carries its claims in verify, and no SQL")
+	case req.Kind != api.KindVerify && req.Verify != nil:
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "only a verification (kind verify) carries claims")
+	case req.Kind == api.KindVerify:
 	case strings.TrimSpace(req.SQL) == "":
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
 	case len(req.SQL) > 64<<10:
@@ -73,8 +79,8 @@ func planOptions(o api.JobOptions) plan.Options {
 
 // engineJob is the engine's view of a job on grant g; usage (the rate-limit counts) is nil for
 // a dry run or an admission check, which no rate limit applies to.
-func engineJob(id string, who policy.Principal, g api.Grant, sql string, o api.JobOptions, usage *policy.GrantUsage) engine.Job {
-	return engine.Job{ID: id, Principal: who, Grant: g.ID, SQL: sql, Options: planOptions(o),
+func engineJob(id string, who policy.Principal, g api.Grant, req api.JobRequest, usage *policy.GrantUsage) engine.Job {
+	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify,
 		Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario, Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage}}
 }
 
@@ -97,7 +103,7 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	default:
 	}
 	ctx := r.Context()
-	ej := engineJob("", who, g, req.SQL, req.Options, nil)
+	ej := engineJob("", who, g, req, nil)
 	if err := s.eng.Admit(ctx, ej); err != nil {
 		if statusOf(errcode.Of(err)) >= 500 { // the gate could not run: not a refusal
 			return 0, nil, err
@@ -111,7 +117,15 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	now := s.now().UTC()
 	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
 		SQL: req.SQL, Options: req.Options, CreatedAt: now, UpdatedAt: now}
-	if err := s.store.Enqueue(ctx, j, s.sched.cfg.limits()); err != nil {
+	var input []byte
+	if req.Verify != nil {
+		// The claims wait with the job (not in its document, which lists would carry): the
+		// store drops them when the job's outcome is shown.
+		if input, err = json.Marshal(req.Verify); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := s.store.Enqueue(ctx, j, input, s.sched.cfg.limits()); err != nil {
 		return 0, nil, s.sched.queueFull(err)
 	}
 	s.kick()
@@ -134,7 +148,10 @@ func (s *Server) explain(_ http.ResponseWriter, r *http.Request, who policy.Prin
 	if err != nil {
 		return 0, nil, err
 	}
-	x, err := s.eng.Explain(r.Context(), engineJob("", who, g, req.SQL, req.Options, nil))
+	if req.Kind != api.KindSQL {
+		return 0, nil, errcode.New(errcode.InvalidRequest, "explain is for SQL jobs; a verification's cost is its number of checks, counted against the policy's limits")
+	}
+	x, err := s.eng.Explain(r.Context(), engineJob("", who, g, req, nil))
 	if err != nil {
 		return 0, nil, err
 	}

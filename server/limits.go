@@ -28,8 +28,10 @@ type Limits struct {
 	LongWriteTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that sends no next request.
 	IdleTimeout time.Duration
-	// MaxBodyBytes bounds a request body (request_too_large, 413).
-	MaxBodyBytes int64
+	// MaxBodyBytes bounds a request body (request_too_large, 413); MaxJobBodyBytes replaces it
+	// for a job submission (POST /v1/jobs), which may carry a verification's ciphertexts.
+	MaxBodyBytes    int64
+	MaxJobBodyBytes int64
 	// MaxConns caps the connections served at once; MaxConnsPerAddr caps them per client IP
 	// address. A connection over either cap is answered by the overflow pool.
 	MaxConns        int
@@ -69,6 +71,7 @@ func DefaultLimits() Limits {
 		LongWriteTimeout:  30 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxBodyBytes:      maxBody,
+		MaxJobBodyBytes:   maxJobBody,
 		MaxConns:          1024,
 		MaxConnsPerAddr:   64,
 		OverflowConns:     16,
@@ -130,11 +133,14 @@ func (l Limits) withDefaults() (Limits, error) {
 			*f.v = f.def
 		}
 	}
-	if l.MaxBodyBytes < 0 {
+	if l.MaxBodyBytes < 0 || l.MaxJobBodyBytes < 0 {
 		return l, errors.New("server: the body limit may not be negative")
 	}
 	if l.MaxBodyBytes == 0 {
 		l.MaxBodyBytes = d.MaxBodyBytes
+	}
+	if l.MaxJobBodyBytes == 0 {
+		l.MaxJobBodyBytes = max(d.MaxJobBodyBytes, l.MaxBodyBytes)
 	}
 	if l.WriteTimeout <= maxWait {
 		return l, fmt.Errorf("server: the write timeout (%s) must exceed the longest long-poll (%s)", l.WriteTimeout, maxWait)
@@ -151,16 +157,20 @@ func (l Limits) withDefaults() (Limits, error) {
 // draining the rest (so a 401 to a half-sent body holds nothing).
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > s.limits.MaxBodyBytes {
+		limit := s.limits.MaxBodyBytes
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/jobs" {
+			limit = s.limits.MaxJobBodyBytes
+		}
+		if r.ContentLength > limit {
 			w.Header().Set("Connection", "close")
-			s.writeError(w, r, errcode.New(errcode.RequestTooLarge, "the request body may be at most %d bytes", s.limits.MaxBodyBytes))
+			s.writeError(w, r, errcode.New(errcode.RequestTooLarge, "the request body may be at most %d bytes", limit))
 			return
 		}
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
-		tb := &trackedBody{ReadCloser: http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes)}
+		tb := &trackedBody{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
 		r.Body = tb
 		next.ServeHTTP(&guardWriter{ResponseWriter: w, body: tb}, r)
 	})

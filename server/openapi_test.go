@@ -156,6 +156,11 @@ var oaSchemaTypes = []struct {
 	{"DatasetDetail", reflect.TypeFor[api.DatasetDetail](), false},
 	{"DatasetColumn", reflect.TypeFor[api.DatasetColumn](), false},
 	{"DatasetGrant", reflect.TypeFor[api.DatasetGrant](), false},
+	{"VerifyAttribute", reflect.TypeFor[catalog.VerifyAttribute](), true},
+	{"VerifyRequest", reflect.TypeFor[api.VerifyRequest](), true},
+	{"VerifyBatch", reflect.TypeFor[api.VerifyBatch](), true},
+	{"VerifyResult", reflect.TypeFor[api.VerifyResult](), false},
+	{"VerifyAnswer", reflect.TypeFor[api.VerifyAnswer](), false},
 }
 
 // oaUnchecked have no exported Go type to reflect over: MechanismRecord is the engine's
@@ -163,9 +168,9 @@ var oaSchemaTypes = []struct {
 var oaUnchecked = []string{"MechanismRecord"}
 
 // oaRawSchemas say what a json.RawMessage or interface field holds: "Name" is a $ref to that
-// schema, "[]Name" an array of it, "" any JSON value (no type).
+// schema, "[]Name" an array of it, "A|B" one of the two schemas, "" any JSON value (no type).
 var oaRawSchemas = map[string]string{
-	"Job.result":             "Result",
+	"Job.result":             "Result|VerifyResult",
 	"ReviewItem.result":      "Result",
 	"ProvenanceEntry.record": "ProvenanceRecord",
 	"LedgerEntry.mechanism":  "[]MechanismRecord",
@@ -176,7 +181,7 @@ var oaRawSchemas = map[string]string{
 // oaOptionalFields have no omitempty but the server treats them as optional: an absent
 // kind is "sql" and absent options are the defaults; a reason is optional except on
 // rejections, whose operations require it on top of ReasonRequest.
-var oaOptionalFields = []string{"JobRequest.kind", "JobRequest.options", "ReasonRequest.reason"}
+var oaOptionalFields = []string{"JobRequest.kind", "JobRequest.options", "JobRequest.sql", "ReasonRequest.reason"}
 
 // oaEnums tie the document's enumerations to the Go constants. A key "Schema.prop[]" is the
 // enumeration of an array property's items.
@@ -722,6 +727,15 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 				if ts, _ := oaTypes(s); !slices.Equal(ts, []string{"array"}) || oaSchemaName(s["items"]) != want[2:] {
 					t.Errorf("%s: want an array of %s, got %v", where, want[2:], s)
 				}
+			case strings.Contains(want, "|"):
+				alts, _ := s["oneOf"].([]any)
+				var got []string
+				for _, a := range alts {
+					got = append(got, oaSchemaName(a))
+				}
+				if !slices.Equal(got, strings.Split(want, "|")) {
+					t.Errorf("%s: want one of %s, got %v", where, want, s)
+				}
 			default:
 				if oaSchemaName(s) != want {
 					t.Errorf("%s: want the %s schema, got %v", where, want, s)
@@ -753,6 +767,12 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 			want = "number"
 		case reflect.Slice, reflect.Array:
 			want = "array"
+			if typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Uint8 { // []byte: base64 text
+				want = "string"
+				if s["format"] != "byte" {
+					t.Errorf("%s: bytes are a string of format byte, got format %v", where, s["format"])
+				}
+			}
 		case reflect.Map:
 			want = "object"
 		case reflect.Struct: // time.Time
@@ -771,10 +791,11 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		if nullable && !pointer && typ.Kind() != reflect.Slice && typ.Kind() != reflect.Map {
 			t.Errorf("%s: Go %s is never null", where, typ)
 		}
-		switch typ.Kind() {
-		case reflect.Slice, reflect.Array:
+		switch {
+		case want == "string":
+		case typ.Kind() == reflect.Slice, typ.Kind() == reflect.Array:
 			checkType(where+"[]", oaObj(s["items"]), typ.Elem(), rawKey+"[]")
-		case reflect.Map:
+		case typ.Kind() == reflect.Map:
 			if typ.Key().Kind() != reflect.String {
 				t.Errorf("%s: map key %s", where, typ.Key())
 			}

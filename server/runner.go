@@ -58,9 +58,13 @@ func (s *Server) execute(j governance.Job) {
 	if err == nil {
 		usage, err = s.usage(ctx, j.Grant, j.ID)
 	}
+	req := api.JobRequest{Grant: j.Grant, Kind: j.Kind, SQL: j.SQL, Options: j.Options}
+	if err == nil && j.Kind == api.KindVerify {
+		req.Verify, err = s.verifyInput(ctx, j.ID)
+	}
 	var out *engine.Outcome
 	if err == nil {
-		out, err = s.eng.Run(ctx, engineJob(j.ID, policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org}, g, j.SQL, j.Options, usage))
+		out, err = s.eng.Run(ctx, engineJob(j.ID, policy.Principal{Name: j.SubmittedBy, Role: "applicant", Org: j.Org}, g, req, usage))
 	}
 	// The outcome is stored at once, unseen, and shown when the completion quantum ends: a
 	// crash in between loses nothing (the next start shows it), and no reader sees it early.
@@ -92,7 +96,11 @@ func outcomeOf(sj *governance.Job, out *engine.Outcome, err error) error {
 		return nil
 	}
 	sj.Datasets = out.Datasets
-	res, merr := json.Marshal(out.Result)
+	var doc any = out.Result
+	if out.Verify != nil {
+		doc = out.Verify
+	}
+	res, merr := json.Marshal(doc)
 	if merr != nil {
 		return merr
 	}
@@ -153,10 +161,23 @@ func (s *Server) jobAllowed(g api.Grant, kind string) error {
 	if !slices.Contains(g.JobKinds, kind) {
 		return errcode.New(errcode.Forbidden, "grant %s does not cover %s jobs", g.ID, kind)
 	}
-	if kind != api.KindSQL {
+	if kind != api.KindSQL && kind != api.KindVerify {
 		return errcode.New(errcode.UnsupportedJobKind, "%s jobs are not available on this platform yet", kind)
 	}
 	return nil
+}
+
+// verifyInput reads a queued verification's claims.
+func (s *Server) verifyInput(ctx context.Context, job string) (*api.VerifyRequest, error) {
+	b, err := s.store.JobInput(ctx, job)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the verification's claims could not be read")
+	}
+	var req api.VerifyRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the verification's claims could not be read")
+	}
+	return &req, nil
 }
 
 // grantUsable refuses a revoked, suspended or out-of-period grant.

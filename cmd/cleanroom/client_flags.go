@@ -40,10 +40,10 @@ const (
 )
 
 // addClientCommands adds the command groups that speak to a server: dataset, application,
-// grant, query, job, review, budget and redteam, and audit (verify and show) unless root
+// grant, query, verify, job, review, budget and redteam, and audit (verify and show) unless root
 // already has an audit command (newAuditCmd carries the server subcommands too).
 func addClientCommands(root *cobra.Command) {
-	root.AddCommand(newDatasetCmd(), newApplicationCmd(), newGrantCmd(), newQueryCmd(),
+	root.AddCommand(newDatasetCmd(), newApplicationCmd(), newGrantCmd(), newQueryCmd(), newVerifyCmd(),
 		newJobCmd(), newReviewCmd(), newBudgetCmd(), newRedteamCmd())
 	for _, c := range root.Commands() {
 		if c.Name() == "audit" {

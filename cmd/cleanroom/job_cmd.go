@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -141,6 +142,19 @@ func writeJob(w io.Writer, j *api.Job) error {
 		}
 	}
 	if j.State != api.JobReleased || len(j.Result) == 0 {
+		return nil
+	}
+	if j.Kind == api.KindVerify {
+		// Ciphertexts only the applicant's key opens: "verify check" decrypts them.
+		var v api.VerifyResult
+		if err := json.Unmarshal(j.Result, &v); err != nil {
+			return fmt.Errorf("job %s: the verification's answer does not decode: %w", j.ID, err)
+		}
+		fmt.Fprintln(w)
+		for _, b := range v.Batches {
+			fmt.Fprintf(w, "%s.%s: %d checks answered in %d ciphertext(s) (%s); decrypt with cleanroom verify check\n",
+				b.Dataset, b.Attribute, b.Checks, len(b.Ciphertexts), v.ParameterSet)
+		}
 		return nil
 	}
 	res, err := decodeResult(j.Result)

@@ -108,6 +108,7 @@ func addLimitFlags(f *pflag.FlagSet, l *server.Limits) {
 	f.DurationVar(&l.LongWriteTimeout, "long-write-timeout", l.LongWriteTimeout, "write timeout of the synchronous routes over data (dataset registration, audit verify, proofs, replay)")
 	f.DurationVar(&l.IdleTimeout, "idle-timeout", l.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	f.Int64Var(&l.MaxBodyBytes, "max-body", l.MaxBodyBytes, "largest request body, in bytes (request_too_large)")
+	f.Int64Var(&l.MaxJobBodyBytes, "max-job-body", l.MaxJobBodyBytes, "largest job submission (POST /v1/jobs, which may carry a verification's ciphertexts), in bytes")
 	f.IntVar(&l.MaxConns, "max-conns", l.MaxConns, "connections served at once, in total")
 	f.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", l.MaxConnsPerAddr, "connections served at once per client IP address")
 	f.IntVar(&l.OverflowConns, "overflow-conns", l.OverflowConns, "connections over the caps held to answer /healthz (others: 503); the oldest gives way")

@@ -1,6 +1,10 @@
 package api
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/c1b99f93/cleanroom/catalog"
+)
 
 // Explanation is POST /v1/explain: a dry run of a job — the bounded plan the worker would run,
 // each aggregate's mechanism and noise, the partitions, the bounds, the access policy's
@@ -110,6 +114,9 @@ type DatasetDetail struct {
 	// when the policy lets the caller see it.
 	Remaining *Budget         `json:"remaining,omitempty"`
 	Columns   []DatasetColumn `json:"columns"`
+	// Verify are the attributes a verification (kind verify) may check claims against: the
+	// column each is read from, how a unit's rows are folded, and the public band edges.
+	Verify map[string]catalog.VerifyAttribute `json:"verify,omitempty"`
 	// Grants are the caller's grants (those it may read the budget of) that name the dataset,
 	// with what each has left.
 	Grants []DatasetGrant `json:"grants"`

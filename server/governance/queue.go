@@ -40,9 +40,9 @@ func (e *QueueFullError) Error() string {
 	return fmt.Sprintf("governance: %s has %d jobs queued (limit %d)", scope, e.Queued, e.Limit)
 }
 
-// Enqueue stores a queued job unless a cap in lim is reached (*QueueFullError): the counts
-// and the insert are one transaction.
-func (s *Store) Enqueue(ctx context.Context, j api.Job, lim QueueLimits) error {
+// Enqueue stores a queued job, with its input when not nil (JobInput), unless a cap in lim is
+// reached (*QueueFullError): the counts and the inserts are one transaction.
+func (s *Store) Enqueue(ctx context.Context, j api.Job, input []byte, lim QueueLimits) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var all, org int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(org = ?), 0) FROM gov_jobs WHERE state = 'queued'`, j.Org).Scan(&all, &org); err != nil {
@@ -54,7 +54,11 @@ func (s *Store) Enqueue(ctx context.Context, j api.Job, lim QueueLimits) error {
 		case lim.Queued > 0 && all >= lim.Queued:
 			return &QueueFullError{Queued: all, Limit: lim.Queued}
 		}
-		return insertJob(ctx, tx, j)
+		if err := insertJob(ctx, tx, j); err != nil || input == nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO gov_job_inputs (job, input) VALUES (?, ?)`, j.ID, input)
+		return err
 	})
 }
 

@@ -24,25 +24,25 @@ func TestEnqueueRefusesBeyondTheQueueCaps(t *testing.T) {
 		return api.Job{ID: fmt.Sprintf("job-%d", n), State: api.JobQueued, Grant: "grant-1", Org: org, CreatedAt: t0.Add(time.Duration(n) * time.Second)}
 	}
 	for range 2 {
-		if err := s.Enqueue(ctx, job("acme"), lim); err != nil {
+		if err := s.Enqueue(ctx, job("acme"), nil, lim); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var qf *governance.QueueFullError
-	if err := s.Enqueue(ctx, job("acme"), lim); !errors.As(err, &qf) || !qf.Org || qf.Limit != 2 {
+	if err := s.Enqueue(ctx, job("acme"), nil, lim); !errors.As(err, &qf) || !qf.Org || qf.Limit != 2 {
 		t.Fatalf("a third job of one organisation: %v, want its own cap", err)
 	}
-	if err := s.Enqueue(ctx, job("beta"), lim); err != nil {
+	if err := s.Enqueue(ctx, job("beta"), nil, lim); err != nil {
 		t.Fatalf("another organisation's job was refused: %v", err)
 	}
-	if err := s.Enqueue(ctx, job("gamma"), lim); !errors.As(err, &qf) || qf.Org || qf.Limit != 3 {
+	if err := s.Enqueue(ctx, job("gamma"), nil, lim); !errors.As(err, &qf) || qf.Org || qf.Limit != 3 {
 		t.Fatalf("a fourth job on the platform: %v, want the platform's cap", err)
 	}
 	// A claimed job no longer counts as queued: its organisation may queue one more.
 	if _, ok, err := s.ClaimNextJob(ctx, t0); err != nil || !ok {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
-	if err := s.Enqueue(ctx, job("acme"), lim); err != nil {
+	if err := s.Enqueue(ctx, job("acme"), nil, lim); err != nil {
 		t.Fatalf("after a claim: %v", err)
 	}
 	jobs, err := s.Jobs(ctx, governance.JobFilter{})
@@ -59,7 +59,7 @@ func TestClaimJobShowsTheQueueAndClaimsTheChosenJob(t *testing.T) {
 	withGrant(t, s)
 	for i, org := range []string{"acme", "acme", "beta"} {
 		j := api.Job{ID: fmt.Sprintf("job-%d", i), State: api.JobQueued, Grant: "grant-1", Org: org, CreatedAt: t0.Add(time.Duration(i) * time.Second)}
-		if err := s.Enqueue(ctx, j, governance.QueueLimits{}); err != nil {
+		if err := s.Enqueue(ctx, j, nil, governance.QueueLimits{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,7 +90,7 @@ func TestPendingOutcomeIsUnseenUntilApplied(t *testing.T) {
 	ctx := context.Background()
 	s, path := open(t)
 	withGrant(t, s)
-	if err := s.Enqueue(ctx, api.Job{ID: "job-1", State: api.JobQueued, Grant: "grant-1", Org: "acme", CreatedAt: t0}, governance.QueueLimits{}); err != nil {
+	if err := s.Enqueue(ctx, api.Job{ID: "job-1", State: api.JobQueued, Grant: "grant-1", Org: "acme", CreatedAt: t0}, nil, governance.QueueLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	running, ok, err := s.ClaimNextJob(ctx, t0)

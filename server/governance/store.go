@@ -68,6 +68,12 @@ var schema = []string{
 		hold       TEXT,
 		result     TEXT
 	) STRICT`,
+	// A queued job's input beyond its document (a verification's claims, megabytes of
+	// ciphertexts), kept until the job ends: a job's document is listed, its input never.
+	`CREATE TABLE IF NOT EXISTS gov_job_inputs (
+		job   TEXT PRIMARY KEY REFERENCES gov_jobs (id),
+		input BLOB NOT NULL
+	) STRICT`,
 	`CREATE TABLE IF NOT EXISTS gov_reviews (
 		job        TEXT NOT NULL REFERENCES gov_jobs (id),
 		reviewer   TEXT NOT NULL,
@@ -371,7 +377,20 @@ func (s *Store) writeJob(ctx context.Context, tx *sql.Tx, j Job) error {
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE gov_jobs SET doc = ?, state = ?, hold = ?, result = ? WHERE id = ?`,
 		string(doc), j.State, nullable(j.Hold), nullable(j.Output), j.ID)
+	if err == nil && j.State != api.JobQueued && j.State != api.JobRunning {
+		_, err = tx.ExecContext(ctx, `DELETE FROM gov_job_inputs WHERE job = ?`, j.ID)
+	}
 	return err
+}
+
+// JobInput returns a queued or running job's input (nil for a job without one).
+func (s *Store) JobInput(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT input FROM gov_job_inputs WHERE job = ?`, id).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return b, err
 }
 
 // AddReview appends a review to a job in review and applies edit (which settles the job when
