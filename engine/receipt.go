@@ -13,6 +13,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // receiptHeader is the first line of a receipt's signed text; the second is the canonical
@@ -145,21 +146,47 @@ func VerifyReceipt(receipt, result []byte, verifierKey string) (*ReceiptBody, er
 		return nil, errors.New("receipt: the logged record is not the release of this job with this output digest")
 	}
 	if result != nil {
-		var res Result
-		if err := json.Unmarshal(result, &res); err != nil {
-			return nil, fmt.Errorf("receipt: result: %w", err)
-		}
-		if res.Job != body.Job || res.LogIndex != body.LogIndex {
-			return nil, errors.New("receipt: the result is another job's or another release's")
-		}
-		res.LogIndex = 0 // the digest covers the result as released, before it carried its index
-		_, digest, err := outputDigest(&res)
+		job, index, digest, err := releasedDigest(result)
 		if err != nil {
 			return nil, err
+		}
+		if job != body.Job || index != body.LogIndex {
+			return nil, errors.New("receipt: the result is another job's or another release's")
 		}
 		if digest != body.OutputDigest {
 			return nil, errors.New("receipt: the result is not the released output (its digest differs)")
 		}
 	}
 	return &body, nil
+}
+
+// releasedDigest reads a released result — a SQL Result, or a verification's VerifyResult
+// (it has a parameter set) — and returns its job, its release's log index, and the digest of
+// the result as released, before it carried its index.
+func releasedDigest(result []byte) (job string, index uint64, digest string, err error) {
+	var kind struct {
+		ParameterSet string `json:"parameter_set"`
+	}
+	if err := json.Unmarshal(result, &kind); err != nil {
+		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+	}
+	if kind.ParameterSet != "" {
+		var res api.VerifyResult
+		if err := json.Unmarshal(result, &res); err != nil {
+			return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+		}
+		job, index, res.LogIndex = res.Job, res.LogIndex, 0
+		out, err := provenance.Canonical(&res)
+		if err != nil {
+			return "", 0, "", err
+		}
+		return job, index, sha(out), nil
+	}
+	var res Result
+	if err := json.Unmarshal(result, &res); err != nil {
+		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+	}
+	job, index, res.LogIndex = res.Job, res.LogIndex, 0
+	_, digest, err = outputDigest(&res)
+	return job, index, digest, err
 }

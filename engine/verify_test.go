@@ -106,6 +106,18 @@ func TestVerificationAnswersThousandsOfClaimsAndCountsThem(t *testing.T) {
 	if out.Verify == nil || len(out.Verify.Batches) != 2 || out.Receipt == nil {
 		t.Fatalf("outcome %+v: want two answered batches and a receipt", out)
 	}
+	// The receipt verifies offline with the released answer, and not with a changed one.
+	released, _ := json.Marshal(out.Verify)
+	if _, err := engine.VerifyReceipt(out.Receipt, released, e.PublicKey()); err != nil {
+		t.Fatalf("the receipt does not verify: %v", err)
+	}
+	changed := *out.Verify
+	changed.Batches = changed.Batches[:1]
+	if b, _ := json.Marshal(&changed); b != nil {
+		if _, err := engine.VerifyReceipt(out.Receipt, b, e.PublicKey()); err == nil {
+			t.Fatal("the receipt verifies with an answer that is not the released one")
+		}
+	}
 	for b, w := range [][]bool{want, bandWant} {
 		got, err := keys.DecryptMatches(out.Verify.Batches[b].Ciphertexts, len(w))
 		if err != nil {

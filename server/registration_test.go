@@ -33,15 +33,19 @@ import (
 // public-security-bureau.
 
 // startWithRoots runs a server whose providers register from roots (organisation → folder).
-func startWithRoots(t *testing.T, roots map[string]string) *platform {
+func startWithRoots(t *testing.T, roots map[string]string, edits ...func(*server.Config)) *platform {
 	t.Helper()
 	ps, err := server.ParsePrincipals([]byte(principalsYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	srv, err := server.New(context.Background(), server.Config{DataDir: dataDir, Principals: ps, ImportRoots: roots,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), WorkerDB: sandbox.DBLimits{MemoryLimit: "1GB"}})
+	cfg := server.Config{DataDir: dataDir, Principals: ps, ImportRoots: roots,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), WorkerDB: sandbox.DBLimits{MemoryLimit: "1GB"}}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +307,9 @@ func TestRegistrationRaceNeverImportsAFileOutsideTheRoot(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(hc, "swap")); err != nil {
 		t.Fatal(err)
 	}
-	p := startWithRoots(t, roots)
+	// Each refused attempt takes a token of the provider's denied-request bucket; this test
+	// makes hundreds on purpose.
+	p := startWithRoots(t, roots, func(c *server.Config) { c.Limits.DeniedBurst = 1 << 20 })
 
 	var stop atomic.Bool
 	var flips atomic.Int64

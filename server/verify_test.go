@@ -24,9 +24,9 @@ import (
 
 // residentsTruth reads person_id → income_band from the committed residents data (as the
 // provider's file holds it; the test plays the authority that knows the answers).
-func residentsTruth(t *testing.T) ([]string, map[string]string) {
+func residentsTruth(t testing.TB) ([]string, map[string]string) {
 	t.Helper()
-	rr, err := connectors.Open(context.Background(), "parquet", filepath.Join(datasetsDir(t), "public-security-bureau", "residents.parquet"), connectors.Options{})
+	rr, err := connectors.Open(context.Background(), "parquet", filepath.Join("..", "testdata", "datasets", "public-security-bureau", "residents.parquet"), connectors.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

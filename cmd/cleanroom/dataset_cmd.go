@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -148,6 +151,28 @@ func writeDatasetDetail(w io.Writer, d *api.DatasetDetail) error {
 	}
 	if d.Public {
 		return nil
+	}
+	if len(d.Verify) > 0 {
+		fmt.Fprintln(w)
+		tw = newTabWriter(w)
+		fmt.Fprintln(tw, "VERIFIABLE ATTRIBUTE	COLUMN	READ AS	CLAIM")
+		for _, name := range slices.Sorted(maps.Keys(d.Verify)) {
+			a := d.Verify[name]
+			claim := "the value"
+			if len(a.Bands) > 0 {
+				var edges []string
+				for _, e := range a.Bands {
+					edges = append(edges, fmtFloat(e))
+				}
+				claim = fmt.Sprintf("band 0..%d (edges %s)", len(a.Bands), strings.Join(edges, ", "))
+			} else if a.Reduce == catalog.ReduceAny {
+				claim = "true or false"
+			}
+			fmt.Fprintf(tw, "%s	%s	%s	%s\n", name, a.Column, cmp.Or(a.Reduce, catalog.ReduceValue), claim)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintln(w)
 	if len(d.Grants) == 0 {

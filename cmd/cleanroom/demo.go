@@ -16,12 +16,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/connectors"
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/plan"
+	"github.com/c1b99f93/cleanroom/he/verify"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -90,13 +93,15 @@ type demoReport struct {
 	Application        *api.Application `json:"application"`
 	ApprovedBy         string           `json:"approved_by"`
 	// Grant is the grant as it stands after the jobs (its budget shows what they spent).
-	Grant      *api.Grant          `json:"grant"`
-	Jobs       []demoJob           `json:"jobs"`
-	Budget     []api.LedgerBalance `json:"budget"`
-	Provenance api.VerifyReport    `json:"provenance"`
-	AuditedBy  string              `json:"audited_by"`
-	Replayed   int                 `json:"replayed"`          // jobs the auditor replayed, every stage matching
-	Receipts   int                 `json:"receipts_verified"` // release receipts checked with the public key
+	Grant *api.Grant `json:"grant"`
+	Jobs  []demoJob  `json:"jobs"`
+	// Verification is insurer-1 checking its customers' declared income bands (kind verify).
+	Verification *demoVerification   `json:"verification"`
+	Budget       []api.LedgerBalance `json:"budget"`
+	Provenance   api.VerifyReport    `json:"provenance"`
+	AuditedBy    string              `json:"audited_by"`
+	Replayed     int                 `json:"replayed"`          // jobs the auditor replayed, every stage matching
+	Receipts     int                 `json:"receipts_verified"` // release receipts checked with the public key
 }
 
 type demoDataset struct {
@@ -107,6 +112,21 @@ type demoDataset struct {
 	Public       bool          `json:"public"`
 	Rows         int64         `json:"rows"`
 	Snapshot     string        `json:"snapshot"`
+}
+
+// demoVerification is the demo's verification (核验): how many declared facts were checked,
+// how many matched, how many the demo's customers had declared truthfully (the demo knows,
+// the platform does not), and the jobs that answered them.
+type demoVerification struct {
+	Attribute string   `json:"attribute"`
+	Claims    int      `json:"claims"`
+	Matched   int      `json:"matched"`
+	Truthful  int      `json:"truthful"`
+	Absent    int      `json:"absent"`
+	Jobs      []string `json:"jobs"`
+	Seconds   float64  `json:"seconds"`
+	// Again is the refusal of asking one of the same facts again (once per 30 days).
+	Again *demoRefusal `json:"again"`
 }
 
 // demoRefusal is a request the server refused: who asked for what, and the API's answer.
@@ -374,7 +394,7 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	now := time.Now().UTC()
 	req := api.ApplicationRequest{Purpose: demoPurpose, Scenario: demoScenario, Datasets: demoApplicationDatasets,
 		Start: now.Format(time.DateOnly), End: now.AddDate(1, 0, 0).Format(time.DateOnly),
-		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL}}
+		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify}}
 	withL4 := req
 	withL4.Datasets = append(slices.Clone(req.Datasets), demoL4)
 	_, aerr := insurer.CreateApplication(ctx, withL4)
@@ -406,6 +426,10 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 		}
 		job.Explained = explained
 		r.Jobs = append(r.Jobs, *job)
+	}
+
+	if r.Verification, err = runDemoVerification(ctx, p, approved.GrantID, datasetDir); err != nil {
+		return nil, err
 	}
 
 	// The budget: the grant's as the applicant reads it, each private dataset's lifetime
@@ -445,7 +469,11 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	if err != nil {
 		return nil, err
 	}
-	for _, j := range r.Jobs {
+	audited := slices.Clone(r.Jobs)
+	for _, id := range r.Verification.Jobs {
+		audited = append(audited, demoJob{ID: id, State: api.JobReleased})
+	}
+	for _, j := range audited {
 		if j.ID == "" {
 			continue
 		}
@@ -626,6 +654,16 @@ func (r *demoReport) writeTable(out io.Writer) {
 		printResult(out, j.Result)
 	}
 
+	if v := r.Verification; v != nil {
+		fmt.Fprintf(out, "\n== Verification (核验): %s checks %d customers' declared %s against the resident register\n", a.Applicant, v.Claims, v.Attribute)
+		fmt.Fprintln(out, "   claimed values encrypted under the insurer's own BGV key; the platform never sees one, the insurer learns match or no match")
+		fmt.Fprintf(out, "   %d matched, %d did not (the demo's customers: %d declared truthfully, %d are not in the register); jobs %s, %.1f s\n",
+			v.Matched, v.Claims-v.Matched, v.Truthful, v.Absent, strings.Join(v.Jobs, ", "), v.Seconds)
+		if rf := v.Again; rf != nil {
+			fmt.Fprintf(out, "   asking about one of the same facts again: refused %s — %s\n", rf.Code, rf.Message)
+		}
+	}
+
 	fmt.Fprintln(out, "\nbudget (the grant's as insurer-1 reads it; each private dataset's lifetime budget as op-1 reads it —")
 	fmt.Fprintln(out, "the grant's budget was carved out of each of its datasets when it was approved):")
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
@@ -689,4 +727,78 @@ func writeDemoExplanation(out io.Writer, x *api.Explanation) {
 		fmt.Fprintf(out, "     %s: %s, epsilon %.3g, expected 95%% error %s\n", a.Name, a.Mechanism, a.Epsilon, e)
 	}
 	fmt.Fprintf(out, "     partitions: %s\n     bounds: %s\n", x.Partitions, x.BoundsChoice)
+}
+
+// demoVerifyClaims is how many declared facts the demo's insurer checks.
+const demoVerifyClaims = 300
+
+// runDemoVerification has insurer-1 check its customers' declared income bands against the
+// resident register (kind verify). The demo plays the customers: it reads the register's
+// file to make two thirds of them declare truthfully, a fifth something else, and a few
+// people the register does not hold — the platform sees none of it, and the insurer learns
+// only match or no match. It then asks about one fact again, which the limit per fact refuses.
+func runDemoVerification(ctx context.Context, p *demoPlatform, grant, datasetDir string) (*demoVerification, error) {
+	rr, err := connectors.Open(ctx, "parquet", filepath.Join(datasetDir, "public-security-bureau", "residents.parquet"), connectors.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("demo: read the residents for the customers' declarations: %w", err)
+	}
+	defer rr.Release()
+	type person struct{ id, band string }
+	var people []person
+	for rr.Next() && len(people) < demoVerifyClaims {
+		rec := rr.RecordBatch()
+		pid, okp := rec.Column(rec.Schema().FieldIndices("person_id")[0]).(*array.String)
+		inc, oki := rec.Column(rec.Schema().FieldIndices("income_band")[0]).(*array.String)
+		if !okp || !oki {
+			return nil, errors.New("demo: the residents file has unexpected column types")
+		}
+		for i := 0; i < int(rec.NumRows()) && len(people) < demoVerifyClaims; i++ {
+			people = append(people, person{pid.Value(i), inc.Value(i)})
+		}
+	}
+	if err := rr.Err(); err != nil {
+		return nil, err
+	}
+	v := &demoVerification{Attribute: "income_band", Claims: len(people)}
+	claims := make([]client.Claim, len(people))
+	for i, pp := range people {
+		cl := client.Claim{Dataset: "residents", Subject: pp.id, Attribute: "income_band", Claimed: pp.band,
+			Consent: fmt.Sprintf("policy-application-%04d", i+1)}
+		switch {
+		case i%15 == 7: // not in the register
+			cl.Subject, cl.Claimed = fmt.Sprintf("53999919990101%04d", i), "middle"
+			v.Absent++
+		case i%5 == 3: // declared another band
+			cl.Claimed = map[bool]string{true: "high", false: "low"}[pp.band == "low"]
+		default:
+			v.Truthful++
+		}
+		claims[i] = cl
+	}
+	keys, err := verify.GenerateKeys()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rep, err := p.as("insurer-1").Verify(ctx, grant, keys, claims, 0)
+	if err != nil {
+		return nil, fmt.Errorf("insurer-1 verifying declared income bands: %w", err)
+	}
+	v.Seconds, v.Jobs = time.Since(start).Seconds(), rep.Jobs
+	for _, m := range rep.Matches {
+		if m {
+			v.Matched++
+		}
+	}
+	if v.Matched != v.Truthful {
+		return nil, fmt.Errorf("demo: %d claims matched, but %d were declared truthfully", v.Matched, v.Truthful)
+	}
+	// The same fact again, hoping for another answer: refused, not answered.
+	again := claims[:1]
+	again[0].Claimed = "upper_middle"
+	_, aerr := p.as("insurer-1").Verify(ctx, grant, keys, again, 0)
+	if v.Again, err = refused("insurer-1", "check one of the same facts again", aerr); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
