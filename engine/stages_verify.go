@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -237,13 +236,11 @@ func reserveChecksStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	if err != nil {
 		return nil, err
 	}
-	var facts []string
-	var consents bytes.Buffer
+	var facts, consents []string
 	for _, b := range s.v.req.Batches {
 		for j, sub := range b.Subjects {
 			facts = append(facts, e.fact(b.Dataset, b.Attribute, sub))
-			consents.WriteString(strings.TrimSpace(b.Consents[j]))
-			consents.WriteByte(0)
+			consents = append(consents, e.auditKey.Digest([]byte("verify-consent\x00"+strings.TrimSpace(b.Consents[j]))))
 		}
 	}
 	grant := s.job.Grant
@@ -251,7 +248,7 @@ func reserveChecksStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	if s.job.Terms != nil {
 		org = s.job.Terms.Org
 	}
-	err = e.ledger.ReserveChecks(ctx, s.id, org, grant, GrantAccount(grant), s.v.keyDigest, facts, lim)
+	err = e.ledger.ReserveChecks(ctx, s.id, org, grant, GrantAccount(grant), s.v.keyDigest, facts, consents, lim)
 	var le *ledger.CheckLimitError
 	switch {
 	case errors.As(err, &le) && le.PerFact:
@@ -268,7 +265,7 @@ func reserveChecksStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	}
 	return events(&provenance.BudgetReserved{Accounts: []string{GrantAccount(grant)}, Cost: provenance.DocOf(api.Budget{})},
 		&provenance.ChecksReserved{Checks: s.v.checks, FactsDigest: e.auditKey.Digest([]byte(strings.Join(facts, "\n"))),
-			ConsentsDigest: e.auditKey.Digest(consents.Bytes()), PublicKey: s.v.keyDigest, Limits: provenance.DocOf(lim)}), nil
+			ConsentsDigest: e.auditKey.Digest([]byte(strings.Join(consents, "\n"))), PublicKey: s.v.keyDigest, Limits: provenance.DocOf(lim)}), nil
 }
 
 func answerStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {

@@ -28,6 +28,7 @@ var checksSchema = []string{
 		org        TEXT NOT NULL,
 		grant_id   TEXT NOT NULL,
 		fact       TEXT NOT NULL,
+		consent    TEXT NOT NULL,
 		at         TEXT NOT NULL
 	) STRICT`,
 	`CREATE INDEX IF NOT EXISTS verify_checks_by_fact ON verify_checks (org, fact, at)`,
@@ -87,13 +88,14 @@ func (e *CheckLimitError) Error() string {
 // Unwrap makes errors.Is(err, ErrCheckLimit) and errcode.Of work.
 func (e *CheckLimitError) Unwrap() error { return ErrCheckLimit }
 
-// ReserveChecks reserves job's checks — facts are keyed digests, one per check — for org under
+// ReserveChecks reserves job's checks — facts are keyed digests, one per check, and consents
+// the keyed digests of their consent or contract references — for org under
 // grant, within lim, all or none: a job over a limit reserves nothing (a *CheckLimitError).
 // The reservation is a ledger job of zero cost on account, so Commit and Refund settle it. key
 // is the applicant key's digest: the first reservation of a grant pins it, and a later one
 // with another key is ErrKeyPinned.
-func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, key string, facts []string, lim CheckLimits) error {
-	if job == "" || org == "" || grant == "" || key == "" || len(facts) == 0 || lim.PerFact < 1 || lim.PerGrantDay < 1 || lim.FactPeriod <= 0 {
+func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, key string, facts, consents []string, lim CheckLimits) error {
+	if job == "" || org == "" || grant == "" || key == "" || len(facts) == 0 || len(consents) != len(facts) || lim.PerFact < 1 || lim.PerGrantDay < 1 || lim.FactPeriod <= 0 {
 		return fmt.Errorf("ledger: a reservation of checks needs a job, an organisation, a grant, checks and limits: %w", ErrInvalidReservation)
 	}
 	if err := l.Reserve(ctx, job, []string{account}, Budget{}, nil); err != nil {
@@ -128,7 +130,7 @@ func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, ke
 			return err
 		}
 		defer count.Close()
-		insert, err := tx.PrepareContext(ctx, `INSERT INTO verify_checks (job, org, grant_id, fact, at) VALUES (?, ?, ?, ?, ?)`)
+		insert, err := tx.PrepareContext(ctx, `INSERT INTO verify_checks (job, org, grant_id, fact, consent, at) VALUES (?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
@@ -142,7 +144,7 @@ func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, ke
 			if n >= lim.PerFact { // counts this job's earlier rows too: a fact twice in one job
 				return &CheckLimitError{PerFact: true, Limit: lim.PerFact, Period: lim.FactPeriod, Index: i}
 			}
-			if _, err := insert.ExecContext(ctx, job, org, grant, f, stamp); err != nil {
+			if _, err := insert.ExecContext(ctx, job, org, grant, f, consents[i], stamp); err != nil {
 				return fmt.Errorf("ledger: reserve a check: %w", err)
 			}
 		}
@@ -156,6 +158,28 @@ func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, ke
 		return err
 	}
 	return nil
+}
+
+// CheckConsents returns job's checks as (fact, consent) keyed digests in request order: an
+// auditor holding a request and the audit key matches each row's consent reference to it.
+func (l *Ledger) CheckConsents(ctx context.Context, job string) ([][2]string, error) {
+	var out [][2]string
+	err := l.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT fact, consent FROM verify_checks WHERE job = ? ORDER BY seq`, job)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var fc [2]string
+			if err := rows.Scan(&fc[0], &fc[1]); err != nil {
+				return err
+			}
+			out = append(out, fc)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // Checks is how many checks of org on fact count now (reserved or debited within period).

@@ -236,8 +236,8 @@ type PolicyEgress struct{ PolicyDecision }
 type ChecksReserved struct {
 	Checks int `json:"checks"`
 	// FactsDigest is a keyed digest over the checks' facts in request order, and
-	// ConsentsDigest over their consent references: an auditor holding the request can
-	// check both; neither reveals a subject.
+	// ConsentsDigest over their consent references' keyed digests, which the ledger keeps
+	// per check: an auditor holding the request can check both; neither reveals a subject.
 	FactsDigest    string `json:"facts_digest"`
 	ConsentsDigest string `json:"consents_digest"`
 	// PublicKey is the SHA-256 of the applicant's public key, pinned to the grant.
