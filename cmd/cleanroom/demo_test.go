@@ -54,9 +54,14 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 		"audit by aud-1: provenance log of",
 		"hash chain verified",
 		"signed checkpoint(s) verified",
-		// The three queries the gate refuses are answered at once and are not jobs.
-		"8 job(s) replayed from their records: every stage matches",
-		"8 release receipt(s) verified offline",
+		// The three queries the gate refuses are answered at once and are not jobs; the
+		// verification's job is replayed and its receipt verified too.
+		"9 job(s) replayed from their records: every stage matches",
+		"9 release receipt(s) verified offline",
+		// Issue 17: a verification (核验) of declared facts, and the limit per fact.
+		"== Verification (核验): insurer-1 checks 300 customers' declared income_band",
+		"220 matched, 80 did not (the demo's customers: 220 declared truthfully, 20 are not in the register)",
+		"asking about one of the same facts again: refused verify_limit",
 		// Issue 15's headline: a free dry run, bounds chosen under DP, the bias stated.
 		"dry run (free: reads no data, spends nothing): policy allow",
 		"will be chosen under DP when the job runs",
