@@ -24,6 +24,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -110,6 +111,9 @@ type Config struct {
 type Mem struct {
 	RSSKiB int64 `json:"rss_kib"` // VmRSS
 	HWMKiB int64 `json:"hwm_kib"` // VmHWM, the peak RSS so far
+	// WorkersRSSKiB is the VmRSS of the process's descendants together: the server's sandbox
+	// workers.
+	WorkersRSSKiB int64 `json:"workers_rss_kib"`
 }
 
 // ClassReport is one request class's figures. Latency is of single HTTP requests.
@@ -577,39 +581,72 @@ func codeOf(j *api.Job) string {
 	return ""
 }
 
-// ProcMem returns a sampler of process pid's memory from /proc/<pid>/status (Linux).
+// ProcMem returns a sampler of process pid's memory from /proc/<pid>/status (Linux), with the
+// RSS of its descendants (found in /proc/<pid>/task/*/children) summed apart.
 func ProcMem(pid int) func() (Mem, error) {
 	return func() (Mem, error) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		m, err := procStatus(pid)
 		if err != nil {
 			return Mem{}, err
 		}
-		var m Mem
-		for _, line := range strings.Split(string(b), "\n") {
-			key, val, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
+		for _, child := range descendants(pid) {
+			if c, err := procStatus(child); err == nil { // a worker may exit between the reads
+				m.WorkersRSSKiB += c.RSSKiB
 			}
-			var dst *int64
-			switch key {
-			case "VmRSS":
-				dst = &m.RSSKiB
-			case "VmHWM":
-				dst = &m.HWMKiB
-			default:
-				continue
-			}
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")), 10, 64)
-			if err != nil {
-				return Mem{}, fmt.Errorf("loadgen: /proc/%d/status: %s is not a size in kB", pid, key)
-			}
-			*dst = n
-		}
-		if m.RSSKiB == 0 {
-			return Mem{}, fmt.Errorf("loadgen: /proc/%d/status has no VmRSS", pid)
 		}
 		return m, nil
 	}
+}
+
+// descendants lists pid's descendant processes.
+func descendants(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+				out = append(out, descendants(c)...)
+			}
+		}
+	}
+	return out
+}
+
+func procStatus(pid int) (Mem, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return Mem{}, err
+	}
+	var m Mem
+	for _, line := range strings.Split(string(b), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch key {
+		case "VmRSS":
+			dst = &m.RSSKiB
+		case "VmHWM":
+			dst = &m.HWMKiB
+		default:
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(val), "kB")), 10, 64)
+		if err != nil {
+			return Mem{}, fmt.Errorf("loadgen: /proc/%d/status: %s is not a size in kB", pid, key)
+		}
+		*dst = n
+	}
+	if m.RSSKiB == 0 {
+		return Mem{}, fmt.Errorf("loadgen: /proc/%d/status has no VmRSS", pid)
+	}
+	return m, nil
 }
 
 // WriteTable prints the report for people.
@@ -637,5 +674,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		mib := func(k int64) string { return strconv.FormatFloat(float64(k)/1024, 'f', 1, 64) }
 		fmt.Fprintf(w, "server memory (VmRSS, MiB): before %s, after warm-up %s, after %s (growth after warm-up %s); peak (VmHWM) %s\n",
 			mib(r.MemBefore.RSSKiB), mib(r.MemWarm.RSSKiB), mib(r.MemAfter.RSSKiB), mib(r.RSSGrowthKiB()), mib(max(r.MemAfter.HWMKiB, r.MemMaxKiB)))
+		fmt.Fprintf(w, "sandbox workers' memory (VmRSS, MiB): before %s, after warm-up %s, after %s\n",
+			mib(r.MemBefore.WorkersRSSKiB), mib(r.MemWarm.WorkersRSSKiB), mib(r.MemAfter.WorkersRSSKiB))
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -116,5 +118,29 @@ func TestSmoothMixKeepsTheShares(t *testing.T) {
 				t.Errorf("%s: a gap of %d, want at most %d", m.Class, pos[i]-pos[i-1], 2*even)
 			}
 		}
+	}
+}
+
+// TestProcMemSumsTheDescendants: the sampler reads the process's own RSS and, apart, its
+// descendants' (the server's sandbox workers): with a child running, that sum is positive.
+func TestProcMemSumsTheDescendants(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var m Mem
+	var err error
+	for range 50 { // the child may not have mapped its memory yet
+		if m, err = ProcMem(os.Getpid())(); err == nil && m.WorkersRSSKiB > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || m.RSSKiB <= 0 || m.WorkersRSSKiB <= 0 {
+		t.Fatalf("ProcMem: %+v, %v; want the process's RSS and its child's", m, err)
+	}
+	if _, err := ProcMem(-1)(); err == nil {
+		t.Fatal("a process that does not exist was sampled")
 	}
 }
