@@ -22,6 +22,8 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add(uint8(3), []byte(`{"reason":"ok"}{"reason":"again"}`))
 	f.Add(uint8(4), []byte(``))
 	f.Add(uint8(0), []byte(`{"grant":"g","secret-value-123":1}`))
+	f.Add(uint8(0), []byte(`{"grant":"g","kind":"verify","verify":{"public_key":"AAEC","batches":[{"dataset":"residents","attribute":"income_band","subjects":["5301021980"],"consents":["c-1"],"ciphertexts":["AAEC"]}]}}`))
+	f.Add(uint8(0), []byte(`{"grant":"g","kind":"verify","verify":{"public_key":"not base64 secret-value-123","batches":[]}}`))
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		docs := []any{&api.JobRequest{}, &api.ApplicationRequest{}, &api.ApproveRequest{}, &api.ReasonRequest{}, &api.RedteamRequest{}}
 		v := docs[int(which)%len(docs)]
