@@ -181,6 +181,12 @@ func planStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event,
 
 func accessStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	s.access = accessInput(s.job, s.ds, s.q, s.p, s.opts)
+	return e.askAccess(ctx, s, "job")
+}
+
+// askAccess asks the access policy about s.access, records the decision, and refuses a job
+// (what names it in the refusal) it denies or that reads an L4 dataset.
+func (e *Engine) askAccess(ctx context.Context, s *jobState, what string) ([]provenance.Event, error) {
 	d, err := e.policy.Access(ctx, s.access)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.PolicyDenied, err, "the access policy could not be evaluated; denied")
@@ -188,7 +194,7 @@ func accessStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 	s.decision = &d
 	evs := events(&provenance.PolicyAccess{PolicyDecision: decisionRecord(d, s.access)})
 	if !d.Allowed() {
-		return evs, errcode.New(errcode.PolicyDenied, "the access policy denied this job: %s", strings.Join(d.Reasons, "; "))
+		return evs, errcode.New(errcode.PolicyDenied, "the access policy denied this %s: %s", what, strings.Join(d.Reasons, "; "))
 	}
 	return evs, s.ds.operable()
 }

@@ -202,16 +202,7 @@ func verifyAccessStage(ctx context.Context, e *Engine, s *jobState) ([]provenanc
 	}
 	s.access = policy.AccessInput{Principal: s.job.Principal, Action: policy.ActionSubmitJob, Datasets: s.ds.refs(), Columns: cols,
 		Grant: s.job.Terms, Job: policy.JobParams{Kind: KindVerify, Checks: s.v.checks}}
-	d, err := e.policy.Access(ctx, s.access)
-	if err != nil {
-		return nil, errcode.Wrap(errcode.PolicyDenied, err, "the access policy could not be evaluated; denied")
-	}
-	s.decision = &d
-	evs := events(&provenance.PolicyAccess{PolicyDecision: decisionRecord(d, s.access)})
-	if !d.Allowed() {
-		return evs, errcode.New(errcode.PolicyDenied, "the access policy denied this verification: %s", strings.Join(d.Reasons, "; "))
-	}
-	return evs, s.ds.operable()
+	return e.askAccess(ctx, s, "verification")
 }
 
 // checkLimits are the ledger's limits from the policy's parameters; none set, none run.
