@@ -121,10 +121,8 @@ func claimsStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event,
 		return nil, errcode.New(errcode.MalformedCiphertext, "a verification carries the applicant's public key")
 	}
 	seen := map[string]bool{}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
 	for i, b := range r.Batches {
-		d, ok := e.datasets[b.Dataset]
+		d, ok := e.Dataset(b.Dataset)
 		if !ok {
 			return nil, errcode.New(errcode.UnknownDataset, "batch %d: no dataset named %q is registered", i+1, b.Dataset)
 		}
