@@ -104,7 +104,7 @@ func newFedFixture(t *testing.T, domains int, noiseOff bool) *fedFixture {
 
 // fedPolicy is the default bundle with a per-job epsilon cap of 1000 (as the other engine
 // tests use), so that intervals are narrow enough to say something.
-func fedPolicy(t *testing.T) string {
+func fedPolicy(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join("..", "policy", "bundle")
