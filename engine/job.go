@@ -30,12 +30,15 @@ type Job struct {
 	// Terms, when not nil, are the grant's: a job reading a dataset it does not list (public
 	// lookup tables aside) is refused with forbidden before it runs, and the policies see them.
 	Terms *policy.Grant
-	// Kind is the job kind: "" or KindSQL runs SQL, KindVerify runs Verify.
+	// Kind is the job kind: "" or KindSQL runs SQL, KindVerify runs Verify, KindFederated runs
+	// SQL over each of Federated's datasets under a collective key.
 	Kind    string
 	SQL     string
 	Options plan.Options
 	// Verify is a verification job's claims.
 	Verify *api.VerifyRequest
+	// Federated names a federated job's datasets (kind KindFederated), one per data domain.
+	Federated *api.FederatedRequest
 }
 
 // Outcome is what a job that ran came to: a released result, or a computed result held for
@@ -93,8 +96,11 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	if id == "" {
 		id = newJobID()
 	}
-	if j.Kind == KindVerify {
+	switch j.Kind {
+	case KindVerify:
 		return e.runVerify(ctx, id, j)
+	case KindFederated:
+		return e.runFederated(ctx, id, j)
 	}
 	s := &jobState{id: id, job: j, opts: e.options(ctx, j)}
 	if err := e.runStages(ctx, sqlStages(), s); err != nil {

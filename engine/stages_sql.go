@@ -63,7 +63,8 @@ type jobState struct {
 	held      *Hold           // hold
 	receipt   []byte          // receipt
 
-	v *verifyState // a verification job's (verifyStages)
+	v   *verifyState    // a verification job's (verifyStages)
+	fed *federatedState // a federated job's (federatedStages)
 }
 
 func (s *jobState) cleanup() {

@@ -116,6 +116,22 @@ const (
 	// MalformedCiphertext: a verification's public key or ciphertexts do not decode as the
 	// platform's parameter set, or their count does not fit the checks.
 	MalformedCiphertext Code = "malformed_ciphertext"
+
+	// Federated aggregation across data domains (kind federated_sql, he/collective).
+	// FederatedUnsupported: the federated request is not one the protocol carries — datasets
+	// not in distinct domains, keys without a public domain, an aggregate other than COUNT or
+	// SUM of an integer column with integer bounds, more partitions than one ciphertext holds;
+	// refused before anything is reserved.
+	FederatedUnsupported Code = "federated_unsupported"
+	// FederatedDomainUnavailable: a domain's worker did not answer (offline, crashed, or slow
+	// past the round's deadline); nothing was decrypted or released.
+	FederatedDomainUnavailable Code = "federated_domain_unavailable"
+	// FederatedProtocol: a protocol message was malformed, mis-signed, replayed or did not
+	// match what its sender contributed; nothing was decrypted or released.
+	FederatedProtocol Code = "federated_protocol"
+	// FederatedKeyMismatch: a domain's worker presented a signing key other than the one the
+	// platform pinned for that domain; nothing was asked of it.
+	FederatedKeyMismatch Code = "federated_key_mismatch"
 )
 
 // Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
@@ -177,6 +193,7 @@ func All() []Code {
 		RawColumnInOutput, NetworkUnreachable, ResourceLimit, TooManyPartitions,
 		IdentifierInQuery, OutputHeld, DifferencingLimit,
 		VerifyLimit, UnknownAttribute, MalformedCiphertext,
+		FederatedUnsupported, FederatedDomainUnavailable, FederatedProtocol, FederatedKeyMismatch,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
 		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,

@@ -415,3 +415,58 @@ func (c *Client) Close() error {
 	c.srcs.Close()
 	return err
 }
+
+// CollectiveIdentity returns the worker's domain signing public key (created on first use).
+func (c *Client) CollectiveIdentity(ctx context.Context) ([]byte, error) {
+	r, err := c.collective(ctx, request{Op: "collective_identity"})
+	if err != nil {
+		return nil, err
+	}
+	return r.SigningKey, nil
+}
+
+// CollectiveKeyGen has the worker draw its share of a collective key: its signed CKG share.
+func (c *Client) CollectiveKeyGen(ctx context.Context, a *wire.CollectiveKeyGen) (*wire.CollectiveReply, error) {
+	return c.collective(ctx, request{Op: "collective_keygen", KeyGen: a})
+}
+
+// CollectiveAccept hands the worker the collective key; it checks it and stores its share.
+func (c *Client) CollectiveAccept(ctx context.Context, a *wire.CollectiveAccept) (*wire.CollectiveReply, error) {
+	return c.collective(ctx, request{Op: "collective_accept", Accept: a})
+}
+
+// CollectiveInput has the worker bound and encrypt its aggregates of a federated job: one
+// signed input message per job.
+func (c *Client) CollectiveInput(ctx context.Context, a *wire.CollectiveInput) ([][]byte, error) {
+	r, err := c.collective(ctx, request{Op: "collective_input", Input: a})
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Messages) != len(a.Jobs) {
+		return nil, errcode.New(errcode.FederatedProtocol, "the domain's worker returned %d inputs for %d jobs", len(r.Messages), len(a.Jobs))
+	}
+	return r.Messages, nil
+}
+
+// CollectiveKeySwitch has the worker key-switch verified sums: one signed share per job.
+func (c *Client) CollectiveKeySwitch(ctx context.Context, a *wire.CollectiveKeySwitch) ([][]byte, error) {
+	r, err := c.collective(ctx, request{Op: "collective_keyswitch", KeySwitch: a})
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Messages) != len(a.Jobs) {
+		return nil, errcode.New(errcode.FederatedProtocol, "the domain's worker returned %d key-switch shares for %d jobs", len(r.Messages), len(a.Jobs))
+	}
+	return r.Messages, nil
+}
+
+func (c *Client) collective(ctx context.Context, req request) (*wire.CollectiveReply, error) {
+	res, err := c.call(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.resp.Collective == nil {
+		return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned no answer to %s", req.Op)
+	}
+	return res.resp.Collective, nil
+}

@@ -16,7 +16,7 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, collective_*, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
 	// RawValues asks the rawset op for the set of snapshot Digest.
@@ -24,7 +24,12 @@ type request struct {
 	Plan      *wire.Plan     `json:"plan,omitempty"`
 	Claims    *wire.Claims   `json:"claims,omitempty"`
 	Target    string         `json:"target,omitempty"` // probe: loopback address to dial
-	Cancel    uint64         `json:"cancel,omitempty"`
+	// The collective ops' arguments (collective.go), one set per op.
+	KeyGen    *wire.CollectiveKeyGen    `json:"keygen,omitempty"`
+	Accept    *wire.CollectiveAccept    `json:"accept,omitempty"`
+	Input     *wire.CollectiveInput     `json:"input,omitempty"`
+	KeySwitch *wire.CollectiveKeySwitch `json:"keyswitch,omitempty"`
+	Cancel    uint64                    `json:"cancel,omitempty"`
 }
 
 // registerArgs describe a source the worker reads from a descriptor (src), never by path: the
@@ -52,6 +57,9 @@ type response struct {
 	Bias *wire.BiasStates `json:"bias,omitempty"`
 	// Answers are the ciphertexts answering a claims request.
 	Answers [][]byte `json:"answers,omitempty"`
+	// Collective is a collective op's answer: signed protocol messages and the domain's
+	// signing public key, never a key share or an aggregate.
+	Collective *wire.CollectiveReply `json:"collective,omitempty"`
 }
 
 type wireError struct {

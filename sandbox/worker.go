@@ -27,6 +27,7 @@ import (
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/he/collective"
 )
 
 // WorkerConfig configures a worker process. The parent passes it through the environment
@@ -44,6 +45,8 @@ type WorkerConfig struct {
 
 type worker struct {
 	dir    string
+	domain string
+	coll   collectiveState
 	db     *sql.DB
 	log    *slog.Logger
 	iso    wire.Isolation
@@ -74,7 +77,7 @@ func serve(ctx context.Context, cfg WorkerConfig, iso wire.Isolation, in io.Read
 		return err
 	}
 	defer db.Close()
-	w := &worker{dir: cfg.Dir, db: db, log: log, iso: iso, out: out, shards: cfg.DB.withDefaults().Threads,
+	w := &worker{dir: cfg.Dir, domain: cfg.Domain, coll: collectiveState{parties: map[string]*collective.Party{}}, db: db, log: log, iso: iso, out: out, shards: cfg.DB.withDefaults().Threads,
 		tables: map[string]*snapTable{}, cancels: map[uint64]context.CancelFunc{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -166,6 +169,10 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			break
 		}
 		resp.Answers, err = w.answerClaims(ctx, req.Claims)
+	case "collective_identity":
+		resp.Collective, err = w.collectiveIdentity()
+	case "collective_keygen", "collective_accept", "collective_input", "collective_keyswitch":
+		resp.Collective, err = w.collective(ctx, req)
 	case "isolation":
 		iso := w.iso
 		resp.Isolation = &iso

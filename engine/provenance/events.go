@@ -81,6 +81,15 @@ const (
 	// encrypted claims (digests of what went in and came out, never a value).
 	TypeChecksReserved = "checks_reserved"
 	TypeClaimsAnswered = "claims_answered"
+	// Federated aggregation across data domains (kind federated_sql, he/collective): the
+	// collective key made for a set of domains (TypeCollectiveKey), then per job what was
+	// planned, and the digests of the messages of each round — never a value.
+	TypeCollectiveKey      = "collective_key"
+	TypeFederatedPlan      = "federated_plan"
+	TypeFederatedInputs    = "federated_inputs"
+	TypeFederatedSum       = "federated_sum"
+	TypeFederatedKeySwitch = "federated_key_switch"
+	TypeFederatedOpened    = "federated_opened"
 )
 
 func init() {
@@ -130,6 +139,12 @@ func init() {
 		func() Event { return &BoundsChosen{} },
 		func() Event { return &ChecksReserved{} },
 		func() Event { return &ClaimsAnswered{} },
+		func() Event { return &CollectiveKey{} },
+		func() Event { return &FederatedPlan{} },
+		func() Event { return &FederatedInputs{} },
+		func() Event { return &FederatedSum{} },
+		func() Event { return &FederatedKeySwitch{} },
+		func() Event { return &FederatedOpened{} },
 	)
 }
 
@@ -253,6 +268,64 @@ type ClaimsAnswered struct {
 	ParameterSet string            `json:"parameter_set"`
 	Batches      Doc               `json:"batches"`
 	DurationMS   int64             `json:"duration_ms"`
+}
+
+// CollectiveKey: a collective key was made for a set of data domains (he/collective rounds 1–2)
+// and every domain's signing public key pinned: a worker that later presents another key for
+// its domain is refused.
+type CollectiveKey struct {
+	Ceremony string   `json:"ceremony"`
+	Domains  []string `json:"domains"`
+	// KeyID is the SHA-256 of the collective public key (hex).
+	KeyID string `json:"key_id"`
+	// DomainKeys are the domains' ed25519 signing public keys (hex), Aggregator the platform's.
+	DomainKeys    map[string]string `json:"domain_keys"`
+	Aggregator    string            `json:"aggregator_key"`
+	ParameterSet  string            `json:"parameter_set"`
+	KeyMessage    string            `json:"key_message"`    // sha256 of the signed round-2 message
+	ShareMessages map[string]string `json:"share_messages"` // sha256 of each domain's signed CKG share
+}
+
+// FederatedPlan: a federated job's plan: per dataset its domain, snapshot and bounded worker
+// plan; the public partitions; per aggregate the sensitivity summed over the domains and each
+// domain's noise share; the cost debited on the grant and on every dataset.
+type FederatedPlan struct {
+	Ceremony   string `json:"ceremony"`
+	KeyID      string `json:"key_id"`
+	Datasets   Doc    `json:"datasets"` // []{dataset, domain, snapshot, worker_plan}
+	Partitions int    `json:"partitions"`
+	Aggregates Doc    `json:"aggregates"` // []{name, kind, l0, linf_by_domain, linf, noise}
+	Cost       Doc    `json:"cost"`       // plan.Cost
+}
+
+// FederatedInputs: every domain's signed encrypted inputs (round 3), by domain, as SHA-256
+// digests of the messages, one per aggregate.
+type FederatedInputs struct {
+	Inputs     map[string][]string `json:"inputs"`
+	DurationMS int64               `json:"duration_ms"`
+}
+
+// FederatedSum: the aggregator's signed sums (round 4), one per aggregate (SHA-256 digests),
+// and the digest of the receiver key they are to be switched to.
+type FederatedSum struct {
+	Sums     []string `json:"sums"`
+	Receiver string   `json:"receiver"`
+}
+
+// FederatedKeySwitch: every domain's signed key-switch shares (round 5) and the aggregator's
+// results (round 6), as SHA-256 digests.
+type FederatedKeySwitch struct {
+	Shares     map[string][]string `json:"shares"`
+	Results    []string            `json:"results"`
+	DurationMS int64               `json:"duration_ms"`
+}
+
+// FederatedOpened: the platform, as receiver, verified every share and decrypted the noisy
+// totals; NoisyDigest is a keyed digest of them (they are released next).
+type FederatedOpened struct {
+	Partitions  int    `json:"partitions"`
+	Aggregates  int    `json:"aggregates"`
+	NoisyDigest string `json:"noisy_digest"`
 }
 
 // BudgetReserved: the job's cost was reserved on its accounts.
@@ -603,12 +676,24 @@ func (*Plan) EventVersion() int { return 1 }
 func (*PolicyAccess) EventType() string { return TypePolicyAccess }
 func (*PolicyAccess) EventVersion() int { return 1 }
 
-func (*ChecksReserved) EventType() string { return TypeChecksReserved }
-func (*ChecksReserved) EventVersion() int { return 1 }
-func (*ClaimsAnswered) EventType() string { return TypeClaimsAnswered }
-func (*ClaimsAnswered) EventVersion() int { return 1 }
-func (*BudgetReserved) EventType() string { return TypeBudgetReserved }
-func (*BudgetReserved) EventVersion() int { return 1 }
+func (*ChecksReserved) EventType() string     { return TypeChecksReserved }
+func (*ChecksReserved) EventVersion() int     { return 1 }
+func (*ClaimsAnswered) EventType() string     { return TypeClaimsAnswered }
+func (*ClaimsAnswered) EventVersion() int     { return 1 }
+func (*CollectiveKey) EventType() string      { return TypeCollectiveKey }
+func (*CollectiveKey) EventVersion() int      { return 1 }
+func (*FederatedPlan) EventType() string      { return TypeFederatedPlan }
+func (*FederatedPlan) EventVersion() int      { return 1 }
+func (*FederatedInputs) EventType() string    { return TypeFederatedInputs }
+func (*FederatedInputs) EventVersion() int    { return 1 }
+func (*FederatedSum) EventType() string       { return TypeFederatedSum }
+func (*FederatedSum) EventVersion() int       { return 1 }
+func (*FederatedKeySwitch) EventType() string { return TypeFederatedKeySwitch }
+func (*FederatedKeySwitch) EventVersion() int { return 1 }
+func (*FederatedOpened) EventType() string    { return TypeFederatedOpened }
+func (*FederatedOpened) EventVersion() int    { return 1 }
+func (*BudgetReserved) EventType() string     { return TypeBudgetReserved }
+func (*BudgetReserved) EventVersion() int     { return 1 }
 
 func (*Execution) EventType() string { return TypeExecution }
 func (*Execution) EventVersion() int { return 1 }

@@ -92,6 +92,21 @@ var extraSamples = []Event{
 	&ClaimsAnswered{Domain: "platform", Snapshots: map[string]string{"residents": "sha256:1f2e"}, ParameterSet: "bgv-logn13-logq218-t40-v1",
 		Batches: DocOf([]map[string]any{{"dataset": "residents", "attribute": "income_band", "checks": 300,
 			"ciphertexts": []string{"sha256:aa01"}, "answers": []string{"sha256:bb02"}}}), DurationMS: 412},
+	&CollectiveKey{Ceremony: "fed-3c1d", Domains: []string{"health-commission", "medical-insurance-bureau"}, KeyID: "9f2a",
+		DomainKeys: map[string]string{"health-commission": "5b1c", "medical-insurance-bureau": "e07d"}, Aggregator: "a4f0",
+		ParameterSet: "bgv-logn13-q3x60-t55-flood60-v1", KeyMessage: "sha256:71c3",
+		ShareMessages: map[string]string{"health-commission": "sha256:02ab", "medical-insurance-bureau": "sha256:c3d4"}},
+	&FederatedPlan{Ceremony: "fed-3c1d", KeyID: "9f2a",
+		Datasets: DocOf([]map[string]any{{"dataset": "medical_visits", "domain": "health-commission", "snapshot": "sha256:1f2e",
+			"worker_plan": map[string]any{"snapshot": "sha256:1f2e"}}}), Partitions: 16,
+		Aggregates: DocOf([]map[string]any{{"name": "n", "kind": "count", "l0": 1, "linf_by_domain": map[string]int{"health-commission": 5}, "linf": 10,
+			"noise": map[string]any{"Parties": 2, "Epsilon": 1, "Delta": 1e-6}}}),
+		Cost: DocOf(map[string]any{"epsilon": 1, "delta": 1e-6})},
+	&FederatedInputs{Inputs: map[string][]string{"health-commission": {"sha256:aa01"}, "medical-insurance-bureau": {"sha256:aa02"}}, DurationMS: 231},
+	&FederatedSum{Sums: []string{"sha256:bb01"}, Receiver: "sha256:cc01"},
+	&FederatedKeySwitch{Shares: map[string][]string{"health-commission": {"sha256:dd01"}, "medical-insurance-bureau": {"sha256:dd02"}},
+		Results: []string{"sha256:ee01"}, DurationMS: 140},
+	&FederatedOpened{Partitions: 16, Aggregates: 1, NoisyDigest: "hmac-sha256:4e2b"},
 }
 
 // samples returns one representative event per registered type: the first of its type in the

@@ -56,6 +56,16 @@ domains := {object.get(d, "domain", "") | some d in input.datasets}
 
 deny contains sprintf("cross_domain_join: datasets span %d data domains (%s)", [count(domains), concat(", ", sort(domains))]) if {
 	count(domains) > 1
+	not federated_job
+}
+
+# A federated job reads one dataset in each of several domains and combines them only under a
+# collective key (docs/he-collective.md): never two datasets of one domain.
+federated_job if input.job.kind == "federated_sql"
+
+deny contains "federated_same_domain: a federated job reads one dataset per data domain" if {
+	federated_job
+	count(domains) < count(input.datasets)
 }
 
 # --- how columns are used ---
@@ -131,8 +141,10 @@ deny contains sprintf("job_kind_unsupported: job kind %s is not allowed", [kind]
 	not kind in {k | some k in params.allowed_job_kinds}
 }
 
-# The privacy parameters are a DP SQL job's; a verification spends no budget (below).
-sql_job if input.job.kind == "sql"
+# The privacy parameters are a DP SQL job's — and a federated one's, which runs the same SQL
+# over one dataset per data domain under a collective key; a verification spends no budget
+# (below).
+sql_job if input.job.kind in {"sql", "federated_sql"}
 
 deny contains sprintf("epsilon_out_of_range: epsilon %v must be in (0, %v]", [input.job.epsilon, params.max_epsilon_per_job]) if {
 	sql_job

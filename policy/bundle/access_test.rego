@@ -202,6 +202,25 @@ test_sql_job_kind_accepted if {
 	not "job_kind_unsupported" in deny_codes(good)
 }
 
+test_federated_job_is_held_to_the_sql_rules if {
+	federated := json.patch(good, [{"op": "replace", "path": "/job/kind", "value": "federated_sql"}])
+	access.decision == {"result": "allow", "reasons": []} with input as federated
+	"epsilon_out_of_range" in deny_codes(json.patch(federated, [{"op": "replace", "path": "/job/epsilon", "value": 100}]))
+}
+
+test_federated_job_spans_domains_one_dataset_each if {
+	two := json.patch(good, [
+		{"op": "replace", "path": "/job/kind", "value": "federated_sql"},
+		{"op": "add", "path": "/datasets/-", "value": object.union(input_dataset(good), {"name": "claims", "domain": "insurance"})},
+	])
+	not "cross_domain_join" in deny_codes(two)
+	same := json.patch(two, [{"op": "replace", "path": "/datasets/1/domain", "value": object.get(input_dataset(good), "domain", "")}])
+	"federated_same_domain" in deny_codes(same)
+	"cross_domain_join" in deny_codes(json.patch(two, [{"op": "replace", "path": "/job/kind", "value": "sql"}]))
+}
+
+input_dataset(x) := x.datasets[0]
+
 test_epsilon_out_of_range_denied if {
 	every eps in [0, -1, 2.0001, 100, "1"] {
 		"epsilon_out_of_range" in deny_codes(patched("replace", "/job/epsilon", eps))
