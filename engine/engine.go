@@ -56,6 +56,7 @@ type Engine struct {
 	mu       sync.RWMutex
 	datasets map[string]*Dataset
 	regMu    sync.Mutex // one registration at a time, so a name is checked and taken at once
+	fedMu    sync.Mutex // serialises collective key ceremonies and pin updates (rare and short)
 
 	fpMu    sync.Mutex
 	fpLocks map[string]*fpLock // jobs in flight by grant and query fingerprint

@@ -77,14 +77,22 @@ func (e *Engine) Explain(ctx context.Context, j Job) (*Explanation, error) {
 func (e *Engine) Admit(ctx context.Context, j Job) error {
 	stages, last := sqlStages(), "gate"
 	s := &jobState{job: j, dryRun: true}
-	if j.Kind == KindVerify {
+	switch j.Kind {
+	case KindVerify:
 		if j.Verify == nil {
 			return errcode.New(errcode.InvalidRequest, "a verification job carries its claims")
 		}
 		// A verification's request is checked whole: datasets, attributes, counts, the key and
 		// every ciphertext's encoding.
 		stages, last, s.v = verifyStages(), "claims", &verifyState{req: j.Verify}
-	} else {
+	case KindFederated:
+		if j.Federated == nil {
+			return errcode.New(errcode.InvalidRequest, "a federated job names its datasets (federated.datasets)")
+		}
+		// The SQL is admitted against every dataset, with the federated restrictions.
+		stages, s.fed = federatedStages(), &federatedState{req: j.Federated}
+		s.opts = e.options(ctx, j)
+	default:
 		s.opts = e.options(ctx, j)
 	}
 	var upTo []stage

@@ -40,7 +40,7 @@ import (
 // read; the domains key-switch the sum to a fresh receiver key the engine holds; the engine
 // opens the noisy totals and releases them as a DP result (docs/he-collective.md, "On the
 // platform").
-const KindFederated = "federated_sql"
+const KindFederated = api.KindFederated
 
 // aggregatorName is the platform's name in the collective directory (no domain may take it).
 const aggregatorName = "cleanroom-aggregator"
@@ -448,9 +448,6 @@ func federatedReserveStage(ctx context.Context, e *Engine, s *jobState) ([]prove
 	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(cost)}), nil
 }
 
-// federatedMu serialises key ceremonies and pin updates (they are rare and short).
-var federatedMu sync.Mutex
-
 func (e *Engine) collectiveDir() string { return filepath.Join(e.dataDir, "collective") }
 
 // aggregatorKey is the platform's long-term signing key as aggregator, created on first use.
@@ -520,8 +517,8 @@ func federatedWorkersStage(ctx context.Context, e *Engine, s *jobState) ([]prove
 		}
 		m.w = w
 	}
-	federatedMu.Lock()
-	defer federatedMu.Unlock()
+	e.fedMu.Lock()
+	defer e.fedMu.Unlock()
 	pins, err := e.loadPins()
 	if err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the pinned domain keys cannot be read")

@@ -46,6 +46,8 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a verification carries its claims in verify, and no SQL")
 	case req.Kind != api.KindVerify && req.Verify != nil:
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "only a verification (kind verify) carries claims")
+	case (req.Kind == api.KindFederated) != (req.Federated != nil):
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a federated job (kind federated_sql) names its datasets in federated.datasets, and only it does")
 	case req.Kind == api.KindVerify:
 	case strings.TrimSpace(req.SQL) == "":
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
@@ -80,7 +82,7 @@ func planOptions(o api.JobOptions) plan.Options {
 // engineJob is the engine's view of a job on grant g; usage (the rate-limit counts) is nil for
 // a dry run or an admission check, which no rate limit applies to.
 func engineJob(id string, who policy.Principal, g api.Grant, req api.JobRequest, usage *policy.GrantUsage) engine.Job {
-	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify,
+	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify, Federated: req.Federated,
 		Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario, Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage}}
 }
 
@@ -116,7 +118,7 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	}
 	now := s.now().UTC()
 	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
-		SQL: req.SQL, Options: req.Options, CreatedAt: now, UpdatedAt: now}
+		SQL: req.SQL, Options: req.Options, Federated: req.Federated, CreatedAt: now, UpdatedAt: now}
 	var input []byte
 	if req.Verify != nil {
 		// The claims wait with the job (not in its document, which lists would carry): the
@@ -149,7 +151,7 @@ func (s *Server) explain(_ http.ResponseWriter, r *http.Request, who policy.Prin
 		return 0, nil, err
 	}
 	if req.Kind != api.KindSQL {
-		return 0, nil, errcode.New(errcode.InvalidRequest, "explain is for SQL jobs; a verification's cost is its number of checks, counted against the policy's limits")
+		return 0, nil, errcode.New(errcode.InvalidRequest, "explain is for SQL jobs (a verification's cost is its number of checks; a federated job's, its epsilon on each dataset)")
 	}
 	x, err := s.eng.Explain(r.Context(), engineJob("", who, g, req, nil))
 	if err != nil {

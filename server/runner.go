@@ -58,7 +58,7 @@ func (s *Server) execute(j governance.Job) {
 	if err == nil {
 		usage, err = s.usage(ctx, j.Grant, j.ID)
 	}
-	req := api.JobRequest{Grant: j.Grant, Kind: j.Kind, SQL: j.SQL, Options: j.Options}
+	req := api.JobRequest{Grant: j.Grant, Kind: j.Kind, SQL: j.SQL, Options: j.Options, Federated: j.Federated}
 	if err == nil && j.Kind == api.KindVerify {
 		req.Verify, err = s.verifyInput(ctx, j.ID)
 	}
@@ -161,7 +161,7 @@ func (s *Server) jobAllowed(g api.Grant, kind string) error {
 	if !slices.Contains(g.JobKinds, kind) {
 		return errcode.New(errcode.Forbidden, "grant %s does not cover %s jobs", g.ID, kind)
 	}
-	if kind != api.KindSQL && kind != api.KindVerify {
+	if kind != api.KindSQL && kind != api.KindVerify && kind != api.KindFederated {
 		return errcode.New(errcode.UnsupportedJobKind, "%s jobs are not available on this platform yet", kind)
 	}
 	return nil

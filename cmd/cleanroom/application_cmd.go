@@ -85,7 +85,7 @@ func newApplicationNewCmd(f *clientFlags) *cobra.Command {
 	fl.StringVar(&req.End, "end", "", "end of the period: RFC 3339 time or YYYY-MM-DD, inclusive (required)")
 	fl.Float64Var(&req.Epsilon, "epsilon", 0, "privacy budget epsilon for the whole grant (required)")
 	fl.Float64Var(&req.Delta, "delta", 0, "privacy budget delta for the whole grant")
-	fl.StringSliceVar(&req.JobKinds, "kinds", []string{api.KindSQL}, "job kinds the grant allows: sql, verify, model")
+	fl.StringSliceVar(&req.JobKinds, "kinds", []string{api.KindSQL}, "job kinds the grant allows: sql, verify, federated_sql, model")
 	for _, name := range []string{"purpose", "scenario", "datasets", "end", "epsilon"} {
 		_ = cmd.MarkFlagRequired(name)
 	}

@@ -22,6 +22,7 @@ func newQueryCmd() *cobra.Command {
 	var saveTo string
 	var delta float64
 	var explain bool
+	var federated []string
 	var f *clientFlags
 	cmd := &cobra.Command{
 		Use:   "query --grant GRANT SQL",
@@ -48,7 +49,9 @@ partition selection is refused with what would work instead.`,
   cleanroom query --grant g-1a2b --epsilon 0.5 --max-groups 1 --max-contributions 5 \
     "SELECT age_band, AVG(cost) AS mean_cost FROM medical_visits GROUP BY age_band" --csv > mean_cost.csv
   echo "SELECT COUNT(*) AS n FROM medical_visits" | cleanroom query --grant g-1a2b - --json
-  cleanroom query --grant g-1a2b --explain --delta 0 "SELECT district, COUNT(*) FROM medical_visits GROUP BY district"`,
+  cleanroom query --grant g-1a2b --explain --delta 0 "SELECT district, COUNT(*) FROM medical_visits GROUP BY district"
+  cleanroom query --grant g-1a2b --federated visits_health,visits_insurance \
+    "SELECT district, COUNT(*) AS visits FROM visits_health GROUP BY district"`,
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cmd.ValidateRequiredFlags(); err != nil {
@@ -60,6 +63,8 @@ partition selection is refused with what would work instead.`,
 				return errors.New("--epsilon must be a finite number ≥ 0 (0: the platform default)")
 			case !(delta >= 0 && delta < 1):
 				return errors.New("--delta must be in [0, 1) (0: pure DP, public partitions only; leave it out for the platform default)")
+			case explain && len(federated) > 0:
+				return errors.New("--explain is for SQL jobs; a federated job has no dry run yet")
 			case explain && (saveTo != "" || f.output == outputCSV || f.output == outputArrow):
 				return errors.New("--explain prints the dry run (a table, or --json); it has no result to --save, --csv or --output arrow")
 			case o.MaxGroupsContributed < 0 || o.MaxContributionsPerGroup < 0:
@@ -82,6 +87,9 @@ partition selection is refused with what would work instead.`,
 			return errors.New("the query is empty")
 		}
 		req.Kind, req.SQL = api.KindSQL, sql
+		if len(federated) > 0 {
+			req.Kind, req.Federated = api.KindFederated, &api.FederatedRequest{Datasets: federated}
+		}
 		// A --delta given, even 0, is sent; left out, the server's default applies.
 		if cmd.Flags().Changed("delta") {
 			req.Options.Delta = &delta
@@ -96,6 +104,7 @@ partition selection is refused with what would work instead.`,
 	fl.StringVar(&saveTo, "save", "", "also write the released result to PREFIX.json and its signed receipt to PREFIX.receipt (check with: cleanroom audit receipt verify)")
 	fl.Float64Var(&req.Options.Epsilon, "epsilon", 0, "epsilon this job spends (default: the platform's)")
 	fl.Float64Var(&delta, "delta", 0, "delta this job may spend; 0 is pure DP (public partitions only) (default: a share of the grant's delta)")
+	fl.StringSliceVar(&federated, "federated", nil, "run the query as one DP statistic over these datasets, each in another data domain, under a collective key (kind federated_sql; the SQL names the first; docs/he-collective.md)")
 	fl.BoolVar(&explain, "explain", false, "print the dry run (cost, noise, expected error, partitions, policy decision) instead of running the job; free")
 	fl.Int64Var(&req.Options.MaxGroupsContributed, "max-groups", 0, "groups one privacy unit may contribute to (default: chosen under DP within the operator's maximum)")
 	fl.Int64Var(&req.Options.MaxContributionsPerGroup, "max-contributions", 0, "rows one privacy unit may contribute per group (default: chosen under DP within the operator's maximum)")

@@ -101,11 +101,13 @@ type RedteamRecorded struct {
 	ReportSHA256 string `json:"report_sha256"`
 }
 
-// Job kinds a grant may allow. sql and verify run on this version of the platform.
+// Job kinds a grant may allow. sql, verify and federated_sql run on this version of the
+// platform.
 const (
-	KindSQL    = "sql"
-	KindVerify = "verify"
-	KindModel  = "model"
+	KindSQL       = "sql"
+	KindVerify    = "verify"
+	KindFederated = "federated_sql"
+	KindModel     = "model"
 )
 
 // ApplicationRequest is POST /v1/applications. Start and End are RFC 3339 times or dates
@@ -229,6 +231,8 @@ type JobRequest struct {
 	Options JobOptions `json:"options"`
 	// Verify is a verification's claims (kind verify).
 	Verify *VerifyRequest `json:"verify,omitempty"`
+	// Federated names a federated job's datasets, one per data domain (kind federated_sql).
+	Federated *FederatedRequest `json:"federated,omitempty"`
 }
 
 // VerifyRequest is a verification job's input (kind verify, private verification 核验): the
@@ -301,7 +305,9 @@ type Job struct {
 	Kind        string          `json:"kind"`
 	SQL         string          `json:"sql"`
 	Options     JobOptions      `json:"options"`
-	Datasets    []string        `json:"datasets,omitempty"`
+	// Federated names a federated job's datasets (kind federated_sql).
+	Federated *FederatedRequest `json:"federated,omitempty"`
+	Datasets  []string          `json:"datasets,omitempty"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
 	Error       *Error          `json:"error,omitempty"`
