@@ -95,7 +95,7 @@ type LinearModel struct {
 	Delta      float64 `json:"delta"`
 	// Components are the noise additions, as the ledger records them; Accounting is the
 	// accountant's report of them.
-	Components []dp.Component     `json:"components"`
+	Components []dp.Component    `json:"components"`
 	Accounting accountant.Report `json:"accounting"`
 }
 
