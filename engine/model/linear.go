@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"slices"
 )
 
 // LinearSpec is the public description of a linear regression both sides build from the same
@@ -67,7 +68,8 @@ type Stats struct {
 	spec LinearSpec
 	d    int // features
 	st   sums
-	z    []int64 // scratch: one augmented row
+	sc   []scaler // features, then the label
+	z    []int64  // scratch: one augmented row
 }
 
 // NewStats returns an empty accumulator for spec. It keeps its own copy of the spec.
@@ -78,7 +80,8 @@ func NewStats(spec LinearSpec) (*Stats, error) {
 	spec.Features = append([]Feature(nil), spec.Features...)
 	d := len(spec.Features)
 	k := (d + 2) * (d + 3) / 2
-	return &Stats{spec: spec, d: d, st: sums{kind: kindLinear, fp: spec.fingerprint(), s: make([]int64, k)}, z: make([]int64, d+2)}, nil
+	return &Stats{spec: spec, d: d, st: sums{kind: kindLinear, fp: spec.fingerprint(), s: make([]int64, k)}, z: make([]int64, d+2),
+		sc: scalers(append(slices.Clone(spec.Features), Feature{Bounds: spec.Label}))}, nil
 }
 
 // Spec returns the spec the accumulator was made for.
@@ -119,9 +122,9 @@ func (s *Stats) AddUnit(rows [][]float64, labels []float64) error {
 	z[0] = quantum
 	for i := 0; i < kept; i++ {
 		for j, v := range rows[i] {
-			z[j+1] = quantize(s.spec.Features[j].Bounds.scale(v))
+			z[j+1] = quantize(s.sc[j].scale(v))
 		}
-		z[s.d+1] = quantize(s.spec.Label.scale(labels[i]))
+		z[s.d+1] = quantize(s.sc[s.d].scale(labels[i]))
 		k := 0
 		for a := range z {
 			za := z[a]

@@ -29,3 +29,23 @@ func TestScratchLinear(t *testing.T) {
 		}
 	}
 }
+
+func TestScratchLogistic(t *testing.T) {
+	data := genLogistic(100000, 1)
+	ref, acc := nonPrivateLogistic(t, data)
+	t.Logf("non-private θ %v acc %.4f", ref, acc)
+	for _, eps := range []float64{0.5, 1, 2} {
+		for r := 0; r < 3; r++ {
+			m, err := FitLogistic(data.spec, LogisticParams{Epsilon: eps, Delta: 1e-6}, data.units())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// scaled theta
+			th := []float64{}
+			for j, c := range m.Coefficients {
+				th = append(th, c.Value*data.spec.Features[j].Bounds.halfRange())
+			}
+			t.Logf("eps %g acc %.4f n %.0f conf %+v scaled θ %v", eps, m.Accuracy, m.N, m.Confusion, th)
+		}
+	}
+}

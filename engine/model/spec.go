@@ -32,6 +32,22 @@ func (b Bounds) scale(v float64) float64 {
 	return math.Min(math.Max(s, -1), 1) // rounding may step just outside
 }
 
+// scaler is Bounds.scale with its constants precomputed, for the per-row loops.
+type scaler struct{ lo, hi, c, inv float64 }
+
+func scalers(fs []Feature) []scaler {
+	out := make([]scaler, len(fs))
+	for i, f := range fs {
+		out[i] = scaler{f.Bounds.Lo, f.Bounds.Hi, f.Bounds.centre(), 1 / f.Bounds.halfRange()}
+	}
+	return out
+}
+
+func (s scaler) scale(v float64) float64 {
+	v = min(max(v, s.lo), s.hi)
+	return min(max((v-s.c)*s.inv, -1), 1)
+}
+
 // Feature is one regressor: its name (released with its coefficient) and its public bounds.
 type Feature struct {
 	Name   string `json:"name"`
