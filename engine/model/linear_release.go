@@ -16,9 +16,9 @@ import (
 // it gets the most; yᵀy only feeds the quality metrics, where its noise is small relative to
 // a sum over all rows.
 const (
-	ShareXTX = 0.6
+	ShareXTX = 0.5
 	ShareXTY = 0.3
-	ShareYTY = 0.1
+	ShareYTY = 0.2
 )
 
 // DefaultDraws is the number of parametric-bootstrap draws behind the coefficient intervals
