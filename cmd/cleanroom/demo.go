@@ -16,7 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
@@ -154,13 +156,19 @@ type demoJob struct {
 	Explained *api.Explanation `json:"explained,omitempty"`
 }
 
-var demoSteps = []struct {
+// demoStep is one job of the demo's applicant.
+type demoStep struct {
 	title string
 	sql   string
 	opts  plan.Options
 	// explain asks for the free dry run first (it reads no data and spends nothing).
 	explain bool
-}{
+	// federated runs the SQL as one statistic over these datasets, each in its own data
+	// domain, under a collective key (kind federated_sql).
+	federated []string
+}
+
+var demoSteps = []demoStep{
 	{title: "Visits and total cost by district (public partitions)",
 		sql:  "SELECT district, COUNT(*) AS visits, SUM(cost) AS total_cost FROM medical_visits GROUP BY district",
 		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}},
@@ -186,6 +194,10 @@ var demoSteps = []struct {
 	{title: "The first query again, spelled differently (answered from its release: no budget spent)",
 		sql:  "select district, count(*) as visits, sum(cost) as total_cost from medical_visits group by 1",
 		opts: plan.Options{Epsilon: 1, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5}},
+	{title: "Care events by district across two data domains: the health commission's visits and the medical-insurance bureau's own-domain claims, one DP total under a collective key (neither domain's counts are seen by anyone)",
+		sql:       "SELECT district, COUNT(*) AS visits_and_claims FROM medical_visits GROUP BY district",
+		opts:      plan.Options{Epsilon: 0.5, MaxGroupsContributed: 1, MaxContributionsPerGroup: 5},
+		federated: []string{"medical_visits", demoBureauClaims}},
 	{title: "Attempt to read raw identifiers (must be refused)",
 		sql: "SELECT person_id, cost FROM medical_visits WHERE cost > 40000"},
 	{title: "Attempt to export a file (must be refused)",
@@ -209,7 +221,16 @@ const (
 )
 
 // demoApplicationDatasets are the non-L4 private datasets the scenario needs.
-var demoApplicationDatasets = []string{"medical_visits", "residents", "insurance_claims"}
+var demoApplicationDatasets = []string{"medical_visits", "residents", "insurance_claims", demoBureauClaims}
+
+// demoBureauClaims is the medical-insurance bureau's claims register kept in its own data domain
+// (a worker of its own): the demo derives it from the committed claims (person, district,
+// amount of every claim) and registers it there, so that one statistic can span two domains.
+const (
+	demoBureauClaims = "bureau_claims"
+	demoBureauOrg    = "medical-insurance-bureau"
+	demoBureauDomain = "insurance_bureau"
+)
 
 // demoReviewers are the operator-side reviewers: independent of the applicant and of each
 // other, as a two-person review (双人复核) requires.
@@ -359,6 +380,24 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 		api.Principal{Name: "aud-1", Role: "auditor", Org: "audit-office"},
 	)
 
+	// The bureau registers its own-domain register from a root of its own in the data directory.
+	bureauRoot := filepath.Join(dataDir, "import", demoBureauOrg)
+	bureauSpec, err := writeBureauClaims(ctx, filepath.Join(importRoots[demoBureauOrg], "insurance_claims.parquet"), bureauRoot)
+	if err != nil {
+		return nil, err
+	}
+	for _, spec := range specs { // the bureau's committed data moves to its new root with it
+		if spec.Provider == demoBureauOrg {
+			to := filepath.Join(bureauRoot, filepath.Base(spec.Source.Path))
+			if err := copyFile(spec.Source.Path, to); err != nil {
+				return nil, err
+			}
+			spec.Source.Path = to
+		}
+	}
+	importRoots[demoBureauOrg] = bureauRoot
+	specs = append(specs, bureauSpec)
+
 	p, err := startDemoPlatform(ctx, dataDir, importRoots, principals)
 	if err != nil {
 		return nil, err
@@ -394,7 +433,7 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	now := time.Now().UTC()
 	req := api.ApplicationRequest{Purpose: demoPurpose, Scenario: demoScenario, Datasets: demoApplicationDatasets,
 		Start: now.Format(time.DateOnly), End: now.AddDate(1, 0, 0).Format(time.DateOnly),
-		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify}}
+		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify, api.KindFederated}}
 	withL4 := req
 	withL4.Datasets = append(slices.Clone(req.Datasets), demoL4)
 	_, aerr := insurer.CreateApplication(ctx, withL4)
@@ -416,11 +455,11 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	for _, s := range demoSteps {
 		var explained *api.Explanation
 		if s.explain {
-			if explained, err = p.as("insurer-1").Explain(ctx, demoRequest(approved.GrantID, s.sql, s.opts)); err != nil {
+			if explained, err = p.as("insurer-1").Explain(ctx, demoRequest(approved.GrantID, s)); err != nil {
 				return nil, fmt.Errorf("insurer-1 explaining %q: %w", s.title, err)
 			}
 		}
-		job, err := runDemoJob(ctx, p, approved.GrantID, s.title, s.sql, s.opts)
+		job, err := runDemoJob(ctx, p, approved.GrantID, s)
 		if err != nil {
 			return nil, err
 		}
@@ -508,19 +547,24 @@ func jobDelta(o plan.Options) *float64 {
 }
 
 // demoRequest is the job request of a demo step.
-func demoRequest(grant, sql string, opts plan.Options) api.JobRequest {
-	return api.JobRequest{Grant: grant, Kind: api.KindSQL, SQL: sql, Options: api.JobOptions{
+func demoRequest(grant string, s demoStep) api.JobRequest {
+	opts := s.opts
+	req := api.JobRequest{Grant: grant, Kind: api.KindSQL, SQL: s.sql, Options: api.JobOptions{
 		Epsilon: opts.Epsilon, Delta: jobDelta(opts),
 		MaxGroupsContributed: opts.MaxGroupsContributed, MaxContributionsPerGroup: opts.MaxContributionsPerGroup}}
+	if len(s.federated) > 0 {
+		req.Kind, req.Federated = api.KindFederated, &api.FederatedRequest{Datasets: s.federated}
+	}
+	return req
 }
 
 // runDemoJob submits one job as insurer-1 and waits for it. A held output is reviewed: the
 // applicant's own attempt to approve it is refused, the first reviewer approves (and may not
 // approve twice), and as many reviewers as it needs approve it before its result is read.
-func runDemoJob(ctx context.Context, p *demoPlatform, grant, title, sql string, opts plan.Options) (*demoJob, error) {
+func runDemoJob(ctx context.Context, p *demoPlatform, grant string, s demoStep) (*demoJob, error) {
 	insurer := p.as("insurer-1")
-	job := &demoJob{Title: title, SQL: sql}
-	j, err := insurer.SubmitJob(ctx, demoRequest(grant, sql, opts))
+	job := &demoJob{Title: s.title, SQL: s.sql}
+	j, err := insurer.SubmitJob(ctx, demoRequest(grant, s))
 	if err != nil {
 		var ae *client.Error
 		if !errors.As(err, &ae) {
@@ -801,4 +845,75 @@ func runDemoVerification(ctx context.Context, p *demoPlatform, grant, datasetDir
 		return nil, err
 	}
 	return v, nil
+}
+
+// writeBureauClaims writes the bureau's own-domain claims register (person_id, district,
+// amount of every committed claim, as an Arrow IPC stream with the committed column types) into
+// root and returns its catalog spec, in domain demoBureauDomain.
+func writeBureauClaims(ctx context.Context, claimsParquet, root string) (*catalog.Spec, error) {
+	rr, err := connectors.Open(ctx, "parquet", claimsParquet, connectors.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("demo: read the claims: %w", err)
+	}
+	defer rr.Release()
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(root, demoBureauClaims+".arrows")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var w *ipc.Writer
+	for rr.Next() {
+		rec := rr.RecordBatch()
+		var fields []arrow.Field
+		var cols []arrow.Array
+		for _, name := range []string{"person_id", "district", "amount"} {
+			idx := rec.Schema().FieldIndices(name)
+			if len(idx) != 1 {
+				return nil, fmt.Errorf("demo: the claims have no column %s", name)
+			}
+			fields, cols = append(fields, rec.Schema().Field(idx[0])), append(cols, rec.Column(idx[0]))
+		}
+		out := array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rec.NumRows())
+		if w == nil {
+			w = ipc.NewWriter(f, ipc.WithSchema(out.Schema()))
+		}
+		err := w.Write(out)
+		out.Release()
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := rr.Err(); err != nil {
+		return nil, err
+	}
+	if w == nil {
+		return nil, errors.New("demo: the claims are empty")
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	districts := []string{"530102", "530103", "530111", "530112", "530113", "530114", "530115", "530124", "530125", "530126", "530127", "530128", "530129", "530181"}
+	return &catalog.Spec{Name: demoBureauClaims, Provider: demoBureauOrg, Grade: catalog.GradeL2, Domain: demoBureauDomain, PrivacyUnit: "person_id",
+		Source: catalog.Source{Kind: catalog.SourceArrow, Path: path}, Budget: catalog.Budget{Epsilon: 20, Delta: 1e-5},
+		Columns: map[string]catalog.Column{
+			"person_id": {Tags: []catalog.Tag{catalog.TagIdentifier}},
+			"district":  {Tags: []catalog.Tag{catalog.TagQuasiIdentifier}, Domain: districts},
+			"amount":    {Tags: []catalog.Tag{catalog.TagSensitive}, Bounds: []float64{0, 50000}},
+		}}, nil
+}
+
+// copyFile copies a file (the bureau's committed claims, into its demo import root).
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
 }

@@ -56,8 +56,12 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 		"signed checkpoint(s) verified",
 		// The three queries the gate refuses are answered at once and are not jobs; the
 		// verification's job is replayed and its receipt verified too.
-		"9 job(s) replayed from their records: every stage matches",
-		"9 release receipt(s) verified offline",
+		"10 job(s) replayed from their records: every stage matches",
+		"10 release receipt(s) verified offline",
+		// Issue 17: one statistic over two data domains under a collective key.
+		"== Care events by district across two data domains",
+		"(federated over 2 domains under a collective key;",
+		"  dataset:bureau_claims",
 		// Issue 17: a verification (核验) of declared facts, and the limit per fact.
 		"== Verification (核验): insurer-1 checks 300 customers' declared income_band",
 		"220 matched, 80 did not (the demo's customers: 220 declared truthfully, 20 are not in the register)",
@@ -72,8 +76,8 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	if got := strings.Count(text, "released job"); got != 8 {
-		t.Errorf("released %d jobs, want 8", got)
+	if got := strings.Count(text, "released job"); got != 9 {
+		t.Errorf("released %d jobs, want 9", got)
 	}
 	if strings.Contains(text, "crt_") {
 		t.Error("the demo printed a bearer token")
@@ -137,8 +141,8 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 			held = &r.Jobs[i]
 		}
 	}
-	if released != 8 || len(refused) != 3 || refused["identifier_in_output"] != 1 || refused["unsupported_sql"] != 1 || refused["forbidden"] != 1 {
-		t.Errorf("%d jobs released (want 8), refused %v", released, refused)
+	if released != 9 || len(refused) != 3 || refused["identifier_in_output"] != 1 || refused["unsupported_sql"] != 1 || refused["forbidden"] != 1 {
+		t.Errorf("%d jobs released (want 9), refused %v", released, refused)
 	}
 	if held == nil || held.Held.Required != 2 || strings.Join(held.ReviewedBy, ",") != "rev-1,rev-2" || held.Result == nil {
 		t.Errorf("the held job was not released after a two-person review: %+v", held)
@@ -157,11 +161,11 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 	if r.Application == nil || r.Application.State != api.ApplicationApproved || r.Grant == nil || r.Application.Grant != r.Grant.ID {
 		t.Errorf("application %+v, grant %+v", r.Application, r.Grant)
 	} else if g := r.Grant.Budget; g.EpsilonTotal != 8 || g.DeltaTotal != 5e-7 || math.Abs(g.EpsilonSpent-spent) > 1e-9 ||
-		!g.Allocated || math.Abs(g.DeltaSpent-5e-9) > 1e-20 {
-		t.Errorf("grant budget %+v; the released jobs spent epsilon %g (and delta 5e-9: one partition-selection job at the default share; the months are a public domain)", g, spent)
+		!g.Allocated || math.Abs(g.DeltaSpent-1e-8) > 1e-20 {
+		t.Errorf("grant budget %+v; the released jobs spent epsilon %g (and delta 1e-8: one partition-selection job and the federated job, each at the default share; the months are a public domain)", g, spent)
 	}
-	// The grant, then the five private datasets (public lookup tables have no budget).
-	if len(r.Budget) != 6 || r.Budget[0].Account != "grant:"+r.Grant.ID {
+	// The grant, then the six private datasets (public lookup tables have no budget).
+	if len(r.Budget) != 7 || r.Budget[0].Account != "grant:"+r.Grant.ID {
 		t.Errorf("budget lines: %+v", r.Budget)
 	}
 	// The grant is carved out of each dataset it names, and of no other.
