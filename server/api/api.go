@@ -297,22 +297,22 @@ const (
 // Job is a submitted job. Result is present only when State is released (and to principals
 // who may read results); a reviewer sees a held result in the review queue instead.
 type Job struct {
-	ID          string          `json:"id"`
-	State       string          `json:"state"`
-	Grant       string          `json:"grant"`
-	Org         string          `json:"org"`
-	SubmittedBy string          `json:"submitted_by"`
-	Kind        string          `json:"kind"`
-	SQL         string          `json:"sql"`
-	Options     JobOptions      `json:"options"`
+	ID          string     `json:"id"`
+	State       string     `json:"state"`
+	Grant       string     `json:"grant"`
+	Org         string     `json:"org"`
+	SubmittedBy string     `json:"submitted_by"`
+	Kind        string     `json:"kind"`
+	SQL         string     `json:"sql"`
+	Options     JobOptions `json:"options"`
 	// Federated names a federated job's datasets (kind federated_sql).
 	Federated *FederatedRequest `json:"federated,omitempty"`
 	Datasets  []string          `json:"datasets,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	Error       *Error          `json:"error,omitempty"`
-	Review      *JobReview      `json:"review,omitempty"`
-	Result      json.RawMessage `json:"result,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	Error     *Error            `json:"error,omitempty"`
+	Review    *JobReview        `json:"review,omitempty"`
+	Result    json.RawMessage   `json:"result,omitempty"`
 	// Receipt is the platform-signed release receipt (a C2SP signed note), present with Result.
 	// `cleanroom audit receipt verify` checks it offline with the platform's public key.
 	Receipt string `json:"receipt,omitempty"`
