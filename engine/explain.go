@@ -108,11 +108,23 @@ func (e *Engine) Admit(ctx context.Context, j Job) error {
 // RecordRefusedRequest records a request the gate refused before it became a job: who, on
 // which grant, the refusal's code and position, and a keyed digest of the SQL (so that an
 // auditor holding the platform's key can match it to a query) — never the SQL's text, whose
-// literals the applicant wrote and which was never admitted.
+// literals the applicant wrote and which was never admitted. A verification has no SQL: the
+// digest is of its public key's and ciphertexts' digests, in request order.
 func (e *Engine) RecordRefusedRequest(ctx context.Context, j Job, kind string, refusal error) error {
 	pub := errcode.Public(refusal)
+	text := j.SQL
+	if j.Kind == KindVerify && j.Verify != nil {
+		var b strings.Builder
+		b.WriteString(sha(j.Verify.PublicKey))
+		for _, batch := range j.Verify.Batches {
+			for _, ct := range batch.Ciphertexts {
+				b.WriteString("\n" + sha(ct))
+			}
+		}
+		text = b.String()
+	}
 	_, err := e.record(context.WithoutCancel(ctx), "", &provenance.RequestRefused{Principal: provenance.Principal(j.Principal),
-		Grant: j.Grant, Kind: kind, Code: string(pub.Code), Position: pub.Position, SQLDigest: e.auditKey.Digest([]byte(j.SQL))})
+		Grant: j.Grant, Kind: kind, Code: string(pub.Code), Position: pub.Position, SQLDigest: e.auditKey.Digest([]byte(text))})
 	return err
 }
 
