@@ -18,6 +18,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/sandbox"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // heavyUnit sorts after every resident ID, so adding it leaves every other unit's dense key and
@@ -168,7 +169,7 @@ func TestEveryAdmittedQueryBoundsEachUnitBeforeAggregating(t *testing.T) {
 			}
 			out := map[string][][]byte{}
 			for _, pt := range parts {
-				out[keyString(pt.Key)] = pt.States
+				out[wire.KeyString(pt.Key)] = pt.States
 			}
 			return p, out, true
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/policy/bundletest"
 	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
@@ -33,26 +34,8 @@ var applicant = policy.Principal{Name: "insurer-1", Role: "applicant", Org: "acm
 // tests can make noise small; every other rule is the default's.
 func testPolicy(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join("..", "policy", "bundle")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ent := range entries {
-		data, err := os.ReadFile(filepath.Join(src, ent.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ent.Name() == "data.json" {
-			data = []byte(strings.Replace(string(data), `"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`, 1))
-			data = []byte(strings.Replace(string(data), `"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`, 1))
-		}
-		if err := os.WriteFile(filepath.Join(dir, ent.Name()), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return bundletest.Copy(t, bundletest.Replace(`"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`,
+		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`))
 }
 
 func openEngine(t testing.TB) *engine.Engine {

@@ -383,10 +383,10 @@ func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, e
 	if p.Public {
 		byKey := map[string]wire.Partition{}
 		for _, pt := range parts {
-			byKey[keyString(pt.Key)] = pt
+			byKey[wire.KeyString(pt.Key)] = pt
 		}
 		for _, key := range crossProduct(p.Domains) {
-			pt := byKey[keyString(key)]
+			pt := byKey[wire.KeyString(key)]
 			rows = append(rows, row{key: key, states: pt.States})
 		}
 	} else {
@@ -400,7 +400,7 @@ func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, e
 			}
 		}
 		// The worker's partition order follows the data; release in key order instead.
-		sort.Slice(rows, func(i, j int) bool { return keyString(rows[i].key) < keyString(rows[j].key) })
+		sort.Slice(rows, func(i, j int) bool { return wire.KeyString(rows[i].key) < wire.KeyString(rows[j].key) })
 	}
 	for _, r := range rows {
 		// Each aggregate is released once per row; its outputs (several quantiles) share it.
@@ -434,18 +434,6 @@ func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, e
 		res.units = []float64{}
 	}
 	return res, nil
-}
-
-func keyString(k []*string) string {
-	var b strings.Builder
-	for _, v := range k {
-		if v == nil {
-			b.WriteString("\x00N")
-		} else {
-			b.WriteString("\x00V" + *v)
-		}
-	}
-	return b.String()
 }
 
 func crossProduct(domains [][]string) [][]*string {

@@ -666,36 +666,43 @@ func federatedInputsStage(ctx context.Context, e *Engine, s *jobState) ([]proven
 	for i := range f.inboxes {
 		f.inboxes[i] = make(collective.MemoryInbox, 2*len(f.members))
 	}
-	type answer struct {
-		msgs [][]byte
-		err  error
+	inputs, err := f.askDomains(ctx, collective.RoundInput, func(ctx context.Context, m *fedMember) ([][]byte, error) {
+		return m.w.CollectiveInput(ctx, &wire.CollectiveInput{Ceremony: f.ceremony, Plan: &m.p.Worker, Partitions: f.parts, Jobs: f.jobs})
+	})
+	if err != nil {
+		return nil, err
 	}
-	answers := make([]answer, len(f.members))
+	return events(&provenance.FederatedInputs{Inputs: inputs, DurationMS: time.Since(start).Milliseconds()}), nil
+}
+
+// askDomains runs one round with every domain's worker at once (call), each within the
+// round's deadline, and hands each domain's messages, one per job, to the jobs' inboxes. It
+// returns the messages' digests by domain, or the first domain's failure.
+func (f *federatedState) askDomains(ctx context.Context, round collective.Round, call func(context.Context, *fedMember) ([][]byte, error)) (map[string][]string, error) {
+	msgs := make([][][]byte, len(f.members))
+	errs := make([]error, len(f.members))
 	var wg sync.WaitGroup
 	for i, m := range f.members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			rctx, cancel := context.WithTimeout(ctx, federatedRoundTimeout)
 			defer cancel()
-			msgs, err := m.w.CollectiveInput(rctx, &wire.CollectiveInput{Ceremony: f.ceremony, Plan: &m.p.Worker, Partitions: f.parts, Jobs: f.jobs})
-			answers[i] = answer{msgs, err}
-		}()
+			msgs[i], errs[i] = call(rctx, m)
+		})
 	}
 	wg.Wait()
-	inputs := map[string][]string{}
+	digests := map[string][]string{}
 	for i, m := range f.members {
 		dom := m.d.Spec.Domain
-		if answers[i].err != nil {
-			return nil, domainError(dom, answers[i].err)
+		if errs[i] != nil {
+			return nil, domainError(dom, errs[i])
 		}
-		for j, msg := range answers[i].msgs {
-			msg = tamper(dom, collective.RoundInput, msg)
-			inputs[dom] = append(inputs[dom], sha(msg))
+		for j, msg := range msgs[i] {
+			msg = tamper(dom, round, msg)
+			digests[dom] = append(digests[dom], sha(msg))
 			f.inboxes[j].Send(msg)
 		}
 	}
-	return events(&provenance.FederatedInputs{Inputs: inputs, DurationMS: time.Since(start).Milliseconds()}), nil
+	return digests, nil
 }
 
 func federatedAggregateStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
@@ -723,34 +730,11 @@ func federatedKeySwitchStage(ctx context.Context, e *Engine, s *jobState) ([]pro
 	for _, m := range f.sums {
 		sums = append(sums, m.Encode())
 	}
-	type answer struct {
-		msgs [][]byte
-		err  error
-	}
-	answers := make([]answer, len(f.members))
-	var wg sync.WaitGroup
-	for i, m := range f.members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx, cancel := context.WithTimeout(ctx, federatedRoundTimeout)
-			defer cancel()
-			msgs, err := m.w.CollectiveKeySwitch(rctx, &wire.CollectiveKeySwitch{Ceremony: f.ceremony, Jobs: f.jobs, Sums: sums})
-			answers[i] = answer{msgs, err}
-		}()
-	}
-	wg.Wait()
-	shares := map[string][]string{}
-	for i, m := range f.members {
-		dom := m.d.Spec.Domain
-		if answers[i].err != nil {
-			return nil, domainError(dom, answers[i].err)
-		}
-		for j, msg := range answers[i].msgs {
-			msg = tamper(dom, collective.RoundKeySwitch, msg)
-			shares[dom] = append(shares[dom], sha(msg))
-			f.inboxes[j].Send(msg)
-		}
+	shares, err := f.askDomains(ctx, collective.RoundKeySwitch, func(ctx context.Context, m *fedMember) ([][]byte, error) {
+		return m.w.CollectiveKeySwitch(ctx, &wire.CollectiveKeySwitch{Ceremony: f.ceremony, Jobs: f.jobs, Sums: sums})
+	})
+	if err != nil {
+		return nil, err
 	}
 	f.results = nil
 	var results []string

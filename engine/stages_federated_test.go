@@ -20,6 +20,7 @@ import (
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/he/collective"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/policy/bundletest"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
@@ -106,26 +107,8 @@ func newFedFixture(t *testing.T, domains int, noiseOff bool) *fedFixture {
 // tests use), so that intervals are narrow enough to say something.
 func fedPolicy(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join("..", "policy", "bundle")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ent := range entries {
-		data, err := os.ReadFile(filepath.Join(src, ent.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ent.Name() == "data.json" {
-			data = []byte(strings.Replace(string(data), `"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`, 1))
-			data = []byte(strings.Replace(string(data), `"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`, 1))
-		}
-		if err := os.WriteFile(filepath.Join(dir, ent.Name()), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return bundletest.Copy(t, bundletest.Replace(`"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`,
+		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`))
 }
 
 func (f *fedFixture) run(sql string, eps float64, datasets ...string) (*Outcome, error) {

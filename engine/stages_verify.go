@@ -146,8 +146,8 @@ func claimsStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event,
 			return nil, errcode.Wrap(errcode.MalformedCiphertext, err, "batch %d: the public key or the ciphertexts do not decode as the platform's verification parameters (%s)", i+1, verify.ParameterSet)
 		}
 		for j := range n {
-			if sub := strings.TrimSpace(b.Subjects[j]); sub == "" || len(sub) > 128 {
-				return nil, errcode.New(errcode.InvalidRequest, "batch %d, claim %d: a subject is 1 to 128 characters", i+1, j+1)
+			if sub := strings.TrimSpace(b.Subjects[j]); sub == "" || len(sub) > 128 || !printableASCII(b.Subjects[j]) {
+				return nil, errcode.New(errcode.InvalidRequest, "batch %d, claim %d: a subject is 1 to 128 printable ASCII characters", i+1, j+1)
 			}
 			if c := strings.TrimSpace(b.Consents[j]); c == "" || len(c) > 256 {
 				return nil, errcode.New(errcode.InvalidRequest, "batch %d, claim %d: a consent or contract reference is 1 to 256 characters", i+1, j+1)
@@ -168,6 +168,19 @@ func claimsStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event,
 	}
 	s.v.keyDigest = sha(r.PublicKey)
 	return nil, s.ds.within(s.job.Grant, s.job.Terms)
+}
+
+// printableASCII: a subject is an identifier in printable ASCII. The limits count a fact under
+// the subject as the engine normalises it (trimmed, upper-cased) and the worker looks it up as
+// DuckDB does; on printable ASCII the two agree, so no spelling of one subject can count as
+// another fact while reaching the same unit.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func attributesHint(spec *catalog.Spec) string {

@@ -199,14 +199,18 @@ func TestVerificationRefusesBadRequestsBeforeAnythingIsCounted(t *testing.T) {
 		spoil func(*api.VerifyRequest)
 		code  errcode.Code
 	}{
-		"unknown dataset":    {func(r *api.VerifyRequest) { r.Batches[0].Dataset = "nope" }, errcode.UnknownDataset},
-		"unknown attribute":  {func(r *api.VerifyRequest) { r.Batches[0].Attribute = "income" }, errcode.UnknownAttribute},
-		"a consent missing":  {func(r *api.VerifyRequest) { r.Batches[0].Consents = r.Batches[0].Consents[:1] }, errcode.InvalidRequest},
-		"an empty subject":   {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = " " }, errcode.InvalidRequest},
-		"no ciphertext":      {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts = nil }, errcode.MalformedCiphertext},
-		"no key":             {func(r *api.VerifyRequest) { r.PublicKey = nil }, errcode.MalformedCiphertext},
-		"garbage ciphertext": {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts[0] = []byte("xx") }, errcode.MalformedCiphertext},
-		"no batches":         {func(r *api.VerifyRequest) { r.Batches = nil }, errcode.InvalidRequest},
+		"unknown dataset":   {func(r *api.VerifyRequest) { r.Batches[0].Dataset = "nope" }, errcode.UnknownDataset},
+		"unknown attribute": {func(r *api.VerifyRequest) { r.Batches[0].Attribute = "income" }, errcode.UnknownAttribute},
+		"a consent missing": {func(r *api.VerifyRequest) { r.Batches[0].Consents = r.Batches[0].Consents[:1] }, errcode.InvalidRequest},
+		"an empty subject":  {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = " " }, errcode.InvalidRequest},
+		// Spellings that normalise differently in Go and in DuckDB could count one subject as
+		// another fact: refused.
+		"a tab in a subject":  {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = "\t" + personID(2) }, errcode.InvalidRequest},
+		"a non-ASCII subject": {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = personID(2) + "ſ" }, errcode.InvalidRequest},
+		"no ciphertext":       {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts = nil }, errcode.MalformedCiphertext},
+		"no key":              {func(r *api.VerifyRequest) { r.PublicKey = nil }, errcode.MalformedCiphertext},
+		"garbage ciphertext":  {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts[0] = []byte("xx") }, errcode.MalformedCiphertext},
+		"no batches":          {func(r *api.VerifyRequest) { r.Batches = nil }, errcode.InvalidRequest},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := good()

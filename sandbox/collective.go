@@ -323,14 +323,14 @@ func (w *worker) collectiveInput(ctx context.Context, a *wire.CollectiveInput) (
 func exactVectors(specs []dp.Spec, partitions [][]*string, parts []wire.Partition) ([][]int64, error) {
 	slot := make(map[string]int, len(partitions))
 	for i, k := range partitions {
-		slot[partitionKey(k)] = i
+		slot[wire.KeyString(k)] = i
 	}
 	out := make([][]int64, len(specs))
 	for i := range out {
 		out[i] = make([]int64, len(partitions))
 	}
 	for _, pt := range parts {
-		i, ok := slot[partitionKey(pt.Key)]
+		i, ok := slot[wire.KeyString(pt.Key)]
 		if !ok {
 			return out, errcode.New(errcode.Internal, "the bounding pass returned a partition outside the public domains")
 		}
@@ -350,18 +350,6 @@ func exactVectors(specs []dp.Spec, partitions [][]*string, parts []wire.Partitio
 		}
 	}
 	return out, nil
-}
-
-func partitionKey(k []*string) string {
-	var b strings.Builder
-	for _, v := range k {
-		if v == nil {
-			b.WriteString("\x00N")
-		} else {
-			b.WriteString("\x00V" + *v)
-		}
-	}
-	return b.String()
 }
 
 // collectiveKeySwitch checks each sum (the party recomputes it from the signed inputs and

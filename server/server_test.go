@@ -23,6 +23,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/policy/bundletest"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -663,25 +664,7 @@ func TestAuditProofsAndReceiptsOverHTTP(t *testing.T) {
 // bundleWith copies the default policy bundle with its data.json edited.
 func bundleWith(t *testing.T, edit func([]byte) []byte) string {
 	t.Helper()
-	src := filepath.Join("..", "policy", "bundle")
-	dir := t.TempDir()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "data.json" {
-			b = edit(b)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return bundletest.Copy(t, func(data string) string { return string(edit([]byte(data))) })
 }
 
 // TestRateLimitPerGrant: the operator's limit of jobs per grant and hour refuses the job over

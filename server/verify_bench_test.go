@@ -8,11 +8,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/he/verify"
+	"github.com/c1b99f93/cleanroom/policy/bundletest"
 	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
 	"github.com/c1b99f93/cleanroom/server/api"
@@ -26,25 +26,8 @@ import (
 func benchVerifyPlatform(b *testing.B) (*client.Client, string) {
 	b.Helper()
 	ctx := context.Background()
-	policyDir := b.TempDir()
-	src := filepath.Join("..", "policy", "bundle")
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, e := range ents {
-		data, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if e.Name() == "data.json" {
-			data = []byte(strings.NewReplacer(`"verify_checks_per_fact": 1,`, `"verify_checks_per_fact": 1000000000,`,
-				`"verify_checks_per_grant_per_day": 300000,`, `"verify_checks_per_grant_per_day": 1000000000,`).Replace(string(data)))
-		}
-		if err := os.WriteFile(filepath.Join(policyDir, e.Name()), data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
+	policyDir := bundletest.Copy(b, bundletest.Replace(`"verify_checks_per_fact": 1,`, `"verify_checks_per_fact": 1000000000,`,
+		`"verify_checks_per_grant_per_day": 300000,`, `"verify_checks_per_grant_per_day": 1000000000,`))
 	root := b.TempDir()
 	datasets, _ := filepath.Abs(filepath.Join("..", "testdata", "datasets"))
 	parquet, err := os.ReadFile(filepath.Join(datasets, "public-security-bureau", "residents.parquet"))

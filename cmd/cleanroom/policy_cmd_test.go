@@ -4,34 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/c1b99f93/cleanroom/policy/bundletest"
 )
 
 // copyBundle copies the default bundle into a temporary directory, applying edit to data.json.
 func copyBundle(t *testing.T, edit func(string) string) string {
 	t.Helper()
-	src := filepath.Join("..", "..", "policy", "bundle")
-	dir := t.TempDir()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "data.json" {
-			b = []byte(edit(string(b)))
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return bundletest.Copy(t, edit)
 }
 
 // run runs the CLI and returns what it printed on stdout; progress on stderr is dropped.

@@ -94,13 +94,7 @@ type LogisticModel struct {
 // Probability returns the model's probability of a positive label for one row (spec order);
 // values are not clipped.
 func (m *LogisticModel) Probability(x []float64) float64 {
-	z := m.Intercept.Value
-	for j, c := range m.Coefficients {
-		if j < len(x) {
-			z += c.Value * x[j]
-		}
-	}
-	return sigmoid(z)
+	return sigmoid(linearPredictor(m.Intercept, m.Coefficients, x))
 }
 
 // LogisticFit is the engine's side of a logistic fit: it hands out steps, adds the noise to

@@ -10,7 +10,11 @@
 // pre-noise state, a Snapshot only counts and column types.
 package wire
 
-import "github.com/c1b99f93/cleanroom/dp"
+import (
+	"strings"
+
+	"github.com/c1b99f93/cleanroom/dp"
+)
 
 // Plan is the bounded query the engine asks a worker to run. It carries no SQL text: its
 // expressions are typed trees (Expr) built by the gate from the admitted AST, which the worker
@@ -49,6 +53,20 @@ type Plan struct {
 	// sensitivity-1 count compares any number of conditions. Such a plan has no filter, keys,
 	// values, relation, profile or bias.
 	Differences []*Expr `json:"differences,omitempty"`
+}
+
+// KeyString is a partition key tuple as one string, NULL distinct from every text: for maps
+// and ordering of partitions on either side of the pipe.
+func KeyString(k []*string) string {
+	var b strings.Builder
+	for _, v := range k {
+		if v == nil {
+			b.WriteString("\x00N")
+		} else {
+			b.WriteString("\x00V" + *v)
+		}
+	}
+	return b.String()
 }
 
 // Bounds are the per-unit contribution bounds the worker enforces.

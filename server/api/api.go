@@ -246,7 +246,7 @@ type VerifyRequest struct {
 	Batches   []VerifyBatch `json:"batches"`
 }
 
-// VerifyBatch is a batch of claims about one attribute: subject i (a privacy unit, e.g. a
+// VerifyBatch is a batch of claims about one attribute: subject i (a privacy unit in printable ASCII, e.g. a
 // person_id) is claimed, in slot i of the ciphertexts, to have a value, under consent or
 // contract reference Consents[i] (kept by the platform only as a keyed hash).
 type VerifyBatch struct {
