@@ -101,7 +101,9 @@ type LinearModel struct {
 
 // Predict returns the model's prediction for one row of feature values (spec order); values
 // are not clipped.
-func (m *LinearModel) Predict(x []float64) float64 { return linearPredictor(m.Intercept, m.Coefficients, x) }
+func (m *LinearModel) Predict(x []float64) float64 {
+	return linearPredictor(m.Intercept, m.Coefficients, x)
+}
 
 // linearPredictor is intercept + Σ coefficient·x over the features x holds.
 func linearPredictor(intercept Coefficient, coefs []Coefficient, x []float64) float64 {
