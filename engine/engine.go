@@ -57,6 +57,8 @@ type Engine struct {
 	datasets map[string]*Dataset
 	regMu    sync.Mutex // one registration at a time, so a name is checked and taken at once
 	fedMu    sync.Mutex // serialises collective key ceremonies and pin updates (rare and short)
+	// fedTamper is the federated job's test seam (tamperFunc); only this package's tests set it.
+	fedTamper tamperFunc
 
 	fpMu    sync.Mutex
 	fpLocks map[string]*fpLock // jobs in flight by grant and query fingerprint

@@ -50,22 +50,24 @@ const federatedMechanism = "distributed_gaussian"
 
 // federatedRoundTimeout bounds each domain's answer to one round; a domain slower than it is
 // unavailable and the job fails. A variable only for tests.
-var federatedRoundTimeout = 2 * time.Minute
+const federatedRoundTimeout = 2 * time.Minute
 
-// federatedTamper, when set (tests only), may alter a message a domain's worker returned
-// before the aggregator reads it: the seam through which tests inject malformed and
-// mis-signed messages. Nothing outside the tests assigns it.
-var federatedTamper func(domain string, round collective.Round, msg []byte) []byte
+// tamperFunc, when an engine has one (Engine.fedTamper, set by tests only), may alter a
+// message a domain's worker returned before the aggregator reads it: the seam through which
+// tests inject malformed and mis-signed messages.
+type tamperFunc func(domain string, round collective.Round, msg []byte) []byte
 
 // federatedState is what a federated job's stages read and write.
 type federatedState struct {
-	req      *api.FederatedRequest
-	opts     plan.Options
-	members  []*fedMember // one per dataset, in request order
-	names    []string     // the domains, sorted
-	parts    [][]*string  // the public partitions in slot order
-	aggs     []fedAggregate
-	ceremony string
+	req     *api.FederatedRequest
+	opts    plan.Options
+	members []*fedMember // one per dataset, in request order
+	// tamperWith is the engine's test seam (tamperFunc); nil in production.
+	tamperWith tamperFunc
+	names      []string    // the domains, sorted
+	parts      [][]*string // the public partitions in slot order
+	aggs       []fedAggregate
+	ceremony   string
 
 	dir      collective.Directory
 	agg      *collective.Aggregator
@@ -136,7 +138,7 @@ func (e *Engine) runFederated(ctx context.Context, id string, j Job) (*Outcome, 
 	if j.Federated == nil {
 		return nil, errcode.New(errcode.InvalidRequest, "a federated job names its datasets (federated.datasets)")
 	}
-	s := &jobState{id: id, job: j, fed: &federatedState{req: j.Federated}}
+	s := &jobState{id: id, job: j, fed: &federatedState{req: j.Federated, tamperWith: e.fedTamper}}
 	if err := e.runStages(ctx, federatedStages(), s); err != nil {
 		return nil, err
 	}
@@ -587,7 +589,7 @@ func (e *Engine) keyCeremony(ctx context.Context, f *federatedState, agg *collec
 		if len(r.Messages) != 1 {
 			return nil, errcode.New(errcode.FederatedProtocol, "the worker of domain %s returned no key share", dom)
 		}
-		msg := tamper(dom, collective.RoundKeyGen, r.Messages[0])
+		msg := f.tamper(dom, collective.RoundKeyGen, r.Messages[0])
 		shares[dom] = sha(msg)
 		inbox.Send(msg)
 	}
@@ -623,9 +625,9 @@ func (e *Engine) keyCeremony(ctx context.Context, f *federatedState, agg *collec
 		Aggregator: hex.EncodeToString(dir[aggregatorName]), ParameterSet: collective.ParamSetName, KeyMessage: sha(enc), ShareMessages: shares}, nil
 }
 
-func tamper(domain string, round collective.Round, msg []byte) []byte {
-	if federatedTamper != nil {
-		return federatedTamper(domain, round, msg)
+func (f *federatedState) tamper(domain string, round collective.Round, msg []byte) []byte {
+	if f.tamperWith != nil {
+		return f.tamperWith(domain, round, msg)
 	}
 	return msg
 }
@@ -697,7 +699,7 @@ func (f *federatedState) askDomains(ctx context.Context, round collective.Round,
 			return nil, domainError(dom, errs[i])
 		}
 		for j, msg := range msgs[i] {
-			msg = tamper(dom, round, msg)
+			msg = f.tamper(dom, round, msg)
 			digests[dom] = append(digests[dom], sha(msg))
 			f.inboxes[j].Send(msg)
 		}

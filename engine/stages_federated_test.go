@@ -284,21 +284,21 @@ func killWorker(t *testing.T, domain string) {
 func TestFederatedJobFailsWhenADomainGoesOfflineMidJob(t *testing.T) {
 	f := newFedFixture(t, 3, false)
 	killed := false
-	federatedTamper = func(domain string, round collective.Round, msg []byte) []byte {
+	f.e.fedTamper = func(domain string, round collective.Round, msg []byte) []byte {
 		if round == collective.RoundInput && domain == f.domains[1] && !killed {
 			killed = true
 			killWorker(t, domain)
 		}
 		return msg
 	}
-	t.Cleanup(func() { federatedTamper = nil })
+	t.Cleanup(func() { f.e.fedTamper = nil })
 	out, err := f.run(fedSQL, 2)
 	failRelease(t, f, out, err, errcode.FederatedDomainUnavailable)
 	if b, _ := f.e.Balance(context.Background(), GrantAccount("g1")); b.Spent.Epsilon != 2 {
 		t.Errorf("the grant spent epsilon %g after a failure while reading, want 2 (charged)", b.Spent.Epsilon)
 	}
 	// The domain's worker is started again for the next job, which succeeds.
-	federatedTamper = nil
+	f.e.fedTamper = nil
 	if _, err := f.run(fedSQL, 1); err != nil {
 		t.Fatalf("the job after the domain came back: %v", err)
 	}
@@ -314,13 +314,13 @@ func TestFederatedJobFailsOnAMalformedOrMisSignedMessage(t *testing.T) {
 		"malformed":  func(m []byte) []byte { return m[:len(m)/2] },
 	} {
 		t.Run(name, func(t *testing.T) {
-			federatedTamper = func(domain string, round collective.Round, msg []byte) []byte {
+			f.e.fedTamper = func(domain string, round collective.Round, msg []byte) []byte {
 				if round == collective.RoundInput && domain == f.domains[0] {
 					return alter(msg)
 				}
 				return msg
 			}
-			t.Cleanup(func() { federatedTamper = nil })
+			t.Cleanup(func() { f.e.fedTamper = nil })
 			out, err := f.run(fedSQL, 1)
 			failRelease(t, f, out, err, errcode.FederatedProtocol)
 		})
