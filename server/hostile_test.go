@@ -371,16 +371,7 @@ func TestRefusedSQLIsBoundedLikeDenials(t *testing.T) {
 	if n := bytes.Count(log, []byte(`"request_refused"`)); n != 4 {
 		t.Fatalf("%d request_refused records, want 4 (one per refusal under the limit)", n)
 	}
-	_, sums := deniedRecords(t, p.dataDir)
-	var limited int64
-	for _, s := range sums {
-		for _, l := range s.Counts {
-			if l.Code == "rate_limited" {
-				limited += l.Count
-			}
-		}
-	}
-	if limited != 3 {
+	if limited := rateLimitedInSummaries(t, p.dataDir); limited != 3 {
 		t.Fatalf("summaries count %d rate_limited requests, want 3", limited)
 	}
 }
@@ -414,7 +405,16 @@ func TestRefusedRegistrationsAreBoundedLikeDenials(t *testing.T) {
 	if n := bytes.Count(log, []byte(`"dataset_registration_refused"`)); n != 3 {
 		t.Fatalf("%d dataset_registration_refused records, want 3 (one per refusal under the limit)", n)
 	}
-	_, sums := deniedRecords(t, p.dataDir)
+	if limited := rateLimitedInSummaries(t, p.dataDir); limited != 4 {
+		t.Fatalf("summaries count %d rate_limited requests, want 4", limited)
+	}
+}
+
+// rateLimitedInSummaries is how many requests the requests_denied summaries in dataDir's log
+// count as rate_limited.
+func rateLimitedInSummaries(t *testing.T, dataDir string) int64 {
+	t.Helper()
+	_, sums := deniedRecords(t, dataDir)
 	var limited int64
 	for _, s := range sums {
 		for _, l := range s.Counts {
@@ -423,7 +423,5 @@ func TestRefusedRegistrationsAreBoundedLikeDenials(t *testing.T) {
 			}
 		}
 	}
-	if limited != 4 {
-		t.Fatalf("summaries count %d rate_limited requests, want 4", limited)
-	}
+	return limited
 }
