@@ -597,8 +597,9 @@ const (
 // bin or two of Laplace noise has a heavy tail. At tailSignificance·√k alone, about one
 // histogram in fifty read noise two or more octaves above the data as the 0.99 or 0.999 rank,
 // and the job clamped its values at the catalog's bound (a per-person AVG came back 85% or
-// 100% low); a seeded simulation of 100,000 histograms with these thresholds found none, and
-// the ranks read from the data did not move (TestHistogramQuantilesNeverReadNoiseAtTheTopAsTheUpperRanks).
+// 100% low); a seeded simulation of 100,000 histograms with these thresholds found none
+// (TestHistogramQuantilesNeverReadNoiseAtTheTopAsTheUpperRanks). A thin real tail now needs a
+// little more to stand, so the clamp can read a bin lower (docs/accuracy.md §6).
 const (
 	clampTailSignificance = 5.5
 	phantomSignificance   = 12.5
