@@ -58,6 +58,9 @@
 //	gate             admit the SQL against each dataset in turn (one per domain, all within the grant): public partitions identical across them, COUNT and SUM of integer columns only
 //	plan             bound contributions per dataset; per aggregate, the noise for the sum of the domains' bounds, split into one Gaussian share per domain
 //	policy_access    ask the access policy (kind federated_sql, every dataset's columns); an L4 dataset is never operated
+//	fingerprint      name the output by the grant, the datasets' snapshots and the bounded plans; serialise identical federated queries
+//	decision_recall  a held, rejected or denied earlier output of the same federated query answers this one at once, at no cost
+//	release_recall   an earlier release of the same federated query answers it again, reviewed again, at no cost and with no new noise
 //	reserve          reserve the cost on the grant and on every domain's dataset
 //	workers          start each domain's worker, check its signing key against the pinned one; make the collective key for this set of domains on first use
 //	inputs           each domain's worker bounds its aggregates, adds its noise share and encrypts them under the collective key: signed ciphertexts, never a value
@@ -65,8 +68,15 @@
 //	key_switch       each domain verifies the sum against every signed input, its own unchanged, and key-switches it to the job's receiver key
 //	open             the platform, as receiver, verifies every share and decrypts the noisy totals only
 //	debit            make the debit final on the grant and every dataset
+//	result           every public partition with each aggregate's noisy total and the interval that holds the pre-noise total with 95% probability
+//	screen           the output screen over every row, as for a SQL job: raw values of every domain's dataset, then post-processing (ORDER BY, LIMIT)
+//	egress_policy    ask the egress policy: allow, review or deny
+//	hold             review: hold the output for reviewers (charged; a repeat gets the same hold)
+//	deny             deny: record the denial as the output's decision (charged)
+//	store_decision   store the hold or denial under the output's lock; fail closed
 //	release          release the noisy totals with their intervals; record the output digest
 //	receipt          sign the release receipt
+//	remember         keep the noisy rows (released or held) for repeats of the same federated query
 //	(end of the generated federated list)
 //
 // Besides jobs, the engine keeps the registry of datasets and snapshots, the budget ledger

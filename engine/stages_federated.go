@@ -78,7 +78,6 @@ type federatedState struct {
 	sums     []*collective.Message
 	results  []*collective.Message
 	totals   [][]int64 // per aggregate, per partition: noisy
-	res      *Result
 }
 
 // fedMember is one dataset of a federated job and its domain's worker.
@@ -112,24 +111,46 @@ func federatedStages() []stage {
 			doc: "bound contributions per dataset; per aggregate, the noise for the sum of the domains' bounds, split into one Gaussian share per domain"},
 		{name: "policy_access", dryRun: true, run: federatedAccessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
 			doc: "ask the access policy (kind federated_sql, every dataset's columns); an L4 dataset is never operated"},
-		{name: "reserve", reaches: phaseReserved, run: federatedReserveStage, records: events(&provenance.BudgetReserved{}),
+		{name: "fingerprint", run: federatedFingerprintStage,
+			doc: "name the output by the grant, the datasets' snapshots and the bounded plans; serialise identical federated queries"},
+		{name: "decision_recall", run: decisionRecallStage, records: events(&provenance.DecisionRecalled{}),
+			doc: "a held, rejected or denied earlier output of the same federated query answers this one at once, at no cost"},
+		{name: "release_recall", run: releaseRecallStage, records: events(&provenance.AnsweredFromRelease{}),
+			doc: "an earlier release of the same federated query answers it again, reviewed again, at no cost and with no new noise"},
+		{name: "reserve", reaches: phaseReserved, skip: (*jobState).isRepeat, run: federatedReserveStage, records: events(&provenance.BudgetReserved{}),
 			doc: "reserve the cost on the grant and on every domain's dataset"},
-		{name: "workers", run: federatedWorkersStage, records: events(&provenance.CollectiveKey{}),
+		{name: "workers", skip: (*jobState).isRepeat, run: federatedWorkersStage, records: events(&provenance.CollectiveKey{}),
 			doc: "start each domain's worker, check its signing key against the pinned one; make the collective key for this set of domains on first use"},
-		{name: "inputs", enters: phaseReading, run: federatedInputsStage, records: events(&provenance.FederatedInputs{}),
+		{name: "inputs", enters: phaseReading, skip: (*jobState).isRepeat, run: federatedInputsStage, records: events(&provenance.FederatedInputs{}),
 			doc: "each domain's worker bounds its aggregates, adds its noise share and encrypts them under the collective key: signed ciphertexts, never a value"},
-		{name: "aggregate", run: federatedAggregateStage, records: events(&provenance.FederatedSum{}),
+		{name: "aggregate", skip: (*jobState).isRepeat, run: federatedAggregateStage, records: events(&provenance.FederatedSum{}),
 			doc: "verify every input and add the ciphertexts"},
-		{name: "key_switch", run: federatedKeySwitchStage, records: events(&provenance.FederatedKeySwitch{}),
+		{name: "key_switch", skip: (*jobState).isRepeat, run: federatedKeySwitchStage, records: events(&provenance.FederatedKeySwitch{}),
 			doc: "each domain verifies the sum against every signed input, its own unchanged, and key-switches it to the job's receiver key"},
-		{name: "open", run: federatedOpenStage, records: events(&provenance.FederatedOpened{}),
+		{name: "open", skip: (*jobState).isRepeat, run: federatedOpenStage, records: events(&provenance.FederatedOpened{}),
 			doc: "the platform, as receiver, verifies every share and decrypts the noisy totals only"},
-		{name: "debit", reaches: phaseDebited, run: federatedDebitStage, records: events(&provenance.BudgetDebited{}),
+		{name: "debit", reaches: phaseDebited, skip: (*jobState).isRepeat, run: federatedDebitStage, records: events(&provenance.BudgetDebited{}),
 			doc: "make the debit final on the grant and every dataset"},
-		{name: "release", run: federatedReleaseStage, records: events(&provenance.Release{}),
+		{name: "result", skip: (*jobState).isRepeat, run: federatedResultStage,
+			doc: "every public partition with each aggregate's noisy total and the interval that holds the pre-noise total with 95% probability"},
+		{name: "screen", run: screenStage, records: events(&provenance.Reviewer{}),
+			doc: "the output screen over every row, as for a SQL job: raw values of every domain's dataset, then post-processing (ORDER BY, LIMIT)"},
+		{name: "egress_policy", run: egressStage, records: events(&provenance.PolicyEgress{}), replay: replayEgress,
+			doc: "ask the egress policy: allow, review or deny"},
+		{name: "hold", skip: func(s *jobState) bool { return s.egress.Result != policy.ResultReview }, run: holdStage, records: events(&provenance.Held{}, &provenance.OutputDecision{}),
+			doc: "review: hold the output for reviewers (charged; a repeat gets the same hold)"},
+		{name: "deny", skip: func(s *jobState) bool {
+			return s.egress.Result == policy.ResultAllow || s.egress.Result == policy.ResultReview
+		}, run: denyStage, records: events(&provenance.OutputDecision{}),
+			doc: "deny: record the denial as the output's decision (charged)"},
+		{name: "store_decision", skip: func(s *jobState) bool { return s.egress.Result == policy.ResultAllow || !s.evaluated }, run: storeDecisionStage,
+			doc: "store the hold or denial under the output's lock; fail closed"},
+		{name: "release", skip: (*jobState).isHeld, run: releaseStage, records: events(&provenance.Release{}), replay: replayRelease,
 			doc: "release the noisy totals with their intervals; record the output digest"},
-		{name: "receipt", run: federatedReceiptStage,
+		{name: "receipt", skip: (*jobState).isHeld, run: receiptStage,
 			doc: "sign the release receipt"},
+		{name: "remember", skip: (*jobState).isRepeat, run: rememberStage, records: events(&provenance.ReleaseNotStored{}),
+			doc: "keep the noisy rows (released or held) for repeats of the same federated query"},
 	}
 }
 
@@ -142,7 +163,7 @@ func (e *Engine) runFederated(ctx context.Context, id string, j Job) (*Outcome, 
 	if err := e.runStages(ctx, federatedStages(), s); err != nil {
 		return nil, err
 	}
-	return &Outcome{Result: s.fed.res, Receipt: s.receipt, Datasets: s.ds.names()}, nil
+	return &Outcome{Result: s.res, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names()}, nil
 }
 
 func federatedSubmitStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
@@ -353,6 +374,10 @@ func federatedPlanStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 		planned = append(planned, map[string]any{"dataset": m.d.Spec.Name, "domain": m.d.Spec.Domain, "snapshot": m.d.Snapshot.Digest, "worker_plan": p.Worker})
 	}
 	first := f.members[0].p
+	// The first dataset's query and plan stand for the output's shape (its columns, keys and
+	// aggregates are the same over every dataset): the screen, the egress policy, recall and
+	// post-processing read them as they read a SQL job's.
+	s.q, s.p = f.members[0].q, first
 	if first.Worker.Keys == nil {
 		f.parts = [][]*string{{}}
 	} else {
@@ -394,6 +419,33 @@ func federatedPlanStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	}
 	return events(&provenance.FederatedPlan{Ceremony: f.ceremony, Datasets: provenance.DocOf(planned), Partitions: len(f.parts),
 		Aggregates: provenance.DocOf(aggDocs), Cost: provenance.DocOf(cost)}), nil
+}
+
+// federatedFingerprintStage names the output of a federated query on its grant: every
+// domain's bounded plan (without the job's id, sampling key and deadline) over its snapshot,
+// with the output's shape. A repeat — whatever its aliases, ORDER BY or LIMIT — finds the
+// first answer, its hold or its denial; jobs with one fingerprint run one at a time.
+func federatedFingerprintStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+	f := s.fed
+	var plans []map[string]any
+	for _, m := range f.members {
+		w := m.p.Worker
+		w.Job, w.SamplingKey, w.TimeoutMS = "", 0, 0
+		plans = append(plans, map[string]any{"dataset": m.d.Spec.Name, "snapshot": m.d.Snapshot.Digest, "plan": w})
+	}
+	type shape struct{ Key, Aggregate, Rank int }
+	var outs []shape
+	for _, o := range s.q.Outputs {
+		outs = append(outs, shape{o.Key, o.Aggregate, o.Rank})
+	}
+	fp, err := canonicalDigest(map[string]any{"kind": KindFederated, "grant": s.job.Grant, "domains": plans, "outputs": outs,
+		"budget": plan.Cost{Epsilon: f.opts.Epsilon, Delta: f.opts.Delta}})
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the query could not be fingerprinted")
+	}
+	s.fingerprint = fp
+	s.cleanups = append(s.cleanups, e.lockFingerprint(s.job.Grant+"/"+fp))
+	return nil, nil
 }
 
 // federatedNoiseForTest is the identity; engine tests replace it to check exact totals.
@@ -777,10 +829,11 @@ func federatedDebitStage(ctx context.Context, e *Engine, s *jobState) ([]provena
 	return events(&provenance.BudgetDebited{Cost: ptr(provenance.DocOf(plan.Cost{Epsilon: s.fed.opts.Epsilon, Delta: s.fed.opts.Delta}))}), nil
 }
 
-// federatedReleaseStage builds the result: every public partition, each aggregate's noisy total
+// federatedResultStage builds the result: every public partition, each aggregate's noisy total
 // with the interval that holds the pre-noise total with 95% probability. Counts and sums of
 // non-negative columns are clamped at 0 after noise (post-processing), the interval with them.
-func federatedReleaseStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+// The screen, the egress policy and post-processing (ORDER BY, LIMIT) follow, as for SQL.
+func federatedResultStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	f := s.fed
 	first := f.members[0]
 	res := &Result{Result: api.Result{Job: s.id, Dataset: s.ds.name(), Rows: [][]api.Cell{}, Columns: resultColumns(first.q, first.p),
@@ -807,7 +860,6 @@ func federatedReleaseStage(_ context.Context, e *Engine, s *jobState) ([]provena
 		}
 		res.Rows = append(res.Rows, cells)
 	}
-	postProcess(first.q, res)
 	var parts []string
 	for _, a := range f.aggs {
 		parts = append(parts, fmt.Sprintf("%s: L0 %d, L∞ %d summed over %d domains", a.Name, a.L0, a.LInf, len(f.members)))
@@ -815,23 +867,15 @@ func federatedReleaseStage(_ context.Context, e *Engine, s *jobState) ([]provena
 	res.Bounds = strings.Join(parts, "; ")
 	res.Split = fmt.Sprintf("federated over %d domains under a collective key; public partitions; epsilon %.4g and delta %.3g split equally over %d aggregate(s), each released with Gaussian noise drawn in %d shares (one per domain) that together cover the sum of the domains' contribution bounds; debited on the grant and on each dataset",
 		len(f.members), f.opts.Epsilon, f.opts.Delta, len(f.aggs), len(f.members))
-	_, digest, err := outputDigest(res)
-	if err != nil {
-		return nil, err
-	}
-	f.res, s.digest = res, digest
-	return events(&provenance.Release{OutputDigest: digest, Rows: len(res.Rows)}), nil
+	// The noisy rows are remembered whether released or held: a repeat gets the same rows
+	// (and the same review), never fresh noise.
+	s.stored = storedAnswer{Rows: slices.Clone(res.Rows)}
+	s.res = res
+	return nil, nil
 }
 
 // nonNegative reports whether an aggregate's exact value cannot be negative (counts, sums of
 // values clamped at or above 0).
 func nonNegative(s dp.Spec) bool {
 	return s.Kind == dp.Count || (s.Kind == dp.Sum && s.Lower >= 0)
-}
-
-func federatedReceiptStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	s.fed.res.LogIndex = s.last.Index
-	r, err := e.receipt(ctx, s.job.Grant, s.fed.res, s.digest, nil)
-	s.receipt = r
-	return nil, err
 }

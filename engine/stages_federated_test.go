@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +45,12 @@ const fedSQL = "SELECT district, COUNT(*) AS n, SUM(cost) AS total FROM visits_d
 
 func newFedFixture(t *testing.T, domains int, noiseOff bool) *fedFixture {
 	t.Helper()
+	return newFedFixtureUnder(t, domains, noiseOff, fedPolicy(t))
+}
+
+// newFedFixtureUnder is newFedFixture with the policy bundle in policyDir.
+func newFedFixtureUnder(t *testing.T, domains int, noiseOff bool, policyDir string) *fedFixture {
+	t.Helper()
 	ctx := context.Background()
 	f := &fedFixture{dir: t.TempDir(), count: map[string]int64{}, sum: map[string]int64{}}
 	for i := range domains {
@@ -60,7 +68,7 @@ func newFedFixture(t *testing.T, domains int, noiseOff bool) *fedFixture {
 			}
 		}
 	}
-	e, err := Open(ctx, Config{DataDir: f.dir, PolicyDir: fedPolicy(t), WorkerDB: sandbox.DBLimits{MemoryLimit: "1GB"}})
+	e, err := Open(ctx, Config{DataDir: f.dir, PolicyDir: policyDir, WorkerDB: sandbox.DBLimits{MemoryLimit: "1GB"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +351,7 @@ func TestFederatedJobRefusesAWorkerPresentingAnotherSigningKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
-	out, err := f.run(fedSQL, 1)
+	out, err := f.run(fedSQL, 0.5) // another epsilon: a repeat would be answered from the first release
 	failRelease2(t, out, err, errcode.FederatedKeyMismatch)
 	after, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
 	if after.Spent != before.Spent {
@@ -385,5 +393,86 @@ func TestFederatedJobRefusesWhatTheProtocolCannotCarry(t *testing.T) {
 	b, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
 	if b.Spent.Epsilon != 0 || b.Reserved.Epsilon != 0 {
 		t.Errorf("refusals cost %+v", b)
+	}
+}
+
+// TestFederatedRepeatIsAnsweredFromItsRelease: the same federated query again on the grant —
+// with other aliases and an ORDER BY — gets the first release's noisy totals at no cost and
+// asks no domain anything (no new noise to average away), and is screened and reviewed again.
+func TestFederatedRepeatIsAnsweredFromItsRelease(t *testing.T) {
+	f := newFedFixture(t, 2, false)
+	first, err := f.run(fedSQL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
+	again, err := f.run(strings.Replace(fedSQL, "SELECT", "SELECT /* again */", 1)+" ORDER BY 1 DESC", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
+	if after.Spent != before.Spent {
+		t.Errorf("the repeat cost epsilon %g", after.Spent.Epsilon-before.Spent.Epsilon)
+	}
+	a, b := cellsByDistrict(t, first.Result), cellsByDistrict(t, again.Result)
+	if len(a) == 0 || !reflect.DeepEqual(a, b) {
+		t.Errorf("the repeat released %v, want the first release %v", b, a)
+	}
+	if !strings.Contains(again.Result.Split, "identical to job") || again.Receipt == nil {
+		t.Errorf("the repeat says %q (receipt %v); want it answered from the first release, with a receipt", again.Result.Split, again.Receipt != nil)
+	}
+	var keys []string
+	for _, row := range again.Result.Rows {
+		keys = append(keys, *row[0].Key)
+	}
+	if !slices.IsSortedFunc(keys, func(x, y string) int { return strings.Compare(y, x) }) {
+		t.Errorf("the repeat's ORDER BY 1 DESC was not applied: %v", keys)
+	}
+	recs := strings.Fields(jobRecordTypes(t, f, again.Result.Job))
+	if !slices.Contains(recs, "answered_from_release") || slices.Contains(recs, "federated_inputs") {
+		t.Errorf("the repeat's records %v: want answered_from_release and no domain asked", recs)
+	}
+}
+
+// TestFederatedOutputGoesThroughEgressReview: a federated output passes the output screen and
+// the egress policy like a SQL job's. Under a policy that reviews every job above epsilon 0.5,
+// the output is held (charged, nothing released, no receipt), and a repeat is answered with the
+// hold at no cost instead of being computed again.
+func TestFederatedOutputGoesThroughEgressReview(t *testing.T) {
+	dir := bundletest.Copy(t, bundletest.Replace(`"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`,
+		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 0.5`))
+	f := newFedFixtureUnder(t, 2, false, dir)
+	out, err := f.run(fedSQL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Held == nil || out.Receipt != nil || !strings.Contains(strings.Join(out.Held.Reasons, ";"), "epsilon_review") {
+		t.Fatalf("outcome held %+v, receipt %v: want held for epsilon_review, no receipt", out.Held, out.Receipt != nil)
+	}
+	recs := strings.Fields(jobRecordTypes(t, f, out.Result.Job))
+	for _, want := range []string{"reviewer", "policy_egress", "held"} {
+		if !slices.Contains(recs, want) {
+			t.Errorf("records %v lack %s", recs, want)
+		}
+	}
+	if slices.Contains(recs, "release") {
+		t.Errorf("a held federated output was recorded as released: %v", recs)
+	}
+	rep, err := f.e.Replay(context.Background(), out.Result.Job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	egress := slices.IndexFunc(rep.Stages, func(st api.ReplayStage) bool { return st.Stage == "egress_decision" })
+	if !rep.Match || egress < 0 || rep.Stages[egress].Result != api.ReplayMatch {
+		t.Errorf("replay of the held federated job: %+v; want the egress decision re-evaluated and matching", rep)
+	}
+	before, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
+	_, err = f.run(fedSQL, 1)
+	if errcode.Of(err) != errcode.OutputHeld {
+		t.Fatalf("the repeat of a held output ended %v, want %s", err, errcode.OutputHeld)
+	}
+	after, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
+	if after.Spent != before.Spent {
+		t.Errorf("the repeat of a held output cost epsilon %g", after.Spent.Epsilon-before.Spent.Epsilon)
 	}
 }
