@@ -337,7 +337,10 @@ func (e *Engine) federatedOptions(ctx context.Context, j Job) (plan.Options, err
 	if o.MaxContributionsPerGroup == 0 {
 		o.MaxContributionsPerGroup = plan.DefaultMaxRows
 	}
-	o.Auto, o.MinUnitsPerGroup = nil, 0
+	o.Auto = nil
+	if o.MinUnitsPerGroup >= 0 { // a negative one stays, for Validate to refuse
+		o.MinUnitsPerGroup = max(o.MinUnitsPerGroup, e.policy.Params().MinUnitsPerGroup)
+	}
 	return o, o.Validate()
 }
 
@@ -365,7 +368,7 @@ func federatedPlanStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 		if err != nil {
 			return nil, err
 		}
-		if !p.Public || p.Worker.Selection != nil || p.Auto != nil || p.Clamp != nil || p.UnitCount >= 0 {
+		if !p.Public || p.Worker.Selection != nil || p.Auto != nil || p.Clamp != nil {
 			return nil, unsupported("the query's partitions are not all public")
 		}
 		p.Worker.Job, p.Worker.Bias = s.id, nil
@@ -386,26 +389,49 @@ func federatedPlanStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	if len(f.parts) > collective.MaxPartitions {
 		return nil, unsupported("the query has %d partitions; one federated release carries at most %d", len(f.parts), collective.MaxPartitions)
 	}
-	k := float64(len(first.Worker.Aggregates))
+	// Small-group suppression reads the unit count summed over the domains, which counts a
+	// person once per domain holding them; a sum of at least n·min_units_per_group means some
+	// domain alone has min_units_per_group units, so the rule withholds every group of fewer
+	// persons (and, conservatively, some groups of persons spread over several domains).
+	if first.UnitCount >= 0 {
+		first.MinUnitsPerGroup = opts.MinUnitsPerGroup * float64(n)
+	}
+	// The budget is split over the released aggregates in equal shares, and the hidden unit
+	// count (when the query has no COUNT(DISTINCT unit) of its own) takes HiddenUnitCountWeight
+	// of a share, as in a SQL job.
+	weights := make([]float64, len(first.Worker.Aggregates))
+	var total float64
+	for i := range weights {
+		weights[i] = 1
+		if i == first.UnitCount && first.HiddenUnitCount() {
+			weights[i] = plan.HiddenUnitCountWeight
+		}
+		total += weights[i]
+	}
 	cost := plan.Cost{Epsilon: opts.Epsilon, Delta: opts.Delta}
 	f.aggs = nil
-	for i, a := range first.Query.Aggregates {
-		fa := fedAggregate{Name: a.Name, Kind: a.Kind, L0: opts.MaxGroupsContributed, ByDom: map[string]int64{},
-			Budget: plan.Cost{Epsilon: opts.Epsilon / k, Delta: opts.Delta / k}}
+	for i, spec := range first.Worker.Aggregates {
+		name := "units (hidden, for small-group suppression)"
+		if i < len(first.Query.Aggregates) {
+			name = first.Query.Aggregates[i].Name
+		}
+		share := weights[i] / total
+		fa := fedAggregate{Name: name, Kind: spec.Kind, L0: opts.MaxGroupsContributed, ByDom: map[string]int64{},
+			Budget: plan.Cost{Epsilon: opts.Epsilon * share, Delta: opts.Delta * share}}
 		for _, m := range f.members {
 			spec := m.p.Worker.Aggregates[i]
 			lInf := int64(math.Ceil(spec.Components()[0].LInf))
 			// The largest per-partition aggregate a domain can hold follows from public
 			// quantities (its bound and its snapshot's rows): refuse now what could wrap around.
 			if lInf < 1 || float64(lInf)*float64(max(m.d.Snapshot.Rows, 1)) > float64(params.MaxInput(n))/2 {
-				return nil, unsupported("%s over %s could exceed what the collective key's plaintexts hold; lower the column's bounds or the contribution bounds", a.Name, m.d.Spec.Name)
+				return nil, unsupported("%s over %s could exceed what the collective key's plaintexts hold; lower the column's bounds or the contribution bounds", name, m.d.Spec.Name)
 			}
 			fa.ByDom[m.d.Spec.Domain] = lInf
 			fa.LInf += lInf
 		}
 		noise, err := collective.NoiseShares(collective.Budget{Epsilon: fa.Budget.Epsilon, Delta: fa.Budget.Delta, L0: fa.L0, LInf: fa.LInf}, n)
 		if err != nil {
-			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the noise shares for %s cannot be computed from these privacy parameters", a.Name)
+			return nil, errcode.Wrap(errcode.InvalidOptions, err, "the noise shares for %s cannot be computed from these privacy parameters", name)
 		}
 		fa.Noise = federatedNoiseForTest(noise)
 		f.aggs = append(f.aggs, fa)
@@ -859,17 +885,25 @@ func federatedResultStage(_ context.Context, e *Engine, s *jobState) ([]provenan
 			cells[i] = api.Cell{DP: &rel}
 		}
 		res.Rows = append(res.Rows, cells)
+		if first.p.UnitCount >= 0 {
+			res.units = append(res.units, math.Max(float64(f.totals[first.p.UnitCount][p]), 0))
+		}
 	}
 	var parts []string
 	for _, a := range f.aggs {
 		parts = append(parts, fmt.Sprintf("%s: L0 %d, L∞ %d summed over %d domains", a.Name, a.L0, a.LInf, len(f.members)))
 	}
 	res.Bounds = strings.Join(parts, "; ")
-	res.Split = fmt.Sprintf("federated over %d domains under a collective key; public partitions; epsilon %.4g and delta %.3g split equally over %d aggregate(s), each released with Gaussian noise drawn in %d shares (one per domain) that together cover the sum of the domains' contribution bounds; debited on the grant and on each dataset",
-		len(f.members), f.opts.Epsilon, f.opts.Delta, len(f.aggs), len(f.members))
+	hidden := ""
+	if first.p.HiddenUnitCount() {
+		hidden = fmt.Sprintf(" and a hidden count of units per group at %g of an aggregate's share (groups whose count over the domains is under %g are withheld)",
+			plan.HiddenUnitCountWeight, first.p.MinUnitsPerGroup)
+	}
+	res.Split = fmt.Sprintf("federated over %d domains under a collective key; public partitions; epsilon %.4g and delta %.3g split equally over %d aggregate(s)%s, each released with Gaussian noise drawn in %d shares (one per domain) that together cover the sum of the domains' contribution bounds; debited on the grant and on each dataset",
+		len(f.members), f.opts.Epsilon, f.opts.Delta, len(first.q.Aggregates), hidden, len(f.members))
 	// The noisy rows are remembered whether released or held: a repeat gets the same rows
 	// (and the same review), never fresh noise.
-	s.stored = storedAnswer{Rows: slices.Clone(res.Rows)}
+	s.stored = storedAnswer{Rows: slices.Clone(res.Rows), Units: res.units}
 	s.res = res
 	return nil, nil
 }

@@ -113,10 +113,14 @@ func newFedFixtureUnder(t *testing.T, domains int, noiseOff bool, policyDir stri
 
 // fedPolicy is the default bundle with a per-job epsilon cap of 1000 (as the other engine
 // tests use), so that intervals are narrow enough to say something.
+// fedPolicy is the shipped policy without the per-job epsilon limits and without small-group
+// suppression: at these fixtures' sizes (40–70 units per group and domain) the hidden unit
+// count's Gaussian noise (σ ≈ 100–150 at a ninth of epsilon 1) would withhold a group now and
+// then, and the tests here check totals. TestFederatedSmallGroupsAreWithheld tests suppression.
 func fedPolicy(t testing.TB) string {
 	t.Helper()
 	return bundletest.Copy(t, bundletest.Replace(`"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`,
-		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`))
+		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`, `"min_units_per_group": 10`, `"min_units_per_group": 0`))
 }
 
 func (f *fedFixture) run(sql string, eps float64, datasets ...string) (*Outcome, error) {
@@ -440,7 +444,7 @@ func TestFederatedRepeatIsAnsweredFromItsRelease(t *testing.T) {
 // hold at no cost instead of being computed again.
 func TestFederatedOutputGoesThroughEgressReview(t *testing.T) {
 	dir := bundletest.Copy(t, bundletest.Replace(`"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`,
-		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 0.5`))
+		`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 0.5`, `"min_units_per_group": 10`, `"min_units_per_group": 0`))
 	f := newFedFixtureUnder(t, 2, false, dir)
 	out, err := f.run(fedSQL, 1)
 	if err != nil {
@@ -474,5 +478,43 @@ func TestFederatedOutputGoesThroughEgressReview(t *testing.T) {
 	after, _ := f.e.Balance(context.Background(), GrantAccount("g1"))
 	if after.Spent != before.Spent {
 		t.Errorf("the repeat of a held output cost epsilon %g", after.Spent.Epsilon-before.Spent.Epsilon)
+	}
+}
+
+// TestFederatedSmallGroupsAreWithheld: small-group suppression applies to federated outputs
+// through a hidden unit count summed under the collective key, against min_units_per_group
+// times the number of domains (so some domain alone holds that many units). Each district has
+// 93 or 94 units over the two domains; with every domain's noise off (the test-only seam), so
+// that the rule and not the noise is tested: under the shipped minimum (10, so 20 summed)
+// every district is released; under a minimum of 47 (94 summed) those below it are withheld;
+// under 300 every district is, and the count withheld is disclosed as the policy allows.
+func TestFederatedSmallGroupsAreWithheld(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		min      string
+		released int
+	}{
+		{"shipped minimum", `"min_units_per_group": 10`, 3},
+		{"minimum between the groups", `"min_units_per_group": 47`, 1},
+		{"minimum above every group", `"min_units_per_group": 300`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := bundletest.Copy(t, bundletest.Replace(`"max_epsilon_per_job": 2.0`, `"max_epsilon_per_job": 1000`,
+				`"review_epsilon_per_job": 2.0`, `"review_epsilon_per_job": 1000`, `"min_units_per_group": 10`, tc.min))
+			f := newFedFixtureUnder(t, 2, true, dir)
+			out, err := f.run(fedSQL, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.count["B"] != 94 || f.count["A"] != 93 || f.count["C"] != 93 {
+				t.Fatalf("the fixture's districts hold %v units, not the 93, 94, 93 this test is written for", f.count)
+			}
+			if len(out.Result.Rows) != tc.released {
+				t.Fatalf("%d districts released, want %d", len(out.Result.Rows), tc.released)
+			}
+			if withheld := 3 - tc.released; withheld > 0 && (out.Result.Suppressed == nil || *out.Result.Suppressed != withheld) {
+				t.Errorf("suppressed %v, want the %d withheld districts disclosed", out.Result.Suppressed, withheld)
+			}
+		})
 	}
 }

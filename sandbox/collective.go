@@ -271,8 +271,8 @@ func (w *worker) collectiveInput(ctx context.Context, a *wire.CollectiveInput) (
 		return nil, errcode.New(errcode.Internal, "a federated plan has public partitions only and nothing else to release")
 	}
 	for i, s := range a.Plan.Aggregates {
-		if s.Kind != dp.Count && s.Kind != dp.Sum {
-			return nil, errcode.New(errcode.FederatedUnsupported, "aggregate %d: only COUNT and SUM are federated", i+1)
+		if s.Kind != dp.Count && s.Kind != dp.Sum && s.Kind != dp.CountDistinct {
+			return nil, errcode.New(errcode.FederatedUnsupported, "aggregate %d: only COUNT, SUM and the count of units are federated", i+1)
 		}
 		if a.Jobs[i].Partitions != len(a.Partitions) {
 			return nil, errcode.New(errcode.Internal, "a federated job's partitions differ from the plan's")
@@ -318,7 +318,7 @@ func (w *worker) collectiveInput(ctx context.Context, a *wire.CollectiveInput) (
 }
 
 // exactVectors reads each aggregate's pre-noise integer total per partition, in the order of
-// partitions (absent partitions are zero). Counts are integers; sums of integer values
+// partitions (absent partitions are zero). Counts (of rows or of units) are integers; sums of integer values
 // clamped to integer bounds are integers, rounded against floating-point residue.
 func exactVectors(specs []dp.Spec, partitions [][]*string, parts []wire.Partition) ([][]int64, error) {
 	slot := make(map[string]int, len(partitions))
@@ -339,9 +339,13 @@ func exactVectors(specs []dp.Spec, partitions [][]*string, parts []wire.Partitio
 			if err != nil {
 				return out, errcode.Wrap(errcode.SandboxFailed, err, "a pre-noise state does not decode")
 			}
-			var st struct{ Sum float64 }
+			// Counts and sums carry Sum; the count of units (small-group suppression) Count.
+			var st struct{ Sum, Count float64 }
 			if err := json.Unmarshal(c, &st); err != nil {
 				return out, errcode.Wrap(errcode.SandboxFailed, err, "a pre-noise state does not decode")
+			}
+			if s.Kind == dp.CountDistinct {
+				st.Sum = st.Count
 			}
 			if math.IsNaN(st.Sum) || math.Abs(st.Sum) > 1<<53 {
 				return out, errcode.New(errcode.FederatedUnsupported, "an aggregate is beyond the integers the protocol carries exactly")
