@@ -92,6 +92,10 @@ func (e *Engine) Admit(ctx context.Context, j Job) error {
 		// The SQL is admitted against every dataset, with the federated restrictions.
 		stages, s.fed = federatedStages(), &federatedState{req: j.Federated}
 		s.opts = e.options(ctx, j)
+	case KindModel:
+		// The request is checked whole and its SQL admitted against the catalog and the grant.
+		stages, s.m = modelStages(), &modelState{req: j.Model}
+		s.opts = e.options(ctx, j)
 	default:
 		s.opts = e.options(ctx, j)
 	}
@@ -113,6 +117,9 @@ func (e *Engine) Admit(ctx context.Context, j Job) error {
 func (e *Engine) RecordRefusedRequest(ctx context.Context, j Job, kind string, refusal error) error {
 	pub := errcode.Public(refusal)
 	text := j.SQL
+	if j.Kind == KindModel && j.Model != nil {
+		text = j.Model.SQL
+	}
 	if j.Kind == KindVerify && j.Verify != nil {
 		var b strings.Builder
 		b.WriteString(sha(j.Verify.PublicKey))

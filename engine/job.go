@@ -39,6 +39,8 @@ type Job struct {
 	Verify *api.VerifyRequest
 	// Federated names a federated job's datasets (kind KindFederated), one per data domain.
 	Federated *api.FederatedRequest
+	// Model is a model job's model (kind KindModel); its SQL is Model.SQL.
+	Model *api.ModelRequest
 }
 
 // Outcome is what a job that ran came to: a released result, or a computed result held for
@@ -47,6 +49,8 @@ type Outcome struct {
 	Result *Result
 	// Verify is a released verification's answer (kind verify; Result is then nil).
 	Verify *api.VerifyResult
+	// Model is a released model (kind model; Result is then nil).
+	Model *api.ModelResult
 	// Receipt is the signed release receipt (see ReceiptBody); nil when held.
 	Receipt []byte
 	Held    *Hold
@@ -101,6 +105,8 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 		return e.runVerify(ctx, id, j)
 	case KindFederated:
 		return e.runFederated(ctx, id, j)
+	case KindModel:
+		return e.runModel(ctx, id, j)
 	}
 	s := &jobState{id: id, job: j, opts: e.options(ctx, j)}
 	if err := e.runStages(ctx, sqlStages(), s); err != nil {

@@ -172,7 +172,7 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 // jobKinds are the stage lists by job kind, as job_submitted names it (an empty kind is SQL:
 // logs written before job kinds existed hold only SQL jobs).
 func jobKinds() map[string][]stage {
-	return map[string][]stage{KindSQL: sqlStages(), KindVerify: verifyStages(), KindFederated: federatedStages()}
+	return map[string][]stage{KindSQL: sqlStages(), KindVerify: verifyStages(), KindFederated: federatedStages(), KindModel: modelStages()}
 }
 
 // KindSQL is the kind of a DP SQL job.

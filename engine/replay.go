@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/c1b99f93/cleanroom/engine/model"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
@@ -42,6 +43,10 @@ type jobRecords struct {
 	clampDigest     string
 	clamps          clampRecord
 	refusal         *provenance.JobEnd // job_refused / job_failed
+	// modelPass and modelSteps are a model job's recorded pass (model_plan) and logistic steps
+	// (model_trained), which replay runs the passes with.
+	modelPass  *wire.ModelPass
+	modelSteps []model.Step
 }
 
 // recordedDecision is a recorded policy decision with its input, as policy.WhatIf reads it.
@@ -105,6 +110,14 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			r.egress, derr = recorded(ev.PolicyDecision)
 		case *provenance.Execution:
 			r.preNoise, r.probePreNoise = ev.PreNoiseDigest, ev.DifferencingPreNoiseDigest
+		case *provenance.ModelPlan:
+			r.modelPass = &wire.ModelPass{}
+			derr = ev.Pass.Decode(r.modelPass)
+		case *provenance.ModelTrained:
+			r.snapshots, r.preNoise = ev.Snapshots, ev.PreNoiseDigest
+			if !ev.Steps.IsNull() {
+				derr = ev.Steps.Decode(&r.modelSteps)
+			}
 		case *provenance.Release:
 			r.release = ev
 		case *provenance.JobRefused:

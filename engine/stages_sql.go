@@ -65,6 +65,7 @@ type jobState struct {
 
 	v   *verifyState    // a verification job's (verifyStages)
 	fed *federatedState // a federated job's (federatedStages)
+	m   *modelState     // a model job's (modelStages)
 }
 
 func (s *jobState) cleanup() {

@@ -132,6 +132,17 @@ const (
 	// FederatedKeyMismatch: a domain's worker presented a signing key other than the one the
 	// platform pinned for that domain; nothing was asked of it.
 	FederatedKeyMismatch Code = "federated_key_mismatch"
+
+	// Model jobs (kind model, engine/model).
+	// InvalidModel: a model request that does not describe a model — an unknown type, no
+	// features, a name repeated or not in the SQL's select list, the label among the features.
+	InvalidModel Code = "invalid_model"
+	// TooManyFeatures: more features than the platform (engine/model) or the operator's policy
+	// allows one model.
+	TooManyFeatures Code = "too_many_features"
+	// NotNumeric: a feature or the label is not a number: a text, date or identifier column,
+	// or an expression whose values are not numbers.
+	NotNumeric Code = "not_numeric"
 )
 
 // Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
@@ -194,6 +205,7 @@ func All() []Code {
 		IdentifierInQuery, OutputHeld, DifferencingLimit,
 		VerifyLimit, UnknownAttribute, MalformedCiphertext,
 		FederatedUnsupported, FederatedDomainUnavailable, FederatedProtocol, FederatedKeyMismatch,
+		InvalidModel, TooManyFeatures, NotNumeric,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
 		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,

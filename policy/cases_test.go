@@ -140,7 +140,7 @@ var accessCases = []accessCase{
 	{"deny_cross_domain_join", func(in *AccessInput) {
 		in.Datasets = append(in.Datasets, DatasetRef{Name: "records", Provider: "health_commission", Grade: "L2", Domain: "health", PrivacyUnit: "person_id"})
 	}, ResultDeny, []string{"cross_domain_join"}},
-	{"deny_model_job", func(in *AccessInput) { in.Job.Kind = "model" }, ResultDeny, []string{"job_kind_unsupported"}},
+	{"deny_notebook_job", func(in *AccessInput) { in.Job.Kind = "notebook" }, ResultDeny, []string{"job_kind_unsupported"}},
 	{"deny_zero_epsilon", func(in *AccessInput) { in.Job.Epsilon = 0 }, ResultDeny, []string{"epsilon_out_of_range"}},
 	{"deny_large_epsilon", func(in *AccessInput) { in.Job.Epsilon = 2.5 }, ResultDeny, []string{"epsilon_out_of_range"}},
 	{"deny_tiny_epsilon", func(in *AccessInput) { in.Job.Epsilon = 5e-13 }, ResultDeny, []string{"epsilon_below_minimum"}},

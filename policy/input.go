@@ -44,6 +44,10 @@ const (
 	UsageFilterEquality = "filter_equality"
 	// UsageVerifyAttribute: the column a verification checks claims against (kind verify).
 	UsageVerifyAttribute = "verify_attribute"
+	// UsageModelFeature and UsageModelLabel: a column a model's feature or label reads (kind
+	// model); its values are clipped and summed into noisy statistics, never output.
+	UsageModelFeature = "model_feature"
+	UsageModelLabel   = "model_label"
 )
 
 // ColumnUse is one use of a catalog column by a job.
@@ -65,6 +69,16 @@ type JobParams struct {
 	PublicPartitions         bool    `json:"public_partitions"`
 	// Checks is how many facts a verification job checks (kind "verify"; 0 otherwise).
 	Checks int `json:"checks,omitempty"`
+	// Model is a model job's shape (kind "model"; nil otherwise).
+	Model *ModelParams `json:"model,omitempty"`
+}
+
+// ModelParams are a model job's shape, for the policy's limits.
+type ModelParams struct {
+	Type           string `json:"type"` // linear_regression or logistic_regression
+	Features       int    `json:"features"`
+	MaxRowsPerUnit int    `json:"max_rows_per_unit"`
+	Iterations     int    `json:"iterations,omitempty"`
 }
 
 // ActionSubmitJob is the action of an applicant submitting a job.

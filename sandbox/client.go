@@ -381,6 +381,19 @@ func (c *Client) AnswerClaims(ctx context.Context, cl *wire.Claims) ([][]byte, e
 	return res.resp.Answers, nil
 }
 
+// ModelPass runs one pass of a model job and returns its pre-noise state, which only the
+// engine reads (engine/model decodes it against the spec it planned).
+func (c *Client) ModelPass(ctx context.Context, p *wire.ModelPass) ([]byte, error) {
+	res, err := c.call(ctx, request{Op: "model", Model: p})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.resp.ModelState) == 0 {
+		return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned no model state")
+	}
+	return res.resp.ModelState, nil
+}
+
 // Isolation returns the worker's report of the isolation in force.
 func (c *Client) Isolation(ctx context.Context) (*wire.Isolation, error) {
 	res, err := c.call(ctx, request{Op: "isolation"})

@@ -169,6 +169,12 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			break
 		}
 		resp.Answers, err = w.answerClaims(ctx, req.Claims)
+	case "model":
+		if req.Model == nil {
+			err = errcode.New(errcode.Internal, "model without a pass")
+			break
+		}
+		resp.ModelState, err = w.modelPass(ctx, req.Model)
 	case "collective_identity":
 		resp.Collective, err = w.collectiveIdentity()
 	case "collective_keygen", "collective_accept", "collective_input", "collective_keyswitch":

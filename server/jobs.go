@@ -48,8 +48,12 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "only a verification (kind verify) carries claims")
 	case (req.Kind == api.KindFederated) != (req.Federated != nil):
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a federated job (kind federated_sql) names its datasets in federated.datasets, and only it does")
+	case (req.Kind == api.KindModel) != (req.Model != nil):
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a model job (kind model) carries its model in model, and only it does")
+	case req.Kind == api.KindModel && req.SQL != "":
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a model job's SQL goes in model.sql")
 	case req.Kind == api.KindVerify:
-	case strings.TrimSpace(req.SQL) == "":
+	case req.Kind != api.KindModel && strings.TrimSpace(req.SQL) == "":
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
 	case len(req.SQL) > 64<<10:
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "the SQL is longer than 64 KiB")
@@ -82,7 +86,7 @@ func planOptions(o api.JobOptions) plan.Options {
 // engineJob is the engine's view of a job on grant g; usage (the rate-limit counts) is nil for
 // a dry run or an admission check, which no rate limit applies to.
 func engineJob(id string, who policy.Principal, g api.Grant, req api.JobRequest, usage *policy.GrantUsage) engine.Job {
-	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify, Federated: req.Federated,
+	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify, Federated: req.Federated, Model: req.Model,
 		Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario, Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage}}
 }
 
@@ -118,7 +122,7 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	}
 	now := s.now().UTC()
 	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
-		SQL: req.SQL, Options: req.Options, Federated: req.Federated, CreatedAt: now, UpdatedAt: now}
+		SQL: req.SQL, Options: req.Options, Federated: req.Federated, Model: req.Model, CreatedAt: now, UpdatedAt: now}
 	var input []byte
 	if req.Verify != nil {
 		// The claims wait with the job (not in its document, which lists would carry): the

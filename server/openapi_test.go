@@ -162,6 +162,11 @@ var oaSchemaTypes = []struct {
 	{"VerifyBatch", reflect.TypeFor[api.VerifyBatch](), true},
 	{"VerifyResult", reflect.TypeFor[api.VerifyResult](), false},
 	{"VerifyAnswer", reflect.TypeFor[api.VerifyAnswer](), false},
+	{"ModelRequest", reflect.TypeFor[api.ModelRequest](), true},
+	{"ModelResult", reflect.TypeFor[api.ModelResult](), false},
+	{"ModelCoefficient", reflect.TypeFor[api.ModelCoefficient](), false},
+	{"ModelMetrics", reflect.TypeFor[api.ModelMetrics](), false},
+	{"ModelConfusion", reflect.TypeFor[api.ModelConfusion](), false},
 }
 
 // oaUnchecked have no exported Go type to reflect over: MechanismRecord is the engine's
@@ -171,7 +176,7 @@ var oaUnchecked = []string{"MechanismRecord"}
 // oaRawSchemas say what a json.RawMessage or interface field holds: "Name" is a $ref to that
 // schema, "[]Name" an array of it, "A|B" one of the two schemas, "" any JSON value (no type).
 var oaRawSchemas = map[string]string{
-	"Job.result":             "Result|VerifyResult",
+	"Job.result":             "Result|VerifyResult|ModelResult",
 	"ReviewItem.result":      "Result",
 	"ProvenanceEntry.record": "ProvenanceRecord",
 	"LedgerEntry.mechanism":  "[]MechanismRecord",

@@ -44,7 +44,7 @@ const (
 // already has an audit command (newAuditCmd carries the server subcommands too).
 func addClientCommands(root *cobra.Command) {
 	root.AddCommand(newDatasetCmd(), newApplicationCmd(), newGrantCmd(), newQueryCmd(), newVerifyCmd(),
-		newJobCmd(), newReviewCmd(), newBudgetCmd(), newRedteamCmd())
+		newJobCmd(), newReviewCmd(), newBudgetCmd(), newRedteamCmd(), newModelCmd())
 	for _, c := range root.Commands() {
 		if c.Name() == "audit" {
 			return

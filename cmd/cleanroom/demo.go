@@ -98,12 +98,14 @@ type demoReport struct {
 	Grant *api.Grant `json:"grant"`
 	Jobs  []demoJob  `json:"jobs"`
 	// Verification is insurer-1 checking its customers' declared income bands (kind verify).
-	Verification *demoVerification   `json:"verification"`
-	Budget       []api.LedgerBalance `json:"budget"`
-	Provenance   api.VerifyReport    `json:"provenance"`
-	AuditedBy    string              `json:"audited_by"`
-	Replayed     int                 `json:"replayed"`          // jobs the auditor replayed, every stage matching
-	Receipts     int                 `json:"receipts_verified"` // release receipts checked with the public key
+	Verification *demoVerification `json:"verification"`
+	// Model is insurer-1's DP claim-cost model (kind model).
+	Model      *api.ModelResult    `json:"model"`
+	Budget     []api.LedgerBalance `json:"budget"`
+	Provenance api.VerifyReport    `json:"provenance"`
+	AuditedBy  string              `json:"audited_by"`
+	Replayed   int                 `json:"replayed"`          // jobs the auditor replayed, every stage matching
+	Receipts   int                 `json:"receipts_verified"` // release receipts checked with the public key
 }
 
 type demoDataset struct {
@@ -433,7 +435,7 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	now := time.Now().UTC()
 	req := api.ApplicationRequest{Purpose: demoPurpose, Scenario: demoScenario, Datasets: demoApplicationDatasets,
 		Start: now.Format(time.DateOnly), End: now.AddDate(1, 0, 0).Format(time.DateOnly),
-		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify, api.KindFederated}}
+		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify, api.KindFederated, api.KindModel}}
 	withL4 := req
 	withL4.Datasets = append(slices.Clone(req.Datasets), demoL4)
 	_, aerr := insurer.CreateApplication(ctx, withL4)
@@ -468,6 +470,9 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	}
 
 	if r.Verification, err = runDemoVerification(ctx, p, approved.GrantID, datasetDir); err != nil {
+		return nil, err
+	}
+	if r.Model, err = runDemoModel(ctx, p, approved.GrantID); err != nil {
 		return nil, err
 	}
 
@@ -708,6 +713,13 @@ func (r *demoReport) writeTable(out io.Writer) {
 		}
 	}
 
+	if m := r.Model; m != nil {
+		fmt.Fprintf(out, "\n== Model: %s trains a DP %s of visit cost on age group and inpatient stay (at most 4 visits a person)\n", a.Applicant, m.Type)
+		fmt.Fprintln(out, "   the rows stay in the sandbox; the worker returns bounded sums, the platform adds the noise")
+		_ = writeModelResult(indent{out}, m) // the report is printed best-effort, as its other lines are
+
+	}
+
 	fmt.Fprintln(out, "\nbudget (the grant's as insurer-1 reads it; each private dataset's lifetime budget as op-1 reads it —")
 	fmt.Fprintln(out, "the grant's budget was carved out of each of its datasets when it was approved):")
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
@@ -916,4 +928,46 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return os.WriteFile(to, b, 0o600)
+}
+
+// demoModelSQL is the demo model's row-level SQL: per visit, the patient's age group (0 for
+// 0-17 … 4 for 65+) and whether it was an inpatient stay, and its cost.
+const demoModelSQL = `SELECT person_id,
+  CASE age_band WHEN '0-17' THEN 0 WHEN '18-34' THEN 1 WHEN '35-49' THEN 2 WHEN '50-64' THEN 3 WHEN '65+' THEN 4 END AS age_group,
+  CASE WHEN inpatient THEN 1 ELSE 0 END AS inpatient_stay,
+  cost
+FROM medical_visits`
+
+// runDemoModel trains the demo's DP linear regression of visit cost (kind model).
+func runDemoModel(ctx context.Context, p *demoPlatform, grant string) (*api.ModelResult, error) {
+	c := p.as("insurer-1")
+	j, err := c.TrainModel(ctx, grant, api.ModelRequest{Type: api.ModelLinearRegression, SQL: demoModelSQL,
+		Features: []string{"age_group", "inpatient_stay"}, Label: "cost", Bounds: map[string][]float64{"cost": {0, 20000}}, MaxRowsPerUnit: 4},
+		api.JobOptions{Epsilon: 0.5})
+	if err != nil {
+		return nil, fmt.Errorf("insurer-1 training the demo model: %w", err)
+	}
+	if j, err = c.WaitJob(ctx, j.ID); err != nil {
+		return nil, err
+	}
+	if err := jobStateError(j); err != nil {
+		return nil, err
+	}
+	return client.ModelResult(j)
+}
+
+// indent prefixes every line written through it with three spaces.
+type indent struct{ w io.Writer }
+
+func (i indent) Write(b []byte) (int, error) {
+	lines := strings.SplitAfter(string(b), "\n")
+	for _, l := range lines {
+		if l == "" {
+			continue
+		}
+		if _, err := io.WriteString(i.w, "   "+l); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
 }

@@ -160,9 +160,12 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 	}
 	if r.Application == nil || r.Application.State != api.ApplicationApproved || r.Grant == nil || r.Application.Grant != r.Grant.ID {
 		t.Errorf("application %+v, grant %+v", r.Application, r.Grant)
-	} else if g := r.Grant.Budget; g.EpsilonTotal != 8 || g.DeltaTotal != 5e-7 || math.Abs(g.EpsilonSpent-spent) > 1e-9 ||
-		!g.Allocated || math.Abs(g.DeltaSpent-1e-8) > 1e-20 {
-		t.Errorf("grant budget %+v; the released jobs spent epsilon %g (and delta 1e-8: one partition-selection job and the federated job, each at the default share; the months are a public domain)", g, spent)
+	} else if g := r.Grant.Budget; g.EpsilonTotal != 8 || g.DeltaTotal != 5e-7 || math.Abs(g.EpsilonSpent-spent-r.Model.Spent.Epsilon) > 1e-9 ||
+		!g.Allocated || math.Abs(g.DeltaSpent-1e-8-r.Model.Spent.Delta) > 1e-20 {
+		t.Errorf("grant budget %+v; the released jobs spent epsilon %g and the model %+v (and delta 1e-8: one partition-selection job and the federated job, each at the default share; the months are a public domain)", g, spent, r.Model.Spent)
+	}
+	if m := r.Model; m == nil || len(m.Coefficients) != 2 || m.Coefficients[1].Name != "inpatient_stay" || !(m.Coefficients[1].Value > 0) {
+		t.Errorf("the demo model: %+v (an inpatient stay costs more than an outpatient visit)", m)
 	}
 	// The grant, then the six private datasets (public lookup tables have no budget).
 	if len(r.Budget) != 7 || r.Budget[0].Account != "grant:"+r.Grant.ID {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/c1b99f93/cleanroom/server/api"
+	"github.com/c1b99f93/cleanroom/server/client"
 )
 
 func newJobCmd() *cobra.Command {
@@ -156,6 +157,14 @@ func writeJob(w io.Writer, j *api.Job) error {
 				b.Dataset, b.Attribute, b.Checks, len(b.Ciphertexts), v.ParameterSet)
 		}
 		return nil
+	}
+	if j.Kind == api.KindModel {
+		m, err := client.ModelResult(j)
+		if err != nil {
+			return fmt.Errorf("job %s: the model does not decode: %w", j.ID, err)
+		}
+		fmt.Fprintln(w)
+		return writeModelResult(w, m)
 	}
 	res, err := decodeResult(j.Result)
 	if err != nil {

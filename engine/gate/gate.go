@@ -197,6 +197,37 @@ const MaxSQLBytes = 64 << 10
 
 // Admit parses and checks sql against the catalog.
 func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, error) {
+	stmtJSON, err := parseStatement(ctx, p, sql)
+	if err != nil {
+		return nil, err
+	}
+	stmt := decodeNode(stmtJSON)
+	g := &gater{cat: cat, stmt: stmtJSON}
+	if err := windowRefusal(stmtJSON, cat); err != nil {
+		return nil, err
+	}
+	if !stmt.Node.present() {
+		return nil, errcode.New(errcode.UnsupportedSQL, "unrecognised statement; %s", allowedHint)
+	}
+	if err := only(stmt, "node", "named_param_map"); err != nil {
+		return nil, err
+	}
+	if stmt.set["named_param_map"] {
+		return nil, errcode.New(errcode.UnsupportedSQL, "prepared-statement parameters are not admitted")
+	}
+	q, err := g.selectNode(stmt.Node)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.checkWritten(stmt.Node); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// parseStatement has DuckDB parse sql and returns its one statement's JSON AST, refusing text
+// that is not one SELECT-like statement (every kind of job that takes SQL starts here).
+func parseStatement(ctx context.Context, p Parser, sql string) (any, error) {
 	if !utf8.ValidString(sql) {
 		return nil, errcode.New(errcode.SyntaxError, "the SQL is not valid UTF-8 text")
 	}
@@ -238,28 +269,7 @@ func Admit(ctx context.Context, p Parser, cat Catalog, sql string) (*Query, erro
 	if err := dec.Decode(&stmtJSON); err != nil {
 		return nil, errcode.Wrap(errcode.Internal, err, "the SQL parser returned an unreadable statement")
 	}
-	stmt := decodeNode(stmtJSON)
-	g := &gater{cat: cat, stmt: stmtJSON}
-	if err := windowRefusal(stmtJSON, cat); err != nil {
-		return nil, err
-	}
-	if !stmt.Node.present() {
-		return nil, errcode.New(errcode.UnsupportedSQL, "unrecognised statement; %s", allowedHint)
-	}
-	if err := only(stmt, "node", "named_param_map"); err != nil {
-		return nil, err
-	}
-	if stmt.set["named_param_map"] {
-		return nil, errcode.New(errcode.UnsupportedSQL, "prepared-statement parameters are not admitted")
-	}
-	q, err := g.selectNode(stmt.Node)
-	if err != nil {
-		return nil, err
-	}
-	if err := g.checkWritten(stmt.Node); err != nil {
-		return nil, err
-	}
-	return q, nil
+	return stmtJSON, nil
 }
 
 type gater struct {

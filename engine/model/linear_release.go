@@ -146,12 +146,7 @@ func ReleaseLinear(s *Stats, p Params) (*LinearModel, error) {
 	sens := spec.Sensitivity()
 	b := budget{p.Epsilon, p.Delta}
 
-	comps := []dp.Component{
-		b.component("xtx", sens.XTX, ShareXTX),
-		b.component("xty", sens.XTY, ShareXTY),
-		b.component("yty", sens.YTY, ShareYTY),
-	}
-	report, err := b.checkAccounting(comps)
+	comps, report, err := linearComponents(spec, b)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +207,32 @@ func ReleaseLinear(s *Stats, p Params) (*LinearModel, error) {
 		}
 	}
 	return m, nil
+}
+
+// LinearComponents are the noise additions ReleaseLinear draws for spec at p's budget, as the
+// ledger records them, checked with the accountant: what a job plans and reserves before its
+// worker reads a row.
+func LinearComponents(spec LinearSpec, p Params) ([]dp.Component, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	p, err := p.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	comps, _, err := linearComponents(spec, budget{p.Epsilon, p.Delta})
+	return comps, err
+}
+
+func linearComponents(spec LinearSpec, b budget) ([]dp.Component, accountant.Report, error) {
+	sens := spec.Sensitivity()
+	comps := []dp.Component{
+		b.component("xtx", sens.XTX, ShareXTX),
+		b.component("xty", sens.XTY, ShareXTY),
+		b.component("yty", sens.YTY, ShareYTY),
+	}
+	report, err := b.checkAccounting(comps)
+	return comps, report, err
 }
 
 // solveRidge returns β = (A + λI)⁻¹b with λ = max(0, τ − λmin(A)).

@@ -153,6 +153,10 @@ func NewLogisticFit(spec LogisticSpec, p LogisticParams) (*LogisticFit, error) {
 	return &LogisticFit{spec: spec, p: p, b: b, comps: comps, rep: rep, theta: make([]float64, pp), vel: make([]float64, pp)}, nil
 }
 
+// Components are the fit's noise additions (the row count, one per gradient step, the
+// confusion counts), as the ledger records them.
+func (f *LogisticFit) Components() []dp.Component { return slices.Clone(f.comps) }
+
 // Next returns the step the worker must run next: a gradient pass while Gradient reports true,
 // then (Iteration = T) the confusion pass.
 func (f *LogisticFit) Next() (step Step, gradient bool) {

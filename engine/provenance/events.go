@@ -90,6 +90,11 @@ const (
 	TypeFederatedSum       = "federated_sum"
 	TypeFederatedKeySwitch = "federated_key_switch"
 	TypeFederatedOpened    = "federated_opened"
+	// Model jobs (kind model, engine/model): what the model was planned as (TypeModelPlan),
+	// then what the worker's passes computed — a keyed digest of their pre-noise states, never
+	// a state (TypeModelTrained).
+	TypeModelPlan    = "model_plan"
+	TypeModelTrained = "model_trained"
 )
 
 func init() {
@@ -145,6 +150,8 @@ func init() {
 		func() Event { return &FederatedSum{} },
 		func() Event { return &FederatedKeySwitch{} },
 		func() Event { return &FederatedOpened{} },
+		func() Event { return &ModelPlan{} },
+		func() Event { return &ModelTrained{} },
 	)
 }
 
@@ -318,6 +325,31 @@ type FederatedKeySwitch struct {
 	Shares     map[string][]string `json:"shares"`
 	Results    []string            `json:"results"`
 	DurationMS int64               `json:"duration_ms"`
+}
+
+// ModelPlan: a model job's plan: the model's type, the worker's pass (its relation, filter and
+// values as typed trees, the model's public spec with its bounds and rows per unit, the
+// sampling key and the deadline; no SQL text), the budget, the noise additions planned (their
+// sensitivities and noise scales), and a logistic fit's iterations.
+type ModelPlan struct {
+	Type       string `json:"type"`
+	Pass       Doc    `json:"pass"`       // wire.ModelPass, without a step
+	Cost       Doc    `json:"cost"`       // plan.Cost
+	Components Doc    `json:"components"` // []dp.Component
+	Iterations int    `json:"iterations,omitempty"`
+}
+
+// ModelTrained: the worker's passes over a model job's rows returned their pre-noise states.
+// PreNoiseDigest is a keyed digest of them all, in order, which a replay recomputes; Steps are
+// a logistic fit's coefficients at each pass (scaled, intercept first), computed from noisy
+// gradients only, which a replay runs the passes at.
+type ModelTrained struct {
+	Domain         string            `json:"domain"`
+	Snapshots      map[string]string `json:"snapshots"`
+	Passes         int               `json:"passes"`
+	Steps          Doc               `json:"steps,omitempty"` // []model.Step
+	PreNoiseDigest string            `json:"pre_noise_digest"`
+	DurationMS     int64             `json:"duration_ms"`
 }
 
 // FederatedOpened: the platform, as receiver, verified every share and decrypted the noisy
@@ -692,6 +724,10 @@ func (*FederatedKeySwitch) EventType() string { return TypeFederatedKeySwitch }
 func (*FederatedKeySwitch) EventVersion() int { return 1 }
 func (*FederatedOpened) EventType() string    { return TypeFederatedOpened }
 func (*FederatedOpened) EventVersion() int    { return 1 }
+func (*ModelPlan) EventType() string          { return TypeModelPlan }
+func (*ModelPlan) EventVersion() int          { return 1 }
+func (*ModelTrained) EventType() string       { return TypeModelTrained }
+func (*ModelTrained) EventVersion() int       { return 1 }
 func (*BudgetReserved) EventType() string     { return TypeBudgetReserved }
 func (*BudgetReserved) EventVersion() int     { return 1 }
 

@@ -107,6 +107,13 @@ var extraSamples = []Event{
 	&FederatedKeySwitch{Shares: map[string][]string{"health-commission": {"sha256:dd01"}, "medical-insurance-bureau": {"sha256:dd02"}},
 		Results: []string{"sha256:ee01"}, DurationMS: 140},
 	&FederatedOpened{Partitions: 16, Aggregates: 1, NoisyDigest: "hmac-sha256:4e2b"},
+	&ModelPlan{Type: "linear_regression",
+		Pass: DocOf(map[string]any{"job": "job-1", "relation": map[string]any{"sources": []map[string]any{{"snapshot": "sha256:1f2e", "alias": "medical_visits", "unit": "person_id"}},
+			"max_rows_per_unit": 1}, "pass": "linear", "sampling_key": 7}),
+		Cost:       DocOf(map[string]any{"epsilon": 1, "delta": 1e-6}),
+		Components: DocOf([]map[string]any{{"name": "xtx", "mechanism": "gaussian", "epsilon": 0.5, "delta": 5e-7, "l0": 1, "linf": 2.449, "noise_scale": 17.1}})},
+	&ModelTrained{Domain: "platform", Snapshots: map[string]string{"medical_visits": "sha256:1f2e"}, Passes: 1,
+		PreNoiseDigest: "hmac-sha256:5a7c", DurationMS: 38},
 }
 
 // samples returns one representative event per registered type: the first of its type in the

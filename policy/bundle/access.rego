@@ -72,7 +72,7 @@ deny contains "federated_same_domain: a federated job reads one dataset per data
 
 usages := {
 	"group_key", "filter", "filter_equality", "aggregate", "count_distinct_unit", "count_rows",
-	"output", "join_unit", "join_key", "verify_attribute",
+	"output", "join_unit", "join_key", "verify_attribute", "model_feature", "model_label",
 }
 
 dataset_names := {d.name | some d in input.datasets}
@@ -96,7 +96,7 @@ deny contains sprintf("usage_unknown: column %s.%s has usage %s", [c.dataset, c.
 # identifiers selects or labels persons, a filter on identifiers in disguise.
 deny contains sprintf("identifier_in_%s: column %s.%s is tagged identifier", [c.usage, c.dataset, c.column]) if {
 	some c in input.columns
-	c.usage in {"group_key", "aggregate", "output", "join_key"}
+	c.usage in {"group_key", "aggregate", "output", "join_key", "model_feature", "model_label"}
 	lib.is_identifier(c)
 }
 
@@ -146,8 +146,14 @@ deny contains sprintf("job_kind_unsupported: job kind %s is not allowed", [kind]
 # (below).
 sql_job if input.job.kind in {"sql", "federated_sql"}
 
+# A model job spends (epsilon, delta) like a SQL job; its noise is Gaussian, so its delta is
+# never 0 (below).
+dp_job if sql_job
+
+dp_job if model_job
+
 deny contains sprintf("epsilon_out_of_range: epsilon %v must be in (0, %v]", [input.job.epsilon, params.max_epsilon_per_job]) if {
-	sql_job
+	dp_job
 	not epsilon_ok
 }
 
@@ -161,13 +167,13 @@ epsilon_ok if {
 # came back 0 with the interval [0, 0]): such a job spends budget and a rate-limit slot on
 # nothing. Refused by name, so the applicant learns the minimum.
 deny contains sprintf("epsilon_below_minimum: epsilon %v is below the operator's minimum of %v per job; a smaller epsilon's noise drowns any answer, so spend at least %v", [input.job.epsilon, params.min_epsilon_per_job, params.min_epsilon_per_job]) if {
-	sql_job
+	dp_job
 	epsilon_ok
 	input.job.epsilon < params.min_epsilon_per_job
 }
 
 deny contains sprintf("delta_out_of_range: delta %v must be in [0, %v)", [input.job.delta, params.max_delta_per_job]) if {
-	sql_job
+	dp_job
 	not delta_ok
 }
 
@@ -185,6 +191,50 @@ deny contains sprintf("max_groups_contributed_out_of_range: %v must be a whole n
 deny contains sprintf("max_contributions_per_group_out_of_range: %v must be a whole number in 1..%v", [input.job.max_contributions_per_group, params.max_contributions_per_group]) if {
 	sql_job
 	not lib.is_whole_in_range(input.job.max_contributions_per_group, 1, params.max_contributions_per_group)
+}
+
+# --- models ---
+
+# A model job (kind model) trains a DP regression on row-level SQL: its features and label are
+# clipped to public bounds and summed per unit into noisy statistics; only coefficients and
+# noisy metrics leave. The operator caps its shape: features, rows read per person, and a
+# logistic fit's steps.
+model_job if input.job.kind == "model"
+
+deny contains sprintf("model_delta_zero: a model's noise is Gaussian and needs delta > 0, not %v", [input.job.delta]) if {
+	model_job
+	input.job.delta == 0
+}
+
+deny contains sprintf("model_features_out_of_range: %v features must be a whole number in 1..%v", [n, params.max_model_features]) if {
+	model_job
+	n := object.get(input.job, ["model", "features"], 0)
+	not lib.is_whole_in_range(n, 1, params.max_model_features)
+}
+
+deny contains sprintf("model_rows_per_unit_out_of_range: %v rows per unit must be a whole number in 1..%v", [n, params.max_model_rows_per_unit]) if {
+	model_job
+	n := object.get(input.job, ["model", "max_rows_per_unit"], 0)
+	not lib.is_whole_in_range(n, 1, params.max_model_rows_per_unit)
+}
+
+deny contains sprintf("model_iterations_out_of_range: %v iterations must be a whole number in 1..%v", [n, params.max_model_iterations]) if {
+	model_job
+	input.job.model.type == "logistic_regression"
+	n := object.get(input.job, ["model", "iterations"], 0)
+	not lib.is_whole_in_range(n, 1, params.max_model_iterations)
+}
+
+deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s job", [c.dataset, c.column, c.usage, input.job.kind]) if {
+	some c in input.columns
+	c.usage in {"model_feature", "model_label"}
+	not model_job
+}
+
+deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s job", [c.dataset, c.column, c.usage, input.job.kind]) if {
+	some c in input.columns
+	not c.usage in {"model_feature", "model_label", "filter", "filter_equality", "join_unit", "join_key"}
+	model_job
 }
 
 # --- verification (核验) ---

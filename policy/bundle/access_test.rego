@@ -195,7 +195,42 @@ test_counting_unit_not_marked_by_engine_denied if {
 # --- job parameters ---
 
 test_unsupported_job_kind_denied if {
-	"job_kind_unsupported" in deny_codes(patched("replace", "/job/kind", "model"))
+	"job_kind_unsupported" in deny_codes(patched("replace", "/job/kind", "notebook"))
+}
+
+# good_model is an admissible model job: a linear regression of cost on age group.
+good_model := {
+	"principal": good.principal,
+	"action": "submit_job",
+	"datasets": good.datasets,
+	"columns": [
+		{"dataset": "visits", "column": "age_band", "tags": ["quasi_identifier"], "usage": "model_feature", "privacy_unit": false},
+		{"dataset": "visits", "column": "claim_amount", "tags": ["sensitive"], "usage": "model_label", "privacy_unit": false},
+	],
+	"job": {"kind": "model", "epsilon": 1, "delta": 1e-6, "model": {"type": "linear_regression", "features": 1, "max_rows_per_unit": 1}},
+}
+
+model_patched(path, value) := json.patch(good_model, [{"op": "replace", "path": path, "value": value}])
+
+test_model_job_allowed if {
+	count(deny_codes(good_model)) == 0
+}
+
+test_model_job_limits if {
+	"model_features_out_of_range" in deny_codes(model_patched("/job/model/features", 17))
+	"model_rows_per_unit_out_of_range" in deny_codes(model_patched("/job/model/max_rows_per_unit", 101))
+	"model_delta_zero" in deny_codes(model_patched("/job/delta", 0))
+	"epsilon_out_of_range" in deny_codes(model_patched("/job/epsilon", 3))
+	"model_iterations_out_of_range" in deny_codes(model_patched("/job/model", {"type": "logistic_regression", "features": 1, "max_rows_per_unit": 1, "iterations": 1001}))
+}
+
+test_model_feature_identifier_denied if {
+	"identifier_in_model_feature" in deny_codes(model_patched("/columns/0/tags", ["identifier"]))
+}
+
+test_model_usages_only_in_model_jobs if {
+	"usage_outside_kind" in deny_codes(patched("replace", "/columns/2/usage", "model_feature"))
+	"usage_outside_kind" in deny_codes(model_patched("/columns/0/usage", "group_key"))
 }
 
 test_sql_job_kind_accepted if {

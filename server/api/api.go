@@ -101,7 +101,7 @@ type RedteamRecorded struct {
 	ReportSHA256 string `json:"report_sha256"`
 }
 
-// Job kinds a grant may allow. sql, verify and federated_sql run on this version of the
+// Job kinds a grant may allow. sql, verify, federated_sql and model run on this version of the
 // platform.
 const (
 	KindSQL       = "sql"
@@ -233,6 +233,8 @@ type JobRequest struct {
 	Verify *VerifyRequest `json:"verify,omitempty"`
 	// Federated names a federated job's datasets, one per data domain (kind federated_sql).
 	Federated *FederatedRequest `json:"federated,omitempty"`
+	// Model is a model job's model (kind model); its SQL is in Model, not in SQL.
+	Model *ModelRequest `json:"model,omitempty"`
 }
 
 // VerifyRequest is a verification job's input (kind verify, private verification 核验): the
@@ -307,12 +309,14 @@ type Job struct {
 	Options     JobOptions `json:"options"`
 	// Federated names a federated job's datasets (kind federated_sql).
 	Federated *FederatedRequest `json:"federated,omitempty"`
-	Datasets  []string          `json:"datasets,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
-	Error     *Error            `json:"error,omitempty"`
-	Review    *JobReview        `json:"review,omitempty"`
-	Result    json.RawMessage   `json:"result,omitempty"`
+	// Model is a model job's model (kind model).
+	Model     *ModelRequest   `json:"model,omitempty"`
+	Datasets  []string        `json:"datasets,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	Error     *Error          `json:"error,omitempty"`
+	Review    *JobReview      `json:"review,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
 	// Receipt is the platform-signed release receipt (a C2SP signed note), present with Result.
 	// `cleanroom audit receipt verify` checks it offline with the platform's public key.
 	Receipt string `json:"receipt,omitempty"`
