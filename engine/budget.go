@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/accountant"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"

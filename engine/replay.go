@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/c1b99f93/cleanroom/engine/model"
+	"github.com/c1b99f93/cleanroom/dp/model"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"

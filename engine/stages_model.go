@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/dp/model"
 	"github.com/c1b99f93/cleanroom/engine/gate"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
-	"github.com/c1b99f93/cleanroom/engine/model"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
@@ -22,7 +22,7 @@ import (
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
-// KindModel is the kind of a model job: a DP linear or logistic regression (engine/model)
+// KindModel is the kind of a model job: a DP linear or logistic regression (dp/model)
 // trained on the rows of a row-level SQL. The worker returns only pre-noise states (exact
 // integer sums, bounded per privacy unit); the engine adds the noise, solves and releases the
 // coefficients, the intercept and noisy metrics, never a row or a prediction.
@@ -267,7 +267,7 @@ func numericColumn(ds sources, ref gate.ColumnRef) bool {
 }
 
 // modelPlanStage fixes the spec both sides build, the worker's pass and the noise additions,
-// and checks the budget split with the accountant (engine/model) before anything is asked.
+// and checks the budget split with the accountant (dp/model) before anything is asked.
 func modelPlanStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	m, r := s.m, s.m.req
 	rows := r.MaxRowsPerUnit

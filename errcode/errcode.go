@@ -133,11 +133,11 @@ const (
 	// platform pinned for that domain; nothing was asked of it.
 	FederatedKeyMismatch Code = "federated_key_mismatch"
 
-	// Model jobs (kind model, engine/model).
+	// Model jobs (kind model, dp/model).
 	// InvalidModel: a model request that does not describe a model — an unknown type, no
 	// features, a name repeated or not in the SQL's select list, the label among the features.
 	InvalidModel Code = "invalid_model"
-	// TooManyFeatures: more features than the platform (engine/model) or the operator's policy
+	// TooManyFeatures: more features than the platform (dp/model) or the operator's policy
 	// allows one model.
 	TooManyFeatures Code = "too_many_features"
 	// NotNumeric: a feature or the label is not a number: a text, date or identifier column,

@@ -382,7 +382,7 @@ func (c *Client) AnswerClaims(ctx context.Context, cl *wire.Claims) ([][]byte, e
 }
 
 // ModelPass runs one pass of a model job and returns its pre-noise state, which only the
-// engine reads (engine/model decodes it against the spec it planned).
+// engine reads (dp/model decodes it against the spec it planned).
 func (c *Client) ModelPass(ctx context.Context, p *wire.ModelPass) ([]byte, error) {
 	res, err := c.call(ctx, request{Op: "model", Model: p})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/duckdb/duckdb-go/v2"
 
-	"github.com/c1b99f93/cleanroom/engine/model"
+	"github.com/c1b99f93/cleanroom/dp/model"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
@@ -63,7 +63,7 @@ func (w *worker) modelPass(ctx context.Context, p *wire.ModelPass) ([]byte, erro
 	return acc.encode(), nil
 }
 
-// modelAccumulator is the engine/model state a pass fills: one unit at a time, then encoded.
+// modelAccumulator is the dp/model state a pass fills: one unit at a time, then encoded.
 type modelAccumulator struct {
 	addUnit func(rows [][]float64, labels []float64) error
 	encode  func() []byte

@@ -58,7 +58,7 @@ type response struct {
 	Bias *wire.BiasStates `json:"bias,omitempty"`
 	// Answers are the ciphertexts answering a claims request.
 	Answers [][]byte `json:"answers,omitempty"`
-	// ModelState is a model pass's pre-noise state (engine/model's encoding).
+	// ModelState is a model pass's pre-noise state (dp/model's encoding).
 	ModelState []byte `json:"model_state,omitempty"`
 	// Collective is a collective op's answer: signed protocol messages and the domain's
 	// signing public key, never a key share or an aggregate.

@@ -19,8 +19,8 @@ import (
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
 	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"

@@ -440,7 +440,8 @@ func TestGrantStatesTakeEffectOnTheNextJob(t *testing.T) {
 		t.Fatalf("after resume a job is %s (%+v)", j.State, j.Error)
 	}
 	// A job for a kind outside the grant, or a dataset outside its scope, is forbidden.
-	p.refused("insurer-1", "POST", "/v1/jobs", api.JobRequest{Grant: grant, Kind: "model", SQL: byDistrict}, 403, "forbidden")
+	p.refused("insurer-1", "POST", "/v1/jobs", api.JobRequest{Grant: grant, Kind: api.KindModel, Model: &api.ModelRequest{Type: api.ModelLinearRegression,
+		SQL: "SELECT person_id, cost, inpatient FROM medical_visits", Features: []string{"cost"}, Label: "inpatient"}}, 403, "forbidden")
 	// (A copy of a granted dataset's file cannot be registered at all: one data, one dataset.)
 	p.refused("hospital-a", "POST", "/v1/datasets", map[string]any{
 		"name": "visits_copy", "provider": "health-commission", "grade": "L2", "privacy_unit": "person_id",

@@ -12,7 +12,7 @@ import (
 // Row-level SQL for model jobs. A model job's SQL selects, per row, the privacy unit and the
 // model's columns: SELECT <unit>, <expr> [AS name], … FROM <dataset> [JOIN …] [WHERE …]. Its rows
 // never leave the worker: the worker accumulates them, bounded per unit, into a model's pre-noise
-// state (engine/model). The gate admits it with the DP SQL gate's own checks — datasets and
+// state (dp/model). The gate admits it with the DP SQL gate's own checks — datasets and
 // columns from the catalog, joins on the privacy unit or with lookup tables, the closed list of
 // scalar functions, no identifier read by a selected value — and builds the values as typed
 // trees over the sources' columns (qualified by alias), which the worker validates and renders.

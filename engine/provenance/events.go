@@ -90,7 +90,7 @@ const (
 	TypeFederatedSum       = "federated_sum"
 	TypeFederatedKeySwitch = "federated_key_switch"
 	TypeFederatedOpened    = "federated_opened"
-	// Model jobs (kind model, engine/model): what the model was planned as (TypeModelPlan),
+	// Model jobs (kind model, dp/model): what the model was planned as (TypeModelPlan),
 	// then what the worker's passes computed — a keyed digest of their pre-noise states, never
 	// a state (TypeModelTrained).
 	TypeModelPlan    = "model_plan"

@@ -1,6 +1,6 @@
 package wire
 
-import "github.com/c1b99f93/cleanroom/engine/model"
+import "github.com/c1b99f93/cleanroom/dp/model"
 
 // Model pass kinds: what a ModelPass asks the worker to accumulate.
 const (
@@ -16,7 +16,7 @@ const (
 // rows, evaluates Filter and Values (the features, then the label) per row, drops every row
 // with a NULL, NaN or infinite value, keeps at most MaxRowsPerUnit rows of each privacy unit
 // — the lowest by a hash keyed with SamplingKey of the row's values, so the choice depends on
-// the unit's own rows alone — and returns only the pre-noise state of engine/model that Pass
+// the unit's own rows alone — and returns only the pre-noise state of dp/model that Pass
 // names (Stats.Encode, Gradient.Encode, Confusion.Encode). Nothing row-level returns: a state
 // is exact integer sums, which the engine noises before anything is released.
 type ModelPass struct {

@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 )
 
 // Budget shares of a logistic fit, as fractions of μ² (see budget): the noisy row count that
@@ -110,7 +110,7 @@ func (m *LogisticModel) Probability(x []float64) float64 {
 //
 // There is no subsampling, so each step is exactly a Gaussian mechanism and the T + 2 of them,
 // adaptively composed, are one μ-GDP mechanism (Dong, Roth & Su 2019, Corollary 3.3): the
-// whole fit is (ε, δ)-DP, which NewLogisticFit checks with engine/accountant before any noise
+// whole fit is (ε, δ)-DP, which NewLogisticFit checks with dp/accountant before any noise
 // is drawn. The update θ ← θ − η·(v + ĝ/n̂ + λθ)-with-momentum reads released values only.
 type LogisticFit struct {
 	spec  LogisticSpec

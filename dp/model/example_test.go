@@ -3,7 +3,7 @@ package model_test
 import (
 	"fmt"
 
-	"github.com/c1b99f93/cleanroom/engine/model"
+	"github.com/c1b99f93/cleanroom/dp/model"
 )
 
 // The worker accumulates each unit's bounded rows and ships only the encoded state; the

@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -122,7 +122,7 @@ func linearPredictor(intercept Coefficient, coefs []Coefficient, x []float64) fl
 //  1. Gaussian noise from Google's library on every entry of the upper triangle of XᵀX
 //     (share ShareXTX of the budget), of Xᵀy (ShareXTY) and on yᵀy (ShareYTY); the three are
 //     one (ε, δ)-DP mechanism by exact GDP composition (see budget), checked with
-//     engine/accountant before anything is returned.
+//     dp/accountant before anything is returned.
 //  2. Post-processing only from here. The noisy XᵀX, Â, is mirrored to a symmetric matrix and
 //     made positive definite: with σ its noise scale and p = d+1, λ = max(0, τ − λmin(Â)),
 //     τ = σ·(2√p + 6), so every eigenvalue of Â + λI is at least τ — a few times the spectral

@@ -32,7 +32,7 @@
 // only. Every state is exact integers (order-independent, replayable bit for bit), versioned,
 // and fingerprinted with the spec and step it was computed for, so the engine decodes only a
 // state computed for what it planned. The budget of a job is split among its noise additions
-// in GDP terms and checked with engine/accountant (see budget.go); docs/models.md has the
+// in GDP terms and checked with dp/accountant (see budget.go); docs/models.md has the
 // privacy argument, the accuracy measured and the benchmarks.
 //
 // This package is pure Go: it imports no DuckDB and no cgo.

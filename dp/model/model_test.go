@@ -276,7 +276,7 @@ func TestReleaseWithoutNoiseIsTheExactFit(t *testing.T) {
 }
 
 // The components of a release are charged exactly the job's (ε, δ), and the noise drawn
-// composes (exact GDP, engine/accountant) to no more than ε.
+// composes (exact GDP, dp/accountant) to no more than ε.
 func TestComponentsComposeToTheJobsBudget(t *testing.T) {
 	_, _, _, st := linearFixture(t)
 	for _, eps := range []float64{0.1, 1, 5} {

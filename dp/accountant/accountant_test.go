@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 	"github.com/google/differential-privacy/go/v3/noise"
 )
 

@@ -4,7 +4,7 @@ import (
 	"math"
 
 	"github.com/c1b99f93/cleanroom/dp"
-	"github.com/c1b99f93/cleanroom/engine/accountant"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 	"github.com/google/differential-privacy/go/v3/noise"
 )
 
@@ -24,7 +24,7 @@ var gaussianNoise noise.Noise = noise.Gaussian()
 //
 // For the ledger each component is recorded as a dp.Component charged (wᵢε, wᵢδ), summing to
 // the job's (ε, δ); checkAccounting re-derives the job's cost from the σᵢ actually drawn with
-// engine/accountant before anything is released.
+// dp/accountant before anything is released.
 type budget struct{ eps, delta float64 }
 
 func validateBudget(eps, delta float64) error {

@@ -3,7 +3,7 @@ package accountant_test
 import (
 	"fmt"
 
-	"github.com/c1b99f93/cleanroom/engine/accountant"
+	"github.com/c1b99f93/cleanroom/dp/accountant"
 	"github.com/google/differential-privacy/go/v3/noise"
 )
 
