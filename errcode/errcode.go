@@ -132,6 +132,12 @@ const (
 	// FederatedKeyMismatch: a domain's worker presented a signing key other than the one the
 	// platform pinned for that domain; nothing was asked of it.
 	FederatedKeyMismatch Code = "federated_key_mismatch"
+
+	// Custom model code (kind wasm, sandbox/wasm).
+	// WasmInvalidModule: the module does not compile, lacks an export of the ABI or has one of
+	// the wrong type, imports from anywhere but WASI, or cannot be instantiated without data;
+	// decided before any row is read, so it fails the job and costs nothing.
+	WasmInvalidModule Code = "wasm_invalid_module"
 )
 
 // Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
@@ -194,6 +200,7 @@ func All() []Code {
 		IdentifierInQuery, OutputHeld, DifferencingLimit,
 		VerifyLimit, UnknownAttribute, MalformedCiphertext,
 		FederatedUnsupported, FederatedDomainUnavailable, FederatedProtocol, FederatedKeyMismatch,
+		WasmInvalidModule,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
 		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,
