@@ -16,13 +16,14 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, collective_*, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, wasm, collective_*, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
 	// RawValues asks the rawset op for the set of snapshot Digest.
 	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
 	Plan      *wire.Plan     `json:"plan,omitempty"`
 	Claims    *wire.Claims   `json:"claims,omitempty"`
+	Wasm      *wire.Wasm     `json:"wasm,omitempty"`
 	Target    string         `json:"target,omitempty"` // probe: loopback address to dial
 	// The collective ops' arguments (collective.go), one set per op.
 	KeyGen    *wire.CollectiveKeyGen    `json:"keygen,omitempty"`
@@ -57,6 +58,8 @@ type response struct {
 	Bias *wire.BiasStates `json:"bias,omitempty"`
 	// Answers are the ciphertexts answering a claims request.
 	Answers [][]byte `json:"answers,omitempty"`
+	// Wasm is a custom model's pre-noise block average (never a block's own output).
+	Wasm *wire.WasmResult `json:"wasm,omitempty"`
 	// Collective is a collective op's answer: signed protocol messages and the domain's
 	// signing public key, never a key share or an aggregate.
 	Collective *wire.CollectiveReply `json:"collective,omitempty"`
