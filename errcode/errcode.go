@@ -143,6 +143,11 @@ const (
 	// NotNumeric: a feature or the label is not a number: a text, date or identifier column,
 	// or an expression whose values are not numbers.
 	NotNumeric Code = "not_numeric"
+	// Custom model code (kind wasm, sandbox/wasm).
+	// WasmInvalidModule: the module does not compile, lacks an export of the ABI or has one of
+	// the wrong type, imports from anywhere but WASI, or cannot be instantiated without data;
+	// decided before any row is read, so it fails the job and costs nothing.
+	WasmInvalidModule Code = "wasm_invalid_module"
 )
 
 // Codes of the budget ledger (engine/ledger): operator-facing, from a ledger misused or
@@ -206,6 +211,7 @@ func All() []Code {
 		VerifyLimit, UnknownAttribute, MalformedCiphertext,
 		FederatedUnsupported, FederatedDomainUnavailable, FederatedProtocol, FederatedKeyMismatch,
 		InvalidModel, TooManyFeatures, NotNumeric,
+		WasmInvalidModule,
 		UnknownAccount, DuplicateJob, NotReserved, AccountMismatch, InvalidBudget, InvalidReservation,
 		LogCorrupt, LogLocked, InvalidRecord, BadAuditKey, BadPlatformKey, BadVerifierKey, BadSignature,
 		InvalidNote, BadCheckpoint, NoSigner, NoCheckpoint, ProofInvalid, OutOfRange, ArchiveCorrupt,

@@ -394,6 +394,20 @@ func (c *Client) ModelPass(ctx context.Context, p *wire.ModelPass) ([]byte, erro
 	return res.resp.ModelState, nil
 }
 
+// RunWasm has the worker run a custom model module by sample-and-aggregate (wire.Wasm) and
+// returns the pre-noise block average; the caller adds the noise (dp.BlockMean).
+func (c *Client) RunWasm(ctx context.Context, a *wire.Wasm) (*wire.WasmResult, error) {
+	res, err := c.call(ctx, request{Op: "wasm", Wasm: a})
+	if err != nil {
+		return nil, err
+	}
+	r := res.resp.Wasm
+	if r == nil || len(r.Mean) != a.Output.Length || r.Blocks != a.Blocks {
+		return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned a malformed custom model result")
+	}
+	return r, nil
+}
+
 // Isolation returns the worker's report of the isolation in force.
 func (c *Client) Isolation(ctx context.Context) (*wire.Isolation, error) {
 	res, err := c.call(ctx, request{Op: "isolation"})

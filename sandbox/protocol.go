@@ -16,7 +16,7 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, model, collective_*, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, model, wasm, collective_*, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
 	// RawValues asks the rawset op for the set of snapshot Digest.
@@ -24,6 +24,7 @@ type request struct {
 	Plan      *wire.Plan      `json:"plan,omitempty"`
 	Claims    *wire.Claims    `json:"claims,omitempty"`
 	Model     *wire.ModelPass `json:"model,omitempty"`
+	Wasm      *wire.Wasm      `json:"wasm,omitempty"`
 	Target    string          `json:"target,omitempty"` // probe: loopback address to dial
 	// The collective ops' arguments (collective.go), one set per op.
 	KeyGen    *wire.CollectiveKeyGen    `json:"keygen,omitempty"`
@@ -60,6 +61,8 @@ type response struct {
 	Answers [][]byte `json:"answers,omitempty"`
 	// ModelState is a model pass's pre-noise state (dp/model's encoding).
 	ModelState []byte `json:"model_state,omitempty"`
+	// Wasm is a custom model's pre-noise block average (never a block's own output).
+	Wasm *wire.WasmResult `json:"wasm,omitempty"`
 	// Collective is a collective op's answer: signed protocol messages and the domain's
 	// signing public key, never a key share or an aggregate.
 	Collective *wire.CollectiveReply `json:"collective,omitempty"`

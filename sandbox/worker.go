@@ -47,6 +47,7 @@ type worker struct {
 	dir    string
 	domain string
 	coll   collectiveState
+	wasm   wasmState
 	db     *sql.DB
 	log    *slog.Logger
 	iso    wire.Isolation
@@ -175,6 +176,12 @@ func (w *worker) handle(ctx context.Context, req *request) {
 			break
 		}
 		resp.ModelState, err = w.modelPass(ctx, req.Model)
+	case "wasm":
+		if req.Wasm == nil {
+			err = errcode.New(errcode.Internal, "wasm without arguments")
+			break
+		}
+		resp.Wasm, err = w.runWasm(ctx, req.Wasm)
 	case "collective_identity":
 		resp.Collective, err = w.collectiveIdentity()
 	case "collective_keygen", "collective_accept", "collective_input", "collective_keyswitch":
