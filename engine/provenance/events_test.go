@@ -107,6 +107,11 @@ var extraSamples = []Event{
 	&FederatedKeySwitch{Shares: map[string][]string{"health-commission": {"sha256:dd01"}, "medical-insurance-bureau": {"sha256:dd02"}},
 		Results: []string{"sha256:ee01"}, DurationMS: 140},
 	&FederatedOpened{Partitions: 16, Aggregates: 1, NoisyDigest: "hmac-sha256:4e2b"},
+	&VerifyCommitted{Grant: "grant-1", Commitment: "vc-1", By: Principal{Name: "alice", Role: "applicant", Org: "insurer"}, Kind: "key",
+		Candidates: 2, Digests: DocOf([][]string{{"sha256:aa", "sha256:bb"}}), Challenges: []int{1}, Deadline: "2026-12-05T10:10:00Z"},
+	&VerifyOpened{Grant: "grant-1", Commitment: "vc-1", Kind: "key", KeyDigest: "sha256:bb"},
+	&VerifySuspended{Grant: "grant-1", Commitment: "vc-2", Kind: "claims", Reason: "opening_mismatch", Object: 0, Candidate: 1,
+		Committed: "sha256:cc", Opening: "Y3JodgEGAQA=", Detail: "the share the opening makes is not the one committed to"},
 }
 
 // samples returns one representative event per registered type: the first of its type in the
