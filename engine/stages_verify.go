@@ -130,6 +130,14 @@ func claimsStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 	if len(r.PublicKey) == 0 {
 		return nil, errcode.New(errcode.MalformedCiphertext, "a verification carries the applicant's public key")
 	}
+	// The commitment is opened first, so that a request refused below for another reason
+	// (an unknown attribute, say) still answers its challenge and does not abandon it. The
+	// events of an opening (verify_opened, verify_suspension) are recorded under the
+	// commitment's id, where an auditor finds the commitment and its challenge.
+	s.v.keyDigest = sha(r.PublicKey)
+	if err := e.openClaims(ctx, s); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for i, b := range r.Batches {
 		d, ok := e.Dataset(b.Dataset)
@@ -176,13 +184,7 @@ func claimsStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 		}
 		s.v.attrs = append(s.v.attrs, attr)
 	}
-	s.v.keyDigest = sha(r.PublicKey)
-	if err := s.ds.within(s.job.Grant, s.job.Terms); err != nil {
-		return nil, err
-	}
-	// The events of an opening (verify_opened, verify_suspended) are recorded under the
-	// commitment's id, where an auditor finds the commitment and its challenge.
-	return nil, e.openClaims(ctx, s)
+	return nil, s.ds.within(s.job.Grant, s.job.Terms)
 }
 
 // printableASCII: a subject is an identifier in printable ASCII. The limits count a fact under
