@@ -5,8 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/tuneinsight/lattigo/v6/core/rlwe"
 	"github.com/tuneinsight/lattigo/v6/ring"
@@ -606,4 +610,54 @@ func (c *ShareChecker) Combine(unopened []byte, opened [][]uint64) (out []byte, 
 		return nil, ErrInternal
 	}
 	return marshalCiphertext(kindClaims, ct)
+}
+
+// CandidatesFile holds an applicant's key candidates in a key directory until one is pinned:
+// one seed per line, in hex, mode 0600.
+const CandidatesFile = "verify-candidates.seeds"
+
+// SaveKeyCandidates writes the candidates' seeds into dir (created with mode 0700), mode
+// 0600: they are secret keys until opened.
+func SaveKeyCandidates(dir string, cands []*KeyCandidate) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("verify: key directory: %w", err)
+	}
+	var b strings.Builder
+	for _, k := range cands {
+		b.WriteString(hex.EncodeToString(k.Seed) + "\n")
+	}
+	return writeFileAtomic(filepath.Join(dir, CandidatesFile), []byte(b.String()), 0o600)
+}
+
+// LoadKeyCandidates reads and rebuilds the candidates SaveKeyCandidates wrote. The file must
+// not be accessible to group or others (ErrKeyPermissions).
+func LoadKeyCandidates(dir string) ([]*KeyCandidate, error) {
+	path := filepath.Join(dir, CandidatesFile)
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("verify: key candidates: %w", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("verify: %s: %w", path, ErrKeyPermissions)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("verify: key candidates: %w", err)
+	}
+	var out []*KeyCandidate
+	for _, line := range strings.Fields(string(data)) {
+		seed, err := hex.DecodeString(line)
+		if err != nil || len(seed) != SeedSize {
+			return nil, fmt.Errorf("%w: %s holds a line that is not a seed", ErrMalformedKey, CandidatesFile)
+		}
+		k, err := NewKeyCandidate(seed)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	if len(out) < MinCandidates || len(out) > MaxCandidates {
+		return nil, fmt.Errorf("%w: %s holds %d candidates", ErrCandidateCount, CandidatesFile, len(out))
+	}
+	return out, nil
 }
