@@ -508,21 +508,12 @@ type ShareChecker struct {
 }
 
 // NewShareChecker validates the pinned public key (as NewEvaluator) and prepares a checker.
-func NewShareChecker(pk []byte) (c *ShareChecker, err error) {
-	p, err := parameters()
-	if err != nil {
-		return nil, ErrInternal
-	}
-	defer func() {
-		if recover() != nil {
-			c, err = nil, fmt.Errorf("%w: does not decode", ErrMalformedKey)
-		}
-	}()
-	key, err := unmarshalPublicKey(p, pk)
+func NewShareChecker(pk []byte) (*ShareChecker, error) {
+	e, err := NewEvaluator(pk)
 	if err != nil {
 		return nil, err
 	}
-	return &ShareChecker{p: p, sh: newSharer(p, key), eval: bgv.NewEvaluator(p, nil)}, nil
+	return &ShareChecker{p: e.params, sh: newSharer(e.params, e.pk), eval: bgv.NewEvaluator(e.params, nil)}, nil
 }
 
 // Open checks that opening opens a share whose ciphertext has digest, and returns the share's
@@ -632,15 +623,7 @@ func SaveKeyCandidates(dir string, cands []*KeyCandidate) error {
 // LoadKeyCandidates reads and rebuilds the candidates SaveKeyCandidates wrote. The file must
 // not be accessible to group or others (ErrKeyPermissions).
 func LoadKeyCandidates(dir string) ([]*KeyCandidate, error) {
-	path := filepath.Join(dir, CandidatesFile)
-	info, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("verify: key candidates: %w", err)
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("verify: %s: %w", path, ErrKeyPermissions)
-	}
-	data, err := os.ReadFile(path)
+	data, err := readPrivate(filepath.Join(dir, CandidatesFile))
 	if err != nil {
 		return nil, fmt.Errorf("verify: key candidates: %w", err)
 	}
