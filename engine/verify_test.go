@@ -265,10 +265,14 @@ func TestVerificationRefusesBadRequestsBeforeAnythingIsCounted(t *testing.T) {
 		// another fact: refused.
 		"a tab in a subject":  {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = "\t" + personID(2) }, errcode.InvalidRequest},
 		"a non-ASCII subject": {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = personID(2) + "ſ" }, errcode.InvalidRequest},
-		"no ciphertext":       {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts = nil }, errcode.MalformedCiphertext},
-		"no key":              {func(r *api.VerifyRequest) { r.PublicKey = nil }, errcode.MalformedCiphertext},
-		"garbage ciphertext":  {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts[0] = []byte("xx") }, errcode.MalformedCiphertext},
-		"no batches":          {func(r *api.VerifyRequest) { r.Batches = nil }, errcode.InvalidRequest},
+		// The commitment is opened first: ciphertexts that are not the committed shares are
+		// refused there.
+		"no ciphertext":      {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts = nil }, errcode.InvalidRequest},
+		"no key":             {func(r *api.VerifyRequest) { r.PublicKey = nil }, errcode.MalformedCiphertext},
+		"garbage ciphertext": {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts[0] = []byte("xx") }, errcode.InvalidRequest},
+		"no commitment":      {func(r *api.VerifyRequest) { r.Commitment = "" }, errcode.InvalidRequest},
+		"another commitment": {func(r *api.VerifyRequest) { r.Commitment = "vc-000000000000000000000000" }, errcode.NotFound},
+		"no batches":         {func(r *api.VerifyRequest) { r.Batches = nil }, errcode.InvalidRequest},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := good()
