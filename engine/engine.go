@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/engine/gate"
@@ -59,6 +60,12 @@ type Engine struct {
 	fedMu    sync.Mutex // serialises collective key ceremonies and pin updates (rare and short)
 	// fedTamper is the federated job's test seam (tamperFunc); only this package's tests set it.
 	fedTamper tamperFunc
+	// verifyChallenge is the cut-and-choose test seam (challengeFunc): nil draws challenges
+	// with crypto/rand; only this package's tests set it.
+	verifyChallenge challengeFunc
+	// verifyClock is the cut-and-choose deadlines' clock seam: nil is time.Now; only this
+	// package's tests set it.
+	verifyClock func() time.Time
 
 	fpMu    sync.Mutex
 	fpLocks map[string]*fpLock // jobs in flight by grant and query fingerprint

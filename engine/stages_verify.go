@@ -37,8 +37,11 @@ type verifyState struct {
 	attrs     []catalog.VerifyAttribute // per batch
 	checks    int
 	keyDigest string
-	answers   [][][]byte // per batch
-	result    *api.VerifyResult
+	// combined are, per batch, the ciphertexts the domain evaluates: each closed share plus
+	// the opened shares' plaintexts (openClaims).
+	combined [][][]byte
+	answers  [][][]byte // per batch
+	result   *api.VerifyResult
 }
 
 // verifyStages is the verification job's pipeline. The package doc and docs/architecture.md
@@ -47,12 +50,12 @@ func verifyStages() []stage {
 	return []stage{
 		{name: "submit", dryRun: true, run: verifySubmitStage, records: events(&provenance.JobSubmitted{}),
 			doc: "record the job: per batch its dataset, attribute, number of checks and ciphertext digests, never a subject or a claim"},
-		{name: "claims", dryRun: true, run: claimsStage,
-			doc: "resolve each batch's dataset within the grant and its declared verifiable attribute; the ciphertexts must carry the checks"},
+		{name: "claims", dryRun: true, run: claimsStage, records: events(&provenance.VerifyOpened{}, &provenance.VerifySuspended{}),
+			doc: "resolve each batch's dataset within the grant and its declared verifiable attribute; the ciphertexts must carry the checks; open the claims commitment: every opened share must rebuild its digest (else the grant's verification is suspended), the domain gets each closed share plus the opened shares' plaintexts"},
 		{name: "policy_access", dryRun: true, run: verifyAccessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
 			doc: "ask the access policy (kind verify, the number of checks); an L4 dataset is never operated"},
 		{name: "reserve", reaches: phaseReserved, run: reserveChecksStage, records: events(&provenance.BudgetReserved{}, &provenance.ChecksReserved{}),
-			doc: "count the checks against the limits per fact and period and per grant and day, all or none; pin the grant's applicant key"},
+			doc: "count the checks against the limits per fact and period and per grant and day, all or none; the key must be the grant's pinned key, and the claims commitment becomes used"},
 		{name: "worker", run: workerStage,
 			doc: "start the domain's sandbox worker"},
 		{name: "answer", enters: phaseReading, run: answerStage, records: events(&provenance.ClaimsAnswered{}), replay: replayClaims,
@@ -80,8 +83,9 @@ func (e *Engine) runVerify(ctx context.Context, id string, j Job) (*Outcome, err
 
 // verifySummary is what job_submitted keeps of a verification: counts and digests only.
 type verifySummary struct {
-	PublicKey string               `json:"public_key"` // sha256
-	Batches   []verifyBatchSummary `json:"batches"`
+	PublicKey  string               `json:"public_key"` // sha256
+	Commitment string               `json:"commitment,omitempty"`
+	Batches    []verifyBatchSummary `json:"batches"`
 }
 
 type verifyBatchSummary struct {
@@ -89,6 +93,7 @@ type verifyBatchSummary struct {
 	Attribute   string   `json:"attribute"`
 	Checks      int      `json:"checks"`
 	Ciphertexts []string `json:"ciphertexts,omitempty"` // sha256 of each
+	Openings    []string `json:"openings,omitempty"`    // sha256 of each opening, per ciphertext in share order
 	Answers     []string `json:"answers,omitempty"`     // sha256 of each (claims_answered)
 }
 
@@ -99,11 +104,16 @@ func sha(b []byte) string {
 
 func verifySubmitStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.Event, error) {
 	r := s.v.req
-	sum := verifySummary{PublicKey: sha(r.PublicKey)}
+	sum := verifySummary{PublicKey: sha(r.PublicKey), Commitment: r.Commitment}
 	for _, b := range r.Batches {
 		bs := verifyBatchSummary{Dataset: b.Dataset, Attribute: b.Attribute, Checks: len(b.Subjects)}
 		for _, ct := range b.Ciphertexts {
 			bs.Ciphertexts = append(bs.Ciphertexts, sha(ct))
+		}
+		for _, os := range b.Openings {
+			for _, o := range os {
+				bs.Openings = append(bs.Openings, sha(o))
+			}
 		}
 		sum.Batches = append(sum.Batches, bs)
 	}
@@ -112,13 +122,21 @@ func verifySubmitStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.
 }
 
 // claimsStage resolves and checks the request before anything is asked or counted.
-func claimsStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+func claimsStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	r := s.v.req
 	if len(r.Batches) == 0 {
 		return nil, errcode.New(errcode.InvalidRequest, "a verification carries at least one batch of claims")
 	}
 	if len(r.PublicKey) == 0 {
 		return nil, errcode.New(errcode.MalformedCiphertext, "a verification carries the applicant's public key")
+	}
+	// The commitment is opened first, so that a request refused below for another reason
+	// (an unknown attribute, say) still answers its challenge and does not abandon it. The
+	// events of an opening (verify_opened, verify_suspension) are recorded under the
+	// commitment's id, where an auditor finds the commitment and its challenge.
+	s.v.keyDigest = sha(r.PublicKey)
+	if err := e.openClaims(ctx, s); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	for i, b := range r.Batches {
@@ -166,7 +184,6 @@ func claimsStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event,
 		}
 		s.v.attrs = append(s.v.attrs, attr)
 	}
-	s.v.keyDigest = sha(r.PublicKey)
 	return nil, s.ds.within(s.job.Grant, s.job.Terms)
 }
 
@@ -250,7 +267,7 @@ func reserveChecksStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	if s.job.Terms != nil {
 		org = s.job.Terms.Org
 	}
-	err = e.ledger.ReserveChecks(ctx, s.id, org, grant, GrantAccount(grant), s.v.keyDigest, facts, consents, lim)
+	err = e.ledger.ReserveChecks(ctx, s.id, org, grant, GrantAccount(grant), s.v.keyDigest, s.v.req.Commitment, facts, consents, lim)
 	var le *ledger.CheckLimitError
 	switch {
 	case errors.As(err, &le) && le.PerFact:
@@ -258,8 +275,9 @@ func reserveChecksStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 			le.Index+1, int(le.Period.Hours()/24), le.Limit)
 	case errors.As(err, &le):
 		return nil, errcode.Wrap(errcode.VerifyLimit, err, "this verification would take the grant past its %d checks in 24 hours: nothing was checked or counted", le.Limit)
-	case errors.Is(err, ledger.ErrKeyPinned):
-		return nil, errcode.Wrap(errcode.Conflict, err, "this grant verifies with another public key, pinned by its first verification; a new key needs a new grant")
+	case errors.Is(err, ledger.ErrKeyPinned), errors.Is(err, ledger.ErrKeyNotPinned), errors.Is(err, ledger.ErrVerifySuspended),
+		errors.Is(err, ledger.ErrCommitmentUsed), errors.Is(err, ledger.ErrCommitmentState), errors.Is(err, ledger.ErrNoCommitment):
+		return nil, ledgerVerifyError(err)
 	case errors.Is(err, ledger.ErrUnknownAccount):
 		return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", grant)
 	case err != nil:
@@ -277,13 +295,13 @@ func answerStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 		d := s.ds.spec(b.Dataset)
 		snap := s.ds.snapshots()[b.Dataset]
 		answers, err := s.w.AnswerClaims(ctx, &wire.Claims{Job: s.id, Snapshot: snap, PrivacyUnit: d.PrivacyUnit, Attribute: s.v.attrs[i],
-			Subjects: b.Subjects, PublicKey: s.v.req.PublicKey, Ciphertexts: b.Ciphertexts, TimeoutMS: DeadlineMax.Milliseconds()})
+			Subjects: b.Subjects, PublicKey: s.v.req.PublicKey, Ciphertexts: s.v.combined[i], TimeoutMS: DeadlineMax.Milliseconds()})
 		if err != nil {
 			return nil, err
 		}
 		bs := verifyBatchSummary{Dataset: b.Dataset, Attribute: b.Attribute, Checks: len(b.Subjects)}
-		for j := range b.Ciphertexts {
-			bs.Ciphertexts = append(bs.Ciphertexts, sha(b.Ciphertexts[j]))
+		for j := range s.v.combined[i] {
+			bs.Ciphertexts = append(bs.Ciphertexts, sha(s.v.combined[i][j]))
 			bs.Answers = append(bs.Answers, sha(answers[j]))
 		}
 		sum = append(sum, bs)

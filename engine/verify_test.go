@@ -28,8 +28,14 @@ func verifiable(t *testing.T, n int) *catalog.Spec {
 
 func personID(i int) string { return fmt.Sprintf("53010219800101%04d", i) }
 
-// claimBatch encrypts claims (subject → claimed value) about one attribute.
-func claimBatch(t *testing.T, keys *verify.Client, attribute string, subjects, claimed []string) api.VerifyBatch {
+// pending is a batch of claims encrypted as shares, before its commitment.
+type pending struct {
+	batch  api.VerifyBatch
+	shares []verify.ClaimShares
+}
+
+// claimBatch encrypts claims (subject → claimed value) about one attribute as shares.
+func claimBatch(t *testing.T, keys *verify.Client, attribute string, subjects, claimed []string) pending {
 	t.Helper()
 	var values []uint64
 	var consents []string
@@ -37,11 +43,76 @@ func claimBatch(t *testing.T, keys *verify.Client, attribute string, subjects, c
 		values = append(values, verify.Encode(c))
 		consents = append(consents, fmt.Sprintf("contract-%d", i))
 	}
-	cts, err := keys.EncryptClaims(values)
+	shares, err := keys.EncryptClaimShares(values, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.VerifyBatch{Dataset: "visits", Attribute: attribute, Subjects: subjects, Consents: consents, Ciphertexts: cts}
+	return pending{api.VerifyBatch{Dataset: "visits", Attribute: attribute, Subjects: subjects, Consents: consents}, shares}
+}
+
+// request commits to the batches' shares on grant and opens what the challenge did not pick,
+// as the client does.
+func request(t *testing.T, e *engine.Engine, grant string, keys *verify.Client, ps ...pending) *api.VerifyRequest {
+	t.Helper()
+	var digests [][]string
+	for _, p := range ps {
+		for _, cs := range p.shares {
+			digests = append(digests, cs.Digests())
+		}
+	}
+	ch, err := e.CommitVerifyClaims(context.Background(), applicant, grant, digests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &api.VerifyRequest{PublicKey: keys.PublicKey(), Commitment: ch.Commitment}
+	obj := 0
+	for _, p := range ps {
+		b := p.batch
+		for _, cs := range p.shares {
+			j := ch.Challenges[obj]
+			b.Ciphertexts = append(b.Ciphertexts, cs.Ciphertexts[j])
+			var open [][]byte
+			for k, o := range cs.Openings {
+				if k != j {
+					open = append(open, o)
+				}
+			}
+			b.Openings = append(b.Openings, open)
+			obj++
+		}
+		r.Batches = append(r.Batches, b)
+	}
+	return r
+}
+
+// pinKey pins a fresh key on grant by the key cut-and-choose (the policy's 16 candidates).
+func pinKey(t *testing.T, e *engine.Engine, grant string) *verify.Client {
+	t.Helper()
+	cands, err := verify.GenerateKeyCandidates(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var digests []string
+	for _, c := range cands {
+		digests = append(digests, c.Digest)
+	}
+	ctx := context.Background()
+	ch, err := e.CommitVerifyKey(ctx, applicant, grant, digests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := ch.Challenges[0]
+	var open [][]byte
+	for k, c := range cands {
+		if k != j {
+			open = append(open, c.Opening())
+		}
+	}
+	st, err := e.OpenVerifyKey(ctx, grant, cands[j].PublicKey(), open)
+	if err != nil || st.State != "pinned" {
+		t.Fatalf("pin the key: %+v, %v", st, err)
+	}
+	return cands[j].Client()
 }
 
 func runVerify(e *engine.Engine, grant string, req *api.VerifyRequest) (*engine.Outcome, error) {
@@ -57,10 +128,7 @@ func TestVerificationAnswersThousandsOfClaimsAndCountsThem(t *testing.T) {
 	e := openEngine(t)
 	register(t, e, verifiable(t, 2500))
 	grant(t, e, "g", 10)
-	keys, err := verify.GenerateKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := pinKey(t, e, "g")
 	var subjects, claimed []string
 	var want []bool
 	for i := 1; i <= 3000; i++ {
@@ -95,10 +163,7 @@ func TestVerificationAnswersThousandsOfClaimsAndCountsThem(t *testing.T) {
 		bandClaims = append(bandClaims, claim)
 		bandWant = append(bandWant, claim == band)
 	}
-	req := &api.VerifyRequest{PublicKey: keys.PublicKey(), Batches: []api.VerifyBatch{
-		claimBatch(t, keys, "district", subjects, claimed),
-		claimBatch(t, keys, "cost_band", bandSubjects, bandClaims),
-	}}
+	req := request(t, e, "g", keys, claimBatch(t, keys, "district", subjects, claimed), claimBatch(t, keys, "cost_band", bandSubjects, bandClaims))
 	out, err := runVerify(e, "g", req)
 	if err != nil {
 		t.Fatal(err)
@@ -163,21 +228,18 @@ func TestVerificationAnswersThousandsOfClaimsAndCountsThem(t *testing.T) {
 	}
 
 	// The same facts again: refused, nothing evaluated or counted (the grant's day still has room).
-	again := &api.VerifyRequest{PublicKey: keys.PublicKey(), Batches: []api.VerifyBatch{
-		claimBatch(t, keys, "district", []string{personID(3100), personID(5)}, []string{"A", "B"})}}
+	again := request(t, e, "g", keys, claimBatch(t, keys, "district", []string{personID(3100), personID(5)}, []string{"A", "B"}))
 	if _, err := runVerify(e, "g", again); errcode.Of(err) != errcode.VerifyLimit || !strings.Contains(errcode.Public(err).Message, "claim 2") {
 		t.Fatalf("a fact checked again: %v, want %s naming claim 2", err, errcode.VerifyLimit)
 	}
-	fresh := &api.VerifyRequest{PublicKey: keys.PublicKey(), Batches: []api.VerifyBatch{
-		claimBatch(t, keys, "district", []string{personID(3100)}, []string{"A"})}}
+	fresh := request(t, e, "g", keys, claimBatch(t, keys, "district", []string{personID(3100)}, []string{"A"}))
 	if _, err := runVerify(e, "g", fresh); err != nil {
 		t.Fatalf("a fact not checked before, after a refusal: %v", err)
 	}
-	// Another key on the same grant.
-	fresh.PublicKey = other.PublicKey()
-	fresh.Batches = []api.VerifyBatch{claimBatch(t, other, "district", []string{personID(3101)}, []string{"A"})}
-	if _, err := runVerify(e, "g", fresh); errcode.Of(err) != errcode.Conflict {
-		t.Fatalf("another key on the grant: %v, want %s", err, errcode.Conflict)
+	// Another key on the same grant: only the pinned key verifies.
+	fresh = request(t, e, "g", other, claimBatch(t, other, "district", []string{personID(3101)}, []string{"A"}))
+	if _, err := runVerify(e, "g", fresh); errcode.Of(err) != errcode.VerifyKeyNotPinned {
+		t.Fatalf("another key on the grant: %v, want %s", err, errcode.VerifyKeyNotPinned)
 	}
 }
 
@@ -187,13 +249,9 @@ func TestVerificationRefusesBadRequestsBeforeAnythingIsCounted(t *testing.T) {
 	e := openEngine(t)
 	register(t, e, verifiable(t, 50))
 	grant(t, e, "g", 10)
-	keys, err := verify.GenerateKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := pinKey(t, e, "g")
 	good := func() *api.VerifyRequest {
-		return &api.VerifyRequest{PublicKey: keys.PublicKey(), Batches: []api.VerifyBatch{
-			claimBatch(t, keys, "district", []string{personID(1), personID(2)}, []string{"A", "B"})}}
+		return request(t, e, "g", keys, claimBatch(t, keys, "district", []string{personID(1), personID(2)}, []string{"A", "B"}))
 	}
 	for name, tc := range map[string]struct {
 		spoil func(*api.VerifyRequest)
@@ -207,10 +265,14 @@ func TestVerificationRefusesBadRequestsBeforeAnythingIsCounted(t *testing.T) {
 		// another fact: refused.
 		"a tab in a subject":  {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = "\t" + personID(2) }, errcode.InvalidRequest},
 		"a non-ASCII subject": {func(r *api.VerifyRequest) { r.Batches[0].Subjects[1] = personID(2) + "ſ" }, errcode.InvalidRequest},
-		"no ciphertext":       {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts = nil }, errcode.MalformedCiphertext},
-		"no key":              {func(r *api.VerifyRequest) { r.PublicKey = nil }, errcode.MalformedCiphertext},
-		"garbage ciphertext":  {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts[0] = []byte("xx") }, errcode.MalformedCiphertext},
-		"no batches":          {func(r *api.VerifyRequest) { r.Batches = nil }, errcode.InvalidRequest},
+		// The commitment is opened first: ciphertexts that are not the committed shares are
+		// refused there.
+		"no ciphertext":      {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts = nil }, errcode.InvalidRequest},
+		"no key":             {func(r *api.VerifyRequest) { r.PublicKey = nil }, errcode.MalformedCiphertext},
+		"garbage ciphertext": {func(r *api.VerifyRequest) { r.Batches[0].Ciphertexts[0] = []byte("xx") }, errcode.InvalidRequest},
+		"no commitment":      {func(r *api.VerifyRequest) { r.Commitment = "" }, errcode.InvalidRequest},
+		"another commitment": {func(r *api.VerifyRequest) { r.Commitment = "vc-000000000000000000000000" }, errcode.NotFound},
+		"no batches":         {func(r *api.VerifyRequest) { r.Batches = nil }, errcode.InvalidRequest},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := good()

@@ -116,6 +116,24 @@ const (
 	// MalformedCiphertext: a verification's public key or ciphertexts do not decode as the
 	// platform's parameter set, or their count does not fit the checks.
 	MalformedCiphertext Code = "malformed_ciphertext"
+	// Cut-and-choose against a malicious applicant (docs/he.md, covert security).
+	// VerifySuspended: the grant's verification is suspended — an opening did not match its
+	// commitment, or a challenge was left unopened past its deadline; the evidence is in the
+	// provenance log and the operator sees it. A new grant is needed.
+	VerifySuspended Code = "verify_suspended"
+	// VerifyOpeningMismatch: an opening decodes but does not open its commitment (a key
+	// candidate or a claims share the applicant committed to is not what its seed makes):
+	// evidence of cheating, recorded; the grant's verification is suspended.
+	VerifyOpeningMismatch Code = "verify_opening_mismatch"
+	// VerifyOpeningLate: the challenge's deadline passed before the opening arrived; the
+	// commitment is abandoned and the grant's verification suspended.
+	VerifyOpeningLate Code = "verify_opening_late"
+	// VerifyOpeningReplayed: the commitment was already opened and used (by a pinned key or a
+	// verification job); every commitment is opened once.
+	VerifyOpeningReplayed Code = "verify_opening_replayed"
+	// VerifyKeyNotPinned: the grant has no pinned applicant key, or the request names another
+	// key than the pinned one: pin one first (cut-and-choose over key candidates).
+	VerifyKeyNotPinned Code = "verify_key_not_pinned"
 
 	// Federated aggregation across data domains (kind federated_sql, he/collective).
 	// FederatedUnsupported: the federated request is not one the protocol carries — datasets
@@ -209,6 +227,7 @@ func All() []Code {
 		RawColumnInOutput, NetworkUnreachable, ResourceLimit, TooManyPartitions,
 		IdentifierInQuery, OutputHeld, DifferencingLimit,
 		VerifyLimit, UnknownAttribute, MalformedCiphertext,
+		VerifySuspended, VerifyOpeningMismatch, VerifyOpeningLate, VerifyOpeningReplayed, VerifyKeyNotPinned,
 		FederatedUnsupported, FederatedDomainUnavailable, FederatedProtocol, FederatedKeyMismatch,
 		InvalidModel, TooManyFeatures, NotNumeric,
 		WasmInvalidModule,

@@ -111,6 +111,15 @@ type Params struct {
 	VerifyChecksPerFact     int `json:"verify_checks_per_fact"`
 	VerifyFactPeriodDays    int `json:"verify_fact_period_days"`
 	VerifyChecksPerGrantDay int `json:"verify_checks_per_grant_per_day"`
+	// Cut-and-choose against a malicious applicant (docs/he.md; 0 when absent: the engine's
+	// defaults): VerifyKeyCandidates (verify_key_candidates) is the least number of candidate
+	// keys an applicant commits to before one is pinned (default 16, at least 2: a crafted key
+	// is caught with probability 1 − 1/K); VerifyClaimShares (verify_claim_shares) the least
+	// number of shares per claims ciphertext (default 2); VerifyOpeningDeadlineSeconds
+	// (verify_opening_deadline_seconds) how long a challenge waits for its opening (default 600).
+	VerifyKeyCandidates          int `json:"verify_key_candidates"`
+	VerifyClaimShares            int `json:"verify_claim_shares"`
+	VerifyOpeningDeadlineSeconds int `json:"verify_opening_deadline_seconds"`
 	// ReturnUnspentOnRevoke (return_unspent_on_revoke) gives what a revoked grant never spent
 	// back to its datasets' lifetime budgets, for other grants to be allocated; otherwise it
 	// stays allocated to the revoked grant. ReturnUnspentOnExpiry (return_unspent_on_expiry)
@@ -250,6 +259,16 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 			f, ok := number(v)
 			if !ok || f < 0 || f > math.MaxInt32 || f != math.Trunc(f) {
 				return Params{}, fmt.Errorf("data.cleanroom.params.%s must be a whole number", key)
+			}
+			*dst = int(f)
+		}
+	}
+	for key, dst := range map[string]*int{"verify_key_candidates": &p.VerifyKeyCandidates, "verify_claim_shares": &p.VerifyClaimShares,
+		"verify_opening_deadline_seconds": &p.VerifyOpeningDeadlineSeconds} {
+		if v, ok := params[key]; ok {
+			f, ok := number(v)
+			if !ok || f != math.Trunc(f) || f > 86400 || (key != "verify_opening_deadline_seconds" && (f < 2 || f > 64)) || f < 1 {
+				return Params{}, fmt.Errorf("data.cleanroom.params.%s must be a whole number (candidates and shares 2 to 64, a deadline 1 to 86400 seconds)", key)
 			}
 			*dst = int(f)
 		}

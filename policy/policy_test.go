@@ -429,6 +429,9 @@ func TestEngineParams(t *testing.T) {
 	if shipped.MinUnitsPerGroup <= 0 || !shipped.DiscloseSuppressed || shipped.DifferencingMinUnits <= 0 {
 		t.Fatalf("shipped params %+v, want a positive minimum, disclosed, and differencing checked", shipped)
 	}
+	if shipped.VerifyKeyCandidates != 16 || shipped.VerifyClaimShares != 2 || shipped.VerifyOpeningDeadlineSeconds != 600 {
+		t.Errorf("shipped cut-and-choose %d candidates, %d shares, %d s", shipped.VerifyKeyCandidates, shipped.VerifyClaimShares, shipped.VerifyOpeningDeadlineSeconds)
+	}
 	if shipped.VerifyChecksPerFact != 1 || shipped.VerifyFactPeriodDays != 30 || shipped.VerifyChecksPerGrantDay != 300000 {
 		t.Fatalf("shipped verification limits %d per %d days, %d a grant a day; data.json ships 1 per 30 days and 300000",
 			shipped.VerifyChecksPerFact, shipped.VerifyFactPeriodDays, shipped.VerifyChecksPerGrantDay)
@@ -494,6 +497,8 @@ func TestEngineParams(t *testing.T) {
 			tc.want.MaxDifferencingChecks = shipped.MaxDifferencingChecks
 			tc.want.VerifyChecksPerFact, tc.want.VerifyFactPeriodDays = shipped.VerifyChecksPerFact, shipped.VerifyFactPeriodDays
 			tc.want.VerifyChecksPerGrantDay = shipped.VerifyChecksPerGrantDay
+			tc.want.VerifyKeyCandidates, tc.want.VerifyClaimShares = shipped.VerifyKeyCandidates, shipped.VerifyClaimShares
+			tc.want.VerifyOpeningDeadlineSeconds = shipped.VerifyOpeningDeadlineSeconds
 			if tc.min == "" {
 				tc.want.DifferencingMinUnits = 0
 			}

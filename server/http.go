@@ -195,11 +195,12 @@ func statusOf(code errcode.Code) int {
 		return http.StatusRequestEntityTooLarge
 	case errcode.Forbidden, errcode.PolicyDenied, errcode.SeparationOfDuties, errcode.GrantExpired,
 		errcode.GrantSuspended, errcode.GrantRevoked, errcode.BudgetExhausted, errcode.NotOperable,
-		errcode.NoImportRoot:
+		errcode.NoImportRoot, errcode.VerifySuspended, errcode.VerifyOpeningMismatch:
 		return http.StatusForbidden
 	case errcode.NotFound, errcode.UnknownDataset:
 		return http.StatusNotFound
-	case errcode.Conflict, errcode.DatasetBudgetInsufficient, errcode.DatasetAlreadyRegistered:
+	case errcode.Conflict, errcode.DatasetBudgetInsufficient, errcode.DatasetAlreadyRegistered,
+		errcode.VerifyOpeningLate, errcode.VerifyOpeningReplayed, errcode.VerifyKeyNotPinned:
 		return http.StatusConflict
 	case errcode.UnsupportedJobKind:
 		return http.StatusNotImplemented

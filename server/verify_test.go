@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -112,16 +113,13 @@ func TestVerificationOverHTTP(t *testing.T) {
 		claims = append(claims, client.Claim{Dataset: "residents", Subject: subject, Attribute: "income_band", Claimed: claimed, Consent: fmt.Sprintf("policy-%d", i)})
 		want = append(want, ok)
 	}
-	keys, err := verify.GenerateKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{next: http.DefaultTransport}
 	c, err := client.New(p.base, token("insurer-1"), client.WithHTTPClient(&http.Client{Transport: rec}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	keys := pinned(t, c, g)
 	rep, err := c.Verify(ctx, g, keys, claims, 2048) // two jobs
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +171,21 @@ func TestVerificationOverHTTP(t *testing.T) {
 	}
 }
 
+// pinned pins a fresh key on grant g through c by the key cut-and-choose (the policy's 16
+// candidates) and returns it.
+func pinned(t testing.TB, c *client.Client, g string) *verify.Client {
+	t.Helper()
+	cands, err := verify.GenerateKeyCandidates(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.PinVerifyKey(context.Background(), g, cands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Client()
+}
+
 // codeOf is the error code of a Go client's error.
 func codeOf(err error) errcode.Code {
 	var ce *client.Error
@@ -180,4 +193,77 @@ func codeOf(err error) errcode.Code {
 		return errcode.Code(ce.Code)
 	}
 	return ""
+}
+
+// TestKeyCutAndChooseOverHTTPCatchesACheatingCandidate: one of 16 candidates commits to a key
+// its seed does not make. With the platform's own challenge (crypto/rand), either the slot is
+// opened — 403 verify_opening_mismatch, the grant's verification suspended for every later
+// request and the operator sees why — or it is the challenged one and is pinned (1/16).
+func TestKeyCutAndChooseOverHTTPCatchesACheatingCandidate(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	p := start(t, t.TempDir(), clk)
+	p.must("psb-1", "POST", "/v1/datasets", specJSON(t, "residents"), nil)
+	var app api.Application
+	p.must("insurer-1", "POST", "/v1/applications", api.ApplicationRequest{Purpose: "underwriting", Scenario: "declared income checks",
+		Datasets: []string{"residents"}, Start: "2026-01-01", End: "2026-12-31", Epsilon: 1, Delta: 1e-8, JobKinds: []string{"verify"}}, &app)
+	var ok api.Approved
+	p.must("op-1", "POST", "/v1/applications/"+app.ID+"/approve", api.ApproveRequest{}, &ok)
+	g := ok.GrantID
+	c, err := client.New(p.base, token("insurer-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands, err := verify.GenerateKeyCandidates(17)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bad = 5
+	digests := make([]string, 16)
+	for i := range digests {
+		digests[i] = cands[i].Digest
+	}
+	digests[bad] = cands[16].Digest
+	ctx := context.Background()
+	ch, err := c.CommitVerifyKey(ctx, g, digests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CommitVerifyKey(ctx, g, digests); codeOf(err) != errcode.Conflict {
+		t.Fatalf("a second key commitment (a re-drawn challenge): %v, want %s", err, errcode.Conflict)
+	}
+	j := ch.Challenges[0]
+	req := api.VerifyKeyOpenRequest{PublicKey: cands[j].PublicKey()}
+	if j == bad {
+		req.PublicKey = cands[16].PublicKey()
+	}
+	for i := range 16 {
+		if i != j {
+			req.Openings = append(req.Openings, cands[i].Opening())
+		}
+	}
+	st, err := c.OpenVerifyKey(ctx, g, req)
+	if j == bad {
+		if err != nil || st.State != "pinned" {
+			t.Fatalf("the challenged slot: %+v, %v", st, err)
+		}
+		t.Logf("the cheating candidate was the challenged one (probability 1/16): pinned")
+		return
+	}
+	if codeOf(err) != errcode.VerifyOpeningMismatch {
+		t.Fatalf("the cheating slot opened: %v, want %s", err, errcode.VerifyOpeningMismatch)
+	}
+	var opView api.VerifyStatus
+	p.must("op-1", "GET", "/v1/grants/"+g+"/verify", nil, &opView)
+	if opView.State != "suspended" || opView.Suspension == nil || opView.Suspension.Reason != "opening_mismatch" || opView.Suspension.Commitment != ch.Commitment {
+		t.Fatalf("the operator's view %+v", opView)
+	}
+	var audit api.AuditJob
+	p.must("aud-1", "GET", "/v1/audit/jobs/"+ch.Commitment, nil, &audit)
+	if b, _ := json.Marshal(audit); !bytes.Contains(b, []byte("verify_suspension")) || !bytes.Contains(b, []byte(digests[bad])) {
+		t.Fatalf("the log under the commitment holds no evidence: %s", b)
+	}
+	claims := []client.Claim{{Dataset: "residents", Subject: "5300", Attribute: "income_band", Claimed: "low", Consent: "c"}}
+	if _, err := c.Verify(ctx, g, cands[0].Client(), claims, 0); codeOf(err) != errcode.VerifySuspended {
+		t.Fatalf("a verification on the suspended grant: %v, want %s", err, errcode.VerifySuspended)
+	}
 }

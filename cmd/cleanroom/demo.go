@@ -831,10 +831,16 @@ func runDemoVerification(ctx context.Context, p *demoPlatform, grant, datasetDir
 		}
 		claims[i] = cl
 	}
-	keys, err := verify.GenerateKeys()
+	// The insurer's key is pinned by cut-and-choose: 16 candidates, the platform opens 15.
+	cands, err := verify.GenerateKeyCandidates(16)
 	if err != nil {
 		return nil, err
 	}
+	pinned, err := p.as("insurer-1").PinVerifyKey(ctx, grant, cands)
+	if err != nil {
+		return nil, fmt.Errorf("insurer-1 pinning its verification key: %w", err)
+	}
+	keys := pinned.Client()
 	start := time.Now()
 	rep, err := p.as("insurer-1").Verify(ctx, grant, keys, claims, 0)
 	if err != nil {

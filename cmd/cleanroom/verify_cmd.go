@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,31 +19,65 @@ import (
 	"github.com/c1b99f93/cleanroom/server/client"
 )
 
+// loadOrPinKeys loads the pinned key pair in dir or, when dir holds only candidates, pins one
+// on grant by the key cut-and-choose, saves its key pair and deletes the spent seeds.
+func loadOrPinKeys(ctx context.Context, c *client.Client, grant, dir string) (*verify.Client, error) {
+	keys, err := verify.LoadKeys(dir)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
+			return nil, fmt.Errorf("load the keys in %s: %w", dir, err)
+		}
+		return keys, nil
+	}
+	cands, err := verify.LoadKeyCandidates(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load the keys in %s (run verify keygen first): %w", dir, err)
+	}
+	k, err := c.PinVerifyKey(ctx, grant, cands)
+	if err != nil {
+		return nil, err
+	}
+	if err := k.Client().Save(dir); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(filepath.Join(dir, verify.CandidatesFile)); err != nil {
+		return nil, err
+	}
+	return k.Client(), nil
+}
+
 func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "verify", Short: "Verify customers' declared facts against authoritative records, under homomorphic encryption (核验)"}
 
 	var out string
+	var candidates int
 	keygen := &cobra.Command{
 		Use:   "keygen --out KEYDIR",
-		Short: "Make the applicant's verification key pair",
-		Long: `keygen makes a BGV key pair (` + verify.ParameterSet + `, 128-bit security) in KEYDIR: the secret
-key (mode 0600), which never leaves this machine, and the public key, which each verification
-sends. The first verification on a grant pins its key: use one key directory per grant.`,
+		Short: "Make the applicant's verification key candidates",
+		Long: `keygen makes K candidate BGV key pairs (` + verify.ParameterSet + `, 128-bit security) in
+KEYDIR, each determined by a 32-byte seed kept in ` + verify.CandidatesFile + ` (mode 0600). The
+first "verify check" on a grant pins one of them by cut-and-choose: it commits to all K public
+keys, the platform draws which one is pinned, and the other K−1 seeds are opened for the
+platform to rebuild (a malformed key is caught with probability 1 − 1/K). The pinned key's
+secret key is then written to KEYDIR (mode 0600) and never leaves this machine; the opened
+seeds are deleted. K must be at least the operator's verify_key_candidates (16 shipped). Use
+one key directory per grant.`,
 		Example: "  cleanroom verify keygen --out ~/.cleanroom/verify-keys",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			keys, err := verify.GenerateKeys()
+			cands, err := verify.GenerateKeyCandidates(candidates)
 			if err != nil {
 				return err
 			}
-			if err := keys.Save(out); err != nil {
+			if err := verify.SaveKeyCandidates(out, cands); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "keys written to %s (public key %d bytes)\n", out, len(keys.PublicKey()))
+			fmt.Fprintf(cmd.OutOrStdout(), "%d key candidates written to %s; the first verification on a grant pins one\n", len(cands), out)
 			return nil
 		},
 	}
 	keygen.Flags().StringVar(&out, "out", "", "the key directory to write (created with mode 0700)")
+	keygen.Flags().IntVar(&candidates, "candidates", 16, "how many candidate keys to make (at least the policy's verify_key_candidates)")
 	_ = keygen.MarkFlagRequired("out")
 
 	var grant, keyDir, input, output, consent string
@@ -84,9 +121,13 @@ that ask again are refused, not answered. Verifiable attributes are listed by
 		_ = check.MarkFlagRequired(name)
 	}
 	check.RunE = func(cmd *cobra.Command, _ []string) error {
-		keys, err := verify.LoadKeys(keyDir)
+		c, err := f.client()
 		if err != nil {
-			return fmt.Errorf("load the keys in %s: %w", keyDir, err)
+			return err
+		}
+		keys, err := loadOrPinKeys(cmd.Context(), c, grant, keyDir)
+		if err != nil {
+			return err
 		}
 		in := cmd.InOrStdin()
 		if input != "-" {
@@ -98,10 +139,6 @@ that ask again are refused, not answered. Verifiable attributes are listed by
 			in = file
 		}
 		header, rows, claims, err := readClaims(in, consent)
-		if err != nil {
-			return err
-		}
-		c, err := f.client()
 		if err != nil {
 			return err
 		}

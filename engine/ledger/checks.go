@@ -32,7 +32,8 @@ var checksSchema = []string{
 		at         TEXT NOT NULL
 	) STRICT`,
 	`CREATE INDEX IF NOT EXISTS verify_checks_by_fact ON verify_checks (org, fact, at)`,
-	// The applicant key each grant's verifications use: pinned by the first, never changed.
+	// The applicant key each grant's verifications use: pinned by the key cut-and-choose
+	// (commitments.go; job holds the key commitment's id), never changed.
 	`CREATE TABLE IF NOT EXISTS verify_keys (
 		grant_id   TEXT PRIMARY KEY,
 		key_digest TEXT NOT NULL,
@@ -62,8 +63,9 @@ type CheckLimits struct {
 	PerGrantDay int
 }
 
-// ErrKeyPinned: the grant's verifications use another public key, pinned by its first.
-var ErrKeyPinned = errcode.New(errcode.Conflict, "this grant verifies with another public key, pinned by its first verification; a new key needs a new grant")
+// ErrKeyPinned: the grant's verifications use another public key, the one pinned by its
+// key cut-and-choose.
+var ErrKeyPinned = errcode.New(errcode.VerifyKeyNotPinned, "this grant verifies with another public key, the one it pinned; a new key needs a new grant")
 
 // ErrCheckLimit is matched (errors.Is) by every *CheckLimitError.
 var ErrCheckLimit = errcode.New(errcode.VerifyLimit, "the verification limit is reached")
@@ -92,28 +94,44 @@ func (e *CheckLimitError) Unwrap() error { return ErrCheckLimit }
 // the keyed digests of their consent or contract references — for org under
 // grant, within lim, all or none: a job over a limit reserves nothing (a *CheckLimitError).
 // The reservation is a ledger job of zero cost on account, so Commit and Refund settle it. key
-// is the applicant key's digest: the first reservation of a grant pins it, and a later one
-// with another key is ErrKeyPinned.
-func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, key string, facts, consents []string, lim CheckLimits) error {
-	if job == "" || org == "" || grant == "" || key == "" || len(facts) == 0 || len(consents) != len(facts) || lim.PerFact < 1 || lim.PerGrantDay < 1 || lim.FactPeriod <= 0 {
-		return fmt.Errorf("ledger: a reservation of checks needs a job, an organisation, a grant, checks and limits: %w", ErrInvalidReservation)
+// is the applicant key's digest, which must be the grant's pinned key (ErrKeyNotPinned when
+// the grant has none, ErrKeyPinned when it is another); commitment is the claims commitment
+// the job opened, which becomes used by job in the same transaction (ErrCommitmentUsed if it
+// was used already). A grant whose verification is suspended reserves nothing.
+func (l *Ledger) ReserveChecks(ctx context.Context, job, org, grant, account, key, commitment string, facts, consents []string, lim CheckLimits) error {
+	if job == "" || org == "" || grant == "" || key == "" || commitment == "" || len(facts) == 0 || len(consents) != len(facts) || lim.PerFact < 1 || lim.PerGrantDay < 1 || lim.FactPeriod <= 0 {
+		return fmt.Errorf("ledger: a reservation of checks needs a job, an organisation, a grant, a commitment, checks and limits: %w", ErrInvalidReservation)
 	}
 	if err := l.Reserve(ctx, job, []string{account}, Budget{}, nil); err != nil {
 		return err
 	}
 	err := l.write(ctx, func(tx *sql.Tx) error {
 		now := l.now().UTC()
+		if err := suspended(ctx, tx, grant); err != nil {
+			return err
+		}
 		var pinned string
 		switch err := tx.QueryRowContext(ctx, `SELECT key_digest FROM verify_keys WHERE grant_id = ?`, grant).Scan(&pinned); {
 		case errors.Is(err, sql.ErrNoRows):
-			if _, err := tx.ExecContext(ctx, `INSERT INTO verify_keys (grant_id, key_digest, job, at) VALUES (?, ?, ?, ?)`,
-				grant, key, job, now.Format(timeFormat)); err != nil {
-				return fmt.Errorf("ledger: pin the verification key: %w", err)
-			}
+			return ErrKeyNotPinned
 		case err != nil:
 			return fmt.Errorf("ledger: read the verification key: %w", err)
 		case pinned != key:
 			return ErrKeyPinned
+		}
+		var state string
+		switch err := tx.QueryRowContext(ctx, `SELECT state FROM verify_commitments WHERE id = ? AND grant_id = ? AND kind = 'claims'`, commitment, grant).Scan(&state); {
+		case errors.Is(err, sql.ErrNoRows):
+			return ErrNoCommitment
+		case err != nil:
+			return err
+		case state == StateUsed:
+			return ErrCommitmentUsed
+		case state != StateOpened:
+			return ErrCommitmentState
+		}
+		if err := setState(ctx, tx, commitment, StateUsed, job); err != nil {
+			return err
 		}
 		var today int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM verify_checks c JOIN ledger_jobs j ON j.job = c.job

@@ -59,8 +59,9 @@ type Ledger struct {
 
 // schemaVersion is the version of the tables below, recorded in schema_version under "ledger".
 // Version 2 added ledger_allocations; a version 1 database is upgraded in place (its grants hold
-// no allocation, see Allocate). Version 3 added verify_checks (checks.go).
-const schemaVersion = 3
+// no allocation, see Allocate). Version 3 added verify_checks (checks.go), version 4
+// verify_commitments and verify_suspensions (commitments.go).
+const schemaVersion = 4
 
 // schema creates the ledger's tables if missing. Names are prefixed because the database is the
 // shared control-plane store. Triggers make the state machine and costs tamper-resistant even to
@@ -186,7 +187,7 @@ func Open(ctx context.Context, path string) (*Ledger, error) {
 
 func (l *Ledger) migrate(ctx context.Context) error {
 	return l.write(ctx, func(tx *sql.Tx) error {
-		for _, stmt := range slices.Concat(schema, decisionSchema, checksSchema) {
+		for _, stmt := range slices.Concat(schema, decisionSchema, checksSchema, commitmentsSchema) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("ledger: create schema: %w", err)
 			}

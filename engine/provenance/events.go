@@ -95,6 +95,12 @@ const (
 	// a state (TypeModelTrained).
 	TypeModelPlan    = "model_plan"
 	TypeModelTrained = "model_trained"
+	// Cut-and-choose against a malicious applicant (docs/he.md): a commitment with the
+	// challenge drawn after it (TypeVerifyCommitted), its accepted opening (TypeVerifyOpened),
+	// and the grant's verification suspended with the evidence (TypeVerifySuspended).
+	TypeVerifyCommitted = "verify_committed"
+	TypeVerifyOpened    = "verify_opened"
+	TypeVerifySuspended = "verify_suspension"
 )
 
 func init() {
@@ -152,6 +158,9 @@ func init() {
 		func() Event { return &FederatedOpened{} },
 		func() Event { return &ModelPlan{} },
 		func() Event { return &ModelTrained{} },
+		func() Event { return &VerifyCommitted{} },
+		func() Event { return &VerifyOpened{} },
+		func() Event { return &VerifySuspended{} },
 	)
 }
 
@@ -590,6 +599,46 @@ type GrantState struct {
 	Reason string    `json:"reason"`
 }
 
+// VerifyCommitted: an applicant committed to K key candidates (kind "key") or to K shares
+// of each claims ciphertext (kind "claims"), and the platform drew the challenge with
+// crypto/rand after storing the commitment: the index per object left closed.
+type VerifyCommitted struct {
+	Grant      string    `json:"grant"`
+	Commitment string    `json:"commitment"`
+	By         Principal `json:"by"`
+	Kind       string    `json:"kind"`
+	Candidates int       `json:"candidates"`
+	Digests    Doc       `json:"digests"` // [][]string: per object, the SHA-256 of each candidate
+	Challenges []int     `json:"challenges"`
+	Deadline   string    `json:"deadline"`
+}
+
+// VerifyOpened: every opening of a commitment rebuilt its digest: for a key, the challenged
+// candidate is pinned (KeyDigest); for claims, the job that carried the openings (Job).
+type VerifyOpened struct {
+	Grant      string `json:"grant"`
+	Commitment string `json:"commitment"`
+	Kind       string `json:"kind"`
+	KeyDigest  string `json:"key_digest,omitempty"`
+	Job        string `json:"job,omitempty"`
+}
+
+// VerifySuspended: a grant's verification was suspended. Reason "opening_mismatch": the
+// opening of candidate Candidate of object Object does not rebuild the committed digest —
+// Opening (base64, the seed and the errors) and Committed are the evidence anyone can check
+// again with he/verify; "abandoned": the challenge was left unopened past its deadline.
+type VerifySuspended struct {
+	Grant      string `json:"grant"`
+	Commitment string `json:"commitment"`
+	Kind       string `json:"kind"`
+	Reason     string `json:"reason"`
+	Object     int    `json:"object"`
+	Candidate  int    `json:"candidate"`
+	Committed  string `json:"committed,omitempty"`
+	Opening    string `json:"opening,omitempty"`
+	Detail     string `json:"detail,omitempty"`
+}
+
 // RedteamReport: a red-team report's summary was recorded against a grant.
 type RedteamReport struct {
 	Grant        string    `json:"grant"`
@@ -806,8 +855,14 @@ func (*ApplicationRejected) EventVersion() int { return 1 }
 func (*GrantState) EventType() string { return TypeGrantState }
 func (*GrantState) EventVersion() int { return 1 }
 
-func (*RedteamReport) EventType() string { return TypeRedteamReport }
-func (*RedteamReport) EventVersion() int { return 1 }
+func (*VerifyCommitted) EventType() string { return TypeVerifyCommitted }
+func (*VerifyCommitted) EventVersion() int { return 1 }
+func (*VerifyOpened) EventType() string    { return TypeVerifyOpened }
+func (*VerifyOpened) EventVersion() int    { return 1 }
+func (*VerifySuspended) EventType() string { return TypeVerifySuspended }
+func (*VerifySuspended) EventVersion() int { return 1 }
+func (*RedteamReport) EventType() string   { return TypeRedteamReport }
+func (*RedteamReport) EventVersion() int   { return 1 }
 
 func (*RequestDenied) EventType() string { return TypeRequestDenied }
 func (*RequestDenied) EventVersion() int { return 1 }

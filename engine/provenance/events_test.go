@@ -114,6 +114,11 @@ var extraSamples = []Event{
 		Components: DocOf([]map[string]any{{"name": "xtx", "mechanism": "gaussian", "epsilon": 0.5, "delta": 5e-7, "l0": 1, "linf": 2.449, "noise_scale": 17.1}})},
 	&ModelTrained{Domain: "platform", Snapshots: map[string]string{"medical_visits": "sha256:1f2e"}, Passes: 1,
 		PreNoiseDigest: "hmac-sha256:5a7c", DurationMS: 38},
+	&VerifyCommitted{Grant: "grant-1", Commitment: "vc-1", By: Principal{Name: "alice", Role: "applicant", Org: "insurer"}, Kind: "key",
+		Candidates: 2, Digests: DocOf([][]string{{"sha256:aa", "sha256:bb"}}), Challenges: []int{1}, Deadline: "2026-12-05T10:10:00Z"},
+	&VerifyOpened{Grant: "grant-1", Commitment: "vc-1", Kind: "key", KeyDigest: "sha256:bb"},
+	&VerifySuspended{Grant: "grant-1", Commitment: "vc-2", Kind: "claims", Reason: "opening_mismatch", Object: 0, Candidate: 1,
+		Committed: "sha256:cc", Opening: "Y3JodgEGAQA=", Detail: "the share the opening makes is not the one committed to"},
 }
 
 // samples returns one representative event per registered type: the first of its type in the

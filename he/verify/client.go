@@ -78,15 +78,7 @@ func LoadKeys(dir string) (*Client, error) {
 	if err != nil {
 		return nil, ErrInternal
 	}
-	skPath := filepath.Join(dir, SecretKeyFile)
-	info, err := os.Stat(skPath)
-	if err != nil {
-		return nil, fmt.Errorf("verify: secret key: %w", err)
-	}
-	if info.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("verify: %s: %w", skPath, ErrKeyPermissions)
-	}
-	skBytes, err := os.ReadFile(skPath)
+	skBytes, err := readPrivate(filepath.Join(dir, SecretKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("verify: secret key: %w", err)
 	}
@@ -95,6 +87,19 @@ func LoadKeys(dir string) (*Client, error) {
 		return nil, fmt.Errorf("verify: public key: %w", err)
 	}
 	return newClient(p, skBytes, pkBytes)
+}
+
+// readPrivate reads a file that must not be accessible to group or others
+// (ErrKeyPermissions, naming the path).
+func readPrivate(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrKeyPermissions)
+	}
+	return os.ReadFile(path)
 }
 
 // newClient validates a serialized key pair.

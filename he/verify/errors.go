@@ -36,3 +36,19 @@ var (
 	// ErrInternal: the cryptographic library failed on inputs that passed validation; a bug.
 	ErrInternal = errors.New("verify: internal error")
 )
+
+// The errors of cut-and-choose (covert.go).
+var (
+	// ErrMalformedOpening: an opening does not decode (header, size, mode, a value outside
+	// Z_t). It proves nothing: the applicant may send a well-formed opening instead.
+	ErrMalformedOpening = errors.New("verify: malformed opening")
+
+	// ErrOpeningMismatch: an opening decodes but does not open its commitment — the object its
+	// seed and errors make has another digest, or an error is larger than the parameter set's
+	// Gaussian allows. It is evidence of cheating: the opening and the digest show it to anyone.
+	ErrOpeningMismatch = errors.New("verify: the opening does not match its commitment")
+
+	// ErrCandidateCount: a number of key candidates or claim shares outside
+	// [MinCandidates, MaxCandidates].
+	ErrCandidateCount = errors.New("verify: number of candidates or shares out of range")
+)

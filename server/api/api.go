@@ -242,21 +242,27 @@ type JobRequest struct {
 // attribute of one dataset (GET /v1/datasets/{name} lists them). Keys and ciphertexts are
 // he/verify's binary serialization, base64 in JSON. The platform never sees a claimed value;
 // the answer is ciphertexts only the applicant's secret key opens, one match or no match per
-// claim. The first verification on a grant pins its key: later ones must use the same key.
+// claim. The key is the grant's pinned key (POST /v1/grants/{id}/verify/key), and the
+// ciphertexts open a claims commitment (Commitment; see VerifyClaimsCommitRequest).
 type VerifyRequest struct {
 	PublicKey []byte        `json:"public_key"`
 	Batches   []VerifyBatch `json:"batches"`
+	// Commitment is the claims commitment this request opens (its id).
+	Commitment string `json:"commitment,omitempty"`
 }
 
 // VerifyBatch is a batch of claims about one attribute: subject i (a privacy unit in printable ASCII, e.g. a
 // person_id) is claimed, in slot i of the ciphertexts, to have a value, under consent or
 // contract reference Consents[i] (kept by the platform only as a keyed hash).
 type VerifyBatch struct {
-	Dataset     string   `json:"dataset"`
-	Attribute   string   `json:"attribute"`
-	Subjects    []string `json:"subjects"`
-	Consents    []string `json:"consents"`
-	Ciphertexts [][]byte `json:"ciphertexts"`
+	Dataset   string   `json:"dataset"`
+	Attribute string   `json:"attribute"`
+	Subjects  []string `json:"subjects"`
+	Consents  []string `json:"consents"`
+	// Ciphertexts are, per claims ciphertext, the share the commitment's challenge left
+	// closed; Openings, per claims ciphertext, open every other share, in share order.
+	Ciphertexts [][]byte   `json:"ciphertexts"`
+	Openings    [][][]byte `json:"openings,omitempty"`
 }
 
 // VerifyResult is a released verification: per batch, in request order, the ciphertexts

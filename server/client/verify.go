@@ -27,10 +27,76 @@ type VerifyReport struct {
 	Jobs    []string
 }
 
+// VerifyStatus is GET /v1/grants/{id}/verify: the grant's verification key, cut-and-choose
+// state and commitments.
+func (c *Client) VerifyStatus(ctx context.Context, grant string) (*api.VerifyStatus, error) {
+	if err := requireID("grant id", grant); err != nil {
+		return nil, err
+	}
+	return get[api.VerifyStatus](ctx, c, path("v1", "grants", grant, "verify"), nil)
+}
+
+// CommitVerifyKey is POST /v1/grants/{id}/verify/key: the candidates' digests; the answer is
+// the challenge.
+func (c *Client) CommitVerifyKey(ctx context.Context, grant string, digests []string) (*api.VerifyChallenge, error) {
+	if err := requireID("grant id", grant); err != nil {
+		return nil, err
+	}
+	return post[api.VerifyChallenge](ctx, c, path("v1", "grants", grant, "verify", "key"), api.VerifyKeyCommitRequest{Candidates: digests})
+}
+
+// OpenVerifyKey is POST /v1/grants/{id}/verify/key/open.
+func (c *Client) OpenVerifyKey(ctx context.Context, grant string, req api.VerifyKeyOpenRequest) (*api.VerifyStatus, error) {
+	if err := requireID("grant id", grant); err != nil {
+		return nil, err
+	}
+	return post[api.VerifyStatus](ctx, c, path("v1", "grants", grant, "verify", "key", "open"), req)
+}
+
+// CommitVerifyClaims is POST /v1/grants/{id}/verify/commitments: per claims ciphertext, its
+// shares' digests; the answer holds one challenge per ciphertext.
+func (c *Client) CommitVerifyClaims(ctx context.Context, grant string, digests [][]string) (*api.VerifyChallenge, error) {
+	if err := requireID("grant id", grant); err != nil {
+		return nil, err
+	}
+	return post[api.VerifyChallenge](ctx, c, path("v1", "grants", grant, "verify", "commitments"), api.VerifyClaimsCommitRequest{Ciphertexts: digests})
+}
+
+// PinVerifyKey runs the key cut-and-choose on grant: it commits to the candidates' digests,
+// opens every candidate but the challenged one, and returns the challenged candidate, now the
+// grant's pinned key. The challenged candidate's seed never leaves this process; the opened
+// ones are spent (their secret keys are public now) and must not be used.
+func (c *Client) PinVerifyKey(ctx context.Context, grant string, cands []*verify.KeyCandidate) (*verify.KeyCandidate, error) {
+	digests := make([]string, len(cands))
+	for i, k := range cands {
+		digests[i] = k.Digest
+	}
+	ch, err := c.CommitVerifyKey(ctx, grant, digests)
+	if err != nil {
+		return nil, err
+	}
+	if len(ch.Challenges) != 1 || ch.Challenges[0] < 0 || ch.Challenges[0] >= len(cands) {
+		return nil, fmt.Errorf("client: the platform's challenge does not fit %d candidates", len(cands))
+	}
+	j := ch.Challenges[0]
+	req := api.VerifyKeyOpenRequest{PublicKey: cands[j].PublicKey()}
+	for i, k := range cands {
+		if i != j {
+			req.Openings = append(req.Openings, k.Opening())
+		}
+	}
+	if _, err := c.OpenVerifyKey(ctx, grant, req); err != nil {
+		return nil, err
+	}
+	return cands[j], nil
+}
+
 // Verify checks claims under grant (private verification, kind verify): it encrypts the
-// claimed values under keys — which never leave this process — batched by dataset and
-// attribute, submits them as verification jobs of at most perJob claims (0: the default),
-// waits for each, and decrypts the answers. The platform sees subjects, counts and
+// claimed values under keys — the grant's pinned key, which never leaves this process —
+// batched by dataset and attribute, each claims ciphertext as the policy's number of
+// additive shares; per job of at most perJob claims (0: the default) it commits to the
+// shares, opens what the platform's challenge did not pick, waits for the job and decrypts
+// the answers. The platform sees subjects, counts and
 // ciphertexts, never a claimed value; this side learns match or no match per claim and
 // nothing else. A job that does not release ends Verify with an *Error carrying the job's code
 // (verify_limit, say) and naming the job; claims of the jobs before it keep their answers in
@@ -56,6 +122,11 @@ func (c *Client) Verify(ctx context.Context, grant string, keys *verify.Client, 
 		g.rows = append(g.rows, i)
 	}
 	rep := &VerifyReport{Matches: make([]bool, len(claims))}
+	st, err := c.VerifyStatus(ctx, grant)
+	if err != nil {
+		return rep, err
+	}
+	shares := max(st.ClaimShares, verify.MinCandidates)
 	// One job holds whole batches of at most perJob claims in all; a group larger than that
 	// is split across jobs.
 	type part struct {
@@ -70,6 +141,8 @@ func (c *Client) Verify(ctx context.Context, grant string, keys *verify.Client, 
 		}
 		defer func() { job, size = nil, 0 }()
 		req := api.VerifyRequest{PublicKey: keys.PublicKey()}
+		var all [][]verify.ClaimShares // per batch
+		var digests [][]string
 		for _, p := range job {
 			b := api.VerifyBatch{Dataset: p.g.dataset, Attribute: p.g.attribute}
 			values := make([]uint64, len(p.rows))
@@ -78,12 +151,43 @@ func (c *Client) Verify(ctx context.Context, grant string, keys *verify.Client, 
 				b.Consents = append(b.Consents, claims[i].Consent)
 				values[j] = verify.Encode(claims[i].Claimed)
 			}
-			cts, err := keys.EncryptClaims(values)
+			cs, err := keys.EncryptClaimShares(values, shares)
 			if err != nil {
 				return fmt.Errorf("client: encrypt the claims: %w", err)
 			}
-			b.Ciphertexts = cts
+			for _, sh := range cs {
+				digests = append(digests, sh.Digests())
+			}
+			all = append(all, cs)
 			req.Batches = append(req.Batches, b)
+		}
+		// Commit, then open what the challenge did not pick: the closed share goes as the
+		// claims ciphertext, the others as their openings (uniform, whatever the claims).
+		ch, err := c.CommitVerifyClaims(ctx, grant, digests)
+		if err != nil {
+			return err
+		}
+		if len(ch.Challenges) != len(digests) {
+			return fmt.Errorf("client: the platform's challenges do not fit %d ciphertexts", len(digests))
+		}
+		req.Commitment = ch.Commitment
+		obj := 0
+		for bi, cs := range all {
+			for _, sh := range cs {
+				j := ch.Challenges[obj]
+				if j < 0 || j >= len(sh.Ciphertexts) {
+					return fmt.Errorf("client: the platform's challenge %d does not fit %d shares", j, len(sh.Ciphertexts))
+				}
+				req.Batches[bi].Ciphertexts = append(req.Batches[bi].Ciphertexts, sh.Ciphertexts[j])
+				var open [][]byte
+				for k, o := range sh.Openings {
+					if k != j {
+						open = append(open, o)
+					}
+				}
+				req.Batches[bi].Openings = append(req.Batches[bi].Openings, open)
+				obj++
+			}
 		}
 		j, err := c.SubmitJob(ctx, api.JobRequest{Grant: grant, Kind: api.KindVerify, Verify: &req})
 		if err != nil {
