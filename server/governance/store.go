@@ -60,6 +60,10 @@ var schema = []string{
 		created_at TEXT NOT NULL
 	) STRICT`,
 	`CREATE INDEX IF NOT EXISTS gov_jobs_by_state ON gov_jobs (state, created_at)`,
+	// The rate limits count a grant's jobs of the last hour and day for every job: without
+	// this index each count scanned every stored job (26× slower at 100,000 jobs); it covers
+	// the count (id included), so no row is read.
+	`CREATE INDEX IF NOT EXISTS gov_jobs_by_grant ON gov_jobs (grant_id, created_at, id)`,
 	// A running job's outcome, stored as soon as the engine returns it and shown (moved into
 	// gov_jobs) only when the completion quantum ends, so a crash in between loses nothing.
 	`CREATE TABLE IF NOT EXISTS gov_pending_outcomes (

@@ -13,7 +13,7 @@ import (
 
 var t0 = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
-func open(t *testing.T) (*governance.Store, string) {
+func open(t testing.TB) (*governance.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "control.db")
 	s, err := governance.Open(context.Background(), path)
@@ -24,7 +24,7 @@ func open(t *testing.T) (*governance.Store, string) {
 	return s, path
 }
 
-func withGrant(t *testing.T, s *governance.Store) api.Grant {
+func withGrant(t testing.TB, s *governance.Store) api.Grant {
 	t.Helper()
 	ctx := context.Background()
 	a := api.Application{ID: "app-1", State: api.ApplicationPending, Org: "acme", CreatedAt: t0}
