@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
@@ -74,4 +75,32 @@ func (e *Engine) Withhold(ctx context.Context, job string, code errcode.Code, re
 func (e *Engine) Record(ctx context.Context, job string, ev provenance.Event) (uint64, error) {
 	ent, err := e.record(ctx, job, ev)
 	return ent.Index, err
+}
+
+// ReconcileInterrupted makes the log show what the ledger reserved for a job a previous
+// process left running: when the process died after the ledger reserved for the job and
+// before budget_reserved was appended, it appends that record now, from the ledger, marked
+// reconciled. Call it before the job's job_interrupted record. A job the ledger never reserved
+// for, or whose reservation is recorded, is left as it is.
+func (e *Engine) ReconcileInterrupted(ctx context.Context, job string) error {
+	r, ok, err := e.ledger.Reservation(ctx, job)
+	if err != nil || !ok {
+		return err
+	}
+	ents, err := provenance.ReadJob(e.logPath, job)
+	if err != nil {
+		return err
+	}
+	for _, ent := range ents {
+		rec, err := ent.Decode()
+		if err != nil {
+			return err
+		}
+		if rec.Type == provenance.TypeBudgetReserved {
+			return nil
+		}
+	}
+	_, err = e.record(ctx, job, &provenance.BudgetReserved{Accounts: r.Accounts, Reconciled: true,
+		Cost: provenance.DocOf(plan.Cost{Epsilon: r.Cost.Epsilon, Delta: r.Cost.Delta})})
+	return err
 }

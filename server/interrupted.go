@@ -11,7 +11,8 @@ import (
 
 // failInterrupted ends the jobs a previous process left running. A job whose outcome the runner
 // had already stored, unseen, for the end of its completion quantum finished: that outcome is
-// shown now. Every other job gets its job_interrupted record first, then is failed in the
+// shown now. Every other job gets its job_interrupted record first (after the budget_reserved
+// record the process may have died before appending, from the ledger), then is failed in the
 // store: a crash between the two leaves the job running, and the next start finds the record
 // and only fails it, so no failed job lacks the record and none has two. The record says
 // whether the log already holds the job's release: a process killed after the engine recorded
@@ -65,6 +66,9 @@ func (s *Server) failInterrupted(ctx context.Context) ([]string, error) {
 	var failed []string
 	for _, j := range running {
 		if !recorded[j.ID] {
+			if err := s.eng.ReconcileInterrupted(ctx, j.ID); err != nil {
+				return failed, err
+			}
 			if _, err := s.eng.Record(ctx, j.ID, &provenance.JobInterrupted{Released: released[j.ID]}); err != nil {
 				return failed, err
 			}

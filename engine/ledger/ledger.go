@@ -540,3 +540,40 @@ func accountSpent(ctx context.Context, q querier, account string) (spent, reserv
 	}
 	return spent, reserved, nil
 }
+
+// Reservation is what the ledger holds of one job: the accounts it reserved on, its cost and
+// its state (reserved, debited or refunded).
+type Reservation struct {
+	Accounts []string
+	Cost     Budget
+	State    string
+}
+
+// Reservation returns job's reservation; ok is false when the ledger never reserved for it.
+func (l *Ledger) Reservation(ctx context.Context, job string) (r Reservation, ok bool, err error) {
+	err = l.read(ctx, func(tx *sql.Tx) error {
+		var c units
+		err := tx.QueryRowContext(ctx, `SELECT state, epsilon_pico, delta_atto FROM ledger_jobs WHERE job = ?`, job).Scan(&r.State, &c.eps, &c.delta)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("ledger: look up job: %w", err)
+		}
+		ok, r.Cost = true, c.budget()
+		rows, err := tx.QueryContext(ctx, `SELECT account FROM ledger_entries WHERE job = ? ORDER BY seq`, job)
+		if err != nil {
+			return fmt.Errorf("ledger: look up job: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var a string
+			if err := rows.Scan(&a); err != nil {
+				return err
+			}
+			r.Accounts = append(r.Accounts, a)
+		}
+		return rows.Err()
+	})
+	return r, ok, err
+}

@@ -373,6 +373,9 @@ type FederatedOpened struct {
 type BudgetReserved struct {
 	Accounts []string `json:"accounts"`
 	Cost     Doc      `json:"cost"` // plan.Cost
+	// Reconciled marks a record written at restart from the ledger, for a job whose process
+	// died after the ledger reserved and before this record was appended.
+	Reconciled bool `json:"reconciled,omitempty"`
 }
 
 // Execution: the worker ran the plan; the pre-noise aggregates appear only as keyed digests.
