@@ -372,10 +372,13 @@ func egressStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 	return events(&provenance.PolicyEgress{PolicyDecision: decisionRecord(d, in)}), nil
 }
 
-// holdStage holds an output the egress policy sends to review. A fresh job stays charged: the
-// decision is a function of the noisy output.
+// holdStage holds an output the egress policy sends to review (a SQL or federated result, or
+// a model). A fresh job stays charged: the decision is a function of the noisy output.
 func holdStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.Event, error) {
 	s.held = &Hold{Grant: s.job.Grant, Reviewers: max(s.egress.Reviewers, 1), Reasons: s.egress.Reasons, OutputDigest: s.digest}
+	if s.m != nil {
+		s.held.Kind = KindModel
+	}
 	return events(
 		&provenance.Held{Grant: s.held.Grant, Reviewers: s.held.Reviewers, Reasons: s.held.Reasons, OutputDigest: s.held.OutputDigest},
 		s.outputDecision(ledger.Decision{State: ledger.DecisionHeld, Job: s.id}),
