@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"reflect"
 	"strings"
@@ -178,4 +179,26 @@ func TestCmdReviewListShowsAHeldModelsCoefficients(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantContains(t, out, "j-7", "0/2", "== job j-7: SELECT person_id, x1, x2, y FROM model_data", "x1", "[2.97, 3.05]", "intercept", "n ≈ 20004")
+}
+
+// FuzzParseModelBounds: any --bounds entry is either refused naming the flag, or read as
+// finite bounds lo < hi under a non-empty name. Seeds: the accepted and refused entries above.
+func FuzzParseModelBounds(f *testing.F) {
+	for _, s := range []string{"y=0:50", "x1=-1.5:1e3", "y", "=0:1", "y=low:high", "y=5:1", "y=1:1", "y=NaN:1", "y=0:Inf", "y=0", "a=b=0:1", "y=0:1:2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, entry string) {
+		got, err := parseModelBounds([]string{entry})
+		if err != nil {
+			if !strings.Contains(err.Error(), "--bounds") {
+				t.Fatalf("refusal %v does not name the flag", err)
+			}
+			return
+		}
+		for name, b := range got {
+			if name == "" || len(b) != 2 || !(b[0] < b[1]) || math.IsInf(b[0], 0) || math.IsInf(b[1], 0) {
+				t.Fatalf("%q read as %q: %v", entry, name, b)
+			}
+		}
+	})
 }
