@@ -651,12 +651,9 @@ func canonicalPass(p wire.ModelPass) (wire.ModelPass, error) {
 // the egress policy again, like a fresh one. A model held, rejected or denied never gets here
 // (decision_recall).
 func modelRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	prior, ok, err := e.ledger.Recall(ctx, s.job.Grant, s.fingerprint)
-	if err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
-	}
+	prior, ok, err := e.recall(ctx, s)
 	if !ok {
-		return nil, nil
+		return nil, err
 	}
 	var res api.ModelResult
 	if err := json.Unmarshal(prior.Result, &res); err != nil {
@@ -672,20 +669,11 @@ func modelRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenance
 	return events(&provenance.AnsweredFromRelease{ReleasedJob: prior.Job}), nil
 }
 
-// modelRememberStage stores a fresh model (released or held) for identical requests. The
-// release is already recorded, so a failure here does not withdraw it; it is recorded, and the
-// next identical model will be trained (and charged) again.
+// modelRememberStage stores a fresh model (released or held) for identical requests.
 func modelRememberStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	st := *s.m.result
 	st.LogIndex = 0
-	b, err := json.Marshal(&st)
-	if err == nil {
-		err = e.ledger.Remember(ctx, s.job.Grant, s.fingerprint, s.id, b)
-	}
-	if err != nil {
-		return events(&provenance.ReleaseNotStored{Reason: "the model could not be stored for repeated requests"}), nil
-	}
-	return nil, nil
+	return e.remember(ctx, s, &st, "the model could not be stored for repeated requests"), nil
 }
 
 // replayTrain re-runs the recorded passes — at the recorded logistic steps — over the data,
