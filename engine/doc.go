@@ -87,14 +87,21 @@
 //	gate             admit the row-level SQL (the privacy unit, then numeric features and label with public bounds; no identifier); its datasets must be within the grant
 //	plan             fix the model's spec, its rows per unit and the worker's pass; split the budget among the noise additions and check it with the accountant
 //	policy_access    ask the access policy (kind model, its epsilon, delta, features and rows per unit); an L4 dataset is never operated
+//	fingerprint      name the model's output (type, pass over the snapshots, features, label, bounds, rows per unit, iterations, budget); one job at a time per output
+//	decision_recall  a model held, rejected or denied answers its repeats
+//	release_recall   a model released before is answered again from that release: the same coefficients, no new noise, no cost
 //	reserve          reserve the cost on the grant and the datasets
 //	worker           start the domain's sandbox worker
 //	train            the worker's passes return pre-noise states only (a logistic fit's steps are computed from noisy gradients between passes)
 //	debit            make the debit final, before the released noise is drawn
 //	mechanism        draw the noise and solve: coefficients, intercept, intervals and metrics from noisy values only
-//	egress_policy    ask the egress policy; a model output is released on allow only
+//	egress_policy    ask the egress policy: allow, review or deny
+//	hold             a model for review is held (its coefficients go to the reviewers), and the hold sticks to it
+//	deny             a denial sticks to the model; the job ends charged
+//	store_decision   store the decision on the model
 //	release          record the release with its output digest
 //	receipt          sign the release receipt
+//	remember         keep the released (or held) model, so a repeat gets the same answer
 //	(end of the generated model list)
 //
 // Besides jobs, the engine keeps the registry of datasets and snapshots, the budget ledger

@@ -60,6 +60,8 @@ type Outcome struct {
 
 // Hold says why a computed result waits for reviewers and how many must approve it.
 type Hold struct {
+	// Kind is KindModel when the held output is an api.ModelResult; otherwise ("") a Result.
+	Kind         string   `json:"kind,omitempty"`
 	Grant        string   `json:"grant"`
 	Reviewers    int      `json:"reviewers"`
 	Reasons      []string `json:"reasons"`

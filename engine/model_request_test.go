@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/dp/model"
+	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/errcode"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"github.com/c1b99f93/cleanroom/server/api"
 )
 
@@ -78,4 +81,75 @@ func FuzzCheckModelRequest(f *testing.F) {
 			t.Fatalf("the refusal quotes the SQL: %v", err)
 		}
 	})
+}
+
+// TestModelFingerprintIgnoresWhatDoesNotChangeTheNoise: the job id, the sampling key, the
+// deadline and the sources' aliases do not change a model's fingerprint; a snapshot, a value,
+// a bound, the label's name, the iterations or the budget do. The job's own pass is left as
+// it was.
+func TestModelFingerprintIgnoresWhatDoesNotChangeTheNoise(t *testing.T) {
+	state := func(alias string) *jobState {
+		pass := wire.ModelPass{Job: "job-1", SamplingKey: 7, TimeoutMS: 1000,
+			Relation: wire.Relation{Sources: []wire.RelationSource{{Snapshot: "sha256:a", Alias: alias, Unit: "person_id"}}},
+			Filter:   wire.Compare(">", wire.Col(alias, "x1"), &wire.Expr{Kind: wire.KindConst, Type: "DOUBLE", Value: "0"}),
+			Values:   []*wire.Expr{wire.Col(alias, "x1"), wire.Cast(wire.Col(alias, "y"), "DOUBLE")},
+			Linear: &model.LinearSpec{Features: []model.Feature{{Name: "x1", Bounds: model.Bounds{Lo: 0, Hi: 10}}},
+				Label: model.Bounds{Lo: 0, Hi: 50}, MaxRowsPerUnit: 1}}
+		return &jobState{job: Job{Grant: "g-1"}, opts: plan.Options{Epsilon: 1, Delta: 1e-6},
+			m: &modelState{req: &api.ModelRequest{Type: api.ModelLinearRegression, Label: "y"}, pass: pass}}
+	}
+	fp := func(s *jobState) string {
+		t.Helper()
+		f, err := modelFingerprint(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	base := fp(state("model_data"))
+	same := []struct {
+		name string
+		edit func(s *jobState)
+	}{
+		{"another table alias", func(s *jobState) { *s = *state("d") }},
+		{"another job, sampling key and deadline", func(s *jobState) {
+			s.m.pass.Job, s.m.pass.SamplingKey, s.m.pass.TimeoutMS = "job-2", 99, 5
+		}},
+	}
+	for _, tc := range same {
+		s := state("model_data")
+		tc.edit(s)
+		if got := fp(s); got != base {
+			t.Errorf("%s changed the fingerprint", tc.name)
+		}
+	}
+	other := []struct {
+		name string
+		edit func(s *jobState)
+	}{
+		{"another snapshot", func(s *jobState) { s.m.pass.Relation.Sources[0].Snapshot = "sha256:b" }},
+		{"another value", func(s *jobState) { s.m.pass.Values[0] = wire.Col("model_data", "x2") }},
+		{"another filter", func(s *jobState) { s.m.pass.Filter = nil }},
+		{"another bound", func(s *jobState) { s.m.pass.Linear.Label.Hi = 60 }},
+		{"another feature name", func(s *jobState) { s.m.pass.Linear.Features[0].Name = "age" }},
+		{"more rows per unit", func(s *jobState) { s.m.pass.Linear.MaxRowsPerUnit = 2 }},
+		{"another label name", func(s *jobState) { s.m.req.Label = "cost" }},
+		{"another type", func(s *jobState) { s.m.req.Type = api.ModelLogisticRegression }},
+		{"more iterations", func(s *jobState) { s.m.iters = 10 }},
+		{"another epsilon", func(s *jobState) { s.opts.Epsilon = 0.9 }},
+		{"another delta", func(s *jobState) { s.opts.Delta = 1e-7 }},
+		{"another grant", func(s *jobState) { s.job.Grant = "g-2" }},
+	}
+	for _, tc := range other {
+		s := state("model_data")
+		tc.edit(s)
+		if got := fp(s); got == base {
+			t.Errorf("%s kept the fingerprint", tc.name)
+		}
+	}
+	s := state("d")
+	_ = fp(s)
+	if s.m.pass.Job != "job-1" || s.m.pass.SamplingKey != 7 || s.m.pass.Relation.Sources[0].Alias != "d" || s.m.pass.Values[0].Source != "d" {
+		t.Errorf("fingerprinting changed the job's pass: %+v", s.m.pass)
+	}
 }

@@ -160,15 +160,25 @@ func VerifyReceipt(receipt, result []byte, verifierKey string) (*ReceiptBody, er
 	return &body, nil
 }
 
-// releasedDigest reads a released result — a SQL Result, or a verification's VerifyResult
-// (it has a parameter set) — and returns its job, its release's log index, and the digest of
-// the result as released, before it carried its index.
+// releasedDigest reads a released result — a SQL Result, a verification's VerifyResult (it
+// has a parameter set) or a ModelResult (it has coefficients) — and returns its job, its
+// release's log index, and the digest of the result as released, before it carried its index.
 func releasedDigest(result []byte) (job string, index uint64, digest string, err error) {
 	var kind struct {
-		ParameterSet string `json:"parameter_set"`
+		ParameterSet string          `json:"parameter_set"`
+		Coefficients json.RawMessage `json:"coefficients"`
 	}
 	if err := json.Unmarshal(result, &kind); err != nil {
 		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+	}
+	if kind.Coefficients != nil {
+		var res api.ModelResult
+		if err := json.Unmarshal(result, &res); err != nil {
+			return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+		}
+		job, index, res.LogIndex = res.Job, res.LogIndex, 0
+		digest, err := canonicalDigest(&res)
+		return job, index, digest, err
 	}
 	if kind.ParameterSet != "" {
 		var res api.VerifyResult

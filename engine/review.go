@@ -8,6 +8,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
 )
 
 // Review is a reviewer's decision on a held result. Reason must not quote data values; it is
@@ -30,22 +31,57 @@ func (e *Engine) RecordReview(ctx context.Context, job string, r Review) error {
 // (conflict), the release is recorded with the reviewers, the result is stamped with the
 // release's log index, and the signed receipt is returned. It writes nothing to the
 // control-plane store, so it may run inside the governance store's transaction; once the
-// release is stored, the caller ends the hold with EndHold.
+// release is stored, the caller ends the hold with EndHold. A held model is released with
+// ReleaseHeldModel.
 func (e *Engine) ReleaseHeld(ctx context.Context, job string, hold *Hold, res *Result, reviewers []string) ([]byte, error) {
+	if hold.Kind != "" {
+		return nil, errcode.New(errcode.Internal, "job %s holds a %s output, not a result; nothing is released", job, hold.Kind)
+	}
 	res.LogIndex = 0 // the digest covers the result as held, before it had a release index
-	_, digest, err := outputDigest(res)
+	digest, err := e.heldOutput(ctx, job, hold, res)
 	if err != nil {
 		return nil, err
 	}
+	return e.recordRelease(ctx, job, hold.Grant, res, digest, &provenance.Release{OutputDigest: digest, Rows: len(res.Rows), Reviewers: reviewers}, reviewers)
+}
+
+// ReleaseHeldModel is ReleaseHeld for a held model (hold.Kind KindModel): the model must be
+// the one held, digest for digest, and not rejected or withheld meanwhile; the release is
+// recorded with the reviewers and the model stamped with its log index; the signed receipt is
+// returned.
+func (e *Engine) ReleaseHeldModel(ctx context.Context, job string, hold *Hold, res *api.ModelResult, reviewers []string) ([]byte, error) {
+	if hold.Kind != KindModel {
+		return nil, errcode.New(errcode.Internal, "job %s holds no model; nothing is released", job)
+	}
+	res.LogIndex = 0
+	digest, err := e.heldOutput(ctx, job, hold, res)
+	if err != nil {
+		return nil, err
+	}
+	ent, err := e.record(ctx, job, &provenance.Release{OutputDigest: digest, Rows: 1, Reviewers: reviewers})
+	if err != nil {
+		return nil, err
+	}
+	res.LogIndex = ent.Index
+	return e.modelReceipt(ctx, hold.Grant, res, digest, reviewers)
+}
+
+// heldOutput checks that out is exactly the output held (its canonical digest is the hold's)
+// and that the hold was not settled as a refusal; it returns the digest.
+func (e *Engine) heldOutput(ctx context.Context, job string, hold *Hold, out any) (string, error) {
+	digest, err := canonicalDigest(out)
+	if err != nil {
+		return "", errcode.Wrap(errcode.Internal, err, "the held output of job %s could not be encoded; nothing is released", job)
+	}
 	if digest != hold.OutputDigest {
-		return nil, errcode.New(errcode.Internal, "the stored result of job %s does not match the held output; nothing is released", job)
+		return "", errcode.New(errcode.Internal, "the stored result of job %s does not match the held output; nothing is released", job)
 	}
 	// A hold that was already rejected or withheld is never released. (The stored hold ends
 	// with EndHold, once the caller has stored the release.)
 	if err := e.holdOpen(ctx, job); err != nil {
-		return nil, err
+		return "", err
 	}
-	return e.recordRelease(ctx, job, hold.Grant, res, digest, &provenance.Release{OutputDigest: digest, Rows: len(res.Rows), Reviewers: reviewers}, reviewers)
+	return digest, nil
 }
 
 // Withhold records that a held result will never be released (a reviewer rejected it, code

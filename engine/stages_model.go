@@ -65,22 +65,38 @@ func modelStages() []stage {
 			doc: "fix the model's spec, its rows per unit and the worker's pass; split the budget among the noise additions and check it with the accountant"},
 		{name: "policy_access", dryRun: true, run: modelAccessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
 			doc: "ask the access policy (kind model, its epsilon, delta, features and rows per unit); an L4 dataset is never operated"},
-		{name: "reserve", reaches: phaseReserved, run: modelReserveStage, records: events(&provenance.BudgetReserved{}),
+		{name: "fingerprint", run: modelFingerprintStage,
+			doc: "name the model's output (type, pass over the snapshots, features, label, bounds, rows per unit, iterations, budget); one job at a time per output"},
+		{name: "decision_recall", run: decisionRecallStage, records: events(&provenance.DecisionRecalled{}),
+			doc: "a model held, rejected or denied answers its repeats"},
+		{name: "release_recall", run: modelRecallStage, records: events(&provenance.AnsweredFromRelease{}),
+			doc: "a model released before is answered again from that release: the same coefficients, no new noise, no cost"},
+		{name: "reserve", reaches: phaseReserved, skip: (*jobState).isRepeat, run: modelReserveStage, records: events(&provenance.BudgetReserved{}),
 			doc: "reserve the cost on the grant and the datasets"},
-		{name: "worker", run: workerStage,
+		{name: "worker", skip: (*jobState).isRepeat, run: workerStage,
 			doc: "start the domain's sandbox worker"},
-		{name: "train", enters: phaseReading, run: trainStage, records: events(&provenance.ModelTrained{}), replay: replayTrain,
+		{name: "train", enters: phaseReading, skip: (*jobState).isRepeat, run: trainStage, records: events(&provenance.ModelTrained{}), replay: replayTrain,
 			doc: "the worker's passes return pre-noise states only (a logistic fit's steps are computed from noisy gradients between passes)"},
-		{name: "debit", reaches: phaseDebited, run: modelDebitStage, records: events(&provenance.BudgetDebited{}),
+		{name: "debit", reaches: phaseDebited, skip: (*jobState).isRepeat, run: modelDebitStage, records: events(&provenance.BudgetDebited{}),
 			doc: "make the debit final, before the released noise is drawn"},
-		{name: "mechanism", run: modelMechanismStage, records: events(&provenance.Mechanism{}),
+		{name: "mechanism", skip: (*jobState).isRepeat, run: modelMechanismStage, records: events(&provenance.Mechanism{}),
 			doc: "draw the noise and solve: coefficients, intercept, intervals and metrics from noisy values only"},
 		{name: "egress_policy", run: modelEgressStage, records: events(&provenance.PolicyEgress{}), replay: replayEgress,
-			doc: "ask the egress policy; a model output is released on allow only"},
-		{name: "release", run: modelReleaseStage, records: events(&provenance.Release{}), replay: replayRelease,
+			doc: "ask the egress policy: allow, review or deny"},
+		{name: "hold", skip: func(s *jobState) bool { return s.egress.Result != policy.ResultReview }, run: holdStage, records: events(&provenance.Held{}, &provenance.OutputDecision{}),
+			doc: "a model for review is held (its coefficients go to the reviewers), and the hold sticks to it"},
+		{name: "deny", skip: func(s *jobState) bool {
+			return s.egress.Result == policy.ResultReview || s.egress.Result == policy.ResultAllow
+		}, run: denyStage, records: events(&provenance.OutputDecision{}),
+			doc: "a denial sticks to the model; the job ends charged"},
+		{name: "store_decision", skip: func(s *jobState) bool { return s.egress.Result == policy.ResultAllow || !s.evaluated }, run: storeDecisionStage,
+			doc: "store the decision on the model"},
+		{name: "release", skip: (*jobState).isHeld, run: modelReleaseStage, records: events(&provenance.Release{}), replay: replayRelease,
 			doc: "record the release with its output digest"},
-		{name: "receipt", run: modelReceiptStage,
+		{name: "receipt", skip: (*jobState).isHeld, run: modelReceiptStage,
 			doc: "sign the release receipt"},
+		{name: "remember", skip: (*jobState).isRepeat, run: modelRememberStage, records: events(&provenance.ReleaseNotStored{}),
+			doc: "keep the released (or held) model, so a repeat gets the same answer"},
 	}
 }
 
@@ -93,7 +109,7 @@ func (e *Engine) runModel(ctx context.Context, id string, j Job) (*Outcome, erro
 	if err := e.runStages(ctx, modelStages(), s); err != nil {
 		return nil, err
 	}
-	return &Outcome{Model: s.m.result, Receipt: s.receipt, Datasets: s.ds.names()}, nil
+	return &Outcome{Model: s.m.result, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names()}, nil
 }
 
 // modelSummary is what job_submitted keeps of a model request besides its SQL.
@@ -505,9 +521,9 @@ func modelOutput(s *jobState, size int) policy.Output {
 	return out
 }
 
-// modelEgressStage asks the egress policy. A model output goes out on allow only: it cannot be
-// held for review yet, so a review decision withholds it (charged: the decision reads the
-// noisy output) and says why.
+// modelEgressStage asks the egress policy about the model, as egress_policy does for a SQL
+// output: allow releases it, review holds it (hold), deny withholds it (deny). The digest
+// covers the model exactly as it would be released (before its release index).
 func modelEgressStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	out, err := provenance.Canonical(s.m.result)
 	if err != nil {
@@ -516,33 +532,148 @@ func modelEgressStage(ctx context.Context, e *Engine, s *jobState) ([]provenance
 	s.digest = sha(out)
 	in := policy.EgressInput{Principal: s.job.Principal, Datasets: s.access.Datasets, Job: s.access.Job, Output: modelOutput(s, len(out)), Grant: s.job.Terms}
 	d, err := e.policy.Egress(ctx, in)
-	if err != nil {
+	s.evaluated = err == nil
+	if !s.evaluated {
 		d = policy.Decision{Result: "deny", Reasons: []string{"policy_error: the egress policy could not be evaluated"}, BundleDigest: e.policy.Digest()}
 	}
 	s.egress = d
-	evs := events(&provenance.PolicyEgress{PolicyDecision: decisionRecord(d, in)})
-	switch d.Result {
-	case policy.ResultAllow:
-		return evs, nil
-	case policy.ResultReview:
-		return evs, errcode.New(errcode.EgressDenied, "the egress policy sends this model to review (%s), and model outputs cannot be held for review on this platform yet; it was withheld", strings.Join(d.Reasons, "; "))
-	}
-	return evs, s.denial()
+	return events(&provenance.PolicyEgress{PolicyDecision: decisionRecord(d, in)}), nil
 }
 
 func modelReleaseStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.Event, error) {
-	return events(&provenance.Release{OutputDigest: s.digest, Rows: 1}), nil
+	data := &provenance.Release{}
+	if s.repeat != nil {
+		data = s.repeat
+	}
+	data.OutputDigest, data.Rows = s.digest, 1
+	return events(data), nil
 }
 
 func modelReceiptStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	s.m.result.LogIndex = s.last.Index
-	var mechs []ReceiptMechanism
-	for _, c := range s.m.result.Coefficients {
-		mechs = append(mechs, ReceiptMechanism{Column: c.Name, Mechanism: accountantGaussian, Epsilon: s.opts.Epsilon, Delta: s.opts.Delta})
-	}
-	r, err := e.signReceipt(ctx, ReceiptBody{Job: s.id, Grant: s.job.Grant, OutputDigest: s.digest, Spent: modelCost(s), Mechanisms: mechs, LogIndex: s.last.Index})
+	r, err := e.modelReceipt(ctx, s.job.Grant, s.m.result, s.digest, nil)
 	s.receipt = r
 	return nil, err
+}
+
+// modelReceipt signs the receipt of a model's release (at res.LogIndex), from the released
+// document alone, so that a model released after review gets the same receipt as one
+// released at once. Each coefficient names the mechanism and the budget its noise was drawn
+// with (for a repeat, the first release's); Spent is what this job spent.
+func (e *Engine) modelReceipt(ctx context.Context, grant string, res *api.ModelResult, digest string, reviewers []string) ([]byte, error) {
+	noise := res.Spent
+	if res.Repeat != nil {
+		noise = res.Repeat.Spent
+	}
+	var mechs []ReceiptMechanism
+	for _, c := range res.Coefficients {
+		mechs = append(mechs, ReceiptMechanism{Column: c.Name, Mechanism: accountantGaussian, Epsilon: noise.Epsilon, Delta: noise.Delta})
+	}
+	return e.signReceipt(ctx, ReceiptBody{Job: res.Job, Grant: grant, OutputDigest: digest, Spent: plan.Cost(res.Spent), Mechanisms: mechs,
+		LogIndex: res.LogIndex, Reviewers: reviewers})
+}
+
+// modelFingerprintStage names the model's output and takes its lock: an identical model on
+// this grant is answered from its first release (release_recall) or its decision
+// (decision_recall), one job at a time, so two identical jobs in flight cannot both draw
+// fresh noise.
+func modelFingerprintStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+	fp, err := modelFingerprint(s)
+	if err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the model could not be fingerprinted")
+	}
+	s.fingerprint = fp
+	s.cleanups = append(s.cleanups, e.lockFingerprint(s.job.Grant+"/"+fp))
+	return nil, nil
+}
+
+// modelFingerprint names what a model's release depends on: the grant, the type, the
+// worker's pass — the snapshots and how they join, the filter and the selected values as
+// expression trees (so whitespace, case, column aliases and table aliases do not matter), the
+// features by name with their bounds, the label's bounds, the rows per unit and the clipping
+// norm — the label's name, the iterations and the budget. It leaves out the job id, the
+// per-job sampling key and the deadline. The SQL kind's fingerprints carry no "kind", so the
+// two never meet.
+func modelFingerprint(s *jobState) (string, error) {
+	pass, err := canonicalPass(s.m.pass)
+	if err != nil {
+		return "", err
+	}
+	return canonicalDigest(map[string]any{"kind": KindModel, "grant": s.job.Grant, "type": s.m.req.Type, "pass": pass,
+		"label": s.m.req.Label, "iterations": s.m.iters, "budget": modelCost(s)})
+}
+
+// canonicalPass is a copy of p without what differs between identical jobs (job id, sampling
+// key, deadline), its sources' aliases replaced by their positions.
+func canonicalPass(p wire.ModelPass) (wire.ModelPass, error) {
+	var c wire.ModelPass
+	b, err := json.Marshal(p) // a deep copy: the job's own pass is left as it is
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		return c, err
+	}
+	c.Job, c.SamplingKey, c.TimeoutMS = "", 0, 0
+	names := map[string]string{}
+	for i := range c.Relation.Sources {
+		src := &c.Relation.Sources[i]
+		names[src.Alias] = fmt.Sprintf("s%d", i)
+		src.Alias = names[src.Alias]
+	}
+	var rename func(x *wire.Expr)
+	rename = func(x *wire.Expr) {
+		if x == nil {
+			return
+		}
+		if n, ok := names[x.Source]; ok && x.Kind == wire.KindColumn {
+			x.Source = n
+		}
+		for _, a := range x.Args {
+			rename(a)
+		}
+		rename(x.Else)
+	}
+	for _, src := range c.Relation.Sources {
+		rename(src.On)
+	}
+	rename(c.Filter)
+	rename(c.Relation.Filter)
+	for _, v := range c.Values {
+		rename(v)
+	}
+	return c, nil
+}
+
+// modelRecallStage answers a model identical to one computed before on this grant whose
+// output has no decision that sticks (it was released, perhaps after review): the same
+// coefficients, intercept, intervals and metrics, no new noise, nothing charged. It goes to
+// the egress policy again, like a fresh one. A model held, rejected or denied never gets here
+// (decision_recall).
+func modelRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+	prior, ok, err := e.recall(ctx, s)
+	if !ok {
+		return nil, err
+	}
+	var res api.ModelResult
+	if err := json.Unmarshal(prior.Result, &res); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the stored model could not be read")
+	}
+	if res.Type != s.m.req.Type || len(res.Coefficients) != len(s.m.req.Features) || res.Repeat != nil {
+		return nil, errcode.New(errcode.Internal, "the stored model does not match the request")
+	}
+	res.Repeat = &api.ModelRepeat{Job: prior.Job, Spent: res.Spent}
+	res.Job, res.Dataset, res.Spent, res.LogIndex = s.id, s.ds.name(), api.Budget{}, 0
+	s.m.result = &res
+	s.repeat = &provenance.Release{ReleasedJob: prior.Job, Charged: new(bool)}
+	return events(&provenance.AnsweredFromRelease{ReleasedJob: prior.Job}), nil
+}
+
+// modelRememberStage stores a fresh model (released or held) for identical requests.
+func modelRememberStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
+	st := *s.m.result
+	st.LogIndex = 0
+	return e.remember(ctx, s, &st, "the model could not be stored for repeated requests"), nil
 }
 
 // replayTrain re-runs the recorded passes — at the recorded logistic steps — over the data,
@@ -552,6 +683,9 @@ func modelReceiptStage(ctx context.Context, e *Engine, s *jobState) ([]provenanc
 func replayTrain(ctx context.Context, e *Engine, rs *replayState) {
 	r := rs.r
 	switch {
+	case r.release != nil && r.release.ReleasedJob != "":
+		rs.add("train", api.ReplayNotRun, "answered from job %s's release: no pass ran (replay that job)", r.release.ReleasedJob)
+		return
 	case r.modelPass == nil || r.preNoise == "":
 		rs.add("train", api.ReplayNotRun, "the job did not reach training%s", refusalText(r.refusal))
 		return

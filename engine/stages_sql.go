@@ -372,10 +372,13 @@ func egressStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Even
 	return events(&provenance.PolicyEgress{PolicyDecision: decisionRecord(d, in)}), nil
 }
 
-// holdStage holds an output the egress policy sends to review. A fresh job stays charged: the
-// decision is a function of the noisy output.
+// holdStage holds an output the egress policy sends to review (a SQL or federated result, or
+// a model). A fresh job stays charged: the decision is a function of the noisy output.
 func holdStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.Event, error) {
 	s.held = &Hold{Grant: s.job.Grant, Reviewers: max(s.egress.Reviewers, 1), Reasons: s.egress.Reasons, OutputDigest: s.digest}
+	if s.m != nil {
+		s.held.Kind = KindModel
+	}
 	return events(
 		&provenance.Held{Grant: s.held.Grant, Reviewers: s.held.Reviewers, Reasons: s.held.Reasons, OutputDigest: s.held.OutputDigest},
 		s.outputDecision(ledger.Decision{State: ledger.DecisionHeld, Job: s.id}),
@@ -443,14 +446,30 @@ func receiptStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 func rememberStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	st := s.stored
 	st.Spent, st.Split, st.Bounds = s.res.Spent, s.res.Split, s.res.Bounds
-	b, err := json.Marshal(st)
+	return e.remember(ctx, s, st, "the answer could not be stored for repeated queries"), nil
+}
+
+// remember stores answer (as JSON) for the repeats of s's output on its grant. A failure
+// withdraws nothing already recorded: it is recorded with reason, and the next repeat is
+// computed (and charged) again.
+func (e *Engine) remember(ctx context.Context, s *jobState, answer any, reason string) []provenance.Event {
+	b, err := json.Marshal(answer)
 	if err == nil {
 		err = e.ledger.Remember(ctx, s.job.Grant, s.fingerprint, s.id, b)
 	}
 	if err != nil {
-		return events(&provenance.ReleaseNotStored{Reason: "the answer could not be stored for repeated queries"}), nil
+		return events(&provenance.ReleaseNotStored{Reason: reason})
 	}
-	return nil, nil
+	return nil
+}
+
+// recall returns the stored answer to s's output on its grant, if there is one.
+func (e *Engine) recall(ctx context.Context, s *jobState) (ledger.Released, bool, error) {
+	prior, ok, err := e.ledger.Recall(ctx, s.job.Grant, s.fingerprint)
+	if err != nil {
+		return prior, false, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
+	}
+	return prior, ok, nil
 }
 
 // releaseRecallStage answers a job whose output was computed before on the same grant and has
@@ -458,12 +477,9 @@ func rememberStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Ev
 // re-post-processed for this query and reviewed again; nothing is charged. An output held,
 // rejected or denied never gets here (decision_recall).
 func releaseRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	prior, ok, err := e.ledger.Recall(ctx, s.job.Grant, s.fingerprint)
-	if err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the store of released answers is unavailable")
-	}
+	prior, ok, err := e.recall(ctx, s)
 	if !ok {
-		return nil, nil
+		return nil, err
 	}
 	var st storedAnswer
 	if err := json.Unmarshal(prior.Result, &st); err != nil {

@@ -33,6 +33,12 @@ const (
 
 func writeModelData(t *testing.T, p *platform, name string, hostile bool) {
 	t.Helper()
+	writeModelDataGraded(t, p, name, "L2", hostile)
+}
+
+// writeModelDataGraded is writeModelData for a dataset of the given grade.
+func writeModelDataGraded(t *testing.T, p *platform, name, grade string, hostile bool) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(18, 18))
 	schema := arrow.NewSchema([]arrow.Field{{Name: "person_id", Type: arrow.BinaryTypes.String}, {Name: "x1", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
 		{Name: "x2", Type: arrow.PrimitiveTypes.Float64}, {Name: "y", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
@@ -72,11 +78,25 @@ func writeModelData(t *testing.T, p *platform, name string, hostile bool) {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
+	registerArrow(t, p, name, grade, rec, map[string]any{
+		"person_id": map[string]any{"tags": []string{"identifier"}},
+		"x1":        map[string]any{"tags": []string{"sensitive"}, "bounds": []float64{0, 10}},
+		"x2":        map[string]any{"tags": []string{"sensitive"}, "bounds": []float64{0, 1}},
+		"y":         map[string]any{"tags": []string{"sensitive"}},
+		"z":         map[string]any{"tags": []string{"sensitive"}, "bounds": []float64{0, 1}},
+		"band":      map[string]any{"tags": []string{"attribute"}, "domain": []string{"low", "high"}},
+	})
+}
+
+// registerArrow writes rec as an Arrow IPC file in the health commission's import root and
+// registers it as dataset name (privacy unit person_id) with the given grade and columns.
+func registerArrow(t *testing.T, p *platform, name, grade string, rec arrow.RecordBatch, columns map[string]any) {
+	t.Helper()
 	f, err := os.Create(filepath.Join(p.roots["health-commission"], name+".arrow"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := ipc.NewFileWriter(f, ipc.WithSchema(schema))
+	w, err := ipc.NewFileWriter(f, ipc.WithSchema(rec.Schema()))
 	if err == nil {
 		err = w.Write(rec)
 	}
@@ -87,16 +107,9 @@ func writeModelData(t *testing.T, p *platform, name string, hostile bool) {
 		t.Fatal(err)
 	}
 	p.must("hospital-a", "POST", "/v1/datasets", map[string]any{
-		"name": name, "provider": "health-commission", "grade": "L2", "privacy_unit": "person_id",
+		"name": name, "provider": "health-commission", "grade": grade, "privacy_unit": "person_id",
 		"source": map[string]any{"kind": "arrow", "path": name + ".arrow"}, "budget": map[string]any{"epsilon": 20, "delta": 1e-5},
-		"columns": map[string]any{
-			"person_id": map[string]any{"tags": []string{"identifier"}},
-			"x1":        map[string]any{"tags": []string{"sensitive"}, "bounds": []float64{0, 10}},
-			"x2":        map[string]any{"tags": []string{"sensitive"}, "bounds": []float64{0, 1}},
-			"y":         map[string]any{"tags": []string{"sensitive"}},
-			"z":         map[string]any{"tags": []string{"sensitive"}, "bounds": []float64{0, 1}},
-			"band":      map[string]any{"tags": []string{"attribute"}, "domain": []string{"low", "high"}},
-		},
+		"columns": columns,
 	}, nil)
 }
 

@@ -168,6 +168,7 @@ var oaSchemaTypes = []struct {
 	{"VerifyAnswer", reflect.TypeFor[api.VerifyAnswer](), false},
 	{"ModelRequest", reflect.TypeFor[api.ModelRequest](), true},
 	{"ModelResult", reflect.TypeFor[api.ModelResult](), false},
+	{"ModelRepeat", reflect.TypeFor[api.ModelRepeat](), false},
 	{"ModelCoefficient", reflect.TypeFor[api.ModelCoefficient](), false},
 	{"ModelMetrics", reflect.TypeFor[api.ModelMetrics](), false},
 	{"ModelConfusion", reflect.TypeFor[api.ModelConfusion](), false},

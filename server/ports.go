@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/c1b99f93/cleanroom/engine"
@@ -11,6 +10,7 @@ import (
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/policy"
+	"github.com/c1b99f93/cleanroom/server/api"
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
@@ -88,11 +88,23 @@ func (h engineHolds) RecordReview(ctx context.Context, job string, by provenance
 
 func (h engineHolds) Release(ctx context.Context, job string, hold, output json.RawMessage, reviewers []string) (json.RawMessage, []byte, error) {
 	var hd engine.Hold
-	var res engine.Result
-	if err := errors.Join(json.Unmarshal(hold, &hd), json.Unmarshal(output, &res)); err != nil {
+	if err := json.Unmarshal(hold, &hd); err != nil {
 		return nil, nil, err
 	}
-	receipt, err := h.e.ReleaseHeld(ctx, job, &hd, &res, reviewers)
+	if hd.Kind == engine.KindModel { // the hold says what it holds; the digest check pins it
+		return releaseAs(output, func(m *api.ModelResult) ([]byte, error) { return h.e.ReleaseHeldModel(ctx, job, &hd, m, reviewers) })
+	}
+	return releaseAs(output, func(r *engine.Result) ([]byte, error) { return h.e.ReleaseHeld(ctx, job, &hd, r, reviewers) })
+}
+
+// releaseAs decodes a held output as a T, releases it, and returns it as released (stamped
+// with its release's log index) with the receipt.
+func releaseAs[T any](output json.RawMessage, release func(*T) ([]byte, error)) (json.RawMessage, []byte, error) {
+	var res T
+	if err := json.Unmarshal(output, &res); err != nil {
+		return nil, nil, err
+	}
+	receipt, err := release(&res)
 	if err != nil {
 		return nil, nil, err
 	}

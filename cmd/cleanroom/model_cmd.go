@@ -85,6 +85,9 @@ A logistic label is positive where its value is at least 0.5 (select a condition
 				}
 				return jobStateError(j)
 			}
+			if j.State == api.JobInReview {
+				writeHeld(cmd.OutOrStdout(), j)
+			}
 			if err := jobStateError(j); err != nil {
 				return err
 			}
@@ -163,6 +166,10 @@ func writeModelResult(w io.Writer, r *api.ModelResult) error {
 		fmt.Fprintf(&b, ", accuracy %.3f", *m.Accuracy)
 	}
 	fmt.Fprintf(&b, "\nspent: epsilon %g, delta %.3g; %s\n", r.Spent.Epsilon, r.Spent.Delta, r.Mechanism)
+	if rp := r.Repeat; rp != nil {
+		fmt.Fprintf(&b, "identical to job %s: answered from its release, no new noise, nothing spent (it spent epsilon %g, delta %.3g)\n",
+			rp.Job, rp.Spent.Epsilon, rp.Spent.Delta)
+	}
 	if r.Intervals != "" {
 		fmt.Fprintf(&b, "intervals: %s\n", r.Intervals)
 	}

@@ -167,16 +167,21 @@ func writeJobOutcome(w io.Writer, f *clientFlags, j *api.Job) error {
 			return err
 		}
 	} else if f.output == outputTable && j.State == api.JobInReview {
-		fmt.Fprintf(w, "job %s is held for review", j.ID)
-		if r := j.Review; r != nil {
-			fmt.Fprintf(w, ": %d approval(s) needed, %d given", r.Required, approvals(r))
-			for _, reason := range r.Reasons {
-				fmt.Fprintf(w, "\n  reason: %s", reason)
-			}
-		}
-		fmt.Fprintln(w)
+		writeHeld(w, j)
 	}
 	return jobStateError(j)
+}
+
+// writeHeld says that a job is held for review, how many approvals it needs and why.
+func writeHeld(w io.Writer, j *api.Job) {
+	fmt.Fprintf(w, "job %s is held for review", j.ID)
+	if r := j.Review; r != nil {
+		fmt.Fprintf(w, ": %d approval(s) needed, %d given", r.Required, approvals(r))
+		for _, reason := range r.Reasons {
+			fmt.Fprintf(w, "\n  reason: %s", reason)
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 // jobStateError says why a job has no result to print.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -107,9 +108,23 @@ func writeReviews(w io.Writer, items []api.ReviewItem) error {
 		return err
 	}
 	for _, it := range items {
-		fmt.Fprintf(w, "\n== job %s: %s\n", it.Job.ID, shorten(it.Job.SQL, 200))
+		sql := it.Job.SQL
+		if it.Job.Model != nil {
+			sql = it.Job.Model.SQL
+		}
+		fmt.Fprintf(w, "\n== job %s: %s\n", it.Job.ID, shorten(sql, 200))
 		if len(it.Result) == 0 || string(it.Result) == "null" {
 			fmt.Fprintln(w, "(no result attached)")
+			continue
+		}
+		if it.Job.Kind == api.KindModel { // a held model: its coefficients are what is reviewed
+			var m api.ModelResult
+			if err := json.Unmarshal(it.Result, &m); err != nil {
+				return fmt.Errorf("job %s: %w", it.Job.ID, err)
+			}
+			if err := writeModelResult(w, &m); err != nil {
+				return err
+			}
 			continue
 		}
 		res, err := decodeResult(it.Result)

@@ -83,4 +83,15 @@ type ModelResult struct {
 	Components []NoiseComponent `json:"components"`
 	Spent      Budget           `json:"spent"`
 	LogIndex   uint64           `json:"log_index,omitempty"`
+	// Repeat is set when the job is identical to an earlier one on its grant and is answered
+	// from that job's release: the same coefficients, intercept and metrics, no new noise, and
+	// nothing spent (Spent is zero).
+	Repeat *ModelRepeat `json:"repeat,omitempty"`
+}
+
+// ModelRepeat names the earlier job whose release answers an identical model, and what that
+// job spent.
+type ModelRepeat struct {
+	Job   string `json:"job"`
+	Spent Budget `json:"spent"`
 }
