@@ -210,6 +210,8 @@ func statusOf(code errcode.Code) int {
 		return http.StatusTooManyRequests
 	case errcode.Internal, errcode.ProvenanceFailed, errcode.SandboxFailed:
 		return http.StatusInternalServerError
+	case errcode.WasmInvalidModule: // the module is the request's: a bad request, like bad SQL
+		return http.StatusBadRequest
 	}
 	return http.StatusBadRequest
 }
