@@ -68,4 +68,3 @@ func (s *Server) storeJobModule(ctx context.Context, req *api.JobRequest) error 
 	req.Wasm = &w
 	return nil
 }
-
