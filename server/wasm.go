@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,7 +17,8 @@ import (
 // uploadWasmModule answers POST /v1/wasm/modules?grant=G: an applicant stores a custom model
 // module once and names it by digest in later jobs. The caller must be able to submit jobs on
 // the grant, and the grant must cover wasm jobs. The body is the module's bytes
-// (application/wasm or application/octet-stream) or JSON {"module": base64}. The module is
+// (application/wasm or application/octet-stream) or JSON {"module": base64} (application/json,
+// or a body that is a JSON object rather than a module). The module is
 // checked against the ABI without running any of its code (engine.PutWasmModule); no data is
 // involved, so a refusal (wasm_invalid_module) is answered at once.
 func (s *Server) uploadWasmModule(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
@@ -35,15 +37,21 @@ func (s *Server) uploadWasmModule(_ http.ResponseWriter, r *http.Request, who po
 	if err := s.jobAllowed(g, api.KindWasm); err != nil {
 		return 0, nil, err
 	}
-	var bin []byte
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+	bin, err := io.ReadAll(r.Body)
+	if err != nil {
+		return 0, nil, bodyError(err, "the module could not be read")
+	}
+	// JSON when it says so, or when it is not a module and looks like a JSON object (a client
+	// that sets no Content-Type); a module's bytes begin with "\x00asm".
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	trimmed := bytes.TrimLeft(bin, " \t\r\n")
+	if mt == "application/json" || (!bytes.HasPrefix(bin, []byte("\x00asm")) && len(trimmed) > 0 && trimmed[0] == '{') {
 		var up api.WasmModuleUpload
+		r.Body = io.NopCloser(bytes.NewReader(bin))
 		if err := decode(r, &up, false); err != nil {
 			return 0, nil, err
 		}
 		bin = up.Module
-	} else if bin, err = io.ReadAll(r.Body); err != nil {
-		return 0, nil, bodyError(err, "the module could not be read")
 	}
 	digest, err := s.eng.PutWasmModule(ctx, bin)
 	if err != nil {
