@@ -147,6 +147,11 @@ func CheckWasmRequest(r *api.WasmRequest) error {
 	if err := wasmOutputOf(r.Output).Validate(); err != nil {
 		return errcode.Wrap(errcode.InvalidOptions, err, "wasm.output: %s", err.Error())
 	}
+	for i, b := range r.Output.Bounds {
+		if !finite(b[1] - b[0]) { // the sensitivity (hi − lo)/k must be a number
+			return errcode.New(errcode.InvalidOptions, "wasm.output: the width of the bounds of element %d must be finite", i+1)
+		}
+	}
 	if r.Blocks < wire.MinWasmBlocks || r.Blocks > wire.MaxWasmBlocks {
 		return errcode.New(errcode.InvalidOptions, "wasm.blocks (k) must be between %d and %d", wire.MinWasmBlocks, wire.MaxWasmBlocks)
 	}
