@@ -165,10 +165,18 @@ func VerifyReceipt(receipt, result []byte, verifierKey string) (*ReceiptBody, er
 // the result as released, before it carried its index.
 func releasedDigest(result []byte) (job string, index uint64, digest string, err error) {
 	var kind struct {
-		ParameterSet string `json:"parameter_set"`
+		ParameterSet string          `json:"parameter_set"`
+		ModuleDigest string          `json:"module_digest"`
+		Coefficients json.RawMessage `json:"coefficients"`
 	}
 	if err := json.Unmarshal(result, &kind); err != nil {
 		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+	}
+	switch {
+	case kind.ModuleDigest != "": // a custom model's output (kind wasm)
+		return digestWithoutIndex(result, func(r *api.WasmResult) (string, *uint64) { return r.Job, &r.LogIndex })
+	case kind.Coefficients != nil: // a model (kind model)
+		return digestWithoutIndex(result, func(r *api.ModelResult) (string, *uint64) { return r.Job, &r.LogIndex })
 	}
 	if kind.ParameterSet != "" {
 		var res api.VerifyResult
@@ -189,4 +197,20 @@ func releasedDigest(result []byte) (job string, index uint64, digest string, err
 	job, index, res.LogIndex = res.Job, res.LogIndex, 0
 	_, digest, err = outputDigest(&res)
 	return job, index, digest, err
+}
+
+// digestWithoutIndex decodes a released document of type T and returns its job, its log index
+// and the digest of its canonical form without the index (as the release record names it).
+func digestWithoutIndex[T any](result []byte, fields func(*T) (string, *uint64)) (job string, index uint64, digest string, err error) {
+	var res T
+	if err := json.Unmarshal(result, &res); err != nil {
+		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+	}
+	job, idx := fields(&res)
+	index, *idx = *idx, 0
+	out, err := provenance.Canonical(&res)
+	if err != nil {
+		return "", 0, "", err
+	}
+	return job, index, sha(out), nil
 }

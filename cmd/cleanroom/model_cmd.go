@@ -17,8 +17,8 @@ import (
 )
 
 func newModelCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Train DP models (kind model) under a grant"}
-	cmd.AddCommand(newModelTrainCmd())
+	cmd := &cobra.Command{Use: "model", Short: "Train DP models (kind model) or run custom model code (kind wasm) under a grant"}
+	cmd.AddCommand(newModelTrainCmd(), newModelWasmCmd())
 	return cmd
 }
 
