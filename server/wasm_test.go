@@ -201,9 +201,22 @@ func TestWasmRequestsRefusedWithStableCodes(t *testing.T) {
 	if err != nil || j.State != api.JobDenied || j.Error == nil || j.Error.Code != string(errcode.PolicyDenied) || !strings.Contains(j.Error.Message, "wasm_blocks_out_of_range") {
 		t.Errorf("k = 2000: %v, %+v", err, j)
 	}
+	// A module that passes the upload's check but traps in its initialisation is refused by
+	// the worker's trial instantiation, before any row is read: denied and refunded.
+	initpanic, err := c.UploadWasmModule(context.Background(), grant, wasmtest.Build(t, wasmtest.InitPanic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err = c.RunWasm(context.Background(), grant, meansRequest(initpanic.Digest, 20), api.JobOptions{Epsilon: 1})
+	if err == nil {
+		j, err = c.WaitJob(context.Background(), j.ID)
+	}
+	if err != nil || j.State != api.JobDenied || j.Error == nil || j.Error.Code != string(errcode.WasmInvalidModule) {
+		t.Errorf("a module that traps in _initialize: %v, %+v", err, j)
+	}
 	p.must("insurer-1", "GET", "/v1/grants/"+grant, nil, &g)
 	if g.Budget.EpsilonSpent != 0 {
-		t.Errorf("a denied job spent epsilon %g", g.Budget.EpsilonSpent)
+		t.Errorf("denied jobs spent epsilon %g", g.Budget.EpsilonSpent)
 	}
 }
 
