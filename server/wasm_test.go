@@ -24,6 +24,21 @@ func wasmGrant(t *testing.T, p *platform, datasets ...string) string {
 	return ok.GrantID
 }
 
+// wasmPlatform starts a server with the model data and a grant covering wasm jobs, and returns
+// the applicant's client.
+func wasmPlatform(t *testing.T) (*platform, string, *client.Client) {
+	t.Helper()
+	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	p := start(t, t.TempDir(), clk)
+	writeModelData(t, p, "model_data", false)
+	grant := wasmGrant(t, p, "model_data")
+	c, err := client.New(p.base, token("insurer-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, grant, c
+}
+
 // meansRequest is a job of the mean module over x1 ∈ [0, 10] and x2 ∈ {0, 1} of the model
 // data (true means 5 and 0.5).
 func meansRequest(digest string, k int) api.WasmRequest {
@@ -56,14 +71,7 @@ func runWasmOverHTTP(t *testing.T, c *client.Client, grant string, w api.WasmReq
 // the sampling error of the averages (20,000 persons) is about 0.02 and 0.004. The Gaussian
 // job's σ at epsilon 2, delta 1e-8 is about 0.4 and 0.04 (tolerances 3 and 0.3, 7σ).
 func TestWasmJobsOverHTTP(t *testing.T) {
-	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
-	p := start(t, t.TempDir(), clk)
-	writeModelData(t, p, "model_data", false)
-	grant := wasmGrant(t, p, "model_data")
-	c, err := client.New(p.base, token("insurer-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, grant, c := wasmPlatform(t)
 	ctx := context.Background()
 	bin := wasmtest.Build(t, wasmtest.Mean)
 	up, err := c.UploadWasmModule(ctx, grant, bin)
@@ -203,10 +211,8 @@ func TestWasmRequestsRefusedWithStableCodes(t *testing.T) {
 	}
 	// A module that passes the upload's check but traps in its initialisation is refused by
 	// the worker's trial instantiation, before any row is read: denied and refunded.
-	initpanic, err := c.UploadWasmModule(context.Background(), grant, wasmtest.Build(t, wasmtest.InitPanic))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var initpanic api.WasmModule
+	p.must("insurer-1", "POST", "/v1/wasm/modules?grant="+grant, api.WasmModuleUpload{Module: wasmtest.Build(t, wasmtest.InitPanic)}, &initpanic)
 	j, err = c.RunWasm(context.Background(), grant, meansRequest(initpanic.Digest, 20), api.JobOptions{Epsilon: 1})
 	if err == nil {
 		j, err = c.WaitJob(context.Background(), j.ID)
@@ -226,14 +232,7 @@ func TestWasmRequestsRefusedWithStableCodes(t *testing.T) {
 // once where none does. Both jobs are released and charged alike: whether a block trapped
 // shows only through the noisy average.
 func TestWasmTrapOnAPredicateReleasesEitherWay(t *testing.T) {
-	clk := &clock{now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
-	p := start(t, t.TempDir(), clk)
-	writeModelData(t, p, "model_data", false)
-	grant := wasmGrant(t, p, "model_data")
-	c, err := client.New(p.base, token("insurer-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, grant, c := wasmPlatform(t)
 	up, err := c.UploadWasmModule(context.Background(), grant, wasmtest.Build(t, wasmtest.Predicate))
 	if err != nil {
 		t.Fatal(err)

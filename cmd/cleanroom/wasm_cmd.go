@@ -89,23 +89,13 @@ calibrated to (hi − lo)/K per element: Laplace with --delta 0, else Gaussian (
 				return withSQLPosition(err, w.SQL)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "module %s uploaded; submitted custom model job %s; waiting for its result\n", up.Digest, j.ID)
-			if j, err = c.WaitJob(ctx, j.ID); err != nil {
-				return err
-			}
-			if f.asJSON() {
-				if err := writeJSON(cmd.OutOrStdout(), j); err != nil {
-					return err
+			return waitAndShow(ctx, cmd, f, c, j, func(j *api.Job) error {
+				res, err := client.WasmResult(j)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", j.ID, err)
 				}
-				return jobStateError(j)
-			}
-			if err := jobStateError(j); err != nil {
-				return err
-			}
-			res, err := client.WasmResult(j)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", j.ID, err)
-			}
-			return writeWasmResult(cmd.OutOrStdout(), res)
+				return writeWasmResult(cmd.OutOrStdout(), res)
+			})
 		},
 	}
 	f = addClientFlags(cmd)
