@@ -120,3 +120,19 @@ func (b BlockMean) Release(mean []float64) ([]Released, error) {
 	}
 	return out, nil
 }
+
+// Components are the noise additions of the release, for the ledger and the result: with
+// Laplace one per element (ε/n each, L∞ sensitivity Δᵢ); with Gaussian one for the vector
+// (ε and δ whole, its L2 sensitivity, the σ every element gets).
+func (b BlockMean) Components() []Component {
+	if b.Delta == 0 {
+		out := make([]Component, len(b.Bounds))
+		for i := range b.Bounds {
+			lInf, eps, _ := b.params(i)
+			out[i] = Component{Name: fmt.Sprintf("element_%d", i+1), Mechanism: b.Mechanism(), Epsilon: eps, L0: 1, LInf: lInf, NoiseScale: b.NoiseScale(i)}
+		}
+		return out
+	}
+	l2, eps, delta := b.params(0)
+	return []Component{{Name: "vector", Mechanism: b.Mechanism(), Epsilon: eps, Delta: delta, L0: 1, LInf: l2, NoiseScale: b.NoiseScale(0)}}
+}

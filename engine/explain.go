@@ -96,6 +96,10 @@ func (e *Engine) Admit(ctx context.Context, j Job) error {
 		// The request is checked whole and its SQL admitted against the catalog and the grant.
 		stages, s.m = modelStages(), &modelState{req: j.Model}
 		s.opts = e.options(ctx, j)
+	case KindWasm:
+		// The request is checked whole, its module found in the store, its SQL admitted.
+		stages, s.wasm = wasmStages(), &wasmState{req: j.Wasm}
+		s.opts = e.options(ctx, j)
 	default:
 		s.opts = e.options(ctx, j)
 	}
@@ -119,6 +123,9 @@ func (e *Engine) RecordRefusedRequest(ctx context.Context, j Job, kind string, r
 	text := j.SQL
 	if j.Kind == KindModel && j.Model != nil {
 		text = j.Model.SQL
+	}
+	if j.Kind == KindWasm && j.Wasm != nil {
+		text = j.Wasm.SQL
 	}
 	if j.Kind == KindVerify && j.Verify != nil {
 		var b strings.Builder

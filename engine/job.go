@@ -41,6 +41,9 @@ type Job struct {
 	Federated *api.FederatedRequest
 	// Model is a model job's model (kind KindModel); its SQL is Model.SQL.
 	Model *api.ModelRequest
+	// Wasm is a custom model job's request (kind KindWasm), its module by digest; its SQL is
+	// Wasm.SQL.
+	Wasm *api.WasmRequest
 }
 
 // Outcome is what a job that ran came to: a released result, or a computed result held for
@@ -51,6 +54,8 @@ type Outcome struct {
 	Verify *api.VerifyResult
 	// Model is a released model (kind model; Result is then nil).
 	Model *api.ModelResult
+	// Wasm is a released custom model's output (kind wasm; Result is then nil).
+	Wasm *api.WasmResult
 	// Receipt is the signed release receipt (see ReceiptBody); nil when held.
 	Receipt []byte
 	Held    *Hold
@@ -109,6 +114,8 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 		return e.runFederated(ctx, id, j)
 	case KindModel:
 		return e.runModel(ctx, id, j)
+	case KindWasm:
+		return e.runWasm(ctx, id, j)
 	}
 	s := &jobState{id: id, job: j, opts: e.options(ctx, j)}
 	if err := e.runStages(ctx, sqlStages(), s); err != nil {

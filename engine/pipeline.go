@@ -136,11 +136,12 @@ func (e *Engine) endJob(ctx context.Context, s *jobState, cause error) error {
 	return err
 }
 
-// readNothing says a worker failure happened before any row was read (the plan was invalid)
-// or was the applicant's own cancellation: nothing about the data was learned.
+// readNothing says a worker failure happened before any row was read (the plan was invalid,
+// or a custom model's module failed its trial instantiation) or was the applicant's own
+// cancellation: nothing about the data was learned.
 func readNothing(err error) bool {
 	switch errcode.Of(err) {
-	case errcode.QueryInvalid, errcode.Canceled:
+	case errcode.QueryInvalid, errcode.Canceled, errcode.WasmInvalidModule:
 		return true
 	}
 	return false
@@ -172,7 +173,8 @@ func (e *Engine) refund(ctx context.Context, id string, cause error) error {
 // jobKinds are the stage lists by job kind, as job_submitted names it (an empty kind is SQL:
 // logs written before job kinds existed hold only SQL jobs).
 func jobKinds() map[string][]stage {
-	return map[string][]stage{KindSQL: sqlStages(), KindVerify: verifyStages(), KindFederated: federatedStages(), KindModel: modelStages()}
+	return map[string][]stage{KindSQL: sqlStages(), KindVerify: verifyStages(), KindFederated: federatedStages(), KindModel: modelStages(),
+		KindWasm: wasmStages()}
 }
 
 // KindSQL is the kind of a DP SQL job.

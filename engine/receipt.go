@@ -161,36 +161,25 @@ func VerifyReceipt(receipt, result []byte, verifierKey string) (*ReceiptBody, er
 }
 
 // releasedDigest reads a released result — a SQL Result, a verification's VerifyResult (it
-// has a parameter set) or a ModelResult (it has coefficients) — and returns its job, its
+// has a parameter set), a ModelResult (it has coefficients) or a custom model's WasmResult
+// (it has a module digest) — and returns its job, its
 // release's log index, and the digest of the result as released, before it carried its index.
 func releasedDigest(result []byte) (job string, index uint64, digest string, err error) {
 	var kind struct {
 		ParameterSet string          `json:"parameter_set"`
+		ModuleDigest string          `json:"module_digest"`
 		Coefficients json.RawMessage `json:"coefficients"`
 	}
 	if err := json.Unmarshal(result, &kind); err != nil {
 		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
 	}
-	if kind.Coefficients != nil {
-		var res api.ModelResult
-		if err := json.Unmarshal(result, &res); err != nil {
-			return "", 0, "", fmt.Errorf("receipt: result: %w", err)
-		}
-		job, index, res.LogIndex = res.Job, res.LogIndex, 0
-		digest, err := canonicalDigest(&res)
-		return job, index, digest, err
-	}
-	if kind.ParameterSet != "" {
-		var res api.VerifyResult
-		if err := json.Unmarshal(result, &res); err != nil {
-			return "", 0, "", fmt.Errorf("receipt: result: %w", err)
-		}
-		job, index, res.LogIndex = res.Job, res.LogIndex, 0
-		out, err := provenance.Canonical(&res)
-		if err != nil {
-			return "", 0, "", err
-		}
-		return job, index, sha(out), nil
+	switch {
+	case kind.ModuleDigest != "": // a custom model's output (kind wasm)
+		return digestWithoutIndex(result, func(r *api.WasmResult) (string, *uint64) { return r.Job, &r.LogIndex })
+	case kind.Coefficients != nil: // a model (kind model)
+		return digestWithoutIndex(result, func(r *api.ModelResult) (string, *uint64) { return r.Job, &r.LogIndex })
+	case kind.ParameterSet != "": // a verification (kind verify)
+		return digestWithoutIndex(result, func(r *api.VerifyResult) (string, *uint64) { return r.Job, &r.LogIndex })
 	}
 	var res Result
 	if err := json.Unmarshal(result, &res); err != nil {
@@ -199,4 +188,20 @@ func releasedDigest(result []byte) (job string, index uint64, digest string, err
 	job, index, res.LogIndex = res.Job, res.LogIndex, 0
 	_, digest, err = outputDigest(&res)
 	return job, index, digest, err
+}
+
+// digestWithoutIndex decodes a released document of type T and returns its job, its log index
+// and the digest of its canonical form without the index (as the release record names it).
+func digestWithoutIndex[T any](result []byte, fields func(*T) (string, *uint64)) (job string, index uint64, digest string, err error) {
+	var res T
+	if err := json.Unmarshal(result, &res); err != nil {
+		return "", 0, "", fmt.Errorf("receipt: result: %w", err)
+	}
+	job, idx := fields(&res)
+	index, *idx = *idx, 0
+	out, err := provenance.Canonical(&res)
+	if err != nil {
+		return "", 0, "", err
+	}
+	return job, index, sha(out), nil
 }

@@ -47,6 +47,10 @@ type jobRecords struct {
 	// (model_trained), which replay runs the passes with.
 	modelPass  *wire.ModelPass
 	modelSteps []model.Step
+	// wasm and wasmModule are a custom model job's recorded operation (wasm_plan, without
+	// the module's bytes and the block key) and module digest.
+	wasm       *wire.Wasm
+	wasmModule string
 }
 
 // recordedDecision is a recorded policy decision with its input, as policy.WhatIf reads it.
@@ -118,6 +122,13 @@ func readJobRecords(path, job string) (*jobRecords, error) {
 			if !ev.Steps.IsNull() {
 				derr = ev.Steps.Decode(&r.modelSteps)
 			}
+		case *provenance.WasmPlan:
+			r.wasm, r.wasmModule = &wire.Wasm{Blocks: ev.Blocks, BlockTimeoutMS: ev.DeadlineMS}, ev.ModuleDigest
+			if derr = ev.Relation.Decode(&r.wasm.Relation); derr == nil {
+				derr = ev.Output.Decode(&r.wasm.Output)
+			}
+		case *provenance.WasmRan:
+			r.snapshots, r.preNoise = ev.Snapshots, ev.PreNoiseDigest
 		case *provenance.Release:
 			r.release = ev
 		case *provenance.JobRefused:

@@ -63,9 +63,10 @@ type jobState struct {
 	held      *Hold           // hold
 	receipt   []byte          // receipt
 
-	v   *verifyState    // a verification job's (verifyStages)
-	fed *federatedState // a federated job's (federatedStages)
-	m   *modelState     // a model job's (modelStages)
+	v    *verifyState    // a verification job's (verifyStages)
+	fed  *federatedState // a federated job's (federatedStages)
+	m    *modelState     // a model job's (modelStages)
+	wasm *wasmState      // a custom model job's (wasmStages)
 }
 
 func (s *jobState) cleanup() {

@@ -48,6 +48,9 @@ const (
 	// model); its values are clipped and summed into noisy statistics, never output.
 	UsageModelFeature = "model_feature"
 	UsageModelLabel   = "model_label"
+	// UsageWasmInput: a column a custom model's module reads (kind wasm); its values reach
+	// the output only through the clamped, noisy block average.
+	UsageWasmInput = "wasm_input"
 )
 
 // ColumnUse is one use of a catalog column by a job.
@@ -71,6 +74,16 @@ type JobParams struct {
 	Checks int `json:"checks,omitempty"`
 	// Model is a model job's shape (kind "model"; nil otherwise).
 	Model *ModelParams `json:"model,omitempty"`
+	// Wasm is a custom model job's shape (kind "wasm"; nil otherwise).
+	Wasm *WasmParams `json:"wasm,omitempty"`
+}
+
+// WasmParams are a custom model job's shape, for the policy's limits.
+type WasmParams struct {
+	Blocks       int   `json:"blocks"`
+	OutputLength int   `json:"output_length"`
+	ModuleBytes  int   `json:"module_bytes"`
+	DeadlineMS   int64 `json:"deadline_ms"`
 }
 
 // ModelParams are a model job's shape, for the policy's limits.

@@ -13,7 +13,7 @@ import (
 	"github.com/c1b99f93/cleanroom/server/governance"
 )
 
-var jobKinds = []string{api.KindSQL, api.KindVerify, api.KindFederated, api.KindModel}
+var jobKinds = []string{api.KindSQL, api.KindVerify, api.KindFederated, api.KindModel, api.KindWasm}
 
 func (s *Server) createApplication(_ http.ResponseWriter, r *http.Request, who policy.Principal) (int, any, error) {
 	var req api.ApplicationRequest

@@ -59,6 +59,11 @@ func (s *Server) authed(h handler, long bool) http.HandlerFunc {
 			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.limits.LongWriteTimeout))
 		}
 		status, body, err := h(w, r, who)
+		// A handler that answered before reading the whole body (a refusal decided from the
+		// URL or the headers) would have the connection closed under a client still sending,
+		// which then sees a reset instead of the answer: the rest is read first, within the
+		// route's body limit (an unauthenticated caller's body is never read).
+		_, _ = io.Copy(io.Discard, r.Body)
 		switch {
 		case err != nil:
 			s.writeError(w, r, err)
@@ -210,6 +215,8 @@ func statusOf(code errcode.Code) int {
 		return http.StatusTooManyRequests
 	case errcode.Internal, errcode.ProvenanceFailed, errcode.SandboxFailed:
 		return http.StatusInternalServerError
+	case errcode.WasmInvalidModule: // the module is the request's: a bad request, like bad SQL
+		return http.StatusBadRequest
 	}
 	return http.StatusBadRequest
 }

@@ -52,8 +52,12 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a model job (kind model) carries its model in model, and only it does")
 	case req.Kind == api.KindModel && req.SQL != "":
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a model job's SQL goes in model.sql")
+	case (req.Kind == api.KindWasm) != (req.Wasm != nil):
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a custom model job (kind wasm) carries its module and shape in wasm, and only it does")
+	case req.Kind == api.KindWasm && req.SQL != "":
+		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a custom model job's SQL goes in wasm.sql")
 	case req.Kind == api.KindVerify:
-	case req.Kind != api.KindModel && strings.TrimSpace(req.SQL) == "":
+	case req.Kind != api.KindModel && req.Kind != api.KindWasm && strings.TrimSpace(req.SQL) == "":
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "a job carries its SQL")
 	case len(req.SQL) > 64<<10:
 		return req, api.Grant{}, errcode.New(errcode.InvalidRequest, "the SQL is longer than 64 KiB")
@@ -61,6 +65,11 @@ func (s *Server) jobRequest(r *http.Request, who policy.Principal, action string
 		(o.Delta != nil && (*o.Delta < 0 || math.IsInf(*o.Delta, 0))):
 		return req, api.Grant{}, errcode.New(errcode.InvalidOptions,
 			"job options must be non-negative finite numbers (zero means the default, except delta: absent means the default and 0 means pure DP)")
+	}
+	if req.Kind == api.KindWasm {
+		if err := engine.CheckWasmRequest(req.Wasm); err != nil {
+			return req, api.Grant{}, err
+		}
 	}
 	ctx := r.Context()
 	g, err := s.grantFor(ctx, who, req.Grant, action)
@@ -86,7 +95,7 @@ func planOptions(o api.JobOptions) plan.Options {
 // engineJob is the engine's view of a job on grant g; usage (the rate-limit counts) is nil for
 // a dry run or an admission check, which no rate limit applies to.
 func engineJob(id string, who policy.Principal, g api.Grant, req api.JobRequest, usage *policy.GrantUsage) engine.Job {
-	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify, Federated: req.Federated, Model: req.Model,
+	return engine.Job{ID: id, Principal: who, Grant: g.ID, Kind: req.Kind, SQL: req.SQL, Options: planOptions(req.Options), Verify: req.Verify, Federated: req.Federated, Model: req.Model, Wasm: req.Wasm,
 		Terms: &policy.Grant{ID: g.ID, Org: g.Org, Purpose: g.Purpose, Scenario: g.Scenario, Datasets: g.Datasets, JobKinds: g.JobKinds, Usage: usage}}
 }
 
@@ -109,8 +118,14 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	default:
 	}
 	ctx := r.Context()
+	// A module sent with the job is checked and stored first (the job keeps its digest); a
+	// module refused there is a refused request like refused SQL.
+	err = s.storeJobModule(ctx, &req)
 	ej := engineJob("", who, g, req, nil)
-	if err := s.eng.Admit(ctx, ej); err != nil {
+	if err == nil {
+		err = s.eng.Admit(ctx, ej)
+	}
+	if err != nil {
 		if statusOf(errcode.Of(err)) >= 500 { // the gate could not run: not a refusal
 			return 0, nil, err
 		}
@@ -122,7 +137,7 @@ func (s *Server) submitJob(_ http.ResponseWriter, r *http.Request, who policy.Pr
 	}
 	now := s.now().UTC()
 	j := api.Job{ID: governance.NewID("job-"), State: api.JobQueued, Grant: g.ID, Org: g.Org, SubmittedBy: who.Name, Kind: req.Kind,
-		SQL: req.SQL, Options: req.Options, Federated: req.Federated, Model: req.Model, CreatedAt: now, UpdatedAt: now}
+		SQL: req.SQL, Options: req.Options, Federated: req.Federated, Model: req.Model, Wasm: req.Wasm, CreatedAt: now, UpdatedAt: now}
 	var input []byte
 	if req.Verify != nil {
 		// The claims wait with the job (not in its document, which lists would carry): the

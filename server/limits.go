@@ -158,7 +158,7 @@ func (l Limits) withDefaults() (Limits, error) {
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		limit := s.limits.MaxBodyBytes
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/jobs" {
+		if r.Method == http.MethodPost && (r.URL.Path == "/v1/jobs" || r.URL.Path == "/v1/wasm/modules") {
 			limit = s.limits.MaxJobBodyBytes
 		}
 		if r.ContentLength > limit {

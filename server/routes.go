@@ -68,6 +68,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/grants/{id}/verify/key", s.verifyKeyCommit},
 		{"POST /v1/grants/{id}/verify/key/open", s.verifyKeyOpen},
 		{"POST /v1/grants/{id}/verify/commitments", s.verifyClaimsCommit},
+		{"POST /v1/wasm/modules", s.uploadWasmModule},
 		{"POST /v1/jobs", s.submitJob},
 		{"POST /v1/explain", s.explain},
 		{"GET /v1/jobs", s.listJobs},

@@ -58,7 +58,7 @@ func (s *Server) execute(j governance.Job) {
 	if err == nil {
 		usage, err = s.usage(ctx, j.Grant, j.ID)
 	}
-	req := api.JobRequest{Grant: j.Grant, Kind: j.Kind, SQL: j.SQL, Options: j.Options, Federated: j.Federated, Model: j.Model}
+	req := api.JobRequest{Grant: j.Grant, Kind: j.Kind, SQL: j.SQL, Options: j.Options, Federated: j.Federated, Model: j.Model, Wasm: j.Wasm}
 	if err == nil && j.Kind == api.KindVerify {
 		req.Verify, err = s.verifyInput(ctx, j.ID)
 	}
@@ -102,6 +102,8 @@ func outcomeOf(sj *governance.Job, out *engine.Outcome, err error) error {
 		doc = out.Verify
 	case out.Model != nil:
 		doc = out.Model
+	case out.Wasm != nil:
+		doc = out.Wasm
 	}
 	res, merr := json.Marshal(doc)
 	if merr != nil {
@@ -164,7 +166,7 @@ func (s *Server) jobAllowed(g api.Grant, kind string) error {
 	if !slices.Contains(g.JobKinds, kind) {
 		return errcode.New(errcode.Forbidden, "grant %s does not cover %s jobs", g.ID, kind)
 	}
-	if kind != api.KindSQL && kind != api.KindVerify && kind != api.KindFederated && kind != api.KindModel {
+	if kind != api.KindSQL && kind != api.KindVerify && kind != api.KindFederated && kind != api.KindModel && kind != api.KindWasm {
 		return errcode.New(errcode.UnsupportedJobKind, "%s jobs are not available on this platform yet", kind)
 	}
 	return nil

@@ -100,7 +100,9 @@ type demoReport struct {
 	// Verification is insurer-1 checking its customers' declared income bands (kind verify).
 	Verification *demoVerification `json:"verification"`
 	// Model is insurer-1's DP claim-cost model (kind model).
-	Model      *api.ModelResult    `json:"model"`
+	Model *api.ModelResult `json:"model"`
+	// Wasm is insurer-1's custom model code (kind wasm), the sample module.
+	Wasm       *demoWasm           `json:"wasm"`
 	Budget     []api.LedgerBalance `json:"budget"`
 	Provenance api.VerifyReport    `json:"provenance"`
 	AuditedBy  string              `json:"audited_by"`
@@ -435,7 +437,7 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	now := time.Now().UTC()
 	req := api.ApplicationRequest{Purpose: demoPurpose, Scenario: demoScenario, Datasets: demoApplicationDatasets,
 		Start: now.Format(time.DateOnly), End: now.AddDate(1, 0, 0).Format(time.DateOnly),
-		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify, api.KindFederated, api.KindModel}}
+		Epsilon: demoEpsilon, Delta: demoDelta, JobKinds: []string{api.KindSQL, api.KindVerify, api.KindFederated, api.KindModel, api.KindWasm}}
 	withL4 := req
 	withL4.Datasets = append(slices.Clone(req.Datasets), demoL4)
 	_, aerr := insurer.CreateApplication(ctx, withL4)
@@ -473,6 +475,9 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 		return nil, err
 	}
 	if r.Model, err = runDemoModel(ctx, p, approved.GrantID); err != nil {
+		return nil, err
+	}
+	if r.Wasm, err = runDemoWasm(ctx, p, approved.GrantID, datasetDir); err != nil {
 		return nil, err
 	}
 
@@ -516,6 +521,9 @@ func buildDemo(ctx context.Context, datasetDir, dataDir string) (r *demoReport, 
 	audited := slices.Clone(r.Jobs)
 	for _, id := range r.Verification.Jobs {
 		audited = append(audited, demoJob{ID: id, State: api.JobReleased})
+	}
+	if r.Wasm != nil && r.Wasm.Result != nil {
+		audited = append(audited, demoJob{ID: r.Wasm.Result.Job, State: api.JobReleased})
 	}
 	for _, j := range audited {
 		if j.ID == "" {
@@ -718,6 +726,9 @@ func (r *demoReport) writeTable(out io.Writer) {
 		fmt.Fprintln(out, "   the rows stay in the sandbox; the worker returns bounded sums, the platform adds the noise")
 		_ = writeModelResult(indent{out}, m) // the report is printed best-effort, as its other lines are
 
+	}
+	if r.Wasm != nil {
+		r.Wasm.writeTable(out, a.Applicant)
 	}
 
 	fmt.Fprintln(out, "\nbudget (the grant's as insurer-1 reads it; each private dataset's lifetime budget as op-1 reads it —")

@@ -55,9 +55,14 @@ func TestDemoRunsTheFlagshipScenario(t *testing.T) {
 		"hash chain verified",
 		"signed checkpoint(s) verified",
 		// The three queries the gate refuses are answered at once and are not jobs; the
-		// verification's job is replayed and its receipt verified too.
-		"10 job(s) replayed from their records: every stage matches",
-		"10 release receipt(s) verified offline",
+		// verification's and the custom model's jobs are replayed and their receipts verified too.
+		"11 job(s) replayed from their records: every stage matches",
+		"11 release receipt(s) verified offline",
+		// Issue 18 part 2: custom model code by sample-and-aggregate (the small sample module,
+		// built from testdata/wasm/mean with the Go toolchain into the user's cache).
+		"== Custom model code: insurer-1 runs its own WebAssembly module",
+		"over k = 100 blocks",
+		"laplace noise (Google DP) on the average over 100 blocks",
 		// Issue 17: one statistic over two data domains under a collective key.
 		"== Care events by district across two data domains",
 		"(federated over 2 domains under a collective key;",
@@ -160,12 +165,20 @@ func TestDemoJSONOutputIsAReport(t *testing.T) {
 	}
 	if r.Application == nil || r.Application.State != api.ApplicationApproved || r.Grant == nil || r.Application.Grant != r.Grant.ID {
 		t.Errorf("application %+v, grant %+v", r.Application, r.Grant)
-	} else if g := r.Grant.Budget; g.EpsilonTotal != 8 || g.DeltaTotal != 5e-7 || math.Abs(g.EpsilonSpent-spent-r.Model.Spent.Epsilon) > 1e-9 ||
+	} else if g := r.Grant.Budget; g.EpsilonTotal != 8 || g.DeltaTotal != 5e-7 || r.Wasm == nil || r.Wasm.Result == nil ||
+		math.Abs(g.EpsilonSpent-spent-r.Model.Spent.Epsilon-r.Wasm.Result.Spent.Epsilon) > 1e-9 ||
 		!g.Allocated || math.Abs(g.DeltaSpent-1e-8-r.Model.Spent.Delta) > 1e-20 {
 		t.Errorf("grant budget %+v; the released jobs spent epsilon %g and the model %+v (and delta 1e-8: one partition-selection job and the federated job, each at the default share; the months are a public domain)", g, spent, r.Model.Spent)
 	}
 	if m := r.Model; m == nil || len(m.Coefficients) != 2 || m.Coefficients[1].Name != "inpatient_stay" || !(m.Coefficients[1].Value > 0) {
 		t.Errorf("the demo model: %+v (an inpatient stay costs more than an outpatient visit)", m)
+	}
+	// The custom model: the visits' mean cost and inpatient share, inside their bounds, with
+	// the Laplace noise of k = 100 blocks at epsilon 0.5 (stddev √2·5000·2/(100·0.5) ≈ 283
+	// for the cost; the share is positive: the demo data has inpatient stays).
+	if w := r.Wasm; w == nil || w.Result == nil || len(w.Result.Values) != 2 || w.Result.Blocks != 100 ||
+		math.Abs(w.Result.Values[0].NoiseScale-math.Sqrt2*200) > 1e-6 || w.Result.Spent != (api.Budget{Epsilon: 0.5}) {
+		t.Errorf("the demo's custom model: %+v", w)
 	}
 	// The grant, then the six private datasets (public lookup tables have no budget).
 	if len(r.Budget) != 7 || r.Budget[0].Account != "grant:"+r.Grant.ID {

@@ -158,6 +158,14 @@ func writeJob(w io.Writer, j *api.Job) error {
 		}
 		return nil
 	}
+	if j.Kind == api.KindWasm {
+		m, err := client.WasmResult(j)
+		if err != nil {
+			return fmt.Errorf("job %s: the custom model's output does not decode: %w", j.ID, err)
+		}
+		fmt.Fprintln(w)
+		return writeWasmResult(w, m)
+	}
 	if j.Kind == api.KindModel {
 		m, err := client.ModelResult(j)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +18,8 @@ import (
 )
 
 func newModelCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "model", Short: "Train DP models (kind model) under a grant"}
-	cmd.AddCommand(newModelTrainCmd())
+	cmd := &cobra.Command{Use: "model", Short: "Train DP models (kind model) or run custom model code (kind wasm) under a grant"}
+	cmd.AddCommand(newModelTrainCmd(), newModelWasmCmd())
 	return cmd
 }
 
@@ -76,26 +77,13 @@ A logistic label is positive where its value is at least 0.5 (select a condition
 				return withSQLPosition(err, m.SQL)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "submitted model job %s; waiting for its result\n", j.ID)
-			if j, err = c.WaitJob(ctx, j.ID); err != nil {
-				return err
-			}
-			if f.asJSON() {
-				if err := writeJSON(cmd.OutOrStdout(), j); err != nil {
-					return err
+			return waitAndShow(ctx, cmd, f, c, j, func(j *api.Job) error {
+				res, err := client.ModelResult(j)
+				if err != nil {
+					return fmt.Errorf("job %s: %w", j.ID, err)
 				}
-				return jobStateError(j)
-			}
-			if j.State == api.JobInReview {
-				writeHeld(cmd.OutOrStdout(), j)
-			}
-			if err := jobStateError(j); err != nil {
-				return err
-			}
-			res, err := client.ModelResult(j)
-			if err != nil {
-				return fmt.Errorf("job %s: %w", j.ID, err)
-			}
-			return writeModelResult(cmd.OutOrStdout(), res)
+				return writeModelResult(cmd.OutOrStdout(), res)
+			})
 		},
 	}
 	f = addClientFlags(cmd)
@@ -114,6 +102,29 @@ A logistic label is positive where its value is at least 0.5 (select a condition
 		_ = cmd.MarkFlagRequired(name)
 	}
 	return cmd
+}
+
+// waitAndShow waits for a submitted job and prints it: as JSON with --json, else through show
+// once it is released (a hold is printed with its reasons); a job that did not release is the
+// command's error.
+func waitAndShow(ctx context.Context, cmd *cobra.Command, f *clientFlags, c *client.Client, j *api.Job, show func(*api.Job) error) error {
+	j, err := c.WaitJob(ctx, j.ID)
+	if err != nil {
+		return err
+	}
+	if f.asJSON() {
+		if err := writeJSON(cmd.OutOrStdout(), j); err != nil {
+			return err
+		}
+		return jobStateError(j)
+	}
+	if j.State == api.JobInReview {
+		writeHeld(cmd.OutOrStdout(), j)
+	}
+	if err := jobStateError(j); err != nil {
+		return err
+	}
+	return show(j)
 }
 
 // parseModelBounds reads --bounds name=lo:hi entries.

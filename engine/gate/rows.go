@@ -23,6 +23,8 @@ const (
 	UseModelFeature Usage = "model_feature"
 	// UseModelLabel is a column a model label's value reads.
 	UseModelLabel Usage = "model_label"
+	// UseWasmInput is a column a custom model's (kind wasm) module reads.
+	UseWasmInput Usage = "wasm_input"
 )
 
 // RowColumn is one selected value of a row-level query: its name (alias, or the column's

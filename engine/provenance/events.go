@@ -95,6 +95,11 @@ const (
 	// a state (TypeModelTrained).
 	TypeModelPlan    = "model_plan"
 	TypeModelTrained = "model_trained"
+	// Custom model jobs (kind wasm, sandbox/wasm): what the job was planned as — the module by
+	// digest, never its bytes (TypeWasmPlan) — then what the worker's run computed: a keyed
+	// digest of the pre-noise block average, never the average (TypeWasmRan).
+	TypeWasmPlan = "wasm_plan"
+	TypeWasmRan  = "wasm_ran"
 	// Cut-and-choose against a malicious applicant (docs/he.md): a commitment with the
 	// challenge drawn after it (TypeVerifyCommitted), its accepted opening (TypeVerifyOpened),
 	// and the grant's verification suspended with the evidence (TypeVerifySuspended).
@@ -158,6 +163,8 @@ func init() {
 		func() Event { return &FederatedOpened{} },
 		func() Event { return &ModelPlan{} },
 		func() Event { return &ModelTrained{} },
+		func() Event { return &WasmPlan{} },
+		func() Event { return &WasmRan{} },
 		func() Event { return &VerifyCommitted{} },
 		func() Event { return &VerifyOpened{} },
 		func() Event { return &VerifySuspended{} },
@@ -357,6 +364,35 @@ type ModelTrained struct {
 	Snapshots      map[string]string `json:"snapshots"`
 	Passes         int               `json:"passes"`
 	Steps          Doc               `json:"steps,omitempty"` // []model.Step
+	PreNoiseDigest string            `json:"pre_noise_digest"`
+	DurationMS     int64             `json:"duration_ms"`
+}
+
+// WasmPlan: a custom model job's plan: the module's digest and size (never its bytes), the
+// worker's relation (typed trees over the sources' columns; no SQL text), the declared output
+// (length, bounds, default), k, the per-block deadline, the budget and the block mean's noise
+// additions (sensitivity (hi − lo)/k per element, noise scales). The block key is not here: it
+// is derived from the job's ID under the audit key, so a replay recomputes it and no record
+// reveals which units share a block.
+type WasmPlan struct {
+	ModuleDigest string `json:"module_digest"`
+	ModuleBytes  int    `json:"module_bytes"`
+	Relation     Doc    `json:"relation"` // wire.Relation
+	Output       Doc    `json:"output"`   // wire.WasmOutput
+	Blocks       int    `json:"blocks"`
+	DeadlineMS   int64  `json:"deadline_ms"`
+	Cost         Doc    `json:"cost"`       // plan.Cost
+	Components   Doc    `json:"components"` // []dp.Component
+}
+
+// WasmRan: the worker ran the module over the k blocks and returned their clamped average.
+// PreNoiseDigest is a keyed digest of it (each element's float64 bits), which a replay
+// recomputes; nothing says which blocks failed.
+type WasmRan struct {
+	Domain         string            `json:"domain"`
+	Snapshots      map[string]string `json:"snapshots"`
+	ModuleDigest   string            `json:"module_digest"`
+	Blocks         int               `json:"blocks"`
 	PreNoiseDigest string            `json:"pre_noise_digest"`
 	DurationMS     int64             `json:"duration_ms"`
 }
@@ -780,6 +816,10 @@ func (*ModelPlan) EventType() string          { return TypeModelPlan }
 func (*ModelPlan) EventVersion() int          { return 1 }
 func (*ModelTrained) EventType() string       { return TypeModelTrained }
 func (*ModelTrained) EventVersion() int       { return 1 }
+func (*WasmPlan) EventType() string           { return TypeWasmPlan }
+func (*WasmPlan) EventVersion() int           { return 1 }
+func (*WasmRan) EventType() string            { return TypeWasmRan }
+func (*WasmRan) EventVersion() int            { return 1 }
 func (*BudgetReserved) EventType() string     { return TypeBudgetReserved }
 func (*BudgetReserved) EventVersion() int     { return 1 }
 

@@ -73,6 +73,7 @@ deny contains "federated_same_domain: a federated job reads one dataset per data
 usages := {
 	"group_key", "filter", "filter_equality", "aggregate", "count_distinct_unit", "count_rows",
 	"output", "join_unit", "join_key", "verify_attribute", "model_feature", "model_label",
+	"wasm_input",
 }
 
 dataset_names := {d.name | some d in input.datasets}
@@ -96,7 +97,7 @@ deny contains sprintf("usage_unknown: column %s.%s has usage %s", [c.dataset, c.
 # identifiers selects or labels persons, a filter on identifiers in disguise.
 deny contains sprintf("identifier_in_%s: column %s.%s is tagged identifier", [c.usage, c.dataset, c.column]) if {
 	some c in input.columns
-	c.usage in {"group_key", "aggregate", "output", "join_key", "model_feature", "model_label"}
+	c.usage in {"group_key", "aggregate", "output", "join_key", "model_feature", "model_label", "wasm_input"}
 	lib.is_identifier(c)
 }
 
@@ -151,6 +152,8 @@ sql_job if input.job.kind in {"sql", "federated_sql"}
 dp_job if sql_job
 
 dp_job if model_job
+
+dp_job if wasm_job
 
 deny contains sprintf("epsilon_out_of_range: epsilon %v must be in (0, %v]", [input.job.epsilon, params.max_epsilon_per_job]) if {
 	dp_job
@@ -235,6 +238,52 @@ deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s jo
 	some c in input.columns
 	not c.usage in {"model_feature", "model_label", "filter", "filter_equality", "join_unit", "join_key"}
 	model_job
+}
+
+# --- custom model code (WebAssembly) ---
+
+# A custom model job (kind wasm) runs the applicant's module once per block of privacy units
+# (k disjoint blocks by a keyed hash); each output is clamped to declared bounds and only the
+# noisy average over the blocks leaves (sample-and-aggregate, docs/models.md). Its delta may be
+# 0 (Laplace) or positive (Gaussian). The operator caps its shape: k, the output's length, the
+# module's size and the per-block deadline (which bound the work a job may cost). The columns
+# the module reads are never identifiers (above): the unit decides the block and stays out.
+wasm_job if input.job.kind == "wasm"
+
+deny contains sprintf("wasm_blocks_out_of_range: %v blocks must be a whole number in 2..%v", [n, params.max_wasm_blocks]) if {
+	wasm_job
+	n := object.get(input.job, ["wasm", "blocks"], 0)
+	not lib.is_whole_in_range(n, 2, params.max_wasm_blocks)
+}
+
+deny contains sprintf("wasm_output_length_out_of_range: an output of %v elements must be a whole number in 1..%v", [n, params.max_wasm_output_length]) if {
+	wasm_job
+	n := object.get(input.job, ["wasm", "output_length"], 0)
+	not lib.is_whole_in_range(n, 1, params.max_wasm_output_length)
+}
+
+deny contains sprintf("wasm_module_too_large: a module of %v bytes is more than the %v allowed", [n, params.max_wasm_module_bytes]) if {
+	wasm_job
+	n := object.get(input.job, ["wasm", "module_bytes"], 0)
+	not lib.is_whole_in_range(n, 1, params.max_wasm_module_bytes)
+}
+
+deny contains sprintf("wasm_deadline_out_of_range: a per-block deadline of %v ms must be a whole number in 1..%v", [n, params.max_wasm_deadline_ms]) if {
+	wasm_job
+	n := object.get(input.job, ["wasm", "deadline_ms"], 0)
+	not lib.is_whole_in_range(n, 1, params.max_wasm_deadline_ms)
+}
+
+deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s job", [c.dataset, c.column, c.usage, input.job.kind]) if {
+	some c in input.columns
+	c.usage == "wasm_input"
+	not wasm_job
+}
+
+deny contains sprintf("usage_outside_kind: column %s.%s is used as %s in a %s job", [c.dataset, c.column, c.usage, input.job.kind]) if {
+	some c in input.columns
+	not c.usage in {"wasm_input", "filter", "filter_equality", "join_unit", "join_key"}
+	wasm_job
 }
 
 # --- verification (核验) ---

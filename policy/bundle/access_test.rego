@@ -233,6 +233,40 @@ test_model_usages_only_in_model_jobs if {
 	"usage_outside_kind" in deny_codes(model_patched("/columns/0/usage", "group_key"))
 }
 
+# good_wasm is an admissible custom model job: a module reading the visit cost, 20 blocks.
+good_wasm := {
+	"principal": good.principal,
+	"action": "submit_job",
+	"datasets": good.datasets,
+	"columns": [{"dataset": "visits", "column": "claim_amount", "tags": ["sensitive"], "usage": "wasm_input", "privacy_unit": false}],
+	"job": {"kind": "wasm", "epsilon": 1, "delta": 0, "wasm": {"blocks": 20, "output_length": 2, "module_bytes": 2000000, "deadline_ms": 10000}},
+}
+
+wasm_patched(path, value) := json.patch(good_wasm, [{"op": "replace", "path": path, "value": value}])
+
+test_wasm_job_allowed if {
+	count(deny_codes(good_wasm)) == 0
+}
+
+test_wasm_job_limits if {
+	"wasm_blocks_out_of_range" in deny_codes(wasm_patched("/job/wasm/blocks", 1))
+	"wasm_blocks_out_of_range" in deny_codes(wasm_patched("/job/wasm/blocks", 1001))
+	"wasm_output_length_out_of_range" in deny_codes(wasm_patched("/job/wasm/output_length", 65))
+	"wasm_module_too_large" in deny_codes(wasm_patched("/job/wasm/module_bytes", 16777217))
+	"wasm_deadline_out_of_range" in deny_codes(wasm_patched("/job/wasm/deadline_ms", 30001))
+	"epsilon_out_of_range" in deny_codes(wasm_patched("/job/epsilon", 3))
+	count(deny_codes(wasm_patched("/job/delta", 1e-6))) == 0
+}
+
+test_wasm_input_identifier_denied if {
+	"identifier_in_wasm_input" in deny_codes(wasm_patched("/columns/0/tags", ["identifier"]))
+}
+
+test_wasm_usages_only_in_wasm_jobs if {
+	"usage_outside_kind" in deny_codes(patched("replace", "/columns/2/usage", "wasm_input"))
+	"usage_outside_kind" in deny_codes(wasm_patched("/columns/0/usage", "group_key"))
+}
+
 test_sql_job_kind_accepted if {
 	not "job_kind_unsupported" in deny_codes(good)
 }

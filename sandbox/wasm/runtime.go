@@ -407,3 +407,32 @@ func (m *Module) runBlock(ctx context.Context, input []byte, n int, deadline tim
 	res.vec, res.captured = vec, out.buf
 	return res
 }
+
+// Check decodes and validates bin and checks it against the ABI, without running any of its
+// code: what the platform can tell about a module before it is stored (an upload) or before a
+// job is queued. It compiles with wazero's interpreter, which only decodes and validates, so
+// it is quick even for a large module and leaves no native code behind; the worker still
+// compiles the module and runs its trial instantiation before any row is read. It returns the
+// module's digest; every refusal has code wasm_invalid_module (or canceled).
+func Check(ctx context.Context, bin []byte, maxBytes int) (string, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxModule
+	}
+	if len(bin) == 0 || len(bin) > maxBytes {
+		return "", invalid("the module must be between 1 byte and %d bytes", maxBytes)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(context.WithoutCancel(ctx))
+	compiled, err := rt.CompileModule(ctx, bin)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", errcode.Wrap(errcode.Canceled, ctx.Err(), "checking the module was canceled")
+		}
+		return "", invalid("the module does not decode or compile as WebAssembly")
+	}
+	defer compiled.Close(context.WithoutCancel(ctx))
+	if err := checkABI(compiled, &entry{}); err != nil {
+		return "", err
+	}
+	return Digest(bin), nil
+}

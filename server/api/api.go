@@ -108,6 +108,7 @@ const (
 	KindVerify    = "verify"
 	KindFederated = "federated_sql"
 	KindModel     = "model"
+	KindWasm      = "wasm"
 )
 
 // ApplicationRequest is POST /v1/applications. Start and End are RFC 3339 times or dates
@@ -235,6 +236,8 @@ type JobRequest struct {
 	Federated *FederatedRequest `json:"federated,omitempty"`
 	// Model is a model job's model (kind model); its SQL is in Model, not in SQL.
 	Model *ModelRequest `json:"model,omitempty"`
+	// Wasm is a custom model job's module and shape (kind wasm); its SQL is in Wasm.
+	Wasm *WasmRequest `json:"wasm,omitempty"`
 }
 
 // VerifyRequest is a verification job's input (kind verify, private verification 核验): the
@@ -316,7 +319,9 @@ type Job struct {
 	// Federated names a federated job's datasets (kind federated_sql).
 	Federated *FederatedRequest `json:"federated,omitempty"`
 	// Model is a model job's model (kind model).
-	Model     *ModelRequest   `json:"model,omitempty"`
+	Model *ModelRequest `json:"model,omitempty"`
+	// Wasm is a custom model job's request (kind wasm), its module by digest only.
+	Wasm      *WasmRequest    `json:"wasm,omitempty"`
 	Datasets  []string        `json:"datasets,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`

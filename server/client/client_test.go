@@ -177,6 +177,11 @@ func TestEveryRouteEncodesItsRequestAndDecodesItsAnswer(t *testing.T) {
 		},
 			answer: job, method: "POST", path: "/v1/jobs",
 			body: `{"grant":"g-1","kind":"sql","sql":"SELECT COUNT(*) FROM visits","options":{"epsilon":0.5,"max_groups_contributed":2}}`},
+		{name: "upload wasm module", call: func(ctx context.Context, c *Client) (any, error) {
+			return c.UploadWasmModule(ctx, "g-1", []byte("\x00asm"))
+		},
+			answer: api.WasmModule{Digest: "sha256:00", Bytes: 4}, method: "POST", path: "/v1/wasm/modules", query: "grant=g-1",
+			body: `{"module":"AGFzbQ=="}`},
 		{name: "explain with delta 0", call: func(ctx context.Context, c *Client) (any, error) {
 			return c.Explain(ctx, api.JobRequest{Grant: "g-1", SQL: "SELECT COUNT(*) FROM visits", Options: api.JobOptions{Delta: new(0.0)}})
 		},

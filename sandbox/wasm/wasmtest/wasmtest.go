@@ -20,6 +20,9 @@ const (
 	// Sample is testdata/wasm/sample: per block, the means of the first two float64 columns
 	// and the least-squares line through them (4 elements).
 	Sample = "sample"
+	// Mean is testdata/wasm/mean: per block, the mean of each float64 column, read with a
+	// minimal IPC reader of its own (no arrow-go: ~2 MB, compiles in about a second).
+	Mean = "mean"
 )
 
 // Hostile modules, built from testdata/wasm/hostile with the tag of the same name; each
@@ -83,8 +86,8 @@ func build(name string) ([]byte, error) {
 		return nil, err
 	}
 	pkg, tags := "./testdata/wasm/hostile", name
-	if name == Sample {
-		pkg, tags = "./testdata/wasm/sample", ""
+	if name == Sample || name == Mean {
+		pkg, tags = "./testdata/wasm/"+name, ""
 	}
 	out := filepath.Join(d, name+".wasm")
 	goBin, err := toolchain()
