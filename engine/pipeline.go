@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
+	"github.com/c1b99f93/cleanroom/engine/ledger"
+	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
 )
@@ -179,3 +182,36 @@ func jobKinds() map[string][]stage {
 
 // KindSQL is the kind of a DP SQL job.
 const KindSQL = "sql"
+
+// reserveCost reserves cost on the job's accounts — the grant and every dataset it reads — with
+// the mechanism record mech (the ledger's entry, for the accountant). what names the job in a
+// refusal ("job", "model", …); hint, when not nil, says from what is left what would still run.
+func (e *Engine) reserveCost(ctx context.Context, s *jobState, cost plan.Cost, mech any, what string, hint func(left ledger.Budget) string) ([]provenance.Event, error) {
+	record, _ := json.Marshal(mech)
+	accounts := s.ds.accounts(s.job.Grant)
+	if err := e.ledger.Reserve(ctx, s.id, accounts, ledger.Budget{Epsilon: cost.Epsilon, Delta: cost.Delta}, record); err != nil {
+		var ex *ledger.ExhaustedError
+		switch {
+		case errors.As(err, &ex):
+			more := ""
+			if hint != nil {
+				more = hint(ex.Remaining)
+			}
+			return nil, errcode.Wrap(errcode.BudgetExhausted, err,
+				"the budget of %s cannot cover this %s (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged%s",
+				ex.Account, what, cost.Epsilon, cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta, more)
+		case errors.Is(err, ledger.ErrUnknownAccount):
+			return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", s.job.Grant)
+		}
+		return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
+	}
+	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(cost)}), nil
+}
+
+// debitCost makes the job's reservation final, before anything is released.
+func (e *Engine) debitCost(ctx context.Context, s *jobState, cost plan.Cost) ([]provenance.Event, error) {
+	if err := e.ledger.Commit(ctx, s.id); err != nil {
+		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
+	}
+	return events(&provenance.BudgetDebited{Cost: ptr(provenance.DocOf(cost))}), nil
+}

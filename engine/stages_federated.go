@@ -21,7 +21,6 @@ import (
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
@@ -510,22 +509,7 @@ func federatedAccessStage(ctx context.Context, e *Engine, s *jobState) ([]proven
 // federatedReserveStage reserves the job's cost on the grant and on every dataset: the
 // statistic spends each domain's data once, so each domain's ledger account is debited.
 func federatedReserveStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	cost := plan.Cost{Epsilon: s.fed.opts.Epsilon, Delta: s.fed.opts.Delta}
-	mech, _ := json.Marshal(s.fed.aggs)
-	accounts := s.ds.accounts(s.job.Grant)
-	if err := e.ledger.Reserve(ctx, s.id, accounts, ledger.Budget{Epsilon: cost.Epsilon, Delta: cost.Delta}, mech); err != nil {
-		var ex *ledger.ExhaustedError
-		switch {
-		case errors.As(err, &ex):
-			return nil, errcode.Wrap(errcode.BudgetExhausted, err,
-				"the budget of %s cannot cover this job (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged",
-				ex.Account, cost.Epsilon, cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta)
-		case errors.Is(err, ledger.ErrUnknownAccount):
-			return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", s.job.Grant)
-		}
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
-	}
-	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(cost)}), nil
+	return e.reserveCost(ctx, s, plan.Cost{Epsilon: s.fed.opts.Epsilon, Delta: s.fed.opts.Delta}, s.fed.aggs, "job", nil)
 }
 
 func (e *Engine) collectiveDir() string { return filepath.Join(e.dataDir, "collective") }
@@ -849,10 +833,7 @@ func federatedOpenStage(_ context.Context, e *Engine, s *jobState) ([]provenance
 }
 
 func federatedDebitStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	if err := e.ledger.Commit(ctx, s.id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
-	}
-	return events(&provenance.BudgetDebited{Cost: ptr(provenance.DocOf(plan.Cost{Epsilon: s.fed.opts.Epsilon, Delta: s.fed.opts.Delta}))}), nil
+	return e.debitCost(ctx, s, plan.Cost{Epsilon: s.fed.opts.Epsilon, Delta: s.fed.opts.Delta})
 }
 
 // federatedResultStage builds the result: every public partition, each aggregate's noisy total

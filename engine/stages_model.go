@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -13,7 +12,6 @@ import (
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/dp/model"
 	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
@@ -354,21 +352,7 @@ func modelAccessStage(ctx context.Context, e *Engine, s *jobState) ([]provenance
 
 func modelReserveStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	cost := modelCost(s)
-	mech, _ := json.Marshal([]mechanismRecord{{Aggregate: s.m.req.Type, Mechanism: accountantGaussian, Epsilon: cost.Epsilon, Delta: cost.Delta, Components: s.m.comps}})
-	accounts := s.ds.accounts(s.job.Grant)
-	if err := e.ledger.Reserve(ctx, s.id, accounts, ledger.Budget{Epsilon: cost.Epsilon, Delta: cost.Delta}, mech); err != nil {
-		var ex *ledger.ExhaustedError
-		switch {
-		case errors.As(err, &ex):
-			return nil, errcode.Wrap(errcode.BudgetExhausted, err,
-				"the budget of %s cannot cover this model (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged",
-				ex.Account, cost.Epsilon, cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta)
-		case errors.Is(err, ledger.ErrUnknownAccount):
-			return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", s.job.Grant)
-		}
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
-	}
-	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(cost)}), nil
+	return e.reserveCost(ctx, s, cost, []mechanismRecord{{Aggregate: s.m.req.Type, Mechanism: accountantGaussian, Epsilon: cost.Epsilon, Delta: cost.Delta, Components: s.m.comps}}, "model", nil)
 }
 
 // accountantGaussian names the mechanism of every model noise addition.
@@ -440,10 +424,7 @@ func trainStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event
 }
 
 func modelDebitStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	if err := e.ledger.Commit(ctx, s.id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
-	}
-	return events(&provenance.BudgetDebited{Cost: ptr(provenance.DocOf(modelCost(s)))}), nil
+	return e.debitCost(ctx, s, modelCost(s))
 }
 
 // intervalsNote says what a linear model's intervals cover (model.LinearModel).

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -229,22 +228,7 @@ func decisionRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provena
 }
 
 func reserveStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	p, grant := s.p, s.job.Grant
-	mech, _ := json.Marshal(mechanisms(p))
-	accounts := s.ds.accounts(grant)
-	if err := e.ledger.Reserve(ctx, s.id, accounts, ledger.Budget{Epsilon: p.Cost.Epsilon, Delta: p.Cost.Delta}, mech); err != nil {
-		var ex *ledger.ExhaustedError
-		if errors.As(err, &ex) {
-			return nil, errcode.Wrap(errcode.BudgetExhausted, err,
-				"the budget of %s cannot cover this job (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged%s",
-				ex.Account, p.Cost.Epsilon, p.Cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta, exhaustedHint(p.Cost, ex.Remaining))
-		}
-		if errors.Is(err, ledger.ErrUnknownAccount) {
-			return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", grant)
-		}
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
-	}
-	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(p.Cost)}), nil
+	return e.reserveCost(ctx, s, s.p.Cost, mechanisms(s.p), "job", func(left ledger.Budget) string { return exhaustedHint(s.p.Cost, left) })
 }
 
 // exhaustedHint says what would still run when a job's delta is what the budget cannot cover:
@@ -298,10 +282,7 @@ func executeStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 }
 
 func debitStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	if err := e.ledger.Commit(ctx, s.id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
-	}
-	return events(&provenance.BudgetDebited{Cost: ptr(provenance.DocOf(s.p.Cost))}), nil
+	return e.debitCost(ctx, s, s.p.Cost)
 }
 
 func mechanismStage(_ context.Context, _ *Engine, s *jobState) ([]provenance.Event, error) {

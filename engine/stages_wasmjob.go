@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/engine/gate"
-	"github.com/c1b99f93/cleanroom/engine/ledger"
 	"github.com/c1b99f93/cleanroom/engine/plan"
 	"github.com/c1b99f93/cleanroom/engine/provenance"
 	"github.com/c1b99f93/cleanroom/errcode"
@@ -239,22 +236,8 @@ func wasmAccessStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.
 
 func wasmReserveStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
 	cost := wasmCost(s)
-	mech, _ := json.Marshal([]mechanismRecord{{Aggregate: "wasm_block_mean", Mechanism: s.wasm.mech.Mechanism(), Epsilon: cost.Epsilon, Delta: cost.Delta,
-		Components: s.wasm.mech.Components()}})
-	accounts := s.ds.accounts(s.job.Grant)
-	if err := e.ledger.Reserve(ctx, s.id, accounts, ledger.Budget{Epsilon: cost.Epsilon, Delta: cost.Delta}, mech); err != nil {
-		var ex *ledger.ExhaustedError
-		switch {
-		case errors.As(err, &ex):
-			return nil, errcode.Wrap(errcode.BudgetExhausted, err,
-				"the budget of %s cannot cover this custom model (needs epsilon %.4g, delta %.3g; remaining epsilon %.4g, delta %.3g); nothing was run or charged",
-				ex.Account, cost.Epsilon, cost.Delta, ex.Remaining.Epsilon, ex.Remaining.Delta)
-		case errors.Is(err, ledger.ErrUnknownAccount):
-			return nil, errcode.Wrap(errcode.PolicyDenied, err, "grant %q has no budget account", s.job.Grant)
-		}
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget ledger is unavailable")
-	}
-	return events(&provenance.BudgetReserved{Accounts: accounts, Cost: provenance.DocOf(cost)}), nil
+	return e.reserveCost(ctx, s, cost, []mechanismRecord{{Aggregate: "wasm_block_mean", Mechanism: s.wasm.mech.Mechanism(), Epsilon: cost.Epsilon, Delta: cost.Delta,
+		Components: s.wasm.mech.Components()}}, "custom model", nil)
 }
 
 // meanBytes is what the run record's keyed digest covers: each element's float64 bits, in
@@ -298,10 +281,7 @@ func wasmRunStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Eve
 }
 
 func wasmDebitStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	if err := e.ledger.Commit(ctx, s.id); err != nil {
-		return nil, errcode.Wrap(errcode.Internal, err, "the budget could not be debited; nothing was released")
-	}
-	return events(&provenance.BudgetDebited{Cost: ptr(provenance.DocOf(wasmCost(s)))}), nil
+	return e.debitCost(ctx, s, wasmCost(s))
 }
 
 // wasmKNote says what k trades, with the result.
