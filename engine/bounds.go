@@ -22,24 +22,29 @@ import (
 const (
 	fallbackAutoMaxGroups = 8
 	fallbackAutoMaxRows   = 64
+	fallbackAutoMaxTotal  = 128
 )
 
 // autoMax are the operator's maxima for automatic bounds, never above the explicit maxima the
 // access policy allows (max_groups_contributed, max_contributions_per_group).
 func (e *Engine) autoMax() *plan.AutoMax {
 	p := e.policy.Params()
-	a := &plan.AutoMax{MaxGroups: int64(p.AutoMaxGroups), MaxRows: int64(p.AutoMaxRows)}
+	a := &plan.AutoMax{MaxGroups: int64(p.AutoMaxGroups), MaxRows: int64(p.AutoMaxRows), MaxTotal: int64(p.AutoMaxTotal)}
 	if a.MaxGroups < 1 {
 		a.MaxGroups = fallbackAutoMaxGroups
 	}
 	if a.MaxRows < 1 {
 		a.MaxRows = fallbackAutoMaxRows
 	}
+	if a.MaxTotal < 1 {
+		a.MaxTotal = fallbackAutoMaxTotal
+	}
 	if p.MaxGroups >= 1 {
 		a.MaxGroups = min(a.MaxGroups, int64(p.MaxGroups))
 	}
 	if p.MaxRows >= 1 {
 		a.MaxRows = min(a.MaxRows, int64(p.MaxRows))
+		a.MaxRowsInGroup = int64(p.MaxRows)
 	}
 	return a
 }
@@ -114,7 +119,7 @@ func chooseClamps(ctx context.Context, e *Engine, s *jobState, ev *provenance.Bo
 		if err != nil {
 			return err
 		}
-		bins, histPre, err := releaseProfile(hw.Aggregates[0], hw.Domains[0], parts)
+		bins, histPre, err := releaseProfile(oneSpec(hw.Aggregates[0]), hw.Domains[0], parts)
 		if err != nil {
 			return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned histogram states that do not match the plan; nothing was released")
 		}
@@ -189,7 +194,7 @@ func chooseContributions(ctx context.Context, e *Engine, s *jobState, ev *proven
 	if err != nil {
 		return err
 	}
-	noisy, pre, err := releaseProfile(pw.Profile.Spec, plan.ProfileBinNames(pw.Profile), parts)
+	noisy, pre, err := releaseProfile(pw.Profile.SpecFor, plan.ProfileBinNames(pw.Profile), parts)
 	if err != nil {
 		return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned contribution histograms that do not match the plan; nothing was released")
 	}
@@ -197,7 +202,7 @@ func chooseContributions(ctx context.Context, e *Engine, s *jobState, ev *proven
 	prof := plan.Profiled{Groups: groups, Rows: rows}
 	prof.Partitions = p.PartitionsFor(groups)
 	choice := p.Choose(prof)
-	if err := plan.ApplyBounds(&p.Worker, choice.MaxGroups, choice.MaxRows); err != nil {
+	if err := plan.ApplyBounds(&p.Worker, choice.Bounds()); err != nil {
 		return err
 	}
 	if p.Clamp != nil && s.clamps != nil && len(choice.ClampUppers) > 0 {
@@ -216,7 +221,7 @@ func chooseContributions(ctx context.Context, e *Engine, s *jobState, ev *proven
 
 // releaseProfile noises every bin of a profile — those no unit reached too — and returns the
 // noisy counts by bin name with the canonical pre-noise bytes (for the keyed digest).
-func releaseProfile(spec dp.Spec, bins []string, parts []wire.Partition) (map[string]float64, []byte, error) {
+func releaseProfile(specFor func(bin string) dp.Spec, bins []string, parts []wire.Partition) (map[string]float64, []byte, error) {
 	states := map[string][]byte{}
 	for _, pt := range parts {
 		if len(pt.Key) != 1 || pt.Key[0] == nil || len(pt.States) != 1 {
@@ -229,7 +234,7 @@ func releaseProfile(spec dp.Spec, bins []string, parts []wire.Partition) (map[st
 	for _, name := range bins {
 		st, ok := states[name]
 		if ok {
-			c, err := spec.Canonical(st)
+			c, err := specFor(name).Canonical(st)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -238,7 +243,7 @@ func releaseProfile(spec dp.Spec, bins []string, parts []wire.Partition) (map[st
 		} else {
 			st = nil
 		}
-		rel, err := spec.ReleaseSigned(st) // unbiased: the histogram is made consistent later
+		rel, err := specFor(name).ReleaseSigned(st) // unbiased: the histogram is made consistent later
 		if err != nil {
 			return nil, nil, err
 		}
@@ -250,8 +255,11 @@ func releaseProfile(spec dp.Spec, bins []string, parts []wire.Partition) (map[st
 	return noisy, pre, nil
 }
 
+// oneSpec counts every bin of a histogram with spec.
+func oneSpec(spec dp.Spec) func(string) dp.Spec { return func(string) dp.Spec { return spec } }
+
 // profilePreNoise is releaseProfile's canonical pre-noise bytes without drawing noise (replay).
-func profilePreNoise(spec dp.Spec, bins []string, parts []wire.Partition) ([]byte, error) {
+func profilePreNoise(specFor func(bin string) dp.Spec, bins []string, parts []wire.Partition) ([]byte, error) {
 	states := map[string][]byte{}
 	for _, pt := range parts {
 		if len(pt.Key) != 1 || pt.Key[0] == nil || len(pt.States) != 1 {
@@ -262,7 +270,7 @@ func profilePreNoise(spec dp.Spec, bins []string, parts []wire.Partition) ([]byt
 	var pre []byte
 	for _, name := range bins {
 		if st, ok := states[name]; ok {
-			c, err := spec.Canonical(st)
+			c, err := specFor(name).Canonical(st)
 			if err != nil {
 				return nil, err
 			}
@@ -331,7 +339,8 @@ func releaseBias(p *plan.Planned, choice *plan.Choice, st *wire.BiasStates) (*ap
 		return nil, err
 	}
 	b := &api.Bias{Epsilon: p.BiasEpsilon, Units: math.Max(units.value, 0),
-		Chosen: api.ChosenBounds{MaxGroupsContributed: p.Worker.Bounds.MaxGroupsContributed, MaxContributionsPerGroup: p.Worker.Bounds.MaxContributionsPerGroup}}
+		Chosen: api.ChosenBounds{MaxGroupsContributed: p.Worker.Bounds.MaxGroupsContributed, MaxContributionsPerGroup: p.Worker.Bounds.MaxContributionsPerGroup,
+			MaxRowsPerUnit: p.Worker.Bounds.MaxRowsPerUnit}}
 	b.UnitsWithDroppedRows, b.UnitsWithDroppedRowsTolerance = biasShare(dropping, units)
 	b.RowsDropped, b.RowsDroppedTolerance = biasShare(frac, units)
 	if a := p.Auto; a != nil && choice != nil {
@@ -548,7 +557,7 @@ func replayChooseBounds(ctx context.Context, e *Engine, rs *replayState) {
 				rs.add("choose_bounds", api.ReplayMismatch, "the recorded clamping-bounds histogram is malformed")
 				return
 			}
-			histPre, err := profilePreNoise(hw.Aggregates[0], hw.Domains[0], parts)
+			histPre, err := profilePreNoise(oneSpec(hw.Aggregates[0]), hw.Domains[0], parts)
 			if err != nil {
 				rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned histogram states that do not match the plan")
 				return
@@ -569,7 +578,7 @@ func replayChooseBounds(ctx context.Context, e *Engine, rs *replayState) {
 			rs.add("choose_bounds", api.ReplayMismatch, "re-running the contribution histograms failed: %s", errcode.Public(err).Message)
 			return
 		}
-		pre, err := profilePreNoise(pw.Profile.Spec, plan.ProfileBinNames(pw.Profile), parts)
+		pre, err := profilePreNoise(pw.Profile.SpecFor, plan.ProfileBinNames(pw.Profile), parts)
 		if err != nil {
 			rs.add("choose_bounds", api.ReplayMismatch, "the re-run returned histograms that do not match the plan")
 			return

@@ -69,20 +69,19 @@ func medianRelError(res *engine.Result, truth map[string]float64) float64 {
 	return errs[len(errs)/2]
 }
 
-// TestAutomaticBoundsCountsByPublicKeyWithinTenPercent is the accuracy test of automatic
-// contribution bounds on the committed 10k-person testdata at epsilon 1: visits by district
-// (a public domain) and by month (date_trunc, partition selection) are within 10% of the truth
-// at the median cell. Noise comes from the DP library, whose randomness cannot be seeded, so
-// each query runs reps times on fresh grants and every run must pass: at the chosen bounds the
-// the bands are those of the bounds chosen in practice, whose bias is a deterministic property
-// of the data, not luck: district runs at 1 × 32 (15.6% of rows dropped) or 1 × 64 (10.8%),
-// month — a public domain of 24 months through visit_date's catalog date_range — at 16 × 2
-// (about 19%), 16 × 4 or 24 × 2; the noise at a median cell is 2–5% of it (σ ≈ √2·L0·L∞/ε_count,
-// ε_count 0.68, cells of 2,000–4,000 visits), so a run fails only if the noise at most cells
-// exceeds twice its deviation at once, or the choice runs far from those bounds (a phantom
-// tail of noise in the histograms: HistogramsFrom's reachSignificance; none in 48 runs).
-// The 10% is not met on this data at epsilon 1 (docs/accuracy.md §5 says why).
-func TestAutomaticBoundsCountsByPublicKeyWithinTenPercent(t *testing.T) {
+// TestAutomaticBoundsCountsByPublicKey is the accuracy test of automatic contribution bounds
+// on the committed 10k-person testdata at epsilon 1: visits by district and by month (24
+// months through visit_date's catalog date_range), both public domains, so each unit gets an
+// L1 bound (at most C rows in all) with L0, chosen under DP. Noise comes from the DP library,
+// whose randomness cannot be seeded, so each query runs reps times on fresh grants and every
+// run must have its median cell within 20% and spend no delta. The band is set from what the
+// chosen bounds cost, not luck: C = 64 or 100 drops 6–11% of the rows (deterministic), and
+// the count's Laplace scale C/ε_count is 3–7% of a median cell (ε_count 0.68, cells of
+// 2,000–2,600 visits), so a run fails only if most cells' noise exceeds about twice its scale
+// at once, or the choice falls to C ≤ 32 (15.6% dropped: seen only before the rows histogram
+// got its larger share and its last bin at the maximum). The target is 10% at the
+// median cell; docs/accuracy.md §5 gives the measured distribution.
+func TestAutomaticBoundsCountsByPublicKey(t *testing.T) {
 	e, rows := openVisitsEngine(t)
 	byDistrict, byMonth := map[string]float64{}, map[string]float64{}
 	for _, r := range rows {
@@ -95,8 +94,8 @@ func TestAutomaticBoundsCountsByPublicKeyWithinTenPercent(t *testing.T) {
 		truth     map[string]float64
 		tolerance float64
 	}{
-		{"district", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district", byDistrict, 0.25},
-		{"month", "SELECT date_trunc('month', visit_date) AS m, COUNT(*) FROM medical_visits GROUP BY m", byMonth, 0.30},
+		{"district", "SELECT district, COUNT(*) FROM medical_visits GROUP BY district", byDistrict, 0.20},
+		{"month", "SELECT date_trunc('month', visit_date) AS m, COUNT(*) FROM medical_visits GROUP BY m", byMonth, 0.20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for i := range reps {
@@ -109,12 +108,15 @@ func TestAutomaticBoundsCountsByPublicKeyWithinTenPercent(t *testing.T) {
 				if res.Bias == nil || !res.Bias.Chosen.GroupsAutomatic || !res.Bias.Chosen.RowsAutomatic {
 					t.Fatalf("no automatic bounds stated: %+v", res.Bias)
 				}
+				if res.Bias.Chosen.MaxRowsPerUnit < 1 {
+					t.Errorf("the %s query's keys are public, so it should get an L1 bound: %+v", tc.name, res.Bias.Chosen)
+				}
 				if res.Spent.Delta != 0 {
 					t.Errorf("the %s query spent delta %g: its key has a public domain, so no partition selection", tc.name, res.Spent.Delta)
 				}
 				m := medianRelError(res, tc.truth)
-				t.Logf("run %d: bounds %d×%d, median relative error %.3f, rows dropped (model) %.3f", i,
-					res.Bias.Chosen.MaxGroupsContributed, res.Bias.Chosen.MaxContributionsPerGroup, m, *res.Bias.ModelRowsDropped)
+				t.Logf("run %d: bounds %d×%d, %d rows per unit, median relative error %.3f, rows dropped (model) %.3f, (noisy) %.3f", i,
+					res.Bias.Chosen.MaxGroupsContributed, res.Bias.Chosen.MaxContributionsPerGroup, res.Bias.Chosen.MaxRowsPerUnit, m, *res.Bias.ModelRowsDropped, res.Bias.RowsDropped)
 				if m > tc.tolerance {
 					t.Errorf("median cell off by %.1f%% (want within %.0f%%)", 100*m, 100*tc.tolerance)
 				}

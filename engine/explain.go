@@ -184,7 +184,10 @@ func boundsChoice(p *plan.Planned) string {
 		if a.Groups {
 			which = append(which, fmt.Sprintf("max_groups_contributed (at most %d)", a.MaxGroups))
 		}
-		if a.Rows {
+		switch {
+		case a.TotalRows:
+			which = append(which, fmt.Sprintf("max_rows_per_unit, the rows a unit keeps in all groups together (at most %d; the noise of a count is that of one group of that many rows, however many groups a unit reaches)", a.MaxTotal))
+		case a.Rows:
 			which = append(which, fmt.Sprintf("max_contributions_per_group (at most %d)", a.MaxRows))
 		}
 		contrib = fmt.Sprintf("%s will be chosen under DP when the job runs, from noisy histograms of contributions per unit that spend epsilon %.4g of the job's, to minimise bias plus noise; the result's bias section reports the choice",
@@ -229,8 +232,13 @@ func boundsText(ds sources, p *plan.Planned) string {
 	}
 	auto := ""
 	if a := p.Auto; a != nil {
-		auto = fmt.Sprintf(" (chosen under DP from histograms of contributions, within the operator's maxima of %d group(s) and %d row(s))", a.MaxGroups, a.MaxRows)
+		auto = fmt.Sprintf(" (chosen under DP from histograms of contributions, within the operator's maxima of %d group(s) and %d row(s))", a.MaxGroups, a.RowsMax())
+	}
+	b := p.Worker.Bounds
+	if b.MaxRowsPerUnit > 0 {
+		return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s) in all%s; values clamped to their bounds",
+			ds.primary().Spec.PrivacyUnit, b.MaxGroupsContributed, b.MaxRowsPerUnit, auto)
 	}
 	return fmt.Sprintf("each %s contributes to at most %d group(s) and at most %d row(s)%s per group%s; values clamped to their bounds",
-		ds.primary().Spec.PrivacyUnit, p.Worker.Bounds.MaxGroupsContributed, p.Worker.Bounds.MaxContributionsPerGroup, after, auto)
+		ds.primary().Spec.PrivacyUnit, b.MaxGroupsContributed, b.MaxContributionsPerGroup, after, auto)
 }

@@ -421,7 +421,7 @@ func (r *jobRecords) readBoundsChosen(ev *provenance.BoundsChosen) error {
 			return err
 		}
 		if r.plan != nil {
-			return plan.ApplyBounds(r.plan, r.chosen.MaxGroups, r.chosen.MaxRows)
+			return plan.ApplyBounds(r.plan, r.chosen.Bounds())
 		}
 	}
 	return nil

@@ -150,6 +150,10 @@ type Params struct {
 	// the engine's fallback.
 	AutoMaxGroups float64 `json:"auto_max_groups_contributed"`
 	AutoMaxRows   float64 `json:"auto_max_contributions_per_group"`
+	// AutoMaxTotal (auto_max_rows_per_unit) is the operator's maximum for the L1 bound the
+	// engine chooses where every key has a public domain: the rows a unit keeps in all groups
+	// together (never above AutoMaxGroups × AutoMaxRows); 0: the engine's fallback.
+	AutoMaxTotal float64 `json:"auto_max_rows_per_unit"`
 	// OutputMaxRows (max_rows) and OutputMaxCells (max_cells) are the egress policy's limits
 	// on an output's size; the engine also refuses, before anything runs, a query whose public
 	// partitions alone would exceed them (every public partition is computed and released).
@@ -236,7 +240,7 @@ func (e *Engine) readParams(ctx context.Context) (Params, error) {
 	params, _ := rs[0].Expressions[0].Value.(map[string]any)
 	for key, dst := range map[string]*float64{"min_units_per_group": &p.MinUnitsPerGroup, "differencing_min_units": &p.DifferencingMinUnits,
 		"max_delta_per_job": &p.MaxDeltaPerJob, "max_groups_contributed": &p.MaxGroups, "max_contributions_per_group": &p.MaxRows,
-		"auto_max_groups_contributed": &p.AutoMaxGroups, "auto_max_contributions_per_group": &p.AutoMaxRows,
+		"auto_max_groups_contributed": &p.AutoMaxGroups, "auto_max_contributions_per_group": &p.AutoMaxRows, "auto_max_rows_per_unit": &p.AutoMaxTotal,
 		"max_rows": &p.OutputMaxRows, "max_cells": &p.OutputMaxCells} {
 		if v, ok := params[key]; ok {
 			f, ok := number(v)

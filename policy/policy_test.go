@@ -492,7 +492,7 @@ func TestEngineParams(t *testing.T) {
 			tc.want.MaxDeltaPerJob = shipped.MaxDeltaPerJob // the access rules read it too
 			tc.want.DiscloseDatasetSize, tc.want.DiscloseDatasetBudget = shipped.DiscloseDatasetSize, shipped.DiscloseDatasetBudget
 			tc.want.MaxGroups, tc.want.MaxRows = shipped.MaxGroups, shipped.MaxRows
-			tc.want.AutoMaxGroups, tc.want.AutoMaxRows = shipped.AutoMaxGroups, shipped.AutoMaxRows
+			tc.want.AutoMaxGroups, tc.want.AutoMaxRows, tc.want.AutoMaxTotal = shipped.AutoMaxGroups, shipped.AutoMaxRows, shipped.AutoMaxTotal
 			tc.want.OutputMaxRows, tc.want.OutputMaxCells = shipped.OutputMaxRows, shipped.OutputMaxCells
 			tc.want.MaxDifferencingChecks = shipped.MaxDifferencingChecks
 			tc.want.VerifyChecksPerFact, tc.want.VerifyFactPeriodDays = shipped.VerifyChecksPerFact, shipped.VerifyFactPeriodDays

@@ -32,9 +32,11 @@ var errUnitSplit = errors.New("sandbox: a privacy unit's rows arrived in more th
 // unit contributes twice: a unit seen again after it was bounded fails the pass (the worker
 // then rescans in unit order) instead of contributing twice.
 type boundPass struct {
-	plan   *wire.Plan
-	l0     int
-	lInf   int
+	plan *wire.Plan
+	l0   int
+	lInf int // per group, never above total when that is set
+	// total caps a unit's kept rows in all its groups (wire.Bounds.MaxRowsPerUnit; 0: none).
+	total  int
 	nKeys  int
 	nVals  int
 	lookup map[uint64]int32
@@ -57,6 +59,7 @@ type boundPass struct {
 	vals     []float64 // nVals per row; NaN marks SQL NULL
 	groups   []group
 	pick     []int
+	ends     []int       // per kept group, the end of its rows in pick
 	ranks    []uint64    // per candidate row of the group being bounded, its keyed rank
 	lowest   []int       // positions of the kept candidates (keepLowest's result)
 	top      []uint64    // keepLowest's scratch
@@ -113,11 +116,16 @@ type partState struct {
 // newBoundPass bounds the units [lo, hi) of a snapshot of units units in all; public is nil
 // or the public key tuples by hash.
 func newBoundPass(p *wire.Plan, lo, hi, units int64, public map[uint64][]string) *boundPass {
+	lInf, total := p.Bounds.MaxContributionsPerGroup, p.Bounds.MaxRowsPerUnit
+	if total > 0 {
+		lInf = min(lInf, total)
+	}
 	return &boundPass{
 		units:    units,
 		plan:     p,
 		l0:       int(p.Bounds.MaxGroupsContributed),
-		lInf:     int(p.Bounds.MaxContributionsPerGroup),
+		lInf:     int(lInf),
+		total:    int(total),
 		nKeys:    len(p.Keys),
 		nVals:    len(p.Values),
 		lookup:   make(map[uint64]int32),
@@ -194,24 +202,27 @@ func (b *boundPass) unitDone(total, kept int64) error {
 }
 
 // profileUnit adds unit u, whose rows are grouped in b.groups, to the contribution
-// histograms: its number of groups, and the rows of the group of lowest keyed rank. The unit
-// falls into exactly one bin of each histogram.
+// histograms: its number of groups, and the rows of the group of lowest keyed rank (or, for
+// an L1 bound, its rows in all groups). The unit falls into exactly one bin of each histogram.
 func (b *boundPass) profileUnit(u int64) error {
 	pr := b.plan.Profile
-	best := 0
-	var bestRank uint64
-	for i, gr := range b.groups {
-		r := mix(b.plan.SamplingKey, uint64(u), b.parts[gr.part].g)
-		if i == 0 || r < bestRank {
-			best, bestRank = i, r
+	rows := int64(len(b.rows))
+	if !pr.TotalRows {
+		best := 0
+		var bestRank uint64
+		for i, gr := range b.groups {
+			r := mix(b.plan.SamplingKey, uint64(u), b.parts[gr.part].g)
+			if i == 0 || r < bestRank {
+				best, bestRank = i, r
+			}
 		}
+		rows = int64(b.groups[best].end - b.groups[best].start)
 	}
-	gr := b.groups[best]
-	for _, bin := range []string{wire.ProfileBin("groups", int64(len(b.groups)), pr.MaxGroups), wire.ProfileBin("rows", int64(gr.end-gr.start), pr.MaxRows)} {
+	for _, bin := range []string{wire.ProfileBin("groups", int64(len(b.groups)), pr.MaxGroups), wire.ProfileBin("rows", rows, pr.MaxRows)} {
 		acc := b.profile[bin]
 		if acc == nil {
 			var err error
-			if acc, err = pr.Spec.NewAccumulator(b.units); err != nil {
+			if acc, err = pr.SpecFor(bin).NewAccumulator(b.units); err != nil {
 				return err
 			}
 			b.profile[bin] = acc
@@ -623,10 +634,10 @@ func (b *boundPass) flush(u int64) error {
 		slices.SortFunc(b.groups, func(x, y group) int { return cmp.Compare(x.rank, y.rank) })
 		b.groups = b.groups[:b.l0]
 	}
+	// Rows are in rowid order within a group, so the kept rows are summed in rowid order and
+	// the float result does not depend on arrival order.
+	b.pick, b.ends = b.pick[:0], b.ends[:0]
 	for _, gr := range b.groups {
-		// Rows are in rowid order within a group, so the kept rows are summed in rowid order
-		// and the float result does not depend on arrival order.
-		b.pick = b.pick[:0]
 		if gr.end-gr.start <= b.lInf {
 			for r := gr.start; r < gr.end; r++ {
 				b.pick = append(b.pick, r)
@@ -641,12 +652,51 @@ func (b *boundPass) flush(u int64) error {
 				b.pick = append(b.pick, gr.start+pos)
 			}
 		}
-		kept += int64(len(b.pick))
-		if err := b.contribute(b.parts[gr.part], b.pick); err != nil {
+		b.ends = append(b.ends, len(b.pick))
+	}
+	if b.total > 0 && len(b.pick) > b.total {
+		b.capTotal(unit)
+	}
+	start := 0
+	for i, gr := range b.groups {
+		picked := b.pick[start:b.ends[i]]
+		start = b.ends[i]
+		if len(picked) == 0 {
+			continue // every row of the group fell to the total bound: the unit is not in it
+		}
+		kept += int64(len(picked))
+		if err := b.contribute(b.parts[gr.part], picked); err != nil {
 			return err
 		}
 	}
 	return b.unitDone(total, kept)
+}
+
+// capTotal keeps, of the rows flush picked (b.pick, by group up to b.ends), the b.total of
+// lowest keyed rank — the same rank that chose them within their groups, so the choice depends
+// only on the unit's own rows — and moves the group ends to match. Order within each group is
+// kept.
+func (b *boundPass) capTotal(unit uint64) {
+	b.ranks = b.ranks[:0]
+	for _, r := range b.pick {
+		b.ranks = append(b.ranks, mix(^b.plan.SamplingKey, unit, uint64(b.rows[r].rowid)))
+	}
+	b.lowest, b.top = keepLowest(b.ranks, b.total, b.lowest[:0], b.top)
+	n, k, g := 0, 0, 0 // rows written, next of b.lowest, group
+	for pos, r := range b.pick {
+		for g < len(b.ends) && pos == b.ends[g] {
+			b.ends[g] = n
+			g++
+		}
+		if k < len(b.lowest) && b.lowest[k] == pos {
+			b.pick[n] = r
+			n, k = n+1, k+1
+		}
+	}
+	for ; g < len(b.ends); g++ {
+		b.ends[g] = n
+	}
+	b.pick = b.pick[:n]
 }
 
 func (b *boundPass) contribute(ps *partState, picked []int) error {

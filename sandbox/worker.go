@@ -283,8 +283,8 @@ func (w *worker) executePass(ctx context.Context, p *wire.Plan) ([]byte, *boundP
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
-	if p.Bounds.MaxGroupsContributed < 1 || p.Bounds.MaxContributionsPerGroup < 1 {
-		return nil, nil, errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
+	if err := checkCalibration(p); err != nil {
+		return nil, nil, err
 	}
 	var snap *snapTable
 	if p.Relation != nil {
@@ -759,4 +759,28 @@ func decodePartitions(payload []byte, nKeys, nAggs int) ([]wire.Partition, error
 		}
 	}
 	return out, rdr.Err()
+}
+
+// checkCalibration refuses a plan whose bounds are not positive, or one of whose mechanisms is
+// calibrated to less than the bounds let a unit move it (wire.Bounds.Sensitivity): the noise
+// is only as good as the sensitivity it was drawn for, and the bounds are what this pass
+// enforces. A profile applies no bounds (it reads each unit's rows whole; its spec is its own).
+func checkCalibration(p *wire.Plan) error {
+	b := p.Bounds
+	if b.MaxGroupsContributed < 1 || b.MaxContributionsPerGroup < 1 || b.MaxRowsPerUnit < 0 {
+		return errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
+	}
+	if p.Profile != nil {
+		return nil
+	}
+	for _, s := range p.Aggregates {
+		if !b.Covers(s.MaxPartitions, s.MaxPerPartition, s.Kind == dp.CountDistinct) {
+			return errcode.New(errcode.InvalidOptions, "a %s mechanism calibrated to %d×%d contributions does not cover the bounds (%d groups, %d rows per group, %d rows per unit)",
+				s.Kind, s.MaxPartitions, s.MaxPerPartition, b.MaxGroupsContributed, b.MaxContributionsPerGroup, b.MaxRowsPerUnit)
+		}
+	}
+	if sel := p.Selection; sel != nil && !b.Covers(sel.MaxPartitions, 1, true) {
+		return errcode.New(errcode.InvalidOptions, "partition selection calibrated to %d partitions does not cover the bounds", sel.MaxPartitions)
+	}
+	return nil
 }

@@ -96,7 +96,7 @@ func TestChooseTradesAThinTailForLessNoise(t *testing.T) {
 
 func TestApplyBoundsSetsEveryMechanism(t *testing.T) {
 	p := build(t, query(nil, []gate.Key{keyDiagnosis}, aggCount, aggSumCost), autoOpts)
-	if err := plan.ApplyBounds(&p.Worker, 4, 16); err != nil {
+	if err := plan.ApplyBounds(&p.Worker, wire.Bounds{MaxGroupsContributed: 4, MaxContributionsPerGroup: 16}); err != nil {
 		t.Fatal(err)
 	}
 	w := p.Worker
@@ -201,7 +201,7 @@ func TestAutomaticStepsSpendExactlyTheirShare(t *testing.T) {
 			}
 			total += p.Auto.Epsilon
 			// Any choice keeps the accounting: bounds change sensitivities, never epsilons.
-			if err := plan.ApplyBounds(&p.Worker, 1+r.Int64N(p.Auto.MaxGroups), 1+r.Int64N(p.Auto.MaxRows)); err != nil {
+			if err := plan.ApplyBounds(&p.Worker, wire.Bounds{MaxGroupsContributed: 1 + r.Int64N(p.Auto.MaxGroups), MaxContributionsPerGroup: 1 + r.Int64N(p.Auto.MaxRows)}); err != nil {
 				t.Fatal(err)
 			}
 		}

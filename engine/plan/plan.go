@@ -419,6 +419,12 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		return nil, err
 	}
 	w.Bias = bias
+	if auto != nil && auto.TotalRows {
+		// Until the choice, the plan stands at the maxima, calibrated as an L1 bound.
+		if err := ApplyBounds(&w, auto.bounds(l0, auto.MaxTotal)); err != nil {
+			return nil, err
+		}
+	}
 	p.Worker = w
 	return p, nil
 }

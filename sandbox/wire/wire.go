@@ -11,6 +11,7 @@
 package wire
 
 import (
+	"math"
 	"strings"
 
 	"github.com/c1b99f93/cleanroom/dp"
@@ -69,10 +70,69 @@ func KeyString(k []*string) string {
 	return b.String()
 }
 
-// Bounds are the per-unit contribution bounds the worker enforces.
+// Bounds are the per-unit contribution bounds the worker enforces: at most L0 groups, at most
+// L∞ rows in each and, when MaxRowsPerUnit is set, at most that many rows in all (an L1 bound:
+// the unit's lowest-ranked rows among those the first two bounds keep).
 type Bounds struct {
 	MaxGroupsContributed     int64 `json:"max_groups_contributed"`
 	MaxContributionsPerGroup int64 `json:"max_contributions_per_group"`
+	MaxRowsPerUnit           int64 `json:"max_rows_per_unit,omitempty"`
+}
+
+// Calibration is the L0 and L∞ a mechanism of the kind is calibrated to under these bounds.
+// A mechanism counting units (COUNT(DISTINCT unit), partition selection, a hidden unit count)
+// moves each partition a unit reaches by 1, and a unit reaches at most min(L0, MaxRowsPerUnit)
+// partitions. Every other mechanism moves each partition by at most L∞ and, with
+// MaxRowsPerUnit C, all partitions together by at most C. The library's noise reads a
+// calibration (a, m) as a partitions of up to m each: Laplace through the L1 norm a·m,
+// Gaussian through the L2 norm √a·m. Of the pairs that cover every contribution the bounds
+// allow (Covers), this returns the one with less noise for the mechanism: (⌈C/L∞⌉, L∞), or
+// (1, C) — for Laplace exactly C — and (L0, L∞) without C.
+func (b Bounds) Calibration(countsUnits, gaussian bool) (l0, lInf int64) {
+	l0, lInf = b.MaxGroupsContributed, b.MaxContributionsPerGroup
+	c := b.MaxRowsPerUnit
+	switch {
+	case c <= 0:
+		return l0, lInf
+	case countsUnits:
+		return min(l0, c), lInf
+	}
+	lInf = min(lInf, c) // no group keeps more than the unit does
+	if lInf <= 0 || c >= l0*lInf {
+		return l0, lInf
+	}
+	a := min(l0, (c+lInf-1)/lInf)
+	if gaussian {
+		if math.Sqrt(float64(a))*float64(lInf) <= float64(c) {
+			return a, lInf
+		}
+	} else if a*lInf <= c {
+		return a, lInf
+	}
+	return 1, c
+}
+
+// Covers reports whether a mechanism calibrated to l0 partitions of up to lInf each covers
+// every contribution vector the bounds allow (Calibration): for a unit count, l0 ≥ the
+// partitions a unit reaches; otherwise lInf ≥ L∞, l0·lInf ≥ the largest L1 norm (L0·L∞, at
+// most C) and l0·lInf² ≥ the largest squared L2 norm (entries ≤ L∞ summing to ≤ C have
+// Σx² ≤ L∞·C; at most L0·L∞² without C).
+func (b Bounds) Covers(l0, lInf int64, countsUnits bool) bool {
+	bl0, bInf, c := b.MaxGroupsContributed, b.MaxContributionsPerGroup, b.MaxRowsPerUnit
+	if countsUnits {
+		if c > 0 {
+			bl0 = min(bl0, c)
+		}
+		return l0 >= bl0
+	}
+	if c > 0 {
+		bInf = min(bInf, c)
+	}
+	l1, l2 := float64(bl0)*float64(bInf), float64(bl0)*float64(bInf)*float64(bInf)
+	if c > 0 {
+		l1, l2 = min(l1, float64(c)), min(l2, float64(bInf)*float64(c))
+	}
+	return lInf >= bInf && float64(l0)*float64(lInf) >= l1 && float64(l0)*float64(lInf)*float64(lInf) >= l2
 }
 
 // Partition is one group's output from the worker: its key and the pre-noise states.
@@ -184,9 +244,22 @@ type RawSetInfo struct {
 type Profile struct {
 	MaxGroups int64 `json:"max_groups"`
 	MaxRows   int64 `json:"max_rows"`
+	// TotalRows bins each unit's rows in all its groups in the "rows" histogram, for an L1
+	// bound (Bounds.MaxRowsPerUnit), instead of the rows of its lowest-ranked group.
+	TotalRows bool `json:"total_rows,omitempty"`
 	// Spec is every bin's count: CountDistinct with L0 2 (one bin in each of the two
-	// histograms) and L∞ 1.
-	Spec dp.Spec `json:"spec"`
+	// histograms) and L∞ 1. With RowsSpec, Spec counts the groups histogram's bins and
+	// RowsSpec the rows histogram's, each at L0 1 with its own share of the epsilon.
+	Spec     dp.Spec  `json:"spec"`
+	RowsSpec *dp.Spec `json:"rows_spec,omitempty"`
+}
+
+// SpecFor is the spec counting the bin called name (ProfileBin).
+func (p *Profile) SpecFor(name string) dp.Spec {
+	if p.RowsSpec != nil && strings.HasPrefix(name, "rows/") {
+		return *p.RowsSpec
+	}
+	return p.Spec
 }
 
 // ProfileBin names the bin of value v (≥ 1) in the histogram called name ("groups" or

@@ -88,6 +88,10 @@ type ClampedShare struct {
 type ChosenBounds struct {
 	MaxGroupsContributed     int64 `json:"max_groups_contributed"`
 	MaxContributionsPerGroup int64 `json:"max_contributions_per_group"`
+	// MaxRowsPerUnit, when set, caps a unit's rows in all groups together (an L1 bound, chosen
+	// where every key has a public domain): the noise of a count is that of one group of
+	// MaxRowsPerUnit rows, however many groups a unit reaches.
+	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
 	// GroupsAutomatic and RowsAutomatic say which bound was chosen under DP; the maxima are
 	// the operator's limits for that choice.
 	GroupsAutomatic bool  `json:"groups_automatic,omitempty"`
