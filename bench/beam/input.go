@@ -148,15 +148,13 @@ func inspectParquet(c config) (input, error) {
 		return reflect.StructField{Name: goName, Type: t, Tag: reflect.StructTag(`parquet:"` + tag + `"`)}, nil
 	}
 	// Field order is fixed: 0 unit, 1 partition, 2 value (sum and mean only).
-	cols := []struct {
+	type column struct {
 		goName, col string
 		numeric     bool
-	}{{"Unit", c.unitColumn, false}, {"Partition", c.partitionColumn, false}}
+	}
+	cols := []column{{"Unit", c.unitColumn, false}, {"Partition", c.partitionColumn, false}}
 	if c.workload != workloadCount {
-		cols = append(cols, struct {
-			goName, col string
-			numeric     bool
-		}{"Value", c.valueColumn, true})
+		cols = append(cols, column{"Value", c.valueColumn, true})
 	}
 	var fields []reflect.StructField
 	for _, col := range cols {

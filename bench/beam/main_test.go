@@ -442,3 +442,25 @@ func FuzzSplitCSVLine(f *testing.F) {
 		}
 	})
 }
+
+func TestTheDefaultReaderIsCSVWhenGiven(t *testing.T) {
+	csvPath, parquetPath, _ := writeFixture(t, t.TempDir())
+	base := []string{"--workload", "count", "--partition-column", "district", "--unit-column", "person_id", "--partitions", "a"}
+	for _, tc := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{"--csv", csvPath, "--parquet", parquetPath}, readerCSV},
+		{[]string{"--csv", csvPath}, readerCSV},
+		{[]string{"--parquet", parquetPath}, readerParquet},
+		{[]string{"--csv", csvPath, "--parquet", parquetPath, "--reader", "parquet"}, readerParquet},
+	} {
+		c, err := parseConfig(append(slices.Clone(base), tc.files...), new(bytes.Buffer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.reader != tc.want {
+			t.Errorf("%v: reader %s, want %s", tc.files, c.reader, tc.want)
+		}
+	}
+}
