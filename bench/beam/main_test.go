@@ -23,8 +23,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Prism's loopback mode leaves an empty beamloopbackworker-* file in the temporary directory
+	// on every run (as mainErr does for the program, give it one to remove).
+	tmp, err := os.MkdirTemp("", "beam-bench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("TMPDIR", tmp)
 	beam.Init() // prism (the universal runner) refuses to run without it
-	os.Exit(m.Run())
+	code := m.Run()
+	os.RemoveAll(tmp)
+	os.Exit(code)
 }
 
 // fixtureRow is one row of the controlled fixture: the columns of medical_visits the program
