@@ -90,6 +90,17 @@ var datasetBudget = catalog.Budget{Epsilon: ledger.MaxEpsilon, Delta: 0.5}
 
 // runScale measures the ingest rows and every selected query workload at one scale.
 func runScale(ctx context.Context, o Options, rows int) ([]Result, error) {
+	var todo []workload
+	residents := false
+	for _, w := range workloads {
+		if o.selected(w.name) {
+			todo = append(todo, w)
+			residents = residents || w.residents
+		}
+	}
+	if len(todo) == 0 && !o.Selects(IngestParquet, IngestCSV) {
+		return nil, nil // nothing at this scale: no data to generate
+	}
 	d, err := ensureData(ctx, o, rows)
 	if err != nil {
 		return nil, err
@@ -106,14 +117,6 @@ func runScale(ctx context.Context, o Options, rows int) ([]Result, error) {
 				return nil, err
 			}
 			out = append(out, r)
-		}
-	}
-	var todo []workload
-	residents := false
-	for _, w := range workloads {
-		if o.selected(w.name) {
-			todo = append(todo, w)
-			residents = residents || w.residents
 		}
 	}
 	if len(todo) == 0 {
