@@ -84,6 +84,10 @@ type Machine struct {
 	OS       string `json:"os"`
 	Kernel   string `json:"kernel"`
 	CPUModel string `json:"cpu_model"`
+	// LoadStart and LoadEnd are /proc/loadavg's 1-, 5- and 15-minute averages when the run
+	// started and ended: other work on the machine shows in the figures.
+	LoadStart string `json:"load_start"`
+	LoadEnd   string `json:"load_end"`
 }
 
 // Result is one workload at one scale. A figure that does not apply is null. Ratios are
@@ -125,6 +129,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Machine: machine()}
+	rep.Machine.LoadStart = loadAvg()
 	for _, rows := range o.Scales {
 		res, err := runScale(ctx, o, rows)
 		if err != nil {
@@ -139,7 +144,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Workloads = append(rep.Workloads, res...)
 	}
+	rep.Machine.LoadEnd = loadAvg()
 	return rep, nil
+}
+
+// loadAvg is the first three fields of /proc/loadavg ("" where unreadable).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 // MinScale and MaxScale bound a scale: below a few thousand rows the figures mean nothing,
@@ -282,7 +298,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes the report for people: the machine, then one line per row.
 func (r *Report) WriteTable(w io.Writer) error {
 	m := r.Machine
-	fmt.Fprintf(w, "machine: %d CPUs (%s), %.1f GiB, %s, kernel %s, %s\n", m.CPUs, m.CPUModel, float64(m.MemMB)/1024, m.OS, m.Kernel, m.Go)
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %.1f GiB, %s, kernel %s, %s; load average %s at the start, %s at the end\n",
+		m.CPUs, m.CPUModel, float64(m.MemMB)/1024, m.OS, m.Kernel, m.Go, m.LoadStart, m.LoadEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\trows\tmedian\traw\tx raw\tbeam\tx beam\trows/s\tp99\tpeak MB\tn\t")
 	for _, x := range r.Workloads {

@@ -65,7 +65,7 @@ func TestBenchTinyRunReportsEveryFigureThatApplies(t *testing.T) {
 			t.Errorf("machine.%s = %v, want a positive number", k, rep.Machine[k])
 		}
 	}
-	for _, k := range []string{"go", "os", "kernel", "cpu_model"} {
+	for _, k := range []string{"go", "os", "kernel", "cpu_model", "load_start", "load_end"} {
 		if v, ok := rep.Machine[k].(string); !ok || v == "" {
 			t.Errorf("machine.%s = %v, want a string", k, rep.Machine[k])
 		}
