@@ -120,10 +120,19 @@ type Result struct {
 	// bench, as a reviewer would, inside the timing).
 	HeldForReview int    `json:"held_for_review,omitempty"`
 	Note          string `json:"note,omitempty"`
+	// Error is why the workload has no figures (its code and safe message); Run then returns
+	// ErrWorkloadsFailed with the report.
+	Error string `json:"error,omitempty"`
 }
 
+// ErrWorkloadsFailed is returned with a report in which some workload failed (its row says
+// why); the other rows' figures stand.
+var ErrWorkloadsFailed = errors.New("bench: some workloads failed")
+
 // Run measures every selected workload at every scale, then the HTTP rows, and returns the
-// report. It stops at the first failure: a figure from a half-run is not reported.
+// report. A query workload that fails gets a row with its error and the run goes on (the
+// report comes back with ErrWorkloadsFailed); a failure of the set-up (data, registration,
+// the server) ends the run with no report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -145,6 +154,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.Workloads = append(rep.Workloads, res...)
 	}
 	rep.Machine.LoadEnd = loadAvg()
+	for _, r := range rep.Workloads {
+		if r.Error != "" {
+			return rep, ErrWorkloadsFailed
+		}
+	}
 	return rep, nil
 }
 
@@ -312,6 +326,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, x := range r.Workloads {
 		if x.Note != "" {
 			fmt.Fprintf(w, "%s (%d rows): %s\n", x.Name, x.Scale, x.Note)
+		}
+		if x.Error != "" {
+			fmt.Fprintf(w, "%s (%d rows) FAILED: %s\n", x.Name, x.Scale, x.Error)
 		}
 	}
 	return nil

@@ -87,13 +87,14 @@ about time.`,
 				ctx = context.Background()
 			}
 			rep, err := bench.Run(ctx, o)
-			if err != nil {
+			if rep == nil {
 				return err
 			}
+			write := rep.WriteTable
 			if f.output == outputJSON {
-				return rep.WriteJSON(cmd.OutOrStdout())
+				write = rep.WriteJSON
 			}
-			return rep.WriteTable(cmd.OutOrStdout())
+			return errors.Join(write(cmd.OutOrStdout()), err) // the report, then what failed
 		},
 	}
 	fl := cmd.Flags()

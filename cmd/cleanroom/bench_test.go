@@ -94,6 +94,9 @@ func TestBenchTinyRunReportsEveryFigureThatApplies(t *testing.T) {
 			"p50_s": http, "p99_s": http,
 			"server_peak_rss_mb": !ingest,
 		}
+		if e, ok := w["error"]; ok {
+			t.Errorf("%s failed: %v", name, e)
+		}
 		for k, ok := range applies {
 			v, present := w[k]
 			if !present {
