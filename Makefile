@@ -8,7 +8,7 @@ BIN := bin/cleanroom
 # System packages the build and tests need (Debian names); installed only when missing.
 DEB_PACKAGES := gcc g++ make
 
-.PHONY: build demo test deps bench fuzz crashtest fmt vet lint crossbuild loadtest
+.PHONY: build demo test deps bench gobench beam fuzz crashtest fmt vet lint crossbuild loadtest
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cleanroom
@@ -30,7 +30,21 @@ LOADTEST_FLAGS ?= --rate 25 --duration 60s
 loadtest: build
 	./$(BIN) loadtest $(LOADTEST_FLAGS)
 
-bench: build
+# cleanroom bench (docs/performance.md): every DP workload against raw DuckDB and Privacy on
+# Beam, ingest, memory and HTTP latency in one run. The Beam program is its own module
+# (bench/beam), so the product binary does not link Beam. BENCH_FLAGS adds flags, e.g.
+# BENCH_SCALES=1e8 BENCH_FLAGS='--workloads count_sum --http=false'.
+BEAM_BIN     := bin/beam-bench
+BENCH_SCALES ?= 1e6,1e7
+BENCH_FLAGS  ?=
+bench: build beam
+	./$(BIN) bench --scales $(BENCH_SCALES) --beam $(BEAM_BIN) $(BENCH_FLAGS)
+
+beam:
+	cd bench/beam && GOFLAGS= $(GO) build -o ../../$(BEAM_BIN) .
+
+# The Go benchmarks (engine and sandbox; each prints its ratio to raw DuckDB).
+gobench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./engine/ ./sandbox/
 
 # Every fuzz target for FUZZTIME each (go test -fuzz takes one target per run). The seed

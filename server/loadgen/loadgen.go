@@ -112,8 +112,10 @@ type Mem struct {
 	RSSKiB int64 `json:"rss_kib"` // VmRSS
 	HWMKiB int64 `json:"hwm_kib"` // VmHWM, the peak RSS so far
 	// WorkersRSSKiB is the VmRSS of the process's descendants together: the server's sandbox
-	// workers.
+	// workers. WorkersHWMKiB sums their VmHWM (each one's peak; an upper bound of their peak
+	// together).
 	WorkersRSSKiB int64 `json:"workers_rss_kib"`
+	WorkersHWMKiB int64 `json:"workers_hwm_kib"`
 }
 
 // ClassReport is one request class's figures. Latency is of single HTTP requests.
@@ -592,10 +594,23 @@ func ProcMem(pid int) func() (Mem, error) {
 		for _, child := range descendants(pid) {
 			if c, err := procStatus(child); err == nil { // a worker may exit between the reads
 				m.WorkersRSSKiB += c.RSSKiB
+				m.WorkersHWMKiB += c.HWMKiB
 			}
 		}
 		return m, nil
 	}
+}
+
+// ResetPeaks resets the VmHWM of process pid and of its descendants to their current RSS
+// (Linux: "5" written to /proc/<pid>/clear_refs), so that the next ProcMem sample's peaks are
+// those since the reset: a benchmark reads one workload's peak apart from the ones before.
+func ResetPeaks(pid int) error {
+	for _, p := range append([]int{pid}, descendants(pid)...) {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p), []byte("5"), 0); err != nil && p == pid {
+			return fmt.Errorf("loadgen: resetting the peak RSS of process %d: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // descendants lists pid's descendant processes.

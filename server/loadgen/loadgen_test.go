@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -142,5 +144,40 @@ func TestProcMemSumsTheDescendants(t *testing.T) {
 	}
 	if _, err := ProcMem(-1)(); err == nil {
 		t.Fatal("a process that does not exist was sampled")
+	}
+}
+
+// TestResetPeaksForgetsAnEarlierPeak: after 64 MiB touched and freed, the process's VmHWM is
+// well above its RSS; ResetPeaks brings the peak back down to about the RSS.
+func TestResetPeaksForgetsAnEarlierPeak(t *testing.T) {
+	const size = 64 << 20
+	grow := func() {
+		b := make([]byte, size)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		runtime.KeepAlive(b)
+	}
+	grow()
+	debug.FreeOSMemory()
+	before, err := ProcMem(os.Getpid())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.HWMKiB < before.RSSKiB+size>>10/2 {
+		t.Fatalf("the 64 MiB did not show in the peak: %+v", before)
+	}
+	if err := ResetPeaks(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	after, err := ProcMem(os.Getpid())()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.HWMKiB >= before.HWMKiB-size>>10/2 {
+		t.Fatalf("peak before the reset %d KiB, after %d KiB: not reset", before.HWMKiB, after.HWMKiB)
+	}
+	if err := ResetPeaks(-1); err == nil {
+		t.Fatal("a process that does not exist was reset")
 	}
 }
