@@ -345,7 +345,7 @@ func releaseBias(p *plan.Planned, choice *plan.Choice, st *wire.BiasStates) (*ap
 	b.RowsDropped, b.RowsDroppedTolerance = biasShare(frac, units)
 	if a := p.Auto; a != nil && choice != nil {
 		b.Chosen.GroupsAutomatic, b.Chosen.RowsAutomatic = a.Groups, a.Rows
-		b.Chosen.MaxGroups, b.Chosen.MaxRows = a.MaxGroups, a.MaxRows
+		b.Chosen.MaxGroups, b.Chosen.MaxRows = a.MaxGroups, a.RowsMax() // under an L1 bound, the total
 		m := math.Min(math.Max(choice.DroppedRowsShare, 0), 1)
 		b.ModelRowsDropped = &m
 	}

@@ -97,7 +97,8 @@ type ChosenBounds struct {
 	GroupsAutomatic bool  `json:"groups_automatic,omitempty"`
 	RowsAutomatic   bool  `json:"rows_automatic,omitempty"`
 	MaxGroups       int64 `json:"auto_max_groups_contributed,omitempty"`
-	MaxRows         int64 `json:"auto_max_contributions_per_group,omitempty"`
+	// MaxRows is the rows maximum of the choice: per group, or under an L1 bound per unit.
+	MaxRows int64 `json:"auto_max_contributions_per_group,omitempty"`
 }
 
 // BiasWarnShare is the share of dropped rows, of units with dropped rows or of clamped units
