@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
@@ -136,7 +137,18 @@ func TestWorkerRefusesAMechanismCalibratedBelowItsBounds(t *testing.T) {
 	lowSel.Selection.MaxPartitions = 3
 	lowInf := totalPlan(4, 8, 10)
 	lowInf.Aggregates[1].MaxPerPartition = 4
-	for name, p := range map[string]*wire.Plan{"cap dropped": noTotal, "selection below L0": lowSel, "L∞ below the group's cap": lowInf} {
+	profile := func(l0 int64, rows *dp.Spec) *wire.Plan {
+		p := totalPlan(4, 8, 10)
+		p.Profile = &wire.Profile{MaxGroups: 8, MaxRows: 16, Spec: dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: 0.1, MaxPartitions: l0, MaxPerPartition: 1}, RowsSpec: rows}
+		return p
+	}
+	for _, p := range []*wire.Plan{profile(2, nil), profile(1, &dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: 0.1, MaxPartitions: 1, MaxPerPartition: 1})} {
+		if err := checkCalibration(p); err != nil {
+			t.Errorf("a profile calibrated as the planner does: %v", err)
+		}
+	}
+	for name, p := range map[string]*wire.Plan{"cap dropped": noTotal, "selection below L0": lowSel, "L∞ below the group's cap": lowInf,
+		"one spec for two histograms at L0 1": profile(1, nil)} {
 		if err := checkCalibration(p); err == nil {
 			t.Errorf("%s: the worker accepted an under-calibrated plan", name)
 		}

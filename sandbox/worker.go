@@ -762,15 +762,27 @@ func decodePartitions(payload []byte, nKeys, nAggs int) ([]wire.Partition, error
 }
 
 // checkCalibration refuses a plan whose bounds are not positive, or one of whose mechanisms is
-// calibrated to less than the bounds let a unit move it (wire.Bounds.Sensitivity): the noise
-// is only as good as the sensitivity it was drawn for, and the bounds are what this pass
-// enforces. A profile applies no bounds (it reads each unit's rows whole; its spec is its own).
+// calibrated to less than the bounds let a unit move it (wire.Bounds.Calibration, Covers): the
+// noise is only as good as the sensitivity it was drawn for, and the bounds are what this pass
+// enforces. A profile applies no bounds (it reads each unit's rows whole) but puts each unit in
+// one bin of each of its two histograms: its bins' counts must cover both at one spec (L0 2),
+// or one each with a spec per histogram.
 func checkCalibration(p *wire.Plan) error {
 	b := p.Bounds
 	if b.MaxGroupsContributed < 1 || b.MaxContributionsPerGroup < 1 || b.MaxRowsPerUnit < 0 {
 		return errcode.New(errcode.InvalidOptions, "contribution bounds must be at least 1")
 	}
-	if p.Profile != nil {
+	if pr := p.Profile; pr != nil {
+		need := int64(2)
+		if pr.RowsSpec != nil {
+			need = 1
+			if pr.RowsSpec.Kind != dp.CountDistinct || pr.RowsSpec.MaxPartitions < 1 {
+				return errcode.New(errcode.InvalidOptions, "the rows histogram's counts do not cover one bin per unit")
+			}
+		}
+		if pr.Spec.Kind != dp.CountDistinct || pr.Spec.MaxPartitions < need {
+			return errcode.New(errcode.InvalidOptions, "the contribution histograms' counts are calibrated to %d bin(s) per unit, the profile fills %d", pr.Spec.MaxPartitions, need)
+		}
 		return nil
 	}
 	for _, s := range p.Aggregates {

@@ -188,7 +188,7 @@ func (p *Planned) ProfilePlan() (wire.Plan, error) {
 			return wire.Plan{}, errcode.Wrap(errcode.InvalidOptions, err, "the privacy parameters are outside what the contribution histograms accept")
 		}
 	}
-	w.Profile = &wire.Profile{MaxGroups: ProfileMax(a.MaxGroups), MaxRows: a.rowsProfileMax(), TotalRows: a.TotalRows, Spec: spec, RowsSpec: rows}
+	w.Profile = &wire.Profile{MaxGroups: ProfileMax(a.MaxGroups), MaxRows: ProfileMax(a.RowsMax()), TotalRows: a.TotalRows, Spec: spec, RowsSpec: rows}
 	return w, nil
 }
 
@@ -209,15 +209,6 @@ func (a *AutoBounds) profileSpecs() (groups dp.Spec, rows *dp.Spec) {
 	}
 	r := dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: a.Epsilon * TotalRowsHistogramShare, MaxPartitions: 1, MaxPerPartition: 1}
 	return dp.Spec{Kind: dp.CountDistinct, Value: -1, Epsilon: a.Epsilon - r.Epsilon, MaxPartitions: 1, MaxPerPartition: 1}, &r
-}
-
-// rowsProfileMax is the rows histogram's last bounded edge: up to twice the largest bound the
-// choice may pick, as for the groups. For an L1 bound the bins beyond the maximum are what
-// tell C's candidates apart: with the last edge at the maximum (64, under a maximum of 100),
-// the one bin above stood at twice 64 for units of about 190 visits, and the choice took
-// C = 64 where 100 drops 2.7 points less (TestL1ChoiceOnTheTestdataMonthHistograms).
-func (a *AutoBounds) rowsProfileMax() int64 {
-	return ProfileMax(a.RowsMax())
 }
 
 // RowsMax is the largest rows bound the choice may pick: the total rows C for an L1
@@ -704,7 +695,10 @@ func (a *AutoBounds) HistogramsFrom(noisy map[string]float64) (groups, rows Hist
 	// the answer. A real tail read as nothing lowers the bounds and drops the heaviest units'
 	// rows, the error the tail tests made likelier (docs/accuracy.md §5).
 	groups = build("groups", ProfileMax(a.MaxGroups), a.MaxGroups, a.GroupsCap, 0, 0)
-	rows = build("rows", a.rowsProfileMax(), a.MaxTotal, 0, 0, 0)
+	// The rows bins reach twice the maximum, as the groups': the bins above it tell C's
+	// candidates apart (with the last edge at the maximum, the one bin above stood at twice 64
+	// for units of about 190 visits and the choice took C = 64; TestL1ChoiceOnTheTestdata…).
+	rows = build("rows", ProfileMax(a.RowsMax()), a.MaxTotal, 0, 0, 0)
 	groups.BinSD, rows.BinSD = 0, 0
 	return groups, rows
 }
