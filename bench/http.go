@@ -72,7 +72,7 @@ func httpRows(ctx context.Context, o Options, q time.Duration) (rows []Result, e
 		note string
 	}{
 		{HTTPQuery + suffix, newQuery, "a new DP query each sample, submitted and its result read"},
-		{HTTPRepeat + suffix, repeat, "the same query again on its grant: answered from its first release"},
+		{HTTPRepeat + suffix, repeat, "the same query again on its grant: answered from its first release, shown without the completion quantum"},
 	} {
 		if o.selected(row.name[:len(row.name)-len(suffix)]) {
 			r, err := httpRow(ctx, srv, row.name, row.req, o.HTTP.Samples)

@@ -204,3 +204,31 @@ func rawDB(b *testing.B, path string) *sql.DB {
 	}
 	return db
 }
+
+// BenchmarkSmallJob is the engine's share of a small query's latency over HTTP (cleanroom
+// bench's http_query and http_repeat rows, without the server's store and completion quantum):
+// a new DP query on the committed medical_visits (52,121 rows), and the same query repeated on
+// its grant, answered from its release.
+func BenchmarkSmallJob(b *testing.B) {
+	e, _ := openVisitsEngine(b)
+	grant(b, e, "small", 1e6)
+	const q = "SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district"
+	n := 0
+	b.Run("new", func(b *testing.B) {
+		for range b.N {
+			n++
+			if _, err := submit(e, "small", q, plan.Options{Epsilon: 0.01 + float64(n)*1e-5}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/job")
+	})
+	b.Run("repeat", func(b *testing.B) {
+		for range b.N {
+			if _, err := submit(e, "small", q, plan.Options{Epsilon: 0.05}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/job")
+	})
+}

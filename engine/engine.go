@@ -123,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.log, err = provenance.Open(e.logPath, provenance.WithSigner(e.platformKey)); err != nil {
 		return nil, err
 	}
-	if e.ledger, err = ledger.Open(ctx, filepath.Join(cfg.DataDir, "control.db")); err != nil {
+	if e.ledger, err = ledger.Open(ctx, filepath.Join(cfg.DataDir, "control.db"), ledger.WithWriteBarrier(e.log.Sync)); err != nil {
 		return nil, err
 	}
 	var popts []policy.Option
@@ -201,6 +201,24 @@ func (e *Engine) record(ctx context.Context, job string, ev provenance.Event) (p
 		return ent, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log cannot be written; nothing is released")
 	}
 	return ent, nil
+}
+
+// recordDeferred appends a job's event without waiting for the disk; runStages syncs the log
+// (syncLog) before anything outside the log acts on it.
+func (e *Engine) recordDeferred(ctx context.Context, job string, ev provenance.Event) (provenance.Entry, error) {
+	ent, err := e.log.AppendDeferred(ctx, job, ev)
+	if err != nil {
+		return ent, errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log cannot be written; nothing is released")
+	}
+	return ent, nil
+}
+
+// syncLog makes every record appended so far durable.
+func (e *Engine) syncLog(ctx context.Context) error {
+	if err := e.log.Sync(ctx); err != nil {
+		return errcode.Wrap(errcode.ProvenanceFailed, err, "the provenance log cannot be written; nothing is released")
+	}
+	return nil
 }
 
 // worker returns the domain's sandbox worker, starting it on first use and again after it died.

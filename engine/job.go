@@ -61,6 +61,10 @@ type Outcome struct {
 	Held    *Hold
 	// Datasets are the datasets the job read.
 	Datasets []string
+	// Repeat is set when an identical earlier release answered the job and nothing it did took
+	// a time that depends on the data (it read no rows, and the raw-value sets it screened with
+	// were already in memory): how long it took says nothing about the data.
+	Repeat bool
 }
 
 // Hold says why a computed result waits for reviewers and how many must approve it.
@@ -121,7 +125,7 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 	if err := e.runStages(ctx, sqlStages(), s); err != nil {
 		return nil, err
 	}
-	return &Outcome{Result: s.res, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names()}, nil
+	return &Outcome{Result: s.res, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names(), Repeat: s.timingFree()}, nil
 }
 
 // options are the job's privacy parameters with defaults filled — an unset delta is a share of

@@ -45,6 +45,13 @@ type stage struct {
 	// dryRun marks the stages an explanation runs: they read no data, touch no budget and,
 	// in a dry run, record nothing.
 	dryRun bool
+	// local marks a stage that may run while the job's earlier records are not yet durable:
+	// it acts on nothing outside the job's state and the log, or only on what a machine crash
+	// that lost those records leaves harmless (the plan's note of a filter only makes later
+	// differencing checks stricter). The runner fsyncs the log before every other stage and
+	// when the job ends, so nothing outside the log — the ledger, the worker, the caller —
+	// acts on a record a crash could lose; a repeat's records cost one fsync, not one each.
+	local bool
 	// skip, when set, says the stage does not apply to this job (an answer from an earlier
 	// release skips the budget and the worker).
 	skip func(*jobState) bool
@@ -72,6 +79,11 @@ func (e *Engine) runStages(ctx context.Context, stages []stage, s *jobState) err
 		if s.dryRun && !st.dryRun {
 			return nil
 		}
+		if !st.local && !s.dryRun {
+			if err := e.syncLog(ctx); err != nil {
+				return e.endJob(ctx, s, err)
+			}
+		}
 		if st.enters != 0 {
 			s.phase = st.enters
 		}
@@ -85,7 +97,7 @@ func (e *Engine) runStages(ctx context.Context, stages []stage, s *jobState) err
 					err = errors.Join(err, errcode.New(errcode.Internal, "stage %s wrote an undeclared %s record; nothing was released", st.name, ev.EventType()))
 					break
 				}
-				ent, rerr := e.record(ctx, s.id, ev)
+				ent, rerr := e.recordDeferred(ctx, s.id, ev)
 				if rerr != nil {
 					err = errors.Join(err, rerr)
 					break
@@ -99,6 +111,12 @@ func (e *Engine) runStages(ctx context.Context, stages []stage, s *jobState) err
 			}
 			return e.endJob(ctx, s, err)
 		}
+	}
+	if s.dryRun {
+		return nil
+	}
+	if err := e.syncLog(ctx); err != nil {
+		return e.endJob(ctx, s, err)
 	}
 	return nil
 }
@@ -117,6 +135,11 @@ func declared(st stage, ev provenance.Event) bool {
 func (e *Engine) endJob(ctx context.Context, s *jobState, cause error) error {
 	ctx = context.WithoutCancel(ctx)
 	err := cause
+	// The ledger settles after the job's records are durable, and job_refused or job_failed
+	// is written durably below.
+	if serr := e.syncLog(ctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	switch s.phase {
 	case phaseReserved:
 		err = e.refund(ctx, s.id, cause)

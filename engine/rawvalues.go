@@ -66,6 +66,19 @@ func (e *Engine) rawSets(ctx context.Context, ds sources) (*rawset.Union, error)
 	return u, nil
 }
 
+// rawSetsCached says whether the raw-value sets of ds are all in memory: loading one takes a
+// time that grows with the dataset's distinct values.
+func (e *Engine) rawSetsCached(ds sources) bool {
+	e.raw.mu.Lock()
+	defer e.raw.mu.Unlock()
+	for _, d := range ds {
+		if e.raw.sets[d.Snapshot.Digest] == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // rawSet returns a dataset's raw-value set: from memory, else from its file, else rebuilt by
 // the worker from the snapshot. A file that is missing (a data directory from before sets
 // existed), damaged, built under another key or not the one registered is rebuilt, and the

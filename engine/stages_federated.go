@@ -162,7 +162,7 @@ func (e *Engine) runFederated(ctx context.Context, id string, j Job) (*Outcome, 
 	if err := e.runStages(ctx, federatedStages(), s); err != nil {
 		return nil, err
 	}
-	return &Outcome{Result: s.res, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names()}, nil
+	return &Outcome{Result: s.res, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names(), Repeat: s.timingFree()}, nil
 }
 
 func federatedSubmitStage(_ context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {

@@ -107,7 +107,7 @@ func (e *Engine) runModel(ctx context.Context, id string, j Job) (*Outcome, erro
 	if err := e.runStages(ctx, modelStages(), s); err != nil {
 		return nil, err
 	}
-	return &Outcome{Model: s.m.result, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names()}, nil
+	return &Outcome{Model: s.m.result, Receipt: s.receipt, Held: s.held, Datasets: s.ds.names(), Repeat: s.timingFree()}, nil
 }
 
 // modelSummary is what job_submitted keeps of a model request besides its SQL.

@@ -41,6 +41,9 @@ type jobState struct {
 	// repeat is set when an identical earlier release answers the job (release_recall): the
 	// budget and the worker are skipped, and the release record names the first job.
 	repeat *provenance.Release
+	// rawCold is set on a repeat whose screen will load a raw-value set into memory: its
+	// duration then depends on the data, so it is not shown at once (Outcome.Repeat).
+	rawCold bool
 
 	w           *sandbox.Client // worker
 	parts       []wire.Partition
@@ -75,7 +78,12 @@ func (s *jobState) cleanup() {
 }
 
 func (s *jobState) isRepeat() bool { return s.repeat != nil }
-func (s *jobState) isHeld() bool   { return s.held != nil }
+
+// timingFree says the job was answered from an earlier release without any work whose duration
+// depends on the data (Outcome.Repeat).
+func (s *jobState) timingFree() bool { return s.repeat != nil && !s.rawCold }
+
+func (s *jobState) isHeld() bool { return s.held != nil }
 
 func events(evs ...provenance.Event) []provenance.Event { return evs }
 
@@ -83,19 +91,19 @@ func events(evs ...provenance.Event) []provenance.Event { return evs }
 // (TestStagesAreDocumented).
 func sqlStages() []stage {
 	return []stage{
-		{name: "submit", dryRun: true, run: submitStage, records: events(&provenance.JobSubmitted{}),
+		{name: "submit", local: true, dryRun: true, run: submitStage, records: events(&provenance.JobSubmitted{}),
 			doc: "record the job and its options"},
-		{name: "gate", dryRun: true, run: gateStage, records: events(&provenance.Gate{}), replay: replaySnapshots,
+		{name: "gate", local: true, dryRun: true, run: gateStage, records: events(&provenance.Gate{}), replay: replaySnapshots,
 			doc: "admit the SQL; its datasets must be within the grant"},
-		{name: "plan", dryRun: true, run: planStage, records: events(&provenance.Plan{}),
+		{name: "plan", local: true, dryRun: true, run: planStage, records: events(&provenance.Plan{}),
 			doc: "bound contributions, choose partitions, split the budget, set the deadline from the rows the plan may read; note the filter and add one differencing check against every earlier filter that could pair with it, under the grant's lock"},
-		{name: "policy_access", dryRun: true, run: accessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
+		{name: "policy_access", local: true, dryRun: true, run: accessStage, records: events(&provenance.PolicyAccess{}), replay: replayAccess,
 			doc: "ask the access policy; an L4 dataset is never operated"},
-		{name: "fingerprint", run: fingerprintStage,
+		{name: "fingerprint", local: true, run: fingerprintStage,
 			doc: "name the output; one job at a time per output"},
-		{name: "decision_recall", run: decisionRecallStage, records: events(&provenance.DecisionRecalled{}),
+		{name: "decision_recall", local: true, run: decisionRecallStage, records: events(&provenance.DecisionRecalled{}),
 			doc: "an output held, rejected or denied answers its repeats"},
-		{name: "release_recall", run: releaseRecallStage, records: events(&provenance.AnsweredFromRelease{}),
+		{name: "release_recall", local: true, run: releaseRecallStage, records: events(&provenance.AnsweredFromRelease{}),
 			doc: "an output released before is answered again, at no cost"},
 		{name: "reserve", reaches: phaseReserved, skip: (*jobState).isRepeat, run: reserveStage, records: events(&provenance.BudgetReserved{}),
 			doc: "reserve the cost on the grant and the datasets"},
@@ -107,11 +115,11 @@ func sqlStages() []stage {
 			doc: "the worker runs the plan: pre-noise aggregates, never rows"},
 		{name: "debit", reaches: phaseDebited, skip: (*jobState).isRepeat, run: debitStage, records: events(&provenance.BudgetDebited{}),
 			doc: "make the debit final, before any noise is drawn"},
-		{name: "mechanism", skip: (*jobState).isRepeat, run: mechanismStage, records: events(&provenance.Mechanism{}),
+		{name: "mechanism", local: true, skip: (*jobState).isRepeat, run: mechanismStage, records: events(&provenance.Mechanism{}),
 			doc: "draw the noise: the DP mechanisms release cells and intervals"},
-		{name: "screen", run: screenStage, records: events(&provenance.Reviewer{}),
+		{name: "screen", local: true, run: screenStage, records: events(&provenance.Reviewer{}),
 			doc: "screen the output; withhold rows of too few units; post-process"},
-		{name: "egress_policy", run: egressStage, records: events(&provenance.PolicyEgress{}), replay: replayEgress,
+		{name: "egress_policy", local: true, run: egressStage, records: events(&provenance.PolicyEgress{}), replay: replayEgress,
 			doc: "ask the egress policy: allow, review or deny"},
 		{name: "hold", skip: func(s *jobState) bool { return s.egress.Result != policy.ResultReview }, run: holdStage, records: events(&provenance.Held{}, &provenance.OutputDecision{}),
 			doc: "an output for review is held, and the hold sticks to it"},
@@ -121,7 +129,7 @@ func sqlStages() []stage {
 			doc: "a denial sticks to the output; the job ends charged"},
 		{name: "store_decision", skip: func(s *jobState) bool { return s.egress.Result == policy.ResultAllow || !s.evaluated }, run: storeDecisionStage,
 			doc: "store the decision on the output"},
-		{name: "release", skip: (*jobState).isHeld, run: releaseStage, records: events(&provenance.Release{}), replay: replayRelease,
+		{name: "release", local: true, skip: (*jobState).isHeld, run: releaseStage, records: events(&provenance.Release{}), replay: replayRelease,
 			doc: "record the release with its output digest"},
 		{name: "receipt", skip: (*jobState).isHeld, run: receiptStage,
 			doc: "sign the release receipt"},
@@ -487,5 +495,6 @@ func releaseRecallStage(ctx context.Context, e *Engine, s *jobState) ([]provenan
 	res.Columns = resultColumns(s.q, s.p)
 	s.res = res
 	s.repeat = &provenance.Release{ReleasedJob: prior.Job, Charged: new(bool)}
+	s.rawCold = !e.rawSetsCached(s.ds)
 	return events(&provenance.AnsweredFromRelease{ReleasedJob: prior.Job}), nil
 }

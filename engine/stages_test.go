@@ -99,6 +99,9 @@ func stageTable(stages []stage) string {
 		if st.dryRun {
 			name += " (dry run)"
 		}
+		if st.local {
+			name += " (local)"
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, st.doc, cmp.Or(strings.Join(recs, ", "), "—"), costOf(ph))
 		if st.reaches != 0 {
 			ph = st.reaches

@@ -70,6 +70,12 @@ func (s *Server) execute(j governance.Job) {
 	// crash in between loses nothing (the next start shows it), and no reader sees it early.
 	// It is stored even when the server is stopping: the engine has recorded it.
 	sctx := context.WithoutCancel(ctx)
+	if err == nil && out.Repeat {
+		// An identical earlier release answered the job: it read no data, so its duration
+		// hides nothing and it is shown at once (docs/threat-model.md).
+		s.showRepeat(sctx, j.ID, out)
+		return
+	}
 	final, ferr := s.store.Job(sctx, j.ID)
 	if ferr == nil {
 		ferr = outcomeOf(&final, out, err)
@@ -84,6 +90,20 @@ func (s *Server) execute(j governance.Job) {
 	}
 	if _, aerr := s.store.ApplyPendingOutcome(sctx, j.ID, s.now().UTC()); aerr != nil {
 		s.log.Error("showing a job's outcome failed; the next start shows it", "job", j.ID, "err", aerr)
+	}
+}
+
+// showRepeat stores and shows, in one write, the outcome of a job an earlier release answered.
+func (s *Server) showRepeat(ctx context.Context, id string, out *engine.Outcome) {
+	_, err := s.store.UpdateJob(ctx, id, []string{api.JobRunning}, func(sj *governance.Job) error {
+		if err := outcomeOf(sj, out, nil); err != nil {
+			return err
+		}
+		sj.UpdatedAt = s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		s.log.Error("storing a job's outcome failed", "job", id, "err", err)
 	}
 }
 

@@ -58,7 +58,8 @@ ratios hold on a noisy machine:
   - with --http (default), p50/p99 of a small DP query and of a repeated one through
     ` + "`cleanroom serve`" + ` on the 10k-person testdata, once with the default completion
     quantum and once with the minimum, 10ms (the quantum hides how long jobs compute:
-    docs/threat-model.md; it is never turned off).
+    docs/threat-model.md; it is never turned off; a repeat, which reads no data, is
+    shown without it).
 
 Data are generated once per scale under --data-dir (persons-N, N = rows/5, seed 1) and reused.
 A ratio is cleanroom's median time over the other's: below 1 is faster. Nothing is asserted

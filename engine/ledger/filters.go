@@ -19,7 +19,8 @@ func (l *Ledger) NoteFilter(ctx context.Context, grant, shape, filter, job strin
 	if grant == "" || shape == "" || job == "" {
 		return fmt.Errorf("ledger: note filter: grant, shape and job are required")
 	}
-	return l.write(ctx, func(tx *sql.Tx) error {
+	// Unordered: a note whose job's records a crash lost only makes later checks stricter.
+	return l.writeUnordered(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO computed_filters (grant_id, shape, filter, job, created_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (grant_id, shape, filter) DO NOTHING`, grant, shape, filter, job, l.stamp())
 		if err != nil {

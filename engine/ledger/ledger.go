@@ -55,6 +55,20 @@ type Ledger struct {
 	db  *sql.DB
 	sem chan struct{} // one writer at a time in this process
 	now func() time.Time
+	// barrier runs before every write but a filter's note (WithWriteBarrier).
+	barrier func(context.Context) error
+}
+
+// Option configures a Ledger.
+type Option func(*Ledger)
+
+// WithWriteBarrier runs fn before every write transaction, except a filter's note (which only
+// makes later differencing checks stricter), and fails the write if fn fails. The engine passes
+// the provenance log's Sync: a job's records are appended without waiting for the disk, and
+// this way no reservation, debit, refund or decision is stored before the records that lead
+// to it are durable.
+func WithWriteBarrier(fn func(context.Context) error) Option {
+	return func(l *Ledger) { l.barrier = fn }
 }
 
 // schemaVersion is the version of the tables below, recorded in schema_version under "ledger".
@@ -168,7 +182,7 @@ const dsnParams = "_txlock=immediate&_busy_timeout=10000&_journal_mode=WAL&_sync
 
 // Open opens (creating if needed) the ledger in the SQLite database at path and creates its
 // schema if missing. It refuses a database whose ledger schema is newer than this code.
-func Open(ctx context.Context, path string) (*Ledger, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*Ledger, error) {
 	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("ledger: database path %q must be a plain file path", path)
 	}
@@ -178,6 +192,9 @@ func Open(ctx context.Context, path string) (*Ledger, error) {
 	}
 	db.SetMaxOpenConns(8)
 	l := &Ledger{db: db, sem: make(chan struct{}, 1), now: time.Now}
+	for _, o := range opts {
+		o(l)
+	}
 	if err := l.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -218,8 +235,18 @@ func (l *Ledger) migrate(ctx context.Context) error {
 func (l *Ledger) Close() error { return l.db.Close() }
 
 // write runs fn in a read-write (BEGIN IMMEDIATE) transaction, one at a time in this process,
-// and commits if fn returns nil.
+// and commits if fn returns nil, after the write barrier.
 func (l *Ledger) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if l.barrier != nil {
+		if err := l.barrier(ctx); err != nil {
+			return fmt.Errorf("ledger: write barrier: %w", err)
+		}
+	}
+	return l.writeUnordered(ctx, fn)
+}
+
+// writeUnordered is write without the barrier.
+func (l *Ledger) writeUnordered(ctx context.Context, fn func(*sql.Tx) error) error {
 	select {
 	case l.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -39,7 +39,7 @@ func BenchmarkAppend(b *testing.B) {
 			r := RecordEnvelope{Type: TypeExecution, Job: "bench", Data: &Execution{Domain: pad}}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, err := l.appendRecord(context.Background(), r); err != nil {
+				if _, err := l.appendRecord(context.Background(), r, true); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -140,6 +140,8 @@ type Log struct {
 	latKey string            // the verifier key its line names ("" if none)
 	err    error             // first write/sync failure; set once, poisons the Log
 	closed bool
+	// pending: a line was written and not yet fsynced (AppendDeferred).
+	pending bool
 }
 
 // Open opens the log at path for appending, creating it (mode 0600) if absent. It verifies the
@@ -345,6 +347,49 @@ func openForAppend(path string) (f *os.File, created bool, err error) {
 // ev's type and version must be registered (events.go); otherwise Append refuses it, wrapping
 // ErrUnknownEvent, and writes nothing.
 func (l *Log) Append(ctx context.Context, job string, ev Event) (Entry, error) {
+	return l.appendEvent(ctx, job, ev, true)
+}
+
+// AppendDeferred chains ev like Append but does not wait for the disk: the line is written (and
+// read back by every reader of the file) at once, and becomes durable at the next Sync, durable
+// Append, Checkpoint or Close, whichever comes first. A job's pipeline appends its records so
+// and syncs once before anything outside the log acts on them (engine/pipeline.go): one fsync
+// for several records. A process crash loses nothing written; a machine crash can lose the
+// unsynced tail, which is a suffix of the log (Open truncates a torn final line).
+func (l *Log) AppendDeferred(ctx context.Context, job string, ev Event) (Entry, error) {
+	return l.appendEvent(ctx, job, ev, false)
+}
+
+// Sync makes every line written so far durable. It costs nothing when none is pending.
+func (l *Log) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("provenance: sync of closed log: %w", ErrUnavailable)
+	}
+	if l.err != nil {
+		return fmt.Errorf("provenance: sync refused after earlier failure: %w: %w", ErrUnavailable, l.err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("provenance: sync: %w", err)
+	}
+	return l.syncLocked()
+}
+
+// syncLocked fsyncs the log file if a line is pending. l.mu is held; a failure poisons the Log.
+func (l *Log) syncLocked() error {
+	if !l.pending {
+		return nil
+	}
+	if err := l.f.Sync(); err != nil {
+		l.err = err
+		return fmt.Errorf("provenance: sync: %w: %w", ErrUnavailable, err)
+	}
+	l.pending = false
+	return nil
+}
+
+func (l *Log) appendEvent(ctx context.Context, job string, ev Event, durable bool) (Entry, error) {
 	if ev == nil {
 		return Entry{}, fmt.Errorf("provenance: nil event: %w", ErrInvalidRecord)
 	}
@@ -356,10 +401,11 @@ func (l *Log) Append(ctx context.Context, job string, ev Event) (Entry, error) {
 	if v != 1 {
 		r.Version = v
 	}
-	return l.appendRecord(ctx, r)
+	return l.appendRecord(ctx, r, durable)
 }
 
-// appendRecord chains r into the log: it encodes r canonically, writes one line and fsyncs, then
+// appendRecord chains r into the log: it encodes r canonically, writes one line and (durable)
+// fsyncs it with every line still pending, then
 // writes the line's leaf and the tree hashes it completes to the tree file and fsyncs, and, with
 // a signer, every n-th append signs and records a checkpoint — all before it returns. If r.Time is
 // zero it is set to now; it is always stored in UTC. Any write or sync error poisons the Log:
@@ -367,7 +413,7 @@ func (l *Log) Append(ctx context.Context, job string, ev Event) (Entry, error) {
 // verifies and, if needed, recovers it and rebuilds the tree). A failure after the line was
 // synced leaves the line in the log although Append reports an error, as a failed sync may. A ctx
 // already done when the Log's turn comes prevents the write.
-func (l *Log) appendRecord(ctx context.Context, r RecordEnvelope) (Entry, error) {
+func (l *Log) appendRecord(ctx context.Context, r RecordEnvelope, durable bool) (Entry, error) {
 	if r.Type == "" {
 		return Entry{}, fmt.Errorf("provenance: record without type: %w", ErrInvalidRecord)
 	}
@@ -402,12 +448,15 @@ func (l *Log) appendRecord(ctx context.Context, r RecordEnvelope) (Entry, error)
 	if err == nil && n != len(line) {
 		err = io.ErrShortWrite
 	}
-	if err == nil {
-		err = l.f.Sync()
-	}
 	if err != nil {
 		l.err = err
 		return Entry{}, fmt.Errorf("provenance: append: %w: %w", ErrUnavailable, err)
+	}
+	l.pending = true
+	if durable {
+		if err := l.syncLocked(); err != nil {
+			return Entry{}, fmt.Errorf("provenance: append: %w", err)
+		}
 	}
 	if e.Index%lineIndexStride == 0 {
 		l.sparse = append(l.sparse, l.end)
@@ -428,7 +477,7 @@ func (l *Log) appendRecord(ctx context.Context, r RecordEnvelope) (Entry, error)
 		}
 	}
 	if l.signer != nil && l.every > 0 && l.next%l.every == 0 {
-		if _, err := l.checkpointLocked(); err != nil {
+		if _, err := l.checkpointLocked(true); err != nil {
 			return Entry{}, fmt.Errorf("provenance: append: %w", err)
 		}
 	}
@@ -458,20 +507,28 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if l.latest.Note != nil && l.latest.Size == l.next && l.latKey == l.signer.Verifier() {
 		return l.latest, nil
 	}
-	return l.checkpointLocked()
+	return l.checkpointLocked(false)
 }
 
 // checkpointLocked signs the tree head over all entries and appends it to the checkpoints file,
-// fsynced. l.mu is held; a failure poisons the Log.
-func (l *Log) checkpointLocked() (Checkpoint, error) {
+// fsynced, after the lines it covers are durable. With syncTree the tree file is fsynced too:
+// the periodic checkpoints (every n appends) and Close do, which bounds what Open may have to
+// rebuild after a crash; the checkpoint a release's receipt asks for does not (the tree is
+// derived data). l.mu is held; a failure poisons the Log.
+func (l *Log) checkpointLocked(syncTree bool) (Checkpoint, error) {
 	root, err := l.tree.front.root()
 	if err != nil {
 		l.err = err
 		return Checkpoint{}, fmt.Errorf("provenance: checkpoint: %w: %w", ErrUnavailable, err)
 	}
-	if err := l.tree.f.Sync(); err != nil {
-		l.err = err
-		return Checkpoint{}, fmt.Errorf("provenance: checkpoint: tree: %w: %w", ErrUnavailable, err)
+	if err := l.syncLocked(); err != nil {
+		return Checkpoint{}, fmt.Errorf("provenance: checkpoint: %w", err)
+	}
+	if syncTree {
+		if err := l.tree.f.Sync(); err != nil {
+			l.err = err
+			return Checkpoint{}, fmt.Errorf("provenance: checkpoint: tree: %w: %w", ErrUnavailable, err)
+		}
 	}
 	cp := Checkpoint{Origin: l.signer.Origin(), Size: l.next, Root: root}
 	if cp.Note, err = l.signer.sign(formatCheckpointBody(cp.Origin, cp.Size, cp.Root)); err != nil {
@@ -522,9 +579,12 @@ func (l *Log) Close() error {
 	}
 	var errs []error
 	if l.signer != nil && l.err == nil && l.tree != nil && (l.latest.Note == nil || l.latest.Size < l.next) {
-		if _, err := l.checkpointLocked(); err != nil {
+		if _, err := l.checkpointLocked(true); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if l.err == nil {
+		errs = append(errs, l.syncLocked())
 	}
 	l.closed = true
 	errs = append(errs, l.f.Close())

@@ -47,7 +47,7 @@ func buildLog(t testing.TB, path string, records []RecordEnvelope, opts ...Optio
 		t.Fatalf("Open: %v", err)
 	}
 	for _, r := range records {
-		if _, err := l.appendRecord(context.Background(), r); err != nil {
+		if _, err := l.appendRecord(context.Background(), r, true); err != nil {
 			t.Fatalf("Append: %v", err)
 		}
 	}
@@ -418,11 +418,11 @@ func TestAppendFailsClosedWhenTreeOrCheckpointCannotBeWritten(t *testing.T) {
 			}
 			mustAppend(t, l, sampleRecord(0, "a"))
 			restore := tt.inject(l)
-			if _, err := l.appendRecord(context.Background(), sampleRecord(1, "a")); !errors.Is(err, ErrUnavailable) {
+			if _, err := l.appendRecord(context.Background(), sampleRecord(1, "a"), true); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Append during fault = %v, want ErrUnavailable", err)
 			}
 			restore()
-			if _, err := l.appendRecord(context.Background(), sampleRecord(2, "a")); !errors.Is(err, ErrUnavailable) {
+			if _, err := l.appendRecord(context.Background(), sampleRecord(2, "a"), true); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Append after fault = %v, want ErrUnavailable (poisoned)", err)
 			}
 			if _, err := l.Checkpoint(context.Background()); !errors.Is(err, ErrUnavailable) {
@@ -457,7 +457,7 @@ func TestConcurrentAppendsAndProofs(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: fmt.Sprintf("w%d", w)}); err != nil {
+				if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: fmt.Sprintf("w%d", w)}, true); err != nil {
 					t.Error(err)
 					return
 				}

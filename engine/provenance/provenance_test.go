@@ -32,7 +32,7 @@ func openTemp(t *testing.T) (*Log, string) {
 
 func mustAppend(t *testing.T, l *Log, r RecordEnvelope) Entry {
 	t.Helper()
-	e, err := l.appendRecord(context.Background(), r)
+	e, err := l.appendRecord(context.Background(), r, true)
 	if err != nil {
 		t.Fatalf("Append(%s): %v", r.Type, err)
 	}
@@ -156,7 +156,7 @@ func TestConcurrentAppendsKeepValidChain(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				e, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: fmt.Sprintf("w%d", w), Data: &Execution{DurationMS: int64(i)}})
+				e, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: fmt.Sprintf("w%d", w), Data: &Execution{DurationMS: int64(i)}}, true)
 				if err != nil {
 					t.Error(err)
 					return
@@ -424,12 +424,12 @@ func TestAppendFailsClosedAfterWriteFailure(t *testing.T) {
 			fault.logFile = good
 			l.f = &fault
 
-			if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"}); !errors.Is(err, ErrUnavailable) {
+			if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"}, true); !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Append during fault = %v, want ErrUnavailable", err)
 			}
 			// The disk recovers, but the Log stays poisoned: it never writes after a failure.
 			l.f = good
-			_, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"})
+			_, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeRelease, Job: "j"}, true)
 			if !errors.Is(err, ErrUnavailable) || errcode.Of(err) != errcode.ProvenanceFailed {
 				t.Fatalf("Append after fault = %v (code %s), want ErrUnavailable", err, errcode.Of(err))
 			}
@@ -453,15 +453,15 @@ func TestAppendFailsClosedAfterWriteFailure(t *testing.T) {
 
 func TestAppendRefusesBadRecordWithoutPoisoning(t *testing.T) {
 	l, _ := openTemp(t)
-	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Job: "j"}); !errors.Is(err, ErrInvalidRecord) {
+	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Job: "j"}, true); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("record without type: %v, want ErrInvalidRecord", err)
 	}
-	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypePlan, Data: make(chan int)}); !errors.Is(err, ErrInvalidRecord) {
+	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypePlan, Data: make(chan int)}, true); !errors.Is(err, ErrInvalidRecord) {
 		t.Errorf("unmarshalable data: %v, want ErrInvalidRecord", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.appendRecord(ctx, RecordEnvelope{Type: TypePlan}); !errors.Is(err, context.Canceled) {
+	if _, err := l.appendRecord(ctx, RecordEnvelope{Type: TypePlan}, true); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled ctx: %v, want context.Canceled", err)
 	}
 	mustAppend(t, l, RecordEnvelope{Type: TypePlan})
@@ -473,7 +473,7 @@ func TestAppendRefusesBadRecordWithoutPoisoning(t *testing.T) {
 func TestAppendAfterCloseFails(t *testing.T) {
 	l, _ := openTemp(t)
 	l.Close()
-	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypePlan}); !errors.Is(err, ErrUnavailable) {
+	if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypePlan}, true); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Append after Close = %v, want ErrUnavailable", err)
 	}
 	if err := l.Close(); err != nil {
@@ -685,7 +685,7 @@ func TestCrashChildProcess(t *testing.T) {
 	}
 	pad := strings.Repeat("p", 4096) // large lines widen the window for a torn write
 	for i := 0; ; i++ {
-		if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: "crash", Data: &Execution{DurationMS: int64(i), Domain: pad}}); err != nil {
+		if _, err := l.appendRecord(context.Background(), RecordEnvelope{Type: TypeExecution, Job: "crash", Data: &Execution{DurationMS: int64(i), Domain: pad}}, true); err != nil {
 			fmt.Fprintln(os.Stderr, "child append:", err)
 			os.Exit(4)
 		}
