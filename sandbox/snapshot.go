@@ -408,8 +408,11 @@ func (w *worker) load(ctx context.Context, digest string) (*snapTable, error) {
 }
 
 // unitStarts returns each unit's first rowid, then the row count: units occupy consecutive
-// rowids (the table is loaded in unit order), so unit u's rows are [starts[u], starts[u+1]).
-// It checks that the runs really are consecutive and dense.
+// rowids (the table is loaded in unit order), so the u-th unit's rows are [starts[u],
+// starts[u+1]). It checks that the runs really are consecutive, that the unit keys ascend with
+// them (a materialized relation's keys may skip values) and, unless units is negative (not
+// known: a relation), that units runs cover the rows; a snapshot's keys, from 0 to units-1,
+// are then dense. The runs cover the table however many there are (a GROUP BY sees every row).
 func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64) ([]int64, error) {
 	res, err := w.db.QueryContext(ctx, fmt.Sprintf(
 		"SELECT %s, min(rowid), max(rowid), count(*) FROM %s GROUP BY 1 ORDER BY 1", unitColumn, table))
@@ -418,25 +421,25 @@ func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64
 	}
 	defer res.Close()
 	starts := make([]int64, 0, units+1)
-	var next int64
+	var next, prev int64 = 0, -1
 	for res.Next() {
 		var u, first, last, n int64
 		if err := res.Scan(&u, &first, &last, &n); err != nil {
 			return nil, err
 		}
-		if u != int64(len(starts)) || first != next || last-first+1 != n {
+		if u <= prev || first != next || last-first+1 != n {
 			return nil, errors.New("sandbox: snapshot rows are not in unit order")
 		}
 		starts = append(starts, first)
-		next = last + 1
+		next, prev = last+1, u
 	}
 	if err := res.Err(); err != nil {
 		return nil, err
 	}
-	if int64(len(starts)) != units || next != rows {
+	if units >= 0 && (int64(len(starts)) != units || next != rows) {
 		return nil, errors.New("sandbox: snapshot units do not cover its rows")
 	}
-	return append(starts, rows), nil
+	return append(starts, next), nil
 }
 
 // unitOf returns the unit of a rowid, trying first the unit at hint and the one after it
