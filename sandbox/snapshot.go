@@ -414,26 +414,39 @@ func (w *worker) load(ctx context.Context, digest string) (*snapTable, error) {
 // known: a relation), that units runs cover the rows; a snapshot's keys, from 0 to units-1,
 // are then dense. The runs cover the table however many there are (a GROUP BY sees every row).
 func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64) ([]int64, error) {
-	res, err := w.db.QueryContext(ctx, fmt.Sprintf(
-		"SELECT %s, min(rowid), max(rowid), count(*) FROM %s GROUP BY 1 ORDER BY 1", unitColumn, table))
-	if err != nil {
-		return nil, err
-	}
-	defer res.Close()
-	starts := make([]int64, 0, units+1)
+	starts := make([]int64, 0, max(units, 0)+1)
 	var next, prev int64 = 0, -1
-	for res.Next() {
-		var u, first, last, n int64
-		if err := res.Scan(&u, &first, &last, &n); err != nil {
-			return nil, err
+	// Read as Arrow: a unit per row of the result, millions of them, which database/sql would
+	// scan one by one.
+	err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		res, err := ar.QueryContext(ctx, fmt.Sprintf(
+			"SELECT %s::BIGINT, min(rowid)::BIGINT, max(rowid)::BIGINT, count(*)::BIGINT FROM %s GROUP BY 1 ORDER BY 1", unitColumn, table))
+		if err != nil {
+			return err
 		}
-		if u <= prev || first != next || last-first+1 != n {
-			return nil, errors.New("sandbox: snapshot rows are not in unit order")
+		defer res.Release()
+		for res.Next() {
+			b := res.RecordBatch()
+			var cols [4][]int64
+			for c := range cols {
+				a, ok := b.Column(c).(*array.Int64)
+				if !ok || a.NullN() > 0 {
+					return errors.New("sandbox: unit runs are not integers")
+				}
+				cols[c] = a.Int64Values()
+			}
+			for i, u := range cols[0] {
+				first, last, n := cols[1][i], cols[2][i], cols[3][i]
+				if u <= prev || first != next || last-first+1 != n {
+					return errors.New("sandbox: snapshot rows are not in unit order")
+				}
+				starts = append(starts, first)
+				next, prev = last+1, u
+			}
 		}
-		starts = append(starts, first)
-		next, prev = last+1, u
-	}
-	if err := res.Err(); err != nil {
+		return res.Err()
+	})
+	if err != nil {
 		return nil, err
 	}
 	if units >= 0 && (int64(len(starts)) != units || next != rows) {
