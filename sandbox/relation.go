@@ -204,22 +204,18 @@ func relationSelect(r *wire.Relation, from, unit string, hidden []string, argTyp
 // the snapshots' unit tables (keyedFrom): nothing is normalised, ranked or sorted as text per
 // row. drop removes the table.
 func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
-	tables := make([]string, len(r.Sources))
+	srcs, tables, sc, err := w.relationSources(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
 	units := make([]string, len(r.Sources))
-	cols := make([][]wire.Column, len(r.Sources))
 	for i, s := range r.Sources {
-		src, err := w.loaded(ctx, s.Snapshot)
-		if err != nil {
-			return nil, nil, err
-		}
-		tables[i], cols[i] = src.table, src.Columns
 		if s.Unit != "" {
-			if units[i], err = w.unitTable(ctx, src, s.Unit); err != nil {
+			if units[i], err = w.unitTable(ctx, srcs[i], s.Unit); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	sc := relationScope(r, cols)
 	from, unit, rowids, err := keyedFrom(r, tables, units, samplingKey, sc)
 	if err != nil {
 		return nil, nil, err
@@ -279,6 +275,22 @@ func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey 
 	}
 	snap.Units, snap.Rows = int64(len(snap.starts)-1), snap.starts[len(snap.starts)-1]
 	return snap, drop, nil
+}
+
+// relationSources loads a relation's snapshots and returns them with their tables, in source
+// order, and the relation's scope over their columns.
+func (w *worker) relationSources(ctx context.Context, r *wire.Relation) ([]*snapTable, []string, sqlgen.Scope, error) {
+	srcs := make([]*snapTable, len(r.Sources))
+	tables := make([]string, len(r.Sources))
+	cols := make([][]wire.Column, len(r.Sources))
+	for i, s := range r.Sources {
+		src, err := w.loaded(ctx, s.Snapshot)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		srcs[i], tables[i], cols[i] = src, src.table, src.Columns
+	}
+	return srcs, tables, relationScope(r, cols), nil
 }
 
 // loaded returns a loaded snapshot, loading it on first use.

@@ -17,16 +17,10 @@ import (
 // sorted by the normalised unit and every column. The table keeps the normalised unit as
 // __cr_norm, so rows can be compared by unit identity.
 func referenceMaterialize(ctx context.Context, w *worker, r *wire.Relation, samplingKey uint64) (*snapTable, error) {
-	tables := make([]string, len(r.Sources))
-	cols := make([][]wire.Column, len(r.Sources))
-	for i, s := range r.Sources {
-		src, err := w.loaded(ctx, s.Snapshot)
-		if err != nil {
-			return nil, err
-		}
-		tables[i], cols[i] = src.table, src.Columns
+	_, tables, sc, err := w.relationSources(ctx, r)
+	if err != nil {
+		return nil, err
 	}
-	sc := relationScope(r, cols)
 	from, unit, err := relationFrom(r, tables, samplingKey, sc)
 	if err != nil {
 		return nil, err

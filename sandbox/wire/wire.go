@@ -174,7 +174,7 @@ type Isolation struct {
 
 // Relation is a join of snapshots, and perhaps a per-unit aggregation over it, that the worker
 // materializes before bounding. The result is clustered by the privacy unit of the first
-// source exactly as a snapshot is — a dense unit key, consecutive rowids per unit, rows in an
+// source as a snapshot is — an ascending unit key, consecutive rowids per unit, rows in an
 // order fixed by the data — so the same bounding pass runs over it, after the join: however
 // many rows the join gives one unit, that unit still contributes at most the plan's bounds.
 type Relation struct {
