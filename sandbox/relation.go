@@ -204,6 +204,9 @@ func relationSelect(r *wire.Relation, from, unit string, hidden []string, argTyp
 // the snapshots' unit tables (keyedFrom): nothing is normalised, ranked or sorted as text per
 // row. drop removes the table.
 func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
+	if !r.Keyed {
+		return w.materializeText(ctx, r, samplingKey)
+	}
 	srcs, tables, sc, err := w.relationSources(ctx, r)
 	if err != nil {
 		return nil, nil, err
@@ -254,14 +257,19 @@ func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey 
 	for _, c := range r.Columns {
 		sel = append(sel, quoteIdent(c.Name))
 	}
+	return w.relationTable(ctx, r, fmt.Sprintf("SELECT %s FROM (%s) ORDER BY %s", strings.Join(sel, ", "), inner, strings.Join(order, ", ")))
+}
+
+// relationTable creates a relation's table from query (its unit key, then its columns, in
+// unit order) and indexes its units. drop removes the table.
+func (w *worker) relationTable(ctx context.Context, r *wire.Relation, query string) (snap *snapTable, drop func(), err error) {
 	table := fmt.Sprintf("rel_%d", w.nextID())
 	drop = func() {
 		if _, err := w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+table); err != nil {
 			w.log.Warn("dropping a materialized relation failed", "class", duckErrorClass(err))
 		}
 	}
-	stmt := fmt.Sprintf("CREATE TABLE %s AS SELECT %s FROM (%s) ORDER BY %s", table, strings.Join(sel, ", "), inner, strings.Join(order, ", "))
-	if _, err := w.db.ExecContext(ctx, stmt); err != nil {
+	if _, err := w.db.ExecContext(ctx, "CREATE TABLE "+table+" AS "+query); err != nil {
 		drop()
 		return nil, nil, err
 	}
@@ -275,6 +283,36 @@ func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey 
 	}
 	snap.Units, snap.Rows = int64(len(snap.starts)-1), snap.starts[len(snap.starts)-1]
 	return snap, drop, nil
+}
+
+// materializeText is materialize as it was before relations were keyed (wire.Relation.Keyed):
+// every row's unit normalised as text, units ranked with dense_rank, rows ordered by the unit
+// and every column. It runs only the plans recorded before, so that they replay bit for bit.
+func (w *worker) materializeText(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
+	_, tables, sc, err := w.relationSources(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	from, unit, err := relationFrom(r, tables, samplingKey, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	argTypes, err := w.argumentTypes(ctx, r.Columns, from, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	inner, err := relationSQL(r, from, unit, argTypes, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	order := []string{normColumn}
+	names := make([]string, len(r.Columns))
+	for i, c := range r.Columns {
+		names[i] = quoteIdent(c.Name)
+		order = append(order, names[i])
+	}
+	sel := strings.Join(append([]string{fmt.Sprintf("(dense_rank() OVER (ORDER BY %s) - 1) AS %s", normColumn, unitColumn)}, names...), ", ")
+	return w.relationTable(ctx, r, fmt.Sprintf("SELECT %s FROM (%s) ORDER BY %s", sel, inner, strings.Join(order, ", ")))
 }
 
 // relationSources loads a relation's snapshots and returns them with their tables, in source

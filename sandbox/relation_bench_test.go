@@ -30,11 +30,11 @@ func BenchmarkRelation(b *testing.B) {
 		name string
 		rel  *wire.Relation
 	}{
-		{"join", &wire.Relation{
+		{"join", &wire.Relation{Keyed: true,
 			Sources:        []wire.RelationSource{{Snapshot: visits.Digest, Alias: "v", Unit: "person_id"}, {Snapshot: res.Digest, Alias: "r", Unit: "person_id", Join: "inner"}},
 			Columns:        []wire.RelationColumn{{Name: "r.income_band", Expr: wire.Col("r", "income_band")}, {Name: "v.cost", Expr: wire.Col("v", "cost")}},
 			MaxRowsPerUnit: 5}},
-		{"per_unit", &wire.Relation{
+		{"per_unit", &wire.Relation{Keyed: true,
 			Sources: []wire.RelationSource{{Snapshot: visits.Digest, Alias: "t", Unit: "person_id"}},
 			Columns: []wire.RelationColumn{{Name: "total", Aggregate: "sum", Expr: wire.Col("t", "cost")}},
 			PerUnit: true, MaxRowsPerUnit: 1000}},

@@ -66,8 +66,8 @@ type relRow struct {
 }
 
 // relRows reads a materialized relation in rowid order. norm gives the normalised unit of a
-// row: a column of the table (the reference's __cr_norm), or read through the first source's
-// unit table.
+// row: a column of the table (the reference's __cr_norm), a literal (none), or read through the
+// first source's unit table.
 func relRows(t *testing.T, w *worker, snap *snapTable, norm string) []relRow {
 	t.Helper()
 	vals := []string{"'|'"}
@@ -75,7 +75,7 @@ func relRows(t *testing.T, w *worker, snap *snapTable, norm string) []relRow {
 		vals = append(vals, fmt.Sprintf("coalesce(CAST(r.%s AS VARCHAR), '<null>')", quoteIdent(c.Name)), "'|'")
 	}
 	q := fmt.Sprintf("SELECT r.rowid, %s, concat(%s) FROM %s AS r ORDER BY r.rowid", norm, strings.Join(vals, ", "), snap.table)
-	if !strings.HasPrefix(norm, "r.") {
+	if !strings.HasPrefix(norm, "r.") && !strings.HasPrefix(norm, "'") { // a column or a literal
 		q = fmt.Sprintf("SELECT r.rowid, u.__cr_norm, concat(%s) FROM %s AS r JOIN %s AS u ON r.%s = u.%[4]s ORDER BY r.rowid", strings.Join(vals, ", "), snap.table, norm, unitColumn)
 	}
 	rows, err := w.db.Query(q)
@@ -100,6 +100,15 @@ func relRows(t *testing.T, w *worker, snap *snapTable, norm string) []relRow {
 	}
 	if int64(len(out)) != snap.Rows {
 		t.Fatalf("read %d rows of a relation of %d (a unit without a unit-table entry?)", len(out), snap.Rows)
+	}
+	return out
+}
+
+// unitCols drops the normalised unit, which only the reference's table holds.
+func unitCols(rows []relRow) []relRow {
+	out := slices.Clone(rows)
+	for i := range out {
+		out[i].norm = ""
 	}
 	return out
 }
@@ -182,7 +191,7 @@ func relCases(a, b, l string) map[string]*wire.Relation {
 	out := map[string]*wire.Relation{}
 	for _, n := range []int64{0, 1, 2, 3} {
 		add := func(name string, r wire.Relation) {
-			r.MaxRowsPerUnit = n
+			r.MaxRowsPerUnit, r.Keyed = n, true
 			out[fmt.Sprintf("%s/max%d", name, n)] = &r
 		}
 		add("inner", wire.Relation{Sources: []wire.RelationSource{srcA, srcB}, Columns: bCols})
@@ -234,6 +243,14 @@ func TestRelationKeyedMatchesReference(t *testing.T) {
 					}
 				} else if g, r := byUnit(gotRows), byUnit(refRows); fmt.Sprint(g) != fmt.Sprint(r) {
 					t.Fatalf("(unit, row) multisets differ from the reference:\n got %v\nwant %v", g, r)
+				}
+				// A plan recorded before relations were keyed (Keyed false) is materialized as
+				// it was then, row for row in the same order, so its replay reproduces it.
+				unkeyed := *rel
+				unkeyed.Keyed = false
+				old := relMaterialize(t, w, &unkeyed)
+				if oldRows := relRows(t, w, old, "''"); fmt.Sprint(unitCols(oldRows)) != fmt.Sprint(unitCols(refRows)) {
+					t.Fatalf("an unkeyed relation differs from the rendering it was recorded with:\n got %v\nwant %v", unitCols(oldRows), unitCols(refRows))
 				}
 				if n := rel.MaxRowsPerUnit; n > 0 && !rel.PerUnit {
 					limit := n * n // two sources with a unit; the lookup doubles at most

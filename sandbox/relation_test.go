@@ -62,7 +62,7 @@ func relHeavy(t *testing.T, w *worker, heavyA, heavyB, others int, cost func(v i
 // relJoin is A inner-joined with B on the unit, projecting A's district and cost under the
 // engine's "alias.column" names.
 func relJoin(a, b string) *wire.Relation {
-	return &wire.Relation{
+	return &wire.Relation{Keyed: true,
 		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: b, Alias: "b", Unit: "person_id", Join: "inner"}},
 		Columns: []wire.RelationColumn{{Name: "a.district", Expr: wire.Col("a", "district")}, {Name: "a.cost", Expr: wire.Col("a", "cost")}},
 	}
@@ -230,7 +230,7 @@ func TestRelationLeftLookupJoin(t *testing.T) {
 	}
 	a := relRegister(t, w, "person_id", "person_id,district,cost", rows)
 	l := relRegister(t, w, "", "code,name", []string{"A,Alpha", "A,Alfa", "B,Beta"})
-	rel := &wire.Relation{
+	rel := &wire.Relation{Keyed: true,
 		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: l, Alias: "l", Join: "left", On: wire.Compare("=", wire.Col("a", "district"), wire.Col("l", "code"))}},
 		Columns: []wire.RelationColumn{{Name: "l.name", Expr: wire.Col("l", "name")}, {Name: "a.cost", Expr: wire.Col("a", "cost")}},
 	}

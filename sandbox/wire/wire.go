@@ -190,6 +190,11 @@ type Relation struct {
 	// place among its unit's rows (which depends on that unit's rows alone). A join multiplies
 	// a unit's rows; this bounds the product by public quantities, whatever the data holds.
 	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
+	// Keyed selects the worker's rendering: sources matched through the snapshots' unit keys and
+	// joined rows ordered by their rowids (every plan built today). Plans recorded before it
+	// existed lack it and are materialized as they were then — units normalised as text per
+	// row, rows ordered by every column — so their replay reproduces the same pre-noise states.
+	Keyed bool `json:"keyed,omitempty"`
 }
 
 // RelationSource is one snapshot of a Relation, whose columns its expressions read as
