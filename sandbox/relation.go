@@ -37,59 +37,119 @@ func relationScope(r *wire.Relation, cols [][]wire.Column) sqlgen.Scope {
 }
 
 // relationFrom renders the FROM clause of a relation over the loaded snapshots, and the
-// normalised unit of its first source. With MaxRowsPerUnit each source with a unit is read
-// through boundedRows. sc is the relation's scope (relationScope).
+// normalised unit of its first source as text. With MaxRowsPerUnit each source with a unit is
+// read through boundedRows. sc is the relation's scope (relationScope). The model and custom
+// model passes read it; materialize reads keyedFrom, which matches units by integer keys.
 func relationFrom(r *wire.Relation, tables []string, samplingKey uint64, sc sqlgen.Scope) (from, unit string, err error) {
-	if len(r.Sources) == 0 || len(r.Sources) != len(tables) || r.Sources[0].Unit == "" || r.Sources[0].Join != "" {
-		return "", "", errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
+	from, unit, _, err = renderFrom(r, tables, nil, samplingKey, sc)
+	return from, unit, err
+}
+
+// keyedFrom is relationFrom over the snapshots' unit tables (unitTable), units[i] that of
+// source i ("" for a lookup table): sources join on the first source's unit key, mapped through
+// the two unit tables' normalised text, so no row's unit is normalised or compared as text. Its
+// unit is the first source's unit key, whose order is the order of the normalised unit;
+// rowids[i] is the snapshot rowid of source i's row (NULL where a left join matched nothing).
+func keyedFrom(r *wire.Relation, tables, units []string, samplingKey uint64, sc sqlgen.Scope) (from, unit string, rowids []string, err error) {
+	if len(units) != len(tables) {
+		return "", "", nil, errcode.New(errcode.Internal, "the relation's unit tables do not match its sources")
 	}
+	return renderFrom(r, tables, units, samplingKey, sc)
+}
+
+// renderFrom is relationFrom (units nil) and keyedFrom.
+func renderFrom(r *wire.Relation, tables, units []string, samplingKey uint64, sc sqlgen.Scope) (from, unit string, rowids []string, err error) {
+	if len(r.Sources) == 0 || len(r.Sources) != len(tables) || r.Sources[0].Unit == "" || r.Sources[0].Join != "" {
+		return "", "", nil, errcode.New(errcode.Internal, "the relation's first source must be a dataset with a privacy unit")
+	}
+	keyed := units != nil
+	if keyed && units[0] == "" {
+		return "", "", nil, errcode.New(errcode.Internal, "the relation's first source has no unit table")
+	}
+	// A source read from its table has its rowid; keyedRows carries it as rowidColumn.
+	rowids = make([]string, len(r.Sources))
+	for i, s := range r.Sources {
+		rowids[i] = quoteIdent(s.Alias) + ".rowid"
+		if keyed && s.Unit != "" && (i > 0 || r.MaxRowsPerUnit > 0) {
+			rowids[i] = qualified(s.Alias, rowidColumn)
+		}
+	}
+	first := r.Sources[0]
 	read := func(i int) string {
-		if r.MaxRowsPerUnit > 0 && r.Sources[i].Unit != "" {
+		s := r.Sources[i]
+		switch {
+		case s.Unit == "":
+			return tables[i]
+		case keyed && i > 0:
+			return keyedRows(tables[i], units[i], units[0], r.MaxRowsPerUnit, samplingKey)
+		case keyed && r.MaxRowsPerUnit > 0:
+			return keyedRows(tables[i], units[i], "", r.MaxRowsPerUnit, samplingKey)
+		case !keyed && r.MaxRowsPerUnit > 0:
 			return boundedRows(tables[i], r.MaxRowsPerUnit, samplingKey)
 		}
 		return tables[i]
 	}
-	first := r.Sources[0]
 	unit = normUnit(qualified(first.Alias, first.Unit))
+	if keyed {
+		unit = qualified(first.Alias, unitColumn)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s AS %s", read(0), quoteIdent(first.Alias))
 	for i, s := range r.Sources[1:] {
 		kind := map[string]string{"inner": "JOIN", "left": "LEFT JOIN"}[s.Join]
 		if kind == "" {
-			return "", "", errcode.New(errcode.Internal, "the relation has a join of unknown kind")
+			return "", "", nil, errcode.New(errcode.Internal, "the relation has a join of unknown kind")
 		}
 		var on string
-		if s.Unit != "" {
-			if s.On != nil {
-				return "", "", errcode.New(errcode.Internal, "a join of datasets on their units has a condition of its own")
+		switch {
+		case s.Unit != "" && s.On != nil:
+			return "", "", nil, errcode.New(errcode.Internal, "a join of datasets on their units has a condition of its own")
+		case s.Unit != "" && keyed:
+			if units[i+1] == "" {
+				return "", "", nil, errcode.New(errcode.Internal, "a joined dataset has no unit table")
 			}
+			on = unit + " = " + qualified(s.Alias, firstUnitColumn)
+		case s.Unit != "":
 			on = unit + " = " + normUnit(qualified(s.Alias, s.Unit))
-		} else if s.On == nil {
-			return "", "", errcode.New(errcode.Internal, "a lookup join has no condition")
-		} else if on, err = sqlgen.Condition(s.On, sc); err != nil {
-			return "", "", errcode.Wrap(errcode.Internal, err, "a lookup join's condition is not valid over its sources")
+		case s.On == nil:
+			return "", "", nil, errcode.New(errcode.Internal, "a lookup join has no condition")
+		default:
+			if on, err = sqlgen.Condition(s.On, sc); err != nil {
+				return "", "", nil, errcode.Wrap(errcode.Internal, err, "a lookup join's condition is not valid over its sources")
+			}
 		}
 		fmt.Fprintf(&b, " %s %s AS %s ON %s", kind, read(i+1), quoteIdent(s.Alias), on)
 	}
-	return b.String(), unit, nil
+	return b.String(), unit, rowids, nil
 }
 
 // boundedRows reads a snapshot table keeping at most n rows per privacy unit. A row's place
 // among its unit's rows (in the snapshot's order, which the unit's own rows fix) is ranked by
 // a keyed hash, so which rows are kept depends on the unit's rows and the job's key alone.
+// keyedRows keeps the same rows without a window.
 func boundedRows(table string, n int64, key uint64) string {
 	return fmt.Sprintf("(SELECT * EXCLUDE (__cr_pos) FROM (SELECT *, row_number() OVER (PARTITION BY %[2]s ORDER BY rowid) AS __cr_pos FROM %[1]s) QUALIFY row_number() OVER (PARTITION BY %[2]s ORDER BY hash(__cr_pos, %[3]d::UBIGINT), __cr_pos) <= %[4]d)",
 		table, unitColumn, key, n)
 }
 
-// relationSQL renders the SELECT that computes a relation from its FROM clause: the normalised
-// unit as normColumn, then the relation's columns, every one of them total (total.go).
-// argTypes gives the type of each per-unit SUM or AVG argument, by column index.
+// relationSQL renders the SELECT that computes a relation from its FROM clause: its unit
+// (relationFrom's normalised text or keyedFrom's key) as normColumn, then the relation's
+// columns, every one of them total (total.go). argTypes gives the type of each per-unit SUM or
+// AVG argument, by column index.
 func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string, sc sqlgen.Scope) (string, error) {
+	return relationSelect(r, from, unit, nil, argTypes, sc)
+}
+
+// relationSelect is relationSQL with hidden columns ("expr AS __cr…") after the unit: values
+// of the sources' rows, so not for a per-unit relation.
+func relationSelect(r *wire.Relation, from, unit string, hidden []string, argTypes map[int]string, sc sqlgen.Scope) (string, error) {
 	invalid := func(err error, what string) error {
 		return errcode.Wrap(errcode.Internal, err, "the relation's %s is not valid over its sources", what)
 	}
-	cols := []string{unit + " AS " + normColumn}
+	if r.PerUnit && len(hidden) > 0 {
+		return "", errcode.New(errcode.Internal, "a per-unit relation has no row-level columns")
+	}
+	cols := append([]string{unit + " AS " + normColumn}, hidden...)
 	seen := map[string]bool{}
 	for i, c := range r.Columns {
 		// DuckDB matches names case-insensitively: "__CR_NORM" would shadow the unit, and "x"
@@ -137,19 +197,102 @@ func relationSQL(r *wire.Relation, from, unit string, argTypes map[int]string, s
 	return q, nil
 }
 
-// materialize computes a relation into a table of its own, in unit order with ties broken by
-// every column, and indexes its units like a snapshot. drop removes the table.
+// materialize computes a relation into a table of its own, clustered by unit in an order that
+// depends only on the data, and indexes its units like a snapshot. Its unit key (__cr_unit) is
+// the first source's, ascending but not dense where units drop out (an inner join, a filter);
+// the bounding pass's unit is its place in starts. Sources are matched, and rows kept, through
+// the snapshots' unit tables (keyedFrom): nothing is normalised, ranked or sorted as text per
+// row. drop removes the table.
 func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
-	tables := make([]string, len(r.Sources))
-	cols := make([][]wire.Column, len(r.Sources))
-	for i, s := range r.Sources {
-		src, err := w.loaded(ctx, s.Snapshot)
-		if err != nil {
-			return nil, nil, err
-		}
-		tables[i], cols[i] = src.table, src.Columns
+	if !r.Keyed {
+		return w.materializeText(ctx, r, samplingKey)
 	}
-	sc := relationScope(r, cols)
+	srcs, tables, sc, err := w.relationSources(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	units := make([]string, len(r.Sources))
+	for i, s := range r.Sources {
+		if s.Unit != "" {
+			if units[i], err = w.unitTable(ctx, srcs[i], s.Unit); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	from, unit, rowids, err := keyedFrom(r, tables, units, samplingKey, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	argTypes, err := w.argumentTypes(ctx, r.Columns, from, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The order depends only on the data, and a unit's rows are adjacent: the first source's
+	// unit key ascends with the normalised unit (registration ranks units by it), and so do its
+	// rowids (snapshots are clustered by unit). A joined row is in the order of its sources'
+	// rowids, each snapshot's order within a unit being fixed by the unit's own rows; a
+	// per-unit row, whose rowids are gone, in the order of its unit, then of every column (rows
+	// equal in all of them are alike), or of its unit alone when that is its only key.
+	var hidden, order []string
+	switch {
+	case !r.PerUnit:
+		for i, id := range rowids {
+			name := fmt.Sprintf("__cr_r%d", i)
+			hidden = append(hidden, id+" AS "+name)
+			order = append(order, name)
+		}
+	case len(r.GroupBy) == 0:
+		order = []string{normColumn}
+	default:
+		order = []string{normColumn}
+		for _, c := range r.Columns {
+			order = append(order, quoteIdent(c.Name))
+		}
+	}
+	inner, err := relationSelect(r, from, unit, hidden, argTypes, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	sel := []string{normColumn + " AS " + unitColumn}
+	for _, c := range r.Columns {
+		sel = append(sel, quoteIdent(c.Name))
+	}
+	return w.relationTable(ctx, r, fmt.Sprintf("SELECT %s FROM (%s) ORDER BY %s", strings.Join(sel, ", "), inner, strings.Join(order, ", ")))
+}
+
+// relationTable creates a relation's table from query (its unit key, then its columns, in
+// unit order) and indexes its units. drop removes the table.
+func (w *worker) relationTable(ctx context.Context, r *wire.Relation, query string) (snap *snapTable, drop func(), err error) {
+	table := fmt.Sprintf("rel_%d", w.nextID())
+	drop = func() {
+		if _, err := w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+table); err != nil {
+			w.log.Warn("dropping a materialized relation failed", "class", duckErrorClass(err))
+		}
+	}
+	if _, err := w.db.ExecContext(ctx, "CREATE TABLE "+table+" AS "+query); err != nil {
+		drop()
+		return nil, nil, err
+	}
+	snap = &snapTable{table: table}
+	for _, c := range r.Columns {
+		snap.Columns = append(snap.Columns, wire.Column{Name: c.Name}) // the plan's scope
+	}
+	if snap.starts, err = w.unitStarts(ctx, table, -1, -1); err != nil {
+		drop()
+		return nil, nil, err
+	}
+	snap.Units, snap.Rows = int64(len(snap.starts)-1), snap.starts[len(snap.starts)-1]
+	return snap, drop, nil
+}
+
+// materializeText is materialize as it was before relations were keyed (wire.Relation.Keyed):
+// every row's unit normalised as text, units ranked with dense_rank, rows ordered by the unit
+// and every column. It runs only the plans recorded before, so that they replay bit for bit.
+func (w *worker) materializeText(ctx context.Context, r *wire.Relation, samplingKey uint64) (snap *snapTable, drop func(), err error) {
+	_, tables, sc, err := w.relationSources(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
 	from, unit, err := relationFrom(r, tables, samplingKey, sc)
 	if err != nil {
 		return nil, nil, err
@@ -168,32 +311,24 @@ func (w *worker) materialize(ctx context.Context, r *wire.Relation, samplingKey 
 		names[i] = quoteIdent(c.Name)
 		order = append(order, names[i])
 	}
-	table := fmt.Sprintf("rel_%d", w.nextID())
-	drop = func() {
-		if _, err := w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+table); err != nil {
-			w.log.Warn("dropping a materialized relation failed", "class", duckErrorClass(err))
-		}
-	}
 	sel := strings.Join(append([]string{fmt.Sprintf("(dense_rank() OVER (ORDER BY %s) - 1) AS %s", normColumn, unitColumn)}, names...), ", ")
-	stmt := fmt.Sprintf("CREATE TABLE %s AS SELECT %s FROM (%s) ORDER BY %s", table, sel, inner, strings.Join(order, ", "))
-	if _, err := w.db.ExecContext(ctx, stmt); err != nil {
-		drop()
-		return nil, nil, err
+	return w.relationTable(ctx, r, fmt.Sprintf("SELECT %s FROM (%s) ORDER BY %s", sel, inner, strings.Join(order, ", ")))
+}
+
+// relationSources loads a relation's snapshots and returns them with their tables, in source
+// order, and the relation's scope over their columns.
+func (w *worker) relationSources(ctx context.Context, r *wire.Relation) ([]*snapTable, []string, sqlgen.Scope, error) {
+	srcs := make([]*snapTable, len(r.Sources))
+	tables := make([]string, len(r.Sources))
+	cols := make([][]wire.Column, len(r.Sources))
+	for i, s := range r.Sources {
+		src, err := w.loaded(ctx, s.Snapshot)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		srcs[i], tables[i], cols[i] = src, src.table, src.Columns
 	}
-	snap = &snapTable{table: table}
-	for _, c := range r.Columns {
-		snap.Columns = append(snap.Columns, wire.Column{Name: c.Name}) // the plan's scope
-	}
-	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
-	if err := row.Scan(&snap.Rows, &snap.Units); err != nil {
-		drop()
-		return nil, nil, err
-	}
-	if snap.starts, err = w.unitStarts(ctx, table, snap.Units, snap.Rows); err != nil {
-		drop()
-		return nil, nil, err
-	}
-	return snap, drop, nil
+	return srcs, tables, relationScope(r, cols), nil
 }
 
 // loaded returns a loaded snapshot, loading it on first use.

@@ -62,7 +62,7 @@ func relHeavy(t *testing.T, w *worker, heavyA, heavyB, others int, cost func(v i
 // relJoin is A inner-joined with B on the unit, projecting A's district and cost under the
 // engine's "alias.column" names.
 func relJoin(a, b string) *wire.Relation {
-	return &wire.Relation{
+	return &wire.Relation{Keyed: true,
 		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: b, Alias: "b", Unit: "person_id", Join: "inner"}},
 		Columns: []wire.RelationColumn{{Name: "a.district", Expr: wire.Col("a", "district")}, {Name: "a.cost", Expr: wire.Col("a", "cost")}},
 	}
@@ -230,7 +230,7 @@ func TestRelationLeftLookupJoin(t *testing.T) {
 	}
 	a := relRegister(t, w, "person_id", "person_id,district,cost", rows)
 	l := relRegister(t, w, "", "code,name", []string{"A,Alpha", "A,Alfa", "B,Beta"})
-	rel := &wire.Relation{
+	rel := &wire.Relation{Keyed: true,
 		Sources: []wire.RelationSource{{Snapshot: a, Alias: "a", Unit: "person_id"}, {Snapshot: l, Alias: "l", Join: "left", On: wire.Compare("=", wire.Col("a", "district"), wire.Col("l", "code"))}},
 		Columns: []wire.RelationColumn{{Name: "l.name", Expr: wire.Col("l", "name")}, {Name: "a.cost", Expr: wire.Col("a", "cost")}},
 	}
@@ -250,25 +250,27 @@ func TestRelationLeftLookupJoin(t *testing.T) {
 	}
 }
 
-// The pre-noise states depend only on the data: rows sit in (unit, columns) order whatever
-// order the join emits them in, and materializing twice, or executing with one shard or two,
-// gives the same bytes. The heavy person's costs differ row by row, so which rows are kept
-// shows in the sums.
+// The pre-noise states depend only on the data: rows sit in unit order, and within a unit in
+// the order of the sources' rowids, whatever order the join emits them in, and materializing
+// twice, or executing with one shard or two, gives the same bytes. The heavy person's costs
+// differ row by row, so which rows are kept shows in the sums.
 func TestRelationStatesAreDeterministic(t *testing.T) {
 	ctx := context.Background()
 	w := relWorker(t)
 	a, b := relHeavy(t, w, 200, 3, 300, func(v int) float64 { return float64(v%97) + 0.125 })
 	rel := relJoin(a, b)
 	// B's column first: the join emits the heavy person's rows grouped by A's row, so only an
-	// explicit sort puts them in ward order.
+	// explicit sort puts them in (A's rowid, B's rowid) order.
 	rel.Columns = append([]wire.RelationColumn{{Name: "b.ward", Expr: wire.Col("b", "ward")}}, rel.Columns...)
 	p := relPlan(rel, "a.district", "a.cost", 1, 3)
 	s1, s2 := relMaterialize(t, w, p.Relation), relMaterialize(t, w, p.Relation)
+	// A's heavy rows are in cost order (registration sorts a unit's rows by every column), so
+	// the heavy unit's 600 rows ascend in cost (each cost holds its rows' three wards).
 	var unsorted int
-	tuple := fmt.Sprintf(`(%s, "b.ward", "a.district", "a.cost")`, unitColumn)
+	tuple := fmt.Sprintf(`(%s, "a.cost")`, unitColumn)
 	q := fmt.Sprintf(`SELECT count(*) FROM (SELECT %s AS cur, lag(%s) OVER (ORDER BY rowid) AS prev FROM %s) WHERE prev > cur`, tuple, tuple, s1.table)
 	if err := w.db.QueryRow(q).Scan(&unsorted); err != nil || unsorted != 0 {
-		t.Fatalf("%d rows out of (unit, columns) order (%v)", unsorted, err)
+		t.Fatalf("%d rows out of (unit, A's row, B's row) order (%v)", unsorted, err)
 	}
 	if e1, e2 := encodedStates(t, relPass(t, w, p, s1)), encodedStates(t, relPass(t, w, p, s2)); len(e1) != 2 || fmt.Sprint(e1) != fmt.Sprint(e2) {
 		t.Fatalf("two materializations give different pre-noise states (%d and %d partitions)", len(e1), len(e2))
@@ -302,16 +304,28 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 		}
 	}
 	tables := []string{"t0", "t1"}
-	render := func(r *wire.Relation, tables []string) (string, error) {
+	// Both renderings: the text one (model passes) and the keyed one (materialize).
+	render := func(r *wire.Relation, tables []string, keyed bool) (string, error) {
 		sc := relationScope(r, [][]wire.Column{{{Name: "u"}, {Name: "k"}, {Name: "x"}}, {{Name: "k"}}})
 		from, unit, err := relationFrom(r, tables, 42, sc)
+		if keyed {
+			units := make([]string, len(tables))
+			for i := range units {
+				if i < len(r.Sources) && r.Sources[i].Unit != "" {
+					units[i] = tables[i] + "_units"
+				}
+			}
+			from, unit, _, err = keyedFrom(r, tables, units, 42, sc)
+		}
 		if err != nil {
 			return "", err
 		}
 		return relationSQL(r, from, unit, nil, sc)
 	}
-	if _, err := render(valid(), tables); err != nil {
-		t.Fatalf("the valid base relation is refused: %v", err) // so each case below fails for its own reason
+	for _, keyed := range []bool{false, true} {
+		if _, err := render(valid(), tables, keyed); err != nil {
+			t.Fatalf("the valid base relation is refused (keyed %v): %v", keyed, err) // so each case below fails for its own reason
+		}
 	}
 	for name, edit := range map[string]func(r *wire.Relation){
 		"first source without unit": func(r *wire.Relation) { r.Sources[0].Unit = "" },
@@ -353,10 +367,12 @@ func TestRelationSQLRefusesMalformedRelations(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := valid()
-			edit(r)
-			if _, err := render(r, tables); errcode.Of(err) != errcode.Internal {
-				t.Fatalf("err = %v, want %s", err, errcode.Internal)
+			for _, keyed := range []bool{false, true} {
+				r := valid()
+				edit(r)
+				if _, err := render(r, tables, keyed); errcode.Of(err) != errcode.Internal {
+					t.Fatalf("keyed %v: err = %v, want %s", keyed, err, errcode.Internal)
+				}
 			}
 		})
 	}

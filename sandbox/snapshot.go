@@ -408,35 +408,51 @@ func (w *worker) load(ctx context.Context, digest string) (*snapTable, error) {
 }
 
 // unitStarts returns each unit's first rowid, then the row count: units occupy consecutive
-// rowids (the table is loaded in unit order), so unit u's rows are [starts[u], starts[u+1]).
-// It checks that the runs really are consecutive and dense.
+// rowids (the table is loaded in unit order), so the u-th unit's rows are [starts[u],
+// starts[u+1]). It checks that the runs really are consecutive, that the unit keys ascend with
+// them (a materialized relation's keys may skip values) and, unless units is negative (not
+// known: a relation), that units runs cover the rows; a snapshot's keys, from 0 to units-1,
+// are then dense. The runs cover the table however many there are (a GROUP BY sees every row).
 func (w *worker) unitStarts(ctx context.Context, table string, units, rows int64) ([]int64, error) {
-	res, err := w.db.QueryContext(ctx, fmt.Sprintf(
-		"SELECT %s, min(rowid), max(rowid), count(*) FROM %s GROUP BY 1 ORDER BY 1", unitColumn, table))
+	starts := make([]int64, 0, max(units, 0)+1)
+	var next, prev int64 = 0, -1
+	// Read as Arrow: a unit per row of the result, millions of them, which database/sql would
+	// scan one by one.
+	err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		res, err := ar.QueryContext(ctx, fmt.Sprintf(
+			"SELECT %s::BIGINT, min(rowid)::BIGINT, max(rowid)::BIGINT, count(*)::BIGINT FROM %s GROUP BY 1 ORDER BY 1", unitColumn, table))
+		if err != nil {
+			return err
+		}
+		defer res.Release()
+		for res.Next() {
+			b := res.RecordBatch()
+			var cols [4][]int64
+			for c := range cols {
+				a, ok := b.Column(c).(*array.Int64)
+				if !ok || a.NullN() > 0 {
+					return errors.New("sandbox: unit runs are not integers")
+				}
+				cols[c] = a.Int64Values()
+			}
+			for i, u := range cols[0] {
+				first, last, n := cols[1][i], cols[2][i], cols[3][i]
+				if u <= prev || first != next || last-first+1 != n {
+					return errors.New("sandbox: snapshot rows are not in unit order")
+				}
+				starts = append(starts, first)
+				next, prev = last+1, u
+			}
+		}
+		return res.Err()
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer res.Close()
-	starts := make([]int64, 0, units+1)
-	var next int64
-	for res.Next() {
-		var u, first, last, n int64
-		if err := res.Scan(&u, &first, &last, &n); err != nil {
-			return nil, err
-		}
-		if u != int64(len(starts)) || first != next || last-first+1 != n {
-			return nil, errors.New("sandbox: snapshot rows are not in unit order")
-		}
-		starts = append(starts, first)
-		next = last + 1
-	}
-	if err := res.Err(); err != nil {
-		return nil, err
-	}
-	if int64(len(starts)) != units || next != rows {
+	if units >= 0 && (int64(len(starts)) != units || next != rows) {
 		return nil, errors.New("sandbox: snapshot units do not cover its rows")
 	}
-	return append(starts, rows), nil
+	return append(starts, next), nil
 }
 
 // unitOf returns the unit of a rowid, trying first the unit at hint and the one after it

@@ -327,7 +327,7 @@ func Build(q *gate.Query, snapshots map[string]string, o Options, samplingKey ui
 		TimeoutMS:   o.TimeoutMS,
 	}
 	if r := q.Relation; r != nil {
-		w.Relation = &wire.Relation{PerUnit: r.PerUnit, GroupBy: r.GroupBy, Filter: r.Filter}
+		w.Relation = &wire.Relation{PerUnit: r.PerUnit, GroupBy: r.GroupBy, Filter: r.Filter, Keyed: true}
 		for _, s := range q.Sources {
 			w.Relation.Sources = append(w.Relation.Sources, wire.RelationSource{Snapshot: snapshots[s.Dataset.Name], Alias: s.Alias,
 				Unit: s.Dataset.PrivacyUnit, Join: s.Join, On: s.On})

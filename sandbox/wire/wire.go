@@ -174,7 +174,7 @@ type Isolation struct {
 
 // Relation is a join of snapshots, and perhaps a per-unit aggregation over it, that the worker
 // materializes before bounding. The result is clustered by the privacy unit of the first
-// source exactly as a snapshot is — a dense unit key, consecutive rowids per unit, rows in an
+// source as a snapshot is — an ascending unit key, consecutive rowids per unit, rows in an
 // order fixed by the data — so the same bounding pass runs over it, after the join: however
 // many rows the join gives one unit, that unit still contributes at most the plan's bounds.
 type Relation struct {
@@ -190,6 +190,11 @@ type Relation struct {
 	// place among its unit's rows (which depends on that unit's rows alone). A join multiplies
 	// a unit's rows; this bounds the product by public quantities, whatever the data holds.
 	MaxRowsPerUnit int64 `json:"max_rows_per_unit,omitempty"`
+	// Keyed selects the worker's rendering: sources matched through the snapshots' unit keys and
+	// joined rows ordered by their rowids (every plan built today). Plans recorded before it
+	// existed lack it and are materialized as they were then — units normalised as text per
+	// row, rows ordered by every column — so their replay reproduces the same pre-noise states.
+	Keyed bool `json:"keyed,omitempty"`
 }
 
 // RelationSource is one snapshot of a Relation, whose columns its expressions read as
