@@ -53,85 +53,21 @@ func noAutoBounds(s *jobState) bool { return s.isRepeat() || (s.p.Auto == nil &&
 
 // chooseBoundsStage chooses the bounds a job that asked for automatic bounds left unset, first
 // the clamping bounds (chooseClamps), then the contribution bounds (chooseContributions), which
-// weigh the noise at the clamping bounds chosen. The worker computes every tuning plan's
-// pre-noise states over one scan of the rows (tuningPlans); what each plan computes, its
-// epsilon and its noise are as if it ran alone, so the accounting is that of the separate
-// steps. Its failure is charged like execution's: the worker has read rows.
+// weigh the noise at the clamping bounds chosen. Its failure is charged like execution's: the
+// worker has read rows.
 func chooseBoundsStage(ctx context.Context, e *Engine, s *jobState) ([]provenance.Event, error) {
-	t, err := tuningPlans(s.p, s.id)
-	if err != nil {
-		return nil, err
-	}
-	parts, err := s.w.ExecuteMany(ctx, t.all())
-	if err != nil {
-		return nil, err
-	}
 	ev := &provenance.BoundsChosen{}
 	if s.p.Clamp != nil {
-		if err := chooseClamps(e, s, ev, t, parts); err != nil {
+		if err := chooseClamps(ctx, e, s, ev); err != nil {
 			return nil, err
 		}
 	}
 	if s.p.Auto != nil {
-		if err := chooseContributions(e, s, ev, t, parts[len(parts)-1]); err != nil {
+		if err := chooseContributions(ctx, e, s, ev); err != nil {
 			return nil, err
 		}
 	}
 	return events(ev), nil
-}
-
-// tuning are a job's tuning plans for automatic bounds: the clamping-bounds quantile tree (nil
-// without linear targets) and histograms (plan.ClampPlan, plan.ClampHistogramPlans), and the
-// contribution histograms (plan.ProfilePlan; nil when the contribution bounds are set). The
-// profile plan does not depend on the clamps chosen (it reads no values), so all of them are
-// built, and run, before any is released.
-type tuning struct {
-	tree    *wire.Plan
-	hists   []wire.Plan
-	profile *wire.Plan
-}
-
-func tuningPlans(p *plan.Planned, job string) (*tuning, error) {
-	t := &tuning{}
-	if p.Clamp != nil {
-		cw, err := p.ClampPlan()
-		if err != nil {
-			return nil, err
-		}
-		if len(cw.Aggregates) > 0 {
-			cw.Job = job
-			t.tree = &cw
-		}
-		if t.hists, err = p.ClampHistogramPlans(); err != nil {
-			return nil, err
-		}
-		for k := range t.hists {
-			t.hists[k].Job = job
-		}
-	}
-	if p.Auto != nil {
-		pw, err := p.ProfilePlan()
-		if err != nil {
-			return nil, err
-		}
-		t.profile = &pw
-	}
-	return t, nil
-}
-
-// all are the plans in the order of their results: the tree, the histograms, the profile.
-func (t *tuning) all() []*wire.Plan {
-	var out []*wire.Plan
-	if t.tree != nil {
-		out = append(out, t.tree)
-	}
-	for k := range t.hists {
-		out = append(out, &t.hists[k])
-	}
-	if t.profile != nil {
-		out = append(out, t.profile)
-	}
-	return out
 }
 
 // chooseClamps chooses clamping bounds for the values of SUM, AVG, VAR and STDDEV, with
@@ -139,22 +75,34 @@ func (t *tuning) all() []*wire.Plan {
 // computed by the worker like any aggregate and noised by the library: a DP quantile tree
 // within the catalog's bounds per value (plan.ClampPlan), or for a value read on a log scale a
 // DP histogram of half-octave bins (plan.ClampHistogramPlans, plan.HistogramQuantiles). The
-// bounds are the noisy quantiles at plan.ClampLowRank and plan.ClampHighRank. parts are the
-// worker's results for t.all().
-func chooseClamps(e *Engine, s *jobState, ev *provenance.BoundsChosen, t *tuning, parts [][]wire.Partition) error {
+// bounds are the noisy quantiles at plan.ClampLowRank and plan.ClampHighRank.
+func chooseClamps(ctx context.Context, e *Engine, s *jobState, ev *provenance.BoundsChosen) error {
 	p := s.p
+	cw, err := p.ClampPlan()
+	if err != nil {
+		return err
+	}
+	hws, err := p.ClampHistogramPlans()
+	if err != nil {
+		return err
+	}
 	noisy := make([][]float64, len(p.Clamp.Targets))
 	var linear, logs []int // target indices in the order of the tree's aggregates and of the histograms
-	for i, tg := range p.Clamp.Targets {
-		if tg.LogScale {
+	for i, t := range p.Clamp.Targets {
+		if t.LogScale {
 			logs = append(logs, i)
 		} else {
 			linear = append(linear, i)
 		}
 	}
 	var pre []byte
-	if t.tree != nil {
-		q, treePre, err := releaseClampQuantiles(t.tree, parts[0])
+	if len(cw.Aggregates) > 0 {
+		cw.Job = s.id
+		parts, err := s.w.Execute(ctx, &cw)
+		if err != nil {
+			return err
+		}
+		q, treePre, err := releaseClampQuantiles(&cw, parts)
 		if err != nil {
 			return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned quantile states that do not match the plan; nothing was released")
 		}
@@ -162,12 +110,16 @@ func chooseClamps(e *Engine, s *jobState, ev *provenance.BoundsChosen, t *tuning
 			noisy[i] = q[k]
 		}
 		pre = treePre
-		ev.ClampPlan = provenance.DocOf(*t.tree)
-		parts = parts[1:]
+		ev.ClampPlan = provenance.DocOf(cw)
 	}
-	for k := range t.hists {
-		hw := &t.hists[k]
-		bins, histPre, err := releaseProfile(oneSpec(hw.Aggregates[0]), hw.Domains[0], parts[k])
+	for k := range hws {
+		hw := &hws[k]
+		hw.Job = s.id
+		parts, err := s.w.Execute(ctx, hw)
+		if err != nil {
+			return err
+		}
+		bins, histPre, err := releaseProfile(oneSpec(hw.Aggregates[0]), hw.Domains[0], parts)
 		if err != nil {
 			return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned histogram states that do not match the plan; nothing was released")
 		}
@@ -178,8 +130,8 @@ func chooseClamps(e *Engine, s *jobState, ev *provenance.BoundsChosen, t *tuning
 		noisy[logs[k]] = plan.HistogramQuantiles(counts, hw.Aggregates[0].NoiseScale())
 		pre = append(pre, histPre...)
 	}
-	if len(t.hists) > 0 {
-		ev.ClampHistograms = provenance.DocOf(t.hists)
+	if len(hws) > 0 {
+		ev.ClampHistograms = provenance.DocOf(hws)
 	}
 	chosen := p.Clamp.ChooseClamps(noisy)
 	if err := plan.ApplyClamps(&p.Worker, p.Clamp, chosen); err != nil {
@@ -231,10 +183,17 @@ func releaseClampQuantiles(cw *wire.Plan, parts []wire.Partition) ([][]float64, 
 // unit; rows in one keyed-hash-chosen group per unit), each unit in exactly one bin of each
 // (sensitivity 1 per histogram); every bin is noised through the DP library with
 // plan.ContributionShare of the job's epsilon, and the bounds are chosen from the noisy bins
-// alone (plan.Choose: post-processing). The plan then runs at the chosen bounds. parts are the
-// worker's result for t.profile.
-func chooseContributions(e *Engine, s *jobState, ev *provenance.BoundsChosen, t *tuning, parts []wire.Partition) error {
-	p, pw := s.p, *t.profile
+// alone (plan.Choose: post-processing). The plan then runs at the chosen bounds.
+func chooseContributions(ctx context.Context, e *Engine, s *jobState, ev *provenance.BoundsChosen) error {
+	p := s.p
+	pw, err := p.ProfilePlan()
+	if err != nil {
+		return err
+	}
+	parts, err := s.w.Profile(ctx, &pw)
+	if err != nil {
+		return err
+	}
 	noisy, pre, err := releaseProfile(pw.Profile.SpecFor, plan.ProfileBinNames(pw.Profile), parts)
 	if err != nil {
 		return errcode.Wrap(errcode.SandboxFailed, err, "the worker returned contribution histograms that do not match the plan; nothing was released")

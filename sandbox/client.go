@@ -368,40 +368,6 @@ func (c *Client) Profile(ctx context.Context, p *wire.Plan) ([]wire.Partition, e
 	return parts, nil
 }
 
-// ExecuteMany runs plans that read the same rows — one snapshot or relation, filter and
-// sampling key, none with bounding-cost counts or differences — over one scan of them, and
-// returns each plan's pre-noise states as Execute (or, for a profile plan, Profile) would
-// return them for the plan alone.
-func (c *Client) ExecuteMany(ctx context.Context, plans []*wire.Plan) ([][]wire.Partition, error) {
-	res, err := c.call(ctx, request{Op: "execute_many", Plans: plans})
-	if err != nil {
-		return nil, err
-	}
-	if len(res.resp.Parts) != len(plans) {
-		return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned %d results for %d plans", len(res.resp.Parts), len(plans))
-	}
-	out := make([][]wire.Partition, len(plans))
-	rest := res.payload
-	for k, p := range plans {
-		n := res.resp.Parts[k]
-		if n < 0 || n > len(rest) {
-			return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned a malformed result")
-		}
-		keys, aggs := len(p.Keys), len(p.Aggregates)
-		if p.Profile != nil {
-			keys, aggs = 1, 1 // one bin name, one count
-		}
-		if out[k], err = decodePartitions(rest[:n], keys, aggs); err != nil {
-			return nil, errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker returned a malformed result")
-		}
-		rest = rest[n:]
-	}
-	if len(rest) > 0 {
-		return nil, errcode.New(errcode.SandboxFailed, "the sandbox worker returned a malformed result")
-	}
-	return out, nil
-}
-
 // AnswerClaims has the worker answer encrypted claims (wire.Claims): one ciphertext back per
 // ciphertext sent, which only the applicant's secret key opens.
 func (c *Client) AnswerClaims(ctx context.Context, cl *wire.Claims) ([][]byte, error) {

@@ -16,18 +16,16 @@ const maxFrame = 1 << 30
 
 type request struct {
 	ID       uint64        `json:"id"`
-	Op       string        `json:"op"` // register, load, verify, rawset, execute, execute_many, claims, model, wasm, collective_*, isolation, probe, cancel
+	Op       string        `json:"op"` // register, load, verify, rawset, execute, claims, model, wasm, collective_*, isolation, probe, cancel
 	Register *registerArgs `json:"register,omitempty"`
 	Digest   string        `json:"digest,omitempty"`
 	// RawValues asks the rawset op for the set of snapshot Digest.
-	RawValues *rawValuesArgs `json:"raw_values,omitempty"`
-	Plan      *wire.Plan     `json:"plan,omitempty"`
-	// Plans are execute_many's plans, which read the same rows and are run over one scan.
-	Plans  []*wire.Plan    `json:"plans,omitempty"`
-	Claims *wire.Claims    `json:"claims,omitempty"`
-	Model  *wire.ModelPass `json:"model,omitempty"`
-	Wasm   *wire.Wasm      `json:"wasm,omitempty"`
-	Target string          `json:"target,omitempty"` // probe: loopback address to dial
+	RawValues *rawValuesArgs  `json:"raw_values,omitempty"`
+	Plan      *wire.Plan      `json:"plan,omitempty"`
+	Claims    *wire.Claims    `json:"claims,omitempty"`
+	Model     *wire.ModelPass `json:"model,omitempty"`
+	Wasm      *wire.Wasm      `json:"wasm,omitempty"`
+	Target    string          `json:"target,omitempty"` // probe: loopback address to dial
 	// The collective ops' arguments (collective.go), one set per op.
 	KeyGen    *wire.CollectiveKeyGen    `json:"keygen,omitempty"`
 	Accept    *wire.CollectiveAccept    `json:"accept,omitempty"`
@@ -57,9 +55,6 @@ type response struct {
 	RawSet    *wire.RawSetInfo `json:"rawset,omitempty"`
 	Isolation *wire.Isolation  `json:"isolation,omitempty"`
 	Arrow     bool             `json:"arrow,omitempty"`
-	// Parts are the byte lengths of execute_many's Arrow streams, one per plan in order,
-	// which the one Arrow frame holds one after another.
-	Parts []int `json:"parts,omitempty"`
 	// Bias are the pre-noise states of an executed plan's bounding-cost counts.
 	Bias *wire.BiasStates `json:"bias,omitempty"`
 	// Answers are the ciphertexts answering a claims request.

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,9 +164,6 @@ func (w *worker) handle(ctx context.Context, req *request) {
 		}
 		payload, resp.Bias, err = w.execute(ctx, req.Plan)
 		resp.Arrow = err == nil
-	case "execute_many":
-		payload, resp.Parts, err = w.executeMany(ctx, req.Plans)
-		resp.Arrow = err == nil
 	case "claims":
 		if req.Claims == nil {
 			err = errcode.New(errcode.Internal, "claims without arguments")
@@ -258,28 +253,6 @@ func (w *worker) execute(ctx context.Context, p *wire.Plan) ([]byte, *wire.BiasS
 	return payload, bias, nil
 }
 
-// executeMany runs plans that read the same rows over one scan (executePasses) and returns
-// their encoded results one after another, with each one's length. Plans asking for
-// bounding-cost counts are not run this way: the response has room for one plan's.
-func (w *worker) executeMany(ctx context.Context, plans []*wire.Plan) ([]byte, []int, error) {
-	for _, p := range plans {
-		if p == nil || p.Bias != nil {
-			return nil, nil, errcode.New(errcode.Internal, "execute_many runs plans without bounding-cost counts")
-		}
-	}
-	out, _, err := w.executePasses(ctx, plans)
-	if err != nil {
-		return nil, nil, err
-	}
-	var payload []byte
-	lens := make([]int, len(out))
-	for k, b := range out {
-		payload = append(payload, b...)
-		lens[k] = len(b)
-	}
-	return payload, lens, nil
-}
-
 func encodeBias(ba *biasAccs) (*wire.BiasStates, error) {
 	out := &wire.BiasStates{}
 	var err error
@@ -305,33 +278,13 @@ func encodeBias(ba *biasAccs) (*wire.BiasStates, error) {
 // executePass runs the plan and returns the encoded partitions (or, for a profile, the
 // histogram bins) with the merged pass.
 func (w *worker) executePass(ctx context.Context, p *wire.Plan) ([]byte, *boundPass, error) {
-	out, passes, err := w.executePasses(ctx, []*wire.Plan{p})
-	if err != nil {
-		return nil, nil, err
-	}
-	return out[0], passes[0], nil
-}
-
-// executePasses runs plans that read the same rows — one snapshot or relation, one filter,
-// one sampling key (sameRows) — over one scan: each shard's rows are read once with every
-// column any of the plans needs, and each plan's own bounding pass reads its own columns of
-// every batch (scanAll), the columns a scan of the plan alone would have. The pass does not
-// depend on the order rows arrive in, so each plan's result is the one executePass returns
-// for it alone. The engine runs its tuning plans for automatic bounds this way.
-func (w *worker) executePasses(ctx context.Context, plans []*wire.Plan) ([][]byte, []*boundPass, error) {
-	if err := sameRows(plans); err != nil {
-		return nil, nil, err
-	}
-	p := plans[0]
-	if t := slices.MaxFunc(plans, func(a, b *wire.Plan) int { return cmp.Compare(a.TimeoutMS, b.TimeoutMS) }).TimeoutMS; t > 0 {
+	if p.TimeoutMS > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Millisecond)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMS)*time.Millisecond)
 		defer cancel()
 	}
-	for _, q := range plans {
-		if err := checkCalibration(q); err != nil {
-			return nil, nil, err
-		}
+	if err := checkCalibration(p); err != nil {
+		return nil, nil, err
 	}
 	var snap *snapTable
 	if p.Relation != nil {
@@ -347,17 +300,15 @@ func (w *worker) executePasses(ctx context.Context, plans []*wire.Plan) ([][]byt
 			return nil, nil, err
 		}
 	}
-	public := make([]map[uint64][]string, len(plans))
-	for k, q := range plans {
-		if len(q.Domains) > 0 {
-			var err error
-			if public[k], err = w.publicKeys(ctx, q, snap); err != nil {
-				return nil, nil, classifyExecError(ctx, err)
-			}
+	var public map[uint64][]string
+	if len(p.Domains) > 0 {
+		var err error
+		if public, err = w.publicKeys(ctx, p, snap); err != nil {
+			return nil, nil, classifyExecError(ctx, err)
 		}
 	}
 	shards := max(1, min(w.shards, int(snap.Units)))
-	passes := make([][]*boundPass, shards) // by shard, then plan
+	passes := make([]*boundPass, shards)
 	errs := make([]error, shards)
 	var wg sync.WaitGroup
 	for s := range shards {
@@ -366,7 +317,7 @@ func (w *worker) executePasses(ctx context.Context, plans []*wire.Plan) ([][]byt
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			passes[s], errs[s] = w.scanShard(ctx, plans, snap, lo, hi, public)
+			passes[s], errs[s] = w.scanShard(ctx, p, snap, lo, hi, public)
 		}()
 	}
 	wg.Wait()
@@ -375,46 +326,20 @@ func (w *worker) executePasses(ctx context.Context, plans []*wire.Plan) ([][]byt
 			return nil, nil, classifyExecError(ctx, err)
 		}
 	}
-	out := make([][]byte, len(plans))
-	merged := make([]*boundPass, len(plans))
-	for k, q := range plans {
-		first := passes[0][k]
-		for _, o := range passes[1:] {
-			if err := first.merge(o[k]); err != nil {
-				return nil, nil, err
-			}
-		}
-		merged[k] = first
-		var err error
-		if q.Profile != nil {
-			out[k], err = encodeProfile(first)
-		} else if err = w.fetchKeys(ctx, q, snap, first); err != nil {
-			return nil, nil, classifyExecError(ctx, err)
-		} else {
-			out[k], err = encodePartitions(first)
-		}
-		if err != nil {
+	for _, o := range passes[1:] {
+		if err := passes[0].merge(o); err != nil {
 			return nil, nil, err
 		}
 	}
-	return out, merged, nil
-}
-
-// sameRows checks that plans run together read the same rows: the same snapshot or relation,
-// filter and sampling key (which a relation's per-unit row cap uses), and that none is a
-// differencing check (which is not a bounding pass).
-func sameRows(plans []*wire.Plan) error {
-	if len(plans) == 0 {
-		return errcode.New(errcode.Internal, "no plan to execute")
+	if p.Profile != nil {
+		out, err := encodeProfile(passes[0])
+		return out, passes[0], err
 	}
-	p := plans[0]
-	for _, q := range plans {
-		if len(q.Differences) > 0 || q.Snapshot != p.Snapshot || q.SamplingKey != p.SamplingKey ||
-			!reflect.DeepEqual(q.Relation, p.Relation) || !reflect.DeepEqual(q.Filter, p.Filter) {
-			return errcode.New(errcode.Internal, "plans executed together must read the same rows")
-		}
+	if err := w.fetchKeys(ctx, p, snap, passes[0]); err != nil {
+		return nil, nil, classifyExecError(ctx, err)
 	}
-	return nil
+	out, err := encodePartitions(passes[0])
+	return out, passes[0], err
 }
 
 // encodeProfile writes a profile's histogram bins as partitions with one key (the bin's
@@ -433,44 +358,28 @@ func encodeProfile(b *boundPass) ([]byte, error) {
 	return encodePartitions(q)
 }
 
-// scanShard bounds the units [lo, hi), one pass per plan over one scan. DuckDB usually
-// delivers a filtered scan in insertion (unit) order but does not promise it — a parallel
-// range scan can emit its first rows last — so the fast unordered scan is checked run by run
-// and, if any unit's rows came in two runs, discarded and repeated with an explicit ORDER BY.
-func (w *worker) scanShard(ctx context.Context, plans []*wire.Plan, snap *snapTable, lo, hi int64, public []map[uint64][]string) ([]*boundPass, error) {
-	newPasses := func() ([]*boundPass, error) {
-		out := make([]*boundPass, len(plans))
-		for k, p := range plans {
-			var err error
-			if out[k], err = newPass(p, lo, hi, snap.Units, public[k]); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	passes, err := newPasses()
+// scanShard bounds the units [lo, hi). DuckDB usually delivers a filtered scan in insertion
+// (unit) order but does not promise it — a parallel range scan can emit its first rows last —
+// so the fast unordered scan is checked run by run and, if any unit's rows came in two runs,
+// discarded and repeated with an explicit ORDER BY.
+func (w *worker) scanShard(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, public map[uint64][]string) (*boundPass, error) {
+	pass, err := newPass(p, lo, hi, snap.Units, public)
 	if err != nil {
 		return nil, err
 	}
-	err = w.scanAll(ctx, plans, snap, lo, hi, false, passes)
+	err = w.scan(ctx, p, snap, lo, hi, false, pass)
 	if errors.Is(err, errUnitSplit) {
-		w.log.Info("unordered scan split a unit's rows; rescanning in unit order", "job", plans[0].Job)
-		if passes, err = newPasses(); err != nil {
+		w.log.Info("unordered scan split a unit's rows; rescanning in unit order", "job", p.Job)
+		if pass, err = newPass(p, lo, hi, snap.Units, public); err != nil {
 			return nil, err
 		}
-		err = w.scanAll(ctx, plans, snap, lo, hi, true, passes)
+		err = w.scan(ctx, p, snap, lo, hi, true, pass)
 	}
-	return passes, err
+	return pass, err
 }
 
 func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool, pass *boundPass) error {
-	return w.scanAll(ctx, []*wire.Plan{p}, snap, lo, hi, ordered, []*boundPass{pass})
-}
-
-// scanAll reads the units [lo, hi) once for all plans (scanSQLFor) and hands each plan's
-// pass its own columns of every batch.
-func (w *worker) scanAll(ctx context.Context, plans []*wire.Plan, snap *snapTable, lo, hi int64, ordered bool, passes []*boundPass) error {
-	q, cols, err := scanSQLFor(plans, snap, lo, hi, ordered)
+	q, err := scanSQL(p, snap, lo, hi, ordered)
 	if err != nil {
 		return err
 	}
@@ -481,100 +390,38 @@ func (w *worker) scanAll(ctx context.Context, plans []*wire.Plan, snap *snapTabl
 		}
 		defer rdr.Release()
 		for rdr.Next() {
-			rec := rdr.RecordBatch()
-			for k, pass := range passes {
-				if err := addColumns(snap, pass, rec, cols[k]); err != nil {
-					return err
-				}
+			if err := pass.addScanned(snap, rdr.RecordBatch()); err != nil {
+				return err
 			}
 		}
 		if err := rdr.Err(); err != nil {
 			return err
 		}
-		for _, pass := range passes {
-			if err := pass.finish(); err != nil {
-				return err
-			}
-		}
-		return nil
+		return pass.finish()
 	})
 }
 
-// addColumns feeds pass the columns cols of rec, in that order (all of rec as it is when
-// they are all its columns in order).
-func addColumns(snap *snapTable, pass *boundPass, rec arrow.RecordBatch, cols []int) error {
-	if len(cols) == int(rec.NumCols()) && slices.IsSorted(cols) {
-		return pass.addScanned(snap, rec)
-	}
-	fields := make([]arrow.Field, len(cols))
-	arrs := make([]arrow.Array, len(cols))
-	for i, c := range cols {
-		fields[i], arrs[i] = rec.Schema().Field(c), rec.Column(c)
-	}
-	view := array.NewRecordBatch(arrow.NewSchema(fields, nil), arrs, rec.NumRows())
-	defer view.Release()
-	return pass.addScanned(snap, view)
-}
-
-// scanSQL is the scan of the units [lo, hi) for one plan (scanSQLFor).
-func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string, error) {
-	q, _, err := scanSQLFor([]*wire.Plan{p}, snap, lo, hi, ordered)
-	return q, err
-}
-
-// scanSQLFor is one scan of the units [lo, hi) for all plans (which read the same rows):
-// every column any plan reads (scanColumns), each once, and per plan the positions of its
-// own columns in the result.
-func scanSQLFor(plans []*wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string, [][]int, error) {
-	var sel []string
-	at := map[string]int{}
-	cols := make([][]int, len(plans))
-	for k, p := range plans {
-		pc, err := scanColumns(p, snap)
-		if err != nil {
-			return "", nil, err
-		}
-		for _, c := range pc {
-			i, ok := at[c]
-			if !ok {
-				i = len(sel)
-				at[c] = i
-				sel = append(sel, c)
-			}
-			cols[k] = append(cols[k], i)
-		}
-	}
-	// Units occupy consecutive rowids, so a unit range is a rowid range, and the unit of each
-	// row is looked up from its rowid rather than scanned (one column fewer to materialise).
-	where := fmt.Sprintf("rowid >= %d AND rowid < %d", snap.starts[lo], snap.starts[hi])
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(sel, ", "), snap.table, where)
-	if ordered {
-		q += " ORDER BY rowid"
-	}
-	return q, cols, nil
-}
-
-// scanColumns are a plan's scan columns: per row its rowid, the group hash when the plan has
-// keys, each value as DOUBLE (a distinct count's value as its identity, see identityValues)
+// scanSQL is the scan of the units [lo, hi): per row its rowid, the group hash when the plan
+// has keys, each value as DOUBLE (a distinct count's value as its identity, see identityValues)
 // and, with a filter, the keep flag (see boundPass.add).
-func scanColumns(p *wire.Plan, snap *snapTable) ([]string, error) {
+func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string, error) {
 	cols := []string{"rowid"}
 	if len(p.Keys) > 0 {
 		h, err := hashKeys(p, snap)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		cols = append(cols, h)
 	}
 	identity, err := identityValues(p)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	sc := columnScope(snap.Columns)
 	for i, v := range p.Values {
 		r, err := sqlgen.Value(v, sc)
 		if err != nil {
-			return nil, errcode.Wrap(errcode.Internal, err, "the plan's value %d is not a valid expression over the scanned columns", i+1)
+			return "", errcode.Wrap(errcode.Internal, err, "the plan's value %d is not a valid expression over the scanned columns", i+1)
 		}
 		if identity[i] {
 			// 53 bits of DuckDB's 64-bit hash: a whole number a DOUBLE holds exactly. NULL stays
@@ -588,11 +435,18 @@ func scanColumns(p *wire.Plan, snap *snapTable) ([]string, error) {
 		// ends (see boundPass). An evaluation error is "row not kept" (total.go).
 		f, err := sqlgen.Condition(p.Filter, sc)
 		if err != nil {
-			return nil, errcode.Wrap(errcode.Internal, err, "the plan's filter is not a valid condition over the scanned columns")
+			return "", errcode.Wrap(errcode.Internal, err, "the plan's filter is not a valid condition over the scanned columns")
 		}
 		cols = append(cols, f)
 	}
-	return cols, nil
+	// Units occupy consecutive rowids, so a unit range is a rowid range, and the unit of each
+	// row is looked up from its rowid rather than scanned (one column fewer to materialise).
+	where := fmt.Sprintf("rowid >= %d AND rowid < %d", snap.starts[lo], snap.starts[hi])
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), snap.table, where)
+	if ordered {
+		q += " ORDER BY rowid"
+	}
+	return q, nil
 }
 
 // identityValues marks the plan's values that a COUNT(DISTINCT col) reads: the worker scans
