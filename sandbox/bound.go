@@ -69,8 +69,10 @@ type boundPass struct {
 	lastPart int32
 
 	// profile holds the contribution histograms' bins by name when the plan asks for a
-	// profile (wire.Profile) instead of aggregates.
-	profile map[string]dp.Accumulator
+	// profile (wire.Profile) instead of aggregates; profSlots finds the same accumulators by
+	// histogram (groups, rows) and profileSlot.
+	profile   map[string]dp.Accumulator
+	profSlots [2][overSlot + 1]dp.Accumulator
 	// bias holds the bounding-cost counts when the plan asks for them (wire.BiasSpecs); clamped
 	// marks, per aggregate, whether the unit being bounded had a kept value outside its bounds.
 	bias    *biasAccs
@@ -205,9 +207,8 @@ func (b *boundPass) unitDone(total, kept int64) error {
 // histograms: its number of groups, and the rows of the group of lowest keyed rank (or, for
 // an L1 bound, its rows in all groups). The unit falls into exactly one bin of each histogram.
 func (b *boundPass) profileUnit(u int64) error {
-	pr := b.plan.Profile
 	rows := int64(len(b.rows))
-	if !pr.TotalRows {
+	if !b.plan.Profile.TotalRows {
 		best := 0
 		var bestRank uint64
 		for i, gr := range b.groups {
@@ -218,20 +219,76 @@ func (b *boundPass) profileUnit(u int64) error {
 		}
 		rows = int64(b.groups[best].end - b.groups[best].start)
 	}
-	for _, bin := range []string{wire.ProfileBin("groups", int64(len(b.groups)), pr.MaxGroups), wire.ProfileBin("rows", rows, pr.MaxRows)} {
-		acc := b.profile[bin]
+	return b.profileAdd(int64(len(b.groups)), rows)
+}
+
+// profileAdd counts a unit with groups groups and rows rows (≥ 1 each) in its bin of each
+// histogram. The bins' accumulators are found by the bin's index (profileSlot), not its name,
+// so a unit costs no string: the name is built once per bin.
+func (b *boundPass) profileAdd(groups, rows int64) error {
+	pr := b.plan.Profile
+	for h, v := range [2]int64{groups, rows} {
+		max, name := pr.MaxGroups, "groups"
+		if h == 1 {
+			max, name = pr.MaxRows, "rows"
+		}
+		slot := profileSlot(v, max)
+		acc := b.profSlots[h][slot]
 		if acc == nil {
-			var err error
-			if acc, err = pr.SpecFor(bin).NewAccumulator(b.units); err != nil {
-				return err
+			bin := wire.ProfileBin(name, v, max)
+			if acc = b.profile[bin]; acc == nil {
+				var err error
+				if acc, err = pr.SpecFor(bin).NewAccumulator(b.units); err != nil {
+					return err
+				}
+				b.profile[bin] = acc
 			}
-			b.profile[bin] = acc
+			b.profSlots[h][slot] = acc
 		}
 		if err := acc.AddUnit(1, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// profileSlot is the index of wire.ProfileBin's bin of v ≥ 1 under max: k for the bin whose
+// edge is 2^k, overSlot for the bin above max. Equal slots are equal bin names.
+func profileSlot(v, max int64) int {
+	k := bits.Len64(uint64(v - 1)) // the smallest k with 2^k ≥ v
+	if k >= overSlot || int64(1)<<k > max {
+		return overSlot
+	}
+	return k
+}
+
+// overSlot is profileSlot's index of the bin above a histogram's maximum.
+const overSlot = 63
+
+// fastProfile adds a complete run [i, j) whose kept rows all fall in one partition to the
+// contribution histograms straight from the batch, as one group of its kept rows — what
+// flush and profileUnit would add for it, without buffering the rows. It reports false,
+// having added nothing, when the kept rows fall in several partitions (the general path).
+func (b *boundPass) fastProfile(u int64, i, j int, sb *scanBatch) (bool, error) {
+	part, n := int32(-1), int64(0)
+	for r := i; r < j; r++ {
+		p, err := b.rowPartition(sb, r)
+		if err != nil {
+			return false, err
+		}
+		if p < 0 {
+			continue
+		}
+		if part >= 0 && p != part {
+			return false, nil
+		}
+		part, n = p, n+1
+	}
+	b.markDone(u)
+	if n == 0 {
+		return true, nil // no kept row: the unit is in no bin, as in flush
+	}
+	return true, b.profileAdd(1, n)
 }
 
 // batch columns: 0 unit (int64), 1 rowid (int64), then if keys: the group hash (uint64), then
@@ -397,7 +454,7 @@ func (b *boundPass) rowPartition(sb *scanBatch, r int) (int32, error) {
 // when the run needs the general path (rows in more than one partition).
 func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 	if b.profile != nil {
-		return false, nil
+		return b.fastProfile(u, i, j, sb)
 	}
 	kept := b.pick[:0]
 	part := int32(-1)
