@@ -148,7 +148,7 @@ func (w *worker) snapshot(ctx context.Context, a *registerArgs) (*snapTable, err
 // content alone, so the order — hence the digest — depends only on the data; rows that tie are
 // identical (up to a 64-bit hash collision between two different rows of one unit, which could
 // only make the digest depend on the source's order, never the table on anything but the
-// file). Sorting by two integers instead of every column is what makes this fast. The ENUM
+// file). Sorting by two integers is cheaper than by every column. The ENUM
 // twins are added in the same pass. It returns the snapshot file's schema.
 func (w *worker) sortSnapshot(ctx context.Context, staging, units, sorted string, cols []string) (*arrow.Schema, map[string]bool, error) {
 	var nullUnits bool
@@ -182,14 +182,17 @@ func (w *worker) sortSnapshot(ctx context.Context, staging, units, sorted string
 	if err != nil {
 		return nil, nil, err
 	}
-	sel := append(append([]string{"u." + unitColumn}, cols...), casts...)
+	// The aliases start with "_", which no catalog column name does, so a column named like
+	// an alias still means the column.
+	sel := append(append([]string{"_u." + unitColumn}, cols...), casts...)
 	if _, err := w.db.ExecContext(ctx, fmt.Sprintf(
-		"CREATE TABLE %s AS SELECT %s FROM %s s JOIN %s u ON s.%s = u.%s ORDER BY u.%s, hash(%s)",
+		"CREATE TABLE %s AS SELECT %s FROM %s _s JOIN %s _u ON _s.%s = _u.%s ORDER BY _u.%s, hash(%s)",
 		sorted, strings.Join(sel, ", "), staging, units, normColumn, normColumn, unitColumn, strings.Join(cols, ", "))); err != nil {
 		return nil, nil, err
 	}
 	return schema, twins, nil
 }
+
 func connectorError(err error) error {
 	var ce *connectors.Error
 	if errors.As(err, &ce) {
