@@ -47,6 +47,10 @@ func openLockedDB(l DBLimits) (*sql.DB, error) {
 	q.Set("memory_limit", l.MemoryLimit)
 	q.Set("threads", strconv.Itoa(l.Threads))
 	q.Set("max_temp_directory_size", l.MaxTempBytes)
+	// Scans return a table's rows in rowid order: registration reads its sorted table out to
+	// the snapshot file that way (and checks the rowids). This is DuckDB's default, set here
+	// so that it stays so.
+	q.Set("preserve_insertion_order", "true")
 	// Common-subexpression elimination hoists a repeated part of an expression into a
 	// projection below it — out of the try() that makes every row-level expression total
 	// (total.go): try(x BETWEEN 0 AND 3) is planned as x >= 0 AND x <= 3 over a projected x, and

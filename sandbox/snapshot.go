@@ -90,56 +90,107 @@ func (w *worker) snapshot(ctx context.Context, a *registerArgs) (*snapTable, err
 		return nil, err
 	}
 	rec := &errRecorder{RecordReader: src}
-	staging := fmt.Sprintf("staging_%d", w.nextID())
-	var digest string
+	id := w.nextID()
+	staging, units, sorted := fmt.Sprintf("staging_%d", id), fmt.Sprintf("units_%d", id), fmt.Sprintf("sorted_%d", id)
+	cleanup := func() {
+		for _, t := range []string{staging, units, sorted} {
+			w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+t)
+		}
+	}
+	defer cleanup()
+	var cols []string
+	for _, f := range src.Schema().Fields() {
+		cols = append(cols, quoteIdent(f.Name))
+	}
+	// The normalised unit (trimmed, upper-case text: "…x" and "…X " are one person) is
+	// computed once, while the source streams in.
+	norm := normUnit(quoteIdent(a.PrivacyUnit))
+	if a.PrivacyUnit == "" {
+		norm = "''" // a public lookup table: one unit holds every row
+	}
 	err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		release, err := ar.RegisterView(rec, staging+"_view")
 		if err != nil {
 			return err
 		}
-		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE %s AS SELECT * FROM %s",
-			staging, quoteIdent(staging+"_view")))
+		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE %s AS SELECT *, %s AS %s FROM %s",
+			staging, norm, normColumn, quoteIdent(staging+"_view")))
 		_, dropErr := w.db.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS "+quoteIdent(staging+"_view"))
 		release()
 		if rec.err != nil {
 			return connectorError(rec.err)
 		}
+		return errors.Join(err, dropErr)
+	})
+	var schema *arrow.Schema
+	var twins map[string]bool
+	if err == nil {
+		schema, twins, err = w.sortSnapshot(ctx, staging, units, sorted, cols)
+	}
+	var digest string
+	if err == nil {
+		digest, err = w.writeSnapshot(ctx, sorted, schema)
+	}
+	if err == nil {
+		return w.adopt(ctx, digest, sorted, schema, twins)
+	}
+	var ce *errcode.Error
+	if errors.As(err, &ce) {
+		return nil, ce
+	}
+	return nil, errcode.Wrap(errcode.SandboxFailed, err, "registration failed while building the snapshot (%s)", duckErrorClass(err))
+}
+
+// sortSnapshot builds the snapshot's table from the staging table, all inside DuckDB (which
+// spills to its temporary directory under the memory limit, so no step holds the rows in Go):
+// each distinct normalised unit gets its dense key (its rank), and the rows are written in the
+// order of (unit key, hash of the row's columns). A unit's rows are thus adjacent and ordered by
+// content alone, so the order — hence the digest — depends only on the data; rows that tie are
+// identical (up to a 64-bit hash collision between two different rows of one unit, which could
+// only make the digest depend on the source's order, never the table on anything but the
+// file). Sorting by two integers is cheaper than by every column. The ENUM
+// twins are added in the same pass. It returns the snapshot file's schema.
+func (w *worker) sortSnapshot(ctx context.Context, staging, units, sorted string, cols []string) (*arrow.Schema, map[string]bool, error) {
+	var nullUnits bool
+	if err := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE %s IS NULL)", staging, normColumn)).Scan(&nullUnits); err != nil {
+		return nil, nil, err
+	}
+	if nullUnits {
+		return nil, nil, errcode.New(errcode.InvalidSpec, "the privacy unit column has empty values")
+	}
+	if _, err := w.db.ExecContext(ctx, fmt.Sprintf(
+		"CREATE TABLE %s AS SELECT %s, CAST(row_number() OVER (ORDER BY %s) - 1 AS BIGINT) AS %s FROM (SELECT DISTINCT %s FROM %s)",
+		units, normColumn, normColumn, unitColumn, normColumn, staging)); err != nil {
+		return nil, nil, err
+	}
+	// The staging table's schema, as DuckDB exports it, is the file's (after the unit key).
+	var schema *arrow.Schema
+	err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		rdr, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT %s FROM %s LIMIT 0", strings.Join(cols, ", "), staging))
 		if err != nil {
 			return err
 		}
-		if dropErr != nil {
-			return dropErr
-		}
-		defer w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+staging)
-		// Rows sort by the normalised unit (trimmed, upper-case text: "…x" and "…X " are one
-		// person), then by every column, so a unit's rows are adjacent and the order — hence
-		// the digest — depends only on the data. The last column, the normalised unit, gives
-		// the dense unit key and is not stored.
-		var cols []string
-		for _, f := range src.Schema().Fields() {
-			cols = append(cols, quoteIdent(f.Name))
-		}
-		norm := normUnit(quoteIdent(a.PrivacyUnit))
-		if a.PrivacyUnit == "" {
-			norm = "''" // a public lookup table: one unit holds every row
-		}
-		sorted, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT *, %s AS %s FROM %s ORDER BY %s, %s",
-			norm, normColumn, staging, normColumn, strings.Join(cols, ", ")))
-		if err != nil {
-			return err
-		}
-		defer sorted.Release()
-		digest, _, err = w.writeSnapshot(sorted)
-		return err
+		defer rdr.Release()
+		fields := append([]arrow.Field{{Name: unitColumn, Type: arrow.PrimitiveTypes.Int64}}, rdr.Schema().Fields()...)
+		schema = arrow.NewSchema(fields, nil)
+		return nil
 	})
 	if err != nil {
-		var ce *errcode.Error
-		if errors.As(err, &ce) {
-			return nil, ce
-		}
-		return nil, errcode.Wrap(errcode.SandboxFailed, err, "registration failed while building the snapshot (%s)", duckErrorClass(err))
+		return nil, nil, err
 	}
-	return w.load(ctx, digest)
+	casts, twins, err := w.enumTwinCasts(ctx, staging, schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The aliases start with "_", which no catalog column name does, so a column named like
+	// an alias still means the column.
+	sel := append(append([]string{"_u." + unitColumn}, cols...), casts...)
+	if _, err := w.db.ExecContext(ctx, fmt.Sprintf(
+		"CREATE TABLE %s AS SELECT %s FROM %s _s JOIN %s _u ON _s.%s = _u.%s ORDER BY _u.%s, hash(%s)",
+		sorted, strings.Join(sel, ", "), staging, units, normColumn, normColumn, unitColumn, strings.Join(cols, ", "))); err != nil {
+		return nil, nil, err
+	}
+	return schema, twins, nil
 }
 
 func connectorError(err error) error {
@@ -194,74 +245,155 @@ func checkColumns(s *arrow.Schema, a *registerArgs) error {
 	return nil
 }
 
-// writeSnapshot writes the sorted rows, with the dense unit key prepended, as an Arrow IPC
-// stream in fixed-size batches, and names the file by the SHA-256 of those bytes.
-func (w *worker) writeSnapshot(sorted array.RecordReader) (string, int64, error) {
+// snapshotPageRows is how many rows of the sorted table one query fetches: DuckDB materialises
+// a query's whole result, so the table is read a page at a time to keep memory bounded.
+const snapshotPageRows = 16 * snapshotBatchRows
+
+// writeSnapshot writes the rows of the sorted table, in rowid order, as an Arrow IPC stream in
+// fixed-size batches, and names the file by the SHA-256 of those bytes. The table is read page
+// by page while another goroutine encodes, hashes and writes what the previous page gave, so
+// neither DuckDB's result nor the file's contents are ever held whole.
+func (w *worker) writeSnapshot(ctx context.Context, sorted string, schema *arrow.Schema) (string, error) {
 	dir := filepath.Join(w.dir, "snapshots")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", 0, err
+		return "", err
 	}
 	tmp, err := os.CreateTemp(dir, "incoming-*.arrow")
 	if err != nil {
-		return "", 0, err
+		return "", err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	defer tmp.Close()
-	h := sha256.New()
-	in := sorted.Schema().Fields()
-	normIdx := len(in) - 1
-	fields := append([]arrow.Field{{Name: unitColumn, Type: arrow.PrimitiveTypes.Int64}}, in[:normIdx]...)
-	schema := arrow.NewSchema(fields, nil)
-	iw := ipc.NewWriter(io.MultiWriter(tmp, h), ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
-	unitIdx := normIdx
-	rb := &rebatcher{schema: schema, out: iw}
-	var key int64 = -1
-	var prev string
 	var rows int64
-	for sorted.Next() {
-		b := sorted.RecordBatch()
-		ua := b.Column(unitIdx)
-		kb := array.NewInt64Builder(memory.DefaultAllocator)
-		for i := 0; i < int(b.NumRows()); i++ {
-			if ua.IsNull(i) {
-				kb.Release()
-				return "", 0, errcode.New(errcode.InvalidSpec, "the privacy unit column has empty values at data row %d of the sorted snapshot", rows+int64(i)+1)
+	if err := w.db.QueryRowContext(ctx, "SELECT count(*) FROM "+sorted).Scan(&rows); err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	iw := ipc.NewWriter(io.MultiWriter(tmp, h), ipc.WithSchema(schema), ipc.WithAllocator(memory.DefaultAllocator))
+	batches := make(chan arrow.RecordBatch, 64)
+	written := make(chan error, 1)
+	go func() {
+		rb := &rebatcher{schema: schema, out: iw}
+		var err error
+		for b := range batches {
+			if err == nil {
+				err = rb.add(b)
 			}
-			if v := ua.ValueStr(i); key < 0 || v != prev {
-				key++
-				prev = strings.Clone(v) // v points into a batch that the next Next() frees
+			b.Release()
+		}
+		if err == nil {
+			err = rb.flush()
+		}
+		rb.release()
+		written <- errors.Join(err, iw.Close())
+	}()
+	var cols []string
+	for _, f := range schema.Fields() {
+		cols = append(cols, quoteIdent(f.Name))
+	}
+	// A table scan returns rows in rowid order (DuckDB preserves insertion order unless told
+	// otherwise), so no ORDER BY (a sort of the page) is needed; the rowids that come along are
+	// checked to be exactly the next ones, so the file is the table row for row.
+	next := int64(0)
+	err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+		for off := int64(0); off < rows; off += snapshotPageRows {
+			rdr, err := ar.QueryContext(ctx, fmt.Sprintf("SELECT %s, rowid FROM %s WHERE rowid >= %d AND rowid < %d",
+				strings.Join(cols, ", "), sorted, off, off+snapshotPageRows))
+			if err != nil {
+				return err
 			}
-			kb.Append(key)
+			for err == nil && rdr.Next() {
+				b := rdr.RecordBatch()
+				rowids, ok := b.Column(len(cols)).(*array.Int64)
+				if !ok {
+					err = fmt.Errorf("sandbox: rowid column has type %s", b.Column(len(cols)).DataType())
+					break
+				}
+				for _, r := range rowids.Int64Values() {
+					if r != next {
+						err = errors.New("sandbox: the sorted table was not read in rowid order")
+						break
+					}
+					next++
+				}
+				batches <- array.NewRecordBatch(schema, b.Columns()[:len(cols)], b.NumRows())
+			}
+			err = errors.Join(err, rdr.Err())
+			rdr.Release()
+			if err != nil {
+				return err
+			}
 		}
-		keys := kb.NewArray()
-		kb.Release()
-		cols := append([]arrow.Array{keys}, b.Columns()[:normIdx]...)
-		withKey := array.NewRecordBatch(schema, cols, b.NumRows())
-		keys.Release()
-		rows += b.NumRows()
-		err := rb.add(withKey)
-		withKey.Release()
-		if err != nil {
-			return "", 0, err
+		if next != rows {
+			return errors.New("sandbox: the sorted table's rows were not all read")
 		}
-	}
-	if err := sorted.Err(); err != nil {
-		return "", 0, err
-	}
-	if err := rb.flush(); err != nil {
-		return "", 0, err
-	}
-	if err := iw.Close(); err != nil {
-		return "", 0, err
+		return nil
+	})
+	close(batches)
+	if err = errors.Join(err, <-written); err != nil {
+		return "", err
 	}
 	if err := tmp.Sync(); err != nil {
-		return "", 0, err
+		return "", err
 	}
 	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if err := os.Rename(tmp.Name(), w.snapshotPath(digest)); err != nil {
-		return "", 0, err
+		return "", err
 	}
-	return digest, rows, nil
+	return digest, nil
+}
+
+// posColumn numbers a snapshot's rows in file order while it is loaded.
+const posColumn = "__cr_pos"
+
+// positionReader appends to each batch of a snapshot file its rows' positions in the file.
+type positionReader struct {
+	array.RecordReader
+	schema *arrow.Schema
+	cur    arrow.RecordBatch
+	next   int64
+	err    error
+}
+
+func (r *positionReader) Schema() *arrow.Schema { return r.schema }
+
+func (r *positionReader) Next() bool {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+	if !r.RecordReader.Next() {
+		r.err = r.RecordReader.Err()
+		return false
+	}
+	b := r.RecordReader.RecordBatch()
+	pb := array.NewInt64Builder(memory.DefaultAllocator)
+	defer pb.Release()
+	pb.Reserve(int(b.NumRows()))
+	for i := range b.NumRows() {
+		pb.UnsafeAppend(r.next + i)
+	}
+	r.next += b.NumRows()
+	pos := pb.NewArray()
+	defer pos.Release()
+	r.cur = array.NewRecordBatch(r.schema, append(slices.Clone(b.Columns()), pos), b.NumRows())
+	return true
+}
+
+func (r *positionReader) RecordBatch() arrow.RecordBatch { return r.cur }
+
+func (r *positionReader) Record() arrow.RecordBatch { return r.cur }
+
+func (r *positionReader) Err() error { return r.err }
+
+// Release drops the current batch; the caller that opened the file reader releases it (the
+// embedded Retain/Release pair the Arrow export makes stays balanced on the file reader).
+func (r *positionReader) Release() {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+	r.RecordReader.Release()
 }
 
 // rebatcher re-cuts a stream of batches into batches of exactly snapshotBatchRows rows (the
@@ -283,6 +415,14 @@ func (r *rebatcher) add(b arrow.RecordBatch) error {
 		}
 	}
 	return nil
+}
+
+// release drops the batches still pending after an error.
+func (r *rebatcher) release() {
+	for _, b := range r.pending {
+		b.Release()
+	}
+	r.pending = nil
 }
 
 func (r *rebatcher) flush() error {
@@ -361,37 +501,68 @@ func (w *worker) load(ctx context.Context, digest string) (*snapTable, error) {
 	defer rdr.Release()
 	schema := rdr.Schema()
 	table := tableName(digest)
-	view := table + "_load"
+	staged := table + "_load"
+	defer w.db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+staged)
 	err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
-		release, err := ar.RegisterView(rdr, view)
+		pr := &positionReader{RecordReader: rdr, schema: arrow.NewSchema(append(slices.Clone(schema.Fields()), arrow.Field{Name: posColumn, Type: arrow.PrimitiveTypes.Int64}), nil)}
+		release, err := ar.RegisterView(pr, staged+"_view")
 		if err != nil {
 			return err
 		}
-		// Rows must sit in rowid order by unit for the bounding pass's fast path; the file is
-		// in that order, and ORDER BY keeps it so however DuckDB parallelizes the load.
-		order := []string{unitColumn}
-		for _, f := range schema.Fields() {
-			if f.Name != unitColumn {
-				order = append(order, quoteIdent(f.Name))
-			}
-		}
-		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM %s ORDER BY %s", table, view, strings.Join(order, ", ")))
-		_, dropErr := w.db.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS "+view)
+		_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM %s", staged, staged+"_view"))
+		_, dropErr := w.db.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS "+staged+"_view")
 		release()
-		return errors.Join(err, dropErr)
+		return errors.Join(err, pr.err, dropErr)
 	})
+	var twins map[string]bool
+	if err == nil {
+		// Rows must sit in rowid order by unit for the bounding pass's fast path, and in the
+		// file's order within a unit, which the bounding pass's choice of rows depends on: the
+		// file is in that order, and ordering by each row's position in the file keeps it
+		// however DuckDB parallelizes the load.
+		var casts []string
+		casts, twins, err = w.enumTwinCasts(ctx, staged, schema)
+		sel := append([]string{"* EXCLUDE (" + posColumn + ")"}, casts...)
+		if err == nil {
+			_, err = w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT %s FROM %s ORDER BY %s", table, strings.Join(sel, ", "), staged, posColumn))
+		}
+	}
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be loaded (%s)", digest, duckErrorClass(err))
 	}
-	twins, err := w.addEnumTwins(ctx, table, schema)
-	if err != nil {
-		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be prepared (%s)", digest, duckErrorClass(err))
+	return w.index(ctx, digest, table, schema, twins)
+}
+
+// adopt makes the table a registration sorted (sortSnapshot) the loaded table of the snapshot
+// it was written to: the same rows in the same rowid order as the file, which is what load
+// would build from it.
+func (w *worker) adopt(ctx context.Context, digest, sorted string, schema *arrow.Schema, twins map[string]bool) (*snapTable, error) {
+	w.loadMu.Lock()
+	defer w.loadMu.Unlock()
+	w.mu.Lock()
+	s, ok := w.tables[digest]
+	w.mu.Unlock()
+	if ok {
+		return s, nil // the same data, registered before: the caller drops its copy
 	}
+	table := tableName(digest)
+	for _, stmt := range []string{"DROP TABLE IF EXISTS " + table, fmt.Sprintf("ALTER TABLE %s RENAME TO %s", sorted, table)} {
+		if _, err := w.db.ExecContext(ctx, stmt); err != nil {
+			return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be loaded (%s)", digest, duckErrorClass(err))
+		}
+	}
+	return w.index(ctx, digest, table, schema, twins)
+}
+
+// index counts a loaded snapshot's rows and units, indexes its units' runs and makes it
+// available to jobs.
+func (w *worker) index(ctx context.Context, digest, table string, schema *arrow.Schema, twins map[string]bool) (*snapTable, error) {
 	s := &snapTable{Snapshot: wire.Snapshot{Digest: digest}, table: table, twins: twins}
 	row := w.db.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*), coalesce(max(%s) + 1, 0) FROM %s", unitColumn, table))
 	if err := row.Scan(&s.Rows, &s.Units); err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be counted", digest)
 	}
+	var err error
 	if s.starts, err = w.unitStarts(ctx, table, s.Units, s.Rows); err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "snapshot %s could not be indexed (%s)", digest, duckErrorClass(err))
 	}
@@ -476,62 +647,12 @@ const enumTwinLimit = 4096
 // twinPrefix names the hidden ENUM twin of a text column; catalog names cannot start with "_".
 const twinPrefix = "__cr_e_"
 
-// addEnumTwins gives each low-cardinality text column of a loaded snapshot a hidden ENUM copy.
-// Hashing a group key is most of the worker's scan cost when the key is text, and hashing an
-// ENUM (a small integer) is nearly free; filters and released values keep using the text
-// column, so no query changes meaning. Returns the columns that got a twin.
+// addEnumTwins gives each low-cardinality text column of a loaded snapshot a hidden ENUM copy
+// (enumTwinCasts), rewriting the table in its rowid order. Returns the columns that got a twin.
 func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.Schema) (map[string]bool, error) {
-	var text, estimates []string
-	for _, f := range schema.Fields() {
-		switch f.Type.ID() {
-		case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW:
-			text = append(text, f.Name)
-			estimates = append(estimates, "approx_count_distinct("+quoteIdent(f.Name)+")")
-		}
-	}
-	if len(text) == 0 {
-		return nil, nil
-	}
-	est := make([]int64, len(text))
-	dest := make([]any, len(text))
-	for i := range est {
-		dest[i] = &est[i]
-	}
-	if err := w.db.QueryRowContext(ctx, "SELECT "+strings.Join(estimates, ", ")+" FROM "+table).Scan(dest...); err != nil {
+	casts, twins, err := w.enumTwinCasts(ctx, table, schema)
+	if err != nil || len(casts) == 0 {
 		return nil, err
-	}
-	twins := map[string]bool{}
-	var casts []string
-	for i, c := range text {
-		if est[i] > 2*enumTwinLimit { // the estimate is approximate; the exact check follows
-			continue
-		}
-		rows, err := w.db.QueryContext(ctx, fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE %s IS NOT NULL ORDER BY 1 LIMIT %d",
-			quoteIdent(c), table, quoteIdent(c), enumTwinLimit+1))
-		if err != nil {
-			return nil, err
-		}
-		var lits []string
-		for rows.Next() {
-			var v string
-			if err := rows.Scan(&v); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			lits = append(lits, sqlgen.String(v))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		if len(lits) == 0 || len(lits) > enumTwinLimit {
-			continue
-		}
-		casts = append(casts, fmt.Sprintf("CAST(%s AS ENUM(%s)) AS %s", quoteIdent(c), strings.Join(lits, ", "), quoteIdent(twinPrefix+c)))
-		twins[c] = true
-	}
-	if len(casts) == 0 {
-		return nil, nil
 	}
 	tmp := table + "_twins"
 	for _, stmt := range []string{
@@ -544,6 +665,67 @@ func (w *worker) addEnumTwins(ctx context.Context, table string, schema *arrow.S
 		}
 	}
 	return twins, nil
+}
+
+// enumTwinCasts returns the select expressions of the hidden ENUM copies of the
+// low-cardinality text columns of table (schema's fields), and those columns' names.
+// Hashing a group key is most of the worker's scan cost when the key is text, and hashing an
+// ENUM (a small integer) is nearly free; filters and released values keep using the text
+// column, so no query changes meaning.
+func (w *worker) enumTwinCasts(ctx context.Context, table string, schema *arrow.Schema) ([]string, map[string]bool, error) {
+	var text, estimates []string
+	for _, f := range schema.Fields() {
+		switch f.Type.ID() {
+		case arrow.STRING, arrow.LARGE_STRING, arrow.STRING_VIEW:
+			text = append(text, f.Name)
+			estimates = append(estimates, "approx_count_distinct("+quoteIdent(f.Name)+")")
+		}
+	}
+	if len(text) == 0 {
+		return nil, nil, nil
+	}
+	est := make([]int64, len(text))
+	dest := make([]any, len(text))
+	for i := range est {
+		dest[i] = &est[i]
+	}
+	if err := w.db.QueryRowContext(ctx, "SELECT "+strings.Join(estimates, ", ")+" FROM "+table).Scan(dest...); err != nil {
+		return nil, nil, err
+	}
+	twins := map[string]bool{}
+	var casts []string
+	for i, c := range text {
+		if est[i] > 2*enumTwinLimit { // the estimate is approximate; the exact check follows
+			continue
+		}
+		rows, err := w.db.QueryContext(ctx, fmt.Sprintf("SELECT DISTINCT %s FROM %s WHERE %s IS NOT NULL ORDER BY 1 LIMIT %d",
+			quoteIdent(c), table, quoteIdent(c), enumTwinLimit+1))
+		if err != nil {
+			return nil, nil, err
+		}
+		var lits []string
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
+			lits = append(lits, sqlgen.String(v))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+		if len(lits) == 0 || len(lits) > enumTwinLimit {
+			continue
+		}
+		casts = append(casts, fmt.Sprintf("CAST(%s AS ENUM(%s)) AS %s", quoteIdent(c), strings.Join(lits, ", "), quoteIdent(twinPrefix+c)))
+		twins[c] = true
+	}
+	if len(casts) == 0 {
+		return nil, nil, nil
+	}
+	return casts, twins, nil
 }
 
 // keyExprs renders the plan's group keys as the worker evaluates them everywhere: a key that is
