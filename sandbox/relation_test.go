@@ -264,13 +264,29 @@ func TestRelationStatesAreDeterministic(t *testing.T) {
 	rel.Columns = append([]wire.RelationColumn{{Name: "b.ward", Expr: wire.Col("b", "ward")}}, rel.Columns...)
 	p := relPlan(rel, "a.district", "a.cost", 1, 3)
 	s1, s2 := relMaterialize(t, w, p.Relation), relMaterialize(t, w, p.Relation)
-	// A's heavy rows are in cost order (registration sorts a unit's rows by every column), so
-	// the heavy unit's 600 rows ascend in cost (each cost holds its rows' three wards).
-	var unsorted int
-	tuple := fmt.Sprintf(`(%s, "a.cost")`, unitColumn)
-	q := fmt.Sprintf(`SELECT count(*) FROM (SELECT %s AS cur, lag(%s) OVER (ORDER BY rowid) AS prev FROM %s) WHERE prev > cur`, tuple, tuple, s1.table)
-	if err := w.db.QueryRow(q).Scan(&unsorted); err != nil || unsorted != 0 {
-		t.Fatalf("%d rows out of (unit, A's row, B's row) order (%v)", unsorted, err)
+	// The relation's rows are the join's rows in (A's rowid, B's rowid) order: A's snapshot is
+	// clustered by unit, so that is unit order too.
+	ta, err := w.loaded(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := w.loaded(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rowsOf := func(q string) string {
+		t.Helper()
+		var out string
+		if err := w.db.QueryRow(q).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := rowsOf(fmt.Sprintf(`SELECT string_agg(x.cost || '/' || y.ward, ',' ORDER BY x.rowid, y.rowid) FROM %s AS x JOIN %s AS y ON %s = %s`,
+		ta.table, tb.table, normUnit("x.person_id"), normUnit("y.person_id")))
+	got := rowsOf(fmt.Sprintf(`SELECT string_agg("a.cost" || '/' || "b.ward", ',' ORDER BY rowid) FROM %s`, s1.table))
+	if got != want {
+		t.Fatalf("the relation's rows are not in (A's row, B's row) order:\n got %.200s…\nwant %.200s…", got, want)
 	}
 	if e1, e2 := encodedStates(t, relPass(t, w, p, s1)), encodedStates(t, relPass(t, w, p, s2)); len(e1) != 2 || fmt.Sprint(e1) != fmt.Sprint(e2) {
 		t.Fatalf("two materializations give different pre-noise states (%d and %d partitions)", len(e1), len(e2))
