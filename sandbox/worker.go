@@ -383,6 +383,11 @@ func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi
 	if err != nil {
 		return err
 	}
+	return w.scanQuery(ctx, q, snap, pass)
+}
+
+// scanQuery streams the result of q, a scanSQL query, through the pass.
+func (w *worker) scanQuery(ctx context.Context, q string, snap *snapTable, pass *boundPass) error {
 	return withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
 		rdr, err := ar.QueryContext(ctx, q)
 		if err != nil {
@@ -428,7 +433,7 @@ func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string,
 			// NULL (hash(NULL) is a number), so COUNT(DISTINCT) ignores it as SQL does.
 			r = "CASE WHEN (" + r + ") IS NULL THEN NULL ELSE hash(" + r + ") >> 11 END"
 		}
-		cols = append(cols, "try(CAST("+r+" AS DOUBLE))")
+		cols = append(cols, asDouble(r, v, identity[i], snap))
 	}
 	if p.Filter != nil {
 		// A flag, not a WHERE: with every row present the pass can see where each unit's run
@@ -447,6 +452,29 @@ func scanSQL(p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool) (string,
 		q += " ORDER BY rowid"
 	}
 	return q, nil
+}
+
+// asDouble renders the scanned value r (plan value v) as a total DOUBLE. A bare column the
+// snapshot stores as DOUBLE is read as it is, and one of another numeric type is cast without
+// try(): neither can fail on any row, and the TRY wrapper costs DuckDB a fifth of the scan
+// (BenchmarkScanValue). Anything else, or a column of unknown type (a relation's), keeps
+// try(CAST(…)), so totality (total.go) holds. The pass checks that each value arrives as a
+// float64 column, so a wrong type is an error, never a misread value.
+func asDouble(r string, v *wire.Expr, identity bool, snap *snapTable) string {
+	if !identity && v.Kind == wire.KindColumn && v.Source == "" {
+		for _, c := range snap.Columns {
+			if c.Name != v.Name {
+				continue
+			}
+			switch c.Type {
+			case "float64":
+				return r
+			case "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32":
+				return "CAST(" + r + " AS DOUBLE)"
+			}
+		}
+	}
+	return "try(CAST(" + r + " AS DOUBLE))"
 }
 
 // identityValues marks the plan's values that a COUNT(DISTINCT col) reads: the worker scans
