@@ -25,6 +25,7 @@ type benchFlags struct {
 	output                    string
 	beam, dataDir, datasets   string
 	workerMemory              string
+	workerMaxTemp             string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -112,6 +113,7 @@ about time.`,
 	fl.IntVar(&f.samples, "http-samples", 50, "jobs timed per HTTP row")
 	fl.StringVar(&f.quanta, "http-quanta", server.DefaultCompletionQuantum.String()+",10ms", "completion quanta to run the server with, one row pair each")
 	fl.StringVar(&f.workerMemory, "worker-memory", "", "the sandbox worker's DuckDB memory limit (default: the product's, 4GB; DuckDB spills beyond it)")
+	fl.StringVar(&f.workerMaxTemp, "worker-max-temp", "", "the most the sandbox worker's DuckDB may spill to disk (default: the product's, 20GB; a 1e8-row registration needs more)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "also print the workers' logs to stderr")
 	return cmd
 }
@@ -123,7 +125,7 @@ func benchOptions(f benchFlags, serve func(args []string) *exec.Cmd, progress io
 		return bench.Options{}, fmt.Errorf("--output must be %s or %s", outputTable, outputJSON)
 	}
 	o := bench.Options{Reps: f.reps, BeamReps: f.beamReps, DataDir: f.dataDir, DatasetsDir: f.datasets, Beam: f.beam,
-		WorkerDB: sandbox.DBLimits{MemoryLimit: f.workerMemory}, Log: progress}
+		WorkerDB: sandbox.DBLimits{MemoryLimit: f.workerMemory, MaxTempBytes: f.workerMaxTemp}, Log: progress}
 	if f.verbose {
 		o.WorkerLog = progress
 	}

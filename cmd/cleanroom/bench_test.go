@@ -158,3 +158,16 @@ func TestBenchFlagsRefuseWhatCannotBeMeasured(t *testing.T) {
 		})
 	}
 }
+
+// The worker's limits reach the measurement: a 1e8-row registration spills beyond the
+// product's 20 GB default (docs/performance.md, "1e8 rows").
+func TestBenchPassesTheWorkerLimits(t *testing.T) {
+	f := benchFlags{scales: "1e6", reps: 1, beamReps: 1, samples: 1, output: outputTable, workerMemory: "6GB", workerMaxTemp: "60GB"}
+	o, err := benchOptions(f, serveFromTestBinary, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.WorkerDB.MemoryLimit != "6GB" || o.WorkerDB.MaxTempBytes != "60GB" {
+		t.Fatalf("worker limits %+v, want the flags' 6GB and 60GB", o.WorkerDB)
+	}
+}
