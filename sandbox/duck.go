@@ -102,6 +102,13 @@ func withArrow(ctx context.Context, db *sql.DB, f func(*duckdb.Arrow) error) err
 func duckErrorClass(err error) string {
 	var de *duckdb.Error
 	if errors.As(err, &de) {
+		// The two a large dataset meets name their cause: the classes carry no data.
+		switch de.Type {
+		case duckdb.ErrorTypeOutOfMemory:
+			return fmt.Sprintf("duckdb error type %d: out of memory within the worker's memory limit", de.Type)
+		case duckdb.ErrorTypeIO:
+			return fmt.Sprintf("duckdb error type %d: I/O, such as the worker's spill space (max_temp_directory_size) or the disk running out", de.Type)
+		}
 		return fmt.Sprintf("duckdb error type %d", de.Type)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
