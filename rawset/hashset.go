@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
+	"iter"
 	"math"
 	"slices"
 )
@@ -88,13 +90,20 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WriteTo writes the set in its persisted form.
 func (s *HashSet) WriteTo(w io.Writer) (int64, error) {
+	return writeHashSet(w, s.keyID, uint64(len(s.hashes)), slices.Values(s.hashes), func() error { return nil })
+}
+
+// writeHashSet writes count ascending distinct hashes in the persisted form. hashes may stop
+// early on an error, which errOf then returns; a stream that is not count hashes long is not
+// finished with its checksum.
+func writeHashSet(w io.Writer, keyID, count uint64, hashes iter.Seq[uint64], errOf func() error) (int64, error) {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
 	var hdr [hashSetHeader]byte
 	copy(hdr[:8], hashSetMagic)
 	binary.LittleEndian.PutUint32(hdr[8:], hashSetVersion)
-	binary.LittleEndian.PutUint64(hdr[16:], s.keyID)
-	binary.LittleEndian.PutUint64(hdr[24:], uint64(len(s.hashes)))
+	binary.LittleEndian.PutUint64(hdr[16:], keyID)
+	binary.LittleEndian.PutUint64(hdr[24:], count)
 	n := int64(0)
 	m, err := bw.Write(hdr[:])
 	n += int64(m)
@@ -102,13 +111,21 @@ func (s *HashSet) WriteTo(w io.Writer) (int64, error) {
 		return n, err
 	}
 	var b [8]byte
-	for _, h := range s.hashes {
+	written := uint64(0)
+	for h := range hashes {
 		binary.LittleEndian.PutUint64(b[:], h)
 		m, err := bw.Write(b[:])
 		n += int64(m)
 		if err != nil {
 			return n, err
 		}
+		written++
+	}
+	if err := errOf(); err != nil {
+		return n, err
+	}
+	if written != count {
+		return n, fmt.Errorf("rawset: %d hashes written where the header states %d", written, count)
 	}
 	if err := bw.Flush(); err != nil {
 		return n, err

@@ -180,7 +180,7 @@ func BenchmarkRegister(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				w := &worker{dir: b.TempDir(), db: db, log: slog.Default(), tables: map[string]*snapTable{}, shards: 2}
+				w := &worker{dir: b.TempDir(), tmp: b.TempDir(), rawSetHashes: defaultRawSetHashes, db: db, log: slog.Default(), tables: map[string]*snapTable{}, shards: 2}
 				start := time.Now()
 				snap, err := w.snapshot(ctx, args)
 				mid := time.Now()

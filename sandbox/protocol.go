@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
@@ -32,6 +33,36 @@ type request struct {
 	Input     *wire.CollectiveInput     `json:"input,omitempty"`
 	KeySwitch *wire.CollectiveKeySwitch `json:"keyswitch,omitempty"`
 	Cancel    uint64                    `json:"cancel,omitempty"`
+}
+
+// snapshots are the digests of the snapshots an execute, claims or model request reads, in its
+// order, each once: the worker loads them before the operation's deadline starts. A wasm
+// request's deadline is per block, after its rows are read, and its module is checked before
+// any load: it names none.
+func (r *request) snapshots() []string {
+	var out []string
+	add := func(d string) {
+		if d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	addRelation := func(rel *wire.Relation) {
+		if rel != nil {
+			for _, s := range rel.Sources {
+				add(s.Snapshot)
+			}
+		}
+	}
+	switch {
+	case r.Op == "execute" && r.Plan != nil:
+		add(r.Plan.Snapshot)
+		addRelation(r.Plan.Relation)
+	case r.Op == "claims" && r.Claims != nil:
+		add(r.Claims.Snapshot)
+	case r.Op == "model" && r.Model != nil:
+		addRelation(&r.Model.Relation)
+	}
+	return out
 }
 
 // registerArgs describe a source the worker reads from a descriptor (src), never by path: the

@@ -51,10 +51,13 @@ func rawSetPath(dir, digest string) string {
 }
 
 // buildRawSet hashes the distinct values of the requested columns of a loaded snapshot and
-// writes the set beside it. DuckDB computes the distinct values (spilling to its temporary
-// directory under the memory limit); the worker holds one Arrow batch of them at a time and
-// the hashes, 8 bytes each. Every value is read as text (CAST AS VARCHAR) and hashed in all
-// its forms (rawset.Hasher.AppendRawHashes), so a number matches its CanonicalNumber form.
+// writes the set beside it. DuckDB computes each column's distinct values in turn (spilling to
+// its temporary directory under the memory limit); the worker holds one Arrow batch of them
+// at a time and a bounded buffer of hashes, spilling sorted runs to the temporary directory
+// (rawset.Builder): a unique identifier at 1e8 rows has 1e8 distinct values, which fit neither
+// one DuckDB hash table beside the others nor Go's heap twice. Every value is read as text
+// (CAST AS VARCHAR) and hashed in all its forms (rawset.Hasher.AppendRawHashes), so a number
+// matches its CanonicalNumber form; a value found in two columns is one entry.
 func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesArgs) (*wire.RawSetInfo, error) {
 	k, err := rawset.NewKeyer(a.Key)
 	if err != nil {
@@ -64,19 +67,18 @@ func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesA
 	for _, c := range snap.Columns {
 		present[c.Name] = true
 	}
-	var selects []string
 	for _, c := range a.Columns {
 		if !present[c] {
 			return nil, errcode.New(errcode.InvalidSpec, "column %q to hash is not in snapshot %s", c, snap.Digest)
 		}
-		selects = append(selects, fmt.Sprintf("SELECT CAST(%s AS VARCHAR) AS v FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c)))
 	}
-	var hashes []uint64
-	if len(selects) > 0 {
-		h := k.Hasher()
-		// UNION (not UNION ALL): a value found in two columns is hashed once.
-		err = withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
-			rdr, err := ar.QueryContext(ctx, strings.Join(selects, " UNION "))
+	b := k.NewBuilder(w.tmp, w.rawSetHashes)
+	defer b.Close()
+	h := k.Hasher()
+	for _, c := range a.Columns {
+		query := fmt.Sprintf("SELECT DISTINCT CAST(%s AS VARCHAR) AS v FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c))
+		err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
+			rdr, err := ar.QueryContext(ctx, query)
 			if err != nil {
 				return err
 			}
@@ -91,8 +93,11 @@ func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesA
 					return errors.New("sandbox: distinct values did not arrive as text")
 				}
 				for i := range col.Len() {
-					if !col.IsNull(i) {
-						hashes = h.AppendRawHashes(hashes, col.Value(i))
+					if col.IsNull(i) {
+						continue
+					}
+					if err := b.AddRaw(h, col.Value(i)); err != nil {
+						return err
 					}
 				}
 			}
@@ -102,37 +107,37 @@ func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesA
 			return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be built (%s)", snap.Digest, duckErrorClass(err))
 		}
 	}
-	set := k.NewHashSet(hashes)
-	digest, err := writeRawSet(rawSetPath(w.dir, snap.Digest), set)
+	entries, digest, err := writeRawSet(rawSetPath(w.dir, snap.Digest), b.Write)
 	if err != nil {
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be written", snap.Digest)
 	}
-	return &wire.RawSetInfo{Digest: digest, Entries: set.Len(), KeyID: fmt.Sprintf("%016x", k.ID())}, nil
+	return &wire.RawSetInfo{Digest: digest, Entries: entries, KeyID: fmt.Sprintf("%016x", k.ID())}, nil
 }
 
-// writeRawSet writes set to path atomically (temporary file, fsync, rename), so a reader sees
-// the whole set or none, and returns the file's SHA-256.
-func writeRawSet(path string, set *rawset.HashSet) (string, error) {
+// writeRawSet writes a set to path atomically (temporary file, fsync, rename), so a reader
+// sees the whole set or none, and returns its number of hashes and the file's SHA-256.
+func writeRawSet(path string, write func(io.Writer) (int, error)) (int, string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "incoming-*.rawset")
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
 	defer tmp.Close()
 	h := sha256.New()
-	if _, err := set.WriteTo(io.MultiWriter(tmp, h)); err != nil {
-		return "", err
+	entries, err := write(io.MultiWriter(tmp, h))
+	if err != nil {
+		return 0, "", err
 	}
 	if err := tmp.Sync(); err != nil {
-		return "", err
+		return 0, "", err
 	}
 	if err := tmp.Close(); err != nil {
-		return "", err
+		return 0, "", err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", err
+		return 0, "", err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return entries, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // BuildRawSet has the worker (re)build the raw-value set of a registered snapshot from the

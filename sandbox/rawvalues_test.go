@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -211,6 +212,44 @@ func TestRequestsPrintTheKeyRedacted(t *testing.T) {
 		}
 		if strings.Contains(printed, "test raw-value key") || strings.Contains(printed, fmt.Sprint([]byte(testRawKey[:4]))) {
 			t.Fatalf("%s request prints the key: %s", r.Op, printed)
+		}
+	}
+}
+
+// A worker that holds few hashes in memory spills its raw-value set build into sorted runs and
+// still writes the same set, byte for byte (the file's digest), as one that holds them all,
+// and leaves no run file in its temporary directory.
+func TestRawSetBuildSpillsToTheSameSet(t *testing.T) {
+	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := startWorker(t, nil)
+	want, err := register(context.Background(), t, whole, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Worker: WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}, RawSetHashes: 1024},
+		RawValueKey: testRawKey}
+	spilling, _, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { spilling.Close() })
+	got, err := register(context.Background(), t, spilling, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.RawSet.Entries < 20*1024 || *got.RawSet != *want.RawSet {
+		t.Fatalf("spilling worker's set %+v; whole %+v (needs over 20 runs' worth of entries)", got.RawSet, want.RawSet)
+	}
+	left, err := os.ReadDir(filepath.Join(cfg.Worker.Dir, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), "rawset-run-") {
+			t.Fatalf("run file %s left behind", e.Name())
 		}
 	}
 }

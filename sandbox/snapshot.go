@@ -190,6 +190,13 @@ func (w *worker) sortSnapshot(ctx context.Context, staging, units, sorted string
 		sorted, strings.Join(sel, ", "), staging, units, normColumn, normColumn, unitColumn, strings.Join(cols, ", "))); err != nil {
 		return nil, nil, err
 	}
+	// The staging rows are spilled beyond the memory limit at scale: dropped now, the page-out
+	// and the raw-value set have their spill space.
+	for _, t := range []string{staging, units} {
+		if _, err := w.db.ExecContext(ctx, "DROP TABLE "+t); err != nil {
+			return nil, nil, err
+		}
+	}
 	return schema, twins, nil
 }
 

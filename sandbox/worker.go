@@ -2,16 +2,16 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
-	"github.com/c1b99f93/cleanroom/sandbox/wire"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +28,8 @@ import (
 	"github.com/c1b99f93/cleanroom/dp"
 	"github.com/c1b99f93/cleanroom/errcode"
 	"github.com/c1b99f93/cleanroom/he/collective"
+	"github.com/c1b99f93/cleanroom/sandbox/sqlgen"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
 // WorkerConfig configures a worker process. The parent passes it through the environment
@@ -41,18 +43,27 @@ type WorkerConfig struct {
 	CPUSeconds   uint64 `json:"cpu_seconds"`
 	// NetworkNamespace is set by the parent when it started the worker in a new one.
 	NetworkNamespace bool `json:"network_namespace"`
+	// RawSetHashes is how many keyed hashes a raw-value set build holds in memory before it
+	// spills a sorted run to DB.TempDir (0: defaultRawSetHashes).
+	RawSetHashes int `json:"raw_set_hashes"`
 }
+
+// defaultRawSetHashes is 256 MB of hashes: a set of a few million values is built in memory.
+const defaultRawSetHashes = 32 << 20
 
 type worker struct {
 	dir    string
 	domain string
-	coll   collectiveState
-	wasm   wasmState
-	db     *sql.DB
-	log    *slog.Logger
-	iso    wire.Isolation
-	shards int
-	ids    atomic.Uint64
+	// tmp and rawSetHashes bound a raw-value set build (WorkerConfig.RawSetHashes).
+	tmp          string
+	rawSetHashes int
+	coll         collectiveState
+	wasm         wasmState
+	db           *sql.DB
+	log          *slog.Logger
+	iso          wire.Isolation
+	shards       int
+	ids          atomic.Uint64
 
 	mu      sync.Mutex
 	tables  map[string]*snapTable
@@ -78,7 +89,7 @@ func serve(ctx context.Context, cfg WorkerConfig, iso wire.Isolation, in io.Read
 		return err
 	}
 	defer db.Close()
-	w := &worker{dir: cfg.Dir, domain: cfg.Domain, coll: collectiveState{parties: map[string]*collective.Party{}}, db: db, log: log, iso: iso, out: out, shards: cfg.DB.withDefaults().Threads,
+	w := &worker{dir: cfg.Dir, domain: cfg.Domain, tmp: cmp.Or(cfg.DB.TempDir, os.TempDir()), rawSetHashes: cmp.Or(cfg.RawSetHashes, defaultRawSetHashes), coll: collectiveState{parties: map[string]*collective.Party{}}, db: db, log: log, iso: iso, out: out, shards: cfg.DB.withDefaults().Threads,
 		tables: map[string]*snapTable{}, cancels: map[uint64]context.CancelFunc{}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -130,8 +141,42 @@ func serve(ctx context.Context, cfg WorkerConfig, iso wire.Isolation, in io.Read
 
 func (w *worker) handle(ctx context.Context, req *request) {
 	resp := response{ID: req.ID}
-	var payload []byte
-	var err error
+	payload, err := w.dispatch(ctx, req, &resp)
+	if err != nil {
+		var ce *errcode.Error
+		if !errors.As(err, &ce) {
+			ce = errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker failed (%s)", duckErrorClass(err))
+		}
+		// The cause may quote data: log only its class.
+		w.log.Warn("request failed", "op", req.Op, "code", ce.Code, "class", duckErrorClass(err))
+		resp.Error = &wireError{Code: string(ce.Code), Message: ce.Message}
+	}
+	hdr, _ := json.Marshal(resp)
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := writeFrame(w.out, hdr); err != nil {
+		w.log.Error("write response", "err", err)
+		return
+	}
+	if resp.Arrow {
+		if err := writeFrame(w.out, payload); err != nil {
+			w.log.Error("write response payload", "err", err)
+		}
+	}
+}
+
+// dispatch runs a request's operation, filling resp; an Arrow payload is returned.
+//
+// The snapshots the operation reads are loaded first (request.snapshots), outside its
+// deadline: a deadline bounds the work the plan may do, while the load after a worker restart
+// takes time that grows with the dataset, not the query (a minute at 1e7 rows on a loaded
+// machine), and would otherwise spend the first job's deadline and fail it.
+func (w *worker) dispatch(ctx context.Context, req *request, resp *response) (payload []byte, err error) {
+	for _, digest := range req.snapshots() {
+		if _, err := w.loaded(ctx, digest); err != nil {
+			return nil, err
+		}
+	}
 	switch req.Op {
 	case "register":
 		if req.Register == nil {
@@ -194,27 +239,7 @@ func (w *worker) handle(ctx context.Context, req *request) {
 	default:
 		err = errcode.New(errcode.Internal, "unknown worker operation")
 	}
-	if err != nil {
-		var ce *errcode.Error
-		if !errors.As(err, &ce) {
-			ce = errcode.Wrap(errcode.SandboxFailed, err, "the sandbox worker failed (%s)", duckErrorClass(err))
-		}
-		// The cause may quote data: log only its class.
-		w.log.Warn("request failed", "op", req.Op, "code", ce.Code, "class", duckErrorClass(err))
-		resp.Error = &wireError{Code: string(ce.Code), Message: ce.Message}
-	}
-	hdr, _ := json.Marshal(resp)
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if err := writeFrame(w.out, hdr); err != nil {
-		w.log.Error("write response", "err", err)
-		return
-	}
-	if resp.Arrow {
-		if err := writeFrame(w.out, payload); err != nil {
-			w.log.Error("write response payload", "err", err)
-		}
-	}
+	return payload, err
 }
 
 // probe dials a loopback address; isolation tests expect it to fail inside the namespace.
