@@ -117,6 +117,9 @@ func Start(ctx context.Context, cfg Config) (*Client, *wire.Isolation, error) {
 	if cfg.Worker.Dir == "" {
 		return nil, nil, errors.New("sandbox: worker directory is required")
 	}
+	if err := cfg.Worker.DB.Check(); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.Worker.Dir, "tmp"), 0o700); err != nil {
 		return nil, nil, err
 	}

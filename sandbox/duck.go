@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/duckdb/duckdb-go/v2"
+
+	"github.com/c1b99f93/cleanroom/errcode"
 )
 
 // DBLimits are the DuckDB resource limits inside a worker.
@@ -20,6 +23,24 @@ type DBLimits struct {
 	Threads      int    `json:"threads"`        // DuckDB worker threads
 	TempDir      string `json:"temp_dir"`       // spill directory
 	MaxTempBytes string `json:"max_temp_bytes"` // e.g. "20GB"
+}
+
+// sizePattern is the form of a size DBLimits accepts: a number and a DuckDB unit ("4GB",
+// "512 MiB", "1.5TB"). DuckDB would refuse anything else only once the worker starts.
+var sizePattern = regexp.MustCompile(`^(?i)[0-9]+(\.[0-9]+)? ?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$`)
+
+// Check refuses limits a worker could not start with (invalid_options): a size that is not a
+// number and a unit, or a negative thread count. Empty and zero fields take the defaults.
+func (l DBLimits) Check() error {
+	for _, f := range []struct{ name, v string }{{"memory limit", l.MemoryLimit}, {"spill limit", l.MaxTempBytes}} {
+		if f.v != "" && !sizePattern.MatchString(f.v) {
+			return errcode.New(errcode.InvalidOptions, "the worker's %s %q is not a size such as 4GB or 512MiB", f.name, f.v)
+		}
+	}
+	if l.Threads < 0 {
+		return errcode.New(errcode.InvalidOptions, "the worker's thread count %d is negative", l.Threads)
+	}
+	return nil
 }
 
 func (l DBLimits) withDefaults() DBLimits {

@@ -24,8 +24,7 @@ type benchFlags struct {
 	json, http, verbose       bool
 	output                    string
 	beam, dataDir, datasets   string
-	workerMemory              string
-	workerMaxTemp             string
+	workerDB                  sandbox.DBLimits
 }
 
 func newBenchCmd() *cobra.Command {
@@ -112,8 +111,7 @@ about time.`,
 	fl.BoolVar(&f.http, "http", true, "measure latency through `cleanroom serve` on the testdata")
 	fl.IntVar(&f.samples, "http-samples", 50, "jobs timed per HTTP row")
 	fl.StringVar(&f.quanta, "http-quanta", server.DefaultCompletionQuantum.String()+",10ms", "completion quanta to run the server with, one row pair each")
-	fl.StringVar(&f.workerMemory, "worker-memory", "", "the sandbox worker's DuckDB memory limit (default: the product's, 4GB; DuckDB spills beyond it)")
-	fl.StringVar(&f.workerMaxTemp, "worker-max-temp", "", "the most the sandbox worker's DuckDB may spill to disk (default: the product's, 20GB; a 1e8-row registration needs more)")
+	addWorkerFlags(fl, &f.workerDB)
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "also print the workers' logs to stderr")
 	return cmd
 }
@@ -125,7 +123,10 @@ func benchOptions(f benchFlags, serve func(args []string) *exec.Cmd, progress io
 		return bench.Options{}, fmt.Errorf("--output must be %s or %s", outputTable, outputJSON)
 	}
 	o := bench.Options{Reps: f.reps, BeamReps: f.beamReps, DataDir: f.dataDir, DatasetsDir: f.datasets, Beam: f.beam,
-		WorkerDB: sandbox.DBLimits{MemoryLimit: f.workerMemory, MaxTempBytes: f.workerMaxTemp}, Log: progress}
+		WorkerDB: f.workerDB, Log: progress}
+	if err := f.workerDB.Check(); err != nil {
+		return o, err
+	}
 	if f.verbose {
 		o.WorkerLog = progress
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/c1b99f93/cleanroom/bench"
+	"github.com/c1b99f93/cleanroom/sandbox"
 )
 
 // fakeBeam stands in for the bench/beam program (its own module, built apart) in this test
@@ -162,7 +163,7 @@ func TestBenchFlagsRefuseWhatCannotBeMeasured(t *testing.T) {
 // The worker's limits reach the measurement: a 1e8-row registration spills beyond the
 // product's 20 GB default (docs/performance.md, "1e8 rows").
 func TestBenchPassesTheWorkerLimits(t *testing.T) {
-	f := benchFlags{scales: "1e6", reps: 1, beamReps: 1, samples: 1, output: outputTable, workerMemory: "6GB", workerMaxTemp: "60GB"}
+	f := benchFlags{scales: "1e6", reps: 1, beamReps: 1, samples: 1, output: outputTable, workerDB: sandbox.DBLimits{MemoryLimit: "6GB", MaxTempBytes: "60GB"}}
 	o, err := benchOptions(f, serveFromTestBinary, io.Discard)
 	if err != nil {
 		t.Fatal(err)

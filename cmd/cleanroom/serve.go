@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server"
 )
 
@@ -24,6 +25,7 @@ func newServeCmd() *cobra.Command {
 	var tlsCert, tlsKey string
 	limits := server.DefaultLimits()
 	var sched server.Scheduling
+	var workerDB sandbox.DBLimits
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the platform server (HTTP API, control-plane store, provenance log, sandbox workers)",
@@ -49,6 +51,9 @@ organisation, is refused: it let a provider register another organisation's data
 			if (tlsCert == "") != (tlsKey == "") {
 				return fmt.Errorf("--tls-cert and --tls-key are given together")
 			}
+			if err := workerDB.Check(); err != nil {
+				return err
+			}
 			var err error
 			roots, err = parseImportRoots(importRoots)
 			return err
@@ -63,7 +68,8 @@ organisation, is refused: it let a provider register another organisation's data
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			srv, err := server.New(ctx, server.Config{DataDir: dataDir, Principals: ps, PolicyDir: policyDir,
 				ImportRoots: roots, Logger: logger, Stderr: cmd.ErrOrStderr(), ShutdownGrace: grace,
-				CompletionQuantum: quantum, Limits: limits, Scheduling: sched, TLSCertFile: tlsCert, TLSKeyFile: tlsKey})
+				CompletionQuantum: quantum, Limits: limits, Scheduling: sched, TLSCertFile: tlsCert, TLSKeyFile: tlsKey,
+				WorkerDB: workerDB})
 			if err != nil {
 				return err
 			}
@@ -94,9 +100,18 @@ organisation, is refused: it let a provider register another organisation's data
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	addLimitFlags(f, &limits)
 	addSchedulingFlags(f, &sched)
+	addWorkerFlags(f, &workerDB)
 	_ = cmd.MarkFlagRequired("data-dir")
 	_ = cmd.MarkFlagRequired("principals")
 	return cmd
+}
+
+// addWorkerFlags registers the sandbox workers' DuckDB limits (sandbox.DBLimits): empty takes
+// the product's defaults. docs/reliability.md says when to raise them.
+func addWorkerFlags(f *pflag.FlagSet, l *sandbox.DBLimits) {
+	f.StringVar(&l.MemoryLimit, "worker-memory", "", "each sandbox worker's DuckDB memory limit, such as 8GB (default 4GB; DuckDB spills beyond it)")
+	f.StringVar(&l.MaxTempBytes, "worker-max-temp", "", "the most each sandbox worker's DuckDB may spill to disk, such as 60GB (default 20GB; registering 1e8 rows needs about 35GB)")
+	f.IntVar(&l.Threads, "worker-threads", 0, "each sandbox worker's DuckDB threads (default 2)")
 }
 
 // addLimitFlags registers a flag for each of the server's limits (server.Limits), with its

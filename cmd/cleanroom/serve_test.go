@@ -37,3 +37,19 @@ func TestServeImportRootsAreOnePerOrganisation(t *testing.T) {
 		})
 	}
 }
+
+// serve and bench take the workers' DuckDB limits as flags, and refuse a size DuckDB could not
+// use before anything starts.
+func TestWorkerLimitFlagsRefuseWhatDuckDBCannotUse(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"serve", "--data-dir", t.TempDir(), "--principals", "unused.yaml"},
+		{"bench", "--scales", "1e6", "--http=false"},
+	} {
+		for _, bad := range [][]string{{"--worker-memory", "lots"}, {"--worker-max-temp", "60"}, {"--worker-threads", "-2"}} {
+			_, err := run(t, append(append([]string{}, cmd...), bad...)...)
+			if err == nil || !strings.Contains(err.Error(), "worker") {
+				t.Errorf("%s %v: %v, want a refusal naming the worker's limit", cmd[0], bad, err)
+			}
+		}
+	}
+}
