@@ -135,11 +135,8 @@ func declared(st stage, ev provenance.Event) bool {
 func (e *Engine) endJob(ctx context.Context, s *jobState, cause error) error {
 	ctx = context.WithoutCancel(ctx)
 	err := cause
-	// The ledger settles after the job's records are durable, and job_refused or job_failed
-	// is written durably below.
-	if serr := e.syncLog(ctx); serr != nil {
-		err = errors.Join(err, serr)
-	}
+	// The job's deferred records become durable before the ledger settles (its write barrier
+	// syncs the log), and job_refused or job_failed is written durably below.
 	switch s.phase {
 	case phaseReserved:
 		err = e.refund(ctx, s.id, cause)

@@ -270,25 +270,37 @@ const overSlot = 63
 // flush and profileUnit would add for it, without buffering the rows. It reports false,
 // having added nothing, when the kept rows fall in several partitions (the general path).
 func (b *boundPass) fastProfile(u int64, i, j int, sb *scanBatch) (bool, error) {
-	part, n := int32(-1), int64(0)
+	part, kept, ok, err := b.keptInOnePartition(sb, i, j, b.pick[:0])
+	b.pick = kept
+	if err != nil || !ok {
+		return false, err
+	}
+	b.markDone(u)
+	if part < 0 {
+		return true, nil // no kept row: the unit is in no bin, as in flush
+	}
+	return true, b.profileAdd(1, int64(len(kept)))
+}
+
+// keptInOnePartition appends to kept the rows of [i, j) the plan keeps, in order, and returns
+// their partition (-1: no row kept); ok is false when they fall in more than one.
+func (b *boundPass) keptInOnePartition(sb *scanBatch, i, j int, kept []int) (part int32, _ []int, ok bool, err error) {
+	part = -1
 	for r := i; r < j; r++ {
 		p, err := b.rowPartition(sb, r)
 		if err != nil {
-			return false, err
+			return part, kept, false, err
 		}
 		if p < 0 {
 			continue
 		}
 		if part >= 0 && p != part {
-			return false, nil
+			return part, kept, false, nil
 		}
-		part, n = p, n+1
+		part = p
+		kept = append(kept, r)
 	}
-	b.markDone(u)
-	if n == 0 {
-		return true, nil // no kept row: the unit is in no bin, as in flush
-	}
-	return true, b.profileAdd(1, n)
+	return part, kept, true, nil
 }
 
 // batch columns: 0 unit (int64), 1 rowid (int64), then if keys: the group hash (uint64), then
@@ -488,20 +500,12 @@ func (b *boundPass) fastUnit(u int64, i, j int, sb *scanBatch) (bool, error) {
 			}
 		}
 	} else {
-		for r := i; r < j; r++ {
-			p, err := b.rowPartition(sb, r)
-			if err != nil {
-				return false, err
-			}
-			if p < 0 {
-				continue
-			}
-			if part >= 0 && p != part {
-				b.pick = kept
-				return false, nil
-			}
-			part = p
-			kept = append(kept, r)
+		var ok bool
+		var err error
+		part, kept, ok, err = b.keptInOnePartition(sb, i, j, kept)
+		if err != nil || !ok {
+			b.pick = kept
+			return false, err
 		}
 	}
 	b.pick = kept

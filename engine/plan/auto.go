@@ -954,8 +954,8 @@ func logScaleExpr(v *wire.Expr, lower, span float64) *wire.Expr {
 }
 
 // ClampPlan is the worker plan whose DP quantiles choose the clamping bounds of the linear
-// targets (those not read on a log scale): the plan's rows (relation, filter, public domains'
-// rows dropped with the keys' partitions ignored: no keys), one partition, and per linear
+// targets (those not read on a log scale): the plan's rows (relation and filter; no keys, so
+// rows whose key lies outside a public domain count too), one partition, and per linear
 // target one quantile tree at clampRanks within its catalog bounds, with one row per unit (L0
 // 1, L∞ 1: each unit adds one value, chosen by the keyed hash). Without linear targets it has
 // no aggregates and is not run. A log-scale target reads a histogram instead
