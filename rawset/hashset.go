@@ -138,7 +138,13 @@ func writeHashSet(w io.Writer, keyID, count uint64, hashes iter.Seq[uint64], err
 // ReadHashSet reads a set written by WriteTo. It refuses (ErrHashSetFormat) a wrong magic or
 // version, hashes out of order, a bad checksum or a truncated stream; the count in the header
 // is not trusted for allocation.
-func ReadHashSet(r io.Reader) (*HashSet, error) {
+func ReadHashSet(r io.Reader) (*HashSet, error) { return ReadHashSetSize(r, -1) }
+
+// ReadHashSetSize is ReadHashSet of a stream of known length size (a file's): a header whose
+// count does not match the length is refused, and one that does sizes the set's memory once —
+// a 1e8-row snapshot's set is about a gigabyte, which growing by appends would need about
+// twice of while it is read. A negative size is unknown.
+func ReadHashSetSize(r io.Reader, size int64) (*HashSet, error) {
 	crc := crc32.New(castagnoli)
 	br := bufio.NewReaderSize(r, 64<<10)
 	tr := io.TeeReader(br, crc)
@@ -151,7 +157,14 @@ func ReadHashSet(r io.Reader) (*HashSet, error) {
 	}
 	s := &HashSet{keyID: binary.LittleEndian.Uint64(hdr[16:])}
 	count := binary.LittleEndian.Uint64(hdr[24:])
-	s.hashes = make([]uint64, 0, min(count, 1<<20))
+	capacity := min(count, 1<<20)
+	if size >= 0 {
+		if size < hashSetHeader+4 || uint64(size-hashSetHeader-4) != count*8 || count > math.MaxInt64/8 {
+			return nil, ErrHashSetFormat
+		}
+		capacity = count
+	}
+	s.hashes = make([]uint64, 0, capacity)
 	var b [8]byte
 	for i := uint64(0); i < count; i++ {
 		if _, err := io.ReadFull(tr, b[:]); err != nil {

@@ -192,10 +192,24 @@ func TestReadHashSetRefusesCorruption(t *testing.T) {
 			return b
 		}),
 	}
+	cases["count one short"] = corrupt(func(b []byte) []byte {
+		binary.LittleEndian.PutUint64(b[24:], 2)
+		return b
+	})
 	for name, b := range cases {
 		if _, err := ReadHashSet(bytes.NewReader(b)); !errors.Is(err, ErrHashSetFormat) {
 			t.Errorf("%s: err = %v, want ErrHashSetFormat", name, err)
 		}
+		// With the stream's length known, the same refusals (the count is checked against it).
+		if _, err := ReadHashSetSize(bytes.NewReader(b), int64(len(b))); !errors.Is(err, ErrHashSetFormat) {
+			t.Errorf("%s, sized: err = %v, want ErrHashSetFormat", name, err)
+		}
+	}
+	if s, err := ReadHashSetSize(bytes.NewReader(good), int64(len(good))); err != nil || s.Len() != 3 || cap(s.hashes) != 3 {
+		t.Fatalf("a sized read of a good set: %v, %v", s, err)
+	}
+	if _, err := ReadHashSetSize(bytes.NewReader(good), int64(len(good))+8); !errors.Is(err, ErrHashSetFormat) {
+		t.Fatalf("a length that does not match the count: %v", err)
 	}
 }
 

@@ -927,7 +927,7 @@ func (b *boundPass) finish() error {
 			return err
 		}
 	}
-	b.open = nil
+	clear(b.open) // a shard scanned in several ranges goes on with the next
 	return nil
 }
 

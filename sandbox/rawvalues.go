@@ -173,8 +173,12 @@ func (c *Client) ReadRawSet(digest string) (*rawset.HashSet, string, error) {
 		return nil, "", fmt.Errorf("sandbox: raw-value set of snapshot %s: %w", digest, err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, "", fmt.Errorf("sandbox: raw-value set of snapshot %s: %w", digest, err)
+	}
 	h := sha256.New()
-	set, err := rawset.ReadHashSet(io.TeeReader(f, h))
+	set, err := rawset.ReadHashSetSize(io.TeeReader(f, h), st.Size())
 	if err != nil {
 		return nil, "", fmt.Errorf("sandbox: raw-value set of snapshot %s: %w", digest, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ type worker struct {
 	// tmp and rawSetHashes bound a raw-value set build (WorkerConfig.RawSetHashes).
 	tmp          string
 	rawSetHashes int
+	scanRows     int64 // rows per scan query (0: defaultScanRows); tests set fewer
 	coll         collectiveState
 	wasm         wasmState
 	db           *sql.DB
@@ -403,12 +405,50 @@ func (w *worker) scanShard(ctx context.Context, p *wire.Plan, snap *snapTable, l
 	return pass, err
 }
 
+// scan bounds the units [lo, hi) into pass, one query per unit range of at most about
+// w.scanRows rows (scanRanges).
 func (w *worker) scan(ctx context.Context, p *wire.Plan, snap *snapTable, lo, hi int64, ordered bool, pass *boundPass) error {
-	q, err := scanSQL(p, snap, lo, hi, ordered)
-	if err != nil {
-		return err
+	for _, r := range scanRanges(snap, lo, hi, cmp.Or(w.scanRows, defaultScanRows)) {
+		q, err := scanSQL(p, snap, r[0], r[1], ordered)
+		if err != nil {
+			return err
+		}
+		if err := w.scanQuery(ctx, q, snap, pass); err != nil {
+			return err
+		}
 	}
-	return w.scanQuery(ctx, q, snap, pass)
+	return nil
+}
+
+// defaultScanRows bounds one scan query's rows. duckdb-go's Arrow query materialises its whole
+// result inside DuckDB before the first batch arrives, so a shard of a 1e8-row snapshot (50M
+// rows, 1.6 GB of result at 32 bytes a row) held its result beside the table within the
+// memory limit, and both spilled. At 1e7 rows a shard is one query, as before.
+const defaultScanRows = 8 << 20
+
+// scanRanges splits the units [lo, hi) into consecutive ranges of at most maxRows rows each
+// (a unit with more rows is a range of its own), from the snapshot's unit starts; without
+// them (a materialised relation), in ranges of equal units, as many as the rows need.
+func scanRanges(snap *snapTable, lo, hi, maxRows int64) [][2]int64 {
+	if hi <= lo {
+		return [][2]int64{{lo, hi}}
+	}
+	var out [][2]int64
+	if int64(len(snap.starts)) != snap.Units+1 {
+		n := max(1, (snap.Rows*(hi-lo)/max(snap.Units, 1)+maxRows-1)/maxRows)
+		for i := range n {
+			out = append(out, [2]int64{lo + (hi-lo)*i/n, lo + (hi-lo)*(i+1)/n})
+		}
+		return out
+	}
+	for a := lo; a < hi; {
+		limit := snap.starts[a] + maxRows
+		// the first unit end past the limit, searched in (a+1, hi]
+		k := a + 1 + int64(sort.Search(int(hi-a-1), func(i int) bool { return snap.starts[a+2+int64(i)] > limit }))
+		out = append(out, [2]int64{a, k})
+		a = k
+	}
+	return out
 }
 
 // scanQuery streams the result of q, a scanSQL query, through the pass.

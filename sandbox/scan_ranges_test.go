@@ -1,0 +1,98 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/c1b99f93/cleanroom/catalog"
+	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/sandbox/wire"
+)
+
+// scanRanges covers [lo, hi) with consecutive ranges of at most maxRows rows each, a unit with
+// more rows being a range of its own.
+func TestScanRangesCoverTheShardWithinTheRowLimit(t *testing.T) {
+	// unit u has (u%7)+1 rows, unit 30 has 40
+	var starts []int64
+	next := int64(0)
+	for u := range 50 {
+		starts = append(starts, next)
+		n := int64(u%7 + 1)
+		if u == 30 {
+			n = 40
+		}
+		next += n
+	}
+	starts = append(starts, next)
+	snap := &snapTable{Snapshot: wire.Snapshot{Units: 50, Rows: next}, starts: starts}
+	for _, tc := range []struct{ lo, hi, maxRows int64 }{{0, 50, 1}, {0, 50, 10}, {3, 41, 12}, {0, 50, 1 << 20}, {25, 25, 10}, {49, 50, 5}} {
+		t.Run(fmt.Sprintf("%d-%d_by_%d", tc.lo, tc.hi, tc.maxRows), func(t *testing.T) {
+			ranges := scanRanges(snap, tc.lo, tc.hi, tc.maxRows)
+			at := tc.lo
+			for _, r := range ranges {
+				if r[0] != at || (r[1] <= r[0] && tc.hi > tc.lo) {
+					t.Fatalf("ranges %v do not continue at %d", ranges, at)
+				}
+				if rows := starts[r[1]] - starts[r[0]]; rows > tc.maxRows && r[1]-r[0] > 1 {
+					t.Fatalf("range %v holds %d rows, over %d, with more than one unit", r, rows, tc.maxRows)
+				}
+				// a range stops only where the next unit would take it over the limit
+				if r[1] < tc.hi && starts[r[1]+1]-starts[r[0]] <= tc.maxRows {
+					t.Fatalf("range %v stops early: the next unit fits within %d rows", r, tc.maxRows)
+				}
+				at = r[1]
+			}
+			if at != tc.hi {
+				t.Fatalf("ranges %v end at %d, want %d", ranges, at, tc.hi)
+			}
+		})
+	}
+	noStarts := &snapTable{Snapshot: wire.Snapshot{Units: 50, Rows: 500}}
+	if got := scanRanges(noStarts, 0, 50, 100); len(got) != 5 || got[0] != [2]int64{0, 10} || got[4] != [2]int64{40, 50} {
+		t.Fatalf("ranges without unit starts: %v", got)
+	}
+}
+
+// A shard scanned as many small ranges gives the same encoded partitions, byte for byte, as
+// one query per shard: the kept rows, the states and the keys do not depend on how a shard is
+// split.
+func TestScanRangesDoNotChangeTheStates(t *testing.T) {
+	ctx := context.Background()
+	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := relWorker(t)
+	snap, err := w.snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
+		Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &wire.Plan{Snapshot: snap.Digest, Keys: []*wire.Expr{wire.Col("", "district")},
+		Values: []*wire.Expr{wire.Col("", "cost"), wire.Col("", "person_id")},
+		Filter: wire.Compare(">", wire.Col("", "cost"), wire.Num("100")),
+		Aggregates: []dp.Spec{
+			{Kind: dp.Count, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 3},
+			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 50000, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 3},
+			{Kind: dp.CountDistinct, Value: 1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 3},
+		},
+		Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 3}, SamplingKey: 7, TimeoutMS: 60_000}
+	whole, _, err := w.executePass(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.scanRows = 500
+	if n := len(scanRanges(snap, 0, snap.Units/2, w.scanRows)); n < 20 {
+		t.Fatalf("only %d ranges per shard at 500 rows", n)
+	}
+	split, _, err := w.executePass(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(whole) == 0 || !bytes.Equal(whole, split) {
+		t.Fatalf("one query per shard and 500-row ranges encode different partitions (%d and %d bytes)", len(whole), len(split))
+	}
+}
