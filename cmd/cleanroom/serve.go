@@ -110,7 +110,7 @@ organisation, is refused: it let a provider register another organisation's data
 // the product's defaults. docs/reliability.md says when to raise them.
 func addWorkerFlags(f *pflag.FlagSet, l *sandbox.DBLimits) {
 	f.StringVar(&l.MemoryLimit, "worker-memory", "", "each sandbox worker's DuckDB memory limit, such as 8GB (default 4GB; DuckDB spills beyond it)")
-	f.StringVar(&l.MaxTempBytes, "worker-max-temp", "", "the most each sandbox worker's DuckDB may spill to disk, such as 60GB (default 20GB; registering 1e8 rows needs about 35GB)")
+	f.StringVar(&l.MaxTempBytes, "worker-max-temp", "", "the most each sandbox worker's DuckDB may spill to disk, such as 60GB (default 20GB; registering 1e8 rows needs about 30GB)")
 	f.IntVar(&l.Threads, "worker-threads", 0, "each sandbox worker's DuckDB threads (default 2)")
 }
 
