@@ -48,7 +48,8 @@ func benchWorker(b *testing.B) (*worker, *snapTable, *wire.Plan) {
 			b.Fatal(err)
 		}
 	}
-	db, err := openLockedDB(DBLimits{MemoryLimit: "4GB", Threads: 2})
+	// The product's limits, with room to spill a 1e8-row registration (about 28 GB).
+	db, err := openLockedDB(DBLimits{MemoryLimit: "4GB", Threads: 2, TempDir: b.TempDir(), MaxTempBytes: "36GB"})
 	if err != nil {
 		b.Fatal(err)
 	}
