@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -49,20 +47,12 @@ func TestASnapshotLoadIsOutsideTheJobsDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	inProcess := func() *worker {
-		db, err := openLockedDB(DBLimits{MemoryLimit: "1GB", Threads: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return &worker{dir: dir, db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
-	}
-	snap, err := inProcess().snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
+	snap, err := inProcessWorker(t, dir).snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
 		Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	restarted := inProcess()
+	restarted := inProcessWorker(t, dir)
 	p := countPlan(snap.Digest, 1, 2)
 	p.TimeoutMS = 1
 	_, _ = restarted.dispatch(ctx, &request{Op: "execute", Plan: p}, &response{})

@@ -229,13 +229,8 @@ func TestRawSetBuildSpillsToTheSameSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Worker: WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}, RawSetHashes: 1024},
-		RawValueKey: testRawKey}
-	spilling, _, err := Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { spilling.Close() })
+	dir := t.TempDir()
+	spilling := startWorkerWith(t, nil, WorkerConfig{Dir: dir, Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}, RawSetHashes: 1024})
 	got, err := register(context.Background(), t, spilling, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +238,7 @@ func TestRawSetBuildSpillsToTheSameSet(t *testing.T) {
 	if want.RawSet.Entries < 20*1024 || *got.RawSet != *want.RawSet {
 		t.Fatalf("spilling worker's set %+v; whole %+v (needs over 20 runs' worth of entries)", got.RawSet, want.RawSet)
 	}
-	left, err := os.ReadDir(filepath.Join(cfg.Worker.Dir, "tmp"))
+	left, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil {
 		t.Fatal(err)
 	}

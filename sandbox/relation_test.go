@@ -15,14 +15,18 @@ import (
 
 // relWorker is an in-process worker, so tests can read the exact bounded totals, which never
 // leave a real worker.
-func relWorker(t *testing.T) *worker {
+func relWorker(t *testing.T) *worker { return inProcessWorker(t, t.TempDir()) }
+
+// inProcessWorker is an in-process worker on directory dir: two on one directory are one
+// worker before and after a restart.
+func inProcessWorker(t *testing.T, dir string) *worker {
 	t.Helper()
 	db, err := openLockedDB(DBLimits{MemoryLimit: "1GB", Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
+	return &worker{dir: dir, db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
 }
 
 // relRegister registers a CSV (header, then rows) and returns its digest; unit "" registers a

@@ -50,8 +50,13 @@ func (l *lockedBuffer) Bytes() []byte {
 
 func startWorker(t *testing.T, tap *lockedBuffer) *Client {
 	t.Helper()
-	cfg := Config{Worker: WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}},
-		RawValueKey: testRawKey}
+	return startWorkerWith(t, tap, WorkerConfig{Dir: t.TempDir(), Domain: "test", DB: DBLimits{MemoryLimit: "1GB", Threads: 2}})
+}
+
+// startWorkerWith starts a worker process with configuration wc and the test raw-value key.
+func startWorkerWith(t *testing.T, tap *lockedBuffer, wc WorkerConfig) *Client {
+	t.Helper()
+	cfg := Config{Worker: wc, RawValueKey: testRawKey}
 	if tap != nil {
 		cfg.tap = tap
 	}
