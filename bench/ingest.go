@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/c1b99f93/cleanroom/engine"
-	"github.com/c1b99f93/cleanroom/sandbox"
 	"github.com/c1b99f93/cleanroom/server/loadgen"
 )
 
@@ -18,7 +17,12 @@ import (
 // read_csv). Each repetition registers into a fresh engine: the same data registered twice is
 // refused (one data, one lifetime budget). Opening that engine is not timed.
 func measureIngest(ctx context.Context, o Options, d *data, name string, csv bool) (Result, error) {
-	raw, err := sandbox.OpenBaseline(workerLimits(o, os.TempDir()).Threads)
+	dir, err := os.MkdirTemp("", "cleanroom-bench-raw-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	raw, err := openRaw(o, dir)
 	if err != nil {
 		return Result{}, err
 	}

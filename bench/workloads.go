@@ -137,7 +137,7 @@ func runScale(ctx context.Context, o Options, rows int) ([]Result, error) {
 		return nil, fmt.Errorf("bench: opening the engine: %w", err)
 	}
 	defer e.Close()
-	raw, err := sandbox.OpenBaseline(workerLimits(o, dir).Threads)
+	raw, err := openRaw(o, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +200,15 @@ func workerLimits(o Options, dir string) sandbox.DBLimits {
 		l.Threads = 2 // the product's default (sandbox.DBLimits), and the raw baseline's
 	}
 	return l
+}
+
+// openRaw opens the raw DuckDB baseline under the worker's limits (o's, or the product's
+// defaults), spilling under dir in a directory of its own: at 1e8 rows neither side holds the
+// table in memory, as in a deployment.
+func openRaw(o Options, dir string) (*sandbox.Baseline, error) {
+	l := workerLimits(o, dir)
+	l.TempDir = filepath.Join(dir, "raw-spill")
+	return sandbox.OpenBaseline(l)
 }
 
 // register registers spec's source in e, as the server does (an open file handed over).

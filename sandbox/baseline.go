@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"strconv"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -18,13 +19,23 @@ import (
 // on files the operator names.
 type Baseline struct{ db *sql.DB }
 
-// OpenBaseline opens an empty in-memory DuckDB with threads worker threads (the sandbox
-// worker's default is 2, so ratios compare like with like).
-func OpenBaseline(threads int) (*Baseline, error) {
-	if threads <= 0 {
-		threads = DBLimits{}.withDefaults().Threads
+// OpenBaseline opens an empty in-memory DuckDB under the limits a sandbox worker runs with
+// (l's defaults are the worker's: 2 threads, a 4GB memory limit, 20GB of spill), spilling to
+// l.TempDir. Ratios then compare like with like: at a scale whose table outgrows the memory
+// limit both sides spill, and the baseline cannot hold the whole table in this process's
+// memory and so crowd the worker's spill out of the page cache.
+func OpenBaseline(l DBLimits) (*Baseline, error) {
+	if err := l.Check(); err != nil {
+		return nil, err
 	}
-	conn, err := duckdb.NewConnector("?threads="+strconv.Itoa(threads)+"&autoinstall_known_extensions=false&autoload_known_extensions=false", nil)
+	l = l.withDefaults()
+	q := url.Values{}
+	q.Set("autoinstall_known_extensions", "false")
+	q.Set("autoload_known_extensions", "false")
+	q.Set("memory_limit", l.MemoryLimit)
+	q.Set("threads", strconv.Itoa(l.Threads))
+	q.Set("max_temp_directory_size", l.MaxTempBytes)
+	conn, err := duckdb.NewConnector("?"+q.Encode(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: open the baseline duckdb: %w", err)
 	}
@@ -32,6 +43,13 @@ func OpenBaseline(threads int) (*Baseline, error) {
 	// One connection: an in-memory database is per connector, and a table must be visible to
 	// every later query.
 	db.SetMaxOpenConns(1)
+	if l.TempDir != "" {
+		// temp_directory cannot be given in the DSN.
+		if _, err := db.Exec("SET temp_directory = " + sqlgen.String(l.TempDir)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sandbox: the baseline's spill directory: %w", err)
+		}
+	}
 	return &Baseline{db: db}, nil
 }
 

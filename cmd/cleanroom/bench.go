@@ -48,7 +48,8 @@ func newBenchCmdWith(serve func(args []string) *exec.Cmd) *cobra.Command {
 ratios hold on a noisy machine:
 
   - each DP workload end to end (gate to release, provenance included, through a real sandbox
-    worker) against the same SQL raw in DuckDB in this process (2 threads, in-memory table),
+    worker) against the same SQL raw in DuckDB in this process (an in-memory table under the
+    worker's limits: --worker-memory, --worker-threads, --worker-max-temp, spilling alike),
     repetitions alternating; a fresh grant per repetition, since a repeated query on one
     grant is answered from its first release;
   - with --beam, Privacy on Beam's Count, Sum and Mean per district with the same bounds
