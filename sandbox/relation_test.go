@@ -26,7 +26,7 @@ func inProcessWorker(t *testing.T, dir string) *worker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &worker{dir: dir, db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
+	return &worker{dir: dir, db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2, shardRows: 1}
 }
 
 // relRegister registers a CSV (header, then rows) and returns its digest; unit "" registers a

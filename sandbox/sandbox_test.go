@@ -416,7 +416,7 @@ func TestOrderedAndUnorderedScansAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	w := &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2}
+	w := &worker{dir: t.TempDir(), db: db, log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]*snapTable{}, shards: 2, shardRows: 1}
 	var b strings.Builder
 	b.WriteString("person_id,district,cost\n")
 	for r := 0; r < 7; r++ {

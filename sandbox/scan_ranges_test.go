@@ -96,3 +96,81 @@ func TestScanRangesDoNotChangeTheStates(t *testing.T) {
 		t.Fatalf("one query per shard and 500-row ranges encode different partitions (%d and %d bytes)", len(whole), len(split))
 	}
 }
+
+// shardsFor gives a shard to each rows rows, up to the cores and the units, and always one.
+func TestShardsForSmallData(t *testing.T) {
+	for _, tc := range []struct {
+		cores       int
+		rows, units int64
+		per         int64
+		want        int
+	}{
+		{2, 52_121, 10_000, minShardRows, 1},
+		{2, minShardRows, 100, minShardRows, 1},
+		{2, minShardRows + 1, 100, minShardRows, 2},
+		{2, 10_000_000, 2_000_000, minShardRows, 2},
+		{8, 1_000_000, 200_000, minShardRows, 4},
+		{2, 52_121, 1, 1, 1},
+		{2, 0, 0, minShardRows, 1},
+		{2, 52_121, 10_000, 1, 2},
+	} {
+		snap := &snapTable{Snapshot: wire.Snapshot{Rows: tc.rows, Units: tc.units}}
+		if got := shardsFor(tc.cores, tc.per, snap); got != tc.want {
+			t.Errorf("shardsFor(%d cores, %d rows per shard) of %d rows, %d units = %d, want %d", tc.cores, tc.per, tc.rows, tc.units, got, tc.want)
+		}
+	}
+}
+
+// TestShardsAndCachedKeysDoNotChangeTheStates: the committed visits scanned as one shard (the
+// default at 52k rows) and as two encode the same partitions, and so does a plan whose public
+// domains' hashes come from the worker's cache; the cache holds one entry per snapshot, keys
+// and domains.
+func TestShardsAndCachedKeysDoNotChangeTheStates(t *testing.T) {
+	ctx := context.Background()
+	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := relWorker(t)
+	snap, err := w.snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
+		Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &wire.Plan{Snapshot: snap.Digest, Keys: []*wire.Expr{wire.Col("", "district")}, Domains: [][]string{spec.Columns["district"].Domain},
+		Values: []*wire.Expr{wire.Col("", "cost")},
+		Aggregates: []dp.Spec{
+			{Kind: dp.Count, Value: -1, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 3},
+			{Kind: dp.Sum, Value: 0, Lower: 0, Upper: 50000, Epsilon: 0.5, MaxPartitions: 1, MaxPerPartition: 3},
+		},
+		Bounds: wire.Bounds{MaxGroupsContributed: 1, MaxContributionsPerGroup: 3}, SamplingKey: 7, TimeoutMS: 60_000}
+	if len(p.Domains[0]) != 14 {
+		t.Fatalf("the district domain has %d values, want 14", len(p.Domains[0]))
+	}
+	run := func(shardRows int64) []byte {
+		w.shardRows = shardRows
+		out, _, err := w.executePass(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	two := run(1) // computes the domains' hashes
+	if len(w.pubKeys.sets) != 1 || w.pubKeys.tuples != 14 {
+		t.Fatalf("the cache holds %d sets, %d tuples; want 1 and 14", len(w.pubKeys.sets), w.pubKeys.tuples)
+	}
+	one := run(0) // one shard, the hashes from the cache
+	if shardsFor(2, minShardRows, snap) != 1 {
+		t.Fatal("the committed visits are not one shard by default")
+	}
+	if len(two) == 0 || !bytes.Equal(one, two) {
+		t.Fatalf("one shard with cached key hashes and two shards encode different partitions (%d and %d bytes)", len(one), len(two))
+	}
+	p.Domains = [][]string{spec.Columns["district"].Domain[:3]}
+	if _, _, err := w.executePass(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.pubKeys.sets) != 2 || w.pubKeys.tuples != 17 {
+		t.Fatalf("another domain: the cache holds %d sets, %d tuples; want 2 and 17", len(w.pubKeys.sets), w.pubKeys.tuples)
+	}
+}

@@ -59,6 +59,8 @@ type worker struct {
 	tmp          string
 	rawSetHashes int
 	scanRows     int64 // rows per scan query (0: defaultScanRows); tests set fewer
+	shardRows    int64 // fewest rows a shard gets (0: minShardRows); tests set 1 to shard small data
+	pubKeys      publicKeyCache
 	coll         collectiveState
 	wasm         wasmState
 	db           *sql.DB
@@ -330,11 +332,11 @@ func (w *worker) executePass(ctx context.Context, p *wire.Plan) ([]byte, *boundP
 	var public map[uint64][]string
 	if len(p.Domains) > 0 {
 		var err error
-		if public, err = w.publicKeys(ctx, p, snap); err != nil {
+		if public, err = w.publicKeysOf(ctx, p, snap); err != nil {
 			return nil, nil, classifyExecError(ctx, err)
 		}
 	}
-	shards := max(1, min(w.shards, int(snap.Units)))
+	shards := shardsFor(w.shards, cmp.Or(w.shardRows, minShardRows), snap)
 	passes := make([]*boundPass, shards)
 	errs := make([]error, shards)
 	var wg sync.WaitGroup
@@ -367,6 +369,16 @@ func (w *worker) executePass(ctx context.Context, p *wire.Plan) ([]byte, *boundP
 	}
 	out, err := encodePartitions(passes[0])
 	return out, passes[0], err
+}
+
+// minShardRows is the fewest rows worth a shard of their own: below it the second shard's
+// query costs more (DuckDB prepares each statement: half a millisecond) than it saves.
+const minShardRows = 1 << 18
+
+// shardsFor is how many shards (at most cores) scan snap in parallel: one per rows rows,
+// never more than its units, at least one.
+func shardsFor(cores int, rows int64, snap *snapTable) int {
+	return max(1, min(cores, int(snap.Units), int((snap.Rows+rows-1)/rows)))
 }
 
 // encodeProfile writes a profile's histogram bins as partitions with one key (the bin's
@@ -573,6 +585,57 @@ func identityValues(p *wire.Plan) ([]bool, error) {
 
 // maxPublicTuples bounds the product of the public domains a plan may enumerate.
 const maxPublicTuples = 1_000_000
+
+// publicKeysOf is publicKeys, cached for a snapshot (not for a relation, materialised per
+// request): the tuples' hashes depend only on the domains, the key expressions and the
+// snapshot's column types, never on its rows, and computing them takes two statements that a
+// small job would otherwise prepare and run for each of its plans.
+func (w *worker) publicKeysOf(ctx context.Context, p *wire.Plan, snap *snapTable) (map[uint64][]string, error) {
+	if p.Relation != nil {
+		return w.publicKeys(ctx, p, snap)
+	}
+	key, err := json.Marshal(struct {
+		Snapshot string
+		Keys     []*wire.Expr
+		Domains  [][]string
+	}{snap.Digest, p.Keys, p.Domains})
+	if err != nil {
+		return nil, err
+	}
+	c := &w.pubKeys
+	c.mu.Lock()
+	hit, ok := c.sets[string(key)]
+	c.mu.Unlock()
+	if ok {
+		return hit, nil
+	}
+	out, err := w.publicKeys(ctx, p, snap)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tuples+len(out) > maxCachedPublicTuples {
+		c.sets, c.tuples = nil, 0
+	}
+	if c.sets == nil {
+		c.sets = map[string]map[uint64][]string{}
+	}
+	if _, dup := c.sets[string(key)]; !dup && len(out) <= maxCachedPublicTuples {
+		c.sets[string(key)], c.tuples = out, c.tuples+len(out)
+	}
+	return out, nil
+}
+
+// publicKeyCache holds publicKeys' results by snapshot, keys and domains (read-only maps),
+// at most maxCachedPublicTuples tuples in all: past it, it starts over.
+type publicKeyCache struct {
+	mu     sync.Mutex
+	sets   map[string]map[uint64][]string
+	tuples int
+}
+
+const maxCachedPublicTuples = 1 << 20
 
 // publicKeys hashes every tuple of the plan's public domains exactly as the scan hashes the
 // key expressions: each value is cast to the key expression's type, so '1' matches 1 in an
