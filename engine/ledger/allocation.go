@@ -81,7 +81,7 @@ func (l *Ledger) Allocate(ctx context.Context, holder string, total Budget, sour
 			if err != nil {
 				return err
 			}
-			committed, err := accountCommitted(ctx, tx, src)
+			committed, err := accountCommitted(ctx, tx, src, true)
 			if err != nil {
 				return err
 			}
@@ -285,21 +285,63 @@ func accountAllocated(ctx context.Context, q querier, account string) (units, er
 }
 
 // accountCommitted is what account can no longer give: its outstanding allocations plus the
-// costs of its charges (not refunded) that no allocation covers. A charge is covered when the
-// same job was also charged to a holder of an allocation from account.
-func accountCommitted(ctx context.Context, q querier, account string) (units, error) {
+// charges on it that no allocation covers (accountDirect). In a write transaction (save), the
+// direct charges' running sum is advanced to the account's last entry.
+func accountCommitted(ctx context.Context, q querier, account string, save bool) (units, error) {
 	allocated, err := accountAllocated(ctx, q, account)
 	if err != nil {
 		return units{}, err
 	}
-	var direct units
-	err = q.QueryRowContext(ctx, `SELECT COALESCE(SUM(j.epsilon_pico), 0), COALESCE(SUM(j.delta_atto), 0)
-		FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
-		WHERE e.account = ? AND j.state <> 'refunded' AND NOT EXISTS (
-			SELECT 1 FROM ledger_entries h JOIN ledger_allocations a ON a.holder = h.account
-			WHERE h.job = e.job AND a.source = e.account)`, account).Scan(&direct.eps, &direct.delta)
+	direct, err := accountDirect(ctx, q, account, save)
 	if err != nil {
-		return units{}, fmt.Errorf("ledger: sum charges of %q outside allocations: %w", account, err)
+		return units{}, err
 	}
 	return allocated.add(direct), nil
+}
+
+// directSQL sums the charges of account's entries after a seq that are not refunded and that
+// no allocation covers (a job charged to a holder of an allocation from account is counted in
+// the allocation, not again here).
+const directSQL = `SELECT COALESCE(SUM(j.epsilon_pico), 0), COALESCE(SUM(j.delta_atto), 0)
+		FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
+		WHERE e.account = ? AND e.seq > ? AND j.state <> 'refunded' AND NOT EXISTS (
+			SELECT 1 FROM ledger_entries h JOIN ledger_allocations a ON a.holder = h.account
+			WHERE h.job = e.job AND a.source = e.account)`
+
+// accountDirect is directSQL over all of account's entries: the running sum kept in
+// ledger_direct_sums up to an entry, plus directSQL after it (the schema's triggers keep the
+// sum exact: TestDirectSumsMatchTheFullSum). With save, q is a write transaction and the
+// sum is stored up to the account's last entry.
+func accountDirect(ctx context.Context, q querier, account string, save bool) (units, error) {
+	var sum units
+	var upto int64
+	err := q.QueryRowContext(ctx, `SELECT upto_seq, epsilon_pico, delta_atto FROM ledger_direct_sums WHERE account = ?`, account).
+		Scan(&upto, &sum.eps, &sum.delta)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return units{}, fmt.Errorf("ledger: read the direct charges of %q: %w", account, err)
+	}
+	var after units
+	if err := q.QueryRowContext(ctx, directSQL, account, upto).Scan(&after.eps, &after.delta); err != nil {
+		return units{}, fmt.Errorf("ledger: sum charges of %q outside allocations: %w", account, err)
+	}
+	sum = sum.add(after)
+	if !save {
+		return sum, nil
+	}
+	tx, ok := q.(*sql.Tx)
+	if !ok {
+		return units{}, fmt.Errorf("ledger: the direct charges of %q are saved only in a write transaction", account)
+	}
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(seq) FROM ledger_entries WHERE account = ?`, account).Scan(&last); err != nil {
+		return units{}, fmt.Errorf("ledger: the last entry of %q: %w", account, err)
+	}
+	if last.Valid && last.Int64 > upto {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_direct_sums (account, upto_seq, epsilon_pico, delta_atto) VALUES (?, ?, ?, ?)
+			ON CONFLICT (account) DO UPDATE SET upto_seq = excluded.upto_seq, epsilon_pico = excluded.epsilon_pico, delta_atto = excluded.delta_atto`,
+			account, last.Int64, sum.eps, sum.delta); err != nil {
+			return units{}, fmt.Errorf("ledger: save the direct charges of %q: %w", account, err)
+		}
+	}
+	return sum, nil
 }

@@ -174,6 +174,28 @@ var schema = []string{
 	`CREATE TRIGGER IF NOT EXISTS ledger_allocations_no_delete
 		BEFORE DELETE ON ledger_allocations
 		BEGIN SELECT RAISE(ABORT, 'ledger: allocations are never deleted'); END`,
+	// An account's direct charges (accountDirect) up to an entry: a reservation adds only the
+	// entries after it instead of summing the account's whole history. The triggers keep it
+	// exact whatever writes the database: a refund takes back what it had counted of the job,
+	// and a new allocation, which can change which of its source's entries count, drops it.
+	`CREATE TABLE IF NOT EXISTS ledger_direct_sums (
+		account      TEXT PRIMARY KEY REFERENCES ledger_accounts (account),
+		upto_seq     INTEGER NOT NULL,
+		epsilon_pico INTEGER NOT NULL,
+		delta_atto   INTEGER NOT NULL
+	) STRICT`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_direct_sums_refund
+		AFTER UPDATE OF state ON ledger_jobs WHEN NEW.state = 'refunded'
+		BEGIN
+			UPDATE ledger_direct_sums SET epsilon_pico = epsilon_pico - NEW.epsilon_pico, delta_atto = delta_atto - NEW.delta_atto
+			WHERE account IN (SELECT e.account FROM ledger_entries e
+				WHERE e.job = NEW.job AND e.seq <= ledger_direct_sums.upto_seq AND NOT EXISTS (
+					SELECT 1 FROM ledger_entries h JOIN ledger_allocations a ON a.holder = h.account
+					WHERE h.job = e.job AND a.source = e.account));
+		END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_direct_sums_allocation
+		AFTER INSERT ON ledger_allocations
+		BEGIN DELETE FROM ledger_direct_sums WHERE account = NEW.source; END`,
 }
 
 // dsnParams: BEGIN IMMEDIATE for every read-write transaction, WAL, a busy timeout for writers
@@ -393,7 +415,7 @@ func (l *Ledger) Reserve(ctx context.Context, job string, accounts []string, cos
 			if covered {
 				continue // checked against the holder, which is in accounts too
 			}
-			committed, err := accountCommitted(ctx, tx, a)
+			committed, err := accountCommitted(ctx, tx, a, true)
 			if err != nil {
 				return err
 			}
@@ -477,7 +499,7 @@ func balance(ctx context.Context, q querier, account string) (Balance, error) {
 	if err != nil {
 		return Balance{}, err
 	}
-	committed, err := accountCommitted(ctx, q, account)
+	committed, err := accountCommitted(ctx, q, account, false)
 	if err != nil {
 		return Balance{}, err
 	}
