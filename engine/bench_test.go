@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -231,4 +232,82 @@ func BenchmarkSmallJob(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/job")
 	})
+}
+
+// BenchmarkJobAsTheLedgerFills times a small new DP job (the HTTP rows' query on the committed
+// medical_visits) on an engine whose ledger already holds 0, 10,000 or 100,000 debited jobs
+// on the same grant and dataset (written into the closed engine's database before the timer,
+// as a long-lived grant leaves them), against the empty ledger in the same run (x-0): issue
+// 19's "control plane as it fills", the engine's side (the server's store has
+// BenchmarkJobAsTheStoreFills).
+func BenchmarkJobAsTheLedgerFills(b *testing.B) {
+	ctx := context.Background()
+	spec, err := catalog.LoadFile(filepath.Join("..", "testdata", "datasets", "medical_visits.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Budget.Epsilon = 1e6
+	var base time.Duration
+	for _, n := range []int{0, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("jobs=%d", n), func(b *testing.B) {
+			cfg := engine.Config{DataDir: b.TempDir(), PolicyDir: testPolicy(b), WorkerDB: sandbox.DBLimits{MemoryLimit: "2GB"}}
+			e, err := engine.Open(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			register(b, e, spec)
+			grant(b, e, "g", 1e6)
+			if err := e.Close(); err != nil {
+				b.Fatal(err)
+			}
+			db, err := sql.Open("sqlite", filepath.Join(cfg.DataDir, "control.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range n {
+				job := fmt.Sprintf("old-%d", i)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_jobs (job, state, epsilon_pico, delta_atto, created_at, updated_at)
+					VALUES (?, 'debited', 1000000, 0, 'then', 'then')`, job); err != nil {
+					b.Fatal(err)
+				}
+				for _, a := range []string{engine.DatasetAccount(spec.Name), engine.GrantAccount("g")} {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_entries (job, account) VALUES (?, ?)`, job, a); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if err := errors.Join(tx.Commit(), db.Close()); err != nil {
+				b.Fatal(err)
+			}
+			if e, err = engine.Open(ctx, cfg); err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			const q = "SELECT district, COUNT(*) AS visits FROM medical_visits GROUP BY district"
+			k := 0
+			job := func() {
+				k++
+				if _, err := submit(e, "g", q, plan.Options{Epsilon: 0.01 + float64(k)*1e-5}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			job() // warm: the worker, and the ledger's first sum of the history
+			b.ResetTimer()
+			for range b.N {
+				job()
+			}
+			per := b.Elapsed() / time.Duration(b.N)
+			if n == 0 {
+				base = per
+			}
+			b.ReportMetric(float64(per.Microseconds())/1000, "ms/job")
+			if base > 0 {
+				b.ReportMetric(float64(per)/float64(base), "x-0")
+			}
+		})
+	}
 }

@@ -134,8 +134,8 @@ func (e *Engine) Run(ctx context.Context, j Job) (*Outcome, error) {
 // applicant may ask for a higher one, never a lower one).
 func (e *Engine) options(ctx context.Context, j Job) plan.Options {
 	var grantDelta float64
-	if b, err := e.ledger.Balance(ctx, GrantAccount(j.Grant)); err == nil {
-		grantDelta = b.Total.Delta
+	if total, err := e.ledger.Total(ctx, GrantAccount(j.Grant)); err == nil {
+		grantDelta = total.Delta
 	}
 	opts := j.Options.DefaultsFor(grantDelta)
 	if limit := e.policy.Params().MaxDeltaPerJob; !j.Options.DeltaSet && j.Options.Delta == 0 && limit > 0 && opts.Delta >= limit {

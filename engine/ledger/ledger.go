@@ -474,6 +474,13 @@ func (l *Ledger) settle(ctx context.Context, job, to, reason string) error {
 	})
 }
 
+// Total returns account's total budget: one row, whatever the account's history (a job's
+// defaults need only this; Balance sums the history).
+func (l *Ledger) Total(ctx context.Context, account string) (Budget, error) {
+	u, err := accountTotal(ctx, l.db, account)
+	return u.budget(), err
+}
+
 // Balance returns account's total, allocated, spent (debited plus reserved), remaining and
 // reserved budget, read in one snapshot.
 func (l *Ledger) Balance(ctx context.Context, account string) (Balance, error) {
