@@ -61,16 +61,8 @@ func TestScanRangesCoverTheShardWithinTheRowLimit(t *testing.T) {
 // split.
 func TestScanRangesDoNotChangeTheStates(t *testing.T) {
 	ctx := context.Background()
-	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := relWorker(t)
-	snap, err := w.snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
-		Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, snap := visitsSnapshot(t, w)
 	p := &wire.Plan{Snapshot: snap.Digest, Keys: []*wire.Expr{wire.Col("", "district")},
 		Values: []*wire.Expr{wire.Col("", "cost"), wire.Col("", "person_id")},
 		Filter: wire.Compare(">", wire.Col("", "cost"), wire.Num("100")),
@@ -127,16 +119,8 @@ func TestShardsForSmallData(t *testing.T) {
 // and domains.
 func TestShardsAndCachedKeysDoNotChangeTheStates(t *testing.T) {
 	ctx := context.Background()
-	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := relWorker(t)
-	snap, err := w.snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
-		Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec, snap := visitsSnapshot(t, w)
 	p := &wire.Plan{Snapshot: snap.Digest, Keys: []*wire.Expr{wire.Col("", "district")}, Domains: [][]string{spec.Columns["district"].Domain},
 		Values: []*wire.Expr{wire.Col("", "cost")},
 		Aggregates: []dp.Spec{
@@ -173,4 +157,19 @@ func TestShardsAndCachedKeysDoNotChangeTheStates(t *testing.T) {
 	if len(w.pubKeys.sets) != 2 || w.pubKeys.tuples != 17 {
 		t.Fatalf("another domain: the cache holds %d sets, %d tuples; want 2 and 17", len(w.pubKeys.sets), w.pubKeys.tuples)
 	}
+}
+
+// visitsSnapshot registers the committed medical_visits in w and returns its spec and table.
+func visitsSnapshot(t *testing.T, w *worker) (*catalog.Spec, *snapTable) {
+	t.Helper()
+	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := w.snapshot(context.Background(), &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path),
+		Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spec, snap
 }
