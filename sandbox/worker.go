@@ -621,7 +621,7 @@ func (w *worker) publicKeysOf(ctx context.Context, p *wire.Plan, snap *snapTable
 	if c.sets == nil {
 		c.sets = map[string]map[uint64][]string{}
 	}
-	if _, dup := c.sets[string(key)]; !dup && len(out) <= maxCachedPublicTuples {
+	if _, dup := c.sets[string(key)]; !dup {
 		c.sets[string(key)], c.tuples = out, c.tuples+len(out)
 	}
 	return out, nil
@@ -635,6 +635,7 @@ type publicKeyCache struct {
 	tuples int
 }
 
+// maxCachedPublicTuples is above maxPublicTuples, so any one plan's set fits.
 const maxCachedPublicTuples = 1 << 20
 
 // publicKeys hashes every tuple of the plan's public domains exactly as the scan hashes the

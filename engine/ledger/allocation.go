@@ -81,7 +81,8 @@ func (l *Ledger) Allocate(ctx context.Context, holder string, total Budget, sour
 			if err != nil {
 				return err
 			}
-			committed, err := accountCommitted(ctx, tx, src, true)
+			// Not saved: the allocation's insert drops the source's running sum anyway.
+			committed, err := accountCommitted(ctx, tx, src, false)
 			if err != nil {
 				return err
 			}

@@ -13,8 +13,9 @@ import (
 // (ledger_direct_sums): after every step of random histories — accounts, allocations from
 // sources to new holders, reservations on random sets of accounts (some refused), debits,
 // refunds of reservations old and new, allocations closed — every account's direct charges
-// read through its running sum equal the sum over its whole history, and so does what a
-// reservation is checked against. Seeded: each seed is one history.
+// read through its running sum equal the sum over its whole history (what a reservation is
+// checked against is that plus the allocations, read afresh). Seeded: each seed is one
+// history.
 func TestDirectSumsMatchTheFullSum(t *testing.T) {
 	ctx := context.Background()
 	for seed := range uint64(12) {
