@@ -35,14 +35,21 @@ func (k *Keyer) NewBuilder(dir string, limit int) *Builder {
 	return &Builder{keyID: k.id, dir: dir, limit: max(limit, 1024)}
 }
 
-// AddRaw adds the hashes of one raw value (Hasher.AppendRawHashes) made with h, which must be
-// a Hasher of the Builder's Keyer. It fails only when a run cannot be written; the Builder then
-// refuses everything after.
-func (b *Builder) AddRaw(h *Hasher, value string) error {
+// AddHashes adds hashes made by Hashers of the Builder's Keyer (Hasher.AppendRawHashes), for a
+// caller that hashes values on several goroutines; the set does not depend on the order in
+// which hashes arrive. It fails only when a run cannot be written; the Builder then refuses
+// everything after.
+func (b *Builder) AddHashes(hashes []uint64) error {
 	if b.err != nil {
 		return b.err
 	}
-	b.buf = h.AppendRawHashes(b.buf, value)
+	b.buf = append(b.buf, hashes...)
+	return b.compact()
+}
+
+// compact makes a full buffer sorted and distinct and, unless that freed half of it, spills
+// it as a run.
+func (b *Builder) compact() error {
 	if len(b.buf) < b.limit {
 		return nil
 	}

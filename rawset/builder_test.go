@@ -29,13 +29,18 @@ func TestBuilderWritesWhatHashSetWrites(t *testing.T) {
 			dir := t.TempDir()
 			b := k.NewBuilder(dir, tc.limit)
 			h := k.Hasher()
-			var hashes []uint64
-			for range tc.values {
+			var hashes, batch []uint64
+			for i := range tc.values {
 				v := fmt.Sprintf("value %d", rng.IntN(tc.distinct))
-				if err := b.AddRaw(h, v); err != nil {
-					t.Fatal(err)
-				}
 				hashes = h.AppendRawHashes(hashes, v)
+				batch = h.AppendRawHashes(batch, v)
+				// Batches of any size, as hashing goroutines hand them over.
+				if rng.IntN(50) == 0 || i == tc.values-1 {
+					if err := b.AddHashes(batch); err != nil {
+						t.Fatal(err)
+					}
+					batch = batch[:0]
+				}
 			}
 			var got, want bytes.Buffer
 			n, err := b.Write(&got)
@@ -70,7 +75,7 @@ func TestBuilderSpillsRuns(t *testing.T) {
 	defer b.Close()
 	h := k.Hasher()
 	for i := range 10_000 {
-		if err := b.AddRaw(h, fmt.Sprintf("distinct %d", i)); err != nil {
+		if err := b.AddHashes(h.AppendRawHashes(nil, fmt.Sprintf("distinct %d", i))); err != nil {
 			t.Fatal(err)
 		}
 		if len(b.buf) > 1024+3 { // one value adds at most three hashes past the limit
@@ -82,7 +87,7 @@ func TestBuilderSpillsRuns(t *testing.T) {
 	}
 }
 
-// A run that cannot be written fails the Builder: the error is returned by AddRaw and again by
+// A run that cannot be written fails the Builder: the error is returned by AddHashes and again by
 // Write, which writes nothing.
 func TestBuilderFailsWhenARunCannotBeWritten(t *testing.T) {
 	k, _ := NewKeyer(testKey)
@@ -91,7 +96,7 @@ func TestBuilderFailsWhenARunCannotBeWritten(t *testing.T) {
 	h := k.Hasher()
 	var err error
 	for i := 0; err == nil && i < 10_000; i++ {
-		err = b.AddRaw(h, fmt.Sprintf("distinct %d", i))
+		err = b.AddHashes(h.AppendRawHashes(nil, fmt.Sprintf("distinct %d", i)))
 	}
 	if err == nil {
 		t.Fatal("no error from a Builder whose run directory does not exist")

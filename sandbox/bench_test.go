@@ -11,11 +11,14 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/c1b99f93/cleanroom/catalog"
 	"github.com/c1b99f93/cleanroom/connectors/synth"
 	"github.com/c1b99f93/cleanroom/dp"
+	"github.com/c1b99f93/cleanroom/rawset"
 	"github.com/c1b99f93/cleanroom/sandbox/wire"
 )
 
@@ -235,4 +238,42 @@ func BenchmarkParserSerialize(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkHashValues hashes 1M distinct identifier-like values (500 Arrow batches of 2048, as
+// DuckDB hands a distinct column over) into a raw-value set's builder on one goroutine and on
+// two (the worker's default, one per DuckDB thread), in the same run.
+func BenchmarkHashValues(b *testing.B) {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "v", Type: arrow.BinaryTypes.String}}, nil)
+	var batches []arrow.RecordBatch
+	for i := range 500 {
+		sb := array.NewStringBuilder(memory.DefaultAllocator)
+		for j := range 2048 {
+			sb.Append(fmt.Sprintf("V%09d", i*2048+j))
+		}
+		col := sb.NewArray()
+		batches = append(batches, array.NewRecordBatch(schema, []arrow.Array{col}, 2048))
+		col.Release()
+	}
+	k, err := rawset.NewKeyer(testRawKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				rdr, err := array.NewRecordReader(schema, batches)
+				if err != nil {
+					b.Fatal(err)
+				}
+				set := k.NewBuilder(b.TempDir(), defaultRawSetHashes)
+				if err := hashValues(rdr, k, set, workers); err != nil {
+					b.Fatal(err)
+				}
+				set.Close()
+				rdr.Release()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(500*2048), "ns/value")
+		})
+	}
 }

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/duckdb/duckdb-go/v2"
 
 	"github.com/c1b99f93/cleanroom/catalog"
@@ -52,8 +54,9 @@ func rawSetPath(dir, digest string) string {
 
 // buildRawSet hashes the distinct values of the requested columns of a loaded snapshot and
 // writes the set beside it. DuckDB computes each column's distinct values in turn (spilling to
-// its temporary directory under the memory limit); the worker holds one Arrow batch of them
-// at a time and a bounded buffer of hashes, spilling sorted runs to the temporary directory
+// its temporary directory under the memory limit), the worker hashes them on as many
+// goroutines as DuckDB has threads (hashValues), holding a few Arrow batches of them at a time
+// and a bounded buffer of hashes, spilling sorted runs to the temporary directory
 // (rawset.Builder): a unique identifier at 1e8 rows has 1e8 distinct values, which fit neither
 // one DuckDB hash table beside the others nor Go's heap twice. Every value is read as text
 // (CAST AS VARCHAR) and hashed in all its forms (rawset.Hasher.AppendRawHashes), so a number
@@ -74,7 +77,6 @@ func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesA
 	}
 	b := k.NewBuilder(w.tmp, w.rawSetHashes)
 	defer b.Close()
-	h := k.Hasher()
 	for _, c := range a.Columns {
 		query := fmt.Sprintf("SELECT DISTINCT CAST(%s AS VARCHAR) AS v FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c))
 		err := withArrow(ctx, w.db, func(ar *duckdb.Arrow) error {
@@ -83,25 +85,7 @@ func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesA
 				return err
 			}
 			defer rdr.Release()
-			for rdr.Next() {
-				// Text arrives as a string or a string-view array, both with Value.
-				col, ok := rdr.RecordBatch().Column(0).(interface {
-					arrow.Array
-					Value(int) string
-				})
-				if !ok {
-					return errors.New("sandbox: distinct values did not arrive as text")
-				}
-				for i := range col.Len() {
-					if col.IsNull(i) {
-						continue
-					}
-					if err := b.AddRaw(h, col.Value(i)); err != nil {
-						return err
-					}
-				}
-			}
-			return rdr.Err()
+			return hashValues(rdr, k, b, max(w.shards, 1))
 		})
 		if err != nil {
 			return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be built (%s)", snap.Digest, duckErrorClass(err))
@@ -112,6 +96,74 @@ func (w *worker) buildRawSet(ctx context.Context, snap *snapTable, a *rawValuesA
 		return nil, errcode.Wrap(errcode.SandboxFailed, err, "the raw-value set of snapshot %s could not be written", snap.Digest)
 	}
 	return &wire.RawSetInfo{Digest: digest, Entries: entries, KeyID: fmt.Sprintf("%016x", k.ID())}, nil
+}
+
+// textArray is a batch column of text: a string or a string-view array, both with Value.
+type textArray interface {
+	arrow.Array
+	Value(int) string
+}
+
+// hashValues adds the hashes of every value rdr yields (one text column) to b. DuckDB has
+// computed the distinct values before the first batch arrives, so hashing is all that is left
+// and it is the larger part: workers goroutines hash batches, each with its own Hasher, and one
+// goroutine alone adds their hashes to b (the set does not depend on their order). The slices
+// of hashes go back to the workers for reuse.
+func hashValues(rdr array.RecordReader, k *rawset.Keyer, b *rawset.Builder, workers int) error {
+	in := make(chan arrow.RecordBatch, workers)
+	out := make(chan []uint64, workers)
+	free := make(chan []uint64, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := k.Hasher()
+			for rb := range in {
+				var hs []uint64
+				select {
+				case hs = <-free:
+				default:
+				}
+				col := rb.Column(0).(textArray) // checked before it was sent
+				for i := range col.Len() {
+					if !col.IsNull(i) {
+						hs = h.AppendRawHashes(hs, col.Value(i))
+					}
+				}
+				rb.Release()
+				out <- hs
+			}
+		}()
+	}
+	added := make(chan error, 1)
+	go func() {
+		var err error
+		for hs := range out {
+			if err == nil {
+				err = b.AddHashes(hs)
+			}
+			select {
+			case free <- hs[:0]:
+			default:
+			}
+		}
+		added <- err
+	}()
+	var err error
+	for err == nil && rdr.Next() {
+		rb := rdr.RecordBatch()
+		if _, ok := rb.Column(0).(textArray); !ok {
+			err = errors.New("sandbox: distinct values did not arrive as text")
+			break
+		}
+		rb.Retain() // past the reader's next batch, until a worker has hashed it
+		in <- rb
+	}
+	close(in)
+	wg.Wait()
+	close(out)
+	return errors.Join(err, rdr.Err(), <-added)
 }
 
 // writeRawSet writes a set to path atomically (temporary file, fsync, rename), so a reader

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -245,6 +246,72 @@ func TestRawSetBuildSpillsToTheSameSet(t *testing.T) {
 	for _, e := range left {
 		if strings.HasPrefix(e.Name(), "rawset-run-") {
 			t.Fatalf("run file %s left behind", e.Name())
+		}
+	}
+}
+
+// The set is the keyed hashes of every distinct value of the columns, whatever the number of
+// hashing goroutines and however often the buffer spills: the file is byte for byte what
+// rawset builds in memory from the values read back out of the snapshot.
+func TestRawSetIsEveryValuesHashesWhateverTheWorkers(t *testing.T) {
+	ctx := context.Background()
+	spec, err := catalog.LoadFile("../testdata/datasets/medical_visits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := RawValueColumns(spec)
+	var want []byte
+	var entries int
+	for _, tc := range []struct{ workers, hashes int }{{1, defaultRawSetHashes}, {2, defaultRawSetHashes}, {5, defaultRawSetHashes}, {3, 1024}} {
+		db, err := openLockedDB(DBLimits{MemoryLimit: "1GB", Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		w := &worker{dir: t.TempDir(), tmp: t.TempDir(), rawSetHashes: tc.hashes, db: db, log: slog.Default(), tables: map[string]*snapTable{}, shards: tc.workers}
+		snap, err := w.snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path), Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := w.buildRawSet(ctx, snap, &rawValuesArgs{Key: testRawKey, Columns: cols})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(rawSetPath(w.dir, snap.Digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want == nil {
+			var values []string
+			for _, c := range cols {
+				rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT CAST(%s AS VARCHAR) FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for rows.Next() {
+					var v string
+					if err := rows.Scan(&v); err != nil {
+						t.Fatal(err)
+					}
+					values = append(values, v)
+				}
+				rows.Close()
+			}
+			set, err := rawset.BuildHashSet(testRawKey, slices.Values(values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if _, err := set.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			want, entries = buf.Bytes(), set.Len()
+			if entries < 50_000 {
+				t.Fatalf("only %d entries: the test needs many batches", set.Len())
+			}
+		}
+		if !bytes.Equal(got, want) || info.Entries != entries {
+			t.Fatalf("%d workers, buffer %d: set file of %d bytes (%d entries) differs from the in-memory build of %d bytes", tc.workers, tc.hashes, len(got), info.Entries, len(want))
 		}
 	}
 }
