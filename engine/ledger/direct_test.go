@@ -10,11 +10,12 @@ import (
 )
 
 // TestDirectSumsMatchTheFullSum is the property behind the running sums of direct charges
-// (ledger_direct_sums): after every step of random histories — accounts, allocations from
-// sources to new holders, reservations on random sets of accounts (some refused), debits,
-// refunds of reservations old and new, allocations closed — every account's direct charges
-// read through its running sum equal the sum over its whole history (what a reservation is
-// checked against is that plus the allocations, read afresh). Seeded: each seed is one
+// (ledger_direct_sums) and of debits (ledger_debited_sums): after every step of random
+// histories — accounts, allocations from sources to new holders, reservations on random sets
+// of accounts (some refused), debits, refunds of reservations old and new, allocations closed
+// — every account's direct charges read through its running sum equal the sum over its whole
+// history (what a reservation is checked against is that plus the allocations, read afresh),
+// and so do its spent and reserved charges (what a balance shows). Seeded: each seed is one
 // history.
 func TestDirectSumsMatchTheFullSum(t *testing.T) {
 	ctx := context.Background()
@@ -93,6 +94,7 @@ func TestDirectSumsMatchTheFullSum(t *testing.T) {
 					if got != full {
 						t.Fatalf("step %d: %s's direct charges read %+v through the running sum, %+v over its history", step, a, got, full)
 					}
+					checkSpent(t, l, a, step)
 				}
 			}
 			var sums int
@@ -134,5 +136,123 @@ func TestDirectSumsDropOnANewAllocation(t *testing.T) {
 	}
 	if got != (units{}) {
 		t.Fatalf("after the allocation the covered jobs still count %+v directly on the source", got)
+	}
+}
+
+// fullSpentSQL is what accountSpent reads from running sums, summed over the account's whole
+// history: its jobs that are not refunded, and those of them still reserved.
+const fullSpentSQL = `SELECT
+		COALESCE(SUM(j.epsilon_pico) FILTER (WHERE j.state <> 'refunded'), 0),
+		COALESCE(SUM(j.delta_atto)   FILTER (WHERE j.state <> 'refunded'), 0),
+		COALESCE(SUM(j.epsilon_pico) FILTER (WHERE j.state = 'reserved'), 0),
+		COALESCE(SUM(j.delta_atto)   FILTER (WHERE j.state = 'reserved'), 0)
+	FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
+	WHERE e.account = ?`
+
+// checkSpent fails the test unless account's spent and reserved charges read through the
+// running sums are what its history sums to.
+func checkSpent(t *testing.T, l *Ledger, account string, step int) {
+	t.Helper()
+	ctx := context.Background()
+	var spent, reserved units
+	if err := l.db.QueryRowContext(ctx, fullSpentSQL, account).Scan(&spent.eps, &spent.delta, &reserved.eps, &reserved.delta); err != nil {
+		t.Fatal(err)
+	}
+	gotSpent, gotReserved, err := accountSpent(ctx, l.db, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotSpent != spent || gotReserved != reserved {
+		t.Fatalf("step %d: %s spent %+v, reserved %+v through the running sums; %+v and %+v over its history", step, account, gotSpent, gotReserved, spent, reserved)
+	}
+}
+
+// Jobs written straight into the tables — debited before their entries exist, as an import or
+// the fill benchmarks write them — are counted by the debited sums too.
+func TestDebitedSumsCountJobsWrittenDirectly(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, a := range []string{"dataset:a", "grant:g"} {
+		if err := l.EnsureAccount(ctx, a, Budget{Epsilon: 100, Delta: 1e-3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		job := fmt.Sprintf("old-%d", i)
+		if _, err := l.db.ExecContext(ctx, `INSERT INTO ledger_jobs (job, state, epsilon_pico, delta_atto, created_at, updated_at)
+			VALUES (?, 'debited', ?, 7, 'then', 'then')`, job, 1_000_000_000_000+i); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"dataset:a", "grant:g"}[:1+i%2] {
+			if _, err := l.db.ExecContext(ctx, `INSERT INTO ledger_entries (job, account) VALUES (?, ?)`, job, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := l.Reserve(ctx, "new", []string{"dataset:a", "grant:g"}, Budget{Epsilon: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"dataset:a", "grant:g"} {
+		checkSpent(t, l, a, 0)
+	}
+}
+
+// A database from before the debited sums (schema version 4) is upgraded with them summed
+// from its history, and they are exact from then on.
+func TestUpgradeSumsTheDebitedHistory(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := []string{"dataset:a", "grant:g", "grant:h"}
+	for _, a := range accounts {
+		if err := l.EnsureAccount(ctx, a, Budget{Epsilon: 100, Delta: 1e-3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Take the database back to version 4, then write a history it does not sum.
+	for _, stmt := range []string{`DROP TRIGGER ledger_debited_sums_debit`, `DROP TRIGGER ledger_debited_sums_entry`,
+		`DROP TABLE ledger_debited_sums`, `UPDATE schema_version SET version = 4 WHERE component = 'ledger'`} {
+		if _, err := l.db.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 12 {
+		job := fmt.Sprintf("j%d", i)
+		if err := l.Reserve(ctx, job, []string{"dataset:a", accounts[1+i%2]}, Budget{Epsilon: float64(1 + i), Delta: 1e-6}, nil); err != nil {
+			t.Fatal(err)
+		}
+		switch i % 3 {
+		case 0:
+			err = l.Commit(ctx, job)
+		case 1:
+			err = l.Refund(ctx, job, "failed")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, a := range accounts {
+		checkSpent(t, l, a, 0)
+	}
+	// And from then on the triggers keep them.
+	if err := l.Commit(ctx, "j2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range accounts {
+		checkSpent(t, l, a, 1)
 	}
 }

@@ -74,8 +74,9 @@ func WithWriteBarrier(fn func(context.Context) error) Option {
 // schemaVersion is the version of the tables below, recorded in schema_version under "ledger".
 // Version 2 added ledger_allocations; a version 1 database is upgraded in place (its grants hold
 // no allocation, see Allocate). Version 3 added verify_checks (checks.go), version 4
-// verify_commitments and verify_suspensions (commitments.go).
-const schemaVersion = 4
+// verify_commitments and verify_suspensions (commitments.go). Version 5 added
+// ledger_debited_sums, filled from the history when a database is upgraded to it.
+const schemaVersion = 5
 
 // schema creates the ledger's tables if missing. Names are prefixed because the database is the
 // shared control-plane store. Triggers make the state machine and costs tamper-resistant even to
@@ -196,7 +197,42 @@ var schema = []string{
 	`CREATE TRIGGER IF NOT EXISTS ledger_direct_sums_allocation
 		AFTER INSERT ON ledger_allocations
 		BEGIN DELETE FROM ledger_direct_sums WHERE account = NEW.source; END`,
+	// Each account's debited charges, kept as they happen, so that a balance (what explain,
+	// a federated job and the budget report read) does not sum the account's history. A debit
+	// is final and a cost immutable (the triggers above), so two triggers keep it exact
+	// whatever writes the database: a job's debit adds its cost to each of its accounts, and
+	// an entry added to a job already debited adds it to that account. A standing reservation
+	// is found through ledger_jobs_reserved, which holds only the jobs still reserved.
+	`CREATE TABLE IF NOT EXISTS ledger_debited_sums (
+		account      TEXT PRIMARY KEY REFERENCES ledger_accounts (account),
+		epsilon_pico INTEGER NOT NULL,
+		delta_atto   INTEGER NOT NULL
+	) STRICT`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_debited_sums_debit
+		AFTER UPDATE OF state ON ledger_jobs WHEN NEW.state = 'debited'
+		BEGIN
+			INSERT INTO ledger_debited_sums (account, epsilon_pico, delta_atto)
+				SELECT account, NEW.epsilon_pico, NEW.delta_atto FROM ledger_entries WHERE job = NEW.job
+				ON CONFLICT (account) DO UPDATE SET epsilon_pico = epsilon_pico + excluded.epsilon_pico,
+					delta_atto = delta_atto + excluded.delta_atto;
+		END`,
+	`CREATE TRIGGER IF NOT EXISTS ledger_debited_sums_entry
+		AFTER INSERT ON ledger_entries
+		BEGIN
+			INSERT INTO ledger_debited_sums (account, epsilon_pico, delta_atto)
+				SELECT NEW.account, j.epsilon_pico, j.delta_atto FROM ledger_jobs j WHERE j.job = NEW.job AND j.state = 'debited'
+				ON CONFLICT (account) DO UPDATE SET epsilon_pico = epsilon_pico + excluded.epsilon_pico,
+					delta_atto = delta_atto + excluded.delta_atto;
+		END`,
+	`CREATE INDEX IF NOT EXISTS ledger_jobs_reserved ON ledger_jobs (job) WHERE state = 'reserved'`,
 }
+
+// debitedSumsSQL fills ledger_debited_sums from the history, once, when a database from before
+// version 5 is upgraded (the triggers keep it from then on).
+const debitedSumsSQL = `INSERT INTO ledger_debited_sums (account, epsilon_pico, delta_atto)
+	SELECT e.account, SUM(j.epsilon_pico), SUM(j.delta_atto)
+	FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
+	WHERE j.state = 'debited' GROUP BY e.account`
 
 // dsnParams: BEGIN IMMEDIATE for every read-write transaction, WAL, a busy timeout for writers
 // in other processes, full fsync on commit, and enforced foreign keys.
@@ -244,7 +280,13 @@ func (l *Ledger) migrate(ctx context.Context) error {
 		case v > schemaVersion:
 			return fmt.Errorf("ledger: database schema version %d is newer than this build's %d", v, schemaVersion)
 		case v < schemaVersion:
-			// The statements above created what the newer version adds.
+			// The statements above created what the newer version adds; a running sum starts
+			// from the history it did not see.
+			if v < 5 {
+				if _, err := tx.ExecContext(ctx, debitedSumsSQL); err != nil {
+					return fmt.Errorf("ledger: sum the debited charges: %w", err)
+				}
+			}
 			if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ? WHERE component = 'ledger'`, schemaVersion); err != nil {
 				return fmt.Errorf("ledger: record schema version: %w", err)
 			}
@@ -475,7 +517,7 @@ func (l *Ledger) settle(ctx context.Context, job, to, reason string) error {
 }
 
 // Total returns account's total budget: one row, whatever the account's history (a job's
-// defaults need only this; Balance sums the history).
+// defaults need only this).
 func (l *Ledger) Total(ctx context.Context, account string) (Budget, error) {
 	u, err := accountTotal(ctx, l.db, account)
 	return u.budget(), err
@@ -581,20 +623,26 @@ func accountTotal(ctx context.Context, q querier, account string) (units, error)
 	return u, nil
 }
 
-// accountSpent sums the costs of account's jobs that are not refunded (sequential composition),
-// and separately those still reserved.
+// accountSpent is what account's jobs that are not refunded cost (sequential composition),
+// and the part of it still only reserved: the running sum of its debits
+// (ledger_debited_sums) plus its standing reservations, which are few (the jobs in flight)
+// and found through the partial index of reserved jobs. It reads no history.
 func accountSpent(ctx context.Context, q querier, account string) (spent, reserved units, err error) {
-	err = q.QueryRowContext(ctx, `SELECT
-			COALESCE(SUM(j.epsilon_pico) FILTER (WHERE j.state <> 'refunded'), 0),
-			COALESCE(SUM(j.delta_atto)   FILTER (WHERE j.state <> 'refunded'), 0),
-			COALESCE(SUM(j.epsilon_pico) FILTER (WHERE j.state = 'reserved'), 0),
-			COALESCE(SUM(j.delta_atto)   FILTER (WHERE j.state = 'reserved'), 0)
-		FROM ledger_entries e JOIN ledger_jobs j ON j.job = e.job
-		WHERE e.account = ?`, account).Scan(&spent.eps, &spent.delta, &reserved.eps, &reserved.delta)
-	if err != nil {
-		return units{}, units{}, fmt.Errorf("ledger: sum account %q: %w", account, err)
+	var debited units
+	err = q.QueryRowContext(ctx, `SELECT epsilon_pico, delta_atto FROM ledger_debited_sums WHERE account = ?`, account).
+		Scan(&debited.eps, &debited.delta)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return units{}, units{}, fmt.Errorf("ledger: read the debits of %q: %w", account, err)
 	}
-	return spent, reserved, nil
+	// CROSS JOIN keeps the reserved jobs as the outer loop (SQLite does not reorder it): the
+	// planner would otherwise walk the account's entries, its whole history.
+	err = q.QueryRowContext(ctx, `SELECT COALESCE(SUM(j.epsilon_pico), 0), COALESCE(SUM(j.delta_atto), 0)
+		FROM ledger_jobs j INDEXED BY ledger_jobs_reserved CROSS JOIN ledger_entries e
+		WHERE j.state = 'reserved' AND e.job = j.job AND e.account = ?`, account).Scan(&reserved.eps, &reserved.delta)
+	if err != nil {
+		return units{}, units{}, fmt.Errorf("ledger: sum the reservations of %q: %w", account, err)
+	}
+	return debited.add(reserved), reserved, nil
 }
 
 // Reservation is what the ledger holds of one job: the accounts it reserved on, its cost and
