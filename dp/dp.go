@@ -266,23 +266,41 @@ type Released struct {
 // built with exactly this spec, adds noise once and computes the confidence intervals: one
 // Released per output (Outputs), each stating the whole aggregate's epsilon and delta.
 func (s Spec) Release(encoded []byte) ([]Released, error) {
-	return s.release(encoded, s.nonNegative())
+	m, err := s.NewMaker(0)
+	if err != nil {
+		return nil, err
+	}
+	return m.Release(encoded)
 }
 
 // ReleaseSigned is Release without clamping counts and non-negative sums at 0 after noise:
 // an unbiased noisy value, for post-processing that sums many of them (a histogram's tail,
 // where clamping each bin at 0 would add the positive part of every bin's noise).
 func (s Spec) ReleaseSigned(encoded []byte) ([]Released, error) {
-	return s.release(encoded, false)
+	m, err := s.NewMaker(0)
+	if err != nil {
+		return nil, err
+	}
+	return m.ReleaseSigned(encoded)
 }
 
-func (s Spec) release(encoded []byte, nonNegative bool) ([]Released, error) {
-	want, err := s.newAgg(0)
+// Release is Spec.Release with the maker's accumulators, for many partitions of one spec (a
+// maker for release is made with units 0, as the engine never adds values).
+func (m *Maker) Release(encoded []byte) ([]Released, error) {
+	return m.release(encoded, m.s.nonNegative())
+}
+
+// ReleaseSigned is Spec.ReleaseSigned with the maker's accumulators.
+func (m *Maker) ReleaseSigned(encoded []byte) ([]Released, error) { return m.release(encoded, false) }
+
+func (m *Maker) release(encoded []byte, nonNegative bool) ([]Released, error) {
+	s := m.s
+	want, err := m.new()
 	if err != nil {
 		return nil, err
 	}
 	if encoded != nil {
-		got, err := s.newAgg(0)
+		got, err := m.new()
 		if err != nil {
 			return nil, err
 		}

@@ -421,15 +421,23 @@ func release(q *gate.Query, p *plan.Planned, parts []wire.Partition) (*Result, e
 		// The worker's partition order follows the data; release in key order instead.
 		sort.Slice(rows, func(i, j int) bool { return wire.KeyString(rows[i].key) < wire.KeyString(rows[j].key) })
 	}
+	// One maker per aggregate for every row: the spec is checked once, not once per row.
+	makers := make([]*dp.Maker, len(p.Worker.Aggregates))
+	for j, spec := range p.Worker.Aggregates {
+		var err error
+		if makers[j], err = spec.NewMaker(0); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range rows {
 		// Each aggregate is released once per row; its outputs (several quantiles) share it.
 		released := make([][]dp.Released, len(p.Worker.Aggregates))
-		for j, spec := range p.Worker.Aggregates {
+		for j, m := range makers {
 			var st []byte
 			if r.states != nil {
 				st = r.states[j]
 			}
-			rel, err := spec.Release(st)
+			rel, err := m.Release(st)
 			if err != nil {
 				return nil, err
 			}

@@ -47,6 +47,9 @@ type boundPass struct {
 	done     []uint64 // bitset of closed units, relative to lo
 	openBits []uint64 // bitset of the units in open
 	units    int64    // privacy units in the snapshot (sizes the accumulators' exactness grids)
+	// makers make each new partition's accumulators, one per aggregate: copies of a checked
+	// prototype, so that thousands of partitions do not each pay the library's checks.
+	makers []*dp.Maker
 	// tally keeps each partition's plain bounded sums (partState.sums) for in-package tests.
 	tally bool
 	// public maps the hash of each public key tuple to its values; nil without public domains.
@@ -630,8 +633,17 @@ func (b *boundPass) partition(g uint64, rowid int64) (int32, error) {
 				ps.key = append(ps.key, &v)
 			}
 		}
-		for _, spec := range b.plan.Aggregates {
-			acc, err := spec.NewAccumulator(b.units)
+		if b.makers == nil {
+			for _, spec := range b.plan.Aggregates {
+				m, err := spec.NewMaker(b.units)
+				if err != nil {
+					return 0, err
+				}
+				b.makers = append(b.makers, m)
+			}
+		}
+		for _, m := range b.makers {
+			acc, err := m.New()
 			if err != nil {
 				return 0, err
 			}
