@@ -144,12 +144,10 @@ func TestMakerReleasesAsTheSpec(t *testing.T) {
 					t.Fatal(err)
 				}
 				if len(got) != len(want) || got[0].Mechanism != want[0].Mechanism || got[0].Epsilon != want[0].Epsilon ||
-					got[0].Delta != want[0].Delta || abs(got[0].Value-want[0].Value) > 3*(want[0].CIHigh-want[0].CILow)+1 {
+					got[0].Delta != want[0].Delta || math.Abs(got[0].Value-want[0].Value) > 3*(want[0].CIHigh-want[0].CILow)+1 {
 					t.Fatalf("maker released %+v, spec %+v", got, want)
 				}
 			}
 		})
 	}
 }
-
-func abs(x float64) float64 { return max(x, -x) }

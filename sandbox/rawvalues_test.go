@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,12 +262,8 @@ func TestRawSetIsEveryValuesHashesWhateverTheWorkers(t *testing.T) {
 	var want []byte
 	var entries int
 	for _, tc := range []struct{ workers, hashes int }{{1, defaultRawSetHashes}, {2, defaultRawSetHashes}, {5, defaultRawSetHashes}, {3, 1024}} {
-		db, err := openLockedDB(DBLimits{MemoryLimit: "1GB", Threads: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		w := &worker{dir: t.TempDir(), tmp: t.TempDir(), rawSetHashes: tc.hashes, db: db, log: slog.Default(), tables: map[string]*snapTable{}, shards: tc.workers}
+		w := inProcessWorker(t, t.TempDir())
+		w.tmp, w.rawSetHashes, w.shards = t.TempDir(), tc.hashes, tc.workers
 		snap, err := w.snapshot(ctx, &registerArgs{Kind: string(spec.Source.Kind), src: openSource(t, spec.Source.Path), Name: filepath.Base(spec.Source.Path), PrivacyUnit: spec.PrivacyUnit, Columns: spec.ColumnNames()})
 		if err != nil {
 			t.Fatal(err)
@@ -284,7 +279,7 @@ func TestRawSetIsEveryValuesHashesWhateverTheWorkers(t *testing.T) {
 		if want == nil {
 			var values []string
 			for _, c := range cols {
-				rows, err := db.QueryContext(ctx, fmt.Sprintf("SELECT CAST(%s AS VARCHAR) FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c)))
+				rows, err := w.db.QueryContext(ctx, fmt.Sprintf("SELECT CAST(%s AS VARCHAR) FROM %s WHERE %s IS NOT NULL", quoteIdent(c), snap.table, quoteIdent(c)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -295,7 +290,9 @@ func TestRawSetIsEveryValuesHashesWhateverTheWorkers(t *testing.T) {
 					}
 					values = append(values, v)
 				}
-				rows.Close()
+				if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+					t.Fatal(err)
+				}
 			}
 			set, err := rawset.BuildHashSet(testRawKey, slices.Values(values))
 			if err != nil {
